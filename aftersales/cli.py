@@ -1,0 +1,158 @@
+"""`aftersales`: the one console script for developers and operations."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shared.settings import SERVICES, load_settings
+
+console = Console()
+app = typer.Typer(help="Aftersales: the after-sales customer-service platform.", no_args_is_help=True)
+infra_app = typer.Typer(help="Local Kafka (KRaft), Postgres and message peers, without Docker.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks, reported as ratios against a baseline measured in the same run.",
+                        no_args_is_help=True)
+app.add_typer(infra_app, name="infra")
+app.add_typer(bench_app, name="bench")
+
+
+def main() -> None:
+    app()
+
+
+# --- infra ---------------------------------------------------------------------------------
+@infra_app.command("up")
+def infra_up() -> None:
+    """Start Kafka, Postgres and the message peers; create the topics. Idempotent."""
+    from aftersales import infra
+
+    try:
+        infra.up()
+    except infra.InfraError as exc:
+        console.print(f"[red]infra up failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+@infra_app.command("down")
+def infra_down() -> None:
+    """Stop what `infra up` started."""
+    from aftersales import infra
+
+    infra.down()
+
+
+@infra_app.command("status")
+def infra_status() -> None:
+    """Show each part, its address and state."""
+    from aftersales import infra
+
+    table = Table("part", "state", "address", "detail")
+    rows = infra.status()
+    for row in rows:
+        table.add_row(row[0], f"[green]{row[1]}[/green]" if row[1] == "up" else f"[red]{row[1]}[/red]", row[2], row[3])
+    console.print(table)
+    if any(r[1] != "up" for r in rows):
+        raise typer.Exit(1)
+
+
+@app.command("tokens")
+def tokens() -> None:
+    """Print this machine's API tokens by role (from .local/secrets.env)."""
+    settings = load_settings()
+    table = Table("role", "subject", "token")
+    for token, (role, subject) in settings.parsed_api_tokens().items():
+        table.add_row(role, subject, token)
+    console.print(table)
+
+
+@app.command("peers", hidden=True)
+def peers(
+    dir: Annotated[Path, typer.Option(help="where received messages are kept")] = Path(".local/peers"),
+    smtp_port: int = 1025,
+    http_port: int = 8025,
+) -> None:
+    """Run the local SMTP server and SMS-gateway sink (started by `infra up`)."""
+    from aftersales.peers import run_peers
+
+    settings = load_settings()
+    from services.notifier.config import NotifierSettings
+    from shared.settings import secrets_file
+
+    notifier = NotifierSettings(_env_file=secrets_file() if secrets_file().exists() else None)  # type: ignore[call-arg]
+    del settings
+    asyncio.run(run_peers(dir, smtp_port, http_port, notifier.sms_api_key.get_secret_value() or None))
+
+
+# --- serve ---------------------------------------------------------------------------------
+@app.command("serve")
+def serve(service: Annotated[str, typer.Argument(help=f"one of {', '.join(SERVICES)}, or 'all'")]) -> None:
+    """Run a service (or all five, one process each) until SIGTERM/SIGINT."""
+    if service == "all":
+        raise typer.Exit(_serve_all())
+    from services import load
+    from shared.logging import configure_logging
+    from shared.runtime import ServiceRuntime
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format, service=service)
+    try:
+        definition = load(service)
+    except KeyError as exc:
+        console.print(f"[red]{exc.args[0]}[/red]")
+        raise typer.Exit(2) from None
+    asyncio.run(ServiceRuntime(definition, settings).serve())
+
+
+def _serve_all() -> int:
+    """One process per service; SIGTERM/SIGINT stops them all gracefully."""
+    processes = {
+        name: subprocess.Popen([sys.executable, "-m", "aftersales", "serve", name]) for name in SERVICES
+    }
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while True:
+        codes = {name: p.poll() for name, p in processes.items()}
+        if all(code is not None for code in codes.values()):
+            return 0 if stopping else 1
+        if not stopping and any(code is not None for code in codes.values()):
+            dead = [n for n, c in codes.items() if c is not None]
+            console.print(f"[red]{', '.join(dead)} exited; stopping the others[/red]")
+            stop()
+        time.sleep(0.5)
+
+
+# --- bench ---------------------------------------------------------------------------------
+@bench_app.command("pipeline")
+def bench_pipeline(
+    events: Annotated[int, typer.Option(help="pickups to publish")] = 50_000,
+    rate: Annotated[float, typer.Option(help="events/s to publish at; 0 = as fast as possible")] = 0,
+) -> None:
+    """VehiclePickedUp on upstream.dms → FollowUpScheduled on aftersales.followup, beside an
+    aiokafka consume→produce pass-through baseline on the same broker."""
+    from aftersales.bench.pipeline import run
+
+    asyncio.run(run(events, rate=rate))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,561 @@
+"""`aftersales infra up | down | status`: local Kafka (KRaft, one node), Postgres and the
+message peers, without Docker. Idempotent: `up` twice is harmless; `down` stops only what
+`up` started. Logs go under `.local/logs/`.
+
+- Kafka: the official broker jars from Maven Central, resolved by `deploy/kafka/pom.xml`
+  (cached in `.local/kafka/libs`), storage formatted once, started with a 512 MB heap.
+- Postgres: the server at AFTERSALES_DATABASE_URL if one answers; otherwise Debian's
+  `postgresql` package, installed if missing, started, and opened to the local connection
+  of the default URL.
+- Peers: an SMTP server and an SMS-gateway sink (see `aftersales.peers`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+from rich.console import Console
+
+from shared.db import ensure_database, with_database
+from shared.kafka.clients import ensure_topics, make_admin
+from shared.settings import Settings, load_settings, project_home, secrets_file
+
+console = Console(stderr=True)
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+KAFKA_HEAP = "512m"
+PEERS_SMTP_PORT = 1025
+PEERS_HTTP_PORT = 8025
+
+
+class InfraError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Paths:
+    home: Path
+
+    @property
+    def local(self) -> Path:
+        return self.home / ".local"
+
+    @property
+    def logs(self) -> Path:
+        return self.local / "logs"
+
+    @property
+    def run(self) -> Path:
+        return self.local / "run"
+
+    @property
+    def kafka(self) -> Path:
+        return self.local / "kafka"
+
+    @property
+    def peers(self) -> Path:
+        return self.local / "peers"
+
+    def ensure(self) -> None:
+        for path in (self.logs, self.run, self.kafka, self.peers):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+def _paths() -> Paths:
+    paths = Paths(project_home())
+    paths.ensure()
+    return paths
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+
+
+def _run(cmd: list[str], *, check: bool = True, quiet: bool = False, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    if not quiet:
+        console.print(f"[dim]$ {' '.join(cmd)}[/dim]")
+    result = subprocess.run(cmd, text=True, capture_output=True, **kwargs)  # type: ignore[call-overload]
+    if check and result.returncode != 0:
+        raise InfraError(f"{' '.join(cmd)} failed ({result.returncode}): {(result.stderr or result.stdout).strip()[-2000:]}")
+    return result  # type: ignore[no-any-return]
+
+
+def _privileged(cmd: list[str]) -> list[str]:
+    if os.geteuid() == 0:
+        return cmd
+    if shutil.which("sudo"):
+        return ["sudo", "-n", *cmd]
+    raise InfraError(
+        f"{' '.join(cmd)} needs root. Run as root, allow sudo, or point AFTERSALES_DATABASE_URL at a running Postgres."
+    )
+
+
+_apt_updated = False
+
+
+def apt_install(packages: list[str]) -> None:
+    global _apt_updated
+    if not shutil.which("apt-get"):
+        raise InfraError(f"cannot install {', '.join(packages)}: apt-get is not available on this machine")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    if not _apt_updated:
+        _run(_privileged(["apt-get", "update", "-q"]), env=env)
+        _apt_updated = True
+    _run(_privileged(["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]), env=env)
+
+
+def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _pid_alive(pid) else None
+
+
+def _stop_pid(pid_file: Path, name: str, timeout: float = 30) -> bool:
+    pid = _read_pid(pid_file)
+    if pid is None:
+        pid_file.unlink(missing_ok=True)
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _pid_alive(pid):
+        time.sleep(0.2)
+    if _pid_alive(pid):
+        console.print(f"{name} did not stop within {timeout:.0f}s; killing it")
+        os.kill(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _host_port(bootstrap: str) -> tuple[str, int]:
+    first = bootstrap.split(",")[0].strip()
+    host, _, port = first.rpartition(":")
+    return host or "127.0.0.1", int(port or 9092)
+
+
+# ---------------------------------------------------------------------------------------
+# secrets
+
+
+def ensure_secrets() -> Path:
+    """Generate `.local/secrets.env` once: API tokens per role, webhook secrets per producer,
+    the SMS gateway key. Services and the CLI read it when the environment lacks them."""
+    path = secrets_file()
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tokens = ",".join(
+        f"{secrets.token_urlsafe(24)}={role}:{subject}"
+        for role, subject in (
+            ("agent", "agent-01"), ("agent", "agent-02"), ("supervisor", "supervisor-01"),
+            ("quality", "quality-01"), ("ops", "ops-01"), ("producer", "producer-01"),
+        )
+    )
+    webhooks = ",".join(f"{producer}={secrets.token_urlsafe(32)}" for producer in ("sales", "dms", "erp", "crm"))
+    path.write_text(
+        "# Generated by `aftersales infra up` for this machine only. Never commit it.\n"
+        f"AFTERSALES_API_TOKENS={tokens}\n"
+        f"AFTERSALES_WEBHOOK_SECRETS={webhooks}\n"
+        f"AFTERSALES_SMS_API_KEY={secrets.token_urlsafe(24)}\n"
+    )
+    path.chmod(0o600)
+    return path
+
+
+def token_for(role: str, settings: Settings | None = None) -> str:
+    settings = settings or load_settings()
+    for token, (token_role, _) in settings.parsed_api_tokens().items():
+        if token_role == role:
+            return token
+    raise InfraError(f"no API token for role {role!r}; run `aftersales infra up` or set AFTERSALES_API_TOKENS")
+
+
+# ---------------------------------------------------------------------------------------
+# Kafka
+
+
+class Kafka:
+    def __init__(self, settings: Settings, paths: Paths) -> None:
+        self.settings = settings
+        self.paths = paths
+        self.host, self.port = _host_port(settings.kafka_bootstrap)
+        self.libs = paths.kafka / "libs"
+        self.data = paths.kafka / "data"
+        self.properties = paths.kafka / "server.properties"
+        self.pid_file = paths.run / "kafka.pid"
+        self.log = paths.logs / "kafka.log"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port} (controller 127.0.0.1:9093)"
+
+    def running_pid(self) -> int | None:
+        return _read_pid(self.pid_file)
+
+    def answers(self) -> bool:
+        if not _port_open(self.host, self.port):
+            return False
+        return asyncio.run(self._metadata_ok())
+
+    async def _metadata_ok(self) -> bool:
+        admin = make_admin(self.settings)
+        try:
+            await asyncio.wait_for(admin.start(), 5)
+            await asyncio.wait_for(admin.list_topics(), 5)
+            return True
+        except Exception:
+            return False
+        finally:
+            try:
+                await admin.close()
+            except Exception:
+                pass
+
+    def ensure_java(self) -> None:
+        missing = [p for b, p in (("java", "openjdk-17-jre-headless"), ("mvn", "maven")) if not shutil.which(b)]
+        if missing:
+            console.print(f"installing {', '.join(missing)}")
+            apt_install(missing)
+
+    def ensure_jars(self) -> None:
+        pom = DEPLOY / "kafka" / "pom.xml"
+        digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
+        marker = self.libs / f".resolved-{digest}"
+        if marker.exists():
+            return
+        console.print("resolving the Kafka broker jars from Maven Central (once)")
+        if self.libs.exists():
+            shutil.rmtree(self.libs)
+        self.libs.mkdir(parents=True)
+        _run(
+            ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+             f"-DoutputDirectory={self.libs}", "-DincludeScope=runtime"],
+        )
+        marker.touch()
+
+    def _java(self, main: str, *args: str, heap: str = "256m") -> list[str]:
+        return ["java", f"-Xms{heap}", f"-Xmx{heap}", f"-Dlog4j2.configurationFile={DEPLOY / 'kafka' / 'log4j2.yaml'}",
+                "-cp", f"{self.libs}/*", main, *args]
+
+    def ensure_formatted(self) -> None:
+        template = (DEPLOY / "kafka" / "server.properties").read_text()
+        self.properties.write_text(template.replace("${LOG_DIRS}", str(self.data)))
+        if (self.data / "meta.properties").exists():
+            return
+        self.data.mkdir(parents=True, exist_ok=True)
+        cluster_id = _run(self._java("kafka.tools.StorageTool", "random-uuid"), quiet=True).stdout.strip().splitlines()[-1]
+        _run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties)))
+
+    def up(self) -> str:
+        if self.running_pid() is not None:
+            self.wait_ready()
+            return "running"
+        if self.answers():
+            return "external"
+        self.ensure_java()
+        self.ensure_jars()
+        self.ensure_formatted()
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            process = subprocess.Popen(
+                self._java("kafka.Kafka", str(self.properties), heap=KAFKA_HEAP) + [],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        self.pid_file.write_text(str(process.pid))
+        self.wait_ready(process)
+        return "started"
+
+    def wait_ready(self, process: subprocess.Popen[bytes] | None = None, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                raise InfraError(f"Kafka exited with {process.returncode}; last log lines:\n{_tail(self.log)}")
+            if self.answers():
+                return
+            time.sleep(0.5)
+        raise InfraError(f"Kafka did not answer on {self.host}:{self.port} within {timeout:.0f}s:\n{_tail(self.log)}")
+
+    def down(self) -> bool:
+        return _stop_pid(self.pid_file, "Kafka", timeout=45)
+
+    def kill(self) -> None:
+        """SIGKILL the broker (fault tests)."""
+        pid = self.running_pid()
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            while _pid_alive(pid):
+                time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Postgres
+
+
+class Postgres:
+    HBA_MARK = "# aftersales: local connections of the default URL"
+
+    def __init__(self, settings: Settings, paths: Paths) -> None:
+        self.settings = settings
+        self.paths = paths
+        url = urlsplit(settings.database_url)
+        self.host = url.hostname or "127.0.0.1"
+        self.port = url.port or 5432
+        self.state_file = paths.run / "postgres.json"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def answers(self) -> bool:
+        return asyncio.run(self._answers())
+
+    async def _answers(self) -> bool:
+        try:
+            conn = await asyncpg.connect(with_database(self.settings.database_url, "postgres"), timeout=3)
+        except Exception:
+            return False
+        await conn.close()
+        return True
+
+    def _clusters(self) -> list[dict[str, str]]:
+        if not shutil.which("pg_lsclusters"):
+            return []
+        out = _run(["pg_lsclusters", "--no-header"], quiet=True, check=False).stdout
+        rows = []
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) >= 4:
+                rows.append({"version": parts[0], "name": parts[1], "port": parts[2], "status": parts[3]})
+        return rows
+
+    def _installed_version(self) -> str | None:
+        versions = sorted(
+            (p.name for p in Path("/usr/lib/postgresql").glob("*") if (p / "bin" / "postgres").exists()),
+            key=lambda v: int(v) if v.isdigit() else 0,
+        )
+        return versions[-1] if versions else None
+
+    def up(self) -> str:
+        if self.answers():
+            self._create_database()
+            return "running" if self.state_file.exists() else "external"
+        if self.host not in ("127.0.0.1", "localhost", "::1"):
+            raise InfraError(f"Postgres at {self.address} does not answer and is not local; start it or fix AFTERSALES_DATABASE_URL")
+        if self._installed_version() is None or not shutil.which("pg_ctlcluster"):
+            console.print("installing Debian's postgresql")
+            apt_install(["postgresql"])
+        version = self._installed_version()
+        assert version is not None
+        cluster = next((c for c in self._clusters() if c["version"] == version), None)
+        if cluster is None:
+            _run(_privileged(["pg_createcluster", version, "main", "--port", str(self.port)]))
+            cluster = {"version": version, "name": "main", "port": str(self.port), "status": "down"}
+        self._configure(cluster["version"], cluster["name"])
+        _run(_privileged(["pg_ctlcluster", cluster["version"], cluster["name"], "restart"]))
+        self.state_file.write_text(json.dumps({"version": cluster["version"], "name": cluster["name"]}))
+        deadline = time.monotonic() + 60
+        while not self.answers():
+            if time.monotonic() > deadline:
+                raise InfraError(f"Postgres {cluster['version']}/{cluster['name']} did not answer on {self.address}")
+            time.sleep(0.5)
+        self._create_database()
+        return "started"
+
+    def _configure(self, version: str, name: str) -> None:
+        """Allow the password-less local connection of the default URL, listen on its port,
+        and leave room for every service's pool with two replicas each."""
+        conf_dir = Path(f"/etc/postgresql/{version}/{name}")
+        user = urlsplit(self.settings.database_url).username or "postgres"
+        hba = conf_dir / "pg_hba.conf"
+        text = hba.read_text() if os.access(hba, os.R_OK) else _run(_privileged(["cat", str(hba)]), quiet=True).stdout
+        if self.HBA_MARK not in text:
+            lines = (
+                f"{self.HBA_MARK}\nhost all {user} 127.0.0.1/32 trust\nhost all {user} ::1/128 trust\n"
+            )
+            self._write_root_file(hba, lines + text)
+        dropin = conf_dir / "conf.d" / "aftersales.conf"
+        wanted = (
+            "# aftersales: local development server\n"
+            f"port = {self.port}\nlisten_addresses = 'localhost'\nmax_connections = 400\n"
+            "shared_buffers = 256MB\nwal_compression = on\nmax_wal_size = 2GB\n"
+        )
+        self._write_root_file(dropin, wanted)
+
+    def _write_root_file(self, path: Path, content: str) -> None:
+        if os.access(path.parent, os.W_OK):
+            path.write_text(content)
+            return
+        _run(_privileged(["tee", str(path)]), input=content, quiet=True)
+
+    def _create_database(self) -> None:
+        asyncio.run(ensure_database(self.settings))
+
+    def down(self) -> bool:
+        if not self.state_file.exists():
+            return False
+        state = json.loads(self.state_file.read_text())
+        _run(_privileged(["pg_ctlcluster", state["version"], state["name"], "stop"]), check=False)
+        self.state_file.unlink(missing_ok=True)
+        return True
+
+    def stop_for_fault_test(self) -> None:
+        state = json.loads(self.state_file.read_text())
+        _run(_privileged(["pg_ctlcluster", state["version"], state["name"], "stop", "-m", "immediate"]), check=False)
+
+    def start_after_fault_test(self) -> None:
+        state = json.loads(self.state_file.read_text())
+        _run(_privileged(["pg_ctlcluster", state["version"], state["name"], "start"]))
+
+
+# ---------------------------------------------------------------------------------------
+# Peers (SMTP + SMS gateway sink)
+
+
+class Peers:
+    def __init__(self, settings: Settings, paths: Paths) -> None:
+        self.settings = settings
+        self.paths = paths
+        self.pid_file = paths.run / "peers.pid"
+        self.log = paths.logs / "peers.log"
+
+    @property
+    def address(self) -> str:
+        return f"smtp 127.0.0.1:{PEERS_SMTP_PORT}, sms gateway + web http://127.0.0.1:{PEERS_HTTP_PORT}/"
+
+    def answers(self) -> bool:
+        if not _port_open("127.0.0.1", PEERS_SMTP_PORT):
+            return False
+        try:
+            return httpx.get(f"http://127.0.0.1:{PEERS_HTTP_PORT}/v1/sms", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def up(self) -> str:
+        if self.answers():
+            return "running" if _read_pid(self.pid_file) else "external"
+        with self.log.open("ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "aftersales", "peers", "--dir", str(self.paths.peers),
+                 "--smtp-port", str(PEERS_SMTP_PORT), "--http-port", str(PEERS_HTTP_PORT)],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                cwd=self.paths.home,
+            )
+        self.pid_file.write_text(str(process.pid))
+        deadline = time.monotonic() + 30
+        while not self.answers():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise InfraError(f"the message peers did not start:\n{_tail(self.log)}")
+            time.sleep(0.2)
+        return "started"
+
+    def down(self) -> bool:
+        return _stop_pid(self.pid_file, "peers", timeout=10)
+
+
+# ---------------------------------------------------------------------------------------
+# commands
+
+
+def up(settings: Settings | None = None) -> dict[str, str]:
+    settings = settings or load_settings()
+    paths = _paths()
+    ensure_secrets()
+    settings = load_settings()  # now with the generated secrets
+    results = {}
+    with console.status("Postgres"):
+        results["postgres"] = Postgres(settings, paths).up()
+    console.print(f"postgres  {results['postgres']:<9} {Postgres(settings, paths).address}")
+    with console.status("Kafka"):
+        results["kafka"] = Kafka(settings, paths).up()
+    console.print(f"kafka     {results['kafka']:<9} {Kafka(settings, paths).address}")
+    created = asyncio.run(ensure_topics(settings))
+    results["topics"] = f"{len(created)} created" if created else "present"
+    console.print(f"topics    {results['topics']:<9} {settings.topic_partitions} partitions, retention unlimited")
+    results["peers"] = Peers(settings, paths).up()
+    console.print(f"peers     {results['peers']:<9} {Peers(settings, paths).address}")
+    return results
+
+
+def down(settings: Settings | None = None) -> dict[str, bool]:
+    settings = settings or load_settings()
+    paths = _paths()
+    stopped = {
+        "peers": Peers(settings, paths).down(),
+        "kafka": Kafka(settings, paths).down(),
+        "postgres": Postgres(settings, paths).down(),
+    }
+    for name, was in stopped.items():
+        console.print(f"{name:<9} {'stopped' if was else 'was not started by infra up'}")
+    return stopped
+
+
+def status(settings: Settings | None = None) -> list[tuple[str, str, str, str]]:
+    settings = settings or load_settings()
+    paths = _paths()
+    kafka, postgres, peers = Kafka(settings, paths), Postgres(settings, paths), Peers(settings, paths)
+    rows = []
+    kpid = kafka.running_pid()
+    rows.append(("kafka", "up" if kafka.answers() else "down", kafka.address,
+                 f"pid {kpid}, log {kafka.log}" if kpid else "not started by infra up"))
+    rows.append(("postgres", "up" if postgres.answers() else "down", postgres.address,
+                 "started by infra up" if postgres.state_file.exists() else "external or not started"))
+    ppid = _read_pid(peers.pid_file)
+    rows.append(("peers", "up" if peers.answers() else "down", peers.address,
+                 f"pid {ppid}, log {peers.log}" if ppid else "not started by infra up"))
+    return rows
+
+
+def topic_names(settings: Settings) -> list[str]:
+    from shared.events import ALL_TOPICS
+
+    return [settings.topic(t) for t in ALL_TOPICS]
+
+
+_IDENT = re.compile(r"^[a-z0-9_]+$")

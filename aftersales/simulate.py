@@ -1,0 +1,141 @@
+"""The traffic generator the demo, the benchmarks and the tests use: realistic upstream
+events for a dealer network (valid VINs with check digits, Chinese mobile numbers, regions,
+dealers), published to the upstream topics as the real producers would."""
+
+from __future__ import annotations
+
+import random
+import string
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+
+from shared.validation import with_check_digit
+
+CST = timezone(timedelta(hours=8))
+REGIONS = ("east", "south", "north", "west", "central")
+MODELS = ("EV-100", "EV-200", "Cargo-3T", "Cargo-5T", "City-S")
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英"
+PART_CATEGORIES = ("motor", "controller", "rear_axle", "differential", "frame", "front_shock_absorber", "rim_welding",
+                   "battery", "brake_pad", "wiper")
+SUPPLIERS = ("SUP-A", "SUP-B", "SUP-C", "SUP-D")
+_VIN_CHARS = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
+
+
+def envelope(event_type: str, key: str, data: dict[str, Any], occurred_at: datetime, source: str,
+             event_id: uuid.UUID | None = None) -> dict[str, Any]:
+    event_id = event_id or uuid.uuid4()
+    return {
+        "event_id": str(event_id), "event_type": event_type, "schema_version": 1,
+        "occurred_at": occurred_at.isoformat(), "source": source, "correlation_id": str(event_id),
+        "causation_id": None, "key": key, "data": data,
+    }
+
+
+def encode(env: dict[str, Any]) -> bytes:
+    return orjson.dumps(env)
+
+
+@dataclass
+class Customer:
+    customer_id: str
+    name: str
+    phone: str
+    address: str
+    region: str
+    email: str | None = None
+
+    def info(self) -> dict[str, Any]:
+        info = {"customer_id": self.customer_id, "name": self.name, "phone": self.phone, "address": self.address,
+                "region": self.region}
+        if self.email:
+            info["email"] = self.email
+        return info
+
+
+@dataclass
+class Vehicle:
+    vin: str
+    model: str
+    plate: str
+    customer: Customer
+    dealer_id: str
+    sold_at: datetime
+    parts: list[dict[str, str]] = field(default_factory=list)
+
+
+class Fleet:
+    """A seeded, reproducible dealer network."""
+
+    def __init__(self, seed: int = 7, dealers: int = 20) -> None:
+        self.rng = random.Random(seed)
+        self.dealers = [f"D{n:03d}" for n in range(1, dealers + 1)]
+        self._serial = 0
+
+    def vin(self) -> str:
+        body = "LJ1" + "".join(self.rng.choice(_VIN_CHARS) for _ in range(14))
+        return with_check_digit(body)
+
+    def phone(self) -> str:
+        return "+86" + self.rng.choice(("138", "139", "150", "186", "177")) + "".join(
+            self.rng.choice(string.digits) for _ in range(8)
+        )
+
+    def customer(self) -> Customer:
+        self._serial += 1
+        region = self.rng.choice(REGIONS)
+        name = self.rng.choice(SURNAMES) + "".join(self.rng.choice(GIVEN) for _ in range(self.rng.choice((1, 2))))
+        return Customer(
+            customer_id=f"CUST-{self._serial:07d}-{self.rng.randrange(16**4):04x}",
+            name=name,
+            phone=self.phone(),
+            address=f"{region} district, road {self.rng.randrange(1, 999)}",
+            region=region,
+            email=f"c{self._serial}@example.cn" if self.rng.random() < 0.6 else None,
+        )
+
+    def vehicle(self, sold_at: datetime, customer: Customer | None = None) -> Vehicle:
+        customer = customer or self.customer()
+        parts = [
+            {"category": c, "part_no": f"P-{c[:4].upper()}-{self.rng.randrange(10, 99)}",
+             "batch": f"B{sold_at:%y%m}-{self.rng.randrange(1, 6)}", "supplier_id": self.rng.choice(SUPPLIERS)}
+            for c in PART_CATEGORIES[:7]
+        ]
+        return Vehicle(
+            vin=self.vin(), model=self.rng.choice(MODELS),
+            plate=f"沪A{self.rng.randrange(10000, 99999)}", customer=customer,
+            dealer_id=self.rng.choice(self.dealers), sold_at=sold_at, parts=parts,
+        )
+
+    # -- upstream events ----------------------------------------------------------------
+    def sale(self, vehicle: Vehicle) -> dict[str, Any]:
+        data = {
+            "sale_id": f"S-{vehicle.vin[-8:]}", "vin": vehicle.vin, "model": vehicle.model,
+            "sold_at": vehicle.sold_at.isoformat(), "dealer_id": vehicle.dealer_id, "region": vehicle.customer.region,
+            "warranty_months": 36, "warranty_km": 100_000, "customer": vehicle.customer.info(),
+            "parts": vehicle.parts, "plate": vehicle.plate,
+        }
+        return envelope("VehicleSold", vehicle.vin, data, vehicle.sold_at, "sales")
+
+    def pickup(self, vehicle: Vehicle, picked_up_at: datetime, *, mileage_km: int | None = None,
+               service_type: str = "maintenance", repair_order_id: str | None = None) -> dict[str, Any]:
+        data = {
+            "repair_order_id": repair_order_id or f"RO-{uuid.UUID(int=self.rng.getrandbits(128)).hex[:16]}",
+            "vin": vehicle.vin, "dealer_id": vehicle.dealer_id, "picked_up_at": picked_up_at.isoformat(),
+            "service_type": service_type,
+            "items": [{"code": "M-OIL", "description": "oil and filter change", "part_category": None}],
+            "mileage_km": mileage_km if mileage_km is not None else self.rng.randrange(1_000, 60_000),
+            "advisor_id": f"SA-{self.rng.randrange(1, 40):02d}",
+            "customer": vehicle.customer.info(), "plate": vehicle.plate, "model": vehicle.model,
+        }
+        return envelope("VehiclePickedUp", vehicle.vin, data, picked_up_at, "dms")
+
+    def pickups(self, count: int, start: datetime) -> Iterable[dict[str, Any]]:
+        for i in range(count):
+            vehicle = self.vehicle(start - timedelta(days=self.rng.randrange(30, 700)))
+            yield self.pickup(vehicle, start + timedelta(seconds=i))

@@ -1,0 +1,45 @@
+"""Follow-up's handlers: one per consumed event type. Load → domain → store + outbox."""
+
+from __future__ import annotations
+
+from shared.events import Event
+from shared.events.catalog import CanonicalVehiclePickedUp
+from shared.uow import UnitOfWork
+
+from services.followup import store
+from services.followup.config import FollowUpRules
+from services.followup.domain import first_visit_window, followup_id
+
+RULES = FollowUpRules()
+
+
+async def on_vehicle_picked_up(uow: UnitOfWork, events: list[Event[CanonicalVehiclePickedUp]]) -> None:
+    """Every pickup schedules a first return-visit call, due 3 to 7 days after it."""
+    for event in events:
+        d = event.data
+        window = first_visit_window(d.picked_up_at, RULES)
+        followup = {
+            "followup_id": followup_id("first_visit", d.repair_order_id),
+            "kind": "first_visit",
+            "customer_id": d.customer.customer_id,
+            "vin": d.vin,
+            "dealer_id": d.dealer_id,
+            "region": d.region or d.customer.region,
+            "reason_event_id": str(event.event_id),
+            "due_from": window.due_from,
+            "due_by": window.due_by,
+            "priority": 50,
+            "timezone": d.customer.timezone,
+            "under_warranty": d.under_warranty,
+            "event_at": d.picked_up_at,
+        }
+        if not await store.insert_followup(uow.conn, followup, uow.now()):
+            continue
+        uow.publish(
+            "FollowUpScheduled",
+            {k: followup[k] for k in (
+                "followup_id", "kind", "customer_id", "vin", "due_from", "due_by", "priority", "reason_event_id",
+                "dealer_id", "region",
+            )},
+            cause=event,
+        )

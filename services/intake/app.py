@@ -1,0 +1,22 @@
+"""Intake: validates upstream events, keeps the customer files, re-publishes canonical events,
+dead-letters bad input with a reason."""
+
+from pathlib import Path
+
+from shared.events import UPSTREAM_CRM, UPSTREAM_DMS, UPSTREAM_ERP, UPSTREAM_SALES
+from shared.kafka.consumer import Subscription
+from shared.runtime import ServiceDefinition
+
+from services.intake import handlers
+
+definition = ServiceDefinition(
+    name="intake",
+    description="The door from upstream sales, DMS, ERP and CRM systems, and the system of record for customer files.",
+    migrations=Path(__file__).parent / "migrations",
+    subscriptions=[
+        Subscription(UPSTREAM_DMS, {"VehiclePickedUp": handlers.on_vehicle_picked_up}, strict_types=True, check_key=True),
+        Subscription(UPSTREAM_SALES, {}, strict_types=True, check_key=True),
+        Subscription(UPSTREAM_ERP, {}, strict_types=True, check_key=True),
+        Subscription(UPSTREAM_CRM, {}, strict_types=True, check_key=True),
+    ],
+)

@@ -1,0 +1,75 @@
+"""Notifier's handlers: keep the contact projection, and turn matching events into notifications."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shared.events import Event
+from shared.uow import UnitOfWork
+
+from services.notifier import store
+from services.notifier.config import NotifierSettings
+from services.notifier.domain import notification_id, outside_quiet_hours
+from services.notifier.rules import Rule, RuleTable
+
+SETTINGS = NotifierSettings()
+
+
+async def on_customer_changed(uow: UnitOfWork, events: list[Event[Any]]) -> None:
+    """CustomerRegistered / CustomerUpdated → the contact projection; waiting notifications go."""
+    for event in events:
+        d = event.data
+        consent = d.consent.model_dump() if d.consent is not None else None
+        await store.upsert_contact(
+            uow.conn,
+            {"customer_id": d.customer_id, "name": d.name, "phone": d.phone, "email": d.email, "address": d.address,
+             "locale": d.locale, "timezone": d.timezone, "consent": consent},
+            event.occurred_at,
+        )
+        await store.release_awaiting(uow.conn, d.customer_id, uow.now())
+    await on_event(uow, events)
+
+
+def first_send_time(rule: Rule, event: Event[Any], now: datetime, contact: dict[str, Any] | None) -> datetime:
+    due = max(now, event.occurred_at + rule.delay_td)
+    if rule.channel == "sms" and rule.recipient_kind == "customer" and contact is not None:
+        due = outside_quiet_hours(due, contact["timezone"], SETTINGS.quiet_hours_start, SETTINGS.quiet_hours_end)
+    return due
+
+
+async def on_event(uow: UnitOfWork, events: list[Event[Any]]) -> None:
+    """Every rule that matches an event makes one notification per recipient."""
+    table: RuleTable = uow.state["rules"]
+    for event in events:
+        data = event.data.model_dump(mode="json")
+        logical_topic = event.topic.removeprefix(uow.settings.topic_prefix)
+        for rule in table.matching(event.event_type, logical_topic, data):
+            if rule.recipient_kind == "customer":
+                recipient = data.get("customer_id")
+                if not recipient:
+                    uow.log.warning("rule needs a customer_id the event lacks", rule=rule.id, event_type=event.event_type)
+                    continue
+                contact = await store.get_contact(uow.conn, recipient)
+            else:
+                recipient, contact = rule.recipient, None
+            waiting = rule.recipient_kind == "customer" and contact is None
+            await store.insert_notification(
+                uow.conn,
+                {
+                    "notification_id": notification_id(rule.id, event.event_id, recipient),
+                    "rule": rule.id,
+                    "source_event_id": event.event_id,
+                    "source_event_type": event.event_type,
+                    "correlation_id": event.correlation_id,
+                    "recipient": recipient,
+                    "recipient_kind": rule.recipient_kind,
+                    "channel": rule.channel,
+                    "template": rule.template,
+                    "locale": contact["locale"] if contact else None,
+                    "context": {"data": data, "occurred_at": event.occurred_at.isoformat(), "delay": rule.delay},
+                    "status": "awaiting_contact" if waiting else "pending",
+                    "due_at": first_send_time(rule, event, uow.now(), contact),
+                    "created_at": uow.now(),
+                },
+            )

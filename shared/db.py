@@ -1,0 +1,75 @@
+"""asyncpg pools: one per service, its search_path set to the service's own schema."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import orjson
+
+from shared.settings import Settings
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for json_type in ("json", "jsonb"):
+        await conn.set_type_codec(
+            json_type,
+            encoder=lambda value: orjson.dumps(value, default=str).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
+        )
+
+
+def _ssl_option(settings: Settings) -> Any:
+    if settings.database_ssl_rootcert:
+        context = ssl.create_default_context(cafile=str(settings.database_ssl_rootcert))
+        return context
+    return None  # asyncpg reads sslmode from the URL
+
+
+async def create_pool(settings: Settings, schema: str, *, min_size: int | None = None, max_size: int | None = None) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        settings.database_url,
+        min_size=min_size or settings.db_pool_min,
+        max_size=max_size or settings.db_pool_max,
+        init=_init_connection,
+        ssl=_ssl_option(settings),
+        server_settings={"search_path": f"{schema},public", "application_name": f"aftersales-{schema}"},
+        command_timeout=60,
+    )
+
+
+async def connect(settings: Settings, schema: str | None = None, database_url: str | None = None) -> asyncpg.Connection:
+    server_settings = {"search_path": f"{schema},public"} if schema else {}
+    conn = await asyncpg.connect(
+        database_url or settings.database_url, ssl=_ssl_option(settings), server_settings=server_settings, timeout=10
+    )
+    await _init_connection(conn)
+    return conn
+
+
+def database_name(database_url: str) -> str:
+    return urlsplit(database_url).path.lstrip("/") or "postgres"
+
+
+def with_database(database_url: str, name: str) -> str:
+    parts = urlsplit(database_url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+async def ensure_database(settings: Settings) -> bool:
+    """Create the configured database if it does not exist. True when it was created."""
+    name = database_name(settings.database_url)
+    conn = await connect(settings, database_url=with_database(settings.database_url, "postgres"))
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if exists:
+            return False
+        await conn.execute(f'CREATE DATABASE "{name}"')  # a name from settings, quoted; not user input
+        return True
+    except asyncpg.DuplicateDatabaseError:
+        return False
+    finally:
+        await conn.close()

@@ -1,0 +1,1 @@
+"""Kafka plumbing: clients and topic admin, the consumer pipeline, the outbox relay."""

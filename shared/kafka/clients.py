@@ -1,0 +1,98 @@
+"""aiokafka clients configured from settings (PLAINTEXT, SSL, SASL), and topic administration."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from shared.events import ALL_TOPICS
+from shared.settings import Settings
+
+# Canonical and upstream topics are the audit record: keep everything (DESIGN.md §5).
+TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1"}
+
+
+def make_producer(settings: Settings, *, client_id: str, idempotent: bool = True, **extra: object) -> AIOKafkaProducer:
+    options: dict[str, object] = {
+        "client_id": client_id,
+        "linger_ms": 2,
+        "max_batch_size": 256 * 1024,
+        "compression_type": None,
+        "request_timeout_ms": 30_000,
+        **settings.kafka_client_options(),
+    }
+    if idempotent:
+        # Idempotent producer: acks=all, no duplicates from its own retries, order kept per partition.
+        options.update(enable_idempotence=True, acks="all")
+    options.update(extra)
+    return AIOKafkaProducer(**options)  # type: ignore[arg-type]
+
+
+def make_consumer(
+    settings: Settings, *, group_id: str | None, client_id: str, topics: Iterable[str] = (), **extra: object
+) -> AIOKafkaConsumer:
+    options: dict[str, object] = {
+        "group_id": group_id,
+        "client_id": client_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "isolation_level": "read_uncommitted",
+        "max_partition_fetch_bytes": 4 * 1024 * 1024,
+        "fetch_max_wait_ms": 100,
+        "session_timeout_ms": 15_000,
+        "heartbeat_interval_ms": 3_000,
+        "max_poll_interval_ms": 300_000,
+        **settings.kafka_client_options(),
+    }
+    options.update(extra)
+    return AIOKafkaConsumer(*topics, **options)  # type: ignore[arg-type]
+
+
+def make_admin(settings: Settings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(client_id="aftersales-admin", request_timeout_ms=30_000, **settings.kafka_client_options())  # type: ignore[arg-type]
+
+
+async def ensure_topics(settings: Settings, topics: Iterable[str] = ALL_TOPICS, *, partitions: int | None = None) -> list[str]:
+    """Create the contract topics (with the configured prefix) that do not exist yet."""
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [settings.topic(t) for t in topics]
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(t, partitions or settings.topic_partitions, 1, topic_configs=TOPIC_CONFIG) for t in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass
+            await _wait_for_metadata(admin, missing)
+        return missing
+    finally:
+        await admin.close()
+
+
+async def _wait_for_metadata(admin: AIOKafkaAdminClient, topics: list[str], timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if set(topics) <= set(await admin.list_topics()):
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"topics {topics} did not appear within {timeout}s")
+
+
+async def delete_topics(settings: Settings, topics: Iterable[str]) -> None:
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        doomed = [t for t in topics if t in existing]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()

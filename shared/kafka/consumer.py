@@ -1,0 +1,367 @@
+"""The consumer: decode → inbox → handle → commit, one partition batch per transaction.
+
+A pipeline of small named steps (after Sentry's arroyo):
+
+1. **Decode** each record into a typed `Event`, or an `InvalidRecord` with its reason.
+2. **Inbox**: in the handler's transaction, insert the batch's event_ids; ids already there
+   were processed before (a redelivery) and are skipped.
+3. **Handle**: consecutive events of one type go to their handler together; invalid records
+   become `DeadLettered` outbox rows. State, outbox rows and inbox rows commit together.
+4. **Commit** the partition's offset, only after the transaction committed.
+
+Policies, explicit:
+- `DeadLetterPolicy`: undecodable records and records a handler rejects permanently go to
+  `aftersales.deadletter` (through the outbox, so that too is transactional); the offset
+  is committed and the partition keeps flowing.
+- Transient failures (database or broker down) retry the whole batch with exponential
+  backoff; nothing is committed meanwhile, nothing is dead-lettered.
+- If a handler fails permanently on a batch, the batch is re-run one record per transaction
+  so only the culprit is dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Any
+
+import asyncpg
+import structlog
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.structs import ConsumerRecord
+from tenacity import AsyncRetrying, retry_if_exception, stop_when_event_set, wait_exponential_jitter
+
+from shared import metrics
+from shared.clock import Clock
+from shared.errors import PermanentError, is_transient
+from shared.events import Event, InvalidRecord, UnhandledEventType, decode
+from shared.kafka.clients import make_consumer
+from shared.settings import Settings
+from shared.uow import UnitOfWork, dead_letter_event_id
+
+Handler = Callable[[UnitOfWork, list[Event[Any]]], Awaitable[None]]
+
+log = structlog.get_logger("aftersales.consumer")
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What a service consumes from one topic (contract name) and who handles each type.
+
+    `strict_types`: an event type this topic's catalog does not list is invalid (intake on
+    upstream topics). Otherwise events of types without a handler are ignored: they are
+    some other service's concern. `check_key`: the envelope key must match the catalog key.
+    """
+
+    topic: str
+    handlers: Mapping[str, Handler]
+    strict_types: bool = False
+    check_key: bool = False
+
+
+@dataclass(slots=True)
+class Decoded:
+    record: ConsumerRecord
+    event: Event[Any] | None = None
+    invalid: InvalidRecord | None = None
+    handler: Handler | None = None
+
+
+@dataclass
+class DeadLetterPolicy:
+    """Permanent failures are dead-lettered with the original record; nothing is dropped."""
+
+    service: str
+
+    def record(self, uow: UnitOfWork, item: Decoded, error: str, reason: str) -> None:
+        r = item.record
+        uow.dead_letter(
+            topic=r.topic, partition=r.partition, offset=r.offset, key=r.key, value=r.value,
+            headers=list(r.headers or ()), error=error, reason=reason,
+            envelope=item.invalid.envelope if item.invalid else (item.event.envelope if item.event else None),
+        )
+        metrics.DEAD_LETTERS.labels(self.service, r.topic, error).inc()
+        log.warning(
+            "dead-lettered a record", topic=r.topic, partition=r.partition, offset=r.offset, error=error, reason=reason
+        )
+
+
+@dataclass
+class CommitAfterTransaction:
+    """Commit a partition's offset only after the batch's database transaction committed."""
+
+    async def commit(self, consumer: Any, tp: TopicPartition, next_offset: int) -> bool:
+        try:
+            await consumer.commit({tp: next_offset})
+            return True
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The partition moved to another member during the batch; it re-reads from the
+            # last commit and the inbox skips what this member already processed.
+            log.info("offset not committed: partition reassigned", partition=str(tp), reason=str(exc))
+            return False
+
+
+def _runs(items: Sequence[Decoded]) -> list[list[Decoded]]:
+    """Consecutive records that share a handler (or are all invalid) form one run."""
+    return [list(group) for _, group in groupby(items, key=lambda d: ("invalid", None) if d.invalid else ("h", d.handler))]
+
+
+@dataclass
+class _Rebalance(ConsumerRebalanceListener):
+    owner: EventConsumer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Let the batch in flight finish and commit before the partitions move.
+        try:
+            await asyncio.wait_for(self.owner._batch_lock.acquire(), timeout=20)
+            self.owner._batch_lock.release()
+        except TimeoutError:
+            log.warning("rebalance did not wait for a slow batch; its records will be re-read and skipped by the inbox")
+        if revoked:
+            log.info("partitions revoked", count=len(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("partitions assigned", count=len(assigned), service=self.owner.service)
+        self.owner.assigned = set(assigned)
+
+
+@dataclass
+class EventConsumer:
+    service: str
+    settings: Settings
+    pool: asyncpg.Pool
+    clock: Clock
+    subscriptions: Sequence[Subscription]
+    group_id: str | None = None
+    client_id: str | None = None
+    max_concurrent_partitions: int = 4
+    commit_policy: CommitAfterTransaction = field(default_factory=CommitAfterTransaction)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.dead_letters = DeadLetterPolicy(self.service)
+        self.group_id = self.group_id or f"{self.settings.topic_prefix}{self.service}"
+        self.client_id = self.client_id or f"{self.service}-{os.getpid()}"
+        self._by_topic = {self.settings.topic(s.topic): s for s in self.subscriptions}
+        self._stopping = asyncio.Event()
+        self._batch_lock = asyncio.Lock()
+        self._partition_slots = asyncio.Semaphore(self.max_concurrent_partitions)
+        self.consumer: Any = None
+        self.assigned: set[TopicPartition] = set()
+        self.processed = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        self.consumer = make_consumer(self.settings, group_id=self.group_id, client_id=self.client_id)
+        self.consumer.subscribe(topics=list(self._by_topic), listener=_Rebalance(self))
+        async for attempt in self._retrying("consumer-start"):
+            with attempt:
+                await self.consumer.start()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        async with self._batch_lock:
+            pass
+        if self.consumer is not None:
+            await self.consumer.stop()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Poll, process, commit; until stop. Survives broker and database outages."""
+        while not self._stopping.is_set():
+            try:
+                batches = await self.consumer.getmany(
+                    timeout_ms=self.settings.consumer_poll_timeout_ms, max_records=self.settings.consumer_max_records
+                )
+            except Exception as exc:  # the broker went away; aiokafka reconnects by itself
+                if not is_transient(exc):
+                    raise
+                metrics.TRANSIENT_ERRORS.labels(self.service, "consumer-poll").inc()
+                log.warning("poll failed, retrying", error=type(exc).__name__)
+                await asyncio.sleep(1)
+                continue
+            if not batches:
+                continue
+            async with self._batch_lock:
+                if self._stopping.is_set():
+                    return  # uncommitted: the next owner re-reads these records
+                await asyncio.gather(*(self._process_partition(tp, records) for tp, records in batches.items()))
+
+    # -- one partition batch -----------------------------------------------------------
+    async def _process_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        async with self._partition_slots:
+            items = [self._decode(r) for r in records]
+            started = time.perf_counter()
+            try:
+                async for attempt in self._retrying("consumer-batch"):
+                    with attempt:
+                        try:
+                            await self._in_one_transaction(items)
+                        except Exception as exc:
+                            if is_transient(exc):
+                                raise
+                            log.warning("batch failed, retrying one record per transaction", error=type(exc).__name__)
+                            await self._one_by_one(items)
+            except Exception as exc:
+                if is_transient(exc) and self._stopping.is_set():
+                    return  # shutting down mid-outage: nothing committed, the records will be re-read
+                raise
+            metrics.HANDLER_SECONDS.labels(self.service).observe(time.perf_counter() - started)
+            metrics.BATCH_SIZE.labels(self.service).observe(len(records))
+            await self.commit_policy.commit(self.consumer, tp, records[-1].offset + 1)
+            self.processed += len(records)
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                metrics.CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(
+                    max(0, highwater - records[-1].offset - 1)
+                )
+
+    def _decode(self, record: ConsumerRecord) -> Decoded:
+        subscription = self._by_topic[record.topic]
+        try:
+            event = decode(
+                record.value, record.topic, contract_topic=subscription.topic, strict_types=subscription.strict_types,
+                partition=record.partition, offset=record.offset, check_key=subscription.check_key,
+            )
+        except InvalidRecord as invalid:
+            return Decoded(record, invalid=invalid)
+        except UnhandledEventType:
+            return Decoded(record)
+        handler = subscription.handlers.get(event.event_type)
+        return Decoded(record, event=event if handler else None, handler=handler)
+
+    async def _claim_inbox(self, conn: asyncpg.Connection, items: Sequence[Decoded]) -> list[Decoded]:
+        """Insert inbox rows; return the items not processed before, in order, each id once."""
+        candidates: list[tuple[uuid.UUID, Decoded]] = []
+        seen: set[uuid.UUID] = set()
+        for item in items:
+            r = item.record
+            if item.event is not None:
+                inbox_id = item.event.event_id
+            elif item.invalid is not None:
+                inbox_id = dead_letter_event_id(self.service, r.topic, r.partition, r.offset)
+            else:
+                metrics.EVENTS_CONSUMED.labels(self.service, r.topic, "-", "ignored").inc()
+                continue
+            if inbox_id in seen:
+                metrics.EVENTS_CONSUMED.labels(self.service, r.topic, _type_of(item), "duplicate").inc()
+                continue
+            seen.add(inbox_id)
+            candidates.append((inbox_id, item))
+        if not candidates:
+            return []
+        fresh = {
+            row[0]
+            for row in await conn.fetch(
+                """INSERT INTO inbox (event_id, topic, "partition", "offset", event_type)
+                   SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::bigint[], $5::text[])
+                   ON CONFLICT (event_id) DO NOTHING
+                   RETURNING event_id""",
+                [i for i, _ in candidates],
+                [d.record.topic for _, d in candidates],
+                [d.record.partition for _, d in candidates],
+                [d.record.offset for _, d in candidates],
+                [_type_of(d) for _, d in candidates],
+            )
+        }
+        kept = []
+        for inbox_id, item in candidates:
+            if inbox_id in fresh:
+                kept.append(item)
+            else:
+                metrics.EVENTS_CONSUMED.labels(self.service, item.record.topic, _type_of(item), "duplicate").inc()
+        return kept
+
+    async def _in_one_transaction(self, items: Sequence[Decoded]) -> None:
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                uow = self._uow(conn)
+                fresh = await self._claim_inbox(conn, items)
+                for run in _runs(fresh):
+                    if run[0].invalid is not None:
+                        for item in run:
+                            assert item.invalid is not None
+                            self.dead_letters.record(uow, item, item.invalid.error, item.invalid.reason)
+                    else:
+                        await self._handle(uow, run)
+                written = await uow.flush()
+        self._after_commit(fresh, written)
+
+    async def _one_by_one(self, items: Sequence[Decoded]) -> None:
+        for item in items:
+            try:
+                await self._in_one_transaction([item])
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                error = exc.error if isinstance(exc, PermanentError) else type(exc).__name__
+                reason = exc.reason if isinstance(exc, PermanentError) else f"{type(exc).__name__}: {exc}"
+                if not isinstance(exc, PermanentError):
+                    log.exception("handler failed on a record; dead-lettering it", offset=item.record.offset)
+                async with self.pool.acquire() as conn:
+                    async with conn.transaction():
+                        uow = self._uow(conn)
+                        if await self._claim_inbox(conn, [item]):
+                            self.dead_letters.record(uow, item, error, reason)
+                        written = await uow.flush()
+                self._after_commit([], written)
+
+    async def _handle(self, uow: UnitOfWork, run: list[Decoded]) -> None:
+        assert run[0].handler is not None
+        events = [item.event for item in run if item.event is not None]
+        if len(events) == 1:
+            event = events[0]
+            with structlog.contextvars.bound_contextvars(
+                event_id=str(event.event_id), correlation_id=str(event.correlation_id), event_type=event.event_type
+            ):
+                await run[0].handler(uow, events)
+        else:
+            await run[0].handler(uow, events)
+        for item in run:
+            metrics.EVENTS_CONSUMED.labels(self.service, item.record.topic, _type_of(item), "processed").inc()
+
+    def _after_commit(self, fresh: Sequence[Decoded], written: int) -> None:
+        for item in fresh:
+            if item.invalid is not None:
+                metrics.EVENTS_CONSUMED.labels(self.service, item.record.topic, _type_of(item), "dead_lettered").inc()
+        if written and self.settings.fault == "crash_after_commit":
+            # Fault injection for the crash tests: die between the commit and the publish.
+            log.warning("fault injection: SIGKILL after commit, before publish")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _uow(self, conn: asyncpg.Connection) -> UnitOfWork:
+        return UnitOfWork(conn, service=self.service, settings=self.settings, clock=self.clock, state=self.state)
+
+    def _retrying(self, component: str) -> AsyncRetrying:
+        def before_sleep(state: Any) -> None:
+            metrics.TRANSIENT_ERRORS.labels(self.service, component).inc()
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "transient failure, retrying", component=component, attempt=state.attempt_number,
+                error=type(exc).__name__ if exc else None, detail=str(exc)[:200] if exc else None,
+            )
+
+        return AsyncRetrying(
+            retry=retry_if_exception(is_transient),
+            wait=wait_exponential_jitter(initial=0.2, max=self.settings.retry_max_backoff_seconds),
+            stop=stop_when_event_set(self._stopping),  # type: ignore[arg-type]
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+
+
+def _type_of(item: Decoded) -> str:
+    if item.event is not None:
+        return item.event.event_type
+    if item.invalid is not None and item.invalid.envelope is not None:
+        return item.invalid.envelope.event_type
+    return "-"

@@ -1,0 +1,131 @@
+"""The outbox relay: publishes committed outbox rows to Kafka in id order, then marks them.
+
+One relay per service is active at a time (a Postgres advisory lock elects it), so with two
+replicas rows are neither published twice concurrently nor reordered for a key. The producer
+is idempotent with acks=all. A crash after publishing but before marking re-publishes those
+rows once with the same event_id, which every consumer's inbox skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaProducer
+
+from shared import metrics
+from shared.db import connect
+from shared.errors import is_transient
+from shared.settings import Settings
+from shared.uow import outbox_channel
+
+log = structlog.get_logger("aftersales.relay")
+
+
+@dataclass
+class OutboxRelay:
+    service: str
+    settings: Settings
+    producer: AIOKafkaProducer
+    retention_hours: float = 24.0
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    is_leader: bool = False
+    published: int = 0
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff = 0.2
+        while not self._stopping.is_set():
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await connect(self.settings, schema=self.service)
+                await self._lead(conn)
+                backoff = 0.2
+            except Exception as exc:
+                if not is_transient(exc):
+                    log.exception("outbox relay failed")
+                metrics.TRANSIENT_ERRORS.labels(self.service, "relay").inc()
+                log.warning("outbox relay interrupted, retrying", error=type(exc).__name__, detail=str(exc)[:200])
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, self.settings.retry_max_backoff_seconds)
+            finally:
+                self.is_leader = False
+                if conn is not None and not conn.is_closed():
+                    try:
+                        await asyncio.wait_for(conn.close(), 2)
+                    except Exception:
+                        conn.terminate()
+
+    async def _lead(self, conn: asyncpg.Connection) -> None:
+        lock_name = f"aftersales-outbox:{self.settings.topic_prefix}{self.service}"
+        while not self._stopping.is_set():
+            if await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", lock_name):
+                break
+            await self._sleep(1.0)
+        else:
+            return
+        self.is_leader = True
+        log.info("outbox relay is the active publisher", service=self.service)
+        await conn.add_listener(outbox_channel(self.service), lambda *_: self._wake.set())
+        last_purge = 0.0
+        while not self._stopping.is_set():
+            published = await self.publish_batch(conn)
+            if time.monotonic() - last_purge > 60:
+                await conn.execute(
+                    "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
+                    self.retention_hours * 3600,
+                )
+                last_purge = time.monotonic()
+            if published < self.settings.outbox_batch:
+                await self._sleep(self.settings.outbox_idle_poll_seconds, wakeable=True)
+
+    async def publish_batch(self, conn: asyncpg.Connection) -> int:
+        self._wake.clear()
+        rows = await conn.fetch(
+            """SELECT id, event_id, topic, key, event_type, payload, extract(epoch FROM created_at) AS created
+                 FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1""",
+            self.settings.outbox_batch,
+        )
+        if not rows:
+            return 0
+        if self.settings.fault == "crash_before_publish":
+            os.kill(os.getpid(), signal.SIGKILL)
+        futures = []
+        for row in rows:
+            futures.append(
+                await self.producer.send(
+                    row["topic"],
+                    value=bytes(row["payload"]),
+                    key=row["key"].encode(),
+                    headers=[("event_type", row["event_type"].encode()), ("event_id", str(row["event_id"]).encode())],
+                )
+            )
+        await asyncio.gather(*futures)
+        if self.settings.fault == "crash_after_publish":
+            log.warning("fault injection: SIGKILL after publish, before marking the outbox")
+            os.kill(os.getpid(), signal.SIGKILL)
+        await conn.execute(
+            "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [row["id"] for row in rows]
+        )
+        now = time.time()
+        for row in rows:
+            metrics.EVENTS_PUBLISHED.labels(self.service, row["topic"], row["event_type"]).inc()
+            metrics.OUTBOX_DELAY.labels(self.service).observe(max(0.0, now - float(row["created"])))
+        self.published += len(rows)
+        return len(rows)
+
+    async def _sleep(self, seconds: float, wakeable: bool = False) -> None:
+        waiter = self._wake if wakeable else self._stopping
+        try:
+            await asyncio.wait_for(waiter.wait(), timeout=seconds)
+        except TimeoutError:
+            pass

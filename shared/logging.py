@@ -1,0 +1,109 @@
+"""JSON logs (structlog) carrying event_id / correlation_id, with personal data masked.
+
+Masking is by key (name, phone, email, address, …) and by pattern (anything that looks like
+a phone number or an e-mail address in any string), so a log line never holds a raw phone
+number, e-mail address or customer name, whoever wrote it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import structlog
+
+PII_KEYS = frozenset({
+    "name", "customer_name", "person_in_charge", "phone", "phones", "mobile", "email", "address",
+    "recipient_address", "to", "to_addr", "contact",
+})
+_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+# +86 138 1234 5678, 13812345678, 010-12345678, (650) 253-0000 …: 7+ digits with separators.
+_PHONE = re.compile(r"(?<![\w-])\+?\d(?:[\s\-().]?\d){6,}(?![\w-])")
+_UUIDISH = re.compile(r"^[0-9a-fA-F-]{32,36}$")
+
+
+def mask_email(text: str) -> str:
+    return _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
+
+
+def mask_phone_digits(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group(0))
+    return f"***{digits[-4:]}" if len(digits) >= 7 else match.group(0)
+
+
+def mask_text(text: str) -> str:
+    """Mask e-mail addresses and phone-number-like digit runs inside free text."""
+    if _UUIDISH.match(text):
+        return text
+    return _PHONE.sub(mask_phone_digits, mask_email(text))
+
+
+def mask_name(value: str) -> str:
+    value = value.strip()
+    return f"{value[:1]}***" if value else value
+
+
+def mask_value(key: str, value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: mask_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_value(key, v) for v in value]
+    if not isinstance(value, str):
+        return value
+    if key.lower() in PII_KEYS:
+        if "@" in value:
+            return mask_email(value)
+        if sum(ch.isdigit() for ch in value) >= 7:
+            return mask_text(value)
+        return mask_name(value)
+    return mask_text(value)
+
+
+def mask_pii(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    return {k: (mask_value(k, v) if k not in ("timestamp", "level", "logger") else v) for k, v in event_dict.items()}
+
+
+def _dumps(obj: Any, **_: Any) -> str:
+    return orjson.dumps(obj, default=str).decode()
+
+
+def configure_logging(level: str = "INFO", fmt: str = "json", service: str | None = None) -> None:
+    shared_processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        mask_pii,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer(serializer=_dumps) if fmt == "json" else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[*shared_processors, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared_processors,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Library chatter that says nothing an operator acts on.
+    for noisy, lvl in (("aiokafka", "WARNING"), ("uvicorn.access", "WARNING"), ("asyncio", "WARNING")):
+        logging.getLogger(noisy).setLevel(lvl)
+    if service:
+        structlog.contextvars.bind_contextvars(service=service)
+
+
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger(name)

@@ -1,0 +1,85 @@
+"""Every metric name of the platform, in one place, so operators can read the whole list.
+
+Technical metrics carry a `service` label. Business KPIs are gauges that each service
+recomputes from its own database on a timer, so they agree across replicas.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# --- consumption -------------------------------------------------------------------------
+EVENTS_CONSUMED = Counter(
+    "aftersales_events_consumed_total",
+    "Records read by a service, by outcome: processed, duplicate (inbox hit), ignored (not its concern), dead_lettered",
+    ["service", "topic", "event_type", "outcome"],
+)
+DEAD_LETTERS = Counter(
+    "aftersales_dead_letters_total", "Records sent to aftersales.deadletter, by error class",
+    ["service", "topic", "error"],
+)
+HANDLER_SECONDS = Histogram(
+    "aftersales_handler_seconds", "Time to handle one partition batch in one database transaction",
+    ["service"], buckets=_LATENCY_BUCKETS,
+)
+BATCH_SIZE = Histogram(
+    "aftersales_batch_records", "Records per partition batch", ["service"],
+    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000),
+)
+CONSUMER_LAG = Gauge(
+    "aftersales_consumer_lag", "Records behind the end of the partition (high watermark - position)",
+    ["service", "topic", "partition"],
+)
+TRANSIENT_ERRORS = Counter(
+    "aftersales_transient_errors_total", "Database or broker failures that were retried with backoff",
+    ["service", "component"],
+)
+
+# --- publication -------------------------------------------------------------------------
+EVENTS_PUBLISHED = Counter(
+    "aftersales_events_published_total", "Events the outbox relay published to Kafka",
+    ["service", "topic", "event_type"],
+)
+OUTBOX_BACKLOG = Gauge("aftersales_outbox_backlog", "Outbox rows committed but not yet published", ["service"])
+OUTBOX_DELAY = Histogram(
+    "aftersales_outbox_delay_seconds", "From the handler's commit to the broker's acknowledgement",
+    ["service"], buckets=_LATENCY_BUCKETS,
+)
+
+# --- timers ------------------------------------------------------------------------------
+TIMER_BACKLOG = Gauge("aftersales_timer_backlog", "Timers due now (by the service clock) and not yet fired", ["service"])
+TIMERS_FIRED = Counter("aftersales_timers_fired_total", "Durable timers fired", ["service", "kind"])
+
+# --- HTTP --------------------------------------------------------------------------------
+HTTP_REQUESTS = Counter(
+    "aftersales_http_requests_total", "HTTP requests by route and status", ["service", "method", "route", "status"]
+)
+
+# --- business KPIs (DESIGN.md §4) --------------------------------------------------------
+CUSTOMER_FILES_INCOMPLETE = Gauge(
+    "aftersales_customer_files_incomplete", "Customer files missing phone, address, plate or model"
+)
+CUSTOMER_FILES = Gauge("aftersales_customer_files", "Customer files kept by intake")
+WARRANTY_RETURN_VISIT_RATE = Gauge(
+    "aftersales_warranty_return_visit_rate",
+    "Pickups under warranty whose first return visit completed / all such pickups (target 1.0)",
+)
+SATISFACTION_RATE = Gauge(
+    "aftersales_satisfaction_rate", "Completed calls scoring >= 4 of 5 / completed calls with a score (target 0.98)"
+)
+FOLLOWUPS_OPEN = Gauge("aftersales_followups_open", "Open return-visit follow-ups", ["kind"])
+FOLLOWUPS_OVERDUE = Gauge("aftersales_followups_overdue", "Open follow-ups past due_by", ["kind"])
+COMPLAINTS_OPEN = Gauge("aftersales_complaints_open", "Open complaint cases by escalation level", ["level"])
+COMPLAINT_SLA_BREACHES = Gauge("aftersales_complaint_sla_breaches", "Complaint SLA breaches (all time)", ["breach"])
+COMPLAINT_SLA_COMPLIANCE = Gauge(
+    "aftersales_complaint_sla_compliance", "Resolved cases resolved within their SLA / resolved cases"
+)
+PARTS_SHIPMENT_ACCURACY = Gauge(
+    "aftersales_parts_shipment_accuracy", "Lines shipped without a discrepancy / lines shipped (target 0.98)"
+)
+QUALITY_ALERTS_OPEN = Gauge("aftersales_quality_alerts_open", "Early-warning alerts raised or acknowledged, not closed")
+NOTIFICATIONS = Counter(
+    "aftersales_notifications_total", "Notifications by channel and outcome", ["channel", "outcome"]
+)

@@ -1,0 +1,276 @@
+"""One shape for every service: a `ServiceDefinition` says what it consumes, which timers it
+owns, its HTTP routes and KPIs; `ServiceRuntime` runs it (pool, migrations, consumer, outbox
+relay, timers, HTTP) and stops it gracefully: in-flight batches finish and commit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import structlog
+import uvicorn
+from fastapi import APIRouter, FastAPI
+
+from shared import metrics
+from shared.clock import Clock, clock_from_offset
+from shared.db import create_pool, ensure_database
+from shared.kafka.clients import make_producer
+from shared.kafka.consumer import EventConsumer, Subscription
+from shared.kafka.relay import OutboxRelay
+from shared.migrations import KERNEL_MIGRATIONS, migrate
+from shared.settings import Settings, load_settings
+from shared.timers import TimerHandler, TimerRunner
+from shared.uow import UnitOfWork
+
+log = structlog.get_logger("aftersales.runtime")
+
+Worker = Callable[["ServiceRuntime"], Awaitable[None]]
+
+
+@dataclass
+class ServiceDefinition:
+    name: str
+    description: str
+    migrations: Path | None
+    subscriptions: Sequence[Subscription] = ()
+    timers: Mapping[str, TimerHandler] = field(default_factory=dict)
+    router: Callable[[], APIRouter] | None = None
+    kpis: Callable[[ServiceRuntime], Awaitable[None]] | None = None
+    workers: Sequence[Worker] = ()
+    # Runs once the pool exists and migrations are applied (load rule tables, caches …).
+    on_start: Callable[[ServiceRuntime], Awaitable[None]] | None = None
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        definition: ServiceDefinition,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        *,
+        replica: str | None = None,
+    ) -> None:
+        self.definition = definition
+        self.settings = settings or load_settings()
+        self.clock = clock or clock_from_offset(self.settings.clock_offset_seconds)
+        self.replica = replica or f"{socket.gethostname()}-{os.getpid()}"
+        self.name = definition.name
+        self.state: dict[str, Any] = {}  # per-service objects (rule tables, channel clients …)
+        self.pool: asyncpg.Pool | None = None
+        self.producer: Any = None
+        self.consumer: EventConsumer | None = None
+        self.relay: OutboxRelay | None = None
+        self.timers: TimerRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._app: FastAPI | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self, *, consume: bool = True, relay: bool = True, timers: bool = True, workers: bool = True) -> None:
+        await ensure_database(self.settings)
+        self.pool = await create_pool(self.settings, self.name)
+        async with self.pool.acquire() as conn:
+            sources = {"kernel": KERNEL_MIGRATIONS}
+            if self.definition.migrations is not None:
+                sources[self.name] = self.definition.migrations
+            applied = await migrate(conn, self.name, sources)
+        if applied:
+            log.info("migrations applied", service=self.name, applied=applied)
+        if self.definition.on_start is not None:
+            await self.definition.on_start(self)
+        if relay:
+            self.producer = make_producer(self.settings, client_id=f"{self.name}-relay-{self.replica}")
+            await self._start_producer()
+            self.relay = OutboxRelay(self.name, self.settings, self.producer)
+            self._spawn(self.relay.run(), "relay")
+        if consume and self.definition.subscriptions:
+            self.consumer = EventConsumer(
+                service=self.name, settings=self.settings, pool=self.pool, clock=self.clock,
+                subscriptions=self.definition.subscriptions, client_id=f"{self.name}-{self.replica}",
+                state=self.state,
+            )
+            await self.consumer.start()
+            self._spawn(self.consumer.run(), "consumer")
+        if timers and self.definition.timers:
+            self.timers = TimerRunner(
+                self.name, self.settings, self.pool, self.clock, self.definition.timers, state=self.state
+            )
+            self._spawn(self.timers.run(), "timers")
+        if workers:
+            for worker in self.definition.workers:
+                self._spawn(worker(self), getattr(worker, "__name__", "worker"))
+        self._spawn(self._watch_backlogs(), "backlogs")
+        if self.definition.kpis is not None:
+            self._spawn(self._refresh_kpis(), "kpis")
+        log.info("service started", service=self.name, replica=self.replica)
+
+    async def _start_producer(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self.producer.start()
+                return
+            except Exception as exc:
+                log.warning("kafka not reachable yet, retrying", error=type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+                self.producer = make_producer(self.settings, client_id=f"{self.name}-relay-{self.replica}")
+
+    async def stop(self) -> None:
+        """Finish in-flight work and commit, then close everything."""
+        self._stopping.set()
+        if self.consumer is not None:
+            self.consumer.request_stop()
+        if self.timers is not None:
+            self.timers.request_stop()
+        if self.consumer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.consumer.stop(), 30)
+        if self.relay is not None:
+            # Give the relay a moment to publish what the last batch committed.
+            await self._drain_outbox(timeout=5)
+            self.relay.request_stop()
+        for task in self._tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.producer.stop(), 10)
+        if self.pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.pool.close(), 10)
+        log.info("service stopped", service=self.name)
+
+    async def _drain_outbox(self, timeout: float) -> None:
+        if self.pool is None or self.relay is None or not self.relay.is_leader:
+            return
+        deadline = asyncio.get_running_loop().time() + timeout
+        with contextlib.suppress(Exception):
+            while asyncio.get_running_loop().time() < deadline:
+                pending = await self.pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                if not pending:
+                    return
+                self.relay._wake.set()
+                await asyncio.sleep(0.05)
+
+    def uow(self, conn: asyncpg.Connection) -> UnitOfWork:
+        """A unit of work outside a consumer (HTTP commands, workers)."""
+        return UnitOfWork(conn, service=self.name, settings=self.settings, clock=self.clock, state=self.state)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def sleep(self, seconds: float) -> None:
+        await self._sleep(seconds)
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(f"{self.name}:{name}")
+        task.add_done_callback(self._on_task_done)
+        self._tasks.append(task)
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self._stopping.is_set():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("a service loop crashed; stopping the service", task=task.get_name(), error=repr(exc), exc_info=exc)
+            self._stopping.set()
+            self.crashed = exc
+
+    crashed: BaseException | None = None
+
+    # -- periodic ------------------------------------------------------------------------
+    async def _watch_backlogs(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(Exception):
+                assert self.pool is not None
+                row = await self.pool.fetchrow(
+                    """SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL) AS outbox,
+                              (SELECT count(*) FROM timers WHERE fired_at IS NULL AND cancelled_at IS NULL
+                                  AND due_at <= $1) AS timers""",
+                    self.clock.now(),
+                )
+                metrics.OUTBOX_BACKLOG.labels(self.name).set(row["outbox"])
+                metrics.TIMER_BACKLOG.labels(self.name).set(row["timers"])
+            await self._sleep(5)
+
+    async def _refresh_kpis(self) -> None:
+        assert self.definition.kpis is not None
+        while not self._stopping.is_set():
+            try:
+                await self.definition.kpis(self)
+            except Exception as exc:
+                log.warning("KPI refresh failed", error=type(exc).__name__, detail=str(exc)[:200])
+            await self._sleep(self.settings.kpi_refresh_seconds)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    # -- HTTP ----------------------------------------------------------------------------
+    @property
+    def app(self) -> FastAPI:
+        if self._app is None:
+            from shared.http import create_app
+
+            self._app = create_app(self, self.definition.router() if self.definition.router else None)
+        return self._app
+
+    async def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            assert self.pool is not None, "not started"
+            await asyncio.wait_for(self.pool.fetchval("SELECT 1"), 3)
+            checks["postgres"] = "ok"
+        except Exception as exc:
+            checks["postgres"] = f"unreachable: {type(exc).__name__}"
+        try:
+            assert self.producer is not None, "not started"
+            await asyncio.wait_for(self.producer.client.fetch_all_metadata(), 3)
+            checks["kafka"] = "ok"
+        except Exception as exc:
+            checks["kafka"] = f"unreachable: {type(exc).__name__}"
+        return checks
+
+    async def serve(self, *, host: str | None = None, port: int | None = None) -> None:
+        """Run until SIGTERM/SIGINT, then stop gracefully. Exits non-zero if a loop crashed."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        await self.start()
+        server = _QuietServer(
+            uvicorn.Config(
+                self.app, host=host or self.settings.http_host, port=port or self.settings.port_for(self.name),
+                log_config=None, access_log=False, lifespan="off",
+            )
+        )
+        http = asyncio.ensure_future(server.serve())
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({http, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(http, 10)
+        stopper.cancel()
+        await self.stop()
+        if self.crashed is not None:
+            raise SystemExit(f"{self.name} stopped because a loop crashed: {self.crashed!r}")
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the runtime owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield

@@ -1,0 +1,161 @@
+"""Platform settings, read from `AFTERSALES_*` environment variables.
+
+Secrets (API tokens, webhook secrets, SMTP/SMS credentials) come from the environment or
+from `.local/secrets.env`, which `aftersales infra up` generates on a developer machine;
+never from the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES: tuple[str, ...] = ("intake", "followup", "complaints", "quality", "notifier")
+
+DEFAULT_PORTS: dict[str, int] = {
+    "intake": 8001,
+    "followup": 8002,
+    "complaints": 8003,
+    "quality": 8004,
+    "notifier": 8005,
+}
+
+
+def project_home() -> Path:
+    """Where `.local/` (logs, data, generated secrets) lives: AFTERSALES_HOME or the cwd."""
+    return Path(os.environ.get("AFTERSALES_HOME") or Path.cwd()).resolve()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AFTERSALES_", extra="ignore")
+
+    # Kafka
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    topic_prefix: str = ""
+    topic_partitions: int = Field(12, ge=1)
+
+    # Postgres (one database, one schema per service). TLS: `?sslmode=require` in the URL,
+    # or database_ssl_rootcert for verify-full against a private CA.
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/aftersales"
+    database_ssl_rootcert: Path | None = None
+    db_pool_min: int = Field(2, ge=1)
+    db_pool_max: int = Field(14, ge=1)
+
+    # HTTP
+    http_host: str = "127.0.0.1"
+    intake_port: int = DEFAULT_PORTS["intake"]
+    followup_port: int = DEFAULT_PORTS["followup"]
+    complaints_port: int = DEFAULT_PORTS["complaints"]
+    quality_port: int = DEFAULT_PORTS["quality"]
+    notifier_port: int = DEFAULT_PORTS["notifier"]
+    http_max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+
+    # Consumer / outbox / timers
+    consumer_max_records: int = Field(500, ge=1)
+    consumer_poll_timeout_ms: int = Field(100, ge=1)
+    outbox_batch: int = Field(1000, ge=1)
+    outbox_idle_poll_seconds: float = Field(0.5, gt=0)
+    timer_tick_seconds: float = Field(1.0, gt=0)
+    timer_batch: int = Field(200, ge=1)
+    kpi_refresh_seconds: float = Field(15.0, gt=0)
+    retry_max_backoff_seconds: float = Field(30.0, gt=0)
+
+    # Time: a running stack may be started with a fixed offset (demos); rules read the clock.
+    clock_offset_seconds: float = 0.0
+
+    # Logging
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    # Security: bearer tokens are "token=role:subject" pairs separated by commas;
+    # webhook secrets are "producer=secret" pairs.
+    api_tokens: SecretStr = SecretStr("")
+    webhook_secrets: SecretStr = SecretStr("")
+
+    # Fault injection for the crash tests; never set in production.
+    fault: str | None = None
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix_is_a_topic_fragment(cls, value: str) -> str:
+        if value and not all(ch.isalnum() or ch in "._-" for ch in value):
+            raise ValueError("topic_prefix may only hold letters, digits, '.', '_' and '-'")
+        return value
+
+    def port_for(self, service: str) -> int:
+        return int(getattr(self, f"{service}_port"))
+
+    def topic(self, name: str) -> str:
+        """The physical topic name for a contract topic (tests isolate with a prefix)."""
+        return f"{self.topic_prefix}{name}"
+
+    @cached_property
+    def kafka_ssl_context(self) -> ssl.SSLContext | None:
+        if self.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+            return None
+        context = ssl.create_default_context(cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None)
+        if self.kafka_ssl_certfile:
+            context.load_cert_chain(str(self.kafka_ssl_certfile), str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None)
+        return context
+
+    def kafka_client_options(self) -> dict[str, object]:
+        """Connection options shared by every aiokafka client (producer, consumer, admin)."""
+        options: dict[str, object] = {
+            "bootstrap_servers": self.kafka_bootstrap,
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_ssl_context is not None:
+            options["ssl_context"] = self.kafka_ssl_context
+        if self.kafka_security_protocol.startswith("SASL"):
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            options["sasl_plain_password"] = (
+                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+            )
+        return options
+
+    def parsed_api_tokens(self) -> dict[str, tuple[str, str]]:
+        """token -> (role, subject)."""
+        tokens: dict[str, tuple[str, str]] = {}
+        for pair in _pairs(self.api_tokens.get_secret_value()):
+            token, _, who = pair.partition("=")
+            role, _, subject = who.partition(":")
+            if token and role:
+                tokens[token.strip()] = (role.strip(), (subject or role).strip())
+        return tokens
+
+    def parsed_webhook_secrets(self) -> dict[str, str]:
+        """producer -> secret."""
+        secrets: dict[str, str] = {}
+        for pair in _pairs(self.webhook_secrets.get_secret_value()):
+            producer, _, secret = pair.partition("=")
+            if producer and secret:
+                secrets[producer.strip()] = secret.strip()
+        return secrets
+
+
+def _pairs(raw: str) -> list[str]:
+    return [part for part in (p.strip() for p in raw.replace("\n", ",").split(",")) if part]
+
+
+def secrets_file() -> Path:
+    return project_home() / ".local" / "secrets.env"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, then `.local/secrets.env` for what the environment lacks."""
+    env_file = secrets_file()
+    return Settings(_env_file=env_file if env_file.exists() else None, **overrides)  # type: ignore[call-arg]

@@ -1,0 +1,151 @@
+"""Durable timers: due-at rows in Postgres, claimed with FOR UPDATE SKIP LOCKED.
+
+A timer fires when the service clock reaches its due_at, once, whichever replica claims it.
+Its handler runs in the same transaction that marks it fired, with the same unit of work as
+an event handler, so the events it publishes go through the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import groupby
+from typing import Any
+
+import asyncpg
+import structlog
+
+from shared import metrics
+from shared.clock import Clock
+from shared.errors import is_transient
+from shared.events.envelope import AFTERSALES_NAMESPACE
+from shared.settings import Settings
+from shared.uow import UnitOfWork
+
+log = structlog.get_logger("aftersales.timers")
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    id: int
+    kind: str
+    ref: str
+    due_at: datetime
+    payload: dict[str, Any]
+    cause_event_id: uuid.UUID | None
+    cause_correlation_id: uuid.UUID | None
+
+    @property
+    def event_id(self) -> uuid.UUID:
+        """As a cause: the event that set the timer, or the timer itself."""
+        return self.cause_event_id or uuid.uuid5(AFTERSALES_NAMESPACE, f"timer:{self.kind}:{self.ref}")
+
+    @property
+    def correlation_id(self) -> uuid.UUID:
+        return self.cause_correlation_id or self.event_id
+
+
+TimerHandler = Callable[[UnitOfWork, list[Timer]], Awaitable[None]]
+
+
+@dataclass
+class TimerRunner:
+    service: str
+    settings: Settings
+    pool: asyncpg.Pool
+    clock: Clock
+    handlers: Mapping[str, TimerHandler]
+    state: dict[str, Any] = field(default_factory=dict)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    fired: int = 0
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        backoff = 0.2
+        while not self._stopping.is_set():
+            try:
+                fired = await self.fire_due()
+                backoff = 0.2
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                metrics.TRANSIENT_ERRORS.labels(self.service, "timers").inc()
+                log.warning("timer run failed, retrying", error=type(exc).__name__)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, self.settings.retry_max_backoff_seconds)
+                continue
+            if fired < self.settings.timer_batch:
+                await self._sleep(self.settings.timer_tick_seconds)
+
+    async def fire_due(self) -> int:
+        """Fire up to one batch of due timers; return how many fired."""
+        if not self.handlers:
+            return 0
+        now = self.clock.now()
+        try:
+            return await self._fire(now, only_id=None)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning("timer batch failed, firing one timer per transaction", error=type(exc).__name__)
+            return await self._fire_one_by_one(now)
+
+    async def _claim(self, conn: asyncpg.Connection, now: datetime, only_id: int | None) -> list[Timer]:
+        rows = await conn.fetch(
+            """SELECT id, kind, ref, due_at, payload, cause_event_id, cause_correlation_id
+                 FROM timers
+                WHERE fired_at IS NULL AND cancelled_at IS NULL AND due_at <= $1 AND kind = ANY($2::text[])
+                  AND ($4::bigint IS NULL OR id = $4)
+                ORDER BY due_at, id
+                LIMIT $3
+                FOR UPDATE SKIP LOCKED""",
+            now, list(self.handlers), self.settings.timer_batch, only_id,
+        )
+        return [Timer(**dict(r)) for r in rows]
+
+    async def _fire(self, now: datetime, only_id: int | None) -> int:
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                timers = await self._claim(conn, now, only_id)
+                if not timers:
+                    return 0
+                uow = UnitOfWork(conn, service=self.service, settings=self.settings, clock=self.clock, state=self.state)
+                for kind, group in groupby(timers, key=lambda t: t.kind):
+                    await self.handlers[kind](uow, list(group))
+                await conn.execute(
+                    "UPDATE timers SET fired_at = $2 WHERE id = ANY($1::bigint[])", [t.id for t in timers], now
+                )
+                await uow.flush()
+        for timer in timers:
+            metrics.TIMERS_FIRED.labels(self.service, timer.kind).inc()
+        self.fired += len(timers)
+        return len(timers)
+
+    async def _fire_one_by_one(self, now: datetime) -> int:
+        async with self.pool.acquire() as conn:
+            ids = [t.id for t in await self._claim(conn, now, None)]  # a peek, outside a transaction
+        fired = 0
+        for timer_id in ids:
+            try:
+                fired += await self._fire(now, only_id=timer_id)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                log.exception("timer handler failed; the timer is parked with its error", timer_id=timer_id)
+                async with self.pool.acquire() as conn:
+                    await conn.execute(
+                        "UPDATE timers SET fired_at = $2, error = $3 WHERE id = $1 AND fired_at IS NULL",
+                        timer_id, now, f"{type(exc).__name__}: {exc}"[:2000],
+                    )
+        return fired
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            pass

@@ -1,0 +1,212 @@
+"""The unit of work a handler receives: one database transaction in which its state change,
+the events it publishes (outbox rows) and the timers it sets are written together."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import structlog
+from pydantic import BaseModel
+
+from shared.clock import Clock
+from shared.events import DEADLETTER, SERVICE_TOPIC, Envelope, Event, new_event
+from shared.events.codec import Cause
+from shared.events.envelope import AFTERSALES_NAMESPACE
+from shared.settings import Settings
+
+
+def outbox_channel(service: str) -> str:
+    return f"aftersales_outbox_{service}"
+
+
+@dataclass(frozen=True, slots=True)
+class TimerRequest:
+    kind: str
+    ref: str
+    due_at: datetime
+    payload: dict[str, Any]
+    cause_event_id: uuid.UUID | None
+    cause_correlation_id: uuid.UUID | None
+    replace: bool
+
+
+def dead_letter_event_id(service: str, topic: str, partition: int, offset: int) -> uuid.UUID:
+    """The same bad record read twice is dead-lettered once."""
+    return uuid.uuid5(AFTERSALES_NAMESPACE, f"deadletter:{service}:{topic}:{partition}:{offset}")
+
+
+class UnitOfWork:
+    def __init__(
+        self, conn: asyncpg.Connection, *, service: str, settings: Settings, clock: Clock,
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        self.conn = conn
+        self.state = state if state is not None else {}  # the service's loaded rule tables, clients …
+        self.service = service
+        self.settings = settings
+        self.clock = clock
+        self.log = structlog.get_logger(f"aftersales.{service}")
+        self._messages: list[tuple[str, Envelope]] = []
+        self._timers: list[TimerRequest] = []
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    @property
+    def published(self) -> list[Envelope]:
+        return [envelope for _, envelope in self._messages]
+
+    # -- events -------------------------------------------------------------------------
+    def publish(
+        self,
+        event_type: str,
+        data: BaseModel | dict[str, Any],
+        *,
+        cause: Event[Any] | Cause | None,
+        occurred_at: datetime | None = None,
+        discriminator: object = "",
+        event_id: uuid.UUID | None = None,
+    ) -> Envelope:
+        """Record an event on this service's own topic, to be published after commit."""
+        logical = SERVICE_TOPIC[self.service]
+        cause_envelope = cause.envelope if isinstance(cause, Event) else cause
+        envelope = new_event(
+            topic=logical,
+            event_type=event_type,
+            data=data,
+            source=self.service,
+            occurred_at=occurred_at or self.clock.now(),
+            cause=cause_envelope,
+            discriminator=discriminator,
+            event_id=event_id,
+        )
+        self._messages.append((self.settings.topic(logical), envelope))
+        return envelope
+
+    def dead_letter(
+        self,
+        *,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...],
+        error: str,
+        reason: str,
+        envelope: Envelope | None = None,
+    ) -> Envelope:
+        logical_topic = topic.removeprefix(self.settings.topic_prefix)
+        data = {
+            "service": self.service,
+            "topic": logical_topic,
+            "partition": partition,
+            "offset": offset,
+            "error": error,
+            "reason": reason,
+            "event_type": envelope.event_type if envelope else None,
+            "original_event_id": str(envelope.event_id) if envelope else None,
+            "record": {
+                "key": key.decode("utf-8", "replace") if key is not None else None,
+                "value_b64": base64.b64encode(value or b"").decode(),
+                "headers": {k: v.decode("utf-8", "replace") if v is not None else "" for k, v in headers},
+            },
+        }
+        dead = new_event(
+            topic=DEADLETTER,
+            event_type="DeadLettered",
+            data=data,
+            source=self.service,
+            occurred_at=self.clock.now(),
+            event_id=dead_letter_event_id(self.service, logical_topic, partition, offset),
+        )
+        if envelope is not None:
+            dead = dead.model_copy(update={"correlation_id": envelope.correlation_id, "causation_id": envelope.event_id})
+        self._messages.append((self.settings.topic(DEADLETTER), dead))
+        return dead
+
+    # -- timers -------------------------------------------------------------------------
+    def schedule_timer(
+        self,
+        kind: str,
+        ref: str,
+        due_at: datetime,
+        payload: dict[str, Any] | None = None,
+        *,
+        cause: Event[Any] | Cause | None = None,
+        replace: bool = False,
+    ) -> None:
+        """Set a durable timer; (kind, ref) is unique. `replace` re-arms an existing one."""
+        cause_envelope = cause.envelope if isinstance(cause, Event) else cause
+        self._timers.append(
+            TimerRequest(
+                kind, ref, due_at, payload or {},
+                cause_envelope.event_id if cause_envelope else None,
+                cause_envelope.correlation_id if cause_envelope else None,
+                replace,
+            )
+        )
+
+    async def cancel_timers(self, ref: str, kinds: list[str] | None = None) -> int:
+        await self._flush_timers()
+        result = await self.conn.execute(
+            """UPDATE timers SET cancelled_at = $3
+                WHERE ref = $1 AND ($2::text[] IS NULL OR kind = ANY($2))
+                  AND fired_at IS NULL AND cancelled_at IS NULL""",
+            ref, kinds, self.clock.now(),
+        )
+        return int(result.split()[-1])
+
+    # -- commit -------------------------------------------------------------------------
+    async def flush(self) -> int:
+        """Write pending timers and outbox rows; return how many outbox rows were new."""
+        await self._flush_timers()
+        if not self._messages:
+            return 0
+        messages, self._messages = self._messages, []
+        inserted = await self.conn.fetchval(
+            """WITH ins AS (
+                   INSERT INTO outbox (event_id, topic, key, event_type, payload)
+                   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[])
+                   ON CONFLICT (event_id) DO NOTHING
+                   RETURNING 1)
+               SELECT n, CASE WHEN n > 0 THEN pg_notify($6, '') END FROM (SELECT count(*) AS n FROM ins) c""",
+            [e.event_id for _, e in messages],
+            [t for t, _ in messages],
+            [e.key for _, e in messages],
+            [e.event_type for _, e in messages],
+            [e.to_json() for _, e in messages],
+            outbox_channel(self.service),
+        )
+        return int(inserted or 0)
+
+    async def _flush_timers(self) -> None:
+        if not self._timers:
+            return
+        timers, self._timers = self._timers, []
+        for replace in (False, True):
+            batch = [t for t in timers if t.replace is replace]
+            if not batch:
+                continue
+            conflict = (
+                """DO UPDATE SET due_at = EXCLUDED.due_at, payload = EXCLUDED.payload,
+                       cause_event_id = EXCLUDED.cause_event_id, cause_correlation_id = EXCLUDED.cause_correlation_id,
+                       fired_at = NULL, cancelled_at = NULL, error = NULL"""
+                if replace else "DO NOTHING"
+            )
+            await self.conn.execute(
+                f"""INSERT INTO timers (kind, ref, due_at, payload, cause_event_id, cause_correlation_id)
+                    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[], $5::uuid[], $6::uuid[])
+                    ON CONFLICT (kind, ref) {conflict}""",
+                [t.kind for t in batch],
+                [t.ref for t in batch],
+                [t.due_at for t in batch],
+                [t.payload for t in batch],
+                [t.cause_event_id for t in batch],
+                [t.cause_correlation_id for t in batch],
+            )
