@@ -84,12 +84,9 @@ def peers(
     """Run the local SMTP server and SMS-gateway sink (started by `infra up`)."""
     from aftersales.peers import run_peers
 
-    settings = load_settings()
-    from services.notifier.config import NotifierSettings
-    from shared.settings import secrets_file
+    from services.notifier.app import load_notifier_settings
 
-    notifier = NotifierSettings(_env_file=secrets_file() if secrets_file().exists() else None)  # type: ignore[call-arg]
-    del settings
+    notifier = load_notifier_settings()
     asyncio.run(run_peers(dir, smtp_port, http_port, notifier.sms_api_key.get_secret_value() or None))
 
 

@@ -10,14 +10,16 @@ from services.followup import store
 from services.followup.config import FollowUpRules
 from services.followup.domain import first_visit_window, followup_id
 
-RULES = FollowUpRules()
+
+def rules(uow: UnitOfWork) -> FollowUpRules:
+    return uow.state["rules"]  # type: ignore[no-any-return]
 
 
 async def on_vehicle_picked_up(uow: UnitOfWork, events: list[Event[CanonicalVehiclePickedUp]]) -> None:
     """Every pickup schedules a first return-visit call, due 3 to 7 days after it."""
     for event in events:
         d = event.data
-        window = first_visit_window(d.picked_up_at, RULES)
+        window = first_visit_window(d.picked_up_at, rules(uow))
         followup = {
             "followup_id": followup_id("first_visit", d.repair_order_id),
             "kind": "first_visit",

@@ -5,9 +5,15 @@ from pathlib import Path
 
 from shared.events import UPSTREAM_CRM, UPSTREAM_DMS, UPSTREAM_ERP, UPSTREAM_SALES
 from shared.kafka.consumer import Subscription
-from shared.runtime import ServiceDefinition
+from shared.runtime import ServiceDefinition, ServiceRuntime
 
 from services.intake import handlers
+from services.intake.config import IntakeRules
+
+
+async def _on_start(runtime: ServiceRuntime) -> None:
+    runtime.state.setdefault("rules", IntakeRules())
+
 
 definition = ServiceDefinition(
     name="intake",
@@ -19,4 +25,5 @@ definition = ServiceDefinition(
         Subscription(UPSTREAM_ERP, {}, strict_types=True, check_key=True),
         Subscription(UPSTREAM_CRM, {}, strict_types=True, check_key=True),
     ],
+    on_start=_on_start,
 )

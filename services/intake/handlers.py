@@ -15,12 +15,13 @@ from services.intake import store
 from services.intake.config import IntakeRules
 from services.intake.domain import Change, Record, customer_fields, derived_customer_id, verify_vin
 
-RULES = IntakeRules()
+def rules(uow: UnitOfWork) -> IntakeRules:
+    return uow.state["rules"]  # type: ignore[no-any-return]
 
 
-def _check_vin(vin: str, field: str = "data.vin") -> None:
+def _check_vin(uow: UnitOfWork, vin: str, field: str = "data.vin") -> None:
     try:
-        verify_vin(vin, RULES.vin_check_digit_regions)
+        verify_vin(vin, rules(uow).vin_check_digit_regions)
     except ValueError as exc:
         raise PermanentError(f"{field}: {exc}", "ValidationFailed") from None
 
@@ -65,7 +66,7 @@ async def resolve_customer(
 async def on_vehicle_picked_up(uow: UnitOfWork, events: list[Event[VehiclePickedUp]]) -> None:
     for event in events:
         d = event.data
-        _check_vin(d.vin)
+        _check_vin(uow, d.vin)
         at = d.picked_up_at
         vehicle = await store.get_vehicle(uow.conn, d.vin)
         sold_at = vehicle.values.get("sold_at") if vehicle else None

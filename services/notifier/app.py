@@ -8,6 +8,7 @@ from pathlib import Path
 from shared.events import COMPLAINTS, FOLLOWUP, INTAKE, QUALITY
 from shared.kafka.consumer import Subscription
 from shared.runtime import ServiceDefinition, ServiceRuntime
+from shared.settings import secrets_file
 
 from services.notifier import handlers
 from services.notifier.channels import SmsChannel
@@ -16,8 +17,7 @@ from services.notifier.dispatcher import Dispatcher, close_channels
 from services.notifier.rules import load_rules
 from services.notifier.templating import Templates
 
-SETTINGS = NotifierSettings()
-RULES = load_rules(SETTINGS.rules_file)
+RULES = load_rules(NotifierSettings().rules_file)
 
 
 def _subscriptions() -> list[Subscription]:
@@ -30,14 +30,16 @@ def _subscriptions() -> list[Subscription]:
     return [Subscription(topic, handlers_) for topic, handlers_ in by_topic.items()]  # type: ignore[arg-type]
 
 
-async def _on_start(runtime: ServiceRuntime) -> None:
-    from shared.settings import secrets_file
+def load_notifier_settings() -> NotifierSettings:
+    env_file = secrets_file()
+    return NotifierSettings(_env_file=env_file if env_file.exists() else None)  # type: ignore[call-arg]
 
-    settings = NotifierSettings(_env_file=secrets_file() if secrets_file().exists() else None)  # type: ignore[call-arg]
-    runtime.state["settings"] = settings
-    runtime.state["rules"] = load_rules(settings.rules_file)
-    runtime.state["templates"] = Templates(settings.templates_dir, settings.default_locale)
-    runtime.state["channels"] = {"sms": SmsChannel(settings)}
+
+async def _on_start(runtime: ServiceRuntime) -> None:
+    settings: NotifierSettings = runtime.state.setdefault("settings", load_notifier_settings())
+    runtime.state.setdefault("rules", load_rules(settings.rules_file))
+    runtime.state.setdefault("templates", Templates(settings.templates_dir, settings.default_locale))
+    runtime.state.setdefault("channels", {"sms": SmsChannel(settings)})
 
 
 async def dispatch(runtime: ServiceRuntime) -> None:

@@ -64,6 +64,13 @@ class Dispatcher:
         now = self.runtime.clock.now()
         async with pool.acquire() as conn:
             async with conn.transaction():
+                _, expired = await store.sweep_awaiting(
+                    conn, now, now - timedelta(days=self.settings.awaiting_contact_days)
+                )
+        for n in expired:
+            await self._record(n, "failed", now, error="no contact arrived for this customer in time")
+        async with pool.acquire() as conn:
+            async with conn.transaction():
                 claimed = await store.claim_due(
                     conn, now, now - timedelta(seconds=self.settings.sending_lease_seconds), self.settings.dispatch_batch
                 )

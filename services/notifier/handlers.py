@@ -13,8 +13,6 @@ from services.notifier.config import NotifierSettings
 from services.notifier.domain import notification_id, outside_quiet_hours
 from services.notifier.rules import Rule, RuleTable
 
-SETTINGS = NotifierSettings()
-
 
 async def on_customer_changed(uow: UnitOfWork, events: list[Event[Any]]) -> None:
     """CustomerRegistered / CustomerUpdated → the contact projection; waiting notifications go."""
@@ -31,10 +29,12 @@ async def on_customer_changed(uow: UnitOfWork, events: list[Event[Any]]) -> None
     await on_event(uow, events)
 
 
-def first_send_time(rule: Rule, event: Event[Any], now: datetime, contact: dict[str, Any] | None) -> datetime:
+def first_send_time(
+    rule: Rule, event: Event[Any], now: datetime, contact: dict[str, Any] | None, settings: NotifierSettings
+) -> datetime:
     due = max(now, event.occurred_at + rule.delay_td)
     if rule.channel == "sms" and rule.recipient_kind == "customer" and contact is not None:
-        due = outside_quiet_hours(due, contact["timezone"], SETTINGS.quiet_hours_start, SETTINGS.quiet_hours_end)
+        due = outside_quiet_hours(due, contact["timezone"], settings.quiet_hours_start, settings.quiet_hours_end)
     return due
 
 
@@ -69,7 +69,7 @@ async def on_event(uow: UnitOfWork, events: list[Event[Any]]) -> None:
                     "locale": contact["locale"] if contact else None,
                     "context": {"data": data, "occurred_at": event.occurred_at.isoformat(), "delay": rule.delay},
                     "status": "awaiting_contact" if waiting else "pending",
-                    "due_at": first_send_time(rule, event, uow.now(), contact),
+                    "due_at": first_send_time(rule, event, uow.now(), contact, uow.state["settings"]),
                     "created_at": uow.now(),
                 },
             )

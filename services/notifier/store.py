@@ -54,6 +54,25 @@ async def release_awaiting(conn: asyncpg.Connection, customer_id: str, now: date
     return int(status.split()[-1])
 
 
+async def sweep_awaiting(conn: asyncpg.Connection, now: datetime, give_up_before: datetime) -> tuple[int, list[dict[str, Any]]]:
+    """Release notifications whose contact has arrived since (a contact and its notification
+    may be committed by concurrent transactions that cannot see each other); return the count
+    released and the ones that waited too long."""
+    released = await conn.execute(
+        """UPDATE notifications n SET status = 'pending', due_at = greatest(n.due_at, $1)
+             FROM contacts c
+            WHERE n.status = 'awaiting_contact' AND n.recipient_kind = 'customer' AND c.customer_id = n.recipient""",
+        now,
+    )
+    expired = await conn.fetch(
+        """UPDATE notifications SET status = 'sending', sending_since = $1
+            WHERE status = 'awaiting_contact' AND created_at < $2
+           RETURNING *""",
+        now, give_up_before,
+    )
+    return int(released.split()[-1]), [dict(r) for r in expired]
+
+
 async def claim_due(conn: asyncpg.Connection, now: datetime, lease_expired_before: datetime, limit: int) -> list[dict[str, Any]]:
     """Claim pending notifications that are due, and ones whose sender died mid-send."""
     rows = await conn.fetch(

@@ -352,7 +352,7 @@ class EventConsumer:
 
         return AsyncRetrying(
             retry=retry_if_exception(is_transient),
-            wait=wait_exponential_jitter(initial=0.2, max=self.settings.retry_max_backoff_seconds),
+            wait=wait_exponential_jitter(multiplier=0.2, max=self.settings.retry_max_backoff_seconds, jitter=0.2),
             stop=stop_when_event_set(self._stopping),  # type: ignore[arg-type]
             before_sleep=before_sleep,
             reraise=True,
