@@ -19,7 +19,6 @@ import email
 import email.policy
 import html
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -35,11 +34,7 @@ from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from aftersales.sandbox import free_port
 
 
 @dataclass

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import orjson
 
+from shared.errors import DatabaseUnavailable
 from shared.settings import Settings
 
 
@@ -43,9 +46,12 @@ async def create_pool(settings: Settings, schema: str, *, min_size: int | None =
 
 async def connect(settings: Settings, schema: str | None = None, database_url: str | None = None) -> asyncpg.Connection:
     server_settings = {"search_path": f"{schema},public"} if schema else {}
-    conn = await asyncpg.connect(
-        database_url or settings.database_url, ssl=_ssl_option(settings), server_settings=server_settings, timeout=10
-    )
+    try:
+        conn = await asyncpg.connect(
+            database_url or settings.database_url, ssl=_ssl_option(settings), server_settings=server_settings, timeout=10
+        )
+    except Exception as exc:
+        raise DatabaseUnavailable(f"no database connection: {type(exc).__name__}: {exc}") from exc
     await _init_connection(conn)
     return conn
 
@@ -73,3 +79,16 @@ async def ensure_database(settings: Settings) -> bool:
         return False
     finally:
         await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def acquire(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection; failing to get one at all is transient, whatever the cause."""
+    try:
+        conn = await pool.acquire()
+    except Exception as exc:
+        raise DatabaseUnavailable(f"no database connection: {type(exc).__name__}: {exc}") from exc
+    try:
+        yield conn
+    finally:
+        await pool.release(conn)

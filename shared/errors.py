@@ -27,22 +27,23 @@ class PermanentError(Exception):
         self.error = error or type(self).__name__
 
 
-_PG_TRANSIENT = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.SerializationError,
-    asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-    asyncpg.exceptions.LockNotAvailableError,
-)
+class DatabaseUnavailable(TransientError):
+    """No connection could be had: the server is down, restarting, or refusing connections."""
+
+
+# SQLSTATE classes and codes that say "try again": connection exception (08), insufficient
+# resources (53), operator intervention (57, e.g. admin shutdown), system error (58),
+# serialization failure, deadlock, lock not available.
+_PG_TRANSIENT_CLASSES = frozenset({"08", "53", "57", "58"})
+_PG_TRANSIENT_CODES = frozenset({"40001", "40P01", "55P03"})
 
 
 def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, (TransientError, *_PG_TRANSIENT, ConnectionError, TimeoutError, asyncio.TimeoutError)):
+    if isinstance(exc, (TransientError, asyncpg.InterfaceError, ConnectionError, TimeoutError, asyncio.TimeoutError)):
         return True
+    if isinstance(exc, asyncpg.PostgresError):
+        state = getattr(exc, "sqlstate", None) or ""
+        return state[:2] in _PG_TRANSIENT_CLASSES or state in _PG_TRANSIENT_CODES
     if isinstance(exc, OSError):
         return True
     if isinstance(exc, kafka_errors.KafkaError):

@@ -75,13 +75,15 @@ class BodySizeLimit:
             return
         seen = 0
         started = False
+        exceeded = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    exceeded = True
                     raise _TooLarge()
             return message
 
@@ -93,9 +95,12 @@ class BodySizeLimit:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._too_large(send)
+        except Exception:
+            # Middlewares between here and the endpoint may wrap the signal in an ExceptionGroup.
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await self._too_large(send)
 
     async def _too_large(self, send: Send) -> None:
         response = JSONResponse(

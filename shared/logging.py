@@ -99,7 +99,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json", service: str | Non
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Library chatter that says nothing an operator acts on.
-    for noisy, lvl in (("aiokafka", "WARNING"), ("uvicorn.access", "WARNING"), ("asyncio", "WARNING")):
+    for noisy, lvl in (("aiokafka", "WARNING"), ("uvicorn.access", "WARNING"), ("asyncio", "WARNING"), ("asyncpg.pool", "ERROR")):
         logging.getLogger(noisy).setLevel(lvl)
     if service:
         structlog.contextvars.bind_contextvars(service=service)

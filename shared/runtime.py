@@ -21,7 +21,8 @@ from fastapi import APIRouter, FastAPI
 
 from shared import metrics
 from shared.clock import Clock, clock_from_offset
-from shared.db import create_pool, ensure_database
+from shared.db import acquire, create_pool, ensure_database
+from shared.errors import is_transient
 from shared.kafka.clients import make_producer
 from shared.kafka.consumer import EventConsumer, Subscription
 from shared.kafka.relay import OutboxRelay
@@ -75,15 +76,7 @@ class ServiceRuntime:
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self, *, consume: bool = True, relay: bool = True, timers: bool = True, workers: bool = True) -> None:
-        await ensure_database(self.settings)
-        self.pool = await create_pool(self.settings, self.name)
-        async with self.pool.acquire() as conn:
-            sources = {"kernel": KERNEL_MIGRATIONS}
-            if self.definition.migrations is not None:
-                sources[self.name] = self.definition.migrations
-            applied = await migrate(conn, self.name, sources)
-        if applied:
-            log.info("migrations applied", service=self.name, applied=applied)
+        await self._open_database()
         if self.definition.on_start is not None:
             await self.definition.on_start(self)
         if relay:
@@ -111,6 +104,32 @@ class ServiceRuntime:
         if self.definition.kpis is not None:
             self._spawn(self._refresh_kpis(), "kpis")
         log.info("service started", service=self.name, replica=self.replica)
+
+    async def _open_database(self) -> None:
+        """Create the database if needed, open the pool, apply migrations; wait for a server
+        that is still starting instead of exiting."""
+        delay = 0.5
+        sources = {"kernel": KERNEL_MIGRATIONS}
+        if self.definition.migrations is not None:
+            sources[self.name] = self.definition.migrations
+        while True:
+            try:
+                await ensure_database(self.settings)
+                self.pool = await create_pool(self.settings, self.name)
+                async with acquire(self.pool) as conn:
+                    applied = await migrate(conn, self.name, sources)
+                break
+            except Exception as exc:
+                if not is_transient(exc) or self._stopping.is_set():
+                    raise
+                if self.pool is not None:
+                    self.pool.terminate()
+                    self.pool = None
+                log.warning("database not reachable yet, retrying", error=type(exc).__name__, detail=str(exc)[:200])
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+        if applied:
+            log.info("migrations applied", service=self.name, applied=applied)
 
     async def _start_producer(self) -> None:
         delay = 0.5

@@ -19,6 +19,7 @@ import asyncpg
 import structlog
 
 from shared import metrics
+from shared.db import acquire
 from shared.clock import Clock
 from shared.errors import is_transient
 from shared.events.envelope import AFTERSALES_NAMESPACE
@@ -109,7 +110,7 @@ class TimerRunner:
         return [Timer(**dict(r)) for r in rows]
 
     async def _fire(self, now: datetime, only_id: int | None) -> int:
-        async with self.pool.acquire() as conn:
+        async with acquire(self.pool) as conn:
             async with conn.transaction():
                 timers = await self._claim(conn, now, only_id)
                 if not timers:
@@ -127,7 +128,7 @@ class TimerRunner:
         return len(timers)
 
     async def _fire_one_by_one(self, now: datetime) -> int:
-        async with self.pool.acquire() as conn:
+        async with acquire(self.pool) as conn:
             ids = [t.id for t in await self._claim(conn, now, None)]  # a peek, outside a transaction
         fired = 0
         for timer_id in ids:
@@ -137,7 +138,7 @@ class TimerRunner:
                 if is_transient(exc):
                     raise
                 log.exception("timer handler failed; the timer is parked with its error", timer_id=timer_id)
-                async with self.pool.acquire() as conn:
+                async with acquire(self.pool) as conn:
                     await conn.execute(
                         "UPDATE timers SET fired_at = $2, error = $3 WHERE id = $1 AND fired_at IS NULL",
                         timer_id, now, f"{type(exc).__name__}: {exc}"[:2000],

@@ -57,7 +57,7 @@ def normalize_phone(raw: str, default_region: str = "CN") -> str:
     """E.164 form (`+8613812345678`); national numbers are read in `default_region`."""
     text = raw.strip()
     if not text:
-        raise ValueError("phone is empty; expected a number such as +8613812345678")
+        raise ValueError("phone is empty; expected E.164 such as +8613812345678")
     try:
         number = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException as exc:

@@ -7,16 +7,10 @@ partitions) and its own database, so tests never see each other's records.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -24,81 +18,20 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from aftersales import sandbox
+from aftersales.sandbox import Namespace, ServiceProcess, drop_namespace
 from shared.clock import Clock, ManualClock
-from shared.db import with_database
-from shared.events import ALL_TOPICS, Envelope
-from shared.kafka.clients import delete_topics, ensure_topics
+from shared.events import Envelope
 from shared.runtime import ServiceRuntime
-from shared.settings import Settings, load_settings
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class Namespace:
-    settings: Settings
-    prefix: str
-    database: str
-
-    def topic(self, name: str) -> str:
-        return self.settings.topic(name)
-
-    def env(self, **extra: str) -> dict[str, str]:
-        """Environment for a subprocess service living in this namespace."""
-        env = {
-            **os.environ,
-            "AFTERSALES_TOPIC_PREFIX": self.prefix,
-            "AFTERSALES_DATABASE_URL": self.settings.database_url,
-            "AFTERSALES_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
-            "AFTERSALES_LOG_LEVEL": "INFO",
-            "AFTERSALES_OUTBOX_IDLE_POLL_SECONDS": "0.2",
-            "AFTERSALES_TIMER_TICK_SECONDS": "0.2",
-        }
-        env.update(extra)
-        return env
+from shared.settings import Settings
 
 
 async def create_namespace(partitions: int = 12, **overrides: Any) -> Namespace:
-    base = load_settings()
-    token = uuid.uuid4().hex[:10]
-    prefix = f"t{token}."
-    database = f"aftersales_t{token}"
-    conn = await asyncpg.connect(with_database(base.database_url, "postgres"))
-    try:
-        await conn.execute(f'CREATE DATABASE "{database}"')
-    finally:
-        await conn.close()
-    settings = load_settings(
-        topic_prefix=prefix,
-        topic_partitions=partitions,
-        database_url=with_database(base.database_url, database),
-        outbox_idle_poll_seconds=0.2,
-        timer_tick_seconds=0.05,
-        consumer_poll_timeout_ms=50,
-        db_pool_min=1,
-        db_pool_max=6,
-        retry_max_backoff_seconds=2.0,
-        **overrides,
+    """A namespace tuned for tests: fast polling, small pools, short backoff."""
+    return await sandbox.create_namespace(
+        "t", partitions, outbox_idle_poll_seconds=0.2, timer_tick_seconds=0.05, consumer_poll_timeout_ms=50,
+        db_pool_min=1, db_pool_max=6, retry_max_backoff_seconds=2.0, **overrides,
     )
-    await ensure_topics(settings, ALL_TOPICS)
-    return Namespace(settings, prefix, database)
-
-
-async def drop_namespace(ns: Namespace) -> None:
-    try:
-        await delete_topics(ns.settings, [ns.topic(t) for t in ALL_TOPICS])
-    except Exception:
-        pass
-    base = load_settings()
-    conn = await asyncpg.connect(with_database(base.database_url, "postgres"))
-    try:
-        await conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-            ns.database,
-        )
-        await conn.execute(f'DROP DATABASE IF EXISTS "{ns.database}"')
-    finally:
-        await conn.close()
 
 
 # ---------------------------------------------------------------------------------------
@@ -252,68 +185,6 @@ async def db(ns: Namespace, schema: str) -> asyncpg.Connection:
     return await asyncpg.connect(ns.settings.database_url, server_settings={"search_path": schema})
 
 
-# ---------------------------------------------------------------------------------------
-# services as processes
 
-
-class ServiceProcess:
-    """`aftersales serve <service>` in a subprocess, for crash and restart tests."""
-
-    def __init__(self, ns: Namespace, service: str, log_dir: Path, **env: str) -> None:
-        from aftersales.peers import free_port
-
-        self.ns = ns
-        self.service = service
-        self.port = free_port()
-        self.env = ns.env(**{f"AFTERSALES_{service.upper()}_PORT": str(self.port)}, **env)
-        self.log_path = log_dir / f"{service}-{uuid.uuid4().hex[:6]}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> ServiceProcess:
-        self.log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "aftersales", "serve", self.service],
-            env=self.env, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
-        )
-        return self
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.service} exited with {self.process.returncode}:\n{self.tail()}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{self.service} not ready within {timeout}s:\n{self.tail()}")
-
-    def wait_exit(self, timeout: float = 60) -> int:
-        assert self.process is not None
-        return self.process.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def terminate(self, timeout: float = 30) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return None
-
-    def tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+__all__ = ["Namespace", "ServiceProcess", "Stack", "TopicReader", "count", "create_namespace", "db", "drop_namespace",
+           "manual_clock", "publish"]

@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 
 from shared import metrics
+from shared.db import acquire
 from shared.errors import is_transient
 from shared.runtime import ServiceRuntime
 
@@ -62,14 +63,14 @@ class Dispatcher:
         pool = self.runtime.pool
         assert pool is not None
         now = self.runtime.clock.now()
-        async with pool.acquire() as conn:
+        async with acquire(pool) as conn:
             async with conn.transaction():
                 _, expired = await store.sweep_awaiting(
                     conn, now, now - timedelta(days=self.settings.awaiting_contact_days)
                 )
         for n in expired:
             await self._record(n, "failed", now, error="no contact arrived for this customer in time")
-        async with pool.acquire() as conn:
+        async with acquire(pool) as conn:
             async with conn.transaction():
                 claimed = await store.claim_due(
                     conn, now, now - timedelta(seconds=self.settings.sending_lease_seconds), self.settings.dispatch_batch
@@ -81,7 +82,7 @@ class Dispatcher:
     async def _deliver(self, n: dict[str, Any], now: datetime) -> None:
         pool = self.runtime.pool
         assert pool is not None
-        async with pool.acquire() as conn:
+        async with acquire(pool) as conn:
             contact = await store.get_contact(conn, n["recipient"]) if n["recipient_kind"] == "customer" else None
         address, refusal = self._address(n, contact)
         if refusal is not None:
@@ -90,7 +91,7 @@ class Dispatcher:
         if n["channel"] == "sms" and n["recipient_kind"] == "customer" and contact is not None:
             allowed = outside_quiet_hours(now, contact["timezone"], self.settings.quiet_hours_start, self.settings.quiet_hours_end)
             if allowed > now:  # quiet hours: it waits, and this was not an attempt
-                async with pool.acquire() as conn:
+                async with acquire(pool) as conn:
                     await store.reschedule(conn, n["notification_id"], allowed, undo_attempt=True)
                 return
         try:
@@ -110,7 +111,7 @@ class Dispatcher:
         if n["channel"] == "sms" and n["recipient_kind"] == "customer" and contact is not None:
             retry_at = outside_quiet_hours(retry_at, contact["timezone"], self.settings.quiet_hours_start,
                                            self.settings.quiet_hours_end)
-        async with pool.acquire() as conn:
+        async with acquire(pool) as conn:
             await store.reschedule(conn, n["notification_id"], retry_at, undo_attempt=False, error=result.error)
         metrics.NOTIFICATIONS.labels(n["channel"], "retry").inc()
         log.info("notification will be retried", notification_id=str(n["notification_id"]), attempts=n["attempts"],
@@ -146,7 +147,7 @@ class Dispatcher:
         pool = self.runtime.pool
         assert pool is not None
         event_type = {"sent": "NotificationSent", "failed": "NotificationFailed", "suppressed": "NotificationSuppressed"}[status]
-        async with pool.acquire() as conn:
+        async with acquire(pool) as conn:
             async with conn.transaction():
                 await store.finish(conn, n["notification_id"], status, now, error=error, provider_ref=provider_ref,
                                    address=address)

@@ -39,6 +39,7 @@ from aiokafka.structs import ConsumerRecord
 from tenacity import AsyncRetrying, retry_if_exception, stop_when_event_set, wait_exponential_jitter
 
 from shared import metrics
+from shared.db import acquire
 from shared.clock import Clock
 from shared.errors import PermanentError, is_transient
 from shared.events import Event, InvalidRecord, UnhandledEventType, decode
@@ -282,7 +283,7 @@ class EventConsumer:
         return kept
 
     async def _in_one_transaction(self, items: Sequence[Decoded]) -> None:
-        async with self.pool.acquire() as conn:
+        async with acquire(self.pool) as conn:
             async with conn.transaction():
                 uow = self._uow(conn)
                 fresh = await self._claim_inbox(conn, items)
@@ -307,7 +308,7 @@ class EventConsumer:
                 reason = exc.reason if isinstance(exc, PermanentError) else f"{type(exc).__name__}: {exc}"
                 if not isinstance(exc, PermanentError):
                     log.exception("handler failed on a record; dead-lettering it", offset=item.record.offset)
-                async with self.pool.acquire() as conn:
+                async with acquire(self.pool) as conn:
                     async with conn.transaction():
                         uow = self._uow(conn)
                         if await self._claim_inbox(conn, [item]):

@@ -1,0 +1,49 @@
+# The two commands that do everything on a fresh machine:
+#   make demo   set up, start the local infrastructure, run the demo month, print the KPIs
+#   make test   set up, start the local infrastructure, run the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml 2>/dev/null | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: setup infra test test-unit test-integration test-e2e demo down status bench-pipeline clean
+
+$(STAMP): pyproject.toml
+	@deploy/scripts/ensure-python.sh $(PYTHON) $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+infra: setup
+	$(BIN)/aftersales infra up
+
+test: infra
+	$(BIN)/pytest -ra --durations=20 $(PYTEST_ARGS)
+
+test-unit: setup
+	$(BIN)/pytest -ra tests/unit $(PYTEST_ARGS)
+
+test-integration: infra
+	$(BIN)/pytest -ra tests/integration $(PYTEST_ARGS)
+
+test-e2e: infra
+	$(BIN)/pytest -ra tests/e2e $(PYTEST_ARGS)
+
+demo: infra
+	$(BIN)/aftersales demo
+
+bench-pipeline: infra
+	$(BIN)/aftersales bench pipeline --events 50000
+
+status: setup
+	$(BIN)/aftersales infra status
+
+down: setup
+	$(BIN)/aftersales infra down
+
+clean: down
+	rm -rf .local $(VENV)

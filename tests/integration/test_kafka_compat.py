@@ -1,0 +1,61 @@
+"""aiokafka against the Kafka 4.x broker that `infra up` runs: consumer groups, commits,
+offsets_for_times, the idempotent producer."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from shared.settings import load_settings
+
+pytestmark = pytest.mark.infra
+
+
+async def test_aiokafka_works_with_the_kafka_4_broker(infra: None) -> None:
+    settings = load_settings()
+    topic = f"compat.{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())  # type: ignore[arg-type]
+    await admin.start()
+    try:
+        cluster = await admin.describe_cluster()
+        assert cluster["brokers"], "the broker answers metadata requests"
+        await admin.create_topics([NewTopic(topic, 3, 1, topic_configs={"retention.ms": "-1"})])
+        producer = AIOKafkaProducer(**settings.kafka_client_options(), enable_idempotence=True, acks="all")  # type: ignore[arg-type]
+        await producer.start()
+        before = int(time.time() * 1000) - 1
+        try:
+            for i in range(30):
+                await producer.send_and_wait(topic, f"v{i}".encode(), key=f"k{i % 5}".encode(), partition=i % 3)
+        finally:
+            await producer.stop()
+
+        group = f"compat-{uuid.uuid4().hex[:6]}"
+        consumer = AIOKafkaConsumer(
+            topic, **settings.kafka_client_options(), group_id=group,  # type: ignore[arg-type]
+            enable_auto_commit=False, auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            seen = 0
+            while seen < 30:
+                for tp, records in (await consumer.getmany(timeout_ms=2000)).items():
+                    seen += len(records)
+                    await consumer.commit({tp: records[-1].offset + 1})
+            assert seen == 30
+            committed = [await consumer.committed(TopicPartition(topic, p)) for p in range(3)]
+            assert committed == [10, 10, 10]
+            by_time = await consumer.offsets_for_times({TopicPartition(topic, p): before for p in range(3)})
+            assert all(v is not None and v.offset == 0 for v in by_time.values())
+            later = await consumer.offsets_for_times({TopicPartition(topic, 0): int(time.time() * 1000) + 60_000})
+            assert later[TopicPartition(topic, 0)] is None
+        finally:
+            await consumer.stop()
+        offsets = await admin.list_consumer_group_offsets(group)
+        assert {tp.partition: meta.offset for tp, meta in offsets.items()} == {0: 10, 1: 10, 2: 10}
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()

@@ -1,0 +1,148 @@
+"""Outbox relay and durable timers with two replicas, on the real broker and database."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from shared.db import connect
+from shared.migrations import KERNEL_MIGRATIONS, MigrationError, migrate
+from shared.runtime import ServiceDefinition, ServiceRuntime
+from shared.timers import Timer, TimerRunner
+from shared.uow import UnitOfWork
+from tests.support import Namespace, TopicReader, manual_clock
+
+pytestmark = pytest.mark.infra
+MIGRATIONS = Path(__file__).parent / "kernel_migrations"
+
+
+def _definition() -> ServiceDefinition:
+    return ServiceDefinition(name="kerneltest", description="kernel test service", migrations=MIGRATIONS)
+
+
+async def _outbox(runtime: ServiceRuntime, rows: int, start: int = 0) -> None:
+    assert runtime.pool is not None
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        uow = UnitOfWork(conn, service="notifier", settings=runtime.settings, clock=runtime.clock)
+        for i in range(start, start + rows):
+            uow.publish(
+                "NotificationSent",
+                {"notification_id": f"n{i}", "rule": "r", "channel": "sms", "recipient": f"C{i % 7}",
+                 "recipient_kind": "customer", "template": "t", "locale": "en", "source_event_id": str(i),
+                 "source_event_type": "X", "attempts": 1, "at": runtime.clock.now()},
+                cause=None,
+            )
+        await uow.flush()
+
+
+async def test_two_relays_elect_one_publisher_and_publish_each_row_once_in_order(ns: Namespace) -> None:
+    clock = manual_clock()
+    first = ServiceRuntime(_definition(), ns.settings, clock, replica="a")
+    second = ServiceRuntime(_definition(), ns.settings, clock, replica="b")
+    await first.start(consume=False, timers=False)
+    await second.start(consume=False, timers=False)
+    try:
+        await _outbox(first, 300)
+        async with TopicReader(ns.settings, "aftersales.notifier") as topic:
+            await topic.wait_for(lambda r: len(r) >= 300, timeout=30, settle=1.0)
+        assert first.relay is not None and second.relay is not None
+        assert [first.relay.is_leader, second.relay.is_leader].count(True) == 1
+        ids = [r.data["notification_id"] for r in topic.records]
+        assert sorted(ids, key=lambda i: int(i[1:])) == [f"n{i}" for i in range(300)] and len(set(ids)) == 300
+        for recipient in {r.record.key for r in topic.records}:  # per key, in the order written
+            numbers = [int(r.data["notification_id"][1:]) for r in topic.records if r.record.key == recipient]
+            assert numbers == sorted(numbers)
+
+        leader, standby = (first, second) if first.relay.is_leader else (second, first)
+        await leader.stop()
+        await _outbox(standby, 50, start=300)
+        async with TopicReader(ns.settings, "aftersales.notifier") as topic:
+            await topic.wait_for(lambda r: len(r) >= 350, timeout=30, settle=1.0)
+        assert len(topic.records) == 350
+        assert standby.relay is not None and standby.relay.is_leader
+    finally:
+        await first.stop()
+        await second.stop()
+
+
+async def test_two_timer_runners_fire_each_due_timer_once_and_never_early(ns: Namespace) -> None:
+    clock = manual_clock()
+    runtime = ServiceRuntime(_definition(), ns.settings, clock)
+    await runtime.start(consume=False, relay=False, timers=False)
+    assert runtime.pool is not None
+    pool = runtime.pool
+    start = clock.now()
+
+    def handler(replica: str) -> Any:
+        async def fire(uow: UnitOfWork, timers: list[Timer]) -> None:
+            await asyncio.sleep(0.01)  # widen the window for a race
+            await uow.conn.executemany(
+                "INSERT INTO fired (ref, due_at, clock_at, replica) VALUES ($1, $2, $3, $4)",
+                [(t.ref, t.due_at, uow.now(), replica) for t in timers],
+            )
+        return fire
+
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            uow = UnitOfWork(conn, service="kerneltest", settings=ns.settings, clock=clock)
+            for i in range(240):
+                uow.schedule_timer("test.ping", f"ref-{i}", start + timedelta(minutes=i))
+            uow.schedule_timer("test.ping", "ref-0", start + timedelta(days=9))  # same (kind, ref): kept once
+            await uow.flush()
+        settings = ns.settings.model_copy(update={"timer_batch": 7})
+        runners = [
+            TimerRunner("kerneltest", settings, pool, clock, {"test.ping": handler(name)}) for name in ("a", "b")
+        ]
+        for step in range(0, 241, 30):
+            clock.set(start + timedelta(minutes=step))
+            while sum(await asyncio.gather(*(r.fire_due() for r in runners))):
+                pass
+            fired = await pool.fetch("SELECT ref, due_at, clock_at FROM fired")
+            assert all(row["due_at"] <= row["clock_at"] for row in fired), "a timer fired before it was due"
+            assert len(fired) == min(step + 1, 240)
+        counts = await pool.fetch("SELECT ref, count(*) AS n FROM fired GROUP BY ref")
+        assert len(counts) == 240 and all(row["n"] == 1 for row in counts)
+        assert {r["replica"] for r in await pool.fetch("SELECT DISTINCT replica FROM fired")} == {"a", "b"}
+        assert await pool.fetchval("SELECT count(*) FROM timers WHERE fired_at IS NULL") == 0
+    finally:
+        await runtime.stop()
+
+
+async def test_migrations_apply_once_and_refuse_an_edited_file(ns: Namespace, tmp_path: Path) -> None:
+    conn: asyncpg.Connection = await connect(ns.settings)
+    try:
+        first = await migrate(conn, "migtest", {"kernel": KERNEL_MIGRATIONS, "migtest": MIGRATIONS})
+        assert first == ["kernel/0001_kernel.sql", "migtest/0001_seen.sql", "migtest/0002_fired.sql"]
+        assert await migrate(conn, "migtest", {"kernel": KERNEL_MIGRATIONS, "migtest": MIGRATIONS}) == []
+
+        edited = tmp_path / "edited"
+        edited.mkdir()
+        (edited / "0001_seen.sql").write_text((MIGRATIONS / "0001_seen.sql").read_text() + "\n-- changed\n")
+        with pytest.raises(MigrationError, match="0001_seen.sql was changed after it was applied"):
+            await migrate(conn, "migtest", {"migtest": edited})
+
+        bad = tmp_path / "bad"
+        bad.mkdir()
+        (bad / "seen.sql").write_text("SELECT 1")
+        with pytest.raises(MigrationError, match="not named like 0001_description.sql"):
+            await migrate(conn, "migtest2", {"migtest2": bad})
+    finally:
+        await conn.close()
+
+
+async def test_two_replicas_migrating_at_once_apply_each_file_once(ns: Namespace) -> None:
+    conns = [await connect(ns.settings) for _ in range(3)]
+    try:
+        results = await asyncio.gather(
+            *(migrate(c, "racetest", {"kernel": KERNEL_MIGRATIONS, "racetest": MIGRATIONS}) for c in conns)
+        )
+        assert sorted(len(r) for r in results) == [0, 0, 3]
+        assert await conns[0].fetchval("SELECT count(*) FROM racetest.schema_migrations") == 3
+    finally:
+        for c in conns:
+            await c.close()

@@ -1,0 +1,133 @@
+"""Envelope decoding: every way a record can be unusable gives a reason naming the field."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from aftersales.simulate import CST, Fleet
+from shared.events import InvalidRecord, UnhandledEventType, decode, derive_event_id, new_event
+from shared.events.catalog import CATALOG, event_types_on
+
+
+def _pickup() -> dict:
+    fleet = Fleet(seed=3)
+    return fleet.pickup(fleet.vehicle(datetime(2025, 1, 1, tzinfo=CST)), datetime(2026, 11, 20, 9, 0, tzinfo=CST))
+
+
+def _reason(value: bytes, **kwargs: object) -> InvalidRecord:
+    with pytest.raises(InvalidRecord) as caught:
+        decode(value, "upstream.dms", strict_types=True, **kwargs)  # type: ignore[arg-type]
+    return caught.value
+
+
+def test_a_valid_pickup_decodes_to_its_typed_model() -> None:
+    env = _pickup()
+    event = decode(orjson.dumps(env), "upstream.dms", strict_types=True, check_key=True)
+    assert event.event_type == "VehiclePickedUp" and event.data.vin == env["data"]["vin"]
+    assert event.data.customer.phone.startswith("+86")
+
+
+def test_unknown_fields_are_kept_not_refused() -> None:
+    env = _pickup()
+    env["data"]["tyre_pressure_bar"] = 2.4
+    env["future_header"] = "x"
+    event = decode(orjson.dumps(env), "upstream.dms", strict_types=True)
+    assert event.data.model_dump()["tyre_pressure_bar"] == 2.4
+    assert event.envelope.model_dump()["future_header"] == "x"
+
+
+def test_not_json_says_so() -> None:
+    invalid = _reason(b"{oops")
+    assert invalid.error == "MalformedJSON" and "not JSON" in invalid.reason
+
+
+def test_a_json_array_is_not_an_envelope() -> None:
+    assert "JSON list" in _reason(b"[1,2]").reason
+
+
+def test_a_missing_vin_names_the_field() -> None:
+    env = _pickup()
+    del env["data"]["vin"]
+    assert "data.vin is missing" in _reason(orjson.dumps(env)).reason
+
+
+def test_a_sixteen_character_vin_says_how_long_a_vin_is() -> None:
+    env = _pickup()
+    env["data"]["vin"] = env["data"]["vin"][:16]
+    reason = _reason(orjson.dumps(env)).reason
+    assert "data.vin" in reason and "has 16 characters; a VIN has 17" in reason
+
+
+def test_a_naive_timestamp_asks_for_an_offset() -> None:
+    env = _pickup()
+    env["data"]["picked_up_at"] = "2026-11-20T09:30:00"
+    assert "data.picked_up_at" in _reason(orjson.dumps(env)).reason
+    assert "no timezone" in _reason(orjson.dumps(env)).reason
+
+
+def test_an_enum_lists_what_is_allowed() -> None:
+    env = _pickup()
+    env["data"]["service_type"] = "car_wash"
+    reason = _reason(orjson.dumps(env)).reason
+    assert "data.service_type" in reason and "'maintenance'" in reason and "car_wash" in reason
+
+
+def test_an_unknown_event_type_lists_the_topic_types() -> None:
+    env = {**_pickup(), "event_type": "VehicleTeleported"}
+    invalid = _reason(orjson.dumps(env))
+    assert invalid.error == "UnknownEventType"
+    assert "VehicleTeleported" in invalid.reason and "VehiclePickedUp, ReceiptReturned" in invalid.reason
+
+
+def test_an_event_on_the_wrong_topic_is_unknown_there() -> None:
+    env = {**_pickup(), "event_type": "VehicleSold"}
+    assert "does not belong on upstream.dms" in _reason(orjson.dumps(env)).reason
+
+
+def test_a_newer_schema_version_is_refused_not_guessed() -> None:
+    invalid = _reason(orjson.dumps({**_pickup(), "schema_version": 99}))
+    assert invalid.error == "UnsupportedSchemaVersion" and "schema_version 99" in invalid.reason
+
+
+def test_a_key_that_is_not_the_vin_is_refused() -> None:
+    env = {**_pickup(), "key": "SOMETHING-ELSE"}
+    invalid = _reason(orjson.dumps(env), check_key=True)
+    assert invalid.error == "KeyMismatch" and "keyed by vin" in invalid.reason
+
+
+def test_types_a_consumer_does_not_handle_are_ignored_outside_strict_topics() -> None:
+    env = {**_pickup(), "event_type": "SomethingNew"}
+    with pytest.raises(UnhandledEventType):
+        decode(orjson.dumps(env), "upstream.dms", strict_types=False)
+
+
+def test_correlation_id_defaults_to_the_event_id_for_a_chain_start() -> None:
+    env = _pickup()
+    del env["correlation_id"]
+    event = decode(orjson.dumps(env), "upstream.dms", strict_types=True)
+    assert event.correlation_id == event.event_id
+
+
+def test_a_caused_event_has_a_deterministic_id_and_carries_the_correlation() -> None:
+    cause = decode(orjson.dumps(_pickup()), "upstream.dms", strict_types=True).envelope
+    data = {"customer_id": "C1", "registered_from": "VehiclePickedUp"}
+    one = new_event(topic="aftersales.intake", event_type="CustomerRegistered", data=data, source="intake",
+                    occurred_at=datetime.now(UTC), cause=cause)
+    two = new_event(topic="aftersales.intake", event_type="CustomerRegistered", data=data, source="intake",
+                    occurred_at=datetime.now(UTC), cause=cause)
+    assert one.event_id == two.event_id == derive_event_id(cause.event_id, "CustomerRegistered", "C1", "")
+    assert one.causation_id == cause.event_id and one.correlation_id == cause.correlation_id
+    assert one.key == "C1"
+
+
+def test_the_catalog_covers_every_topic_of_the_design() -> None:
+    assert set(event_types_on("upstream.dms")) == {"VehiclePickedUp", "ReceiptReturned"}
+    assert {"CustomerRegistered", "CustomerUpdated", "VehicleSold", "VehiclePickedUp", "ReceiptRecorded",
+            "PartShipped", "PartShipmentDiscrepancy", "PartDefectReported", "ComplaintFiled",
+            "CampaignAnnounced"} == set(event_types_on("aftersales.intake"))
+    assert len(CATALOG) >= 45
+    assert uuid.UUID(str(derive_event_id(uuid.uuid4(), "x")))
