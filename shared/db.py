@@ -26,10 +26,15 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 def _ssl_option(settings: Settings) -> Any:
+    """TLS as the URL's sslmode says; a private CA from database_ssl_rootcert. With no
+    sslmode, a loopback connection goes without TLS (nothing to protect on 127.0.0.1, and
+    encrypting it costs the hot path dearly); any other host keeps asyncpg's 'prefer'."""
     if settings.database_ssl_rootcert:
-        context = ssl.create_default_context(cafile=str(settings.database_ssl_rootcert))
-        return context
-    return None  # asyncpg reads sslmode from the URL
+        return ssl.create_default_context(cafile=str(settings.database_ssl_rootcert))
+    parts = urlsplit(settings.database_url)
+    if "sslmode" not in parts.query and parts.hostname in ("127.0.0.1", "localhost", "::1"):
+        return False
+    return None
 
 
 async def create_pool(settings: Settings, schema: str, *, min_size: int | None = None, max_size: int | None = None) -> asyncpg.Pool:

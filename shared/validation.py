@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import phonenumbers
@@ -53,6 +54,7 @@ def with_check_digit(vin17: str) -> str:
     return draft[:8] + vin_check_digit(draft) + draft[9:]
 
 
+@lru_cache(maxsize=200_000)  # parsing is the costliest check; the same numbers recur
 def normalize_phone(raw: str, default_region: str = "CN") -> str:
     """E.164 form (`+8613812345678`); national numbers are read in `default_region`."""
     text = raw.strip()

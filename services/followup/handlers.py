@@ -17,10 +17,11 @@ def rules(uow: UnitOfWork) -> FollowUpRules:
 
 async def on_vehicle_picked_up(uow: UnitOfWork, events: list[Event[CanonicalVehiclePickedUp]]) -> None:
     """Every pickup schedules a first return-visit call, due 3 to 7 days after it."""
+    followups = []
     for event in events:
         d = event.data
         window = first_visit_window(d.picked_up_at, rules(uow))
-        followup = {
+        followups.append((event, {
             "followup_id": followup_id("first_visit", d.repair_order_id),
             "kind": "first_visit",
             "customer_id": d.customer.customer_id,
@@ -34,14 +35,16 @@ async def on_vehicle_picked_up(uow: UnitOfWork, events: list[Event[CanonicalVehi
             "timezone": d.customer.timezone,
             "under_warranty": d.under_warranty,
             "event_at": d.picked_up_at,
-        }
-        if not await store.insert_followup(uow.conn, followup, uow.now()):
-            continue
-        uow.publish(
-            "FollowUpScheduled",
-            {k: followup[k] for k in (
-                "followup_id", "kind", "customer_id", "vin", "due_from", "due_by", "priority", "reason_event_id",
-                "dealer_id", "region",
-            )},
-            cause=event,
-        )
+        }))
+    new = await store.insert_followups(uow.conn, [f for _, f in followups], uow.now())
+    for event, f in followups:
+        if f["followup_id"] in new:
+            new.discard(f["followup_id"])  # a repeat inside the batch is scheduled once
+            uow.publish(
+                "FollowUpScheduled",
+                {k: f[k] for k in (
+                    "followup_id", "kind", "customer_id", "vin", "due_from", "due_by", "priority", "reason_event_id",
+                    "dealer_id", "region",
+                )},
+                cause=event,
+            )

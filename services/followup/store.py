@@ -7,17 +7,24 @@ from typing import Any
 
 import asyncpg
 
+_COLUMNS = ("followup_id", "kind", "customer_id", "vin", "dealer_id", "region", "campaign_id", "complaint_id",
+            "reason_event_id", "due_from", "due_by", "priority", "timezone", "under_warranty", "event_at")
+_TYPES = ("text", "text", "text", "text", "text", "text", "text", "text", "text", "timestamptz", "timestamptz", "int",
+          "text", "boolean", "timestamptz")
 
-async def insert_followup(conn: asyncpg.Connection, f: dict[str, Any], created_at: datetime) -> bool:
-    """Insert a follow-up; False when one with this id already exists (a repeat cause)."""
-    status = await conn.execute(
-        """INSERT INTO followups (followup_id, kind, customer_id, vin, dealer_id, region, campaign_id, complaint_id,
-                                  reason_event_id, due_from, due_by, priority, timezone, under_warranty, event_at,
-                                  created_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-           ON CONFLICT (followup_id) DO NOTHING""",
-        f["followup_id"], f["kind"], f["customer_id"], f.get("vin"), f.get("dealer_id"), f.get("region"),
-        f.get("campaign_id"), f.get("complaint_id"), f["reason_event_id"], f["due_from"], f["due_by"],
-        f.get("priority", 50), f.get("timezone") or "Asia/Shanghai", f.get("under_warranty"), f["event_at"], created_at,
+
+async def insert_followups(conn: asyncpg.Connection, followups: list[dict[str, Any]], created_at: datetime) -> set[str]:
+    """Insert follow-ups in one statement; return the ids that are new (a repeated cause
+    schedules nothing)."""
+    if not followups:
+        return set()
+    arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(_TYPES, start=1))
+    rows = await conn.fetch(
+        f"""INSERT INTO followups ({", ".join(_COLUMNS)}, created_at)
+            SELECT *, ${len(_COLUMNS) + 1}::timestamptz FROM unnest({arrays})
+            ON CONFLICT (followup_id) DO NOTHING
+            RETURNING followup_id""",
+        *[[f.get(c) for f in followups] for c in _COLUMNS],
+        created_at,
     )
-    return status.endswith(" 1")
+    return {row[0] for row in rows}

@@ -42,6 +42,16 @@ class Record:
     key: str
     values: dict[str, Any] = field(default_factory=dict)
     field_times: dict[str, datetime] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    source: str | None = None
+    is_new: bool = False
+    dirty: bool = False
+
+    def touch(self, at: datetime) -> None:
+        self.dirty = True
+        self.created_at = self.created_at or at
+        self.updated_at = max(self.updated_at, at) if self.updated_at else at
 
     def merge(self, incoming: Mapping[str, Any], at: datetime) -> list[Change]:
         """Last writer wins by world time (`at`), not by arrival: a late, older fact never
@@ -63,6 +73,51 @@ class Record:
                 self.values[name] = value
                 changes.append(Change(name, current, value))
         return changes
+
+
+@dataclass
+class CustomerBook:
+    """The customer files one batch touches: matched by customer_id, else by normalised
+    phone; a file is created from whatever names the customer first."""
+
+    records: dict[str, Record] = field(default_factory=dict)
+    _by_phone: dict[str, set[str]] = field(default_factory=dict)
+
+    def add(self, record: Record) -> None:
+        self.records[record.key] = record
+        self._index(record)
+
+    def _index(self, record: Record) -> None:
+        phone = record.values.get("phone")
+        if phone:
+            self._by_phone.setdefault(phone, set()).add(record.key)
+
+    def find(self, customer_id: str | None, phone: str | None) -> Record | None:
+        if customer_id and customer_id in self.records:
+            return self.records[customer_id]
+        if phone:
+            same_phone = [
+                self.records[key] for key in self._by_phone.get(phone, ())
+                if self.records[key].values.get("phone") == phone
+            ]
+            if same_phone:  # the most recently updated file holding this phone
+                return max(same_phone, key=lambda r: (r.updated_at, r.key))
+        return None
+
+    def resolve(self, customer_id: str | None, phone: str | None, stated: Mapping[str, Any], at: datetime,
+                source: str) -> tuple[Record, bool, list[Change]]:
+        record = self.find(customer_id, phone)
+        created = record is None
+        if record is None:
+            assert customer_id or phone, "a customer is named by customer_id or phone"
+            record = Record(key=customer_id or derived_customer_id(str(phone)), source=source, is_new=True)
+            self.records[record.key] = record
+        changes = record.merge(stated, at)
+        if created or changes:
+            record.touch(at)
+        if any(c.field == "phone" for c in changes):
+            self._index(record)
+        return record, created, changes
 
 
 def _rank(value: Any) -> bytes:

@@ -65,14 +65,21 @@ def parse_envelope(value: bytes | None) -> Envelope:
     if value is None:
         raise InvalidRecord("EmptyRecord", "the record has no value; expected a JSON envelope")
     try:
-        raw = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRecord("MalformedJSON", f"the record value is not JSON ({exc}); expected a JSON envelope") from None
-    if not isinstance(raw, dict):
-        raise InvalidRecord("MalformedEnvelope", f"the record value is a JSON {type(raw).__name__}; expected a JSON object envelope")
-    try:
-        return Envelope.model_validate(raw)
+        return Envelope.model_validate_json(value)
     except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        if first["type"] == "json_invalid":
+            raise InvalidRecord(
+                "MalformedJSON", f"the record value is not JSON ({first['msg']}); expected a JSON envelope"
+            ) from None
+        if first["type"] == "model_type" and not first["loc"]:
+            try:
+                kind = type(orjson.loads(value)).__name__
+            except orjson.JSONDecodeError:
+                kind = "value"
+            raise InvalidRecord(
+                "MalformedEnvelope", f"the record value is a JSON {kind}; expected a JSON object envelope"
+            ) from None
         raise InvalidRecord("InvalidEnvelope", describe_validation_error(exc)) from None
 
 

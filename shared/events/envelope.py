@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 # Derived event ids are uuid5 under this namespace, so re-running a handler on the same cause
@@ -39,7 +38,7 @@ class Envelope(BaseModel):
         return value
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json"))
+        return self.model_dump_json().encode()
 
     def kafka_headers(self) -> list[tuple[str, bytes]]:
         return [

@@ -7,7 +7,10 @@ A pipeline of small named steps (after Sentry's arroyo):
    were processed before (a redelivery) and are skipped.
 3. **Handle**: consecutive events of one type go to their handler together; invalid records
    become `DeadLettered` outbox rows. State, outbox rows and inbox rows commit together.
-4. **Commit** the partition's offset, only after the transaction committed.
+4. **Commit** the offsets, only after the transaction committed.
+
+A poll's records from all its partitions are handled in one transaction, each partition's in
+its order (so each key's), which keeps transactions and offset commits few under load.
 
 Policies, explicit:
 - `DeadLetterPolicy`: undecodable records and records a handler rejects permanently go to
@@ -96,17 +99,20 @@ class DeadLetterPolicy:
 
 @dataclass
 class CommitAfterTransaction:
-    """Commit a partition's offset only after the batch's database transaction committed."""
+    """Commit offsets only after the batch's database transaction committed."""
 
-    async def commit(self, consumer: Any, tp: TopicPartition, next_offset: int) -> bool:
+    async def commit(self, consumer: Any, offsets: dict[TopicPartition, int]) -> None:
+        owned = {tp: offset for tp, offset in offsets.items() if tp in consumer.assignment()}
+        if len(owned) < len(offsets):
+            log.info("offsets of reassigned partitions not committed", partitions=len(offsets) - len(owned))
+        if not owned:
+            return
         try:
-            await consumer.commit({tp: next_offset})
-            return True
+            await consumer.commit(owned)
         except (CommitFailedError, IllegalStateError) as exc:
-            # The partition moved to another member during the batch; it re-reads from the
+            # The partitions moved to another member during the batch; it re-reads from the
             # last commit and the inbox skips what this member already processed.
-            log.info("offset not committed: partition reassigned", partition=str(tp), reason=str(exc))
-            return False
+            log.info("offsets not committed: partitions reassigned", reason=str(exc))
 
 
 def _runs(items: Sequence[Decoded]) -> list[list[Decoded]]:
@@ -142,7 +148,6 @@ class EventConsumer:
     subscriptions: Sequence[Subscription]
     group_id: str | None = None
     client_id: str | None = None
-    max_concurrent_partitions: int = 4
     commit_policy: CommitAfterTransaction = field(default_factory=CommitAfterTransaction)
     state: dict[str, Any] = field(default_factory=dict)
 
@@ -153,7 +158,6 @@ class EventConsumer:
         self._by_topic = {self.settings.topic(s.topic): s for s in self.subscriptions}
         self._stopping = asyncio.Event()
         self._batch_lock = asyncio.Lock()
-        self._partition_slots = asyncio.Semaphore(self.max_concurrent_partitions)
         self.consumer: Any = None
         self.assigned: set[TopicPartition] = set()
         self.processed = 0
@@ -195,35 +199,40 @@ class EventConsumer:
             async with self._batch_lock:
                 if self._stopping.is_set():
                     return  # uncommitted: the next owner re-reads these records
-                await asyncio.gather(*(self._process_partition(tp, records) for tp, records in batches.items()))
+                await self._process(batches)
 
-    # -- one partition batch -----------------------------------------------------------
-    async def _process_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
-        async with self._partition_slots:
-            items = [self._decode(r) for r in records]
-            started = time.perf_counter()
-            try:
-                async for attempt in self._retrying("consumer-batch"):
-                    with attempt:
-                        try:
-                            await self._in_one_transaction(items)
-                        except Exception as exc:
-                            if is_transient(exc):
-                                raise
-                            log.warning("batch failed, retrying one record per transaction", error=type(exc).__name__)
-                            await self._one_by_one(items)
-            except Exception as exc:
-                if is_transient(exc) and self._stopping.is_set():
-                    return  # shutting down mid-outage: nothing committed, the records will be re-read
-                raise
-            metrics.HANDLER_SECONDS.labels(self.service).observe(time.perf_counter() - started)
-            metrics.BATCH_SIZE.labels(self.service).observe(len(records))
-            await self.commit_policy.commit(self.consumer, tp, records[-1].offset + 1)
-            self.processed += len(records)
+    # -- one poll: every partition's records, each partition in its order -----------------
+    async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """One transaction for the whole poll, then one offset commit. Order is kept per
+        partition (and so per key); partitions are independent of each other."""
+        records = [r for partition_records in batches.values() for r in partition_records]
+        items = [self._decode(r) for r in records]
+        started = time.perf_counter()
+        try:
+            async for attempt in self._retrying("consumer-batch"):
+                with attempt:
+                    try:
+                        await self._in_one_transaction(items)
+                    except Exception as exc:
+                        if is_transient(exc):
+                            raise
+                        log.warning("batch failed, retrying one record per transaction", error=type(exc).__name__)
+                        await self._one_by_one(items)
+        except Exception as exc:
+            if is_transient(exc) and self._stopping.is_set():
+                return  # shutting down mid-outage: nothing committed, the records will be re-read
+            raise
+        metrics.HANDLER_SECONDS.labels(self.service).observe(time.perf_counter() - started)
+        metrics.BATCH_SIZE.labels(self.service).observe(len(records))
+        await self.commit_policy.commit(
+            self.consumer, {tp: partition_records[-1].offset + 1 for tp, partition_records in batches.items()}
+        )
+        self.processed += len(records)
+        for tp, partition_records in batches.items():
             highwater = self.consumer.highwater(tp)
             if highwater is not None:
                 metrics.CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(
-                    max(0, highwater - records[-1].offset - 1)
+                    max(0, highwater - partition_records[-1].offset - 1)
                 )
 
     def _decode(self, record: ConsumerRecord) -> Decoded:
