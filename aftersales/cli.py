@@ -43,6 +43,16 @@ def infra_up() -> None:
         raise typer.Exit(1) from None
 
 
+@infra_app.command("topics")
+def infra_topics() -> None:
+    """Create the contract topics on the configured cluster (any cluster; idempotent)."""
+    from shared.kafka.clients import ensure_topics
+
+    settings = load_settings()
+    created = asyncio.run(ensure_topics(settings))
+    console.print(f"{len(created)} topics created" if created else "all topics present")
+
+
 @infra_app.command("down")
 def infra_down() -> None:
     """Stop what `infra up` started."""
@@ -80,6 +90,7 @@ def peers(
     dir: Annotated[Path, typer.Option(help="where received messages are kept")] = Path(".local/peers"),
     smtp_port: int = 1025,
     http_port: int = 8025,
+    host: Annotated[str, typer.Option(envvar="AFTERSALES_PEERS_HOST")] = "127.0.0.1",
 ) -> None:
     """Run the local SMTP server and SMS-gateway sink (started by `infra up`)."""
     from aftersales.peers import run_peers
@@ -87,7 +98,7 @@ def peers(
     from services.notifier.app import load_notifier_settings
 
     notifier = load_notifier_settings()
-    asyncio.run(run_peers(dir, smtp_port, http_port, notifier.sms_api_key.get_secret_value() or None))
+    asyncio.run(run_peers(dir, smtp_port, http_port, notifier.sms_api_key.get_secret_value() or None, host))
 
 
 # --- serve ---------------------------------------------------------------------------------
@@ -135,6 +146,18 @@ def _serve_all() -> int:
             console.print(f"[red]{', '.join(dead)} exited; stopping the others[/red]")
             stop()
         time.sleep(0.5)
+
+
+# --- demo ----------------------------------------------------------------------------------
+@app.command("demo")
+def demo(
+    pickups: Annotated[int, typer.Option(help="vehicles picked up after service")] = 400,
+    dealers: Annotated[int, typer.Option(help="dealers in the network")] = 20,
+) -> None:
+    """Infra up, all services, simulated upstream traffic, then the figures and where to look."""
+    from aftersales.demo import run
+
+    asyncio.run(run(pickups=pickups, dealers=dealers))
 
 
 # --- bench ---------------------------------------------------------------------------------

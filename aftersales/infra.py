@@ -16,7 +16,6 @@ import asyncio
 import hashlib
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -524,9 +523,12 @@ def up(settings: Settings | None = None) -> dict[str, str]:
 
 
 def down(settings: Settings | None = None) -> dict[str, bool]:
+    from aftersales.demo import stop_services
+
     settings = settings or load_settings()
     paths = _paths()
     stopped = {
+        "services": stop_services(),
         "peers": Peers(settings, paths).down(),
         "kafka": Kafka(settings, paths).down(),
         "postgres": Postgres(settings, paths).down(),
@@ -551,11 +553,3 @@ def status(settings: Settings | None = None) -> list[tuple[str, str, str, str]]:
                  f"pid {ppid}, log {peers.log}" if ppid else "not started by infra up"))
     return rows
 
-
-def topic_names(settings: Settings) -> list[str]:
-    from shared.events import ALL_TOPICS
-
-    return [settings.topic(t) for t in ALL_TOPICS]
-
-
-_IDENT = re.compile(r"^[a-z0-9_]+$")

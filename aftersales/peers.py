@@ -222,12 +222,13 @@ def sms_gateway_app(store: PeerStore, api_key: str | None) -> FastAPI:
 class SmsGatewaySink:
     """The SMS gateway sink served by uvicorn inside the current event loop."""
 
-    def __init__(self, store: PeerStore, port: int | None = None, api_key: str | None = None) -> None:
+    def __init__(self, store: PeerStore, port: int | None = None, api_key: str | None = None,
+                 host: str = "127.0.0.1") -> None:
         self.store = store
         self.port = port or free_port()
         self.app = sms_gateway_app(store, api_key)
         self._server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="off")
+            uvicorn.Config(self.app, host=host, port=self.port, log_config=None, access_log=False, lifespan="off")
         )
         self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # the host process owns signals
         self._task: asyncio.Task[None] | None = None
@@ -253,11 +254,12 @@ class SmsGatewaySink:
                 await asyncio.wait_for(self._task, 5)
 
 
-async def run_peers(directory: Path, smtp_port: int, http_port: int, api_key: str | None) -> None:
+async def run_peers(directory: Path, smtp_port: int, http_port: int, api_key: str | None,
+                    host: str = "127.0.0.1") -> None:
     """`aftersales peers`: both sinks until SIGTERM."""
     store = PeerStore(directory=directory)
-    mail = MailSink(store, port=smtp_port).start()
-    gateway = SmsGatewaySink(store, port=http_port, api_key=api_key)
+    mail = MailSink(store, port=smtp_port, host=host).start()
+    gateway = SmsGatewaySink(store, port=http_port, api_key=api_key, host=host)
     await gateway.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

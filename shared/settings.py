@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = None
     topic_prefix: str = ""
     topic_partitions: int = Field(12, ge=1)
+    topic_replication_factor: int = Field(1, ge=1)
 
     # Postgres (one database, one schema per service). TLS: `?sslmode=require` in the URL,
     # or database_ssl_rootcert for verify-full against a private CA.

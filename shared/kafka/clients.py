@@ -67,7 +67,8 @@ async def ensure_topics(settings: Settings, topics: Iterable[str] = ALL_TOPICS, 
         if missing:
             try:
                 await admin.create_topics(
-                    [NewTopic(t, partitions or settings.topic_partitions, 1, topic_configs=TOPIC_CONFIG) for t in missing]
+                    [NewTopic(t, partitions or settings.topic_partitions, settings.topic_replication_factor,
+                              topic_configs=TOPIC_CONFIG) for t in missing]
                 )
             except TopicAlreadyExistsError:
                 pass
