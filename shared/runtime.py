@@ -9,7 +9,7 @@ import contextlib
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,6 +185,16 @@ class ServiceRuntime:
     def uow(self, conn: asyncpg.Connection) -> UnitOfWork:
         """A unit of work outside a consumer (HTTP commands, workers)."""
         return UnitOfWork(conn, service=self.name, settings=self.settings, clock=self.clock, state=self.state)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[UnitOfWork]:
+        """One transaction for an HTTP command or a worker step: state, outbox rows and
+        timers commit together (the same unit of work a handler gets)."""
+        assert self.pool is not None, "the service is not started"
+        async with acquire(self.pool) as conn, conn.transaction():
+            uow = self.uow(conn)
+            yield uow
+            await uow.flush()
 
     @property
     def stopping(self) -> bool:

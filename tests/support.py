@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -26,12 +27,29 @@ from shared.runtime import ServiceRuntime
 from shared.settings import Settings
 
 
+# Bearer tokens every test namespace knows, one per role (and a second agent).
+TOKENS = {
+    "agent": "agent-token", "agent2": "agent2-token", "supervisor": "supervisor-token", "quality": "quality-token",
+    "ops": "ops-token", "producer": "producer-token",
+}
+API_TOKENS = ("agent-token=agent:agent-01,agent2-token=agent:agent-02,supervisor-token=supervisor:supervisor-01,"
+              "quality-token=quality:quality-01,ops-token=ops:ops-01,producer-token=producer:dms")
+
+
 async def create_namespace(partitions: int = 12, **overrides: Any) -> Namespace:
-    """A namespace tuned for tests: fast polling, small pools, short backoff."""
+    """A namespace tuned for tests: fast polling, small pools, short backoff, known tokens."""
+    overrides.setdefault("api_tokens", API_TOKENS)
     return await sandbox.create_namespace(
         "t", partitions, outbox_idle_poll_seconds=0.2, timer_tick_seconds=0.05, consumer_poll_timeout_ms=50,
-        db_pool_min=1, db_pool_max=6, retry_max_backoff_seconds=2.0, **overrides,
+        db_pool_min=1, db_pool_max=6, retry_max_backoff_seconds=2.0, kpi_refresh_seconds=0.5, **overrides,
     )
+
+
+def api(runtime: ServiceRuntime, role: str | None = None) -> httpx.AsyncClient:
+    """An HTTP client for a service's API (in process), with the bearer token of `role`
+    (a key of TOKENS) or none."""
+    headers = {"Authorization": f"Bearer {TOKENS[role]}"} if role else {}
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=runtime.app), base_url="http://test", headers=headers)
 
 
 # ---------------------------------------------------------------------------------------
@@ -186,5 +204,5 @@ async def db(ns: Namespace, schema: str) -> asyncpg.Connection:
 
 
 
-__all__ = ["Namespace", "ServiceProcess", "Stack", "TopicReader", "count", "create_namespace", "db", "drop_namespace",
-           "manual_clock", "publish"]
+__all__ = ["TOKENS", "Namespace", "ServiceProcess", "Stack", "TopicReader", "api", "count", "create_namespace", "db",
+           "drop_namespace", "manual_clock", "publish"]
