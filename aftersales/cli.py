@@ -173,6 +173,18 @@ def bench_pipeline(
     asyncio.run(run(events, rate=rate))
 
 
+@bench_app.command("intake")
+def bench_intake(
+    events: Annotated[int, typer.Option(help="pickups to publish")] = 100_000,
+    rate: Annotated[float, typer.Option(help="events/s to publish at; 0 = as fast as possible")] = 0,
+) -> None:
+    """Intake alone: VehiclePickedUp on upstream.dms → canonical VehiclePickedUp on aftersales.intake,
+    beside an aiokafka consume→produce pass-through baseline on the same broker."""
+    from aftersales.bench.intake import run
+
+    asyncio.run(run(events, rate=rate))
+
+
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     main()

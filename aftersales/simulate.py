@@ -139,3 +139,72 @@ class Fleet:
         for i in range(count):
             vehicle = self.vehicle(start - timedelta(days=self.rng.randrange(30, 700)))
             yield self.pickup(vehicle, start + timedelta(seconds=i))
+
+    def receipt(self, pickup_env: dict[str, Any], returned_at: datetime, rating: int | None = None,
+                comments: str | None = None) -> dict[str, Any]:
+        d = pickup_env["data"]
+        data = {"receipt_id": f"RC-{d['repair_order_id'][3:]}", "repair_order_id": d["repair_order_id"],
+                "vin": d["vin"], "returned_at": returned_at.isoformat(),
+                "rating": rating if rating is not None else self.rng.choices([5, 4, 3, 2], [70, 24, 4, 2])[0],
+                "comments": comments}
+        return envelope("ReceiptReturned", d["vin"], data, returned_at, "dms")
+
+    def shipment(self, dealer_id: str, shipped_at: datetime, lines: int = 4, batch: str | None = None,
+                 category: str | None = None) -> dict[str, Any]:
+        shipment_id = f"SH-{self.rng.getrandbits(40):010x}"
+        data = {
+            "shipment_id": shipment_id, "order_id": f"PO-{self.rng.getrandbits(32):08x}", "dealer_id": dealer_id,
+            "shipped_at": shipped_at.isoformat(),
+            "lines": [
+                {"line_no": n, "part_no": f"P-{self.rng.randrange(100, 999)}",
+                 "category": category or self.rng.choice(PART_CATEGORIES), "qty": self.rng.randrange(1, 20),
+                 "batch": batch or f"B{shipped_at:%y%m}-{self.rng.randrange(1, 6)}",
+                 "supplier_id": self.rng.choice(SUPPLIERS)}
+                for n in range(1, lines + 1)
+            ],
+        }
+        return envelope("PartShipped", shipment_id, data, shipped_at, "erp")
+
+    def discrepancy(self, shipment_env: dict[str, Any], line_no: int, kind: str, reported_at: datetime) -> dict[str, Any]:
+        data = {"shipment_id": shipment_env["data"]["shipment_id"], "line_no": line_no, "kind": kind,
+                "reported_at": reported_at.isoformat()}
+        return envelope("PartShipmentDiscrepancy", data["shipment_id"], data, reported_at, "erp")
+
+    def defect(self, vehicle: Vehicle, category: str, reported_at: datetime, failure_mode: str = "no_start",
+               reported_by: str = "dealer", mileage_km: int | None = None) -> dict[str, Any]:
+        part = next((p for p in vehicle.parts if p["category"] == category), None)
+        data = {
+            "report_id": f"DR-{self.rng.getrandbits(48):012x}", "part_no": part["part_no"] if part else "P-UNKNOWN",
+            "category": category, "batch": part["batch"] if part else "B-UNKNOWN",
+            "supplier_id": part["supplier_id"] if part else "SUP-A", "model": vehicle.model, "vin": vehicle.vin,
+            "failure_mode": failure_mode, "mileage_km": mileage_km, "reported_by": reported_by,
+            "reported_at": reported_at.isoformat(),
+        }
+        return envelope("PartDefectReported", vehicle.vin, data, reported_at, "erp")
+
+    def complaint(self, customer: Customer, filed_at: datetime, description: str, *, vin: str | None = None,
+                  channel: str = "hotline", category: str | None = None, by_phone_only: bool = False,
+                  part_category: str | None = None) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "complaint_ref": f"CRM-{self.rng.getrandbits(40):010x}", "channel": channel,
+            "description": description, "filed_at": filed_at.isoformat(), "vin": vin, "category": category,
+            "part_category": part_category,
+        }
+        if by_phone_only:
+            data["phone"] = customer.phone
+        else:
+            data["customer_id"] = customer.customer_id
+        key = customer.phone if by_phone_only else customer.customer_id
+        return envelope("ComplaintFiled", key, data, filed_at, "crm")
+
+    def campaign(self, kind: str, title: str, starts_at: datetime, days: int, regions: list[str],
+                 announced_at: datetime, models: list[str] | None = None, loyal_first: bool = True) -> dict[str, Any]:
+        campaign_id = f"CP-{self.rng.getrandbits(32):08x}"
+        data = {"campaign_id": campaign_id, "kind": kind, "title": title, "starts_at": starts_at.isoformat(),
+                "ends_at": (starts_at + timedelta(days=days)).isoformat(), "address": "the dealer's workshop",
+                "regions": regions, "models": models, "loyal_first": loyal_first}
+        return envelope("CampaignAnnounced", campaign_id, data, announced_at, "crm")
+
+    def customer_update(self, customer: Customer, changed_at: datetime, **changes: Any) -> dict[str, Any]:
+        data = {"customer_id": customer.customer_id, "changed_at": changed_at.isoformat(), **changes}
+        return envelope("CustomerUpdated", customer.customer_id, data, changed_at, "crm")

@@ -25,6 +25,15 @@ def outbox_channel(service: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxRow:
+    topic: str
+    event_id: uuid.UUID
+    key: str
+    event_type: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class TimerRequest:
     kind: str
     ref: str
@@ -51,7 +60,8 @@ class UnitOfWork:
         self.settings = settings
         self.clock = clock
         self.log = structlog.get_logger(f"aftersales.{service}")
-        self._messages: list[tuple[str, Envelope]] = []
+        self._messages: list[OutboxRow] = []
+        self._published: list[Envelope] = []
         self._timers: list[TimerRequest] = []
 
     def now(self) -> datetime:
@@ -59,7 +69,17 @@ class UnitOfWork:
 
     @property
     def published(self) -> list[Envelope]:
-        return [envelope for _, envelope in self._messages]
+        """The events this unit of work has published so far."""
+        return list(self._published)
+
+    def _append(self, topic: str, envelope: Envelope) -> None:
+        self._messages.append(OutboxRow(topic, envelope.event_id, envelope.key, envelope.event_type, envelope.to_json()))
+        self._published.append(envelope)
+
+    def forward(self, topic: str, *, key: str | None, value: bytes, event_id: uuid.UUID, event_type: str) -> None:
+        """Put a record on an upstream topic exactly as a producer sent it (the intake webhook
+        is a gateway for producers that cannot write to Kafka)."""
+        self._messages.append(OutboxRow(self.settings.topic(topic), event_id, key or "", event_type, value))
 
     # -- events -------------------------------------------------------------------------
     def publish(
@@ -85,7 +105,7 @@ class UnitOfWork:
             discriminator=discriminator,
             event_id=event_id,
         )
-        self._messages.append((self.settings.topic(logical), envelope))
+        self._append(self.settings.topic(logical), envelope)
         return envelope
 
     def dead_letter(
@@ -127,7 +147,7 @@ class UnitOfWork:
         )
         if envelope is not None:
             dead = dead.model_copy(update={"correlation_id": envelope.correlation_id, "causation_id": envelope.event_id})
-        self._messages.append((self.settings.topic(DEADLETTER), dead))
+        self._append(self.settings.topic(DEADLETTER), dead)
         return dead
 
     # -- timers -------------------------------------------------------------------------
@@ -176,11 +196,11 @@ class UnitOfWork:
                    ON CONFLICT (event_id) DO NOTHING
                    RETURNING 1)
                SELECT n, CASE WHEN n > 0 THEN pg_notify($6, '') END FROM (SELECT count(*) AS n FROM ins) c""",
-            [e.event_id for _, e in messages],
-            [t for t, _ in messages],
-            [e.key for _, e in messages],
-            [e.event_type for _, e in messages],
-            [e.to_json() for _, e in messages],
+            [m.event_id for m in messages],
+            [m.topic for m in messages],
+            [m.key for m in messages],
+            [m.event_type for m in messages],
+            [m.payload for m in messages],
             outbox_channel(self.service),
         )
         return int(inserted or 0)

@@ -10,9 +10,10 @@ class IntakeRules(BaseSettings):
     # Position 9 of a VIN is a check digit for these first characters (ISO 3779 / FMVSS 115 /
     # GB 16735: North America 1-5, China L). Empty disables the check.
     vin_check_digit_regions: str = "12345L"
-    # "A complete file within 2 days of a visit."
+    # "Establish a file within two days" of a visit: older incomplete files are overdue.
     complete_file_within_days: int = Field(2, ge=0)
-    # Webhook: batch size, replay window, body limit.
+    # An event dated further than this in the future is refused (clock skew allowance).
+    future_tolerance_hours: float = Field(24, ge=0)
+    # Webhook: events per request and the replay window of a signature.
     webhook_max_events: int = Field(500, ge=1)
     webhook_max_age_seconds: int = Field(300, ge=1)
-    webhook_max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)

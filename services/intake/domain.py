@@ -1,31 +1,66 @@
-"""Intake's rules, as plain functions: customer matching, merging facts that may arrive out of
-order, VIN check digits, and what makes a customer file complete. No I/O here."""
+"""Intake's rules as plain Python: customer matching, merging facts that arrive in any order,
+VIN check digits, date order, and what makes a customer file complete. No I/O here.
+
+A `FileSet` holds the customer files a batch of events touches. Each `apply_*` method takes one
+validated upstream event, changes the files in memory and returns the canonical events to
+publish. The handlers load the FileSet, apply the batch in order and store what changed, so the
+same rules run in the service and in the property tests.
+
+Order independence: every field remembers the world time (`occurred_at` of the fact) at which
+it was last set, and a fact older than that never overwrites it (ties go to the larger value).
+History keeps each distinct value with the earliest time it was seen. A file created from a
+phone number alone (no customer_id yet) is adopted by the customer whose id later arrives with
+that phone, so a pickup that overtakes the sale ends in the same file as one that follows it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 
+from shared.timeutil import add_months
 from shared.validation import check_vin_check_digit
 
 CUSTOMER_FIELDS = (
     "name", "phone", "email", "address", "region", "person_in_charge", "locale", "timezone", "consent",
 )
-# Fields whose changes the work plan wants applied at once and kept as history.
+# Changes the work plan wants applied at once and kept as history.
 HISTORY_FIELDS = ("name", "phone", "email", "address", "region", "person_in_charge", "consent")
 # A customer file needs these; the plan wants a complete file within 2 days of a visit.
 REQUIRED_CUSTOMER_FIELDS = ("phone", "address")
 REQUIRED_VEHICLE_FIELDS = ("plate", "model")
+VEHICLE_FIELDS = (
+    "customer_id", "plate", "model", "dealer_id", "region", "sale_id", "sold_at", "warranty_months", "warranty_km",
+    "parts",
+)
+
+
+class Rejected(Exception):
+    """The event contradicts the files: the reason names the field and what was expected."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def derived_customer_id(phone: str) -> str:
     """A stable id for a customer known only by phone, so replays and reorders agree."""
     return "C" + hashlib.sha256(phone.encode()).hexdigest()[:15].upper()
+
+
+def _rank(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
+
+
+def as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return _rank(value).decode()
 
 
 @dataclass(frozen=True)
@@ -35,106 +70,394 @@ class Change:
     new: Any
 
 
+@dataclass(frozen=True)
+class Observation:
+    """A value a history field was seen to hold at a world time (kept as history)."""
+
+    field: str
+    value: Any
+    at: datetime
+
+
 @dataclass
 class Record:
-    """Values with the world time each was last set (customer file or vehicle file)."""
+    """Values with the world time each was last set (a customer file or a vehicle file)."""
 
     key: str
     values: dict[str, Any] = field(default_factory=dict)
     field_times: dict[str, datetime] = field(default_factory=dict)
     created_at: datetime | None = None
-    updated_at: datetime | None = None
     source: str | None = None
-    is_new: bool = False
+    derived: bool = False
     dirty: bool = False
+    # every phone this customer has been seen with (current and earlier): a late fact that
+    # names an old phone still finds the file
+    known_phones: set[str] = field(default_factory=set)
 
-    def touch(self, at: datetime) -> None:
-        self.dirty = True
-        self.created_at = self.created_at or at
-        self.updated_at = max(self.updated_at, at) if self.updated_at else at
+    @property
+    def updated_at(self) -> datetime | None:
+        return max(self.field_times.values()) if self.field_times else self.created_at
 
-    def merge(self, incoming: Mapping[str, Any], at: datetime) -> list[Change]:
-        """Last writer wins by world time (`at`), not by arrival: a late, older fact never
-        overwrites a newer one, so any arrival order ends in the same record. Ties at the
-        same instant go to the larger value, for the same reason."""
-        changes = []
+    def seen(self, at: datetime, source: str) -> None:
+        """The file exists since the earliest fact about it (whatever arrived first)."""
+        if self.created_at is None or at < self.created_at or (at == self.created_at and source < (self.source or "")):
+            self.created_at, self.source = at, source
+            self.dirty = True
+
+    def merge(self, incoming: Mapping[str, Any], at: datetime) -> tuple[list[Change], list[Observation]]:
+        """Last writer wins by world time, not by arrival. Returns the changes to current values
+        and the observations worth keeping as history (changes, and late facts)."""
+        changes: list[Change] = []
+        observations: list[Observation] = []
         for name, value in incoming.items():
             if value is None:
                 continue
+            if name == "phone":
+                self.known_phones.add(value)
             last = self.field_times.get(name)
             current = self.values.get(name)
-            if last is not None:
-                if at < last:
-                    continue
-                if at == last and current is not None and _rank(value) <= _rank(current):
-                    continue
-            self.field_times[name] = at
+            late = last is not None and (
+                at < last or (at == last and current is not None and _rank(value) <= _rank(current))
+            )
+            if late:
+                if name in HISTORY_FIELDS:
+                    observations.append(Observation(name, value, at))
+                continue
+            if last != at:
+                self.field_times[name] = at
+                self.dirty = True
             if current != value:
                 self.values[name] = value
+                self.dirty = True
                 changes.append(Change(name, current, value))
+                if name in HISTORY_FIELDS:
+                    observations.append(Observation(name, value, at))
+        return changes, observations
+
+    def absorb(self, other: Record) -> list[Change]:
+        """Take another file's facts (it described the same customer)."""
+        changes: list[Change] = []
+        for name, value in other.values.items():
+            at = other.field_times.get(name) or other.created_at
+            assert at is not None
+            changed, _ = self.merge({name: value}, at)
+            changes.extend(changed)
+        if other.created_at is not None:
+            self.seen(other.created_at, other.source or "unknown")
+        self.known_phones |= other.known_phones
         return changes
 
 
+@dataclass(frozen=True)
+class Output:
+    """A canonical event to publish."""
+
+    event_type: str
+    data: dict[str, Any]
+    at: datetime
+
+
 @dataclass
-class CustomerBook:
-    """The customer files one batch touches: matched by customer_id, else by normalised
-    phone; a file is created from whatever names the customer first."""
+class FileSet:
+    """The customer files one batch touches, changed in memory in event order."""
 
-    records: dict[str, Record] = field(default_factory=dict)
-    _by_phone: dict[str, set[str]] = field(default_factory=dict)
+    customers: dict[str, Record] = field(default_factory=dict)
+    vehicles: dict[str, Record] = field(default_factory=dict)
+    # repair_order_id -> {vin, customer_id, dealer_id, picked_up_at, ...} for visits on file or new
+    visits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    receipts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # earliest pickup on file per VIN, to keep "picked up after sold"
+    first_pickup: dict[str, datetime] = field(default_factory=dict)
+    # (kind, ref) -> content hash of pass-through facts already published
+    facts: dict[tuple[str, str], str] = field(default_factory=dict)
+    shipments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # what to write
+    new_visits: list[dict[str, Any]] = field(default_factory=list)
+    new_receipts: list[dict[str, Any]] = field(default_factory=list)
+    new_facts: dict[tuple[str, str], str] = field(default_factory=dict)
+    new_shipments: list[dict[str, Any]] = field(default_factory=list)
+    history: list[tuple[str, Observation, Any]] = field(default_factory=list)  # (customer, observation, event id)
+    renamed: list[tuple[str, str]] = field(default_factory=list)  # (old key, new key): move visits, vehicles, history
+    removed: set[str] = field(default_factory=set)
+    future_tolerance: timedelta = timedelta(days=1)
+    event_id: Any = None  # the event being applied (history remembers where a value came from)
 
-    def add(self, record: Record) -> None:
-        self.records[record.key] = record
-        self._index(record)
+    # -- customers ------------------------------------------------------------------------
+    def _with_phone(self, phone: str) -> list[Record]:
+        return [r for r in self.customers.values() if phone in r.known_phones or r.values.get("phone") == phone]
 
-    def _index(self, record: Record) -> None:
-        phone = record.values.get("phone")
-        if phone:
-            self._by_phone.setdefault(phone, set()).add(record.key)
-
-    def find(self, customer_id: str | None, phone: str | None) -> Record | None:
-        if customer_id and customer_id in self.records:
-            return self.records[customer_id]
-        if phone:
-            same_phone = [
-                self.records[key] for key in self._by_phone.get(phone, ())
-                if self.records[key].values.get("phone") == phone
-            ]
-            if same_phone:  # the most recently updated file holding this phone
-                return max(same_phone, key=lambda r: (r.updated_at, r.key))
+    def find_customer(self, customer_id: str | None, phone: str | None) -> Record | None:
+        """By customer_id; else by normalised phone (its current one first, then any it has
+        had). A named customer who is not on file adopts a file known only by that phone;
+        never another named customer's file."""
+        candidates = self._with_phone(phone) if phone else []
+        if customer_id:
+            if customer_id in self.customers:
+                return self.customers[customer_id]
+            derived = [r for r in candidates if r.derived]
+            return max(derived, key=lambda r: (r.updated_at, r.key)) if derived else None
+        if candidates:  # named before phone-only, current phone before an old one, then the latest
+            return max(candidates, key=lambda r: (not r.derived, r.values.get("phone") == phone, r.updated_at, r.key))
         return None
 
-    def resolve(self, customer_id: str | None, phone: str | None, stated: Mapping[str, Any], at: datetime,
-                source: str) -> tuple[Record, bool, list[Change]]:
-        record = self.find(customer_id, phone)
+    def customer(self, stated: Mapping[str, Any], *, customer_id: str | None, at: datetime, source: str,
+                 outputs: list[Output]) -> Record:
+        """Match, create or update a customer's file; publish CustomerRegistered for a new file
+        and CustomerUpdated only when something really changed."""
+        phone = stated.get("phone")
+        record = self.find_customer(customer_id, phone)
         created = record is None
+        merged_from: list[str] = []
         if record is None:
-            assert customer_id or phone, "a customer is named by customer_id or phone"
-            record = Record(key=customer_id or derived_customer_id(str(phone)), source=source, is_new=True)
-            self.records[record.key] = record
-        changes = record.merge(stated, at)
-        if created or changes:
-            record.touch(at)
-        if any(c.field == "phone" for c in changes):
-            self._index(record)
-        return record, created, changes
+            if not customer_id and not phone:
+                raise Rejected("customer_id or phone is required to know whose file this is")
+            record = Record(key=customer_id or derived_customer_id(str(phone)), derived=not customer_id)
+            self.customers[record.key] = record
+        elif customer_id and record.key != customer_id:  # a phone-only file learns its customer's id
+            merged_from.append(self._rename(record, customer_id))
+        record.seen(at, source)
+        changes, observations = record.merge(stated, at)
+        self.history.extend((record.key, o, self.event_id) for o in observations)
+        if not record.derived:
+            for other in [r for r in self.customers.values()
+                          if r.derived and r is not record and r.known_phones & record.known_phones]:
+                changes.extend(record.absorb(other))
+                self._move(other.key, record.key)
+                merged_from.append(other.key)
+        self._announce(record, created, changes, merged_from, at, source, outputs)
+        return record
+
+    def _rename(self, record: Record, new_key: str) -> str:
+        old = record.key
+        del self.customers[old]
+        record.key, record.derived, record.dirty = new_key, False, True
+        self.customers[new_key] = record
+        self._move(old, new_key, keep_record=True)
+        return old
+
+    def _move(self, old: str, new: str, keep_record: bool = False) -> None:
+        """Everything filed under `old` now belongs to `new`."""
+        if not keep_record:
+            self.customers.pop(old, None)
+        self.removed.add(old)
+        self.renamed.append((old, new))
+        for vehicle in self.vehicles.values():
+            if vehicle.values.get("customer_id") == old:
+                vehicle.values["customer_id"] = new
+                vehicle.dirty = True
+        for collection in (self.visits.values(), self.new_visits):
+            for item in collection:
+                if item.get("customer_id") == old:
+                    item["customer_id"] = new
+        self.history = [(new if key == old else key, o, e) for key, o, e in self.history]
+
+    def _announce(self, record: Record, created: bool, changes: list[Change], merged_from: list[str],
+                  at: datetime, source: str, outputs: list[Output]) -> None:
+        current = {name: record.values.get(name) for name in CUSTOMER_FIELDS if record.values.get(name) is not None}
+        if created:
+            outputs.append(Output("CustomerRegistered",
+                                  {"customer_id": record.key, **current, "registered_from": source}, at))
+        elif changes or merged_from:
+            data: dict[str, Any] = {
+                "customer_id": record.key, **current,
+                "changes": {c.field: {"old": c.old, "new": c.new} for c in changes},
+            }
+            if merged_from:
+                data["merged_customer_ids"] = merged_from
+                data["changes"]["customer_id"] = {"old": merged_from[0], "new": record.key}
+            outputs.append(Output("CustomerUpdated", data, at))
+
+    # -- vehicles -------------------------------------------------------------------------
+    def vehicle(self, vin: str) -> Record:
+        if vin not in self.vehicles:
+            self.vehicles[vin] = Record(key=vin)
+        return self.vehicles[vin]
+
+    def _update_vehicle(self, vin: str, values: Mapping[str, Any], at: datetime, source: str) -> Record:
+        record = self.vehicle(vin)
+        record.seen(at, source)
+        record.merge(values, at)
+        return record
+
+    def _not_in_future(self, name: str, at: datetime, now: datetime) -> None:
+        if at > now + self.future_tolerance:
+            raise Rejected(f"{name} {at.isoformat()} is in the future (now {now.isoformat()}); "
+                           "send the time the event happened")
+
+    # -- upstream events --------------------------------------------------------------------
+    def apply_sale(self, d: Any, now: datetime) -> list[Output]:
+        at = d.sold_at
+        self._not_in_future("data.sold_at", at, now)
+        earliest = self.first_pickup.get(d.vin)
+        if earliest is not None and earliest < at:
+            raise Rejected(f"data.sold_at {at.isoformat()} is after this vehicle's pickup at "
+                           f"{earliest.isoformat()}; a vehicle is sold before it comes in for service")
+        vehicle = self.vehicles.get(d.vin)
+        if vehicle is not None and vehicle.values.get("sale_id") == d.sale_id and vehicle.values.get("sold_at") == at:
+            return []  # the same sale again: on file already
+        outputs: list[Output] = []
+        customer = self.customer(_stated(d.customer), customer_id=d.customer.customer_id, at=at,
+                                 source="VehicleSold", outputs=outputs)
+        self._update_vehicle(d.vin, {
+            "customer_id": customer.key, "plate": d.plate, "model": d.model, "dealer_id": d.dealer_id,
+            "region": d.region, "sale_id": d.sale_id, "sold_at": at, "warranty_months": d.warranty_months,
+            "warranty_km": d.warranty_km, "parts": [p.model_dump(mode="json") for p in d.parts],
+        }, at, "VehicleSold")
+        canonical = d.model_dump(mode="json")
+        canonical["customer"]["customer_id"] = customer.key
+        outputs.append(Output("VehicleSold", canonical, at))
+        return outputs
+
+    def apply_pickup(self, d: Any, now: datetime) -> list[Output]:
+        at = d.picked_up_at
+        self._not_in_future("data.picked_up_at", at, now)
+        sold_at = self.vehicles[d.vin].values.get("sold_at") if d.vin in self.vehicles else None
+        if sold_at is not None and at < sold_at:
+            raise Rejected(f"data.picked_up_at {at.isoformat()} is before the vehicle was sold "
+                           f"({sold_at.isoformat()}); a pickup comes after the sale")
+        if d.repair_order_id in self.visits:
+            return []  # the same repair order again: on file already
+        outputs: list[Output] = []
+        customer = self.customer(_stated(d.customer), customer_id=d.customer.customer_id, at=at,
+                                 source="VehiclePickedUp", outputs=outputs)
+        vehicle = self._update_vehicle(d.vin, {"customer_id": customer.key, "plate": d.plate, "model": d.model},
+                                       at, "VehiclePickedUp")
+        visit = {
+            "repair_order_id": d.repair_order_id, "vin": d.vin, "customer_id": customer.key, "dealer_id": d.dealer_id,
+            "picked_up_at": at, "service_type": d.service_type, "items": [i.model_dump(mode="json") for i in d.items],
+            "mileage_km": d.mileage_km, "advisor_id": d.advisor_id, "next_service_due_at": d.next_service_due_at,
+            "next_service_due_km": d.next_service_due_km, "event_id": self.event_id,
+        }
+        self.visits[d.repair_order_id] = visit
+        self.new_visits.append(visit)
+        self.first_pickup[d.vin] = min(at, self.first_pickup.get(d.vin, at))
+        v = vehicle.values
+        canonical = d.model_dump(mode="json")
+        canonical["customer"]["customer_id"] = customer.key
+        canonical.update(
+            model=d.model or v.get("model"), plate=d.plate or v.get("plate"),
+            sold_at=v["sold_at"].isoformat() if v.get("sold_at") else None,
+            warranty_months=v.get("warranty_months"), warranty_km=v.get("warranty_km"),
+            under_warranty=under_warranty(v, at, d.mileage_km), region=d.customer.region,
+        )
+        outputs.append(Output("VehiclePickedUp", canonical, at))
+        return outputs
+
+    def apply_receipt(self, d: Any, now: datetime) -> list[Output]:
+        self._not_in_future("data.returned_at", d.returned_at, now)
+        if d.receipt_id in self.receipts:
+            return []
+        visit = self.visits.get(d.repair_order_id)
+        if visit is not None:
+            if visit["vin"] != d.vin:
+                raise Rejected(f"data.vin {d.vin} is not the vehicle of repair order {d.repair_order_id} "
+                               f"({visit['vin']}); a receipt names its own repair order's vehicle")
+            if d.returned_at < visit["picked_up_at"]:
+                raise Rejected(f"data.returned_at {d.returned_at.isoformat()} is before the pickup of repair order "
+                               f"{d.repair_order_id} ({visit['picked_up_at'].isoformat()}); a receipt comes after it")
+        vehicle = self.vehicles.get(d.vin)
+        # A receipt belongs to its repair order's customer; the file joins it through the visit
+        # (which may arrive later), the event names who we know now.
+        customer_id = (visit or {}).get("customer_id") or (vehicle.values.get("customer_id") if vehicle else None)
+        receipt = {
+            "receipt_id": d.receipt_id, "repair_order_id": d.repair_order_id, "vin": d.vin,
+            "returned_at": d.returned_at, "rating": d.rating, "comments": d.comments, "event_id": self.event_id,
+        }
+        self.receipts[d.receipt_id] = receipt
+        self.new_receipts.append(receipt)
+        canonical = {**d.model_dump(mode="json"), "customer_id": customer_id,
+                     "dealer_id": (visit or {}).get("dealer_id")}
+        return [Output("ReceiptRecorded", canonical, d.returned_at)]
+
+    def apply_customer_update(self, d: Any, occurred_at: datetime, now: datetime) -> list[Output]:
+        at = d.changed_at or occurred_at
+        self._not_in_future("data.changed_at", at, now)
+        stated = {name: getattr(d, name) for name in CUSTOMER_FIELDS if getattr(d, name) is not None}
+        if "consent" in stated:
+            stated["consent"] = d.consent.model_dump()
+        outputs: list[Output] = []
+        self.customer(stated, customer_id=d.customer_id, at=at, source="CustomerUpdated", outputs=outputs)
+        return outputs
+
+    def apply_complaint(self, d: Any, now: datetime) -> list[Output]:
+        self._not_in_future("data.filed_at", d.filed_at, now)
+        if self.facts.get(("complaint", d.complaint_ref)) is not None or ("complaint", d.complaint_ref) in self.new_facts:
+            return []
+        outputs: list[Output] = []
+        stated = {"phone": d.phone} if d.phone else {}
+        customer = self.customer(stated, customer_id=d.customer_id, at=d.filed_at, source="ComplaintFiled",
+                                 outputs=outputs)
+        self.new_facts[("complaint", d.complaint_ref)] = "filed"
+        canonical = {**d.model_dump(mode="json"), "customer_id": customer.key}
+        outputs.append(Output("ComplaintFiled", canonical, d.filed_at))
+        return outputs
+
+    def apply_shipment(self, d: Any, now: datetime) -> list[Output]:
+        self._not_in_future("data.shipped_at", d.shipped_at, now)
+        if d.shipment_id not in self.shipments:
+            shipment = {"shipment_id": d.shipment_id, "dealer_id": d.dealer_id, "shipped_at": d.shipped_at,
+                        "line_nos": sorted(line.line_no for line in d.lines)}
+            self.shipments[d.shipment_id] = shipment
+            self.new_shipments.append(shipment)
+        return self.pass_through("PartShipped", d.shipment_id, d, d.shipped_at)
+
+    def apply_discrepancy(self, d: Any, now: datetime) -> list[Output]:
+        self._not_in_future("data.reported_at", d.reported_at, now)
+        shipment = self.shipments.get(d.shipment_id)
+        if shipment is not None:
+            if d.line_no not in shipment["line_nos"]:
+                raise Rejected(f"data.line_no {d.line_no} is not a line of shipment {d.shipment_id} "
+                               f"(its lines: {', '.join(map(str, shipment['line_nos']))})")
+            if d.reported_at < shipment["shipped_at"]:
+                raise Rejected(f"data.reported_at {d.reported_at.isoformat()} is before shipment {d.shipment_id} "
+                               f"was shipped ({shipment['shipped_at'].isoformat()})")
+        return self.pass_through("PartShipmentDiscrepancy", f"{d.shipment_id}:{d.line_no}:{d.kind}", d, d.reported_at)
+
+    def pass_through(self, event_type: str, ref: str, d: Any, at: datetime) -> list[Output]:
+        """Events intake validates and re-publishes unchanged: once per business key, again
+        only when their content changes (an amended campaign, a corrected report)."""
+        data = d.model_dump(mode="json")
+        digest = hashlib.sha256(_rank(data)).hexdigest()
+        key = (event_type, ref)
+        if self.new_facts.get(key, self.facts.get(key)) == digest:
+            return []
+        self.new_facts[key] = digest
+        return [Output(event_type, data, at)]
+
+    # -- snapshot for tests and replay --------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """The files as a plain value: two FileSets that hold the same facts compare equal."""
+        history: dict[tuple[str, str, str | None], datetime] = {}
+        for key, o, _ in self.history:
+            ident = (key, o.field, as_text(o.value))
+            history[ident] = min(o.at, history.get(ident, o.at))
+        return {
+            "customers": {k: (r.values, r.field_times, r.created_at, r.source, r.derived, sorted(r.known_phones))
+                          for k, r in sorted(self.customers.items())},
+            "vehicles": {k: (r.values, r.field_times, r.created_at) for k, r in sorted(self.vehicles.items())},
+            "visits": {k: v for k, v in sorted(self.visits.items())},
+            "receipts": {k: v for k, v in sorted(self.receipts.items())},
+            "history": sorted(history.items()),
+        }
 
 
-def _rank(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
-
-
-def customer_fields(info: Any) -> dict[str, Any]:
+def _stated(info: Any) -> dict[str, Any]:
     """The customer fields an upstream payload actually states (defaults are not facts)."""
-    stated = info.model_fields_set if hasattr(info, "model_fields_set") else set(info)
-    values = info.model_dump(mode="json") if hasattr(info, "model_dump") else dict(info)
-    return {name: values.get(name) for name in CUSTOMER_FIELDS if name in stated and values.get(name) is not None}
+    stated = info.model_fields_set
+    values = info.model_dump(mode="json")
+    return {name: values[name] for name in CUSTOMER_FIELDS if name in stated and values.get(name) is not None}
+
+
+def under_warranty(vehicle: Mapping[str, Any], at: datetime, mileage_km: int) -> bool | None:
+    """Within sold_at + warranty_months and under warranty_km; None while the sale is unknown."""
+    sold_at, months, km = vehicle.get("sold_at"), vehicle.get("warranty_months"), vehicle.get("warranty_km")
+    if sold_at is None or months is None or km is None:
+        return None
+    return at < add_months(sold_at, months) and mileage_km < km
 
 
 def missing_fields(customer: Mapping[str, Any], vehicles: list[Mapping[str, Any]]) -> list[str]:
     missing = [f for f in REQUIRED_CUSTOMER_FIELDS if not customer.get(f)]
-    if not vehicles:
-        missing.append("vehicle")
     for vehicle in vehicles:
         missing.extend(f"{f} ({vehicle['vin']})" for f in REQUIRED_VEHICLE_FIELDS if not vehicle.get(f))
     return missing

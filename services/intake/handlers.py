@@ -1,142 +1,148 @@
-"""Intake's handlers: one per upstream event type. Each takes the batch of its events from one
-partition: load the files they touch, apply the rules in order, store, and publish."""
+"""Intake's handlers: one per upstream event type, all the same shape. For a batch of events
+from one poll: say what it needs, load those files (`store.load`), apply each event in order
+with the domain rules (`FileSet.apply_*`), save what changed, and publish the canonical events.
+
+`precheck` holds the checks that need no files (the VIN check digit); the webhook runs it too,
+so an event refused over HTTP is refused for the same reason it would be on Kafka.
+"""
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.errors import PermanentError
 from shared.events import Event
-from shared.events.catalog import CustomerInfo, VehiclePickedUp
-from shared.timeutil import add_months
 from shared.uow import UnitOfWork
 
 from services.intake import store
 from services.intake.config import IntakeRules
-from services.intake.domain import Change, CustomerBook, Record, customer_fields, verify_vin
+from services.intake.domain import FileSet, Output, Rejected, verify_vin
+from services.intake.store import Needs
 
 
 def rules(uow: UnitOfWork) -> IntakeRules:
     return uow.state["rules"]  # type: ignore[no-any-return]
 
 
-def _check_vin(uow: UnitOfWork, vin: str, field: str = "data.vin") -> None:
-    try:
-        verify_vin(vin, rules(uow).vin_check_digit_regions)
-    except ValueError as exc:
-        raise PermanentError(f"{field}: {exc}", "ValidationFailed") from None
+def precheck(event_type: str, data: Any, intake_rules: IntakeRules) -> None:
+    """Checks that need no customer files. Raises Rejected with a field-naming reason."""
+    for name in ("vin",):
+        vin = getattr(data, name, None)
+        if vin:
+            try:
+                verify_vin(vin, intake_rules.vin_check_digit_regions)
+            except ValueError as exc:
+                raise Rejected(f"data.{name}: {exc}") from None
 
 
-@dataclass
-class Files:
-    """The customer and vehicle files one batch touches: loaded once, changed in memory in
-    event order, written back once."""
-
-    uow: UnitOfWork
-    customers: CustomerBook = field(default_factory=CustomerBook)
-    vehicles: dict[str, Record] = field(default_factory=dict)
-    history: list[tuple[str, Change, datetime, uuid.UUID]] = field(default_factory=list)
-
-    async def load(self, *, customer_ids: set[str], phones: set[str], vins: set[str]) -> None:
-        for record in await store.load_customers(self.uow.conn, customer_ids, phones):
-            self.customers.add(record)
-        self.vehicles.update(await store.load_vehicles(self.uow.conn, vins))
-
-    def customer(self, info: CustomerInfo, at: datetime, event: Event[Any]) -> Record:
-        """Match, create or update the customer's file; publish CustomerRegistered for a new
-        file and CustomerUpdated only when something really changed."""
-        record, created, changes = self.customers.resolve(
-            info.customer_id, info.phone, customer_fields(info), at, event.event_type
-        )
-        self.history.extend((record.key, c, at, event.event_id) for c in changes)
-        if created:
-            self.uow.publish(
-                "CustomerRegistered",
-                {"customer_id": record.key, **record.values, "registered_from": event.event_type},
-                cause=event, occurred_at=at,
-            )
-        elif changes:
-            self.uow.publish(
-                "CustomerUpdated",
-                {"customer_id": record.key, "changes": {c.field: {"old": c.old, "new": c.new} for c in changes},
-                 **record.values},
-                cause=event, occurred_at=at,
-            )
-        return record
-
-    def vehicle(self, vin: str) -> Record:
-        if vin not in self.vehicles:
-            self.vehicles[vin] = Record(key=vin, is_new=True)
-        return self.vehicles[vin]
-
-    def update_vehicle(self, vin: str, values: dict[str, Any], at: datetime) -> Record:
-        record = self.vehicle(vin)
-        if record.merge(values, at) or record.is_new:
-            record.touch(at)
-        return record
-
-    async def save(self) -> None:
-        await store.save_customers(self.uow.conn, self.customers.records.values())
-        await store.save_history(self.uow.conn, self.history)
-        await store.save_vehicles(self.uow.conn, self.vehicles.values())
+# What each event type needs loaded, and how it is applied.
+def _needs_sale(d: Any, n: Needs) -> None:
+    n.vins.add(d.vin)
+    n.first_pickups.add(d.vin)
+    n.phones.add(d.customer.phone)
+    if d.customer.customer_id:
+        n.customer_ids.add(d.customer.customer_id)
 
 
-async def on_vehicle_picked_up(uow: UnitOfWork, events: list[Event[VehiclePickedUp]]) -> None:
-    for event in events:
-        _check_vin(uow, event.data.vin)
-    files = Files(uow)
-    await files.load(
-        customer_ids={e.data.customer.customer_id for e in events if e.data.customer.customer_id},
-        phones={e.data.customer.phone for e in events},
-        vins={e.data.vin for e in events},
-    )
-    on_file = await store.existing_repair_orders(uow.conn, [e.data.repair_order_id for e in events])
-    visits: list[dict[str, Any]] = []
-    for event in events:
-        d = event.data
-        at = d.picked_up_at
-        sold_at = files.vehicles[d.vin].values.get("sold_at") if d.vin in files.vehicles else None
-        if sold_at is not None and at < sold_at:
-            raise PermanentError(
-                f"data.picked_up_at {at.isoformat()} is before the vehicle was sold ({sold_at.isoformat()}); "
-                "a pickup must come after the sale",
-                "ValidationFailed",
-            )
-        if d.repair_order_id in on_file:
-            uow.log.info("repair order already on file; not re-published", repair_order_id=d.repair_order_id)
-            continue
-        on_file.add(d.repair_order_id)
-        customer = files.customer(d.customer, at, event)
-        vehicle = files.update_vehicle(d.vin, {"customer_id": customer.key, "plate": d.plate, "model": d.model}, at)
-        visits.append({
-            "repair_order_id": d.repair_order_id, "vin": d.vin, "customer_id": customer.key, "dealer_id": d.dealer_id,
-            "picked_up_at": at, "service_type": d.service_type, "items": [i.model_dump(mode="json") for i in d.items],
-            "mileage_km": d.mileage_km, "advisor_id": d.advisor_id, "next_service_due_at": d.next_service_due_at,
-            "next_service_due_km": d.next_service_due_km, "event_id": event.event_id,
-        })
-        v = vehicle.values
-        canonical = d.model_dump(mode="json")
-        canonical["customer"]["customer_id"] = customer.key
-        canonical.update(
-            model=d.model or v.get("model"),
-            plate=d.plate or v.get("plate"),
-            sold_at=v["sold_at"].isoformat() if v.get("sold_at") else None,
-            warranty_months=v.get("warranty_months"),
-            warranty_km=v.get("warranty_km"),
-            under_warranty=under_warranty(v, at, d.mileage_km),
-            region=d.customer.region,
-        )
-        uow.publish("VehiclePickedUp", canonical, cause=event, occurred_at=at)
-    await files.save()
-    await store.insert_visits(uow.conn, visits)
+def _needs_pickup(d: Any, n: Needs) -> None:
+    n.vins.add(d.vin)
+    n.repair_orders.add(d.repair_order_id)
+    n.phones.add(d.customer.phone)
+    if d.customer.customer_id:
+        n.customer_ids.add(d.customer.customer_id)
 
 
-def under_warranty(vehicle: dict[str, Any], at: datetime, mileage_km: int) -> bool | None:
-    """Within sold_at + warranty_months and under warranty_km; None when the sale is not known yet."""
-    sold_at, months, km = vehicle.get("sold_at"), vehicle.get("warranty_months"), vehicle.get("warranty_km")
-    if sold_at is None or months is None or km is None:
-        return None
-    return at < add_months(sold_at, months) and mileage_km < km
+def _needs_receipt(d: Any, n: Needs) -> None:
+    n.vins.add(d.vin)
+    n.repair_orders.add(d.repair_order_id)
+    n.receipts.add(d.receipt_id)
+
+
+def _needs_customer_update(d: Any, n: Needs) -> None:
+    n.customer_ids.add(d.customer_id)
+    if d.phone:
+        n.phones.add(d.phone)
+
+
+def _needs_complaint(d: Any, n: Needs) -> None:
+    if d.customer_id:
+        n.customer_ids.add(d.customer_id)
+    if d.phone:
+        n.phones.add(d.phone)
+    n.facts.add(("complaint", d.complaint_ref))
+
+
+def _needs_shipment(d: Any, n: Needs) -> None:
+    n.shipments.add(d.shipment_id)
+    n.facts.add(("PartShipped", d.shipment_id))
+
+
+def _needs_discrepancy(d: Any, n: Needs) -> None:
+    n.shipments.add(d.shipment_id)
+    n.facts.add(("PartShipmentDiscrepancy", f"{d.shipment_id}:{d.line_no}:{d.kind}"))
+
+
+def _needs_defect(d: Any, n: Needs) -> None:
+    n.facts.add(("PartDefectReported", d.report_id))
+
+
+def _needs_campaign(d: Any, n: Needs) -> None:
+    n.facts.add(("CampaignAnnounced", d.campaign_id))
+
+
+Apply = Callable[[FileSet, Event[Any], datetime], list[Output]]
+
+
+def _handler(needs: Callable[[Any, Needs], None], apply: Apply) -> Callable[..., Any]:
+    async def handle(uow: UnitOfWork, events: list[Event[Any]]) -> None:
+        intake_rules = rules(uow)
+        wanted = Needs()
+        for event in events:
+            try:
+                precheck(event.event_type, event.data, intake_rules)
+            except Rejected as rejected:
+                raise PermanentError(rejected.reason, "ValidationFailed") from None
+            needs(event.data, wanted)
+        files = await store.load(uow.conn, wanted)
+        files.future_tolerance = timedelta(hours=intake_rules.future_tolerance_hours)
+        now = uow.now()
+        for event in events:
+            files.event_id = event.event_id
+            try:
+                outputs = apply(files, event, now)
+            except Rejected as rejected:
+                raise PermanentError(rejected.reason, "ValidationFailed") from None
+            for output in outputs:
+                uow.publish(output.event_type, output.data, cause=event, occurred_at=output.at)
+        await store.save(uow.conn, files)
+
+    return handle
+
+
+on_vehicle_sold = _handler(_needs_sale, lambda f, e, now: f.apply_sale(e.data, now))
+on_vehicle_picked_up = _handler(_needs_pickup, lambda f, e, now: f.apply_pickup(e.data, now))
+on_receipt_returned = _handler(_needs_receipt, lambda f, e, now: f.apply_receipt(e.data, now))
+on_customer_updated = _handler(
+    _needs_customer_update, lambda f, e, now: f.apply_customer_update(e.data, e.occurred_at, now))
+on_complaint_filed = _handler(_needs_complaint, lambda f, e, now: f.apply_complaint(e.data, now))
+on_part_shipped = _handler(_needs_shipment, lambda f, e, now: f.apply_shipment(e.data, now))
+on_shipment_discrepancy = _handler(_needs_discrepancy, lambda f, e, now: f.apply_discrepancy(e.data, now))
+on_part_defect_reported = _handler(
+    _needs_defect, lambda f, e, now: f.pass_through("PartDefectReported", e.data.report_id, e.data, e.data.reported_at))
+on_campaign_announced = _handler(
+    _needs_campaign, lambda f, e, now: f.pass_through("CampaignAnnounced", e.data.campaign_id, e.data, e.occurred_at))
+
+HANDLERS: dict[str, dict[str, Callable[..., Any]]] = {
+    "upstream.sales": {"VehicleSold": on_vehicle_sold},
+    "upstream.dms": {"VehiclePickedUp": on_vehicle_picked_up, "ReceiptReturned": on_receipt_returned},
+    "upstream.erp": {
+        "PartShipped": on_part_shipped, "PartShipmentDiscrepancy": on_shipment_discrepancy,
+        "PartDefectReported": on_part_defect_reported,
+    },
+    "upstream.crm": {
+        "ComplaintFiled": on_complaint_filed, "CampaignAnnounced": on_campaign_announced,
+        "CustomerUpdated": on_customer_updated,
+    },
+}

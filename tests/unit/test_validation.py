@@ -70,3 +70,38 @@ def test_email_domain_is_lower_cased_and_shape_checked() -> None:
     assert normalize_email("Li.Ming@Example.CN") == "Li.Ming@example.cn"
     with pytest.raises(ValueError, match="name@domain.tld"):
         normalize_email("li.ming@localhost")
+
+
+@given(st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True), st.sampled_from(["", "+86", "0086", "+86 "]),
+       st.sampled_from(["", " ", "-"]))
+def test_chinese_mobiles_in_any_common_format_normalise_to_one_e164(number: str, prefix: str, sep: str) -> None:
+    written = prefix + sep.join([number[:3], number[3:7], number[7:]])
+    try:
+        e164 = normalize_phone(written)
+    except ValueError:
+        return  # a prefix the numbering plan does not allocate: refused, never mangled
+    assert e164 == "+86" + number
+    assert normalize_phone(e164) == e164
+
+
+@given(st.datetimes(min_value=__import__("datetime").datetime(2000, 1, 1), timezones=st.timezones()))
+def test_timestamps_with_a_timezone_are_accepted_and_kept_as_instants(moment: object) -> None:
+    from shared.events.catalog import ReceiptReturned
+
+    receipt = ReceiptReturned.model_validate({"receipt_id": "R1", "repair_order_id": "RO1",
+                                              "vin": "1M8GDM9AXKP042788", "returned_at": moment})
+    assert receipt.returned_at == moment and receipt.returned_at.tzinfo is not None
+
+
+@given(st.datetimes(min_value=__import__("datetime").datetime(2000, 1, 1)))
+def test_timestamps_without_a_timezone_are_refused_naming_the_field(moment: object) -> None:
+    from pydantic import ValidationError
+
+    from shared.events.catalog import ReceiptReturned
+    from shared.events.codec import describe_validation_error
+
+    with pytest.raises(ValidationError) as caught:
+        ReceiptReturned.model_validate({"receipt_id": "R1", "repair_order_id": "RO1", "vin": "1M8GDM9AXKP042788",
+                                        "returned_at": moment.isoformat()})  # type: ignore[attr-defined]
+    assert "data.returned_at" in describe_validation_error(caught.value, "data")
+    assert "no timezone" in describe_validation_error(caught.value, "data")

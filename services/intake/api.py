@@ -1,0 +1,239 @@
+"""Intake's HTTP routes: the signed webhook for producers, and the customer files for staff."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+import uuid
+from datetime import timedelta
+from typing import Any, Literal
+
+import orjson
+from fastapi import APIRouter, Header, HTTPException, Query, Request
+from pydantic import BaseModel
+
+from shared.db import acquire
+from shared.events import InvalidRecord, decode
+from shared.http import Principal, require, runtime_of
+from shared.timeutil import add_months
+from shared.validation import normalize_phone, normalize_vin
+
+from services.intake import store
+from services.intake.config import IntakeRules
+from services.intake.domain import Rejected, missing_fields
+from services.intake.handlers import precheck
+
+# Producers and the upstream topic their events go to.
+PRODUCER_TOPICS = {"sales": "upstream.sales", "dms": "upstream.dms", "erp": "upstream.erp", "crm": "upstream.crm"}
+SIGNATURE_SCHEME = "sha256="
+
+
+class EventResult(BaseModel):
+    index: int
+    event_id: str | None
+    status: Literal["accepted", "duplicate", "rejected"]
+    reason: str | None = None
+
+
+class WebhookResponse(BaseModel):
+    accepted: int
+    duplicate: int
+    rejected: int
+    results: list[EventResult]
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """What a producer sends as X-Aftersales-Signature: HMAC-SHA256 over "<timestamp>.<raw body>"."""
+    return SIGNATURE_SCHEME + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def router() -> APIRouter:
+    r = APIRouter()
+
+    @r.post(
+        "/v1/events", response_model=WebhookResponse, tags=["webhook"],
+        summary="Submit up to 500 upstream events (for producers that cannot write to Kafka)",
+        description=(
+            "Signed with HMAC-SHA256 over `<X-Aftersales-Timestamp>.<raw body>` using the producer's secret, sent as "
+            "`X-Aftersales-Signature: sha256=<hex>`; the timestamp (Unix seconds) must be within 5 minutes. Each "
+            "event is validated exactly as on Kafka and answered accepted, duplicate or rejected with the reason; "
+            "accepted and rejected events go onto the producer's upstream topic, so a rejected one is also "
+            "dead-lettered with the same record as if it had arrived on Kafka."
+        ),
+    )
+    async def receive_events(
+        request: Request,
+        x_aftersales_producer: str = Header(..., description="sales, dms, erp or crm"),
+        x_aftersales_timestamp: str = Header(..., description="Unix seconds when the request was signed"),
+        x_aftersales_signature: str = Header(..., description="sha256=<hex HMAC>"),
+        who: Principal = require("producer"),
+    ) -> WebhookResponse:
+        runtime = runtime_of(request)
+        rules: IntakeRules = runtime.state["rules"]
+        producer = x_aftersales_producer.strip()
+        secret = runtime.settings.parsed_webhook_secrets().get(producer)
+        if secret is None or producer not in PRODUCER_TOPICS:
+            raise HTTPException(401, f"unknown producer {producer!r}; known producers: "
+                                     f"{', '.join(sorted(runtime.settings.parsed_webhook_secrets()))}")
+        if who.subject != producer:
+            raise HTTPException(403, f"this token belongs to producer {who.subject!r}, not {producer!r}")
+        try:
+            signed_at = int(x_aftersales_timestamp)
+        except ValueError:
+            raise HTTPException(401, "X-Aftersales-Timestamp must be Unix seconds, e.g. 1764403200") from None
+        age = time.time() - signed_at  # wall time: a replay window, not a business rule
+        if abs(age) > rules.webhook_max_age_seconds:
+            raise HTTPException(
+                401, f"stale timestamp: signed {age:.0f} s ago; requests older than "
+                     f"{rules.webhook_max_age_seconds} s (or from the future) are refused to stop replays")
+        body = await request.body()
+        if not hmac.compare_digest(signature(secret, x_aftersales_timestamp, body), x_aftersales_signature.strip()):
+            raise HTTPException(401, "signature does not match: sign '<timestamp>.<raw body>' with HMAC-SHA256 and "
+                                     "the producer's secret, and send it as 'sha256=<hex>'")
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise HTTPException(422, f"the body is not JSON ({exc}); send a JSON array of event envelopes") from None
+        if isinstance(payload, dict) and isinstance(payload.get("events"), list):
+            payload = payload["events"]
+        if not isinstance(payload, list) or not payload:
+            raise HTTPException(422, "the body must be a non-empty JSON array of event envelopes "
+                                     "(or an object with an 'events' array)")
+        if len(payload) > rules.webhook_max_events:
+            raise HTTPException(422, f"{len(payload)} events in one request; send at most {rules.webhook_max_events}")
+        return await _accept(runtime, rules, producer, payload)
+
+    @r.get("/v1/customers", tags=["customer files"], summary="Search customer files")
+    async def search_customers(
+        request: Request,
+        phone: str | None = Query(None, description="any format; matched in E.164, current or previous"),
+        plate: str | None = None,
+        vin: str | None = None,
+        name: str | None = Query(None, description="prefix, case-insensitive"),
+        region: str | None = None,
+        page: int = Query(1, ge=1),
+        page_size: int = Query(50, ge=1, le=200),
+        who: Principal = require("agent", "supervisor"),
+    ) -> dict[str, Any]:
+        try:
+            phone = normalize_phone(phone) if phone else None
+            vin = normalize_vin(vin) if vin else None
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            total, rows = await store.search_customers(
+                conn, phone=phone, plate=plate.strip() if plate else None, vin=vin,
+                name=name.strip() if name else None, region=region, limit=page_size, offset=(page - 1) * page_size,
+            )
+        return {"total": total, "page": page, "page_size": page_size,
+                "customers": [{**r, "vins": list(r["vins"] or [])} for r in rows]}
+
+    @r.get("/v1/customers/incomplete", tags=["customer files"],
+           summary="Files missing phone, address, plate or model (the plan wants them complete within 2 days)")
+    async def incomplete(
+        request: Request, page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=500),
+        who: Principal = require("agent", "supervisor"),
+    ) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        rules: IntakeRules = runtime.state["rules"]
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            total, rows = await store.incomplete_files(conn, page_size, (page - 1) * page_size)
+        now = runtime.clock.now()
+        deadline = timedelta(days=rules.complete_file_within_days)
+        files = []
+        for row in rows:
+            missing = [f for f, flag in (("phone", row["no_phone"]), ("address", row["no_address"])) if flag]
+            missing += [f"plate ({vin})" for vin in row["no_plate"]] + [f"model ({vin})" for vin in row["no_model"]]
+            since = row["last_visit_at"] or row["created_at"]
+            files.append({
+                "customer_id": row["customer_id"], "name": row["name"], "region": row["region"], "missing": missing,
+                "last_visit_at": row["last_visit_at"], "overdue": now - since > deadline,
+            })
+        return {"total": total, "page": page, "page_size": page_size, "files": files}
+
+    @r.get("/v1/customers/{customer_id}", tags=["customer files"],
+           summary="A customer's whole file: vehicles, visits, receipts and change history")
+    async def customer_file(request: Request, customer_id: str, who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            found = await store.customer_file(conn, customer_id)
+        if found is None:
+            raise HTTPException(404, f"no customer file {customer_id!r}; search with GET /v1/customers?phone=…")
+        return _file_view(found)
+
+    return r
+
+
+async def _accept(runtime: Any, rules: IntakeRules, producer: str, payload: list[Any]) -> WebhookResponse:
+    topic = PRODUCER_TOPICS[producer]
+    contract_topic = topic
+    results: list[EventResult] = []
+    forwards: list[tuple[str | None, bytes, uuid.UUID, str]] = []
+    accepted: list[tuple[int, Any, bytes]] = []
+    for index, item in enumerate(payload):
+        value = orjson.dumps(item)
+        event_id = str(item.get("event_id")) if isinstance(item, dict) and item.get("event_id") else None
+        try:
+            event = decode(value, runtime.settings.topic(topic), contract_topic=contract_topic, strict_types=True,
+                           check_key=True)
+            precheck(event.event_type, event.data, rules)
+        except (InvalidRecord, Rejected) as problem:
+            results.append(EventResult(index=index, event_id=event_id, status="rejected", reason=problem.reason))
+            key = item.get("key") if isinstance(item, dict) and isinstance(item.get("key"), str) else None
+            forwards.append((key, value, uuid.uuid4(), str(item.get("event_type", "unknown"))
+                             if isinstance(item, dict) else "unknown"))
+            continue
+        accepted.append((index, event, value))
+        results.append(EventResult(index=index, event_id=str(event.event_id), status="accepted"))
+    async with runtime.transaction() as uow:
+        seen = await store.already_seen(uow.conn, [e.event_id for _, e, _ in accepted])
+        receipts = []
+        for index, event, value in accepted:
+            if event.event_id in seen:
+                results[index] = EventResult(index=index, event_id=str(event.event_id), status="duplicate",
+                                             reason="this event_id was received before")
+                continue
+            seen.add(event.event_id)
+            receipts.append((event.event_id, producer, topic))
+            forwards.append((event.key, value, event.event_id, event.event_type))
+        await store.record_webhook_receipts(uow.conn, receipts, runtime.clock.now())
+        for key, value, event_id, event_type in forwards:
+            uow.forward(topic, key=key, value=value, event_id=event_id, event_type=event_type)
+    counts = {status: sum(1 for r in results if r.status == status) for status in ("accepted", "duplicate", "rejected")}
+    return WebhookResponse(**counts, results=results)
+
+
+def _file_view(found: dict[str, Any]) -> dict[str, Any]:
+    customer = found["customer"]
+    history: dict[str, list[dict[str, Any]]] = {}
+    for h in found["history"]:
+        history.setdefault(h["field"], []).append({"value": h["value"], "first_seen_at": h["first_seen_at"]})
+    phones = [h["value"] for h in sorted(history.get("phone", []), key=lambda h: h["first_seen_at"], reverse=True)]
+    vehicles = []
+    for v in found["vehicles"]:
+        warranty_until = add_months(v["sold_at"], v["warranty_months"]) if v["sold_at"] and v["warranty_months"] else None
+        vehicles.append({k: v[k] for k in ("vin", "plate", "model", "dealer_id", "region", "sale_id", "sold_at",
+                                            "warranty_months", "warranty_km", "parts")}
+                        | {"warranty_until": warranty_until})
+    missing = missing_fields(customer, found["vehicles"])
+    return {
+        "customer_id": customer["customer_id"],
+        "known_only_by_phone": customer["id_derived"],
+        **{k: customer[k] for k in ("name", "phone", "email", "address", "region", "person_in_charge", "locale",
+                                    "timezone", "consent", "created_at", "updated_at")},
+        "phones": phones or ([customer["phone"]] if customer["phone"] else []),
+        "complete": not missing, "missing": missing,
+        "vehicles": vehicles,
+        "visits": [{k: v[k] for k in ("repair_order_id", "vin", "dealer_id", "picked_up_at", "service_type", "items",
+                                      "mileage_km", "advisor_id", "next_service_due_at", "next_service_due_km")}
+                   for v in found["visits"]],
+        "receipts": [{k: r[k] for k in ("receipt_id", "repair_order_id", "vin", "returned_at", "rating", "comments")}
+                     for r in found["receipts"]],
+        "history": history,
+    }
+
