@@ -193,7 +193,9 @@ def ensure_secrets() -> Path:
         f"{secrets.token_urlsafe(24)}={role}:{subject}"
         for role, subject in (
             ("agent", "agent-01"), ("agent", "agent-02"), ("supervisor", "supervisor-01"),
-            ("quality", "quality-01"), ("ops", "ops-01"), ("producer", "producer-01"),
+            ("quality", "quality-01"), ("ops", "ops-01"),
+            # one token per producer system; the webhook checks it against the producer it signs for
+            ("producer", "sales"), ("producer", "dms"), ("producer", "erp"), ("producer", "crm"),
         )
     )
     webhooks = ",".join(f"{producer}={secrets.token_urlsafe(32)}" for producer in ("sales", "dms", "erp", "crm"))
@@ -207,10 +209,10 @@ def ensure_secrets() -> Path:
     return path
 
 
-def token_for(role: str, settings: Settings | None = None) -> str:
+def token_for(role: str, settings: Settings | None = None, subject: str | None = None) -> str:
     settings = settings or load_settings()
-    for token, (token_role, _) in settings.parsed_api_tokens().items():
-        if token_role == role:
+    for token, (token_role, token_subject) in settings.parsed_api_tokens().items():
+        if token_role == role and (subject is None or token_subject == subject):
             return token
     raise InfraError(f"no API token for role {role!r}; run `aftersales infra up` or set AFTERSALES_API_TOKENS")
 
