@@ -83,3 +83,30 @@ QUALITY_ALERTS_OPEN = Gauge("aftersales_quality_alerts_open", "Early-warning ale
 NOTIFICATIONS = Counter(
     "aftersales_notifications_total", "Notifications by channel and outcome", ["channel", "outcome"]
 )
+
+# --- complaints --------------------------------------------------------------------------
+COMPLAINT_MEAN_SECONDS_TO_ACKNOWLEDGE = Gauge(
+    "aftersales_complaint_mean_seconds_to_acknowledge", "Mean active time from filing (or reopening) to acknowledgement"
+)
+COMPLAINT_MEAN_SECONDS_TO_RESOLVE = Gauge(
+    "aftersales_complaint_mean_seconds_to_resolve",
+    "Mean active time (pending_customer excluded) from filing (or reopening) to resolution",
+)
+COMPLAINT_REOPEN_RATE = Gauge(
+    "aftersales_complaint_reopen_rate", "Cases reopened at least once / cases resolved at least once"
+)
+COMPLAINT_ESCALATIONS = Gauge("aftersales_complaint_escalations", "Escalations announced (all time)")
+
+# --- quality -----------------------------------------------------------------------------
+QUALITY_DEFECT_REPORTS = Gauge(
+    "aftersales_quality_defect_reports",
+    "Defect reports counted (once per defect) in the last KPI window (default 30 days), by part category",
+    ["category"],
+)
+QUALITY_REPORTS_UNRESOLVED = Gauge(
+    "aftersales_quality_reports_unresolved",
+    "Counted defect reports whose batch or supplier is not known (awaiting the vehicle's sale, or ambiguous)",
+)
+QUALITY_ALERTS_BY_STATE = Gauge(
+    "aftersales_quality_alerts_by_state", "Early-warning alerts not closed, by state", ["state"]
+)

@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     outbox_idle_poll_seconds: float = Field(0.5, gt=0)
     timer_tick_seconds: float = Field(1.0, gt=0)
     timer_batch: int = Field(200, ge=1)
+    timer_retention_days: float = Field(30, gt=0)
     kpi_refresh_seconds: float = Field(15.0, gt=0)
     retry_max_backoff_seconds: float = Field(30.0, gt=0)
 

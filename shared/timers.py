@@ -8,10 +8,11 @@ an event handler, so the events it publishes go through the outbox.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import groupby
 from typing import Any
 
@@ -48,6 +49,11 @@ class Timer:
     def correlation_id(self) -> uuid.UUID:
         return self.cause_correlation_id or self.event_id
 
+    @property
+    def discriminator(self) -> str:
+        """Events a timer causes get ids of their own, apart from its setter's other effects."""
+        return f"timer:{self.kind}:{self.ref}:{self.due_at.isoformat()}"
+
 
 TimerHandler = Callable[[UnitOfWork, list[Timer]], Awaitable[None]]
 
@@ -66,10 +72,22 @@ class TimerRunner:
     def request_stop(self) -> None:
         self._stopping.set()
 
+    async def purge(self) -> int:
+        """Forget timers fired or cancelled longer ago than the retention (the log keeps what they did)."""
+        horizon = self.clock.now() - timedelta(days=self.settings.timer_retention_days)
+        async with acquire(self.pool) as conn:
+            status = await conn.execute(
+                "DELETE FROM timers WHERE coalesce(fired_at, cancelled_at) < $1", horizon)
+        return int(status.split()[-1])
+
     async def run(self) -> None:
         backoff = 0.2
+        last_purge = 0.0
         while not self._stopping.is_set():
             try:
+                if time.monotonic() - last_purge > 3600:
+                    await self.purge()
+                    last_purge = time.monotonic()
                 fired = await self.fire_due()
                 backoff = 0.2
             except Exception as exc:
@@ -118,10 +136,15 @@ class TimerRunner:
                 uow = UnitOfWork(conn, service=self.service, settings=self.settings, clock=self.clock, state=self.state)
                 for kind, group in groupby(timers, key=lambda t: t.kind):
                     await self.handlers[kind](uow, list(group))
-                await conn.execute(
-                    "UPDATE timers SET fired_at = $2 WHERE id = ANY($1::bigint[])", [t.id for t in timers], now
-                )
                 await uow.flush()
+                # Only what was claimed: a handler may have re-armed a timer it fired (same kind and
+                # ref, a new due_at), and that new one must stay pending.
+                await conn.execute(
+                    """UPDATE timers t SET fired_at = $3
+                         FROM unnest($1::bigint[], $2::timestamptz[]) AS c(id, due_at)
+                        WHERE t.id = c.id AND t.due_at = c.due_at AND t.fired_at IS NULL""",
+                    [t.id for t in timers], [t.due_at for t in timers], now,
+                )
         for timer in timers:
             metrics.TIMERS_FIRED.labels(self.service, timer.kind).inc()
         self.fired += len(timers)

@@ -73,6 +73,13 @@ class UnitOfWork:
         return list(self._published)
 
     def _append(self, topic: str, envelope: Envelope) -> None:
+        if any(m.event_id == envelope.event_id for m in self._messages):
+            # Two facts with one derived id: the outbox would keep only the first. A bug in the
+            # caller; fail loudly instead of losing an event.
+            raise ValueError(
+                f"{envelope.event_type} {envelope.key}: event id {envelope.event_id} is already used in this "
+                "transaction; publish it with a discriminator"
+            )
         self._messages.append(OutboxRow(topic, envelope.event_id, envelope.key, envelope.event_type, envelope.to_json()))
         self._published.append(envelope)
 
@@ -172,13 +179,15 @@ class UnitOfWork:
             )
         )
 
-    async def cancel_timers(self, ref: str, kinds: list[str] | None = None) -> int:
+    async def cancel_timers(self, ref: str | list[str], kinds: list[str] | None = None) -> int:
+        """Cancel the pending timers of one ref (or several refs), of the given kinds or all."""
         await self._flush_timers()
+        refs = [ref] if isinstance(ref, str) else list(ref)
         result = await self.conn.execute(
             """UPDATE timers SET cancelled_at = $3
-                WHERE ref = $1 AND ($2::text[] IS NULL OR kind = ANY($2))
+                WHERE ref = ANY($1::text[]) AND ($2::text[] IS NULL OR kind = ANY($2))
                   AND fired_at IS NULL AND cancelled_at IS NULL""",
-            ref, kinds, self.clock.now(),
+            refs, kinds, self.clock.now(),
         )
         return int(result.split()[-1])
 

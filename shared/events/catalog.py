@@ -287,6 +287,8 @@ class CustomerUpdated(EventData):
     locale: Locale = "zh-CN"
     timezone: TimeZoneName = "Asia/Shanghai"
     consent: Consent = Field(default_factory=Consent)
+    # Files known only by a phone number that this customer's file took over (their ids retire).
+    merged_customer_ids: list[Id] | None = None
 
 
 class CanonicalCustomerInfo(CustomerInfo):
@@ -431,6 +433,9 @@ class ComplaintEvent(EventData):
     customer_id: Id | None = None
     at: AwareDatetime
     actor: str | None = None
+    # The responsible department (notifier routes by it) and the clock round (0, then +1 per reopening).
+    department: Name | None = None
+    round: int | None = Field(None, ge=0)
 
 
 class ComplaintOpened(ComplaintEvent):
@@ -463,14 +468,26 @@ class ComplaintEscalated(ComplaintEvent):
 
 class ComplaintResolved(ComplaintEvent):
     resolution: Text = Field(min_length=1)
+    vin: Vin | None = None
+    # The round's pending_customer intervals [from, to]: with the at fields of the other
+    # events they make the SLA figures computable again from the log.
+    pauses: list[tuple[AwareDatetime, AwareDatetime | None]] | None = None
 
 
 class ComplaintClosed(ComplaintEvent):
     satisfied: bool | None = None
+    # confirmed | unreachable | wrong_number | closed_by_supervisor
+    confirmation: str | None = None
+    followup_id: Id | None = None
+    documents: int | None = Field(None, ge=0)  # handling documents filed with the case
 
 
 class ComplaintReopened(ComplaintEvent):
     reason: Text | None = None
+    followup_id: Id | None = None
+    # The restarted clock's deadlines.
+    ack_due_at: AwareDatetime | None = None
+    resolve_due_at: AwareDatetime | None = None
 
 
 class ComplaintPartDefectReported(EventData):
@@ -509,6 +526,22 @@ class QualityAlertRaised(EventData):
     vins: list[str]
     raised_at: AwareDatetime
     updated: bool = False
+    # Optional context (quality service): the look the figures are as of, where monitoring of
+    # the cell started, the exposure and the test's settings, the burst behind a burst alert.
+    state: Literal["raised", "acknowledged"] | None = None
+    title: str | None = None
+    as_of: AwareDatetime | None = None
+    since: AwareDatetime | None = None
+    units: int | None = Field(None, ge=0)
+    unit_months: float | None = Field(None, ge=0)
+    baseline_rate: float | None = Field(None, ge=0)
+    alpha_month: float | None = None
+    critical_count: int | None = None
+    rules_firing: list[str] | None = None
+    failure_mode: str | None = None
+    burst_count: int | None = None
+    burst_window_days: int | None = None
+    revision: int | None = Field(None, ge=0)
 
 
 class QualityAlertStateChanged(EventData):
@@ -516,6 +549,11 @@ class QualityAlertStateChanged(EventData):
     at: AwareDatetime
     actor: str
     note: Text | None = None
+    # Optional context (quality service): the alert's cell, rule and state after the change.
+    cell: dict[str, str] | None = None
+    rule: Literal["poisson", "failure_mode_burst"] | None = None
+    state: Literal["acknowledged", "closed"] | None = None
+    title: str | None = None
 
 
 # ---------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ from shared.events.envelope import Envelope, Event, derive_event_id
 
 
 class Cause(Protocol):
-    """What a caused event needs of its cause: an Envelope, or a durable timer."""
+    """What a caused event needs of its cause: an Envelope, or a durable timer (which also
+    offers a `discriminator`, since one event may set many timers)."""
 
     @property
     def event_id(self) -> uuid.UUID: ...
@@ -156,7 +157,9 @@ def new_event(
     )
     key = spec.key(model)
     if event_id is None:
-        event_id = derive_event_id(cause.event_id, event_type, key, discriminator) if cause else uuid.uuid4()
+        # A cause that can produce many facts (a timer set by one event) adds its own identity.
+        own = getattr(cause, "discriminator", "")
+        event_id = derive_event_id(cause.event_id, event_type, key, own, discriminator) if cause else uuid.uuid4()
     return Envelope(
         event_id=event_id,
         event_type=event_type,

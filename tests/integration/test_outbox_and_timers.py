@@ -146,3 +146,34 @@ async def test_two_replicas_migrating_at_once_apply_each_file_once(ns: Namespace
     finally:
         for c in conns:
             await c.close()
+
+
+async def test_a_timer_that_re_arms_itself_stays_pending_for_its_new_time(ns: Namespace) -> None:
+    clock = manual_clock()
+    runtime = ServiceRuntime(_definition(), ns.settings, clock)
+    await runtime.start(consume=False, relay=False, timers=False)
+    assert runtime.pool is not None
+    pool = runtime.pool
+    start = clock.now()
+
+    async def snooze(uow: UnitOfWork, timers: list[Timer]) -> None:
+        for t in timers:
+            await uow.conn.execute("INSERT INTO fired (ref, due_at, clock_at, replica) VALUES ($1, $2, $3, 'a')",
+                                   t.ref, t.due_at, uow.now())
+            if len(await uow.conn.fetch("SELECT 1 FROM fired WHERE ref = $1", t.ref)) < 3:
+                uow.schedule_timer("test.snooze", t.ref, t.due_at + timedelta(hours=1), replace=True)
+                await uow.cancel_timers(["nothing-else"])  # flushes the re-arm before the runner marks the batch
+
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            uow = UnitOfWork(conn, service="kerneltest", settings=ns.settings, clock=clock)
+            uow.schedule_timer("test.snooze", "alarm", start)
+            await uow.flush()
+        runner = TimerRunner("kerneltest", ns.settings, pool, clock, {"test.snooze": snooze})
+        for hour in range(4):
+            clock.set(start + timedelta(hours=hour))
+            await runner.fire_due()
+        rows = await pool.fetch("SELECT due_at FROM fired ORDER BY due_at")
+        assert [r["due_at"] for r in rows] == [start + timedelta(hours=h) for h in range(3)]
+    finally:
+        await runtime.stop()

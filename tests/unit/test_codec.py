@@ -119,7 +119,7 @@ def test_a_caused_event_has_a_deterministic_id_and_carries_the_correlation() -> 
                     occurred_at=datetime.now(UTC), cause=cause)
     two = new_event(topic="aftersales.intake", event_type="CustomerRegistered", data=data, source="intake",
                     occurred_at=datetime.now(UTC), cause=cause)
-    assert one.event_id == two.event_id == derive_event_id(cause.event_id, "CustomerRegistered", "C1", "")
+    assert one.event_id == two.event_id == derive_event_id(cause.event_id, "CustomerRegistered", "C1", "", "")
     assert one.causation_id == cause.event_id and one.correlation_id == cause.correlation_id
     assert one.key == "C1"
 
