@@ -1,10 +1,67 @@
 """Complaints: cases with SLA timers, a multi-level escalation ladder, resolution, the
 customer's confirmation, close or reopen."""
 
-from shared.runtime import ServiceDefinition
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from shared import metrics
+from shared.events import FOLLOWUP, INTAKE
+from shared.kafka.consumer import Subscription
+from shared.runtime import ServiceDefinition, ServiceRuntime
+
+from services.complaints import api, handlers, store
+from services.complaints.commands import SLA_TIMER, WEEKLY_REPORT_TIMER
+from services.complaints.config import ComplaintRules
+from services.complaints.documents import DocumentFiles
+from services.complaints.reports import kpi_figures
+from services.complaints.tables import load_tables
+
+
+async def _on_start(runtime: ServiceRuntime) -> None:
+    rules: ComplaintRules = runtime.state.setdefault("rules", ComplaintRules())
+    runtime.state.setdefault(
+        "tables", load_tables(rules.classification_file, rules.routing_file, rules.directory_file)
+    )
+    runtime.state.setdefault("documents", DocumentFiles(rules.documents_root()))
+    async with runtime.transaction() as uow:
+        handlers.schedule_weekly_report(uow, after=uow.now())
+
+
+async def _kpis(runtime: ServiceRuntime) -> None:
+    """KPI gauges from the database, so every replica reports the same figures."""
+    assert runtime.pool is not None
+    async with runtime.pool.acquire() as conn:
+        figures = kpi_figures(await store.kpi_counts(conn))
+    for level, count in figures["open_by_level"].items():
+        metrics.COMPLAINTS_OPEN.labels(level).set(count)
+    for breach, count in figures["sla_breaches"].items():
+        metrics.COMPLAINT_SLA_BREACHES.labels(breach).set(count)
+
+    def value(v: float | None) -> float:
+        return math.nan if v is None else v  # no data yet, rather than a misleading 0
+
+    metrics.COMPLAINT_SLA_COMPLIANCE.set(value(figures["sla_compliance"]))
+    metrics.COMPLAINT_MEAN_SECONDS_TO_ACKNOWLEDGE.set(value(figures["mean_seconds_to_acknowledge"]))
+    metrics.COMPLAINT_MEAN_SECONDS_TO_RESOLVE.set(value(figures["mean_seconds_to_resolve"]))
+    metrics.COMPLAINT_REOPEN_RATE.set(value(figures["reopen_rate"]))
+    metrics.COMPLAINT_ESCALATIONS.set(figures["escalations"])
+
 
 definition = ServiceDefinition(
     name="complaints",
-    description="Complaint cases, SLA clocks and the escalation ladder.",
-    migrations=None,
+    description="Complaint cases, SLA clocks, the escalation ladder and the customer's confirmation.",
+    migrations=Path(__file__).parent / "migrations",
+    subscriptions=[
+        Subscription(INTAKE, {"ComplaintFiled": handlers.on_complaint_filed(INTAKE)}),
+        Subscription(FOLLOWUP, {
+            "ComplaintFiled": handlers.on_complaint_filed(FOLLOWUP),
+            "FollowUpCompleted": handlers.on_followup_completed,
+        }),
+    ],
+    timers={SLA_TIMER: handlers.on_sla_timer, WEEKLY_REPORT_TIMER: handlers.on_weekly_report},
+    router=api.router,
+    kpis=_kpis,
+    on_start=_on_start,
 )

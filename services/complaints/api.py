@@ -1,0 +1,267 @@
+"""The complaints HTTP API for complaint handlers (role agent), supervisors (role supervisor)
+and operations (read only). Thin: each route parses, calls the domain through
+`commands.on_case`, and shows the case.
+
+Errors say what to do: 404 names the missing case, 409 names the actions allowed from the
+case's state, 422 says which field is wrong and why."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from shared.events.catalog import ComplaintCategory, ComplaintChannel, Id, Name, Phone, Severity, Vin
+from shared.http import Principal, require, runtime_of
+from shared.runtime import ServiceRuntime
+from shared.uow import UnitOfWork
+
+from services.complaints import commands, store
+from services.complaints.commands import CaseNotFound, Filing
+from services.complaints.domain import STATES, Case, Document, IllegalTransition, Intake, Refused
+from services.complaints.reports import kpi_figures
+
+HANDLERS = ("agent", "supervisor")
+READERS = ("agent", "supervisor", "ops")
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Step(_Body):
+    at: AwareDatetime | None = Field(None, description="when it happened (default now); may be back-dated, not ahead")
+    note: Text | None = None
+
+
+class FileComplaint(_Body):
+    complaint_ref: Id | None = Field(None, description="the CRM reference; one is generated if absent")
+    customer_id: Id
+    phone: Phone | None = None
+    vin: Vin | None = None
+    channel: ComplaintChannel = "hotline"
+    category: ComplaintCategory | None = None
+    severity: Severity | None = None
+    part_category: Name | None = None
+    description: Text
+    filed_at: AwareDatetime | None = Field(None, description="when the customer complained (default now)")
+
+
+class Assign(Step):
+    assignee: Name
+
+
+class Pend(Step):
+    reason: Text
+
+
+class Resolve(Step):
+    resolution: Text
+
+
+class Comment(_Body):
+    text: Text
+
+
+class Close(Step):
+    satisfied: bool | None = None
+
+
+class Reopen(Step):
+    reason: Text
+
+
+class AttachDocument(_Body):
+    title: Name
+    kind: Literal[
+        "handling_report", "complaint_form", "correspondence", "inspection_report", "customer_statement", "other",
+    ] = "handling_report"
+    filename: Annotated[str, StringConstraints(max_length=200)] | None = Field(
+        None, description="the original file name, kept as metadata only"
+    )
+    content_type: Literal["text/plain", "text/markdown"] = "text/plain"
+    content: Annotated[str, StringConstraints(min_length=1)]
+
+
+def _problem(exc: Exception) -> HTTPException:
+    if isinstance(exc, IllegalTransition):
+        return HTTPException(409, {"message": str(exc), "state": exc.state, "action": exc.action,
+                                   "allowed": exc.allowed})
+    if isinstance(exc, CaseNotFound):
+        return HTTPException(404, str(exc))
+    if isinstance(exc, Refused):
+        return HTTPException(422, str(exc))
+    raise exc
+
+
+async def _run(runtime: ServiceRuntime, complaint_id: str, apply: Callable[[UnitOfWork, Case], Awaitable[None]]) -> dict[str, Any]:
+    try:
+        case = await commands.on_case(runtime.transaction, complaint_id, apply)
+    except (IllegalTransition, CaseNotFound, Refused) as exc:
+        raise _problem(exc) from None
+    return commands.case_view(case)
+
+
+def _step(action: str, principal: Principal, body: Step, **detail: Any) -> Callable[[UnitOfWork, Case], Awaitable[None]]:
+    async def apply(uow: UnitOfWork, case: Case) -> None:
+        now = uow.now()
+        case.act(action, at=body.at or now, now=now, actor=principal.subject, note=body.note, **detail)
+
+    return apply
+
+
+def router() -> APIRouter:
+    r = APIRouter(prefix="/v1", tags=["complaints"])
+
+    @r.post("/complaints", status_code=201, summary="File a complaint (a handler taking it by phone, letter …)")
+    async def file_complaint(body: FileComplaint, request: Request, response: Response,
+                             who: Principal = require(*HANDLERS)) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        now = runtime.clock.now()
+        filed_at = body.filed_at or now
+        if filed_at > now:
+            raise HTTPException(422, f"filed_at {filed_at.isoformat()} is in the future (now is {now.isoformat()})")
+        intake = Intake(
+            complaint_ref=body.complaint_ref or f"CS-{uuid.uuid4().hex[:16]}", customer_id=body.customer_id,
+            phone=body.phone, vin=body.vin, channel=body.channel, description=body.description, filed_at=filed_at,
+            followup_id=None, source="http",
+        )
+        async with runtime.transaction() as uow:
+            [(case, created)] = await commands.file_complaints(uow, [Filing(
+                intake, body.category, body.severity, body.part_category, actor=who.subject)])
+        if not created:
+            response.status_code = 200  # the same complaint_ref is the same case
+        return commands.case_view(case)
+
+    @r.get("/complaints", summary="List cases (filter by state, level, department, breached …), newest first")
+    async def list_cases(
+        request: Request,
+        state: Annotated[Literal[STATES] | None, Query()] = None,  # type: ignore[valid-type]
+        level: Annotated[int | None, Query(ge=0, le=3, description="0 handler … 3 superior leader")] = None,
+        department: str | None = None,
+        breached: bool | None = None,
+        category: ComplaintCategory | None = None,
+        severity: Severity | None = None,
+        assignee: str | None = None,
+        limit: Annotated[int, Query(ge=1)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        _: Principal = require(*READERS),
+    ) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        maximum = runtime.state["rules"].max_page_size
+        if limit > maximum:
+            raise HTTPException(422, f"limit {limit} is above the maximum page size {maximum}; page with offset")
+        assert runtime.pool is not None
+        async with runtime.pool.acquire() as conn:
+            items, total = await store.list_cases(
+                conn, store.CaseFilter(state, level, department, breached, category, severity, assignee),
+                limit=limit, offset=offset,
+            )
+        return {"items": items, "total": total, "limit": limit, "offset": offset,
+                "next_offset": offset + limit if offset + limit < total else None}
+
+    @r.get("/complaints/{complaint_id}", summary="One case with its SLA figures and full timeline")
+    async def get_case(complaint_id: str, request: Request, _: Principal = require(*READERS)) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        async with runtime.transaction() as uow:
+            case = (await commands.load(uow, [complaint_id], lock=False)).get(complaint_id)
+            if case is None:
+                raise _problem(CaseNotFound(complaint_id))
+            case.refresh(uow.now())
+        return commands.case_view(case)
+
+    @r.post("/complaints/{complaint_id}/acknowledge", summary="The handler has seen the case (stops the 4 h clock)")
+    async def acknowledge(complaint_id: str, request: Request, body: Step | None = None,
+                          who: Principal = require(*HANDLERS)) -> dict[str, Any]:
+        return await _run(runtime_of(request), complaint_id, _step("acknowledge", who, body or Step()))
+
+    @r.post("/complaints/{complaint_id}/assign", summary="Give the case to a handler (or re-assign it)")
+    async def assign(complaint_id: str, body: Assign, request: Request,
+                     who: Principal = require(*HANDLERS)) -> dict[str, Any]:
+        return await _run(runtime_of(request), complaint_id, _step("assign", who, body, assignee=body.assignee))
+
+    @r.post("/complaints/{complaint_id}/comments", summary="Add a comment to the timeline")
+    async def comment(complaint_id: str, body: Comment, request: Request,
+                      who: Principal = require(*HANDLERS)) -> dict[str, Any]:
+        async def apply(uow: UnitOfWork, case: Case) -> None:
+            now = uow.now()
+            case.comment(body.text, at=now, now=now, actor=who.subject)
+
+        return await _run(runtime_of(request), complaint_id, apply)
+
+    @r.post("/complaints/{complaint_id}/pend", summary="Wait for the customer (pending_customer: the clock pauses)")
+    async def pend(complaint_id: str, body: Pend, request: Request,
+                   who: Principal = require(*HANDLERS)) -> dict[str, Any]:
+        return await _run(runtime_of(request), complaint_id, _step("pend", who, body, reason=body.reason))
+
+    @r.post("/complaints/{complaint_id}/resume", summary="The customer answered (the clock runs again)")
+    async def resume(complaint_id: str, request: Request, body: Step | None = None,
+                     who: Principal = require(*HANDLERS)) -> dict[str, Any]:
+        return await _run(runtime_of(request), complaint_id, _step("resume", who, body or Step()))
+
+    @r.post("/complaints/{complaint_id}/resolve", summary="Resolved (resolution text required); cancels escalations")
+    async def resolve(complaint_id: str, body: Resolve, request: Request,
+                      who: Principal = require(*HANDLERS)) -> dict[str, Any]:
+        return await _run(runtime_of(request), complaint_id, _step("resolve", who, body, resolution=body.resolution))
+
+    @r.post("/complaints/{complaint_id}/close", summary="Close without the confirmation call (supervisor)")
+    async def close(complaint_id: str, body: Close, request: Request,
+                    who: Principal = require("supervisor")) -> dict[str, Any]:
+        return await _run(runtime_of(request), complaint_id, _step(
+            "close", who, body, satisfied=body.satisfied, confirmation="closed_by_supervisor"))
+
+    @r.post("/complaints/{complaint_id}/reopen", summary="Reopen (the customer is not satisfied); clocks restart")
+    async def reopen(complaint_id: str, body: Reopen, request: Request,
+                     who: Principal = require("supervisor")) -> dict[str, Any]:
+        return await _run(runtime_of(request), complaint_id, _step("reopen", who, body, reason=body.reason))
+
+    @r.post("/complaints/{complaint_id}/documents", status_code=201, summary="Attach a handling document (text)")
+    async def attach(complaint_id: str, body: AttachDocument, request: Request,
+                     who: Principal = require(*HANDLERS)) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        size = len(body.content.encode("utf-8"))
+        limit = runtime.state["rules"].max_document_bytes
+        if size > limit:
+            raise HTTPException(413, f"the document has {size} bytes; the limit is {limit}: split it or summarise")
+        document_id = str(uuid.uuid4())  # chosen here, so a retried transaction rewrites the same file
+
+        async def apply(uow: UnitOfWork, case: Case) -> None:
+            now = uow.now()
+            written = await commands.files(uow).write(case.complaint_id, document_id, body.content, body.content_type)
+            case.attach(Document(
+                document_id=document_id, kind=body.kind, title=body.title, filename=body.filename,
+                content_type=body.content_type, size_bytes=written.size_bytes, sha256=written.sha256,
+                path=written.path, added_by=who.subject, added_at=now,
+                filed_at=now if case.state == "closed" else None,
+            ), now)
+
+        view = await _run(runtime, complaint_id, apply)
+        return next(d for d in view["documents"] if d["document_id"] == document_id)
+
+    @r.get("/complaints/{complaint_id}/documents/{document_id}", summary="A handling document with its text")
+    async def get_document(complaint_id: str, document_id: str, request: Request,
+                           _: Principal = require(*READERS)) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with runtime.pool.acquire() as conn:
+            found = await store.document(conn, complaint_id, document_id)
+        if found is None:
+            raise HTTPException(404, f"case {complaint_id!r} has no document {document_id!r}; "
+                                     f"GET /v1/complaints/{complaint_id} lists its documents")
+        content = await runtime.state["documents"].read(found.path)
+        return {**commands.document_view(found), "content": content}
+
+    @r.get("/kpis", summary="Complaint KPIs: open per level, SLA breaches and compliance, mean times, reopen rate")
+    async def kpis(request: Request, _: Principal = require(*READERS)) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with runtime.pool.acquire() as conn:
+            figures = kpi_figures(await store.kpi_counts(conn))
+        return {**figures, "as_of": runtime.clock.now()}
+
+    return r

@@ -1,0 +1,99 @@
+"""The complaint rules and their defaults, named as the work plan and DESIGN.md §4 name them.
+
+Every number is overridable from the environment (prefix AFTERSALES_COMPLAINTS_, nested
+fields with `__`), e.g. a tighter clock for critical cases:
+
+    AFTERSALES_COMPLAINTS_SLA__CRITICAL__ACKNOWLEDGE_WITHIN=PT1H
+    AFTERSALES_COMPLAINTS_SLA__CRITICAL__RESOLVE_WITHIN=P1D
+
+Durations are ISO 8601 (PT4H, P2D) or seconds. The tables people edit (keywords, routing,
+who holds each role) are YAML files beside this module, loaded at start.
+"""
+
+from __future__ import annotations
+
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.settings import project_home
+from shared.validation import check_timezone
+
+HERE = Path(__file__).parent
+
+
+class SlaPolicy(BaseModel):
+    """One severity's clock. Time in pending_customer does not count."""
+
+    # "reflected to the superior leaders in time": acknowledge within 4 h, resolve within 2 days.
+    acknowledge_within: timedelta = timedelta(hours=4)
+    resolve_within: timedelta = timedelta(days=2)
+    # Past the resolve deadline each level has its own deadline before the next one up is told.
+    supervisor_within: timedelta = timedelta(days=1)
+    department_head_within: timedelta = timedelta(days=1)
+
+    @model_validator(mode="after")
+    def _positive_and_ordered(self) -> SlaPolicy:
+        for name in ("acknowledge_within", "resolve_within", "supervisor_within", "department_head_within"):
+            if getattr(self, name) <= timedelta(0):
+                raise ValueError(f"{name} must be a positive duration such as PT4H or P2D")
+        if self.acknowledge_within > self.resolve_within:
+            raise ValueError(
+                f"acknowledge_within ({self.acknowledge_within}) must not be longer than resolve_within "
+                f"({self.resolve_within}): a case is acknowledged before it is resolved"
+            )
+        return self
+
+
+class SlaTable(BaseModel):
+    low: SlaPolicy = Field(default_factory=SlaPolicy)
+    medium: SlaPolicy = Field(default_factory=SlaPolicy)
+    high: SlaPolicy = Field(default_factory=SlaPolicy)
+    critical: SlaPolicy = Field(default_factory=SlaPolicy)
+
+    def for_severity(self, severity: str) -> SlaPolicy:
+        return getattr(self, severity)  # type: ignore[no-any-return]
+
+
+class ComplaintRules(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AFTERSALES_COMPLAINTS_", env_nested_delimiter="__", extra="ignore")
+
+    sla: SlaTable = Field(default_factory=SlaTable)
+
+    # The customer is contacted again to confirm satisfaction (follow-up's complaint_confirmation
+    # call). A score of at least this many points out of 5 counts as satisfied when the call
+    # recorded a score but no yes/no (the same bar as the satisfaction rate).
+    satisfied_min_score: int = Field(4, ge=1, le=5)
+    # What a confirmation call that never reached the customer (after follow-up's retries and
+    # its SMS/letter) does: close the case as "closed, unconfirmed", or keep it resolved for a
+    # supervisor to decide.
+    unreachable_confirmation: Literal["close_unconfirmed", "keep_resolved"] = "close_unconfirmed"
+
+    # Handling documents ("file all kinds of handling documents"): stored here, relative
+    # paths under AFTERSALES_HOME (or the working directory).
+    documents_dir: Path = Path(".local/complaints/documents")
+    max_document_bytes: int = Field(512 * 1024, ge=1024)
+
+    # The weekly report, "in writing every week": Monday 08:00 Shanghai time by default.
+    weekly_report_weekday: int = Field(0, ge=0, le=6)  # 0 = Monday
+    weekly_report_time: time = time(8, 0)
+    report_timezone: str = "Asia/Shanghai"
+
+    # The YAML tables.
+    classification_file: Path = HERE / "classification.yaml"
+    routing_file: Path = HERE / "routing.yaml"
+    directory_file: Path = HERE / "directory.yaml"
+
+    max_page_size: int = Field(200, ge=1)
+
+    @field_validator("report_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return check_timezone(value)
+
+    def documents_root(self) -> Path:
+        root = self.documents_dir if self.documents_dir.is_absolute() else project_home() / self.documents_dir
+        return root.resolve()

@@ -1,0 +1,100 @@
+"""The complaints service's handlers: one per consumed event type, and one per timer kind.
+Each takes a batch: load the cases it touches → domain → publish + re-arm + store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.errors import PermanentError
+from shared.events import Event
+from shared.events.catalog import CanonicalComplaintFiled, FollowUpCompleted
+from shared.timers import Timer
+from shared.uow import UnitOfWork
+
+from services.complaints import commands, store
+from services.complaints.commands import WEEKLY_REPORT_TIMER, Filing
+from services.complaints.domain import Intake
+from services.complaints.reports import next_report_at, reported_week, weekly_figures
+
+
+def on_complaint_filed(source: str) -> Any:
+    """ComplaintFiled from `source` (aftersales.intake, or aftersales.followup when a return
+    visit call raised it): a case for every complaint_ref."""
+
+    async def handler(uow: UnitOfWork, events: list[Event[CanonicalComplaintFiled]]) -> None:
+        await commands.file_complaints(uow, [
+            Filing(
+                Intake(
+                    complaint_ref=e.data.complaint_ref, customer_id=e.data.customer_id, phone=e.data.phone,
+                    vin=e.data.vin, channel=e.data.channel, description=e.data.description,
+                    filed_at=e.data.filed_at, followup_id=e.data.followup_id, source=source,
+                ),
+                category=e.data.category, severity=e.data.severity, part_category=e.data.part_category, cause=e,
+            )
+            for e in events
+        ])
+
+    handler.__name__ = f"on_complaint_filed_from_{source.rsplit('.', 1)[-1]}"
+    return handler
+
+
+async def on_followup_completed(uow: UnitOfWork, events: list[Event[FollowUpCompleted]]) -> None:
+    """The customer's answer at the complaint_confirmation call: satisfied → closed, not
+    satisfied → reopened (clocks restart); other follow-up kinds are not ours."""
+    confirmations = [e for e in events if e.data.kind == "complaint_confirmation"]
+    if not confirmations:
+        return
+    for e in confirmations:
+        if not e.data.complaint_id:
+            raise PermanentError(
+                f"data.complaint_id is missing; a complaint_confirmation FollowUpCompleted (followup "
+                f"{e.data.followup_id}) must name the complaint it confirms", "ValidationFailed",
+            )
+    cases = await commands.load(uow, {e.data.complaint_id for e in confirmations if e.data.complaint_id})
+    now = uow.now()
+    for e in confirmations:
+        case = cases.get(e.data.complaint_id or "")
+        if case is None:
+            raise PermanentError(
+                f"data.complaint_id {e.data.complaint_id!r} names no complaint case; the confirmation call "
+                f"{e.data.followup_id} must confirm a case this service opened", "UnknownComplaint",
+            )
+        done = case.confirm(
+            outcome=e.data.outcome, satisfied=e.data.satisfied, satisfaction=e.data.satisfaction,
+            at=e.data.completed_at, now=now, followup_id=e.data.followup_id, rules=commands.rules(uow),
+        )
+        uow.log.info("complaint confirmation applied", complaint_id=case.complaint_id, result=done)
+        commands.emit(uow, case, e)
+    await commands.commit(uow, cases.values())
+
+
+async def on_sla_timer(uow: UnitOfWork, timers: list[Timer]) -> None:
+    """A case's next SLA instant came: recompute from its history and announce exactly the
+    escalations that are due (none if it was resolved meanwhile), then re-arm."""
+    cases = await commands.load(uow, {t.payload.get("complaint_id") or t.ref.split("@", 1)[0] for t in timers})
+    now = uow.now()
+    who = commands.tables(uow).person_for
+    for case in cases.values():
+        case.announce_due(now, who)
+    await commands.commit(uow, cases.values(), firing=frozenset(t.ref for t in timers))
+
+
+async def on_weekly_report(uow: UnitOfWork, timers: list[Timer]) -> None:
+    """Every week (Monday 08:00 Shanghai by default): ComplaintWeeklyReport for the week that
+    ended, by category and department; then the next week's timer. A service that was down
+    catches up one week at a time, since each report schedules the one after its own."""
+    rules = commands.rules(uow)
+    for timer in timers:
+        week = reported_week(timer.due_at, rules.report_timezone)
+        figures = weekly_figures(week, *await store.week_rows(uow.conn, week.starts_at, week.ends_at))
+        uow.publish("ComplaintWeeklyReport", {
+            "week": week.week, "week_start": week.week_start, "generated_at": uow.now(), "figures": figures,
+        }, cause=timer, occurred_at=timer.due_at)
+        schedule_weekly_report(uow, after=timer.due_at)
+
+
+def schedule_weekly_report(uow: UnitOfWork, *, after: Any) -> None:
+    """Arm the next weekly report (once per reported week: its ref is the week)."""
+    rules = commands.rules(uow)
+    due = next_report_at(after, rules.weekly_report_weekday, rules.weekly_report_time, rules.report_timezone)
+    uow.schedule_timer(WEEKLY_REPORT_TIMER, reported_week(due, rules.report_timezone).week, due)

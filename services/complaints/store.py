@@ -1,0 +1,314 @@
+"""The complaints service's SQL. Nothing else touches the `complaints` schema.
+
+Batch-shaped: a batch's cases are loaded with a few queries (locked in id order, so two
+transactions never lock the same cases in opposite orders) and written back with multi-row
+statements."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from services.complaints.config import SlaPolicy
+from services.complaints.domain import OPEN_STATES, Case, Document, Escalation, Fact
+from services.complaints.reports import CaseRow, FactRow, RoundRow
+from services.complaints.sla import LEVELS
+
+_CASE_COLUMNS = (
+    "complaint_id", "complaint_ref", "customer_id", "phone", "vin", "channel", "category", "category_source",
+    "severity", "severity_source", "department", "description", "part_category", "followup_id", "source", "state",
+    "round", "assignee", "resolution", "satisfied", "confirmation", "filed_at", "level", "ack_due_at",
+    "resolve_due_at", "next_due_at", "breached", "timer_ref", "correlation_id", "last_event_id", "created_at",
+    "updated_at",
+)
+_CASE_TYPES = (
+    "text", "text", "text", "text", "text", "text", "text", "text", "text", "text", "text", "text", "text", "text",
+    "text", "text", "int", "text", "text", "boolean", "text", "timestamptz", "int", "timestamptz", "timestamptz",
+    "timestamptz", "boolean", "text", "uuid", "uuid", "timestamptz", "timestamptz",
+)
+# What changes on an existing case (the rest is fixed at opening).
+_MUTABLE = ("customer_id", "phone", "vin", "followup_id", "state", "round", "assignee", "resolution", "satisfied", "confirmation", "filed_at", "level", "ack_due_at",
+            "resolve_due_at", "next_due_at", "breached", "timer_ref", "correlation_id", "last_event_id", "updated_at")
+
+
+def _case_values(case: Case, now: datetime) -> dict[str, Any]:
+    figures = case.figures
+    assert figures is not None, "refresh the case's figures before saving it"
+    current = figures.current
+    return {
+        "complaint_id": case.complaint_id, "complaint_ref": case.complaint_ref, "customer_id": case.customer_id,
+        "phone": case.phone, "vin": case.vin, "channel": case.channel, "category": case.category,
+        "category_source": case.category_source, "severity": case.severity, "severity_source": case.severity_source,
+        "department": case.department, "description": case.description, "part_category": case.part_category,
+        "followup_id": case.followup_id, "source": case.source, "state": case.state, "round": case.round,
+        "assignee": case.assignee, "resolution": case.resolution, "satisfied": case.satisfied,
+        "confirmation": case.confirmation, "filed_at": figures.rounds[0].started_at, "level": figures.level, "ack_due_at": current.ack_due_at,
+        "resolve_due_at": current.resolve_due_at, "next_due_at": case.next_wakeup(),
+        "breached": bool(figures.breaches()), "timer_ref": case.timer_ref, "correlation_id": case.correlation_id,
+        "last_event_id": case.last_event_id, "created_at": case.created_at, "updated_at": now,
+    }
+
+
+def _arrays(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[list[Any]]:
+    return [[row[c] for row in rows] for c in columns]
+
+
+async def insert_cases(conn: asyncpg.Connection, cases: Sequence[Case], now: datetime) -> set[str]:
+    """Insert new cases; return the ids inserted. An id another transaction inserted first
+    (the same complaint_ref filed through two channels at once) is not returned."""
+    if not cases:
+        return set()
+    rows = [_case_values(c, now) for c in cases]
+    arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(_CASE_TYPES, start=1))
+    inserted = await conn.fetch(
+        f"""INSERT INTO cases ({", ".join(_CASE_COLUMNS)})
+            SELECT * FROM unnest({arrays})
+            ON CONFLICT (complaint_id) DO NOTHING
+            RETURNING complaint_id""",
+        *_arrays(rows, _CASE_COLUMNS),
+    )
+    return {r[0] for r in inserted}
+
+
+async def load_cases(
+    conn: asyncpg.Connection, ids: Iterable[str], policy: Callable[[str], SlaPolicy], *, lock: bool,
+) -> dict[str, Case]:
+    """The cases with their history, escalations and documents; locked for update if asked."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = await conn.fetch(
+        f"""SELECT * FROM cases WHERE complaint_id = ANY($1::text[]) ORDER BY complaint_id
+            {"FOR UPDATE" if lock else ""}""",
+        wanted,
+    )
+    if not rows:
+        return {}
+    found = [r["complaint_id"] for r in rows]
+    cases: dict[str, Case] = {}
+    for r in rows:
+        cases[r["complaint_id"]] = Case(
+            complaint_id=r["complaint_id"], complaint_ref=r["complaint_ref"], customer_id=r["customer_id"],
+            phone=r["phone"], vin=r["vin"], channel=r["channel"], category=r["category"], severity=r["severity"],
+            department=r["department"], description=r["description"], part_category=r["part_category"],
+            followup_id=r["followup_id"], source=r["source"], category_source=r["category_source"],
+            severity_source=r["severity_source"], state=r["state"], policy=policy(r["severity"]),
+            created_at=r["created_at"], correlation_id=r["correlation_id"], last_event_id=r["last_event_id"],
+            assignee=r["assignee"], resolution=r["resolution"], satisfied=r["satisfied"],
+            confirmation=r["confirmation"], timer_ref=r["timer_ref"],
+        )
+    for h in await conn.fetch(
+        """SELECT complaint_id, seq, kind, at, recorded_at, actor, detail FROM case_history
+            WHERE complaint_id = ANY($1::text[]) ORDER BY complaint_id, seq""",
+        found,
+    ):
+        cases[h["complaint_id"]].history.append(
+            Fact(h["seq"], h["kind"], h["at"], h["recorded_at"], h["actor"], dict(h["detail"] or {}))
+        )
+    for e in await conn.fetch("SELECT * FROM escalations WHERE complaint_id = ANY($1::text[])", found):
+        escalation = Escalation(e["round"], e["level"], e["level_name"], e["role"], e["person"], e["breach"],
+                                e["deadline"], e["announced_at"])
+        cases[e["complaint_id"]].escalations[escalation.key] = escalation
+    for d in await conn.fetch(
+        "SELECT * FROM documents WHERE complaint_id = ANY($1::text[]) ORDER BY added_at, document_id", found
+    ):
+        cases[d["complaint_id"]].documents.append(_document(d))
+    return cases
+
+
+def _document(d: asyncpg.Record) -> Document:
+    return Document(d["document_id"], d["kind"], d["title"], d["filename"], d["content_type"], d["size_bytes"],
+                    d["sha256"], d["path"], d["added_by"], d["added_at"], d["filed_at"])
+
+
+async def save_cases(conn: asyncpg.Connection, cases: Sequence[Case], now: datetime) -> None:
+    """Write back what the cases' unit of work changed: the rows, the new history lines,
+    escalations and documents, and every round's SLA figures."""
+    if not cases:
+        return
+    rows = [_case_values(c, now) for c in cases]
+    types = dict(zip(_CASE_COLUMNS, _CASE_TYPES, strict=True))
+    columns = ("complaint_id", *_MUTABLE)
+    arrays = ", ".join(f"${i}::{types[c]}[]" for i, c in enumerate(columns, start=1))
+    await conn.execute(
+        f"""UPDATE cases AS c SET {", ".join(f"{c} = u.{c}" for c in _MUTABLE)}
+              FROM unnest({arrays}) AS u({", ".join(columns)})
+             WHERE c.complaint_id = u.complaint_id""",
+        *_arrays(rows, columns),
+    )
+    facts = [(c.complaint_id, f) for c in cases for f in c.new_facts]
+    if facts:
+        await conn.execute(
+            """INSERT INTO case_history (complaint_id, seq, kind, at, recorded_at, actor, detail)
+               SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[], $5::timestamptz[],
+                                    $6::text[], $7::jsonb[])""",
+            [i for i, _ in facts], [f.seq for _, f in facts], [f.kind for _, f in facts], [f.at for _, f in facts],
+            [f.recorded_at for _, f in facts], [f.actor for _, f in facts], [f.detail for _, f in facts],
+        )
+    escalations = [(c.complaint_id, e) for c in cases for e in c.new_escalations]
+    if escalations:
+        await conn.execute(
+            """INSERT INTO escalations (complaint_id, round, level, level_name, role, person, breach, deadline,
+                                        announced_at)
+               SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[],
+                                    $8::timestamptz[], $9::timestamptz[])""",
+            [i for i, _ in escalations], [e.round for _, e in escalations], [e.level for _, e in escalations],
+            [e.level_name for _, e in escalations], [e.role for _, e in escalations],
+            [e.person for _, e in escalations], [e.breach for _, e in escalations],
+            [e.deadline for _, e in escalations], [e.announced_at for _, e in escalations],
+        )
+    documents = [(c.complaint_id, d) for c in cases for d in c.new_documents]
+    if documents:
+        await conn.execute(
+            """INSERT INTO documents (document_id, complaint_id, kind, title, filename, content_type, size_bytes,
+                                      sha256, path, added_by, added_at, filed_at)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                    $7::int[], $8::text[], $9::text[], $10::text[], $11::timestamptz[],
+                                    $12::timestamptz[])
+               ON CONFLICT (document_id) DO NOTHING""",
+            [d.document_id for _, d in documents], [i for i, _ in documents], [d.kind for _, d in documents],
+            [d.title for _, d in documents], [d.filename for _, d in documents],
+            [d.content_type for _, d in documents], [d.size_bytes for _, d in documents],
+            [d.sha256 for _, d in documents], [d.path for _, d in documents], [d.added_by for _, d in documents],
+            [d.added_at for _, d in documents], [d.filed_at for _, d in documents],
+        )
+    filed = [(c.complaint_id, c.closed_at) for c in cases if c.closed_at is not None]
+    if filed:
+        await conn.execute(
+            """UPDATE documents AS d SET filed_at = u.at
+                 FROM unnest($1::text[], $2::timestamptz[]) AS u(complaint_id, at)
+                WHERE d.complaint_id = u.complaint_id AND d.filed_at IS NULL""",
+            [i for i, _ in filed], [at for _, at in filed],
+        )
+    rounds = [
+        (c.complaint_id, r) for c in cases if c.figures is not None for r in c.figures.rounds
+    ]
+    now_of = {c.complaint_id: c.figures.now for c in cases if c.figures is not None}
+    await conn.execute(
+        """INSERT INTO case_rounds (complaint_id, round, started_at, ack_due_at, resolve_due_at, acknowledged_at,
+                                    resolved_at, ack_breached, resolve_breached, ack_seconds, resolve_seconds, level)
+           SELECT * FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[],
+                                $6::timestamptz[], $7::timestamptz[], $8::boolean[], $9::boolean[],
+                                $10::float8[], $11::float8[], $12::int[])
+           ON CONFLICT (complaint_id, round) DO UPDATE SET
+               started_at = EXCLUDED.started_at, ack_due_at = EXCLUDED.ack_due_at,
+               resolve_due_at = EXCLUDED.resolve_due_at, acknowledged_at = EXCLUDED.acknowledged_at,
+               resolved_at = EXCLUDED.resolved_at, ack_breached = EXCLUDED.ack_breached,
+               resolve_breached = EXCLUDED.resolve_breached, ack_seconds = EXCLUDED.ack_seconds,
+               resolve_seconds = EXCLUDED.resolve_seconds, level = EXCLUDED.level""",
+        [i for i, _ in rounds], [r.number for _, r in rounds], [r.started_at for _, r in rounds],
+        [r.ack_due_at for _, r in rounds], [r.resolve_due_at for _, r in rounds],
+        [r.acknowledged_at for _, r in rounds], [r.resolved_at for _, r in rounds],
+        [r.breached("acknowledge", now_of[i]) for i, r in rounds], [r.breached("resolve", now_of[i]) for i, r in rounds],
+        [r.ack_seconds for _, r in rounds], [r.resolve_seconds for _, r in rounds],
+        [r.level_at(now_of[i]) for i, r in rounds],
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Reading for people
+
+
+@dataclass(frozen=True)
+class CaseFilter:
+    state: str | None = None
+    level: int | None = None
+    department: str | None = None
+    breached: bool | None = None
+    category: str | None = None
+    severity: str | None = None
+    assignee: str | None = None
+
+
+_LIST_COLUMNS = (
+    "complaint_id", "complaint_ref", "customer_id", "vin", "channel", "category", "severity", "department", "state",
+    "round", "assignee", "level", "filed_at", "ack_due_at", "resolve_due_at", "next_due_at", "breached",
+    "part_category", "satisfied", "confirmation", "updated_at",
+)
+
+
+async def list_cases(
+    conn: asyncpg.Connection, f: CaseFilter, *, limit: int, offset: int,
+) -> tuple[list[dict[str, Any]], int]:
+    where = """($1::text IS NULL OR state = $1) AND ($2::int IS NULL OR level = $2)
+               AND ($3::text IS NULL OR department = $3) AND ($4::boolean IS NULL OR breached = $4)
+               AND ($5::text IS NULL OR category = $5) AND ($6::text IS NULL OR severity = $6)
+               AND ($7::text IS NULL OR assignee = $7)"""
+    params = (f.state, f.level, f.department, f.breached, f.category, f.severity, f.assignee)
+    total = await conn.fetchval(f"SELECT count(*) FROM cases WHERE {where}", *params)
+    rows = await conn.fetch(
+        f"""SELECT {", ".join(_LIST_COLUMNS)} FROM cases WHERE {where}
+            ORDER BY filed_at DESC, complaint_id LIMIT $8 OFFSET $9""",
+        *params, limit, offset,
+    )
+    return [dict(r) for r in rows], int(total)
+
+
+async def document(conn: asyncpg.Connection, complaint_id: str, document_id: str) -> Document | None:
+    row = await conn.fetchrow(
+        "SELECT * FROM documents WHERE complaint_id = $1 AND document_id = $2", complaint_id, document_id
+    )
+    return _document(row) if row else None
+
+
+# ---------------------------------------------------------------------------------------
+# KPIs and the weekly report
+
+
+async def kpi_counts(conn: asyncpg.Connection) -> dict[str, Any]:
+    open_levels = ", ".join(
+        f"count(*) FILTER (WHERE state = ANY($1::text[]) AND level = {i}) AS open_{name}"
+        for i, name in enumerate(LEVELS)
+    )
+    row = await conn.fetchrow(
+        f"""SELECT c.*, r.*, x.* FROM
+              (SELECT count(*) AS cases, {open_levels},
+                      count(*) FILTER (WHERE round > 0) AS reopened_cases FROM cases) c,
+              (SELECT count(*) FILTER (WHERE ack_breached) AS ack_breaches,
+                      count(*) FILTER (WHERE resolve_breached) AS resolve_breaches,
+                      count(*) FILTER (WHERE resolved_at IS NOT NULL) AS resolved_rounds,
+                      count(*) FILTER (WHERE resolved_at IS NOT NULL AND NOT resolve_breached) AS resolved_within_sla,
+                      count(DISTINCT complaint_id) FILTER (WHERE resolved_at IS NOT NULL) AS resolved_cases,
+                      avg(ack_seconds) AS mean_ack_seconds, avg(resolve_seconds) AS mean_resolve_seconds
+                 FROM case_rounds) r,
+              (SELECT count(*) AS escalations FROM escalations) x""",
+        list(OPEN_STATES),
+    )
+    return dict(row) if row else {}
+
+
+async def week_rows(
+    conn: asyncpg.Connection, starts_at: datetime, ends_at: datetime,
+) -> tuple[list[CaseRow], list[FactRow], list[RoundRow]]:
+    """The cases a week touched (filed, stepped, due or still open), their facts in the week
+    and their rounds."""
+    cases = await conn.fetch(
+        """SELECT complaint_id, category, department, state, filed_at FROM cases
+            WHERE state = ANY($3::text[]) OR (filed_at >= $1 AND filed_at < $2)
+               OR complaint_id IN (SELECT complaint_id FROM case_history WHERE at >= $1 AND at < $2)
+               OR complaint_id IN (SELECT complaint_id FROM case_rounds
+                                    WHERE (ack_due_at >= $1 AND ack_due_at < $2)
+                                       OR (resolve_due_at >= $1 AND resolve_due_at < $2))""",
+        starts_at, ends_at, list(OPEN_STATES),
+    )
+    ids = [r["complaint_id"] for r in cases]
+    facts = await conn.fetch(
+        """SELECT complaint_id, kind, at, detail FROM case_history
+            WHERE complaint_id = ANY($1::text[]) AND at >= $2 AND at < $3""",
+        ids, starts_at, ends_at,
+    )
+    rounds = await conn.fetch(
+        """SELECT complaint_id, round, ack_due_at, resolve_due_at, acknowledged_at, resolved_at, ack_breached,
+                  resolve_breached, ack_seconds, resolve_seconds
+             FROM case_rounds WHERE complaint_id = ANY($1::text[])""",
+        ids,
+    )
+    return (
+        [CaseRow(**dict(r)) for r in cases],
+        [FactRow(r["complaint_id"], r["kind"], r["at"], dict(r["detail"] or {})) for r in facts],
+        [RoundRow(**dict(r)) for r in rounds],
+    )
