@@ -1,24 +1,66 @@
 """Follow-up: return-visit calls, the agents' call queue and outcomes, campaign calls,
-maintenance reminders, loyalty."""
+maintenance reminders, lost customers, loyalty."""
 
+from datetime import timedelta
 from pathlib import Path
 
-from shared.events import INTAKE
+from shared import metrics
+from shared.db import acquire
+from shared.events import COMPLAINTS, INTAKE
 from shared.kafka.consumer import Subscription
 from shared.runtime import ServiceDefinition, ServiceRuntime
 
-from services.followup import handlers
+from services.followup import handlers, store
+from services.followup.api import figures_with_rates, router
 from services.followup.config import FollowUpRules
+from services.followup.timers import TIMERS, ensure_weekly_report
+
+KINDS = ("first_visit", "second_visit", "complaint_confirmation", "campaign_call", "lost_customer",
+         "maintenance_reminder")
 
 
 async def _on_start(runtime: ServiceRuntime) -> None:
     runtime.state.setdefault("rules", FollowUpRules())
+    async with runtime.transaction() as uow:
+        ensure_weekly_report(uow)
+
+
+async def _kpis(runtime: ServiceRuntime) -> None:
+    rules: FollowUpRules = runtime.state["rules"]
+    now = runtime.clock.now()
+    assert runtime.pool is not None
+    async with acquire(runtime.pool) as conn:
+        figures = figures_with_rates(await store.kpis(conn, now - timedelta(days=rules.kpi_window_days), now, None,
+                                                      None, rules.satisfied_score))
+    if figures["warranty_return_visit_rate"] is not None:
+        metrics.WARRANTY_RETURN_VISIT_RATE.set(figures["warranty_return_visit_rate"])
+    if figures["satisfaction_rate"] is not None:
+        metrics.SATISFACTION_RATE.set(figures["satisfaction_rate"])
+    for kind in KINDS:
+        metrics.FOLLOWUPS_OPEN.labels(kind).set(figures["open"].get(kind, 0))
+        metrics.FOLLOWUPS_OVERDUE.labels(kind).set(figures["overdue"].get(kind, 0))
 
 
 definition = ServiceDefinition(
     name="followup",
-    description="Return visits: the first call 3-7 days after pickup, the second within 7 days, the agents' queue.",
+    description=(
+        "Return visits: the first call 3-7 days after pickup, the second within 7 days, complaint confirmations, "
+        "campaign calls two weeks ahead, maintenance reminders, lost customers; the agents' queue and registers."
+    ),
     migrations=Path(__file__).parent / "migrations",
-    subscriptions=[Subscription(INTAKE, {"VehiclePickedUp": handlers.on_vehicle_picked_up})],
+    subscriptions=[
+        Subscription(INTAKE, {
+            "CustomerRegistered": handlers.on_customer, "CustomerUpdated": handlers.on_customer,
+            "VehicleSold": handlers.on_vehicle_sold, "VehiclePickedUp": handlers.on_vehicle_picked_up,
+            "CampaignAnnounced": handlers.on_campaign_announced,
+        }),
+        Subscription(COMPLAINTS, {
+            name: handlers.on_complaint_state
+            for name in ("ComplaintOpened", "ComplaintReopened", "ComplaintResolved", "ComplaintClosed")
+        }),
+    ],
+    timers=TIMERS,
+    router=router,
+    kpis=_kpis,
     on_start=_on_start,
 )

@@ -1,4 +1,5 @@
-"""The return-visit rules and their defaults, named as the work plan names them."""
+"""The return-visit rules and their defaults, named as the work plan names them
+(DESIGN.md §4 "Return visits"). Every number here is overridable as AFTERSALES_FOLLOWUP_<NAME>."""
 
 from datetime import time
 
@@ -12,8 +13,56 @@ class FollowUpRules(BaseSettings):
     # "within three days to one week after the customer picks up the car"
     first_visit_after_days: int = Field(3, ge=0)
     first_visit_within_days: int = Field(7, ge=1)
-    # "within 7 days after the first tracking service"
+    # "within 7 days after the first tracking service" (not the same day as the first)
+    second_visit_after_days: int = Field(1, ge=0)
     second_visit_within_days: int = Field(7, ge=1)
-    # Calling hours, customer local time.
+    # "inform the customer on the day of getting the solution … confirm customer satisfaction"
+    confirmation_within_days: int = Field(2, ge=1)
+    # "call the customer two weeks in advance" of a campaign
+    campaign_call_days_before: int = Field(14, ge=1)
+    campaign_call_window_days: int = Field(2, ge=1)
+    # maintenance reminder 10 days before the next service is due, by date or km (whichever first)
+    maintenance_reminder_days_before: int = Field(10, ge=0)
+    # the maintenance cycle when the DMS gives no next due date or km
+    maintenance_interval_months: int = Field(6, ge=1)
+    maintenance_interval_km: int = Field(10_000, ge=100)
+    # assumed daily distance while a vehicle's mileage history is too short to estimate it
+    default_km_per_day: float = Field(40.0, gt=0)
+    # a customer with no visit for 12 months is "lost": a call asks why
+    lost_after_months: int = Field(12, ge=1)
+    lost_call_window_days: int = Field(14, ge=1)
+    # calling hours, customer local time
     calling_hours_start: time = time(9, 0)
     calling_hours_end: time = time(20, 0)
+    # an unreachable customer: 3 attempts, at least 4 hours apart, then SMS/letter
+    unreachable_max_attempts: int = Field(3, ge=1)
+    unreachable_retry_hours: float = Field(4, gt=0)
+    # not completed by due_by: overdue; still open 2 days later: escalated to the supervisor
+    escalate_after_overdue_days: int = Field(2, ge=0)
+    escalate_to: str = "supervisor"
+    # still open this long after due_by: expired (counted as missed)
+    expire_after_overdue_days: int = Field(14, ge=1)
+    # an agent's claim on a follow-up lasts this long unless renewed
+    claim_minutes: int = Field(15, ge=1)
+    # satisfaction: a score of 4 or 5 of 5 counts as satisfied
+    satisfied_score: int = Field(4, ge=1, le=5)
+    # loyalty: visits in the last 24 months and feedback
+    loyalty_window_months: int = Field(24, ge=1)
+    gold_min_visits: int = Field(4, ge=1)
+    silver_min_visits: int = Field(2, ge=1)
+    loyal_min_satisfaction: float = Field(4.0, ge=1, le=5)
+    # queue priority by kind (higher first after overdue), loyal customers get a bonus
+    priority_complaint_confirmation: int = 90
+    priority_first_visit: int = 60
+    priority_second_visit: int = 50
+    priority_campaign_call: int = 40
+    priority_maintenance_reminder: int = 30
+    priority_lost_customer: int = 20
+    priority_gold_bonus: int = 8
+    priority_silver_bonus: int = 4
+    # the weekly written report to the departments: every Monday 08:00 (Asia/Shanghai)
+    weekly_report_weekday: int = Field(0, ge=0, le=6)
+    weekly_report_time: time = time(8, 0)
+    weekly_report_timezone: str = "Asia/Shanghai"
+    # KPI gauges cover the last 30 days
+    kpi_window_days: int = Field(30, ge=1)

@@ -1,14 +1,23 @@
-"""Return-visit rules as pure functions: when each call is due."""
+"""Return-visit rules as pure functions: when each call is due, who may be called now, what a
+call's outcome does, how loyal a customer is, when maintenance is due. No I/O here."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
 
 from shared.events.envelope import AFTERSALES_NAMESPACE
+from shared.timeutil import add_months, next_time_within
 
 from services.followup.config import FollowUpRules
+
+Kind = Literal["first_visit", "second_visit", "complaint_confirmation", "campaign_call", "lost_customer",
+               "maintenance_reminder"]
+Tier = Literal["gold", "silver", "standard"]
+TIER_RANK: dict[str, int] = {"gold": 0, "silver": 1, "standard": 2}
 
 
 @dataclass(frozen=True)
@@ -22,9 +31,172 @@ def followup_id(kind: str, reason: str) -> str:
     return str(uuid.uuid5(AFTERSALES_NAMESPACE, f"followup:{kind}:{reason}"))
 
 
+# -- when calls are due ----------------------------------------------------------------------
 def first_visit_window(picked_up_at: datetime, rules: FollowUpRules) -> Window:
     """First return visit: between pickup + 3 days and pickup + 7 days."""
-    return Window(
-        picked_up_at + timedelta(days=rules.first_visit_after_days),
-        picked_up_at + timedelta(days=rules.first_visit_within_days),
-    )
+    return Window(picked_up_at + timedelta(days=rules.first_visit_after_days),
+                  picked_up_at + timedelta(days=rules.first_visit_within_days))
+
+
+def second_visit_window(first_completed_at: datetime, rules: FollowUpRules) -> Window:
+    """Second visit: within 7 days after the first call completed (however late that was)."""
+    return Window(first_completed_at + timedelta(days=rules.second_visit_after_days),
+                  first_completed_at + timedelta(days=rules.second_visit_within_days))
+
+
+def confirmation_window(resolved_at: datetime, rules: FollowUpRules) -> Window:
+    """The customer is asked, soon after the resolution, whether it satisfied them."""
+    return Window(resolved_at, resolved_at + timedelta(days=rules.confirmation_within_days))
+
+
+def campaign_window(starts_at: datetime, announced_at: datetime, rules: FollowUpRules) -> Window | None:
+    """A call 14 days before the campaign starts; if it was announced later than that, as soon
+    as it is announced. None when the campaign has already started."""
+    if announced_at >= starts_at:
+        return None
+    due_from = max(starts_at - timedelta(days=rules.campaign_call_days_before), announced_at)
+    due_by = min(due_from + timedelta(days=rules.campaign_call_window_days), starts_at)
+    return Window(due_from, due_by)
+
+
+@dataclass(frozen=True)
+class MaintenanceDue:
+    due_at: datetime | None  # by date (from the DMS, or the default cycle)
+    due_km: int | None  # by distance
+    estimated_due_at: datetime  # the earlier of the date and the day the km is estimated to be reached
+    basis: Literal["date", "km"]
+    remind_at: datetime
+
+
+def km_per_day(history: list[tuple[datetime, int]], rules: FollowUpRules) -> float:
+    """Average daily distance from the mileage history (first to last reading), or the default
+    while there is too little history to say."""
+    readings = sorted(history)
+    if len(readings) < 2:
+        return rules.default_km_per_day
+    (first_at, first_km), (last_at, last_km) = readings[0], readings[-1]
+    days = (last_at - first_at).total_seconds() / 86400
+    if days < 7 or last_km <= first_km:
+        return rules.default_km_per_day
+    return (last_km - first_km) / days
+
+
+def maintenance_due(last_visit_at: datetime, mileage_km: int, next_due_at: datetime | None,
+                    next_due_km: int | None, history: list[tuple[datetime, int]], rules: FollowUpRules) -> MaintenanceDue:
+    """Next service by date or by km, whichever comes first; the reminder 10 days before."""
+    due_at = next_due_at or add_months(last_visit_at, rules.maintenance_interval_months)
+    due_km = next_due_km if next_due_km is not None else mileage_km + rules.maintenance_interval_km
+    rate = km_per_day(history + [(last_visit_at, mileage_km)], rules)
+    km_due_at = last_visit_at + timedelta(days=max(0.0, (due_km - mileage_km) / rate))
+    basis: Literal["date", "km"] = "km" if km_due_at < due_at else "date"
+    estimated = min(due_at, km_due_at)
+    return MaintenanceDue(due_at, due_km, estimated,
+                          basis, max(last_visit_at, estimated - timedelta(days=rules.maintenance_reminder_days_before)))
+
+
+def lost_after(last_contact_at: datetime, rules: FollowUpRules) -> datetime:
+    """A customer with no visit for 12 months is lost."""
+    return add_months(last_contact_at, rules.lost_after_months)
+
+
+def lost_window(at: datetime, rules: FollowUpRules) -> Window:
+    return Window(at, at + timedelta(days=rules.lost_call_window_days))
+
+
+# -- calling hours and attempts --------------------------------------------------------------
+def in_calling_hours(moment: datetime, zone: str, rules: FollowUpRules) -> bool:
+    local = moment.astimezone(ZoneInfo(zone)).time().replace(tzinfo=None)
+    return rules.calling_hours_start <= local < rules.calling_hours_end
+
+
+def next_callable(moment: datetime, zone: str, rules: FollowUpRules) -> datetime:
+    """The earliest instant >= moment inside calling hours in the customer's zone."""
+    return next_time_within(moment, zone, rules.calling_hours_start, rules.calling_hours_end)
+
+
+Outcome = Literal["reached", "unreachable", "wrong_number", "call_back_later"]
+
+
+@dataclass(frozen=True)
+class AfterAttempt:
+    """What an attempt leaves behind: completed with an outcome, or the next attempt's time."""
+
+    completes_as: Literal["reached", "unreachable", "wrong_number"] | None
+    next_attempt_at: datetime | None
+    counts_as_unreachable: bool
+
+
+def after_attempt(outcome: Outcome, attempted_at: datetime, unreachable_before: int, zone: str,
+                  call_back_at: datetime | None, rules: FollowUpRules) -> AfterAttempt:
+    """Reached or a wrong number completes the follow-up. Unreachable is tried again at least
+    4 hours later inside calling hours, up to 3 attempts, then completes as unreachable (the
+    notifier sends the SMS/letter). Call back later waits for the time the customer named."""
+    if outcome in ("reached", "wrong_number"):
+        return AfterAttempt(outcome, None, False)  # type: ignore[arg-type]
+    if outcome == "call_back_later":
+        assert call_back_at is not None
+        return AfterAttempt(None, call_back_at, False)
+    if unreachable_before + 1 >= rules.unreachable_max_attempts:
+        return AfterAttempt("unreachable", None, True)
+    earliest = attempted_at + timedelta(hours=rules.unreachable_retry_hours)
+    return AfterAttempt(None, next_callable(earliest, zone, rules), True)
+
+
+def is_satisfied(satisfaction: int | None, explicit: bool | None, rules: FollowUpRules) -> bool | None:
+    if explicit is not None:
+        return explicit
+    if satisfaction is None:
+        return None
+    return satisfaction >= rules.satisfied_score
+
+
+# -- loyalty -----------------------------------------------------------------------------------
+def loyalty_tier(visits_in_window: int, average_satisfaction: float | None, open_complaints: int,
+                 rules: FollowUpRules) -> Tier:
+    """Loyalty from return visits to the workshop in the last 24 months and the customer's
+    feedback: gold from 4 visits, silver from 2, and never with an open complaint or poor
+    feedback."""
+    if open_complaints or (average_satisfaction is not None and average_satisfaction < rules.loyal_min_satisfaction):
+        return "standard"
+    if visits_in_window >= rules.gold_min_visits:
+        return "gold"
+    if visits_in_window >= rules.silver_min_visits:
+        return "silver"
+    return "standard"
+
+
+def priority(kind: str, tier: Tier, rules: FollowUpRules) -> int:
+    base = int(getattr(rules, f"priority_{kind}"))
+    bonus = {"gold": rules.priority_gold_bonus, "silver": rules.priority_silver_bonus}.get(tier, 0)
+    return min(100, base + bonus)
+
+
+def queue_order(overdue: bool, tier: str, due_by: datetime, priority_: int) -> tuple[int, int, datetime, int]:
+    """Overdue first, then loyalty tier, then due_by (then priority)."""
+    return (0 if overdue else 1, TIER_RANK.get(tier, 2), due_by, -priority_)
+
+
+# -- warranty --------------------------------------------------------------------------------
+def under_warranty(sold_at: datetime | None, warranty_months: int | None, warranty_km: int | None,
+                   at: datetime, mileage_km: int | None) -> bool | None:
+    if sold_at is None or warranty_months is None or warranty_km is None:
+        return None
+    return at < add_months(sold_at, warranty_months) and (mileage_km or 0) < warranty_km
+
+
+# -- weekly report -----------------------------------------------------------------------------
+def next_weekly_report(after: datetime, rules: FollowUpRules) -> datetime:
+    """The next report instant (Monday 08:00 in the report's zone) strictly after `after`."""
+    zone = ZoneInfo(rules.weekly_report_timezone)
+    local = after.astimezone(zone)
+    day: date = local.date() + timedelta(days=(rules.weekly_report_weekday - local.weekday()) % 7)
+    candidate = datetime.combine(day, rules.weekly_report_time, tzinfo=zone)
+    if candidate <= after:
+        candidate = datetime.combine(day + timedelta(days=7), rules.weekly_report_time, tzinfo=zone)
+    return candidate
+
+
+def report_week(report_at: datetime, rules: FollowUpRules) -> tuple[datetime, datetime]:
+    """The week a report made at `report_at` covers: the seven days before it."""
+    return report_at - timedelta(days=7), report_at
+

@@ -2,15 +2,189 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+# -- projections ---------------------------------------------------------------------------------
+
+
+def _newest(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """One row per key, the newest by `at`: a multi-row upsert may touch each row only once."""
+    newest: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        held = newest.get(row[key])
+        if held is None or row["at"] >= held["at"]:
+            newest[row[key]] = row
+    return list(newest.values())
+
+
+async def upsert_customers(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
+    """Newest facts win by world time (a late event does not overwrite a newer one)."""
+    rows = _newest(rows, "customer_id")
+    if not rows:
+        return
+    await conn.execute(
+        """INSERT INTO customers (customer_id, region, timezone, locale, updated_at)
+           SELECT id, region, coalesce(tz, 'Asia/Shanghai'), coalesce(locale, 'zh-CN'), at
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+                  AS u(id, region, tz, locale, at)
+           ON CONFLICT (customer_id) DO UPDATE SET
+               region = coalesce(EXCLUDED.region, customers.region), timezone = EXCLUDED.timezone,
+               locale = EXCLUDED.locale, updated_at = EXCLUDED.updated_at
+           WHERE customers.updated_at <= EXCLUDED.updated_at""",
+        [r["customer_id"] for r in rows], [r.get("region") for r in rows], [r.get("timezone") for r in rows],
+        [r.get("locale") for r in rows], [r["at"] for r in rows],
+    )
+
+
+async def retire_customers(conn: asyncpg.Connection, merged: dict[str, str]) -> None:
+    """Files intake merged into another customer's: their follow-ups and history move along."""
+    for old, new in merged.items():
+        for table in ("followups", "call_attempts", "letters_requested", "visits", "vehicles", "complaints"):
+            await conn.execute(f"UPDATE {table} SET customer_id = $2 WHERE customer_id = $1", old, new)
+        await conn.execute("DELETE FROM customers WHERE customer_id = $1", old)
+
+
+async def upsert_vehicles(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
+    rows = _newest(rows, "vin")
+    if not rows:
+        return
+    await conn.execute(
+        """INSERT INTO vehicles (vin, customer_id, model, dealer_id, sold_at, warranty_months, warranty_km, updated_at)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int[],
+                                $7::int[], $8::timestamptz[])
+           ON CONFLICT (vin) DO UPDATE SET
+               customer_id = CASE WHEN EXCLUDED.updated_at >= vehicles.updated_at
+                                  THEN coalesce(EXCLUDED.customer_id, vehicles.customer_id) ELSE vehicles.customer_id END,
+               model = coalesce(EXCLUDED.model, vehicles.model), dealer_id = coalesce(EXCLUDED.dealer_id, vehicles.dealer_id),
+               sold_at = coalesce(EXCLUDED.sold_at, vehicles.sold_at),
+               warranty_months = coalesce(EXCLUDED.warranty_months, vehicles.warranty_months),
+               warranty_km = coalesce(EXCLUDED.warranty_km, vehicles.warranty_km),
+               updated_at = greatest(vehicles.updated_at, EXCLUDED.updated_at)""",
+        *[[r.get(c) for r in rows] for c in ("vin", "customer_id", "model", "dealer_id", "sold_at", "warranty_months",
+                                             "warranty_km", "at")],
+    )
+
+
+async def vehicles(conn: asyncpg.Connection, vins: Iterable[str]) -> dict[str, dict[str, Any]]:
+    rows = await conn.fetch("SELECT * FROM vehicles WHERE vin = ANY($1::text[])", list(set(vins)))
+    return {r["vin"]: dict(r) for r in rows}
+
+
+async def insert_visits(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    columns = ("repair_order_id", "vin", "customer_id", "dealer_id", "picked_up_at", "mileage_km",
+               "next_service_due_at", "next_service_due_km")
+    await conn.execute(
+        f"""INSERT INTO visits ({", ".join(columns)})
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int[],
+                                 $7::timestamptz[], $8::int[])
+            ON CONFLICT (repair_order_id) DO NOTHING""",
+        *[[r.get(c) for r in rows] for c in columns],
+    )
+
+
+async def visit_history(conn: asyncpg.Connection, vins: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each vehicle's visits, oldest first (mileage history, latest service plan)."""
+    rows = await conn.fetch(
+        """SELECT vin, picked_up_at, mileage_km, next_service_due_at, next_service_due_km FROM visits
+            WHERE vin = ANY($1::text[]) ORDER BY vin, picked_up_at""", list(set(vins)))
+    history: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        history.setdefault(r["vin"], []).append(dict(r))
+    return history
+
+
+async def last_contact(conn: asyncpg.Connection, customer_ids: Iterable[str]) -> dict[str, datetime]:
+    """The latest visit, else the latest purchase, per customer."""
+    rows = await conn.fetch(
+        """SELECT customer_id, max(at) AS at FROM (
+               SELECT customer_id, picked_up_at AS at FROM visits WHERE customer_id = ANY($1::text[])
+               UNION ALL
+               SELECT customer_id, sold_at FROM vehicles WHERE customer_id = ANY($1::text[]) AND sold_at IS NOT NULL
+           ) c GROUP BY customer_id""", list(set(customer_ids)))
+    return {r["customer_id"]: r["at"] for r in rows}
+
+
+async def customer_zones(conn: asyncpg.Connection, customer_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    rows = await conn.fetch("SELECT * FROM customers WHERE customer_id = ANY($1::text[])", list(set(customer_ids)))
+    return {r["customer_id"]: dict(r) for r in rows}
+
+
+async def upsert_complaints(conn: asyncpg.Connection, rows: list[tuple[str, str | None, str, datetime]]) -> None:
+    newest: dict[str, tuple[str, str | None, str, datetime]] = {}
+    for row in rows:
+        if row[0] not in newest or row[3] >= newest[row[0]][3]:
+            newest[row[0]] = row
+    rows = list(newest.values())
+    if not rows:
+        return
+    await conn.execute(
+        """INSERT INTO complaints (complaint_id, customer_id, state, updated_at)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+           ON CONFLICT (complaint_id) DO UPDATE SET
+               state = EXCLUDED.state, customer_id = coalesce(EXCLUDED.customer_id, complaints.customer_id),
+               updated_at = EXCLUDED.updated_at
+           WHERE complaints.updated_at <= EXCLUDED.updated_at""",
+        *map(list, zip(*rows, strict=True)),
+    )
+
+
+async def loyalty_stats(conn: asyncpg.Connection, customer_ids: Iterable[str], since: datetime
+                        ) -> dict[str, tuple[int, float | None, int]]:
+    """(visits since, average satisfaction since, open complaints) per customer."""
+    ids = list(set(customer_ids))
+    if not ids:
+        return {}
+    rows = await conn.fetch(
+        """SELECT id,
+                  (SELECT count(*) FROM visits v WHERE v.customer_id = id AND v.picked_up_at >= $2) AS visits,
+                  (SELECT avg(a.satisfaction)::float FROM call_attempts a
+                    WHERE a.customer_id = id AND a.satisfaction IS NOT NULL AND a.attempted_at >= $2) AS satisfaction,
+                  (SELECT count(*) FROM complaints k WHERE k.customer_id = id AND k.state <> 'closed') AS complaints
+             FROM unnest($1::text[]) AS id""", ids, since)
+    return {r["id"]: (int(r["visits"]), r["satisfaction"], int(r["complaints"])) for r in rows}
+
+
+async def upsert_campaign(conn: asyncpg.Connection, c: dict[str, Any]) -> None:
+    await conn.execute(
+        """INSERT INTO campaigns (campaign_id, kind, title, starts_at, ends_at, regions, models, loyal_first, announced_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+           ON CONFLICT (campaign_id) DO UPDATE SET kind = EXCLUDED.kind, title = EXCLUDED.title,
+               starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at, regions = EXCLUDED.regions,
+               models = EXCLUDED.models, loyal_first = EXCLUDED.loyal_first, announced_at = EXCLUDED.announced_at""",
+        c["campaign_id"], c["kind"], c["title"], c["starts_at"], c["ends_at"], c["regions"], c["models"],
+        c["loyal_first"], c["announced_at"],
+    )
+
+
+async def campaign_targets(conn: asyncpg.Connection, regions: list[str], models: list[str] | None) -> list[dict[str, Any]]:
+    """Customers in the campaign's regions (owning one of its models, when it names models)."""
+    rows = await conn.fetch(
+        """SELECT c.customer_id, c.region, c.timezone,
+                  (SELECT v.vin FROM vehicles v WHERE v.customer_id = c.customer_id
+                     AND ($2::text[] IS NULL OR v.model = ANY($2::text[])) ORDER BY v.sold_at DESC NULLS LAST LIMIT 1) AS vin,
+                  (SELECT v.dealer_id FROM vehicles v WHERE v.customer_id = c.customer_id
+                     ORDER BY v.sold_at DESC NULLS LAST LIMIT 1) AS dealer_id
+             FROM customers c
+            WHERE c.region = ANY($1::text[])
+              AND ($2::text[] IS NULL OR EXISTS (SELECT 1 FROM vehicles v WHERE v.customer_id = c.customer_id
+                                                    AND v.model = ANY($2::text[])))
+            ORDER BY c.customer_id""", regions, models)
+    return [dict(r) for r in rows]
+
+
+# -- follow-ups ------------------------------------------------------------------------------------
+
 _COLUMNS = ("followup_id", "kind", "customer_id", "vin", "dealer_id", "region", "campaign_id", "complaint_id",
-            "reason_event_id", "due_from", "due_by", "priority", "timezone", "under_warranty", "event_at")
-_TYPES = ("text", "text", "text", "text", "text", "text", "text", "text", "text", "timestamptz", "timestamptz", "int",
-          "text", "boolean", "timestamptz")
+            "reason_event_id", "correlation_id", "due_from", "due_by", "priority", "timezone", "under_warranty",
+            "mileage_km", "event_at")
+_TYPES = ("text", "text", "text", "text", "text", "text", "text", "text", "text", "uuid", "timestamptz",
+          "timestamptz", "int", "text", "boolean", "int", "timestamptz")
 
 
 async def insert_followups(conn: asyncpg.Connection, followups: list[dict[str, Any]], created_at: datetime) -> set[str]:
@@ -28,3 +202,234 @@ async def insert_followups(conn: asyncpg.Connection, followups: list[dict[str, A
         created_at,
     )
     return {row[0] for row in rows}
+
+
+async def reschedule_open(conn: asyncpg.Connection, followup_id: str, due_from: datetime, due_by: datetime) -> bool:
+    status = await conn.execute(
+        """UPDATE followups SET due_from = $2, due_by = $3, overdue_at = NULL, escalated_at = NULL
+            WHERE followup_id = $1 AND status IN ('scheduled', 'due') AND (due_from, due_by) <> ($2, $3)""",
+        followup_id, due_from, due_by)
+    return status.endswith(" 1")
+
+
+async def lock_followups(conn: asyncpg.Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    rows = await conn.fetch("SELECT * FROM followups WHERE followup_id = ANY($1::text[]) FOR UPDATE", list(set(ids)))
+    return {r["followup_id"]: dict(r) for r in rows}
+
+
+async def get_followup(conn: asyncpg.Connection, followup_id: str, *, lock: bool = False) -> dict[str, Any] | None:
+    row = await conn.fetchrow(f"SELECT * FROM followups WHERE followup_id = $1{' FOR UPDATE' if lock else ''}",
+                              followup_id)
+    return dict(row) if row else None
+
+
+async def set_status(conn: asyncpg.Connection, ids: list[str], column: str, at: datetime, status: str | None = None) -> None:
+    """Mark the timer's fact (overdue_at, escalated_at) and, for due/expired, the status."""
+    assert column in ("overdue_at", "escalated_at", "status")
+    if column == "status":
+        await conn.execute("UPDATE followups SET status = $2 WHERE followup_id = ANY($1::text[])", ids, status)
+    else:
+        await conn.execute(f"UPDATE followups SET {column} = $2 WHERE followup_id = ANY($1::text[])", ids, at)
+
+
+async def open_confirmations(conn: asyncpg.Connection, complaint_id: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT * FROM followups WHERE complaint_id = $1 AND kind = 'complaint_confirmation'
+              AND status IN ('scheduled', 'due') FOR UPDATE""", complaint_id)
+    return [dict(r) for r in rows]
+
+
+async def claim(conn: asyncpg.Connection, followup_id: str, agent: str, now: datetime, until: datetime,
+                force: bool) -> dict[str, Any] | None:
+    """Take the claim unless another agent holds an unexpired one (or `force`: a supervisor)."""
+    row = await conn.fetchrow(
+        """UPDATE followups SET claimed_by = $2, claim_expires_at = $4
+            WHERE followup_id = $1 AND status IN ('scheduled', 'due')
+              AND ($5 OR claimed_by IS NULL OR claimed_by = $2 OR claim_expires_at <= $3)
+           RETURNING *""", followup_id, agent, now, until, force)
+    return dict(row) if row else None
+
+
+async def release(conn: asyncpg.Connection, followup_id: str) -> None:
+    await conn.execute("UPDATE followups SET claimed_by = NULL, claim_expires_at = NULL WHERE followup_id = $1",
+                       followup_id)
+
+
+async def record_attempt(conn: asyncpg.Connection, a: dict[str, Any]) -> None:
+    columns = ("attempt_id", "followup_id", "customer_id", "kind", "attempt_no", "agent_id", "attempted_at", "outcome",
+               "call_back_at", "satisfaction", "satisfied", "talking_points", "requests", "notes", "categories",
+               "complaint", "product_issue", "complaint_ref", "region", "dealer_id")
+    await conn.execute(
+        f"INSERT INTO call_attempts ({', '.join(columns)}) VALUES ({', '.join(f'${i}' for i in range(1, len(columns) + 1))})",
+        *[a.get(c) for c in columns],
+    )
+
+
+async def update_after_attempt(conn: asyncpg.Connection, followup_id: str, *, attempts: int, unreachable: int,
+                               next_attempt_at: datetime | None, completed: dict[str, Any] | None) -> None:
+    if completed is None:
+        await conn.execute(
+            """UPDATE followups SET attempts = $2, unreachable = $3, next_attempt_at = $4, claimed_by = NULL,
+                      claim_expires_at = NULL WHERE followup_id = $1""",
+            followup_id, attempts, unreachable, next_attempt_at)
+        return
+    await conn.execute(
+        """UPDATE followups SET attempts = $2, unreachable = $3, next_attempt_at = NULL, claimed_by = NULL,
+                  claim_expires_at = NULL, status = 'completed', outcome = $4, satisfaction = $5, satisfied = $6,
+                  completed_at = $7, completed_by = $8
+            WHERE followup_id = $1""",
+        followup_id, attempts, unreachable, completed["outcome"], completed.get("satisfaction"),
+        completed.get("satisfied"), completed["at"], completed.get("agent_id"))
+
+
+async def request_letter(conn: asyncpg.Connection, letter: dict[str, Any]) -> None:
+    await conn.execute(
+        """INSERT INTO letters_requested (letter_id, followup_id, customer_id, kind, reason, agent_id, requested_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
+        letter["letter_id"], letter["followup_id"], letter["customer_id"], letter["kind"], letter["reason"],
+        letter.get("agent_id"), letter["requested_at"])
+
+
+async def attempts_of(conn: asyncpg.Connection, followup_id: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch("SELECT * FROM call_attempts WHERE followup_id = $1 ORDER BY attempt_no", followup_id)
+    return [dict(r) for r in rows]
+
+
+async def queue_candidates(conn: asyncpg.Connection, now: datetime, start: Any, end: Any, *, kind: str | None,
+                           region: str | None, dealer: str | None, agent: str, limit: int) -> list[dict[str, Any]]:
+    """Open follow-ups callable now: due, inside calling hours in the customer's zone, not
+    waiting for a retry, not held by another agent."""
+    rows = await conn.fetch(
+        """SELECT f.* FROM followups f
+            WHERE f.status IN ('scheduled', 'due') AND f.due_from <= $1
+              AND (f.next_attempt_at IS NULL OR f.next_attempt_at <= $1)
+              AND (f.claimed_by IS NULL OR f.claimed_by = $7 OR f.claim_expires_at <= $1)
+              AND ($1 AT TIME ZONE f.timezone)::time >= $2 AND ($1 AT TIME ZONE f.timezone)::time < $3
+              AND ($4::text IS NULL OR f.kind = $4) AND ($5::text IS NULL OR f.region = $5)
+              AND ($6::text IS NULL OR f.dealer_id = $6)
+            ORDER BY (f.due_by < $1) DESC, f.due_by
+            LIMIT $8""", now, start, end, kind, region, dealer, agent, limit)
+    return [dict(r) for r in rows]
+
+
+async def followups_of(conn: asyncpg.Connection, *, customer: str | None, status: str | None, kind: str | None,
+                       limit: int, offset: int) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT * FROM followups
+            WHERE ($1::text IS NULL OR customer_id = $1) AND ($2::text IS NULL OR status = $2)
+              AND ($3::text IS NULL OR kind = $3)
+            ORDER BY created_at DESC, followup_id LIMIT $4 OFFSET $5""", customer, status, kind, limit, offset)
+    return [dict(r) for r in rows]
+
+
+async def call_register(conn: asyncpg.Connection, *, customer: str | None, agent: str | None, since: datetime | None,
+                        until: datetime | None, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
+    where = """($1::text IS NULL OR customer_id = $1) AND ($2::text IS NULL OR agent_id = $2)
+               AND ($3::timestamptz IS NULL OR attempted_at >= $3) AND ($4::timestamptz IS NULL OR attempted_at < $4)"""
+    total = await conn.fetchval(f"SELECT count(*) FROM call_attempts WHERE {where}", customer, agent, since, until)
+    rows = await conn.fetch(f"SELECT * FROM call_attempts WHERE {where} ORDER BY attempted_at DESC LIMIT $5 OFFSET $6",
+                            customer, agent, since, until, limit, offset)
+    return int(total), [dict(r) for r in rows]
+
+
+async def letter_register(conn: asyncpg.Connection, *, customer: str | None, agent: str | None,
+                          since: datetime | None, until: datetime | None, limit: int, offset: int
+                          ) -> tuple[int, list[dict[str, Any]]]:
+    where = """($1::text IS NULL OR customer_id = $1) AND ($2::text IS NULL OR agent_id = $2)
+               AND ($3::timestamptz IS NULL OR requested_at >= $3) AND ($4::timestamptz IS NULL OR requested_at < $4)"""
+    total = await conn.fetchval(f"SELECT count(*) FROM letters_requested WHERE {where}", customer, agent, since, until)
+    rows = await conn.fetch(
+        f"SELECT * FROM letters_requested WHERE {where} ORDER BY requested_at DESC LIMIT $5 OFFSET $6",
+        customer, agent, since, until, limit, offset)
+    return int(total), [dict(r) for r in rows]
+
+
+# -- KPIs ------------------------------------------------------------------------------------------
+
+
+async def kpis(conn: asyncpg.Connection, since: datetime, until: datetime, region: str | None, dealer: str | None,
+               satisfied_score: int) -> dict[str, Any]:
+    """The department's figures for pickups and calls in [since, until)."""
+    scope = "($3::text IS NULL OR f.region = $3) AND ($4::text IS NULL OR f.dealer_id = $4)"
+    warranty = await conn.fetchrow(
+        f"""SELECT count(*) AS pickups, count(*) FILTER (WHERE f.outcome = 'reached') AS visited
+              FROM followups f LEFT JOIN vehicles v ON v.vin = f.vin
+             WHERE f.kind = 'first_visit' AND f.event_at >= $1 AND f.event_at < $2 AND {scope}
+               AND coalesce(f.under_warranty,
+                            v.sold_at IS NOT NULL AND f.event_at < v.sold_at + make_interval(months => v.warranty_months)
+                            AND coalesce(f.mileage_km, 0) < v.warranty_km)""",
+        since, until, region, dealer)
+    satisfaction = await conn.fetchrow(
+        f"""SELECT count(*) FILTER (WHERE f.satisfaction IS NOT NULL) AS scored,
+                   count(*) FILTER (WHERE f.satisfaction >= $5) AS satisfied
+              FROM followups f
+             WHERE f.status = 'completed' AND f.completed_at >= $1 AND f.completed_at < $2 AND {scope}""",
+        since, until, region, dealer, satisfied_score)
+    open_rows = await conn.fetch(
+        """SELECT f.kind, count(*) AS open, count(*) FILTER (WHERE f.due_by < $1) AS overdue
+             FROM followups f
+            WHERE f.status IN ('scheduled', 'due') AND ($2::text IS NULL OR f.region = $2)
+              AND ($3::text IS NULL OR f.dealer_id = $3)
+            GROUP BY f.kind""", until, region, dealer)
+    calls = await conn.fetch(
+        f"""SELECT a.agent_id, count(*) AS calls, count(*) FILTER (WHERE a.outcome = 'reached') AS reached
+              FROM call_attempts a
+             WHERE a.attempted_at >= $1 AND a.attempted_at < $2
+               AND ($3::text IS NULL OR a.region = $3) AND ($4::text IS NULL OR a.dealer_id = $4)
+             GROUP BY a.agent_id ORDER BY a.agent_id""", since, until, region, dealer)
+    return {
+        "warranty_pickups": int(warranty["pickups"]), "warranty_visited": int(warranty["visited"]),
+        "scored_calls": int(satisfaction["scored"]), "satisfied_calls": int(satisfaction["satisfied"]),
+        "open": {r["kind"]: int(r["open"]) for r in open_rows},
+        "overdue": {r["kind"]: int(r["overdue"]) for r in open_rows},
+        "calls_per_agent": {r["agent_id"]: {"calls": int(r["calls"]), "reached": int(r["reached"])} for r in calls},
+    }
+
+
+async def weekly_figures(conn: asyncpg.Connection, since: datetime, until: datetime, satisfied_score: int) -> dict[str, Any]:
+    """Visits done and missed, satisfaction and feedback by category, per region, dealer, agent."""
+    by = {}
+    for dimension in ("region", "dealer_id"):
+        rows = await conn.fetch(
+            f"""SELECT coalesce({dimension}, 'unknown') AS k,
+                       count(*) FILTER (WHERE status = 'completed' AND outcome = 'reached'
+                                          AND completed_at >= $1 AND completed_at < $2) AS done,
+                       count(*) FILTER (WHERE due_by >= $1 AND due_by < $2
+                                          AND (completed_at IS NULL OR completed_at > due_by OR outcome <> 'reached')) AS missed,
+                       count(*) FILTER (WHERE satisfaction IS NOT NULL AND completed_at >= $1 AND completed_at < $2) AS scored,
+                       count(*) FILTER (WHERE satisfaction >= $3 AND completed_at >= $1 AND completed_at < $2) AS satisfied
+                  FROM followups GROUP BY 1 ORDER BY 1""", since, until, satisfied_score)
+        by[dimension] = {r["k"]: {"done": int(r["done"]), "missed": int(r["missed"]), "scored": int(r["scored"]),
+                                  "satisfied": int(r["satisfied"])} for r in rows
+                         if r["done"] or r["missed"] or r["scored"]}
+    agents = await conn.fetch(
+        """SELECT agent_id, count(*) AS calls, count(*) FILTER (WHERE outcome = 'reached') AS reached,
+                  avg(satisfaction)::float AS satisfaction
+             FROM call_attempts WHERE attempted_at >= $1 AND attempted_at < $2 GROUP BY agent_id ORDER BY agent_id""",
+        since, until)
+    categories = await conn.fetch(
+        """SELECT c AS category, count(*) AS n FROM call_attempts, unnest(categories) AS c
+            WHERE attempted_at >= $1 AND attempted_at < $2 GROUP BY c ORDER BY n DESC, c""", since, until)
+    complaints = await conn.fetch(
+        """SELECT coalesce(complaint->>'category', 'unclassified') AS category, count(*) AS n FROM call_attempts
+            WHERE complaint IS NOT NULL AND attempted_at >= $1 AND attempted_at < $2 GROUP BY 1 ORDER BY n DESC, 1""",
+        since, until)
+    return {
+        "by_region": by["region"], "by_dealer": by["dealer_id"],
+        "by_agent": {r["agent_id"]: {"calls": int(r["calls"]), "reached": int(r["reached"]),
+                                     "average_satisfaction": r["satisfaction"]} for r in agents},
+        "feedback_categories": {r["category"]: int(r["n"]) for r in categories},
+        "complaints_raised_on_calls": {r["category"]: int(r["n"]) for r in complaints},
+    }
+
+
+async def save_weekly_report(conn: asyncpg.Connection, week: str, at: datetime, figures: dict[str, Any]) -> bool:
+    status = await conn.execute(
+        "INSERT INTO weekly_reports (week, generated_at, figures) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        week, at, figures)
+    return status.endswith(" 1")
+
+
+async def weekly_report(conn: asyncpg.Connection, week: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow("SELECT * FROM weekly_reports WHERE week = $1", week)
+    return dict(row) if row else None

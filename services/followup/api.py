@@ -1,0 +1,179 @@
+"""Follow-up's HTTP routes for the customer-service agents ("tracking salesmen") and supervisors."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+
+from shared.db import acquire
+from shared.http import Principal, require, runtime_of
+from shared.timeutil import add_months
+
+from services.followup import calls, store
+from services.followup.config import FollowUpRules
+from services.followup.domain import loyalty_tier, queue_order
+
+
+def _rules(request: Request) -> FollowUpRules:
+    return runtime_of(request).state["rules"]  # type: ignore[no-any-return]
+
+
+async def _tiers(conn: Any, customer_ids: list[str], now: datetime, r: FollowUpRules) -> dict[str, str]:
+    stats = await store.loyalty_stats(conn, customer_ids, add_months(now, -r.loyalty_window_months))
+    return {cid: loyalty_tier(*stats.get(cid, (0, None, 0)), r) for cid in customer_ids}
+
+
+def _refused(exc: calls.CallRefused) -> HTTPException:
+    return HTTPException(exc.status, exc.message)
+
+
+def router() -> APIRouter:
+    r = APIRouter(tags=["return visits"])
+
+    @r.get("/v1/queue", summary="What can be called now: overdue first, then loyalty tier, then due_by")
+    async def queue(
+        request: Request, kind: str | None = None, region: str | None = None, dealer: str | None = None,
+        limit: int = Query(50, ge=1, le=500), who: Principal = require("agent", "supervisor"),
+    ) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        rules = _rules(request)
+        now = runtime.clock.now()
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            # candidates in due order (overdue first); the loyalty ordering happens below
+            candidates = await store.queue_candidates(
+                conn, now, rules.calling_hours_start, rules.calling_hours_end, kind=kind, region=region,
+                dealer=dealer, agent=who.subject, limit=max(limit * 10, 500))
+            tiers = await _tiers(conn, list({c["customer_id"] for c in candidates}), now, rules)
+        ordered = sorted(candidates, key=lambda c: queue_order(c["due_by"] < now, tiers[c["customer_id"]], c["due_by"],
+                                                               c["priority"]))
+        return {"now": now, "items": [
+            {**{k: c[k] for k in ("followup_id", "kind", "customer_id", "vin", "dealer_id", "region", "campaign_id",
+                                  "complaint_id", "due_from", "due_by", "priority", "attempts", "claimed_by")},
+             "overdue": c["due_by"] < now, "loyalty_tier": tiers[c["customer_id"]]}
+            for c in ordered[:limit]]}
+
+    @r.get("/v1/followups", summary="Follow-ups by customer, status or kind")
+    async def list_followups(
+        request: Request, customer: str | None = None, status: str | None = None, kind: str | None = None,
+        page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=200),
+        who: Principal = require("agent", "supervisor"),
+    ) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            rows = await store.followups_of(conn, customer=customer, status=status, kind=kind, limit=page_size,
+                                            offset=(page - 1) * page_size)
+        return {"page": page, "page_size": page_size, "followups": rows}
+
+    @r.get("/v1/followups/{followup_id}", summary="A follow-up with its call attempts and the customer's loyalty tier")
+    async def get_followup(request: Request, followup_id: str,
+                           who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            f = await store.get_followup(conn, followup_id)
+            if f is None:
+                raise HTTPException(404, f"no follow-up {followup_id!r}")
+            attempts = await store.attempts_of(conn, followup_id)
+            tier = (await _tiers(conn, [f["customer_id"]], runtime.clock.now(), _rules(request)))[f["customer_id"]]
+        return {**f, "loyalty_tier": tier, "attempts": attempts}
+
+    @r.post("/v1/followups/{followup_id}/claim",
+            summary="Take a follow-up to call it; no other agent can call the customer until the claim expires")
+    async def claim(request: Request, followup_id: str, who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
+        try:
+            async with runtime_of(request).transaction() as uow:
+                f = await calls.claim(uow, followup_id, who.subject, supervisor=who.role == "supervisor")
+        except calls.CallRefused as exc:
+            raise _refused(exc) from None
+        return {"followup_id": followup_id, "claimed_by": f["claimed_by"], "claim_expires_at": f["claim_expires_at"]}
+
+    @r.post("/v1/followups/{followup_id}/release", summary="Give a claimed follow-up back to the queue")
+    async def release(request: Request, followup_id: str,
+                      who: Principal = require("agent", "supervisor")) -> dict[str, str]:
+        try:
+            async with runtime_of(request).transaction() as uow:
+                await calls.release(uow, followup_id, who.subject, supervisor=who.role == "supervisor")
+        except calls.CallRefused as exc:
+            raise _refused(exc) from None
+        return {"followup_id": followup_id, "status": "released"}
+
+    @r.post("/v1/followups/{followup_id}/attempts", status_code=201,
+            summary="Record a call: outcome, satisfaction, talking points, requests, a complaint or product issue")
+    async def record_attempt(request: Request, followup_id: str, body: calls.AttemptIn,
+                             who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
+        try:
+            async with runtime_of(request).transaction() as uow:
+                return await calls.record_attempt(uow, followup_id, who.subject, body)
+        except calls.CallRefused as exc:
+            raise _refused(exc) from None
+
+    @r.get("/v1/register/calls", summary="The phone register: every call attempt, by customer, agent and date")
+    async def call_register(
+        request: Request, customer: str | None = None, agent: str | None = None,
+        since: datetime | None = Query(None, alias="from"), until: datetime | None = Query(None, alias="to"),
+        page: int = Query(1, ge=1), page_size: int = Query(100, ge=1, le=500),
+        who: Principal = require("agent", "supervisor", "ops"),
+    ) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            total, rows = await store.call_register(conn, customer=customer, agent=agent, since=since, until=until,
+                                                    limit=page_size, offset=(page - 1) * page_size)
+        return {"total": total, "page": page, "page_size": page_size, "calls": rows}
+
+    @r.get("/v1/register/letters", summary="The letter register: every notice and invitation letter requested")
+    async def letter_register(
+        request: Request, customer: str | None = None, agent: str | None = None,
+        since: datetime | None = Query(None, alias="from"), until: datetime | None = Query(None, alias="to"),
+        page: int = Query(1, ge=1), page_size: int = Query(100, ge=1, le=500),
+        who: Principal = require("agent", "supervisor", "ops"),
+    ) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            total, rows = await store.letter_register(conn, customer=customer, agent=agent, since=since, until=until,
+                                                      limit=page_size, offset=(page - 1) * page_size)
+        return {"total": total, "page": page, "page_size": page_size, "letters": rows}
+
+    @r.get("/v1/kpis", summary="Warranty return-visit rate, satisfaction rate, open and overdue follow-ups, calls per agent")
+    async def kpis(
+        request: Request, since: datetime | None = Query(None, alias="from"),
+        until: datetime | None = Query(None, alias="to"), region: str | None = None, dealer: str | None = None,
+        who: Principal = require("supervisor", "ops"),
+    ) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        rules = _rules(request)
+        until = until or runtime.clock.now()
+        since = since or until - timedelta(days=rules.kpi_window_days)
+        if since >= until:
+            raise HTTPException(422, f"from ({since.isoformat()}) must be before to ({until.isoformat()})")
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            figures = await store.kpis(conn, since, until, region, dealer, rules.satisfied_score)
+        return figures_with_rates(figures) | {"from": since, "to": until, "region": region, "dealer": dealer}
+
+    @r.get("/v1/reports/weekly", summary="The weekly written report (visits done and missed, satisfaction, feedback)")
+    async def weekly(request: Request, week: str, who: Principal = require("supervisor", "ops")) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            report = await store.weekly_report(conn, week)
+        if report is None:
+            raise HTTPException(404, f"no weekly report for {week!r} (weeks look like 2026-W48; reports are made "
+                                     "on Mondays for the week before)")
+        return report
+
+    return r
+
+
+def figures_with_rates(f: dict[str, Any]) -> dict[str, Any]:
+    """Rates beside the counts they come from (None when there is nothing to divide)."""
+    return f | {
+        "warranty_return_visit_rate": f["warranty_visited"] / f["warranty_pickups"] if f["warranty_pickups"] else None,
+        "satisfaction_rate": f["satisfied_calls"] / f["scored_calls"] if f["scored_calls"] else None,
+        "targets": {"warranty_return_visit_rate": 1.0, "satisfaction_rate": 0.98},
+    }

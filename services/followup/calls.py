@@ -1,0 +1,223 @@
+"""The agents' calls: claiming a follow-up and recording an attempt with all it causes, in one
+transaction (the register row, the follow-up's new state, timers, and the events)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
+
+from shared.events.catalog import ComplaintCategory, Severity
+from shared.events.envelope import AFTERSALES_NAMESPACE
+from shared.uow import UnitOfWork
+
+from services.followup import store
+from services.followup.domain import after_attempt, followup_id, is_satisfied, second_visit_window
+from services.followup.scheduling import cancel, rules, schedule
+
+
+class ComplaintIn(BaseModel):
+    category: ComplaintCategory | None = None
+    description: str = Field(min_length=1, max_length=4000)
+    severity: Severity | None = None
+
+
+class ProductIssueIn(BaseModel):
+    part_category: str = Field(min_length=1, max_length=100)
+    description: str = Field(min_length=1, max_length=4000)
+
+
+class AttemptIn(BaseModel):
+    """One call to the customer, as the agent records it."""
+
+    outcome: Literal["reached", "unreachable", "wrong_number", "call_back_later"]
+    call_back_at: AwareDatetime | None = Field(None, description="required with call_back_later")
+    satisfaction: int | None = Field(None, ge=1, le=5, description="the customer's score, 1-5, when reached")
+    satisfied: bool | None = Field(None, description="for a complaint confirmation: did the resolution satisfy them")
+    talking_points: str | None = Field(None, max_length=4000)
+    requests: str | None = Field(None, max_length=4000)
+    notes: str | None = Field(None, max_length=4000)
+    categories: list[str] = Field(default_factory=list, max_length=20, description="feedback tags, e.g. price, praise")
+    complaint: ComplaintIn | None = None
+    product_issue: ProductIssueIn | None = None
+
+    @model_validator(mode="after")
+    def _fits_the_outcome(self) -> AttemptIn:
+        if self.outcome == "call_back_later" and self.call_back_at is None:
+            raise ValueError("call_back_at is required when the outcome is call_back_later")
+        if self.outcome != "reached":
+            given = [n for n in ("satisfaction", "satisfied", "complaint", "product_issue") if getattr(self, n)]
+            if given:
+                raise ValueError(f"{', '.join(given)} can only be recorded when the customer was reached")
+        return self
+
+
+class CallRefused(Exception):
+    """The call cannot be recorded as asked: `status` is the HTTP status, the message says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class _Cause:
+    event_id: Any
+    correlation_id: Any
+
+
+def _holder_message(f: dict[str, Any]) -> str:
+    until = f["claim_expires_at"].astimezone().strftime("%H:%M") if f["claim_expires_at"] else "?"
+    return (f"follow-up {f['followup_id']} is being called by {f['claimed_by']} (claim held until {until}); "
+            "take another one from the queue, or ask a supervisor to release it")
+
+
+async def claim(uow: UnitOfWork, followup_id_: str, agent: str, *, supervisor: bool) -> dict[str, Any]:
+    f = await store.get_followup(uow.conn, followup_id_, lock=True)
+    if f is None:
+        raise CallRefused(404, f"no follow-up {followup_id_!r}")
+    if f["status"] not in ("scheduled", "due"):
+        raise CallRefused(409, f"follow-up {followup_id_} is {f['status']} ({f['outcome'] or 'no outcome'}); "
+                               "there is nothing left to call")
+    now = uow.now()
+    until = now + timedelta(minutes=rules(uow).claim_minutes)
+    taken = await store.claim(uow.conn, followup_id_, agent, now, until, force=supervisor)
+    if taken is None:
+        raise CallRefused(409, _holder_message(f))
+    return taken
+
+
+async def release(uow: UnitOfWork, followup_id_: str, agent: str, *, supervisor: bool) -> None:
+    f = await store.get_followup(uow.conn, followup_id_, lock=True)
+    if f is None:
+        raise CallRefused(404, f"no follow-up {followup_id_!r}")
+    if f["claimed_by"] not in (None, agent) and not supervisor and f["claim_expires_at"] > uow.now():
+        raise CallRefused(409, _holder_message(f))
+    await store.release(uow.conn, followup_id_)
+
+
+async def record_attempt(uow: UnitOfWork, followup_id_: str, agent: str, body: AttemptIn) -> dict[str, Any]:
+    r = rules(uow)
+    now = uow.now()
+    f = await store.get_followup(uow.conn, followup_id_, lock=True)
+    if f is None:
+        raise CallRefused(404, f"no follow-up {followup_id_!r}")
+    if f["status"] not in ("scheduled", "due"):
+        raise CallRefused(409, f"follow-up {followup_id_} is already {f['status']} ({f['outcome'] or 'no outcome'})")
+    if f["claimed_by"] not in (None, agent) and f["claim_expires_at"] and f["claim_expires_at"] > now:
+        raise CallRefused(409, _holder_message(f))
+    if body.call_back_at is not None and body.call_back_at <= now:
+        raise CallRefused(422, f"call_back_at {body.call_back_at.isoformat()} is not in the future")
+    if f["kind"] == "complaint_confirmation" and body.outcome == "reached" \
+            and body.satisfied is None and body.satisfaction is None:
+        raise CallRefused(422, "a complaint confirmation needs `satisfied` (or a satisfaction score) when reached")
+
+    decision = after_attempt(body.outcome, now, f["unreachable"], f["timezone"], body.call_back_at, r)
+    attempt_no = f["attempts"] + 1
+    unreachable = f["unreachable"] + (1 if decision.counts_as_unreachable else 0)
+    satisfied = is_satisfied(body.satisfaction, body.satisfied, r) if body.outcome == "reached" else None
+    attempt_id = f"{followup_id_}:{attempt_no}"
+    cause = _Cause(*_cause_ids(f, attempt_id))
+    complaints = _complaints(f, body, attempt_id, now)
+    await store.record_attempt(uow.conn, {
+        "attempt_id": attempt_id, "followup_id": followup_id_, "customer_id": f["customer_id"], "kind": f["kind"],
+        "attempt_no": attempt_no, "agent_id": agent, "attempted_at": now, "outcome": body.outcome,
+        "call_back_at": body.call_back_at, "satisfaction": body.satisfaction, "satisfied": satisfied,
+        "talking_points": body.talking_points, "requests": body.requests, "notes": body.notes,
+        "categories": body.categories, "complaint": body.complaint.model_dump() if body.complaint else None,
+        "product_issue": body.product_issue.model_dump() if body.product_issue else None,
+        "complaint_ref": ",".join(c["complaint_ref"] for c in complaints) or None,
+        "region": f["region"], "dealer_id": f["dealer_id"],
+    })
+    uow.publish("FollowUpAttemptRecorded", {
+        "followup_id": followup_id_, "kind": f["kind"], "customer_id": f["customer_id"], "attempt_no": attempt_no,
+        "agent_id": agent, "outcome": body.outcome, "attempted_at": now, "call_back_at": body.call_back_at,
+        "satisfaction": body.satisfaction, "talking_points": body.talking_points, "requests": body.requests,
+        "notes": body.notes,
+    }, cause=cause, occurred_at=now, discriminator=attempt_no)
+    for complaint in complaints:
+        uow.publish("ComplaintFiled", complaint, cause=cause, occurred_at=now, discriminator=complaint["complaint_ref"])
+
+    completed = None
+    if decision.completes_as is not None:
+        completed = {"outcome": decision.completes_as, "satisfaction": body.satisfaction, "satisfied": satisfied,
+                     "at": now, "agent_id": agent}
+        await _complete(uow, f, completed, attempt_no, cause, body)
+    await store.update_after_attempt(uow.conn, followup_id_, attempts=attempt_no, unreachable=unreachable,
+                                     next_attempt_at=decision.next_attempt_at, completed=completed)
+    return {
+        "followup_id": followup_id_, "attempt_no": attempt_no, "outcome": body.outcome,
+        "status": "completed" if completed else f["status"],
+        "completed_as": decision.completes_as, "next_attempt_at": decision.next_attempt_at,
+        "complaints_filed": [c["complaint_ref"] for c in complaints],
+        "events": [e.event_type for e in uow.published],
+    }
+
+
+def _cause_ids(f: dict[str, Any], attempt_id: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """An attempt is caused by the agent's call and carries the follow-up's correlation."""
+    return uuid.uuid5(AFTERSALES_NAMESPACE, f"call:{attempt_id}"), f["correlation_id"]
+
+
+def _complaints(f: dict[str, Any], body: AttemptIn, attempt_id: str, now: datetime) -> list[dict[str, Any]]:
+    """A requirement or complaint the agent could not solve on the call, and a product issue,
+    each become a ComplaintFiled (the complaints service opens a case)."""
+    filed = []
+    base = {"customer_id": f["customer_id"], "vin": f["vin"], "channel": "return_visit", "filed_at": now,
+            "followup_id": f["followup_id"]}
+    short = attempt_id.split(":")[0][:8] + "-" + attempt_id.split(":")[1]
+    if body.complaint is not None:
+        filed.append(base | {"complaint_ref": f"RV-{short}", "category": body.complaint.category,
+                             "description": body.complaint.description, "severity": body.complaint.severity})
+    if body.product_issue is not None:
+        filed.append(base | {"complaint_ref": f"RV-{short}-P", "category": "product_quality",
+                             "part_category": body.product_issue.part_category,
+                             "description": body.product_issue.description})
+    return filed
+
+
+async def _complete(uow: UnitOfWork, f: dict[str, Any], completed: dict[str, Any], attempts: int, cause: _Cause,
+                    body: AttemptIn) -> None:
+    r = rules(uow)
+    now = completed["at"]
+    await cancel(uow, f["followup_id"])
+    uow.publish("FollowUpCompleted", {
+        "followup_id": f["followup_id"], "kind": f["kind"], "customer_id": f["customer_id"], "vin": f["vin"],
+        "outcome": completed["outcome"], "completed_at": now, "attempts": attempts,
+        "satisfaction": completed["satisfaction"], "satisfied": completed["satisfied"],
+        "agent_id": completed["agent_id"], "complaint_id": f["complaint_id"], "campaign_id": f["campaign_id"],
+        "dealer_id": f["dealer_id"], "region": f["region"],
+    }, cause=cause, occurred_at=now)
+    if completed["outcome"] == "reached":
+        categories = list(body.categories)
+        if body.complaint is not None:
+            categories.append(f"complaint:{body.complaint.category or 'unclassified'}")
+        if body.product_issue is not None:
+            categories.append(f"product:{body.product_issue.part_category}")
+        uow.publish("FeedbackRecorded", {
+            "customer_id": f["customer_id"], "followup_id": f["followup_id"], "satisfaction": completed["satisfaction"],
+            "requests": body.requests, "comments": body.notes, "talking_points": body.talking_points,
+            "categories": categories, "recorded_at": now,
+        }, cause=cause, occurred_at=now)
+    letter = {"unreachable": "unreachable_notice", "wrong_number": "wrong_number_notice"}.get(completed["outcome"])
+    if letter is None and f["kind"] == "campaign_call" and completed["outcome"] == "reached":
+        letter = "campaign_invitation"  # "then send the notification letter within two days"
+    if letter is not None:
+        await store.request_letter(uow.conn, {
+            "letter_id": f"{f['followup_id']}:{letter}", "followup_id": f["followup_id"],
+            "customer_id": f["customer_id"], "kind": letter, "reason": f"{f['kind']} {completed['outcome']}",
+            "agent_id": completed["agent_id"], "requested_at": now,
+        })
+    if f["kind"] == "first_visit" and completed["outcome"] == "reached":
+        window = second_visit_window(now, r)
+        await schedule(uow, [(cause, {
+            "followup_id": followup_id("second_visit", f["followup_id"]), "kind": "second_visit",
+            "customer_id": f["customer_id"], "vin": f["vin"], "dealer_id": f["dealer_id"], "region": f["region"],
+            "reason_event_id": str(cause.event_id), "due_from": window.due_from, "due_by": window.due_by,
+            "priority": r.priority_second_visit, "timezone": f["timezone"], "under_warranty": f["under_warranty"],
+            "mileage_km": f["mileage_km"], "event_at": now,
+        })])

@@ -1,0 +1,251 @@
+"""Every follow-up schedule kind and timer on the real broker and database, with the clock
+moved by hand; two replicas; a replay of the log."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from aftersales.simulate import CST, Fleet
+from services import load
+from shared.clock import ManualClock
+from shared.events import new_event
+from shared.runtime import ServiceRuntime
+from tests.support import Namespace, Read, Stack, TopicReader, api, count, db, manual_clock, publish
+
+pytestmark = pytest.mark.infra
+
+NOW = datetime(2026, 11, 20, 10, 0, tzinfo=CST)
+
+
+def _of_kind(records: list[Read], kind: str, event_type: str = "FollowUpScheduled") -> list[dict[str, Any]]:
+    return [r.data for r in records if r.event_type == event_type and r.data.get("kind") == kind]
+
+
+def _complaint_event(event_type: str, data: dict[str, Any], at: datetime) -> dict[str, Any]:
+    return new_event(topic="aftersales.complaints", event_type=event_type, data=data, source="complaints",
+                     occurred_at=at).model_dump(mode="json")
+
+
+async def test_the_first_visit_becomes_due_overdue_escalated_then_expired(ns: Namespace) -> None:
+    clock = manual_clock(NOW.isoformat())
+    stack = await Stack(ns, clock, services=("intake", "followup")).start()
+    try:
+        fleet = Fleet(seed=71)
+        picked_up = NOW - timedelta(days=1)
+        await publish(ns.settings, "upstream.dms", [fleet.pickup(fleet.vehicle(NOW - timedelta(days=90)), picked_up)])
+        async with TopicReader(ns.settings, "aftersales.followup") as topic:
+            await topic.wait_for(count("FollowUpScheduled", 1), timeout=60, settle=0.5)
+            assert topic.of_type("FollowUpDue") == [], "not due before pickup + 3 days"
+            steps = [
+                (picked_up + timedelta(days=3), "FollowUpDue"),
+                (picked_up + timedelta(days=7), "FollowUpOverdue"),
+                (picked_up + timedelta(days=9), "FollowUpEscalated"),
+                (picked_up + timedelta(days=21), "FollowUpExpired"),
+            ]
+            for at, event_type in steps:
+                clock.set(at - timedelta(minutes=1))
+                await topic.wait_for(lambda rs: True, settle=0.5)
+                assert topic.of_type(event_type) == [], f"{event_type} fired early"
+                clock.set(at)
+                await topic.wait_for(count(event_type, 1), timeout=20)
+        scheduled = topic.of_type("FollowUpScheduled")[0]
+        escalated = topic.of_type("FollowUpEscalated")[0]
+        assert escalated.data["escalated_to"] == "supervisor"
+        for event_type in ("FollowUpDue", "FollowUpOverdue", "FollowUpEscalated", "FollowUpExpired"):
+            caused = topic.of_type(event_type)[0].envelope
+            assert caused is not None and scheduled.envelope is not None
+            assert caused.correlation_id == scheduled.envelope.correlation_id
+        async with api(stack["followup"], "agent") as agent:
+            assert (await agent.get("/v1/queue")).json()["items"] == [], "an expired follow-up leaves the queue"
+    finally:
+        await stack.stop()
+
+
+async def test_a_resolved_complaint_gets_a_confirmation_call_whose_answer_is_published(ns: Namespace) -> None:
+    clock = manual_clock(NOW.isoformat())
+    stack = await Stack(ns, clock, services=("followup",)).start()
+    try:
+        base = {"complaint_id": "CASE-1", "complaint_ref": "CRM-1", "customer_id": "CUST-9", "actor": "handler-1"}
+        await publish(ns.settings, "aftersales.complaints", [
+            _complaint_event("ComplaintOpened", base | {
+                "at": NOW - timedelta(days=2), "channel": "hotline", "category": "repair_quality", "severity": "medium",
+                "department": "service", "description": "noise", "filed_at": NOW - timedelta(days=2),
+                "ack_due_at": NOW, "resolve_due_at": NOW}, NOW - timedelta(days=2)),
+            _complaint_event("ComplaintResolved", base | {"at": NOW - timedelta(hours=1), "resolution": "re-torqued",
+                                                          "round": 0}, NOW - timedelta(hours=1)),
+        ])
+        async with TopicReader(ns.settings, "aftersales.followup") as topic:
+            await topic.wait_for(count("FollowUpDue", 1), timeout=60)
+        confirmation = _of_kind(topic.records, "complaint_confirmation")[0]
+        assert confirmation["complaint_id"] == "CASE-1" and confirmation["priority"] == 90
+        async with api(stack["followup"], "agent") as agent:
+            response = await agent.post(f"/v1/followups/{confirmation['followup_id']}/attempts",
+                                        json={"outcome": "reached", "satisfied": False, "notes": "still squeals"})
+            assert response.status_code == 201, response.text
+        async with TopicReader(ns.settings, "aftersales.followup") as topic:
+            await topic.wait_for(count("FollowUpCompleted", 1), timeout=30)
+        done = topic.of_type("FollowUpCompleted")[0].data
+        assert done["kind"] == "complaint_confirmation" and done["complaint_id"] == "CASE-1"
+        assert done["outcome"] == "reached" and done["satisfied"] is False
+    finally:
+        await stack.stop()
+
+
+async def test_campaign_calls_go_to_the_targeted_customers_loyal_ones_first(ns: Namespace) -> None:
+    clock = manual_clock(NOW.isoformat())
+    stack = await Stack(ns, clock, services=("intake", "followup")).start()
+    try:
+        fleet = Fleet(seed=72)
+        loyal = fleet.vehicle(NOW - timedelta(days=700))
+        loyal.customer.region, loyal.model = "east", "EV-100"
+        casual = fleet.vehicle(NOW - timedelta(days=300))
+        casual.customer.region, casual.model = "east", "Cargo-3T"
+        elsewhere = fleet.vehicle(NOW - timedelta(days=300))
+        elsewhere.customer.region, elsewhere.model = "south", "City-S"
+        await publish(ns.settings, "upstream.sales", [fleet.sale(v) for v in (loyal, casual, elsewhere)])
+        pickups = [fleet.pickup(loyal, NOW - timedelta(days=d)) for d in (600, 400, 200, 30)]
+        pickups.append(fleet.pickup(casual, NOW - timedelta(days=100)))
+        await publish(ns.settings, "upstream.dms", pickups)
+        async with TopicReader(ns.settings, "aftersales.followup") as topic:
+            await topic.wait_for(lambda rs: len(_of_kind(rs, "first_visit")) == 5, timeout=60)
+        starts = NOW + timedelta(days=30)
+        everyone = fleet.campaign("free_inspection_week", "Free inspection week", starts, 7, ["east"], NOW)
+        evs_only = fleet.campaign("tech_knowledge_party", "EV knowledge party", starts, 1, ["east", "south"], NOW,
+                                  models=["EV-100"])
+        await publish(ns.settings, "upstream.crm", [everyone, evs_only])
+        async with TopicReader(ns.settings, "aftersales.followup") as topic:
+            await topic.wait_for(count("CampaignCallScheduled", 3), timeout=60, settle=1.0)
+        calls = _of_kind(topic.records, "campaign_call")
+        first = {c["customer_id"]: c for c in calls if c["campaign_id"] == everyone["data"]["campaign_id"]}
+        assert set(first) == {loyal.customer.customer_id, casual.customer.customer_id}, "east only"
+        assert first[loyal.customer.customer_id]["loyalty_tier"] == "gold"
+        assert first[loyal.customer.customer_id]["priority"] > first[casual.customer.customer_id]["priority"]
+        assert datetime.fromisoformat(first[loyal.customer.customer_id]["due_from"]) == starts - timedelta(days=14)
+        second = [c for c in calls if c["campaign_id"] == evs_only["data"]["campaign_id"]]
+        assert [c["customer_id"] for c in second] == [loyal.customer.customer_id], "only owners of the EV-100"
+        loyal_flags = {r.data["customer_id"]: r.data["loyal"] for r in topic.of_type("CampaignCallScheduled")}
+        assert loyal_flags[loyal.customer.customer_id] is True and loyal_flags[casual.customer.customer_id] is False
+    finally:
+        await stack.stop()
+
+
+async def test_a_maintenance_reminder_comes_ten_days_before_the_service_is_due(ns: Namespace) -> None:
+    clock = manual_clock(NOW.isoformat())
+    stack = await Stack(ns, clock, services=("intake", "followup")).start()
+    try:
+        fleet = Fleet(seed=73)
+        vehicle = fleet.vehicle(NOW - timedelta(days=200))
+        pickup = fleet.pickup(vehicle, NOW - timedelta(days=1), mileage_km=8_000)
+        service_due = NOW + timedelta(days=40)
+        pickup["data"]["next_service_due_at"] = service_due.isoformat()
+        pickup["data"]["next_service_due_km"] = 30_000
+        await publish(ns.settings, "upstream.dms", [pickup])
+        async with TopicReader(ns.settings, "aftersales.followup") as topic:
+            await topic.wait_for(count("FollowUpScheduled", 1), timeout=60)
+            clock.set(service_due - timedelta(days=10, minutes=1))
+            await topic.wait_for(lambda rs: True, settle=0.5)
+            assert topic.of_type("MaintenanceReminderDue") == []
+            clock.set(service_due - timedelta(days=10))
+            await topic.wait_for(count("MaintenanceReminderDue", 1), timeout=20, settle=0.5)
+        reminder = topic.of_type("MaintenanceReminderDue")[0].data
+        assert reminder["vin"] == vehicle.vin and reminder["basis"] == "date"
+        assert datetime.fromisoformat(reminder["estimated_due_at"]) == service_due
+        assert len(_of_kind(topic.records, "maintenance_reminder")) == 1
+    finally:
+        await stack.stop()
+
+
+async def test_a_customer_without_a_visit_for_twelve_months_gets_a_lost_customer_call(ns: Namespace) -> None:
+    clock = manual_clock(NOW.isoformat())
+    stack = await Stack(ns, clock, services=("intake", "followup")).start()
+    try:
+        fleet = Fleet(seed=74)
+        gone = fleet.vehicle(NOW - timedelta(days=400))
+        regular = fleet.vehicle(NOW - timedelta(days=400))
+        await publish(ns.settings, "upstream.sales", [fleet.sale(gone), fleet.sale(regular)])
+        await publish(ns.settings, "upstream.dms", [fleet.pickup(regular, NOW - timedelta(days=60))])
+        async with TopicReader(ns.settings, "aftersales.followup") as topic:
+            await topic.wait_for(lambda rs: len(_of_kind(rs, "lost_customer")) >= 1, timeout=60, settle=1.0)
+        lost = _of_kind(topic.records, "lost_customer")
+        assert [x["customer_id"] for x in lost] == [gone.customer.customer_id]
+    finally:
+        await stack.stop()
+
+
+async def test_two_replicas_schedule_each_follow_up_once_and_fire_each_timer_once(ns: Namespace) -> None:
+    clock = ManualClock(NOW)
+    intake = await Stack(ns, clock, services=("intake",)).start()
+    racing = ns.settings.model_copy(update={"timer_batch": 4})  # small claims: the replicas race for the timers
+    replicas = [ServiceRuntime(load("followup"), racing, clock, replica=f"r{i}") for i in (1, 2)]
+    for replica in replicas:
+        await replica.start()
+    try:
+        fleet = Fleet(seed=75)
+        pickups = [fleet.pickup(fleet.vehicle(NOW - timedelta(days=300)), NOW - timedelta(days=2, minutes=i))
+                   for i in range(60)]
+        await publish(ns.settings, "upstream.dms", pickups)
+        async with TopicReader(ns.settings, "aftersales.followup") as topic:
+            await topic.wait_for(count("FollowUpScheduled", 60), timeout=90, settle=1.0)
+            clock.set(NOW + timedelta(days=2))
+            await topic.wait_for(count("FollowUpDue", 60), timeout=60, settle=2.0)
+        assert len(topic.of_type("FollowUpScheduled")) == 60
+        assert len({r.data["followup_id"] for r in topic.of_type("FollowUpDue")}) == 60
+        assert len(topic.of_type("FollowUpDue")) == 60, "each timer fired once"
+    finally:
+        for replica in replicas:
+            await replica.stop()
+        await intake.stop()
+
+
+async def test_replaying_the_pickups_schedules_nothing_new(ns: Namespace) -> None:
+    clock = manual_clock(NOW.isoformat())
+    stack = await Stack(ns, clock, services=("intake", "followup")).start()
+    fleet = Fleet(seed=76)
+    pickups = [fleet.pickup(fleet.vehicle(NOW - timedelta(days=300)), NOW - timedelta(days=1, minutes=i))
+               for i in range(20)]
+    try:
+        await publish(ns.settings, "upstream.dms", pickups)
+        async with TopicReader(ns.settings, "aftersales.followup") as topic:
+            await topic.wait_for(count("FollowUpScheduled", 20), timeout=60)
+        await stack.stop()
+        await _rewind(ns, "followup", ["aftersales.intake", "aftersales.complaints"])
+        await _rewind(ns, "intake", ["upstream.dms"])
+        stack = await Stack(ns, clock, services=("intake", "followup")).start()
+        await publish(ns.settings, "upstream.dms", pickups)  # and the producer sends them all again
+        async with TopicReader(ns.settings, "upstream.dms") as upstream:
+            await upstream.wait_for(lambda rs: len(rs) == 40, timeout=30)
+        conn = await db(ns, "followup")
+        try:
+            import asyncio
+
+            for _ in range(100):  # the replay is consumed: every record of the log seen by the inbox again
+                lag = await conn.fetchval("SELECT count(*) FROM inbox")
+                if lag >= 20:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(3)
+            assert await conn.fetchval("SELECT count(*) FROM followups") == 20
+        finally:
+            await conn.close()
+        async with TopicReader(ns.settings, "aftersales.followup") as topic:
+            await topic.wait_for(lambda rs: True, settle=2.0)
+        assert len(topic.of_type("FollowUpScheduled")) == 20
+    finally:
+        await stack.stop()
+
+
+async def _rewind(ns: Namespace, service: str, topics: list[str]) -> None:
+    """Set the stopped service's committed offsets back to the start of its topics."""
+    consumer = AIOKafkaConsumer(**ns.settings.kafka_client_options(), group_id=f"{ns.prefix}{service}",  # type: ignore[arg-type]
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(ns.topic(t), p) for t in topics for p in range(ns.settings.topic_partitions)]
+        consumer.assign(tps)
+        await consumer.commit({tp: 0 for tp in tps})
+    finally:
+        await consumer.stop()
