@@ -249,3 +249,64 @@ async def _rewind(ns: Namespace, service: str, topics: list[str]) -> None:
         await consumer.commit({tp: 0 for tp in tps})
     finally:
         await consumer.stop()
+
+
+async def test_kpis_registers_and_the_weekly_report_come_from_the_calls(ns: Namespace) -> None:
+    clock = manual_clock(NOW.isoformat())  # a Friday
+    stack = await Stack(ns, clock, services=("intake", "followup")).start()
+    try:
+        fleet = Fleet(seed=77)
+        under = [fleet.vehicle(NOW - timedelta(days=200)) for _ in range(3)]
+        expired_warranty = fleet.vehicle(NOW - timedelta(days=1500))
+        await publish(ns.settings, "upstream.sales", [fleet.sale(v) for v in [*under, expired_warranty]])
+        async with TopicReader(ns.settings, "aftersales.intake") as canonical:
+            await canonical.wait_for(count("VehicleSold", 4), timeout=60)
+        pickups = [fleet.pickup(v, NOW - timedelta(days=4, hours=i)) for i, v in enumerate([*under, expired_warranty])]
+        await publish(ns.settings, "upstream.dms", pickups)
+        async with TopicReader(ns.settings, "aftersales.followup") as topic:
+            await topic.wait_for(count("FollowUpDue", 4), timeout=60)
+        service = stack["followup"]
+        by_vin = {r.data["vin"]: r.data["followup_id"] for r in topic.of_type("FollowUpScheduled")}
+        async with api(service, "agent") as agent, api(service, "agent2") as colleague:
+            assert (await agent.post(f"/v1/followups/{by_vin[under[0].vin]}/attempts",
+                                     json={"outcome": "reached", "satisfaction": 5, "categories": ["praise"]})).status_code == 201
+            assert (await colleague.post(f"/v1/followups/{by_vin[under[1].vin]}/attempts",
+                                         json={"outcome": "reached", "satisfaction": 3,
+                                               "categories": ["price"]})).status_code == 201
+            assert (await agent.post(f"/v1/followups/{by_vin[under[2].vin]}/attempts",
+                                     json={"outcome": "wrong_number"})).status_code == 201
+            assert (await agent.post(f"/v1/followups/{by_vin[expired_warranty.vin]}/attempts",
+                                     json={"outcome": "reached", "satisfaction": 4})).status_code == 201
+            letters = (await agent.get("/v1/register/letters")).json()
+            calls = (await agent.get("/v1/register/calls", params={"customer": under[1].customer.customer_id})).json()
+        assert [letter["kind"] for letter in letters["letters"]] == ["wrong_number_notice"]
+        assert calls["total"] == 1 and calls["calls"][0]["agent_id"] == "agent-02"
+
+        async with api(service, "supervisor") as supervisor:
+            kpis = (await supervisor.get("/v1/kpis", params={"from": (NOW - timedelta(days=10)).isoformat(),
+                                                              "to": (NOW + timedelta(days=1)).isoformat()})).json()
+            assert (await supervisor.get("/v1/kpis", params={"from": NOW.isoformat(),
+                                                              "to": NOW.isoformat()})).status_code == 422
+        assert (kpis["warranty_pickups"], kpis["warranty_visited"]) == (3, 2), "the old car is out of warranty"
+        assert kpis["warranty_return_visit_rate"] == pytest.approx(2 / 3)
+        assert (kpis["scored_calls"], kpis["satisfied_calls"]) == (3, 2)
+        assert kpis["satisfaction_rate"] == pytest.approx(2 / 3)
+        assert kpis["calls_per_agent"] == {"agent-01": {"calls": 3, "reached": 2}, "agent-02": {"calls": 1, "reached": 1}}
+        assert kpis["open"].get("second_visit") == 3
+
+        monday = datetime(2026, 11, 23, 8, 0, tzinfo=CST)
+        clock.set(monday)
+        async with TopicReader(ns.settings, "aftersales.followup") as topic:
+            await topic.wait_for(count("FollowUpWeeklyReport", 1), timeout=30, settle=0.5)
+        report = topic.of_type("FollowUpWeeklyReport")[0].data
+        assert report["week"] == "2026-W47" and report["week_start"] == "2026-11-16"
+        figures = report["figures"]
+        assert figures["by_agent"]["agent-01"]["calls"] == 3 and figures["feedback_categories"] == {"praise": 1, "price": 1}
+        assert sum(x["done"] for x in figures["by_region"].values()) == 3
+        async with api(service, "ops") as ops:
+            stored = await ops.get("/v1/reports/weekly", params={"week": "2026-W47"})
+            missing = await ops.get("/v1/reports/weekly", params={"week": "2020-W01"})
+        assert stored.status_code == 200 and stored.json()["figures"]["by_agent"]["agent-02"]["calls"] == 1
+        assert missing.status_code == 404 and "2026-W48" in missing.json()["detail"]
+    finally:
+        await stack.stop()
