@@ -47,14 +47,14 @@ TRANSITIONS: dict[str, dict[str, str]] = {
 # Open = somebody still has to act on it (KPIs "open cases per level").
 OPEN_STATES = frozenset({"opened", "acknowledged", "assigned", "pending_customer", "reopened"})
 
-# The fact each action records, and the catalog event it publishes (pend/resume have none).
+# The fact each action records, and the catalog event it publishes.
 FACT_OF: dict[str, str] = {
     "acknowledge": "acknowledged", "assign": "assigned", "pend": "pended", "resume": "resumed",
     "resolve": "resolved", "close": "closed", "reopen": "reopened",
 }
 EVENT_OF: dict[str, str] = {
     "acknowledge": "ComplaintAcknowledged", "assign": "ComplaintAssigned", "resolve": "ComplaintResolved",
-    "close": "ComplaintClosed", "reopen": "ComplaintReopened",
+    "close": "ComplaintClosed", "reopen": "ComplaintReopened", "pend": "ComplaintPended", "resume": "ComplaintResumed",
 }
 
 
@@ -311,6 +311,10 @@ class Case:
         elif action == "reopen":
             data.update(reason=detail["reason"].strip(), followup_id=detail.get("followup_id"),
                         ack_due_at=figures.current.ack_due_at, resolve_due_at=figures.current.resolve_due_at)
+        elif action == "pend":  # the clock pauses: with ComplaintResumed the log holds every pause
+            data.update(reason=(detail.get("reason") or "").strip() or None)
+        elif action == "resume":  # the clock runs again: the deadlines moved by the pause
+            data.update(ack_due_at=figures.current.ack_due_at, resolve_due_at=figures.current.resolve_due_at)
         self._emit(event_type, at, actor, data)
 
     def comment(self, text: str, *, at: datetime, now: datetime, actor: str | None) -> Fact:

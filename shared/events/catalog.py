@@ -490,6 +490,19 @@ class ComplaintReopened(ComplaintEvent):
     resolve_due_at: AwareDatetime | None = None
 
 
+class ComplaintPended(ComplaintEvent):
+    """Waiting for the customer (pending_customer): the SLA clock pauses from `at`."""
+
+    reason: Text | None = None
+
+
+class ComplaintResumed(ComplaintEvent):
+    """The customer answered: the clock runs again; the deadlines moved by the pause."""
+
+    ack_due_at: AwareDatetime | None = None
+    resolve_due_at: AwareDatetime | None = None
+
+
 class ComplaintPartDefectReported(EventData):
     """A product-quality complaint naming a part category; batch and supplier may be unknown
     (quality resolves them from the vehicle's parts list)."""
@@ -681,6 +694,8 @@ _SPECS: list[EventSpec] = [
     EventSpec(COMPLAINTS, "ComplaintResolved", ComplaintResolved, _by("complaint_id"), "complaint_id"),
     EventSpec(COMPLAINTS, "ComplaintClosed", ComplaintClosed, _by("complaint_id"), "complaint_id"),
     EventSpec(COMPLAINTS, "ComplaintReopened", ComplaintReopened, _by("complaint_id"), "complaint_id"),
+    EventSpec(COMPLAINTS, "ComplaintPended", ComplaintPended, _by("complaint_id"), "complaint_id"),
+    EventSpec(COMPLAINTS, "ComplaintResumed", ComplaintResumed, _by("complaint_id"), "complaint_id"),
     EventSpec(COMPLAINTS, "PartDefectReported", ComplaintPartDefectReported, _vin_or_part, "vin or part_no"),
     EventSpec(COMPLAINTS, "ComplaintWeeklyReport", WeeklyReport, _by("week"), "week"),
     EventSpec(QUALITY, "QualityAlertRaised", QualityAlertRaised, _by("alert_id"), "alert_id"),

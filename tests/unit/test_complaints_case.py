@@ -98,12 +98,16 @@ def test_a_second_filing_fills_in_what_the_first_did_not_know() -> None:
 # -- handling steps ---------------------------------------------------------------------
 
 
-def test_each_step_publishes_its_event_and_pend_resume_only_move_the_clock() -> None:
+def test_each_step_publishes_its_event_and_a_pause_moves_the_clock() -> None:
     case = handled(open_case(), "assigned")
     case.act("pend", at=T0 + 2 * H, now=T0 + 2 * H, actor="agent-01", reason="waiting for photos")
     case.act("resume", at=T0 + 12 * H, now=T0 + 12 * H, actor="agent-01")
-    assert types(case) == []
+    assert types(case) == ["ComplaintPended", "ComplaintResumed"]
+    pended, resumed = case.outgoing
+    assert pended.data["reason"] == "waiting for photos"
+    assert resumed.data["resolve_due_at"] == T0 + 2 * D + 10 * H, "the deadline moved by the 10 paused hours"
     assert case.figures.current.resolve_due_at == T0 + 2 * D + 10 * H
+    case.outgoing.clear()
     case.act("resolve", at=T0 + D, now=T0 + D, actor="agent-01", resolution="shock absorber replaced")
     [resolved] = case.outgoing
     assert resolved.event_type == "ComplaintResolved"
