@@ -1,33 +1,23 @@
-"""Notifier: SMS, e-mail and letters from a rule table, with templates, quiet hours,
-consent, retries, and never the same message twice."""
+"""Notifier: SMS, e-mail and letters from a rule table, with templates, quiet hours, consent and
+opt-outs, retries, rate limits, and never the same message twice."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from shared.events import COMPLAINTS, FOLLOWUP, INTAKE, QUALITY
-from shared.kafka.consumer import Subscription
+from shared.kafka.consumer import Handler, Subscription
 from shared.runtime import ServiceDefinition, ServiceRuntime
 from shared.settings import secrets_file
 
 from services.notifier import handlers
-from services.notifier.channels import SmsChannel
+from services.notifier.api import router
+from services.notifier.channels import EmailChannel, LetterChannel, SmsChannel
 from services.notifier.config import NotifierSettings
+from services.notifier.directory import load_directory
 from services.notifier.dispatcher import Dispatcher, close_channels
 from services.notifier.rules import load_rules
 from services.notifier.templating import Templates
-
-RULES = load_rules(NotifierSettings().rules_file)
-
-
-def _subscriptions() -> list[Subscription]:
-    by_topic: dict[str, dict[str, object]] = {t: {} for t in (INTAKE, FOLLOWUP, COMPLAINTS, QUALITY)}
-    for rule in RULES.rules:
-        for topic in [rule.topic] if rule.topic else list(by_topic):
-            by_topic.setdefault(topic, {})[rule.event] = handlers.on_event
-    by_topic[INTAKE]["CustomerRegistered"] = handlers.on_customer_changed
-    by_topic[INTAKE]["CustomerUpdated"] = handlers.on_customer_changed
-    return [Subscription(topic, handlers_) for topic, handlers_ in by_topic.items()]  # type: ignore[arg-type]
 
 
 def load_notifier_settings() -> NotifierSettings:
@@ -35,11 +25,29 @@ def load_notifier_settings() -> NotifierSettings:
     return NotifierSettings(_env_file=env_file if env_file.exists() else None)  # type: ignore[call-arg]
 
 
+def _subscriptions() -> list[Subscription]:
+    """The event types the rule table names (on any aftersales.* topic, unless a rule pins one),
+    plus the projections' sources."""
+    rules = load_rules(load_notifier_settings().rules_file)
+    by_topic: dict[str, dict[str, Handler]] = {t: {} for t in (INTAKE, FOLLOWUP, COMPLAINTS, QUALITY)}
+    for rule in rules.rules:
+        for topic in [rule.topic] if rule.topic else list(by_topic):
+            by_topic.setdefault(topic, {})[rule.event] = handlers.on_event
+    by_topic[INTAKE]["CustomerRegistered"] = handlers.on_customer_changed
+    by_topic[INTAKE]["CustomerUpdated"] = handlers.on_customer_changed
+    by_topic[INTAKE]["CampaignAnnounced"] = handlers.on_campaign
+    return [Subscription(topic, subscribed) for topic, subscribed in by_topic.items()]
+
+
 async def _on_start(runtime: ServiceRuntime) -> None:
     settings: NotifierSettings = runtime.state.setdefault("settings", load_notifier_settings())
     runtime.state.setdefault("rules", load_rules(settings.rules_file))
+    runtime.state.setdefault("directory", load_directory(settings.staff_file))
     runtime.state.setdefault("templates", Templates(settings.templates_dir, settings.default_locale))
-    runtime.state.setdefault("channels", {"sms": SmsChannel(settings)})
+    assert runtime.pool is not None
+    runtime.state.setdefault("channels", {
+        "sms": SmsChannel(settings), "email": EmailChannel(settings), "letter": LetterChannel(runtime.pool, runtime.clock),
+    })
 
 
 async def dispatch(runtime: ServiceRuntime) -> None:
@@ -55,6 +63,7 @@ definition = ServiceDefinition(
     description="Customer and staff notifications by SMS, e-mail and letter, decided by a rule table.",
     migrations=Path(__file__).parent / "migrations",
     subscriptions=_subscriptions(),
+    router=router,
     on_start=_on_start,
     workers=[dispatch],
 )

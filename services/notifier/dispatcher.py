@@ -10,7 +10,9 @@ one transaction.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import os
+import signal
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,9 +26,11 @@ from shared.errors import is_transient
 from shared.runtime import ServiceRuntime
 
 from services.notifier import store
-from services.notifier.channels import Channel, Message
+from services.notifier.channels import Address, Channel, Message
 from services.notifier.config import NotifierSettings
+from services.notifier.directory import StaffDirectory
 from services.notifier.domain import SendResult, next_retry, outside_quiet_hours
+from services.notifier.rules import RuleTable
 from services.notifier.templating import Templates
 
 log = structlog.get_logger("aftersales.notifier")
@@ -38,6 +42,35 @@ class _Cause:
     correlation_id: uuid.UUID
 
 
+class RateLimiter:
+    """A token bucket per channel (per replica): providers throttle, and so do SMTP relays."""
+
+    def __init__(self, per_second: float) -> None:
+        self.rate = per_second
+        self.tokens = per_second
+        self.updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+            if self.tokens < 1:
+                await asyncio.sleep((1 - self.tokens) / self.rate)
+                self.tokens, self.updated = 1.0, time.monotonic()
+            self.tokens -= 1
+
+
+@dataclass
+class Target:
+    """Where one notification goes on one channel, or why it cannot."""
+
+    channel: str
+    to: list[Address]
+    refusal: str | None = None
+
+
 class Dispatcher:
     def __init__(self, runtime: ServiceRuntime, settings: NotifierSettings, channels: dict[str, Channel],
                  templates: Templates) -> None:
@@ -45,6 +78,19 @@ class Dispatcher:
         self.settings = settings
         self.channels = channels
         self.templates = templates
+        self.limits = {
+            "sms": RateLimiter(settings.rate_limit_sms_per_second),
+            "email": RateLimiter(settings.rate_limit_email_per_second),
+            "letter": RateLimiter(settings.rate_limit_letter_per_second),
+        }
+
+    @property
+    def rules(self) -> RuleTable:
+        return self.runtime.state["rules"]  # type: ignore[no-any-return]
+
+    @property
+    def directory(self) -> StaffDirectory:
+        return self.runtime.state["directory"]  # type: ignore[no-any-return]
 
     async def run(self) -> None:
         while not self.runtime.stopping:
@@ -66,8 +112,7 @@ class Dispatcher:
         async with acquire(pool) as conn:
             async with conn.transaction():
                 _, expired = await store.sweep_awaiting(
-                    conn, now, now - timedelta(days=self.settings.awaiting_contact_days)
-                )
+                    conn, now, now - timedelta(days=self.settings.awaiting_contact_days))
         for n in expired:
             await self._record(n, "failed", now, error="no contact arrived for this customer in time")
         async with acquire(pool) as conn:
@@ -79,34 +124,46 @@ class Dispatcher:
             await asyncio.gather(*(self._deliver(n, now) for n in claimed))
         return len(claimed)
 
+    # -- one notification --------------------------------------------------------------------
     async def _deliver(self, n: dict[str, Any], now: datetime) -> None:
         pool = self.runtime.pool
         assert pool is not None
         async with acquire(pool) as conn:
             contact = await store.get_contact(conn, n["recipient"]) if n["recipient_kind"] == "customer" else None
-        address, refusal = self._address(n, contact)
-        if refusal is not None:
-            await self._record(n, "suppressed", now, error=refusal)
+            target = await self._target(conn, n, contact)
+            campaign_id = n["context"]["data"].get("campaign_id")
+            campaign = await store.campaign(conn, campaign_id) if campaign_id else None
+        if target.refusal is not None:
+            await self._record(n, "suppressed", now, error=target.refusal)
             return
+        if target.channel != n["channel"]:
+            async with acquire(pool) as conn:
+                await store.switch_channel(conn, n["notification_id"], target.channel)
+            n = {**n, "channel": target.channel}
         if n["channel"] == "sms" and n["recipient_kind"] == "customer" and contact is not None:
-            allowed = outside_quiet_hours(now, contact["timezone"], self.settings.quiet_hours_start, self.settings.quiet_hours_end)
+            allowed = outside_quiet_hours(now, contact["timezone"], self.settings.quiet_hours_start,
+                                          self.settings.quiet_hours_end)
             if allowed > now:  # quiet hours: it waits, and this was not an attempt
                 async with acquire(pool) as conn:
                     await store.reschedule(conn, n["notification_id"], allowed, undo_attempt=True)
                 return
         try:
-            message = self._render(n, contact)
+            message, locale = self._render(n, contact, campaign)
         except Exception as exc:  # a template that cannot render will not render on retry either
-            await self._record(n, "failed", now, error=f"template {n['template']} failed: {type(exc).__name__}: {exc}")
+            await self._record(n, "failed", now, error=f"template {n['template']}: {type(exc).__name__}: {exc}")
             return
-        assert address is not None
-        result: SendResult = await self.channels[n["channel"]].send(n["notification_id"], address, message)
+        await self.limits[n["channel"]].acquire()
+        result: SendResult = await self.channels[n["channel"]].send(n["notification_id"], target.to, message)
+        if result.ok and self.runtime.settings.fault == "crash_after_send":
+            log.warning("fault injection: SIGKILL after sending, before recording")
+            os.kill(os.getpid(), signal.SIGKILL)
+        shown = ", ".join(a.value for a in target.to)
         if result.ok:
-            await self._record(n, "sent", now, provider_ref=result.provider_ref, address=address)
+            await self._record(n, "sent", now, provider_ref=result.provider_ref, address=shown, locale=locale)
             return
         retry_at = None if result.permanent else next_retry(n["attempts"], self.settings.retry_schedule_seconds, now)
         if retry_at is None:
-            await self._record(n, "failed", now, error=result.error)
+            await self._record(n, "failed", now, error=result.error, locale=locale)
             return
         if n["channel"] == "sms" and n["recipient_kind"] == "customer" and contact is not None:
             retry_at = outside_quiet_hours(retry_at, contact["timezone"], self.settings.quiet_hours_start,
@@ -117,33 +174,61 @@ class Dispatcher:
         log.info("notification will be retried", notification_id=str(n["notification_id"]), attempts=n["attempts"],
                  retry_at=retry_at.isoformat(), error=result.error)
 
-    def _address(self, n: dict[str, Any], contact: dict[str, Any] | None) -> tuple[str | None, str | None]:
-        if n["recipient_kind"] != "customer":
-            return None, f"no directory entry for {n['recipient']}"
-        if contact is None:
-            return None, "no contact on file for this customer"
-        if not (contact.get("consent") or {}).get(n["channel"], True):
-            return None, f"the customer has not consented to {n['channel']}"
-        address = {"sms": contact.get("phone"), "email": contact.get("email"), "letter": contact.get("address")}[n["channel"]]
-        if not address:
-            return None, f"the customer has no {n['channel']} address on file"
-        return address, None
+    async def _target(self, conn: Any, n: dict[str, Any], contact: dict[str, Any] | None) -> Target:
+        """The first of the rule's channels (its own, then its fallback) that can reach the recipient."""
+        rule = next((r for r in self.rules.rules if r.id == n["rule"]), None)
+        channels = [n["channel"]]
+        if rule is not None and rule.fallback_channel and rule.fallback_channel not in channels:
+            channels.append(rule.fallback_channel)
+        refusals = []
+        for channel in channels:
+            target = await self._reach(conn, n, contact, channel)
+            if target.refusal is None:
+                return target
+            refusals.append(target.refusal)
+        return Target(n["channel"], [], "; ".join(refusals))
 
-    def _render(self, n: dict[str, Any], contact: dict[str, Any] | None) -> Message:
+    async def _reach(self, conn: Any, n: dict[str, Any], contact: dict[str, Any] | None, channel: str) -> Target:
+        if n["recipient_kind"] != "customer":
+            people = self.directory.people_for(n["recipient"])
+            if not people:
+                return Target(channel, [], f"nobody is listed for {n['recipient']} in the staff directory")
+            if channel == "letter":
+                return Target(channel, [], "letters go to customers; staff are written to by e-mail")
+            field = "email" if channel == "email" else "phone"
+            to = [Address(getattr(p, field), p.name) for _, p in people if getattr(p, field)]
+            return Target(channel, to, None if to else f"nobody for {n['recipient']} has a {field} in the staff directory")
+        if contact is None:
+            return Target(channel, [], "no contact on file for this customer")
+        opt_out = await store.opted_out(conn, n["recipient"], channel)
+        if opt_out is not None:
+            return Target(channel, [], f"the customer opted out of {opt_out['channel']} on "
+                                       f"{opt_out['recorded_at'].date().isoformat()} ({opt_out['reason'] or 'no reason given'})")
+        if not (contact.get("consent") or {}).get(channel, True):
+            return Target(channel, [], f"the customer has not consented to {channel}")
+        value = {"sms": contact.get("phone"), "email": contact.get("email"), "letter": contact.get("address")}[channel]
+        if not value:
+            return Target(channel, [], f"the customer has no {'postal address' if channel == 'letter' else channel} on file")
+        return Target(channel, [Address(value, contact.get("name"))])
+
+    def _render(self, n: dict[str, Any], contact: dict[str, Any] | None,
+                campaign: dict[str, Any] | None) -> tuple[Message, str]:
         ctx = n["context"]
-        data = ctx["data"]
-        context = {
-            "data": data, "contact": contact or {}, "timezone": (contact or {}).get("timezone") or "Asia/Shanghai",
-            "due_from": data.get("due_from"), "due_by": data.get("due_by"), "event_type": n["source_event_type"],
-        }
+        person = None
         locale = n["locale"] or (contact or {}).get("locale")
-        text = self.templates.render(n["template"], n["channel"], locale, context)
-        if text is None:
-            raise LookupError(f"no template {n['template']}.{n['channel']} for locale {locale} or the default")
-        return Message(subject=None, text=text)
+        if n["recipient_kind"] != "customer":
+            people = self.directory.people_for(n["recipient"])
+            person = people[0][1].model_dump() if len(people) == 1 else None
+            locale = locale or (people[0][1].locale if people else None)
+        context = {
+            "data": ctx["data"], "occurred_at": ctx["occurred_at"], "event_type": n["source_event_type"],
+            "contact": contact or {}, "person": person, "campaign": campaign,
+            "timezone": (contact or {}).get("timezone") or "Asia/Shanghai",
+        }
+        return self.templates.render(n["template"], n["channel"], locale, context)
 
     async def _record(self, n: dict[str, Any], status: str, now: datetime, *, error: str | None = None,
-                      provider_ref: str | None = None, address: str | None = None) -> None:
+                      provider_ref: str | None = None, address: str | None = None, locale: str | None = None) -> None:
         pool = self.runtime.pool
         assert pool is not None
         event_type = {"sent": "NotificationSent", "failed": "NotificationFailed", "suppressed": "NotificationSuppressed"}[status]
@@ -157,8 +242,9 @@ class Dispatcher:
                     {
                         "notification_id": str(n["notification_id"]), "rule": n["rule"], "channel": n["channel"],
                         "recipient": n["recipient"], "recipient_kind": n["recipient_kind"], "template": n["template"],
-                        "locale": n["locale"] or self.settings.default_locale, "source_event_id": str(n["source_event_id"]),
-                        "source_event_type": n["source_event_type"], "attempts": n["attempts"], "reason": error, "at": now,
+                        "locale": locale or n["locale"] or self.settings.default_locale,
+                        "source_event_id": str(n["source_event_id"]), "source_event_type": n["source_event_type"],
+                        "attempts": n["attempts"], "reason": error, "at": now,
                     },
                     cause=_Cause(n["source_event_id"], n["correlation_id"]),
                     discriminator=n["notification_id"],
@@ -171,5 +257,7 @@ class Dispatcher:
 
 async def close_channels(channels: dict[str, Channel]) -> None:
     for channel in channels.values():
-        with contextlib.suppress(Exception):
+        try:
             await channel.close()
+        except Exception as exc:  # noqa: BLE001 - closing is best effort
+            log.warning("closing a channel failed", channel=channel.name, error=type(exc).__name__)

@@ -1,4 +1,5 @@
-"""Notifier's handlers: keep the contact projection, and turn matching events into notifications."""
+"""Notifier's handlers: keep the contact and campaign projections, and turn matching events into
+notifications (one per rule, source event and recipient)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from shared.uow import UnitOfWork
 
 from services.notifier import store
 from services.notifier.config import NotifierSettings
+from services.notifier.directory import StaffDirectory
 from services.notifier.domain import notification_id, outside_quiet_hours
-from services.notifier.rules import Rule, RuleTable
+from services.notifier.rules import Rule, RuleTable, fill
 
 
 async def on_customer_changed(uow: UnitOfWork, events: list[Event[Any]]) -> None:
@@ -29,6 +31,16 @@ async def on_customer_changed(uow: UnitOfWork, events: list[Event[Any]]) -> None
     await on_event(uow, events)
 
 
+async def on_campaign(uow: UnitOfWork, events: list[Event[Any]]) -> None:
+    """CampaignAnnounced → what an invitation needs to say (title, dates, address)."""
+    for event in events:
+        d = event.data
+        await store.upsert_campaign(uow.conn, {"campaign_id": d.campaign_id, "title": d.title, "kind": d.kind,
+                                               "starts_at": d.starts_at, "ends_at": d.ends_at, "address": d.address,
+                                               "at": event.occurred_at})
+    await on_event(uow, events)
+
+
 def first_send_time(
     rule: Rule, event: Event[Any], now: datetime, contact: dict[str, Any] | None, settings: NotifierSettings
 ) -> datetime:
@@ -38,22 +50,39 @@ def first_send_time(
     return due
 
 
+def staff_recipient(rule: Rule, data: dict[str, Any], directory: StaffDirectory) -> str:
+    """The rule's recipient with the event's fields filled in; its fallback when the first names
+    nobody in the staff directory (the dispatcher reports it if neither does)."""
+    primary = fill(rule.recipient, data)
+    if primary and directory.people_for(primary):
+        return primary
+    fallback = fill(rule.fallback_recipient, data) if rule.fallback_recipient else None
+    if fallback and directory.people_for(fallback):
+        return fallback
+    return primary or fallback or rule.recipient
+
+
 async def on_event(uow: UnitOfWork, events: list[Event[Any]]) -> None:
     """Every rule that matches an event makes one notification per recipient."""
     table: RuleTable = uow.state["rules"]
+    directory: StaffDirectory = uow.state["directory"]
+    settings: NotifierSettings = uow.state["settings"]
     for event in events:
         data = event.data.model_dump(mode="json")
         logical_topic = event.topic.removeprefix(uow.settings.topic_prefix)
         for rule in table.matching(event.event_type, logical_topic, data):
+            contact = None
             if rule.recipient_kind == "customer":
                 recipient = data.get("customer_id")
                 if not recipient:
                     uow.log.warning("rule needs a customer_id the event lacks", rule=rule.id, event_type=event.event_type)
                     continue
                 contact = await store.get_contact(uow.conn, recipient)
+                kind = "customer"
             else:
-                recipient, contact = rule.recipient, None
-            waiting = rule.recipient_kind == "customer" and contact is None
+                recipient = staff_recipient(rule, data, directory)
+                kind = recipient.split(":", 1)[0]
+            waiting = kind == "customer" and contact is None
             await store.insert_notification(
                 uow.conn,
                 {
@@ -63,13 +92,13 @@ async def on_event(uow: UnitOfWork, events: list[Event[Any]]) -> None:
                     "source_event_type": event.event_type,
                     "correlation_id": event.correlation_id,
                     "recipient": recipient,
-                    "recipient_kind": rule.recipient_kind,
+                    "recipient_kind": kind,
                     "channel": rule.channel,
                     "template": rule.template,
                     "locale": contact["locale"] if contact else None,
                     "context": {"data": data, "occurred_at": event.occurred_at.isoformat(), "delay": rule.delay},
                     "status": "awaiting_contact" if waiting else "pending",
-                    "due_at": first_send_time(rule, event, uow.now(), contact, uow.state["settings"]),
+                    "due_at": first_send_time(rule, event, uow.now(), contact, settings),
                     "created_at": uow.now(),
                 },
             )

@@ -1,4 +1,11 @@
-"""The rule table (rules.yaml): event type + condition → channel, template, recipient, delay."""
+"""The rule table (rules.yaml): event type + condition → channel, template, recipient, delay.
+
+A recipient is `customer` (the event's customer_id), or `person:`, `role:` or `department:`
+followed by a name, which may name a field of the event in braces (`person:{person}`).
+`fallback_recipient` is used when the first names nobody in the staff directory;
+`fallback_channel` when the customer has no address or consent for the first channel
+("a letter or an e-mail").
+"""
 
 from __future__ import annotations
 
@@ -10,26 +17,34 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+ChannelName = Literal["sms", "email", "letter"]
 _DELAY = re.compile(r"^(\d+)([dhm])$")
+_RECIPIENT = re.compile(r"^(customer|(person|role|department):([a-z0-9_\-]+|\{[a-z_]+\}))$")
+_FIELD = re.compile(r"\{([a-z_]+)\}")
 
 
 class Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid")
 
     id: str = Field(pattern=r"^[a-z0-9_]+$")
     event: str
     topic: str | None = None
     when: dict[str, Any] = Field(default_factory=dict)
-    channel: Literal["sms", "email", "letter"]
+    channel: ChannelName
     recipient: str
     template: str = Field(pattern=r"^[a-z0-9_]+$")
     delay: str | None = None
+    fallback_channel: ChannelName | None = None
+    fallback_recipient: str | None = None
 
-    @field_validator("recipient")
+    @field_validator("recipient", "fallback_recipient")
     @classmethod
-    def _recipient_kind(cls, value: str) -> str:
-        if value != "customer" and not re.match(r"^(role|department|person):[a-z0-9_\-]+$", value):
-            raise ValueError(f"recipient {value!r} must be 'customer', 'role:<role>', 'department:<name>' or 'person:<id>'")
+    def _recipient_kind(cls, value: str | None) -> str | None:
+        if value is not None and not _RECIPIENT.match(value):
+            raise ValueError(
+                f"recipient {value!r} must be 'customer', or 'person:', 'role:' or 'department:' followed by a name "
+                "or an event field in braces, e.g. 'person:{person}'"
+            )
         return value
 
     @field_validator("delay")
@@ -63,6 +78,22 @@ class Rule(BaseModel):
             elif actual != expected:
                 return False
         return True
+
+
+def fill(recipient: str, data: dict[str, Any]) -> str | None:
+    """`person:{person}` with the event's person field; None when the field is empty."""
+    missing = False
+
+    def value(match: re.Match[str]) -> str:
+        nonlocal missing
+        found = data.get(match.group(1))
+        if not found:
+            missing = True
+            return ""
+        return str(found)
+
+    filled = _FIELD.sub(value, recipient)
+    return None if missing else filled
 
 
 def _lookup(data: dict[str, Any], dotted: str) -> Any:

@@ -109,3 +109,80 @@ async def finish(conn: asyncpg.Connection, notification_id: uuid.UUID, status: s
             WHERE notification_id = $1""",
         notification_id, status, now, error, provider_ref, address,
     )
+
+
+async def opted_out(conn: asyncpg.Connection, customer_id: str, channel: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        "SELECT * FROM opt_outs WHERE customer_id = $1 AND channel IN ($2, 'all') ORDER BY channel = 'all' LIMIT 1",
+        customer_id, channel)
+    return dict(row) if row else None
+
+
+async def record_opt_out(conn: asyncpg.Connection, customer_id: str, channel: str, reason: str | None, by: str,
+                         at: datetime) -> None:
+    await conn.execute(
+        """INSERT INTO opt_outs (customer_id, channel, reason, recorded_by, recorded_at) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (customer_id, channel) DO UPDATE SET reason = EXCLUDED.reason,
+               recorded_by = EXCLUDED.recorded_by, recorded_at = EXCLUDED.recorded_at""",
+        customer_id, channel, reason, by, at)
+
+
+async def remove_opt_out(conn: asyncpg.Connection, customer_id: str, channel: str) -> bool:
+    status = await conn.execute("DELETE FROM opt_outs WHERE customer_id = $1 AND channel = $2", customer_id, channel)
+    return status.endswith(" 1")
+
+
+async def opt_outs_of(conn: asyncpg.Connection, customer_id: str) -> list[dict[str, Any]]:
+    return [dict(r) for r in await conn.fetch("SELECT * FROM opt_outs WHERE customer_id = $1 ORDER BY channel",
+                                               customer_id)]
+
+
+async def upsert_campaign(conn: asyncpg.Connection, c: dict[str, Any]) -> None:
+    await conn.execute(
+        """INSERT INTO campaigns (campaign_id, title, kind, starts_at, ends_at, address, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)
+           ON CONFLICT (campaign_id) DO UPDATE SET title = EXCLUDED.title, kind = EXCLUDED.kind,
+               starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at, address = EXCLUDED.address,
+               updated_at = EXCLUDED.updated_at
+           WHERE campaigns.updated_at <= EXCLUDED.updated_at""",
+        c["campaign_id"], c["title"], c["kind"], c["starts_at"], c["ends_at"], c["address"], c["at"])
+
+
+async def campaign(conn: asyncpg.Connection, campaign_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow("SELECT * FROM campaigns WHERE campaign_id = $1", campaign_id)
+    return dict(row) if row else None
+
+
+async def switch_channel(conn: asyncpg.Connection, notification_id: uuid.UUID, channel: str) -> None:
+    await conn.execute("UPDATE notifications SET channel = $2 WHERE notification_id = $1", notification_id, channel)
+
+
+async def notifications(conn: asyncpg.Connection, *, recipient: str | None, event_id: uuid.UUID | None,
+                        status: str | None, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
+    where = """($1::text IS NULL OR recipient = $1) AND ($2::uuid IS NULL OR source_event_id = $2)
+               AND ($3::text IS NULL OR status = $3)"""
+    total = await conn.fetchval(f"SELECT count(*) FROM notifications WHERE {where}", recipient, event_id, status)
+    rows = await conn.fetch(
+        f"""SELECT notification_id, rule, source_event_id, source_event_type, correlation_id, recipient,
+                   recipient_kind, channel, template, locale, status, due_at, attempts, last_error, provider_ref,
+                   created_at, finished_at
+              FROM notifications WHERE {where} ORDER BY created_at DESC, notification_id LIMIT $4 OFFSET $5""",
+        recipient, event_id, status, limit, offset)
+    return int(total), [dict(r) for r in rows]
+
+
+async def letters(conn: asyncpg.Connection, *, printed: bool | None, limit: int, offset: int
+                  ) -> tuple[int, list[dict[str, Any]]]:
+    where = "($1::boolean IS NULL OR (printed_at IS NOT NULL) = $1)"
+    total = await conn.fetchval(f"SELECT count(*) FROM letters WHERE {where}", printed)
+    rows = await conn.fetch(
+        f"SELECT * FROM letters WHERE {where} ORDER BY registered_at, letter_id LIMIT $2 OFFSET $3",
+        printed, limit, offset)
+    return int(total), [dict(r) for r in rows]
+
+
+async def mark_printed(conn: asyncpg.Connection, letter_id: uuid.UUID, by: str, at: datetime) -> bool:
+    status = await conn.execute(
+        "UPDATE letters SET printed_at = $3, printed_by = $2 WHERE letter_id = $1 AND printed_at IS NULL",
+        letter_id, by, at)
+    return status.endswith(" 1")

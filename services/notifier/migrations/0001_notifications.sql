@@ -41,3 +41,37 @@ CREATE INDEX notifications_due ON notifications (due_at) WHERE status = 'pending
 CREATE INDEX notifications_sending ON notifications (sending_since) WHERE status = 'sending';
 CREATE INDEX notifications_awaiting ON notifications (recipient) WHERE status = 'awaiting_contact';
 CREATE INDEX notifications_recipient ON notifications (recipient, created_at);
+
+-- The letter register: every letter rendered for printing and posting.
+CREATE TABLE letters (
+    letter_id      uuid PRIMARY KEY,  -- the notification id
+    addressee      text,
+    postal_address text        NOT NULL,
+    subject        text        NOT NULL,
+    body           text        NOT NULL,
+    registered_at  timestamptz NOT NULL,
+    printed_at     timestamptz,
+    printed_by     text
+);
+CREATE INDEX letters_unprinted ON letters (registered_at) WHERE printed_at IS NULL;
+
+-- A customer's "no" to a channel (or to all), with who recorded it and why.
+CREATE TABLE opt_outs (
+    customer_id text        NOT NULL,
+    channel     text        NOT NULL,  -- sms, email, letter, all
+    reason      text,
+    recorded_by text        NOT NULL,
+    recorded_at timestamptz NOT NULL,
+    PRIMARY KEY (customer_id, channel)
+);
+
+-- Campaigns (from intake), so an invitation can name its title, dates and address.
+CREATE TABLE campaigns (
+    campaign_id text PRIMARY KEY,
+    title       text        NOT NULL,
+    kind        text        NOT NULL,
+    starts_at   timestamptz NOT NULL,
+    ends_at     timestamptz NOT NULL,
+    address     text        NOT NULL,
+    updated_at  timestamptz NOT NULL
+);

@@ -1,0 +1,90 @@
+"""Notifier's HTTP routes: what was sent to whom, the letter register, customers' opt-outs."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BaseModel, Field
+
+from shared.db import acquire
+from shared.http import Principal, require, runtime_of
+
+from services.notifier import store
+
+
+class OptOutIn(BaseModel):
+    customer_id: str = Field(min_length=1, max_length=64)
+    channel: Literal["sms", "email", "letter", "all"]
+    reason: str | None = Field(None, max_length=1000)
+
+
+def router() -> APIRouter:
+    r = APIRouter(tags=["notifications"])
+
+    @r.get("/v1/notifications", summary="Notifications by recipient, source event or status, newest first")
+    async def list_notifications(
+        request: Request, recipient: str | None = None, event_id: uuid.UUID | None = None,
+        status: Literal["awaiting_contact", "pending", "sending", "sent", "failed", "suppressed"] | None = None,
+        page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=500),
+        who: Principal = require("supervisor", "ops"),
+    ) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            total, rows = await store.notifications(conn, recipient=recipient, event_id=event_id, status=status,
+                                                    limit=page_size, offset=(page - 1) * page_size)
+        return {"total": total, "page": page, "page_size": page_size, "notifications": rows}
+
+    @r.get("/v1/letters", summary="The letter register: letters to print and post (and those printed)")
+    async def list_letters(
+        request: Request, printed: bool | None = None, page: int = Query(1, ge=1),
+        page_size: int = Query(100, ge=1, le=500), who: Principal = require("agent", "supervisor", "ops"),
+    ) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            total, rows = await store.letters(conn, printed=printed, limit=page_size, offset=(page - 1) * page_size)
+        return {"total": total, "page": page, "page_size": page_size, "letters": rows}
+
+    @r.post("/v1/letters/{letter_id}/printed", summary="Mark a letter printed and posted")
+    async def printed(request: Request, letter_id: uuid.UUID,
+                      who: Principal = require("agent", "supervisor")) -> dict[str, str]:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            if not await store.mark_printed(conn, letter_id, who.subject, runtime.clock.now()):
+                raise HTTPException(409 if await conn.fetchval("SELECT 1 FROM letters WHERE letter_id = $1", letter_id)
+                                    else 404, f"letter {letter_id} is not in the register or was printed already")
+        return {"letter_id": str(letter_id), "status": "printed"}
+
+    @r.post("/v1/opt-outs", status_code=201,
+            summary="Record a customer's opt-out of a channel (or all): later messages are suppressed")
+    async def opt_out(request: Request, body: OptOutIn, who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            await store.record_opt_out(conn, body.customer_id, body.channel, body.reason, who.subject,
+                                       runtime.clock.now())
+            return {"customer_id": body.customer_id, "opt_outs": await store.opt_outs_of(conn, body.customer_id)}
+
+    @r.get("/v1/opt-outs/{customer_id}", summary="A customer's opt-outs")
+    async def opt_outs(request: Request, customer_id: str,
+                       who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            return {"customer_id": customer_id, "opt_outs": await store.opt_outs_of(conn, customer_id)}
+
+    @r.delete("/v1/opt-outs/{customer_id}/{channel}", summary="The customer opts back in to a channel")
+    async def opt_in(request: Request, customer_id: str, channel: Literal["sms", "email", "letter", "all"],
+                     who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            if not await store.remove_opt_out(conn, customer_id, channel):
+                raise HTTPException(404, f"customer {customer_id} has no opt-out of {channel}")
+            return {"customer_id": customer_id, "opt_outs": await store.opt_outs_of(conn, customer_id)}
+
+    return r

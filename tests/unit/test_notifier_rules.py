@@ -1,0 +1,135 @@
+"""The notifier's rule table, templates, staff directory and channels' message shape (no infrastructure)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from pydantic import ValidationError
+
+from services.notifier.channels import Address, EmailChannel, Message
+from services.notifier.config import NotifierSettings
+from services.notifier.directory import StaffDirectory, load_directory
+from services.notifier.domain import next_retry, notification_id, outside_quiet_hours
+from services.notifier.rules import Rule, fill, load_rules
+from services.notifier.templating import Templates
+
+SETTINGS = NotifierSettings()
+RULES = load_rules(SETTINGS.rules_file)
+TEMPLATES = Templates(SETTINGS.templates_dir, "zh-CN")
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def test_the_rule_table_covers_what_the_work_plan_asks_for() -> None:
+    events = {r.event for r in RULES.rules}
+    assert {"FollowUpScheduled", "FollowUpCompleted", "MaintenanceReminderDue", "ComplaintAcknowledged",
+            "ComplaintEscalated", "QualityAlertRaised", "FollowUpWeeklyReport", "ComplaintWeeklyReport",
+            "QualityWeeklyReport", "PartsAccuracyReport"} <= events
+
+
+@pytest.mark.parametrize("rule", RULES.rules, ids=lambda r: r.id)
+@pytest.mark.parametrize("locale", ["zh-CN", "en"])
+def test_every_rule_has_its_templates_in_both_locales(rule: Rule, locale: str) -> None:
+    for channel in filter(None, (rule.channel, rule.fallback_channel)):
+        name = TEMPLATES.resolve(rule.template, channel, locale)
+        assert name == f"{locale}/{rule.template}.{channel}.j2", f"{rule.id}: no {locale} {channel} template"
+
+
+def test_every_staff_recipient_in_the_rules_can_be_reached() -> None:
+    directory = load_directory(SETTINGS.staff_file)
+    for rule in RULES.rules:
+        if rule.recipient_kind != "customer" and "{" not in rule.recipient:
+            assert directory.people_for(rule.recipient), f"{rule.id}: nobody for {rule.recipient}"
+        if rule.fallback_recipient and "{" not in rule.fallback_recipient:
+            assert directory.people_for(rule.fallback_recipient)
+
+
+def test_conditions_select_the_rules_that_apply() -> None:
+    unreachable = {"outcome": "unreachable", "kind": "first_visit"}
+    campaign = {"outcome": "reached", "kind": "campaign_call"}
+    assert [r.id for r in RULES.matching("FollowUpCompleted", "aftersales.followup", unreachable)] == ["unreachable_notice"]
+    assert [r.id for r in RULES.matching("FollowUpCompleted", "aftersales.followup", campaign)] == ["campaign_invitation"]
+    assert RULES.matching("FollowUpCompleted", "aftersales.followup", {"outcome": "reached", "kind": "first_visit"}) == []
+
+
+def test_a_recipient_can_name_a_field_of_the_event() -> None:
+    assert fill("person:{person}", {"person": "as-head-01"}) == "person:as-head-01"
+    assert fill("person:{person}", {"person": None}) is None
+    assert fill("department:quality_inspection", {}) == "department:quality_inspection"
+
+
+def test_bad_rules_are_refused_with_what_is_expected() -> None:
+    with pytest.raises(ValidationError, match="must be 'customer', or 'person:'"):
+        Rule(id="x", event="E", channel="sms", recipient="boss", template="t")
+    with pytest.raises(ValidationError, match="must look like '2d'"):
+        Rule(id="x", event="E", channel="sms", recipient="customer", template="t", delay="soon")
+
+
+def test_the_staff_directory_refuses_unknown_people() -> None:
+    with pytest.raises(ValidationError, match="lists ghost, who are not under people"):
+        StaffDirectory.model_validate({"people": {"a": {"name": "A"}}, "roles": {"supervisor": ["ghost"]}})
+    directory = StaffDirectory.model_validate({"people": {"a": {"name": "A", "email": "a@x.cn"}},
+                                               "departments": {"qi": ["a"]}})
+    assert [p for p, _ in directory.people_for("department:qi")] == ["a"]
+    assert directory.people_for("person:nobody") == []
+
+
+def test_one_notification_per_rule_source_event_and_recipient() -> None:
+    event = uuid.uuid4()
+    assert notification_id("r", event, "C1") == notification_id("r", event, "C1")
+    assert notification_id("r", event, "C1") != notification_id("r", event, "C2")
+    assert notification_id("r", event, "C1") != notification_id("s", event, "C1")
+
+
+def test_customer_sms_waits_for_the_end_of_quiet_hours() -> None:
+    ten_pm = datetime(2026, 11, 20, 22, 0, tzinfo=SHANGHAI)
+    assert outside_quiet_hours(ten_pm, "Asia/Shanghai", time(21), time(8)) == datetime(2026, 11, 21, 8, 0, tzinfo=SHANGHAI)
+    noon = datetime(2026, 11, 20, 12, 0, tzinfo=SHANGHAI)
+    assert outside_quiet_hours(noon, "Asia/Shanghai", time(21), time(8)) == noon
+
+
+def test_retries_back_off_1_min_5_min_30_min_2_h_6_h_then_give_up() -> None:
+    now = datetime(2026, 11, 20, 12, 0, tzinfo=SHANGHAI)
+    waits = [next_retry(n, SETTINGS.retry_schedule_seconds, now) for n in range(1, 7)]
+    assert [(w - now) if w else None for w in waits] == [
+        timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2), timedelta(hours=6), None]
+
+
+def test_templates_render_in_the_customers_locale_and_fall_back_to_the_default(tmp_path: Path) -> None:
+    context = {"data": {"vin": "LJ1EEAUU5N0123456", "due_from": "2026-11-23T01:30:00+00:00",
+                        "due_by": "2026-11-27T01:30:00+00:00"},
+               "contact": {"name": "王伟"}, "timezone": "Asia/Shanghai", "occurred_at": "2026-11-20T01:30:00+00:00"}
+    zh, zh_locale = TEMPLATES.render("first_visit_notice", "sms", "zh-CN", context)
+    en, en_locale = TEMPLATES.render("first_visit_notice", "sms", "en", context | {"contact": {"name": "Wei Wang"}})
+    assert zh_locale == "zh-CN" and "2026年11月23日" in zh.text and "王伟" in zh.text and "123456" in zh.text
+    assert en_locale == "en" and "23 Nov 2026" in en.text and "Wei Wang" in en.text
+    (tmp_path / "zh-CN").mkdir()
+    (tmp_path / "zh-CN" / "only.sms.j2").write_text("只有中文")
+    assert Templates(tmp_path, "zh-CN").render("only", "sms", "en", {}) == (Message(None, "只有中文"), "zh-CN")
+    with pytest.raises(LookupError, match="no template missing.sms"):
+        TEMPLATES.render("missing", "sms", "en", {})
+
+
+def test_customer_text_is_escaped_in_the_html_part_only() -> None:
+    context = {"data": {"complaint_id": "CASE-1", "complaint_ref": "<script>alert(1)</script>", "level": 2,
+                        "level_name": "department head", "role": "department_head", "breach": "resolve",
+                        "deadline": "2026-11-22T02:00:00+00:00", "next_deadline": None, "department": "qi",
+                        "customer_id": "C1"},
+               "person": {"name": "孙强"}, "timezone": "Asia/Shanghai", "contact": {}}
+    message, _ = TEMPLATES.render("complaint_escalated", "email", "en", context)
+    assert message.html is not None and "<script>" not in message.html and "&lt;script&gt;" in message.html
+    assert "<script>alert(1)</script>" in message.text, "plain text is not HTML"
+    assert message.subject and message.subject.startswith("[Complaint escalated]")
+
+
+def test_an_email_carries_a_message_id_from_the_notification_and_both_parts() -> None:
+    nid = uuid.UUID("6f1c7d3e-5a0b-4b8e-9d6a-2f4e8c1b7a90")
+    mail = EmailChannel(SETTINGS).compose(nid, [Address("qi-head-01@aftersales.example", "孙强")],
+                                          Message("Subject", "plain", "<p>rich</p>"))
+    assert mail["Message-ID"] == f"<{nid}@aftersales.example>"
+    assert mail.get_body(preferencelist=("plain",)).get_content().strip() == "plain"  # type: ignore[union-attr]
+    assert mail.get_body(preferencelist=("html",)).get_content().strip() == "<p>rich</p>"  # type: ignore[union-attr]
+    assert "qi-head-01@aftersales.example" in mail["To"]
