@@ -1,10 +1,71 @@
 """Quality: defect reports on important parts, units in service, statistical early-warning
-alerts to the quality inspection department, parts-shipment accuracy."""
+alerts to the quality inspection department, parts-shipment accuracy, the weekly quality report."""
 
-from shared.runtime import ServiceDefinition
+from __future__ import annotations
+
+from pathlib import Path
+
+from shared import metrics
+from shared.events import COMPLAINTS, INTAKE
+from shared.kafka.consumer import Subscription
+from shared.runtime import ServiceDefinition, ServiceRuntime
+
+from services.quality import figures, handlers
+from services.quality.api import router
+from services.quality.config import QualityRules, load_baseline_rates
+from services.quality.domain import next_weekly_report_at, previous_week
+
+
+async def _on_start(runtime: ServiceRuntime) -> None:
+    rules: QualityRules = runtime.state.setdefault("rules", QualityRules())
+    runtime.state.setdefault("rates", load_baseline_rates(rules.baseline_rates_file))
+    runtime.state.setdefault("policy", rules.policy())
+    # Arm the next look and the next weekly reports; (kind, ref) is unique, so a replica that
+    # starts later, or a restart, arms nothing twice.
+    now = runtime.clock.now()
+    # The next weekly reports go out at the first report time from now, for the week before it.
+    due = next_weekly_report_at(now, rules.weekly_report_weekday, rules.weekly_report_time, rules.timezone)
+    week = previous_week(due, rules.timezone)
+    async with runtime.transaction() as uow:
+        handlers.schedule_look(uow, now)
+        handlers.schedule_weekly_reports(uow, week)
+
+
+async def _kpis(runtime: ServiceRuntime) -> None:
+    assert runtime.pool is not None
+    async with runtime.pool.acquire() as conn:
+        k = await figures.kpis(conn, runtime.clock.now(), runtime.state["rules"])
+    metrics.QUALITY_ALERTS_OPEN.set(k["quality_alerts_open"])
+    for state, n in k["quality_alerts_by_state"].items():
+        metrics.QUALITY_ALERTS_BY_STATE.labels(state).set(n)
+    accuracy = k["parts_shipment_accuracy"]["accuracy"]
+    if accuracy is not None:
+        metrics.PARTS_SHIPMENT_ACCURACY.set(accuracy)
+    for category in set(k["defect_reports"]) | set(runtime.state["rules"].important_categories):
+        metrics.QUALITY_DEFECT_REPORTS.labels(category).set(k["defect_reports"].get(category, 0))
+    metrics.QUALITY_REPORTS_UNRESOLVED.set(k["reports_unresolved"])
+
 
 definition = ServiceDefinition(
     name="quality",
-    description="Early warning on important parts and parts-shipment accuracy.",
-    migrations=None,
+    description="Early warning on important parts (motor, controller, rear axle, differential, frame, front shock "
+                "absorber, rim welding) with a controlled false-alarm rate, traceable alerts to the quality "
+                "inspection department, parts-shipment accuracy and the weekly quality report.",
+    migrations=Path(__file__).parent / "migrations",
+    subscriptions=[
+        Subscription(INTAKE, {
+            "VehicleSold": handlers.on_vehicle_sold,
+            "PartDefectReported": handlers.on_part_defect_reported,
+            "PartShipped": handlers.on_part_shipped,
+            "PartShipmentDiscrepancy": handlers.on_shipment_discrepancy,
+        }),
+        Subscription(COMPLAINTS, {
+            "PartDefectReported": handlers.on_complaint_part_defect,
+            "ComplaintOpened": handlers.on_complaint_opened,
+        }),
+    ],
+    timers={handlers.LOOK: handlers.on_look, handlers.WEEKLY_REPORTS: handlers.on_weekly_reports},
+    router=router,
+    kpis=_kpis,
+    on_start=_on_start,
 )

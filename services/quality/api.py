@@ -1,0 +1,204 @@
+"""The quality inspection department's HTTP API: early-warning alerts (list, inspect,
+acknowledge, close with a containment note), defect statistics, the weekly reports, KPIs.
+
+Roles: `quality` reads and acts; `ops` reads."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.http import Principal, require, runtime_of
+
+from services.quality import figures, store
+from services.quality.config import QualityRules
+from services.quality.domain import (
+    ALERT_STATES,
+    OPEN_STATES,
+    Cell,
+    IllegalTransition,
+    allowed_actions,
+    previous_week,
+    transition,
+    week_bounds,
+)
+from services.quality.monitor import EventRef, alert_title
+
+READ = ("quality", "ops")
+ACT = ("quality",)
+
+
+class AcknowledgeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(None, max_length=4000, description="what is being checked, who is on it")
+
+
+class CloseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str = Field(min_length=1, max_length=4000,
+                      description="the containment: what was done about the parts (quarantine, recall, supplier 8D …)")
+
+
+def _rules(request: Request) -> QualityRules:
+    return runtime_of(request).state["rules"]  # type: ignore[no-any-return]
+
+
+def alert_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "alert_id": row["alert_id"], "title": alert_title(row), "cell": row["cell"], "rule": row["rule"],
+        "state": row["state"], "allowed_actions": allowed_actions(row["state"]),
+        "observed": row["observed"], "expected": row["expected"], "statistic": row["statistic"],
+        "p_value": row["p_value"], "threshold": row["threshold"], "as_of": row["as_of"], "since": row["since"],
+        "details": row["details"], "report_ids": row["report_ids"], "vins": row["vins"], "revision": row["revision"],
+        "raised_at": row["raised_at"], "updated_at": row["updated_at"],
+        "acknowledged_at": row["acknowledged_at"], "acknowledged_by": row["acknowledged_by"],
+        "acknowledge_note": row["acknowledge_note"], "closed_at": row["closed_at"], "closed_by": row["closed_by"],
+        "close_note": row["close_note"],
+    }
+
+
+def _moment(value: str | None, name: str, zone: str, default: datetime) -> datetime:
+    """An ISO date (local midnight in the rules' zone) or an ISO date-time with an offset."""
+    if value is None:
+        return default
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(0), tzinfo=ZoneInfo(zone))
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise HTTPException(422, f"{name} {value!r} is not an ISO date (2026-11-01) or date-time "
+                                 f"(2026-11-01T08:00:00+08:00)") from None
+    if moment.tzinfo is None:
+        raise HTTPException(422, f"{name} {value!r} has no timezone; add an offset such as +08:00, or give a date")
+    return moment
+
+
+def router() -> APIRouter:
+    api = APIRouter(prefix="/v1", tags=["quality"])
+
+    @api.get("/alerts", summary="Early-warning alerts, newest first")
+    async def list_alerts(
+        request: Request,
+        state: str | None = Query(None, description="raised, acknowledged, closed, or open (= raised + acknowledged)"),
+        category: str | None = Query(None, description="part category, e.g. controller"),
+        limit: int = Query(100, ge=1, le=1000),
+        offset: int = Query(0, ge=0),
+        _: Principal = require(*READ),
+    ) -> dict[str, Any]:
+        if state is None:
+            states: tuple[str, ...] = ALERT_STATES
+        elif state == "open":
+            states = OPEN_STATES
+        elif state in ALERT_STATES:
+            states = (state,)
+        else:
+            raise HTTPException(422, f"state {state!r} is not one of: {', '.join((*ALERT_STATES, 'open'))}")
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with runtime.pool.acquire() as conn:
+            total, rows = await store.list_alerts(conn, states, category, limit, offset)
+        return {"total": total, "limit": limit, "offset": offset, "alerts": [alert_json(r) for r in rows]}
+
+    @api.get("/alerts/{alert_id}", summary="One alert with the reports and vehicles behind it")
+    async def get_alert(request: Request, alert_id: str, _: Principal = require(*READ)) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with runtime.pool.acquire() as conn:
+            row = await store.alert(conn, alert_id)
+            if row is None:
+                raise HTTPException(404, f"no alert {alert_id!r}; list the alerts with GET /v1/alerts")
+            reports = await store.alert_reports(conn, row["report_ids"])
+        return {**alert_json(row), "reports": reports}
+
+    async def act(request: Request, alert_id: str, action: str, note: str | None, who: Principal) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        async with runtime.transaction() as uow:
+            found = await store.alert(uow.conn, alert_id)
+            if found is None:
+                raise HTTPException(404, f"no alert {alert_id!r}; list the alerts with GET /v1/alerts")
+            await store.locked_cells(uow.conn, [found["cell_key"]])  # lock order: cell, then alert
+            row = await store.alert(uow.conn, alert_id, lock=True)
+            assert row is not None
+            try:
+                state = transition(alert_id, row["state"], action)
+            except IllegalTransition as exc:
+                raise HTTPException(409, {"message": str(exc), "state": row["state"], "allowed": exc.allowed}) from None
+            now = uow.now()
+            envelope = uow.publish(
+                "QualityAlertAcknowledged" if state == "acknowledged" else "QualityAlertClosed",
+                {"alert_id": alert_id, "at": now, "actor": who.subject, "note": note, "cell": row["cell"],
+                 "rule": row["rule"], "state": state, "title": alert_title(row)},
+                cause=EventRef(row["last_event_id"], row["correlation_id"]), occurred_at=now,
+            )
+            await store.set_alert_state(uow.conn, alert_id, state, now, who.subject, note, envelope.event_id)
+            if state == "closed":
+                # Contained: monitoring of the cell starts afresh from now.
+                await store.restart_cell(uow.conn, row["cell_key"], now)
+            updated = await store.alert(uow.conn, alert_id)
+            uow.log.info(f"quality alert {state}", alert_id=alert_id, actor=who.subject,
+                         cell=Cell.from_key(row["cell_key"]).label)
+        assert updated is not None
+        return alert_json(updated)
+
+    @api.post("/alerts/{alert_id}/acknowledge", summary="The quality department takes the alert on")
+    async def acknowledge(request: Request, alert_id: str, body: AcknowledgeBody | None = None,
+                          who: Principal = require(*ACT)) -> dict[str, Any]:
+        return await act(request, alert_id, "acknowledge", body.note if body else None, who)
+
+    @api.post("/alerts/{alert_id}/close", summary="Close an acknowledged alert with its containment note")
+    async def close(request: Request, alert_id: str, body: CloseBody, who: Principal = require(*ACT)) -> dict[str, Any]:
+        return await act(request, alert_id, "close", body.note, who)
+
+    @api.get("/stats", summary="Defects by category, batch, supplier; units in service and rates for a category")
+    async def stats(
+        request: Request,
+        category: str | None = Query(None, description="a part category; adds units in service and rates per cell"),
+        from_: str | None = Query(None, alias="from", description="ISO date or date-time; default: `to` - 30 days"),
+        to: str | None = Query(None, description="ISO date or date-time (exclusive); default: now"),
+        _: Principal = require(*READ),
+    ) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        rules = _rules(request)
+        end = _moment(to, "to", rules.timezone, runtime.clock.now())
+        start = _moment(from_, "from", rules.timezone, end - timedelta(days=30))
+        if start >= end:
+            raise HTTPException(422, f"from {start.isoformat()} must be before to {end.isoformat()}")
+        assert runtime.pool is not None
+        async with runtime.pool.acquire() as conn:
+            return await figures.stats(conn, category, start, end, rules, runtime.state["rates"])
+
+    @api.get("/reports/weekly", summary="The quality and parts-accuracy figures of an ISO week")
+    async def weekly(
+        request: Request,
+        week: str | None = Query(None, description="ISO week such as 2026-W47; default: the last complete week"),
+        _: Principal = require(*READ),
+    ) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        rules = _rules(request)
+        week = week or previous_week(runtime.clock.now(), rules.timezone)
+        try:
+            week_bounds(week, rules.timezone)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        assert runtime.pool is not None
+        async with runtime.pool.acquire() as conn:
+            return {
+                "week": week,
+                "quality": await figures.quality_weekly(conn, week, rules),
+                "parts_accuracy": await figures.parts_accuracy_week(conn, week, rules),
+            }
+
+    @api.get("/kpis", summary="Open alerts, defect reports and parts-shipment accuracy (target 98%)")
+    async def kpis(request: Request, _: Principal = require(*READ)) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with runtime.pool.acquire() as conn:
+            return await figures.kpis(conn, runtime.clock.now(), _rules(request))
+
+    return api

@@ -1,0 +1,99 @@
+"""The quality rules and their defaults, named as the work plan and DESIGN.md §4 name them,
+and the loader of the baseline-rate table (baseline_rates.yaml) that quality engineers edit."""
+
+from __future__ import annotations
+
+from datetime import time
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.events.catalog import IMPORTANT_PART_CATEGORIES
+from shared.validation import check_timezone
+
+from services.quality.domain import BaselineRates, MonitorPolicy
+
+HERE = Path(__file__).parent
+
+
+class QualityRules(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AFTERSALES_QUALITY_", extra="ignore")
+
+    # "monitor important parts such as motor, controller, rear axle, differential, frame,
+    # front shock absorber and rim welding" (others are tracked too).
+    important_categories: tuple[str, ...] = IMPORTANT_PART_CATEGORIES
+
+    # Early warning: the probability that a cell with no problem raises an alert in a given
+    # month (DESIGN.md §4: "default 1% per cell per month").
+    false_alarm_probability_per_cell_month: float = Field(0.01, gt=0, lt=1)
+    # The detector looks at each cell at the end of every look interval (aligned to ISO weeks
+    # for 7); the monthly false-alarm probability is split evenly over the looks a month can hold.
+    look_interval_days: int = Field(7, ge=1, le=31)
+    # Also split the budget over the cells monitored (family-wise control across cells).
+    control_across_cells: bool = False
+    # No Poisson alert on fewer reports than this, however small the expectation.
+    min_reports_for_alert: int = Field(3, ge=1)
+    # The plain rule: N reports of the same failure mode in one batch within 30 days (0 = off).
+    burst_reports: int = Field(7, ge=0)
+    burst_window_days: int = Field(30, ge=1)
+    # Reports of one vehicle's part category this close together are one defect seen through
+    # two channels (a dealer report and a customer complaint); counted once (0 = off).
+    duplicate_window_days: int = Field(30, ge=0)
+    # The table of baseline defect rates per category (reports per unit-month in service).
+    baseline_rates_file: Path = HERE / "baseline_rates.yaml"
+    # An alert lists at most this many report ids and VINs (the API lists them all).
+    alert_listed_reports_max: int = Field(2000, ge=1)
+
+    # Day and week boundaries (looks, weekly reports) are taken in this zone.
+    timezone: str = "Asia/Shanghai"
+    # "the weekly quality meeting": the reports for the past ISO week go out Monday 08:00.
+    weekly_report_weekday: int = Field(0, ge=0, le=6)  # Monday = 0
+    weekly_report_time: time = time(8, 0)
+
+    # "The accuracy rate of parts shipment is over 98%."
+    parts_accuracy_target: float = Field(0.98, gt=0, le=1)
+    # KPI gauges look back this many days.
+    kpi_window_days: int = Field(30, ge=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return check_timezone(value)
+
+    def policy(self) -> MonitorPolicy:
+        return MonitorPolicy(
+            alpha_month=self.false_alarm_probability_per_cell_month,
+            look_interval_days=self.look_interval_days,
+            min_reports=self.min_reports_for_alert,
+            burst_reports=self.burst_reports,
+            burst_window_days=self.burst_window_days,
+            timezone=self.timezone,
+            control_across_cells=self.control_across_cells,
+        )
+
+
+class _RateTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    unit_month_days: float = Field(30.4375, gt=0)
+    default: float = Field(gt=0)
+    categories: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("categories")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if not v > 0}
+        if bad:
+            raise ValueError(f"baseline rates must be positive reports per unit-month; fix: {bad}")
+        return value
+
+
+def load_baseline_rates(path: Path) -> BaselineRates:
+    """Read the baseline table; a malformed file stops the service at start with the reason."""
+    try:
+        table = _RateTable.model_validate(yaml.safe_load(path.read_text()))
+    except Exception as exc:
+        raise ValueError(f"{path}: not a valid baseline-rate table: {exc}") from exc
+    return BaselineRates(default=table.default, by_category=dict(table.categories), unit_month_days=table.unit_month_days)

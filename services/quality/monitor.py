@@ -1,0 +1,214 @@
+"""The early warning, applied: gathers a cell's evidence from the store, asks the domain, and
+stores and publishes what it decides.
+
+- On each report's arrival (`on_arrivals`): its cells are marked for the next look; the burst
+  rule runs on batch cells; an open alert of the cell is updated with the new report.
+- At each scheduled look (`look`, a durable timer at the end of every look interval): the
+  Poisson test runs on every cell with new reports, with all units and reports known then,
+  and raises an alert where it alarms.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.uow import UnitOfWork
+
+from services.quality import store
+from services.quality.config import QualityRules
+from services.quality.domain import (
+    BaselineRates,
+    Burst,
+    Cell,
+    Decision,
+    MonitorPolicy,
+    PoissonLook,
+    alert_id_for,
+    decide,
+    find_burst,
+    poisson_look,
+)
+
+
+@dataclass(frozen=True)
+class EventRef:
+    """An event as a cause: what the alert events name as their causation and correlation."""
+
+    event_id: uuid.UUID
+    correlation_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A report newly counted in some cells."""
+
+    report_id: str
+    cell_keys: tuple[str, ...]
+    reported_at: datetime
+    cause: EventRef
+
+
+def rules(uow: UnitOfWork) -> QualityRules:
+    return uow.state["rules"]  # type: ignore[no-any-return]
+
+
+def rates(uow: UnitOfWork) -> BaselineRates:
+    return uow.state["rates"]  # type: ignore[no-any-return]
+
+
+def policy(uow: UnitOfWork) -> MonitorPolicy:
+    return uow.state["policy"]  # type: ignore[no-any-return]
+
+
+def _just_after(moment: datetime) -> datetime:
+    # Evidence windows are half-open (since, until); "as of a report" includes that report.
+    return moment + timedelta(microseconds=1)
+
+
+async def on_arrivals(uow: UnitOfWork, arrivals: list[Arrival]) -> None:
+    by_cell: dict[str, list[Arrival]] = defaultdict(list)
+    for arrival in arrivals:
+        for key in arrival.cell_keys:
+            by_cell[key].append(arrival)
+    if not by_cell:
+        return
+    keys = sorted(by_cell)
+    cells = await store.lock_cells(uow.conn, [Cell.from_key(k) for k in keys], uow.now())
+    latest = {k: max(by_cell[k], key=lambda a: (a.reported_at, a.report_id)) for k in keys}
+    await store.mark_arrivals(uow.conn, {k: (a.cause.event_id, a.cause.correlation_id) for k, a in latest.items()})
+    opened = await store.open_alerts(uow.conn, keys)
+    p = policy(uow)
+    for key in keys:
+        cell, row = Cell.from_key(key), cells[key]
+        burst = None
+        if cell.kind == "batch" and p.burst_reports:
+            points = await store.cell_reports(uow.conn, cell, row.since, None)
+            burst = find_burst(points, [a.report_id for a in by_cell[key]], p.burst_reports, p.burst_window)
+        decision = decide(key in opened, None, burst)
+        if decision.action == "none":
+            continue
+        # As of the cell's newest report: another replica, or a late report, may have stored a
+        # newer one than those arriving here.
+        as_of = latest[key].reported_at
+        evidence = await store.cell_evidence(uow.conn, cell, row.since, _just_after(as_of))
+        if evidence.latest and evidence.latest > as_of:
+            as_of = evidence.latest
+            evidence = await store.cell_evidence(uow.conn, cell, row.since, _just_after(as_of))
+        figures = _figures(uow, cell, evidence, p.alpha_look())
+        await _publish(uow, cell, row, opened.get(key), decision, figures, as_of, _just_after(as_of), burst,
+                       latest[key].cause)
+
+
+async def look(uow: UnitOfWork, at: datetime, fallback_cause: Any) -> int:
+    """The scheduled look at `at` over every cell with new reports; returns the alerts raised."""
+    keys = await store.dirty_cells(uow.conn)
+    if not keys:
+        return 0
+    cells = await store.locked_cells(uow.conn, keys)
+    opened = await store.open_alerts(uow.conn, keys)
+    p = policy(uow)
+    alpha_look = p.alpha_look(await store.monitored_cells(uow.conn) if p.control_across_cells else 1)
+    still_dirty: dict[str, bool] = {}
+    raised = 0
+    for key in sorted(cells):
+        cell, row = Cell.from_key(key), cells[key]
+        evidence = await store.cell_evidence(uow.conn, cell, row.since, at)
+        figures = _figures(uow, cell, evidence, alpha_look)
+        # Keep the cell for the next look when reports lie beyond this one, or when none of its
+        # units is known to be in service yet (a report that came before its sale).
+        still_dirty[key] = bool(evidence.latest and evidence.latest >= at) or (
+            figures.expected == 0 and evidence.observed > 0
+        )
+        if key in opened:
+            continue  # an open alert is updated as each report arrives
+        decision = decide(False, figures, None)
+        if decision.action == "raise":
+            cause = (EventRef(row.last_event_id, row.last_correlation_id)
+                     if row.last_event_id and row.last_correlation_id else fallback_cause)
+            await _publish(uow, cell, row, None, decision, figures, at, at, None, cause)
+            raised += 1
+    await store.finish_looks(uow.conn, still_dirty, at)
+    return raised
+
+
+def _figures(uow: UnitOfWork, cell: Cell, evidence: store.Evidence, alpha_look: float) -> PoissonLook:
+    r = rates(uow)
+    return poisson_look(evidence.observed, evidence.units, r.unit_months(evidence.unit_seconds), r.rate(cell.category),
+                        alpha_look, policy(uow).min_reports)
+
+
+async def _publish(
+    uow: UnitOfWork, cell: Cell, row: store.CellRow, current: dict[str, Any] | None, decision: Decision,
+    figures: PoissonLook, as_of: datetime, until: datetime, burst: Burst | None, cause: Any,
+) -> None:
+    """Raise a new alert or update the open one with the evidence as of `as_of` (the reports
+    in (since, until)), and publish it."""
+    p = policy(uow)
+    points = await store.cell_reports(uow.conn, cell, row.since, until, limit=rules(uow).alert_listed_reports_max)
+    vins = list(dict.fromkeys(pt.vin for pt in points if pt.vin))
+    now = uow.now()
+    if current is None:
+        alert: dict[str, Any] = {
+            "alert_id": alert_id_for(cell.key, row.since), "cell_key": cell.key, "cell": cell.as_dict(),
+            "category": cell.category, "rule": decision.rule, "state": "raised", "revision": 0, "raised_at": now,
+        }
+    else:
+        alert = {**current, "revision": current["revision"] + 1}
+    alert.update(
+        observed=figures.observed, expected=figures.expected, statistic=figures.statistic, p_value=figures.p_value,
+        threshold=figures.threshold, as_of=as_of, since=row.since, report_ids=[pt.report_id for pt in points],
+        vins=vins, updated_at=now,
+        details={
+            "units": figures.units, "unit_months": figures.unit_months, "baseline_rate": figures.rate,
+            "alpha_month": p.alpha_month, "looks_per_month": p.looks_per_month,
+            "critical_count": figures.critical_count, "rules_firing": list(decision.firing),
+            "burst": _burst_details(burst, p) if burst else (current or {}).get("details", {}).get("burst"),
+        },
+    )
+    envelope = uow.publish(
+        "QualityAlertRaised", alert_event(alert, updated=current is not None), cause=cause, occurred_at=as_of,
+        discriminator=f"{alert['alert_id']}:{alert['revision']}",
+    )
+    alert["last_event_id"] = envelope.event_id
+    alert["correlation_id"] = envelope.correlation_id
+    await store.save_alert(uow.conn, alert)
+    uow.log.info("quality alert " + ("updated" if current else "raised"), alert_id=alert["alert_id"],
+                 cell=cell.label, observed=figures.observed, expected=round(figures.expected, 3), rule=alert["rule"])
+
+
+def _burst_details(burst: Burst, p: MonitorPolicy) -> dict[str, Any]:
+    return {"failure_mode": burst.failure_mode, "count": burst.count, "threshold": p.burst_reports,
+            "window_days": p.burst_window_days, "first_at": burst.first_at.isoformat(),
+            "last_at": burst.last_at.isoformat(), "report_ids": list(burst.report_ids)}
+
+
+def alert_title(alert: dict[str, Any]) -> str:
+    cell = Cell.from_key(alert["cell_key"])
+    p = f", p = {alert['p_value']:.2g}" if alert.get("p_value") is not None else ""
+    burst = (alert.get("details") or {}).get("burst")
+    if alert["rule"] == "failure_mode_burst" and burst:
+        return (f"{cell.label}: {burst['count']} reports of {burst['failure_mode']} within "
+                f"{burst['window_days']} days ({alert['observed']} reports vs {alert['expected']:.2f} expected{p})")
+    return f"{cell.label}: {alert['observed']} reports vs {alert['expected']:.2f} expected{p}"
+
+
+def alert_event(alert: dict[str, Any], *, updated: bool) -> dict[str, Any]:
+    """QualityAlertRaised data (catalog model) for an alert row."""
+    details = alert.get("details") or {}
+    burst = details.get("burst") or {}
+    return {
+        "alert_id": alert["alert_id"], "cell": alert["cell"], "rule": alert["rule"], "observed": alert["observed"],
+        "expected": alert["expected"], "statistic": alert["statistic"], "p_value": alert["p_value"],
+        "threshold": alert["threshold"], "report_ids": alert["report_ids"], "vins": alert["vins"],
+        "raised_at": alert["raised_at"], "updated": updated, "state": alert["state"], "title": alert_title(alert),
+        "as_of": alert["as_of"], "since": alert["since"], "units": details.get("units"),
+        "unit_months": details.get("unit_months"), "baseline_rate": details.get("baseline_rate"),
+        "alpha_month": details.get("alpha_month"), "critical_count": details.get("critical_count"),
+        "rules_firing": details.get("rules_firing"), "failure_mode": burst.get("failure_mode"),
+        "burst_count": burst.get("count"), "burst_window_days": burst.get("window_days"),
+        "revision": alert["revision"],
+    }

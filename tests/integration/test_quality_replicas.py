@@ -1,0 +1,74 @@
+"""Two quality replicas share the partitions: a batch's reports reach both at once, and still
+one alert per cell is raised, each report is counted once, and a look fires once."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+import pytest
+
+from aftersales.simulate import CST, Fleet
+from services import load
+from shared.runtime import ServiceRuntime
+from tests.quality_events import defect_reported, vehicle, vehicle_sold
+from tests.support import Namespace, TopicReader, db, manual_clock, publish
+
+pytestmark = pytest.mark.infra
+
+
+async def test_two_replicas_raise_one_alert_per_cell_and_fire_each_look_once(ns: Namespace) -> None:
+    clock = manual_clock("2026-11-20T10:00:00+08:00")
+    replicas = [ServiceRuntime(load("quality"), ns.settings, clock, replica=f"quality-{n}") for n in (1, 2)]
+    for runtime in replicas:
+        await runtime.start()
+    conn = await db(ns, "quality")
+    try:
+        async def settled(query: str, n: int) -> None:
+            for _ in range(300):
+                if await conn.fetchval(query) >= n:
+                    return
+                await asyncio.sleep(0.2)
+            raise AssertionError(f"timed out: {query} < {n}")
+
+        async def both_consuming() -> None:
+            for _ in range(300):
+                if all(r.consumer is not None and r.consumer.assigned for r in replicas):
+                    return
+                await asyncio.sleep(0.2)
+            raise AssertionError("the replicas never split the partitions")
+
+        await both_consuming()
+        fleet = Fleet(seed=77)
+        batch = {"batch": "B2610-D4", "supplier_id": "SUP-A"}
+        cars = [vehicle(fleet, datetime(2026, 10, 1, tzinfo=CST) + timedelta(hours=5 * i), model="Cargo-5T",
+                        differential=batch) for i in range(80)]
+        await publish(ns.settings, "aftersales.intake", [vehicle_sold(fleet, v) for v in cars])
+        await settled("SELECT count(*) FROM vehicle_parts WHERE category = 'differential'", 80)
+        reports = [defect_reported(v, "differential", "seal_leak", datetime(2026, 11, 9, 8, tzinfo=CST)
+                                   + timedelta(hours=13 * i), f"DR-D{i:02d}") for i, v in enumerate(cars[:12])]
+        await publish(ns.settings, "aftersales.intake", reports)
+        await settled("SELECT count(*) FROM reports", 12)
+        both = {r.consumer.processed > 0 for r in replicas if r.consumer is not None}
+        assert both == {True}, "both replicas consumed part of the traffic"
+
+        async with TopicReader(ns.settings, "aftersales.quality") as quality:
+            await quality.wait_for(lambda rs: any(len(r.data["report_ids"]) == 12 for r in rs
+                                                  if r.event_type == "QualityAlertRaised"), timeout=60, settle=1.0)
+            clock.set(datetime(2026, 11, 23, 0, 0, 1, tzinfo=CST))  # the look: both replicas' timers are due
+            await quality.wait_for(lambda rs: any(r.data["cell"]["kind"] == "supplier_model" for r in rs
+                                                  if r.event_type == "QualityAlertRaised"), timeout=30, settle=2.0)
+        raised = quality.of_type("QualityAlertRaised")
+        by_cell: dict[str, set[str]] = {}
+        for r in raised:
+            by_cell.setdefault(r.data["cell"]["kind"], set()).add(r.data["alert_id"])
+        assert {kind: len(ids) for kind, ids in by_cell.items()} == {"batch": 1, "supplier_model": 1}
+        assert [r.data["updated"] for r in raised if r.data["cell"]["kind"] == "batch"].count(False) == 1
+        assert [r.data["updated"] for r in raised if r.data["cell"]["kind"] == "supplier_model"] == [False]
+        assert await conn.fetchval("SELECT count(*) FROM alerts") == 2
+        assert await conn.fetchval("SELECT count(*) FROM reports WHERE counted") == 12
+        assert await conn.fetchval("SELECT count(*) FROM timers WHERE kind = 'look' AND fired_at IS NOT NULL") == 1
+    finally:
+        await conn.close()
+        for runtime in replicas:
+            await runtime.stop()

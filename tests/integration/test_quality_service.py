@@ -1,0 +1,324 @@
+"""The quality service on the real broker and database (in process, manual clock): the
+scheduled Poisson look, alert updates, parts-shipment accuracy and the weekly reports,
+reports that arrive before their sale, defects counted once, and the API's guards."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from aftersales.simulate import CST, Fleet
+from shared import metrics
+from services.quality import store
+from shared.runtime import ServiceRuntime
+from tests.quality_events import (
+    complaint_defect,
+    complaint_opened,
+    defect_reported,
+    part_shipped,
+    shipment_discrepancy,
+    vehicle,
+    vehicle_sold,
+)
+from tests.support import Namespace, Stack, TopicReader, api, count, db, manual_clock, publish
+
+pytestmark = pytest.mark.infra
+
+NOW = "2026-11-20T10:00:00+08:00"  # a Friday; the next look is Monday 2026-11-23 00:00 +08:00
+FIRST_LOOK = datetime(2026, 11, 23, 0, 0, 1, tzinfo=CST)
+
+
+async def until(probe: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+async def units_in_service(runtime: ServiceRuntime, category: str, units: int) -> None:
+    async with api(runtime, "quality") as client:
+        async def probe() -> bool:
+            body = (await client.get("/v1/stats", params={"category": category, "from": "2020-01-01"})).json()
+            return bool(body["units_in_service"]["units"] >= units)
+
+        await until(probe, what=f"{units} {category} units in service")
+
+
+async def reports_stored(ns: Namespace, n: int) -> None:
+    conn = await db(ns, "quality")
+    try:
+        async def probe() -> bool:
+            return bool(await conn.fetchval("SELECT count(*) FROM reports") >= n)
+
+        await until(probe, what=f"{n} reports stored")
+    finally:
+        await conn.close()
+
+
+async def test_the_weekly_look_raises_poisson_alerts_on_the_batch_and_its_supplier_model_cell(ns: Namespace) -> None:
+    clock = manual_clock(NOW)
+    stack = await Stack(ns, clock, services=("quality",)).start()
+    try:
+        fleet = Fleet(seed=5)
+        sold = datetime(2026, 10, 1, 9, 0, tzinfo=CST)
+        bad = [vehicle(fleet, sold + timedelta(hours=3 * i), model="EV-200",
+                       controller={"batch": "B2610-C1", "supplier_id": "SUP-C"}) for i in range(100)]
+        others = [vehicle(fleet, sold + timedelta(hours=3 * i)) for i in range(100)]
+        await publish(ns.settings, "aftersales.intake", [vehicle_sold(fleet, v) for v in bad + others])
+        await units_in_service(stack["quality"], "controller", 200)
+        modes = ("no_power", "overheat", "fault_code_e12")  # two of each: the burst rule stays quiet
+        reports = [defect_reported(v, "controller", modes[i % 3], datetime(2026, 11, 10 + i, 15, tzinfo=CST),
+                                   f"DR-P{i}") for i, v in enumerate(bad[:6])]
+        await publish(ns.settings, "aftersales.intake", reports)
+        await reports_stored(ns, 6)
+
+        async with TopicReader(ns.settings, "aftersales.quality") as quality:
+            await quality.wait_for(lambda rs: True, timeout=5, settle=1.0)
+            assert quality.of_type("QualityAlertRaised") == [], "the Poisson test waits for the weekly look"
+            clock.set(FIRST_LOOK)
+            await quality.wait_for(count("QualityAlertRaised", 2), timeout=30, settle=1.5)
+        raised = quality.of_type("QualityAlertRaised")
+        assert len(raised) == 2
+        cells = sorted((r.data["cell"]["kind"] for r in raised))
+        assert cells == ["batch", "supplier_model"]
+        for r in raised:
+            assert r.data["rule"] == "poisson" and not r.data["updated"]
+            assert r.data["observed"] == 6 and r.data["threshold"] == pytest.approx(0.01 / 5)
+            assert r.data["p_value"] < 1e-5 and 0 < r.data["expected"] < 0.5
+            assert sorted(r.data["report_ids"]) == [f"DR-P{i}" for i in range(6)]
+            assert datetime.fromisoformat(r.data["as_of"]) == datetime(2026, 11, 23, tzinfo=CST)
+            # Caused by the latest report behind it (not by the timer), in its correlation.
+            assert str(r.envelope.causation_id) == reports[-1]["event_id"]
+            assert str(r.envelope.correlation_id) == reports[-1]["correlation_id"]
+        sm = next(r for r in raised if r.data["cell"]["kind"] == "supplier_model")
+        assert sm.data["cell"] == {"kind": "supplier_model", "category": "controller", "supplier_id": "SUP-C",
+                                   "model": "EV-200"}
+
+        # A further report updates both open alerts at once; so does a late one dated before it,
+        # and the update is as of the cell's newest report. The next look raises nothing new.
+        await publish(ns.settings, "aftersales.intake",
+                      [defect_reported(bad[6], "controller", "overheat", FIRST_LOOK, "DR-P6")])
+        async with TopicReader(ns.settings, "aftersales.quality") as quality:
+            await quality.wait_for(count("QualityAlertRaised", 4), timeout=30, settle=0.5)
+            await publish(ns.settings, "aftersales.intake", [defect_reported(
+                bad[7], "controller", "no_power", datetime(2026, 11, 11, 9, tzinfo=CST), "DR-P7")])
+            await quality.wait_for(count("QualityAlertRaised", 6), timeout=30, settle=0.5)
+            clock.set(FIRST_LOOK + timedelta(days=7))
+            await quality.wait_for(lambda rs: True, timeout=5, settle=2.0)
+        events = quality.of_type("QualityAlertRaised")
+        updates = [r for r in events if r.data["updated"]]
+        assert len(events) == 6 and len(updates) == 4
+        assert {r.data["alert_id"] for r in updates} == {r.data["alert_id"] for r in raised}
+        first, late = ([r for r in updates if r.data["revision"] == n] for n in (1, 2))
+        assert all(r.data["observed"] == 7 and "DR-P6" in r.data["report_ids"] for r in first)
+        assert all(r.data["observed"] == 8 and {"DR-P6", "DR-P7"} <= set(r.data["report_ids"])
+                   and datetime.fromisoformat(r.data["as_of"]) == FIRST_LOOK for r in late)
+    finally:
+        await stack.stop()
+
+
+async def test_alert_endpoints_need_a_token_and_the_quality_role_and_refuse_illegal_transitions(
+    ns: Namespace,
+) -> None:
+    clock = manual_clock(NOW)
+    stack = await Stack(ns, clock, services=("quality",)).start()
+    try:
+        fleet = Fleet(seed=9)
+        batch = {"batch": "B2610-M3", "supplier_id": "SUP-A"}
+        cars = [vehicle(fleet, datetime(2026, 10, 1, tzinfo=CST) + timedelta(hours=i), motor=batch)
+                for i in range(30)]
+        await publish(ns.settings, "aftersales.intake", [vehicle_sold(fleet, v) for v in cars])
+        await units_in_service(stack["quality"], "motor", 30)
+        await publish(ns.settings, "aftersales.intake", [
+            defect_reported(v, "motor", "noise", datetime(2026, 11, 12, 8, tzinfo=CST) + timedelta(hours=i),
+                            f"DR-M{i}") for i, v in enumerate(cars[:7])
+        ])
+        runtime = stack["quality"]
+
+        async def one_alert() -> list[dict[str, Any]]:
+            async with api(runtime, "ops") as ops:
+                return list((await ops.get("/v1/alerts")).json()["alerts"])
+
+        alert_id = (await until(one_alert, what="the burst alert"))[0]["alert_id"]
+
+        async with api(runtime) as anonymous:
+            for method, path in (("GET", "/v1/alerts"), ("GET", f"/v1/alerts/{alert_id}"), ("GET", "/v1/stats"),
+                                 ("GET", "/v1/reports/weekly"), ("GET", "/v1/kpis"),
+                                 ("POST", f"/v1/alerts/{alert_id}/acknowledge")):
+                response = await anonymous.request(method, path)
+                assert response.status_code == 401, (method, path)
+        async with api(runtime, "agent") as agent:
+            response = await agent.get("/v1/alerts")
+            assert response.status_code == 403 and "quality" in response.json()["detail"]
+        async with api(runtime, "ops") as ops:
+            assert (await ops.get(f"/v1/alerts/{alert_id}")).status_code == 200
+            assert (await ops.get("/v1/kpis")).status_code == 200
+            assert (await ops.post(f"/v1/alerts/{alert_id}/acknowledge", json={})).status_code == 403, \
+                "ops reads; only the quality department acts on alerts"
+
+        async with api(runtime, "quality") as quality:
+            too_early = await quality.post(f"/v1/alerts/{alert_id}/close", json={"note": "recalled"})
+            assert too_early.status_code == 409
+            assert too_early.json()["detail"]["allowed"] == ["acknowledge"]
+            assert "acknowledge" in too_early.json()["detail"]["message"]
+            assert (await quality.post(f"/v1/alerts/{alert_id}/acknowledge", json={})).status_code == 200
+            twice = await quality.post(f"/v1/alerts/{alert_id}/acknowledge")
+            assert twice.status_code == 409 and twice.json()["detail"]["allowed"] == ["close"]
+            no_note = await quality.post(f"/v1/alerts/{alert_id}/close", json={})
+            assert no_note.status_code == 422, "closing needs a containment note"
+            assert (await quality.post(f"/v1/alerts/{alert_id}/close", json={"note": "lot quarantined"})).status_code == 200
+            after = await quality.post(f"/v1/alerts/{alert_id}/acknowledge")
+            assert after.status_code == 409 and after.json()["detail"]["allowed"] == []
+            assert (await quality.get("/v1/alerts/no-such-alert")).status_code == 404
+            assert (await quality.get("/v1/alerts", params={"state": "sleeping"})).status_code == 422
+            assert (await quality.get("/v1/reports/weekly", params={"week": "2026-47"})).status_code == 422
+            assert (await quality.get("/v1/stats", params={"from": "2026-11-01T00:00:00"})).status_code == 422
+            listed = (await quality.get("/v1/alerts", params={"state": "closed"})).json()
+            assert listed["total"] == 1 and listed["alerts"][0]["close_note"] == "lot quarantined"
+    finally:
+        await stack.stop()
+
+
+async def test_parts_accuracy_per_week_and_dealer_and_the_monday_reports(ns: Namespace) -> None:
+    clock = manual_clock(NOW)
+    stack = await Stack(ns, clock, services=("quality",)).start()
+    try:
+        tue, wed, thu = (datetime(2026, 11, d, 10, tzinfo=CST) for d in (17, 18, 19))
+        events = [
+            part_shipped("S1", "D001", tue, lines=10),
+            shipment_discrepancy("S1", 2, "short", wed),
+            shipment_discrepancy("S1", 2, "late", thu),  # one line, two discrepancies: one bad line
+            shipment_discrepancy("S1", 5, "damaged", thu),
+            part_shipped("S2", "D002", wed, lines=5),
+            shipment_discrepancy("S3", 1, "wrong_part", thu),  # before its shipment
+            part_shipped("S3", "D002", thu, lines=5),
+            part_shipped("S4", "D001", datetime(2026, 11, 10, 10, tzinfo=CST), lines=4),  # the week before
+            shipment_discrepancy("S4", 4, "short", datetime(2026, 11, 12, 10, tzinfo=CST)),
+            complaint_opened("CP-1", "product_quality", wed, part_category="controller"),
+            complaint_opened("CP-2", "product_quality", thu, part_category="frame"),
+            complaint_opened("CP-3", "service_attitude", thu),
+        ]
+        for event in events:  # one at a time: the discrepancy for S3 really arrives first
+            await publish(ns.settings, "aftersales.intake" if "Part" in event["event_type"] else
+                          "aftersales.complaints", [event])
+        runtime = stack["quality"]
+        async with api(runtime, "quality") as client:
+            async def weekly() -> dict[str, Any] | None:
+                body = (await client.get("/v1/reports/weekly", params={"week": "2026-W47"})).json()
+                done = body["parts_accuracy"]["lines"] == 20 and body["parts_accuracy"]["discrepant_lines"] == 3 \
+                    and body["quality"]["complaints"] == 3
+                return body if done else None
+
+            body = await until(weekly, what="the week's shipments")
+            parts = body["parts_accuracy"]
+            assert parts["accuracy"] == pytest.approx(17 / 20) and parts["meets_target"] is False
+            by_dealer = {d["dealer_id"]: d for d in parts["by_dealer"]}
+            assert (by_dealer["D001"]["lines"], by_dealer["D001"]["discrepant_lines"]) == (10, 2)
+            assert (by_dealer["D002"]["lines"], by_dealer["D002"]["discrepant_lines"]) == (10, 1)
+            assert by_dealer["D001"]["accuracy"] == pytest.approx(0.8)
+            assert by_dealer["D002"]["accuracy"] == pytest.approx(0.9)
+            assert parts["discrepancies_by_kind"] == {"damaged": 1, "late": 1, "short": 1, "wrong_part": 1}
+            assert body["quality"]["complaint_categories"] == {"product_quality": 2, "service_attitude": 1}
+            assert body["quality"]["complaint_part_categories"] == {"controller": 1, "frame": 1}
+            previous = (await client.get("/v1/reports/weekly", params={"week": "2026-W46"})).json()["parts_accuracy"]
+            assert (previous["lines"], previous["discrepant_lines"]) == (4, 1)
+
+            kpis = (await client.get("/v1/kpis")).json()  # the last 30 days: both weeks
+            assert kpis["parts_shipment_accuracy"]["lines"] == 24
+            assert kpis["parts_shipment_accuracy"]["accuracy"] == pytest.approx(20 / 24)
+            assert kpis["parts_shipment_accuracy"]["target"] == 0.98
+        await until(lambda: _gauge_is(metrics.PARTS_SHIPMENT_ACCURACY, 20 / 24), what="the accuracy gauge")
+
+        async with TopicReader(ns.settings, "aftersales.quality") as quality:
+            clock.set(datetime(2026, 11, 23, 8, 0, 1, tzinfo=CST))  # Monday 08:00, the quality meeting
+            await quality.wait_for(lambda rs: count("PartsAccuracyReport", 1)(rs)
+                                   and count("QualityWeeklyReport", 1)(rs), timeout=30, settle=1.0)
+        report = quality.of_type("PartsAccuracyReport")[0]
+        assert report.record.key.decode() == "2026-W47" and report.data["week_start"] == "2026-11-16"
+        assert report.data["figures"]["accuracy"] == pytest.approx(0.85)
+        assert report.data["figures"]["dealers_below_target"] == ["D001", "D002"]
+        weekly_report = quality.of_type("QualityWeeklyReport")[0]
+        assert weekly_report.data["figures"]["complaint_categories"] == {"product_quality": 2, "service_attitude": 1}
+        assert len(quality.of_type("PartsAccuracyReport")) == 1, "one report per week"
+    finally:
+        await stack.stop()
+
+
+async def _gauge_is(gauge: Any, value: float) -> bool:
+    return bool(abs(gauge._value.get() - value) < 1e-9)
+
+
+async def test_reports_before_their_sale_are_resolved_and_tested_once_the_sale_arrives_and_each_defect_counts_once(
+    ns: Namespace,
+) -> None:
+    clock = manual_clock(NOW)
+    stack = await Stack(ns, clock, services=("quality",)).start()
+    conn = await db(ns, "quality")
+    try:
+        fleet = Fleet(seed=21)
+        sold = datetime(2026, 10, 1, 9, tzinfo=CST)
+        models = ("EV-100", "EV-200", "Cargo-3T", "City-S")
+        late = [vehicle(fleet, sold + timedelta(hours=6 * i), model=models[i % 4],
+                        rear_axle={"batch": "B2610-RA9", "supplier_id": "SUP-D"}) for i in range(60)]
+        # 1. A dealer's reports on a batch whose sales are not known yet: no exposure, no test.
+        modes = ("leak", "noise", "bearing", "crack")
+        await publish(ns.settings, "aftersales.intake", [
+            defect_reported(v, "rear_axle", modes[i], datetime(2026, 11, 16 + i, 9, tzinfo=CST), f"DR-A{i}")
+            for i, v in enumerate(late[:4])
+        ])
+        # 2. A customer's complaint names only the vehicle and the category; a dealer reports
+        #    the same defect two days later.
+        solo = vehicle(fleet, sold, frame={"batch": "B2610-F2", "supplier_id": "SUP-B"})
+        await publish(ns.settings, "aftersales.complaints",
+                      [complaint_defect(solo.vin, "frame", "crack", datetime(2026, 11, 10, 9, tzinfo=CST), "CR-1")])
+        await reports_stored(ns, 5)
+        row = await conn.fetchrow("SELECT resolution, batch, counted FROM reports WHERE report_id = 'CR-1'")
+        assert (row["resolution"], row["batch"], row["counted"]) == ("awaiting_sale", None, True)
+
+        async with TopicReader(ns.settings, "aftersales.quality") as quality:
+            clock.set(FIRST_LOOK)
+            await quality.wait_for(lambda rs: True, timeout=5, settle=2.0)
+        assert quality.of_type("QualityAlertRaised") == []
+        dirty = await conn.fetchval("SELECT dirty FROM cells WHERE kind = 'batch' AND batch = 'B2610-RA9'")
+        assert dirty, "a cell with reports and no known units waits for its sales"
+
+        await publish(ns.settings, "aftersales.intake", [vehicle_sold(fleet, v) for v in [*late, solo]])
+        await units_in_service(stack["quality"], "rear_axle", 61)
+        # Family-wise control counts every cell with units in service, of both kinds.
+        sold_cars = [*late, solo]
+        batches = {(p["category"], p["batch"]) for v in sold_cars for p in v.parts}
+        supplier_models = {(p["category"], p["supplier_id"], v.model) for v in sold_cars for p in v.parts}
+        assert await store.monitored_cells(conn) == len(batches) + len(supplier_models)
+        await publish(ns.settings, "aftersales.intake", [defect_reported(
+            solo, "frame", "crack", datetime(2026, 11, 12, 9, tzinfo=CST), "DR-F1")])
+        await reports_stored(ns, 6)
+
+        async def resolved() -> bool:
+            r = await conn.fetchrow("SELECT resolution, batch, supplier_id FROM reports WHERE report_id = 'CR-1'")
+            return (r["resolution"], r["batch"], r["supplier_id"]) == ("from_vehicle", "B2610-F2", "SUP-B")
+
+        await until(resolved, what="the complaint resolved from the sale")
+        dealer = await conn.fetchrow("SELECT counted, duplicate_of FROM reports WHERE report_id = 'DR-F1'")
+        assert (dealer["counted"], dealer["duplicate_of"]) == (False, "CR-1"), "one defect, two channels"
+        async with api(stack["quality"], "ops") as client:
+            stats = (await client.get("/v1/stats", params={"category": "frame", "from": "2026-11-01"})).json()
+        assert stats["defects"] == 1 and stats["by_batch"] == [{"category": "frame", "batch": "B2610-F2", "defects": 1}]
+        assert stats["reports"]["duplicates"] == 1
+
+        async with TopicReader(ns.settings, "aftersales.quality") as quality:
+            clock.set(FIRST_LOOK + timedelta(days=7))  # the next look sees the units now
+            await quality.wait_for(count("QualityAlertRaised", 1), timeout=30, settle=1.5)
+        raised = quality.of_type("QualityAlertRaised")
+        assert [r.data["cell"] for r in raised] == [{"kind": "batch", "category": "rear_axle", "batch": "B2610-RA9"}]
+        assert raised[0].data["observed"] == 4 and raised[0].data["units"] == 60
+    finally:
+        await conn.close()
+        await stack.stop()

@@ -1,0 +1,205 @@
+"""The early-warning detector's decisions: the false-alarm budget split over looks (and
+cells), the look schedule, the Poisson look, the burst rule, one open alert per cell, the
+alert lifecycle, units in service."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from services.quality.domain import (
+    Cell,
+    Exposure,
+    IllegalTransition,
+    MonitorPolicy,
+    ReportPoint,
+    alert_id_for,
+    allowed_actions,
+    cells_for,
+    decide,
+    find_burst,
+    poisson_look,
+    transition,
+)
+from services.quality.statistics import poisson_sf
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def at(day: int, hour: int = 10) -> datetime:
+    return datetime(2026, 11, day, hour, tzinfo=SHANGHAI)
+
+
+# --- the false-alarm budget ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("interval", "looks"), [(1, 31), (2, 16), (7, 5), (10, 4), (14, 3), (31, 1)])
+def test_the_monthly_alpha_is_split_evenly_over_the_looks_a_month_can_hold(interval: int, looks: int) -> None:
+    policy = MonitorPolicy(alpha_month=0.01, look_interval_days=interval)
+    assert policy.looks_per_month == looks
+    assert policy.alpha_look() == pytest.approx(0.01 / looks)
+
+
+@pytest.mark.parametrize("interval", [1, 2, 3, 5, 7, 10, 14, 30, 31])
+def test_no_31_day_window_holds_more_look_instants_than_the_budget_was_split_over(interval: int) -> None:
+    """The Bonferroni bound needs this: count the look instants in every 31-day window of a year."""
+    policy = MonitorPolicy(look_interval_days=interval)
+    instants = []
+    moment = policy.look_at(datetime(2026, 1, 1, tzinfo=SHANGHAI))
+    while moment < datetime(2027, 3, 1, tzinfo=SHANGHAI):
+        instants.append(moment)
+        moment = policy.look_at(moment)
+    for start in (datetime(2026, 1, 1, tzinfo=SHANGHAI) + timedelta(hours=h) for h in range(0, 24 * 365, 7)):
+        inside = [t for t in instants if start < t <= start + timedelta(days=31)]
+        assert len(inside) <= policy.looks_per_month
+
+
+def test_controlling_across_cells_also_divides_the_budget_by_the_cells_monitored() -> None:
+    per_cell = MonitorPolicy(alpha_month=0.01, look_interval_days=7)
+    family = MonitorPolicy(alpha_month=0.01, look_interval_days=7, control_across_cells=True)
+    assert per_cell.alpha_look(400) == pytest.approx(0.002)
+    assert family.alpha_look(400) == pytest.approx(0.002 / 400)
+    assert family.alpha_look(0) == pytest.approx(0.002)
+
+
+def test_weekly_looks_end_on_monday_midnight_local_the_iso_week_boundary() -> None:
+    weekly = MonitorPolicy(look_interval_days=7)
+    assert weekly.look_at(at(20)) == datetime(2026, 11, 23, tzinfo=SHANGHAI)  # Friday -> Monday
+    assert weekly.look_at(datetime(2026, 11, 23, tzinfo=SHANGHAI)) == datetime(2026, 11, 30, tzinfo=SHANGHAI)
+    # Sunday 23:30 in Shanghai is Sunday 15:30 UTC: same look.
+    assert weekly.look_at(datetime(2026, 11, 22, 15, 30, tzinfo=UTC)) == datetime(2026, 11, 23, tzinfo=SHANGHAI)
+    daily = MonitorPolicy(look_interval_days=1)
+    assert daily.look_at(at(20, 23)) == datetime(2026, 11, 21, tzinfo=SHANGHAI)
+
+
+# --- one look ----------------------------------------------------------------------------
+
+
+def test_a_look_alarms_when_the_p_value_is_within_the_per_look_alpha() -> None:
+    # 200 controllers for 2.5 unit-months each at 0.0015: 0.75 expected.
+    look = poisson_look(6, 200, 500.0, 0.0015, 0.002, 3)
+    assert look.expected == pytest.approx(0.75)
+    assert look.p_value == pytest.approx(poisson_sf(6, 0.75))
+    assert look.alarm and look.p_value <= 0.002
+    assert look.statistic == pytest.approx(8.0)
+    assert look.critical_count == 5  # P(X>=5 | 0.75) = 0.0011 <= 0.002 < P(X>=4 | 0.75) = 0.0073
+    quiet = poisson_look(4, 200, 500.0, 0.0015, 0.002, 3)
+    assert not quiet.alarm and quiet.p_value > 0.002
+
+
+def test_too_few_reports_never_alarm_however_small_the_expectation() -> None:
+    look = poisson_look(2, 10, 0.5, 0.0015, 0.002, 3)
+    assert look.p_value < 1e-6 and not look.alarm
+    assert look.critical_count == 3
+
+
+def test_a_cell_with_no_unit_known_in_service_is_not_tested() -> None:
+    look = poisson_look(5, 0, 0.0, 0.0015, 0.002, 3)
+    assert look.p_value is None and not look.alarm and look.statistic is None
+
+
+# --- the burst rule ------------------------------------------------------------------------
+
+
+def points(mode: str, days: list[int], prefix: str = "R") -> list[ReportPoint]:
+    return [ReportPoint(f"{prefix}{i}", at(1) + timedelta(days=d), mode) for i, d in enumerate(days)]
+
+
+def test_seven_reports_of_one_failure_mode_in_one_batch_within_30_days_are_a_burst() -> None:
+    reports = points("no_power", [0, 3, 5, 9, 14, 20, 29])
+    burst = find_burst(reports, ["R6"], 7, timedelta(days=30))
+    assert burst is not None and burst.count == 7 and burst.failure_mode == "no_power"
+    assert burst.report_ids == tuple(f"R{i}" for i in range(7))
+
+
+def test_no_burst_when_the_reports_spread_over_more_than_30_days_or_over_failure_modes() -> None:
+    window = timedelta(days=30)
+    assert find_burst(points("no_power", [0, 3, 5, 9, 14, 20, 30]), ["R6"], 7, window) is None
+    mixed = points("no_power", [0, 1, 2, 3]) + points("overheat", [4, 5, 6], prefix="O")
+    assert find_burst(mixed, ["O2"], 7, window) is None
+
+
+def test_a_burst_needs_a_new_report_so_an_old_burst_is_not_raised_again() -> None:
+    reports = points("leak", [0, 1, 2, 3, 4, 5, 6, 60])
+    assert find_burst(reports, ["R7"], 7, timedelta(days=30)) is None
+    assert find_burst(reports, ["R3"], 7, timedelta(days=30)) is not None
+
+
+def test_the_burst_rule_can_be_switched_off() -> None:
+    assert find_burst(points("leak", [0] * 10), ["R0"], 0, timedelta(days=30)) is None
+
+
+# --- decisions and one open alert per cell -----------------------------------------------
+
+
+def test_an_alarm_raises_an_alert_when_the_cell_has_none_open() -> None:
+    alarm = poisson_look(6, 200, 500.0, 0.0015, 0.002, 3)
+    burst = find_burst(points("leak", [0, 1, 2, 3, 4, 5, 6]), ["R6"], 7, timedelta(days=30))
+    assert decide(False, alarm, None).action == "raise" and decide(False, alarm, None).rule == "poisson"
+    assert decide(False, None, burst).rule == "failure_mode_burst"
+    both = decide(False, alarm, burst)
+    assert both.rule == "poisson" and both.firing == ("poisson", "failure_mode_burst")
+
+
+def test_new_evidence_in_a_cell_with_an_open_alert_updates_it_instead_of_raising_another() -> None:
+    alarm = poisson_look(6, 200, 500.0, 0.0015, 0.002, 3)
+    quiet = poisson_look(1, 200, 500.0, 0.0015, 0.002, 3)
+    assert decide(True, alarm, None).action == "update"
+    assert decide(True, None, None).action == "update"
+    assert decide(False, quiet, None).action == "none"
+    assert decide(False, None, None).action == "none"
+
+
+def test_an_alert_id_is_fixed_by_its_cell_and_monitoring_period() -> None:
+    cell = Cell("batch", "controller", batch="B1")
+    assert alert_id_for(cell.key, None) == alert_id_for(cell.key, None)
+    assert alert_id_for(cell.key, None) != alert_id_for(cell.key, at(20))  # after a close, a new alert
+    assert alert_id_for(cell.key, None) != alert_id_for(Cell("batch", "controller", batch="B2").key, None)
+
+
+# --- the alert lifecycle -----------------------------------------------------------------
+
+
+def test_alerts_move_raised_then_acknowledged_then_closed() -> None:
+    assert transition("A1", "raised", "acknowledge") == "acknowledged"
+    assert transition("A1", "acknowledged", "close") == "closed"
+    assert allowed_actions("raised") == ["acknowledge"] and allowed_actions("closed") == []
+
+
+@pytest.mark.parametrize(("state", "action", "allowed"), [
+    ("raised", "close", ["acknowledge"]),
+    ("acknowledged", "acknowledge", ["close"]),
+    ("closed", "close", []),
+])
+def test_an_illegal_transition_names_what_is_allowed(state: str, action: str, allowed: list[str]) -> None:
+    with pytest.raises(IllegalTransition) as raised:
+        transition("A1", state, action)
+    assert raised.value.allowed == allowed
+    assert f"alert A1 is {state}; it cannot {action}" in str(raised.value)
+
+
+# --- cells and units in service ------------------------------------------------------------
+
+
+def test_a_part_belongs_to_its_batch_cell_and_its_supplier_model_cell_as_far_as_known() -> None:
+    both = cells_for("controller", "B1", "SUP-A", "EV-100")
+    assert [c.kind for c in both] == ["batch", "supplier_model"]
+    assert cells_for("controller", None, "SUP-A", "EV-100") == [both[1]]
+    assert cells_for("controller", "B1", "SUP-A", None) == [both[0]]
+    assert cells_for("controller", None, None, "EV-100") == []
+    for cell in both:
+        assert Cell.from_key(cell.key) == cell
+    assert Cell("batch", "frame", batch='B"1,2').key != Cell("batch", "frame,B", batch="1,2").key
+
+
+def test_unit_months_sum_each_units_time_in_service_within_the_window() -> None:
+    rng = random.Random(5)
+    sold = [rng.uniform(0, 1000) for _ in range(300)]
+    exposure = Exposure(sold)
+    for since, until in ((None, 500.0), (None, 2000.0), (100.0, 700.0), (600.0, 650.0), (900.0, 100.0)):
+        brute = sum(max(0.0, until - max(s, since if since is not None else s)) for s in sold if s < until)
+        assert exposure.unit_seconds(since, until) == pytest.approx(brute, rel=1e-12, abs=1e-9)
+    assert exposure.units(500.0) == sum(1 for s in sold if s < 500.0)
