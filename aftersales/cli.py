@@ -85,6 +85,26 @@ def tokens() -> None:
     console.print(table)
 
 
+@app.command("docs")
+def docs(
+    out: Annotated[Path | None, typer.Option(help="where to write them (default: docs/api/ of the repository)")] = None,
+    check: Annotated[bool, typer.Option("--check", help="change nothing; exit 1 if a document is stale")] = False,
+) -> None:
+    """Write every service's OpenAPI (FastAPI) and AsyncAPI (FastStream) document under docs/api/."""
+    from aftersales import apidocs
+
+    directory = out or apidocs.DOCS_DIR
+    if check:
+        stale = apidocs.stale(directory)
+        if stale:
+            console.print(f"[red]stale in {directory}:[/red] {', '.join(stale)}; run `aftersales docs` and commit them")
+            raise typer.Exit(1)
+        console.print(f"{directory}: every document is current")
+        return
+    changed = apidocs.write(directory)
+    console.print(f"{directory}: {len(changed)} document(s) written" if changed else f"{directory}: already current")
+
+
 @app.command("peers", hidden=True)
 def peers(
     dir: Annotated[Path, typer.Option(help="where received messages are kept")] = Path(".local/peers"),
@@ -160,6 +180,38 @@ def demo(
     asyncio.run(run(pickups=pickups, dealers=dealers))
 
 
+# --- audit ---------------------------------------------------------------------------------
+@app.command("audit")
+def audit(
+    vin: Annotated[str | None, typer.Option(help="a vehicle's VIN")] = None,
+    customer: Annotated[str | None, typer.Option(help="a customer id")] = None,
+    complaint: Annotated[str | None, typer.Option(help="a complaint id")] = None,
+    json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """The ordered trail of every event about a vehicle, customer or complaint, across all topics,
+    with causation links (reads only the partitions the keys map to)."""
+    from aftersales import audit as auditing
+
+    if sum(x is not None for x in (vin, customer, complaint)) != 1:
+        console.print("[red]name exactly one of --vin, --customer, --complaint[/red]")
+        raise typer.Exit(2)
+    entries, stats = auditing.run(load_settings(), vin=vin, customer=customer, complaint=complaint)
+    if json:
+        sys.stdout.buffer.write(auditing.as_json(entries, stats) + b"\n")
+        return
+    table = Table("occurred at", "topic", "event", "key", "event id", "caused by", "details")
+    for column in table.columns:
+        column.overflow = "fold"  # an audit printed to a file keeps every character
+    for e in entries:
+        table.add_row(e.occurred_at[:19], e.topic, "  " * e.depth + e.event_type, e.key[:20], e.event_id[:8],
+                      f"{e.caused_by or ''} {(e.causation_id or '')[:8]}".strip(), e.summary)
+    console.print(table)
+    console.print(f"{len(entries)} events; read {stats['records_read']:,} records from {stats['partitions_read']} "
+                  f"partitions in {stats['seconds']} s")
+    if not entries:
+        raise typer.Exit(1)
+
+
 # --- bench ---------------------------------------------------------------------------------
 @bench_app.command("pipeline")
 def bench_pipeline(
@@ -171,6 +223,23 @@ def bench_pipeline(
     from aftersales.bench.pipeline import run
 
     asyncio.run(run(events, rate=rate))
+
+
+@bench_app.command("quality")
+def bench_quality(
+    vehicles: Annotated[int, typer.Option(help="vehicles in each simulated fleet")] = 100_000,
+    sales_months: Annotated[int, typer.Option(help="months over which the fleet is sold")] = 12,
+    months: Annotated[int, typer.Option(help="months observed from the first sale")] = 18,
+    null_fleets: Annotated[int, typer.Option(help="fleets without a problem (false alarms)")] = 6,
+    shifted_fleets: Annotated[int, typer.Option(help="fleets with 2x, 3x, 5x batches (detection delay)")] = 8,
+    seed: Annotated[int, typer.Option(help="random seed; the same seed gives the same table")] = 20261120,
+) -> None:
+    """Quality early warning on simulated fleets: false alarms per cell-month and detection
+    delay of 2x, 3x and 5x batch problems, with the service's own detector and settings."""
+    from aftersales.bench.quality import run
+
+    run(vehicles=vehicles, sales_months=sales_months, horizon_months=months, null_fleets=null_fleets,
+        shifted_fleets=shifted_fleets, seed=seed)
 
 
 @bench_app.command("intake")

@@ -159,8 +159,9 @@ async def record_attempt(uow: UnitOfWork, followup_id_: str, agent: str, body: A
 
 
 def _cause_ids(f: dict[str, Any], attempt_id: str) -> tuple[uuid.UUID, uuid.UUID]:
-    """An attempt is caused by the agent's call and carries the follow-up's correlation."""
-    return uuid.uuid5(AFTERSALES_NAMESPACE, f"call:{attempt_id}"), f["correlation_id"]
+    """A call's events follow from the follow-up it works (its FollowUpScheduled), in its chain."""
+    cause = f["scheduled_event_id"] or uuid.uuid5(AFTERSALES_NAMESPACE, f"call:{attempt_id}")
+    return cause, f["correlation_id"]
 
 
 def _complaints(f: dict[str, Any], body: AttemptIn, attempt_id: str, now: datetime) -> list[dict[str, Any]]:

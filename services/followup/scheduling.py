@@ -39,19 +39,22 @@ async def schedule(uow: UnitOfWork, items: list[tuple[Any, dict[str, Any]]]) -> 
         f.setdefault("correlation_id", cause.correlation_id)
     new = await store.insert_followups(uow.conn, [f for _, f in items], uow.now())
     scheduled = []
+    announced: dict[str, Any] = {}
     for cause, f in items:
         if f["followup_id"] not in new:
             continue
         new.discard(f["followup_id"])  # a repeat inside the batch is scheduled once
         arm(uow, f, cause)
-        uow.publish("FollowUpScheduled", {k: f.get(k) for k in SCHEDULED_FIELDS} | {"loyalty_tier": f.get("tier")},
-                    cause=cause, discriminator=f["followup_id"])
+        envelope = uow.publish("FollowUpScheduled", {k: f.get(k) for k in SCHEDULED_FIELDS}
+                               | {"loyalty_tier": f.get("tier")}, cause=cause, discriminator=f["followup_id"])
+        announced[f["followup_id"]] = envelope.event_id
         if f["kind"] == "campaign_call":
             uow.publish("CampaignCallScheduled", {
                 "customer_id": f["customer_id"], "campaign_id": f["campaign_id"], "followup_id": f["followup_id"],
                 "due_by": f["due_by"], "loyal": f.get("tier") in ("gold", "silver"),
             }, cause=cause, discriminator=f["followup_id"])
         scheduled.append(f)
+    await store.set_scheduled_events(uow.conn, announced)
     return scheduled
 
 

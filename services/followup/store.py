@@ -204,6 +204,15 @@ async def insert_followups(conn: asyncpg.Connection, followups: list[dict[str, A
     return {row[0] for row in rows}
 
 
+async def set_scheduled_events(conn: asyncpg.Connection, announced: dict[str, Any]) -> None:
+    """Remember each follow-up's FollowUpScheduled: the calls' events name it as their cause."""
+    if announced:
+        await conn.execute(
+            """UPDATE followups f SET scheduled_event_id = u.event_id
+                 FROM unnest($1::text[], $2::uuid[]) AS u(id, event_id) WHERE f.followup_id = u.id""",
+            list(announced), list(announced.values()))
+
+
 async def reschedule_open(conn: asyncpg.Connection, followup_id: str, due_from: datetime, due_by: datetime) -> bool:
     status = await conn.execute(
         """UPDATE followups SET due_from = $2, due_by = $3, overdue_at = NULL, escalated_at = NULL

@@ -12,6 +12,7 @@ CREATE TABLE followups (
     complaint_id     text,
     reason_event_id  text        NOT NULL,
     correlation_id   uuid        NOT NULL,  -- carried by every event about this follow-up
+    scheduled_event_id uuid,                -- its FollowUpScheduled: the cause of the calls' events
     due_from         timestamptz NOT NULL,
     due_by           timestamptz NOT NULL,
     priority         int         NOT NULL DEFAULT 50,

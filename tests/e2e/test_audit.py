@@ -1,0 +1,104 @@
+"""The audit trail of one vehicle, from its sale to a closed complaint, across every topic, in
+order and with causation links, reading only the partitions its keys map to."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from datetime import datetime, timedelta
+
+import orjson
+import pytest
+
+from aftersales.audit import trail
+from aftersales.simulate import CST, Fleet
+from aftersales.sandbox import ROOT
+from tests.support import Namespace, Stack, TopicReader, api, count, manual_clock, publish
+
+pytestmark = pytest.mark.infra
+
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=CST)
+
+
+async def _queue_item(client, kind: str) -> dict:  # type: ignore[no-untyped-def]
+    for _ in range(100):
+        items = [i for i in (await client.get("/v1/queue")).json()["items"] if i["kind"] == kind]
+        if items:
+            return items[0]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no {kind} in the queue")
+
+
+async def test_the_trail_of_a_vehicle_runs_from_its_sale_to_its_closed_complaint(ns: Namespace) -> None:
+    clock = manual_clock(T0.isoformat())
+    stack = await Stack(ns, clock, services=("intake", "followup", "complaints", "notifier")).start()
+    try:
+        fleet = Fleet(seed=91)
+        vehicle = fleet.vehicle(datetime(2026, 6, 1, tzinfo=CST))
+        other = fleet.vehicle(datetime(2026, 6, 1, tzinfo=CST))  # another car: must not appear
+        sale = fleet.sale(vehicle)
+        await publish(ns.settings, "upstream.sales", [sale, fleet.sale(other)])
+        async with TopicReader(ns.settings, "aftersales.intake") as canonical:
+            await canonical.wait_for(count("VehicleSold", 2), timeout=60)
+        pickup = fleet.pickup(vehicle, datetime(2026, 11, 16, 9, 0, tzinfo=CST), service_type="repair")
+        await publish(ns.settings, "upstream.dms", [pickup, fleet.pickup(other, datetime(2026, 11, 16, 9, 5, tzinfo=CST))])
+
+        async with api(stack["followup"], "agent") as agent:
+            visit = await _queue_item(agent, "first_visit")
+            if visit["vin"] != vehicle.vin:
+                visit = next(i for i in (await agent.get("/v1/queue")).json()["items"] if i["vin"] == vehicle.vin)
+            called = await agent.post(f"/v1/followups/{visit['followup_id']}/attempts", json={
+                "outcome": "reached", "satisfaction": 2,
+                "complaint": {"category": "repair_quality", "description": "noise after the repair"}})
+            assert called.status_code == 201, called.text
+        async with TopicReader(ns.settings, "aftersales.complaints") as topic:
+            await topic.wait_for(count("ComplaintOpened", 1), timeout=60)
+        case = topic.of_type("ComplaintOpened")[0].data["complaint_id"]
+        clock.set(T0 + timedelta(hours=2))
+        async with api(stack["complaints"], "agent") as handler, api(stack["complaints"], "supervisor") as boss:
+            assert (await handler.post(f"/v1/complaints/{case}/acknowledge")).status_code == 200
+            assert (await boss.post(f"/v1/complaints/{case}/assign", json={"assignee": "agent-01"})).status_code == 200
+            resolved = await handler.post(f"/v1/complaints/{case}/resolve", json={"resolution": "fixed the heat shield"})
+            assert resolved.status_code == 200, resolved.text
+        async with api(stack["followup"], "agent") as agent:
+            confirmation = await _queue_item(agent, "complaint_confirmation")
+            confirmed = await agent.post(f"/v1/followups/{confirmation['followup_id']}/attempts",
+                                         json={"outcome": "reached", "satisfied": True, "satisfaction": 5})
+            assert confirmed.status_code == 201, confirmed.text
+        async with TopicReader(ns.settings, "aftersales.complaints") as topic:
+            await topic.wait_for(count("ComplaintClosed", 1), timeout=60, settle=1.0)
+    finally:
+        await stack.stop()
+
+    entries, stats = await trail(ns.settings, vin=vehicle.vin)
+    types = [e.event_type for e in entries]
+    assert types[0] == "VehicleSold" and "CustomerRegistered" in types[:3], types
+    for expected in ("VehicleSold", "VehiclePickedUp", "CustomerRegistered", "FollowUpScheduled", "FollowUpDue",
+                     "FollowUpAttemptRecorded", "FollowUpCompleted", "ComplaintFiled", "ComplaintOpened",
+                     "ComplaintAcknowledged", "ComplaintResolved", "NotificationSent", "ComplaintClosed"):
+        assert expected in types, f"{expected} missing from the trail: {types}"
+    assert types[-1] == "ComplaintClosed" or "ComplaintClosed" in types[-4:]
+    assert all(other.vin not in (e.key, e.summary) for e in entries), "another vehicle's events are not in the trail"
+    moments = [datetime.fromisoformat(e.occurred_at) for e in entries]
+    assert moments == sorted(moments), "in the order things happened"
+    by_id = {e.event_id: e for e in entries}
+    closed = next(e for e in entries if e.event_type == "ComplaintClosed")
+    chain = []
+    link = closed
+    while link is not None:  # follow causation back from the closure
+        chain.append(link.event_type)
+        link = by_id.get(link.causation_id or "")
+    assert chain[-1] == "VehiclePickedUp" and "ComplaintOpened" in chain and "FollowUpCompleted" in chain, chain
+    assert stats["partitions_read"] <= 14, "only the partitions the keys map to"
+
+    # The same trail from the command line, as JSON.
+    env = {**__import__("os").environ, **ns.env(), "COLUMNS": "220"}
+    done = subprocess.run([sys.executable, "-m", "aftersales", "audit", "--vin", vehicle.vin, "--json"],
+                          capture_output=True, env=env, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    printed = orjson.loads(done.stdout)
+    assert [e["event_id"] for e in printed["trail"]] == [e.event_id for e in entries]
+    table = subprocess.run([sys.executable, "-m", "aftersales", "audit", "--vin", vehicle.vin],
+                           capture_output=True, env=env, cwd=ROOT, timeout=120)
+    assert table.returncode == 0 and b"ComplaintClosed" in table.stdout
