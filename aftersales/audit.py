@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from services.complaints.domain import complaint_id_for
+from shared.kafka.clients import partitions_of, stop_consumer
 from shared.events import (
     COMPLAINTS, FOLLOWUP, INTAKE, NOTIFIER, UPSTREAM_CRM, UPSTREAM_DMS, UPSTREAM_ERP, UPSTREAM_SALES,
 )
@@ -94,7 +95,7 @@ class _Scan:
             self.records_read += len(records)
             return records
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)
 
 
 async def _partition_counts(settings: Settings) -> dict[str, int]:
@@ -104,14 +105,10 @@ async def _partition_counts(settings: Settings) -> dict[str, int]:
         counts = {}
         for topic in {t for topics in TOPICS_BY_KEY.values() for t in topics}:
             physical = settings.topic(topic)
-            partitions = consumer.partitions_for_topic(physical)
-            if partitions is None:
-                await consumer._client.force_metadata_update()  # noqa: SLF001 - no public way to ask
-                partitions = consumer.partitions_for_topic(physical)
-            counts[physical] = len(partitions or ())
+            counts[physical] = len(await partitions_of(consumer, physical))
         return counts
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 def _summary(event_type: str, data: dict[str, Any]) -> str:

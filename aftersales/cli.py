@@ -212,6 +212,76 @@ def audit(
         raise typer.Exit(1)
 
 
+# --- dead letters ---------------------------------------------------------------------------
+dlq_app = typer.Typer(help="Dead letters: inspect them by reason, and send them back once fixed.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+
+@dlq_app.command("list")
+def dlq_list(
+    service: Annotated[str | None, typer.Option(help="only this service's")] = None,
+    error: Annotated[str | None, typer.Option(help="only this error class, e.g. ValidationFailed")] = None,
+    reason: Annotated[str | None, typer.Option(help="reasons containing this text")] = None,
+    json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Dead letters grouped by service and error, then one line each with its reason."""
+    from aftersales import dlq
+
+    letters = dlq.select(asyncio.run(dlq.read(load_settings())), service=service, error=error, reason=reason)
+    if json:
+        import orjson
+
+        sys.stdout.buffer.write(orjson.dumps([{k: v for k, v in vars(d).items() if k != "value"} for d in letters],
+                                             option=orjson.OPT_INDENT_2) + b"\n")
+        return
+    groups: dict[tuple[str, str], int] = {}
+    for letter in letters:
+        groups[(letter.service, letter.error)] = groups.get((letter.service, letter.error), 0) + 1
+    summary = Table("service", "error", "dead letters")
+    for (svc, err), n in sorted(groups.items()):
+        summary.add_row(svc, err, str(n))
+    console.print(summary)
+    detail = Table("id (topic:partition:offset)", "event", "reason", "dead-lettered at")
+    for column in detail.columns:
+        column.overflow = "fold"
+    for letter in letters:
+        detail.add_row(letter.id, letter.event_type or "-", letter.reason, letter.dead_lettered_at[:19])
+    console.print(detail)
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    ids: Annotated[list[str] | None, typer.Argument(help="dead letter ids (topic:partition:offset)")] = None,
+    service: Annotated[str | None, typer.Option(help="all of this service's")] = None,
+    error: Annotated[str | None, typer.Option(help="all with this error class")] = None,
+    reason: Annotated[str | None, typer.Option(help="all whose reason contains this text")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="correct a field: data.vin=LJ1EEAUU5N0123456")] = None,
+    dry_run: Annotated[bool, typer.Option(help="show what would be sent")] = False,
+) -> None:
+    """Send dead letters back to their topics (unchanged, or with --set corrections)."""
+    from aftersales import dlq
+
+    if not (ids or service or error or reason):
+        console.print("[red]name dead letters by id, or select them with --service, --error or --reason[/red]")
+        raise typer.Exit(2)
+    settings = load_settings()
+    try:
+        chosen = dlq.select(asyncio.run(dlq.read(settings)), ids=ids, service=service, error=error, reason=reason)
+        assignments = [dlq.parse_assignment(text) for text in set_ or []]
+        for letter in chosen:
+            dlq.corrected(letter, assignments)
+    except (LookupError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if dry_run or not chosen:
+        console.print(f"{len(chosen)} dead letters would be sent back" if chosen else "no dead letters match")
+        for letter in chosen:
+            console.print(f"  {letter.id} -> {letter.topic}")
+        return
+    for letter, partition, offset in asyncio.run(dlq.redrive(settings, chosen, assignments)):
+        console.print(f"{letter.id} sent back to {letter.topic}:{partition}:{offset}")
+
+
 # --- bench ---------------------------------------------------------------------------------
 @bench_app.command("pipeline")
 def bench_pipeline(

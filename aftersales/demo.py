@@ -26,6 +26,7 @@ from rich.table import Table
 
 from aftersales import infra
 from aftersales.simulate import CST, Fleet
+from shared.kafka.clients import stop_consumer
 from shared.settings import DEFAULT_PORTS, SERVICES, Settings, load_settings, project_home
 
 console = Console()
@@ -122,7 +123,7 @@ async def _count_from_now(settings: Settings, topics: list[str], correlation_ids
                     if env.get("event_type") == "DeadLettered" or env.get("correlation_id") in correlation_ids:
                         tally.add(f"{record.topic.removeprefix(settings.topic_prefix)}:{env.get('event_type')}")
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def run(pickups: int = 400, dealers: int = 20) -> None:

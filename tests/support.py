@@ -23,6 +23,7 @@ from aftersales import sandbox
 from aftersales.sandbox import Namespace, ServiceProcess, drop_namespace
 from shared.clock import Clock, ManualClock
 from shared.events import Envelope
+from shared.kafka.clients import stop_consumer
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
 
@@ -121,7 +122,7 @@ class TopicReader:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._consumer is not None
-        await self._consumer.stop()
+        await stop_consumer(self._consumer)
 
     async def poll(self, timeout: float = 0.2) -> list[Read]:
         assert self._consumer is not None

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from aftersales.sandbox import Namespace, ServiceProcess, create_namespace, drop_namespace
 from aftersales.simulate import CST, Fleet
-from shared.kafka.clients import TOPIC_CONFIG, make_admin
+from shared.kafka.clients import TOPIC_CONFIG, make_admin, stop_consumer
 from shared.settings import project_home
 
 console = Console()
@@ -102,7 +102,7 @@ async def _collect(ns: Namespace, topic: str, expect: set[str], by: str, receive
                     elif envelope.get("event_type") == by:  # a service's output, caused by the upstream event
                         received.setdefault(envelope["correlation_id"], now)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def _measure(ns: Namespace, name: str, in_topic: str, out_topic: str, by: str,

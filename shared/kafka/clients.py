@@ -97,3 +97,19 @@ async def delete_topics(settings: Settings, topics: Iterable[str]) -> None:
             await admin.delete_topics(doomed)
     finally:
         await admin.close()
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Stop a consumer. A group-less one is given a turn of the loop first: aiokafka starts a
+    coordinator task on start, and cancelling it before its first step raises CancelledError."""
+    await asyncio.sleep(0)
+    await consumer.stop()
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
+    """A topic's partitions; asks the broker when the consumer has no metadata for it yet."""
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public call for this
+        partitions = consumer.partitions_for_topic(topic)
+    return sorted(partitions or ())
