@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -209,6 +210,45 @@ def audit(
     console.print(f"{len(entries)} events; read {stats['records_read']:,} records from {stats['partitions_read']} "
                   f"partitions in {stats['seconds']} s")
     if not entries:
+        raise typer.Exit(1)
+
+
+# --- replay --------------------------------------------------------------------------------
+@app.command("replay")
+def replay(
+    since: Annotated[datetime, typer.Option("--from", help="start of the range (log time, ISO 8601)")],
+    until: Annotated[datetime, typer.Option("--to", help="end of the range (log time, ISO 8601)")],
+    service: Annotated[str, typer.Option(help=f"one of {', '.join(SERVICES)}")],
+    keep: Annotated[bool, typer.Option(help="keep the scratch database for inspection")] = False,
+    json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Re-drive a range of the log into a scratch copy of a service's state and report every
+    difference from the live state. Nothing is published and no notification is sent."""
+    from aftersales.replay import replay as run_replay
+
+    since, until = (moment if moment.tzinfo else moment.astimezone() for moment in (since, until))
+    if since >= until:
+        console.print("[red]--from must be before --to[/red]")
+        raise typer.Exit(2)
+    if service not in SERVICES:
+        console.print(f"[red]unknown service {service!r}; the services are: {', '.join(SERVICES)}[/red]")
+        raise typer.Exit(2)
+    report = asyncio.run(run_replay(load_settings(), service, since, until, keep=keep))
+    if json:
+        sys.stdout.buffer.write(report.as_json() + b"\n")
+    else:
+        table = Table("compared", "rows or events", "changed later (not compared)", "note")
+        for name, n in report.compared.items():
+            table.add_row(name, str(n), str(report.changed_later.get(name, "")), report.notes.get(name, ""))
+        console.print(f"replayed {report.records_replayed:,} records of {service}'s inputs; "
+                      f"{report.inputs_in_range:,} in the range")
+        console.print(table)
+        for d in report.differences:
+            console.print(f"[red]{d.what} {d.key}: {d.kind}[/red] {d.detail or ''}")
+        console.print("no differences" if not report.differences else f"{len(report.differences)} differences")
+        if report.scratch_database:
+            console.print(f"scratch database kept: {report.scratch_database}")
+    if report.differences:
         raise typer.Exit(1)
 
 

@@ -27,6 +27,7 @@ from shared.kafka.clients import make_producer
 from shared.kafka.consumer import EventConsumer, Subscription
 from shared.kafka.relay import OutboxRelay
 from shared.migrations import KERNEL_MIGRATIONS, migrate
+from shared.replay import Comparison
 from shared.settings import Settings, load_settings
 from shared.timers import TimerHandler, TimerRunner
 from shared.uow import UnitOfWork
@@ -48,6 +49,8 @@ class ServiceDefinition:
     workers: Sequence[Worker] = ()
     # Runs once the pool exists and migrations are applied (load rule tables, caches …).
     on_start: Callable[[ServiceRuntime], Awaitable[None]] | None = None
+    # What `aftersales replay` compares between the live state and a replay of the log.
+    replay: Sequence[Comparison] = ()
 
 
 class ServiceRuntime:

@@ -196,6 +196,18 @@ class Stack:
         return self.runtimes[name]
 
 
+async def queue_item(client: httpx.AsyncClient, kind: str, vin: str | None = None, timeout: float = 15) -> dict[str, Any]:
+    """The first follow-up of `kind` (for `vin`) in the agent's queue, waiting for it to arrive."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items = [i for i in (await client.get("/v1/queue")).json()["items"]
+                 if i["kind"] == kind and (vin is None or i["vin"] == vin)]
+        if items:
+            return items[0]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no {kind} in the queue within {timeout}s")
+
+
 def manual_clock(at: str = "2026-11-20T10:00:00+08:00") -> ManualClock:
     return ManualClock(datetime.fromisoformat(at))
 
@@ -206,4 +218,4 @@ async def db(ns: Namespace, schema: str) -> asyncpg.Connection:
 
 
 __all__ = ["TOKENS", "Namespace", "ServiceProcess", "Stack", "TopicReader", "api", "count", "create_namespace", "db",
-           "drop_namespace", "manual_clock", "publish"]
+           "drop_namespace", "manual_clock", "publish", "queue_item"]

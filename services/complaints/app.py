@@ -9,6 +9,7 @@ from pathlib import Path
 from shared import metrics
 from shared.events import FOLLOWUP, INTAKE
 from shared.kafka.consumer import Subscription
+from shared.replay import Comparison
 from shared.runtime import ServiceDefinition, ServiceRuntime
 
 from services.complaints import api, handlers, store
@@ -49,6 +50,16 @@ async def _kpis(runtime: ServiceRuntime) -> None:
     metrics.COMPLAINT_ESCALATIONS.set(figures["escalations"])
 
 
+REPLAY = (
+    Comparison("cases opened from events", "cases", "complaint_id",
+               ("complaint_ref", "customer_id", "vin", "channel", "category", "category_source", "severity",
+                "severity_source", "department", "description", "part_category", "followup_id", "source", "filed_at",
+                "correlation_id"),
+               "SELECT complaint_id FROM cases WHERE correlation_id = ANY(:correlations) AND source <> 'http'",
+               note="a case's lifecycle (acknowledged, resolved …) comes from handlers' HTTP commands"),
+)
+
+
 definition = ServiceDefinition(
     name="complaints",
     description="Complaint cases, SLA clocks, the escalation ladder and the customer's confirmation.",
@@ -64,4 +75,5 @@ definition = ServiceDefinition(
     router=api.router,
     kpis=_kpis,
     on_start=_on_start,
+    replay=REPLAY,
 )

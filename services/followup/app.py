@@ -8,6 +8,7 @@ from shared import metrics
 from shared.db import acquire
 from shared.events import COMPLAINTS, INTAKE
 from shared.kafka.consumer import Subscription
+from shared.replay import Comparison
 from shared.runtime import ServiceDefinition, ServiceRuntime
 
 from services.followup import handlers, store
@@ -41,6 +42,16 @@ async def _kpis(runtime: ServiceRuntime) -> None:
         metrics.FOLLOWUPS_OVERDUE.labels(kind).set(figures["overdue"].get(kind, 0))
 
 
+REPLAY = (
+    Comparison("follow-ups scheduled from events", "followups", "followup_id",
+               ("kind", "customer_id", "vin", "dealer_id", "region", "campaign_id", "complaint_id", "due_from", "due_by",
+                "timezone", "mileage_km", "event_at", "correlation_id", "scheduled_event_id"),
+               """SELECT followup_id FROM followups WHERE reason_event_id = ANY(:ids::text[])
+                    AND kind IN ('first_visit', 'campaign_call', 'complaint_confirmation')""",
+               note="status, attempts and outcome come from agents' calls; priority from their feedback (loyalty)"),
+)
+
+
 definition = ServiceDefinition(
     name="followup",
     description=(
@@ -63,4 +74,5 @@ definition = ServiceDefinition(
     router=router,
     kpis=_kpis,
     on_start=_on_start,
+    replay=REPLAY,
 )

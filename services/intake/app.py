@@ -6,6 +6,7 @@ from pathlib import Path
 from shared import metrics
 from shared.db import acquire
 from shared.kafka.consumer import Subscription
+from shared.replay import Comparison
 from shared.runtime import ServiceDefinition, ServiceRuntime
 
 from services.intake import store
@@ -26,6 +27,27 @@ async def _kpis(runtime: ServiceRuntime) -> None:
     metrics.CUSTOMER_FILES_INCOMPLETE.set(incomplete)
 
 
+REPLAY = (
+    Comparison("visits", "visits", "repair_order_id",
+               ("vin", "customer_id", "dealer_id", "picked_up_at", "service_type", "items", "mileage_km", "advisor_id",
+                "next_service_due_at", "next_service_due_km"),
+               "SELECT repair_order_id FROM visits WHERE event_id = ANY(:ids)"),
+    Comparison("receipts", "receipts", "receipt_id", ("repair_order_id", "vin", "returned_at", "rating", "comments"),
+               "SELECT receipt_id FROM receipts WHERE event_id = ANY(:ids)"),
+    Comparison("customer files", "customers", "customer_id",
+               ("name", "phone", "email", "address", "region", "person_in_charge", "locale", "timezone", "consent",
+                "id_derived"),
+               """SELECT customer_id FROM customer_history WHERE event_id = ANY(:ids)
+                  UNION SELECT customer_id FROM visits WHERE event_id = ANY(:ids)""",
+               "SELECT customer_id FROM customers WHERE customer_id = ANY(:keys) AND updated_at >= :until"),
+    Comparison("vehicle files", "vehicles", "vin",
+               ("customer_id", "plate", "model", "dealer_id", "region", "sale_id", "sold_at", "warranty_months",
+                "warranty_km"),
+               "SELECT vin FROM visits WHERE event_id = ANY(:ids)",
+               "SELECT vin FROM vehicles WHERE vin = ANY(:keys) AND updated_at >= :until"),
+)
+
+
 definition = ServiceDefinition(
     name="intake",
     description=(
@@ -39,4 +61,5 @@ definition = ServiceDefinition(
     router=router,
     kpis=_kpis,
     on_start=_on_start,
+    replay=REPLAY,
 )

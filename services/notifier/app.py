@@ -7,6 +7,7 @@ from pathlib import Path
 
 from shared.events import COMPLAINTS, FOLLOWUP, INTAKE, QUALITY
 from shared.kafka.consumer import Handler, Subscription
+from shared.replay import Comparison
 from shared.runtime import ServiceDefinition, ServiceRuntime
 from shared.settings import secrets_file
 
@@ -58,6 +59,15 @@ async def dispatch(runtime: ServiceRuntime) -> None:
         await close_channels(runtime.state["channels"])
 
 
+REPLAY = (
+    Comparison("notifications decided", "notifications", "notification_id::text",
+               ("rule", "source_event_type", "recipient", "recipient_kind", "template", "locale", "correlation_id"),
+               "SELECT notification_id::text FROM notifications WHERE source_event_id = ANY(:ids)",
+               note="a replay never sends: the dispatcher does not run; the channel may differ when the "
+                    "dispatcher fell back to another one"),
+)
+
+
 definition = ServiceDefinition(
     name="notifier",
     description="Customer and staff notifications by SMS, e-mail and letter, decided by a rule table.",
@@ -66,4 +76,5 @@ definition = ServiceDefinition(
     router=router,
     on_start=_on_start,
     workers=[dispatch],
+    replay=REPLAY,
 )

@@ -8,6 +8,7 @@ from pathlib import Path
 from shared import metrics
 from shared.events import COMPLAINTS, INTAKE
 from shared.kafka.consumer import Subscription
+from shared.replay import Comparison
 from shared.runtime import ServiceDefinition, ServiceRuntime
 
 from services.quality import figures, handlers
@@ -46,6 +47,19 @@ async def _kpis(runtime: ServiceRuntime) -> None:
     metrics.QUALITY_REPORTS_UNRESOLVED.set(k["reports_unresolved"])
 
 
+REPLAY = (
+    Comparison("vehicles in service", "vehicles", "vin", ("model", "sold_at", "dealer_id", "region"),
+               "SELECT vin FROM vehicles WHERE event_id = ANY(:ids)"),
+    Comparison("parts in service", "vehicle_parts", "vin || ':' || line",
+               ("category", "part_no", "batch", "supplier_id", "model", "sold_at"),
+               "SELECT p.vin || ':' || p.line FROM vehicle_parts p JOIN vehicles v USING (vin) WHERE v.event_id = ANY(:ids)"),
+    Comparison("defect reports", "reports", "report_id",
+               ("source", "vin", "category", "failure_mode", "reported_part_no", "reported_batch", "reported_supplier_id",
+                "reported_model", "mileage_km", "reported_by", "reported_at", "complaint_id", "correlation_id"),
+               "SELECT report_id FROM reports WHERE event_id = ANY(:ids)"),
+)
+
+
 definition = ServiceDefinition(
     name="quality",
     description="Early warning on important parts (motor, controller, rear axle, differential, frame, front shock "
@@ -68,4 +82,5 @@ definition = ServiceDefinition(
     router=router,
     kpis=_kpis,
     on_start=_on_start,
+    replay=REPLAY,
 )

@@ -206,18 +206,9 @@ class EventConsumer:
         """One transaction for the whole poll, then one offset commit. Order is kept per
         partition (and so per key); partitions are independent of each other."""
         records = [r for partition_records in batches.values() for r in partition_records]
-        items = [self._decode(r) for r in records]
         started = time.perf_counter()
         try:
-            async for attempt in self._retrying("consumer-batch"):
-                with attempt:
-                    try:
-                        await self._in_one_transaction(items)
-                    except Exception as exc:
-                        if is_transient(exc):
-                            raise
-                        log.warning("batch failed, retrying one record per transaction", error=type(exc).__name__)
-                        await self._one_by_one(items)
+            await self.apply(records)
         except Exception as exc:
             if is_transient(exc) and self._stopping.is_set():
                 return  # shutting down mid-outage: nothing committed, the records will be re-read
@@ -234,6 +225,22 @@ class EventConsumer:
                 metrics.CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(
                     max(0, highwater - partition_records[-1].offset - 1)
                 )
+
+    async def apply(self, records: Sequence[ConsumerRecord]) -> None:
+        """Decode and handle records in one transaction (inbox, handlers, dead letters, outbox),
+        falling back to one record per transaction when a handler fails on the batch. Transient
+        failures are retried with backoff. Commits no offsets: the caller does (or, for a
+        replay, there is nothing to commit)."""
+        items = [self._decode(r) for r in records]
+        async for attempt in self._retrying("consumer-batch"):
+            with attempt:
+                try:
+                    await self._in_one_transaction(items)
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    log.warning("batch failed, retrying one record per transaction", error=type(exc).__name__)
+                    await self._one_by_one(items)
 
     def _decode(self, record: ConsumerRecord) -> Decoded:
         subscription = self._by_topic[record.topic]

@@ -3,7 +3,6 @@ order and with causation links, reading only the partitions its keys map to."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -14,20 +13,11 @@ import pytest
 from aftersales.audit import trail
 from aftersales.simulate import CST, Fleet
 from aftersales.sandbox import ROOT
-from tests.support import Namespace, Stack, TopicReader, api, count, manual_clock, publish
+from tests.support import Namespace, Stack, TopicReader, api, count, manual_clock, publish, queue_item
 
 pytestmark = pytest.mark.infra
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=CST)
-
-
-async def _queue_item(client, kind: str) -> dict:  # type: ignore[no-untyped-def]
-    for _ in range(100):
-        items = [i for i in (await client.get("/v1/queue")).json()["items"] if i["kind"] == kind]
-        if items:
-            return items[0]
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no {kind} in the queue")
 
 
 async def test_the_trail_of_a_vehicle_runs_from_its_sale_to_its_closed_complaint(ns: Namespace) -> None:
@@ -45,9 +35,7 @@ async def test_the_trail_of_a_vehicle_runs_from_its_sale_to_its_closed_complaint
         await publish(ns.settings, "upstream.dms", [pickup, fleet.pickup(other, datetime(2026, 11, 16, 9, 5, tzinfo=CST))])
 
         async with api(stack["followup"], "agent") as agent:
-            visit = await _queue_item(agent, "first_visit")
-            if visit["vin"] != vehicle.vin:
-                visit = next(i for i in (await agent.get("/v1/queue")).json()["items"] if i["vin"] == vehicle.vin)
+            visit = await queue_item(agent, "first_visit", vin=vehicle.vin)
             called = await agent.post(f"/v1/followups/{visit['followup_id']}/attempts", json={
                 "outcome": "reached", "satisfaction": 2,
                 "complaint": {"category": "repair_quality", "description": "noise after the repair"}})
@@ -62,7 +50,7 @@ async def test_the_trail_of_a_vehicle_runs_from_its_sale_to_its_closed_complaint
             resolved = await handler.post(f"/v1/complaints/{case}/resolve", json={"resolution": "fixed the heat shield"})
             assert resolved.status_code == 200, resolved.text
         async with api(stack["followup"], "agent") as agent:
-            confirmation = await _queue_item(agent, "complaint_confirmation")
+            confirmation = await queue_item(agent, "complaint_confirmation")
             confirmed = await agent.post(f"/v1/followups/{confirmation['followup_id']}/attempts",
                                          json={"outcome": "reached", "satisfied": True, "satisfaction": 5})
             assert confirmed.status_code == 201, confirmed.text

@@ -10,22 +10,11 @@ from datetime import datetime, timedelta
 import pytest
 
 from aftersales.simulate import CST, Fleet
-from tests.support import Namespace, Stack, TopicReader, api, count, manual_clock, publish
+from tests.support import Namespace, Stack, TopicReader, api, count, manual_clock, publish, queue_item
 
 pytestmark = pytest.mark.infra
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=CST)
-
-
-async def _queue_item(client, kind: str) -> dict:  # type: ignore[no-untyped-def]
-    import asyncio
-
-    for _ in range(100):
-        items = [i for i in (await client.get("/v1/queue")).json()["items"] if i["kind"] == kind]
-        if items:
-            return items[0]
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no {kind} in the queue")
 
 
 @pytest.mark.parametrize("satisfied", [True, False], ids=["satisfied-closed", "unhappy-reopened"])
@@ -40,7 +29,7 @@ async def test_a_complaint_raised_on_a_call_is_escalated_resolved_and_confirmed(
         followup, complaints = stack["followup"], stack["complaints"]
 
         async with api(followup, "agent") as agent:
-            visit = await _queue_item(agent, "first_visit")
+            visit = await queue_item(agent, "first_visit")
             call = await agent.post(f"/v1/followups/{visit['followup_id']}/attempts", json={
                 "outcome": "reached", "satisfaction": 2, "talking_points": "brakes squeal after the repair",
                 "complaint": {"category": "repair_quality", "description": "刹车异响，维修后仍未解决"},
@@ -73,7 +62,7 @@ async def test_a_complaint_raised_on_a_call_is_escalated_resolved_and_confirmed(
             assert resolved.status_code == 200, resolved.text
 
         async with api(followup, "agent") as agent:
-            confirmation = await _queue_item(agent, "complaint_confirmation")
+            confirmation = await queue_item(agent, "complaint_confirmation")
             assert confirmation["complaint_id"] == case
             answered = await agent.post(f"/v1/followups/{confirmation['followup_id']}/attempts", json={
                 "outcome": "reached", "satisfied": satisfied, "satisfaction": 5 if satisfied else 2,
