@@ -217,7 +217,10 @@ class UnitOfWork:
     async def _flush_timers(self) -> None:
         if not self._timers:
             return
-        timers, self._timers = self._timers, []
+        # One request per (kind, ref), the last one: several handlers of one poll may arm the
+        # same timer, and a multi-row upsert may touch a row only once.
+        last = {(t.kind, t.ref): t for t in self._timers}
+        timers, self._timers = list(last.values()), []
         for replace in (False, True):
             batch = [t for t in timers if t.replace is replace]
             if not batch:

@@ -33,10 +33,10 @@ async def _kpis(runtime: ServiceRuntime) -> None:
     async with acquire(runtime.pool) as conn:
         figures = figures_with_rates(await store.kpis(conn, now - timedelta(days=rules.kpi_window_days), now, None,
                                                       None, rules.satisfied_score))
-    if figures["warranty_return_visit_rate"] is not None:
-        metrics.WARRANTY_RETURN_VISIT_RATE.set(figures["warranty_return_visit_rate"])
-    if figures["satisfaction_rate"] is not None:
-        metrics.SATISFACTION_RATE.set(figures["satisfaction_rate"])
+    # No pickups or scores in the window: "no data" (NaN), not a rate of 0 that would raise an alert.
+    warranty, satisfaction = figures["warranty_return_visit_rate"], figures["satisfaction_rate"]
+    metrics.WARRANTY_RETURN_VISIT_RATE.set(float("nan") if warranty is None else warranty)
+    metrics.SATISFACTION_RATE.set(float("nan") if satisfaction is None else satisfaction)
     for kind in KINDS:
         metrics.FOLLOWUPS_OPEN.labels(kind).set(figures["open"].get(kind, 0))
         metrics.FOLLOWUPS_OVERDUE.labels(kind).set(figures["overdue"].get(kind, 0))

@@ -358,12 +358,17 @@ async def letter_register(conn: asyncpg.Connection, *, customer: str | None, age
 
 async def kpis(conn: asyncpg.Connection, since: datetime, until: datetime, region: str | None, dealer: str | None,
                satisfied_score: int) -> dict[str, Any]:
-    """The department's figures for pickups and calls in [since, until)."""
+    """The department's figures for pickups and calls in [since, until).
+
+    The warranty return-visit rate counts the pickups whose first visit has had its chance: done
+    (whatever the outcome), expired, or past its due_by; a pickup whose call is not yet due is
+    not a miss."""
     scope = "($3::text IS NULL OR f.region = $3) AND ($4::text IS NULL OR f.dealer_id = $4)"
     warranty = await conn.fetchrow(
         f"""SELECT count(*) AS pickups, count(*) FILTER (WHERE f.outcome = 'reached') AS visited
               FROM followups f LEFT JOIN vehicles v ON v.vin = f.vin
              WHERE f.kind = 'first_visit' AND f.event_at >= $1 AND f.event_at < $2 AND {scope}
+               AND (f.status IN ('completed', 'expired') OR f.due_by < $2)
                AND coalesce(f.under_warranty,
                             v.sold_at IS NOT NULL AND f.event_at < v.sold_at + make_interval(months => v.warranty_months)
                             AND coalesce(f.mileage_km, 0) < v.warranty_km)""",

@@ -40,8 +40,8 @@ async def _kpis(runtime: ServiceRuntime) -> None:
     for state, n in k["quality_alerts_by_state"].items():
         metrics.QUALITY_ALERTS_BY_STATE.labels(state).set(n)
     accuracy = k["parts_shipment_accuracy"]["accuracy"]
-    if accuracy is not None:
-        metrics.PARTS_SHIPMENT_ACCURACY.set(accuracy)
+    # No lines shipped in the window: "no data" (NaN), not an accuracy of 0 that would raise an alert.
+    metrics.PARTS_SHIPMENT_ACCURACY.set(float("nan") if accuracy is None else accuracy)
     for category in set(k["defect_reports"]) | set(runtime.state["rules"].important_categories):
         metrics.QUALITY_DEFECT_REPORTS.labels(category).set(k["defect_reports"].get(category, 0))
     metrics.QUALITY_REPORTS_UNRESOLVED.set(k["reports_unresolved"])

@@ -161,6 +161,7 @@ class EventConsumer:
         self.consumer: Any = None
         self.assigned: set[TopicPartition] = set()
         self.processed = 0
+        self._lag_refreshed = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -180,6 +181,19 @@ class EventConsumer:
     def request_stop(self) -> None:
         self._stopping.set()
 
+    async def _refresh_lag(self) -> None:
+        """Lag from what the fetcher knows, also while no records arrive (a stuck consumer's lag
+        keeps moving instead of freezing at its last batch)."""
+        for tp in list(self.assigned):
+            highwater = self.consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                position = await asyncio.wait_for(self.consumer.position(tp), 1)
+            except (TimeoutError, IllegalStateError):
+                continue
+            metrics.CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(max(0, highwater - position))
+
     async def run(self) -> None:
         """Poll, process, commit; until stop. Survives broker and database outages."""
         while not self._stopping.is_set():
@@ -195,6 +209,9 @@ class EventConsumer:
                 await asyncio.sleep(1)
                 continue
             if not batches:
+                if time.monotonic() - self._lag_refreshed > 5:
+                    self._lag_refreshed = time.monotonic()
+                    await self._refresh_lag()
                 continue
             async with self._batch_lock:
                 if self._stopping.is_set():
@@ -327,9 +344,13 @@ class EventConsumer:
                 async with acquire(self.pool) as conn:
                     async with conn.transaction():
                         uow = self._uow(conn)
-                        if await self._claim_inbox(conn, [item]):
+                        dead = await self._claim_inbox(conn, [item])
+                        if dead:
                             self.dead_letters.record(uow, item, error, reason)
                         written = await uow.flush()
+                for claimed in dead:
+                    metrics.EVENTS_CONSUMED.labels(self.service, claimed.record.topic, _type_of(claimed),
+                                                   "dead_lettered").inc()
                 self._after_commit([], written)
 
     async def _handle(self, uow: UnitOfWork, run: list[Decoded]) -> None:
@@ -343,13 +364,12 @@ class EventConsumer:
                 await run[0].handler(uow, events)
         else:
             await run[0].handler(uow, events)
-        for item in run:
-            metrics.EVENTS_CONSUMED.labels(self.service, item.record.topic, _type_of(item), "processed").inc()
 
     def _after_commit(self, fresh: Sequence[Decoded], written: int) -> None:
+        """Count what the committed transaction did (a batch re-run record by record is counted once)."""
         for item in fresh:
-            if item.invalid is not None:
-                metrics.EVENTS_CONSUMED.labels(self.service, item.record.topic, _type_of(item), "dead_lettered").inc()
+            outcome = "dead_lettered" if item.invalid is not None else "processed"
+            metrics.EVENTS_CONSUMED.labels(self.service, item.record.topic, _type_of(item), outcome).inc()
         if written and self.settings.fault == "crash_after_commit":
             # Fault injection for the crash tests: die between the commit and the publish.
             log.warning("fault injection: SIGKILL after commit, before publish")
