@@ -1,4 +1,7 @@
-# One image for the five services (and the CLI). `docker compose up` runs each service from it.
+# One image for the five services and the CLI. `docker compose up` runs each service from it
+# (`aftersales serve <service>`), the topic job (`aftersales infra topics`) and the SMS sink
+# (`aftersales peers`). tests/integration/test_deploy_image.py builds the wheel from exactly
+# what the build stage copies and checks it holds every file the services load.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -11,6 +14,10 @@ FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 aftersales
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+# Directories that compose mounts volumes on must exist and belong to the service user, so
+# a fresh named volume starts with that owner (complaint handling documents, SMS sink).
+RUN mkdir -p /home/aftersales/.local/complaints/documents /home/aftersales/peers \
+    && chown -R aftersales:aftersales /home/aftersales
 USER aftersales
 WORKDIR /home/aftersales
 ENV AFTERSALES_HTTP_HOST=0.0.0.0 PYTHONUNBUFFERED=1

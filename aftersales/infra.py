@@ -501,6 +501,21 @@ class Peers:
 
 
 # ---------------------------------------------------------------------------------------
+# Prometheus
+
+
+def ensure_prometheus() -> str:
+    """Debian's `prometheus` package (prometheus and promtool), installed when missing: the
+    tests check deploy/prometheus with promtool and scrape running services with it. Nothing
+    is started here; deploy/prometheus/prometheus.local.yml says how to run it for `serve all`."""
+    if shutil.which("prometheus") and shutil.which("promtool"):
+        return "present"
+    console.print("installing Debian's prometheus")
+    apt_install(["prometheus"])
+    return "installed"
+
+
+# ---------------------------------------------------------------------------------------
 # commands
 
 
@@ -521,6 +536,8 @@ def up(settings: Settings | None = None) -> dict[str, str]:
     console.print(f"topics    {results['topics']:<9} {settings.topic_partitions} partitions, retention unlimited")
     results["peers"] = Peers(settings, paths).up()
     console.print(f"peers     {results['peers']:<9} {Peers(settings, paths).address}")
+    results["prometheus"] = ensure_prometheus()
+    console.print(f"prometheus {results['prometheus']:<8} {shutil.which('prometheus')} (deploy/prometheus/prometheus.local.yml)")
     return results
 
 

@@ -1,0 +1,238 @@
+"""`aftersales docs`: the API documents of every service, written under docs/api/.
+
+- OpenAPI, from each service's FastAPI app (what /docs serves), as `<service>.openapi.json`.
+- AsyncAPI 3.0, from FastStream, as `<service>.asyncapi.yaml`: a KafkaBroker declared per
+  service with a subscriber per (topic, event type) it consumes and a publisher per event
+  type it publishes. A message's payload is the envelope (DESIGN.md §3) whose `data` is the
+  event's model in the catalog (shared.events.catalog); its Kafka key and headers are given
+  as message bindings. The broker only describes: the services consume with their own
+  consumer (shared/kafka/consumer.py), which keeps per-partition order, the inbox and the
+  commit-after-transaction contract.
+
+The documents are a pure function of the code, so tests/unit/test_apidocs.py regenerates
+them and fails when the committed ones are stale.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
+from pydantic import BaseModel, Field, create_model
+
+from shared.events import CATALOG, DEADLETTER, SERVICE_TOPIC, UPSTREAM_TOPICS, Envelope, EventSpec
+from shared.events.catalog import event_types_on
+from shared.settings import SERVICES, Settings
+
+DOCS_DIR = Path(__file__).resolve().parent.parent / "docs" / "api"
+VERSION = "1.0.0"
+LOCAL_BOOTSTRAP = "127.0.0.1:9092"
+# The headers every record carries beside its envelope (shared.events.envelope.Envelope.kafka_headers).
+HEADERS = {
+    "type": "object",
+    "properties": {
+        "event_type": {"type": "string", "description": "the envelope's event_type, to filter without parsing"},
+        "event_id": {"type": "string", "format": "uuid", "description": "the envelope's event_id (consumers de-duplicate on it)"},
+        "schema_version": {"type": "string", "description": "the envelope's schema_version"},
+        "correlation_id": {"type": "string", "format": "uuid", "description": "carried unchanged along a chain of events"},
+    },
+    "required": ["event_type", "event_id"],
+}
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One (topic, event type) a service consumes or publishes, and why."""
+
+    spec: EventSpec
+    action: Literal["consumes", "publishes"]
+    note: str = ""
+
+    @property
+    def title(self) -> str:
+        return f"{self.spec.topic}:{self.spec.event_type}" + (":forwarded" if self.note.startswith("forwarded") else "")
+
+
+def channels(service: str) -> list[Channel]:
+    """What a service consumes (its subscriptions) and publishes (its topic's catalog entries,
+    dead letters, and for intake the webhook's records forwarded to the upstream topics)."""
+    from services import load
+
+    definition = load(service)
+    known_types = {event_type for _, event_type in CATALOG}
+    found: list[Channel] = []
+    for subscription in definition.subscriptions:
+        for event_type in sorted(subscription.handlers):
+            spec = CATALOG.get((subscription.topic, event_type))
+            if spec is not None:
+                found.append(Channel(spec, "consumes"))
+            elif event_type not in known_types:
+                raise ValueError(f"{service} subscribes to {event_type} on {subscription.topic}, an event type the "
+                                 "catalog (shared/events/catalog.py) does not know; add it there or fix the subscription")
+            # else: a type of another topic (e.g. a notifier rule without a topic), which never arrives here
+    for event_type in event_types_on(SERVICE_TOPIC[service]):
+        found.append(Channel(CATALOG[(SERVICE_TOPIC[service], event_type)], "publishes"))
+    found.append(Channel(CATALOG[(DEADLETTER, "DeadLettered")], "publishes",
+                         "a record it cannot handle (bad JSON, failed validation, newer schema_version), with the reason"))
+    if service == "intake":
+        for topic in UPSTREAM_TOPICS:
+            for event_type in event_types_on(topic):
+                found.append(Channel(CATALOG[(topic, event_type)], "publishes",
+                                     "forwarded from the signed webhook (POST /v1/events) for producers that cannot reach Kafka"))
+    return found
+
+
+_ENVELOPES: dict[tuple[str, str], type[BaseModel]] = {}
+
+
+def envelope_model(spec: EventSpec) -> type[BaseModel]:
+    """The envelope of one event type: `event_type` fixed, `data` the catalog's model."""
+    key = (spec.topic, spec.event_type)
+    if key not in _ENVELOPES:
+        name = "".join(part.capitalize() for part in spec.topic.split(".") if part != "aftersales") + spec.event_type
+        summary = (spec.model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        _ENVELOPES[key] = create_model(
+            name,
+            __base__=Envelope,
+            __doc__=f"{spec.event_type} on {spec.topic}, keyed by {spec.key_doc}." + (f" {summary}" if summary else ""),
+            event_type=(Literal[spec.event_type], Field(description="the event's type; also the `event_type` header")),
+            schema_version=(int, Field(1, ge=1, le=spec.max_version,
+                                       description=f"versions this code understands: 1..{spec.max_version}")),
+            key=(str, Field(min_length=1, max_length=200, description=f"the record key: {spec.key_doc}")),
+            data=(spec.model, ...),
+        )
+    return _ENVELOPES[key]
+
+
+def _describe(handler_name: str, model: type[BaseModel]) -> Callable[..., Any]:
+    async def handler(message: Any) -> None:
+        """Described only: the service's own consumer handles the records."""
+
+    handler.__name__ = handler_name
+    handler.__annotations__ = {"message": model, "return": None}
+    return handler
+
+
+def asyncapi(service: str) -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of one service, as plain data."""
+    from services import load
+
+    definition = load(service)
+    broker = KafkaBroker(
+        LOCAL_BOOTSTRAP,
+        description="Kafka: 127.0.0.1:9092 with `aftersales infra up`; kafka-1:9092,kafka-2:9092,kafka-3:9092 "
+                    "under docker compose (AFTERSALES_KAFKA_BOOTSTRAP).",
+    )
+    listed = channels(service)
+    for channel in listed:
+        model = envelope_model(channel.spec)
+        description = _channel_description(service, channel)
+        if channel.action == "consumes":
+            broker.subscriber(
+                channel.spec.topic, group_id=service, title=channel.title, description=description,
+                auto_offset_reset="earliest",
+            )(_describe(f"{service}_{channel.spec.event_type}", model))
+        else:
+            broker.publisher(channel.spec.topic, title=channel.title, description=description, schema=model)
+    with warnings.catch_warnings():
+        # An overwritten channel or schema would be a wrong document, not a cosmetic issue.
+        warnings.simplefilter("error", RuntimeWarning)
+        document = AsyncAPI(
+            broker, title=f"Aftersales {service}", version=VERSION,
+            description=f"{definition.description}\n\nEvery record is one JSON envelope (DESIGN.md §3); the record "
+                        f"key is the envelope's key; headers repeat event_type and event_id. Consumer group: `{service}`.",
+            schema_version="3.0.0",
+        ).to_specification().to_jsonable()
+    # FastStream keeps its subscribers in a set: sort, so the document is the same on every run.
+    for section in (document["channels"], document["operations"], document["components"]["messages"],
+                    document["components"]["schemas"]):
+        ordered = dict(sorted(section.items()))
+        section.clear()
+        section.update(ordered)
+    by_title = {c.title: c for c in listed}
+    for message_name, message in document["components"]["messages"].items():
+        channel = by_title[message_name.rsplit(":", 1)[0]]
+        message["name"] = channel.spec.event_type
+        message["headers"] = HEADERS
+        message["bindings"] = {"kafka": {"key": {"type": "string", "description": channel.spec.key_doc},
+                                         "bindingVersion": "0.4.0"}}
+    return document  # type: ignore[no-any-return]
+
+
+def _channel_description(service: str, channel: Channel) -> str:
+    spec = channel.spec
+    if channel.action == "consumes":
+        return f"{service} consumes {spec.event_type} from {spec.topic} (key: {spec.key_doc})."
+    why = f", {channel.note}" if channel.note else ""
+    return f"{service} publishes {spec.event_type} to {spec.topic} (key: {spec.key_doc}){why}."
+
+
+def openapi(service: str) -> dict[str, Any]:
+    """The OpenAPI document of one service's HTTP API (what its /docs shows)."""
+    from services import load
+    from shared.runtime import ServiceRuntime
+
+    # Defaults, not this machine's environment: the document must not depend on who made it.
+    runtime = ServiceRuntime(load(service), Settings.model_construct())
+    return runtime.app.openapi()
+
+
+def render() -> dict[str, str]:
+    """File name -> content of every document under docs/api/."""
+    files: dict[str, str] = {}
+    rows = []
+    for service in SERVICES:
+        spec = openapi(service)
+        files[f"{service}.openapi.json"] = json.dumps(spec, indent=2, ensure_ascii=False) + "\n"
+        events = asyncapi(service)
+        files[f"{service}.asyncapi.yaml"] = yaml.safe_dump(events, sort_keys=False, allow_unicode=True, width=120)
+        consumed = sorted({c.spec.topic for c in channels(service) if c.action == "consumes"})
+        published = sorted({c.spec.topic for c in channels(service) if c.action == "publishes"})
+        rows.append(f"| {service} | [{service}.openapi.json]({service}.openapi.json) ({len(spec['paths'])} paths) "
+                    f"| [{service}.asyncapi.yaml]({service}.asyncapi.yaml) ({len(events['channels'])} channels) "
+                    f"| {', '.join(consumed)} | {', '.join(published)} |")
+    files["README.md"] = _INDEX.format(rows="\n".join(rows))
+    return files
+
+
+def write(directory: Path = DOCS_DIR) -> list[Path]:
+    """Write the documents; return the files whose content changed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    changed = []
+    for name, content in render().items():
+        path = directory / name
+        if not path.exists() or path.read_text() != content:
+            path.write_text(content)
+            changed.append(path)
+    return changed
+
+
+def stale(directory: Path = DOCS_DIR) -> list[str]:
+    """The documents that are missing or differ from what the code gives now."""
+    return [name for name, content in render().items()
+            if not (directory / name).exists() or (directory / name).read_text() != content]
+
+
+_INDEX = """# API documents
+
+Generated by `aftersales docs` from the code (do not edit by hand; run it again after changing a
+route, a subscription or an event model). `aftersales docs --check` fails when they are stale.
+
+| service | HTTP (OpenAPI 3) | events (AsyncAPI 3.0) | consumes from | publishes to |
+|---|---|---|---|---|
+{rows}
+
+- A running service serves the same OpenAPI document at `/openapi.json` and renders it at `/docs`.
+- Every AsyncAPI message is the envelope of DESIGN.md §3 whose `data` is the event's model in
+  `shared/events/catalog.py`; the message bindings give the Kafka key, the headers give
+  `event_type` and `event_id`. Intake also publishes to the upstream topics: what producers post
+  to its signed webhook is forwarded there, so it takes exactly the Kafka path.
+- To browse an AsyncAPI document: `faststream docs serve docs/api/followup.asyncapi.yaml`.
+"""

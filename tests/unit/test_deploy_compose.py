@@ -1,0 +1,284 @@
+"""docker-compose.yml, checked without a Docker engine: it follows the Compose specification
+(deploy/schema/compose-spec.json), every AFTERSALES_* variable it sets is a real setting with
+a value the settings models accept, and its ports, topics, brokers and peers agree with
+DESIGN.md §9, the event catalog and the Prometheus scrape configs."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jsonschema
+import pytest
+import typer.main
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_settings import BaseSettings
+
+from services import load
+from shared.events import ALL_TOPICS, SERVICE_TOPIC
+from shared.settings import DEFAULT_PORTS, SERVICES, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / "deploy" / "compose.env.example"
+SCHEMA = ROOT / "deploy" / "schema" / "compose-spec.json"
+# The vendored schema declares draft 2019-09 (by an older URI that jsonschema does not map).
+Validator = jsonschema.Draft201909Validator
+
+# DESIGN.md §9: "HTTP ports: intake 8001, followup 8002, complaints 8003, quality 8004, notifier 8005".
+DESIGN_PORTS = {"intake": 8001, "followup": 8002, "complaints": 8003, "quality": 8004, "notifier": 8005}
+
+_INTERPOLATION = re.compile(r"\$(?:\$|\{([A-Za-z_]\w*)(?:(:?-)([^}]*)|(:?\?)([^}]*))?\}|([A-Za-z_]\w*))")
+
+
+def env_example() -> dict[str, str]:
+    values = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's variable substitution: $$, ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}."""
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1) or match.group(6)
+        value = env.get(name)
+        if match.group(2):  # a default
+            unset = value is None or (match.group(2) == ":-" and value == "")
+            return match.group(3) if unset else value  # type: ignore[return-value]
+        if value is None or (match.group(4) == ":?" and value == ""):
+            raise AssertionError(f"docker-compose.yml needs {name} ({match.group(5) or 'no default'}); "
+                                 f"put it in {ENV_EXAMPLE.relative_to(ROOT)}")
+        return value
+
+    return _INTERPOLATION.sub(substitute, text)
+
+
+def compose(env: dict[str, str] | None = None) -> dict[str, Any]:
+    return yaml.safe_load(interpolate(COMPOSE.read_text(), env_example() if env is None else env))  # type: ignore[no-any-return]
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def aftersales_containers(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The containers that run the project's image (services, topic job, SMS sink)."""
+    return {name: s for name, s in doc["services"].items() if "build" in s}
+
+
+def settings_models() -> list[type[BaseSettings]]:
+    """Settings plus every service's settings models (services/<name>/config.py)."""
+    models: list[type[BaseSettings]] = [Settings]
+    for name in SERVICES:
+        module = importlib.import_module(f"services.{name}.config")
+        models += [cls for _, cls in inspect.getmembers(module, inspect.isclass)
+                   if issubclass(cls, BaseSettings) and cls.__module__ == module.__name__]
+    return models
+
+
+def _env_names(prefix: str, model: type[BaseModel], delimiter: str | None) -> Iterator[str]:
+    for field_name, field in model.model_fields.items():
+        name = f"{prefix}{field_name}".upper()
+        yield name
+        annotation = field.annotation
+        if delimiter and inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+            yield from _env_names(f"{name}{delimiter}", annotation, delimiter)
+
+
+def known_variables() -> dict[str, str]:
+    """Every AFTERSALES_* variable the code reads -> where it is declared."""
+    known: dict[str, str] = {}
+    for model in settings_models():
+        config = model.model_config
+        for name in _env_names(config.get("env_prefix", ""), model, config.get("env_nested_delimiter")):
+            known[name] = f"{model.__module__}.{model.__name__}"
+    from aftersales.cli import app
+
+    def walk(command: Any, path: str) -> None:
+        for param in getattr(command, "params", []):
+            for envvar in [param.envvar] if isinstance(param.envvar, str) else (param.envvar or []):
+                known[envvar] = f"aftersales {path} --{param.name}"
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, f"{path} {name}".strip())
+
+    walk(typer.main.get_command(app), "")
+    return known
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def test_the_compose_file_follows_the_compose_specification() -> None:
+    schema = yaml.safe_load(SCHEMA.read_text())
+    Validator.check_schema(schema)
+    errors = sorted(Validator(schema).iter_errors(compose()), key=lambda e: list(e.absolute_path))
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
+
+
+def test_the_schema_check_rejects_what_compose_would_reject() -> None:
+    validator = Validator(yaml.safe_load(SCHEMA.read_text()))
+    broken = compose()
+    broken["services"]["intake"]["depends_on"]["topics"]["condition"] = "service_finished"
+    broken["services"]["quality"]["restart_policy"] = "always"
+    messages = [e.message for e in validator.iter_errors(broken)]
+    assert any("service_finished" in m for m in messages) and any("restart_policy" in m for m in messages)
+
+
+def test_every_variable_the_compose_file_interpolates_is_in_the_env_example() -> None:
+    text = COMPOSE.read_text()
+    used = {m.group(1) or m.group(6) for m in _INTERPOLATION.finditer(text) if m.group(0) != "$$"}
+    required = {m.group(1) for m in _INTERPOLATION.finditer(text) if m.group(4)}
+    example = env_example()
+    assert required <= set(example), f"required but not in the example: {sorted(required - set(example))}"
+    assert set(example) <= used, f"the example sets what compose never reads: {sorted(set(example) - used)}"
+    with pytest.raises(AssertionError, match="AFTERSALES_API_TOKENS"):
+        compose({k: v for k, v in example.items() if k != "AFTERSALES_API_TOKENS"})
+
+
+def test_every_aftersales_variable_in_the_compose_file_is_a_real_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    known = known_variables()
+    models = settings_models()
+    for name, container in aftersales_containers(compose()).items():
+        env = environment(container)
+        unknown = sorted(k for k in env if k.startswith("AFTERSALES_") and k not in known)
+        assert not unknown, (f"{name}: {unknown} are not settings; the settings are in shared/settings.py and "
+                             f"services/*/config.py (env prefix AFTERSALES_), e.g. {sorted(known)[:5]}")
+        # And the values are ones the models accept, as the container would load them.
+        for key in [k for k in os.environ if k.startswith("AFTERSALES_")]:
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        for model in models:
+            try:
+                model(_env_file=None)  # type: ignore[call-arg]
+            except ValidationError as exc:
+                raise AssertionError(f"{name}: {model.__name__} refuses the compose environment: {exc}") from None
+
+
+def test_the_known_variables_come_from_the_settings_models_and_the_cli() -> None:
+    known = known_variables()
+    assert known["AFTERSALES_KAFKA_BOOTSTRAP"] == "shared.settings.Settings"
+    assert known["AFTERSALES_SMS_GATEWAY_URL"] == "services.notifier.config.NotifierSettings"
+    assert known["AFTERSALES_COMPLAINTS_SLA__CRITICAL__ACKNOWLEDGE_WITHIN"] == "services.complaints.config.ComplaintRules"
+    assert known["AFTERSALES_FOLLOWUP_FIRST_VISIT_AFTER_DAYS"] == "services.followup.config.FollowUpRules"
+    assert known["AFTERSALES_PEERS_HOST"].startswith("aftersales peers")
+    assert "AFTERSALES_SMTP_HOSTNAME" not in known
+
+
+def test_the_five_services_serve_on_the_ports_of_design_section_9() -> None:
+    assert DEFAULT_PORTS == DESIGN_PORTS
+    services = compose()["services"]
+    for name in SERVICES:
+        service = services[name]
+        assert service["command"] == ["serve", name]
+        assert service["ports"] == [f"{DESIGN_PORTS[name]}:{DESIGN_PORTS[name]}"], name
+        assert f"http://127.0.0.1:{DESIGN_PORTS[name]}/ready" in " ".join(service["healthcheck"]["test"]), name
+        assert f"AFTERSALES_{name.upper()}_PORT" not in environment(service), "the design's port, not another"
+        assert environment(service)["AFTERSALES_HTTP_HOST"] == "0.0.0.0", "reachable from Prometheus and the host"
+
+
+def test_topics_are_created_on_the_cluster_before_any_service_starts() -> None:
+    doc = compose()
+    services = doc["services"]
+    brokers = [s for s in services.values() if str(s.get("image", "")).startswith("apache/kafka:")]
+    job = services["topics"]
+    assert job["command"] == ["infra", "topics"]
+    from aftersales.cli import app
+
+    assert "topics" in typer.main.get_command(app).commands["infra"].commands  # type: ignore[attr-defined]
+    job_env = environment(job)
+    replication = int(job_env["AFTERSALES_TOPIC_REPLICATION_FACTOR"])
+    kafka_env = environment(brokers[0])
+    assert kafka_env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false", "topics come from the catalog, not from typos"
+    assert int(kafka_env["KAFKA_MIN_INSYNC_REPLICAS"]) < replication <= len(brokers)
+    assert int(job_env["AFTERSALES_TOPIC_PARTITIONS"]) == Settings().topic_partitions
+    for name in SERVICES:
+        assert services[name]["depends_on"]["topics"] == {"condition": "service_completed_successfully"}, name
+        definition = load(name)
+        # `infra topics` creates the catalog's topics: every topic a service reads or writes is one.
+        used = {s.topic for s in definition.subscriptions} | {SERVICE_TOPIC[name], "aftersales.deadletter"}
+        assert used <= set(ALL_TOPICS), f"{name} uses topics the catalog does not list: {used - set(ALL_TOPICS)}"
+
+
+def test_the_kafka_cluster_is_three_kraft_brokers_that_agree_on_their_quorum() -> None:
+    services = compose()["services"]
+    brokers = {name: s for name, s in services.items() if str(s.get("image", "")).startswith("apache/kafka:")}
+    assert len(brokers) == 3
+    ids = {}
+    for name, broker in brokers.items():
+        env = environment(broker)
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{broker['hostname']}:9092"
+        assert env["KAFKA_LOG_DIRS"] in broker["volumes"][0], f"{name}: the data directory must be on its volume"
+        ids[int(env["KAFKA_NODE_ID"])] = broker["hostname"]
+        voters = env["KAFKA_CONTROLLER_QUORUM_VOTERS"]
+    assert voters == ",".join(f"{i}@{host}:9093" for i, host in sorted(ids.items()))
+    for name, container in aftersales_containers(compose()).items():
+        bootstrap = environment(container).get("AFTERSALES_KAFKA_BOOTSTRAP")
+        if bootstrap is not None:
+            assert bootstrap == ",".join(f"{h}:9092" for _, h in sorted(ids.items())), name
+
+
+def test_the_services_reach_postgres_the_sms_sink_and_the_mail_catcher_by_their_compose_names() -> None:
+    services = compose()["services"]
+    env = environment(services["notifier"])
+    database = urlsplit(env["AFTERSALES_DATABASE_URL"])
+    postgres = environment(services["postgres"])
+    assert (database.hostname, database.username, database.password, database.path.strip("/")) == (
+        "postgres", postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"], postgres["POSTGRES_DB"])
+    sms = urlsplit(env["AFTERSALES_SMS_GATEWAY_URL"])
+    sink = services[sms.hostname]
+    assert sink["command"][0] == "peers" and sink["command"][sink["command"].index("--http-port") + 1] == str(sms.port)
+    assert environment(sink)["AFTERSALES_SMS_API_KEY"] == env["AFTERSALES_SMS_API_KEY"], "the sink checks the key"
+    assert environment(sink)["AFTERSALES_PEERS_HOST"] == "0.0.0.0"
+    mail = services[env["AFTERSALES_SMTP_HOST"]]
+    assert mail["image"].startswith("axllent/mailpit:") and env["AFTERSALES_SMTP_PORT"] == "1025"  # mailpit's SMTP port
+
+
+def test_prometheus_scrapes_every_service_under_its_own_job_in_compose_and_locally() -> None:
+    services = compose()["services"]
+    assert "./deploy/prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]
+    for config_name in ("prometheus.yml", "prometheus.local.yml"):
+        config = yaml.safe_load((ROOT / "deploy" / "prometheus" / config_name).read_text())
+        assert all((ROOT / "deploy" / "prometheus" / f).exists() for f in config["rule_files"])
+        jobs = {j["job_name"]: j for j in config["scrape_configs"] if j["job_name"] in SERVICES}
+        assert set(jobs) == set(SERVICES), config_name
+        for name, job in jobs.items():
+            if config_name == "prometheus.yml":
+                [dns] = job["dns_sd_configs"]
+                assert dns["names"] == [name] and name in services and dns["port"] == DESIGN_PORTS[name]
+            else:
+                assert job["static_configs"] == [{"targets": [f"127.0.0.1:{DESIGN_PORTS[name]}"]}]
+
+
+def test_the_image_build_copies_every_package_the_project_declares() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    lines = [line.split() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+    first, second = [i for i, line in enumerate(lines) if line[:1] == ["FROM"]][:2]
+    build_stage = lines[first:second]
+    copied = {part for line in build_stage if line[:1] == ["COPY"] for part in line[1:-1]}
+    patterns = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {p.rstrip("*") for p in patterns}
+    assert packages <= copied, f"the build stage does not copy {sorted(packages - copied)}"
+    assert {"pyproject.toml", project["project"]["readme"]} <= copied
+    ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    assert not (copied & ignored), f".dockerignore hides what the build copies: {copied & ignored}"
