@@ -17,12 +17,18 @@ Two kinds of runs, each seeded and reproducible:
   mode (a batch problem has one cause). Detection delay = the time from the batch's first
   report to the alert on its batch cell, in days and in reports.
 
-The detector is the service's domain code (MonitorPolicy.look_at, poisson_look, find_burst,
-decide) with the service's configuration (AFTERSALES_QUALITY_* applies), run in process and
-event by event as the service runs it: each report is tested on arrival against the
-expectation at the end of its look interval. Units in service come from domain.Exposure,
-the same sum the service takes in SQL. An alert on a problem-free cell is taken as closed at
-once (monitoring of that cell restarts), as the quality department would close it.
+The detectors are the service's domain code (MonitorPolicy.look_at, sequential_look,
+poisson_look, find_burst, decide) with the service's configuration (AFTERSALES_QUALITY_*
+applies), run in process and report by report as the service runs them: the burst rule on
+each report's arrival, the statistical test at each scheduled look on the cells with new
+reports, with every unit sold and every report made before the look. Units in service come
+from domain.Exposure, as in the service. An alert on a problem-free cell is taken as closed
+at once (monitoring of that cell restarts), as the quality department would close it.
+
+Rows: the configured detector (default: the sequential test at daily looks + the burst rule),
+its parts, the detector it replaced (the repeated test at weekly looks, alone and with the
+burst rule), and a Poisson CUSUM tuned for 3x that was considered (statistics.cusum_threshold;
+it is not a service setting). Every row keeps the same budget per cell-month.
 """
 
 from __future__ import annotations
@@ -32,8 +38,10 @@ import random
 import statistics
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Literal
 
 from rich.console import Console
 from rich.table import Table
@@ -50,15 +58,15 @@ from services.quality.domain import (
     decide,
     find_burst,
     poisson_look,
+    sequential_look,
 )
-from services.quality.statistics import poisson_mean_upper_bound
+from services.quality.statistics import cusum_threshold, poisson_mean_upper_bound
 
 SUPPLIERS = (("SUP-1", 0.5), ("SUP-2", 0.3), ("SUP-3", 0.2))
 MODELS = ("EV-100", "EV-200", "Cargo-3T", "Cargo-5T", "City-S")
 FAILURE_MODES = (("mode-a", 0.4), ("mode-b", 0.3), ("mode-c", 0.2), ("mode-d", 0.1))
 SHIFTS = (2.0, 3.0, 5.0)
 RATE_BANDS = (("under 1", 0.0, 1.0), ("1 to 2", 1.0, 2.0), ("2 to 4", 2.0, 4.0), ("4 and over", 4.0, math.inf))
-DETECTORS = ("poisson", "burst", "both")
 REFERENCE = "single test at day 30"
 START = datetime(2025, 1, 1, tzinfo=CST)
 
@@ -161,8 +169,12 @@ def simulate_fleet(seed: int, vehicles: int, sales_months: int, horizon_months: 
 class CellTrack:
     since: float | None = None  # epoch seconds; monitoring restarts when an alert is closed
     points: list[ReportPoint] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # the points' epoch seconds
     first_report_day: float | None = None
     reports_total: int = 0
+    cusum: float = 0.0  # the CUSUM statistic after the last report tested
+    cusum_expected: float = 0.0  # the expectation since `since` at that report
+    cusum_tested: int = 0  # the points the CUSUM has taken in
 
 
 @dataclass
@@ -180,15 +192,51 @@ class PassResult:
     detections: list[Detection] = field(default_factory=list)
 
 
-def run_detector(fleet: Fleet, rates: BaselineRates, policy: MonitorPolicy, rules: tuple[str, ...],
-                 horizon_months: int) -> PassResult:
+Statistical = Literal["sequential", "repeated", "cusum"]
+
+
+@dataclass(frozen=True)
+class Detector:
+    """One row of the benchmark: a statistical test (or none) with its looks, and the burst rule or not."""
+
+    name: str
+    label: str
+    policy: MonitorPolicy
+    test: Statistical | None
+    burst: bool
+
+
+def detectors(configured: MonitorPolicy) -> list[Detector]:
+    """The configured detector, its parts, the detector it replaced (repeated test at weekly
+    looks), and the Poisson CUSUM that was considered; all with the configured budget."""
+    previous = replace(configured, test="repeated", look_interval_days=7)
+    sequential = replace(configured, test="sequential", look_interval_days=1)
+    return [
+        Detector("repeated", "repeated test, weekly (previous)", previous, "repeated", False),
+        Detector("cusum", f"Poisson CUSUM {CUSUM_SHIFT:g}x, daily", sequential, "cusum", False),
+        Detector("sequential", "sequential test, daily", sequential, "sequential", False),
+        Detector("burst", "burst rule alone", configured, None, True),
+        Detector("previous", "previous (repeated weekly + burst)", previous, "repeated", True),
+        Detector("configured", f"configured ({_test_label(configured)} + burst)", configured, configured.test, True),
+    ]
+
+
+def _test_label(policy: MonitorPolicy) -> str:
+    interval = {1: "daily", 7: "weekly"}.get(policy.look_interval_days, f"every {policy.look_interval_days} d")
+    return f"{policy.test} {interval}"
+
+
+def run_detector(fleet: Fleet, rates: BaselineRates, detector: Detector, horizon_months: int) -> PassResult:
     """Feed the fleet's reports, in time order, to the detector as the service does: the burst
-    rule on each arrival, the Poisson test at each scheduled look on the cells with new
-    reports. An alert is taken as closed at once (its cell's monitoring restarts)."""
+    rule on each arrival, the statistical test at each scheduled look on the cells with new
+    reports (the sequential test and the CUSUM over the reports since the previous look, each at
+    its own time; the repeated test on the count at the look). An alert is taken as closed at
+    once (its cell's monitoring restarts)."""
     result = PassResult()
+    policy = detector.policy
     tracks: dict[str, CellTrack] = defaultdict(CellTrack)
-    alpha_look = policy.alpha_look(len(fleet.cells))
-    burst_reports = policy.burst_reports if "burst" in rules else 0
+    threshold = policy.threshold(len(fleet.cells))
+    burst_reports = policy.burst_reports if detector.burst else 0
     month = rates.unit_month_days
     horizon = START + timedelta(days=horizon_months * month)
     detected: set[str] = set()
@@ -205,33 +253,40 @@ def run_detector(fleet: Fleet, rates: BaselineRates, policy: MonitorPolicy, rule
             assert track.first_report_day is not None
             result.detections.append(Detection(factor, fleet.cells[key].category, day - track.first_report_day,
                                                track.reports_total, _expected_per_month(fleet, key, rates)))
-        track.since = at.timestamp()  # closed at once; the evidence window restarts
-        track.points = []
+        tracks[key] = CellTrack(at.timestamp(), first_report_day=track.first_report_day,
+                                reports_total=track.reports_total)  # closed at once; monitoring restarts
         dirty.discard(key)
 
-    def look(at: datetime) -> None:
+    def look(at: datetime, previous: datetime) -> None:
         until = at.timestamp()
         for key in sorted(dirty):
             track, exposure = tracks[key], fleet.exposure[key]
-            figures = poisson_look(
-                len(track.points), exposure.units(until), rates.unit_months(exposure.unit_seconds(track.since, until)),
-                rates.rate(fleet.cells[key].category), alpha_look, policy.min_reports,
-            )
-            if figures.expected > 0:
-                dirty.discard(key)
-            if decide(False, figures, None).action == "raise":
+            rate = rates.rate(fleet.cells[key].category)
+            if detector.test == "cusum":
+                alarmed = _cusum(track, exposure, rate, month, threshold, policy)
+            elif detector.test == "sequential":
+                alarmed = sequential_look(track.times, exposure, track.since, until, rate, month, threshold,
+                                          policy.window_days, policy.min_reports,
+                                          tested_from=previous.timestamp()).alarm
+            else:
+                alarmed = poisson_look(len(track.points), exposure.units(until),
+                                       rates.unit_months(exposure.unit_seconds(track.since, until)), rate,
+                                       threshold, policy.min_reports).alarm
+            dirty.discard(key)  # every unit of the simulation is known in service before its reports
+            if alarmed:
                 alarm(key, at)
 
-    next_look = policy.look_at(START)
+    previous_look, next_look = START, policy.look_at(START)
     for report in fleet.reports:
         at = START + timedelta(days=report.at)
         while next_look <= at:
-            if "poisson" in rules:
-                look(next_look)
-            next_look = policy.look_at(next_look)
+            if detector.test:
+                look(next_look, previous_look)
+            previous_look, next_look = next_look, policy.look_at(next_look)
         for key in (report.batch_key, report.sm_key):
             track = tracks[key]
             track.points.append(ReportPoint(report.report_id, at, report.failure_mode))
+            track.times.append(at.timestamp())
             track.reports_total += 1
             if track.first_report_day is None:
                 track.first_report_day = report.at
@@ -241,14 +296,44 @@ def run_detector(fleet: Fleet, rates: BaselineRates, policy: MonitorPolicy, rule
                 if decide(False, None, find_burst(recent, [report.report_id], burst_reports,
                                                   policy.burst_window)).action == "raise":
                     alarm(key, at)
-    while next_look <= horizon and "poisson" in rules:
-        look(next_look)
-        next_look = policy.look_at(next_look)
+    while next_look <= horizon and detector.test:
+        look(next_look, previous_look)
+        previous_look, next_look = next_look, policy.look_at(next_look)
     for key, factor in fleet.injected.items():
         if key not in detected:
             result.detections.append(Detection(factor, fleet.cells[key].category, math.inf, None,
                                                _expected_per_month(fleet, key, rates)))
     return result
+
+
+CUSUM_SHIFT = 3.0  # the CUSUM is tuned for the issue's target shift
+
+
+def _cusum(track: CellTrack, exposure: Exposure, rate: float, month_days: float, alpha: float,
+           policy: MonitorPolicy) -> bool:
+    """The Poisson CUSUM for a 3x rate over the track's new reports: at each report
+    S = max(0, S - (k - 1) dL) + log k; it alarms when S reaches the threshold for the cell's
+    exposure at that report (statistics.cusum_threshold; the window's expected reports rounded
+    up to a 1 % grid so thresholds can be cached, which only raises them)."""
+    month_seconds = month_days * 86_400.0
+    jump, drift = math.log(CUSUM_SHIFT), CUSUM_SHIFT - 1.0
+    alarmed = False
+    for index in range(track.cusum_tested, len(track.times)):
+        moment = track.times[index]
+        expected = rate * exposure.unit_seconds(track.since, moment) / month_seconds
+        track.cusum = max(0.0, track.cusum - drift * (expected - track.cusum_expected)) + jump
+        track.cusum_expected = expected
+        per_window = rate * exposure.units(moment) * policy.window_days / month_days
+        if index + 1 >= policy.min_reports and per_window > 0 and \
+                track.cusum >= _cusum_threshold(math.ceil(math.log(per_window) * 100), alpha):
+            alarmed = True
+    track.cusum_tested = len(track.times)
+    return alarmed
+
+
+@lru_cache(maxsize=None)
+def _cusum_threshold(grid: int, alpha: float) -> float:
+    return cusum_threshold(math.exp(grid / 100), alpha, CUSUM_SHIFT)
 
 
 def single_test_at_day_30(fleet: Fleet, rates: BaselineRates, alpha: float) -> list[Detection]:
@@ -315,6 +400,7 @@ class BenchResult:
     detections: dict[str, list[Detection]]  # detector -> detections
     reports: int
     seconds: float
+    labels: dict[str, str] = field(default_factory=dict)  # detector -> its row label
 
     def false_alarm_rate(self, detector: str, kind: str | None = None) -> float:
         kinds = [kind] if kind else list(self.cell_months)
@@ -342,28 +428,29 @@ def run(vehicles: int = 100_000, sales_months: int = 12, horizon_months: int = 1
     rules = rules or QualityRules()
     rates = load_baseline_rates(rules.baseline_rates_file)
     policy = rules.policy()
+    rows = detectors(policy)
     months: dict[str, int] = defaultdict(int)
-    false_alarms: dict[str, dict[str, int]] = {d: defaultdict(int) for d in DETECTORS}
-    detections: dict[str, list[Detection]] = {d: [] for d in (*DETECTORS, REFERENCE)}
+    false_alarms: dict[str, dict[str, int]] = {d.name: defaultdict(int) for d in rows}
+    detections: dict[str, list[Detection]] = {d: [] for d in (*(d.name for d in rows), REFERENCE)}
     reports = 0
-    detector_rules = {"poisson": ("poisson",), "burst": ("burst",), "both": ("poisson", "burst")}
     for i in range(null_fleets):
         fleet = simulate_fleet(seed + i, vehicles, sales_months, horizon_months, rates)
         reports += len(fleet.reports)
         for kind, n in cell_months(fleet, horizon_months, rates.unit_month_days).items():
             months[kind] += n
-        for name, which in detector_rules.items():
-            outcome = run_detector(fleet, rates, policy, which, horizon_months)
+        for detector in rows:
+            outcome = run_detector(fleet, rates, detector, horizon_months)
             for kind, alarms in outcome.alarm_cell_months.items():
-                false_alarms[name][kind] += len(alarms)
+                false_alarms[detector.name][kind] += len(alarms)
     for i in range(shifted_fleets):
         fleet = simulate_fleet(seed + 10_000 + i, vehicles, sales_months, horizon_months, rates, SHIFTS)
         reports += len(fleet.reports)
-        for name, which in detector_rules.items():
-            detections[name].extend(run_detector(fleet, rates, policy, which, horizon_months).detections)
+        for detector in rows:
+            detections[detector.name].extend(run_detector(fleet, rates, detector, horizon_months).detections)
         detections[REFERENCE].extend(single_test_at_day_30(fleet, rates, policy.alpha_month))
+    labels = {d.name: d.label for d in rows} | {REFERENCE: f"reference: one {policy.alpha_month:.0%} test on day 30"}
     result = BenchResult(policy.alpha_month, dict(months), {k: dict(v) for k, v in false_alarms.items()},
-                         detections, reports, time.monotonic() - started)
+                         detections, reports, time.monotonic() - started, labels)
     if not quiet:
         print_result(result, vehicles, sales_months, horizon_months, null_fleets, shifted_fleets, seed, policy)
     return result
@@ -372,67 +459,68 @@ def run(vehicles: int = 100_000, sales_months: int = 12, horizon_months: int = 1
 def print_result(result: BenchResult, vehicles: int, sales_months: int, horizon_months: int, null_fleets: int,
                  shifted_fleets: int, seed: int, policy: MonitorPolicy) -> None:
     console = Console(width=132)
+    previous = replace(policy, test="repeated", look_interval_days=7)
     console.print(
         f"[bold]quality early warning[/bold]: {vehicles:,} vehicles sold over {sales_months} months, observed "
         f"{horizon_months} months; {null_fleets} null fleets + {shifted_fleets} shifted fleets (seed {seed}); "
-        f"{result.reports:,} reports; alpha {policy.alpha_month:.2%} per cell per month, "
-        f"{policy.looks_per_month} looks a month (every {policy.look_interval_days} d) -> "
-        f"{policy.alpha_look():.2e} per look; min {policy.min_reports} reports; burst rule "
-        f"{policy.burst_reports} same-mode reports in {policy.burst_window_days} d"
+        f"{result.reports:,} reports; alpha {policy.alpha_month:.2%} per cell per month; configured: "
+        f"{_test_label(policy)} test, looks every {policy.look_interval_days} d, "
+        + (f"boundary level {policy.threshold():.2e} per {policy.window_days}-day window"
+           if policy.test == "sequential" else f"{policy.alpha_look():.2e} per look")
+        + f"; previous: repeated test every 7 d at {previous.alpha_look():.2e} per look; min {policy.min_reports} "
+        f"reports; burst rule {policy.burst_reports} same-mode reports in {policy.burst_window_days} d"
     )
-    fa = Table(title="False alarms per cell-month (null fleets)", show_lines=False)
+    names = [name for name in result.false_alarms]
+    fa = Table(title="False alarms per cell-month (null fleets; ok = the 95% upper bound within the limit)")
     for column in ("detector", "batch cells", "supplier x model cells", "all cells", "95% upper", "limit", "ok"):
         fa.add_column(column, justify="right" if column != "detector" else "left")
-    for name in DETECTORS:
-        rate = result.false_alarm_rate(name)
+    for name in names:
+        upper = result.false_alarm_upper_bound(name)
         fa.add_row(
-            _detector_label(name),
+            result.labels[name],
             _fa(result, name, "batch"), _fa(result, name, "supplier_model"),
-            f"{rate:.3%} ({sum(result.false_alarms[name].values())}/{sum(result.cell_months.values()):,})",
-            f"{result.false_alarm_upper_bound(name):.3%}", f"{result.alpha_month:.2%}",
-            "yes" if rate <= result.alpha_month else "NO",
+            f"{result.false_alarm_rate(name):.3%} ({sum(result.false_alarms[name].values())}/"
+            f"{sum(result.cell_months.values()):,})",
+            f"{upper:.3%}", f"{result.alpha_month:.2%}", "yes" if upper <= result.alpha_month else "NO",
         )
     console.print(fa)
     delays = Table(title="Detection of shifted batches (batch cell alert; delay from the batch's first report)")
     for column in ("detector", "shift", "batches", "detected", "median delay (days)", "median reports",
                    "within 30 days"):
         delays.add_column(column, justify="right" if column not in ("detector",) else "left")
-    for name in (*DETECTORS, REFERENCE):
+    for name in (*names, REFERENCE):
         for factor in SHIFTS:
             found = result.delays(name, factor)
             days = [d.delay_days for d in found]
             counts = [d.reports for d in found if d.reports is not None]
             within = f"{sum(d <= 30 for d in days) / len(days):.0%}" if days else "-"
             if name == REFERENCE:
-                delays.add_row(_detector_label(name), f"{factor:g}x", str(len(found)), "-", "-", "-", within)
+                delays.add_row(result.labels[name], f"{factor:g}x", str(len(found)), "-", "-", "-", within)
                 continue
             delays.add_row(
-                _detector_label(name), f"{factor:g}x", str(len(found)),
+                result.labels[name], f"{factor:g}x", str(len(found)),
                 f"{sum(math.isfinite(d) for d in days) / len(days):.0%}" if days else "-",
                 _days(median_or_inf(days)), f"{statistics.median(counts):g}" if counts else "-", within,
             )
     console.print(delays)
-    by_rate = Table(title="Configured detector by the batch's baseline reports a month (all its units in "
-                          "service): median delay in days, share found within 30 days, batches")
+    by_rate = Table(title="By the batch's baseline reports a month (all its units in service): median delay in "
+                          "days, share found within 30 days, batches")
     by_rate.add_column("baseline reports/month", justify="left")
+    by_rate.add_column("detector", justify="left")
     for factor in SHIFTS:
         by_rate.add_column(f"{factor:g}x", justify="right")
     for label, low, high in RATE_BANDS:
-        cells = []
-        for factor in SHIFTS:
-            found = [d for d in result.delays("both", factor) if low <= d.expected_per_month < high]
-            days = [d.delay_days for d in found]
-            median = median_or_inf(days)
-            cells.append(f"{_days(median)}{' d' if math.isfinite(median) else ''}, "
-                         f"{sum(d <= 30 for d in days) / len(days):.0%}, n={len(days)}" if days else "-")
-        by_rate.add_row(label, *cells)
+        for name in ("previous", "configured"):
+            cells = []
+            for factor in SHIFTS:
+                found = [d for d in result.delays(name, factor) if low <= d.expected_per_month < high]
+                days = [d.delay_days for d in found]
+                median = median_or_inf(days)
+                cells.append(f"{_days(median)}{' d' if math.isfinite(median) else ''}, "
+                             f"{sum(d <= 30 for d in days) / len(days):.0%}, n={len(days)}" if days else "-")
+            by_rate.add_row(label if name == "previous" else "", name, *cells)
     console.print(by_rate)
     console.print(f"{result.seconds:.1f} s")
-
-
-def _detector_label(name: str) -> str:
-    return {"poisson": "Poisson test", "burst": "burst rule alone", "both": "configured (Poisson + burst)",
-            REFERENCE: "reference: one 1% test on day 30"}[name]
 
 
 def _fa(result: BenchResult, detector: str, kind: str) -> str:

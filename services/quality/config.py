@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shared.events.catalog import IMPORTANT_PART_CATEGORIES
 from shared.validation import check_timezone
 
-from services.quality.domain import BaselineRates, MonitorPolicy
+from services.quality.domain import BaselineRates, MonitorPolicy, Test
 
 HERE = Path(__file__).parent
 
@@ -28,9 +28,13 @@ class QualityRules(BaseSettings):
     # Early warning: the probability that a cell with no problem raises an alert in a given
     # month (DESIGN.md §4: "default 1% per cell per month").
     false_alarm_probability_per_cell_month: float = Field(0.01, gt=0, lt=1)
-    # The detector looks at each cell at the end of every look interval (aligned to ISO weeks
-    # for 7); the monthly false-alarm probability is split evenly over the looks a month can hold.
-    look_interval_days: int = Field(7, ge=1, le=31)
+    # sequential: every report is checked against a boundary calibrated per cell so that the
+    # monthly probability holds whatever the look interval (docs/quality-early-warning.md §3);
+    # repeated: the count is tested at each look with the budget split over the looks.
+    early_warning_test: Test = "sequential"
+    # Alarms are raised at the end of every look interval (local midnight; 7 aligns with ISO
+    # weeks). Unset: daily for the sequential test, weekly for the repeated one.
+    look_interval_days: int | None = Field(None, ge=1, le=31)
     # Also split the budget over the cells monitored (family-wise control across cells).
     control_across_cells: bool = False
     # No Poisson alert on fewer reports than this, however small the expectation.
@@ -63,9 +67,11 @@ class QualityRules(BaseSettings):
         return check_timezone(value)
 
     def policy(self) -> MonitorPolicy:
+        interval = self.look_interval_days or (1 if self.early_warning_test == "sequential" else 7)
         return MonitorPolicy(
             alpha_month=self.false_alarm_probability_per_cell_month,
-            look_interval_days=self.look_interval_days,
+            test=self.early_warning_test,
+            look_interval_days=interval,
             min_reports=self.min_reports_for_alert,
             burst_reports=self.burst_reports,
             burst_window_days=self.burst_window_days,

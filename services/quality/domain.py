@@ -7,26 +7,35 @@ A *cell* is a group of part units that share a cause: one production batch of a 
 (category x batch), or one supplier's parts of a category fitted to one model
 (category x supplier x model). For a cell with no problem, defect reports arrive as a Poisson
 process whose intensity is the baseline rate of its category times the units in service, so
-the count observed up to an instant T is Poisson with mean
+the count N(t) of reports since monitoring (re)started is Poisson with mean
 
-    expected(T) = rate(category) x unit-months in service of the cell up to T.
+    L(t) = rate(category) x unit-months in service of the cell up to t.
 
-The detector *looks* at each cell at the end of every look interval (default weekly, ending
-Monday 00:00 local, in time for the weekly quality meeting) and alarms when
-p = P(X >= observed | expected) is at most alpha_look:
+The sequential test (the default, `test="sequential"`) checks the count at every report
+against a boundary that rises with L: it alarms at a report when
 
-    alpha_look = alpha_month / looks_per_month,   looks_per_month = ceil(31 / interval_days).
+    N(t) >= c(t),   c(t) = the smallest c with c - 1 >= L(t) and w(t) P(X = c - 1 | L(t)) <= alpha,
 
-A month holds at most looks_per_month look instants, so by Bonferroni's inequality the
-probability that a problem-free cell raises an alert in any given month is at most
-alpha_month (default 1 % per cell per month). With `control_across_cells` the budget is also
-divided by the number of cells monitored, which bounds the probability of *any* false alarm
-across all cells in a month by alpha_month; by default it is per cell, so across K cells the
-expected number of false alarms a month is at most alpha_month x K.
+where w(t) = rate x units in service at t x window (the expected reports of a window of
+looks_per_month looks, 31 days for daily looks). N climbs one report at a time and c never
+falls (units never leave service), so the count can only cross the boundary by a report
+arriving while N = c(t) - 1, which happens at rate P(N(t) = c(t) - 1) dL(t) <= alpha / window
+per day. Over the days whose looks fall in one month that adds up to at most alpha: the
+probability that a problem-free cell raises an alert in a given month is at most alpha
+(default 1 % per cell per month), for any exposure that grows with sales. How often the
+detector looks does not enter the bound; looks (daily by default, at local midnight) only
+decide when an alarm is raised, and wait for their instant so that every unit sold and every
+report made before it is known.
 
-A look is taken when the clock reaches its instant, so every unit sold and every report made
-before it is known and the test is exact. Only cells with new reports are looked at: with no
-new report a cell's count stays put while its expectation grows, so its p-value can only rise.
+The repeated test (`test="repeated"`, the detector before the sequential one) tests the count
+at each scheduled look against P(X >= N | L) <= alpha_look = alpha_month / looks_per_month,
+a Bonferroni split over the looks a month can hold (weekly looks: 1 % / 5).
+
+With `control_across_cells` the budget is also divided by the number of cells monitored,
+which bounds the probability of *any* false alarm across all cells in a month by alpha_month;
+by default it is per cell, so across K cells the expected number of false alarms a month is
+at most alpha_month x K. Only cells with new reports are looked at: without a new report the
+count cannot cross (sequential) and its p-value can only rise (repeated).
 
 Plus a plain rule, run on each report as it arrives: N reports of the same failure mode in
 one batch within 30 days. Its false-alarm rate depends on batch size (the benchmark measures it).
@@ -41,13 +50,18 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from shared.events.envelope import AFTERSALES_NAMESPACE
 
-from services.quality.statistics import poisson_critical_count, poisson_sf
+from services.quality.statistics import (
+    poisson_critical_count,
+    poisson_sf,
+    sequential_critical_count,
+    sequential_p_value,
+)
 
 SECONDS_PER_DAY = 86_400.0
 # Looks end on local midnights counted from this Monday, so weekly looks end as ISO weeks do.
@@ -129,8 +143,8 @@ class Exposure:
     "unit-seconds in service between two instants" in O(log n).
 
     unit_seconds(S, T) = sum over units in service before T of (T - max(put_in_service, S)):
-    the time in service each unit accumulated in (S, T]. The service computes the same sum in
-    SQL (store.cell_evidence); the benchmark and the tests use this class.
+    the time in service each unit accumulated in (S, T]. The service builds it from the sale
+    instants store.cell_evidence loads; the benchmark and the tests use it directly.
     """
 
     def __init__(self, in_service_at: Iterable[float] = ()) -> None:
@@ -161,26 +175,43 @@ class Exposure:
 # The detector
 
 
+Test = Literal["sequential", "repeated"]
+
+
 @dataclass(frozen=True)
 class MonitorPolicy:
     alpha_month: float = 0.01
-    look_interval_days: int = 7
+    look_interval_days: int = 1
     min_reports: int = 3
     burst_reports: int = 7
     burst_window_days: int = 30
     timezone: str = "Asia/Shanghai"
     control_across_cells: bool = False
+    test: Test = "sequential"
 
     @property
     def looks_per_month(self) -> int:
         """The most look instants any month (up to 31 days) can hold."""
         return math.ceil(31 / self.look_interval_days)
 
+    @property
+    def window_days(self) -> int:
+        """The span of report times the looks of one month cover (31 days for daily looks)."""
+        return self.looks_per_month * self.look_interval_days
+
     def alpha_look(self, cells_monitored: int = 1) -> float:
+        """The repeated test's level per look: the monthly budget split over the looks."""
         alpha = self.alpha_month / self.looks_per_month
         if self.control_across_cells:
             alpha /= max(1, cells_monitored)
         return alpha
+
+    def threshold(self, cells_monitored: int = 1) -> float:
+        """The level an alarm's p-value must reach: per window for the sequential test, per look
+        for the repeated one; divided by the cells monitored when controlling across cells."""
+        if self.test == "repeated":
+            return self.alpha_look(cells_monitored)
+        return self.alpha_month / (max(1, cells_monitored) if self.control_across_cells else 1)
 
     @property
     def burst_window(self) -> timedelta:
@@ -203,10 +234,17 @@ class PoissonLook:
     units: int
     unit_months: float
     rate: float
-    threshold: float  # the p-value at or under which the look alarms (alpha_look)
+    threshold: float  # the p-value at or under which the test alarms
     p_value: float | None  # None while the cell has no exposure (no unit in service known)
     critical_count: int | None  # the fewest reports that would alarm at this expectation
     alarm: bool
+    test: Test = "repeated"
+    # P(X >= observed | expected): the p-value of one test at this instant (the repeated test's p_value).
+    tail_p_value: float | None = None
+    # Sequential test: expected reports in a window at the current exposure, and the report
+    # whose count first crossed the boundary.
+    expected_per_window: float | None = None
+    crossed_at: datetime | None = None
 
     @property
     def statistic(self) -> float | None:
@@ -217,6 +255,7 @@ class PoissonLook:
 def poisson_look(
     observed: int, units: int, unit_months: float, rate: float, alpha_look: float, min_reports: int
 ) -> PoissonLook:
+    """The repeated test at one look: P(X >= observed | expected) <= alpha_look."""
     expected = rate * unit_months
     if expected <= 0:
         # No unit of the cell is known to be in service (a report before its sale): nothing to test yet.
@@ -225,8 +264,78 @@ def poisson_look(
     critical = max(min_reports, poisson_critical_count(expected, alpha_look))
     return PoissonLook(
         observed, expected, units, unit_months, rate, alpha_look, p_value, critical,
-        alarm=observed >= min_reports and p_value <= alpha_look,
+        alarm=observed >= min_reports and p_value <= alpha_look, tail_p_value=p_value,
     )
+
+
+def sequential_look(
+    report_times: Sequence[float], exposure: Exposure, since: float | None, until: float, rate: float,
+    unit_month_days: float, alpha: float, window_days: float, min_reports: int, tested_from: float | None = None,
+) -> PoissonLook:
+    """The sequential test over a cell's monitoring period (since, until): every report in it
+    (epoch seconds, ascending) is a point where the count may cross the boundary; the look
+    alarms if one did (with at least `min_reports` counted). `p_value` is the smallest attained
+    level over those points (sequential_p_value): the alarm fires when it is <= alpha.
+
+    Points before `tested_from` were tested at earlier looks with the same data (the benchmark
+    feeds reports in time order); the service tests them all, so a report or a sale that
+    arrives late is judged as if it had been on time."""
+    month_seconds = unit_month_days * SECONDS_PER_DAY
+    per_unit_window = rate * window_days / unit_month_days  # a unit's expected reports in a window
+    p_value, crossed = 1.0, None
+    for index, moment in enumerate(report_times):
+        count = index + 1
+        if count < min_reports or (tested_from is not None and moment < tested_from):
+            continue
+        units = exposure.units(moment)
+        if units == 0:
+            continue  # a report before any unit of the cell is known in service: no expectation
+        expected = rate * exposure.unit_seconds(since, moment) / month_seconds
+        level = sequential_p_value(count, expected, per_unit_window * units)
+        p_value = min(p_value, level)
+        if crossed is None and level <= alpha:
+            crossed = moment
+    observed, units = len(report_times), exposure.units(until)
+    unit_months = exposure.unit_seconds(since, until) / month_seconds
+    expected = rate * unit_months
+    if expected <= 0:
+        return PoissonLook(observed, 0.0, units, unit_months, rate, alpha, None, None, False, test="sequential")
+    per_window = per_unit_window * units
+    return PoissonLook(
+        observed, expected, units, unit_months, rate, alpha, p_value,
+        max(min_reports, sequential_critical_count(expected, per_window, alpha)), crossed is not None,
+        test="sequential", tail_p_value=poisson_sf(observed, expected), expected_per_window=per_window,
+        crossed_at=datetime.fromtimestamp(crossed, UTC) if crossed is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class CellEvidence:
+    """A cell's evidence over its monitoring period (since, until): the times of its counted
+    reports and its units by the instant each went into service (epoch seconds)."""
+
+    since: datetime | None
+    until: datetime
+    report_times: tuple[float, ...]
+    exposure: Exposure
+    latest: datetime | None = None  # the latest counted report since `since`, up to any time
+
+    @property
+    def observed(self) -> int:
+        return len(self.report_times)
+
+
+def cell_look(policy: MonitorPolicy, evidence: CellEvidence, rate: float, unit_month_days: float,
+              threshold: float) -> PoissonLook:
+    """The configured test on one cell's evidence, at level `threshold` (policy.threshold)."""
+    since = evidence.since.timestamp() if evidence.since else None
+    until = evidence.until.timestamp()
+    if policy.test == "repeated":
+        unit_months = evidence.exposure.unit_seconds(since, until) / (unit_month_days * SECONDS_PER_DAY)
+        return poisson_look(evidence.observed, evidence.exposure.units(until), unit_months, rate, threshold,
+                            policy.min_reports)
+    return sequential_look(evidence.report_times, evidence.exposure, since, until, rate, unit_month_days,
+                           threshold, policy.window_days, policy.min_reports)
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@ stores and publishes what it decides.
 
 - On each report's arrival (`on_arrivals`): its cells are marked for the next look; the burst
   rule runs on batch cells; an open alert of the cell is updated with the new report.
-- At each scheduled look (`look`, a durable timer at the end of every look interval): the
-  Poisson test runs on every cell with new reports, with all units and reports known then,
-  and raises an alert where it alarms.
+- At each scheduled look (`look`, a durable timer at the end of every look interval, daily by
+  default): the Poisson test (sequential by default: every report since monitoring started
+  against the boundary; or the repeated test of the count at the look) runs on every cell with
+  new reports, with all units and reports known then, and raises an alert where it alarms.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ from services.quality.domain import (
     BaselineRates,
     Burst,
     Cell,
+    CellEvidence,
     Decision,
     MonitorPolicy,
     PoissonLook,
     alert_id_for,
+    cell_look,
     decide,
     find_burst,
-    poisson_look,
 )
 
 
@@ -82,6 +84,7 @@ async def on_arrivals(uow: UnitOfWork, arrivals: list[Arrival]) -> None:
     await store.mark_arrivals(uow.conn, {k: (a.cause.event_id, a.cause.correlation_id) for k, a in latest.items()})
     opened = await store.open_alerts(uow.conn, keys)
     p = policy(uow)
+    threshold: float | None = None
     for key in keys:
         cell, row = Cell.from_key(key), cells[key]
         burst = None
@@ -98,7 +101,9 @@ async def on_arrivals(uow: UnitOfWork, arrivals: list[Arrival]) -> None:
         if evidence.latest and evidence.latest > as_of:
             as_of = evidence.latest
             evidence = await store.cell_evidence(uow.conn, cell, row.since, _just_after(as_of))
-        figures = _figures(uow, cell, evidence, p.alpha_look())
+        if threshold is None:
+            threshold = await _threshold(uow)
+        figures = _figures(uow, cell, evidence, threshold)
         await _publish(uow, cell, row, opened.get(key), decision, figures, as_of, _just_after(as_of), burst,
                        latest[key].cause)
 
@@ -110,14 +115,13 @@ async def look(uow: UnitOfWork, at: datetime, fallback_cause: Any) -> int:
         return 0
     cells = await store.locked_cells(uow.conn, keys)
     opened = await store.open_alerts(uow.conn, keys)
-    p = policy(uow)
-    alpha_look = p.alpha_look(await store.monitored_cells(uow.conn) if p.control_across_cells else 1)
+    threshold = await _threshold(uow)
     still_dirty: dict[str, bool] = {}
     raised = 0
     for key in sorted(cells):
         cell, row = Cell.from_key(key), cells[key]
         evidence = await store.cell_evidence(uow.conn, cell, row.since, at)
-        figures = _figures(uow, cell, evidence, alpha_look)
+        figures = _figures(uow, cell, evidence, threshold)
         # Keep the cell for the next look when reports lie beyond this one, or when none of its
         # units is known to be in service yet (a report that came before its sale).
         still_dirty[key] = bool(evidence.latest and evidence.latest >= at) or (
@@ -135,10 +139,14 @@ async def look(uow: UnitOfWork, at: datetime, fallback_cause: Any) -> int:
     return raised
 
 
-def _figures(uow: UnitOfWork, cell: Cell, evidence: store.Evidence, alpha_look: float) -> PoissonLook:
+async def _threshold(uow: UnitOfWork) -> float:
+    p = policy(uow)
+    return p.threshold(await store.monitored_cells(uow.conn) if p.control_across_cells else 1)
+
+
+def _figures(uow: UnitOfWork, cell: Cell, evidence: CellEvidence, threshold: float) -> PoissonLook:
     r = rates(uow)
-    return poisson_look(evidence.observed, evidence.units, r.unit_months(evidence.unit_seconds), r.rate(cell.category),
-                        alpha_look, policy(uow).min_reports)
+    return cell_look(policy(uow), evidence, r.rate(cell.category), r.unit_month_days, threshold)
 
 
 async def _publish(
@@ -164,7 +172,10 @@ async def _publish(
         vins=vins, updated_at=now,
         details={
             "units": figures.units, "unit_months": figures.unit_months, "baseline_rate": figures.rate,
-            "alpha_month": p.alpha_month, "looks_per_month": p.looks_per_month,
+            "alpha_month": p.alpha_month, "test": figures.test, "look_interval_days": p.look_interval_days,
+            "looks_per_month": p.looks_per_month, "window_days": p.window_days,
+            "expected_per_window": figures.expected_per_window, "tail_p_value": figures.tail_p_value,
+            "crossed_at": figures.crossed_at.isoformat() if figures.crossed_at else None,
             "critical_count": figures.critical_count, "rules_firing": list(decision.firing),
             "burst": _burst_details(burst, p) if burst else (current or {}).get("details", {}).get("burst"),
         },

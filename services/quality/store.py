@@ -18,10 +18,12 @@ import asyncpg
 
 from services.quality.domain import (
     Cell,
+    CellEvidence,
     CountedDefect,
     Counting,
     DealerLines,
     DefectReport,
+    Exposure,
     FittedPart,
     ReportPoint,
 )
@@ -309,32 +311,26 @@ def _cell_filter(cell: Cell, first_param: int, *, reports: bool) -> tuple[str, l
             [cell.category, cell.supplier_id, cell.model])
 
 
-@dataclass(frozen=True)
-class Evidence:
-    observed: int
-    latest: datetime | None  # the latest counted report since `since`, up to any time
-    units: int
-    unit_seconds: float
-
-
-async def cell_evidence(conn: asyncpg.Connection, cell: Cell, since: datetime | None, until: datetime) -> Evidence:
-    """Counted reports in (since, until) and the units in service before `until` with the
-    unit-seconds they spent in service within (since, until]: sum(until - max(sold_at, since))."""
+async def cell_evidence(conn: asyncpg.Connection, cell: Cell, since: datetime | None, until: datetime) -> CellEvidence:
+    """A cell's counted reports in (since, until) (their times; the latest one since `since` at
+    any time) and the instants its units went into service before `until`: what both tests
+    need to follow the count and the expectation report by report."""
     report_filter, report_args = _cell_filter(cell, 3, reports=True)
     reports = await conn.fetchrow(
-        f"""SELECT count(*) FILTER (WHERE r.reported_at < $2) AS observed, max(r.reported_at) AS latest
+        f"""SELECT coalesce(array_agg(extract(epoch FROM r.reported_at)::float8 ORDER BY r.reported_at)
+                                FILTER (WHERE r.reported_at < $2), '{{}}') AS times,
+                   max(r.reported_at) AS latest
               FROM reports r
              WHERE r.counted AND {report_filter} AND ($1::timestamptz IS NULL OR r.reported_at > $1)""",
         since, until, *report_args,
     )
-    unit_filter, unit_args = _cell_filter(cell, 3, reports=False)
-    units = await conn.fetchrow(
-        f"""SELECT count(*) AS units,
-                   coalesce(sum(extract(epoch FROM $2 - greatest(p.sold_at, coalesce($1, p.sold_at)))), 0) AS seconds
-              FROM vehicle_parts p WHERE {unit_filter} AND p.sold_at < $2""",
-        since, until, *unit_args,
+    unit_filter, unit_args = _cell_filter(cell, 2, reports=False)
+    units = await conn.fetchval(
+        f"""SELECT coalesce(array_agg(extract(epoch FROM p.sold_at)::float8), '{{}}')
+              FROM vehicle_parts p WHERE {unit_filter} AND p.sold_at < $1""",
+        until, *unit_args,
     )
-    return Evidence(reports["observed"], reports["latest"], units["units"], float(units["seconds"]))
+    return CellEvidence(since, until, tuple(reports["times"]), Exposure(units), reports["latest"])
 
 
 async def cell_reports(conn: asyncpg.Connection, cell: Cell, since: datetime | None, until: datetime | None,

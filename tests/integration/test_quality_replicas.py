@@ -55,7 +55,7 @@ async def test_two_replicas_raise_one_alert_per_cell_and_fire_each_look_once(ns:
         async with TopicReader(ns.settings, "aftersales.quality") as quality:
             await quality.wait_for(lambda rs: any(len(r.data["report_ids"]) == 12 for r in rs
                                                   if r.event_type == "QualityAlertRaised"), timeout=60, settle=1.0)
-            clock.set(datetime(2026, 11, 23, 0, 0, 1, tzinfo=CST))  # the look: both replicas' timers are due
+            clock.set(datetime(2026, 11, 21, 0, 0, 1, tzinfo=CST))  # the daily look: due on both replicas
             await quality.wait_for(lambda rs: any(r.data["cell"]["kind"] == "supplier_model" for r in rs
                                                   if r.event_type == "QualityAlertRaised"), timeout=30, settle=2.0)
         raised = quality.of_type("QualityAlertRaised")

@@ -1,5 +1,5 @@
 """The quality service on the real broker and database (in process, manual clock): the
-scheduled Poisson look, alert updates, parts-shipment accuracy and the weekly reports,
+daily look with the sequential Poisson test, alert updates, parts-shipment accuracy and the weekly reports,
 reports that arrive before their sale, defects counted once, and the API's guards."""
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from tests.support import Namespace, Stack, TopicReader, api, count, db, manual_
 
 pytestmark = pytest.mark.infra
 
-NOW = "2026-11-20T10:00:00+08:00"  # a Friday; the next look is Monday 2026-11-23 00:00 +08:00
-FIRST_LOOK = datetime(2026, 11, 23, 0, 0, 1, tzinfo=CST)
+NOW = "2026-11-20T10:00:00+08:00"  # a Friday; the next (daily) look is Saturday 2026-11-21 00:00 +08:00
+FIRST_LOOK = datetime(2026, 11, 21, 0, 0, 1, tzinfo=CST)
 
 
 async def until(probe: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
@@ -63,7 +63,7 @@ async def reports_stored(ns: Namespace, n: int) -> None:
         await conn.close()
 
 
-async def test_the_weekly_look_raises_poisson_alerts_on_the_batch_and_its_supplier_model_cell(ns: Namespace) -> None:
+async def test_the_daily_look_raises_poisson_alerts_on_the_batch_and_its_supplier_model_cell(ns: Namespace) -> None:
     clock = manual_clock(NOW)
     stack = await Stack(ns, clock, services=("quality",)).start()
     try:
@@ -82,7 +82,7 @@ async def test_the_weekly_look_raises_poisson_alerts_on_the_batch_and_its_suppli
 
         async with TopicReader(ns.settings, "aftersales.quality") as quality:
             await quality.wait_for(lambda rs: True, timeout=5, settle=1.0)
-            assert quality.of_type("QualityAlertRaised") == [], "the Poisson test waits for the weekly look"
+            assert quality.of_type("QualityAlertRaised") == [], "the Poisson test waits for the next look"
             clock.set(FIRST_LOOK)
             await quality.wait_for(count("QualityAlertRaised", 2), timeout=30, settle=1.5)
         raised = quality.of_type("QualityAlertRaised")
@@ -91,16 +91,25 @@ async def test_the_weekly_look_raises_poisson_alerts_on_the_batch_and_its_suppli
         assert cells == ["batch", "supplier_model"]
         for r in raised:
             assert r.data["rule"] == "poisson" and not r.data["updated"]
-            assert r.data["observed"] == 6 and r.data["threshold"] == pytest.approx(0.01 / 5)
+            # The sequential test: its level is the whole monthly budget, and p_value (the rate per
+            # 31 days at which a problem-free cell reaches such a count) is within it.
+            assert r.data["observed"] == 6 and r.data["threshold"] == pytest.approx(0.01)
             assert r.data["p_value"] < 1e-5 and 0 < r.data["expected"] < 0.5
+            assert r.data["critical_count"] == 3 and r.data["alpha_month"] == pytest.approx(0.01)
             assert sorted(r.data["report_ids"]) == [f"DR-P{i}" for i in range(6)]
-            assert datetime.fromisoformat(r.data["as_of"]) == datetime(2026, 11, 23, tzinfo=CST)
+            assert datetime.fromisoformat(r.data["as_of"]) == datetime(2026, 11, 21, tzinfo=CST)
             # Caused by the latest report behind it (not by the timer), in its correlation.
             assert str(r.envelope.causation_id) == reports[-1]["event_id"]
             assert str(r.envelope.correlation_id) == reports[-1]["correlation_id"]
         sm = next(r for r in raised if r.data["cell"]["kind"] == "supplier_model")
         assert sm.data["cell"] == {"kind": "supplier_model", "category": "controller", "supplier_id": "SUP-C",
                                    "model": "EV-200"}
+        async with api(stack["quality"], "quality") as client:
+            detail = (await client.get(f"/v1/alerts/{sm.data['alert_id']}")).json()["details"]
+        # The count crossed the boundary at the third report (w P(X = 2 | 0.17) = 0.002 <= 1 %).
+        assert detail["test"] == "sequential" and detail["window_days"] == 31 and detail["look_interval_days"] == 1
+        assert datetime.fromisoformat(detail["crossed_at"]) == datetime(2026, 11, 12, 15, tzinfo=CST)
+        assert 0 < detail["tail_p_value"] < 1e-4 and 0 < detail["expected_per_window"] < 0.2
 
         # A further report updates both open alerts at once; so does a late one dated before it,
         # and the update is as of the cell's newest report. The next look raises nothing new.

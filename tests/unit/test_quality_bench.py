@@ -28,13 +28,26 @@ def test_a_seeded_run_repeats_exactly_and_keeps_false_alarms_within_the_configur
     first = run(vehicles=20_000, null_fleets=2, shifted_fleets=2, seed=7, quiet=True)
     again = run(vehicles=20_000, null_fleets=2, shifted_fleets=2, seed=7, quiet=True)
     assert first.false_alarms == again.false_alarms and first.cell_months == again.cell_months
-    assert [d.delay_days for d in first.detections["both"]] == [d.delay_days for d in again.detections["both"]]
+    for name in first.detections:
+        assert [d.delay_days for d in first.detections[name]] == [d.delay_days for d in again.detections[name]]
 
     assert sum(first.cell_months.values()) > 8_000
-    for detector in ("poisson", "both"):
-        assert first.false_alarm_rate(detector) <= first.alpha_month
+    for detector in ("repeated", "cusum", "sequential", "previous", "configured"):
+        assert first.false_alarm_rate(detector) <= first.alpha_month, detector
     # Every shifted batch is followed; the strongest shifts are found.
     for factor in SHIFTS:
-        assert len(first.delays("both", factor)) == 14
-    five = [d.delay_days for d in first.delays("both", 5.0)]
+        assert len(first.delays("configured", factor)) == 14
+    five = [d.delay_days for d in first.delays("configured", 5.0)]
     assert sum(math.isfinite(d) for d in five) >= 11
+
+
+def test_the_benchmark_runs_the_configured_test_beside_the_one_it_replaced() -> None:
+    rules = QualityRules(early_warning_test="repeated")
+    result = run(vehicles=10_000, null_fleets=1, shifted_fleets=1, seed=11, rules=rules, quiet=True)
+    # Configured as the previous detector, the two rows are the same detector and agree exactly.
+    assert result.false_alarms["configured"] == result.false_alarms["previous"]
+    assert [d.delay_days for d in result.delays("configured", 3.0)] == \
+        [d.delay_days for d in result.delays("previous", 3.0)]
+    assert result.labels["configured"] == "configured (repeated weekly + burst)"
+    # The burst rule alone never alarms on a supplier x model cell (it watches batches).
+    assert result.false_alarms["burst"].get("supplier_model", 0) == 0

@@ -1,9 +1,11 @@
-"""The early-warning detector's decisions: the false-alarm budget split over looks (and
-cells), the look schedule, the Poisson look, the burst rule, one open alert per cell, the
-alert lifecycle, units in service."""
+"""The early-warning detector's decisions: the sequential test (its boundary over a cell's
+reports, its level per cell-month), the repeated test's budget split over looks (and cells),
+the look schedule, the burst rule, one open alert per cell, the alert lifecycle, units in
+service."""
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -12,19 +14,22 @@ import pytest
 
 from services.quality.domain import (
     Cell,
+    CellEvidence,
     Exposure,
     IllegalTransition,
     MonitorPolicy,
     ReportPoint,
     alert_id_for,
     allowed_actions,
+    cell_look,
     cells_for,
     decide,
     find_burst,
     poisson_look,
+    sequential_look,
     transition,
 )
-from services.quality.statistics import poisson_sf
+from services.quality.statistics import poisson_pmf, poisson_sf, sequential_critical_count
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -99,6 +104,118 @@ def test_too_few_reports_never_alarm_however_small_the_expectation() -> None:
 def test_a_cell_with_no_unit_known_in_service_is_not_tested() -> None:
     look = poisson_look(5, 0, 0.0, 0.0015, 0.002, 3)
     assert look.p_value is None and not look.alarm and look.statistic is None
+
+
+# --- the sequential test -------------------------------------------------------------------
+
+DAY = 86_400.0
+MONTH = 30.4375 * DAY
+T0 = datetime(2026, 1, 1, tzinfo=SHANGHAI).timestamp()
+
+
+def test_the_sequential_test_is_the_default_with_daily_looks_and_the_whole_budget_per_31_days() -> None:
+    policy = MonitorPolicy()
+    assert (policy.test, policy.look_interval_days, policy.window_days) == ("sequential", 1, 31)
+    assert policy.threshold() == pytest.approx(0.01)
+    assert MonitorPolicy(look_interval_days=7).window_days == 35  # five weekly looks cover 35 days
+    assert MonitorPolicy(control_across_cells=True).threshold(400) == pytest.approx(0.01 / 400)
+    repeated = MonitorPolicy(test="repeated", look_interval_days=7)
+    assert repeated.threshold() == pytest.approx(0.002) == repeated.alpha_look()
+
+
+def test_a_sequential_look_alarms_when_a_report_brings_the_count_over_the_boundary() -> None:
+    # 100 controllers in service from day 0 at 0.0015 a unit-month: L(t) = 0.15 t (months);
+    # a 31-day window expects w = 0.15 x 31 / 30.4375 = 0.1528 reports.
+    exposure = Exposure([T0] * 100)
+    reports = [T0 + d * DAY for d in (2, 6, 10)]
+    look = sequential_look(reports, exposure, None, T0 + 11 * DAY, 0.0015, 30.4375, 0.01, 31, 3)
+    third = 0.15 * 10 / 30.4375
+    w = 0.15 * 31 / 30.4375
+    assert look.test == "sequential" and look.alarm
+    assert look.p_value == pytest.approx(w * poisson_pmf(2, third), rel=1e-9)  # 1.8e-4: the third report
+    assert look.p_value <= look.threshold == 0.01
+    assert look.crossed_at == datetime.fromtimestamp(reports[2], UTC)
+    assert look.expected == pytest.approx(0.15 * 11 / 30.4375) and look.observed == 3 and look.units == 100
+    assert look.expected_per_window == pytest.approx(w)
+    assert look.critical_count == max(3, sequential_critical_count(look.expected, w, 0.01))
+    assert look.tail_p_value == pytest.approx(poisson_sf(3, look.expected))
+    assert look.statistic == pytest.approx(3 / look.expected)
+
+
+def test_reports_spread_thinly_enough_do_not_cross_and_two_reports_never_alarm() -> None:
+    exposure = Exposure([T0] * 100)
+    # Three reports over ten months: 1.48 expected, w P(X = 2 | 1.48) = 0.038 > 0.01.
+    spread = [T0 + d * DAY for d in (100, 200, 300)]
+    look = sequential_look(spread, exposure, None, T0 + 301 * DAY, 0.0015, 30.4375, 0.01, 31, 3)
+    assert not look.alarm and look.crossed_at is None and 0.01 < look.p_value < 0.05
+    quick_pair = [T0 + DAY, T0 + 2 * DAY]
+    assert sequential_look(quick_pair, exposure, None, T0 + 3 * DAY, 0.0015, 30.4375, 0.01, 31, 3).p_value == 1.0
+
+
+def test_the_boundary_follows_the_units_in_service_at_each_report() -> None:
+    """Units sold after a report do not count for it: the same three reports cross the
+    boundary of a batch of 100 and not of the same batch with 100,000 units sold by the look."""
+    few = Exposure([T0] * 100)
+    many = Exposure([T0] * 100 + [T0 + 20 * DAY] * 99_900)
+    reports = [T0 + d * DAY for d in (2, 6, 10)]
+    at = T0 + 30 * DAY
+    assert sequential_look(reports, few, None, at, 0.0015, 30.4375, 0.01, 31, 3).alarm
+    assert sequential_look(reports, many, None, at, 0.0015, 30.4375, 0.01, 31, 3).alarm
+    later = [T0 + d * DAY for d in (21, 22, 23)]
+    assert sequential_look(later, few, None, at, 0.0015, 30.4375, 0.01, 31, 3).alarm
+    assert not sequential_look(later, many, None, at, 0.0015, 30.4375, 0.01, 31, 3).alarm
+
+
+def test_points_tested_at_earlier_looks_and_reports_before_any_sale_are_not_tested_again() -> None:
+    exposure = Exposure([T0 + 5 * DAY] * 100)
+    reports = [T0 + d * DAY for d in (1, 2, 3)]  # before any unit is in service
+    look = sequential_look(reports, exposure, None, T0 + 4 * DAY, 0.0015, 30.4375, 0.01, 31, 3)
+    assert look.p_value is None and not look.alarm  # no exposure yet: nothing to test
+    crossing = [T0 + d * DAY for d in (6, 7, 8)]
+    assert sequential_look(crossing, exposure, None, T0 + 9 * DAY, 0.0015, 30.4375, 0.01, 31, 3).alarm
+    assert not sequential_look(crossing, exposure, None, T0 + 9 * DAY, 0.0015, 30.4375, 0.01, 31, 3,
+                               tested_from=T0 + 8.5 * DAY).alarm
+
+
+def test_cell_look_runs_the_configured_test_on_the_cells_evidence() -> None:
+    exposure = Exposure([T0] * 100)
+    times = tuple(T0 + d * DAY for d in (2, 6, 10, 12))
+    evidence = CellEvidence(None, datetime.fromtimestamp(T0 + 14 * DAY, UTC), times, exposure)
+    sequential = cell_look(MonitorPolicy(), evidence, 0.0015, 30.4375, 0.01)
+    assert sequential == sequential_look(times, exposure, None, T0 + 14 * DAY, 0.0015, 30.4375, 0.01, 31, 3)
+    repeated = cell_look(MonitorPolicy(test="repeated", look_interval_days=7), evidence, 0.0015, 30.4375, 0.002)
+    assert repeated == poisson_look(4, 100, 100 * 14 / 30.4375, 0.0015, 0.002, 3)
+    assert repeated.test == "repeated" and repeated.p_value == repeated.tail_p_value
+
+
+def test_a_problem_free_batch_alarms_in_at_most_one_percent_of_its_months_as_the_service_runs_it() -> None:
+    """1,500 units sold over 30 days at 0.0015 (2.25 reports a month once all are in service),
+    Poisson reports for a year, daily looks, the cell restarted at each alarm as when the quality
+    department closes it: the share of cell-months with an alarm stays within 1 %."""
+    rng = random.Random(41)
+    units = [T0 + 30 * DAY * i / 1500 for i in range(1500)]
+    exposure = Exposure(units)
+    rate, months, paths = 0.0015, 12, 1500
+    alarm_months = 0
+    for _ in range(paths):
+        reports: list[float] = []
+        for sold in units:
+            at = sold + rng.expovariate(rate / MONTH)
+            while at < T0 + months * MONTH:
+                reports.append(at)
+                at += rng.expovariate(rate / MONTH)
+        reports.sort()
+        since, previous, alarmed = None, T0, set()
+        for moment in reports:
+            look_at = T0 + math.ceil((moment - T0) / DAY) * DAY  # the next daily look
+            inside = [r for r in reports if (since is None or r > since) and r < look_at]
+            if sequential_look(inside, exposure, since, look_at, rate, 30.4375, 0.01, 31, 3,
+                               tested_from=max(previous, since or T0)).alarm:
+                alarmed.add(int((look_at - T0) // MONTH))
+                since = look_at
+            previous = look_at
+        alarm_months += len(alarmed)
+    assert alarm_months / (paths * months) <= 0.01
 
 
 # --- the burst rule ------------------------------------------------------------------------
