@@ -172,13 +172,21 @@ def _serve_all() -> int:
 # --- demo ----------------------------------------------------------------------------------
 @app.command("demo")
 def demo(
-    pickups: Annotated[int, typer.Option(help="vehicles picked up after service")] = 400,
-    dealers: Annotated[int, typer.Option(help="dealers in the network")] = 20,
+    days: Annotated[int, typer.Option(help="days of traffic, ending yesterday", min=1, max=90)] = 30,
+    vehicles: Annotated[int, typer.Option(help="vehicles sold before the month", min=100)] = 5000,
+    dealers: Annotated[int, typer.Option(help="dealers in the network", min=1)] = 20,
+    pickups_per_day: Annotated[float, typer.Option(help="vehicles picked up after service per day")] = 35.0,
+    seed: Annotated[int | None, typer.Option(help="random seed (default: the time)")] = None,
 ) -> None:
-    """Infra up, all services, simulated upstream traffic, then the figures and where to look."""
-    from aftersales.demo import run
+    """A month of a dealer network through the live services: sales, pickups, receipts, complaints,
+    defects with one bad batch, a campaign; agents, complaint handlers and quality engineers
+    working through the APIs; then the KPIs and where to look."""
+    from aftersales.demo import Plan, run
 
-    asyncio.run(run(pickups=pickups, dealers=dealers))
+    plan = Plan(days=days, vehicles=vehicles, dealers=dealers, pickups_per_day=pickups_per_day)
+    if seed is not None:
+        plan.seed = seed
+    asyncio.run(run(plan))
 
 
 # --- audit ---------------------------------------------------------------------------------

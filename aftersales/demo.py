@@ -1,36 +1,71 @@
-"""`aftersales demo`: infra up, the five services, simulated upstream traffic for a dealer
-network, then the figures and where to look.
+"""`aftersales demo`: a month in the life of a dealer network, through the live services.
 
-The services keep running afterwards so the APIs, metrics and message peers can be explored;
-`aftersales infra down` stops everything.
+The five services run as usual, except that their clock reads an offset from a file the demo
+moves (`FileClock`). The demo walks the month day by day, twice a day:
+
+  1. the upstream systems publish what happened in that half day (sales history first; then
+     pickups, receipts, CRM complaints, defect reports with one bad controller batch, parts
+     shipments and discrepancies, a campaign announced on day 3 that starts on day 24);
+  2. the clock moves to the end of the half day and the demo waits until the system is settled
+     (every consumer group at the end of its topics, outboxes drained, due timers fired, due
+     notifications sent);
+  3. people do their work through the APIs: agents call the follow-up queue, complaint handlers
+     acknowledge, assign, pend and resolve cases (some too late, so the ladder escalates), the
+     quality department acknowledges and closes alerts.
+
+At the end the clock is back on wall time, a KPI table is printed from the services' own APIs,
+and the services keep running to be looked at. The local stack is a sandbox: each run starts
+it empty (topics truncated, service tables dropped), so the month it shows is its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import logging
+import math
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import httpx
 import orjson
+import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from aftersales import infra
-from aftersales.simulate import CST, Fleet
-from shared.kafka.clients import stop_consumer
-from shared.settings import DEFAULT_PORTS, SERVICES, Settings, load_settings, project_home
+from aftersales import dlq, infra
+from aftersales.simulate import CST, Fleet, Vehicle
+from shared.clock import FileClock
+from shared.events.catalog import ALL_TOPICS
+from shared.kafka.clients import make_admin, partitions_of, stop_consumer
+from shared.settings import SERVICES, Settings, load_settings, project_home
 
 console = Console()
+logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would bury the progress
 SERVICES_PID = "services.pid"
+CLOCK_FILE = "demo-clock.json"
+# The working day in four stretches; after each, the upstream systems report and people work.
+WINDOWS = tuple((timedelta(hours=h0, minutes=m0), timedelta(hours=h1, minutes=m1))
+                for h0, m0, h1, m1 in ((8, 0, 10, 30), (10, 30, 13, 0), (13, 0, 15, 30), (15, 30, 18, 0)))
+UPSTREAM = {"sales": "upstream.sales", "dms": "upstream.dms", "erp": "upstream.erp", "crm": "upstream.crm"}
+
+
+# --------------------------------------------------------------------------------------
+# The services, started with the demo's clock
 
 
 def services_running(settings: Settings) -> bool:
@@ -43,9 +78,19 @@ def services_running(settings: Settings) -> bool:
     return True
 
 
+def any_service_answers(settings: Settings) -> bool:
+    for name in SERVICES:
+        try:
+            httpx.get(f"http://127.0.0.1:{settings.port_for(name)}/health", timeout=0.5)
+            return True
+        except httpx.HTTPError:
+            continue
+    return False
+
+
 def demo_clock_offset(now: datetime) -> float:
-    """Seconds to shift the stack's clock so the demo runs inside calling hours in China
-    (customer SMS waits through quiet hours, which would make a night-time demo look idle)."""
+    """Seconds to shift a stack's clock so it runs inside calling hours in China (customer SMS
+    waits through quiet hours, which would make a night-time run look idle)."""
     local = now.astimezone(ZoneInfo("Asia/Shanghai"))
     if 9 <= local.hour < 19:
         return 0.0
@@ -55,20 +100,33 @@ def demo_clock_offset(now: datetime) -> float:
     return (target - local).total_seconds()
 
 
-def start_services(offset: float) -> subprocess.Popen[bytes]:
+def run_file(settings: Settings, name: str) -> Path:
+    """A demo run file (pid, clock) of this stack; a namespaced stack (topic prefix) has its own."""
+    scope = settings.topic_prefix.strip(".")
+    return project_home() / ".local" / "run" / (f"{scope}-{name}" if scope else name)
+
+
+def clock_file(settings: Settings) -> Path:
+    return run_file(settings, CLOCK_FILE)
+
+
+def start_services(settings: Settings, env: dict[str, str]) -> subprocess.Popen[bytes]:
     home = project_home()
+    (home / ".local" / "logs").mkdir(parents=True, exist_ok=True)
     log = (home / ".local" / "logs" / "services.log").open("ab")
-    env = {**os.environ, "AFTERSALES_CLOCK_OFFSET_SECONDS": str(offset)}
     process = subprocess.Popen(
         [sys.executable, "-m", "aftersales", "serve", "all"], stdout=log, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL, start_new_session=True, env=env, cwd=home,
     )
-    (home / ".local" / "run" / SERVICES_PID).write_text(str(process.pid))
+    pid_file = run_file(settings, SERVICES_PID)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(str(process.pid))
     return process
 
 
-def stop_services() -> bool:
-    pid_file = project_home() / ".local" / "run" / SERVICES_PID
+def stop_services(settings: Settings | None = None) -> bool:
+    """Stop the services a demo started (SIGTERM to `serve all`, which stops each gracefully)."""
+    pid_file = run_file(settings or load_settings(), SERVICES_PID)
     try:
         pid = int(pid_file.read_text())
     except (OSError, ValueError):
@@ -89,123 +147,621 @@ def stop_services() -> bool:
     return True
 
 
+async def reset_stack(settings: Settings) -> None:
+    """Empty the local stack for a fresh month: every contract topic truncated to its end
+    (consumer groups simply find nothing to read) and the services' schemas dropped (their
+    migrations recreate them on start). Only ever called with the services stopped."""
+    admin = make_admin(settings)
+    reader = AIOKafkaConsumer(**settings.kafka_client_options(), group_id=None, enable_auto_commit=False)  # type: ignore[arg-type]
+    await admin.start()
+    await reader.start()
+    try:
+        tps = [TopicPartition(settings.topic(t), p) for t in ALL_TOPICS
+               for p in await partitions_of(reader, settings.topic(t))]
+        ends = {tp: end for tp, end in (await reader.end_offsets(tps)).items() if end > 0}
+        if ends:
+            await admin.delete_records({tp: RecordsToDelete(end) for tp, end in ends.items()})
+    finally:
+        await stop_consumer(reader)
+        await admin.close()
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        for service in SERVICES:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{service}" CASCADE')  # our own names, not input
+    finally:
+        await conn.close()
+
+
+# --------------------------------------------------------------------------------------
+# The world: what the upstream systems report, seeded and reproducible
+
+
+def poisson(rng: random.Random, mean: float) -> int:
+    """A Poisson draw (Knuth; the means here are small)."""
+    if mean <= 0:
+        return 0
+    if mean > 30:
+        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
+    limit, k, p = math.exp(-mean), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
+
+
+COMPLAINTS = (
+    ("repair_quality", "车辆维修后异响仍未消除 (the noise is still there after the repair)"),
+    ("service_attitude", "服务顾问态度冷淡 (the service advisor was dismissive)"),
+    ("delay", "交车时间比承诺晚了两天 (the vehicle was handed back two days late)"),
+    ("parts_supply", "等待配件超过一周 (waiting more than a week for a part)"),
+    ("price", "保养收费与报价不符 (the bill did not match the quote)"),
+    ("product_quality", "电机控制器故障, 车辆无法启动 (controller fault, the vehicle will not start)"),
+)
+
+
+@dataclass
+class Plan:
+    """The month: sizes and rates. The defaults make a 20-dealer network of 5,000 vehicles."""
+
+    days: int = 30
+    dealers: int = 20
+    vehicles: int = 5000
+    pickups_per_day: float = 35.0
+    complaints_per_day: float = 1.5
+    shipments_per_day: float = 12.0
+    discrepancy_per_line: float = 0.012
+    receipt_share: float = 0.65
+    bad_batch_rate: float = 0.06      # defect reports per unit-month of the bad batch (~40x its category's)
+    calls_per_agent_session: int = 14  # per agent, four sessions a day
+    seed: int = field(default_factory=lambda: int(time.time()))
+
+
+class World:
+    """Generates the upstream traffic of the month, half a day at a time, in occurred order."""
+
+    def __init__(self, plan: Plan, start: datetime, baseline: dict[str, Any]) -> None:
+        self.plan, self.start = plan, start
+        self.fleet = Fleet(seed=plan.seed, dealers=plan.dealers)
+        self.rng = self.fleet.rng
+        self.rates: dict[str, float] = baseline["categories"]
+        self.default_rate: float = baseline["default"]
+        self.unit_month_days: float = baseline["unit_month_days"]
+        self.vehicles: list[Vehicle] = []
+        self.bad_month = (start - timedelta(days=150)).replace(day=1)
+        self.bad_batch = f"B{self.bad_month:%y%m}-3"
+        self.bad_vehicles: list[Vehicle] = []
+        self._later: list[tuple[datetime, int, dict[str, Any]]] = []  # receipts due to come back
+        self._serial = 0
+        self.campaign_day, self.campaign_start_day = 3, 24
+
+    # -- before the month: the vehicles sold in the nine months before it -------------
+    def history(self) -> list[dict[str, Any]]:
+        sales = []
+        for _ in range(self.plan.vehicles):
+            sold_at = self.start - timedelta(days=self.rng.uniform(20, 270))
+            sold_at = sold_at.replace(hour=self.rng.randrange(9, 18))
+            vehicle = self.fleet.vehicle(sold_at)
+            controller = next(p for p in vehicle.parts if p["category"] == "controller")
+            if controller["batch"] == self.bad_batch:
+                controller["supplier_id"] = "SUP-C"
+                self.bad_vehicles.append(vehicle)
+            self.vehicles.append(vehicle)
+            sales.append(self.fleet.sale(vehicle))
+        sales.sort(key=lambda e: e["occurred_at"])
+        return sales
+
+    def bad_records(self) -> list[tuple[str, bytes]]:
+        """Three broken upstream records, to show dead-lettering with reasons."""
+        pickup = self.fleet.pickup(self.rng.choice(self.vehicles), self.start + timedelta(hours=9))
+        return [
+            ("upstream.dms", b"{not json"),
+            ("upstream.dms", orjson.dumps({**pickup, "schema_version": 99})),
+            ("upstream.dms", orjson.dumps({**pickup, "data": {**pickup["data"], "vin": "TOO-SHORT"}})),
+        ]
+
+    # -- one half day ------------------------------------------------------------------
+    def window(self, day: int, begin: datetime, end: datetime) -> list[dict[str, Any]]:
+        share = (end - begin) / timedelta(hours=10)  # business hours 08:00-18:00
+        events: list[dict[str, Any]] = []
+
+        def at() -> datetime:
+            return begin + (end - begin) * self.rng.random()
+
+        for _ in range(poisson(self.rng, self.plan.pickups_per_day * share)):
+            vehicle = self.rng.choice(self.vehicles)
+            picked_up_at = at()
+            service_type = self.rng.choices(("maintenance", "repair", "warranty", "accident"), (60, 22, 15, 3))[0]
+            pickup = self.fleet.pickup(vehicle, picked_up_at, service_type=service_type,
+                                       mileage_km=self._mileage(vehicle, picked_up_at))
+            events.append(pickup)
+            if self.rng.random() < self.plan.receipt_share:
+                self._later_event(picked_up_at + timedelta(days=self.rng.uniform(0.1, 2.5)),
+                                  self.fleet.receipt(pickup, picked_up_at))
+
+        for _ in range(poisson(self.rng, self.plan.complaints_per_day * share)):
+            vehicle = self.rng.choice(self.vehicles)
+            category, text = self.rng.choice(COMPLAINTS)
+            part = "controller" if category == "product_quality" else None
+            events.append(self.fleet.complaint(
+                vehicle.customer, at(), text, vin=vehicle.vin, category=category, part_category=part,
+                channel=self.rng.choice(("hotline", "hotline", "dealer", "web")),
+                by_phone_only=self.rng.random() < 0.2))
+
+        # defects at the baseline rate of each category, plus the bad controller batch
+        for category in sorted({p["category"] for p in self.vehicles[0].parts}):
+            rate = self.rates.get(category, self.default_rate)
+            expected = rate * len(self.vehicles) * share / self.unit_month_days
+            for _ in range(poisson(self.rng, expected)):
+                events.append(self.fleet.defect(self.rng.choice(self.vehicles), category, at(),
+                                                failure_mode=self.rng.choice(("no_start", "noise", "leak", "fault_code")),
+                                                mileage_km=self.rng.randrange(500, 40_000)))
+        expected = self.plan.bad_batch_rate * len(self.bad_vehicles) * share / self.unit_month_days
+        for _ in range(poisson(self.rng, expected)):
+            events.append(self.fleet.defect(self.rng.choice(self.bad_vehicles), "controller", at(),
+                                            failure_mode="no_start", mileage_km=self.rng.randrange(500, 20_000)))
+
+        for _ in range(poisson(self.rng, self.plan.shipments_per_day * share)):
+            shipped_at = at()
+            shipment = self.fleet.shipment(self.rng.choice(self.fleet.dealers), shipped_at,
+                                           lines=self.rng.randrange(2, 8))
+            events.append(shipment)
+            for line in shipment["data"]["lines"]:
+                if self.rng.random() < self.plan.discrepancy_per_line:
+                    kind = self.rng.choice(("wrong_part", "short", "damaged", "late"))
+                    self._later_event(shipped_at + timedelta(days=self.rng.uniform(1, 3)),
+                                      self.fleet.discrepancy(shipment, line["line_no"], kind, shipped_at))
+
+        if day == self.campaign_day and begin.hour == 8:
+            starts = (self.start + timedelta(days=self.campaign_start_day)).replace(hour=9)
+            events.append(self.fleet.campaign(
+                "free_inspection_week", "免费检测周 Free inspection week", starts, 7, ["east"], at(),
+                models=["Cargo-3T"]))
+
+        while self._later and self._later[0][0] < end:
+            when, _, env = heapq.heappop(self._later)
+            events.append(self._dated(env, when))
+        return sorted(events, key=lambda e: e["occurred_at"])
+
+    def _later_event(self, when: datetime, env: dict[str, Any]) -> None:
+        self._serial += 1
+        heapq.heappush(self._later, (when, self._serial, env))
+
+    @staticmethod
+    def _dated(env: dict[str, Any], when: datetime) -> dict[str, Any]:
+        data = dict(env["data"])
+        for name in ("returned_at", "reported_at"):
+            if name in data:
+                data[name] = when.isoformat()
+        return {**env, "occurred_at": when.isoformat(), "data": data}
+
+    def _mileage(self, vehicle: Vehicle, at: datetime) -> int:
+        days = max(1.0, (at - vehicle.sold_at).total_seconds() / 86400)
+        return int(days * self.rng.uniform(40, 160))
+
+
+# --------------------------------------------------------------------------------------
+# The people, through the APIs
+
+
 @dataclass
 class Tally:
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)
 
     def add(self, key: str, n: int = 1) -> None:
-        self.counts[key] = self.counts.get(key, 0) + n
+        self.counts[key] += n
 
     def __getitem__(self, key: str) -> int:
-        return self.counts.get(key, 0)
+        return self.counts[key]
 
 
-async def _count_from_now(settings: Settings, topics: list[str], correlation_ids: set[str], tally: Tally,
-                          ready: asyncio.Event, stop: asyncio.Event) -> None:
-    """Count this run's events (matched by correlation id) from the current end of each topic."""
-    consumer = AIOKafkaConsumer(**settings.kafka_client_options(), group_id=None,  # type: ignore[arg-type]
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(settings.topic(t), p) for t in topics
-               for p in (consumer.partitions_for_topic(settings.topic(t)) or range(settings.topic_partitions))]
-        consumer.assign(tps)
-        for tp, offset in (await consumer.end_offsets(tps)).items():
-            consumer.seek(tp, offset)
-        ready.set()
-        while not stop.is_set():
-            for records in (await consumer.getmany(timeout_ms=300)).values():
-                for record in records:
-                    try:
-                        env = orjson.loads(record.value)
-                    except orjson.JSONDecodeError:
-                        continue
-                    if env.get("event_type") == "DeadLettered" or env.get("correlation_id") in correlation_ids:
-                        tally.add(f"{record.topic.removeprefix(settings.topic_prefix)}:{env.get('event_type')}")
-    finally:
-        await stop_consumer(consumer)
+class Office:
+    """Agents, complaint handlers and quality engineers doing their day's work over HTTP."""
 
+    def __init__(self, settings: Settings, plan: Plan, rng: random.Random, tally: Tally) -> None:
+        self.settings, self.plan, self.rng, self.tally = settings, plan, rng, tally
+        tokens = settings.parsed_api_tokens()
+        by_role: dict[str, list[str]] = {}
+        for token, (role, _subject) in sorted(tokens.items(), key=lambda kv: kv[1]):
+            by_role.setdefault(role, []).append(token)
+        self.agents = by_role.get("agent", [])
+        self.supervisor = by_role["supervisor"][0]
+        self.quality = by_role["quality"][0]
+        self.ops = by_role["ops"][0]
+        self.http = httpx.AsyncClient(timeout=30)
+        self.plans: dict[str, datetime] = {}  # complaint id -> when the handler resolves it
+        self.late: dict[str, datetime] = {}  # complaint id -> when someone finally picks it up
 
-async def run(pickups: int = 400, dealers: int = 20) -> None:
-    settings = load_settings()
-    console.rule("[bold]Aftersales demo")
-    await asyncio.to_thread(infra.up)
-    settings = load_settings()
-    if services_running(settings):
-        console.print("services already running on ports " + ", ".join(str(p) for p in DEFAULT_PORTS.values()))
-    else:
-        offset = demo_clock_offset(datetime.now(UTC))
-        if offset:
-            console.print(f"outside calling hours in China: the stack's clock runs {offset / 3600:.1f} h ahead")
-        start_services(offset)
-        deadline = time.monotonic() + 90
-        while not services_running(settings):
-            if time.monotonic() > deadline:
-                raise SystemExit("the services did not start; see .local/logs/services.log")
-            await asyncio.sleep(0.5)
-        console.print("five services started (logs: .local/logs/services.log)")
+    def url(self, service: str, path: str) -> str:
+        return f"http://127.0.0.1:{self.settings.port_for(service)}{path}"
 
-    fleet = Fleet(seed=int(time.time()), dealers=dealers)
-    now = datetime.now(CST)
-    traffic = []
-    for i in range(pickups):
-        vehicle = fleet.vehicle(now - timedelta(days=fleet.rng.randrange(60, 900)))
-        traffic.append(fleet.pickup(vehicle, now - timedelta(days=7) + timedelta(seconds=i * 7 * 86400 // pickups)))
-    bad = [b"{not json", orjson.dumps({**traffic[0], "schema_version": 99}),
-           orjson.dumps({**traffic[1], "data": {**traffic[1]["data"], "vin": "TOO-SHORT"}})]
-    correlation_ids = {env["correlation_id"] for env in traffic}
+    async def call(self, method: str, service: str, path: str, token: str, body: Any = None,
+                   params: dict[str, Any] | None = None, ok: tuple[int, ...] = (200, 201)) -> Any:
+        response = await self.http.request(method, self.url(service, path), json=body, params=params,
+                                           headers={"Authorization": f"Bearer {token}"})
+        if response.status_code not in ok:
+            if response.status_code == 409:  # someone else's claim, a state that moved on: a real office sees these
+                self.tally.add("conflicts")
+                return None
+            raise RuntimeError(f"{method} {service}{path} -> {response.status_code}: {response.text[:300]}")
+        return response.json()
 
-    tally, ready, stop = Tally(), asyncio.Event(), asyncio.Event()
-    counter = asyncio.ensure_future(_count_from_now(
-        settings, ["aftersales.intake", "aftersales.followup", "aftersales.notifier", "aftersales.deadletter"],
-        correlation_ids, tally, ready, stop,
-    ))
-    await ready.wait()
-    producer = AIOKafkaProducer(**settings.kafka_client_options(), enable_idempotence=True, acks="all")  # type: ignore[arg-type]
-    await producer.start()
-    try:
-        for env in traffic:
-            await producer.send(settings.topic("upstream.dms"), orjson.dumps(env), key=env["key"].encode(),
-                                headers=[("event_type", b"VehiclePickedUp"), ("event_id", env["event_id"].encode())])
-        for value in bad:
-            await producer.send(settings.topic("upstream.dms"), value, key=b"demo-bad-record")
-        await producer.flush()
-    finally:
-        await producer.stop()
+    async def close(self) -> None:
+        await self.http.aclose()
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console) as progress:
-        scheduled = progress.add_task("follow-ups scheduled", total=pickups)
-        sent = progress.add_task("SMS sent", total=pickups)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            progress.update(scheduled, completed=tally["aftersales.followup:FollowUpScheduled"])
-            progress.update(sent, completed=tally["aftersales.notifier:NotificationSent"])
-            if tally["aftersales.notifier:NotificationSent"] >= pickups and tally["aftersales.deadletter:DeadLettered"] >= 3:
+    # -- return-visit agents ------------------------------------------------------------
+    async def agents_session(self, now: datetime) -> None:
+        await asyncio.gather(*(self._agent(token, now) for token in self.agents))
+
+    async def _agent(self, token: str, now: datetime) -> None:
+        """Take the queue's top items one by one; another agent's claim is skipped."""
+        capacity = self.plan.calls_per_agent_session
+        queue = await self.call("GET", "followup", "/v1/queue", token, params={"limit": capacity * len(self.agents)})
+        made = 0
+        for item in queue["items"]:
+            if made >= capacity:
                 break
-            await asyncio.sleep(0.5)
-    await asyncio.sleep(1)
-    stop.set()
-    await counter
+            if item["claimed_by"] is not None:
+                continue
+            if await self.call("POST", "followup", f"/v1/followups/{item['followup_id']}/claim", token) is None:
+                continue
+            await self.call("POST", "followup", f"/v1/followups/{item['followup_id']}/attempts", token,
+                            self._call_outcome(item, now))
+            self.tally.add("calls")
+            made += 1
 
-    table = Table(title="what happened", show_header=True)
-    table.add_column("step")
-    table.add_column("count", justify="right")
-    for label, key in (
-        ("pickups published to upstream.dms", None),
-        ("canonical VehiclePickedUp (intake)", "aftersales.intake:VehiclePickedUp"),
-        ("customers registered (intake)", "aftersales.intake:CustomerRegistered"),
-        ("first return visits scheduled (followup)", "aftersales.followup:FollowUpScheduled"),
-        ("SMS sent to customers (notifier)", "aftersales.notifier:NotificationSent"),
-        ("bad records dead-lettered, with reasons", "aftersales.deadletter:DeadLettered"),
-    ):
-        table.add_row(label, str(pickups) if key is None else str(tally[key]))
-    console.print(table)
+    def _call_outcome(self, item: dict[str, Any], now: datetime) -> dict[str, Any]:
+        rng = self.rng
+        outcome = rng.choices(("reached", "unreachable", "call_back_later", "wrong_number"), (78, 14, 6, 2))[0]
+        if outcome == "call_back_later":
+            return {"outcome": outcome, "call_back_at": (now + timedelta(hours=rng.choice((2, 20, 24)))).isoformat()}
+        if outcome != "reached":
+            return {"outcome": outcome}
+        self.tally.add("reached")
+        if item["kind"] == "complaint_confirmation":
+            satisfied = rng.random() < 0.88
+            self.tally.add("confirmed satisfied" if satisfied else "confirmed not satisfied")
+            return {"outcome": "reached", "satisfied": satisfied, "satisfaction": rng.choice((4, 5)) if satisfied else 2,
+                    "notes": "confirmation call"}
+        score = rng.choices((5, 4, 3, 2, 1), (70, 26, 2.5, 1, 0.5))[0]
+        body: dict[str, Any] = {"outcome": "reached", "satisfaction": score,
+                                "categories": ["praise"] if score == 5 else (["price"] if score <= 3 else []),
+                                "talking_points": "service quality, waiting time, staff"}
+        if item["kind"] in ("first_visit", "second_visit") and score <= 2 and rng.random() < 0.6:
+            body["complaint"] = {"category": "repair_quality", "description": "客户回访时投诉维修质量 (complaint on the call)"}
+            self.tally.add("complaints from calls")
+        elif item["kind"] == "first_visit" and rng.random() < 0.02:
+            body["product_issue"] = {"part_category": "front_shock_absorber",
+                                     "description": "客户反映减震器异响 (shock absorber noise)"}
+            self.tally.add("product issues from calls")
+        return body
+
+    # -- complaint handlers --------------------------------------------------------------
+    async def complaints_session(self, now: datetime, new_only: bool = False) -> None:
+        token = self.supervisor
+        opened = await self.call("GET", "complaints", "/v1/complaints", token, params={"state": "opened", "limit": 200})
+        for case in opened["items"]:
+            cid = case["complaint_id"]
+            if cid not in self.plans:  # first seen: how this case will go
+                slow = self.rng.random() < 0.08
+                days = self.rng.uniform(2.5, 5) if slow else self.rng.uniform(0.2, 1.6)
+                self.plans[cid] = now + timedelta(days=days)
+                if self.rng.random() < 0.06:  # left lying: the 4 h clock runs out and the ladder starts
+                    self.late[cid] = now + timedelta(hours=self.rng.uniform(5, 30))
+            if self.late.get(cid, now) > now:
+                continue
+            await self.call("POST", "complaints", f"/v1/complaints/{cid}/acknowledge", token, {})
+            await self.call("POST", "complaints", f"/v1/complaints/{cid}/assign", token,
+                            {"assignee": self.rng.choice(("cs-handler-01", "cs-handler-02", "cs-handler-03"))})
+            self.tally.add("complaints taken on")
+        if new_only:
+            return
+        for state in ("reopened", "assigned", "acknowledged", "pending_customer"):
+            listed = await self.call("GET", "complaints", "/v1/complaints", token, params={"state": state, "limit": 200})
+            for case in listed["items"]:
+                cid = case["complaint_id"]
+                due = self.plans.setdefault(cid, now + timedelta(days=self.rng.uniform(0.5, 2)))
+                if state == "pending_customer":
+                    await self.call("POST", "complaints", f"/v1/complaints/{cid}/resume", token, {})
+                    continue
+                if state == "reopened":
+                    await self.call("POST", "complaints", f"/v1/complaints/{cid}/acknowledge", token, {})
+                    self.plans[cid] = now + timedelta(days=self.rng.uniform(0.5, 2))
+                    continue
+                if due <= now:
+                    await self.call("POST", "complaints", f"/v1/complaints/{cid}/resolve", token, {
+                        "resolution": "检查并更换故障部件, 客户已取车 (inspected, faulty part replaced, vehicle returned)"})
+                    self.tally.add("complaints resolved")
+                elif self.rng.random() < 0.05:
+                    await self.call("POST", "complaints", f"/v1/complaints/{cid}/pend", token,
+                                    {"reason": "等待客户提供照片 (waiting for the customer's photos)"})
+
+    # -- quality inspection ---------------------------------------------------------------
+    async def quality_session(self, now: datetime) -> None:
+        alerts = await self.call("GET", "quality", "/v1/alerts", self.quality, params={"state": "raised"})
+        for alert in alerts["alerts"]:
+            await self.call("POST", "quality", f"/v1/alerts/{alert['alert_id']}/acknowledge", self.quality,
+                            {"note": "batch under investigation with the supplier"})
+            self.tally.add("alerts acknowledged")
+        alerts = await self.call("GET", "quality", "/v1/alerts", self.quality, params={"state": "acknowledged"})
+        for alert in alerts["alerts"]:
+            acknowledged = alert.get("acknowledged_at")
+            if acknowledged and datetime.fromisoformat(acknowledged) < now - timedelta(days=3):
+                await self.call("POST", "quality", f"/v1/alerts/{alert['alert_id']}/close", self.quality,
+                                {"note": "batch quarantined at the warehouse; supplier 8D report requested"})
+                self.tally.add("alerts closed")
+
+
+# --------------------------------------------------------------------------------------
+# Time and settling
+
+
+class Stack:
+    """The running system as the demo sees it: its clock, its topics, its backlog."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.path = clock_file(settings)
+        self.offset = timedelta(0)
+        self.producer: AIOKafkaProducer | None = None
+        self.admin: AIOKafkaAdminClient | None = None
+        self.reader: AIOKafkaConsumer | None = None
+        self.db: asyncpg.Connection | None = None
+        self.groups: dict[str, list[str]] = {}
+        self.partitions: dict[str, list[TopicPartition]] = {}
+        self.settling = 0.0  # seconds spent waiting for the services to finish their work
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def set_clock(self, at: datetime) -> None:
+        self.offset = at - datetime.now(UTC)
+        FileClock.write(self.path, self.offset)
+
+    async def start(self) -> None:
+        from services import load
+
+        options = self.settings.kafka_client_options()
+        self.producer = AIOKafkaProducer(**options, enable_idempotence=True, acks="all", linger_ms=5)  # type: ignore[arg-type]
+        await self.producer.start()
+        self.admin = AIOKafkaAdminClient(**options)  # type: ignore[arg-type]
+        await self.admin.start()
+        self.reader = AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False)  # type: ignore[arg-type]
+        await self.reader.start()
+        self.db = await asyncpg.connect(self.settings.database_url)
+        for service in SERVICES:
+            definition = load(service)
+            self.groups[f"{self.settings.topic_prefix}{service}"] = [
+                self.settings.topic(s.topic) for s in definition.subscriptions]
+
+    async def stop(self) -> None:
+        if self.producer:
+            await self.producer.stop()
+        if self.admin:
+            await self.admin.close()
+        if self.reader:
+            await stop_consumer(self.reader)
+        if self.db:
+            await self.db.close()
+
+    async def publish(self, events: list[dict[str, Any]]) -> None:
+        assert self.producer is not None
+        for env in events:
+            await self.producer.send(
+                self.settings.topic(UPSTREAM[env["source"]]), orjson.dumps(env), key=env["key"].encode(),
+                headers=[("event_type", env["event_type"].encode()), ("event_id", env["event_id"].encode())])
+        await self.producer.flush()
+
+    async def publish_raw(self, records: list[tuple[str, bytes]]) -> None:
+        assert self.producer is not None
+        for topic, value in records:
+            await self.producer.send(self.settings.topic(topic), value, key=b"demo-bad-record")
+        await self.producer.flush()
+
+    async def backlog(self) -> dict[str, int]:
+        """What is still to be done: consumer lag per group, unpublished outbox rows, due
+        timers not fired, due notifications not sent. All zero = settled."""
+        assert self.admin is not None and self.reader is not None and self.db is not None
+        work: dict[str, int] = {}
+        for group, topics in self.groups.items():
+            committed = await self.admin.list_consumer_group_offsets(group)
+            if group not in self.partitions:
+                self.partitions[group] = [TopicPartition(t, p) for t in topics
+                                          for p in await partitions_of(self.reader, t)]
+            tps = self.partitions[group]
+            ends = await self.reader.end_offsets(tps)
+            lag = sum(end - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0)
+                      for tp, end in ends.items())
+            if lag:
+                work[f"lag:{group}"] = lag
+        now = self.now()
+        for service in SERVICES:
+            outbox = await self.db.fetchval(f"SELECT count(*) FROM {service}.outbox WHERE published_at IS NULL")
+            timers = await self.db.fetchval(
+                f"SELECT count(*) FROM {service}.timers WHERE fired_at IS NULL AND cancelled_at IS NULL AND due_at <= $1",
+                now)
+            if outbox:
+                work[f"outbox:{service}"] = outbox
+            if timers:
+                work[f"timers:{service}"] = timers
+        sending = await self.db.fetchval(
+            "SELECT count(*) FROM notifier.notifications WHERE status = 'sending' "
+            "OR (status = 'pending' AND due_at <= $1)", now)
+        if sending:
+            work["notifications"] = sending
+        return work
+
+    async def settle(self, timeout: float = 120) -> dict[str, int]:
+        """Wait until two looks in a row find nothing left to do."""
+        began = time.monotonic()
+        deadline = began + timeout
+        quiet = 0
+        left: dict[str, int] = {}
+        while quiet < 2 and time.monotonic() < deadline:
+            left = await self.backlog()
+            quiet = 0 if left else quiet + 1
+            await asyncio.sleep(0.1)
+        self.settling += time.monotonic() - began
+        return left
+
+
+# --------------------------------------------------------------------------------------
+# The run
+
+
+async def run(plan: Plan | None = None, *, settings: Settings | None = None, env: dict[str, str] | None = None,
+              bring_up: bool = True) -> dict[str, Any]:
+    """The demo month. `settings`/`env` put it in another namespace (topic prefix, database,
+    ports: the tests); by default it is the local stack `aftersales infra up` runs."""
+    plan = plan or Plan()
+    console.rule("[bold]Aftersales demo: one month of a dealer network")
+    if bring_up:
+        await asyncio.to_thread(infra.up)
+    settings = settings or load_settings()
+    home = project_home()
+
+    today = datetime.now(CST).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - timedelta(days=plan.days)
+    stack = Stack(settings)
+    stack.set_clock(start + timedelta(hours=7))
+    stop_services(settings)
+    if any_service_answers(settings):
+        raise SystemExit("some service ports answer, but not from services the demo started; "
+                         "stop them (aftersales infra down) and run the demo again")
+    console.print("starting from an empty local stack (topics truncated, service tables dropped)")
+    await reset_stack(settings)
+    start_services(settings, {**(env or os.environ), "AFTERSALES_CLOCK_FILE": str(stack.path),
+                              "AFTERSALES_TIMER_TICK_SECONDS": "0.2", "AFTERSALES_DISPATCH_TICK_SECONDS": "0.2"})
+    deadline = time.monotonic() + 120
+    while not services_running(settings):
+        if time.monotonic() > deadline:
+            raise SystemExit("the services did not start; see .local/logs/services.log")
+        await asyncio.sleep(0.5)
+    console.print(f"five services started, their clock at {start:%Y-%m-%d} (logs: .local/logs/services.log)")
+
+    baseline = yaml.safe_load((home / "services" / "quality" / "baseline_rates.yaml").read_text())
+    world = World(plan, start, baseline)
+    tally = Tally()
+    office = Office(settings, plan, random.Random(plan.seed + 1), tally)
+    await stack.start()
+    began = time.monotonic()
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TextColumn("{task.fields[status]}"), console=console) as progress:
+            history = world.history()
+            task = progress.add_task(f"sales history ({len(history):,} vehicles)", total=plan.days, status="")
+            await stack.publish(history)
+            tally.add("VehicleSold", len(history))
+            await stack.publish_raw(world.bad_records())
+            await stack.settle(timeout=300)
+            for day in range(plan.days):
+                date = start + timedelta(days=day)
+                progress.update(task, description=f"{date:%a %Y-%m-%d}")
+                stack.set_clock(date + timedelta(hours=8, minutes=30))
+                await stack.settle()
+                await office.complaints_session(stack.now())  # what came in overnight
+                for n, (begin, end) in enumerate(WINDOWS):
+                    begin, end = date + begin, date + end
+                    events = world.window(day, begin, end)
+                    stack.set_clock(end + timedelta(minutes=5))
+                    await stack.publish(events)
+                    tally.counts.update(e["event_type"] for e in events)
+                    await stack.settle()
+                    await office.complaints_session(stack.now())
+                    await office.agents_session(stack.now())
+                    if n == len(WINDOWS) - 1:
+                        await office.quality_session(stack.now())
+                    await stack.settle()
+                    await office.complaints_session(stack.now(), new_only=True)  # raised on the calls just made
+                progress.update(task, advance=1, status=(
+                    f"pickups {tally['VehiclePickedUp']:,}  calls {tally['calls']:,}  "
+                    f"complaints {tally['ComplaintFiled'] + tally['complaints from calls'] + tally['product issues from calls']}  "
+                    f"defects {tally['PartDefectReported']}"))
+            stack.set_clock(datetime.now(UTC))
+            FileClock.write(stack.path, timedelta(0))
+            left = await stack.settle()
+        elapsed = time.monotonic() - began
+        console.print(f"the month took {elapsed:.0f} s ({stack.settling:.0f} s of it waiting for the services to "
+                      f"settle)" + (f"; still busy: {left}" if left else ""))
+        return await report(settings, office, tally, world, start, today)
+    finally:
+        await stack.stop()
+        await office.close()
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f} %"
+
+
+async def report(settings: Settings, office: Office, tally: Tally, world: World, start: datetime,
+                 end: datetime) -> dict[str, Any]:
+    """Print the month's traffic and KPIs as the services report them; return the figures."""
+    window = {"from": start.isoformat(), "to": end.isoformat()}
+    followup = await office.call("GET", "followup", "/v1/kpis", office.ops, params=window)
+    complaints = await office.call("GET", "complaints", "/v1/kpis", office.ops)
+    quality = await office.call("GET", "quality", "/v1/kpis", office.ops)
+    alerts = await office.call("GET", "quality", "/v1/alerts", office.ops, params={"limit": 50})
+    db = await asyncpg.connect(settings.database_url)
+    try:
+        sent = dict(await db.fetch(
+            "SELECT channel || ' ' || status, count(*) FROM notifier.notifications WHERE created_at >= $1 GROUP BY 1",
+            start))
+    finally:
+        await db.close()
+    dead = Counter(letter.error for letter in await dlq.read(settings))
+
+    traffic = Table(title="the month's traffic", show_header=True)
+    traffic.add_column("upstream event")
+    traffic.add_column("count", justify="right")
+    for name in ("VehicleSold", "VehiclePickedUp", "ReceiptReturned", "ComplaintFiled", "PartDefectReported",
+                 "PartShipped", "PartShipmentDiscrepancy", "CampaignAnnounced"):
+        traffic.add_row(name, f"{tally[name]:,}")
+    traffic.add_row("malformed records sent", "3")
+    traffic.add_row("dead letters (aftersales dlq list)", ", ".join(f"{e} {n}" for e, n in sorted(dead.items())) or "0")
+    console.print(traffic)
+
+    def url(service: str) -> str:
+        return f"http://127.0.0.1:{settings.port_for(service)}"
+
+    trail_vin = next((a["vins"][0] for a in alerts["alerts"] if a.get("vins")), world.vehicles[0].vin)
+    kpis = Table(title="KPIs of the month (from the services' APIs)", show_header=True)
+    kpis.add_column("KPI")
+    kpis.add_column("value", justify="right")
+    kpis.add_column("target / note")
+    kpis.add_row("warranty return-visit rate", _pct(followup["warranty_return_visit_rate"]),
+                 f"100 %  ({followup['warranty_visited']} of {followup['warranty_pickups']} matured pickups reached)")
+    kpis.add_row("satisfaction rate", _pct(followup["satisfaction_rate"]),
+                 f"98 %  ({followup['satisfied_calls']} of {followup['scored_calls']} scored calls)")
+    kpis.add_row("calls made by the agents", f"{tally['calls']:,}",
+                 ", ".join(f"{a}: {c['calls']}" for a, c in followup["calls_per_agent"].items()))
+    kpis.add_row("follow-ups open / overdue", f"{sum(followup['open'].values())} / {sum(followup['overdue'].values())}",
+                 ", ".join(f"{k} {v}" for k, v in followup["open"].items()))
+    kpis.add_row("complaints (cases)", str(complaints["cases"]),
+                 f"open by level: {complaints['open_by_level']}")
+    kpis.add_row("complaint SLA compliance", _pct(complaints["sla_compliance"]),
+                 f"breaches ack {complaints['sla_breaches']['acknowledge']}, resolve "
+                 f"{complaints['sla_breaches']['resolve']}; escalations {complaints['escalations']}")
+    accuracy = quality["parts_shipment_accuracy"]
+    kpis.add_row("parts-shipment accuracy", _pct(accuracy["accuracy"]),
+                 f"98 %  ({accuracy['discrepant_lines']} discrepant of {accuracy['lines']} lines)")
+    kpis.add_row("quality alerts", str(alerts["total"]),
+                 "; ".join(f"{a['title']} ({a['state']})" for a in alerts["alerts"][:3])
+                 + f"  [the bad batch: controller {world.bad_batch}]")
+    kpis.add_row("notifications", str(sum(sent.values())),
+                 ", ".join(f"{k}: {v}" for k, v in sorted(sent.items())))
+    console.print(kpis)
     console.print(
         "[bold]where to look[/bold]\n"
-        "  APIs (OpenAPI):    http://127.0.0.1:8001/docs … http://127.0.0.1:8005/docs  (tokens: `aftersales tokens`)\n"
-        "  metrics:           http://127.0.0.1:8001/metrics … :8005/metrics\n"
+        f"  APIs (OpenAPI):    {url('intake')}/docs … {url('notifier')}/docs  (tokens: `aftersales tokens`)\n"
+        f"  agents' queue:     {url('followup')}/v1/queue    complaints: {url('complaints')}/v1/complaints\n"
+        f"  quality alerts:    {url('quality')}/v1/alerts\n"
+        f"  metrics:           {url('intake')}/metrics … {url('notifier')}/metrics "
+        "(Prometheus and Grafana: docker compose, or deploy/prometheus and deploy/grafana)\n"
         "  SMS and e-mail:    http://127.0.0.1:8025/\n"
+        f"  a vehicle's trail: aftersales audit --vin {trail_vin}\n"
+        "  dead letters:      aftersales dlq list\n"
         "  logs:              .local/logs/\n"
         "  stop everything:   aftersales infra down"
     )
+    return {"traffic": dict(tally.counts), "followup": followup, "complaints": complaints, "quality": quality,
+            "alerts": alerts, "notifications": sent, "dead_letters": dict(dead), "bad_batch": world.bad_batch}

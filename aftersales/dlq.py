@@ -63,7 +63,8 @@ async def read(settings: Settings) -> list[DeadLetter]:
         ends = await consumer.end_offsets(tps)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        remaining = {tp for tp in tps if ends[tp] > 0}
+        # a truncated partition starts where it ends: ask each one's position, not just ends > 0
+        remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
         while remaining:
             for tp, records in (await consumer.getmany(*remaining, timeout_ms=1000, max_records=10_000)).items():
                 for record in records:
@@ -78,6 +79,7 @@ async def read(settings: Settings) -> list[DeadLetter]:
                         value=base64.b64decode(d["record"]["value_b64"]), headers=d["record"]["headers"],
                         dead_lettered_at=envelope["occurred_at"],
                     ))
+            for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
     finally:

@@ -547,7 +547,7 @@ def down(settings: Settings | None = None) -> dict[str, bool]:
     settings = settings or load_settings()
     paths = _paths()
     stopped = {
-        "services": stop_services(),
+        "services": stop_services(settings),
         "peers": Peers(settings, paths).down(),
         "kafka": Kafka(settings, paths).down(),
         "postgres": Postgres(settings, paths).down(),

@@ -20,7 +20,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI
 
 from shared import metrics
-from shared.clock import Clock, clock_from_offset
+from shared.clock import Clock, clock_from_settings
 from shared.db import acquire, create_pool, ensure_database
 from shared.errors import is_transient
 from shared.kafka.clients import make_producer
@@ -64,7 +64,7 @@ class ServiceRuntime:
     ) -> None:
         self.definition = definition
         self.settings = settings or load_settings()
-        self.clock = clock or clock_from_offset(self.settings.clock_offset_seconds)
+        self.clock = clock or clock_from_settings(self.settings.clock_offset_seconds, self.settings.clock_file)
         self.replica = replica or f"{socket.gethostname()}-{os.getpid()}"
         self.name = definition.name
         self.state: dict[str, Any] = {}  # per-service objects (rule tables, channel clients …)

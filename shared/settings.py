@@ -77,6 +77,8 @@ class Settings(BaseSettings):
 
     # Time: a running stack may be started with a fixed offset (demos); rules read the clock.
     clock_offset_seconds: float = 0.0
+    # ...or an offset another process moves, read from this JSON file (`aftersales demo`).
+    clock_file: Path | None = None
 
     # Logging
     log_level: str = "INFO"

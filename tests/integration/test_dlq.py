@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -9,10 +10,13 @@ from datetime import datetime, timedelta
 
 import orjson
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.admin import RecordsToDelete
 
 from aftersales import dlq
 from aftersales.sandbox import ROOT
 from aftersales.simulate import CST, Fleet
+from shared.kafka.clients import make_admin
 from tests.support import Namespace, Stack, TopicReader, count, manual_clock, publish
 
 pytestmark = pytest.mark.infra
@@ -59,6 +63,28 @@ async def test_a_dead_letter_is_corrected_sent_back_and_processed(ns: Namespace)
         assert {d["id"] for d in orjson.loads(done.stdout)} == {d.id for d in letters}
     finally:
         await stack.stop()
+
+
+async def test_a_truncated_dead_letter_topic_reads_as_empty_instead_of_waiting_forever(ns: Namespace) -> None:
+    """After the log was truncated (retention, `aftersales demo`'s reset) a partition starts
+    where it ends: reading must not wait for records that will never come."""
+    stack = await Stack(ns, manual_clock(NOW.isoformat()), services=("intake",)).start()
+    try:
+        await publish(ns.settings, "upstream.dms", [b"{not json"])
+        async with TopicReader(ns.settings, "aftersales.deadletter") as dead:
+            await dead.wait_for(count("DeadLettered", 1), timeout=60)
+    finally:
+        await stack.stop()
+    assert len(await dlq.read(ns.settings)) == 1
+    topic = ns.settings.topic("aftersales.deadletter")
+    admin = make_admin(ns.settings)
+    await admin.start()
+    try:
+        record = dead.records[0].record
+        await admin.delete_records({TopicPartition(topic, record.partition): RecordsToDelete(record.offset + 1)})
+    finally:
+        await admin.close()
+    assert await asyncio.wait_for(dlq.read(ns.settings), timeout=30) == []
 
 
 def test_canonical_events_are_never_edited_by_hand() -> None:

@@ -7,7 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.clock import ManualClock
+from pathlib import Path
+
+from shared.clock import FileClock, ManualClock, SystemClock, clock_from_settings
 from shared.settings import Settings
 from shared.timeutil import add_months, iso_week, next_time_within
 
@@ -48,6 +50,28 @@ def test_manual_clock_moves_only_when_told() -> None:
     assert clock.now() == datetime(2026, 1, 1, 5, tzinfo=UTC)
     with pytest.raises(ValueError):
         ManualClock(datetime(2026, 1, 1))
+
+
+def test_file_clock_follows_the_offset_another_process_writes(tmp_path: Path) -> None:
+    path = tmp_path / "clock.json"
+    clock = FileClock(path, recheck=0)
+    assert abs(clock.now() - datetime.now(UTC)) < timedelta(seconds=5)  # no file: wall time
+
+    FileClock.write(path, timedelta(days=-30))
+    assert abs(clock.now() - (datetime.now(UTC) - timedelta(days=30))) < timedelta(seconds=5)
+    FileClock.write(path, timedelta(days=-29, hours=-1))
+    assert abs(clock.now() - (datetime.now(UTC) - timedelta(days=29, hours=1))) < timedelta(seconds=5)
+
+    path.write_text("{half a fi")  # caught mid-write by another writer: the last offset holds
+    assert abs(clock.now() - (datetime.now(UTC) - timedelta(days=29, hours=1))) < timedelta(seconds=5)
+    path.unlink()
+    assert abs(clock.now() - datetime.now(UTC)) < timedelta(seconds=5)
+
+
+def test_the_clock_file_setting_wins_over_a_fixed_offset(tmp_path: Path) -> None:
+    assert isinstance(clock_from_settings(0.0, None), SystemClock)
+    assert isinstance(clock_from_settings(3600.0, tmp_path / "c.json"), FileClock)
+    assert Settings(clock_file=tmp_path / "c.json").clock_file == tmp_path / "c.json"
 
 
 def test_api_tokens_and_webhook_secrets_parse_from_one_variable_each() -> None:

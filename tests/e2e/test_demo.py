@@ -1,0 +1,57 @@
+"""`aftersales demo`, shortened to six days of a small network, in its own namespace: the five
+services as processes on the real broker and database, their clock driven through the clock
+file, people working through the APIs. The figures it prints must agree with what was done."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from aftersales import demo
+from aftersales.sandbox import free_port
+from shared.settings import SERVICES
+from tests.support import API_TOKENS, Namespace
+
+pytestmark = pytest.mark.infra
+
+
+async def test_a_short_demo_month_runs_through_the_services_and_reports_consistent_kpis(ns: Namespace) -> None:
+    ports = {name: free_port() for name in SERVICES}
+    settings = ns.settings.model_copy(update={f"{name}_port": port for name, port in ports.items()})
+    env = ns.env(AFTERSALES_API_TOKENS=API_TOKENS,
+                 **{f"AFTERSALES_{name.upper()}_PORT": str(port) for name, port in ports.items()})
+    # ~9 units in the bad controller batch failing at 6 a unit-month: a handful of reports in six days
+    plan = demo.Plan(days=6, vehicles=400, dealers=5, pickups_per_day=16, complaints_per_day=2,
+                     bad_batch_rate=6.0, seed=20261129)
+    try:
+        figures = await demo.run(plan, settings=settings, env=env, bring_up=False)
+    finally:
+        assert demo.stop_services(settings), "the demo's services were not running at the end"
+
+    traffic, followup, complaints = figures["traffic"], figures["followup"], figures["complaints"]
+    assert traffic["VehicleSold"] == 400
+    assert traffic["VehiclePickedUp"] > 50 and traffic["ComplaintFiled"] > 0 and traffic["CampaignAnnounced"] == 1
+
+    # every call the simulated agents made is in the follow-up service's figures, per agent
+    assert traffic["calls"] > 0
+    assert sum(a["calls"] for a in followup["calls_per_agent"].values()) == traffic["calls"]
+    assert set(followup["calls_per_agent"]) == {"agent-01", "agent-02"}
+    assert followup["scored_calls"] == traffic["reached"]  # every reached call was scored
+    assert followup["satisfaction_rate"] is not None
+
+    # each CRM complaint, and each complaint or product issue raised on a call, became a case
+    assert complaints["cases"] == (traffic["ComplaintFiled"] + traffic["complaints from calls"]
+                                   + traffic["product issues from calls"])
+
+    # the bad controller batch raised an early warning that the quality department handled
+    bad = [a for a in figures["alerts"]["alerts"] if a["cell"].get("batch") == figures["bad_batch"]]
+    assert bad, f"no alert for the bad batch {figures['bad_batch']}: {figures['alerts']}"
+    assert bad[0]["state"] in {"acknowledged", "closed"}
+
+    # the three malformed records were dead-lettered, each with its reason
+    assert sum(figures["dead_letters"].values()) == 3
+    assert figures["notifications"].get("sms sent", 0) > 0
+
+    # and the services are back on wall time
+    assert json.loads(demo.clock_file(settings).read_text())["offset_seconds"] == 0
