@@ -151,8 +151,10 @@ async def trail(settings: Settings, *, vin: str | None = None, customer: str | N
         if value in keys[kind]:
             continue
         keys[kind].add(value)
-        for topic in TOPICS_BY_KEY[kind]:
-            for record in await scan.partition(topic, value):
+        # the key's partition on each of its topics, read side by side; then taken in topic order
+        partitions = await asyncio.gather(*(scan.partition(topic, value) for topic in TOPICS_BY_KEY[kind]))
+        for records in partitions:
+            for record in records:
                 if record.key != value.encode():
                     continue
                 try:

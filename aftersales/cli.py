@@ -360,6 +360,19 @@ def bench_quality(
         shifted_fleets=shifted_fleets, seed=seed)
 
 
+@bench_app.command("audit")
+def bench_audit(
+    events: Annotated[int, typer.Option(help="events on the log", min=10_000)] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="random seed")] = 20261129,
+    keep: Annotated[bool, typer.Option("--keep", help="keep the scratch topics afterwards")] = False,
+) -> None:
+    """The trail of one VIN among a million events (checked: none missing, none extra), beside a
+    scan of every partition of the same topics in the same run."""
+    from aftersales.bench.audit import run
+
+    run(events, seed=seed, keep=keep)
+
+
 @bench_app.command("intake")
 def bench_intake(
     events: Annotated[int, typer.Option(help="pickups to publish")] = 100_000,

@@ -1,0 +1,18 @@
+"""`aftersales bench audit` at a small size: the trail it times is the right one."""
+
+from __future__ import annotations
+
+import pytest
+
+from aftersales.bench.audit import measure
+
+pytestmark = pytest.mark.infra
+
+
+async def test_the_audited_trail_is_exactly_the_vehicles_events_and_reads_a_fraction_of_the_log(infra: None) -> None:
+    figures = await measure(events=30_000, seed=7)
+    assert figures["events"] >= 30_000
+    assert figures["trail"] == figures["expected"] > 20  # sale, three pickups with their calls, a complaint
+    assert figures["missing"] == figures["extra"] == figures["sibling_leaked"] == 0
+    assert figures["scan_records"] == figures["events"]
+    assert figures["audit_records_read"] < figures["events"] / 4  # only the keys' partitions
