@@ -335,12 +335,13 @@ def dlq_redrive(
 def bench_pipeline(
     events: Annotated[int, typer.Option(help="pickups to publish")] = 50_000,
     rate: Annotated[float, typer.Option(help="events/s to publish at; 0 = as fast as possible")] = 0,
+    profile: Annotated[bool, typer.Option("--profile", help="py-spy each service during the full-speed pass")] = False,
 ) -> None:
     """VehiclePickedUp on upstream.dms → FollowUpScheduled on aftersales.followup, beside an
     aiokafka consume→produce pass-through baseline on the same broker."""
     from aftersales.bench.pipeline import run
 
-    asyncio.run(run(events, rate=rate))
+    asyncio.run(run(events, rate=rate, profile=profile))
 
 
 @bench_app.command("quality")

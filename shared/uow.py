@@ -61,6 +61,7 @@ class UnitOfWork:
         self.clock = clock
         self.log = structlog.get_logger(f"aftersales.{service}")
         self._messages: list[OutboxRow] = []
+        self._ids: set[uuid.UUID] = set()  # event ids in this transaction (a batch holds thousands)
         self._published: list[Envelope] = []
         self._timers: list[TimerRequest] = []
 
@@ -73,19 +74,21 @@ class UnitOfWork:
         return list(self._published)
 
     def _append(self, topic: str, envelope: Envelope) -> None:
-        if any(m.event_id == envelope.event_id for m in self._messages):
+        if envelope.event_id in self._ids:
             # Two facts with one derived id: the outbox would keep only the first. A bug in the
             # caller; fail loudly instead of losing an event.
             raise ValueError(
                 f"{envelope.event_type} {envelope.key}: event id {envelope.event_id} is already used in this "
                 "transaction; publish it with a discriminator"
             )
+        self._ids.add(envelope.event_id)
         self._messages.append(OutboxRow(topic, envelope.event_id, envelope.key, envelope.event_type, envelope.to_json()))
         self._published.append(envelope)
 
     def forward(self, topic: str, *, key: str | None, value: bytes, event_id: uuid.UUID, event_type: str) -> None:
         """Put a record on an upstream topic exactly as a producer sent it (the intake webhook
         is a gateway for producers that cannot write to Kafka)."""
+        self._ids.add(event_id)
         self._messages.append(OutboxRow(self.settings.topic(topic), event_id, key or "", event_type, value))
 
     # -- events -------------------------------------------------------------------------
@@ -217,12 +220,20 @@ class UnitOfWork:
     async def _flush_timers(self) -> None:
         if not self._timers:
             return
-        # One request per (kind, ref), the last one: several handlers of one poll may arm the
-        # same timer, and a multi-row upsert may touch a row only once.
-        last = {(t.kind, t.ref): t for t in self._timers}
-        timers, self._timers = list(last.values()), []
-        for replace in (False, True):
-            batch = [t for t in timers if t.replace is replace]
+        # A multi-row upsert may touch a row only once, and several handlers of one poll may arm
+        # the same timer: one request per (kind, ref) and mode. Plain requests keep the timer
+        # that exists, so the first wins; re-arming requests replace it, so the last wins, and
+        # they are applied after the plain ones.
+        plain: dict[tuple[str, str], TimerRequest] = {}
+        rearm: dict[tuple[str, str], TimerRequest] = {}
+        for t in self._timers:
+            if t.replace:
+                rearm[(t.kind, t.ref)] = t
+            else:
+                plain.setdefault((t.kind, t.ref), t)
+        self._timers = []
+        for replace, requests in ((False, plain), (True, rearm)):
+            batch = list(requests.values())
             if not batch:
                 continue
             conflict = (

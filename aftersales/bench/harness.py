@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -45,12 +47,16 @@ class Pass:
 
 
 def _records(count: int, seed: int) -> list[tuple[str, bytes, bytes]]:
-    """(upstream event_id, key, value) of `count` valid pickups."""
+    """(upstream event_id, key, value) of `count` valid pickups, picked up in the last hour: the
+    steady state, where a pickup's return-visit timers lie days ahead. (Pickups dated on a fixed
+    day made the follow-up service fire their due and overdue timers too, more of them the later
+    the benchmark was run.)"""
     fleet = Fleet(seed=seed)
-    start = datetime(2026, 11, 2, 8, 0, tzinfo=CST)
+    start = datetime.now(CST).replace(microsecond=0) - timedelta(hours=1)
+    step = timedelta(hours=1) / max(count, 1)
     out = []
     for i, env in enumerate(fleet.pickups(count, start)):
-        env["data"]["picked_up_at"] = (start + timedelta(seconds=i)).isoformat()
+        env["data"]["picked_up_at"] = (start + step * i).isoformat()
         out.append((env["event_id"], env["key"].encode(), orjson.dumps(env)))
     return out
 
@@ -167,8 +173,24 @@ class Comparison:
         }
 
 
+def _profilers(running: list[ServiceProcess], log_dir: Path) -> list[subprocess.Popen[bytes]]:
+    """py-spy sampling each service process (collapsed stacks, `<service>.folded`)."""
+    spy = Path(sys.executable).with_name("py-spy")
+    return [subprocess.Popen([str(spy), "record", "--pid", str(s.pid), "--rate", "250", "--format", "raw",
+                              "--nonblocking", "--output", str(log_dir / f"{s.service}.folded")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for s in running]
+
+
+def _stop_profilers(profilers: list[subprocess.Popen[bytes]]) -> None:
+    for p in profilers:
+        p.send_signal(signal.SIGINT)
+    for p in profilers:
+        p.wait(timeout=60)
+
+
 async def compare(name: str, events: int, *, services: tuple[str, ...], output_topic: str, output_type: str,
-                  rate: float = 0, latency_rate: float | None = None, keep: bool = False) -> Comparison:
+                  rate: float = 0, latency_rate: float | None = None, keep: bool = False,
+                  profile: bool = False) -> Comparison:
     """Run `services` (as processes) on VehiclePickedUp from upstream.dms until `output_type`
     appears on `output_topic` for each, beside the pass-through baseline."""
     console.print(f"[bold]bench {name}[/bold]: {events:,} pickups, upstream.dms → {output_type} on {output_topic}")
@@ -198,8 +220,12 @@ async def compare(name: str, events: int, *, services: tuple[str, ...], output_t
             service.wait_ready(120)
         await asyncio.sleep(2)
         system_in, system_out = ns.topic("upstream.dms"), ns.topic(output_topic)
+        profilers = _profilers(running, log_dir) if profile else []
         with console.status(f"{name} at full speed"):
             system = await _measure(ns, name, system_in, system_out, output_type, records["system"], rate, 3600)
+        _stop_profilers(profilers)
+        if profilers:
+            console.print(f"profiles (collapsed stacks) in {log_dir}/")
         target = latency_rate or round(system.rate / 2)
         with console.status(f"latency at {target:,.0f} events/s"):
             base_lat = await _measure(ns, "baseline", in_topic, out_topic, "event_id", records["base_lat"], target, 600)

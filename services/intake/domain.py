@@ -181,10 +181,27 @@ class FileSet:
     removed: set[str] = field(default_factory=set)
     future_tolerance: timedelta = timedelta(days=1)
     event_id: Any = None  # the event being applied (history remembers where a value came from)
+    # phone -> the files that have had it, built on first use (a batch's lookups stay O(1), not
+    # a scan of every file in the batch); a file renamed or absorbed is checked on the way out
+    _phones: dict[str, list[Record]] | None = field(default=None, repr=False, compare=False)
 
     # -- customers ------------------------------------------------------------------------
+    def _index(self, record: Record) -> None:
+        if self._phones is None:
+            return  # built from every file when first needed
+        for phone in record.known_phones:
+            bucket = self._phones.setdefault(phone, [])
+            if not any(r is record for r in bucket):
+                bucket.append(record)
+
     def _with_phone(self, phone: str) -> list[Record]:
-        return [r for r in self.customers.values() if phone in r.known_phones or r.values.get("phone") == phone]
+        """The files on hand that have had this phone (a file's current phone is among its
+        known phones)."""
+        if self._phones is None:
+            self._phones = {}
+            for record in self.customers.values():
+                self._index(record)
+        return [r for r in self._phones.get(phone, ()) if self.customers.get(r.key) is r]
 
     def find_customer(self, customer_id: str | None, phone: str | None) -> Record | None:
         """By customer_id; else by normalised phone (its current one first, then any it has
@@ -217,13 +234,16 @@ class FileSet:
             merged_from.append(self._rename(record, customer_id))
         record.seen(at, source)
         changes, observations = record.merge(stated, at)
+        self._index(record)
         self.history.extend((record.key, o, self.event_id) for o in observations)
         if not record.derived:
-            for other in [r for r in self.customers.values()
-                          if r.derived and r is not record and r.known_phones & record.known_phones]:
+            sharing = {id(r): r for phone in sorted(record.known_phones) for r in self._with_phone(phone)
+                       if r.derived and r is not record}
+            for other in sorted(sharing.values(), key=lambda r: r.key):
                 changes.extend(record.absorb(other))
                 self._move(other.key, record.key)
                 merged_from.append(other.key)
+            self._index(record)
         self._announce(record, created, changes, merged_from, at, source, outputs)
         return record
 
