@@ -69,6 +69,10 @@ WARRANTY_RETURN_VISIT_RATE = Gauge(
 SATISFACTION_RATE = Gauge(
     "aftersales_satisfaction_rate", "Completed calls scoring >= 4 of 5 / completed calls with a score (target 0.98)"
 )
+HISTORICAL_PICKUPS = Counter(
+    "aftersales_followup_historical_pickups_total",
+    "Pickups filed as history, without a return-visit call (their call window closed long before they arrived)",
+)
 FOLLOWUPS_OPEN = Gauge("aftersales_followups_open", "Open return-visit follow-ups", ["kind"])
 FOLLOWUPS_OVERDUE = Gauge("aftersales_followups_overdue", "Open follow-ups past due_by", ["kind"])
 COMPLAINTS_OPEN = Gauge("aftersales_complaints_open", "Open complaint cases by escalation level", ["level"])

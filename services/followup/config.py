@@ -42,6 +42,10 @@ class FollowUpRules(BaseSettings):
     escalate_to: str = "supervisor"
     # still open this long after due_by: expired (counted as missed)
     expire_after_overdue_days: int = Field(14, ge=1)
+    # a pickup that arrives when its first-visit window closed longer ago than this is history
+    # (a DMS import, a backfill): the visit is filed (loyalty, maintenance, lost-customer checks)
+    # but no call is scheduled; a late pickup inside the horizon is still called, overdue first
+    history_after_days: int = Field(30, ge=1)
     # an agent's claim on a follow-up lasts this long unless renewed
     claim_minutes: int = Field(15, ge=1)
     # satisfaction: a score of 4 or 5 of 5 counts as satisfied

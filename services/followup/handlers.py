@@ -7,8 +7,10 @@ open complaints (for loyalty) and the confirmation call after a resolution.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from shared import metrics
 from shared.events import Event
 from shared.timeutil import add_months
 from shared.uow import UnitOfWork
@@ -67,9 +69,13 @@ async def on_vehicle_picked_up(uow: UnitOfWork, events: list[Event[Any]]) -> Non
          "next_service_due_at": e.data.next_service_due_at, "next_service_due_km": e.data.next_service_due_km}
         for e in events])
     items = []
+    history_before = uow.now() - timedelta(days=r.history_after_days)
     for event in events:
         d = event.data
         window = first_visit_window(d.picked_up_at, r)
+        if window.due_by < history_before:
+            metrics.HISTORICAL_PICKUPS.inc()
+            continue  # history: filed above, too old to call about
         items.append((event, {
             "followup_id": followup_id("first_visit", d.repair_order_id), "kind": "first_visit",
             "customer_id": d.customer.customer_id, "vin": d.vin, "dealer_id": d.dealer_id,

@@ -3,6 +3,7 @@ moved by hand; two replicas; a replay of the log."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -65,6 +66,31 @@ async def test_the_first_visit_becomes_due_overdue_escalated_then_expired(ns: Na
         await stack.stop()
 
 
+async def test_a_pickup_from_long_ago_is_filed_as_history_without_a_call_but_a_late_one_is_called(
+        ns: Namespace) -> None:
+    """A DMS import of old repair orders must not fill the queue (and customers' phones) with
+    calls about visits years ago; a pickup a DMS sends a few weeks late is still called."""
+    stack = await Stack(ns, manual_clock(NOW.isoformat()), services=("intake", "followup")).start()
+    try:
+        fleet = Fleet(seed=72)
+        old = fleet.pickup(fleet.vehicle(NOW - timedelta(days=900)), NOW - timedelta(days=400))
+        late = fleet.pickup(fleet.vehicle(NOW - timedelta(days=300)), NOW - timedelta(days=30))
+        await publish(ns.settings, "upstream.dms", [old, late])
+        async with TopicReader(ns.settings, "aftersales.followup") as topic:
+            await topic.wait_for(count("FollowUpScheduled", 1), timeout=60, settle=1.0)
+        assert [d["vin"] for d in _of_kind(topic.records, "first_visit")] == [late["data"]["vin"]]
+        conn = await db(ns, "followup")
+        try:
+            filed = {r["vin"] for r in await conn.fetch("SELECT vin FROM visits")}
+            assert filed == {old["data"]["vin"], late["data"]["vin"]}, "the old visit is still on file"
+            kinds = {r["kind"] for r in await conn.fetch("SELECT kind FROM followups WHERE vin = $1", old["data"]["vin"])}
+            assert "first_visit" not in kinds  # (no visit for 400 days: a lost-customer call is right, though)
+        finally:
+            await conn.close()
+    finally:
+        await stack.stop()
+
+
 async def test_a_resolved_complaint_gets_a_confirmation_call_whose_answer_is_published(ns: Namespace) -> None:
     clock = manual_clock(NOW.isoformat())
     stack = await Stack(ns, clock, services=("followup",)).start()
@@ -110,8 +136,17 @@ async def test_campaign_calls_go_to_the_targeted_customers_loyal_ones_first(ns: 
         pickups = [fleet.pickup(loyal, NOW - timedelta(days=d)) for d in (600, 400, 200, 30)]
         pickups.append(fleet.pickup(casual, NOW - timedelta(days=100)))
         await publish(ns.settings, "upstream.dms", pickups)
-        async with TopicReader(ns.settings, "aftersales.followup") as topic:
-            await topic.wait_for(lambda rs: len(_of_kind(rs, "first_visit")) == 5, timeout=60)
+        async with TopicReader(ns.settings, "aftersales.followup") as topic:  # the recent one is called
+            await topic.wait_for(lambda rs: len(_of_kind(rs, "first_visit")) == 1, timeout=60)
+        conn = await db(ns, "followup")
+        try:  # the older ones are history: filed, counted for loyalty, not called
+            for _ in range(100):
+                if await conn.fetchval("SELECT count(*) FROM visits") == 5:
+                    break
+                await asyncio.sleep(0.2)
+            assert await conn.fetchval("SELECT count(*) FROM visits") == 5
+        finally:
+            await conn.close()
         starts = NOW + timedelta(days=30)
         everyone = fleet.campaign("free_inspection_week", "Free inspection week", starts, 7, ["east"], NOW)
         evs_only = fleet.campaign("tech_knowledge_party", "EV knowledge party", starts, 1, ["east", "south"], NOW,
