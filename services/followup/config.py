@@ -46,6 +46,11 @@ class FollowUpRules(BaseSettings):
     # (a DMS import, a backfill): the visit is filed (loyalty, maintenance, lost-customer checks)
     # but no call is scheduled; a late pickup inside the horizon is still called, overdue first
     history_after_days: int = Field(30, ge=1)
+    # a reminder or lost-customer check whose moment has already passed when its fact arrives
+    # fires this long after now, so that a burst of old facts (an import) settles first: each
+    # later visit re-arms it, and only the vehicle's or customer's latest state is acted on.
+    # A maintenance reminder whose moment passed longer ago than history_after_days is dropped.
+    late_timer_settle_minutes: int = Field(10, ge=0)
     # an agent's claim on a follow-up lasts this long unless renewed
     claim_minutes: int = Field(15, ge=1)
     # satisfaction: a score of 4 or 5 of 5 counts as satisfied

@@ -7,7 +7,7 @@ open complaints (for loyalty) and the confirmation call after a resolution.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared import metrics
@@ -93,7 +93,9 @@ async def _arm_maintenance(uow: UnitOfWork, latest: dict[str, Event[Any]]) -> No
     """The reminder 10 days before the next service is due, by date or km, whichever first,
     from the vehicle's latest visit and its mileage history."""
     r = rules(uow)
+    now = uow.now()
     history = await store.visit_history(uow.conn, latest)
+    stale = []
     for vin, event in latest.items():
         visits = history.get(vin, [])
         if not visits:
@@ -103,13 +105,23 @@ async def _arm_maintenance(uow: UnitOfWork, latest: dict[str, Event[Any]]) -> No
             last["picked_up_at"], last["mileage_km"] or 0, last["next_service_due_at"], last["next_service_due_km"],
             [(v["picked_up_at"], v["mileage_km"]) for v in visits[:-1] if v["mileage_km"] is not None], r,
         )
-        uow.schedule_timer("maintenance.remind", vin, due.remind_at, {
+        if due.remind_at < now - timedelta(days=r.history_after_days):
+            stale.append(vin)  # long past: history, not a reminder to send now
+            continue
+        uow.schedule_timer("maintenance.remind", vin, _not_before_settled(due.remind_at, now, r), {
             "customer_id": event.data.customer.customer_id, "dealer_id": event.data.dealer_id,
             "region": event.data.region or event.data.customer.region, "timezone": event.data.customer.timezone,
             "estimated_due_at": due.estimated_due_at.isoformat(), "basis": due.basis,
             "due_at": due.due_at.isoformat() if due.due_at else None, "due_km": due.due_km,
             "last_visit_at": last["picked_up_at"].isoformat(),
         }, cause=event, replace=True)
+    if stale:  # an earlier visit's reminder, if still pending, is superseded by this history
+        await uow.cancel_timers(stale, ["maintenance.remind"])
+
+
+def _not_before_settled(moment: datetime, now: datetime, r: Any) -> datetime:
+    """A moment already past fires a little after now, once a burst of old facts has settled."""
+    return moment if moment >= now else now + timedelta(minutes=r.late_timer_settle_minutes)
 
 
 async def _arm_lost_checks(uow: UnitOfWork, latest: dict[str, Event[Any]]) -> None:
@@ -118,7 +130,8 @@ async def _arm_lost_checks(uow: UnitOfWork, latest: dict[str, Event[Any]]) -> No
     for customer_id, event in latest.items():
         last = contacts.get(customer_id)
         if last is not None:
-            uow.schedule_timer("customer.lost", customer_id, lost_after(last, rules(uow)),
+            uow.schedule_timer("customer.lost", customer_id,
+                               _not_before_settled(lost_after(last, rules(uow)), uow.now(), rules(uow)),
                                {"last_contact_at": last.isoformat()}, cause=event, replace=True)
 
 

@@ -203,10 +203,56 @@ async def test_a_customer_without_a_visit_for_twelve_months_gets_a_lost_customer
         regular = fleet.vehicle(NOW - timedelta(days=400))
         await publish(ns.settings, "upstream.sales", [fleet.sale(gone), fleet.sale(regular)])
         await publish(ns.settings, "upstream.dms", [fleet.pickup(regular, NOW - timedelta(days=60))])
+        conn = await db(ns, "followup")
+        try:  # the regular's visit is filed
+            for _ in range(150):
+                if await conn.fetchval("SELECT count(*) FROM visits") == 1:
+                    break
+                await asyncio.sleep(0.2)
+        finally:
+            await conn.close()
         async with TopicReader(ns.settings, "aftersales.followup") as topic:
+            await topic.wait_for(lambda rs: True, settle=1.0)
+            assert _of_kind(topic.records, "lost_customer") == [], "a moment already past waits for the facts to settle"
+            clock.set(NOW + timedelta(minutes=10))
             await topic.wait_for(lambda rs: len(_of_kind(rs, "lost_customer")) >= 1, timeout=60, settle=1.0)
         lost = _of_kind(topic.records, "lost_customer")
         assert [x["customer_id"] for x in lost] == [gone.customer.customer_id]
+    finally:
+        await stack.stop()
+
+
+async def test_an_import_of_old_visits_reminds_and_calls_once_about_the_latest_state(ns: Namespace) -> None:
+    """A vehicle's visits of the last two years arrive in a burst (a DMS import): no reminder
+    or lost-customer call for the earlier visits, whose moments are long past; the customer
+    whose latest visit is 13 months old gets one lost-customer call once the import settled."""
+    clock = manual_clock(NOW.isoformat())
+    stack = await Stack(ns, clock, services=("intake", "followup")).start()
+    try:
+        fleet = Fleet(seed=76)
+        vehicle = fleet.vehicle(NOW - timedelta(days=900))
+        visits = [fleet.pickup(vehicle, NOW - timedelta(days=d), mileage_km=60_000 - d * 50)
+                  for d in (760, 640, 520, 395)]
+        await publish(ns.settings, "upstream.dms", visits)
+        conn = await db(ns, "followup")
+        try:
+            for _ in range(150):
+                if await conn.fetchval("SELECT count(*) FROM visits") == 4:
+                    break
+                await asyncio.sleep(0.2)
+            assert await conn.fetchval("SELECT count(*) FROM visits") == 4
+            clock.set(NOW + timedelta(minutes=10))
+            async with TopicReader(ns.settings, "aftersales.followup") as topic:
+                await topic.wait_for(lambda rs: len(_of_kind(rs, "lost_customer")) >= 1, timeout=60, settle=2.0)
+            assert len(_of_kind(topic.records, "lost_customer")) == 1
+            assert topic.of_type("MaintenanceReminderDue") == [], "the service fell due a year ago: history"
+            assert _of_kind(topic.records, "first_visit") == []
+            pending = await conn.fetchval(
+                "SELECT count(*) FROM timers WHERE kind = 'maintenance.remind' AND fired_at IS NULL "
+                "AND cancelled_at IS NULL")
+            assert pending == 0
+        finally:
+            await conn.close()
     finally:
         await stack.stop()
 
