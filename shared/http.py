@@ -5,12 +5,16 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import parse_qsl
 
+import orjson
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import AfterValidator, AwareDatetime
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import metrics
@@ -19,6 +23,51 @@ if TYPE_CHECKING:
     from shared.runtime import ServiceRuntime
 
 ROLES = ("agent", "supervisor", "quality", "ops", "producer")
+# Upper bounds for paging parameters: (page - 1) * page_size or an offset past a bigint failed in
+# Postgres as a 500; no list is that long, so a larger value is refused with 422 instead.
+MAX_PAGE = 100_000
+MAX_OFFSET = 10_000_000
+
+
+# The moments an API takes (back-dated steps, report windows, call-backs). Outside them, date
+# arithmetic (a window of 30 days before year 1) or the conversion to UTC overflowed into a 500.
+EARLIEST = datetime(1900, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2999, 12, 31, tzinfo=timezone.utc)
+
+
+def moment_in_range(value: datetime, name: str = "the time") -> datetime:
+    """The moment, if it has a timezone and lies in [EARLIEST, LATEST]; else ValueError."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} {value.isoformat()} has no timezone; add an offset such as +08:00")
+    try:
+        inside = EARLIEST <= value <= LATEST
+    except OverflowError:
+        inside = False
+    if not inside:
+        raise ValueError(f"{name} {value.isoformat()} is outside {EARLIEST.year}-{LATEST.year}")
+    return value
+
+
+# A request-model field: an ISO 8601 date-time with an offset, within the years above.
+Moment = Annotated[AwareDatetime, AfterValidator(moment_in_range)]
+
+
+def check_moments(**moments: datetime | None) -> None:
+    """Refuse (422) query moments without a timezone or outside the years above."""
+    for name, value in moments.items():
+        if value is not None:
+            try:
+                moment_in_range(value, name)
+            except ValueError as exc:
+                raise HTTPException(422, str(exc)) from None
+
+
+def check_paging(*, page: int | None = None, offset: int | None = None) -> None:
+    """Refuse (422) a page or offset no list reaches, before it overflows a query's bigint."""
+    if page is not None and page > MAX_PAGE:
+        raise HTTPException(422, f"page {page} is past any list (at most {MAX_PAGE}); narrow the search instead")
+    if offset is not None and offset > MAX_OFFSET:
+        raise HTTPException(422, f"offset {offset} is past any list (at most {MAX_OFFSET}); narrow the search instead")
 
 
 @dataclass(frozen=True)
@@ -113,6 +162,88 @@ class _TooLarge(Exception):
     pass
 
 
+class RefuseNul:
+    """Refuse with 422 a request holding U+0000 (NUL) in its path, its query or its body (JSON,
+    whatever the Content-Type says: the webhook reads its body as JSON regardless).
+
+    Postgres text cannot store the character: a NUL that reached a query (a path id, a search
+    term, a body field) failed there as a 500. No endpoint has a use for it, so it is refused at
+    the door, saying where it is. The body is read whole (BodySizeLimit, outside, bounds it) and
+    handed on unchanged, so a signature over it still verifies."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        where = _nul_in_url(scope)
+        if where is None:
+            chunks: list[bytes] = []
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    break
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(chunks)
+            where = _nul_in_json(body)
+            receive = _replay(body)
+        if where is not None:
+            response = JSONResponse({"detail": f"{where} holds the character U+0000 (NUL), which cannot be "
+                                               "stored; remove it"}, status_code=422)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _nul_in_url(scope: Scope) -> str | None:
+    if "\x00" in scope.get("path", ""):
+        return "the path"
+    for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            return f"query parameter {name.replace(chr(0), '<NUL>')!r}"
+    return None
+
+
+def _nul_in_json(body: bytes) -> str | None:
+    if b"\\u0000" not in body:
+        return None
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None  # not JSON: the endpoint says so
+
+    def walk(value: Any, path: str) -> str | None:
+        if isinstance(value, str):
+            return path if "\x00" in value else None
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, item in items:
+            if isinstance(key, str) and "\x00" in key:
+                return f"{path}.{key.replace(chr(0), '<NUL>')}"
+            found = walk(item, f"{path}.{key}" if isinstance(key, str) else f"{path}[{key}]")
+            if found is not None:
+                return found
+        return None
+
+    return walk(document, "body")
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
 async def _empty_receive() -> Message:
     return {"type": "http.disconnect"}
 
@@ -151,7 +282,8 @@ def create_app(runtime: ServiceRuntime, router: APIRouter | None, *, description
 
     if router is not None:
         app.include_router(router)
-    app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.http_max_body_bytes)
+    app.add_middleware(RefuseNul)
+    app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.http_max_body_bytes)  # outermost
     return app
 
 

@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.events.catalog import ComplaintCategory, ComplaintChannel, Id, Name, Phone, Severity, Vin
-from shared.http import Principal, require, runtime_of
+from shared.http import Moment, Principal, check_paging, require, runtime_of
 from shared.runtime import ServiceRuntime
 from shared.uow import UnitOfWork
 
@@ -35,7 +35,7 @@ class _Body(BaseModel):
 
 
 class Step(_Body):
-    at: AwareDatetime | None = Field(None, description="when it happened (default now); may be back-dated, not ahead")
+    at: Moment | None = Field(None, description="when it happened (default now); may be back-dated, not ahead")
     note: Text | None = None
 
 
@@ -49,7 +49,7 @@ class FileComplaint(_Body):
     severity: Severity | None = None
     part_category: Name | None = None
     description: Text
-    filed_at: AwareDatetime | None = Field(None, description="when the customer complained (default now)")
+    filed_at: Moment | None = Field(None, description="when the customer complained (default now)")
 
 
 class Assign(Step):
@@ -152,6 +152,7 @@ def router() -> APIRouter:
         offset: Annotated[int, Query(ge=0)] = 0,
         _: Principal = require(*READERS),
     ) -> dict[str, Any]:
+        check_paging(offset=offset)
         runtime = runtime_of(request)
         maximum = runtime.state["rules"].max_page_size
         if limit > maximum:

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from shared.db import acquire
-from shared.http import Principal, require, runtime_of
+from shared.http import Principal, check_moments, check_paging, require, runtime_of
 from shared.timeutil import add_months
 
 from services.followup import calls, store
@@ -61,6 +61,7 @@ def router() -> APIRouter:
         page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=200),
         who: Principal = require("agent", "supervisor"),
     ) -> dict[str, Any]:
+        check_paging(page=page)
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
@@ -118,6 +119,8 @@ def router() -> APIRouter:
         page: int = Query(1, ge=1), page_size: int = Query(100, ge=1, le=500),
         who: Principal = require("agent", "supervisor", "ops"),
     ) -> dict[str, Any]:
+        check_moments(**{"from": since, "to": until})
+        check_paging(page=page)
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
@@ -132,6 +135,8 @@ def router() -> APIRouter:
         page: int = Query(1, ge=1), page_size: int = Query(100, ge=1, le=500),
         who: Principal = require("agent", "supervisor", "ops"),
     ) -> dict[str, Any]:
+        check_moments(**{"from": since, "to": until})
+        check_paging(page=page)
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
@@ -145,6 +150,7 @@ def router() -> APIRouter:
         until: datetime | None = Query(None, alias="to"), region: str | None = None, dealer: str | None = None,
         who: Principal = require("supervisor", "ops"),
     ) -> dict[str, Any]:
+        check_moments(**{"from": since, "to": until})
         runtime = runtime_of(request)
         rules = _rules(request)
         until = until or runtime.clock.now()

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from shared.events.catalog import ComplaintCategory, Severity
 from shared.events.envelope import AFTERSALES_NAMESPACE
+from shared.http import Moment
 from shared.uow import UnitOfWork
 
 from services.followup import store
@@ -34,7 +35,7 @@ class AttemptIn(BaseModel):
     """One call to the customer, as the agent records it."""
 
     outcome: Literal["reached", "unreachable", "wrong_number", "call_back_later"]
-    call_back_at: AwareDatetime | None = Field(None, description="required with call_back_later")
+    call_back_at: Moment | None = Field(None, description="required with call_back_later")
     satisfaction: int | None = Field(None, ge=1, le=5, description="the customer's score, 1-5, when reached")
     satisfied: bool | None = Field(None, description="for a complaint confirmation: did the resolution satisfy them")
     talking_points: str | None = Field(None, max_length=4000)

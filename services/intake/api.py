@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from shared.db import acquire
 from shared.events import InvalidRecord, decode
-from shared.http import Principal, require, runtime_of
+from shared.http import Principal, check_paging, require, runtime_of
 from shared.timeutil import add_months
 from shared.validation import normalize_phone, normalize_vin
 
@@ -27,6 +27,10 @@ from services.intake.handlers import precheck
 # Producers and the upstream topic their events go to.
 PRODUCER_TOPICS = {"sales": "upstream.sales", "dms": "upstream.dms", "erp": "upstream.erp", "crm": "upstream.crm"}
 SIGNATURE_SCHEME = "sha256="
+# One event becomes one Kafka record, and a rejected one a dead letter carrying it in base64 with
+# a reason that may quote it: both must fit the broker's 1 MiB record limit, or the outbox relay
+# cannot publish them and stops publishing anything after them.
+MAX_EVENT_BYTES = 256 * 1024
 
 
 class EventResult(BaseModel):
@@ -102,7 +106,12 @@ def router() -> APIRouter:
                                      "(or an object with an 'events' array)")
         if len(payload) > rules.webhook_max_events:
             raise HTTPException(422, f"{len(payload)} events in one request; send at most {rules.webhook_max_events}")
-        return await _accept(runtime, rules, producer, payload)
+        values = [orjson.dumps(item) for item in payload]
+        for index, value in enumerate(values):
+            if len(value) > MAX_EVENT_BYTES:
+                raise HTTPException(413, f"event {index} is {len(value)} bytes as JSON; an event may be at most "
+                                         f"{MAX_EVENT_BYTES} bytes")
+        return await _accept(runtime, rules, producer, payload, values)
 
     @r.get("/v1/customers", tags=["customer files"], summary="Search customer files")
     async def search_customers(
@@ -116,6 +125,7 @@ def router() -> APIRouter:
         page_size: int = Query(50, ge=1, le=200),
         who: Principal = require("agent", "supervisor"),
     ) -> dict[str, Any]:
+        check_paging(page=page)
         try:
             phone = normalize_phone(phone) if phone else None
             vin = normalize_vin(vin) if vin else None
@@ -137,6 +147,7 @@ def router() -> APIRouter:
         request: Request, page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=500),
         who: Principal = require("agent", "supervisor"),
     ) -> dict[str, Any]:
+        check_paging(page=page)
         runtime = runtime_of(request)
         rules: IntakeRules = runtime.state["rules"]
         assert runtime.pool is not None
@@ -169,14 +180,14 @@ def router() -> APIRouter:
     return r
 
 
-async def _accept(runtime: Any, rules: IntakeRules, producer: str, payload: list[Any]) -> WebhookResponse:
+async def _accept(runtime: Any, rules: IntakeRules, producer: str, payload: list[Any],
+                  values: list[bytes]) -> WebhookResponse:
     topic = PRODUCER_TOPICS[producer]
     contract_topic = topic
     results: list[EventResult] = []
     forwards: list[tuple[str | None, bytes, uuid.UUID, str]] = []
     accepted: list[tuple[int, Any, bytes]] = []
-    for index, item in enumerate(payload):
-        value = orjson.dumps(item)
+    for index, (item, value) in enumerate(zip(payload, values, strict=True)):
         event_id = str(item.get("event_id")) if isinstance(item, dict) and item.get("event_id") else None
         try:
             event = decode(value, runtime.settings.topic(topic), contract_topic=contract_topic, strict_types=True,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from shared.db import acquire
-from shared.http import Principal, require, runtime_of
+from shared.http import Principal, check_paging, require, runtime_of
 
 from services.notifier import store
 
@@ -30,6 +30,7 @@ def router() -> APIRouter:
         page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=500),
         who: Principal = require("supervisor", "ops"),
     ) -> dict[str, Any]:
+        check_paging(page=page)
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
@@ -42,6 +43,7 @@ def router() -> APIRouter:
         request: Request, printed: bool | None = None, page: int = Query(1, ge=1),
         page_size: int = Query(100, ge=1, le=500), who: Principal = require("agent", "supervisor", "ops"),
     ) -> dict[str, Any]:
+        check_paging(page=page)
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:

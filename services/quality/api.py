@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.http import Principal, require, runtime_of
+from shared.http import Principal, check_moments, check_paging, require, runtime_of
 
 from services.quality import figures, store
 from services.quality.config import QualityRules
@@ -69,13 +69,15 @@ def _moment(value: str | None, name: str, zone: str, default: datetime) -> datet
         return default
     try:
         if len(value) == 10:
-            return datetime.combine(date.fromisoformat(value), time(0), tzinfo=ZoneInfo(zone))
-        moment = datetime.fromisoformat(value)
+            moment = datetime.combine(date.fromisoformat(value), time(0), tzinfo=ZoneInfo(zone))
+        else:
+            moment = datetime.fromisoformat(value)
     except ValueError:
         raise HTTPException(422, f"{name} {value!r} is not an ISO date (2026-11-01) or date-time "
                                  f"(2026-11-01T08:00:00+08:00)") from None
     if moment.tzinfo is None:
         raise HTTPException(422, f"{name} {value!r} has no timezone; add an offset such as +08:00, or give a date")
+    check_moments(**{name: moment})
     return moment
 
 
@@ -91,6 +93,7 @@ def router() -> APIRouter:
         offset: int = Query(0, ge=0),
         _: Principal = require(*READ),
     ) -> dict[str, Any]:
+        check_paging(offset=offset)
         if state is None:
             states: tuple[str, ...] = ALERT_STATES
         elif state == "open":
@@ -183,9 +186,12 @@ def router() -> APIRouter:
         rules = _rules(request)
         week = week or previous_week(runtime.clock.now(), rules.timezone)
         try:
-            week_bounds(week, rules.timezone)
+            start, _ = week_bounds(week, rules.timezone)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
+        except OverflowError:  # the week after 9999-W52
+            raise HTTPException(422, f"week {week!r} is beyond any report; write it like 2026-W47") from None
+        check_moments(week=start)
         assert runtime.pool is not None
         async with runtime.pool.acquire() as conn:
             return {
