@@ -576,7 +576,8 @@ class Stack:
                 work[f"lag:{group}"] = lag
         now = self.now()
         for service in SERVICES:
-            outbox = await self.db.fetchval(f"SELECT count(*) FROM {service}.outbox WHERE published_at IS NULL")
+            outbox = await self.db.fetchval(
+                f"SELECT count(*) FROM {service}.outbox WHERE published_at IS NULL AND failed_at IS NULL")
             timers = await self.db.fetchval(
                 f"SELECT count(*) FROM {service}.timers WHERE fired_at IS NULL AND cancelled_at IS NULL AND due_at <= $1",
                 now)

@@ -18,6 +18,7 @@ from pydantic import AfterValidator, AwareDatetime
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import metrics
+from shared.validation import nul_path
 
 if TYPE_CHECKING:
     from shared.runtime import ServiceRuntime
@@ -215,20 +216,7 @@ def _nul_in_json(body: bytes) -> str | None:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None  # not JSON: the endpoint says so
-
-    def walk(value: Any, path: str) -> str | None:
-        if isinstance(value, str):
-            return path if "\x00" in value else None
-        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-        for key, item in items:
-            if isinstance(key, str) and "\x00" in key:
-                return f"{path}.{key.replace(chr(0), '<NUL>')}"
-            found = walk(item, f"{path}.{key}" if isinstance(key, str) else f"{path}[{key}]")
-            if found is not None:
-                return found
-        return None
-
-    return walk(document, "body")
+    return nul_path(document, "body")
 
 
 def _replay(body: bytes) -> Receive:

@@ -42,6 +42,11 @@ EVENTS_PUBLISHED = Counter(
     "aftersales_events_published_total", "Events the outbox relay published to Kafka",
     ["service", "topic", "event_type"],
 )
+OUTBOX_SET_ASIDE = Counter(
+    "aftersales_outbox_set_aside_total",
+    "Outbox rows the broker refuses for good (over the topic's record size), set aside so the rest flow on",
+    ["service", "topic"],
+)
 OUTBOX_BACKLOG = Gauge("aftersales_outbox_backlog", "Outbox rows committed but not yet published", ["service"])
 OUTBOX_DELAY = Histogram(
     "aftersales_outbox_delay_seconds", "From the handler's commit to the broker's acknowledgement",

@@ -179,7 +179,8 @@ class ServiceRuntime:
         deadline = asyncio.get_running_loop().time() + timeout
         with contextlib.suppress(Exception):
             while asyncio.get_running_loop().time() < deadline:
-                pending = await self.pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                pending = await self.pool.fetchval(
+                    "SELECT count(*) FROM outbox WHERE published_at IS NULL AND failed_at IS NULL")
                 if not pending:
                     return
                 self.relay._wake.set()
@@ -229,7 +230,7 @@ class ServiceRuntime:
             with contextlib.suppress(Exception):
                 assert self.pool is not None
                 row = await self.pool.fetchrow(
-                    """SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL) AS outbox,
+                    """SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL AND failed_at IS NULL) AS outbox,
                               (SELECT count(*) FROM timers WHERE fired_at IS NULL AND cancelled_at IS NULL
                                   AND due_at <= $1) AS timers""",
                     self.clock.now(),

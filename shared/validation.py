@@ -94,3 +94,33 @@ def check_timezone(name: str) -> str:
     except ZoneInfoNotFoundError:  # pragma: no cover - listed but not loadable
         raise ValueError(f"timezone {name!r} cannot be loaded") from None
     return name
+
+
+def nul_path(value: object, root: str = "") -> str | None:
+    """Where the first U+0000 (NUL) sits in a decoded JSON document (`data.customer.name`,
+    `body[1].event_type`), or None. Postgres text cannot hold the character, so input holding
+    it is refused with this path rather than failing in the store."""
+
+    def join(path: str, key: str | int) -> str:
+        if isinstance(key, int):
+            return f"{path}[{key}]"
+        return f"{path}.{key}" if path else key
+
+    def walk(item: object, path: str) -> str | None:
+        if isinstance(item, str):
+            return (path or "the value") if "\x00" in item else None
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                if "\x00" in key:
+                    return join(path, key.replace("\x00", "<NUL>"))
+                found = walk(inner, join(path, key))
+                if found is not None:
+                    return found
+        elif isinstance(item, list):
+            for index, inner in enumerate(item):
+                found = walk(inner, join(path, index))
+                if found is not None:
+                    return found
+        return None
+
+    return walk(value, root)

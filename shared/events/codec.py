@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.events.catalog import EventData, EventSpec, event_types_on, spec_for
 from shared.events.envelope import Envelope, Event, derive_event_id
+from shared.validation import nul_path
 
 
 class Cause(Protocol):
@@ -42,6 +43,15 @@ class UnhandledEventType(Exception):
     """A well-formed event of a type this consumer does not handle (ignored, not dead-lettered)."""
 
 
+QUOTE_LIMIT = 120  # characters of a refused value a reason quotes; the dead letter keeps it whole
+
+
+def quoted(value: Any) -> str:
+    """repr() of a refused value, cut short: a reason names the problem, it is not a copy."""
+    text = repr(value)
+    return text if len(text) <= QUOTE_LIMIT else f"{text[:QUOTE_LIMIT]}… ({len(text):,} characters)"
+
+
 def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
     """'data.vin: VIN 'X' has 16 characters; a VIN has 17; data.customer.phone is missing'."""
     parts = []
@@ -54,10 +64,11 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
         elif kind == "extra_forbidden":
             parts.append(f"{loc} is not an allowed field")
         elif kind == "timezone_aware":
-            parts.append(f"{loc}: {err.get('input')!r} has no timezone; expected ISO 8601 with an offset such as +08:00")
+            parts.append(f"{loc}: {quoted(err.get('input'))} has no timezone; expected ISO 8601 with an offset such as +08:00")
         else:
             shown = err.get("input")
-            got = f" (got {shown!r})" if kind not in ("value_error", "assertion_error") and not isinstance(shown, (dict, list)) else ""
+            got = f" (got {quoted(shown)})" if kind not in ("value_error", "assertion_error") and not isinstance(shown, (dict, list)) else ""
+            message = message if len(message) <= 300 else f"{message[:300]}…"  # a message may quote the value too
             parts.append(f"{loc}: {message}{got}" if loc else f"{message}{got}")
     return "; ".join(parts)
 
@@ -65,6 +76,14 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
 def parse_envelope(value: bytes | None) -> Envelope:
     if value is None:
         raise InvalidRecord("EmptyRecord", "the record has no value; expected a JSON envelope")
+    if b"\\u0000" in value:  # JSON escapes U+0000 so; a text column cannot hold it
+        try:
+            where = nul_path(orjson.loads(value))
+        except orjson.JSONDecodeError:
+            where = None  # not JSON: said below
+        if where is not None:
+            raise InvalidRecord("ValidationFailed", f"{where} holds the character U+0000 (NUL), which cannot be "
+                                                    "stored; remove it")
     try:
         return Envelope.model_validate_json(value)
     except ValidationError as exc:

@@ -7,13 +7,23 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
-from shared.events import ALL_TOPICS
+from shared.events import ALL_TOPICS, DEADLETTER
 from shared.settings import Settings
 
 # Canonical and upstream topics are the audit record: keep everything (DESIGN.md §5).
 TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1"}
+# A dead letter carries the refused record whole (base64, a third larger) with its reason, so
+# the dead-letter topic takes records up to 4 MiB while the broker keeps 1 MiB for the others:
+# any record the broker accepted can be dead-lettered in full.
+MAX_RECORD_BYTES = 4 * 1024 * 1024
+DEADLETTER_CONFIG = {**TOPIC_CONFIG, "max.message.bytes": str(MAX_RECORD_BYTES)}
+
+
+def topic_config(logical: str) -> dict[str, str]:
+    return DEADLETTER_CONFIG if logical == DEADLETTER else TOPIC_CONFIG
 
 
 def make_producer(settings: Settings, *, client_id: str, idempotent: bool = True, **extra: object) -> AIOKafkaProducer:
@@ -21,6 +31,7 @@ def make_producer(settings: Settings, *, client_id: str, idempotent: bool = True
         "client_id": client_id,
         "linger_ms": 2,
         "max_batch_size": 256 * 1024,
+        "max_request_size": MAX_RECORD_BYTES + 64 * 1024,  # a full dead letter; the topic decides the rest
         "compression_type": None,
         "request_timeout_ms": 30_000,
         **settings.kafka_client_options(),
@@ -62,17 +73,22 @@ async def ensure_topics(settings: Settings, topics: Iterable[str] = ALL_TOPICS, 
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [settings.topic(t) for t in topics]
-        missing = [t for t in wanted if t not in existing]
+        logical = {settings.topic(t): t for t in topics}
+        missing = [t for t in logical if t not in existing]
         if missing:
             try:
                 await admin.create_topics(
                     [NewTopic(t, partitions or settings.topic_partitions, settings.topic_replication_factor,
-                              topic_configs=TOPIC_CONFIG) for t in missing]
+                              topic_configs=topic_config(logical[t])) for t in missing]
                 )
             except TopicAlreadyExistsError:
                 pass
             await _wait_for_metadata(admin, missing)
+        # a dead-letter topic created before it took full records: give it the limit (the whole
+        # set, since a legacy config change resets what it does not name)
+        older = [t for t, name in logical.items() if name == DEADLETTER and t in existing]
+        if older:
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, t, DEADLETTER_CONFIG) for t in older])
         return missing
     finally:
         await admin.close()

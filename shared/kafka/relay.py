@@ -13,10 +13,12 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError
 
 from shared import metrics
 from shared.db import connect
@@ -25,6 +27,8 @@ from shared.settings import Settings
 from shared.uow import outbox_channel
 
 log = structlog.get_logger("aftersales.relay")
+# what the broker (or the producer, before sending) refuses for a record's size: never transient
+TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
 
 
 @dataclass
@@ -92,36 +96,60 @@ class OutboxRelay:
         self._wake.clear()
         rows = await conn.fetch(
             """SELECT id, event_id, topic, key, event_type, payload, extract(epoch FROM created_at) AS created
-                 FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1""",
+                 FROM outbox WHERE published_at IS NULL AND failed_at IS NULL ORDER BY id LIMIT $1""",
             self.settings.outbox_batch,
         )
         if not rows:
             return 0
         if self.settings.fault == "crash_before_publish":
             os.kill(os.getpid(), signal.SIGKILL)
-        futures = []
+        futures: list[tuple[asyncpg.Record, asyncio.Future[Any]]] = []
+        refused: list[tuple[asyncpg.Record, str]] = []
         for row in rows:
-            futures.append(
-                await self.producer.send(
+            try:
+                future = await self.producer.send(
                     row["topic"],
                     value=bytes(row["payload"]),
                     key=row["key"].encode(),
                     headers=[("event_type", row["event_type"].encode()), ("event_id", str(row["event_id"]).encode())],
                 )
-            )
-        await asyncio.gather(*futures)
+            except TOO_LARGE as exc:
+                refused.append((row, f"{type(exc).__name__}: {exc}"))
+                continue
+            futures.append((row, future))
+        results = await asyncio.gather(*(f for _, f in futures), return_exceptions=True)
+        for (row, _), result in zip(futures, results, strict=True):
+            if isinstance(result, TOO_LARGE):
+                refused.append((row, f"{type(result).__name__}: {result}"))
+            elif isinstance(result, BaseException):
+                raise result
         if self.settings.fault == "crash_after_publish":
             log.warning("fault injection: SIGKILL after publish, before marking the outbox")
             os.kill(os.getpid(), signal.SIGKILL)
+        if refused:
+            await self._set_aside(conn, refused)
+        sent = [row for row, _ in futures if row["id"] not in {r["id"] for r, _ in refused}]
         await conn.execute(
-            "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [row["id"] for row in rows]
+            "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [row["id"] for row in sent]
         )
+        rows = sent
         now = time.time()
         for row in rows:
             metrics.EVENTS_PUBLISHED.labels(self.service, row["topic"], row["event_type"]).inc()
             metrics.OUTBOX_DELAY.labels(self.service).observe(max(0.0, now - float(row["created"])))
         self.published += len(rows)
         return len(rows)
+
+    async def _set_aside(self, conn: asyncpg.Connection, refused: list[tuple[asyncpg.Record, str]]) -> None:
+        """Rows the broker can never take are kept, marked, and skipped: the rows after them
+        flow on. Ops see the counter and the error log; the row stays in the outbox."""
+        await conn.executemany("UPDATE outbox SET failed_at = now(), error = $2 WHERE id = $1",
+                               [(row["id"], error[:2000]) for row, error in refused])
+        for row, error in refused:
+            metrics.OUTBOX_SET_ASIDE.labels(self.service, row["topic"]).inc()
+            log.error("outbox row set aside: the broker refuses it for good", outbox_id=row["id"],
+                      event_id=str(row["event_id"]), topic=row["topic"], event_type=row["event_type"],
+                      bytes=len(row["payload"]), error=error[:300])
 
     async def _sleep(self, seconds: float, wakeable: bool = False) -> None:
         waiter = self._wake if wakeable else self._stopping

@@ -23,9 +23,9 @@ run, no example database), then sent as one batch: shrinking against a broker wo
 minutes, and a failure names the offending record (its mutation and bytes) instead.
 
 Generated strings never hold U+0000 (Postgres text cannot store it): on the webhook a body
-holding it is refused at the door (shared/http.py RefuseNul, checked here with a body shape of
-its own); on Kafka what it does is a kernel bug, pinned by `xfail(strict=True)` tests at the end
-with the other kernel bug the fuzzing found (a large bad record blocks the outbox relay).
+holding it is refused at the door (shared/http.py RefuseNul), on Kafka the codec dead-letters
+the record naming the field; both, and a bad record too large to dead-letter within 1 MiB, are
+regression tests at the end (the fuzzing found them).
 """
 
 from __future__ import annotations
@@ -551,14 +551,13 @@ async def test_fuzzed_webhook_bodies_get_no_5xx_and_every_refused_event_is_repor
 
 
 # ---------------------------------------------------------------------------------------
-# What the fuzzing found. Fixed in the webhook (regression tests), and kernel bugs pinned by
-# strict xfails: they fail, and so tell, the day the kernel is fixed.
+# What the fuzzing found, fixed: regression tests.
 
 
 async def test_the_webhook_refuses_a_body_holding_nul_at_the_door_and_stores_nothing(
     intake: tuple[Namespace, Stack],
 ) -> None:
-    """Postgres text cannot hold U+0000, and on Kafka it stops intake (the xfail below): the
+    """Postgres text cannot hold U+0000 (on Kafka it stopped intake, see below): the
     HTTP layer refuses it before any handler runs (shared/http.py RefuseNul), whatever the
     Content-Type says."""
     ns, stack = intake
@@ -627,10 +626,6 @@ async def _published_and_dead_lettered(ns: Namespace, bad: dict[str, Any], seed:
     return letter.data
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kernel bug: shared/kafka/consumer.py _claim_inbox writes the envelope's event_type into inbox.event_type "
-    "(text); Postgres refuses U+0000 (CharacterNotInRepertoireError), the dead-letter path claims the inbox the "
-    "same way, the exception leaves EventConsumer.run and the service stops"))
 async def test_a_nul_in_the_event_type_is_dead_lettered_and_intake_goes_on(
     intake: tuple[Namespace, Stack],
 ) -> None:
@@ -639,14 +634,11 @@ async def test_a_nul_in_the_event_type_is_dead_lettered_and_intake_goes_on(
     bad = fleet.pickup(fleet.vehicle(NOW - timedelta(days=90)), NOW - timedelta(hours=4))
     bad["event_type"] = "VehiclePicked\x00Up"
     letter = await _published_and_dead_lettered(ns, bad, seed=916, timeout=20)
-    assert letter["error"] == "UnknownEventType"
+    assert letter["error"] == "ValidationFailed"
+    assert letter["reason"].startswith("event_type holds the character U+0000"), letter["reason"]
     assert stack["intake"].crashed is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kernel gap: the catalog (shared/events/catalog.py) accepts U+0000 in text fields; the store then fails "
-    "(CharacterNotInRepertoireError / UntranslatableCharacterError), logged as a handler crash and dead-lettered "
-    "with Postgres's message instead of a reason naming the field"))
 async def test_a_nul_in_a_text_field_is_refused_as_invalid_input_naming_the_field(
     intake: tuple[Namespace, Stack],
 ) -> None:
@@ -658,11 +650,6 @@ async def test_a_nul_in_a_text_field_is_refused_as_invalid_input_naming_the_fiel
     assert letter["error"] == "ValidationFailed" and "data.customer.name" in letter["reason"], letter["reason"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kernel bug: the dead letter of a record of a few hundred kB (its value in base64 plus a reason quoting the "
-    "bad field whole, shared/events/codec.py describe_validation_error) exceeds the 1 MiB record limit; "
-    "shared/kafka/relay.py publish_batch then fails on it for ever (MessageSizeTooLargeError is not transient), "
-    "re-publishing the rows before it on every retry and nothing after it"))
 async def test_a_large_bad_record_is_dead_lettered_without_blocking_the_outbox(
     intake: tuple[Namespace, Stack],
 ) -> None:

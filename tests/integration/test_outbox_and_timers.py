@@ -70,6 +70,35 @@ async def test_two_relays_elect_one_publisher_and_publish_each_row_once_in_order
         await second.stop()
 
 
+async def test_a_row_the_broker_refuses_for_good_is_set_aside_and_the_rows_after_it_flow(ns: Namespace) -> None:
+    """A record over the topic's size limit can never be published: it must not block the
+    outbox (nor make the relay re-send the rows before it on every retry)."""
+    clock = manual_clock()
+    runtime = ServiceRuntime(_definition(), ns.settings, clock)
+    await runtime.start(consume=False, relay=False, timers=False)
+    assert runtime.pool is not None
+    try:
+        await _outbox(runtime, 2)
+        async with runtime.pool.acquire() as conn:  # between them, a record of 2 MiB for a 1 MiB topic
+            await conn.execute(
+                "INSERT INTO outbox (event_id, topic, key, event_type, payload) "
+                "VALUES (gen_random_uuid(), $1, 'C1', 'NotificationSent', $2)",
+                ns.settings.topic("aftersales.notifier"), b"x" * (2 * 1024 * 1024))
+        await _outbox(runtime, 2, start=2)
+        await runtime.stop()
+        runtime = ServiceRuntime(_definition(), ns.settings, clock)
+        await runtime.start(consume=False, timers=False)
+        async with TopicReader(ns.settings, "aftersales.notifier") as topic:
+            await topic.wait_for(lambda r: len(r) >= 4, timeout=30, settle=2.0)
+        assert sorted(r.data["notification_id"] for r in topic.records) == ["n0", "n1", "n2", "n3"]
+        assert runtime.pool is not None
+        rows = await runtime.pool.fetch("SELECT published_at, failed_at, error FROM outbox ORDER BY id")
+        assert [r["published_at"] is not None for r in rows] == [True, True, False, True, True]
+        assert rows[2]["failed_at"] is not None and "TooLarge" in rows[2]["error"]
+    finally:
+        await runtime.stop()
+
+
 async def test_two_timer_runners_fire_each_due_timer_once_and_never_early(ns: Namespace) -> None:
     clock = manual_clock()
     runtime = ServiceRuntime(_definition(), ns.settings, clock)
@@ -117,7 +146,9 @@ async def test_migrations_apply_once_and_refuse_an_edited_file(ns: Namespace, tm
     conn: asyncpg.Connection = await connect(ns.settings)
     try:
         first = await migrate(conn, "migtest", {"kernel": KERNEL_MIGRATIONS, "migtest": MIGRATIONS})
-        assert first == ["kernel/0001_kernel.sql", "migtest/0001_seen.sql", "migtest/0002_fired.sql"]
+        kernel = sorted(f"kernel/{f.name}" for f in KERNEL_MIGRATIONS.glob("*.sql"))
+        assert kernel[0] == "kernel/0001_kernel.sql"
+        assert first == [*kernel, "migtest/0001_seen.sql", "migtest/0002_fired.sql"]
         assert await migrate(conn, "migtest", {"kernel": KERNEL_MIGRATIONS, "migtest": MIGRATIONS}) == []
 
         edited = tmp_path / "edited"
@@ -141,8 +172,9 @@ async def test_two_replicas_migrating_at_once_apply_each_file_once(ns: Namespace
         results = await asyncio.gather(
             *(migrate(c, "racetest", {"kernel": KERNEL_MIGRATIONS, "racetest": MIGRATIONS}) for c in conns)
         )
-        assert sorted(len(r) for r in results) == [0, 0, 3]
-        assert await conns[0].fetchval("SELECT count(*) FROM racetest.schema_migrations") == 3
+        files = len(list(KERNEL_MIGRATIONS.glob("*.sql"))) + 2
+        assert sorted(len(r) for r in results) == [0, 0, files]
+        assert await conns[0].fetchval("SELECT count(*) FROM racetest.schema_migrations") == files
     finally:
         for c in conns:
             await c.close()

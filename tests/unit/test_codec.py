@@ -131,3 +131,28 @@ def test_the_catalog_covers_every_topic_of_the_design() -> None:
             "CampaignAnnounced"} == set(event_types_on("aftersales.intake"))
     assert len(CATALOG) >= 45
     assert uuid.UUID(str(derive_event_id(uuid.uuid4(), "x")))
+
+
+def test_a_nul_anywhere_is_refused_naming_where_it_is() -> None:
+    env = _pickup()
+    env["data"]["customer"]["name"] = "王\x00伟"
+    invalid = _reason(orjson.dumps(env))
+    assert invalid.error == "ValidationFailed"
+    assert invalid.reason.startswith("data.customer.name holds the character U+0000 (NUL)")
+    env = _pickup()
+    env["data"]["items"][0]["description"] = "a\x00b"
+    assert _reason(orjson.dumps(env)).reason.startswith("data.items[0].description holds")
+    env = _pickup()
+    env["event_type"] = "VehiclePicked\x00Up"
+    assert _reason(orjson.dumps(env)).reason.startswith("event_type holds")
+    env = _pickup()
+    env["data"]["customer"]["name"] = "a backslash then u0000: \\u0000"  # text, not the character
+    decode(orjson.dumps(env), "upstream.dms", strict_types=True)
+
+
+def test_a_reason_quotes_a_huge_bad_value_only_in_part() -> None:
+    env = _pickup()
+    env["data"]["items"][0]["code"] = "x" * 500_000
+    reason = _reason(orjson.dumps(env)).reason
+    assert reason.startswith("data.items.0.code") and len(reason) < 600
+    assert "(500,002 characters)" in reason
