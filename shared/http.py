@@ -9,7 +9,9 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qsl
 
+import asyncpg
 import orjson
+import structlog
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -18,7 +20,10 @@ from pydantic import AfterValidator, AwareDatetime
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import metrics
+from shared.errors import TransientError, is_transient
 from shared.validation import nul_path
+
+log = structlog.get_logger("aftersales.http")
 
 if TYPE_CHECKING:
     from shared.runtime import ServiceRuntime
@@ -268,6 +273,18 @@ def create_app(runtime: ServiceRuntime, router: APIRouter | None, *, description
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        """A database or broker outage is not a bug in the request: 503 with Retry-After, so
+        clients retry and monitoring does not count it as a server error."""
+        if not is_transient(exc):
+            raise exc
+        log.warning("request refused while a dependency is down", path=request.url.path,
+                    error=f"{type(exc).__name__}: {exc}"[:200])
+        return JSONResponse({"detail": f"{name} is temporarily unavailable (its database or broker is down); "
+                                       "retry shortly"}, status_code=503, headers={"Retry-After": "5"})
+
+    for transient in (TransientError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+        app.add_exception_handler(transient, unavailable)
     if router is not None:
         app.include_router(router)
     app.add_middleware(RefuseNul)

@@ -27,7 +27,11 @@ pytestmark = pytest.mark.infra
 VIN = "LJ1EEAUU5N0123456"
 
 
+HANDLED: list[int] = []  # the size of each batch the handler was given
+
+
 async def _record(uow: UnitOfWork, events: list[Event[Any]]) -> None:
+    HANDLED.append(len(events))
     for event in events:
         if event.data.repair_order_id.startswith("POISON"):
             raise ValueError(f"cannot handle repair order {event.data.repair_order_id}")
@@ -126,6 +130,30 @@ async def test_a_permanent_failure_dead_letters_only_that_record(ns: Namespace) 
         assert letters[batch[3]["event_id"]]["error"] == "PermanentError"
         assert letters[batch[3]["event_id"]]["reason"] == "data.repair_order_id: refused by the test handler"
         assert sorted(await pool.fetchval("SELECT array_agg(n) FROM seen")) == [1, 3, 5]
+    finally:
+        await runtime.stop()
+
+
+async def test_one_bad_record_in_a_large_poll_is_found_by_bisection_not_one_transaction_per_record(
+    ns: Namespace,
+) -> None:
+    batch = [_pickup(n) for n in range(1, 129)]
+    batch[100] = _pickup(101, "REFUSE-101")
+    await publish(ns.settings, "upstream.dms", batch)  # before the consumer starts: one poll holds them all
+    HANDLED.clear()
+    runtime = ServiceRuntime(_definition(), ns.settings, manual_clock())
+    await runtime.start()
+    try:
+        assert runtime.pool is not None
+        pool = runtime.pool
+        await _wait(lambda: _committed_is(ns, 128))
+        assert await pool.fetchval("SELECT count(*) FROM seen") == 127
+        assert await pool.fetchval("SELECT count(*) FROM seen WHERE n = 101") == 0
+        assert await pool.fetchval("SELECT max(handled_times) FROM seen") == 1, "nothing committed twice"
+        # One poll: the batch, then about two transactions per level of a binary search; record
+        # by record it would be 1 + 128. (A poll split in two by the fetch size costs a few more.)
+        assert len(HANDLED) <= 2 * 7 + 4, HANDLED
+        assert HANDLED.count(1) <= 4, "only the culprit's neighbourhood runs record by record"
     finally:
         await runtime.stop()
 

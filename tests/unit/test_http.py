@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import asyncpg
 import httpx
 from fastapi import APIRouter, Request
 
+from shared.errors import DatabaseUnavailable
 from shared.http import Principal, create_app, require
 from shared.runtime import ServiceDefinition
 from shared.settings import Settings
@@ -30,6 +32,14 @@ def _app(ready: bool = True) -> httpx.AsyncClient:
     @router.get("/v1/queue")
     async def queue(who: Principal = require("agent", "supervisor")) -> dict[str, str]:
         return {"role": who.role, "subject": who.subject}
+
+    @router.get("/v1/down")
+    async def down(what: str) -> dict[str, str]:
+        if what == "database":
+            raise DatabaseUnavailable("connection refused")
+        if what == "connection":
+            raise asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
+        raise ValueError("a bug")
 
     @router.post("/v1/echo")
     async def echo(request: Request, who: Principal = require("producer")) -> dict[str, int]:
@@ -95,3 +105,14 @@ async def test_health_ready_and_metrics_are_served() -> None:
     async with _app(ready=False) as client:
         not_ready = await client.get("/ready")
     assert not_ready.status_code == 503 and not_ready.json()["checks"]["kafka"].startswith("unreachable")
+
+
+async def test_a_database_outage_is_503_with_retry_after_and_a_bug_is_still_500() -> None:
+    async with _app() as client:
+        for what in ("database", "connection"):
+            r = await client.get("/v1/down", params={"what": what})
+            assert r.status_code == 503 and r.headers["retry-after"] == "5"
+            assert "temporarily unavailable" in r.json()["detail"]
+    transport = httpx.ASGITransport(app=_app()._transport.app, raise_app_exceptions=False)  # type: ignore[attr-defined]
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        assert (await client.get("/v1/down", params={"what": "bug"})).status_code == 500
