@@ -33,6 +33,17 @@ test-integration: infra
 test-e2e: infra
 	$(BIN)/pytest -ra tests/e2e $(PYTEST_ARGS)
 
+# The fault-injection suite in full (docs/reliability.md): 20,000 upstream records while every
+# service is SIGKILLed and restarted, Kafka and Postgres restarted, with one and then two
+# replicas of every service, on the suite's own broker and database (never the shared ones).
+# Each run takes 6-15 minutes on two cores; `make test` runs the short variant.
+.PHONY: test-faults
+test-faults: setup
+	@rc=0; \
+	$(BIN)/aftersales faults --events 20000 --replicas 1 --kills 3 || rc=1; \
+	$(BIN)/aftersales faults --events 20000 --replicas 2 --kills 3 || rc=1; \
+	exit $$rc
+
 demo: infra
 	$(BIN)/aftersales demo
 

@@ -386,6 +386,33 @@ def bench_intake(
     asyncio.run(run(events, rate=rate))
 
 
+# --- faults --------------------------------------------------------------------------------
+@app.command("faults")
+def faults(
+    events: Annotated[int, typer.Option(help="upstream records to publish, valid and bad", min=500)] = 20_000,
+    replicas: Annotated[int, typer.Option(help="replicas of every service", min=1, max=4)] = 1,
+    kills: Annotated[int, typer.Option(help="SIGKILLs of every service during the run", min=0)] = 3,
+    rate: Annotated[float, typer.Option(help="records/s to publish; 0 = events / 100 s")] = 0,
+    seed: Annotated[int | None, typer.Option(help="random seed (default: random; the report names it)")] = None,
+    quiet_timeout: Annotated[float, typer.Option(help="seconds to wait for the system to be quiet")] = 1800,
+    keep: Annotated[bool, typer.Option("--keep", help="keep the run's database and topics when it passes")] = False,
+) -> None:
+    """Fault injection on a private broker and database: upstream traffic while every service is
+    SIGKILLed and restarted, Kafka and Postgres restarted once; then the invariants (exit 1 if one fails)."""
+    from aftersales import faults as suite
+    from aftersales.infra import InfraError
+
+    options = suite.FaultOptions(events=events, replicas=replicas, kills=kills, rate=rate, seed=seed,
+                                 quiet_timeout=quiet_timeout, keep=keep)
+    try:
+        report = suite.run(options)
+    except InfraError as exc:
+        console.print(f"[red]fault run failed to set up:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     main()

@@ -49,11 +49,15 @@ class InfraError(RuntimeError):
 
 @dataclass(frozen=True)
 class Paths:
+    """Where an instance keeps its state. `aftersales infra up` uses `<home>/.local`; a private
+    instance (the fault-injection suite's broker and database) passes its own `local` folder."""
+
     home: Path
+    local_dir: Path | None = None
 
     @property
     def local(self) -> Path:
-        return self.home / ".local"
+        return self.local_dir or self.home / ".local"
 
     @property
     def logs(self) -> Path:
@@ -222,11 +226,21 @@ def token_for(role: str, settings: Settings | None = None, subject: str | None =
 
 
 class Kafka:
-    def __init__(self, settings: Settings, paths: Paths) -> None:
+    """One KRaft node. The broker listens on the host and port of the settings' bootstrap,
+    the controller on `controller_port`; its data, properties, pid file and log live under
+    `paths`. The broker jars are resolved once into `libs` (by default `paths.kafka/libs`),
+    so a second, private node can share the cache of the first."""
+
+    DEFAULT_BROKER = "127.0.0.1:9092"
+    DEFAULT_CONTROLLER = "127.0.0.1:9093"
+
+    def __init__(self, settings: Settings, paths: Paths, *, controller_port: int = 9093,
+                 libs: Path | None = None) -> None:
         self.settings = settings
         self.paths = paths
         self.host, self.port = _host_port(settings.kafka_bootstrap)
-        self.libs = paths.kafka / "libs"
+        self.controller_port = controller_port
+        self.libs = libs or paths.kafka / "libs"
         self.data = paths.kafka / "data"
         self.properties = paths.kafka / "server.properties"
         self.pid_file = paths.run / "kafka.pid"
@@ -234,7 +248,18 @@ class Kafka:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port} (controller 127.0.0.1:9093)"
+        return f"{self.host}:{self.port} (controller 127.0.0.1:{self.controller_port})"
+
+    def render_properties(self, template: str) -> str:
+        """The broker's server.properties: the template with this node's data folder and, when
+        they are not the defaults, its listener ports."""
+        text = template.replace("${LOG_DIRS}", str(self.data))
+        broker, controller = f"{self.host}:{self.port}", f"127.0.0.1:{self.controller_port}"
+        if broker != self.DEFAULT_BROKER:
+            text = text.replace(self.DEFAULT_BROKER, broker)
+        if controller != self.DEFAULT_CONTROLLER:
+            text = text.replace(self.DEFAULT_CONTROLLER, controller)
+        return text
 
     def running_pid(self) -> int | None:
         return _read_pid(self.pid_file)
@@ -286,7 +311,8 @@ class Kafka:
 
     def ensure_formatted(self) -> None:
         template = (DEPLOY / "kafka" / "server.properties").read_text()
-        self.properties.write_text(template.replace("${LOG_DIRS}", str(self.data)))
+        self.properties.parent.mkdir(parents=True, exist_ok=True)
+        self.properties.write_text(self.render_properties(template))
         if (self.data / "meta.properties").exists():
             return
         self.data.mkdir(parents=True, exist_ok=True)
@@ -340,14 +366,20 @@ class Kafka:
 
 
 class Postgres:
+    """A Debian Postgres cluster (`pg_createcluster <version> <cluster>`) serving the settings'
+    database URL. `infra up` uses the cluster named `main`; a private instance (the fault suite's)
+    names its own cluster and port, and is created with `start.conf` manual so the machine
+    never starts it at boot."""
+
     HBA_MARK = "# aftersales: local connections of the default URL"
 
-    def __init__(self, settings: Settings, paths: Paths) -> None:
+    def __init__(self, settings: Settings, paths: Paths, *, cluster: str = "main") -> None:
         self.settings = settings
         self.paths = paths
         url = urlsplit(settings.database_url)
         self.host = url.hostname or "127.0.0.1"
         self.port = url.port or 5432
+        self.cluster = cluster
         self.state_file = paths.run / "postgres.json"
 
     @property
@@ -394,10 +426,11 @@ class Postgres:
             apt_install(["postgresql"])
         version = self._installed_version()
         assert version is not None
-        cluster = next((c for c in self._clusters() if c["version"] == version), None)
+        cluster = self._find_cluster(version)
         if cluster is None:
-            _run(_privileged(["pg_createcluster", version, "main", "--port", str(self.port)]))
-            cluster = {"version": version, "name": "main", "port": str(self.port), "status": "down"}
+            extra = [] if self.cluster == "main" else ["--start-conf", "manual"]
+            _run(_privileged(["pg_createcluster", version, self.cluster, "--port", str(self.port), *extra]))
+            cluster = {"version": version, "name": self.cluster, "port": str(self.port), "status": "down"}
         self._configure(cluster["version"], cluster["name"])
         _run(_privileged(["pg_ctlcluster", cluster["version"], cluster["name"], "restart"]))
         self.state_file.write_text(json.dumps({"version": cluster["version"], "name": cluster["name"]}))
@@ -408,6 +441,15 @@ class Postgres:
             time.sleep(0.5)
         self._create_database()
         return "started"
+
+    def _find_cluster(self, version: str) -> dict[str, str] | None:
+        """This instance's cluster: the one of its name; for `main`, else the one on its port
+        (a machine whose default cluster has another name). Never another instance's cluster."""
+        clusters = [c for c in self._clusters() if c["version"] == version]
+        named = next((c for c in clusters if c["name"] == self.cluster), None)
+        if named is not None or self.cluster != "main":
+            return named
+        return next((c for c in clusters if c["port"] == str(self.port)), None)
 
     def _configure(self, version: str, name: str) -> None:
         """Allow the password-less local connection of the default URL, listen on its port,

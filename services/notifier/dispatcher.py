@@ -69,6 +69,10 @@ class Target:
     channel: str
     to: list[Address]
     refusal: str | None = None
+    # The refusal is a phone or postal address the contact lacks. Every sale and pickup carries
+    # both (CustomerInfo requires them), so a customer's contact without one is a projection that
+    # has not caught up yet (its CustomerUpdated is on another topic, read later): worth waiting for.
+    catching_up: bool = False
 
 
 class Dispatcher:
@@ -114,7 +118,7 @@ class Dispatcher:
                 _, expired = await store.sweep_awaiting(
                     conn, now, now - timedelta(days=self.settings.awaiting_contact_days))
         for n in expired:
-            await self._record(n, "failed", now, error="no contact arrived for this customer in time")
+            await self._give_up_waiting(n, now)
         async with acquire(pool) as conn:
             async with conn.transaction():
                 claimed = await store.claim_due(
@@ -134,6 +138,15 @@ class Dispatcher:
             campaign_id = n["context"]["data"].get("campaign_id")
             campaign = await store.campaign(conn, campaign_id) if campaign_id else None
         if target.refusal is not None:
+            waited_until = n["created_at"] + timedelta(days=self.settings.awaiting_contact_days)
+            if target.catching_up and now < waited_until:
+                async with acquire(pool) as conn:
+                    parked = await store.await_contact(conn, n["notification_id"], target.refusal,
+                                                       claimed_at=n["sending_since"])
+                if parked:
+                    log.info("notification waits for the customer's file to catch up",
+                             notification_id=str(n["notification_id"]), rule=n["rule"], reason=target.refusal)
+                return
             await self._record(n, "suppressed", now, error=target.refusal)
             return
         if target.channel != n["channel"]:
@@ -145,7 +158,8 @@ class Dispatcher:
                                           self.settings.quiet_hours_end)
             if allowed > now:  # quiet hours: it waits, and this was not an attempt
                 async with acquire(pool) as conn:
-                    await store.reschedule(conn, n["notification_id"], allowed, undo_attempt=True)
+                    await store.reschedule(conn, n["notification_id"], allowed, undo_attempt=True,
+                                           claimed_at=n["sending_since"])
                 return
         try:
             message, locale = self._render(n, contact, campaign)
@@ -169,7 +183,11 @@ class Dispatcher:
             retry_at = outside_quiet_hours(retry_at, contact["timezone"], self.settings.quiet_hours_start,
                                            self.settings.quiet_hours_end)
         async with acquire(pool) as conn:
-            await store.reschedule(conn, n["notification_id"], retry_at, undo_attempt=False, error=result.error)
+            if not await store.reschedule(conn, n["notification_id"], retry_at, undo_attempt=False,
+                                          error=result.error, claimed_at=n["sending_since"]):
+                log.info("a stale attempt failed after its claim was lost; the notification is left as it is",
+                         notification_id=str(n["notification_id"]), error=result.error)
+                return
         metrics.NOTIFICATIONS.labels(n["channel"], "retry").inc()
         log.info("notification will be retried", notification_id=str(n["notification_id"]), attempts=n["attempts"],
                  retry_at=retry_at.isoformat(), error=result.error)
@@ -180,13 +198,14 @@ class Dispatcher:
         channels = [n["channel"]]
         if rule is not None and rule.fallback_channel and rule.fallback_channel not in channels:
             channels.append(rule.fallback_channel)
-        refusals = []
+        refused = []
         for channel in channels:
             target = await self._reach(conn, n, contact, channel)
             if target.refusal is None:
                 return target
-            refusals.append(target.refusal)
-        return Target(n["channel"], [], "; ".join(refusals))
+            refused.append(target)
+        return Target(n["channel"], [], "; ".join(t.refusal or "" for t in refused),
+                      catching_up=any(t.catching_up for t in refused))
 
     async def _reach(self, conn: Any, n: dict[str, Any], contact: dict[str, Any] | None, channel: str) -> Target:
         if n["recipient_kind"] != "customer":
@@ -208,7 +227,8 @@ class Dispatcher:
             return Target(channel, [], f"the customer has not consented to {channel}")
         value = {"sms": contact.get("phone"), "email": contact.get("email"), "letter": contact.get("address")}[channel]
         if not value:
-            return Target(channel, [], f"the customer has no {'postal address' if channel == 'letter' else channel} on file")
+            return Target(channel, [], f"the customer has no {'postal address' if channel == 'letter' else channel} on file",
+                          catching_up=channel != "email")
         return Target(channel, [Address(value, contact.get("name"))])
 
     def _render(self, n: dict[str, Any], contact: dict[str, Any] | None,
@@ -227,6 +247,23 @@ class Dispatcher:
         }
         return self.templates.render(n["template"], n["channel"], locale, context)
 
+    async def _give_up_waiting(self, n: dict[str, Any], now: datetime) -> None:
+        """A notification that waited `awaiting_contact_days` for the customer's file: with no
+        file at all it failed; with a file still lacking the address it needs, it is suppressed."""
+        pool = self.runtime.pool
+        assert pool is not None
+        async with acquire(pool) as conn:
+            contact = await store.get_contact(conn, n["recipient"])
+            target = await self._target(conn, n, contact) if contact is not None else None
+        days = f"{self.settings.awaiting_contact_days:g}"
+        if target is None:
+            await self._record(n, "failed", now, error=f"no contact arrived for this customer in {days} days")
+        elif target.refusal is not None:
+            await self._record(n, "suppressed", now, error=f"{target.refusal} (waited {days} days for it)")
+        else:  # the file caught up in the same moment: send it as usual
+            async with acquire(pool) as conn:
+                await store.reschedule(conn, n["notification_id"], now, undo_attempt=True, claimed_at=n["sending_since"])
+
     async def _record(self, n: dict[str, Any], status: str, now: datetime, *, error: str | None = None,
                       provider_ref: str | None = None, address: str | None = None, locale: str | None = None) -> None:
         pool = self.runtime.pool
@@ -234,8 +271,12 @@ class Dispatcher:
         event_type = {"sent": "NotificationSent", "failed": "NotificationFailed", "suppressed": "NotificationSuppressed"}[status]
         async with acquire(pool) as conn:
             async with conn.transaction():
-                await store.finish(conn, n["notification_id"], status, now, error=error, provider_ref=provider_ref,
-                                   address=address)
+                if not await store.finish(conn, n["notification_id"], status, now, error=error,
+                                          provider_ref=provider_ref, address=address, claimed_at=n["sending_since"]):
+                    # The lease expired mid-attempt and another dispatcher claimed it: its outcome counts.
+                    log.info("outcome of a stale attempt not recorded; the notification was claimed again",
+                             notification_id=str(n["notification_id"]), status=status)
+                    return
                 uow = self.runtime.uow(conn)
                 uow.publish(
                     event_type,

@@ -10,17 +10,29 @@ import asyncpg
 
 
 async def upsert_contact(conn: asyncpg.Connection, c: dict[str, Any], at: datetime) -> None:
-    """Keep the newest facts by world time; a late, older event does not overwrite them."""
+    """Keep the newest facts by world time: a late, older event does not overwrite what the
+    contact has, but fills what it lacks (intake announces the whole file, so a pickup that
+    arrives after a newer address change still brings the customer's phone)."""
     await conn.execute(
         """INSERT INTO contacts (customer_id, name, phone, email, address, locale, timezone, consent, updated_at)
            VALUES ($1, $2, $3, $4, $5, coalesce($6, 'zh-CN'), coalesce($7, 'Asia/Shanghai'),
                    coalesce($8, '{"sms": true, "email": true, "letter": true}'::jsonb), $9)
            ON CONFLICT (customer_id) DO UPDATE SET
-               name = coalesce(EXCLUDED.name, contacts.name), phone = coalesce(EXCLUDED.phone, contacts.phone),
-               email = coalesce(EXCLUDED.email, contacts.email), address = coalesce(EXCLUDED.address, contacts.address),
-               locale = EXCLUDED.locale, timezone = EXCLUDED.timezone, consent = EXCLUDED.consent,
-               updated_at = EXCLUDED.updated_at
-           WHERE contacts.updated_at <= EXCLUDED.updated_at""",
+               name = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at THEN coalesce(EXCLUDED.name, contacts.name)
+                           ELSE coalesce(contacts.name, EXCLUDED.name) END,
+               phone = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at THEN coalesce(EXCLUDED.phone, contacts.phone)
+                            ELSE coalesce(contacts.phone, EXCLUDED.phone) END,
+               email = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at THEN coalesce(EXCLUDED.email, contacts.email)
+                            ELSE coalesce(contacts.email, EXCLUDED.email) END,
+               address = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at
+                              THEN coalesce(EXCLUDED.address, contacts.address)
+                              ELSE coalesce(contacts.address, EXCLUDED.address) END,
+               locale = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at THEN EXCLUDED.locale ELSE contacts.locale END,
+               timezone = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at THEN EXCLUDED.timezone
+                               ELSE contacts.timezone END,
+               consent = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at THEN EXCLUDED.consent
+                              ELSE contacts.consent END,
+               updated_at = greatest(contacts.updated_at, EXCLUDED.updated_at)""",
         c["customer_id"], c.get("name"), c.get("phone"), c.get("email"), c.get("address"), c.get("locale"),
         c.get("timezone"), c.get("consent"), at,
     )
@@ -55,13 +67,15 @@ async def release_awaiting(conn: asyncpg.Connection, customer_id: str, now: date
 
 
 async def sweep_awaiting(conn: asyncpg.Connection, now: datetime, give_up_before: datetime) -> tuple[int, list[dict[str, Any]]]:
-    """Release notifications whose contact has arrived since (a contact and its notification
-    may be committed by concurrent transactions that cannot see each other); return the count
+    """Release notifications whose contact has caught up since, with a phone and an address (a
+    contact and its notification may be committed by concurrent transactions that cannot see
+    each other, so the contact event's own release can miss one); return the count
     released and the ones that waited too long."""
     released = await conn.execute(
         """UPDATE notifications n SET status = 'pending', due_at = greatest(n.due_at, $1)
              FROM contacts c
-            WHERE n.status = 'awaiting_contact' AND n.recipient_kind = 'customer' AND c.customer_id = n.recipient""",
+            WHERE n.status = 'awaiting_contact' AND n.recipient_kind = 'customer' AND c.customer_id = n.recipient
+              AND c.phone IS NOT NULL AND c.address IS NOT NULL""",
         now,
     )
     expired = await conn.fetch(
@@ -71,6 +85,20 @@ async def sweep_awaiting(conn: asyncpg.Connection, now: datetime, give_up_before
         now, give_up_before,
     )
     return int(released.split()[-1]), [dict(r) for r in expired]
+
+
+async def await_contact(conn: asyncpg.Connection, notification_id: uuid.UUID, reason: str, *,
+                        claimed_at: datetime) -> bool:
+    """Park a claimed notification until the customer's contact catches up (it was not an
+    attempt); released by the next contact event or by `sweep_awaiting`. False when the claim
+    was lost (see `reschedule`)."""
+    status = await conn.execute(
+        """UPDATE notifications SET status = 'awaiting_contact', sending_since = NULL, attempts = attempts - 1,
+                  last_error = $2
+            WHERE notification_id = $1 AND status = 'sending' AND sending_since = $3""",
+        notification_id, reason, claimed_at,
+    )
+    return status.endswith(" 1")
 
 
 async def claim_due(conn: asyncpg.Connection, now: datetime, lease_expired_before: datetime, limit: int) -> list[dict[str, Any]]:
@@ -92,23 +120,31 @@ async def claim_due(conn: asyncpg.Connection, now: datetime, lease_expired_befor
 
 
 async def reschedule(conn: asyncpg.Connection, notification_id: uuid.UUID, due_at: datetime, *, undo_attempt: bool,
-                     error: str | None = None) -> None:
-    await conn.execute(
+                     claimed_at: datetime, error: str | None = None) -> bool:
+    """Back to pending, only while the claim made at `claimed_at` still holds: once its lease
+    expired another dispatcher may have claimed and finished the notification, and a stale
+    attempt must not undo that. False when the claim was lost."""
+    status = await conn.execute(
         """UPDATE notifications SET status = 'pending', due_at = $2, sending_since = NULL,
                   attempts = attempts - CASE WHEN $3 THEN 1 ELSE 0 END, last_error = coalesce($4, last_error)
-            WHERE notification_id = $1""",
-        notification_id, due_at, undo_attempt, error,
+            WHERE notification_id = $1 AND status = 'sending' AND sending_since = $5""",
+        notification_id, due_at, undo_attempt, error, claimed_at,
     )
+    return status.endswith(" 1")
 
 
 async def finish(conn: asyncpg.Connection, notification_id: uuid.UUID, status: str, now: datetime, *,
-                 error: str | None = None, provider_ref: str | None = None, address: str | None = None) -> None:
-    await conn.execute(
+                 claimed_at: datetime, error: str | None = None, provider_ref: str | None = None,
+                 address: str | None = None) -> bool:
+    """Record the outcome, only while the claim made at `claimed_at` still holds (see
+    `reschedule`). False when the claim was lost: the outcome is someone else's to record."""
+    result = await conn.execute(
         """UPDATE notifications SET status = $2, finished_at = $3, sending_since = NULL,
                   last_error = coalesce($4, last_error), provider_ref = $5, address = $6
-            WHERE notification_id = $1""",
-        notification_id, status, now, error, provider_ref, address,
+            WHERE notification_id = $1 AND status = 'sending' AND sending_since = $7""",
+        notification_id, status, now, error, provider_ref, address, claimed_at,
     )
+    return result.endswith(" 1")
 
 
 async def opted_out(conn: asyncpg.Connection, customer_id: str, channel: str) -> dict[str, Any] | None:
