@@ -44,7 +44,11 @@ async def create_pool(settings: Settings, schema: str, *, min_size: int | None =
         max_size=max_size or settings.db_pool_max,
         init=_init_connection,
         ssl=_ssl_option(settings),
-        server_settings={"search_path": f"{schema},public", "application_name": f"aftersales-{schema}"},
+        # Custom plans only: a service's tables grow from empty, and a generic plan Postgres
+        # caches while a table is small (a sequential scan) outlives its growth until the next
+        # autoanalyze; the pipeline benchmark showed thousands of such scans per run.
+        server_settings={"search_path": f"{schema},public", "application_name": f"aftersales-{schema}",
+                         "plan_cache_mode": "force_custom_plan"},
         command_timeout=60,
     )
 

@@ -52,7 +52,8 @@ def make_consumer(
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "isolation_level": "read_uncommitted",
-        "max_partition_fetch_bytes": 4 * 1024 * 1024,
+        "max_partition_fetch_bytes": 4 * 1024 * 1024,  # a dead letter may be 4 MiB
+        "fetch_max_bytes": 8 * 1024 * 1024,  # what a backlog may prefetch (peak RSS), not 50 MiB
         "fetch_max_wait_ms": 100,
         "session_timeout_ms": 15_000,
         "heartbeat_interval_ms": 3_000,
