@@ -361,6 +361,19 @@ def bench_quality(
         shifted_fleets=shifted_fleets, seed=seed)
 
 
+@bench_app.command("backfill")
+def bench_backfill(
+    orders: Annotated[int, typer.Option(help="historical repair orders to import", min=1_000)] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="random seed")] = 11,
+    keep: Annotated[bool, typer.Option("--keep", help="keep the scratch database and topics afterwards")] = False,
+) -> None:
+    """A DMS import of historical repair orders through intake and followup (processes, real
+    broker and database): minutes taken, beside the pass-through baseline of the same run."""
+    from aftersales.bench.backfill import run
+
+    run(orders, seed=seed, keep=keep)
+
+
 @bench_app.command("audit")
 def bench_audit(
     events: Annotated[int, typer.Option(help="events on the log", min=10_000)] = 1_000_000,

@@ -188,6 +188,24 @@ def _stop_profilers(profilers: list[subprocess.Popen[bytes]]) -> None:
         p.wait(timeout=60)
 
 
+async def start_passthrough(ns: Namespace) -> tuple[str, str, asyncio.subprocess.Process]:
+    """The baseline: its two topics and the aiokafka consume→produce process between them (no
+    database), started and given a moment to join its group."""
+    in_topic, out_topic = ns.topic("bench.passthrough.in"), ns.topic("bench.passthrough.out")
+    admin = make_admin(ns.settings)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, 12, 1, topic_configs=TOPIC_CONFIG) for t in (in_topic, out_topic)])
+    finally:
+        await admin.close()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aftersales.bench.passthrough", in_topic, out_topic, f"{ns.prefix}passthrough",
+        env=ns.env(),
+    )
+    await asyncio.sleep(3)
+    return in_topic, out_topic, process
+
+
 async def compare(name: str, events: int, *, services: tuple[str, ...], output_topic: str, output_type: str,
                   rate: float = 0, latency_rate: float | None = None, keep: bool = False,
                   profile: bool = False) -> Comparison:
@@ -199,20 +217,11 @@ async def compare(name: str, events: int, *, services: tuple[str, ...], output_t
     running: list[ServiceProcess] = []
     passthrough: asyncio.subprocess.Process | None = None
     try:
-        in_topic, out_topic = ns.topic("bench.passthrough.in"), ns.topic("bench.passthrough.out")
-        admin = make_admin(ns.settings)
-        await admin.start()
-        await admin.create_topics([NewTopic(t, 12, 1, topic_configs=TOPIC_CONFIG) for t in (in_topic, out_topic)])
-        await admin.close()
         with console.status("generating events"):
             latency_count = max(1000, events // 5)
             records = {"base": _records(events, seed=4), "system": _records(events, seed=1),
                        "base_lat": _records(latency_count, seed=3), "system_lat": _records(latency_count, seed=2)}
-        passthrough = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "aftersales.bench.passthrough", in_topic, out_topic, f"{ns.prefix}passthrough",
-            env=ns.env(),
-        )
-        await asyncio.sleep(3)
+        in_topic, out_topic, passthrough = await start_passthrough(ns)
         with console.status("baseline: pass-through at full speed"):
             base = await _measure(ns, "baseline", in_topic, out_topic, "event_id", records["base"], 0, 600)
         running = [ServiceProcess(ns, s, log_dir, AFTERSALES_LOG_LEVEL="WARNING").start() for s in services]

@@ -1,0 +1,20 @@
+"""`aftersales bench backfill` at a small size: the import it times is complete and is history
+(every visit filed by intake and followup, no return-visit call for a visit years old)."""
+
+from __future__ import annotations
+
+import pytest
+
+from aftersales.bench.backfill import measure
+
+pytestmark = [pytest.mark.infra, pytest.mark.slow]
+
+
+async def test_an_import_of_old_repair_orders_files_every_visit_and_calls_nobody(infra: None) -> None:
+    figures = await measure(3_000, seed=5)
+    filed = figures["filed"]
+    assert filed["intake visits"] == filed["followup visits"] == 3_000  # type: ignore[index]
+    assert 3_000 // 9 <= filed["intake customers"] <= 3_000 // 9 + 9, "a customer per vehicle, nine visits each"  # type: ignore[index,operator]
+    assert filed["first-visit calls"] == 0, "pickups years old are history, not calls"  # type: ignore[index]
+    assert filed["timers armed"] > 0, "each vehicle's reminder and lost-customer check are armed"  # type: ignore[index]
+    assert figures["system"].seconds > 0 and figures["baseline"].seconds > 0  # type: ignore[attr-defined]
