@@ -36,7 +36,7 @@ test-e2e: infra
 # The fault-injection suite in full (docs/reliability.md): 20,000 upstream records while every
 # service is SIGKILLed and restarted, Kafka and Postgres restarted, with one and then two
 # replicas of every service, on the suite's own broker and database (never the shared ones).
-# Each run takes 6-15 minutes on two cores; `make test` runs the short variant.
+# Each run takes about 3½ minutes on two quiet cores; `make test` runs the short variant.
 .PHONY: test-faults
 test-faults: setup
 	@rc=0; \
