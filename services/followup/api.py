@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -119,14 +120,8 @@ def router() -> APIRouter:
         page: int = Query(1, ge=1), page_size: int = Query(100, ge=1, le=500),
         who: Principal = require("agent", "supervisor", "ops"),
     ) -> dict[str, Any]:
-        check_moments(**{"from": since, "to": until})
-        check_paging(page=page)
-        runtime = runtime_of(request)
-        assert runtime.pool is not None
-        async with acquire(runtime.pool) as conn:
-            total, rows = await store.call_register(conn, customer=customer, agent=agent, since=since, until=until,
-                                                    limit=page_size, offset=(page - 1) * page_size)
-        return {"total": total, "page": page, "page_size": page_size, "calls": rows}
+        return await _register(request, store.call_register, "calls", customer=customer, agent=agent, since=since,
+                               until=until, page=page, page_size=page_size)
 
     @r.get("/v1/register/letters", summary="The letter register: every notice and invitation letter requested")
     async def letter_register(
@@ -135,14 +130,8 @@ def router() -> APIRouter:
         page: int = Query(1, ge=1), page_size: int = Query(100, ge=1, le=500),
         who: Principal = require("agent", "supervisor", "ops"),
     ) -> dict[str, Any]:
-        check_moments(**{"from": since, "to": until})
-        check_paging(page=page)
-        runtime = runtime_of(request)
-        assert runtime.pool is not None
-        async with acquire(runtime.pool) as conn:
-            total, rows = await store.letter_register(conn, customer=customer, agent=agent, since=since, until=until,
-                                                      limit=page_size, offset=(page - 1) * page_size)
-        return {"total": total, "page": page, "page_size": page_size, "letters": rows}
+        return await _register(request, store.letter_register, "letters", customer=customer, agent=agent,
+                               since=since, until=until, page=page, page_size=page_size)
 
     @r.get("/v1/kpis", summary="Warranty return-visit rate, satisfaction rate, open and overdue follow-ups, calls per agent")
     async def kpis(
@@ -183,3 +172,17 @@ def figures_with_rates(f: dict[str, Any]) -> dict[str, Any]:
         "satisfaction_rate": f["satisfied_calls"] / f["scored_calls"] if f["scored_calls"] else None,
         "targets": {"warranty_return_visit_rate": 1.0, "satisfaction_rate": 0.98},
     }
+
+
+async def _register(request: Request, fetch: Callable[..., Awaitable[tuple[int, list[dict[str, Any]]]]], key: str, *,
+                    customer: str | None, agent: str | None, since: datetime | None, until: datetime | None,
+                    page: int, page_size: int) -> dict[str, Any]:
+    """One page of a register (calls or letters), filtered by customer, agent and dates."""
+    check_moments(**{"from": since, "to": until})
+    check_paging(page=page)
+    runtime = runtime_of(request)
+    assert runtime.pool is not None
+    async with acquire(runtime.pool) as conn:
+        total, rows = await fetch(conn, customer=customer, agent=agent, since=since, until=until,
+                                  limit=page_size, offset=(page - 1) * page_size)
+    return {"total": total, "page": page, "page_size": page_size, key: rows}
