@@ -27,8 +27,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from aftersales.bench.harness import _peak_rss_mb, start_passthrough
-from aftersales.sandbox import Namespace, ServiceProcess, create_namespace, drop_namespace
+from aftersales.bench.harness import _peak_rss_mb, start_passthrough, stop_bench
+from aftersales.sandbox import Namespace, ServiceProcess, create_namespace
 from aftersales.simulate import CST, Fleet, Vehicle
 from shared.kafka.clients import make_admin, make_consumer, partitions_of, stop_consumer
 from shared.settings import project_home
@@ -182,13 +182,7 @@ async def measure(count: int, seed: int = 11, keep: bool = False) -> dict[str, o
         finally:
             await conn.close()
     finally:
-        for service in running:
-            service.terminate()
-        if passthrough is not None and passthrough.returncode is None:
-            passthrough.terminate()
-            await passthrough.wait()
-        if not keep:
-            await drop_namespace(ns)
+        await stop_bench(ns, running, passthrough, keep=keep)
     return {"baseline": baseline, "system": system, "rss": rss, "filed": filed}
 
 

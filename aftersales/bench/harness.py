@@ -206,11 +206,24 @@ async def start_passthrough(ns: Namespace) -> tuple[str, str, asyncio.subprocess
     return in_topic, out_topic, process
 
 
+async def stop_bench(ns: Namespace, running: list[ServiceProcess], passthrough: asyncio.subprocess.Process | None,
+                     *, keep: bool) -> None:
+    """Stop the services and the pass-through; drop the run's topics and database unless kept."""
+    for service in running:
+        service.terminate()
+    if passthrough is not None and passthrough.returncode is None:
+        passthrough.terminate()
+        await passthrough.wait()
+    if not keep:
+        await drop_namespace(ns)
+
+
 async def compare(name: str, events: int, *, services: tuple[str, ...], output_topic: str, output_type: str,
                   rate: float = 0, latency_rate: float | None = None, keep: bool = False,
-                  profile: bool = False) -> Comparison:
+                  profile: bool = False, record: bool = True) -> Comparison:
     """Run `services` (as processes) on VehiclePickedUp from upstream.dms until `output_type`
-    appears on `output_topic` for each, beside the pass-through baseline."""
+    appears on `output_topic` for each, beside the pass-through baseline. `record` writes the
+    figures to .local/bench/<name>-latest.json."""
     console.print(f"[bold]bench {name}[/bold]: {events:,} pickups, upstream.dms → {output_type} on {output_topic}")
     ns = await create_namespace("bench", partitions=12)
     log_dir = project_home() / ".local" / "bench" / ns.prefix.rstrip(".")
@@ -242,16 +255,12 @@ async def compare(name: str, events: int, *, services: tuple[str, ...], output_t
                                         600)
         rss = {s.service: _peak_rss_mb(s.pid) for s in running}
     finally:
-        for service in running:
-            service.terminate()
-        if passthrough is not None and passthrough.returncode is None:
-            passthrough.terminate()
-            await passthrough.wait()
-        if not keep:
-            await drop_namespace(ns)
+        await stop_bench(ns, running, passthrough, keep=keep)
     result = Comparison(name, events, base, system, base_lat, system_lat, target, rss)
     console.print(result.table())
     console.print("peak RSS: " + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items() if v is not None))
+    if not record:
+        return result
     out = project_home() / ".local" / "bench" / f"{name}-latest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps(result.figures(), option=orjson.OPT_INDENT_2))

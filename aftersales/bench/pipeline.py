@@ -12,7 +12,7 @@ from aftersales.bench.harness import Comparison, compare
 
 
 async def run(events: int, *, rate: float = 0, latency_rate: float | None = None, keep: bool = False,
-              profile: bool = False) -> Comparison:
+              profile: bool = False, record: bool = True) -> Comparison:
     return await compare("pipeline", events, services=("intake", "followup"), output_topic="aftersales.followup",
                          output_type="FollowUpScheduled", rate=rate, latency_rate=latency_rate, keep=keep,
-                         profile=profile)
+                         profile=profile, record=record)
