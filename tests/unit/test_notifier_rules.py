@@ -133,3 +133,19 @@ def test_an_email_carries_a_message_id_from_the_notification_and_both_parts() ->
     assert mail.get_body(preferencelist=("plain",)).get_content().strip() == "plain"  # type: ignore[union-attr]
     assert mail.get_body(preferencelist=("html",)).get_content().strip() == "<p>rich</p>"  # type: ignore[union-attr]
     assert "qi-head-01@aftersales.example" in mail["To"]
+
+
+@pytest.mark.parametrize("locale", ["en", "zh-CN"])
+@pytest.mark.parametrize(("cell", "named"), [
+    ({"category": "controller", "batch": "B2606-3"}, "controller B2606-3"),
+    ({"category": "controller", "supplier_id": "SUP-C", "model": "EV-100"}, "controller SUP-C EV-100"),
+])
+def test_a_quality_alert_email_renders_for_every_kind_of_cell(locale: str, cell: dict[str, str], named: str) -> None:
+    """Found in the demo: a supplier × model cell has no batch, and the subject asked for one."""
+    context = {"data": {"alert_id": "QA-1", "cell": cell, "rule": "poisson", "observed": 8, "expected": 2.38,
+                        "p_value": 0.0033, "report_ids": ["R-1", "R-2"], "vins": ["LJ1EEAUU5N0123456"],
+                        "updated": False},
+               "person": None, "timezone": "Asia/Shanghai", "contact": {}}
+    message, _ = TEMPLATES.render("quality_alert", "email", locale, context)
+    assert message.subject is not None and named in message.subject
+    assert "R-1, R-2" in message.text and "LJ1EEAUU5N0123456" in message.text
