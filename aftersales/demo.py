@@ -212,7 +212,7 @@ class Plan:
     shipments_per_day: float = 12.0
     discrepancy_per_line: float = 0.012
     receipt_share: float = 0.65
-    bad_batch_rate: float = 0.06      # defect reports per unit-month of the bad batch (~40x its category's)
+    bad_batch_rate: float = 0.15      # reports per unit-month of the bad batch (~100x its category's): found within the month
     calls_per_agent_session: int = 14  # per agent, four sessions a day
     seed: int = field(default_factory=lambda: int(time.time()))
 
