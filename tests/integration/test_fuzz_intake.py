@@ -575,12 +575,7 @@ async def test_the_webhook_refuses_a_body_holding_nul_at_the_door_and_stores_not
     assert response.json()["detail"].startswith("body[1].event_type holds the character U+0000")
     assert plain.status_code == 422, plain.text
     assert plain.json()["detail"].startswith("body[2].data.customer.name holds the character U+0000")
-    conn = await db(ns, "intake")
-    try:
-        assert await conn.fetchval("SELECT count(*) FROM webhook_receipts") == 0
-        assert await conn.fetchval("SELECT count(*) FROM outbox") == 0
-    finally:
-        await conn.close()
+    await _nothing_stored(ns)
     await _valid_pickup_after_the_batch_is_processed(ns, stack, seed=913)
 
 
@@ -596,6 +591,11 @@ async def test_the_webhook_refuses_an_event_too_large_for_a_kafka_record_and_sto
         response = await client.post("/v1/events", content=body, headers=_signed(body))
     assert response.status_code == 413, response.text
     assert "event 1 is" in response.json()["detail"] and "at most 262144 bytes" in response.json()["detail"]
+    await _nothing_stored(ns)
+
+
+async def _nothing_stored(ns: Namespace) -> None:
+    """A refused webhook request leaves no receipt and nothing to publish."""
     conn = await db(ns, "intake")
     try:
         assert await conn.fetchval("SELECT count(*) FROM webhook_receipts") == 0

@@ -13,8 +13,6 @@ request body (built by schemathesis) the same extremes. Handlers run against the
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -24,11 +22,11 @@ import schemathesis
 from schemathesis.generation.modes import GenerationMode
 
 from shared.settings import SERVICES
-from tests.complaints_fixtures import complaints_state
 from tests.integration.test_fuzz_intake import _examples
 from tests.integration.test_security_endpoints import PUBLIC, declared_roles, sample_path
+from tests.integration.test_security_endpoints import stack  # noqa: F401  (the fixture: all five services, nothing consumed)
 from tests.integration.test_security_sql import _set, _strings
-from tests.support import TOKENS, Namespace, Stack, manual_clock
+from tests.support import TOKENS, Stack
 
 pytestmark = [
     pytest.mark.infra,
@@ -40,16 +38,6 @@ MOMENTS = ["0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00Z", "0001-01-02T00:0
            "9999-12-31T23:59:59-12:00", "9999-12-31T23:59:59Z", "9999-12-31", "2026-11-20T10:00:00", "0001-W01",
            "9999-W52", "2026-W53", "tomorrow", ""]
 DATE_LIKE = ("from", "to", "since", "until", "week")
-
-
-@pytest.fixture
-async def stack(ns: Namespace, tmp_path: Path) -> AsyncIterator[Stack]:
-    running = await Stack(ns, manual_clock(), services=SERVICES, state=complaints_state(tmp_path)).start(
-        consume=False, relay=False, timers=False, workers=False)
-    try:
-        yield running
-    finally:
-        await running.stop()
 
 
 def _schema_types(param: dict[str, Any]) -> set[str]:
