@@ -1,16 +1,23 @@
-"""HTTP for every service: /health, /ready, /metrics, bearer-token roles, body-size limits."""
+"""HTTP for every service: /health, /ready, /metrics, bearer-token roles (static machine tokens,
+and the short-lived EdDSA tokens the console signs for a person), body-size limits."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qsl
 
 import asyncpg
+import jwt
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
@@ -84,9 +91,83 @@ class Principal:
 
 _bearer = HTTPBearer(auto_error=False, description="A token issued to a person or system, bound to one role")
 
+# The tokens the console signs for the person signed in (DESIGN.md section 11).
+CONSOLE_ISSUER = "aftersales-console"
+CONSOLE_AUDIENCE = "aftersales"
+CONSOLE_TOKEN_MAX_SECONDS = 15 * 60
+PERSON_ROLES = ("agent", "supervisor", "quality")  # machines (ops, producer) keep static tokens
+
+
+class ConsoleKeyError(ValueError):
+    """The configured console key cannot be read."""
+
+
+def decode_ed25519_key(text: str, what: str) -> bytes:
+    """32 raw key bytes from base64 (standard or URL-safe, padded or not)."""
+    raw = text.strip()
+    try:
+        data = base64.urlsafe_b64decode(raw.replace("+", "-").replace("/", "_") + "=" * (-len(raw) % 4))
+    except (binascii.Error, ValueError):
+        data = b""
+    if len(data) != 32:
+        raise ConsoleKeyError(f"{what} is neither PEM nor the 32 bytes of an Ed25519 key in base64; "
+                              "make a pair with `aftersales console keys`")
+    return data
+
+
+@lru_cache(maxsize=4)
+def console_public_key(text: str) -> Ed25519PublicKey:
+    """The console's public key from AFTERSALES_CONSOLE_PUBLIC_KEY (PEM or base64 raw)."""
+    if text.strip().startswith("-----BEGIN"):
+        key = load_pem_public_key(text.strip().encode())
+        if not isinstance(key, Ed25519PublicKey):
+            raise ConsoleKeyError("AFTERSALES_CONSOLE_PUBLIC_KEY is not an Ed25519 key")
+        return key
+    return Ed25519PublicKey.from_public_bytes(decode_ed25519_key(text, "AFTERSALES_CONSOLE_PUBLIC_KEY"))
+
+
+def looks_like_jwt(token: str) -> bool:
+    return token.count(".") == 2 and token.startswith("ey")
+
+
+def verify_person_token(token: str, public_key: Ed25519PublicKey) -> tuple[str, str]:
+    """(role, person) of a console token; ValueError saying why it is refused."""
+    try:
+        claims = jwt.decode(
+            token, public_key, algorithms=["EdDSA"], audience=CONSOLE_AUDIENCE, issuer=CONSOLE_ISSUER,
+            options={"require": ["exp", "iat", "sub", "iss", "aud"]}, leeway=30,
+        )
+    except jwt.ExpiredSignatureError:
+        raise ValueError("the console token has expired; sign in to the console again") from None
+    except jwt.InvalidTokenError as exc:
+        raise ValueError(f"the console token is not valid ({exc})") from None
+    if not isinstance(claims.get("iat"), int) or claims["exp"] - claims["iat"] > CONSOLE_TOKEN_MAX_SECONDS:
+        raise ValueError(f"the console token lives longer than {CONSOLE_TOKEN_MAX_SECONDS // 60} minutes; "
+                         "such tokens are refused")
+    role, person = claims.get("role"), claims.get("sub")
+    if role not in PERSON_ROLES or not isinstance(person, str) or not person:
+        raise ValueError(f"the console token's role {role!r} is not one of {', '.join(PERSON_ROLES)}")
+    return role, person
+
+
+def _person(request: Request, token: str) -> tuple[str, str] | None:
+    """A console token's (role, person), None when it is not one; 401 when it is a bad one."""
+    configured = request.app.state.runtime.settings.console_public_key
+    if not configured or not looks_like_jwt(token):
+        return None
+    try:
+        return verify_person_token(token, console_public_key(configured))
+    except ConsoleKeyError as exc:
+        log.error("console tokens cannot be checked", reason=str(exc))
+        raise HTTPException(401, "console tokens cannot be checked here: the service's console key is "
+                                 "misconfigured", headers={"WWW-Authenticate": "Bearer"}) from None
+    except ValueError as exc:
+        raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+
 
 def require(*roles: str) -> Any:
-    """A dependency that admits only bearer tokens of the given roles."""
+    """A dependency that admits only bearer tokens of the given roles: a static machine token,
+    or a console token for a person (the principal's subject is then that person)."""
     allowed = tuple(roles)
 
     async def dependency(
@@ -96,11 +177,12 @@ def require(*roles: str) -> Any:
             raise HTTPException(
                 401, "missing bearer token: send 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"}
             )
-        tokens: dict[str, tuple[str, str]] = request.app.state.runtime.settings.parsed_api_tokens()
-        found: tuple[str, str] | None = None
-        for token, who in tokens.items():  # constant-time comparison against every token
-            if hmac.compare_digest(token.encode(), credentials.credentials.encode()):
-                found = who
+        found = _person(request, credentials.credentials)
+        if found is None:
+            tokens: dict[str, tuple[str, str]] = request.app.state.runtime.settings.parsed_api_tokens()
+            for token, who in tokens.items():  # constant-time comparison against every token
+                if hmac.compare_digest(token.encode(), credentials.credentials.encode()):
+                    found = who
         if found is None:
             raise HTTPException(401, "unknown bearer token", headers={"WWW-Authenticate": "Bearer"})
         role, subject = found

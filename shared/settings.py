@@ -18,6 +18,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES: tuple[str, ...] = ("intake", "followup", "complaints", "quality", "notifier")
 
+# The console (services/console) is a sixth process for people, not one of the five event
+# services above: it has no topic of its own and the design's port list does not name it.
+CONSOLE = "console"
+CONSOLE_PORT = 8000
+PROCESSES: tuple[str, ...] = (*SERVICES, CONSOLE)
+
 DEFAULT_PORTS: dict[str, int] = {
     "intake": 8001,
     "followup": 8002,
@@ -62,6 +68,7 @@ class Settings(BaseSettings):
     complaints_port: int = DEFAULT_PORTS["complaints"]
     quality_port: int = DEFAULT_PORTS["quality"]
     notifier_port: int = DEFAULT_PORTS["notifier"]
+    console_port: int = CONSOLE_PORT
     http_max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
 
     # Consumer / outbox / timers
@@ -88,6 +95,13 @@ class Settings(BaseSettings):
     # webhook secrets are "producer=secret" pairs.
     api_tokens: SecretStr = SecretStr("")
     webhook_secrets: SecretStr = SecretStr("")
+    # People: the console signs short-lived EdDSA tokens for the person signed in; every service
+    # accepts them, verified with this public key (Ed25519: PEM, or the 32 raw bytes in base64).
+    console_public_key: str = ""
+    console_signing_key: SecretStr = SecretStr("")  # the console's private half; nobody else's business
+    # Where the console reaches the services ("followup=http://followup:8002,…"); default
+    # http://127.0.0.1:<the service's port>.
+    service_urls: str = ""
 
     # Fault injection for the crash tests; never set in production.
     fault: str | None = None
@@ -140,6 +154,14 @@ class Settings(BaseSettings):
             if token and role:
                 tokens[token.strip()] = (role.strip(), (subject or role).strip())
         return tokens
+
+    def service_url(self, service: str) -> str:
+        for pair in _pairs(self.service_urls):
+            name, _, url = pair.partition("=")
+            if name.strip() == service and url.strip():
+                return url.strip().rstrip("/")
+        host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::", "") else self.http_host
+        return f"http://{host}:{self.port_for(service)}"
 
     def parsed_webhook_secrets(self) -> dict[str, str]:
         """producer -> secret."""
