@@ -186,11 +186,36 @@ def _host_port(bootstrap: str) -> tuple[str, int]:
 # secrets
 
 
+def console_key_pair() -> tuple[str, str]:
+    """A new Ed25519 pair for the console's person tokens: (private, public), each the 32 raw
+    bytes in base64 (one line, fit for an env file)."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return base64.b64encode(private).decode(), base64.b64encode(public).decode()
+
+
+def _ensure_console_keys(path: Path) -> None:
+    """Add the console's key pair to a secrets file made before the console existed."""
+    if "AFTERSALES_CONSOLE_SIGNING_KEY=" in path.read_text():
+        return
+    private, public = console_key_pair()
+    with path.open("a") as fh:
+        fh.write(f"AFTERSALES_CONSOLE_SIGNING_KEY={private}\nAFTERSALES_CONSOLE_PUBLIC_KEY={public}\n")
+
+
 def ensure_secrets() -> Path:
     """Generate `.local/secrets.env` once: API tokens per role, webhook secrets per producer,
-    the SMS gateway key. Services and the CLI read it when the environment lacks them."""
+    the SMS gateway key, the console's key pair. Services and the CLI read it when the
+    environment lacks them."""
     path = secrets_file()
     if path.exists():
+        _ensure_console_keys(path)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tokens = ",".join(
@@ -210,6 +235,7 @@ def ensure_secrets() -> Path:
         f"AFTERSALES_SMS_API_KEY={secrets.token_urlsafe(24)}\n"
     )
     path.chmod(0o600)
+    _ensure_console_keys(path)
     return path
 
 
@@ -557,6 +583,20 @@ def ensure_prometheus() -> str:
     return "installed"
 
 
+def ensure_browser() -> str:
+    """Debian's `chromium` and a CJK font (`fonts-wqy-microhei`), installed when missing: the
+    console's tests drive a real headless Chromium, and its pages are Chinese."""
+    missing = [package for package, present in (
+        ("chromium", shutil.which("chromium") is not None),
+        ("fonts-wqy-microhei", Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc").exists()),
+    ) if not present]
+    if not missing:
+        return "present"
+    console.print(f"installing {', '.join(missing)}")
+    apt_install(missing)
+    return "installed"
+
+
 # ---------------------------------------------------------------------------------------
 # commands
 
@@ -580,6 +620,8 @@ def up(settings: Settings | None = None) -> dict[str, str]:
     console.print(f"peers     {results['peers']:<9} {Peers(settings, paths).address}")
     results["prometheus"] = ensure_prometheus()
     console.print(f"prometheus {results['prometheus']:<8} {shutil.which('prometheus')} (deploy/prometheus/prometheus.local.yml)")
+    results["browser"] = ensure_browser()
+    console.print(f"chromium  {results['browser']:<9} {shutil.which('chromium')} (the console's browser tests)")
     return results
 
 
