@@ -1,0 +1,75 @@
+"""The console: the people's pages (port 8000). Its own schema holds staff accounts, sessions,
+the audit log, inbound calls, and a read model of every customer's story kept from the
+aftersales.* topics; actions go to the services' APIs with the person's signed token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from shared.events import COMPLAINTS, FOLLOWUP, INTAKE, NOTIFIER
+from shared.kafka.consumer import Subscription
+from shared.runtime import ServiceDefinition, ServiceRuntime
+
+from services.console import handlers, pages
+from services.console.clients import Services
+from services.console.config import ConsoleRules
+from services.console.i18n import LOCALES, environment
+from services.console.tokens import signing_key
+
+READ_MODEL_TABLES = ("customers", "phones", "customer_changes", "vehicles", "visits", "receipts", "followups", "calls",
+                     "complaints", "complaint_events", "notifications")
+
+
+async def _on_start(runtime: ServiceRuntime) -> None:
+    rules = runtime.state.setdefault("rules", ConsoleRules())
+    key = signing_key(runtime.settings.console_signing_key.get_secret_value())
+    transports: dict[str, httpx.AsyncBaseTransport] | None = runtime.state.get("transports")
+    runtime.state["services"] = Services(runtime.settings, rules, key, transports)
+    runtime.state["templates"] = {locale: environment(locale) for locale in LOCALES}
+    pages.install(runtime)
+
+
+async def _close_clients(runtime: ServiceRuntime) -> None:
+    """Keep the service clients open while the console runs; close them when it stops."""
+    try:
+        while not runtime.stopping:
+            await runtime.sleep(3600)
+    finally:
+        await runtime.state["services"].close()
+
+
+COMPLAINT_STEPS = ("ComplaintAcknowledged", "ComplaintAssigned", "ComplaintEscalated", "ComplaintResolved",
+                   "ComplaintClosed", "ComplaintReopened", "ComplaintPended", "ComplaintResumed")
+
+definition = ServiceDefinition(
+    name="console",
+    description="The people's console: sign-in, the agents' desk, search, and each customer's whole story.",
+    migrations=Path(__file__).parent / "migrations",
+    subscriptions=[
+        Subscription(INTAKE, {
+            "CustomerRegistered": handlers.on_customer_registered, "CustomerUpdated": handlers.on_customer_updated,
+            "VehicleSold": handlers.on_vehicle_sold, "VehiclePickedUp": handlers.on_vehicle_picked_up,
+            "ReceiptRecorded": handlers.on_receipt_recorded,
+        }),
+        Subscription(FOLLOWUP, {
+            "FollowUpScheduled": handlers.on_followup_scheduled,
+            **{name: handlers.on_followup_status
+               for name in ("FollowUpDue", "FollowUpOverdue", "FollowUpEscalated", "FollowUpExpired")},
+            "FollowUpAttemptRecorded": handlers.on_attempt_recorded,
+            "FollowUpCompleted": handlers.on_followup_completed, "FeedbackRecorded": handlers.on_feedback_recorded,
+        }),
+        Subscription(COMPLAINTS, {
+            "ComplaintOpened": handlers.on_complaint_opened,
+            **{name: handlers.on_complaint_step for name in COMPLAINT_STEPS},
+        }),
+        Subscription(NOTIFIER, {
+            name: handlers.on_notification
+            for name in ("NotificationSent", "NotificationFailed", "NotificationSuppressed")
+        }),
+    ],
+    router=pages.router,
+    on_start=_on_start,
+    workers=[_close_clients],
+)

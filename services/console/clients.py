@@ -1,0 +1,78 @@
+"""The console's calls to the services' HTTP APIs, each with a fresh token for the person
+signed in (so the service records the action under that person). The console has no
+write path of its own into another service's tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from shared.settings import Settings
+
+from services.console.config import ConsoleRules
+from services.console.tokens import person_token
+
+
+@dataclass(frozen=True)
+class Person:
+    username: str
+    display_name: str
+    role: str
+    locale: str
+    csrf_token: str
+
+
+class ServiceError(Exception):
+    """A service refused or could not be reached; `message` says what to do."""
+
+    def __init__(self, service: str, status: int, message: str) -> None:
+        super().__init__(message)
+        self.service = service
+        self.status = status
+        self.message = message
+
+
+class Services:
+    def __init__(self, settings: Settings, rules: ConsoleRules, key: Ed25519PrivateKey,
+                 transports: dict[str, httpx.AsyncBaseTransport] | None = None) -> None:
+        self.rules = rules
+        self.key = key
+        self._clients = {
+            name: httpx.AsyncClient(
+                base_url=settings.service_url(name) if name not in (transports or {}) else "http://" + name,
+                transport=(transports or {}).get(name), timeout=httpx.Timeout(10.0, connect=3.0))
+            for name in ("intake", "followup", "complaints", "quality", "notifier")
+        }
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+
+    async def call(self, person: Person, method: str, service: str, path: str, *, json: Any = None,
+                   params: dict[str, Any] | None = None, ok: tuple[int, ...] = (200, 201)) -> Any:
+        token = person_token(self.key, person.username, person.role, self.rules.token_minutes)
+        try:
+            response = await self._clients[service].request(
+                method, path, json=json, params=params, headers={"Authorization": f"Bearer {token}"})
+        except httpx.HTTPError as exc:
+            raise ServiceError(service, 503, f"the {service} service cannot be reached ({type(exc).__name__}); "
+                                             "try again in a moment") from None
+        if response.status_code not in ok:
+            raise ServiceError(service, response.status_code, _detail(response))
+        return response.json() if response.content else None
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or f"HTTP {response.status_code}"
+    detail = body.get("detail") if isinstance(body, dict) else body
+    if isinstance(detail, list):  # FastAPI's validation errors
+        return "; ".join(f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail)
+    if isinstance(detail, dict):
+        return str(detail.get("message") or detail)
+    return str(detail)

@@ -1,0 +1,23 @@
+"""The console's rules, named as the people who use it would name them (AFTERSALES_CONSOLE_*)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConsoleRules(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AFTERSALES_CONSOLE_", extra="ignore")
+
+    # Sign-in: after this many wrong passwords in a row the account is locked for a while.
+    lock_after_failures: int = Field(5, ge=1)
+    lock_minutes: float = Field(30, gt=0)
+    session_hours: float = Field(10, gt=0)  # a working day and a bit; then sign in again
+    # The person's token for one call to a service (DESIGN.md section 11: at most 15 minutes).
+    token_minutes: float = Field(5, gt=0, le=15)
+    # The desk
+    queue_size: int = Field(30, ge=1, le=200)
+    default_locale: str = "zh-CN"
+    # Cookies go out with Secure unless the console is reached on the loopback address;
+    # "always" or "never" overrides that (a TLS-terminating proxy that rewrites Host).
+    secure_cookies: str = Field("auto", pattern="^(auto|always|never)$")

@@ -1,0 +1,136 @@
+"""The console's read model handlers: one per consumed event type, each handed every event of
+its type in a poll. Thin: turn the events into rows, one store call per table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.events import Event
+from shared.uow import UnitOfWork
+
+from services.console import store
+from services.console.search import pinyin, plate_key
+
+Events = list[Event[Any]]
+
+_CONTACT = ("name", "phone", "email", "address", "region", "person_in_charge", "locale", "timezone")
+
+
+def _customer_row(d: Any, at: Any, registered: bool) -> dict[str, Any]:
+    row = {field: getattr(d, field, None) for field in _CONTACT}
+    row["name_pinyin"], row["name_initials"] = pinyin(row["name"])
+    consent = getattr(d, "consent", None)
+    return row | {"customer_id": d.customer_id, "consent": consent.model_dump() if consent else None,
+                  "registered_at": at if registered else None, "updated_at": at}
+
+
+async def on_customer_registered(uow: UnitOfWork, events: Events) -> None:
+    await store.upsert_customers(uow.conn, [_customer_row(e.data, e.occurred_at, True) for e in events])
+    await store.add_phones(uow.conn, [(e.data.customer_id, e.data.phone, e.occurred_at) for e in events if e.data.phone])
+    await store.add_changes(uow.conn, [
+        (e.event_id, field, e.data.customer_id, e.occurred_at, None, str(value))
+        for e in events for field in _CONTACT if (value := getattr(e.data, field, None)) is not None])
+
+
+async def on_customer_updated(uow: UnitOfWork, events: Events) -> None:
+    merged = {old: e.data.customer_id for e in events for old in (e.data.merged_customer_ids or [])}
+    if merged:
+        await store.merge_customers(uow.conn, merged)
+    await store.upsert_customers(uow.conn, [_customer_row(e.data, e.occurred_at, False) for e in events])
+    await store.add_phones(uow.conn, [(e.data.customer_id, e.data.phone, e.occurred_at) for e in events if e.data.phone])
+    await store.add_changes(uow.conn, [
+        (e.event_id, field, e.data.customer_id, e.occurred_at, _text(change.old), _text(change.new))
+        for e in events for field, change in e.data.changes.items()])
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _vehicle_row(d: Any, at: Any) -> dict[str, Any]:
+    plate = getattr(d, "plate", None)
+    return {"vin": d.vin, "customer_id": d.customer.customer_id, "plate": plate, "plate_key": plate_key(plate),
+            "model": getattr(d, "model", None), "dealer_id": d.dealer_id, "region": getattr(d, "region", None),
+            "sold_at": getattr(d, "sold_at", None), "warranty_months": getattr(d, "warranty_months", None),
+            "warranty_km": getattr(d, "warranty_km", None), "updated_at": at}
+
+
+async def on_vehicle_sold(uow: UnitOfWork, events: Events) -> None:
+    await store.upsert_vehicles(uow.conn, [_vehicle_row(e.data, e.data.sold_at) for e in events])
+
+
+async def on_vehicle_picked_up(uow: UnitOfWork, events: Events) -> None:
+    await store.upsert_vehicles(uow.conn, [_vehicle_row(e.data, e.data.picked_up_at) for e in events])
+    await store.insert_visits(uow.conn, [{
+        "repair_order_id": d.repair_order_id, "vin": d.vin, "customer_id": d.customer.customer_id,
+        "dealer_id": d.dealer_id, "picked_up_at": d.picked_up_at, "service_type": d.service_type,
+        "items": [i.model_dump(mode="json") for i in d.items], "mileage_km": d.mileage_km, "advisor_id": d.advisor_id,
+        "next_service_due_at": d.next_service_due_at, "next_service_due_km": d.next_service_due_km,
+    } for d in (e.data for e in events)])
+
+
+async def on_receipt_recorded(uow: UnitOfWork, events: Events) -> None:
+    await store.insert_receipts(uow.conn, [e.data.model_dump() for e in events])
+
+
+async def on_followup_scheduled(uow: UnitOfWork, events: Events) -> None:
+    await store.upsert_followups(uow.conn, [e.data.model_dump() | {"scheduled_at": e.occurred_at,
+                                                                    "updated_at": e.occurred_at} for e in events])
+
+
+_STATUS = {"FollowUpDue": "due", "FollowUpOverdue": "overdue", "FollowUpEscalated": "escalated",
+           "FollowUpExpired": "expired"}
+
+
+async def on_followup_status(uow: UnitOfWork, events: Events) -> None:
+    await store.set_followup_status(uow.conn, [e.data.model_dump() | {"status": _STATUS[e.event_type],
+                                                                      "at": e.occurred_at} for e in events])
+
+
+async def on_attempt_recorded(uow: UnitOfWork, events: Events) -> None:
+    await store.insert_calls(uow.conn, [e.data.model_dump() for e in events])
+
+
+async def on_followup_completed(uow: UnitOfWork, events: Events) -> None:
+    await store.complete_followups(uow.conn, [e.data.model_dump() for e in events])
+
+
+async def on_feedback_recorded(uow: UnitOfWork, events: Events) -> None:
+    await store.add_feedback_categories(uow.conn, [(e.data.followup_id, list(e.data.categories)) for e in events])
+
+
+async def on_complaint_opened(uow: UnitOfWork, events: Events) -> None:
+    await store.open_complaints(uow.conn, [e.data.model_dump() | {"updated_at": e.data.at} for e in events])
+    await on_complaint_step(uow, events)
+
+
+# What each lifecycle event says about the case (its state after it, and the detail to show).
+_STATE = {"ComplaintOpened": "opened", "ComplaintAcknowledged": "acknowledged", "ComplaintAssigned": "assigned",
+          "ComplaintPended": "pending_customer", "ComplaintResumed": "assigned", "ComplaintResolved": "resolved",
+          "ComplaintClosed": "closed", "ComplaintReopened": "reopened"}
+_DETAIL = ("assignee", "level", "level_name", "role", "person", "breach", "deadline", "resolution", "reason",
+           "satisfied", "confirmation", "note", "severity", "category")
+
+
+async def on_complaint_step(uow: UnitOfWork, events: Events) -> None:
+    rows = []
+    for e in events:
+        d = e.data
+        fields = d.model_dump(mode="json")
+        rows.append({
+            "event_id": e.event_id, "complaint_id": d.complaint_id, "customer_id": d.customer_id,
+            "event_type": e.event_type, "at": d.at, "actor": d.actor, "department": d.department,
+            "detail": {k: fields[k] for k in _DETAIL if fields.get(k) is not None},
+            "state": _STATE.get(e.event_type), "level": fields.get("level"), "assignee": fields.get("assignee"),
+            "resolution": fields.get("resolution"),
+        })
+    await store.complaint_steps(uow.conn, rows)
+
+
+_NOTIFICATION_STATUS = {"NotificationSent": "sent", "NotificationFailed": "failed", "NotificationSuppressed": "suppressed"}
+
+
+async def on_notification(uow: UnitOfWork, events: Events) -> None:
+    await store.upsert_notifications(uow.conn, [
+        e.data.model_dump() | {"customer_id": e.data.recipient, "status": _NOTIFICATION_STATUS[e.event_type]}
+        for e in events if e.data.recipient_kind == "customer"])

@@ -1,0 +1,149 @@
+"""Texts through gettext catalogues (Babel): the .po files under locale/ are compiled when the
+console starts; dates, numbers and names are formatted for the reader's locale."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_datetime, format_timedelta
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.numbers import format_decimal, format_percent
+from babel.support import Translations
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from services.console.search import mask_phone
+
+HERE = Path(__file__).parent
+LOCALES = {"zh-CN": "zh_CN", "en": "en"}  # the console's locale names -> Babel's
+DOMAIN = "console"
+DISPLAY_ZONE = ZoneInfo("Asia/Shanghai")
+
+
+def N_(message: str) -> str:
+    """Marks a text for the catalogue; translated where it is shown."""
+    return message
+
+
+# The words for the values the pages show (roles, kinds of call, outcomes, states …).
+LABELS: dict[str, dict[str, str]] = {
+    "role": {"agent": N_("agent"), "supervisor": N_("supervisor"), "quality": N_("quality inspector")},
+    "kind": {"first_visit": N_("first return visit after a pickup"), "second_visit": N_("second return visit"),
+             "complaint_confirmation": N_("confirm a complaint's resolution"), "campaign_call": N_("campaign invitation"),
+             "lost_customer": N_("lost customer: ask why"), "maintenance_reminder": N_("maintenance reminder")},
+    "outcome": {"reached": N_("reached"), "unreachable": N_("unreachable"), "wrong_number": N_("wrong number"),
+                "call_back_later": N_("call back later")},
+    "status": {"scheduled": N_("scheduled"), "due": N_("due"), "overdue": N_("overdue"), "escalated": N_("escalated"),
+               "completed": N_("completed"), "expired": N_("expired")},
+    "state": {"opened": N_("opened"), "acknowledged": N_("acknowledged"), "assigned": N_("assigned"),
+              "pending_customer": N_("waiting for the customer"), "resolved": N_("resolved"), "closed": N_("closed"),
+              "reopened": N_("reopened")},
+    "event": {"ComplaintOpened": N_("case opened"), "ComplaintAcknowledged": N_("acknowledged"),
+              "ComplaintAssigned": N_("assigned"), "ComplaintEscalated": N_("escalated"),
+              "ComplaintResolved": N_("resolved"), "ComplaintClosed": N_("closed"), "ComplaintReopened": N_("reopened"),
+              "ComplaintPended": N_("waiting for the customer"), "ComplaintResumed": N_("resumed")},
+    "category": {"product_quality": N_("product quality"), "service_attitude": N_("service attitude"),
+                 "repair_quality": N_("repair quality"), "parts_supply": N_("parts supply"), "delay": N_("delay"),
+                 "price": N_("price"), "other": N_("other")},
+    "severity": {"low": N_("low"), "medium": N_("medium"), "high": N_("high"), "critical": N_("critical")},
+    "channel": {"sms": N_("SMS"), "email": N_("e-mail"), "letter": N_("letter")},
+    "notification": {"sent": N_("sent"), "failed": N_("failed"), "suppressed": N_("not sent (suppressed)")},
+    "inbound": {"consultation": N_("a consultation"), "request": N_("a request"), "complaint": N_("a complaint"),
+                "other": N_("something else")},
+    "service": {"maintenance": N_("maintenance"), "repair": N_("repair"), "warranty": N_("warranty repair"),
+                "accident": N_("accident repair"), "recall": N_("recall")},
+    "match": {"phone": N_("phone"), "plate": N_("plate"), "vin": N_("VIN"), "repair_order": N_("repair order"),
+              "name": N_("name"), "pinyin": N_("pinyin")},
+    "field": {"name": N_("name"), "phone": N_("phone"), "email": N_("e-mail"), "address": N_("address"),
+              "region": N_("region"), "person_in_charge": N_("person in charge"), "locale": N_("language"),
+              "timezone": N_("time zone"), "consent": N_("consent"), "customer_id": N_("customer id")},
+    "tier": {"gold": N_("gold"), "silver": N_("silver")},
+    "detail": {"assignee": N_("handler"), "level": N_("level"), "level_name": N_("escalated to"), "role": N_("role"),
+               "person": N_("person"), "breach": N_("missed"), "deadline": N_("deadline"),
+               "resolution": N_("resolution"), "reason": N_("reason"), "satisfied": N_("satisfied"),
+               "confirmation": N_("confirmation"), "note": N_("note"), "severity": N_("severity"),
+               "category": N_("category")},
+    "done": {"contact": N_("The correction was sent to the customer file; it shows here in a moment."),
+             "complaint": N_("The complaint was raised; the case shows here in a moment."),
+             "inbound": N_("The inbound call was logged.")},
+    "action": {"sign_in": N_("signed in"), "sign_in_failed": N_("wrong password"),
+               "sign_in_locked": N_("sign-in refused: locked"), "sign_out": N_("signed out"),
+               "read_customer": N_("read the customer file"), "read_vehicle": N_("read the vehicle"),
+               "search": N_("searched"), "claim_call": N_("claimed a call"), "release_call": N_("released a call"),
+               "record_call": N_("recorded a call"), "raise_complaint": N_("raised a complaint"),
+               "correct_contact": N_("corrected contact data"), "log_inbound_call": N_("logged an inbound call")},
+}
+
+
+def translations(locale: str) -> Translations:
+    """The locale's catalogue, compiled from its .po file in memory."""
+    po = HERE / "locale" / LOCALES[locale] / "LC_MESSAGES" / f"{DOMAIN}.po"
+    with po.open("rb") as fh:
+        catalog = read_po(fh, locale=LOCALES[locale], domain=DOMAIN)
+    compiled = io.BytesIO()
+    write_mo(compiled, catalog)
+    compiled.seek(0)
+    return Translations(fp=compiled, domain=DOMAIN)
+
+
+def environment(locale: str) -> Environment:
+    """A Jinja2 environment for one locale: its translations and its formatting filters."""
+    babel_locale = LOCALES[locale]
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
+                      extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
+    catalogue = translations(locale)
+    env.install_gettext_translations(catalogue, newstyle=True)  # type: ignore[attr-defined]
+
+    def when(value: datetime | None, style: str = "medium") -> str:
+        if value is None:
+            return "—"
+        return format_datetime(value, style, tzinfo=DISPLAY_ZONE, locale=babel_locale)
+
+    def span(value: timedelta | None) -> str:
+        if value is None:
+            return "—"
+        return format_timedelta(value, threshold=1.5, locale=babel_locale)
+
+    def number(value: Any) -> str:
+        return "—" if value is None else format_decimal(value, locale=babel_locale)
+
+    def percent(value: Any) -> str:
+        return "—" if value is None else format_percent(value, locale=babel_locale)
+
+    def person_name(customer: dict[str, Any] | None) -> str:
+        """Chinese names as written; in English the pinyin follows, family name first."""
+        if not customer or not customer.get("name"):
+            return "—"
+        name = str(customer["name"])
+        spelled = customer.get("name_pinyin")
+        if locale == "en" and spelled and spelled != name.lower():
+            return f"{name} ({_spaced_pinyin(name)})"
+        return name
+
+    def label(value: Any, group: str) -> str:
+        """The reader's word for a value the services use (a role, an outcome, a state …)."""
+        text = LABELS.get(group, {}).get(str(value))
+        return catalogue.gettext(text) if text else str(value)
+
+    def message(text: str | None) -> str:
+        """A message that may be the console's own (translated) or a service's (shown as it is)."""
+        return catalogue.gettext(text) if text else ""
+
+    env.filters.update(when=when, span=span, number=number, percent=percent, person_name=person_name,
+                       masked=mask_phone, label=label, message=message,
+                       format_message=lambda text, params: text % params if params else text)
+    env.globals.update(locale=locale, html_lang=locale)
+    return env
+
+
+def _spaced_pinyin(name: str) -> str:
+    from pypinyin import lazy_pinyin
+
+    parts = [p.capitalize() for p in lazy_pinyin(name, errors="ignore") if p.strip()]
+    if len(parts) <= 1:
+        return "".join(parts)
+    return f"{parts[0]} {''.join(parts[1:]).capitalize()}"

@@ -1,0 +1,591 @@
+"""The console's pages: sign-in, the agents' desk, search, the customer's and the vehicle's
+whole story, the audit log for supervisors. Server-rendered (Jinja2), htmx for the parts that
+update in place; every form carries the session's CSRF token."""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+
+from shared.db import acquire
+from shared.http import runtime_of
+from shared.runtime import ServiceRuntime
+
+from services.console import accounts, desk, store
+from services.console.clients import Person, ServiceError, Services
+from services.console.config import ConsoleRules
+from services.console.i18n import N_
+from services.console.search import parse
+
+SESSION_COOKIE = "aftersales_session"
+PRESESSION_COOKIE = "aftersales_signin"
+LOCALE_COOKIE = "aftersales_locale"
+STATIC = Path(__file__).parent / "static"
+STATIC_FILES = {
+    "console.css": ("console.css", "text/css"),
+    "console.js": ("console.js", "text/javascript"),
+    "htmx.min.js": ("vendor/htmx.min.js", "text/javascript"),
+}
+SECURITY_HEADERS = {
+    # Nothing from another host, no inline script: a page can only run the console's own files.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+COMPLAINT_CATEGORIES = ("product_quality", "service_attitude", "repair_quality", "parts_supply", "delay", "price",
+                        "other")
+SEVERITIES = ("low", "medium", "high", "critical")
+INBOUND_KINDS = ("consultation", "request", "complaint", "other")
+
+
+class Redirect(Exception):
+    def __init__(self, location: str) -> None:
+        self.location = location
+
+
+class Refused(Exception):
+    """A page or form the person may not use: shown as a page that says why (403)."""
+
+    def __init__(self, message_id: str, status: int = 403, **params: str) -> None:
+        self.message_id = message_id
+        self.status = status
+        self.params = params
+
+
+def rules(request: Request) -> ConsoleRules:
+    return runtime_of(request).state["rules"]  # type: ignore[no-any-return]
+
+
+def services(request: Request) -> Services:
+    return runtime_of(request).state["services"]  # type: ignore[no-any-return]
+
+
+def wall_now() -> datetime:
+    """Sessions and lock-outs are security windows on wall time, not business time."""
+    return datetime.now(timezone.utc)
+
+
+def _loopback(request: Request) -> bool:
+    host = (request.url.hostname or "").strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def secure_cookies(request: Request) -> bool:
+    setting = rules(request).secure_cookies
+    return setting == "always" or (setting == "auto" and not _loopback(request))
+
+
+def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int | None) -> None:
+    response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="strict", secure=secure_cookies(request),
+                        path="/")
+
+
+# -- who is signed in -------------------------------------------------------------------------------
+
+
+async def current_person(request: Request) -> Person:
+    token = request.cookies.get(SESSION_COOKIE)
+    runtime = runtime_of(request)
+    found = None
+    if token:
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            found = await store.session(conn, accounts.session_hash(token), wall_now())
+    if found is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise Redirect(f"/sign-in?next={quote(target)}")
+    return Person(found["username"], found["display_name"], found["role"], found["locale"], found["csrf_token"])
+
+
+def role(*roles: str) -> Callable[[Request], Awaitable[Person]]:
+    """A page for these roles only; anyone else signed in gets a page that says so (403)."""
+
+    async def dependency(request: Request) -> Person:
+        person = await current_person(request)
+        if person.role not in roles:
+            raise Refused(N_("This page is for: %(roles)s. You are signed in as %(role)s."), roles=", ".join(roles),
+                          role=person.role)
+        return person
+
+    dependency.roles = roles  # type: ignore[attr-defined]
+    return dependency
+
+
+STAFF = ("agent", "supervisor", "quality")
+DESK = ("agent", "supervisor")
+
+
+async def form_of(request: Request, person: Person) -> dict[str, str]:
+    """The posted form, after its CSRF token is checked against the session's."""
+    form = await request.form()
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    given = values.get("csrf_token") or request.headers.get("X-CSRF-Token")
+    if not accounts.csrf_matches(person.csrf_token, given):
+        raise Refused(N_("This form was refused: its security token is missing or out of date. Reload the page and "
+                      "try again."))
+    return values
+
+
+# -- rendering --------------------------------------------------------------------------------------
+
+
+def locale_of(request: Request, person: Person | None) -> str:
+    chosen = person.locale if person else request.cookies.get(LOCALE_COOKIE)
+    envs = runtime_of(request).state["templates"]
+    return chosen if chosen in envs else rules(request).default_locale
+
+
+def render(request: Request, template: str, person: Person | None, status: int = 200, **context: Any) -> HTMLResponse:
+    runtime = runtime_of(request)
+    locale = locale_of(request, person)
+    env = runtime.state["templates"][locale]
+    html = env.get_template(template).render(
+        request=request, person=person, csrf_token=person.csrf_token if person else context.pop("signin_token", ""),
+        now=runtime.clock.now(), path=request.url.path, **context)
+    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+
+async def audit(request: Request, person: Person, action: str, *, customer_id: str | None = None,
+                subject: str | None = None, **detail: Any) -> None:
+    runtime = runtime_of(request)
+    assert runtime.pool is not None
+    async with acquire(runtime.pool) as conn:
+        await store.audit(conn, at=runtime.clock.now(), username=person.username, role=person.role, action=action,
+                          customer_id=customer_id, subject=subject, detail=detail)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this console (never another host) after signing in."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/desk"
+    parts = urlsplit(target)
+    return target if not parts.netloc and not parts.scheme else "/desk"
+
+
+def router() -> APIRouter:
+    r = APIRouter(include_in_schema=False)
+
+    # -- static ---------------------------------------------------------------------------------
+    @r.get("/static/{name}")
+    async def static(name: str) -> Response:
+        found = STATIC_FILES.get(name)
+        if found is None:
+            return Response(status_code=404)
+        return FileResponse(STATIC / found[0], media_type=found[1], headers={"Cache-Control": "max-age=3600"})
+
+    @r.get("/")
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/desk", status_code=303)
+
+    # -- sign-in --------------------------------------------------------------------------------
+    @r.get("/sign-in")
+    async def sign_in_page(request: Request, next: str | None = None, error: str | None = None) -> HTMLResponse:
+        token = request.cookies.get(PRESESSION_COOKIE) or accounts.new_csrf_token()
+        response = render(request, "sign_in.html", None, signin_token=token, next=_safe_next(next), error=error)
+        set_cookie(request, response, PRESESSION_COOKIE, token, max_age=3600)
+        return response
+
+    @r.post("/sign-in")
+    async def sign_in(request: Request) -> Response:
+        form = await request.form()
+        values = {k: v for k, v in form.items() if isinstance(v, str)}
+        expected = request.cookies.get(PRESESSION_COOKIE)
+        if not expected or not accounts.csrf_matches(expected, values.get("csrf_token")):
+            raise Refused(N_("This form was refused: its security token is missing or out of date. Reload the page and "
+                             "try again."))
+        username, password = values.get("username", "").strip(), values.get("password", "")
+        next_page = _safe_next(values.get("next"))
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        now = wall_now()
+        async with acquire(runtime.pool) as conn, conn.transaction():
+            account = await store.account(conn, username, lock=True)
+            matched = accounts.password_matches(account.password_hash if account else None, password)
+            if account is None:
+                outcome = None
+            else:
+                outcome = accounts.after_attempt(matched, account.failed_attempts, account.locked_until, now,
+                                                 rules(request))
+                if outcome.ok:
+                    await store.record_sign_in(conn, username, now)
+                else:
+                    await store.record_failure(conn, username, outcome.failed_attempts, outcome.locked_until)
+                action = "sign_in" if outcome.ok else ("sign_in_locked" if outcome.locked else "sign_in_failed")
+                await store.audit(conn, at=runtime.clock.now(), username=username, role=account.role, action=action,
+                                  detail={"failed_attempts": outcome.failed_attempts})
+        if outcome is None or not outcome.ok:
+            error = "locked" if outcome is not None and outcome.locked else "wrong"
+            return RedirectResponse(f"/sign-in?error={error}&next={quote(next_page)}", status_code=303)
+        assert account is not None
+        token = accounts.new_session_token()
+        async with acquire(runtime.pool) as conn:
+            await store.open_session(conn, accounts.session_hash(token), username, accounts.new_csrf_token(), now,
+                                     now + timedelta(hours=rules(request).session_hours))
+        response = RedirectResponse(next_page, status_code=303)
+        set_cookie(request, response, SESSION_COOKIE, token, max_age=int(rules(request).session_hours * 3600))
+        response.delete_cookie(PRESESSION_COOKIE, path="/")
+        return response
+
+    @r.post("/sign-out")
+    async def sign_out(request: Request, person: Person = Depends(current_person)) -> Response:
+        await form_of(request, person)
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            await store.close_session(conn, accounts.session_hash(request.cookies[SESSION_COOKIE]))
+        await audit(request, person, "sign_out")
+        response = RedirectResponse("/sign-in", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    @r.post("/language")
+    async def language(request: Request) -> Response:
+        """Switch between 中文 and English (kept on the account, or in a cookie before sign-in)."""
+        form = await request.form()
+        chosen = str(form.get("locale") or "")
+        back = _safe_next(str(form.get("back") or "/desk"))
+        response = RedirectResponse(back, status_code=303)
+        if chosen not in runtime_of(request).state["templates"]:
+            return response
+        token = request.cookies.get(SESSION_COOKIE)
+        if token:
+            person = await current_person(request)
+            await form_of(request, person)
+            runtime = runtime_of(request)
+            assert runtime.pool is not None
+            async with acquire(runtime.pool) as conn:
+                await store.set_locale(conn, person.username, chosen)
+        set_cookie(request, response, LOCALE_COOKIE, chosen, max_age=365 * 86400)
+        return response
+
+    # -- the desk -------------------------------------------------------------------------------
+    async def queue_view(request: Request, person: Person) -> tuple[list[dict[str, Any]], str | None]:
+        try:
+            answer = await services(request).call(person, "GET", "followup", "/v1/queue",
+                                                  params={"limit": rules(request).queue_size})
+        except ServiceError as exc:
+            return [], exc.message
+        items = desk.desk_order(answer["items"], person.username)
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            customers = await store.customers_brief(conn, [i["customer_id"] for i in items])
+            vehicles = await store.vehicles_brief(conn, [i["vin"] for i in items if i.get("vin")])
+        now = runtime.clock.now()
+        for item in items:
+            item["customer"] = customers.get(item["customer_id"])
+            item["vehicle"] = vehicles.get(item["vin"]) if item.get("vin") else None
+            item["lateness"] = desk.lateness(_moment(item["due_by"]), now)
+            item["mine"] = item.get("claimed_by") == person.username
+        return items, None
+
+    @r.get("/desk")
+    async def desk_page(request: Request, done: str | None = None,
+                        person: Person = Depends(role(*DESK))) -> HTMLResponse:
+        items, problem = await queue_view(request, person)
+        template = "_queue.html" if request.headers.get("HX-Request") else "desk.html"
+        return render(request, template, person, items=items, problem=problem, done=done)
+
+    @r.post("/desk/calls/{followup_id}/claim")
+    async def claim(request: Request, followup_id: str, person: Person = Depends(role(*DESK))) -> Response:
+        await form_of(request, person)
+        try:
+            await services(request).call(person, "POST", "followup", f"/v1/followups/{quote(followup_id)}/claim")
+        except ServiceError as exc:
+            return await _desk_problem(request, person, exc.message)
+        await audit(request, person, "claim_call", subject=followup_id)
+        return RedirectResponse(f"/desk/calls/{quote(followup_id)}", status_code=303)
+
+    @r.post("/desk/calls/{followup_id}/release")
+    async def release(request: Request, followup_id: str, person: Person = Depends(role(*DESK))) -> Response:
+        await form_of(request, person)
+        try:
+            await services(request).call(person, "POST", "followup", f"/v1/followups/{quote(followup_id)}/release")
+        except ServiceError as exc:
+            return await _desk_problem(request, person, exc.message)
+        await audit(request, person, "release_call", subject=followup_id)
+        return RedirectResponse("/desk", status_code=303)
+
+    async def _desk_problem(request: Request, person: Person, message: str) -> HTMLResponse:
+        items, problem = await queue_view(request, person)
+        return render(request, "desk.html", person, status=409, items=items, problem=problem, error=message)
+
+    @r.get("/desk/calls/{followup_id}")
+    async def call_page(request: Request, followup_id: str, error: str | None = None,
+                        person: Person = Depends(role(*DESK))) -> HTMLResponse:
+        try:
+            followup = await services(request).call(person, "GET", "followup", f"/v1/followups/{quote(followup_id)}")
+        except ServiceError as exc:
+            return await _desk_problem(request, person, exc.message)
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            customer = await store.customer(conn, followup["customer_id"])
+            story = await store.story(conn, followup["customer_id"])
+            previous = await store.previous_calls(conn, followup["customer_id"])
+        await audit(request, person, "read_customer", customer_id=followup["customer_id"], subject=followup_id,
+                    page="call")
+        locale = locale_of(request, person)
+        lines = [line.replace("{dealer}", followup.get("dealer_id") or "").replace("{campaign}",
+                                                                                  followup.get("campaign_id") or "")
+                 for line in desk.script(followup["kind"], locale)]
+        return render(request, "call.html", person, followup=followup, customer=customer, story=story,
+                      previous=previous, script=lines, error=error, categories=COMPLAINT_CATEGORIES,
+                      severities=SEVERITIES, inbound_kinds=INBOUND_KINDS,
+                      lateness=desk.lateness(_moment(followup["due_by"]), runtime.clock.now()),
+                      mine=followup.get("claimed_by") == person.username)
+
+    @r.post("/desk/calls/{followup_id}/outcome")
+    async def record_outcome(request: Request, followup_id: str, person: Person = Depends(role(*DESK))) -> Response:
+        form = await form_of(request, person)
+        try:
+            body = attempt_body(form, runtime_of(request).clock.now())
+        except ValueError as exc:
+            return RedirectResponse(f"/desk/calls/{quote(followup_id)}?error={quote(str(exc))}", status_code=303)
+        try:
+            result = await services(request).call(person, "POST", "followup",
+                                                  f"/v1/followups/{quote(followup_id)}/attempts", json=body)
+        except ServiceError as exc:
+            return RedirectResponse(f"/desk/calls/{quote(followup_id)}?error={quote(exc.message)}", status_code=303)
+        customer_id = form.get("customer_id") or None
+        await audit(request, person, "record_call", customer_id=customer_id, subject=followup_id,
+                    outcome=body["outcome"], satisfaction=body.get("satisfaction"),
+                    complaints=result.get("complaints_filed") or [])
+        return await open_next_call(request, person, after=followup_id)
+
+    async def open_next_call(request: Request, person: Person, after: str) -> Response:
+        """The next call opens after saving: the first of the queue that can be claimed."""
+        items, problem = await queue_view(request, person)
+        for item in items:
+            if item["followup_id"] == after:
+                continue
+            try:
+                await services(request).call(person, "POST", "followup",
+                                             f"/v1/followups/{quote(item['followup_id'])}/claim")
+            except ServiceError:
+                continue  # someone took it a moment ago: the next one
+            await audit(request, person, "claim_call", subject=item["followup_id"])
+            return RedirectResponse(f"/desk/calls/{quote(item['followup_id'])}?saved=1", status_code=303)
+        return RedirectResponse("/desk?done=empty" if not problem else "/desk", status_code=303)
+
+    # -- search ---------------------------------------------------------------------------------
+    @r.get("/search")
+    async def search(request: Request, q: str = "", person: Person = Depends(role(*STAFF))) -> HTMLResponse:
+        query = parse(q)
+        results: list[dict[str, Any]] = []
+        if not query.empty:
+            runtime = runtime_of(request)
+            assert runtime.pool is not None
+            async with acquire(runtime.pool) as conn:
+                results = await store.search(conn, query)
+            await audit(request, person, "search", subject=q[:64], results=len(results))
+        template = "_results.html" if request.headers.get("HX-Request") else "search.html"
+        return render(request, template, person, q=q, results=results, searched=not query.empty)
+
+    # -- the customer's whole story -------------------------------------------------------------
+    @r.get("/customers/{customer_id}")
+    async def customer_page(request: Request, customer_id: str, done: str | None = None, error: str | None = None,
+                            person: Person = Depends(role(*STAFF))) -> HTMLResponse:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            customer = await store.customer(conn, customer_id)
+            if customer is None:
+                raise Refused(N_("No customer file with this id. Search by phone, plate, VIN, name or repair order."),
+                              status=404)
+            story = await store.story(conn, customer_id)
+        await audit(request, person, "read_customer", customer_id=customer_id, page="customer")
+        return render(request, "customer.html", person, customer=customer, story=story,
+                      timeline=timeline(story), done=done, error=error, categories=COMPLAINT_CATEGORIES,
+                      severities=SEVERITIES, inbound_kinds=INBOUND_KINDS)
+
+    @r.get("/vehicles/{vin}")
+    async def vehicle_page(request: Request, vin: str, person: Person = Depends(role(*STAFF))) -> HTMLResponse:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            found = await store.vehicle_story(conn, vin.upper())
+            owner = await store.customer(conn, found["vehicle"]["customer_id"]) if found and \
+                found["vehicle"]["customer_id"] else None
+        if found is None:
+            raise Refused(N_("No vehicle with this VIN. Search by phone, plate, VIN, name or repair order."), status=404)
+        await audit(request, person, "read_vehicle", customer_id=owner["customer_id"] if owner else None,
+                    subject=vin.upper())
+        return render(request, "vehicle.html", person, story=found, owner=owner)
+
+    # -- changes from the desk ------------------------------------------------------------------
+    @r.post("/customers/{customer_id}/contact")
+    async def correct_contact(request: Request, customer_id: str, person: Person = Depends(role(*DESK))) -> Response:
+        form = await form_of(request, person)
+        changes = {k: form[k].strip() for k in ("phone", "email", "address", "person_in_charge")
+                   if form.get(k, "").strip()}
+        back = _back(form, f"/customers/{quote(customer_id)}")
+        if not changes:
+            return _with(back, error=N_("Write the corrected phone, e-mail, address or person in charge."))
+        try:
+            await services(request).call(person, "POST", "intake", f"/v1/customers/{quote(customer_id)}/contact",
+                                         json=changes | {"reason": form.get("reason") or None}, ok=(202,))
+        except ServiceError as exc:
+            return _with(back, error=exc.message)
+        await audit(request, person, "correct_contact", customer_id=customer_id,
+                    fields=sorted(changes), reason=form.get("reason") or None)
+        return _with(back, done="contact")
+
+    @r.post("/customers/{customer_id}/complaints")
+    async def raise_complaint(request: Request, customer_id: str, person: Person = Depends(role(*DESK))) -> Response:
+        form = await form_of(request, person)
+        back = _back(form, f"/customers/{quote(customer_id)}")
+        try:
+            case = await file_complaint(request, person, customer_id, form)
+        except ServiceError as exc:
+            return _with(back, error=exc.message)
+        await audit(request, person, "raise_complaint", customer_id=customer_id, subject=case["complaint_id"])
+        return _with(back, done="complaint")
+
+    @r.post("/customers/{customer_id}/inbound-calls")
+    async def log_inbound_call(request: Request, customer_id: str, person: Person = Depends(role(*DESK))) -> Response:
+        form = await form_of(request, person)
+        back = _back(form, f"/customers/{quote(customer_id)}")
+        kind, summary = form.get("kind", ""), form.get("summary", "").strip()
+        if kind not in INBOUND_KINDS or not summary:
+            return _with(back, error=N_("Say what the call was about and write a short summary."))
+        complaint_id = None
+        if kind == "complaint":
+            try:
+                case = await file_complaint(request, person, customer_id, form | {"description": summary})
+            except ServiceError as exc:
+                return _with(back, error=exc.message)
+            complaint_id = case["complaint_id"]
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        call_id = uuid.uuid4()
+        async with acquire(runtime.pool) as conn:
+            await store.log_inbound_call(conn, {"call_id": call_id, "customer_id": customer_id,
+                                                "at": runtime.clock.now(), "handled_by": person.username,
+                                                "kind": kind, "summary": summary[:4000], "complaint_id": complaint_id})
+        await audit(request, person, "log_inbound_call", customer_id=customer_id, subject=str(call_id), kind=kind,
+                    complaint_id=complaint_id)
+        return _with(back, done="inbound")
+
+    async def file_complaint(request: Request, person: Person, customer_id: str, form: dict[str, str]) -> Any:
+        description = (form.get("description") or "").strip()
+        if not description:
+            raise ServiceError("complaints", 422, N_("Describe the complaint in a sentence or two."))
+        body = {"customer_id": customer_id, "channel": "hotline", "description": description[:4000],
+                "category": form.get("category") if form.get("category") in COMPLAINT_CATEGORIES else None,
+                "severity": form.get("severity") if form.get("severity") in SEVERITIES else None}
+        if form.get("vin"):
+            body["vin"] = form["vin"]
+        return await services(request).call(person, "POST", "complaints", "/v1/complaints", json=body)
+
+    # -- supervisors ----------------------------------------------------------------------------
+    @r.get("/supervisor/audit")
+    async def audit_page(request: Request, user: str | None = None, customer: str | None = None,
+                         action: str | None = None, before: int | None = None,
+                         person: Person = Depends(role("supervisor"))) -> HTMLResponse:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            entries = await store.audit_entries(conn, username=user or None, customer_id=customer or None,
+                                                action=action or None, limit=100, before_id=before)
+        return render(request, "audit.html", person, entries=entries, user=user or "", customer=customer or "",
+                      action=action or "")
+
+    return r
+
+
+def attempt_body(form: dict[str, str], now: datetime) -> dict[str, Any]:
+    """The follow-up API's call record from the call form; ValueError says what to fix."""
+    outcome = form.get("outcome")
+    if outcome not in ("reached", "unreachable", "wrong_number", "call_back_later"):
+        raise ValueError(N_("Choose what happened on the call."))
+    body: dict[str, Any] = {"outcome": outcome}
+    for field in ("talking_points", "requests", "notes"):
+        if form.get(field, "").strip():
+            body[field] = form[field].strip()
+    if outcome == "reached":
+        if form.get("satisfaction"):
+            body["satisfaction"] = int(form["satisfaction"])
+        if form.get("satisfied") in ("yes", "no"):
+            body["satisfied"] = form["satisfied"] == "yes"
+        if form.get("complaint_description", "").strip():
+            body["complaint"] = {
+                "description": form["complaint_description"].strip(),
+                "category": form.get("complaint_category") if form.get("complaint_category") in COMPLAINT_CATEGORIES
+                else None,
+                "severity": form.get("complaint_severity") if form.get("complaint_severity") in SEVERITIES else None,
+            }
+    if outcome == "call_back_later":
+        if not form.get("call_back_at"):
+            raise ValueError(N_("Give the time to call back."))
+        zone = ZoneInfo(form.get("timezone") or "Asia/Shanghai")
+        at = datetime.fromisoformat(form["call_back_at"]).replace(tzinfo=zone)
+        if at <= now:
+            raise ValueError(N_("The time to call back must be later than now."))
+        body["call_back_at"] = at.isoformat()
+    return body
+
+
+def _back(form: dict[str, str], default: str) -> str:
+    back = form.get("back") or default
+    return back if back.startswith("/") and not back.startswith("//") else default
+
+
+def _with(path: str, **params: str) -> RedirectResponse:
+    sep = "&" if "?" in path else "?"
+    return RedirectResponse(path + sep + "&".join(f"{k}={quote(v)}" for k, v in params.items()), status_code=303)
+
+
+def _moment(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+def timeline(story: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The customer's story in one list, newest first: visits, receipts, calls, inbound calls,
+    cases' steps, messages, file changes."""
+    entries: list[dict[str, Any]] = []
+    entries += [{"at": v["picked_up_at"], "kind": "visit", "item": v} for v in story["visits"]]
+    entries += [{"at": r["returned_at"], "kind": "receipt", "item": r} for r in story["receipts"]]
+    entries += [{"at": c["attempted_at"], "kind": "call", "item": c} for c in story["calls"]]
+    entries += [{"at": c["at"], "kind": "inbound_call", "item": c} for c in story["inbound_calls"]]
+    entries += [{"at": e["at"], "kind": "complaint_event", "item": e} for e in story["complaint_events"]]
+    entries += [{"at": n["at"], "kind": "notification", "item": n} for n in story["notifications"]]
+    entries += [{"at": c["at"], "kind": "change", "item": c} for c in story["changes"]]
+    return sorted(entries, key=lambda e: e["at"], reverse=True)[:300]
+
+
+def install(runtime: ServiceRuntime) -> None:
+    """Turn the console's refusals and redirects into pages (the app is shared.http's)."""
+    app = runtime.app
+
+    @app.exception_handler(Redirect)
+    async def redirect(request: Request, exc: Redirect) -> Response:
+        if request.headers.get("HX-Request"):
+            return Response(status_code=204, headers={"HX-Redirect": exc.location})
+        return RedirectResponse(exc.location, status_code=303)
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused) -> Response:
+        person = None
+        try:
+            person = await current_person(request)
+        except Redirect:
+            pass
+        return render(request, "error.html", person, status=exc.status, message_id=exc.message_id,
+                      params=exc.params)

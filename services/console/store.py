@@ -1,0 +1,497 @@
+"""The console's SQL. Nothing else touches the `console` schema.
+
+Three kinds of table: staff (accounts, sessions, the audit log), inbound calls logged at the
+desk, and the read model of the customers' story, written only by the consumer's handlers
+from the aftersales.* topics. A later fact never loses to an earlier one that arrives late
+(rows keep the world time of what they hold)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from services.console.search import Query
+
+# -- read model: customers -------------------------------------------------------------------------
+
+CUSTOMER_COLUMNS = ("customer_id", "name", "name_pinyin", "name_initials", "phone", "email", "address", "region",
+                    "person_in_charge", "locale", "timezone", "consent", "registered_at", "updated_at")
+
+
+async def upsert_customers(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """A file's current fields, newest (by world time) wins; a field an event leaves out is kept."""
+    await conn.executemany(
+        f"""INSERT INTO customers ({", ".join(CUSTOMER_COLUMNS)})
+            VALUES ({", ".join(f"${i}" for i in range(1, len(CUSTOMER_COLUMNS) + 1))})
+            ON CONFLICT (customer_id) DO UPDATE SET
+                name = coalesce(EXCLUDED.name, customers.name),
+                name_pinyin = coalesce(EXCLUDED.name_pinyin, customers.name_pinyin),
+                name_initials = coalesce(EXCLUDED.name_initials, customers.name_initials),
+                phone = coalesce(EXCLUDED.phone, customers.phone), email = coalesce(EXCLUDED.email, customers.email),
+                address = coalesce(EXCLUDED.address, customers.address),
+                region = coalesce(EXCLUDED.region, customers.region),
+                person_in_charge = coalesce(EXCLUDED.person_in_charge, customers.person_in_charge),
+                locale = coalesce(EXCLUDED.locale, customers.locale),
+                timezone = coalesce(EXCLUDED.timezone, customers.timezone),
+                consent = coalesce(EXCLUDED.consent, customers.consent),
+                registered_at = least(EXCLUDED.registered_at, customers.registered_at),
+                updated_at = EXCLUDED.updated_at
+            WHERE customers.updated_at <= EXCLUDED.updated_at""",
+        [tuple(r.get(c) for c in CUSTOMER_COLUMNS) for r in rows],
+    )
+    # A late event still tells when the file began.
+    await conn.executemany(
+        """UPDATE customers SET registered_at = $2
+            WHERE customer_id = $1 AND $2::timestamptz IS NOT NULL
+              AND (registered_at IS NULL OR registered_at > $2)""",
+        [(r["customer_id"], r.get("registered_at")) for r in rows if r.get("registered_at")],
+    )
+
+
+async def add_phones(conn: asyncpg.Connection, rows: Iterable[tuple[str, str, datetime]]) -> None:
+    await conn.executemany(
+        """INSERT INTO phones (customer_id, phone, reversed, first_seen_at) VALUES ($1, $2, reverse($2), $3)
+           ON CONFLICT (customer_id, phone) DO UPDATE SET first_seen_at = least(phones.first_seen_at, EXCLUDED.first_seen_at)""",
+        list(rows),
+    )
+
+
+async def add_changes(conn: asyncpg.Connection, rows: Iterable[tuple[Any, str, str, datetime, str | None, str | None]]) -> None:
+    await conn.executemany(
+        """INSERT INTO customer_changes (event_id, field, customer_id, at, old_value, new_value)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
+        list(rows),
+    )
+
+
+_CUSTOMER_TABLES = ("phones", "customer_changes", "vehicles", "visits", "receipts", "followups", "calls", "complaints",
+                    "complaint_events", "notifications", "inbound_calls", "audit_log")
+
+
+async def merge_customers(conn: asyncpg.Connection, merged: dict[str, str]) -> None:
+    """Files intake merged into another customer's: their story moves along."""
+    for old, new in merged.items():
+        await conn.execute(
+            """INSERT INTO phones (customer_id, phone, reversed, first_seen_at)
+               SELECT $2, phone, reversed, first_seen_at FROM phones WHERE customer_id = $1
+               ON CONFLICT (customer_id, phone) DO NOTHING""", old, new)
+        await conn.execute("DELETE FROM phones WHERE customer_id = $1", old)
+        for table in _CUSTOMER_TABLES[1:]:
+            await conn.execute(f"UPDATE {table} SET customer_id = $2 WHERE customer_id = $1", old, new)
+        await conn.execute("DELETE FROM customers WHERE customer_id = $1", old)
+
+
+# -- read model: vehicles, visits, receipts -----------------------------------------------------------
+
+VEHICLE_COLUMNS = ("vin", "customer_id", "plate", "plate_key", "model", "dealer_id", "region", "sold_at",
+                   "warranty_months", "warranty_km", "updated_at")
+
+
+async def upsert_vehicles(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    await conn.executemany(
+        f"""INSERT INTO vehicles ({", ".join(VEHICLE_COLUMNS)})
+            VALUES ({", ".join(f"${i}" for i in range(1, len(VEHICLE_COLUMNS) + 1))})
+            ON CONFLICT (vin) DO UPDATE SET
+                customer_id = CASE WHEN EXCLUDED.updated_at >= vehicles.updated_at
+                                   THEN coalesce(EXCLUDED.customer_id, vehicles.customer_id) ELSE vehicles.customer_id END,
+                plate = CASE WHEN EXCLUDED.updated_at >= vehicles.updated_at OR vehicles.plate IS NULL
+                             THEN coalesce(EXCLUDED.plate, vehicles.plate) ELSE vehicles.plate END,
+                plate_key = CASE WHEN EXCLUDED.updated_at >= vehicles.updated_at OR vehicles.plate_key IS NULL
+                                 THEN coalesce(EXCLUDED.plate_key, vehicles.plate_key) ELSE vehicles.plate_key END,
+                model = coalesce(vehicles.model, EXCLUDED.model), dealer_id = coalesce(vehicles.dealer_id, EXCLUDED.dealer_id),
+                region = coalesce(EXCLUDED.region, vehicles.region), sold_at = coalesce(EXCLUDED.sold_at, vehicles.sold_at),
+                warranty_months = coalesce(EXCLUDED.warranty_months, vehicles.warranty_months),
+                warranty_km = coalesce(EXCLUDED.warranty_km, vehicles.warranty_km),
+                updated_at = greatest(vehicles.updated_at, EXCLUDED.updated_at)""",
+        [tuple(r.get(c) for c in VEHICLE_COLUMNS) for r in rows],
+    )
+
+
+VISIT_COLUMNS = ("repair_order_id", "vin", "customer_id", "dealer_id", "picked_up_at", "service_type", "items",
+                 "mileage_km", "advisor_id", "next_service_due_at", "next_service_due_km")
+
+
+async def insert_visits(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    await conn.executemany(
+        f"""INSERT INTO visits ({", ".join(VISIT_COLUMNS)})
+            VALUES ({", ".join(f"${i}" for i in range(1, len(VISIT_COLUMNS) + 1))})
+            ON CONFLICT (repair_order_id) DO NOTHING""",
+        [tuple(r.get(c) for c in VISIT_COLUMNS) for r in rows],
+    )
+
+
+async def insert_receipts(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    columns = ("receipt_id", "repair_order_id", "vin", "customer_id", "returned_at", "rating", "comments")
+    await conn.executemany(
+        f"""INSERT INTO receipts ({", ".join(columns)}) VALUES ($1, $2, $3, $4, $5, $6, $7)
+            ON CONFLICT (receipt_id) DO NOTHING""",
+        [tuple(r.get(c) for c in columns) for r in rows],
+    )
+
+
+# -- read model: follow-ups and calls ------------------------------------------------------------------
+
+FOLLOWUP_COLUMNS = ("followup_id", "kind", "customer_id", "vin", "dealer_id", "region", "campaign_id", "complaint_id",
+                    "due_from", "due_by", "scheduled_at", "updated_at")
+
+
+async def upsert_followups(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    await conn.executemany(
+        f"""INSERT INTO followups ({", ".join(FOLLOWUP_COLUMNS)})
+            VALUES ({", ".join(f"${i}" for i in range(1, len(FOLLOWUP_COLUMNS) + 1))})
+            ON CONFLICT (followup_id) DO UPDATE SET
+                due_from = EXCLUDED.due_from, due_by = EXCLUDED.due_by,
+                scheduled_at = coalesce(followups.scheduled_at, EXCLUDED.scheduled_at),
+                vin = coalesce(followups.vin, EXCLUDED.vin)""",
+        [tuple(r.get(c) for c in FOLLOWUP_COLUMNS) for r in rows],
+    )
+
+
+# Statuses only move forward; a late "due" never reopens a completed follow-up.
+_STATUS_RANK = "array_position(ARRAY['scheduled', 'due', 'overdue', 'escalated', 'expired', 'completed'], {})"
+
+
+async def set_followup_status(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """(followup_id, kind, customer_id, vin, status, at): from FollowUpDue/Overdue/Escalated/Expired."""
+    await conn.executemany(
+        f"""INSERT INTO followups (followup_id, kind, customer_id, vin, due_from, due_by, status, updated_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            ON CONFLICT (followup_id) DO UPDATE SET status = EXCLUDED.status,
+                updated_at = greatest(followups.updated_at, EXCLUDED.updated_at)
+            WHERE {_STATUS_RANK.format("followups.status")} < {_STATUS_RANK.format("EXCLUDED.status")}""",
+        [(r["followup_id"], r["kind"], r["customer_id"], r.get("vin"), r.get("due_from"), r.get("due_by"), r["status"],
+          r["at"]) for r in rows],
+    )
+
+
+async def complete_followups(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    await conn.executemany(
+        """INSERT INTO followups (followup_id, kind, customer_id, vin, status, outcome, satisfaction, satisfied,
+                                  agent_id, attempts, completed_at, complaint_id, campaign_id, dealer_id, region,
+                                  updated_at)
+           VALUES ($1, $2, $3, $4, 'completed', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $10)
+           ON CONFLICT (followup_id) DO UPDATE SET status = 'completed', outcome = EXCLUDED.outcome,
+               satisfaction = EXCLUDED.satisfaction, satisfied = EXCLUDED.satisfied, agent_id = EXCLUDED.agent_id,
+               attempts = greatest(followups.attempts, EXCLUDED.attempts), completed_at = EXCLUDED.completed_at,
+               updated_at = greatest(followups.updated_at, EXCLUDED.updated_at)""",
+        [(r["followup_id"], r["kind"], r["customer_id"], r.get("vin"), r["outcome"], r.get("satisfaction"),
+          r.get("satisfied"), r.get("agent_id"), r["attempts"], r["completed_at"], r.get("complaint_id"),
+          r.get("campaign_id"), r.get("dealer_id"), r.get("region")) for r in rows],
+    )
+
+
+async def add_feedback_categories(conn: asyncpg.Connection, rows: Sequence[tuple[str, list[str]]]) -> None:
+    await conn.executemany("UPDATE followups SET categories = $2 WHERE followup_id = $1", list(rows))
+
+
+CALL_COLUMNS = ("followup_id", "attempt_no", "customer_id", "kind", "agent_id", "outcome", "attempted_at",
+                "call_back_at", "satisfaction", "talking_points", "requests", "notes")
+
+
+async def insert_calls(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    await conn.executemany(
+        f"""INSERT INTO calls ({", ".join(CALL_COLUMNS)})
+            VALUES ({", ".join(f"${i}" for i in range(1, len(CALL_COLUMNS) + 1))})
+            ON CONFLICT (followup_id, attempt_no) DO NOTHING""",
+        [tuple(r.get(c) for c in CALL_COLUMNS) for r in rows],
+    )
+    await conn.executemany(
+        "UPDATE followups SET attempts = greatest(attempts, $2) WHERE followup_id = $1",
+        [(r["followup_id"], r["attempt_no"]) for r in rows],
+    )
+
+
+# -- read model: complaints and notifications ----------------------------------------------------------
+
+COMPLAINT_COLUMNS = ("complaint_id", "complaint_ref", "customer_id", "vin", "channel", "category", "severity",
+                     "department", "description", "filed_at", "ack_due_at", "resolve_due_at", "updated_at")
+
+
+async def open_complaints(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    await conn.executemany(
+        f"""INSERT INTO complaints ({", ".join(COMPLAINT_COLUMNS)})
+            VALUES ({", ".join(f"${i}" for i in range(1, len(COMPLAINT_COLUMNS) + 1))})
+            ON CONFLICT (complaint_id) DO UPDATE SET
+                complaint_ref = EXCLUDED.complaint_ref, customer_id = coalesce(EXCLUDED.customer_id, complaints.customer_id),
+                vin = EXCLUDED.vin, channel = EXCLUDED.channel, category = EXCLUDED.category,
+                severity = EXCLUDED.severity, department = EXCLUDED.department, description = EXCLUDED.description,
+                filed_at = EXCLUDED.filed_at, ack_due_at = EXCLUDED.ack_due_at,
+                resolve_due_at = EXCLUDED.resolve_due_at""",
+        [tuple(r.get(c) for c in COMPLAINT_COLUMNS) for r in rows],
+    )
+
+
+async def complaint_steps(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """A case's lifecycle events: the timeline row, and the case's state as of its newest event."""
+    await conn.executemany(
+        """INSERT INTO complaint_events (event_id, complaint_id, customer_id, event_type, at, actor, detail)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING""",
+        [(r["event_id"], r["complaint_id"], r.get("customer_id"), r["event_type"], r["at"], r.get("actor"),
+          r.get("detail") or {}) for r in rows],
+    )
+    await conn.executemany(
+        """INSERT INTO complaints (complaint_id, customer_id, state, level, assignee, resolution, department, updated_at)
+           VALUES ($1, $2, coalesce($3, 'opened'), coalesce($4, 0), $5, $6, $7, $8)
+           ON CONFLICT (complaint_id) DO UPDATE SET
+               customer_id = coalesce(complaints.customer_id, EXCLUDED.customer_id),
+               state = CASE WHEN EXCLUDED.updated_at >= complaints.updated_at THEN coalesce($3, complaints.state)
+                            ELSE complaints.state END,
+               level = CASE WHEN $4::int IS NOT NULL AND EXCLUDED.updated_at >= complaints.updated_at THEN $4
+                            ELSE complaints.level END,
+               assignee = coalesce($5, complaints.assignee), resolution = coalesce($6, complaints.resolution),
+               department = coalesce(complaints.department, EXCLUDED.department),
+               updated_at = greatest(complaints.updated_at, EXCLUDED.updated_at)""",
+        [(r["complaint_id"], r.get("customer_id"), r.get("state"), r.get("level"), r.get("assignee"),
+          r.get("resolution"), r.get("department"), r["at"]) for r in rows],
+    )
+
+
+async def upsert_notifications(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    columns = ("notification_id", "customer_id", "channel", "template", "rule", "status", "reason", "attempts",
+               "source_event_type", "at")
+    await conn.executemany(
+        f"""INSERT INTO notifications ({", ".join(columns)}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            ON CONFLICT (notification_id) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason,
+                attempts = EXCLUDED.attempts, at = EXCLUDED.at
+            WHERE notifications.at <= EXCLUDED.at""",
+        [tuple(r.get(c) for c in columns) for r in rows],
+    )
+
+
+# -- staff ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Account:
+    username: str
+    display_name: str
+    role: str
+    password_hash: str
+    locale: str
+    failed_attempts: int
+    locked_until: datetime | None
+
+
+async def add_account(conn: asyncpg.Connection, username: str, display_name: str, role: str, password_hash: str,
+                      locale: str, now: datetime) -> bool:
+    status = await conn.execute(
+        """INSERT INTO accounts (username, display_name, role, password_hash, locale, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (username) DO NOTHING""",
+        username, display_name, role, password_hash, locale, now)
+    return status.endswith(" 1")
+
+
+async def set_password(conn: asyncpg.Connection, username: str, password_hash: str) -> bool:
+    status = await conn.execute(
+        "UPDATE accounts SET password_hash = $2, failed_attempts = 0, locked_until = NULL WHERE username = $1",
+        username, password_hash)
+    return status.endswith(" 1")
+
+
+async def account(conn: asyncpg.Connection, username: str, *, lock: bool = False) -> Account | None:
+    row = await conn.fetchrow(
+        f"""SELECT username, display_name, role, password_hash, locale, failed_attempts, locked_until
+              FROM accounts WHERE username = $1{" FOR UPDATE" if lock else ""}""", username)
+    return Account(**dict(row)) if row else None
+
+
+async def accounts(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT username, display_name, role, locale, failed_attempts, locked_until, created_at, last_sign_in_at
+             FROM accounts ORDER BY username""")
+    return [dict(r) for r in rows]
+
+
+async def record_failure(conn: asyncpg.Connection, username: str, failed: int, locked_until: datetime | None) -> None:
+    await conn.execute("UPDATE accounts SET failed_attempts = $2, locked_until = $3 WHERE username = $1",
+                       username, failed, locked_until)
+
+
+async def record_sign_in(conn: asyncpg.Connection, username: str, now: datetime) -> None:
+    await conn.execute(
+        "UPDATE accounts SET failed_attempts = 0, locked_until = NULL, last_sign_in_at = $2 WHERE username = $1",
+        username, now)
+
+
+async def unlock(conn: asyncpg.Connection, username: str) -> bool:
+    status = await conn.execute(
+        "UPDATE accounts SET failed_attempts = 0, locked_until = NULL WHERE username = $1", username)
+    return status.endswith(" 1")
+
+
+async def set_locale(conn: asyncpg.Connection, username: str, locale: str) -> None:
+    await conn.execute("UPDATE accounts SET locale = $2 WHERE username = $1", username, locale)
+
+
+async def open_session(conn: asyncpg.Connection, session_hash: bytes, username: str, csrf_token: str,
+                       now: datetime, expires_at: datetime) -> None:
+    await conn.execute("DELETE FROM sessions WHERE expires_at < $1", now)
+    await conn.execute(
+        """INSERT INTO sessions (session_hash, username, csrf_token, created_at, expires_at)
+           VALUES ($1, $2, $3, $4, $5)""", session_hash, username, csrf_token, now, expires_at)
+
+
+async def session(conn: asyncpg.Connection, session_hash: bytes, now: datetime) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        """SELECT s.username, s.csrf_token, s.expires_at, a.display_name, a.role, a.locale
+             FROM sessions s JOIN accounts a USING (username)
+            WHERE s.session_hash = $1 AND s.expires_at > $2""", session_hash, now)
+    return dict(row) if row else None
+
+
+async def close_session(conn: asyncpg.Connection, session_hash: bytes) -> None:
+    await conn.execute("DELETE FROM sessions WHERE session_hash = $1", session_hash)
+
+
+async def close_sessions_of(conn: asyncpg.Connection, username: str) -> None:
+    await conn.execute("DELETE FROM sessions WHERE username = $1", username)
+
+
+# -- audit ------------------------------------------------------------------------------------------------
+
+
+async def audit(conn: asyncpg.Connection, *, at: datetime, username: str, role: str, action: str,
+                customer_id: str | None = None, subject: str | None = None, detail: dict[str, Any] | None = None) -> None:
+    await conn.execute(
+        """INSERT INTO audit_log (at, username, role, action, customer_id, subject, detail)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""", at, username, role, action, customer_id, subject, detail or {})
+
+
+async def audit_entries(conn: asyncpg.Connection, *, username: str | None, customer_id: str | None,
+                        action: str | None, limit: int, before_id: int | None) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT l.*, c.name AS customer_name FROM audit_log l LEFT JOIN customers c USING (customer_id)
+            WHERE ($1::text IS NULL OR l.username = $1) AND ($2::text IS NULL OR l.customer_id = $2)
+              AND ($3::text IS NULL OR l.action = $3) AND ($5::bigint IS NULL OR l.id < $5)
+            ORDER BY l.id DESC LIMIT $4""", username, customer_id, action, limit, before_id)
+    return [dict(r) for r in rows]
+
+
+# -- inbound calls -----------------------------------------------------------------------------------------
+
+
+async def log_inbound_call(conn: asyncpg.Connection, call: dict[str, Any]) -> None:
+    await conn.execute(
+        """INSERT INTO inbound_calls (call_id, customer_id, at, handled_by, kind, summary, complaint_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        call["call_id"], call["customer_id"], call["at"], call["handled_by"], call["kind"], call["summary"],
+        call.get("complaint_id"))
+
+
+# -- pages ----------------------------------------------------------------------------------------------------
+
+
+async def search(conn: asyncpg.Connection, q: Query, limit: int = 20) -> list[dict[str, Any]]:
+    """Customers matching any reading of the query, best reading first: a phone's last digits,
+    part of a plate, a VIN fragment, a repair order, a name in characters or pinyin."""
+    branches: list[str] = []
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if q.phone_suffix:
+        branches.append(f"SELECT customer_id, 1 AS rank, 'phone' AS matched FROM phones "
+                        f"WHERE reversed LIKE {arg(q.phone_suffix[::-1] + '%')}")
+    if q.plate:
+        branches.append(f"SELECT customer_id, 2, 'plate' FROM vehicles WHERE plate_key LIKE {arg('%' + q.plate + '%')}")
+    if q.vin:
+        branches.append(f"SELECT customer_id, 3, 'vin' FROM vehicles WHERE vin LIKE {arg('%' + q.vin + '%')}")
+    if q.repair_order:
+        branches.append(f"SELECT customer_id, 4, 'repair_order' FROM visits "
+                        f"WHERE upper(repair_order_id) LIKE {arg('%' + q.repair_order + '%')}")
+    if q.name:
+        pattern = (q.name + "%") if len(q.name) < 2 else ("%" + q.name + "%")
+        branches.append(f"SELECT customer_id, CASE WHEN name = {arg(q.name)} THEN 0 ELSE 5 END, 'name' FROM customers "
+                        f"WHERE name LIKE {arg(pattern)}")
+    if q.pinyin:
+        prefix = arg(q.pinyin + "%")
+        contains = f" OR name_pinyin LIKE {arg('%' + q.pinyin + '%')}" if len(q.pinyin) >= 3 else ""
+        branches.append(f"SELECT customer_id, 6, 'pinyin' FROM customers "
+                        f"WHERE name_pinyin LIKE {prefix} OR name_initials LIKE {prefix}{contains}")
+    if not branches:
+        return []
+    rows = await conn.fetch(
+        f"""WITH hits AS ({" UNION ALL ".join(f"({b} LIMIT 200)" for b in branches)}),
+                 best AS (SELECT customer_id, min(rank) AS rank, (array_agg(matched ORDER BY rank))[1] AS matched
+                            FROM hits WHERE customer_id IS NOT NULL GROUP BY customer_id)
+            SELECT c.customer_id, c.name, c.phone, c.region, b.matched, b.rank,
+                   (SELECT array_agg(coalesce(v.plate, v.vin) || ' ' || coalesce(v.model, '') ORDER BY v.sold_at)
+                      FROM vehicles v WHERE v.customer_id = c.customer_id) AS vehicles
+              FROM best b JOIN customers c USING (customer_id)
+             ORDER BY b.rank, c.name NULLS LAST, c.customer_id
+             LIMIT {arg(limit)}""",
+        *args,
+    )
+    return [dict(r) for r in rows]
+
+
+async def customers_brief(conn: asyncpg.Connection, customer_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT customer_id, name, phone, region, timezone FROM customers WHERE customer_id = ANY($1::text[])",
+        list(set(customer_ids)))
+    return {r["customer_id"]: dict(r) for r in rows}
+
+
+async def vehicles_brief(conn: asyncpg.Connection, vins: Iterable[str]) -> dict[str, dict[str, Any]]:
+    rows = await conn.fetch("SELECT vin, plate, model FROM vehicles WHERE vin = ANY($1::text[])", list(set(vins)))
+    return {r["vin"]: dict(r) for r in rows}
+
+
+async def customer(conn: asyncpg.Connection, customer_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow("SELECT * FROM customers WHERE customer_id = $1", customer_id)
+    return dict(row) if row else None
+
+
+async def story(conn: asyncpg.Connection, customer_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Everything the console knows of one customer, one query per table."""
+
+    async def rows(sql: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in await conn.fetch(sql, customer_id)]
+
+    return {
+        "phones": await rows("SELECT phone, first_seen_at FROM phones WHERE customer_id = $1 ORDER BY first_seen_at DESC"),
+        "changes": await rows("SELECT * FROM customer_changes WHERE customer_id = $1 ORDER BY at DESC, field LIMIT 200"),
+        "vehicles": await rows("SELECT * FROM vehicles WHERE customer_id = $1 ORDER BY sold_at NULLS LAST, vin"),
+        "visits": await rows("SELECT * FROM visits WHERE customer_id = $1 ORDER BY picked_up_at DESC LIMIT 200"),
+        "receipts": await rows("SELECT * FROM receipts WHERE customer_id = $1 ORDER BY returned_at DESC LIMIT 200"),
+        "followups": await rows("SELECT * FROM followups WHERE customer_id = $1 ORDER BY due_by DESC NULLS LAST LIMIT 200"),
+        "calls": await rows("SELECT * FROM calls WHERE customer_id = $1 ORDER BY attempted_at DESC LIMIT 200"),
+        "inbound_calls": await rows("SELECT * FROM inbound_calls WHERE customer_id = $1 ORDER BY at DESC LIMIT 200"),
+        "complaints": await rows("SELECT * FROM complaints WHERE customer_id = $1 ORDER BY filed_at DESC NULLS LAST"),
+        "complaint_events": await rows(
+            "SELECT * FROM complaint_events WHERE customer_id = $1 ORDER BY at, event_type LIMIT 1000"),
+        "notifications": await rows("SELECT * FROM notifications WHERE customer_id = $1 ORDER BY at DESC LIMIT 200"),
+    }
+
+
+async def vehicle_story(conn: asyncpg.Connection, vin: str) -> dict[str, Any] | None:
+    vehicle = await conn.fetchrow("SELECT * FROM vehicles WHERE vin = $1", vin)
+    if vehicle is None:
+        return None
+
+    async def rows(sql: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in await conn.fetch(sql, vin)]
+
+    return {
+        "vehicle": dict(vehicle),
+        "visits": await rows("SELECT * FROM visits WHERE vin = $1 ORDER BY picked_up_at DESC"),
+        "receipts": await rows("SELECT * FROM receipts WHERE vin = $1 ORDER BY returned_at DESC"),
+        "followups": await rows("SELECT * FROM followups WHERE vin = $1 ORDER BY due_by DESC NULLS LAST"),
+        "calls": await rows("""SELECT c.* FROM calls c JOIN followups f USING (followup_id)
+                                WHERE f.vin = $1 ORDER BY c.attempted_at DESC"""),
+        "complaints": await rows("SELECT * FROM complaints WHERE vin = $1 ORDER BY filed_at DESC NULLS LAST"),
+    }
+
+
+async def previous_calls(conn: asyncpg.Connection, customer_id: str, limit: int = 10) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT * FROM calls WHERE customer_id = $1 AND (talking_points IS NOT NULL OR requests IS NOT NULL
+                                                           OR notes IS NOT NULL OR outcome <> 'reached')
+            ORDER BY attempted_at DESC LIMIT $2""", customer_id, limit)
+    return [dict(r) for r in rows]

@@ -1,0 +1,88 @@
+"""Staff accounts from the command line (`aftersales console users …`), the demo and the tests:
+the console's schema is migrated first, so an account can be made before the console runs."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from shared.db import connect, ensure_database
+from shared.migrations import KERNEL_MIGRATIONS, migrate
+from shared.settings import Settings
+
+from services.console import accounts, store
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SCHEMA = "console"
+
+
+class AccountError(ValueError):
+    """The account cannot be made or changed as asked; the message says why."""
+
+
+async def _connection(settings: Settings) -> Any:
+    await ensure_database(settings)
+    conn = await connect(settings, SCHEMA)
+    await migrate(conn, SCHEMA, {"kernel": KERNEL_MIGRATIONS, SCHEMA: MIGRATIONS})
+    return conn
+
+
+async def add(settings: Settings, username: str, display_name: str, role: str, password: str,
+              locale: str = "zh-CN", *, replace: bool = False) -> None:
+    if role not in accounts.ROLES:
+        raise AccountError(f"role {role!r} is not one of {', '.join(accounts.ROLES)}")
+    if locale not in ("zh-CN", "en"):
+        raise AccountError(f"locale {locale!r} is not zh-CN or en")
+    if not username or len(username) > 64 or any(ch.isspace() for ch in username):
+        raise AccountError("a user name is 1-64 characters without spaces")
+    try:
+        hashed = accounts.hash_password(password)
+    except ValueError as exc:
+        raise AccountError(str(exc)) from None
+    conn = await _connection(settings)
+    try:
+        async with conn.transaction():
+            created = await store.add_account(conn, username, display_name or username, role, hashed, locale,
+                                              datetime.now(timezone.utc))
+            if not created:
+                if not replace:
+                    raise AccountError(f"{username!r} exists already; use `aftersales console users password` to "
+                                       "set a new password")
+                await conn.execute("UPDATE accounts SET display_name = $2, role = $3, locale = $4 WHERE username = $1",
+                                   username, display_name or username, role, locale)
+                await store.set_password(conn, username, hashed)
+                await store.close_sessions_of(conn, username)
+    finally:
+        await conn.close()
+
+
+async def set_password(settings: Settings, username: str, password: str) -> None:
+    try:
+        hashed = accounts.hash_password(password)
+    except ValueError as exc:
+        raise AccountError(str(exc)) from None
+    conn = await _connection(settings)
+    try:
+        if not await store.set_password(conn, username, hashed):
+            raise AccountError(f"no account {username!r}; `aftersales console users list` shows them")
+        await store.close_sessions_of(conn, username)
+    finally:
+        await conn.close()
+
+
+async def unlock(settings: Settings, username: str) -> None:
+    conn = await _connection(settings)
+    try:
+        if not await store.unlock(conn, username):
+            raise AccountError(f"no account {username!r}; `aftersales console users list` shows them")
+    finally:
+        await conn.close()
+
+
+async def listing(settings: Settings) -> list[dict[str, Any]]:
+    conn = await _connection(settings)
+    try:
+        return await store.accounts(conn)
+    finally:
+        await conn.close()
