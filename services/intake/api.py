@@ -11,10 +11,11 @@ from typing import Any, Literal
 
 import orjson
 from fastapi import APIRouter, Header, HTTPException, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.db import acquire
-from shared.events import InvalidRecord, decode
+from shared.events import InvalidRecord, decode, new_event
+from shared.events.catalog import UPSTREAM_CRM, Email, Name, Phone
 from shared.http import Principal, check_paging, require, runtime_of
 from shared.timeutil import add_months
 from shared.validation import normalize_phone, normalize_vin
@@ -38,6 +39,17 @@ class EventResult(BaseModel):
     event_id: str | None
     status: Literal["accepted", "duplicate", "rejected"]
     reason: str | None = None
+
+
+class ContactCorrection(BaseModel):
+    """Contact data an agent learned on the phone."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    phone: Phone | None = None
+    email: Email | None = None
+    address: Name | None = None
+    person_in_charge: Name | None = None
+    reason: str | None = Field(None, max_length=500, description="how the agent learned it")
 
 
 class WebhookResponse(BaseModel):
@@ -176,6 +188,30 @@ def router() -> APIRouter:
         if found is None:
             raise HTTPException(404, f"no customer file {customer_id!r}; search with GET /v1/customers?phone=…")
         return _file_view(found)
+
+    @r.post("/v1/customers/{customer_id}/contact", status_code=202, tags=["customer files"],
+            summary="Correct a customer's contact data (learned on the phone); applied like a CRM update")
+    async def correct_contact(request: Request, customer_id: str, body: ContactCorrection,
+                              who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
+        """The correction goes onto upstream.crm as the CustomerUpdated a CRM would send (with the
+        person who made it), so intake files it, and the log keeps it, exactly like one."""
+        changes = body.model_dump(exclude_none=True, exclude={"reason"})
+        if not changes:
+            raise HTTPException(422, "name at least one of phone, email, address, person_in_charge to correct")
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            if await store.customer_file(conn, customer_id) is None:
+                raise HTTPException(404, f"no customer file {customer_id!r}; search with GET /v1/customers?phone=…")
+        now = runtime.clock.now()
+        envelope = new_event(topic=UPSTREAM_CRM, event_type="CustomerUpdated", source="crm", occurred_at=now, data={
+            "customer_id": customer_id, **changes, "changed_at": now, "corrected_by": who.subject,
+            "correction_reason": body.reason})
+        async with runtime.transaction() as uow:
+            uow.forward(UPSTREAM_CRM, key=envelope.key, value=envelope.to_json(), event_id=envelope.event_id,
+                        event_type=envelope.event_type)
+        return {"customer_id": customer_id, "event_id": str(envelope.event_id), "corrected_by": who.subject,
+                "fields": sorted(changes), "status": "accepted"}
 
     return r
 
