@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml 2>/dev/null | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: setup infra test test-unit test-integration test-e2e demo down status bench-pipeline clean
+.PHONY: setup infra test test-unit test-integration test-e2e test-dates demo down status bench-pipeline clean
 
 $(STAMP): pyproject.toml
 	@deploy/scripts/ensure-python.sh $(PYTHON) $(VENV)
@@ -23,6 +23,17 @@ infra: setup
 
 test: infra
 	$(BIN)/pytest -ra --durations=20 $(PYTEST_ARGS)
+
+# The date-sensitive tests (marker `dates`) on other days than the suite's fixed test moment:
+# a public holiday, month and year ends, late evenings (AFTERSALES_TEST_NOW, Shanghai time).
+TEST_DATES ?= 2026-10-01T09:30:00+08:00 2026-11-20T10:00:00+08:00 2026-12-31T23:20:00+08:00 \
+              2027-02-06T15:00:00+08:00 2027-04-30T21:40:00+08:00 2027-09-15T20:30:00+08:00
+
+test-dates: infra
+	@rc=0; for at in $(TEST_DATES); do \
+	  echo "=== make test-dates: AFTERSALES_TEST_NOW=$$at"; \
+	  AFTERSALES_TEST_NOW=$$at $(BIN)/pytest -m dates -q $(PYTEST_ARGS) || rc=1; \
+	done; exit $$rc
 
 test-unit: setup
 	$(BIN)/pytest -ra tests/unit $(PYTEST_ARGS)

@@ -177,13 +177,16 @@ def demo(
     dealers: Annotated[int, typer.Option(help="dealers in the network", min=1)] = 20,
     pickups_per_day: Annotated[float, typer.Option(help="vehicles picked up after service per day")] = 35.0,
     seed: Annotated[int | None, typer.Option(help="random seed (default: the time)")] = None,
+    until: Annotated[datetime | None, typer.Option(
+        help="the day after the month's last (YYYY-MM-DD; default: today in China)", formats=["%Y-%m-%d"])] = None,
 ) -> None:
     """A month of a dealer network through the live services: sales, pickups, receipts, complaints,
     defects with one bad batch, a campaign; agents, complaint handlers and quality engineers
     working through the APIs; then the KPIs and where to look."""
     from aftersales.demo import Plan, run
 
-    plan = Plan(days=days, vehicles=vehicles, dealers=dealers, pickups_per_day=pickups_per_day)
+    plan = Plan(days=days, vehicles=vehicles, dealers=dealers, pickups_per_day=pickups_per_day,
+                until=until.date() if until else None)
     if seed is not None:
         plan.seed = seed
     asyncio.run(run(plan))

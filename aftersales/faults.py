@@ -60,6 +60,7 @@ from aftersales.infra import _paths as shared_paths
 from aftersales.peers import MailSink, PeerStore, SmsGatewaySink
 from aftersales.sandbox import free_port
 from aftersales.simulate import MODELS, REGIONS, Customer, Fleet, Vehicle
+from shared.clock import offset_to
 from shared.db import with_database
 from shared.events import ALL_TOPICS
 from shared.kafka.clients import delete_topics, ensure_topics, make_admin, partitions_of, stop_consumer
@@ -1056,6 +1057,9 @@ class FaultOptions:
     seed: int | None = None
     quiet_timeout: float = 1800.0
     keep: bool = False  # keep the run's database and topics even when it passes
+    # The services' clock when the run starts. Default: now, moved into daytime in China; tests
+    # fix it, so a seed gives the same run on any day.
+    start: datetime | None = None
 
     def publish_rate(self) -> float:
         return self.rate or max(25.0, self.events / 100.0)
@@ -1163,7 +1167,8 @@ class FaultRun:
             await conn.close()
         await ensure_topics(self.settings, ALL_TOPICS)
         self.sinks = Sinks(self.dir / "peers", self.sms_key).start()
-        self.offset = daytime_offset(datetime.now(UTC))
+        self.offset = (offset_to(self.options.start) if self.options.start is not None
+                       else daytime_offset(datetime.now(UTC)))
         traffic = build_traffic(self.options.events, self.seed, self.now(),
                                 self.options.events / self.options.publish_rate())
         env = self.service_env()

@@ -44,6 +44,8 @@ class Namespace:
             "AFTERSALES_OUTBOX_IDLE_POLL_SECONDS": "0.2",
             "AFTERSALES_TIMER_TICK_SECONDS": "0.2",
         }
+        if self.settings.clock_offset_seconds:  # the namespace lives on another day (tests)
+            env["AFTERSALES_CLOCK_OFFSET_SECONDS"] = repr(self.settings.clock_offset_seconds)
         env.update(extra)
         return env
 

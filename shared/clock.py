@@ -102,6 +102,14 @@ class FileClock:
         os.replace(tmp, path)
 
 
+def offset_to(moment: datetime) -> float:
+    """Seconds to add to the wall clock for a clock that reads `moment` now (a stack started
+    "on another day": tests, demos)."""
+    if moment.tzinfo is None:
+        raise ValueError("offset_to needs a timezone-aware moment")
+    return (moment - datetime.now(UTC)).total_seconds()
+
+
 def clock_from_offset(seconds: float) -> Clock:
     return OffsetClock(timedelta(seconds=seconds)) if seconds else SystemClock()
 

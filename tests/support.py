@@ -7,11 +7,13 @@ partitions) and its own database, so tests never see each other's records.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
@@ -21,11 +23,59 @@ from aiokafka.structs import ConsumerRecord
 
 from aftersales import sandbox
 from aftersales.sandbox import Namespace, ServiceProcess, drop_namespace
-from shared.clock import Clock, ManualClock
+from shared.clock import Clock, ManualClock, offset_to
 from shared.events import Envelope
 from shared.kafka.clients import stop_consumer
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
+
+
+# ---------------------------------------------------------------------------------------
+# Time. Tests never read the wall clock for business time: "now" is the run's test moment, a
+# fixed date (a Friday morning in Shanghai) unless AFTERSALES_TEST_NOW names another, so a run
+# gives the same result on any day. `make test-dates` runs the date-sensitive tests (marked
+# `dates`) on other moments: public holidays, month ends, late evenings.
+
+DEFAULT_TEST_NOW = "2026-11-20T10:00:00+08:00"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def _test_now() -> datetime:
+    raw = os.environ.get("AFTERSALES_TEST_NOW") or DEFAULT_TEST_NOW
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise RuntimeError(f"AFTERSALES_TEST_NOW={raw!r} is not an ISO 8601 moment; "
+                           "expected e.g. 2026-10-01T21:30:00+08:00") from None
+    if moment.tzinfo is None:
+        raise RuntimeError(f"AFTERSALES_TEST_NOW={raw!r} has no offset; add one such as +08:00")
+    return moment.astimezone(SHANGHAI)
+
+
+TEST_NOW = _test_now()
+
+
+def day_at(hour: int, minute: int = 0, *, days: int = 0) -> datetime:
+    """A local time in Shanghai on the test day (or `days` after it): for scenarios that need
+    a time of day (calling hours, quiet hours, the quality department's Monday meeting)."""
+    day = TEST_NOW.date() + timedelta(days=days)
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=SHANGHAI)
+
+
+def next_weekday(weekday: int, hour: int, minute: int = 0, *, after: datetime | None = None) -> datetime:
+    """The next local `weekday` (0 = Monday) at hour:minute strictly after `after` (default: now)."""
+    start = (after or TEST_NOW).astimezone(SHANGHAI)
+    for days in range(0, 8):
+        candidate = datetime(start.year, start.month, start.day, hour, minute, tzinfo=SHANGHAI) + timedelta(days=days)
+        if candidate.weekday() == weekday and candidate > start:
+            return candidate
+    raise AssertionError("unreachable: a weekday recurs within eight days")
+
+
+def zh_date(moment: datetime) -> str:
+    """How the zh-CN templates print a date: 2026年11月23日."""
+    local = moment.astimezone(SHANGHAI)
+    return f"{local.year}年{local.month}月{local.day}日"
 
 
 # Bearer tokens every test namespace knows, one per role (and a second agent).
@@ -40,6 +90,8 @@ API_TOKENS = ("agent-token=agent:agent-01,agent2-token=agent:agent-02,supervisor
 async def create_namespace(partitions: int = 12, **overrides: Any) -> Namespace:
     """A namespace tuned for tests: fast polling, small pools, short backoff, known tokens."""
     overrides.setdefault("api_tokens", API_TOKENS)
+    # Service processes started in the namespace live at the test moment, not on today's date.
+    overrides.setdefault("clock_offset_seconds", offset_to(TEST_NOW))
     return await sandbox.create_namespace(
         "t", partitions, outbox_idle_poll_seconds=0.2, timer_tick_seconds=0.05, consumer_poll_timeout_ms=50,
         db_pool_min=1, db_pool_max=6, retry_max_backoff_seconds=2.0, kpi_refresh_seconds=0.5, **overrides,
@@ -208,8 +260,10 @@ async def queue_item(client: httpx.AsyncClient, kind: str, vin: str | None = Non
     raise AssertionError(f"no {kind} in the queue within {timeout}s")
 
 
-def manual_clock(at: str = "2026-11-20T10:00:00+08:00") -> ManualClock:
-    return ManualClock(datetime.fromisoformat(at))
+def manual_clock(at: str | datetime | None = None) -> ManualClock:
+    """A clock the test moves by hand, at `at` (default: the test moment)."""
+    start = TEST_NOW if at is None else at if isinstance(at, datetime) else datetime.fromisoformat(at)
+    return ManualClock(start)
 
 
 async def db(ns: Namespace, schema: str) -> asyncpg.Connection:
@@ -217,5 +271,5 @@ async def db(ns: Namespace, schema: str) -> asyncpg.Connection:
 
 
 
-__all__ = ["TOKENS", "Namespace", "ServiceProcess", "Stack", "TopicReader", "api", "count", "create_namespace", "db",
+__all__ = ["DEFAULT_TEST_NOW", "SHANGHAI", "TEST_NOW", "TOKENS", "day_at", "next_weekday", "zh_date", "Namespace", "ServiceProcess", "Stack", "TopicReader", "api", "count", "create_namespace", "db",
            "drop_namespace", "manual_clock", "publish", "queue_item"]

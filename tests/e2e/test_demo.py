@@ -11,9 +11,9 @@ import pytest
 from aftersales import demo
 from aftersales.sandbox import free_port
 from shared.settings import SERVICES
-from tests.support import API_TOKENS, Namespace
+from tests.support import API_TOKENS, TEST_NOW, Namespace
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
 
 async def test_a_short_demo_month_runs_through_the_services_and_reports_consistent_kpis(ns: Namespace) -> None:
@@ -23,7 +23,7 @@ async def test_a_short_demo_month_runs_through_the_services_and_reports_consiste
                  **{f"AFTERSALES_{name.upper()}_PORT": str(port) for name, port in ports.items()})
     # ~9 units in the bad controller batch failing at 6 a unit-month: a handful of reports in six days
     plan = demo.Plan(days=6, vehicles=400, dealers=5, pickups_per_day=16, complaints_per_day=2,
-                     bad_batch_rate=6.0, seed=20261129)
+                     bad_batch_rate=6.0, seed=20261129, until=TEST_NOW.date())
     try:
         figures = await demo.run(plan, settings=settings, env=env, bring_up=False)
     finally:
@@ -39,6 +39,10 @@ async def test_a_short_demo_month_runs_through_the_services_and_reports_consiste
     assert set(followup["calls_per_agent"]) == {"agent-01", "agent-02"}
     assert followup["scored_calls"] == traffic["reached"]  # every reached call was scored
     assert followup["satisfaction_rate"] is not None
+
+    # every category the demo counts is reported, zero included (a month without a complaint
+    # raised on a call still says 0)
+    assert set(demo.UPSTREAM_TYPES + demo.OFFICE_WORK) <= set(traffic)
 
     # each CRM complaint, and each complaint or product issue raised on a call, became a case
     assert complaints["cases"] == (traffic["ComplaintFiled"] + traffic["complaints from calls"]

@@ -4,28 +4,27 @@ once more, with the same idempotency key, and the customer gets one message."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from aftersales.demo import demo_clock_offset
 from aftersales.peers import PeerStore, SmsGatewaySink
+from shared.clock import offset_to
 from shared.events import new_event
-from tests.support import Namespace, ServiceProcess, TopicReader, count, publish
+from tests.support import Namespace, ServiceProcess, TopicReader, count, day_at, publish
 
-pytestmark = [pytest.mark.infra, pytest.mark.slow]
+pytestmark = [pytest.mark.infra, pytest.mark.slow, pytest.mark.dates]
 
 
 async def test_a_crash_between_send_and_record_repeats_the_attempt_once_with_the_same_key(
     ns: Namespace, logs_dir: Path
 ) -> None:
     gateway = await SmsGatewaySink(PeerStore()).start()
-    offset = demo_clock_offset(datetime.now(UTC))  # keep the service inside daytime in Shanghai
+    now = day_at(10)  # the service lives at 10:00 on the test day, outside the SMS quiet hours
     env = {"AFTERSALES_SMS_GATEWAY_URL": gateway.url, "AFTERSALES_SENDING_LEASE_SECONDS": "1",
-           "AFTERSALES_DISPATCH_TICK_SECONDS": "0.1", "AFTERSALES_CLOCK_OFFSET_SECONDS": str(offset),
+           "AFTERSALES_DISPATCH_TICK_SECONDS": "0.1", "AFTERSALES_CLOCK_OFFSET_SECONDS": str(offset_to(now)),
            "AFTERSALES_SMS_API_KEY": ""}
-    now = datetime.now(UTC) + timedelta(seconds=offset)
     doomed = ServiceProcess(ns, "notifier", logs_dir, AFTERSALES_FAULT="crash_after_send", **env).start()
     try:
         doomed.wait_ready()

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,12 @@ import pytest
 import yaml
 
 from aftersales.sandbox import free_port
-from aftersales.simulate import CST, Fleet
-from tests.support import API_TOKENS, TOKENS, Namespace, ServiceProcess, publish
+from aftersales.simulate import Fleet
+from shared.clock import offset_to
+from tests.support import API_TOKENS, TOKENS, Namespace, ServiceProcess, day_at, publish
 from tests.unit.test_deploy_metrics import DASHBOARDS, dashboard_queries
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -119,11 +120,10 @@ def panel_queries() -> Iterator[tuple[str, str]]:
 
 async def test_prometheus_reads_the_department_kpis_from_the_running_services(ns: Namespace, logs_dir: Path,
                                                                               tmp_path: Path) -> None:
-    # The services live at 11:00 Shanghai time today, inside the agents' calling hours.
-    real_now = datetime.now(CST)
-    service_now = real_now.replace(hour=11, minute=0, second=0, microsecond=0)
+    # The services live at 11:00 Shanghai time on the test day, inside the agents' calling hours.
+    service_now = day_at(11)
     env = {
-        "AFTERSALES_CLOCK_OFFSET_SECONDS": f"{(service_now - real_now).total_seconds():.3f}",
+        "AFTERSALES_CLOCK_OFFSET_SECONDS": f"{offset_to(service_now):.3f}",
         "AFTERSALES_KPI_REFRESH_SECONDS": "0.5", "AFTERSALES_API_TOKENS": API_TOKENS,
         "AFTERSALES_CONSUMER_POLL_TIMEOUT_MS": "50", "AFTERSALES_DB_POOL_MIN": "1", "AFTERSALES_DB_POOL_MAX": "4",
         "AFTERSALES_LOG_LEVEL": "WARNING",

@@ -15,11 +15,13 @@ import pytest
 
 from aftersales import faults
 from shared.settings import SERVICES
+from tests.support import day_at
 
-pytestmark = [pytest.mark.infra, pytest.mark.slow]
+pytestmark = [pytest.mark.infra, pytest.mark.slow, pytest.mark.dates]
 
 def test_two_replicas_lose_nothing_and_do_nothing_twice_while_services_kafka_and_postgres_are_killed() -> None:
-    options = faults.FaultOptions(events=1_500, replicas=2, kills=2, rate=50, quiet_timeout=300)
+    # the services' day starts at 09:30 in Shanghai on the test day: inside the calling and SMS hours
+    options = faults.FaultOptions(events=1_500, replicas=2, kills=2, rate=50, quiet_timeout=300, start=day_at(9, 30))
     report = faults.run(options)
 
     injected = report.stats.faults
