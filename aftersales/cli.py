@@ -16,7 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shared.settings import SERVICES, load_settings
+from aftersales.console_cli import console_app
+from shared.settings import PROCESSES, SERVICES, load_settings
 
 console = Console()
 app = typer.Typer(help="Aftersales: the after-sales customer-service platform.", no_args_is_help=True)
@@ -25,6 +26,7 @@ bench_app = typer.Typer(help="Benchmarks, reported as ratios against a baseline 
                         no_args_is_help=True)
 app.add_typer(infra_app, name="infra")
 app.add_typer(bench_app, name="bench")
+app.add_typer(console_app, name="console")
 
 
 def main() -> None:
@@ -124,8 +126,8 @@ def peers(
 
 # --- serve ---------------------------------------------------------------------------------
 @app.command("serve")
-def serve(service: Annotated[str, typer.Argument(help=f"one of {', '.join(SERVICES)}, or 'all'")]) -> None:
-    """Run a service (or all five, one process each) until SIGTERM/SIGINT."""
+def serve(service: Annotated[str, typer.Argument(help=f"one of {', '.join(PROCESSES)}, or 'all'")]) -> None:
+    """Run a service (or all five and the console, one process each) until SIGTERM/SIGINT."""
     if service == "all":
         raise typer.Exit(_serve_all())
     from services import load
@@ -145,7 +147,7 @@ def serve(service: Annotated[str, typer.Argument(help=f"one of {', '.join(SERVIC
 def _serve_all() -> int:
     """One process per service; SIGTERM/SIGINT stops them all gracefully."""
     processes = {
-        name: subprocess.Popen([sys.executable, "-m", "aftersales", "serve", name]) for name in SERVICES
+        name: subprocess.Popen([sys.executable, "-m", "aftersales", "serve", name]) for name in PROCESSES
     }
     stopping = False
 
@@ -345,6 +347,21 @@ def bench_pipeline(
     from aftersales.bench.pipeline import run
 
     asyncio.run(run(events, rate=rate, profile=profile))
+
+
+@bench_app.command("console")
+def bench_console(
+    customers: Annotated[int, typer.Option(help="customers in the read model", min=100)] = 100_000,
+    events: Annotated[int, typer.Option(help="events on the topics the console reads", min=1_000)] = 1_000_000,
+    requests: Annotated[int, typer.Option(help="timed requests per page", min=10)] = 200,
+    seed: Annotated[int, typer.Option(help="random seed")] = 17,
+    keep: Annotated[bool, typer.Option("--keep", help="keep the scratch database and topics afterwards")] = False,
+) -> None:
+    """The console's pages (desk queue, customer page, search) timed on the server with
+    100,000 customers and 1,000,000 events loaded, beside the /health route of the same run."""
+    from aftersales.bench.console import run
+
+    run(customers=customers, events=events, requests=requests, seed=seed, keep=keep)
 
 
 @bench_app.command("quality")
