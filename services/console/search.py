@@ -80,7 +80,8 @@ class Query:
 
 def parse(text: str) -> Query:
     """Every reading of the text that can match something."""
-    raw = unicodedata.normalize("NFKC", text or "").strip()[:64]
+    # LIKE's wildcards are not search syntax here: an agent's "%" or "_" is dropped.
+    raw = unicodedata.normalize("NFKC", text or "").replace("%", "").replace("_", "").strip()[:64]
     if not raw:
         return Query(text="")
     compact = _PHONE_NOISE.sub("", raw)
@@ -92,7 +93,7 @@ def parse(text: str) -> Query:
     vin = ascii_key if ascii_key and len(ascii_key) >= MIN_VIN_FRAGMENT and not has_cjk else None
     order = re.sub(r"[^A-Z0-9\-]", "", raw.upper()) if not has_cjk else ""
     repair_order = order if len(order) >= MIN_VIN_FRAGMENT else None
-    name = raw.replace("%", "").replace("_", "") if _only_cjk(raw.replace(" ", "").replace("·", "")) else None
+    name = raw if _only_cjk(raw.replace(" ", "").replace("·", "")) else None
     letters = re.sub(r"[\s']", "", raw.lower())
     spelled = letters if re.fullmatch(r"[a-z]{2,}", letters) else None
     return Query(text=raw, phone_suffix=phone, plate=plate, vin=vin, repair_order=repair_order, name=name or None,
