@@ -1,8 +1,10 @@
-"""Return-visit rules, edge by edge (pure domain, no infrastructure)."""
+"""Return-visit rules, edge by edge (pure domain, no infrastructure), on the test moment's
+calendar: `make test-dates` runs them across month and year ends and public holidays."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import calendar
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -26,73 +28,99 @@ from services.followup.domain import (
     second_visit_window,
     under_warranty,
 )
+from tests.support import TEST_NOW, day_at
+
+pytestmark = pytest.mark.dates
 
 RULES = FollowUpRules()
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
 
 
+def days_until(weekday: int) -> int:
+    """Days from the test day to the next `weekday` (0 = Monday), 0 when it is that day."""
+    return (weekday - TEST_NOW.weekday()) % 7
+
+
+def months_later(moment: datetime, months: int) -> datetime:
+    """The calendar's answer: the same day-of-month `months` later, or that month's last day."""
+    year, month = divmod(moment.month - 1 + months, 12)
+    year += moment.year
+    return moment.replace(year=year, month=month + 1, day=min(moment.day, calendar.monthrange(year, month + 1)[1]))
+
+
+def next_spring_forward(after: date, zone: ZoneInfo) -> date:
+    """The first day after `after` on which `zone`'s clocks jump forward."""
+    day = after
+    while True:
+        day += timedelta(days=1)
+        noon_before = datetime.combine(day - timedelta(days=1), time(12), tzinfo=zone).utcoffset()
+        if datetime.combine(day, time(12), tzinfo=zone).utcoffset() > noon_before:  # type: ignore[operator]
+            return day
+
+
 def test_the_first_return_visit_is_due_three_to_seven_days_after_pickup() -> None:
-    pickup = datetime(2026, 11, 20, 9, 30, tzinfo=SHANGHAI)
+    pickup = day_at(9, 30)
     window = first_visit_window(pickup, RULES)
-    assert window.due_from == datetime(2026, 11, 23, 9, 30, tzinfo=SHANGHAI)
-    assert window.due_by == datetime(2026, 11, 27, 9, 30, tzinfo=SHANGHAI)
+    assert window.due_from == day_at(9, 30, days=3)
+    assert window.due_by == day_at(9, 30, days=7)
 
 
 def test_a_pickup_at_23_50_on_a_saturday_is_first_callable_on_wednesday_morning() -> None:
-    saturday = datetime(2026, 11, 21, 23, 50, tzinfo=SHANGHAI)
-    assert saturday.weekday() == 5
-    window = first_visit_window(saturday, RULES)
-    assert window.due_from == datetime(2026, 11, 24, 23, 50, tzinfo=SHANGHAI)  # Tuesday night: outside calling hours
+    saturday = days_until(5)
+    window = first_visit_window(day_at(23, 50, days=saturday), RULES)
+    assert window.due_from == day_at(23, 50, days=saturday + 3)  # Tuesday night: outside calling hours
     assert not in_calling_hours(window.due_from, "Asia/Shanghai", RULES)
-    assert next_callable(window.due_from, "Asia/Shanghai", RULES) == datetime(2026, 11, 25, 9, 0, tzinfo=SHANGHAI)
-    assert window.due_by == datetime(2026, 11, 28, 23, 50, tzinfo=SHANGHAI)  # the next Saturday night
+    assert next_callable(window.due_from, "Asia/Shanghai", RULES) == day_at(9, 0, days=saturday + 4)
+    assert window.due_by == day_at(23, 50, days=saturday + 7)  # the next Saturday night
 
 
 def test_calling_hours_are_the_customers_own_local_hours() -> None:
-    ten_in_shanghai = datetime(2026, 11, 25, 10, 0, tzinfo=SHANGHAI)  # 03:00 in Berlin
+    ten_in_shanghai = day_at(10)  # 03:00 in Berlin (04:00 in summer)
     assert in_calling_hours(ten_in_shanghai, "Asia/Shanghai", RULES)
     assert not in_calling_hours(ten_in_shanghai, "Europe/Berlin", RULES)
-    assert next_callable(ten_in_shanghai, "Europe/Berlin", RULES) == datetime(2026, 11, 25, 9, 0, tzinfo=BERLIN)
+    assert next_callable(ten_in_shanghai, "Europe/Berlin", RULES) == datetime.combine(TEST_NOW.date(), time(9),
+                                                                                       tzinfo=BERLIN)
 
 
 def test_calling_hours_hold_across_a_daylight_saving_change() -> None:
-    # New York springs forward on 2026-03-08 (02:00 -> 03:00); 09:00 local is 14:00 UTC before, 13:00 UTC after.
-    saturday_night = datetime(2026, 3, 7, 21, 0, tzinfo=NEW_YORK)
-    first = next_callable(saturday_night, "America/New_York", RULES)
-    assert first == datetime(2026, 3, 8, 9, 0, tzinfo=NEW_YORK)
+    # New York's next spring-forward (02:00 -> 03:00): 09:00 local is 14:00 UTC before it, 13:00 UTC after.
+    change = next_spring_forward(TEST_NOW.date(), NEW_YORK)
+    night_before = datetime.combine(change - timedelta(days=1), time(21), tzinfo=NEW_YORK)
+    first = next_callable(night_before, "America/New_York", RULES)
+    assert first == datetime.combine(change, time(9), tzinfo=NEW_YORK)
     assert first.astimezone(ZoneInfo("UTC")).hour == 13
     # An unreachable customer at 18:00 the day before the change is retried at 09:00 local the next day.
-    decision = after_attempt("unreachable", datetime(2026, 3, 7, 18, 0, tzinfo=NEW_YORK), 0, "America/New_York",
-                             None, RULES)
-    assert decision.next_attempt_at == datetime(2026, 3, 8, 9, 0, tzinfo=NEW_YORK)
+    decision = after_attempt("unreachable", datetime.combine(change - timedelta(days=1), time(18), tzinfo=NEW_YORK),
+                             0, "America/New_York", None, RULES)
+    assert decision.next_attempt_at == datetime.combine(change, time(9), tzinfo=NEW_YORK)
 
 
 def test_the_second_visit_is_due_within_seven_days_of_the_first_even_when_the_first_was_late() -> None:
-    pickup = datetime(2026, 11, 2, 10, 0, tzinfo=SHANGHAI)
+    pickup = day_at(10, days=-18)
     late_first = first_visit_window(pickup, RULES).due_by + timedelta(days=3)
+    assert late_first == day_at(10, days=-8)
     window = second_visit_window(late_first, RULES)
-    assert window.due_from == late_first + timedelta(days=1)
-    assert window.due_by == late_first + timedelta(days=7)
+    assert window.due_from == day_at(10, days=-7)
+    assert window.due_by == day_at(10, days=-1)
 
 
 def test_a_resolved_complaint_is_confirmed_within_two_days() -> None:
-    resolved = datetime(2026, 11, 20, 16, 0, tzinfo=SHANGHAI)
+    resolved = day_at(16)
     window = confirmation_window(resolved, RULES)
-    assert (window.due_from, window.due_by) == (resolved, resolved + timedelta(days=2))
+    assert (window.due_from, window.due_by) == (resolved, day_at(16, days=2))
 
 
 def test_a_campaign_call_is_due_fourteen_days_before_the_start() -> None:
-    starts = datetime(2026, 12, 20, 9, 0, tzinfo=SHANGHAI)
-    window = campaign_window(starts, starts - timedelta(days=40), RULES)
+    starts = day_at(9, days=30)
+    window = campaign_window(starts, day_at(9, days=-10), RULES)
     assert window is not None
-    assert window.due_from == starts - timedelta(days=14)
-    assert window.due_by == starts - timedelta(days=12)
+    assert window.due_from == day_at(9, days=16)
+    assert window.due_by == day_at(9, days=18)
 
 
 def test_a_campaign_already_within_fourteen_days_is_called_from_the_announcement() -> None:
-    starts = datetime(2026, 12, 20, 9, 0, tzinfo=SHANGHAI)
+    starts = day_at(9, days=30)
     announced = starts - timedelta(days=5)
     window = campaign_window(starts, announced, RULES)
     assert window is not None and window.due_from == announced and window.due_by == announced + timedelta(days=2)
@@ -101,31 +129,35 @@ def test_a_campaign_already_within_fourteen_days_is_called_from_the_announcement
     assert campaign_window(starts, starts + timedelta(hours=1), RULES) is None
 
 
+SOLD = day_at(0, days=-200)
+
+
 @pytest.mark.parametrize(("at", "mileage", "expected"), [
-    (datetime(2027, 5, 1, tzinfo=SHANGHAI), 20_000, True),
-    (datetime(2029, 6, 1, tzinfo=SHANGHAI), 20_000, False),  # past 36 months
-    (datetime(2027, 5, 1, tzinfo=SHANGHAI), 100_000, False),  # past 100,000 km
+    (months_later(SOLD, 12), 20_000, True),
+    (months_later(SOLD, 36) - timedelta(seconds=1), 20_000, True),  # the last moment of the 36 months
+    (months_later(SOLD, 36), 20_000, False),
+    (months_later(SOLD, 37), 20_000, False),  # past 36 months
+    (months_later(SOLD, 12), 100_000, False),  # past 100,000 km
 ])
 def test_warranty_runs_out_by_months_or_by_km_whichever_first(at: datetime, mileage: int, expected: bool) -> None:
-    sold = datetime(2026, 5, 1, tzinfo=SHANGHAI)
-    assert under_warranty(sold, 36, 100_000, at, mileage) is expected
+    assert under_warranty(SOLD, 36, 100_000, at, mileage) is expected
 
 
 def test_warranty_is_unknown_while_the_sale_is_not() -> None:
-    assert under_warranty(None, None, None, datetime(2026, 5, 1, tzinfo=SHANGHAI), 10) is None
+    assert under_warranty(None, None, None, TEST_NOW, 10) is None
 
 
 def test_maintenance_is_due_by_date_when_the_car_is_driven_little() -> None:
-    visit = datetime(2026, 6, 1, tzinfo=SHANGHAI)
-    history = [(datetime(2026, 1, 1, tzinfo=SHANGHAI), 1_000)]  # ~9 km/day up to 2,300 km
+    visit = day_at(0)
+    history = [(visit - timedelta(days=151), 1_000)]  # ~9 km/day up to 2,300 km
     due = maintenance_due(visit, 2_300, None, None, history, RULES)
-    assert due.basis == "date" and due.due_at == datetime(2026, 12, 1, tzinfo=SHANGHAI)
+    assert due.basis == "date" and due.due_at == months_later(visit, 6)
     assert due.remind_at == due.estimated_due_at - timedelta(days=10)
 
 
 def test_maintenance_is_due_by_km_when_the_car_is_driven_a_lot() -> None:
-    visit = datetime(2026, 6, 1, tzinfo=SHANGHAI)
-    history = [(datetime(2026, 5, 1, tzinfo=SHANGHAI), 1_000)]  # 6,200 km in 31 days: 200 km/day
+    visit = day_at(0)
+    history = [(visit - timedelta(days=31), 1_000)]  # 6,200 km in 31 days: 200 km/day
     due = maintenance_due(visit, 7_200, None, 12_000, history, RULES)
     assert due.basis == "km"
     assert due.estimated_due_at == visit + timedelta(days=(12_000 - 7_200) / 200)
@@ -134,33 +166,33 @@ def test_maintenance_is_due_by_km_when_the_car_is_driven_a_lot() -> None:
 
 def test_the_daily_distance_falls_back_to_a_default_without_enough_history() -> None:
     assert km_per_day([], RULES) == RULES.default_km_per_day
-    at = datetime(2026, 6, 1, tzinfo=SHANGHAI)
-    assert km_per_day([(at, 100), (at + timedelta(days=2), 900)], RULES) == RULES.default_km_per_day
+    assert km_per_day([(TEST_NOW, 100), (TEST_NOW + timedelta(days=2), 900)], RULES) == RULES.default_km_per_day
 
 
 def test_the_dms_plan_for_the_next_service_wins_over_the_default_cycle() -> None:
-    visit = datetime(2026, 6, 1, tzinfo=SHANGHAI)
-    due = maintenance_due(visit, 5_000, datetime(2026, 9, 1, tzinfo=SHANGHAI), 50_000, [], RULES)
-    assert due.basis == "date" and due.due_at == datetime(2026, 9, 1, tzinfo=SHANGHAI)
+    visit = day_at(0)
+    planned = day_at(0, days=92)
+    due = maintenance_due(visit, 5_000, planned, 50_000, [], RULES)
+    assert due.basis == "date" and due.due_at == planned
 
 
 def test_a_customer_is_lost_after_twelve_months_without_a_visit() -> None:
-    assert lost_after(datetime(2025, 11, 30, tzinfo=SHANGHAI), RULES) == datetime(2026, 11, 30, tzinfo=SHANGHAI)
+    last_visit = day_at(0, days=-365)
+    assert lost_after(last_visit, RULES) == months_later(last_visit, 12)
 
 
 def test_an_unreachable_customer_is_tried_three_times_at_least_four_hours_apart_in_calling_hours() -> None:
-    morning = datetime(2026, 11, 25, 10, 0, tzinfo=SHANGHAI)
+    morning = day_at(10)
     first = after_attempt("unreachable", morning, 0, "Asia/Shanghai", None, RULES)
-    assert first.completes_as is None and first.next_attempt_at == morning + timedelta(hours=4)
-    evening = datetime(2026, 11, 25, 18, 30, tzinfo=SHANGHAI)
-    second = after_attempt("unreachable", evening, 1, "Asia/Shanghai", None, RULES)
-    assert second.next_attempt_at == datetime(2026, 11, 26, 9, 0, tzinfo=SHANGHAI), "22:30 is outside calling hours"
-    third = after_attempt("unreachable", datetime(2026, 11, 26, 9, 0, tzinfo=SHANGHAI), 2, "Asia/Shanghai", None, RULES)
+    assert first.completes_as is None and first.next_attempt_at == day_at(14)
+    second = after_attempt("unreachable", day_at(18, 30), 1, "Asia/Shanghai", None, RULES)
+    assert second.next_attempt_at == day_at(9, days=1), "22:30 is outside calling hours"
+    third = after_attempt("unreachable", day_at(9, days=1), 2, "Asia/Shanghai", None, RULES)
     assert third.completes_as == "unreachable" and third.next_attempt_at is None
 
 
 def test_reached_and_wrong_number_complete_and_call_back_later_waits() -> None:
-    now = datetime(2026, 11, 25, 10, 0, tzinfo=SHANGHAI)
+    now = day_at(10)
     assert after_attempt("reached", now, 2, "Asia/Shanghai", None, RULES).completes_as == "reached"
     assert after_attempt("wrong_number", now, 0, "Asia/Shanghai", None, RULES).completes_as == "wrong_number"
     later = after_attempt("call_back_later", now, 1, "Asia/Shanghai", now + timedelta(hours=2), RULES)
@@ -183,7 +215,7 @@ def test_loyalty_comes_from_visits_in_24_months_and_feedback(visits: int, satisf
 
 
 def test_the_queue_puts_overdue_first_then_loyalty_then_due_by() -> None:
-    now = datetime(2026, 11, 25, 10, 0, tzinfo=SHANGHAI)
+    now = day_at(10)
     items = {
         "standard, due soon": queue_order(False, "standard", now + timedelta(hours=1), 60),
         "gold, due later": queue_order(False, "gold", now + timedelta(days=2), 40),
@@ -196,8 +228,10 @@ def test_the_queue_puts_overdue_first_then_loyalty_then_due_by() -> None:
 
 
 def test_the_weekly_report_is_made_on_monday_at_eight_in_shanghai() -> None:
-    wednesday = datetime(2026, 11, 25, 15, 0, tzinfo=SHANGHAI)
-    assert next_weekly_report(wednesday, RULES) == datetime(2026, 11, 30, 8, 0, tzinfo=SHANGHAI)
-    monday_eight = datetime(2026, 11, 30, 8, 0, tzinfo=SHANGHAI)
-    assert next_weekly_report(monday_eight, RULES) == datetime(2026, 12, 7, 8, 0, tzinfo=SHANGHAI)
+    wednesday = days_until(2)
+    assert next_weekly_report(day_at(15, days=wednesday), RULES) == day_at(8, days=wednesday + 5)
+    monday_eight = day_at(8, days=wednesday + 5)
+    assert next_weekly_report(monday_eight, RULES) == day_at(8, days=wednesday + 12)
     assert next_weekly_report(monday_eight - timedelta(minutes=1), RULES) == monday_eight
+    # 00:30 on Monday in Shanghai is still Sunday in UTC: the report is that Monday's, 08:00 local
+    assert next_weekly_report(day_at(0, 30, days=wednesday + 5), RULES) == monday_eight
