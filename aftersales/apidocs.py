@@ -3,9 +3,10 @@
 - OpenAPI, from each service's FastAPI app (what /docs serves), as `<service>.openapi.json`.
 - AsyncAPI 3.0, from FastStream, as `<service>.asyncapi.yaml`: a KafkaBroker declared per
   service with a subscriber per (topic, event type) it consumes and a publisher per event
-  type it publishes. A message's payload is the envelope (DESIGN.md §3) whose `data` is the
-  event's model in the catalog (shared.events.catalog); its Kafka key and headers are given
-  as message bindings. The broker only describes: the services consume with their own
+  type it publishes. A message's payload is the envelope (docs/events.md) whose `data` is the
+  event's structure in the catalog (shared.events.catalog: msgspec Structs on `aftersales.*`,
+  JSON Schema from msgspec; pydantic models on `upstream.*`); its Kafka key and headers are
+  given as message bindings. The broker only describes: the services consume with their own
   consumer (shared/kafka/consumer.py), which keeps per-partition order, the inbox and the
   commit-after-transaction contract.
 
@@ -22,12 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import msgspec
 import yaml
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
-from pydantic import BaseModel, Field, create_model
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
 
-from shared.events import CATALOG, DEADLETTER, SERVICE_TOPIC, UPSTREAM_TOPICS, Envelope, EventSpec
+from shared.events import CATALOG, DEADLETTER, SERVICE_TOPIC, UPSTREAM_TOPICS, EventSpec
 from shared.events.catalog import event_types_on
 from shared.settings import SERVICES, Settings
 
@@ -89,26 +91,71 @@ def channels(service: str) -> list[Channel]:
     return found
 
 
+class EnvelopeDoc(BaseModel):
+    """The envelope every record carries (shared.events.envelope.Envelope); unknown top-level
+    fields are ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    event_id: str = Field(json_schema_extra={"format": "uuid"}, description="unique; derived (uuid5) for caused events")
+    event_type: str = Field(min_length=1, max_length=100)
+    schema_version: int = Field(1, ge=1)
+    occurred_at: AwareDatetime = Field(description="when it happened in the world, with its offset")
+    source: str = Field(min_length=1, max_length=100)
+    correlation_id: str | None = Field(None, json_schema_extra={"format": "uuid"},
+                                       description="carried unchanged along a chain; defaults to event_id")
+    causation_id: str | None = Field(None, json_schema_extra={"format": "uuid"},
+                                     description="the event_id of the event that caused this one")
+    key: str = Field(min_length=1, max_length=200)
+    data: dict[str, Any]
+
+
 _ENVELOPES: dict[tuple[str, str], type[BaseModel]] = {}
+_SCHEMA_REF = "#/components/schemas/{name}"
+
+
+def _schema_name(spec: EventSpec) -> str:
+    return "".join(part.capitalize() for part in spec.topic.split(".") if part != "aftersales") + spec.event_type
 
 
 def envelope_model(spec: EventSpec) -> type[BaseModel]:
-    """The envelope of one event type: `event_type` fixed, `data` the catalog's model."""
+    """The envelope of one event type: `event_type` fixed; its `data` is filled in from the
+    catalog's structure after FastStream has rendered the document (`_data_schemas`)."""
     key = (spec.topic, spec.event_type)
     if key not in _ENVELOPES:
-        name = "".join(part.capitalize() for part in spec.topic.split(".") if part != "aftersales") + spec.event_type
         summary = (spec.model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
         _ENVELOPES[key] = create_model(
-            name,
-            __base__=Envelope,
+            _schema_name(spec),
+            __base__=EnvelopeDoc,
             __doc__=f"{spec.event_type} on {spec.topic}, keyed by {spec.key_doc}." + (f" {summary}" if summary else ""),
             event_type=(Literal[spec.event_type], Field(description="the event's type; also the `event_type` header")),
             schema_version=(int, Field(1, ge=1, le=spec.max_version,
                                        description=f"versions this code understands: 1..{spec.max_version}")),
             key=(str, Field(min_length=1, max_length=200, description=f"the record key: {spec.key_doc}")),
-            data=(spec.model, ...),
         )
     return _ENVELOPES[key]
+
+
+def _data_schemas(specs: list[EventSpec]) -> tuple[dict[str, str], dict[str, Any]]:
+    """(envelope schema name -> its data's schema name, every data schema by name): canonical
+    Structs through msgspec, upstream pydantic models (prefixed Upstream) through pydantic."""
+    refs: dict[str, str] = {}
+    schemas: dict[str, Any] = {}
+    canonical = sorted({s.model for s in specs if not s.upstream}, key=lambda m: m.__name__)
+    if canonical:
+        _, components = msgspec.json.schema_components(canonical, ref_template=_SCHEMA_REF)
+        schemas.update(components)
+    for spec in specs:
+        if spec.upstream:
+            name = f"Upstream{spec.model.__name__}"
+            found = spec.model.model_json_schema(ref_template=_SCHEMA_REF.replace("{name}", "Upstream{model}"))
+            for sub, definition in found.pop("$defs", {}).items():
+                schemas[f"Upstream{sub}"] = definition
+            schemas[name] = found
+        else:
+            name = spec.model.__name__
+        refs[_schema_name(spec)] = name
+    return refs, schemas
 
 
 def _describe(handler_name: str, model: type[BaseModel]) -> Callable[..., Any]:
@@ -156,6 +203,17 @@ def asyncapi(service: str) -> dict[str, Any]:
         ordered = dict(sorted(section.items()))
         section.clear()
         section.update(ordered)
+    refs, data_schemas = _data_schemas([c.spec for c in listed])
+    schemas = document["components"]["schemas"]
+    for envelope_name, data_name in refs.items():
+        if envelope_name in schemas:
+            schemas[envelope_name]["properties"]["data"] = {"$ref": _SCHEMA_REF.format(name=data_name)}
+            schemas[envelope_name]["required"] = sorted(set(schemas[envelope_name].get("required", [])) | {"data"})
+    for name in sorted(data_schemas):
+        schemas.setdefault(name, data_schemas[name])
+    schemas_sorted = dict(sorted(schemas.items()))
+    schemas.clear()
+    schemas.update(schemas_sorted)
     by_title = {c.title: c for c in listed}
     for message_name, message in document["components"]["messages"].items():
         channel = by_title[message_name.rsplit(":", 1)[0]]

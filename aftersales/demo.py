@@ -591,7 +591,7 @@ class Stack:
         now = self.now()
         for service in SERVICES:
             outbox = await self.db.fetchval(
-                f"SELECT count(*) FROM {service}.outbox WHERE published_at IS NULL AND failed_at IS NULL")
+                f"SELECT count(*) FROM {service}.outbox WHERE failed_at IS NULL")
             timers = await self.db.fetchval(
                 f"SELECT count(*) FROM {service}.timers WHERE fired_at IS NULL AND cancelled_at IS NULL AND due_at <= $1",
                 now)

@@ -1412,7 +1412,7 @@ class FaultRun:
             out: dict[str, Any] = {"outbox_pending": {}, "timers_soon": {}, "timers_due": {}, "timers_parked": {}}
             for schema in SCHEMAS:
                 out["outbox_pending"][schema] = await conn.fetchval(
-                    f"SELECT count(*) FROM {schema}.outbox WHERE published_at IS NULL")
+                    f"SELECT count(*) FROM {schema}.outbox WHERE failed_at IS NULL")
                 out["timers_soon"][schema] = await conn.fetchval(
                     f"SELECT count(*) FROM {schema}.timers WHERE fired_at IS NULL AND cancelled_at IS NULL "
                     "AND due_at <= $1", soon)

@@ -114,7 +114,7 @@ async def replay(settings: Settings, service: str, since: datetime, until: datet
     try:
         assert runtime.pool is not None
         pipeline = EventConsumer(service=service, settings=scratch_settings, pool=runtime.pool, clock=clock,
-                                 subscriptions=definition.subscriptions, state=runtime.state)
+                                 subscriptions=definition.subscriptions, deps=runtime.deps)
         records = await read_log(settings, [settings.topic(s.topic) for s in definition.subscriptions], until_ms)
         inputs: dict[uuid.UUID, uuid.UUID] = {}  # event id -> correlation id, for inputs in the range
         for start in range(0, len(records), 500):

@@ -1,6 +1,7 @@
 """One shape for every service: a `ServiceDefinition` says what it consumes, which timers it
-owns, its HTTP routes and KPIs; `ServiceRuntime` runs it (pool, migrations, consumer, outbox
-relay, timers, HTTP) and stops it gracefully: in-flight batches finish and commit."""
+owns, its HTTP routes and KPIs, and how to build its typed dependencies (rules, clients);
+`ServiceRuntime` runs it (pool, migrations, consumer, outbox relay, timers, HTTP) and stops it
+gracefully: in-flight batches finish and commit."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import structlog
@@ -34,40 +35,53 @@ from shared.uow import UnitOfWork
 
 log = structlog.get_logger("aftersales.runtime")
 
-Worker = Callable[["ServiceRuntime"], Awaitable[None]]
+D = TypeVar("D")
+Worker = Callable[["ServiceRuntime[Any]"], Awaitable[None]]
+
+
+async def no_deps(runtime: ServiceRuntime[None], overrides: Mapping[str, Any]) -> None:
+    return None
 
 
 @dataclass
-class ServiceDefinition:
+class ServiceDefinition(Generic[D]):
     name: str
     description: str
     migrations: Path | None
+    # Builds the service's typed dependencies once the pool exists and migrations are applied
+    # (rule tables, clients, directories); `overrides` replaces some of them (tests, tools).
+    deps: Callable[[ServiceRuntime[D], Mapping[str, Any]], Awaitable[D]] = no_deps  # type: ignore[assignment]
     subscriptions: Sequence[Subscription] = ()
     timers: Mapping[str, TimerHandler] = field(default_factory=dict)
     router: Callable[[], APIRouter] | None = None
-    kpis: Callable[[ServiceRuntime], Awaitable[None]] | None = None
+    kpis: Callable[[ServiceRuntime[D]], Awaitable[None]] | None = None
     workers: Sequence[Worker] = ()
-    # Runs once the pool exists and migrations are applied (load rule tables, caches …).
-    on_start: Callable[[ServiceRuntime], Awaitable[None]] | None = None
+    # Runs once the dependencies are built, before the loops start (arm standing timers …).
+    on_start: Callable[[ServiceRuntime[D]], Awaitable[None]] | None = None
+    # Runs at stop, after the loops ended (close clients).
+    on_stop: Callable[[ServiceRuntime[D]], Awaitable[None]] | None = None
     # What `aftersales replay` compares between the live state and a replay of the log.
     replay: Sequence[Comparison] = ()
 
 
-class ServiceRuntime:
+class ServiceRuntime(Generic[D]):
     def __init__(
         self,
-        definition: ServiceDefinition,
+        definition: ServiceDefinition[D],
         settings: Settings | None = None,
         clock: Clock | None = None,
         *,
         replica: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
     ) -> None:
         self.definition = definition
         self.settings = settings or load_settings()
         self.clock = clock or clock_from_settings(self.settings.clock_offset_seconds, self.settings.clock_file)
         self.replica = replica or f"{socket.gethostname()}-{os.getpid()}"
         self.name = definition.name
-        self.state: dict[str, Any] = {}  # per-service objects (rule tables, channel clients …)
+        self.overrides: dict[str, Any] = dict(overrides or {})
+        self._deps: D | None = None
+        self._deps_built = False
         self.pool: asyncpg.Pool | None = None
         self.producer: Any = None
         self.consumer: EventConsumer | None = None
@@ -80,6 +94,7 @@ class ServiceRuntime:
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self, *, consume: bool = True, relay: bool = True, timers: bool = True, workers: bool = True) -> None:
         await self._open_database()
+        await self.build_deps()
         if self.definition.on_start is not None:
             await self.definition.on_start(self)
         if relay:
@@ -91,13 +106,13 @@ class ServiceRuntime:
             self.consumer = EventConsumer(
                 service=self.name, settings=self.settings, pool=self.pool, clock=self.clock,
                 subscriptions=self.definition.subscriptions, client_id=f"{self.name}-{self.replica}",
-                state=self.state,
+                deps=self.deps,
             )
             await self.consumer.start()
             self._spawn(self.consumer.run(), "consumer")
         if timers and self.definition.timers:
             self.timers = TimerRunner(
-                self.name, self.settings, self.pool, self.clock, self.definition.timers, state=self.state
+                self.name, self.settings, self.pool, self.clock, self.definition.timers, deps=self.deps
             )
             self._spawn(self.timers.run(), "timers")
         if workers:
@@ -165,6 +180,9 @@ class ServiceRuntime:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self.definition.on_stop is not None and self._deps_built:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.definition.on_stop(self), 10)
         if self.producer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.producer.stop(), 10)
@@ -180,18 +198,31 @@ class ServiceRuntime:
         with contextlib.suppress(Exception):
             while asyncio.get_running_loop().time() < deadline:
                 pending = await self.pool.fetchval(
-                    "SELECT count(*) FROM outbox WHERE published_at IS NULL AND failed_at IS NULL")
+                    "SELECT count(*) FROM outbox WHERE failed_at IS NULL")
                 if not pending:
                     return
                 self.relay._wake.set()
                 await asyncio.sleep(0.05)
 
-    def uow(self, conn: asyncpg.Connection) -> UnitOfWork:
+    async def build_deps(self) -> D:
+        """The service's dependencies, built once (the pool must exist if they need it)."""
+        if not self._deps_built:
+            self._deps = await self.definition.deps(self, self.overrides)
+            self._deps_built = True
+        return self._deps  # type: ignore[return-value]
+
+    @property
+    def deps(self) -> D:
+        if not self._deps_built:
+            raise RuntimeError(f"{self.name}: dependencies are built at start; start the service first")
+        return self._deps  # type: ignore[return-value]
+
+    def uow(self, conn: asyncpg.Connection) -> UnitOfWork[D]:
         """A unit of work outside a consumer (HTTP commands, workers)."""
-        return UnitOfWork(conn, service=self.name, settings=self.settings, clock=self.clock, state=self.state)
+        return UnitOfWork(conn, service=self.name, settings=self.settings, clock=self.clock, deps=self.deps)
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[UnitOfWork]:
+    async def transaction(self) -> AsyncIterator[UnitOfWork[D]]:
         """One transaction for an HTTP command or a worker step: state, outbox rows and
         timers commit together (the same unit of work a handler gets)."""
         assert self.pool is not None, "the service is not started"
@@ -230,7 +261,7 @@ class ServiceRuntime:
             with contextlib.suppress(Exception):
                 assert self.pool is not None
                 row = await self.pool.fetchrow(
-                    """SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL AND failed_at IS NULL) AS outbox,
+                    """SELECT (SELECT count(*) FROM outbox WHERE failed_at IS NULL) AS outbox,
                               (SELECT count(*) FROM timers WHERE fired_at IS NULL AND cancelled_at IS NULL
                                   AND due_at <= $1) AS timers""",
                     self.clock.now(),

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import groupby
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import structlog
@@ -55,17 +55,18 @@ class Timer:
         return f"timer:{self.kind}:{self.ref}:{self.due_at.isoformat()}"
 
 
-TimerHandler = Callable[[UnitOfWork, list[Timer]], Awaitable[None]]
+D = TypeVar("D")
+TimerHandler = Callable[[UnitOfWork[Any], list[Timer]], Awaitable[None]]
 
 
 @dataclass
-class TimerRunner:
+class TimerRunner(Generic[D]):
     service: str
     settings: Settings
     pool: asyncpg.Pool
     clock: Clock
     handlers: Mapping[str, TimerHandler]
-    state: dict[str, Any] = field(default_factory=dict)
+    deps: D
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     fired: int = 0
 
@@ -133,7 +134,7 @@ class TimerRunner:
                 timers = await self._claim(conn, now, only_id)
                 if not timers:
                     return 0
-                uow = UnitOfWork(conn, service=self.service, settings=self.settings, clock=self.clock, state=self.state)
+                uow = UnitOfWork(conn, service=self.service, settings=self.settings, clock=self.clock, deps=self.deps)
                 for kind, group in groupby(timers, key=lambda t: t.kind):
                     await self.handlers[kind](uow, list(group))
                 await uow.flush()

@@ -1,23 +1,29 @@
 """The unit of work a handler receives: one database transaction in which its state change,
-the events it publishes (outbox rows) and the timers it sets are written together."""
+the events it publishes (outbox rows) and the timers it sets are written together, plus the
+service's typed dependencies (its rules, clients, directories)."""
 
 from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
+import msgspec
 import structlog
-from pydantic import BaseModel
 
+from shared.bulk import Table
 from shared.clock import Clock
-from shared.events import DEADLETTER, SERVICE_TOPIC, Envelope, Event, new_event
-from shared.events.codec import Cause
+from shared.events import DEADLETTER, SERVICE_TOPIC, Envelope, Event, spec_for, wrap
+from shared.events.canonical import DeadLettered, DeadLetterRecord
+from shared.events.codec import Cause, describe_msgspec_error
 from shared.events.envelope import AFTERSALES_NAMESPACE
 from shared.settings import Settings
+
+D = TypeVar("D")
 
 
 def outbox_channel(service: str) -> str:
@@ -49,17 +55,38 @@ def dead_letter_event_id(service: str, topic: str, partition: int, offset: int) 
     return uuid.uuid5(AFTERSALES_NAMESPACE, f"deadletter:{service}:{topic}:{partition}:{offset}")
 
 
-class UnitOfWork:
-    def __init__(
-        self, conn: asyncpg.Connection, *, service: str, settings: Settings, clock: Clock,
-        state: dict[str, Any] | None = None,
-    ) -> None:
+# A plain request keeps a timer that is already set; a re-arming one replaces it.
+KEEP_TIMER = "(kind, ref) DO NOTHING"
+REARM_TIMER = """(kind, ref) DO UPDATE SET due_at = EXCLUDED.due_at, payload = EXCLUDED.payload,
+    cause_event_id = EXCLUDED.cause_event_id, cause_correlation_id = EXCLUDED.cause_correlation_id,
+    fired_at = NULL, cancelled_at = NULL, error = NULL"""
+TIMERS = Table("timers", {
+    "kind": "text", "ref": "text", "due_at": "timestamptz", "payload": "jsonb", "cause_event_id": "uuid",
+    "cause_correlation_id": "uuid",
+})
+
+
+def _as_catalog(model: type[Any], event_type: str, data: Mapping[str, Any]) -> Any:
+    """A mapping a service built, as the catalog's Struct (types checked, defaults filled); the
+    fields the catalog does not know (a newer producer's, passed on by intake) are kept."""
+    try:
+        struct = msgspec.convert(data, model, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"{event_type} does not match the catalog: {describe_msgspec_error(exc, 'data')}") from None
+    known = model.__struct_fields__
+    extra = {k: v for k, v in data.items() if k not in known}
+    return {**msgspec.to_builtins(struct), **extra} if extra else struct
+
+
+class UnitOfWork(Generic[D]):
+    def __init__(self, conn: asyncpg.Connection, *, service: str, settings: Settings, clock: Clock, deps: D) -> None:
         self.conn = conn
-        self.state = state if state is not None else {}  # the service's loaded rule tables, clients …
+        self.deps = deps
         self.service = service
         self.settings = settings
         self.clock = clock
         self.log = structlog.get_logger(f"aftersales.{service}")
+        self._topic = SERVICE_TOPIC.get(service, "")
         self._messages: list[OutboxRow] = []
         self._ids: set[uuid.UUID] = set()  # event ids in this transaction (a batch holds thousands)
         self._published: list[Envelope] = []
@@ -82,7 +109,8 @@ class UnitOfWork:
                 "transaction; publish it with a discriminator"
             )
         self._ids.add(envelope.event_id)
-        self._messages.append(OutboxRow(topic, envelope.event_id, envelope.key, envelope.event_type, envelope.to_json()))
+        self._messages.append(OutboxRow(topic, envelope.event_id, envelope.key, envelope.event_type,
+                                        envelope.to_json()))
         self._published.append(envelope)
 
     def forward(self, topic: str, *, key: str | None, value: bytes, event_id: uuid.UUID, event_type: str) -> None:
@@ -95,27 +123,25 @@ class UnitOfWork:
     def publish(
         self,
         event_type: str,
-        data: BaseModel | dict[str, Any],
+        data: Any,
         *,
         cause: Event[Any] | Cause | None,
         occurred_at: datetime | None = None,
         discriminator: object = "",
         event_id: uuid.UUID | None = None,
     ) -> Envelope:
-        """Record an event on this service's own topic, to be published after commit."""
-        logical = SERVICE_TOPIC[self.service]
+        """Record an event on this service's own topic, to be published after commit. `data` is
+        the event's canonical Struct (or, for intake, the canonical JSON of the upstream record
+        it filed); it is encoded as it is, not validated again."""
+        spec = spec_for(self._topic, event_type)
+        if spec is None:
+            raise ValueError(f"{event_type} is not in the catalog for {self._topic}")
+        if not isinstance(data, msgspec.Struct):
+            data = _as_catalog(spec.model, event_type, data)
         cause_envelope = cause.envelope if isinstance(cause, Event) else cause
-        envelope = new_event(
-            topic=logical,
-            event_type=event_type,
-            data=data,
-            source=self.service,
-            occurred_at=occurred_at or self.clock.now(),
-            cause=cause_envelope,
-            discriminator=discriminator,
-            event_id=event_id,
-        )
-        self._append(self.settings.topic(logical), envelope)
+        envelope = wrap(spec, data, source=self.service, occurred_at=occurred_at or self.clock.now(),
+                        cause=cause_envelope, discriminator=discriminator, event_id=event_id)
+        self._append(self.settings.topic(self._topic), envelope)
         return envelope
 
     def dead_letter(
@@ -132,31 +158,22 @@ class UnitOfWork:
         envelope: Envelope | None = None,
     ) -> Envelope:
         logical_topic = topic.removeprefix(self.settings.topic_prefix)
-        data = {
-            "service": self.service,
-            "topic": logical_topic,
-            "partition": partition,
-            "offset": offset,
-            "error": error,
-            "reason": reason,
-            "event_type": envelope.event_type if envelope else None,
-            "original_event_id": str(envelope.event_id) if envelope else None,
-            "record": {
-                "key": key.decode("utf-8", "replace") if key is not None else None,
-                "value_b64": base64.b64encode(value or b"").decode(),
-                "headers": {k: v.decode("utf-8", "replace") if v is not None else "" for k, v in headers},
-            },
-        }
-        dead = new_event(
-            topic=DEADLETTER,
-            event_type="DeadLettered",
-            data=data,
-            source=self.service,
-            occurred_at=self.clock.now(),
-            event_id=dead_letter_event_id(self.service, logical_topic, partition, offset),
+        data = DeadLettered(
+            service=self.service, topic=logical_topic, partition=partition, offset=offset, error=error, reason=reason,
+            event_type=envelope.event_type if envelope else None,
+            original_event_id=str(envelope.event_id) if envelope else None,
+            record=DeadLetterRecord(
+                key=key.decode("utf-8", "replace") if key is not None else None,
+                value_b64=base64.b64encode(value or b"").decode(),
+                headers={k: v.decode("utf-8", "replace") if v is not None else "" for k, v in headers},
+            ),
         )
+        spec = spec_for(DEADLETTER, "DeadLettered")
+        assert spec is not None
+        dead = wrap(spec, data, source=self.service, occurred_at=self.clock.now(),
+                    event_id=dead_letter_event_id(self.service, logical_topic, partition, offset))
         if envelope is not None:
-            dead = dead.model_copy(update={"correlation_id": envelope.correlation_id, "causation_id": envelope.event_id})
+            dead.correlation_id, dead.causation_id = envelope.correlation, envelope.event_id
         self._append(self.settings.topic(DEADLETTER), dead)
         return dead
 
@@ -177,7 +194,7 @@ class UnitOfWork:
             TimerRequest(
                 kind, ref, due_at, payload or {},
                 cause_envelope.event_id if cause_envelope else None,
-                cause_envelope.correlation_id if cause_envelope else None,
+                (cause_envelope.correlation_id or cause_envelope.event_id) if cause_envelope else None,
                 replace,
             )
         )
@@ -196,18 +213,18 @@ class UnitOfWork:
 
     # -- commit -------------------------------------------------------------------------
     async def flush(self) -> int:
-        """Write pending timers and outbox rows; return how many outbox rows were new."""
+        """Write pending timers and outbox rows; return how many outbox rows were written."""
         await self._flush_timers()
         if not self._messages:
             return 0
         messages, self._messages = self._messages, []
-        inserted = await self.conn.fetchval(
+        # One statement: the rows, and a wake-up for the relay (delivered at commit).
+        await self.conn.execute(
             """WITH ins AS (
                    INSERT INTO outbox (event_id, topic, key, event_type, payload)
                    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[])
-                   ON CONFLICT (event_id) DO NOTHING
                    RETURNING 1)
-               SELECT n, CASE WHEN n > 0 THEN pg_notify($6, '') END FROM (SELECT count(*) AS n FROM ins) c""",
+               SELECT pg_notify($6, '') WHERE EXISTS (SELECT 1 FROM ins)""",
             [m.event_id for m in messages],
             [m.topic for m in messages],
             [m.key for m in messages],
@@ -215,7 +232,7 @@ class UnitOfWork:
             [m.payload for m in messages],
             outbox_channel(self.service),
         )
-        return int(inserted or 0)
+        return len(messages)
 
     async def _flush_timers(self) -> None:
         if not self._timers:
@@ -233,23 +250,9 @@ class UnitOfWork:
                 plain.setdefault((t.kind, t.ref), t)
         self._timers = []
         for replace, requests in ((False, plain), (True, rearm)):
-            batch = list(requests.values())
-            if not batch:
+            rows = [{"kind": t.kind, "ref": t.ref, "due_at": t.due_at, "payload": t.payload,
+                     "cause_event_id": t.cause_event_id, "cause_correlation_id": t.cause_correlation_id}
+                    for t in requests.values()]
+            if not rows:
                 continue
-            conflict = (
-                """DO UPDATE SET due_at = EXCLUDED.due_at, payload = EXCLUDED.payload,
-                       cause_event_id = EXCLUDED.cause_event_id, cause_correlation_id = EXCLUDED.cause_correlation_id,
-                       fired_at = NULL, cancelled_at = NULL, error = NULL"""
-                if replace else "DO NOTHING"
-            )
-            await self.conn.execute(
-                f"""INSERT INTO timers (kind, ref, due_at, payload, cause_event_id, cause_correlation_id)
-                    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[], $5::uuid[], $6::uuid[])
-                    ON CONFLICT (kind, ref) {conflict}""",
-                [t.kind for t in batch],
-                [t.ref for t in batch],
-                [t.due_at for t in batch],
-                [t.payload for t in batch],
-                [t.cause_event_id for t in batch],
-                [t.cause_correlation_id for t in batch],
-            )
+            await TIMERS.insert(self.conn, rows, on_conflict=REARM_TIMER if replace else KEEP_TIMER)

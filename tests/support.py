@@ -24,7 +24,7 @@ from aiokafka.structs import ConsumerRecord
 from aftersales import sandbox
 from aftersales.sandbox import Namespace, ServiceProcess, drop_namespace
 from shared.clock import Clock, ManualClock, offset_to
-from shared.events import Envelope
+from shared.events import Envelope, read_envelope
 from shared.kafka.clients import stop_consumer
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
@@ -183,7 +183,7 @@ class TopicReader:
         for records in batches.values():
             for record in records:
                 try:
-                    envelope = Envelope.model_validate_json(record.value)
+                    envelope = read_envelope(record.value)
                 except Exception:
                     envelope = None
                 fresh.append(Read(record, envelope))
@@ -233,8 +233,8 @@ class Stack:
         from services import load
 
         for name in self.services:
-            runtime = ServiceRuntime(load(name), self.ns.settings, self.clock, replica=f"test-{name}")
-            runtime.state.update(self.state.get(name, {}))
+            runtime = ServiceRuntime(load(name), self.ns.settings, self.clock, replica=f"test-{name}",
+                                     overrides=self.state.get(name, {}))
             await runtime.start(**flags)
             self.runtimes[name] = runtime
         return self

@@ -108,7 +108,7 @@ async def _outbox(ns: Namespace, service: str) -> int:
     conn = await asyncpg.connect(ns.settings.database_url, server_settings={"search_path": service})
     try:
         return int(await conn.fetchval(
-            "SELECT count(*) FROM outbox WHERE published_at IS NULL AND failed_at IS NULL"))
+            "SELECT count(*) FROM outbox WHERE failed_at IS NULL"))
     finally:
         await conn.close()
 

@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shared.events.catalog import ComplaintCategory, ComplaintChannel, Id, Name, Phone, Severity, Vin
+from shared.events.types import ComplaintCategory, ComplaintChannel, Severity
+from shared.events.upstream import Id, Name, Phone, Vin
 from shared.http import Moment, Principal, check_paging, require, runtime_of
 from shared.runtime import ServiceRuntime
 from shared.uow import UnitOfWork
@@ -23,6 +24,9 @@ from services.complaints import commands, store
 from services.complaints.commands import CaseNotFound, Filing
 from services.complaints.domain import STATES, Case, Document, IllegalTransition, Intake, Refused
 from services.complaints.reports import kpi_figures
+from services.complaints.config import ComplaintsDeps
+
+Uow = UnitOfWork[ComplaintsDeps]
 
 HANDLERS = ("agent", "supervisor")
 READERS = ("agent", "supervisor", "ops")
@@ -99,7 +103,7 @@ def _problem(exc: Exception) -> HTTPException:
     raise exc
 
 
-async def _run(runtime: ServiceRuntime, complaint_id: str, apply: Callable[[UnitOfWork, Case], Awaitable[None]]) -> dict[str, Any]:
+async def _run(runtime: ServiceRuntime, complaint_id: str, apply: Callable[[Uow, Case], Awaitable[None]]) -> dict[str, Any]:
     try:
         case = await commands.on_case(runtime.transaction, complaint_id, apply)
     except (IllegalTransition, CaseNotFound, Refused) as exc:
@@ -107,8 +111,8 @@ async def _run(runtime: ServiceRuntime, complaint_id: str, apply: Callable[[Unit
     return commands.case_view(case)
 
 
-def _step(action: str, principal: Principal, body: Step, **detail: Any) -> Callable[[UnitOfWork, Case], Awaitable[None]]:
-    async def apply(uow: UnitOfWork, case: Case) -> None:
+def _step(action: str, principal: Principal, body: Step, **detail: Any) -> Callable[[Uow, Case], Awaitable[None]]:
+    async def apply(uow: Uow, case: Case) -> None:
         now = uow.now()
         case.act(action, at=body.at or now, now=now, actor=principal.subject, note=body.note, **detail)
 
@@ -154,7 +158,7 @@ def router() -> APIRouter:
     ) -> dict[str, Any]:
         check_paging(offset=offset)
         runtime = runtime_of(request)
-        maximum = runtime.state["rules"].max_page_size
+        maximum = runtime.deps.rules.max_page_size
         if limit > maximum:
             raise HTTPException(422, f"limit {limit} is above the maximum page size {maximum}; page with offset")
         assert runtime.pool is not None
@@ -189,7 +193,7 @@ def router() -> APIRouter:
     @r.post("/complaints/{complaint_id}/comments", summary="Add a comment to the timeline")
     async def comment(complaint_id: str, body: Comment, request: Request,
                       who: Principal = require(*HANDLERS)) -> dict[str, Any]:
-        async def apply(uow: UnitOfWork, case: Case) -> None:
+        async def apply(uow: Uow, case: Case) -> None:
             now = uow.now()
             case.comment(body.text, at=now, now=now, actor=who.subject)
 
@@ -226,12 +230,12 @@ def router() -> APIRouter:
                      who: Principal = require(*HANDLERS)) -> dict[str, Any]:
         runtime = runtime_of(request)
         size = len(body.content.encode("utf-8"))
-        limit = runtime.state["rules"].max_document_bytes
+        limit = runtime.deps.rules.max_document_bytes
         if size > limit:
             raise HTTPException(413, f"the document has {size} bytes; the limit is {limit}: split it or summarise")
         document_id = str(uuid.uuid4())  # chosen here, so a retried transaction rewrites the same file
 
-        async def apply(uow: UnitOfWork, case: Case) -> None:
+        async def apply(uow: Uow, case: Case) -> None:
             now = uow.now()
             written = await commands.files(uow).write(case.complaint_id, document_id, body.content, body.content_type)
             case.attach(Document(
@@ -254,7 +258,7 @@ def router() -> APIRouter:
         if found is None:
             raise HTTPException(404, f"case {complaint_id!r} has no document {document_id!r}; "
                                      f"GET /v1/complaints/{complaint_id} lists its documents")
-        content = await runtime.state["documents"].read(found.path)
+        content = await runtime.deps.documents.read(found.path)
         return {**commands.document_view(found), "content": content}
 
     @r.get("/kpis", summary="Complaint KPIs: open per level, SLA breaches and compliance, mean times, reopen rate")

@@ -4,7 +4,10 @@ customer's confirmation, close or reopen."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from shared import metrics
 from shared.events import FOLLOWUP, INTAKE
@@ -14,23 +17,27 @@ from shared.runtime import ServiceDefinition, ServiceRuntime
 
 from services.complaints import api, handlers, store
 from services.complaints.commands import SLA_TIMER, WEEKLY_REPORT_TIMER
-from services.complaints.config import ComplaintRules
+from services.complaints.config import ComplaintRules, ComplaintsDeps
 from services.complaints.documents import DocumentFiles
 from services.complaints.reports import kpi_figures
 from services.complaints.tables import load_tables
 
 
-async def _on_start(runtime: ServiceRuntime) -> None:
-    rules: ComplaintRules = runtime.state.setdefault("rules", ComplaintRules())
-    runtime.state.setdefault(
-        "tables", load_tables(rules.classification_file, rules.routing_file, rules.directory_file)
-    )
-    runtime.state.setdefault("documents", DocumentFiles(rules.documents_root()))
+async def _deps(runtime: ServiceRuntime[ComplaintsDeps], overrides: Mapping[str, Any]) -> ComplaintsDeps:
+    """The rules (overridable), and the tables and document store they name."""
+    rules: ComplaintRules = overrides.get("rules") or ComplaintRules()
+    deps = ComplaintsDeps(rules=rules, tables=load_tables(rules.classification_file, rules.routing_file,
+                                                          rules.directory_file),
+                          documents=DocumentFiles(rules.documents_root()))
+    return replace(deps, **{name: value for name, value in overrides.items() if name != "rules"})
+
+
+async def _on_start(runtime: ServiceRuntime[ComplaintsDeps]) -> None:
     async with runtime.transaction() as uow:
         handlers.schedule_weekly_report(uow, after=uow.now())
 
 
-async def _kpis(runtime: ServiceRuntime) -> None:
+async def _kpis(runtime: ServiceRuntime[ComplaintsDeps]) -> None:
     """KPI gauges from the database, so every replica reports the same figures."""
     assert runtime.pool is not None
     async with runtime.pool.acquire() as conn:
@@ -60,7 +67,7 @@ REPLAY = (
 )
 
 
-definition = ServiceDefinition(
+definition: ServiceDefinition[ComplaintsDeps] = ServiceDefinition(
     name="complaints",
     description="Complaint cases, SLA clocks, the escalation ladder and the customer's confirmation.",
     migrations=Path(__file__).parent / "migrations",
@@ -73,6 +80,7 @@ definition = ServiceDefinition(
     ],
     timers={SLA_TIMER: handlers.on_sla_timer, WEEKLY_REPORT_TIMER: handlers.on_weekly_report},
     router=api.router,
+    deps=_deps,
     kpis=_kpis,
     on_start=_on_start,
     replay=REPLAY,

@@ -25,12 +25,14 @@ from shared.events import Event
 from shared.uow import UnitOfWork
 
 from services.complaints import store
-from services.complaints.config import ComplaintRules
+from services.complaints.config import ComplaintRules, ComplaintsDeps
 from services.complaints.documents import DocumentFiles
 from services.complaints.domain import Case, Document, Intake, complaint_id_for
 from services.complaints.reports import complaint_form
 from services.complaints.sla import LEVELS, Round
 from services.complaints.tables import Tables
+
+Uow = UnitOfWork[ComplaintsDeps]
 
 SLA_TIMER = "complaint.sla"
 WEEKLY_REPORT_TIMER = "complaint.weekly_report"
@@ -44,19 +46,19 @@ class ChainCause:
     correlation_id: uuid.UUID
 
 
-def rules(uow: UnitOfWork) -> ComplaintRules:
-    return uow.state["rules"]  # type: ignore[no-any-return]
+def rules(uow: UnitOfWork[ComplaintsDeps]) -> ComplaintRules:
+    return uow.deps.rules
 
 
-def tables(uow: UnitOfWork) -> Tables:
-    return uow.state["tables"]  # type: ignore[no-any-return]
+def tables(uow: UnitOfWork[ComplaintsDeps]) -> Tables:
+    return uow.deps.tables
 
 
-def files(uow: UnitOfWork) -> DocumentFiles:
-    return uow.state["documents"]  # type: ignore[no-any-return]
+def files(uow: UnitOfWork[ComplaintsDeps]) -> DocumentFiles:
+    return uow.deps.documents
 
 
-async def load(uow: UnitOfWork, ids: Iterable[str], *, lock: bool = True) -> dict[str, Case]:
+async def load(uow: Uow, ids: Iterable[str], *, lock: bool = True) -> dict[str, Case]:
     return await store.load_cases(uow.conn, ids, rules(uow).sla.for_severity, lock=lock)
 
 
@@ -74,7 +76,7 @@ class Filing:
     actor: str | None = None
 
 
-async def file_complaints(uow: UnitOfWork, filings: Sequence[Filing]) -> list[tuple[Case, bool]]:
+async def file_complaints(uow: Uow, filings: Sequence[Filing]) -> list[tuple[Case, bool]]:
     """A case for every filing; the same complaint_ref again is the same case. Returns each
     filing's case and whether this filing opened it."""
     now = uow.now()
@@ -117,7 +119,7 @@ async def file_complaints(uow: UnitOfWork, filings: Sequence[Filing]) -> list[tu
 # Publishing, timers, storing
 
 
-def emit(uow: UnitOfWork, case: Case, cause: Event[Any] | None = None) -> None:
+def emit(uow: Uow, case: Case, cause: Event[Any] | None = None) -> None:
     """Publish what the case caused so far, caused by `cause` or by the case's previous event."""
     for out in case.outgoing:
         by: Event[Any] | ChainCause | None = cause
@@ -133,7 +135,7 @@ def emit(uow: UnitOfWork, case: Case, cause: Event[Any] | None = None) -> None:
     case.outgoing.clear()
 
 
-async def commit(uow: UnitOfWork, cases: Iterable[Case], *, firing: frozenset[str] = frozenset()) -> None:
+async def commit(uow: Uow, cases: Iterable[Case], *, firing: frozenset[str] = frozenset()) -> None:
     """Publish, file the complaint form of a case just closed, re-arm the SLA timers, store."""
     now = uow.now()
     touched = list(cases)
@@ -146,7 +148,7 @@ async def commit(uow: UnitOfWork, cases: Iterable[Case], *, firing: frozenset[st
     await store.save_cases(uow.conn, touched, now)
 
 
-async def _arm(uow: UnitOfWork, case: Case, firing: frozenset[str]) -> None:
+async def _arm(uow: Uow, case: Case, firing: frozenset[str]) -> None:
     wake = case.next_wakeup()
     ref = f"{case.complaint_id}@{wake.astimezone(UTC).isoformat()}" if wake is not None else None
     if ref == case.timer_ref:
@@ -159,7 +161,7 @@ async def _arm(uow: UnitOfWork, case: Case, firing: frozenset[str]) -> None:
     case.timer_ref = ref
 
 
-async def _file_complaint_form(uow: UnitOfWork, case: Case) -> None:
+async def _file_complaint_form(uow: Uow, case: Case) -> None:
     """At closing: write the complaint form and file it with the handling documents."""
     assert case.closed_at is not None
     document_id = str(uuid.uuid5(uuid.UUID(case.complaint_id), f"complaint-form:{case.round}"))
@@ -184,7 +186,7 @@ class CaseNotFound(Exception):
         super().__init__(f"no complaint case {complaint_id!r}; list cases with GET /v1/complaints")
 
 
-Apply = Callable[[UnitOfWork, Case], Awaitable[None]]
+Apply = Callable[[Uow, Case], Awaitable[None]]
 _RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 
 

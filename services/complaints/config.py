@@ -12,15 +12,20 @@ who holds each role) are YAML files beside this module, loaded at start.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.settings import project_home
 from shared.validation import check_timezone
+
+if TYPE_CHECKING:
+    from services.complaints.documents import DocumentFiles
+    from services.complaints.tables import Tables
 
 HERE = Path(__file__).parent
 
@@ -97,3 +102,10 @@ class ComplaintRules(BaseSettings):
     def documents_root(self) -> Path:
         root = self.documents_dir if self.documents_dir.is_absolute() else project_home() / self.documents_dir
         return root.resolve()
+
+
+@dataclass(frozen=True)
+class ComplaintsDeps:
+    rules: ComplaintRules
+    tables: Tables
+    documents: DocumentFiles

@@ -7,21 +7,24 @@ from typing import Any
 
 from shared.errors import PermanentError
 from shared.events import Event
-from shared.events.catalog import CanonicalComplaintFiled, FollowUpCompleted
+from shared.events.canonical import ComplaintFiled, FollowUpCompleted
 from shared.timers import Timer
 from shared.uow import UnitOfWork
 
 from services.complaints import commands, store
 from services.complaints.commands import WEEKLY_REPORT_TIMER, Filing
+from services.complaints.config import ComplaintsDeps
 from services.complaints.domain import Intake
 from services.complaints.reports import next_report_at, reported_week, weekly_figures
+
+Uow = UnitOfWork[ComplaintsDeps]
 
 
 def on_complaint_filed(source: str) -> Any:
     """ComplaintFiled from `source` (aftersales.intake, or aftersales.followup when a return
     visit call raised it): a case for every complaint_ref."""
 
-    async def handler(uow: UnitOfWork, events: list[Event[CanonicalComplaintFiled]]) -> None:
+    async def handler(uow: Uow, events: list[Event[ComplaintFiled]]) -> None:
         await commands.file_complaints(uow, [
             Filing(
                 Intake(
@@ -38,7 +41,7 @@ def on_complaint_filed(source: str) -> Any:
     return handler
 
 
-async def on_followup_completed(uow: UnitOfWork, events: list[Event[FollowUpCompleted]]) -> None:
+async def on_followup_completed(uow: Uow, events: list[Event[FollowUpCompleted]]) -> None:
     """The customer's answer at the complaint_confirmation call: satisfied → closed, not
     satisfied → reopened (clocks restart); other follow-up kinds are not ours."""
     confirmations = [e for e in events if e.data.kind == "complaint_confirmation"]
@@ -68,7 +71,7 @@ async def on_followup_completed(uow: UnitOfWork, events: list[Event[FollowUpComp
     await commands.commit(uow, cases.values())
 
 
-async def on_sla_timer(uow: UnitOfWork, timers: list[Timer]) -> None:
+async def on_sla_timer(uow: Uow, timers: list[Timer]) -> None:
     """A case's next SLA instant came: recompute from its history and announce exactly the
     escalations that are due (none if it was resolved meanwhile), then re-arm."""
     cases = await commands.load(uow, {t.payload.get("complaint_id") or t.ref.split("@", 1)[0] for t in timers})
@@ -79,7 +82,7 @@ async def on_sla_timer(uow: UnitOfWork, timers: list[Timer]) -> None:
     await commands.commit(uow, cases.values(), firing=frozenset(t.ref for t in timers))
 
 
-async def on_weekly_report(uow: UnitOfWork, timers: list[Timer]) -> None:
+async def on_weekly_report(uow: Uow, timers: list[Timer]) -> None:
     """Every week (Monday 08:00 Shanghai by default): ComplaintWeeklyReport for the week that
     ended, by category and department; then the next week's timer. A service that was down
     catches up one week at a time, since each report schedules the one after its own."""
@@ -93,7 +96,7 @@ async def on_weekly_report(uow: UnitOfWork, timers: list[Timer]) -> None:
         schedule_weekly_report(uow, after=timer.due_at)
 
 
-def schedule_weekly_report(uow: UnitOfWork, *, after: Any) -> None:
+def schedule_weekly_report(uow: Uow, *, after: Any) -> None:
     """Arm the next weekly report (once per reported week: its ref is the week)."""
     rules = commands.rules(uow)
     due = next_report_at(after, rules.weekly_report_weekday, rules.weekly_report_time, rules.report_timezone)

@@ -15,7 +15,7 @@ from typing import get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.events.catalog import ComplaintCategory, Severity
+from shared.events.types import ComplaintCategory, Severity
 
 CATEGORIES: tuple[str, ...] = get_args(ComplaintCategory)
 SEVERITIES: tuple[str, ...] = get_args(Severity)

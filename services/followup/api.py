@@ -18,7 +18,8 @@ from services.followup.domain import loyalty_tier, queue_order
 
 
 def _rules(request: Request) -> FollowUpRules:
-    return runtime_of(request).state["rules"]  # type: ignore[no-any-return]
+    rules: FollowUpRules = runtime_of(request).deps.rules
+    return rules
 
 
 async def _tiers(conn: Any, customer_ids: list[str], now: datetime, r: FollowUpRules) -> dict[str, str]:

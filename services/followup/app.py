@@ -1,8 +1,11 @@
 """Follow-up: return-visit calls, the agents' call queue and outcomes, campaign calls,
 maintenance reminders, lost customers, loyalty."""
 
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from shared import metrics
 from shared.db import acquire
@@ -13,21 +16,24 @@ from shared.runtime import ServiceDefinition, ServiceRuntime
 
 from services.followup import handlers, store
 from services.followup.api import figures_with_rates, router
-from services.followup.config import FollowUpRules
+from services.followup.config import FollowUpDeps, FollowUpRules
 from services.followup.timers import TIMERS, ensure_weekly_report
 
 KINDS = ("first_visit", "second_visit", "complaint_confirmation", "campaign_call", "lost_customer",
          "maintenance_reminder")
 
 
-async def _on_start(runtime: ServiceRuntime) -> None:
-    runtime.state.setdefault("rules", FollowUpRules())
+async def _deps(runtime: ServiceRuntime[FollowUpDeps], overrides: Mapping[str, Any]) -> FollowUpDeps:
+    return replace(FollowUpDeps(rules=FollowUpRules()), **overrides)
+
+
+async def _on_start(runtime: ServiceRuntime[FollowUpDeps]) -> None:
     async with runtime.transaction() as uow:
         ensure_weekly_report(uow)
 
 
-async def _kpis(runtime: ServiceRuntime) -> None:
-    rules: FollowUpRules = runtime.state["rules"]
+async def _kpis(runtime: ServiceRuntime[FollowUpDeps]) -> None:
+    rules = runtime.deps.rules
     now = runtime.clock.now()
     assert runtime.pool is not None
     async with acquire(runtime.pool) as conn:
@@ -52,7 +58,7 @@ REPLAY = (
 )
 
 
-definition = ServiceDefinition(
+definition: ServiceDefinition[FollowUpDeps] = ServiceDefinition(
     name="followup",
     description=(
         "Return visits: the first call 3-7 days after pickup, the second within 7 days, complaint confirmations, "
@@ -70,6 +76,7 @@ definition = ServiceDefinition(
             for name in ("ComplaintOpened", "ComplaintReopened", "ComplaintResolved", "ComplaintClosed")
         }),
     ],
+    deps=_deps,
     timers=TIMERS,
     router=router,
     kpis=_kpis,

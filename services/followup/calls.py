@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from shared.events.catalog import ComplaintCategory, Severity
+from shared.events.types import ComplaintCategory, Severity
 from shared.events.envelope import AFTERSALES_NAMESPACE
 from shared.http import Moment
 from shared.uow import UnitOfWork
@@ -18,6 +18,9 @@ from shared.uow import UnitOfWork
 from services.followup import store
 from services.followup.domain import after_attempt, followup_id, is_satisfied, second_visit_window
 from services.followup.scheduling import cancel, rules, schedule
+from services.followup.config import FollowUpDeps
+
+Uow = UnitOfWork[FollowUpDeps]
 
 
 class ComplaintIn(BaseModel):
@@ -77,7 +80,7 @@ def _holder_message(f: dict[str, Any]) -> str:
             "take another one from the queue, or ask a supervisor to release it")
 
 
-async def claim(uow: UnitOfWork, followup_id_: str, agent: str, *, supervisor: bool) -> dict[str, Any]:
+async def claim(uow: Uow, followup_id_: str, agent: str, *, supervisor: bool) -> dict[str, Any]:
     f = await store.get_followup(uow.conn, followup_id_, lock=True)
     if f is None:
         raise CallRefused(404, f"no follow-up {followup_id_!r}")
@@ -92,7 +95,7 @@ async def claim(uow: UnitOfWork, followup_id_: str, agent: str, *, supervisor: b
     return taken
 
 
-async def release(uow: UnitOfWork, followup_id_: str, agent: str, *, supervisor: bool) -> None:
+async def release(uow: Uow, followup_id_: str, agent: str, *, supervisor: bool) -> None:
     f = await store.get_followup(uow.conn, followup_id_, lock=True)
     if f is None:
         raise CallRefused(404, f"no follow-up {followup_id_!r}")
@@ -101,7 +104,7 @@ async def release(uow: UnitOfWork, followup_id_: str, agent: str, *, supervisor:
     await store.release(uow.conn, followup_id_)
 
 
-async def record_attempt(uow: UnitOfWork, followup_id_: str, agent: str, body: AttemptIn) -> dict[str, Any]:
+async def record_attempt(uow: Uow, followup_id_: str, agent: str, body: AttemptIn) -> dict[str, Any]:
     r = rules(uow)
     now = uow.now()
     f = await store.get_followup(uow.conn, followup_id_, lock=True)
@@ -182,7 +185,7 @@ def _complaints(f: dict[str, Any], body: AttemptIn, attempt_id: str, now: dateti
     return filed
 
 
-async def _complete(uow: UnitOfWork, f: dict[str, Any], completed: dict[str, Any], attempts: int, cause: _Cause,
+async def _complete(uow: Uow, f: dict[str, Any], completed: dict[str, Any], attempts: int, cause: _Cause,
                     body: AttemptIn) -> None:
     r = rules(uow)
     now = completed["at"]

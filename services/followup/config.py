@@ -1,6 +1,7 @@
 """The return-visit rules and their defaults, named as the work plan names them
 (DESIGN.md §4 "Return visits"). Every number here is overridable as AFTERSALES_FOLLOWUP_<NAME>."""
 
+from dataclasses import dataclass
 from datetime import time
 
 from pydantic import Field
@@ -75,3 +76,8 @@ class FollowUpRules(BaseSettings):
     weekly_report_timezone: str = "Asia/Shanghai"
     # KPI gauges cover the last 30 days
     kpi_window_days: int = Field(30, ge=1)
+
+
+@dataclass(frozen=True)
+class FollowUpDeps:
+    rules: FollowUpRules

@@ -27,10 +27,13 @@ from services.followup.domain import (
     priority,
 )
 from services.followup.scheduling import arm, cancel, rules, schedule
+from services.followup.config import FollowUpDeps
+
+Uow = UnitOfWork[FollowUpDeps]
 
 
 # -- customers and vehicles ------------------------------------------------------------------------
-async def on_customer(uow: UnitOfWork, events: list[Event[Any]]) -> None:
+async def on_customer(uow: Uow, events: list[Event[Any]]) -> None:
     """CustomerRegistered / CustomerUpdated: region, time zone and locale for calling and
     targeting; files intake merged move their follow-ups along."""
     await store.upsert_customers(uow.conn, [
@@ -41,7 +44,7 @@ async def on_customer(uow: UnitOfWork, events: list[Event[Any]]) -> None:
         await store.retire_customers(uow.conn, merged)
 
 
-async def on_vehicle_sold(uow: UnitOfWork, events: list[Event[Any]]) -> None:
+async def on_vehicle_sold(uow: Uow, events: list[Event[Any]]) -> None:
     await store.upsert_vehicles(uow.conn, [
         {"vin": e.data.vin, "customer_id": e.data.customer.customer_id, "model": e.data.model,
          "dealer_id": e.data.dealer_id, "sold_at": e.data.sold_at, "warranty_months": e.data.warranty_months,
@@ -52,7 +55,7 @@ async def on_vehicle_sold(uow: UnitOfWork, events: list[Event[Any]]) -> None:
     await _arm_lost_checks(uow, {e.data.customer.customer_id: e for e in events})
 
 
-async def on_vehicle_picked_up(uow: UnitOfWork, events: list[Event[Any]]) -> None:
+async def on_vehicle_picked_up(uow: Uow, events: list[Event[Any]]) -> None:
     """Every pickup schedules a first return-visit call, due 3 to 7 days after it; the
     vehicle's next maintenance reminder and the customer's lost-customer check move on."""
     r = rules(uow)
@@ -89,7 +92,7 @@ async def on_vehicle_picked_up(uow: UnitOfWork, events: list[Event[Any]]) -> Non
     await _arm_lost_checks(uow, {e.data.customer.customer_id: e for e in events})
 
 
-async def _arm_maintenance(uow: UnitOfWork, latest: dict[str, Event[Any]]) -> None:
+async def _arm_maintenance(uow: Uow, latest: dict[str, Event[Any]]) -> None:
     """The reminder 10 days before the next service is due, by date or km, whichever first,
     from the vehicle's latest visit and its mileage history."""
     r = rules(uow)
@@ -124,7 +127,7 @@ def _not_before_settled(moment: datetime, now: datetime, r: Any) -> datetime:
     return moment if moment >= now else now + timedelta(minutes=r.late_timer_settle_minutes)
 
 
-async def _arm_lost_checks(uow: UnitOfWork, latest: dict[str, Event[Any]]) -> None:
+async def _arm_lost_checks(uow: Uow, latest: dict[str, Event[Any]]) -> None:
     """A customer with no visit for 12 months is lost: the check moves with every visit."""
     contacts = await store.last_contact(uow.conn, latest)
     for customer_id, event in latest.items():
@@ -136,7 +139,7 @@ async def _arm_lost_checks(uow: UnitOfWork, latest: dict[str, Event[Any]]) -> No
 
 
 # -- campaigns -------------------------------------------------------------------------------------
-async def on_campaign_announced(uow: UnitOfWork, events: list[Event[Any]]) -> None:
+async def on_campaign_announced(uow: Uow, events: list[Event[Any]]) -> None:
     """A call to each targeted customer (the campaign's regions, and models if it names them)
     14 days before it starts, loyal customers first; an amended campaign moves open calls."""
     r = rules(uow)
@@ -176,7 +179,7 @@ async def on_campaign_announced(uow: UnitOfWork, events: list[Event[Any]]) -> No
 
 
 # -- complaints ------------------------------------------------------------------------------------
-async def on_complaint_state(uow: UnitOfWork, events: list[Event[Any]]) -> None:
+async def on_complaint_state(uow: Uow, events: list[Event[Any]]) -> None:
     """Open complaints keep a customer out of the loyal tiers; a closure ends a pending
     confirmation call."""
     state = {"ComplaintOpened": "open", "ComplaintReopened": "open", "ComplaintResolved": "resolved",
@@ -191,7 +194,7 @@ async def on_complaint_state(uow: UnitOfWork, events: list[Event[Any]]) -> None:
                 await _expire(uow, f, event, "the complaint was closed before the confirmation call")
 
 
-async def _confirm(uow: UnitOfWork, event: Event[Any]) -> None:
+async def _confirm(uow: Uow, event: Event[Any]) -> None:
     """Resolved: the customer is contacted again to confirm the resolution satisfied them."""
     r = rules(uow)
     d = event.data
@@ -210,7 +213,7 @@ async def _confirm(uow: UnitOfWork, event: Event[Any]) -> None:
     })])
 
 
-async def _expire(uow: UnitOfWork, f: dict[str, Any], cause: Any, why: str) -> None:
+async def _expire(uow: Uow, f: dict[str, Any], cause: Any, why: str) -> None:
     await store.set_status(uow.conn, [f["followup_id"]], "status", uow.now(), "expired")
     await cancel(uow, f["followup_id"])
     uow.publish("FollowUpExpired", _timer_event(f), cause=cause, discriminator=f["followup_id"])

@@ -9,18 +9,20 @@ from typing import Any
 from shared.uow import UnitOfWork
 
 from services.followup import store
-from services.followup.config import FollowUpRules
+from services.followup.config import FollowUpDeps, FollowUpRules
+
+Uow = UnitOfWork[FollowUpDeps]
 
 SCHEDULED_FIELDS = ("followup_id", "kind", "customer_id", "vin", "due_from", "due_by", "priority", "reason_event_id",
                     "dealer_id", "region", "campaign_id", "complaint_id")
 TIMER_KINDS = ("followup.due", "followup.overdue", "followup.escalate", "followup.expire")
 
 
-def rules(uow: UnitOfWork) -> FollowUpRules:
-    return uow.state["rules"]  # type: ignore[no-any-return]
+def rules(uow: UnitOfWork[FollowUpDeps]) -> FollowUpRules:
+    return uow.deps.rules
 
 
-def arm(uow: UnitOfWork, f: dict[str, Any], cause: Any, *, replace: bool = False) -> None:
+def arm(uow: Uow, f: dict[str, Any], cause: Any, *, replace: bool = False) -> None:
     """FollowUpDue at due_from, FollowUpOverdue at due_by, FollowUpEscalated 2 days after that,
     FollowUpExpired when it is hopelessly late."""
     r = rules(uow)
@@ -33,7 +35,7 @@ def arm(uow: UnitOfWork, f: dict[str, Any], cause: Any, *, replace: bool = False
         uow.schedule_timer(kind, f["followup_id"], at, cause=cause, replace=replace)
 
 
-async def schedule(uow: UnitOfWork, items: list[tuple[Any, dict[str, Any]]]) -> list[dict[str, Any]]:
+async def schedule(uow: Uow, items: list[tuple[Any, dict[str, Any]]]) -> list[dict[str, Any]]:
     """Insert the follow-ups that are new, arm their timers and announce them; return them."""
     for cause, f in items:
         f.setdefault("correlation_id", cause.correlation_id)
@@ -58,5 +60,5 @@ async def schedule(uow: UnitOfWork, items: list[tuple[Any, dict[str, Any]]]) -> 
     return scheduled
 
 
-async def cancel(uow: UnitOfWork, followup_id: str) -> None:
+async def cancel(uow: Uow, followup_id: str) -> None:
     await uow.cancel_timers(followup_id, list(TIMER_KINDS))

@@ -14,16 +14,19 @@ from services.followup import store
 from services.followup.domain import followup_id, lost_after, lost_window, next_weekly_report
 from services.followup.handlers import _timer_event
 from services.followup.scheduling import cancel, rules, schedule
+from services.followup.config import FollowUpDeps
+
+Uow = UnitOfWork[FollowUpDeps]
 
 OPEN = ("scheduled", "due")
 
 
-async def _open(uow: UnitOfWork, timers: list[Timer]) -> list[tuple[Timer, dict[str, Any]]]:
+async def _open(uow: Uow, timers: list[Timer]) -> list[tuple[Timer, dict[str, Any]]]:
     found = await store.lock_followups(uow.conn, [t.ref for t in timers])
     return [(t, found[t.ref]) for t in timers if t.ref in found and found[t.ref]["status"] in OPEN]
 
 
-async def on_due(uow: UnitOfWork, timers: list[Timer]) -> None:
+async def on_due(uow: Uow, timers: list[Timer]) -> None:
     """FollowUpDue at due_from: the call enters the agents' queue."""
     due = await _open(uow, timers)
     await store.set_status(uow.conn, [f["followup_id"] for _, f in due], "status", uow.now(), "due")
@@ -31,7 +34,7 @@ async def on_due(uow: UnitOfWork, timers: list[Timer]) -> None:
         uow.publish("FollowUpDue", _timer_event(f), cause=timer)
 
 
-async def on_overdue(uow: UnitOfWork, timers: list[Timer]) -> None:
+async def on_overdue(uow: Uow, timers: list[Timer]) -> None:
     """Not completed by due_by: FollowUpOverdue (it goes to the top of the queue)."""
     late = await _open(uow, timers)
     await store.set_status(uow.conn, [f["followup_id"] for _, f in late], "overdue_at", uow.now())
@@ -39,7 +42,7 @@ async def on_overdue(uow: UnitOfWork, timers: list[Timer]) -> None:
         uow.publish("FollowUpOverdue", _timer_event(f), cause=timer)
 
 
-async def on_escalate(uow: UnitOfWork, timers: list[Timer]) -> None:
+async def on_escalate(uow: Uow, timers: list[Timer]) -> None:
     """Still open 2 days after it was overdue: FollowUpEscalated to the supervisor."""
     late = await _open(uow, timers)
     await store.set_status(uow.conn, [f["followup_id"] for _, f in late], "escalated_at", uow.now())
@@ -47,7 +50,7 @@ async def on_escalate(uow: UnitOfWork, timers: list[Timer]) -> None:
         uow.publish("FollowUpEscalated", _timer_event(f, escalated_to=rules(uow).escalate_to), cause=timer)
 
 
-async def on_expire(uow: UnitOfWork, timers: list[Timer]) -> None:
+async def on_expire(uow: Uow, timers: list[Timer]) -> None:
     """Hopelessly late: FollowUpExpired (counted as missed)."""
     stale = await _open(uow, timers)
     await store.set_status(uow.conn, [f["followup_id"] for _, f in stale], "status", uow.now(), "expired")
@@ -56,7 +59,7 @@ async def on_expire(uow: UnitOfWork, timers: list[Timer]) -> None:
         uow.publish("FollowUpExpired", _timer_event(f), cause=timer)
 
 
-async def on_maintenance(uow: UnitOfWork, timers: list[Timer]) -> None:
+async def on_maintenance(uow: Uow, timers: list[Timer]) -> None:
     """10 days before the next service: MaintenanceReminderDue (the notifier sends the SMS) and
     a reminder call in the queue."""
     items = []
@@ -80,7 +83,7 @@ async def on_maintenance(uow: UnitOfWork, timers: list[Timer]) -> None:
     await schedule(uow, items)
 
 
-async def on_lost(uow: UnitOfWork, timers: list[Timer]) -> None:
+async def on_lost(uow: Uow, timers: list[Timer]) -> None:
     """No visit for 12 months: a lost-customer call asks why."""
     r = rules(uow)
     contacts = await store.last_contact(uow.conn, [t.ref for t in timers])
@@ -101,7 +104,7 @@ async def on_lost(uow: UnitOfWork, timers: list[Timer]) -> None:
     await schedule(uow, items)
 
 
-async def on_weekly_report(uow: UnitOfWork, timers: list[Timer]) -> None:
+async def on_weekly_report(uow: Uow, timers: list[Timer]) -> None:
     """Every Monday: visits done and missed, satisfaction, feedback by category, per region,
     dealer and agent, sent to the departments in writing (by the notifier)."""
     r = rules(uow)
@@ -119,7 +122,7 @@ async def on_weekly_report(uow: UnitOfWork, timers: list[Timer]) -> None:
         uow.schedule_timer("report.weekly", iso_week(following - timedelta(days=7)), following)
 
 
-def ensure_weekly_report(uow: UnitOfWork) -> None:
+def ensure_weekly_report(uow: Uow) -> None:
     """Arm the next weekly report (once; a running schedule keeps itself going)."""
     following = next_weekly_report(uow.now(), rules(uow))
     uow.schedule_timer("report.weekly", iso_week(following - timedelta(days=7)), following)

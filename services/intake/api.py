@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.db import acquire
 from shared.events import InvalidRecord, decode, new_event
-from shared.events.catalog import UPSTREAM_CRM, Email, Name, Phone
+from shared.events.catalog import UPSTREAM_CRM
+from shared.events.upstream import Email, Name, Phone
 from shared.http import Principal, check_paging, require, runtime_of
 from shared.timeutil import add_months
 from shared.validation import normalize_phone, normalize_vin
@@ -86,7 +87,7 @@ def router() -> APIRouter:
         who: Principal = require("producer"),
     ) -> WebhookResponse:
         runtime = runtime_of(request)
-        rules: IntakeRules = runtime.state["rules"]
+        rules: IntakeRules = runtime.deps.rules
         producer = x_aftersales_producer.strip()
         secret = runtime.settings.parsed_webhook_secrets().get(producer)
         if secret is None or producer not in PRODUCER_TOPICS:
@@ -161,7 +162,7 @@ def router() -> APIRouter:
     ) -> dict[str, Any]:
         check_paging(page=page)
         runtime = runtime_of(request)
-        rules: IntakeRules = runtime.state["rules"]
+        rules: IntakeRules = runtime.deps.rules
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
             total, rows = await store.incomplete_files(conn, page_size, (page - 1) * page_size)

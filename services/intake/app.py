@@ -1,7 +1,10 @@
 """Intake: validates upstream events, keeps the customer files, re-publishes canonical events,
 dead-letters bad input with a reason."""
 
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from shared import metrics
 from shared.db import acquire
@@ -11,15 +14,15 @@ from shared.runtime import ServiceDefinition, ServiceRuntime
 
 from services.intake import store
 from services.intake.api import router
-from services.intake.config import IntakeRules
+from services.intake.config import IntakeDeps, IntakeRules
 from services.intake.handlers import HANDLERS
 
 
-async def _on_start(runtime: ServiceRuntime) -> None:
-    runtime.state.setdefault("rules", IntakeRules())
+async def _deps(runtime: ServiceRuntime[IntakeDeps], overrides: Mapping[str, Any]) -> IntakeDeps:
+    return replace(IntakeDeps(rules=IntakeRules()), **overrides)
 
 
-async def _kpis(runtime: ServiceRuntime) -> None:
+async def _kpis(runtime: ServiceRuntime[IntakeDeps]) -> None:
     assert runtime.pool is not None
     async with acquire(runtime.pool) as conn:
         files, incomplete = await store.file_counts(conn)
@@ -48,7 +51,7 @@ REPLAY = (
 )
 
 
-definition = ServiceDefinition(
+definition: ServiceDefinition[IntakeDeps] = ServiceDefinition(
     name="intake",
     description=(
         "The door from upstream sales, DMS, ERP and CRM systems (Kafka topics upstream.* or the signed webhook), "
@@ -59,7 +62,7 @@ definition = ServiceDefinition(
     # catalog's, or a newer schema version is dead-lettered with the reason.
     subscriptions=[Subscription(topic, handlers, strict_types=True, check_key=True) for topic, handlers in HANDLERS.items()],
     router=router,
+    deps=_deps,
     kpis=_kpis,
-    on_start=_on_start,
     replay=REPLAY,
 )

@@ -1,4 +1,7 @@
-"""Intake's rules and their defaults (DESIGN.md §4, work plan "customer information management")."""
+"""Intake's rules and their defaults (DESIGN.md §4, work plan "customer information management"),
+and the dependencies its handlers and routes receive."""
+
+from dataclasses import dataclass
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,3 +20,8 @@ class IntakeRules(BaseSettings):
     # Webhook: events per request and the replay window of a signature.
     webhook_max_events: int = Field(500, ge=1)
     webhook_max_age_seconds: int = Field(300, ge=1)
+
+
+@dataclass(frozen=True)
+class IntakeDeps:
+    rules: IntakeRules

@@ -8,22 +8,22 @@ so an event refused over HTTP is refused for the same reason it would be on Kafk
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.errors import PermanentError
 from shared.events import Event
+from shared.events import upstream as u
 from shared.uow import UnitOfWork
 
 from services.intake import store
-from services.intake.config import IntakeRules
+from services.intake.config import IntakeDeps, IntakeRules
 from services.intake.domain import FileSet, Output, Rejected, verify_vin
 from services.intake.store import Needs
 
-
-def rules(uow: UnitOfWork) -> IntakeRules:
-    return uow.state["rules"]  # type: ignore[no-any-return]
+T = TypeVar("T")
+Uow = UnitOfWork[IntakeDeps]
 
 
 def precheck(event_type: str, data: Any, intake_rules: IntakeRules) -> None:
@@ -38,7 +38,7 @@ def precheck(event_type: str, data: Any, intake_rules: IntakeRules) -> None:
 
 
 # What each event type needs loaded, and how it is applied.
-def _needs_sale(d: Any, n: Needs) -> None:
+def _needs_sale(d: u.VehicleSold, n: Needs) -> None:
     n.vins.add(d.vin)
     n.first_pickups.add(d.vin)
     n.phones.add(d.customer.phone)
@@ -46,7 +46,7 @@ def _needs_sale(d: Any, n: Needs) -> None:
         n.customer_ids.add(d.customer.customer_id)
 
 
-def _needs_pickup(d: Any, n: Needs) -> None:
+def _needs_pickup(d: u.VehiclePickedUp, n: Needs) -> None:
     n.vins.add(d.vin)
     n.repair_orders.add(d.repair_order_id)
     n.phones.add(d.customer.phone)
@@ -54,19 +54,19 @@ def _needs_pickup(d: Any, n: Needs) -> None:
         n.customer_ids.add(d.customer.customer_id)
 
 
-def _needs_receipt(d: Any, n: Needs) -> None:
+def _needs_receipt(d: u.ReceiptReturned, n: Needs) -> None:
     n.vins.add(d.vin)
     n.repair_orders.add(d.repair_order_id)
     n.receipts.add(d.receipt_id)
 
 
-def _needs_customer_update(d: Any, n: Needs) -> None:
+def _needs_customer_update(d: u.CustomerUpdatedUpstream, n: Needs) -> None:
     n.customer_ids.add(d.customer_id)
     if d.phone:
         n.phones.add(d.phone)
 
 
-def _needs_complaint(d: Any, n: Needs) -> None:
+def _needs_complaint(d: u.ComplaintFiled, n: Needs) -> None:
     if d.customer_id:
         n.customer_ids.add(d.customer_id)
     if d.phone:
@@ -74,30 +74,33 @@ def _needs_complaint(d: Any, n: Needs) -> None:
     n.facts.add(("complaint", d.complaint_ref))
 
 
-def _needs_shipment(d: Any, n: Needs) -> None:
+def _needs_shipment(d: u.PartShipped, n: Needs) -> None:
     n.shipments.add(d.shipment_id)
     n.facts.add(("PartShipped", d.shipment_id))
 
 
-def _needs_discrepancy(d: Any, n: Needs) -> None:
+def _needs_discrepancy(d: u.PartShipmentDiscrepancy, n: Needs) -> None:
     n.shipments.add(d.shipment_id)
     n.facts.add(("PartShipmentDiscrepancy", f"{d.shipment_id}:{d.line_no}:{d.kind}"))
 
 
-def _needs_defect(d: Any, n: Needs) -> None:
+def _needs_defect(d: u.PartDefectReported, n: Needs) -> None:
     n.facts.add(("PartDefectReported", d.report_id))
 
 
-def _needs_campaign(d: Any, n: Needs) -> None:
+def _needs_campaign(d: u.CampaignAnnounced, n: Needs) -> None:
     n.facts.add(("CampaignAnnounced", d.campaign_id))
 
 
-Apply = Callable[[FileSet, Event[Any], datetime], list[Output]]
+Apply = Callable[[FileSet, Event[T], datetime], list[Output]]
+Handler = Callable[[Uow, list[Event[T]]], Awaitable[None]]
 
 
-def _handler(needs: Callable[[Any, Needs], None], apply: Apply) -> Callable[..., Any]:
-    async def handle(uow: UnitOfWork, events: list[Event[Any]]) -> None:
-        intake_rules = rules(uow)
+def _handler(needs: Callable[[T, Needs], None], apply: Apply[T]) -> Handler[T]:
+    """Every intake handler is the same: check, say what the batch needs, load those files,
+    apply the events in order, save what changed, publish the canonical events."""
+    async def handle(uow: Uow, events: list[Event[T]]) -> None:
+        intake_rules = uow.deps.rules
         wanted = Needs()
         for event in events:
             try:
@@ -134,7 +137,7 @@ on_part_defect_reported = _handler(
 on_campaign_announced = _handler(
     _needs_campaign, lambda f, e, now: f.pass_through("CampaignAnnounced", e.data.campaign_id, e.data, e.occurred_at))
 
-HANDLERS: dict[str, dict[str, Callable[..., Any]]] = {
+HANDLERS: dict[str, dict[str, Handler[Any]]] = {
     "upstream.sales": {"VehicleSold": on_vehicle_sold},
     "upstream.dms": {"VehiclePickedUp": on_vehicle_picked_up, "ReceiptReturned": on_receipt_returned},
     "upstream.erp": {

@@ -3,7 +3,10 @@ opt-outs, retries, rate limits, and never the same message twice."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from shared.events import COMPLAINTS, FOLLOWUP, INTAKE, QUALITY
 from shared.kafka.consumer import Handler, Subscription
@@ -14,7 +17,7 @@ from shared.settings import secrets_file
 from services.notifier import handlers
 from services.notifier.api import router
 from services.notifier.channels import EmailChannel, LetterChannel, SmsChannel
-from services.notifier.config import NotifierSettings
+from services.notifier.config import NotifierDeps, NotifierSettings
 from services.notifier.directory import load_directory
 from services.notifier.dispatcher import Dispatcher, close_channels
 from services.notifier.rules import load_rules
@@ -40,23 +43,26 @@ def _subscriptions() -> list[Subscription]:
     return [Subscription(topic, subscribed) for topic, subscribed in by_topic.items()]
 
 
-async def _on_start(runtime: ServiceRuntime) -> None:
-    settings: NotifierSettings = runtime.state.setdefault("settings", load_notifier_settings())
-    runtime.state.setdefault("rules", load_rules(settings.rules_file))
-    runtime.state.setdefault("directory", load_directory(settings.staff_file))
-    runtime.state.setdefault("templates", Templates(settings.templates_dir, settings.default_locale))
+async def _deps(runtime: ServiceRuntime[NotifierDeps], overrides: Mapping[str, Any]) -> NotifierDeps:
+    """The settings (overridable), and the rule table, directory, templates and channels they name."""
+    settings: NotifierSettings = overrides.get("settings") or load_notifier_settings()
     assert runtime.pool is not None
-    runtime.state.setdefault("channels", {
-        "sms": SmsChannel(settings), "email": EmailChannel(settings), "letter": LetterChannel(runtime.pool, runtime.clock),
-    })
+    deps = NotifierDeps(
+        settings=settings, rules=load_rules(settings.rules_file), directory=load_directory(settings.staff_file),
+        templates=Templates(settings.templates_dir, settings.default_locale),
+        channels={"sms": SmsChannel(settings), "email": EmailChannel(settings),
+                  "letter": LetterChannel(runtime.pool, runtime.clock)},
+    )
+    return replace(deps, **{name: value for name, value in overrides.items() if name != "settings"})
 
 
-async def dispatch(runtime: ServiceRuntime) -> None:
-    dispatcher = Dispatcher(runtime, runtime.state["settings"], runtime.state["channels"], runtime.state["templates"])
-    try:
-        await dispatcher.run()
-    finally:
-        await close_channels(runtime.state["channels"])
+async def dispatch(runtime: ServiceRuntime[NotifierDeps]) -> None:
+    deps = runtime.deps
+    await Dispatcher(runtime, deps.settings, deps.channels, deps.templates).run()
+
+
+async def _close_channels(runtime: ServiceRuntime[NotifierDeps]) -> None:
+    await close_channels(runtime.deps.channels)
 
 
 REPLAY = (
@@ -68,13 +74,14 @@ REPLAY = (
 )
 
 
-definition = ServiceDefinition(
+definition: ServiceDefinition[NotifierDeps] = ServiceDefinition(
     name="notifier",
     description="Customer and staff notifications by SMS, e-mail and letter, decided by a rule table.",
     migrations=Path(__file__).parent / "migrations",
     subscriptions=_subscriptions(),
+    deps=_deps,
     router=router,
-    on_start=_on_start,
     workers=[dispatch],
+    on_stop=_close_channels,
     replay=REPLAY,
 )

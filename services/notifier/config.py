@@ -1,11 +1,20 @@
 """Notifier settings: channels, quiet hours, retries, rate limits. Secrets come from the
 environment (or `.local/secrets.env` on a developer machine), never from the repository."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from services.notifier.directory import StaffDirectory
+    from services.notifier.rules import RuleTable
+    from services.notifier.templating import Templates
 
 HERE = Path(__file__).parent
 
@@ -51,3 +60,12 @@ class NotifierSettings(BaseSettings):
     rate_limit_sms_per_second: float = Field(20, gt=0)
     rate_limit_email_per_second: float = Field(10, gt=0)
     rate_limit_letter_per_second: float = Field(1000, gt=0)
+
+
+@dataclass(frozen=True)
+class NotifierDeps:
+    settings: NotifierSettings
+    rules: RuleTable
+    directory: StaffDirectory
+    templates: Templates
+    channels: dict[str, Any]  # channel name -> its client (SmsChannel, EmailChannel, LetterChannel)

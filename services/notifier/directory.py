@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.events.catalog import Locale
+from shared.events.types import Locale
 
 
 class Person(BaseModel):

@@ -90,11 +90,13 @@ class Dispatcher:
 
     @property
     def rules(self) -> RuleTable:
-        return self.runtime.state["rules"]  # type: ignore[no-any-return]
+        rules: RuleTable = self.runtime.deps.rules
+        return rules
 
     @property
     def directory(self) -> StaffDirectory:
-        return self.runtime.state["directory"]  # type: ignore[no-any-return]
+        directory: StaffDirectory = self.runtime.deps.directory
+        return directory
 
     async def run(self) -> None:
         while not self.runtime.stopping:

@@ -6,21 +6,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from shared.events import Event
 from shared.uow import UnitOfWork
 
 from services.notifier import store
-from services.notifier.config import NotifierSettings
+from services.notifier.config import NotifierDeps, NotifierSettings
 from services.notifier.directory import StaffDirectory
 from services.notifier.domain import notification_id, outside_quiet_hours
 from services.notifier.rules import Rule, RuleTable, fill
 
+Uow = UnitOfWork[NotifierDeps]
 
-async def on_customer_changed(uow: UnitOfWork, events: list[Event[Any]]) -> None:
+
+async def on_customer_changed(uow: Uow, events: list[Event[Any]]) -> None:
     """CustomerRegistered / CustomerUpdated → the contact projection; waiting notifications go."""
     for event in events:
         d = event.data
-        consent = d.consent.model_dump() if d.consent is not None else None
+        consent = msgspec.to_builtins(d.consent) if d.consent is not None else None
         await store.upsert_contact(
             uow.conn,
             {"customer_id": d.customer_id, "name": d.name, "phone": d.phone, "email": d.email, "address": d.address,
@@ -31,7 +35,7 @@ async def on_customer_changed(uow: UnitOfWork, events: list[Event[Any]]) -> None
     await on_event(uow, events)
 
 
-async def on_campaign(uow: UnitOfWork, events: list[Event[Any]]) -> None:
+async def on_campaign(uow: Uow, events: list[Event[Any]]) -> None:
     """CampaignAnnounced → what an invitation needs to say (title, dates, address)."""
     for event in events:
         d = event.data
@@ -62,13 +66,13 @@ def staff_recipient(rule: Rule, data: dict[str, Any], directory: StaffDirectory)
     return primary or fallback or rule.recipient
 
 
-async def on_event(uow: UnitOfWork, events: list[Event[Any]]) -> None:
+async def on_event(uow: Uow, events: list[Event[Any]]) -> None:
     """Every rule that matches an event makes one notification per recipient."""
-    table: RuleTable = uow.state["rules"]
-    directory: StaffDirectory = uow.state["directory"]
-    settings: NotifierSettings = uow.state["settings"]
+    table: RuleTable = uow.deps.rules
+    directory: StaffDirectory = uow.deps.directory
+    settings: NotifierSettings = uow.deps.settings
     for event in events:
-        data = event.data.model_dump(mode="json")
+        data = msgspec.to_builtins(event.data)
         logical_topic = event.topic.removeprefix(uow.settings.topic_prefix)
         for rule in table.matching(event.event_type, logical_topic, data):
             contact = None

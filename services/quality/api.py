@@ -46,7 +46,8 @@ class CloseBody(BaseModel):
 
 
 def _rules(request: Request) -> QualityRules:
-    return runtime_of(request).state["rules"]  # type: ignore[no-any-return]
+    rules: QualityRules = runtime_of(request).deps.rules
+    return rules
 
 
 def alert_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -174,7 +175,7 @@ def router() -> APIRouter:
             raise HTTPException(422, f"from {start.isoformat()} must be before to {end.isoformat()}")
         assert runtime.pool is not None
         async with runtime.pool.acquire() as conn:
-            return await figures.stats(conn, category, start, end, rules, runtime.state["rates"])
+            return await figures.stats(conn, category, start, end, rules, runtime.deps.rates)
 
     @api.get("/reports/weekly", summary="The quality and parts-accuracy figures of an ISO week")
     async def weekly(

@@ -3,7 +3,10 @@ alerts to the quality inspection department, parts-shipment accuracy, the weekly
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from shared import metrics
 from shared.events import COMPLAINTS, INTAKE
@@ -13,14 +16,19 @@ from shared.runtime import ServiceDefinition, ServiceRuntime
 
 from services.quality import figures, handlers
 from services.quality.api import router
-from services.quality.config import QualityRules, load_baseline_rates
+from services.quality.config import QualityDeps, QualityRules, load_baseline_rates
 from services.quality.domain import next_weekly_report_at, previous_week
 
 
-async def _on_start(runtime: ServiceRuntime) -> None:
-    rules: QualityRules = runtime.state.setdefault("rules", QualityRules())
-    runtime.state.setdefault("rates", load_baseline_rates(rules.baseline_rates_file))
-    runtime.state.setdefault("policy", rules.policy())
+async def _deps(runtime: ServiceRuntime[QualityDeps], overrides: Mapping[str, Any]) -> QualityDeps:
+    """The rules (overridable), and the baseline rates and monitoring policy they name."""
+    rules: QualityRules = overrides.get("rules") or QualityRules()
+    deps = QualityDeps(rules=rules, rates=load_baseline_rates(rules.baseline_rates_file), policy=rules.policy())
+    return replace(deps, **{name: value for name, value in overrides.items() if name != "rules"})
+
+
+async def _on_start(runtime: ServiceRuntime[QualityDeps]) -> None:
+    rules = runtime.deps.rules
     # Arm the next look and the next weekly reports; (kind, ref) is unique, so a replica that
     # starts later, or a restart, arms nothing twice.
     now = runtime.clock.now()
@@ -32,17 +40,17 @@ async def _on_start(runtime: ServiceRuntime) -> None:
         handlers.schedule_weekly_reports(uow, week)
 
 
-async def _kpis(runtime: ServiceRuntime) -> None:
+async def _kpis(runtime: ServiceRuntime[QualityDeps]) -> None:
     assert runtime.pool is not None
     async with runtime.pool.acquire() as conn:
-        k = await figures.kpis(conn, runtime.clock.now(), runtime.state["rules"])
+        k = await figures.kpis(conn, runtime.clock.now(), runtime.deps.rules)
     metrics.QUALITY_ALERTS_OPEN.set(k["quality_alerts_open"])
     for state, n in k["quality_alerts_by_state"].items():
         metrics.QUALITY_ALERTS_BY_STATE.labels(state).set(n)
     accuracy = k["parts_shipment_accuracy"]["accuracy"]
     # No lines shipped in the window: "no data" (NaN), not an accuracy of 0 that would raise an alert.
     metrics.PARTS_SHIPMENT_ACCURACY.set(float("nan") if accuracy is None else accuracy)
-    for category in set(k["defect_reports"]) | set(runtime.state["rules"].important_categories):
+    for category in set(k["defect_reports"]) | set(runtime.deps.rules.important_categories):
         metrics.QUALITY_DEFECT_REPORTS.labels(category).set(k["defect_reports"].get(category, 0))
     metrics.QUALITY_REPORTS_UNRESOLVED.set(k["reports_unresolved"])
 
@@ -60,7 +68,7 @@ REPLAY = (
 )
 
 
-definition = ServiceDefinition(
+definition: ServiceDefinition[QualityDeps] = ServiceDefinition(
     name="quality",
     description="Early warning on important parts (motor, controller, rear axle, differential, frame, front shock "
                 "absorber, rim welding) with a controlled false-alarm rate, traceable alerts to the quality "
@@ -80,6 +88,7 @@ definition = ServiceDefinition(
     ],
     timers={handlers.LOOK: handlers.on_look, handlers.WEEKLY_REPORTS: handlers.on_weekly_reports},
     router=router,
+    deps=_deps,
     kpis=_kpis,
     on_start=_on_start,
     replay=REPLAY,

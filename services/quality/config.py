@@ -3,6 +3,7 @@ and the loader of the baseline-rate table (baseline_rates.yaml) that quality eng
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.events.catalog import IMPORTANT_PART_CATEGORIES
+from shared.events.types import IMPORTANT_PART_CATEGORIES
 from shared.validation import check_timezone
 
 from services.quality.domain import BaselineRates, MonitorPolicy, Test
@@ -103,3 +104,10 @@ def load_baseline_rates(path: Path) -> BaselineRates:
     except Exception as exc:
         raise ValueError(f"{path}: not a valid baseline-rate table: {exc}") from exc
     return BaselineRates(default=table.default, by_category=dict(table.categories), unit_month_days=table.unit_month_days)
+
+
+@dataclass(frozen=True)
+class QualityDeps:
+    rules: QualityRules
+    rates: BaselineRates
+    policy: MonitorPolicy

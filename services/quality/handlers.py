@@ -7,13 +7,13 @@ from datetime import timedelta
 from typing import Any
 
 from shared.events import Event
-from shared.events.catalog import (
-    CanonicalVehicleSold,
+from shared.events.canonical import (
     ComplaintOpened,
     ComplaintPartDefectReported,
     PartDefectReported,
     PartShipmentDiscrepancy,
     PartShipped,
+    VehicleSold,
 )
 from shared.timers import Timer
 from shared.uow import UnitOfWork
@@ -30,6 +30,9 @@ from services.quality.domain import (
     week_label,
 )
 from services.quality.monitor import Arrival, EventRef, rules
+from services.quality.config import QualityDeps
+
+Uow = UnitOfWork[QualityDeps]
 
 LOOK = "look"
 WEEKLY_REPORTS = "weekly_reports"
@@ -39,9 +42,9 @@ WEEKLY_REPORTS = "weekly_reports"
 # Units in service
 
 
-async def on_vehicle_sold(uow: UnitOfWork, events: list[Event[CanonicalVehicleSold]]) -> None:
+async def on_vehicle_sold(uow: Uow, events: list[Event[VehicleSold]]) -> None:
     """Units in service from the parts list; reports that waited for this sale are resolved."""
-    latest: dict[str, Event[CanonicalVehicleSold]] = {}
+    latest: dict[str, Event[VehicleSold]] = {}
     for event in events:
         seen = latest.get(event.data.vin)
         if seen is None or event.occurred_at >= seen.occurred_at:
@@ -73,7 +76,7 @@ async def on_vehicle_sold(uow: UnitOfWork, events: list[Event[CanonicalVehicleSo
 # Defect reports
 
 
-async def on_part_defect_reported(uow: UnitOfWork, events: list[Event[PartDefectReported]]) -> None:
+async def on_part_defect_reported(uow: Uow, events: list[Event[PartDefectReported]]) -> None:
     """From dealers, the after-sale warehouse and field service (through intake)."""
     await _receive(uow, [(event, DefectReport(
         report_id=d.report_id, source="intake", category=d.category, failure_mode=d.failure_mode,
@@ -82,7 +85,7 @@ async def on_part_defect_reported(uow: UnitOfWork, events: list[Event[PartDefect
     )) for event in events for d in [event.data]])
 
 
-async def on_complaint_part_defect(uow: UnitOfWork, events: list[Event[ComplaintPartDefectReported]]) -> None:
+async def on_complaint_part_defect(uow: Uow, events: list[Event[ComplaintPartDefectReported]]) -> None:
     """From product-quality complaints: batch and supplier often unknown, taken from the vehicle."""
     await _receive(uow, [(event, DefectReport(
         report_id=d.report_id, source="complaints", category=d.category, failure_mode=d.failure_mode,
@@ -92,7 +95,7 @@ async def on_complaint_part_defect(uow: UnitOfWork, events: list[Event[Complaint
     )) for event in events for d in [event.data]])
 
 
-async def _receive(uow: UnitOfWork, items: list[tuple[Event[Any], DefectReport]]) -> None:
+async def _receive(uow: Uow, items: list[tuple[Event[Any], DefectReport]]) -> None:
     vins = {report.vin for _, report in items if report.vin}
     await store.lock_vehicles(uow.conn, vins)  # serialises with the vehicle's sale and its other reports
     fitted = await store.fitted_parts(uow.conn, vins)
@@ -116,7 +119,7 @@ async def _receive(uow: UnitOfWork, items: list[tuple[Event[Any], DefectReport]]
     await monitor.on_arrivals(uow, arrivals)
 
 
-async def _recount(uow: UnitOfWork, pairs: set[tuple[str, str]], new_ids: set[str]) -> list[Arrival]:
+async def _recount(uow: Uow, pairs: set[tuple[str, str]], new_ids: set[str]) -> list[Arrival]:
     """Count each defect of these vehicles' part categories once; return the reports that are
     now counted in cells they were not counted in before."""
     stored = await store.reports_of(uow.conn, pairs)
@@ -143,7 +146,7 @@ def _cell_keys(category: str, counting: Counting) -> set[str]:
 # Parts shipments and complaints
 
 
-async def on_part_shipped(uow: UnitOfWork, events: list[Event[PartShipped]]) -> None:
+async def on_part_shipped(uow: Uow, events: list[Event[PartShipped]]) -> None:
     latest: dict[str, Event[PartShipped]] = {}
     for event in events:  # one shipment sent twice in a batch: the later correction wins
         latest[event.data.shipment_id] = event
@@ -154,7 +157,7 @@ async def on_part_shipped(uow: UnitOfWork, events: list[Event[PartShipped]]) -> 
     ], uow.now())
 
 
-async def on_shipment_discrepancy(uow: UnitOfWork, events: list[Event[PartShipmentDiscrepancy]]) -> None:
+async def on_shipment_discrepancy(uow: Uow, events: list[Event[PartShipmentDiscrepancy]]) -> None:
     """Kept even before its shipment is on file; it counts once the line is."""
     await store.insert_discrepancies(uow.conn, [
         {"shipment_id": e.data.shipment_id, "line_no": e.data.line_no, "kind": e.data.kind,
@@ -163,7 +166,7 @@ async def on_shipment_discrepancy(uow: UnitOfWork, events: list[Event[PartShipme
     ])
 
 
-async def on_complaint_opened(uow: UnitOfWork, events: list[Event[ComplaintOpened]]) -> None:
+async def on_complaint_opened(uow: Uow, events: list[Event[ComplaintOpened]]) -> None:
     await store.insert_complaints(uow.conn, [
         {"complaint_id": e.data.complaint_id, "category": e.data.category, "part_category": e.data.part_category,
          "vin": e.data.vin, "severity": e.data.severity, "filed_at": e.data.filed_at, "event_id": e.event_id}
@@ -175,20 +178,20 @@ async def on_complaint_opened(uow: UnitOfWork, events: list[Event[ComplaintOpene
 # Timers: the scheduled looks and the weekly reports
 
 
-def schedule_look(uow: UnitOfWork, after: Any) -> None:
+def schedule_look(uow: Uow, after: Any) -> None:
     """Arm the look at the end of the look interval holding `after` (a no-op if it is armed)."""
     at = monitor.policy(uow).look_at(after)
     uow.schedule_timer(LOOK, at.isoformat(), at)
 
 
-async def on_look(uow: UnitOfWork, timers: list[Timer]) -> None:
+async def on_look(uow: Uow, timers: list[Timer]) -> None:
     for timer in sorted(timers, key=lambda t: t.due_at):
         raised = await monitor.look(uow, timer.due_at, timer)
         uow.log.info("early-warning look", at=timer.due_at.isoformat(), alerts_raised=raised)
         schedule_look(uow, timer.due_at)
 
 
-def schedule_weekly_reports(uow: UnitOfWork, week: str) -> None:
+def schedule_weekly_reports(uow: Uow, week: str) -> None:
     """Arm the weekly reports of `week`: due at the first report time after the week ends."""
     r = rules(uow)
     _, end = week_bounds(week, r.timezone)
@@ -196,7 +199,7 @@ def schedule_weekly_reports(uow: UnitOfWork, week: str) -> None:
     uow.schedule_timer(WEEKLY_REPORTS, week, due, {"week": week})
 
 
-async def on_weekly_reports(uow: UnitOfWork, timers: list[Timer]) -> None:
+async def on_weekly_reports(uow: Uow, timers: list[Timer]) -> None:
     """QualityWeeklyReport and PartsAccuracyReport for the past week, then arm the next week's."""
     r = rules(uow)
     for timer in timers:

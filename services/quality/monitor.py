@@ -20,7 +20,7 @@ from typing import Any
 from shared.uow import UnitOfWork
 
 from services.quality import store
-from services.quality.config import QualityRules
+from services.quality.config import QualityDeps, QualityRules
 from services.quality.domain import (
     BaselineRates,
     Burst,
@@ -34,6 +34,8 @@ from services.quality.domain import (
     decide,
     find_burst,
 )
+
+Uow = UnitOfWork[QualityDeps]
 
 
 @dataclass(frozen=True)
@@ -54,16 +56,16 @@ class Arrival:
     cause: EventRef
 
 
-def rules(uow: UnitOfWork) -> QualityRules:
-    return uow.state["rules"]  # type: ignore[no-any-return]
+def rules(uow: UnitOfWork[QualityDeps]) -> QualityRules:
+    return uow.deps.rules
 
 
-def rates(uow: UnitOfWork) -> BaselineRates:
-    return uow.state["rates"]  # type: ignore[no-any-return]
+def rates(uow: UnitOfWork[QualityDeps]) -> BaselineRates:
+    return uow.deps.rates
 
 
-def policy(uow: UnitOfWork) -> MonitorPolicy:
-    return uow.state["policy"]  # type: ignore[no-any-return]
+def policy(uow: UnitOfWork[QualityDeps]) -> MonitorPolicy:
+    return uow.deps.policy
 
 
 def _just_after(moment: datetime) -> datetime:
@@ -71,7 +73,7 @@ def _just_after(moment: datetime) -> datetime:
     return moment + timedelta(microseconds=1)
 
 
-async def on_arrivals(uow: UnitOfWork, arrivals: list[Arrival]) -> None:
+async def on_arrivals(uow: Uow, arrivals: list[Arrival]) -> None:
     by_cell: dict[str, list[Arrival]] = defaultdict(list)
     for arrival in arrivals:
         for key in arrival.cell_keys:
@@ -108,7 +110,7 @@ async def on_arrivals(uow: UnitOfWork, arrivals: list[Arrival]) -> None:
                        latest[key].cause)
 
 
-async def look(uow: UnitOfWork, at: datetime, fallback_cause: Any) -> int:
+async def look(uow: Uow, at: datetime, fallback_cause: Any) -> int:
     """The scheduled look at `at` over every cell with new reports; returns the alerts raised."""
     keys = await store.dirty_cells(uow.conn)
     if not keys:
@@ -139,18 +141,18 @@ async def look(uow: UnitOfWork, at: datetime, fallback_cause: Any) -> int:
     return raised
 
 
-async def _threshold(uow: UnitOfWork) -> float:
+async def _threshold(uow: Uow) -> float:
     p = policy(uow)
     return p.threshold(await store.monitored_cells(uow.conn) if p.control_across_cells else 1)
 
 
-def _figures(uow: UnitOfWork, cell: Cell, evidence: CellEvidence, threshold: float) -> PoissonLook:
+def _figures(uow: Uow, cell: Cell, evidence: CellEvidence, threshold: float) -> PoissonLook:
     r = rates(uow)
     return cell_look(policy(uow), evidence, r.rate(cell.category), r.unit_month_days, threshold)
 
 
 async def _publish(
-    uow: UnitOfWork, cell: Cell, row: store.CellRow, current: dict[str, Any] | None, decision: Decision,
+    uow: Uow, cell: Cell, row: store.CellRow, current: dict[str, Any] | None, decision: Decision,
     figures: PoissonLook, as_of: datetime, until: datetime, burst: Burst | None, cause: Any,
 ) -> None:
     """Raise a new alert or update the open one with the evidence as of `as_of` (the reports

@@ -5,8 +5,10 @@ A pipeline of small named steps (after Sentry's arroyo):
 1. **Decode** each record into a typed `Event`, or an `InvalidRecord` with its reason.
 2. **Inbox**: in the handler's transaction, insert the batch's event_ids; ids already there
    were processed before (a redelivery) and are skipped.
-3. **Handle**: consecutive events of one type go to their handler together; invalid records
-   become `DeadLettered` outbox rows. State, outbox rows and inbox rows commit together.
+3. **Plan**: the poll's records are grouped by handler, keeping each key's records in order
+   (`plan`): every handler is called once per poll with all its records, however the types
+   interleave, unless one key's records alternate between handlers. Invalid records become
+   `DeadLettered` outbox rows. State, outbox rows and inbox rows commit together.
 4. **Commit** the offsets, only after the transaction committed.
 
 A poll's records from all its partitions are handled in one transaction, each partition's in
@@ -32,8 +34,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import groupby
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import structlog
@@ -51,7 +52,9 @@ from shared.kafka.clients import make_consumer
 from shared.settings import Settings
 from shared.uow import UnitOfWork, dead_letter_event_id
 
-Handler = Callable[[UnitOfWork, list[Event[Any]]], Awaitable[None]]
+D = TypeVar("D")
+# A handler takes every record of its type(s) in a poll, in order per key, as typed events.
+Handler = Callable[[UnitOfWork[Any], list[Event[Any]]], Awaitable[None]]
 
 log = structlog.get_logger("aftersales.consumer")
 
@@ -85,7 +88,7 @@ class DeadLetterPolicy:
 
     service: str
 
-    def record(self, uow: UnitOfWork, item: Decoded, error: str, reason: str) -> None:
+    def record(self, uow: UnitOfWork[Any], item: Decoded, error: str, reason: str) -> None:
         r = item.record
         uow.dead_letter(
             topic=r.topic, partition=r.partition, offset=r.offset, key=r.key, value=r.value,
@@ -116,9 +119,30 @@ class CommitAfterTransaction:
             log.info("offsets not committed: partitions reassigned", reason=str(exc))
 
 
-def _runs(items: Sequence[Decoded]) -> list[list[Decoded]]:
-    """Consecutive records that share a handler (or are all invalid) form one run."""
-    return [list(group) for _, group in groupby(items, key=lambda d: ("invalid", None) if d.invalid else ("h", d.handler))]
+_DEAD = object()  # the "handler" of invalid records: they are dead-lettered
+
+
+def plan(items: Sequence[Decoded]) -> list[list[Decoded]]:
+    """Group a poll's records into handler calls, keeping each key's records in order.
+
+    A record joins its handler's group in the earliest stage its key allows: the stage of the
+    key's previous record if that had the same handler, else the next one. Stages run in order,
+    so each key sees its records in partition order, and a poll in which types interleave
+    across keys (CustomerRegistered by customer, VehiclePickedUp by VIN) makes one call per
+    handler instead of one per run. Records without a key have no order to keep."""
+    last: dict[object, tuple[int, object]] = {}
+    rank: dict[int, int] = {}
+    groups: dict[tuple[int, int], list[Decoded]] = {}
+    for item in items:
+        handler: object = _DEAD if item.invalid is not None else item.handler
+        r = item.record
+        key: object = (r.topic, r.partition, r.key) if r.key is not None else object()
+        previous = last.get(key)
+        stage = 0 if previous is None else previous[0] if previous[1] is handler else previous[0] + 1
+        last[key] = (stage, handler)
+        order = rank.setdefault(id(handler), len(rank))
+        groups.setdefault((stage, order), []).append(item)
+    return [groups[k] for k in sorted(groups)]
 
 
 @dataclass
@@ -141,16 +165,16 @@ class _Rebalance(ConsumerRebalanceListener):
 
 
 @dataclass
-class EventConsumer:
+class EventConsumer(Generic[D]):
     service: str
     settings: Settings
     pool: asyncpg.Pool
     clock: Clock
     subscriptions: Sequence[Subscription]
+    deps: D
     group_id: str | None = None
     client_id: str | None = None
     commit_policy: CommitAfterTransaction = field(default_factory=CommitAfterTransaction)
-    state: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.dead_letters = DeadLetterPolicy(self.service)
@@ -267,6 +291,7 @@ class EventConsumer:
             event = decode(
                 record.value, record.topic, contract_topic=subscription.topic, strict_types=subscription.strict_types,
                 partition=record.partition, offset=record.offset, check_key=subscription.check_key,
+                wanted=subscription.handlers,
             )
         except InvalidRecord as invalid:
             return Decoded(record, invalid=invalid)
@@ -322,7 +347,7 @@ class EventConsumer:
             async with conn.transaction():
                 uow = self._uow(conn)
                 fresh = await self._claim_inbox(conn, items)
-                for run in _runs(fresh):
+                for run in plan(fresh):
                     if run[0].invalid is not None:
                         for item in run:
                             assert item.invalid is not None
@@ -375,7 +400,7 @@ class EventConsumer:
                                                    "dead_lettered").inc()
                 self._after_commit([], written)
 
-    async def _handle(self, uow: UnitOfWork, run: list[Decoded]) -> None:
+    async def _handle(self, uow: UnitOfWork[D], run: list[Decoded]) -> None:
         assert run[0].handler is not None
         events = [item.event for item in run if item.event is not None]
         if len(events) == 1:
@@ -397,8 +422,8 @@ class EventConsumer:
             log.warning("fault injection: SIGKILL after commit, before publish")
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def _uow(self, conn: asyncpg.Connection) -> UnitOfWork:
-        return UnitOfWork(conn, service=self.service, settings=self.settings, clock=self.clock, state=self.state)
+    def _uow(self, conn: asyncpg.Connection) -> UnitOfWork[D]:
+        return UnitOfWork(conn, service=self.service, settings=self.settings, clock=self.clock, deps=self.deps)
 
     def _retrying(self, component: str) -> AsyncRetrying:
         def before_sleep(state: Any) -> None:

@@ -1,15 +1,17 @@
-"""The outbox relay: publishes committed outbox rows to Kafka in id order, then marks them.
+"""The outbox relay: publishes committed outbox rows to Kafka in id order, then deletes them.
 
 One relay per service is active at a time (a Postgres advisory lock elects it), so with two
 replicas rows are neither published twice concurrently nor reordered for a key. The producer
 is idempotent with acks=all. A crash after publishing but before marking re-publishes those
-rows once with the same event_id, which every consumer's inbox skips.
+rows once with the same event_id, which every consumer's inbox skips. The outbox holds only
+what is still to publish (and the rows set aside because the broker refuses them for good).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections import Counter
 import signal
 import time
 from dataclasses import dataclass, field
@@ -36,7 +38,6 @@ class OutboxRelay:
     service: str
     settings: Settings
     producer: AIOKafkaProducer
-    retention_hours: float = 24.0
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     is_leader: bool = False
@@ -80,15 +81,8 @@ class OutboxRelay:
         self.is_leader = True
         log.info("outbox relay is the active publisher", service=self.service)
         await conn.add_listener(outbox_channel(self.service), lambda *_: self._wake.set())
-        last_purge = 0.0
         while not self._stopping.is_set():
             published = await self.publish_batch(conn)
-            if time.monotonic() - last_purge > 60:
-                await conn.execute(
-                    "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
-                    self.retention_hours * 3600,
-                )
-                last_purge = time.monotonic()
             if published < self.settings.outbox_batch:
                 await self._sleep(self.settings.outbox_idle_poll_seconds, wakeable=True)
 
@@ -96,7 +90,7 @@ class OutboxRelay:
         self._wake.clear()
         rows = await conn.fetch(
             """SELECT id, event_id, topic, key, event_type, payload, extract(epoch FROM created_at) AS created
-                 FROM outbox WHERE published_at IS NULL AND failed_at IS NULL ORDER BY id LIMIT $1""",
+                 FROM outbox WHERE failed_at IS NULL ORDER BY id LIMIT $1""",
             self.settings.outbox_batch,
         )
         if not rows:
@@ -128,17 +122,18 @@ class OutboxRelay:
             os.kill(os.getpid(), signal.SIGKILL)
         if refused:
             await self._set_aside(conn, refused)
-        sent = [row for row, _ in futures if row["id"] not in {r["id"] for r, _ in refused}]
-        await conn.execute(
-            "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [row["id"] for row in sent]
-        )
-        rows = sent
+        kept = {r["id"] for r, _ in refused}
+        sent = [row for row, _ in futures if row["id"] not in kept]
+        await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [row["id"] for row in sent])
         now = time.time()
-        for row in rows:
-            metrics.EVENTS_PUBLISHED.labels(self.service, row["topic"], row["event_type"]).inc()
-            metrics.OUTBOX_DELAY.labels(self.service).observe(max(0.0, now - float(row["created"])))
-        self.published += len(rows)
-        return len(rows)
+        counts = Counter((row["topic"], row["event_type"]) for row in sent)
+        for (topic, event_type), n in counts.items():
+            metrics.EVENTS_PUBLISHED.labels(self.service, topic, event_type).inc(n)
+        delay = metrics.OUTBOX_DELAY.labels(self.service)
+        for row in sent:
+            delay.observe(max(0.0, now - float(row["created"])))
+        self.published += len(sent)
+        return len(sent)
 
     async def _set_aside(self, conn: asyncpg.Connection, refused: list[tuple[asyncpg.Record, str]]) -> None:
         """Rows the broker can never take are kept, marked, and skipped: the rows after them

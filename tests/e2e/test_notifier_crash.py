@@ -31,11 +31,11 @@ async def test_a_crash_between_send_and_record_repeats_the_attempt_once_with_the
         await publish(ns.settings, "aftersales.intake", [new_event(
             topic="aftersales.intake", event_type="CustomerRegistered", occurred_at=now - timedelta(days=1),
             source="intake", data={"customer_id": "C-1", "name": "李娜", "phone": "+8613800138009", "region": "east",
-                                   "registered_from": "VehicleSold"}).model_dump(mode="json")])
+                                   "registered_from": "VehicleSold"}).to_dict()])
         await publish(ns.settings, "aftersales.complaints", [new_event(
             topic="aftersales.complaints", event_type="ComplaintAcknowledged", occurred_at=now, source="complaints",
             data={"complaint_id": "CASE-1", "complaint_ref": "CRM-1", "customer_id": "C-1", "at": now},
-        ).model_dump(mode="json")])
+        ).to_dict()])
         assert await asyncio.to_thread(doomed.wait_exit, 60) == -9, doomed.tail()
         assert len(gateway.store.sms_attempts) == 1 and len(gateway.store.sms) == 1, "sent, then the crash"
 

@@ -123,7 +123,7 @@ def _event(topic: str, event_type: str, data: dict[str, object], at: datetime) -
     from shared.events import new_event
 
     return new_event(topic=topic, event_type=event_type, data=data, source=topic.split(".")[1],
-                     occurred_at=at).model_dump(mode="json")
+                     occurred_at=at).to_dict()
 
 
 def _phoneless_file_and_a_first_visit() -> tuple[dict[str, object], dict[str, object]]:

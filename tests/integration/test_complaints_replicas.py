@@ -28,8 +28,8 @@ async def test_two_replicas_announce_each_escalation_exactly_once(ns: Namespace,
     clock = manual_clock(T0.isoformat())
     replicas = []
     for name in ("a", "b"):
-        runtime = ServiceRuntime(load("complaints"), ns.settings, clock, replica=name)
-        runtime.state.update(complaints_state(tmp_path)["complaints"])
+        runtime = ServiceRuntime(load("complaints"), ns.settings, clock, replica=name,
+                                 overrides=complaints_state(tmp_path)["complaints"])
         await runtime.start()
         replicas.append(runtime)
     try:

@@ -251,8 +251,8 @@ async def test_an_acknowledgement_back_dated_before_the_deadline_and_recorded_af
             back_dated = await agent.post(f"/v1/complaints/{b}/acknowledge", json={"at": (T0 + 3 * H).isoformat()})
             assert back_dated.status_code == 200
 
-            late_timers = ServiceRuntime(load("complaints"), ns.settings, clock, replica="late-timers")
-            late_timers.state.update(complaints_state(tmp_path)["complaints"])
+            late_timers = ServiceRuntime(load("complaints"), ns.settings, clock, replica="late-timers",
+                                         overrides=complaints_state(tmp_path)["complaints"])
             await late_timers.start(consume=False, relay=False)
             async with TopicReader(ns.settings, COMPLAINTS) as topic:
                 await topic.wait_for(count("ComplaintEscalated", 1), timeout=30, settle=2.0)

@@ -28,7 +28,7 @@ def _of_kind(records: list[Read], kind: str, event_type: str = "FollowUpSchedule
 
 def _complaint_event(event_type: str, data: dict[str, Any], at: datetime) -> dict[str, Any]:
     return new_event(topic="aftersales.complaints", event_type=event_type, data=data, source="complaints",
-                     occurred_at=at).model_dump(mode="json")
+                     occurred_at=at).to_dict()
 
 
 async def test_the_first_visit_becomes_due_overdue_escalated_then_expired(ns: Namespace) -> None:

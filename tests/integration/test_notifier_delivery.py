@@ -57,7 +57,7 @@ async def _notifier(ns: Namespace, peers: Peers, clock: ManualClock) -> Stack:
 
 def _event(topic: str, event_type: str, data: dict[str, Any], at: datetime) -> dict[str, Any]:
     return new_event(topic=topic, event_type=event_type, data=data, source=topic.split(".")[1],
-                     occurred_at=at).model_dump(mode="json")
+                     occurred_at=at).to_dict()
 
 
 async def _customers(ns: Namespace, at: datetime) -> None:

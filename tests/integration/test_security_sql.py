@@ -105,7 +105,7 @@ def _set(root: Any, path: tuple[Any, ...], value: Any) -> None:
 def _rekey(topic: str, env: dict[str, Any]) -> None:
     spec = spec_for(topic, env["event_type"])
     assert spec is not None
-    env["key"] = spec.key(spec.model.model_validate(env["data"]))
+    env["key"] = spec.key(spec.validate(env["data"]))
 
 
 def hostile_events() -> tuple[list[tuple[str, dict[str, Any]]], dict[str, str]]:

@@ -118,7 +118,7 @@ def test_a_message_payload_is_the_envelope_of_the_catalog_model_as_producers_sen
     assert message["bindings"]["kafka"]["key"]["description"] == "vin"
     assert message["correlationId"]["location"] == "$message.header#/correlation_id"
     data_ref = intake["components"]["schemas"]["UpstreamDmsVehiclePickedUp"]["properties"]["data"]["$ref"]
-    assert data_ref.endswith("/" + CATALOG[("upstream.dms", "VehiclePickedUp")].model.__name__)
+    assert data_ref.endswith("/Upstream" + CATALOG[("upstream.dms", "VehiclePickedUp")].model.__name__)
 
 
 @pytest.mark.parametrize("service", SERVICES)

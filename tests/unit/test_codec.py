@@ -12,6 +12,8 @@ from aftersales.simulate import CST, Fleet
 from shared.events import InvalidRecord, UnhandledEventType, decode, derive_event_id, new_event
 from shared.events.catalog import CATALOG, event_types_on
 
+NOW = datetime(2026, 11, 20, 10, 0, tzinfo=CST)
+
 
 def _pickup() -> dict:
     fleet = Fleet(seed=3)
@@ -31,13 +33,21 @@ def test_a_valid_pickup_decodes_to_its_typed_model() -> None:
     assert event.data.customer.phone.startswith("+86")
 
 
-def test_unknown_fields_are_kept_not_refused() -> None:
+def test_unknown_fields_are_not_refused_and_upstream_data_keeps_them_for_the_canonical_event() -> None:
     env = _pickup()
     env["data"]["tyre_pressure_bar"] = 2.4
     env["future_header"] = "x"
     event = decode(orjson.dumps(env), "upstream.dms", strict_types=True)
-    assert event.data.model_dump()["tyre_pressure_bar"] == 2.4
-    assert event.envelope.model_dump()["future_header"] == "x"
+    assert event.data.model_dump()["tyre_pressure_bar"] == 2.4  # intake passes it on in the canonical event
+    assert event.envelope.event_id == uuid.UUID(env["event_id"])  # an unknown envelope field is ignored
+
+
+def test_a_canonical_event_with_a_field_this_consumer_does_not_know_decodes() -> None:
+    sent = new_event(topic="aftersales.followup", event_type="FollowUpDue", source="followup", occurred_at=NOW,
+                     data={"followup_id": "F1", "kind": "first_visit", "customer_id": "C1"}).to_dict()
+    sent["data"]["added_in_a_later_release"] = {"nested": True}
+    event = decode(orjson.dumps(sent), "aftersales.followup", strict_types=False)
+    assert event.data.followup_id == "F1" and event.data.kind == "first_visit"
 
 
 def test_not_json_says_so() -> None:

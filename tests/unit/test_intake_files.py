@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aftersales.simulate import CST
-from shared.events.catalog import (
+from shared.events.upstream import (
     CampaignAnnounced,
     ComplaintFiled,
     CustomerUpdatedUpstream,

@@ -28,8 +28,27 @@ SQL = re.compile(r"\b(SELECT|INSERT INTO|UPDATE|DELETE FROM|CREATE|ALTER|DROP|TR
 SAFE_CALLS = {"int", "len", "str", "range", "enumerate", "zip", "dict", "tuple", "list", "sorted", "set",
               "reversed", "min", "max"}
 
+BULK = ("the names of a shared.bulk.Table, declared in code and checked against ^[a-z_][a-z0-9_]*$ when the "
+        "Table is made, and column lists checked against the Table's declared columns")
+BULK_CLAUSE = "a clause text every call site passes as a string literal (test_bulk_clauses_are_literals_at_every_call_site)"
+
 # (file, function, spliced expression) -> why it is safe.
 REVIEWED = {
+    ("shared/bulk.py", "_insert_sql", "table.name"): BULK,
+    ("shared/bulk.py", "_insert_sql", "', '.join(names)"): BULK,
+    ("shared/bulk.py", "_insert_sql", "table._select(names)"): BULK,
+    ("shared/bulk.py", "_insert_sql", "table._source(names)"): BULK,
+    ("shared/bulk.py", "_update_sql", "table.name"): BULK,
+    ("shared/bulk.py", "_update_sql", "assignments"): BULK,
+    ("shared/bulk.py", "_update_sql", "table._source(names)"): BULK,
+    ("shared/bulk.py", "_update_sql", "match"): BULK,
+    ("shared/bulk.py", "_insert_sql", "on_conflict"): BULK_CLAUSE,
+    ("shared/bulk.py", "_insert_sql", "returning"): BULK_CLAUSE,
+    ("shared/bulk.py", "_update_sql", "returning"): BULK_CLAUSE,
+    ("shared/bulk.py", "upsert", "f'DO UPDATE SET {assignments}'"): BULK,
+    ("shared/bulk.py", "upsert", "f' WHERE {where}' if where else ''"): BULK_CLAUSE,
+    ("shared/bulk.py", "upsert", "assignments"): BULK,
+    ("shared/bulk.py", "upsert", "where"): BULK_CLAUSE,
     ("shared/db.py", "ensure_database", "name"):
         "the database name parsed from the AFTERSALES_DATABASE_URL setting (operator configuration, never request "
         "or event data), double-quoted as an identifier; CREATE DATABASE takes no parameters",
@@ -333,6 +352,30 @@ def test_the_scan_sees_the_assembled_sql_of_every_store() -> None:
     assert assembled >= 30, assembled
     stores = {p.parent.name for p in _sources() if p.name == "store.py"}
     assert stores == {"intake", "followup", "complaints", "quality", "notifier"}, stores
+
+
+def test_bulk_clauses_are_literals_at_every_call_site() -> None:
+    """The clause texts a Table statement splices (on_conflict, where, returning) are written in
+    the code at every call, never computed from data."""
+    calls = 0
+    for path in _sources():
+        if path == ROOT / "shared" / "bulk.py":
+            continue  # the Table's own methods pass their callers' clauses on
+        for node in ast.walk(module(path).tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("insert", "upsert", "update")):
+                continue
+            for keyword in node.keywords:
+                if keyword.arg in ("on_conflict", "where", "returning"):
+                    calls += 1
+                    literal = isinstance(keyword.value, ast.Constant) and isinstance(keyword.value.value, str)
+                    chosen = (isinstance(keyword.value, ast.IfExp) and all(
+                        isinstance(v, ast.Constant) or isinstance(v, ast.Name) and v.id.isupper()
+                        for v in (keyword.value.body, keyword.value.orelse)))
+                    named = isinstance(keyword.value, ast.Name) and keyword.value.id.isupper()
+                    assert literal or chosen or named, (
+                        f"{path.relative_to(ROOT)}:{node.lineno}: {keyword.arg}= must be a string literal")
+    assert calls >= 1, calls
 
 
 def _scan(source: str) -> list[str]:

@@ -86,7 +86,7 @@ def test_chinese_mobiles_in_any_common_format_normalise_to_one_e164(number: str,
 
 @given(st.datetimes(min_value=__import__("datetime").datetime(2000, 1, 1), timezones=st.timezones()))
 def test_timestamps_with_a_timezone_are_accepted_and_kept_as_instants(moment: object) -> None:
-    from shared.events.catalog import ReceiptReturned
+    from shared.events.upstream import ReceiptReturned
 
     receipt = ReceiptReturned.model_validate({"receipt_id": "R1", "repair_order_id": "RO1",
                                               "vin": "1M8GDM9AXKP042788", "returned_at": moment})
@@ -97,7 +97,7 @@ def test_timestamps_with_a_timezone_are_accepted_and_kept_as_instants(moment: ob
 def test_timestamps_without_a_timezone_are_refused_naming_the_field(moment: object) -> None:
     from pydantic import ValidationError
 
-    from shared.events.catalog import ReceiptReturned
+    from shared.events.upstream import ReceiptReturned
     from shared.events.codec import describe_validation_error
 
     with pytest.raises(ValidationError) as caught:

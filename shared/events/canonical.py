@@ -1,0 +1,515 @@
+"""The canonical events the five services publish on `aftersales.*`, as msgspec Structs.
+
+A consumer decodes a record's data straight into its Struct, once: types are checked (a string
+is a string, a time has its zone), nothing is parsed again (intake normalised phones and VINs
+before it published). A service builds the Structs it publishes and they are encoded as they
+are. Unknown fields in a record are ignored, so a newer producer's extra field never breaks an
+older consumer; a field is only ever added with a default (docs/events.md, "Evolution").
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from shared.events.types import (
+    AlertRule,
+    CallOutcome,
+    CampaignKind,
+    Channel,
+    ComplaintCategory,
+    ComplaintChannel,
+    DiscrepancyKind,
+    FollowUpKind,
+    Locale,
+    ReportedBy,
+    ServiceType,
+    Severity,
+)
+
+Aware = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+class Data(msgspec.Struct, kw_only=True):
+    """Base of every canonical event's data."""
+
+
+# ---------------------------------------------------------------------------------------
+# aftersales.intake: the customer files' facts, and the upstream events intake filed
+
+
+class Consent(Data, kw_only=True):
+    sms: bool = True
+    email: bool = True
+    letter: bool = True
+
+
+class CustomerInfo(Data, kw_only=True):
+    customer_id: str
+    name: str
+    phone: str
+    address: str
+    region: str
+    email: str | None = None
+    person_in_charge: str | None = None
+    locale: Locale = "zh-CN"
+    timezone: str = "Asia/Shanghai"
+    consent: Consent | None = None
+
+
+class CustomerRegistered(Data, kw_only=True):
+    customer_id: str
+    registered_from: str
+    name: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    address: str | None = None
+    region: str | None = None
+    person_in_charge: str | None = None
+    locale: Locale = "zh-CN"
+    timezone: str = "Asia/Shanghai"
+    consent: Consent = msgspec.field(default_factory=Consent)
+
+
+class FieldChange(Data, kw_only=True):
+    old: Any = None
+    new: Any = None
+
+
+class CustomerUpdated(Data, kw_only=True):
+    """The customer's current contact fields plus what changed."""
+
+    customer_id: str
+    changes: dict[str, FieldChange]
+    phone: str | None = None
+    email: str | None = None
+    name: str | None = None
+    address: str | None = None
+    region: str | None = None
+    person_in_charge: str | None = None
+    locale: Locale = "zh-CN"
+    timezone: str = "Asia/Shanghai"
+    consent: Consent = msgspec.field(default_factory=Consent)
+    # Files known only by a phone number that this customer's file took over (their ids retire).
+    merged_customer_ids: list[str] | None = None
+
+
+class SoldPart(Data, kw_only=True):
+    category: str
+    part_no: str
+    batch: str
+    supplier_id: str
+
+
+class VehicleSold(Data, kw_only=True):
+    sale_id: str
+    vin: str
+    model: str
+    sold_at: Aware
+    dealer_id: str
+    region: str
+    warranty_months: int
+    warranty_km: int
+    customer: CustomerInfo
+    parts: list[SoldPart] = []
+    plate: str | None = None
+
+
+class RepairItem(Data, kw_only=True):
+    code: str
+    description: str
+    part_category: str | None = None
+
+
+class VehiclePickedUp(Data, kw_only=True):
+    repair_order_id: str
+    vin: str
+    dealer_id: str
+    picked_up_at: Aware
+    service_type: ServiceType
+    items: list[RepairItem]
+    mileage_km: int
+    advisor_id: str
+    customer: CustomerInfo
+    next_service_due_at: Aware | None = None
+    next_service_due_km: int | None = None
+    plate: str | None = None
+    model: str | None = None
+    # What intake knows of the vehicle when the pickup is filed.
+    sold_at: Aware | None = None
+    warranty_months: int | None = None
+    warranty_km: int | None = None
+    under_warranty: bool | None = None
+    region: str | None = None
+
+
+class ReceiptRecorded(Data, kw_only=True):
+    receipt_id: str
+    repair_order_id: str
+    vin: str
+    returned_at: Aware
+    rating: int | None = None
+    comments: str | None = None
+    customer_id: str | None = None
+    dealer_id: str | None = None
+
+
+class ShipmentLine(Data, kw_only=True):
+    line_no: int
+    part_no: str
+    category: str
+    qty: int
+    batch: str
+    supplier_id: str
+
+
+class PartShipped(Data, kw_only=True):
+    shipment_id: str
+    order_id: str
+    dealer_id: str
+    shipped_at: Aware
+    lines: list[ShipmentLine]
+
+
+class PartShipmentDiscrepancy(Data, kw_only=True):
+    shipment_id: str
+    line_no: int
+    kind: DiscrepancyKind
+    reported_at: Aware
+    notes: str | None = None
+
+
+class PartDefectReported(Data, kw_only=True):
+    report_id: str
+    part_no: str
+    category: str
+    batch: str
+    supplier_id: str
+    model: str
+    failure_mode: str
+    reported_by: ReportedBy
+    reported_at: Aware
+    vin: str | None = None
+    mileage_km: int | None = None
+    description: str | None = None
+
+
+class ComplaintFiled(Data, kw_only=True):
+    complaint_ref: str
+    customer_id: str
+    channel: ComplaintChannel
+    description: str
+    filed_at: Aware
+    phone: str | None = None
+    vin: str | None = None
+    category: ComplaintCategory | None = None
+    part_category: str | None = None
+    severity: Severity | None = None
+    followup_id: str | None = None
+
+
+class CampaignAnnounced(Data, kw_only=True):
+    campaign_id: str
+    kind: CampaignKind
+    title: str
+    starts_at: Aware
+    ends_at: Aware
+    address: str
+    regions: list[str]
+    models: list[str] | None = None
+    loyal_first: bool = True
+
+
+# ---------------------------------------------------------------------------------------
+# aftersales.followup
+
+
+class FollowUpScheduled(Data, kw_only=True):
+    followup_id: str
+    kind: FollowUpKind
+    customer_id: str
+    due_from: Aware
+    due_by: Aware
+    priority: int
+    reason_event_id: str
+    vin: str | None = None
+    dealer_id: str | None = None
+    region: str | None = None
+    campaign_id: str | None = None
+    complaint_id: str | None = None
+    loyalty_tier: str | None = None
+
+
+class FollowUpTimerEvent(Data, kw_only=True):
+    """FollowUpDue, FollowUpOverdue, FollowUpEscalated, FollowUpExpired."""
+
+    followup_id: str
+    kind: FollowUpKind
+    customer_id: str
+    vin: str | None = None
+    due_from: Aware | None = None
+    due_by: Aware | None = None
+    escalated_to: str | None = None
+    dealer_id: str | None = None
+    region: str | None = None
+
+
+class FollowUpAttemptRecorded(Data, kw_only=True):
+    followup_id: str
+    kind: FollowUpKind
+    customer_id: str
+    attempt_no: int
+    agent_id: str
+    outcome: CallOutcome
+    attempted_at: Aware
+    call_back_at: Aware | None = None
+    satisfaction: int | None = None
+    talking_points: str | None = None
+    requests: str | None = None
+    notes: str | None = None
+
+
+class FollowUpCompleted(Data, kw_only=True):
+    followup_id: str
+    kind: FollowUpKind
+    customer_id: str
+    outcome: Literal["reached", "unreachable", "wrong_number"]
+    completed_at: Aware
+    attempts: int
+    vin: str | None = None
+    satisfaction: int | None = None
+    satisfied: bool | None = None
+    agent_id: str | None = None
+    complaint_id: str | None = None
+    campaign_id: str | None = None
+    dealer_id: str | None = None
+    region: str | None = None
+
+
+class FeedbackRecorded(Data, kw_only=True):
+    customer_id: str
+    followup_id: str
+    recorded_at: Aware
+    satisfaction: int | None = None
+    requests: str | None = None
+    comments: str | None = None
+    talking_points: str | None = None
+    categories: list[str] = []
+
+
+class MaintenanceReminderDue(Data, kw_only=True):
+    vin: str
+    customer_id: str
+    estimated_due_at: Aware
+    basis: Literal["date", "km"]
+    due_at: Aware | None = None
+    due_km: int | None = None
+    followup_id: str | None = None
+
+
+class CampaignCallScheduled(Data, kw_only=True):
+    customer_id: str
+    campaign_id: str
+    followup_id: str
+    due_by: Aware
+    loyal: bool = False
+
+
+class WeeklyReport(Data, kw_only=True):
+    """FollowUpWeeklyReport, ComplaintWeeklyReport, QualityWeeklyReport, PartsAccuracyReport."""
+
+    week: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-W\d{2}$")]
+    week_start: date
+    generated_at: Aware
+    figures: dict[str, Any] = {}
+
+
+# ---------------------------------------------------------------------------------------
+# aftersales.complaints
+
+
+class ComplaintEvent(Data, kw_only=True):
+    """The lifecycle events of one case; each adds its own fields."""
+
+    complaint_id: str
+    at: Aware
+    complaint_ref: str | None = None
+    customer_id: str | None = None
+    actor: str | None = None
+    # The responsible department (notifier routes by it) and the clock round (0, then +1 per reopening).
+    department: str | None = None
+    round: int | None = None
+
+
+class ComplaintOpened(ComplaintEvent, kw_only=True):
+    channel: ComplaintChannel
+    category: ComplaintCategory
+    severity: Severity
+    description: str
+    filed_at: Aware
+    ack_due_at: Aware
+    resolve_due_at: Aware
+    vin: str | None = None
+    part_category: str | None = None
+    followup_id: str | None = None
+
+
+class ComplaintAssigned(ComplaintEvent, kw_only=True):
+    assignee: str
+
+
+class ComplaintEscalated(ComplaintEvent, kw_only=True):
+    level: int
+    level_name: str
+    role: str
+    breach: Literal["acknowledge", "resolve"]
+    deadline: Aware
+    person: str | None = None
+    next_deadline: Aware | None = None
+
+
+class ComplaintResolved(ComplaintEvent, kw_only=True):
+    resolution: str
+    vin: str | None = None
+    # The round's pending_customer intervals [from, to]: with the at fields of the other
+    # events they make the SLA figures computable again from the log.
+    pauses: list[tuple[Aware, Aware | None]] | None = None
+
+
+class ComplaintClosed(ComplaintEvent, kw_only=True):
+    satisfied: bool | None = None
+    # confirmed | unreachable | wrong_number | closed_by_supervisor
+    confirmation: str | None = None
+    followup_id: str | None = None
+    documents: int | None = None  # handling documents filed with the case
+
+
+class ComplaintReopened(ComplaintEvent, kw_only=True):
+    reason: str | None = None
+    followup_id: str | None = None
+    # The restarted clock's deadlines.
+    ack_due_at: Aware | None = None
+    resolve_due_at: Aware | None = None
+
+
+class ComplaintPended(ComplaintEvent, kw_only=True):
+    """Waiting for the customer (pending_customer): the SLA clock pauses from `at`."""
+
+    reason: str | None = None
+
+
+class ComplaintResumed(ComplaintEvent, kw_only=True):
+    """The customer answered: the clock runs again; the deadlines moved by the pause."""
+
+    ack_due_at: Aware | None = None
+    resolve_due_at: Aware | None = None
+
+
+class ComplaintPartDefectReported(Data, kw_only=True):
+    """A product-quality complaint naming a part category; batch and supplier may be unknown
+    (quality resolves them from the vehicle's parts list)."""
+
+    report_id: str
+    category: str
+    failure_mode: str
+    reported_at: Aware
+    reported_by: ReportedBy = "complaint"
+    part_no: str | None = None
+    batch: str | None = None
+    supplier_id: str | None = None
+    model: str | None = None
+    vin: str | None = None
+    mileage_km: int | None = None
+    complaint_id: str | None = None
+    description: str | None = None
+
+
+# ---------------------------------------------------------------------------------------
+# aftersales.quality
+
+
+class QualityAlertRaised(Data, kw_only=True):
+    alert_id: str
+    cell: dict[str, str]
+    rule: AlertRule
+    observed: int
+    expected: float
+    report_ids: list[str]
+    vins: list[str]
+    raised_at: Aware
+    statistic: float | None = None
+    p_value: float | None = None
+    threshold: float | None = None
+    updated: bool = False
+    # Context: the look the figures are as of, where monitoring of the cell started, the
+    # exposure and the test's settings, the burst behind a burst alert.
+    state: Literal["raised", "acknowledged"] | None = None
+    title: str | None = None
+    as_of: Aware | None = None
+    since: Aware | None = None
+    units: int | None = None
+    unit_months: float | None = None
+    baseline_rate: float | None = None
+    alpha_month: float | None = None
+    critical_count: int | None = None
+    rules_firing: list[str] | None = None
+    failure_mode: str | None = None
+    burst_count: int | None = None
+    burst_window_days: int | None = None
+    revision: int | None = None
+
+
+class QualityAlertStateChanged(Data, kw_only=True):
+    alert_id: str
+    at: Aware
+    actor: str
+    note: str | None = None
+    # Context: the alert's cell, rule and state after the change.
+    cell: dict[str, str] | None = None
+    rule: AlertRule | None = None
+    state: Literal["acknowledged", "closed"] | None = None
+    title: str | None = None
+
+
+# ---------------------------------------------------------------------------------------
+# aftersales.notifier
+
+
+class NotificationEvent(Data, kw_only=True):
+    notification_id: str
+    rule: str
+    channel: Channel
+    recipient: str
+    recipient_kind: Literal["customer", "role", "department", "person"]
+    template: str
+    locale: Locale
+    source_event_id: str
+    source_event_type: str
+    at: Aware
+    attempts: int = 0
+    reason: str | None = None
+
+
+# ---------------------------------------------------------------------------------------
+# aftersales.deadletter
+
+
+class DeadLetterRecord(Data, kw_only=True):
+    key: str | None
+    value_b64: str
+    headers: dict[str, str]
+
+
+class DeadLettered(Data, kw_only=True):
+    service: str
+    topic: str
+    partition: int
+    offset: int
+    error: str
+    reason: str
+    record: DeadLetterRecord
+    event_type: str | None = None
+    original_event_id: str | None = None
+
