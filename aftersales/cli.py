@@ -341,12 +341,15 @@ def bench_pipeline(
     events: Annotated[int, typer.Option(help="pickups to publish")] = 50_000,
     rate: Annotated[float, typer.Option(help="events/s to publish at; 0 = as fast as possible")] = 0,
     profile: Annotated[bool, typer.Option("--profile", help="py-spy each service during the full-speed pass")] = False,
+    steady: Annotated[str, typer.Option(help="steady feeds, as fractions of the backlog rate (comma-separated; "
+                                             "empty: none)")] = "0.8,0.9,1.0",
 ) -> None:
-    """VehiclePickedUp on upstream.dms → FollowUpScheduled on aftersales.followup, beside an
-    aiokafka consume→produce pass-through baseline on the same broker."""
+    """VehiclePickedUp on upstream.dms → FollowUpScheduled on aftersales.followup, beside two
+    baselines on the same broker: an aiokafka pass-through and two hops with the guarantees only."""
     from aftersales.bench.pipeline import run
 
-    asyncio.run(run(events, rate=rate, profile=profile))
+    fractions = tuple(float(f) for f in steady.split(",") if f.strip())
+    asyncio.run(run(events, rate=rate, profile=profile, steady=fractions))
 
 
 @bench_app.command("console")

@@ -50,6 +50,7 @@ from rich.table import Table
 from aftersales import dlq, infra
 from aftersales.simulate import CST, Fleet, Vehicle
 from shared.clock import FileClock
+from shared.timers import due_work
 from shared.events.catalog import ALL_TOPICS
 from shared.kafka.clients import make_admin, partitions_of, stop_consumer
 from shared.settings import SERVICES, Settings, load_settings, project_home
@@ -575,6 +576,8 @@ class Stack:
     async def backlog(self) -> dict[str, int]:
         """What is still to be done: consumer lag per group, unpublished outbox rows, due
         timers not fired, due notifications not sent. All zero = settled."""
+        from services import load
+
         assert self.admin is not None and self.reader is not None and self.db is not None
         work: dict[str, int] = {}
         for group, topics in self.groups.items():
@@ -592,9 +595,7 @@ class Stack:
         for service in SERVICES:
             outbox = await self.db.fetchval(
                 f"SELECT count(*) FROM {service}.outbox WHERE failed_at IS NULL")
-            timers = await self.db.fetchval(
-                f"SELECT count(*) FROM {service}.timers WHERE fired_at IS NULL AND cancelled_at IS NULL AND due_at <= $1",
-                now)
+            timers = await due_work(self.db, service, load(service).deadlines, now)
             if outbox:
                 work[f"outbox:{service}"] = outbox
             if timers:

@@ -65,6 +65,7 @@ from shared.db import with_database
 from shared.events import ALL_TOPICS
 from shared.kafka.clients import delete_topics, ensure_topics, make_admin, partitions_of, stop_consumer
 from shared.settings import SERVICES, Settings, load_settings, project_home
+from shared.timers import due_work
 from shared.validation import vin_check_digit
 
 console = Console()
@@ -1405,6 +1406,8 @@ class FaultRun:
             await stop_consumer(consumer)
 
     async def db_figures(self) -> dict[str, Any]:
+        from services import load
+
         conn = await asyncpg.connect(self.settings.database_url)
         soon = self.now() + QUIET_HORIZON
         now = self.now()
@@ -1413,12 +1416,9 @@ class FaultRun:
             for schema in SCHEMAS:
                 out["outbox_pending"][schema] = await conn.fetchval(
                     f"SELECT count(*) FROM {schema}.outbox WHERE failed_at IS NULL")
-                out["timers_soon"][schema] = await conn.fetchval(
-                    f"SELECT count(*) FROM {schema}.timers WHERE fired_at IS NULL AND cancelled_at IS NULL "
-                    "AND due_at <= $1", soon)
-                out["timers_due"][schema] = await conn.fetchval(
-                    f"SELECT count(*) FROM {schema}.timers WHERE fired_at IS NULL AND cancelled_at IS NULL "
-                    "AND due_at <= $1", now)
+                deadlines = load(schema).deadlines
+                out["timers_soon"][schema] = await due_work(conn, schema, deadlines, soon)
+                out["timers_due"][schema] = await due_work(conn, schema, deadlines, now)
                 out["timers_parked"][schema] = await conn.fetchval(
                     f"SELECT count(*) FROM {schema}.timers WHERE error IS NOT NULL")
             out["notifications_open"] = await conn.fetchval(

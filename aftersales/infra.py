@@ -443,6 +443,13 @@ class Postgres:
 
     def up(self) -> str:
         if self.answers():
+            if self.state_file.exists():
+                # ours: bring its configuration up to date (a newer checkout may want more of it)
+                started = json.loads(self.state_file.read_text())
+                if self._configure(started["version"], started["name"]):
+                    console.print("postgres configuration changed; restarting it")
+                    _run(_privileged(["pg_ctlcluster", started["version"], started["name"], "restart"]))
+                    self._wait(started)
             self._create_database()
             return "running" if self.state_file.exists() else "external"
         if self.host not in ("127.0.0.1", "localhost", "::1"):
@@ -460,13 +467,16 @@ class Postgres:
         self._configure(cluster["version"], cluster["name"])
         _run(_privileged(["pg_ctlcluster", cluster["version"], cluster["name"], "restart"]))
         self.state_file.write_text(json.dumps({"version": cluster["version"], "name": cluster["name"]}))
+        self._wait(cluster)
+        self._create_database()
+        return "started"
+
+    def _wait(self, cluster: dict[str, str]) -> None:
         deadline = time.monotonic() + 60
         while not self.answers():
             if time.monotonic() > deadline:
                 raise InfraError(f"Postgres {cluster['version']}/{cluster['name']} did not answer on {self.address}")
             time.sleep(0.5)
-        self._create_database()
-        return "started"
 
     def _find_cluster(self, version: str) -> dict[str, str] | None:
         """This instance's cluster: the one of its name; for `main`, else the one on its port
@@ -477,9 +487,10 @@ class Postgres:
             return named
         return next((c for c in clusters if c["port"] == str(self.port)), None)
 
-    def _configure(self, version: str, name: str) -> None:
+    def _configure(self, version: str, name: str) -> bool:
         """Allow the password-less local connection of the default URL, listen on its port,
-        and leave room for every service's pool with two replicas each."""
+        and leave room for every service's pool with two replicas each. True when the server
+        settings changed (a restart applies them)."""
         conf_dir = Path(f"/etc/postgresql/{version}/{name}")
         user = urlsplit(self.settings.database_url).username or "postgres"
         hba = conf_dir / "pg_hba.conf"
@@ -494,8 +505,15 @@ class Postgres:
             "# aftersales: local development server\n"
             f"port = {self.port}\nlisten_addresses = 'localhost'\nmax_connections = 400\n"
             "shared_buffers = 256MB\nwal_compression = on\nmax_wal_size = 2GB\n"
+            # statements per event in `aftersales bench` come from pg_stat_statements
+            "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = top\n"
         )
+        current = (dropin.read_text() if os.access(dropin, os.R_OK)
+                   else _run(_privileged(["cat", str(dropin)]), quiet=True, check=False).stdout)
+        if current == wanted:
+            return False
         self._write_root_file(dropin, wanted)
+        return True
 
     def _write_root_file(self, path: Path, content: str) -> None:
         if os.access(path.parent, os.W_OK):

@@ -19,13 +19,24 @@ import asyncpg
 import orjson
 
 Row = Mapping[str, Any]
+# Sent as text and cast in the statement: JSON documents, and arrays (unnest would flatten an
+# array of arrays into one column of elements).
 _JSON_TYPES = frozenset({"json", "jsonb"})
+_NUMERIC_ARRAYS = frozenset({"int[]", "bigint[]", "smallint[]"})
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
-_TYPE = re.compile(r"^[a-z][a-z0-9_ ]*$")
+_TYPE = re.compile(r"^[a-z][a-z0-9_ ]*(\[\])?$")
 
 
 def _json_text(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value, default=str).decode()
+
+
+def _array_text(value: Any) -> str | None:
+    return None if value is None else "{" + ",".join(str(int(v)) for v in value) + "}"
+
+
+def _as_text(pg_type: str) -> bool:
+    return pg_type in _JSON_TYPES or pg_type in _NUMERIC_ARRAYS
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,7 +50,8 @@ class Table:
     def __post_init__(self) -> None:
         # Names are spliced into the statements: only plain lower-case identifiers and type names.
         bad = [n for n in (self.name, *self.columns) if not _IDENTIFIER.match(n)]
-        bad += [t for t in self.columns.values() if not _TYPE.match(t)]
+        bad += [t for t in self.columns.values()
+                if not _TYPE.match(t) or (t.endswith("[]") and t not in _NUMERIC_ARRAYS)]
         if bad:
             raise ValueError(f"table {self.name!r}: not plain identifiers or type names: {bad}")
         object.__setattr__(self, "_order", tuple(self.columns))
@@ -48,18 +60,20 @@ class Table:
     def _source(self, names: tuple[str, ...]) -> str:
         """`unnest($1::text[], …) AS u(a, …)` selecting each column with its type."""
         arrays = ", ".join(
-            f"${i}::{'text' if self.columns[n] in _JSON_TYPES else self.columns[n]}[]" for i, n in enumerate(names, 1)
+            f"${i}::{'text' if _as_text(self.columns[n]) else self.columns[n]}[]" for i, n in enumerate(names, 1)
         )
         return f"unnest({arrays}) AS u({', '.join(names)})"
 
     def _select(self, names: tuple[str, ...]) -> str:
-        return ", ".join(f"u.{n}::{self.columns[n]}" if self.columns[n] in _JSON_TYPES else f"u.{n}" for n in names)
+        return ", ".join(f"u.{n}::{self.columns[n]}" if _as_text(self.columns[n]) else f"u.{n}" for n in names)
 
     def _arrays(self, names: tuple[str, ...], rows: Sequence[Row]) -> list[list[Any]]:
         arrays = []
         for n in names:
             values = [row.get(n) for row in rows]
-            arrays.append([_json_text(v) for v in values] if self.columns[n] in _JSON_TYPES else values)
+            pg_type = self.columns[n]
+            arrays.append([_json_text(v) for v in values] if pg_type in _JSON_TYPES
+                          else [_array_text(v) for v in values] if pg_type in _NUMERIC_ARRAYS else values)
         return arrays
 
     def _names(self, only: Iterable[str] | None) -> tuple[str, ...]:
@@ -127,7 +141,7 @@ def _insert_sql(table: Table, names: tuple[str, ...], on_conflict: str, returnin
 def _update_sql(table: Table, names: tuple[str, ...], key: tuple[str, ...], changed: tuple[str, ...], where: str,
                 returning: str) -> str:
     assignments = ", ".join(
-        f"{n} = u.{n}::{table.columns[n]}" if table.columns[n] in _JSON_TYPES else f"{n} = u.{n}" for n in changed
+        f"{n} = u.{n}::{table.columns[n]}" if _as_text(table.columns[n]) else f"{n} = u.{n}" for n in changed
     )
     match = " AND ".join(f"t.{k} = u.{k}" for k in key)
     sql = f"UPDATE {table.name} AS t SET {assignments} FROM {table._source(names)} WHERE {match}"

@@ -30,7 +30,7 @@ from shared.kafka.relay import OutboxRelay
 from shared.migrations import KERNEL_MIGRATIONS, migrate
 from shared.replay import Comparison
 from shared.settings import Settings, load_settings
-from shared.timers import TimerHandler, TimerRunner
+from shared.timers import Deadlines, TimerHandler, TimerRunner, due_work
 from shared.uow import UnitOfWork
 
 log = structlog.get_logger("aftersales.runtime")
@@ -53,6 +53,8 @@ class ServiceDefinition(Generic[D]):
     deps: Callable[[ServiceRuntime[D], Mapping[str, Any]], Awaitable[D]] = no_deps  # type: ignore[assignment]
     subscriptions: Sequence[Subscription] = ()
     timers: Mapping[str, TimerHandler] = field(default_factory=dict)
+    # Due moments kept on the service's own rows, fired like timers.
+    deadlines: Sequence[Deadlines[Any]] = ()
     router: Callable[[], APIRouter] | None = None
     kpis: Callable[[ServiceRuntime[D]], Awaitable[None]] | None = None
     workers: Sequence[Worker] = ()
@@ -110,9 +112,10 @@ class ServiceRuntime(Generic[D]):
             )
             await self.consumer.start()
             self._spawn(self.consumer.run(), "consumer")
-        if timers and self.definition.timers:
+        if timers and (self.definition.timers or self.definition.deadlines):
             self.timers = TimerRunner(
-                self.name, self.settings, self.pool, self.clock, self.definition.timers, deps=self.deps
+                self.name, self.settings, self.pool, self.clock, self.definition.timers, deps=self.deps,
+                deadlines=self.definition.deadlines,
             )
             self._spawn(self.timers.run(), "timers")
         if workers:
@@ -260,14 +263,11 @@ class ServiceRuntime(Generic[D]):
         while not self._stopping.is_set():
             with contextlib.suppress(Exception):
                 assert self.pool is not None
-                row = await self.pool.fetchrow(
-                    """SELECT (SELECT count(*) FROM outbox WHERE failed_at IS NULL) AS outbox,
-                              (SELECT count(*) FROM timers WHERE fired_at IS NULL AND cancelled_at IS NULL
-                                  AND due_at <= $1) AS timers""",
-                    self.clock.now(),
-                )
-                metrics.OUTBOX_BACKLOG.labels(self.name).set(row["outbox"])
-                metrics.TIMER_BACKLOG.labels(self.name).set(row["timers"])
+                async with acquire(self.pool) as conn:
+                    outbox = await conn.fetchval("SELECT count(*) FROM outbox WHERE failed_at IS NULL")
+                    due = await due_work(conn, self.name, self.definition.deadlines, self.clock.now())
+                metrics.OUTBOX_BACKLOG.labels(self.name).set(outbox)
+                metrics.TIMER_BACKLOG.labels(self.name).set(due)
             await self._sleep(5)
 
     async def _refresh_kpis(self) -> None:

@@ -3,6 +3,10 @@
 A timer fires when the service clock reaches its due_at, once, whichever replica claims it.
 Its handler runs in the same transaction that marks it fired, with the same unit of work as
 an event handler, so the events it publishes go through the outbox.
+
+Two kinds of due-at rows: the kernel's `timers` table (a weekly report, a complaint's SLA
+step), and `Deadlines` a service keeps on its own rows (a follow-up's next step, a vehicle's
+maintenance reminder), where a separate timer row would only repeat the row it is about.
 """
 
 from __future__ import annotations
@@ -10,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import groupby
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import asyncpg
 import structlog
@@ -56,7 +60,37 @@ class Timer:
 
 
 D = TypeVar("D")
+T = TypeVar("T")
 TimerHandler = Callable[[UnitOfWork[Any], list[Timer]], Awaitable[None]]
+
+
+class Deadlines(Protocol[T]):
+    """Due moments a service keeps on its own rows, fired like timers: `claim` takes due rows with
+    FOR UPDATE SKIP LOCKED (so replicas never fire one twice), `fire` acts on them in the same
+    transaction and must move each row's deadline on or clear it; a row whose firing fails for
+    good is `park`ed with the error (its deadline cleared), so it cannot block the others."""
+
+    name: str
+
+    async def claim(self, conn: asyncpg.Connection, now: datetime, limit: int) -> list[T]: ...
+
+    async def fire(self, uow: UnitOfWork[Any], due: list[T]) -> None: ...
+
+    async def park(self, conn: asyncpg.Connection, row: T, error: str) -> None: ...
+
+    async def backlog(self, conn: asyncpg.Connection, now: datetime) -> int: ...
+
+
+async def due_work(conn: asyncpg.Connection, schema: str, deadlines: Sequence[Deadlines[Any]], now: datetime) -> int:
+    """How many of a service's timers and row deadlines are due at `now` (for its backlog
+    gauge, and for tools that wait until a stack has settled); any connection will do."""
+    async with conn.transaction():
+        await conn.execute("SELECT set_config('search_path', $1, true)", schema)
+        due = int(await conn.fetchval(
+            "SELECT count(*) FROM timers WHERE fired_at IS NULL AND cancelled_at IS NULL AND due_at <= $1", now))
+        for source in deadlines:
+            due += await source.backlog(conn, now)
+    return due
 
 
 @dataclass
@@ -67,6 +101,7 @@ class TimerRunner(Generic[D]):
     clock: Clock
     handlers: Mapping[str, TimerHandler]
     deps: D
+    deadlines: Sequence[Deadlines[Any]] = ()
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     fired: int = 0
 
@@ -103,10 +138,15 @@ class TimerRunner(Generic[D]):
                 await self._sleep(self.settings.timer_tick_seconds)
 
     async def fire_due(self) -> int:
-        """Fire up to one batch of due timers; return how many fired."""
-        if not self.handlers:
-            return 0
+        """Fire up to one batch of due timers, and of each kind of deadline; return the most
+        any one fired (a full batch means: look again at once)."""
         now = self.clock.now()
+        fired = [await self._fire_timers(now)] if self.handlers else []
+        for source in self.deadlines:
+            fired.append(await self._fire_deadlines(source, now))
+        return max(fired, default=0)
+
+    async def _fire_timers(self, now: datetime) -> int:
         try:
             return await self._fire(now, only_id=None)
         except Exception as exc:
@@ -114,6 +154,44 @@ class TimerRunner(Generic[D]):
                 raise
             log.warning("timer batch failed, firing one timer per transaction", error=type(exc).__name__)
             return await self._fire_one_by_one(now)
+
+    async def _fire_deadlines(self, source: Deadlines[Any], now: datetime) -> int:
+        try:
+            return await self._fire_rows(source, now, only=None)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning("deadline batch failed, firing one row per transaction", deadlines=source.name,
+                        error=type(exc).__name__)
+        async with acquire(self.pool) as conn:
+            async with conn.transaction():
+                rows = await source.claim(conn, now, self.settings.timer_batch)  # a peek: released at commit
+        fired = 0
+        for row in rows:
+            try:
+                fired += await self._fire_rows(source, now, only=row)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                log.exception("deadline failed; the row is parked with its error", deadlines=source.name)
+                async with acquire(self.pool) as conn:
+                    await source.park(conn, row, f"{type(exc).__name__}: {exc}"[:2000])
+        return fired
+
+    async def _fire_rows(self, source: Deadlines[Any], now: datetime, only: Any) -> int:
+        async with acquire(self.pool) as conn:
+            async with conn.transaction():
+                rows = await source.claim(conn, now, self.settings.timer_batch)
+                if only is not None:
+                    rows = [r for r in rows if r == only]
+                if not rows:
+                    return 0
+                uow = UnitOfWork(conn, service=self.service, settings=self.settings, clock=self.clock, deps=self.deps)
+                await source.fire(uow, rows)
+                await uow.flush()
+        metrics.TIMERS_FIRED.labels(self.service, source.name).inc(len(rows))
+        self.fired += len(rows)
+        return len(rows)
 
     async def _claim(self, conn: asyncpg.Connection, now: datetime, only_id: int | None) -> list[Timer]:
         rows = await conn.fetch(

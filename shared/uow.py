@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import asyncpg
 import msgspec
@@ -24,6 +24,14 @@ from shared.events.envelope import AFTERSALES_NAMESPACE
 from shared.settings import Settings
 
 D = TypeVar("D")
+B = TypeVar("B", bound="Batch")
+
+
+class Batch(Protocol):
+    """What one transaction's handlers load, change and save together (files, projections):
+    every handler of a poll works on the same objects, and each is written once, at flush."""
+
+    async def save(self) -> None: ...
 
 
 def outbox_channel(service: str) -> str:
@@ -91,6 +99,7 @@ class UnitOfWork(Generic[D]):
         self._ids: set[uuid.UUID] = set()  # event ids in this transaction (a batch holds thousands)
         self._published: list[Envelope] = []
         self._timers: list[TimerRequest] = []
+        self._batches: dict[Callable[[UnitOfWork[D]], Batch], Batch] = {}
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -118,6 +127,14 @@ class UnitOfWork(Generic[D]):
         is a gateway for producers that cannot write to Kafka)."""
         self._ids.add(event_id)
         self._messages.append(OutboxRow(self.settings.topic(topic), event_id, key or "", event_type, value))
+
+    def batch(self, kind: Callable[[UnitOfWork[D]], B]) -> B:
+        """This transaction's `kind` (made on first use): the state its handlers share, saved
+        once when the unit of work is flushed."""
+        found = self._batches.get(kind)
+        if found is None:
+            found = self._batches[kind] = kind(self)
+        return found  # type: ignore[return-value]
 
     # -- events -------------------------------------------------------------------------
     def publish(
@@ -213,7 +230,12 @@ class UnitOfWork(Generic[D]):
 
     # -- commit -------------------------------------------------------------------------
     async def flush(self) -> int:
-        """Write pending timers and outbox rows; return how many outbox rows were written."""
+        """Save the batches, write pending timers and outbox rows; return how many outbox rows
+        were written."""
+        while self._batches:
+            batches, self._batches = list(self._batches.values()), {}
+            for batch in batches:
+                await batch.save()
         await self._flush_timers()
         if not self._messages:
             return 0

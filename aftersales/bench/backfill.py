@@ -177,7 +177,10 @@ async def measure(count: int, seed: int = 11, keep: bool = False) -> dict[str, o
                 "followup visits": await conn.fetchval("SELECT count(*) FROM followup.visits"),
                 "first-visit calls": await conn.fetchval(
                     "SELECT count(*) FROM followup.followups WHERE kind = 'first_visit'"),
-                "timers armed": await conn.fetchval("SELECT count(*) FROM followup.timers"),
+                "reminders armed": await conn.fetchval(
+                    "SELECT count(*) FROM followup.vehicles WHERE remind_at IS NOT NULL"),
+                "lost checks armed": await conn.fetchval(
+                    "SELECT count(*) FROM followup.customers WHERE lost_check_at IS NOT NULL"),
             }
         finally:
             await conn.close()

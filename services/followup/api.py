@@ -12,7 +12,8 @@ from shared.db import acquire
 from shared.http import Principal, check_moments, check_paging, require, runtime_of
 from shared.timeutil import add_months
 
-from services.followup import calls, store
+from services.followup import commands as calls
+from services.followup import store
 from services.followup.config import FollowUpRules
 from services.followup.domain import loyalty_tier, queue_order
 

@@ -15,9 +15,9 @@ from shared.replay import Comparison
 from shared.runtime import ServiceDefinition, ServiceRuntime
 
 from services.followup import handlers, store
+from services.followup.handlers import DEADLINES, TIMERS, ensure_weekly_report
 from services.followup.api import figures_with_rates, router
 from services.followup.config import FollowUpDeps, FollowUpRules
-from services.followup.timers import TIMERS, ensure_weekly_report
 
 KINDS = ("first_visit", "second_visit", "complaint_confirmation", "campaign_call", "lost_customer",
          "maintenance_reminder")
@@ -78,6 +78,7 @@ definition: ServiceDefinition[FollowUpDeps] = ServiceDefinition(
     ],
     deps=_deps,
     timers=TIMERS,
+    deadlines=DEADLINES,
     router=router,
     kpis=_kpis,
     on_start=_on_start,

@@ -16,6 +16,8 @@ from services.followup.config import FollowUpRules
 
 Kind = Literal["first_visit", "second_visit", "complaint_confirmation", "campaign_call", "lost_customer",
                "maintenance_reminder"]
+# A follow-up's deadlines, in order: it becomes due, then overdue, is escalated, and expires.
+Step = Literal["due", "overdue", "escalate", "expire"]
 Tier = Literal["gold", "silver", "standard"]
 TIER_RANK: dict[str, int] = {"gold": 0, "silver": 1, "standard": 2}
 
@@ -24,6 +26,44 @@ TIER_RANK: dict[str, int] = {"gold": 0, "silver": 1, "standard": 2}
 class Window:
     due_from: datetime
     due_by: datetime
+
+
+@dataclass(frozen=True)
+class NewFollowUp:
+    """A follow-up to schedule: why, for whom, and when it is due."""
+
+    followup_id: str
+    kind: Kind
+    customer_id: str
+    reason_event_id: str
+    due_from: datetime
+    due_by: datetime
+    priority: int
+    event_at: datetime  # when its reason happened (pickup, delivery, resolution …)
+    timezone: str = "Asia/Shanghai"
+    vin: str | None = None
+    dealer_id: str | None = None
+    region: str | None = None
+    campaign_id: str | None = None
+    complaint_id: str | None = None
+    under_warranty: bool | None = None
+    mileage_km: int | None = None
+    tier: str | None = None
+
+
+def next_step(step: Step | None, due_from: datetime, due_by: datetime,
+              rules: FollowUpRules) -> tuple[Step | None, datetime | None]:
+    """The deadline after `step` (None: just scheduled): due at due_from, overdue at due_by,
+    escalated 2 days later, expired 14 days after due_by; nothing after expiry."""
+    if step is None:
+        return "due", due_from
+    if step == "due":
+        return "overdue", due_by
+    if step == "overdue":
+        return "escalate", due_by + timedelta(days=rules.escalate_after_overdue_days)
+    if step == "escalate":
+        return "expire", due_by + timedelta(days=rules.expire_after_overdue_days)
+    return None, None
 
 
 def followup_id(kind: str, reason: str) -> str:

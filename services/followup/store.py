@@ -2,42 +2,159 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-# -- projections ---------------------------------------------------------------------------------
+from shared.bulk import Table
+
+# -- projections: customers and vehicles --------------------------------------------------------
+#
+# A transaction's handlers share one `Projections` (uow.batch): CustomerRegistered and
+# VehiclePickedUp of one poll change the same customer in memory, and it is written once.
+
+CUSTOMERS = Table("customers", {
+    "customer_id": "text", "region": "text", "timezone": "text", "locale": "text", "updated_at": "timestamptz",
+    "last_contact_at": "timestamptz", "lost_check_at": "timestamptz", "lost_cause": "uuid", "lost_correlation": "uuid",
+})
+VEHICLES = Table("vehicles", {
+    "vin": "text", "customer_id": "text", "model": "text", "dealer_id": "text", "sold_at": "timestamptz",
+    "warranty_months": "int", "warranty_km": "int", "updated_at": "timestamptz",
+    "first_reading_at": "timestamptz", "first_reading_km": "int", "last_visit_at": "timestamptz",
+    "last_mileage_km": "int", "next_service_due_at": "timestamptz", "next_service_due_km": "int",
+    "remind_at": "timestamptz", "reminder": "jsonb", "remind_cause": "uuid", "remind_correlation": "uuid",
+})
+VISITS = Table("visits", {
+    "repair_order_id": "text", "vin": "text", "customer_id": "text", "dealer_id": "text",
+    "picked_up_at": "timestamptz", "mileage_km": "int", "next_service_due_at": "timestamptz",
+    "next_service_due_km": "int",
+})
 
 
-def _newest(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
-    """One row per key, the newest by `at`: a multi-row upsert may touch each row only once."""
-    newest: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        held = newest.get(row[key])
-        if held is None or row["at"] >= held["at"]:
-            newest[row[key]] = row
-    return list(newest.values())
+@dataclass
+class Customer:
+    customer_id: str
+    region: str | None = None
+    timezone: str = "Asia/Shanghai"
+    locale: str = "zh-CN"
+    updated_at: datetime | None = None
+    last_contact_at: datetime | None = None
+    lost_check_at: datetime | None = None
+    lost_cause: uuid.UUID | None = None
+    lost_correlation: uuid.UUID | None = None
 
 
-async def upsert_customers(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
-    """Newest facts win by world time (a late event does not overwrite a newer one)."""
-    rows = _newest(rows, "customer_id")
-    if not rows:
-        return
-    await conn.execute(
-        """INSERT INTO customers (customer_id, region, timezone, locale, updated_at)
-           SELECT id, region, coalesce(tz, 'Asia/Shanghai'), coalesce(locale, 'zh-CN'), at
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
-                  AS u(id, region, tz, locale, at)
-           ON CONFLICT (customer_id) DO UPDATE SET
-               region = coalesce(EXCLUDED.region, customers.region), timezone = EXCLUDED.timezone,
-               locale = EXCLUDED.locale, updated_at = EXCLUDED.updated_at
-           WHERE customers.updated_at <= EXCLUDED.updated_at""",
-        [r["customer_id"] for r in rows], [r.get("region") for r in rows], [r.get("timezone") for r in rows],
-        [r.get("locale") for r in rows], [r["at"] for r in rows],
-    )
+@dataclass
+class Vehicle:
+    vin: str
+    customer_id: str | None = None
+    model: str | None = None
+    dealer_id: str | None = None
+    sold_at: datetime | None = None
+    warranty_months: int | None = None
+    warranty_km: int | None = None
+    updated_at: datetime | None = None
+    first_reading_at: datetime | None = None
+    first_reading_km: int | None = None
+    last_visit_at: datetime | None = None
+    last_mileage_km: int | None = None
+    next_service_due_at: datetime | None = None
+    next_service_due_km: int | None = None
+    remind_at: datetime | None = None
+    reminder: dict[str, Any] | None = None
+    remind_cause: uuid.UUID | None = None
+    remind_correlation: uuid.UUID | None = None
+
+
+# Customers are written from several partitions (by customer_id, and by VIN through pickups and
+# sales), so two replicas may write one at once: each column merges the way its facts order
+# (newest by world time, the latest contact), whatever the order the writes land in.
+MERGE_CUSTOMER = """(customer_id) DO UPDATE SET
+    region = CASE WHEN EXCLUDED.updated_at >= customers.updated_at THEN coalesce(EXCLUDED.region, customers.region)
+                  ELSE coalesce(customers.region, EXCLUDED.region) END,
+    timezone = CASE WHEN EXCLUDED.updated_at >= customers.updated_at THEN EXCLUDED.timezone ELSE customers.timezone END,
+    locale = CASE WHEN EXCLUDED.updated_at >= customers.updated_at THEN EXCLUDED.locale ELSE customers.locale END,
+    updated_at = greatest(customers.updated_at, EXCLUDED.updated_at),
+    last_contact_at = greatest(customers.last_contact_at, EXCLUDED.last_contact_at),
+    lost_check_at = CASE WHEN EXCLUDED.last_contact_at IS NOT DISTINCT FROM customers.last_contact_at
+                              OR EXCLUDED.last_contact_at > customers.last_contact_at OR customers.last_contact_at IS NULL
+                         THEN EXCLUDED.lost_check_at ELSE customers.lost_check_at END,
+    lost_cause = CASE WHEN EXCLUDED.last_contact_at IS NOT DISTINCT FROM customers.last_contact_at
+                           OR EXCLUDED.last_contact_at > customers.last_contact_at OR customers.last_contact_at IS NULL
+                      THEN EXCLUDED.lost_cause ELSE customers.lost_cause END,
+    lost_correlation = CASE WHEN EXCLUDED.last_contact_at IS NOT DISTINCT FROM customers.last_contact_at
+                                 OR EXCLUDED.last_contact_at > customers.last_contact_at
+                                 OR customers.last_contact_at IS NULL
+                            THEN EXCLUDED.lost_correlation ELSE customers.lost_correlation END"""
+_CUSTOMER_FIELDS = tuple(CUSTOMERS.columns)
+_VEHICLE_FIELDS = tuple(VEHICLES.columns)
+
+
+class Projections:
+    """The customers and vehicles a transaction's handlers touch: loaded once each (one query per
+    table for what is not loaded yet), changed in memory, and written once when the unit of work
+    is flushed (one statement per table). Visits are only ever added."""
+
+    def __init__(self, uow: Any) -> None:
+        self.conn: asyncpg.Connection = uow.conn
+        self.customers: dict[str, Customer] = {}
+        self.vehicles: dict[str, Vehicle] = {}
+        self.new_visits: dict[str, dict[str, Any]] = {}
+        self._dirty_customers: set[str] = set()
+        self._dirty_vehicles: set[str] = set()
+
+    async def load(self, *, customers: Iterable[str] = (), vins: Iterable[str] = ()) -> None:
+        wanted = {c for c in customers if c not in self.customers}
+        if wanted:
+            for row in await self.conn.fetch(
+                    f"SELECT {', '.join(_CUSTOMER_FIELDS)} FROM customers WHERE customer_id = ANY($1::text[])",
+                    list(wanted)):
+                self.customers[row["customer_id"]] = Customer(**dict(row))
+        wanted_vins = {v for v in vins if v not in self.vehicles}
+        if wanted_vins:
+            for row in await self.conn.fetch(
+                    f"SELECT {', '.join(_VEHICLE_FIELDS)} FROM vehicles WHERE vin = ANY($1::text[])", list(wanted_vins)):
+                self.vehicles[row["vin"]] = Vehicle(**dict(row))
+
+    def customer(self, customer_id: str) -> Customer:
+        """The customer's projection (a new one if it is not on file), marked to be written."""
+        found = self.customers.get(customer_id)
+        if found is None:
+            found = self.customers[customer_id] = Customer(customer_id)
+        self._dirty_customers.add(customer_id)
+        return found
+
+    def vehicle(self, vin: str) -> Vehicle:
+        found = self.vehicles.get(vin)
+        if found is None:
+            found = self.vehicles[vin] = Vehicle(vin)
+        self._dirty_vehicles.add(vin)
+        return found
+
+    def add_visit(self, visit: dict[str, Any]) -> None:
+        self.new_visits.setdefault(visit["repair_order_id"], visit)
+
+    async def save(self) -> None:
+        if self.new_visits:
+            await VISITS.insert(self.conn, list(self.new_visits.values()), on_conflict="(repair_order_id) DO NOTHING")
+        if self._dirty_customers:
+            rows = [vars(self.customers[c]) for c in self._dirty_customers]
+            for row in rows:
+                row["updated_at"] = row["updated_at"] or row["last_contact_at"]
+            await CUSTOMERS.insert(self.conn, [r for r in rows if r["updated_at"] is not None],
+                                   on_conflict=MERGE_CUSTOMER)
+        if self._dirty_vehicles:
+            rows = [vars(self.vehicles[v]) for v in self._dirty_vehicles]
+            for row in rows:
+                row["updated_at"] = row["updated_at"] or row["last_visit_at"] or row["sold_at"]
+            await VEHICLES.upsert(self.conn, [r for r in rows if r["updated_at"] is not None], key=("vin",))
+        self.new_visits.clear()
+        self._dirty_customers.clear()
+        self._dirty_vehicles.clear()
 
 
 async def retire_customers(conn: asyncpg.Connection, merged: dict[str, str]) -> None:
@@ -48,70 +165,9 @@ async def retire_customers(conn: asyncpg.Connection, merged: dict[str, str]) -> 
         await conn.execute("DELETE FROM customers WHERE customer_id = $1", old)
 
 
-async def upsert_vehicles(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
-    rows = _newest(rows, "vin")
-    if not rows:
-        return
-    await conn.execute(
-        """INSERT INTO vehicles (vin, customer_id, model, dealer_id, sold_at, warranty_months, warranty_km, updated_at)
-           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int[],
-                                $7::int[], $8::timestamptz[])
-           ON CONFLICT (vin) DO UPDATE SET
-               customer_id = CASE WHEN EXCLUDED.updated_at >= vehicles.updated_at
-                                  THEN coalesce(EXCLUDED.customer_id, vehicles.customer_id) ELSE vehicles.customer_id END,
-               model = coalesce(EXCLUDED.model, vehicles.model), dealer_id = coalesce(EXCLUDED.dealer_id, vehicles.dealer_id),
-               sold_at = coalesce(EXCLUDED.sold_at, vehicles.sold_at),
-               warranty_months = coalesce(EXCLUDED.warranty_months, vehicles.warranty_months),
-               warranty_km = coalesce(EXCLUDED.warranty_km, vehicles.warranty_km),
-               updated_at = greatest(vehicles.updated_at, EXCLUDED.updated_at)""",
-        *[[r.get(c) for r in rows] for c in ("vin", "customer_id", "model", "dealer_id", "sold_at", "warranty_months",
-                                             "warranty_km", "at")],
-    )
-
-
-async def vehicles(conn: asyncpg.Connection, vins: Iterable[str]) -> dict[str, dict[str, Any]]:
-    rows = await conn.fetch("SELECT * FROM vehicles WHERE vin = ANY($1::text[])", list(set(vins)))
-    return {r["vin"]: dict(r) for r in rows}
-
-
-async def insert_visits(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    columns = ("repair_order_id", "vin", "customer_id", "dealer_id", "picked_up_at", "mileage_km",
-               "next_service_due_at", "next_service_due_km")
-    await conn.execute(
-        f"""INSERT INTO visits ({", ".join(columns)})
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int[],
-                                 $7::timestamptz[], $8::int[])
-            ON CONFLICT (repair_order_id) DO NOTHING""",
-        *[[r.get(c) for r in rows] for c in columns],
-    )
-
-
-async def visit_history(conn: asyncpg.Connection, vins: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
-    """Each vehicle's visits, oldest first (mileage history, latest service plan)."""
-    rows = await conn.fetch(
-        """SELECT vin, picked_up_at, mileage_km, next_service_due_at, next_service_due_km FROM visits
-            WHERE vin = ANY($1::text[]) ORDER BY vin, picked_up_at""", list(set(vins)))
-    history: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        history.setdefault(r["vin"], []).append(dict(r))
-    return history
-
-
-async def last_contact(conn: asyncpg.Connection, customer_ids: Iterable[str]) -> dict[str, datetime]:
-    """The latest visit, else the latest purchase, per customer."""
-    rows = await conn.fetch(
-        """SELECT customer_id, max(at) AS at FROM (
-               SELECT customer_id, picked_up_at AS at FROM visits WHERE customer_id = ANY($1::text[])
-               UNION ALL
-               SELECT customer_id, sold_at FROM vehicles WHERE customer_id = ANY($1::text[]) AND sold_at IS NOT NULL
-           ) c GROUP BY customer_id""", list(set(customer_ids)))
-    return {r["customer_id"]: r["at"] for r in rows}
-
-
 async def customer_zones(conn: asyncpg.Connection, customer_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    rows = await conn.fetch("SELECT * FROM customers WHERE customer_id = ANY($1::text[])", list(set(customer_ids)))
+    rows = await conn.fetch("SELECT customer_id, region, timezone, locale FROM customers "
+                            "WHERE customer_id = ANY($1::text[])", list(set(customer_ids)))
     return {r["customer_id"]: dict(r) for r in rows}
 
 
@@ -180,72 +236,128 @@ async def campaign_targets(conn: asyncpg.Connection, regions: list[str], models:
 
 # -- follow-ups ------------------------------------------------------------------------------------
 
-_COLUMNS = ("followup_id", "kind", "customer_id", "vin", "dealer_id", "region", "campaign_id", "complaint_id",
-            "reason_event_id", "correlation_id", "due_from", "due_by", "priority", "timezone", "under_warranty",
-            "mileage_km", "event_at")
-_TYPES = ("text", "text", "text", "text", "text", "text", "text", "text", "text", "uuid", "timestamptz",
-          "timestamptz", "int", "text", "boolean", "int", "timestamptz")
+FOLLOWUPS = Table("followups", {
+    "followup_id": "text", "kind": "text", "customer_id": "text", "vin": "text", "dealer_id": "text",
+    "region": "text", "campaign_id": "text", "complaint_id": "text", "reason_event_id": "text",
+    "correlation_id": "uuid", "scheduled_event_id": "uuid", "due_from": "timestamptz", "due_by": "timestamptz",
+    "priority": "int", "timezone": "text", "under_warranty": "boolean", "mileage_km": "int",
+    "event_at": "timestamptz", "created_at": "timestamptz", "status": "text", "overdue_at": "timestamptz",
+    "escalated_at": "timestamptz", "next_step": "text", "next_step_at": "timestamptz",
+})
+# What scheduling writes from a NewFollowUp (the rest: correlation, announcement, first deadline).
+NEW_FOLLOWUP_FIELDS = ("followup_id", "kind", "customer_id", "vin", "dealer_id", "region", "campaign_id",
+                       "complaint_id", "reason_event_id", "due_from", "due_by", "priority", "timezone",
+                       "under_warranty", "mileage_km", "event_at")
+_INSERTED = NEW_FOLLOWUP_FIELDS + ("correlation_id", "scheduled_event_id", "created_at", "next_step", "next_step_at")
 
 
-async def insert_followups(conn: asyncpg.Connection, followups: list[dict[str, Any]], created_at: datetime) -> set[str]:
+async def insert_followups(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> set[str]:
     """Insert follow-ups in one statement; return the ids that are new (a repeated cause
     schedules nothing)."""
-    if not followups:
-        return set()
-    arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(_TYPES, start=1))
+    inserted = await FOLLOWUPS.insert(conn, rows, columns=_INSERTED, on_conflict="(followup_id) DO NOTHING",
+                                      returning="followup_id")
+    return {row[0] for row in inserted}
+
+
+@dataclass(frozen=True)
+class OpenFollowUp:
+    """What a deadline or a closure needs of a follow-up."""
+
+    followup_id: str
+    kind: str
+    customer_id: str
+    vin: str | None
+    dealer_id: str | None
+    region: str | None
+    due_from: datetime
+    due_by: datetime
+    status: str
+    overdue_at: datetime | None
+    escalated_at: datetime | None
+    correlation_id: uuid.UUID
+    scheduled_event_id: uuid.UUID | None
+    next_step: str | None
+    next_step_at: datetime | None
+
+
+_OPEN_COLUMNS = ", ".join(OpenFollowUp.__dataclass_fields__)
+
+
+async def due_steps(conn: asyncpg.Connection, now: datetime, limit: int) -> list[OpenFollowUp]:
     rows = await conn.fetch(
-        f"""INSERT INTO followups ({", ".join(_COLUMNS)}, created_at)
-            SELECT *, ${len(_COLUMNS) + 1}::timestamptz FROM unnest({arrays})
-            ON CONFLICT (followup_id) DO NOTHING
-            RETURNING followup_id""",
-        *[[f.get(c) for f in followups] for c in _COLUMNS],
-        created_at,
-    )
-    return {row[0] for row in rows}
+        f"""SELECT {_OPEN_COLUMNS} FROM followups
+             WHERE next_step IS NOT NULL AND next_step_at <= $1
+             ORDER BY next_step_at LIMIT $2 FOR UPDATE SKIP LOCKED""", now, limit)
+    return [OpenFollowUp(**dict(r)) for r in rows]
 
 
-async def set_scheduled_events(conn: asyncpg.Connection, announced: dict[str, Any]) -> None:
-    """Remember each follow-up's FollowUpScheduled: the calls' events name it as their cause."""
-    if announced:
-        await conn.execute(
-            """UPDATE followups f SET scheduled_event_id = u.event_id
-                 FROM unnest($1::text[], $2::uuid[]) AS u(id, event_id) WHERE f.followup_id = u.id""",
-            list(announced), list(announced.values()))
+async def close_followups(conn: asyncpg.Connection, ids: list[str], status: str | None) -> None:
+    """No more deadlines (and, with a status, that status: expired)."""
+    await conn.execute(
+        """UPDATE followups SET next_step = NULL, next_step_at = NULL, status = coalesce($2, status)
+            WHERE followup_id = ANY($1::text[])""", ids, status)
 
 
-async def reschedule_open(conn: asyncpg.Connection, followup_id: str, due_from: datetime, due_by: datetime) -> bool:
+async def reschedule_open(conn: asyncpg.Connection, followup_id: str, due_from: datetime, due_by: datetime,
+                          step: str | None, at: datetime | None) -> bool:
+    """An open follow-up whose window moved (an amended campaign) starts its deadlines again."""
     status = await conn.execute(
-        """UPDATE followups SET due_from = $2, due_by = $3, overdue_at = NULL, escalated_at = NULL
+        """UPDATE followups SET due_from = $2, due_by = $3, overdue_at = NULL, escalated_at = NULL,
+                  next_step = $4, next_step_at = $5
             WHERE followup_id = $1 AND status IN ('scheduled', 'due') AND (due_from, due_by) <> ($2, $3)""",
-        followup_id, due_from, due_by)
+        followup_id, due_from, due_by, step, at)
     return status.endswith(" 1")
 
 
-async def lock_followups(conn: asyncpg.Connection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-    rows = await conn.fetch("SELECT * FROM followups WHERE followup_id = ANY($1::text[]) FOR UPDATE", list(set(ids)))
-    return {r["followup_id"]: dict(r) for r in rows}
+async def open_confirmations(conn: asyncpg.Connection, complaint_id: str) -> list[OpenFollowUp]:
+    rows = await conn.fetch(
+        f"""SELECT {_OPEN_COLUMNS} FROM followups WHERE complaint_id = $1 AND kind = 'complaint_confirmation'
+              AND status IN ('scheduled', 'due') FOR UPDATE""", complaint_id)
+    return [OpenFollowUp(**dict(r)) for r in rows]
+
+
+@dataclass(frozen=True)
+class DueReminder:
+    vin: str
+    remind_at: datetime
+    reminder: dict[str, Any]
+    remind_cause: uuid.UUID | None
+    remind_correlation: uuid.UUID | None
+
+
+async def due_reminders(conn: asyncpg.Connection, now: datetime, limit: int) -> list[DueReminder]:
+    rows = await conn.fetch(
+        """SELECT vin, remind_at, reminder, remind_cause, remind_correlation FROM vehicles
+            WHERE remind_at <= $1 ORDER BY remind_at LIMIT $2 FOR UPDATE SKIP LOCKED""", now, limit)
+    return [DueReminder(**dict(r)) for r in rows]
+
+
+async def due_lost_checks(conn: asyncpg.Connection, now: datetime, limit: int) -> list[Customer]:
+    rows = await conn.fetch(
+        f"""SELECT {', '.join(_CUSTOMER_FIELDS)} FROM customers
+             WHERE lost_check_at <= $1 ORDER BY lost_check_at LIMIT $2 FOR UPDATE SKIP LOCKED""", now, limit)
+    return [Customer(**dict(r)) for r in rows]
+
+
+_DEADLINE_COLUMNS = {("vehicles", "vin", "remind_at"), ("customers", "customer_id", "lost_check_at"),
+                     ("followups", "followup_id", "next_step_at")}
+
+
+async def clear_deadline(conn: asyncpg.Connection, table: str, key: str, column: str, ids: list[str]) -> None:
+    assert (table, key, column) in _DEADLINE_COLUMNS
+    if ids:
+        await conn.execute(f"UPDATE {table} SET {column} = NULL WHERE {key} = ANY($1::text[])", ids)
+
+
+async def due_count(conn: asyncpg.Connection, table: str, column: str, now: datetime) -> int:
+    assert (table, column) in {(t, c) for t, _, c in _DEADLINE_COLUMNS}
+    return int(await conn.fetchval(f"SELECT count(*) FROM {table} WHERE {column} <= $1", now))
 
 
 async def get_followup(conn: asyncpg.Connection, followup_id: str, *, lock: bool = False) -> dict[str, Any] | None:
     row = await conn.fetchrow(f"SELECT * FROM followups WHERE followup_id = $1{' FOR UPDATE' if lock else ''}",
                               followup_id)
     return dict(row) if row else None
-
-
-async def set_status(conn: asyncpg.Connection, ids: list[str], column: str, at: datetime, status: str | None = None) -> None:
-    """Mark the timer's fact (overdue_at, escalated_at) and, for due/expired, the status."""
-    assert column in ("overdue_at", "escalated_at", "status")
-    if column == "status":
-        await conn.execute("UPDATE followups SET status = $2 WHERE followup_id = ANY($1::text[])", ids, status)
-    else:
-        await conn.execute(f"UPDATE followups SET {column} = $2 WHERE followup_id = ANY($1::text[])", ids, at)
-
-
-async def open_confirmations(conn: asyncpg.Connection, complaint_id: str) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        """SELECT * FROM followups WHERE complaint_id = $1 AND kind = 'complaint_confirmation'
-              AND status IN ('scheduled', 'due') FOR UPDATE""", complaint_id)
-    return [dict(r) for r in rows]
 
 
 async def claim(conn: asyncpg.Connection, followup_id: str, agent: str, now: datetime, until: datetime,
@@ -285,7 +397,7 @@ async def update_after_attempt(conn: asyncpg.Connection, followup_id: str, *, at
     await conn.execute(
         """UPDATE followups SET attempts = $2, unreachable = $3, next_attempt_at = NULL, claimed_by = NULL,
                   claim_expires_at = NULL, status = 'completed', outcome = $4, satisfaction = $5, satisfied = $6,
-                  completed_at = $7, completed_by = $8
+                  completed_at = $7, completed_by = $8, next_step = NULL, next_step_at = NULL
             WHERE followup_id = $1""",
         followup_id, attempts, unreachable, completed["outcome"], completed.get("satisfaction"),
         completed.get("satisfied"), completed["at"], completed.get("agent_id"))

@@ -179,6 +179,9 @@ class FileSet:
     history: list[tuple[str, Observation, Any]] = field(default_factory=list)  # (customer, observation, event id)
     renamed: list[tuple[str, str]] = field(default_factory=list)  # (old key, new key): move visits, vehicles, history
     removed: set[str] = field(default_factory=set)
+    # the version of each file as loaded (none: not on file); saving checks it is unchanged
+    customer_versions: dict[str, int] = field(default_factory=dict)
+    vehicle_versions: dict[str, int] = field(default_factory=dict)
     future_tolerance: timedelta = timedelta(days=1)
     event_id: Any = None  # the event being applied (history remembers where a value came from)
     # phone -> the files that have had it, built on first use (a batch's lookups stay O(1), not

@@ -1,9 +1,10 @@
 """Intake's SQL. Nothing else touches the `intake` schema.
 
-Handlers work a whole batch at a time: lock the keys the batch touches (advisory locks, taken
-in sorted order, so two replicas creating the same new customer serialise instead of racing),
-load every file involved in one query per table, change them in memory, and write them back
-with one multi-row statement per table.
+Handlers work a whole batch at a time: load every file involved in one query per table, change
+them in memory, and write them back with one multi-row statement per table. A file is written
+back only if its version is still the one loaded (or, for a new file, if nobody created it
+meanwhile): when two replicas reach the same customer through different partitions, the later
+writer's batch fails with `ConcurrentUpdate`, a transient error, and is retried from the start.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-import orjson
+
+from shared.bulk import Table
+from shared.errors import TransientError
 
 from services.intake.domain import CUSTOMER_FIELDS, VEHICLE_FIELDS, FileSet, Observation, Record, as_text
 
@@ -33,25 +36,16 @@ class Needs:
     shipments: set[str] = field(default_factory=set)
     first_pickups: set[str] = field(default_factory=set)
 
-    def lock_keys(self) -> list[str]:
-        return sorted({f"c:{i}" for i in self.customer_ids} | {f"p:{p}" for p in self.phones}
-                      | {f"v:{v}" for v in self.vins})
-
-
-def _json(values: list[Any]) -> list[str | None]:
-    """JSON text for a jsonb column fed through unnest: a list of lists would otherwise be sent
-    as one two-dimensional array and flattened."""
-    return [None if v is None else orjson.dumps(v).decode() for v in values]
-
 
 def _times(raw: dict[str, str] | None) -> dict[str, datetime]:
     return {k: datetime.fromisoformat(v) for k, v in (raw or {}).items()}
 
 
+class ConcurrentUpdate(TransientError):
+    """Another replica wrote a file this batch changed since the batch loaded it: retry the batch."""
+
+
 async def load(conn: asyncpg.Connection, needs: Needs) -> FileSet:
-    keys = needs.lock_keys()
-    if keys:
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(k)) FROM unnest($1::text[]) AS k ORDER BY k", keys)
     files = FileSet()
     if needs.customer_ids or needs.phones:
         rows = await conn.fetch(
@@ -71,6 +65,7 @@ async def load(conn: asyncpg.Connection, needs: Needs) -> FileSet:
                 source=row["registered_from"], derived=row["id_derived"],
                 known_phones={row["phone"]} if row["phone"] else set(),
             )
+            files.customer_versions[row["customer_id"]] = row["version"]
         for row in await conn.fetch(
             "SELECT customer_id, value FROM customer_history WHERE field = 'phone' AND customer_id = ANY($1::text[])",
             list(files.customers),
@@ -82,6 +77,7 @@ async def load(conn: asyncpg.Connection, needs: Needs) -> FileSet:
                 key=row["vin"], values={f: row[f] for f in VEHICLE_FIELDS if row[f] is not None},
                 field_times=_times(row["field_times"]), created_at=row["created_at"], source=row["registered_from"],
             )
+            files.vehicle_versions[row["vin"]] = row["version"]
     if needs.repair_orders:
         for row in await conn.fetch(
             """SELECT repair_order_id, vin, customer_id, dealer_id, picked_up_at FROM visits
@@ -112,63 +108,101 @@ async def load(conn: asyncpg.Connection, needs: Needs) -> FileSet:
 
 
 async def save(conn: asyncpg.Connection, files: FileSet) -> None:
-    await _save_customers(conn, [r for r in files.customers.values() if r.dirty])
+    await _save_files(conn, CUSTOMERS, "customer_id", [r for r in files.customers.values() if r.dirty],
+                      files.customer_versions, _customer_row)
     for old, new in files.renamed:
         await _move_customer(conn, old, new)
-    gone = [key for key in files.removed if key not in files.customers]
+    gone = [key for key in files.removed if key not in files.customers and key in files.customer_versions]
     if gone:
-        await conn.execute("DELETE FROM customers WHERE customer_id = ANY($1::text[])", gone)
+        deleted = await conn.fetch(
+            """DELETE FROM customers c USING unnest($1::text[], $2::bigint[]) AS u(id, version)
+                WHERE c.customer_id = u.id AND c.version = u.version RETURNING c.customer_id""",
+            gone, [files.customer_versions[k] for k in gone])
+        if len(deleted) < len(gone):
+            raise ConcurrentUpdate(f"customer files {sorted(set(gone) - {r[0] for r in deleted})} changed meanwhile")
     await _save_history(conn, files.history)
-    await _save_vehicles(conn, [r for r in files.vehicles.values() if r.dirty])
-    await _insert_visits(conn, files.new_visits)
-    await _insert_receipts(conn, files.new_receipts)
+    await _save_files(conn, VEHICLES, "vin", [r for r in files.vehicles.values() if r.dirty], files.vehicle_versions,
+                      _vehicle_row)
+    await VISITS.insert(conn, files.new_visits, on_conflict="(repair_order_id) DO NOTHING")
+    await RECEIPTS.insert(conn, files.new_receipts, on_conflict="(receipt_id) DO NOTHING")
     if files.new_facts:
-        items = list(files.new_facts.items())
-        await conn.execute(
-            """INSERT INTO facts (kind, ref, content_hash)
-               SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
-               ON CONFLICT (kind, ref) DO UPDATE SET content_hash = EXCLUDED.content_hash, recorded_at = now()""",
-            [k for (k, _), _ in items], [r for (_, r), _ in items], [h for _, h in items],
-        )
+        await FACTS.insert(conn, [{"kind": k, "ref": r, "content_hash": h} for (k, r), h in files.new_facts.items()],
+                           on_conflict="(kind, ref) DO UPDATE SET content_hash = EXCLUDED.content_hash, recorded_at = now()")
     if files.new_shipments:
-        s = files.new_shipments
-        await conn.execute(
-            """INSERT INTO shipments (shipment_id, dealer_id, shipped_at, line_nos)
-               SELECT id, dealer, shipped, string_to_array(lines, ',')::int[]
-                 FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]) AS u(id, dealer, shipped, lines)
-               ON CONFLICT (shipment_id) DO NOTHING""",
-            [x["shipment_id"] for x in s], [x["dealer_id"] for x in s], [x["shipped_at"] for x in s],
-            [",".join(map(str, x["line_nos"])) for x in s],
-        )
+        await SHIPMENTS.insert(conn, files.new_shipments, on_conflict="(shipment_id) DO NOTHING")
 
 
-async def _save_customers(conn: asyncpg.Connection, rows: list[Record]) -> None:
-    if not rows:
+CUSTOMERS = Table("customers", {
+    "customer_id": "text", "id_derived": "boolean", "name": "text", "phone": "text", "email": "text",
+    "address": "text", "region": "text", "person_in_charge": "text", "locale": "text", "timezone": "text",
+    "consent": "jsonb", "field_times": "jsonb", "created_at": "timestamptz", "updated_at": "timestamptz",
+    "registered_from": "text", "version": "bigint",
+})
+VEHICLES = Table("vehicles", {
+    "vin": "text", "customer_id": "text", "plate": "text", "model": "text", "dealer_id": "text", "region": "text",
+    "sale_id": "text", "sold_at": "timestamptz", "warranty_months": "int", "warranty_km": "int", "parts": "jsonb",
+    "field_times": "jsonb", "created_at": "timestamptz", "updated_at": "timestamptz", "registered_from": "text",
+    "version": "bigint",
+})
+VISITS = Table("visits", {
+    "repair_order_id": "text", "vin": "text", "customer_id": "text", "dealer_id": "text", "picked_up_at": "timestamptz",
+    "service_type": "text", "items": "jsonb", "mileage_km": "int", "advisor_id": "text",
+    "next_service_due_at": "timestamptz", "next_service_due_km": "int", "event_id": "uuid",
+})
+RECEIPTS = Table("receipts", {
+    "receipt_id": "text", "repair_order_id": "text", "vin": "text", "returned_at": "timestamptz", "rating": "int",
+    "comments": "text", "event_id": "uuid",
+})
+FACTS = Table("facts", {"kind": "text", "ref": "text", "content_hash": "text"})
+SHIPMENTS = Table("shipments", {"shipment_id": "text", "dealer_id": "text", "shipped_at": "timestamptz",
+                                "line_nos": "int[]"})
+HISTORY = Table("customer_history", {"customer_id": "text", "field": "text", "value": "text",
+                                     "first_seen_at": "timestamptz", "event_id": "uuid"})
+# A file is replaced whole when its version is the one loaded (new files: when nobody made it).
+REPLACE_CUSTOMER = """(customer_id) DO UPDATE SET id_derived = EXCLUDED.id_derived, name = EXCLUDED.name,
+    phone = EXCLUDED.phone, email = EXCLUDED.email, address = EXCLUDED.address, region = EXCLUDED.region,
+    person_in_charge = EXCLUDED.person_in_charge, locale = EXCLUDED.locale, timezone = EXCLUDED.timezone,
+    consent = EXCLUDED.consent, field_times = EXCLUDED.field_times, created_at = EXCLUDED.created_at,
+    updated_at = EXCLUDED.updated_at, registered_from = EXCLUDED.registered_from, version = EXCLUDED.version
+    WHERE customers.version = EXCLUDED.version - 1"""
+REPLACE_VEHICLE = """(vin) DO UPDATE SET customer_id = EXCLUDED.customer_id, plate = EXCLUDED.plate,
+    model = EXCLUDED.model, dealer_id = EXCLUDED.dealer_id, region = EXCLUDED.region, sale_id = EXCLUDED.sale_id,
+    sold_at = EXCLUDED.sold_at, warranty_months = EXCLUDED.warranty_months, warranty_km = EXCLUDED.warranty_km,
+    parts = EXCLUDED.parts, field_times = EXCLUDED.field_times, created_at = EXCLUDED.created_at,
+    updated_at = EXCLUDED.updated_at, registered_from = EXCLUDED.registered_from, version = EXCLUDED.version
+    WHERE vehicles.version = EXCLUDED.version - 1"""
+
+
+def _customer_row(r: Record) -> dict[str, Any]:
+    v = r.values
+    return {"customer_id": r.key, "id_derived": r.derived, "name": v.get("name"), "phone": v.get("phone"),
+            "email": v.get("email"), "address": v.get("address"), "region": v.get("region"),
+            "person_in_charge": v.get("person_in_charge"), "locale": v.get("locale") or "zh-CN",
+            "timezone": v.get("timezone") or "Asia/Shanghai",
+            "consent": v.get("consent") or {"sms": True, "email": True, "letter": True},
+            "field_times": {k: t.isoformat() for k, t in r.field_times.items()}, "created_at": r.created_at,
+            "updated_at": r.updated_at, "registered_from": r.source or "unknown"}
+
+
+def _vehicle_row(r: Record) -> dict[str, Any]:
+    v = r.values
+    return {"vin": r.key, **{name: v.get(name) for name in ("customer_id", "plate", "model", "dealer_id", "region",
+                                                            "sale_id", "sold_at", "warranty_months", "warranty_km")},
+            "parts": v.get("parts") or [], "field_times": {k: t.isoformat() for k, t in r.field_times.items()},
+            "created_at": r.created_at, "updated_at": r.updated_at, "registered_from": r.source or "unknown"}
+
+
+async def _save_files(conn: asyncpg.Connection, table: Table, key: str, records: list[Record],
+                      versions: dict[str, int], row: Any) -> None:
+    """Write changed files back, each only if it is still the version loaded."""
+    if not records:
         return
-    v = [r.values for r in rows]
-    await conn.execute(
-        """INSERT INTO customers (customer_id, id_derived, name, phone, email, address, region, person_in_charge,
-                                  locale, timezone, consent, field_times, created_at, updated_at, registered_from)
-           SELECT id, derived, name, phone, email, address, region, pic, coalesce(locale, 'zh-CN'),
-                  coalesce(tz, 'Asia/Shanghai'), coalesce(consent, '{"sms": true, "email": true, "letter": true}'::jsonb),
-                  times, created, updated, source
-             FROM unnest($1::text[], $2::boolean[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                         $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::jsonb[], $13::timestamptz[],
-                         $14::timestamptz[], $15::text[])
-                  AS u(id, derived, name, phone, email, address, region, pic, locale, tz, consent, times, created,
-                       updated, source)
-           ON CONFLICT (customer_id) DO UPDATE SET
-               id_derived = EXCLUDED.id_derived, name = EXCLUDED.name, phone = EXCLUDED.phone, email = EXCLUDED.email,
-               address = EXCLUDED.address, region = EXCLUDED.region, person_in_charge = EXCLUDED.person_in_charge,
-               locale = EXCLUDED.locale, timezone = EXCLUDED.timezone, consent = EXCLUDED.consent,
-               field_times = EXCLUDED.field_times, created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
-               registered_from = EXCLUDED.registered_from""",
-        [r.key for r in rows], [r.derived for r in rows], [x.get("name") for x in v], [x.get("phone") for x in v],
-        [x.get("email") for x in v], [x.get("address") for x in v], [x.get("region") for x in v],
-        [x.get("person_in_charge") for x in v], [x.get("locale") for x in v], [x.get("timezone") for x in v],
-        [x.get("consent") for x in v], [{k: t.isoformat() for k, t in r.field_times.items()} for r in rows],
-        [r.created_at for r in rows], [r.updated_at for r in rows], [r.source or "unknown" for r in rows],
-    )
+    rows = [{**row(r), "version": versions.get(r.key, 0) + 1} for r in records]
+    clause = REPLACE_CUSTOMER if table is CUSTOMERS else REPLACE_VEHICLE
+    written = await table.insert(conn, rows, on_conflict=clause, returning=key)
+    if len(written) < len(rows):
+        lost = sorted({r[key] for r in rows} - {w[0] for w in written})
+        raise ConcurrentUpdate(f"{table.name} {lost[:5]} changed since this batch loaded them; retrying the batch")
 
 
 async def _move_customer(conn: asyncpg.Connection, old: str, new: str) -> None:
@@ -196,80 +230,16 @@ async def _save_history(conn: asyncpg.Connection, entries: list[tuple[str, Obser
             earliest[ident] = (o.at, event_id)
     if not earliest:
         return
-    rows = [(*ident, at, event_id) for ident, (at, event_id) in earliest.items()]
-    await conn.execute(
-        """INSERT INTO customer_history (customer_id, field, value, first_seen_at, event_id)
-           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::uuid[])
-           ON CONFLICT (customer_id, field, value) DO UPDATE
-               SET first_seen_at = least(customer_history.first_seen_at, EXCLUDED.first_seen_at),
-                   event_id = CASE WHEN EXCLUDED.first_seen_at < customer_history.first_seen_at
-                                   THEN EXCLUDED.event_id ELSE customer_history.event_id END""",
-        *map(list, zip(*rows, strict=True)),
-    )
+    rows = [{"customer_id": ident[0], "field": ident[1], "value": ident[2], "first_seen_at": at, "event_id": event_id}
+            for ident, (at, event_id) in earliest.items()]
+    await HISTORY.insert(conn, rows, on_conflict=KEEP_EARLIEST)
 
 
-async def _save_vehicles(conn: asyncpg.Connection, rows: list[Record]) -> None:
-    if not rows:
-        return
-    v = [r.values for r in rows]
-    await conn.execute(
-        """INSERT INTO vehicles (vin, customer_id, plate, model, dealer_id, region, sale_id, sold_at, warranty_months,
-                                 warranty_km, parts, field_times, created_at, updated_at, registered_from)
-           SELECT vin, cid, plate, model, dealer, region, sale, sold, months, km, coalesce(parts::jsonb, '[]'::jsonb),
-                  times, created, updated, source
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                         $8::timestamptz[], $9::int[], $10::int[], $11::text[], $12::jsonb[], $13::timestamptz[],
-                         $14::timestamptz[], $15::text[])
-                  AS u(vin, cid, plate, model, dealer, region, sale, sold, months, km, parts, times, created, updated,
-                       source)
-           ON CONFLICT (vin) DO UPDATE SET
-               customer_id = EXCLUDED.customer_id, plate = EXCLUDED.plate, model = EXCLUDED.model,
-               dealer_id = EXCLUDED.dealer_id, region = EXCLUDED.region, sale_id = EXCLUDED.sale_id,
-               sold_at = EXCLUDED.sold_at, warranty_months = EXCLUDED.warranty_months,
-               warranty_km = EXCLUDED.warranty_km, parts = EXCLUDED.parts, field_times = EXCLUDED.field_times,
-               created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
-               registered_from = EXCLUDED.registered_from""",
-        [r.key for r in rows], [x.get("customer_id") for x in v], [x.get("plate") for x in v],
-        [x.get("model") for x in v], [x.get("dealer_id") for x in v], [x.get("region") for x in v],
-        [x.get("sale_id") for x in v], [x.get("sold_at") for x in v], [x.get("warranty_months") for x in v],
-        [x.get("warranty_km") for x in v], _json([x.get("parts") for x in v]),
-        [{k: t.isoformat() for k, t in r.field_times.items()} for r in rows],
-        [r.created_at for r in rows], [r.updated_at for r in rows], [r.source or "unknown" for r in rows],
-    )
-
-
-_VISIT_COLUMNS = ("repair_order_id", "vin", "customer_id", "dealer_id", "picked_up_at", "service_type", "items",
-                  "mileage_km", "advisor_id", "next_service_due_at", "next_service_due_km", "event_id")
-
-
-async def _insert_visits(conn: asyncpg.Connection, visits: list[dict[str, Any]]) -> None:
-    if not visits:
-        return
-    await conn.execute(
-        f"""INSERT INTO visits ({", ".join(_VISIT_COLUMNS)})
-            SELECT ro, vin, cid, dealer, at, kind, items::jsonb, km, advisor, due_at, due_km, event_id
-              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
-                          $7::text[], $8::int[], $9::text[], $10::timestamptz[], $11::int[], $12::uuid[])
-                   AS u(ro, vin, cid, dealer, at, kind, items, km, advisor, due_at, due_km, event_id)
-            ON CONFLICT (repair_order_id) DO NOTHING""",
-        *[_json([visit.get(c) for visit in visits]) if c == "items" else [visit.get(c) for visit in visits]
-          for c in _VISIT_COLUMNS],
-    )
-
-
-_RECEIPT_COLUMNS = ("receipt_id", "repair_order_id", "vin", "returned_at", "rating", "comments", "event_id")
-
-
-async def _insert_receipts(conn: asyncpg.Connection, receipts: list[dict[str, Any]]) -> None:
-    if not receipts:
-        return
-    await conn.execute(
-        f"""INSERT INTO receipts ({", ".join(_RECEIPT_COLUMNS)})
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int[], $6::text[],
-                                 $7::uuid[])
-            ON CONFLICT (receipt_id) DO NOTHING""",
-        *[[r.get(c) for r in receipts] for c in _RECEIPT_COLUMNS],
-    )
+# A value seen again keeps the earliest time it was seen (and the event that showed it then).
+KEEP_EARLIEST = """(customer_id, field, value) DO UPDATE
+    SET first_seen_at = least(customer_history.first_seen_at, EXCLUDED.first_seen_at),
+        event_id = CASE WHEN EXCLUDED.first_seen_at < customer_history.first_seen_at
+                        THEN EXCLUDED.event_id ELSE customer_history.event_id END"""
 
 
 # ---------------------------------------------------------------------------------------

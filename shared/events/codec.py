@@ -205,6 +205,14 @@ def read_envelope(value: bytes) -> Envelope:
     return raw.with_data(_ANY.decode(raw.data))
 
 
+def caused_id(cause: Cause, event_type: str, key: str, discriminator: object = "") -> uuid.UUID:
+    """The id of the `event_type` event (with this key) that `cause` causes: the same inputs
+    always give the same id, so a re-run publishes nothing new. A cause that can produce many
+    facts (a timer set by one event) adds its own identity."""
+    own = getattr(cause, "discriminator", "")
+    return derive_event_id(cause.event_id, event_type, key, own, discriminator)
+
+
 def wrap(
     spec: EventSpec,
     data: Any,
@@ -219,9 +227,7 @@ def wrap(
     derived from the data; a caused event gets a deterministic id and the cause's correlation."""
     key = spec.key(data)
     if event_id is None:
-        # A cause that can produce many facts (a timer set by one event) adds its own identity.
-        own = getattr(cause, "discriminator", "")
-        event_id = derive_event_id(cause.event_id, spec.event_type, key, own, discriminator) if cause else uuid.uuid4()
+        event_id = caused_id(cause, spec.event_type, key, discriminator) if cause else uuid.uuid4()
     return Envelope(
         event_id=event_id,
         event_type=spec.event_type,

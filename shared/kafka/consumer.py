@@ -32,6 +32,7 @@ import os
 import signal
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -48,6 +49,7 @@ from shared.db import acquire
 from shared.clock import Clock
 from shared.errors import PermanentError, is_transient
 from shared.events import Event, InvalidRecord, UnhandledEventType, decode
+from shared.events.codec import parse_envelope
 from shared.kafka.clients import make_consumer
 from shared.settings import Settings
 from shared.uow import UnitOfWork, dead_letter_event_id
@@ -72,6 +74,9 @@ class Subscription:
     handlers: Mapping[str, Handler]
     strict_types: bool = False
     check_key: bool = False
+    # Envelopes only: the data stays raw JSON (msgspec.Raw) and the handler under "*" takes any
+    # event type (a pass-through, such as the benchmark's guarantees-only baseline).
+    raw: bool = False
 
 
 @dataclass(slots=True)
@@ -287,6 +292,14 @@ class EventConsumer(Generic[D]):
 
     def _decode(self, record: ConsumerRecord) -> Decoded:
         subscription = self._by_topic[record.topic]
+        if subscription.raw:
+            try:
+                envelope = parse_envelope(record.value)
+            except InvalidRecord as invalid:
+                return Decoded(record, invalid=invalid)
+            handler = subscription.handlers.get(envelope.event_type) or subscription.handlers.get("*")
+            event = Event(envelope.with_data(envelope.data), record.topic, record.partition, record.offset)
+            return Decoded(record, event=event if handler else None, handler=handler)
         try:
             event = decode(
                 record.value, record.topic, contract_topic=subscription.topic, strict_types=subscription.strict_types,
@@ -414,9 +427,10 @@ class EventConsumer(Generic[D]):
 
     def _after_commit(self, fresh: Sequence[Decoded], written: int) -> None:
         """Count what the committed transaction did (a batch re-run record by record is counted once)."""
-        for item in fresh:
-            outcome = "dead_lettered" if item.invalid is not None else "processed"
-            metrics.EVENTS_CONSUMED.labels(self.service, item.record.topic, _type_of(item), outcome).inc()
+        counts = Counter((item.record.topic, _type_of(item), "dead_lettered" if item.invalid is not None else "processed")
+                         for item in fresh)
+        for (topic, event_type, outcome), n in counts.items():
+            metrics.EVENTS_CONSUMED.labels(self.service, topic, event_type, outcome).inc(n)
         if written and self.settings.fault == "crash_after_commit":
             # Fault injection for the crash tests: die between the commit and the publish.
             log.warning("fault injection: SIGKILL after commit, before publish")

@@ -16,5 +16,5 @@ async def test_an_import_of_old_repair_orders_files_every_visit_and_calls_nobody
     assert filed["intake visits"] == filed["followup visits"] == 3_000  # type: ignore[index]
     assert 3_000 // 9 <= filed["intake customers"] <= 3_000 // 9 + 9, "a customer per vehicle, nine visits each"  # type: ignore[index,operator]
     assert filed["first-visit calls"] == 0, "pickups years old are history, not calls"  # type: ignore[index]
-    assert filed["timers armed"] > 0, "each vehicle's reminder and lost-customer check are armed"  # type: ignore[index]
+    assert filed["lost checks armed"] == filed["intake customers"], "each customer's lost-customer check is armed"  # type: ignore[index]
     assert figures["system"].seconds > 0 and figures["baseline"].seconds > 0  # type: ignore[attr-defined]

@@ -1,5 +1,6 @@
-"""The agents' calls: claiming a follow-up and recording an attempt with all it causes, in one
-transaction (the register row, the follow-up's new state, timers, and the events)."""
+"""The agents' commands (the HTTP routes call them): claiming a follow-up, and recording a call
+with all it causes, in one transaction (the register row, the follow-up's new state, the
+second visit, and the events)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from shared.http import Moment
 from shared.uow import UnitOfWork
 
 from services.followup import store
-from services.followup.domain import after_attempt, followup_id, is_satisfied, second_visit_window
-from services.followup.scheduling import cancel, rules, schedule
+from services.followup.domain import NewFollowUp, after_attempt, followup_id, is_satisfied, second_visit_window
+from services.followup.handlers import schedule
 from services.followup.config import FollowUpDeps
 
 Uow = UnitOfWork[FollowUpDeps]
@@ -88,7 +89,7 @@ async def claim(uow: Uow, followup_id_: str, agent: str, *, supervisor: bool) ->
         raise CallRefused(409, f"follow-up {followup_id_} is {f['status']} ({f['outcome'] or 'no outcome'}); "
                                "there is nothing left to call")
     now = uow.now()
-    until = now + timedelta(minutes=rules(uow).claim_minutes)
+    until = now + timedelta(minutes=uow.deps.rules.claim_minutes)
     taken = await store.claim(uow.conn, followup_id_, agent, now, until, force=supervisor)
     if taken is None:
         raise CallRefused(409, _holder_message(f))
@@ -105,7 +106,7 @@ async def release(uow: Uow, followup_id_: str, agent: str, *, supervisor: bool) 
 
 
 async def record_attempt(uow: Uow, followup_id_: str, agent: str, body: AttemptIn) -> dict[str, Any]:
-    r = rules(uow)
+    r = uow.deps.rules
     now = uow.now()
     f = await store.get_followup(uow.conn, followup_id_, lock=True)
     if f is None:
@@ -187,9 +188,8 @@ def _complaints(f: dict[str, Any], body: AttemptIn, attempt_id: str, now: dateti
 
 async def _complete(uow: Uow, f: dict[str, Any], completed: dict[str, Any], attempts: int, cause: _Cause,
                     body: AttemptIn) -> None:
-    r = rules(uow)
+    r = uow.deps.rules
     now = completed["at"]
-    await cancel(uow, f["followup_id"])
     uow.publish("FollowUpCompleted", {
         "followup_id": f["followup_id"], "kind": f["kind"], "customer_id": f["customer_id"], "vin": f["vin"],
         "outcome": completed["outcome"], "completed_at": now, "attempts": attempts,
@@ -219,10 +219,10 @@ async def _complete(uow: Uow, f: dict[str, Any], completed: dict[str, Any], atte
         })
     if f["kind"] == "first_visit" and completed["outcome"] == "reached":
         window = second_visit_window(now, r)
-        await schedule(uow, [(cause, {
-            "followup_id": followup_id("second_visit", f["followup_id"]), "kind": "second_visit",
-            "customer_id": f["customer_id"], "vin": f["vin"], "dealer_id": f["dealer_id"], "region": f["region"],
-            "reason_event_id": str(cause.event_id), "due_from": window.due_from, "due_by": window.due_by,
-            "priority": r.priority_second_visit, "timezone": f["timezone"], "under_warranty": f["under_warranty"],
-            "mileage_km": f["mileage_km"], "event_at": now,
-        })])
+        await schedule(uow, [(cause, NewFollowUp(
+            followup_id=followup_id("second_visit", f["followup_id"]), kind="second_visit",
+            customer_id=f["customer_id"], vin=f["vin"], dealer_id=f["dealer_id"], region=f["region"],
+            reason_event_id=str(cause.event_id), due_from=window.due_from, due_by=window.due_by,
+            priority=r.priority_second_visit, timezone=f["timezone"], under_warranty=f["under_warranty"],
+            mileage_km=f["mileage_km"], event_at=now,
+        ))])
