@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     http_max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
 
     # Consumer / outbox / timers
-    consumer_max_records: int = Field(500, ge=1)
+    consumer_max_records: int = Field(2000, ge=1)
     consumer_poll_timeout_ms: int = Field(100, ge=1)
     outbox_batch: int = Field(1000, ge=1)
     outbox_idle_poll_seconds: float = Field(0.5, gt=0)

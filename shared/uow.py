@@ -146,14 +146,16 @@ class UnitOfWork(Generic[D]):
         occurred_at: datetime | None = None,
         discriminator: object = "",
         event_id: uuid.UUID | None = None,
+        checked: bool = False,
     ) -> Envelope:
         """Record an event on this service's own topic, to be published after commit. `data` is
-        the event's canonical Struct (or, for intake, the canonical JSON of the upstream record
-        it filed); it is encoded as it is, not validated again."""
+        the event's canonical Struct, encoded as it is; or a mapping, type-checked against the
+        catalog first unless the caller says it is `checked` already (intake: the canonical JSON
+        of an upstream record it has just validated)."""
         spec = spec_for(self._topic, event_type)
         if spec is None:
             raise ValueError(f"{event_type} is not in the catalog for {self._topic}")
-        if not isinstance(data, msgspec.Struct):
+        if not (checked or isinstance(data, msgspec.Struct)):
             data = _as_catalog(spec.model, event_type, data)
         cause_envelope = cause.envelope if isinstance(cause, Event) else cause
         envelope = wrap(spec, data, source=self.service, occurred_at=occurred_at or self.clock.now(),

@@ -118,7 +118,8 @@ def _handler(needs: Callable[[T, Needs], None], apply: Apply[T]) -> Handler[T]:
             except Rejected as rejected:
                 raise PermanentError(rejected.reason, "ValidationFailed") from None
             for output in outputs:
-                uow.publish(output.event_type, output.data, cause=event, occurred_at=output.at)
+                # the canonical form of a record validated on the way in, with the fields a newer producer added
+                uow.publish(output.event_type, output.data, cause=event, occurred_at=output.at, checked=True)
         await store.save(uow.conn, files)
 
     return handle

@@ -105,3 +105,30 @@ def test_timestamps_without_a_timezone_are_refused_naming_the_field(moment: obje
                                         "returned_at": moment.isoformat()})  # type: ignore[attr-defined]
     assert "data.returned_at" in describe_validation_error(caught.value, "data")
     assert "no timezone" in describe_validation_error(caught.value, "data")
+
+
+def test_the_fast_path_for_chinese_mobiles_agrees_with_libphonenumber_on_every_number_it_sees() -> None:
+    """normalize_phone skips libphonenumber's parse for an E.164 or national 11-digit number its
+    own CN mobile pattern matches; on any other number the full path decides. Checked against
+    the full path on random numbers (accepted or refused alike), in both forms."""
+    import random
+
+    import phonenumbers
+
+    from shared.validation import normalize_phone
+
+    rng = random.Random(20261202)
+    accepted = 0
+    for _ in range(5_000):
+        digits = "1" + "".join(rng.choice("0123456789") for _ in range(10))
+        for text in ("+86" + digits, digits):
+            try:
+                fast: str | None = normalize_phone.__wrapped__(text)
+            except ValueError:
+                fast = None
+            number = phonenumbers.parse(text, "CN")
+            full = (phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+                    if phonenumbers.is_valid_number(number) else None)
+            assert fast == full, text
+            accepted += fast is not None
+    assert 2_000 < accepted < 9_000, "both valid and invalid numbers were drawn"
