@@ -22,7 +22,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
+from shared.events import upstream as u
 from shared.timeutil import add_months
 from shared.validation import check_vin_check_digit
 
@@ -308,7 +310,7 @@ class FileSet:
                            "send the time the event happened")
 
     # -- upstream events --------------------------------------------------------------------
-    def apply_sale(self, d: Any, now: datetime) -> list[Output]:
+    def apply_sale(self, d: u.VehicleSold, now: datetime) -> list[Output]:
         at = d.sold_at
         self._not_in_future("data.sold_at", at, now)
         earliest = self.first_pickup.get(d.vin)
@@ -331,7 +333,7 @@ class FileSet:
         outputs.append(Output("VehicleSold", canonical, at))
         return outputs
 
-    def apply_pickup(self, d: Any, now: datetime) -> list[Output]:
+    def apply_pickup(self, d: u.VehiclePickedUp, now: datetime) -> list[Output]:
         at = d.picked_up_at
         self._not_in_future("data.picked_up_at", at, now)
         sold_at = self.vehicles[d.vin].values.get("sold_at") if d.vin in self.vehicles else None
@@ -366,7 +368,7 @@ class FileSet:
         outputs.append(Output("VehiclePickedUp", canonical, at))
         return outputs
 
-    def apply_receipt(self, d: Any, now: datetime) -> list[Output]:
+    def apply_receipt(self, d: u.ReceiptReturned, now: datetime) -> list[Output]:
         self._not_in_future("data.returned_at", d.returned_at, now)
         if d.receipt_id in self.receipts:
             return []
@@ -392,7 +394,7 @@ class FileSet:
                      "dealer_id": (visit or {}).get("dealer_id")}
         return [Output("ReceiptRecorded", canonical, d.returned_at)]
 
-    def apply_customer_update(self, d: Any, occurred_at: datetime, now: datetime) -> list[Output]:
+    def apply_customer_update(self, d: u.CustomerUpdatedUpstream, occurred_at: datetime, now: datetime) -> list[Output]:
         at = d.changed_at or occurred_at
         self._not_in_future("data.changed_at", at, now)
         stated = {name: getattr(d, name) for name in CUSTOMER_FIELDS if getattr(d, name) is not None}
@@ -402,7 +404,7 @@ class FileSet:
         self.customer(stated, customer_id=d.customer_id, at=at, source="CustomerUpdated", outputs=outputs)
         return outputs
 
-    def apply_complaint(self, d: Any, now: datetime) -> list[Output]:
+    def apply_complaint(self, d: u.ComplaintFiled, now: datetime) -> list[Output]:
         self._not_in_future("data.filed_at", d.filed_at, now)
         if self.facts.get(("complaint", d.complaint_ref)) is not None or ("complaint", d.complaint_ref) in self.new_facts:
             return []
@@ -415,7 +417,7 @@ class FileSet:
         outputs.append(Output("ComplaintFiled", canonical, d.filed_at))
         return outputs
 
-    def apply_shipment(self, d: Any, now: datetime) -> list[Output]:
+    def apply_shipment(self, d: u.PartShipped, now: datetime) -> list[Output]:
         self._not_in_future("data.shipped_at", d.shipped_at, now)
         if d.shipment_id not in self.shipments:
             shipment = {"shipment_id": d.shipment_id, "dealer_id": d.dealer_id, "shipped_at": d.shipped_at,
@@ -424,7 +426,7 @@ class FileSet:
             self.new_shipments.append(shipment)
         return self.pass_through("PartShipped", d.shipment_id, d, d.shipped_at)
 
-    def apply_discrepancy(self, d: Any, now: datetime) -> list[Output]:
+    def apply_discrepancy(self, d: u.PartShipmentDiscrepancy, now: datetime) -> list[Output]:
         self._not_in_future("data.reported_at", d.reported_at, now)
         shipment = self.shipments.get(d.shipment_id)
         if shipment is not None:
@@ -436,7 +438,7 @@ class FileSet:
                                f"was shipped ({shipment['shipped_at'].isoformat()})")
         return self.pass_through("PartShipmentDiscrepancy", f"{d.shipment_id}:{d.line_no}:{d.kind}", d, d.reported_at)
 
-    def pass_through(self, event_type: str, ref: str, d: Any, at: datetime) -> list[Output]:
+    def pass_through(self, event_type: str, ref: str, d: BaseModel, at: datetime) -> list[Output]:
         """Events intake validates and re-publishes unchanged: once per business key, again
         only when their content changes (an amended campaign, a corrected report)."""
         data = d.model_dump(mode="json")
@@ -464,7 +466,7 @@ class FileSet:
         }
 
 
-def _stated(info: Any) -> dict[str, Any]:
+def _stated(info: u.CustomerInfo) -> dict[str, Any]:
     """The customer fields an upstream payload actually states (defaults are not facts)."""
     stated = info.model_fields_set
     values = info.model_dump(mode="json")
