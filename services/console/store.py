@@ -417,7 +417,7 @@ async def search(conn: asyncpg.Connection, q: Query, limit: int = 20) -> list[di
     if not branches:
         return []
     rows = await conn.fetch(
-        f"""WITH hits AS ({" UNION ALL ".join(f"({b} LIMIT 200)" for b in branches)}),
+        f"""WITH hits (customer_id, rank, matched) AS ({" UNION ALL ".join(f"({b} LIMIT 200)" for b in branches)}),
                  best AS (SELECT customer_id, min(rank) AS rank, (array_agg(matched ORDER BY rank))[1] AS matched
                             FROM hits WHERE customer_id IS NOT NULL GROUP BY customer_id)
             SELECT c.customer_id, c.name, c.phone, c.region, b.matched, b.rank,
