@@ -354,19 +354,33 @@ def router() -> APIRouter:
     @r.post("/desk/calls/{followup_id}/outcome")
     async def record_outcome(request: Request, followup_id: str, person: Person = Depends(role(*DESK))) -> Response:
         form = await form_of(request, person)
+        here = f"/desk/calls/{quote(followup_id)}"
         try:
             body = attempt_body(form, runtime_of(request).clock.now())
         except ValueError as exc:
-            return RedirectResponse(f"/desk/calls/{quote(followup_id)}?error={quote(str(exc))}", status_code=303)
-        try:
-            result = await services(request).call(person, "POST", "followup",
-                                                  f"/v1/followups/{quote(followup_id)}/attempts", json=body)
-        except ServiceError as exc:
-            return RedirectResponse(f"/desk/calls/{quote(followup_id)}?error={quote(exc.message)}", status_code=303)
+            return _with(here, error=str(exc))
         customer_id = form.get("customer_id") or None
+        complaint, case = body.pop("complaint", None), None
+        if complaint is not None and customer_id:
+            # Filed by the person (the case is theirs in the complaints service), then noted on the call.
+            try:
+                case = await file_complaint(request, person, customer_id, {
+                    "description": complaint["description"], "category": complaint["category"] or "",
+                    "severity": complaint["severity"] or "", "vin": form.get("vin", ""), "channel": "return_visit"})
+            except ServiceError as exc:
+                return _with(here, error=exc.message)
+            await audit(request, person, "raise_complaint", customer_id=customer_id, subject=case["complaint_id"],
+                        followup_id=followup_id)
+            body["categories"] = [f"complaint:{complaint['category'] or 'unclassified'}"]
+            body["notes"] = " · ".join(filter(None, [body.get("notes"), f"complaint {case['complaint_ref']}"]))
+        try:
+            await services(request).call(person, "POST", "followup", f"/v1/followups/{quote(followup_id)}/attempts",
+                                         json=body)
+        except ServiceError as exc:
+            return _with(here, error=exc.message)
         await audit(request, person, "record_call", customer_id=customer_id, subject=followup_id,
                     outcome=body["outcome"], satisfaction=body.get("satisfaction"),
-                    complaints=result.get("complaints_filed") or [])
+                    complaint_id=case["complaint_id"] if case else None)
         return await open_next_call(request, person, after=followup_id)
 
     async def open_next_call(request: Request, person: Person, after: str) -> Response:
@@ -487,7 +501,8 @@ def router() -> APIRouter:
         description = (form.get("description") or "").strip()
         if not description:
             raise ServiceError("complaints", 422, N_("Describe the complaint in a sentence or two."))
-        body = {"customer_id": customer_id, "channel": "hotline", "description": description[:4000],
+        channel = form.get("channel") if form.get("channel") in ("hotline", "return_visit") else "hotline"
+        body = {"customer_id": customer_id, "channel": channel, "description": description[:4000],
                 "category": form.get("category") if form.get("category") in COMPLAINT_CATEGORIES else None,
                 "severity": form.get("severity") if form.get("severity") in SEVERITIES else None}
         if form.get("vin"):

@@ -143,6 +143,9 @@ async def test_search_forgives_and_the_customer_page_tells_the_whole_story(cns: 
             assert await followup_db.fetchval("SELECT completed_by FROM followups WHERE followup_id = $1",
                                               followup_id) == "wang.fang"
             assert await complaints_db.fetchval("SELECT count(*) FROM cases WHERE customer_id = $1", who) == 1
+            assert await complaints_db.fetchval(
+                "SELECT actor FROM case_history WHERE kind = 'filed'") == "wang.fang", "the case is the agent's"
+            assert await complaints_db.fetchval("SELECT channel FROM cases") == "return_visit"
             assert await intake_db.fetchval("SELECT phone FROM customers WHERE customer_id = $1", who) == corrected_phone
         finally:
             for conn in (followup_db, complaints_db, intake_db):
