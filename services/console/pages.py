@@ -14,7 +14,7 @@ from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from shared.db import acquire
 from shared.http import runtime_of
@@ -47,6 +47,9 @@ COMPLAINT_CATEGORIES = ("product_quality", "service_attitude", "repair_quality",
                         "other")
 SEVERITIES = ("low", "medium", "high", "critical")
 INBOUND_KINDS = ("consultation", "request", "complaint", "other")
+
+
+_static_cache: dict[str, bytes] = {}
 
 
 class Redirect(Exception):
@@ -187,7 +190,12 @@ def router() -> APIRouter:
         found = STATIC_FILES.get(name)
         if found is None:
             return Response(status_code=404)
-        return FileResponse(STATIC / found[0], media_type=found[1], headers={"Cache-Control": "max-age=3600"})
+        # Small files, read once and sent whole (no streaming through the app's middlewares).
+        body = _static_cache.get(name)
+        if body is None:
+            body = _static_cache[name] = (STATIC / found[0]).read_bytes()
+        return Response(body, media_type=found[1], headers={"Cache-Control": "max-age=3600",
+                                                            "X-Content-Type-Options": "nosniff"})
 
     @r.get("/")
     async def home() -> RedirectResponse:
