@@ -112,12 +112,19 @@ async def test_search_forgives_and_the_customer_page_tells_the_whole_story(cns: 
             corrected = await browser.post(f"/customers/{who}/contact", data={
                 "csrf_token": csrf_of(page.text), "phone": corrected_phone, "reason": "客户来电告知新号码"})
             assert corrected.status_code == 303 and "done=contact" in corrected.headers["location"]
+            logged = await browser.post(f"/customers/{who}/inbound-calls", data={
+                "csrf_token": csrf_of(page.text), "kind": "complaint", "summary": "客户来电：等待取车时间过长",
+                "category": "delay"})
+            assert logged.status_code == 303 and "done=inbound" in logged.headers["location"]
 
             console_db = await _db(cns, "console")
             try:
                 await eventually(lambda: console_db.fetchval(
-                    "SELECT count(*) = 1 FROM complaint_events WHERE customer_id = $1 AND event_type = 'ComplaintOpened'",
-                    who), what="the case")
+                    "SELECT count(*) = 2 FROM complaint_events WHERE customer_id = $1 AND event_type = 'ComplaintOpened'",
+                    who), what="the cases")
+                inbound = await console_db.fetchrow("SELECT * FROM inbound_calls WHERE customer_id = $1", who)
+                assert inbound["handled_by"] == "wang.fang" and inbound["kind"] == "complaint"
+                assert inbound["complaint_id"] is not None
                 await eventually(lambda: console_db.fetchval(
                     "SELECT phone = $2 FROM customers WHERE customer_id = $1", who, corrected_phone),
                     what="the correction")
@@ -129,7 +136,8 @@ async def test_search_forgives_and_the_customer_page_tells_the_whole_story(cns: 
 
             story = (await browser.get(f"/customers/{who}")).text
             for shown in ("张伟明", "RO-SZ-20261116-0042", "粤B·7Q315", "刹车有异响", "希望免费复查", "保养后刹车异响",
-                          "维修质量", "立案", "first_visit_notice", "已发送", "已接通", "139****1234", "档案变更"):
+                          "维修质量", "立案", "first_visit_notice", "已发送", "已接通", "139****1234", "档案变更",
+                          "来电", "客户来电：等待取车时间过长", "延误"):
                 assert shown in story, f"{shown!r} is not on the customer's page"
             vehicle = (await browser.get(f"/vehicles/{zhang.vin}")).text
             assert "RO-SZ-20261116-0042" in vehicle and "张伟明" in vehicle
@@ -142,10 +150,13 @@ async def test_search_forgives_and_the_customer_page_tells_the_whole_story(cns: 
                                               followup_id) == "wang.fang"
             assert await followup_db.fetchval("SELECT completed_by FROM followups WHERE followup_id = $1",
                                               followup_id) == "wang.fang"
-            assert await complaints_db.fetchval("SELECT count(*) FROM cases WHERE customer_id = $1", who) == 1
-            assert await complaints_db.fetchval(
-                "SELECT actor FROM case_history WHERE kind = 'filed'") == "wang.fang", "the case is the agent's"
-            assert await complaints_db.fetchval("SELECT channel FROM cases") == "return_visit"
+            cases = await complaints_db.fetch(
+                """SELECT c.channel, c.category, h.actor FROM cases c
+                     JOIN case_history h ON h.complaint_id = c.complaint_id AND h.kind = 'filed'
+                    WHERE c.customer_id = $1 ORDER BY c.channel""", who)
+            assert [tuple(c) for c in cases] == [("hotline", "delay", "wang.fang"),
+                                                 ("return_visit", "repair_quality", "wang.fang")], \
+                "the call's complaint and the inbound call's are the agent's cases"
             assert await intake_db.fetchval("SELECT phone FROM customers WHERE customer_id = $1", who) == corrected_phone
         finally:
             for conn in (followup_db, complaints_db, intake_db):
@@ -158,6 +169,7 @@ async def test_search_forgives_and_the_customer_page_tells_the_whole_story(cns: 
                 "SELECT username, action FROM audit_log WHERE customer_id = $1 ORDER BY id", who)]
             assert ("wang.fang", "read_customer") in actions and ("wang.fang", "record_call") in actions
             assert ("wang.fang", "correct_contact") in actions and ("wang.fang", "read_vehicle") in actions
+            assert ("wang.fang", "log_inbound_call") in actions and ("wang.fang", "raise_complaint") in actions
             assert await console_db.fetchval("SELECT at FROM audit_log WHERE action = 'record_call'") == \
                 datetime.fromisoformat(NOW), "when: the platform's clock"
         finally:
