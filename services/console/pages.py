@@ -299,7 +299,8 @@ def router() -> APIRouter:
         for item in items:
             item["customer"] = customers.get(item["customer_id"])
             item["vehicle"] = vehicles.get(item["vin"]) if item.get("vin") else None
-            item["lateness"] = desk.lateness(_moment(item["due_by"]), now)
+            item["due_from"], item["due_by"] = _moment(item["due_from"]), _moment(item["due_by"])
+            item["lateness"] = desk.lateness(item["due_by"], now)
             item["mine"] = item.get("claimed_by") == person.username
         return items, None
 
