@@ -126,7 +126,6 @@ def role(*roles: str) -> Callable[[Request], Awaitable[Person]]:
                           role=person.role)
         return person
 
-    dependency.roles = roles  # type: ignore[attr-defined]
     return dependency
 
 
