@@ -112,7 +112,10 @@ async def test_an_agent_signs_in_finds_a_customer_and_works_three_calls(cns: Nam
                                                      for i, v in enumerate(vehicles)])
         console_db = await _db(cns, "console")
         try:
-            await eventually(lambda: console_db.fetchval("SELECT count(*) = 3 FROM followups WHERE status = 'due'"))
+            await eventually(lambda: console_db.fetchval(
+                "SELECT (SELECT count(*) FROM followups WHERE status = 'due') = 3 "
+                "AND (SELECT count(*) FROM customers WHERE name IS NOT NULL) = 3 "
+                "AND (SELECT count(*) FROM vehicles WHERE plate IS NOT NULL) = 3 AND (SELECT count(*) FROM visits) = 3"))
         finally:
             await console_db.close()
 
