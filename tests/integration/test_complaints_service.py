@@ -18,7 +18,19 @@ from services import load
 from services.complaints.domain import complaint_id_for
 from shared.runtime import ServiceRuntime
 from tests.complaints_fixtures import complaint_filed, complaints_stack, complaints_state, confirmation_completed
-from tests.support import TEST_NOW, Namespace, Stack, TopicReader, api, count, day_at, db, manual_clock, publish
+from tests.support import (
+    TEST_NOW,
+    Namespace,
+    Stack,
+    TopicReader,
+    api,
+    count,
+    db,
+    in_test_week,
+    iso_week,
+    manual_clock,
+    publish,
+)
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
@@ -29,12 +41,6 @@ COMPLAINTS = "aftersales.complaints"
 
 def at(value: str) -> datetime:
     return datetime.fromisoformat(value)
-
-
-def _iso_week(moment: datetime) -> str:
-    year, week, _ = moment.isocalendar()
-    return f"{year}-W{week:02d}"
-
 
 async def _until_value(read: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 20.0) -> Any:
     """Read until the value is what we wait for (work a consumer does in the background)."""
@@ -353,8 +359,7 @@ async def test_the_weekly_report_goes_out_on_monday_morning_by_category_and_depa
 ) -> None:
     # Filed on Thursday and Friday 10:00 of the test moment's ISO week (the ladder's steps that
     # fall before Monday 00:00 belong to it), reported the Monday after at 08:00.
-    week_start = -TEST_NOW.weekday()
-    friday = day_at(10, days=week_start + 4)
+    friday = in_test_week(4, 10)
     clock = manual_clock(friday)
     stack = await complaints_stack(ns, clock, tmp_path)
     try:
@@ -364,8 +369,8 @@ async def test_the_weekly_report_goes_out_on_monday_morning_by_category_and_depa
         ])
         async with TopicReader(ns.settings, COMPLAINTS) as topic:
             await topic.wait_for(count("ComplaintOpened", 2), timeout=60)
-        monday = day_at(8, days=week_start + 7)
-        week, following = _iso_week(monday - 7 * D), _iso_week(monday)
+        monday = in_test_week(0, 8) + 7 * D
+        week, following = iso_week(monday - 7 * D), iso_week(monday)
         clock.set(monday - timedelta(minutes=1))
         clock.set(monday + timedelta(seconds=1))
         async with TopicReader(ns.settings, COMPLAINTS) as topic:
@@ -373,7 +378,7 @@ async def test_the_weekly_report_goes_out_on_monday_morning_by_category_and_depa
         [report] = topic.of_type("ComplaintWeeklyReport")
         assert report.record.key.decode() == week and report.envelope.occurred_at == monday
         data = report.data
-        assert (data["week"], data["week_start"]) == (week, day_at(0, days=week_start).date().isoformat())
+        assert (data["week"], data["week_start"]) == (week, in_test_week(0, 0).date().isoformat())
         figures = data["figures"]
         # W-1: supervisor, department head and superior leader within the week; W-2: the first two.
         assert figures["totals"]["filed"] == 2 and figures["totals"]["escalations"] == 5

@@ -24,6 +24,7 @@ from tests.support import (
     api,
     count,
     db,
+    iso_week,
     manual_clock,
     next_weekday,
     publish,
@@ -388,8 +389,7 @@ async def test_kpis_registers_and_the_weekly_report_come_from_the_calls(ns: Name
         assert kpis["open"].get("second_visit") == 3
 
         monday = next_weekday(0, 8, 0, after=NOW)  # the report on the seven days before Monday 08:00
-        year, number, _ = (monday - timedelta(days=7)).isocalendar()
-        week = f"{year}-W{number:02d}"
+        week = iso_week(monday - timedelta(days=7))
         clock.set(monday)
         async with TopicReader(ns.settings, "aftersales.followup") as topic:
             await topic.wait_for(count("FollowUpWeeklyReport", 1), timeout=30, settle=0.5)

@@ -24,18 +24,26 @@ from tests.quality_events import (
     vehicle,
     vehicle_sold,
 )
-from tests.support import TEST_NOW, Namespace, Stack, TopicReader, api, count, day_at, db, manual_clock, publish
+from tests.support import (
+    TEST_NOW,
+    Namespace,
+    Stack,
+    TopicReader,
+    api,
+    count,
+    day_at,
+    db,
+    in_test_week,
+    iso_week,
+    manual_clock,
+    publish,
+)
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
 NOW = TEST_NOW
 NEXT_MIDNIGHT = day_at(0, days=1)  # the next (daily) look, local midnight after the test moment
 FIRST_LOOK = NEXT_MIDNIGHT + timedelta(seconds=1)
-
-
-def iso_week(moment: datetime) -> str:
-    year, week, _ = moment.isocalendar()
-    return f"{year}-W{week:02d}"
 
 
 async def until(probe: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
@@ -206,12 +214,12 @@ async def test_alert_endpoints_need_a_token_and_the_quality_role_and_refuse_ille
 async def test_parts_accuracy_per_week_and_dealer_and_the_monday_reports(ns: Namespace) -> None:
     # The test moment's ISO week: shipments Tuesday to Thursday, now is its Friday, the quality
     # meeting's reports go out the Monday after.
-    monday = -NOW.weekday()
-    week, previous_week = iso_week(day_at(0, days=monday)), iso_week(day_at(0, days=monday - 7))
-    clock = manual_clock(day_at(10, days=monday + 4))
+    monday = in_test_week(0, 0)
+    week, previous_week = iso_week(monday), iso_week(monday - timedelta(days=7))
+    clock = manual_clock(in_test_week(4, 10))
     stack = await Stack(ns, clock, services=("quality",)).start()
     try:
-        tue, wed, thu = (day_at(10, days=monday + d) for d in (1, 2, 3))
+        tue, wed, thu = (in_test_week(d, 10) for d in (1, 2, 3))
         events = [
             part_shipped("S1", "D001", tue, lines=10),
             shipment_discrepancy("S1", 2, "short", wed),
@@ -258,12 +266,12 @@ async def test_parts_accuracy_per_week_and_dealer_and_the_monday_reports(ns: Nam
         await until(lambda: _gauge_is(metrics.PARTS_SHIPMENT_ACCURACY, 20 / 24), what="the accuracy gauge")
 
         async with TopicReader(ns.settings, "aftersales.quality") as quality:
-            clock.set(day_at(8, 0, days=monday + 7) + timedelta(seconds=1))  # Monday 08:00, the quality meeting
+            clock.set(monday + timedelta(days=7, hours=8, seconds=1))  # Monday 08:00, the quality meeting
             await quality.wait_for(lambda rs: count("PartsAccuracyReport", 1)(rs)
                                    and count("QualityWeeklyReport", 1)(rs), timeout=30, settle=1.0)
         report = quality.of_type("PartsAccuracyReport")[0]
         assert report.record.key.decode() == week
-        assert report.data["week_start"] == day_at(0, days=monday).date().isoformat()
+        assert report.data["week_start"] == monday.date().isoformat()
         assert report.data["figures"]["accuracy"] == pytest.approx(0.85)
         assert report.data["figures"]["dealers_below_target"] == ["D001", "D002"]
         weekly_report = quality.of_type("QualityWeeklyReport")[0]
