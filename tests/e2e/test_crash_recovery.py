@@ -15,12 +15,13 @@ from aftersales.simulate import Fleet
 from shared.settings import load_settings
 from tests.support import TEST_NOW, Namespace, ServiceProcess, Stack, TopicReader, count, day_at, db, manual_clock, publish
 
-pytestmark = [pytest.mark.infra, pytest.mark.slow, pytest.mark.dates]
+pytestmark = [pytest.mark.infra, pytest.mark.slow]
 
 # Service processes live at the test moment (the namespace's clock offset): a pickup an hour before it.
 PICKED_UP_AT = TEST_NOW - timedelta(hours=1)
 
 
+@pytest.mark.dates
 async def test_killed_between_commit_and_publish_publishes_exactly_once_after_restart(
     ns: Namespace, logs_dir: Path
 ) -> None:
@@ -59,6 +60,7 @@ async def test_killed_between_commit_and_publish_publishes_exactly_once_after_re
         assert survivor.terminate() == 0, survivor.tail()
 
 
+@pytest.mark.dates
 async def test_killed_after_publish_before_marking_republishes_and_downstream_skips_the_repeat(
     ns: Namespace, logs_dir: Path
 ) -> None:
@@ -86,6 +88,8 @@ async def test_killed_after_publish_before_marking_republishes_and_downstream_sk
         await followup.stop()
 
 
+# Not in `make test-dates`: nothing in it depends on the day, and it restarts the broker every
+# other test on the machine is using.
 async def test_services_recover_by_themselves_when_kafka_stops_for_ten_seconds(ns: Namespace) -> None:
     kafka = Kafka(load_settings(), _paths())
     if kafka.running_pid() is None:
