@@ -4,7 +4,7 @@ moved by hand from the test moment; two replicas; a replay of the log."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from aftersales.simulate import Fleet
 from services import load
+from services.followup.config import FollowUpRules
 from shared.clock import ManualClock
 from shared.events import new_event
 from shared.runtime import ServiceRuntime
@@ -403,5 +404,30 @@ async def test_kpis_registers_and_the_weekly_report_come_from_the_calls(ns: Name
             missing = await ops.get("/v1/reports/weekly", params={"week": "2020-W01"})
         assert stored.status_code == 200 and stored.json()["figures"]["by_agent"]["agent-02"]["calls"] == 1
         assert missing.status_code == 404 and "2026-W48" in missing.json()["detail"]  # the format's example
+    finally:
+        await stack.stop()
+
+
+async def test_a_weekly_report_made_before_eight_in_shanghai_is_labelled_with_the_shanghai_week(
+        ns: Namespace) -> None:
+    """At 07:00 on Monday in Shanghai it is still Sunday in UTC: the report covers the Shanghai
+    week that just ended, and says so."""
+    rules = FollowUpRules(weekly_report_time=time(7, 0))
+    clock = manual_clock(NOW)
+    stack = await Stack(ns, clock, services=("followup",), state={"followup": {"rules": rules}}).start()
+    try:
+        monday = next_weekday(0, 7, 0, after=NOW)
+        clock.set(monday)
+        async with TopicReader(ns.settings, "aftersales.followup") as topic:
+            await topic.wait_for(count("FollowUpWeeklyReport", 1), timeout=30, settle=0.5)
+        report = topic.of_type("FollowUpWeeklyReport")[0].data
+        last_week = monday - timedelta(days=7)
+        assert (report["week"], report["week_start"]) == (iso_week(last_week), last_week.date().isoformat())
+        conn = await db(ns, "followup")
+        try:
+            armed = await conn.fetch("SELECT ref, due_at FROM timers WHERE kind = 'report.weekly' AND fired_at IS NULL")
+        finally:
+            await conn.close()
+        assert [(r["ref"], r["due_at"]) for r in armed] == [(iso_week(monday), monday + timedelta(days=7))]
     finally:
         await stack.stop()
