@@ -1,4 +1,4 @@
-# One image for the five services and the CLI. `docker compose up` runs each service from it
+# One image for the five services, the console and the CLI. `docker compose up` runs each service from it
 # (`aftersales serve <service>`), the topic job (`aftersales infra topics`) and the SMS sink
 # (`aftersales peers`). tests/integration/test_deploy_image.py builds the wheel from exactly
 # what the build stage copies and checks it holds every file the services load.
@@ -21,6 +21,6 @@ RUN mkdir -p /home/aftersales/.local/complaints/documents /home/aftersales/peers
 USER aftersales
 WORKDIR /home/aftersales
 ENV AFTERSALES_HTTP_HOST=0.0.0.0 PYTHONUNBUFFERED=1
-EXPOSE 8001 8002 8003 8004 8005
+EXPOSE 8000 8001 8002 8003 8004 8005
 ENTRYPOINT ["aftersales"]
 CMD ["serve", "all"]

@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -53,7 +54,7 @@ from shared.clock import FileClock
 from shared.timers import due_work
 from shared.events.catalog import ALL_TOPICS
 from shared.kafka.clients import make_admin, partitions_of, stop_consumer
-from shared.settings import SERVICES, Settings, load_settings, project_home
+from shared.settings import CONSOLE, PROCESSES, Settings, load_settings, project_home
 
 console = Console()
 logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would bury the progress
@@ -70,7 +71,7 @@ UPSTREAM = {"sales": "upstream.sales", "dms": "upstream.dms", "erp": "upstream.e
 
 
 def services_running(settings: Settings) -> bool:
-    for name in SERVICES:
+    for name in PROCESSES:
         try:
             if httpx.get(f"http://127.0.0.1:{settings.port_for(name)}/health", timeout=1).status_code != 200:
                 return False
@@ -80,7 +81,7 @@ def services_running(settings: Settings) -> bool:
 
 
 def any_service_answers(settings: Settings) -> bool:
-    for name in SERVICES:
+    for name in PROCESSES:
         try:
             httpx.get(f"http://127.0.0.1:{settings.port_for(name)}/health", timeout=0.5)
             return True
@@ -155,7 +156,7 @@ async def reset_stack(settings: Settings) -> None:
         await admin.close()
     conn = await asyncpg.connect(settings.database_url)
     try:
-        for service in SERVICES:
+        for service in PROCESSES:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{service}" CASCADE')  # our own names, not input
     finally:
         await conn.close()
@@ -544,7 +545,7 @@ class Stack:
         self.reader = AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False)  # type: ignore[arg-type]
         await self.reader.start()
         self.db = await asyncpg.connect(self.settings.database_url)
-        for service in SERVICES:
+        for service in PROCESSES:
             definition = load(service)
             self.groups[f"{self.settings.topic_prefix}{service}"] = [
                 self.settings.topic(s.topic) for s in definition.subscriptions]
@@ -592,7 +593,7 @@ class Stack:
             if lag:
                 work[f"lag:{group}"] = lag
         now = self.now()
-        for service in SERVICES:
+        for service in PROCESSES:
             outbox = await self.db.fetchval(
                 f"SELECT count(*) FROM {service}.outbox WHERE failed_at IS NULL")
             timers = await due_work(self.db, service, load(service).deadlines, now)
@@ -653,7 +654,9 @@ async def run(plan: Plan | None = None, *, settings: Settings | None = None, env
         if time.monotonic() > deadline:
             raise SystemExit("the services did not start; see .local/logs/services.log")
         await asyncio.sleep(0.5)
-    console.print(f"five services started, their clock at {start:%Y-%m-%d} (logs: .local/logs/services.log)")
+    console.print(f"five services and the console started, their clock at {start:%Y-%m-%d} "
+                  "(logs: .local/logs/services.log)")
+    sign_ins = await demo_accounts(settings)
 
     baseline = yaml.safe_load((home / "services" / "quality" / "baseline_rates.yaml").read_text())
     world = World(plan, start, baseline)
@@ -699,10 +702,44 @@ async def run(plan: Plan | None = None, *, settings: Settings | None = None, env
         elapsed = time.monotonic() - began
         console.print(f"the month took {elapsed:.0f} s ({stack.settling:.0f} s of it waiting for the services to "
                       f"settle)" + (f"; still busy: {left}" if left else ""))
-        return await report(settings, office, tally, world, start, today)
+        figures = await report(settings, office, tally, world, start, today)
+        print_sign_ins(settings, sign_ins)
+        return figures | {"sign_ins": sign_ins}
     finally:
         await stack.stop()
         await office.close()
+
+
+# The people of the demo office, as console accounts: the simulated agents' names are the ones
+# their calls are recorded under, so a person signing in as agent-01 sees agent-01's calls.
+DEMO_STAFF = (
+    ("agent-01", "王芳", "agent"), ("agent-02", "李强", "agent"), ("handler-01", "陈静", "agent"),
+    ("inspector-01", "赵磊", "quality"), ("supervisor-01", "刘洋", "supervisor"),
+)
+
+
+async def demo_accounts(settings: Settings) -> list[tuple[str, str, str, str]]:
+    """(user, name, role, password) of each demo account, with a new password every run."""
+    from services.console import users
+
+    made = []
+    for username, name, role in DEMO_STAFF:
+        password = f"demo-{secrets.token_urlsafe(9)}"
+        await users.add(settings, username, name, role, password, replace=True)
+        made.append((username, name, role, password))
+    return made
+
+
+def print_sign_ins(settings: Settings, sign_ins: list[tuple[str, str, str, str]]) -> None:
+    table = Table(title=f"the console: http://127.0.0.1:{settings.port_for(CONSOLE)}/  (zh-CN; English at the top)",
+                  show_header=True)
+    for column in ("user", "name", "role", "password"):
+        table.add_column(column)
+    for username, name, role, password in sign_ins:
+        table.add_row(username, name, role, password)
+    console.print(table)
+    console.print("[dim]new accounts: aftersales console users add <user> --name <name> --role agent|supervisor|"
+                  "quality[/dim]")
 
 
 def _pct(value: float | None) -> str:

@@ -4,8 +4,9 @@ copy of a service's state and report every difference from the live state.
 The scratch copy is a database of its own, built by the service's own handlers from its input
 topics (everything up to the end of the range, so the state the range's events met is rebuilt
 too), through the same consumer pipeline the live service runs, with the clock set to each
-record's log time. Nothing is published and nothing is sent: the outbox relay, the timers and
-the notifier's dispatcher do not run.
+record's log time (shifted by AFTERSALES_CLOCK_OFFSET_SECONDS, as the services' own clock is).
+Nothing is published and nothing is sent: the outbox relay, the timers and the notifier's
+dispatcher do not run.
 
 What is compared, for the inputs whose log time is in [from, to):
 - the rows the service's event handlers decided (each service lists them, with the columns that
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -107,7 +108,10 @@ async def replay(settings: Settings, service: str, since: datetime, until: datet
     since_ms, until_ms = int(since.timestamp() * 1000), int(until.timestamp() * 1000)
     scratch_name = f"aftersales_replay_{uuid.uuid4().hex[:10]}"
     scratch_settings = settings.model_copy(update={"database_url": with_database(settings.database_url, scratch_name)})
-    clock = ManualClock(since)
+    # The services' clock is the log time shifted by their configured offset (a stack living on
+    # another day): the replay decides, and judges later changes, on that clock too.
+    offset = timedelta(seconds=settings.clock_offset_seconds)
+    clock = ManualClock(since + offset)
     runtime = ServiceRuntime(definition, scratch_settings, clock, replica="replay")
     report = Report(service, since.isoformat(), until.isoformat(), scratch_database=scratch_name if keep else None)
     await runtime.start(consume=False, relay=False, timers=False, workers=False)
@@ -119,7 +123,7 @@ async def replay(settings: Settings, service: str, since: datetime, until: datet
         inputs: dict[uuid.UUID, uuid.UUID] = {}  # event id -> correlation id, for inputs in the range
         for start in range(0, len(records), 500):
             chunk = records[start:start + 500]
-            clock.set(datetime.fromtimestamp(chunk[-1].timestamp / 1000, UTC))
+            clock.set(datetime.fromtimestamp(chunk[-1].timestamp / 1000, UTC) + offset)
             await pipeline.apply(chunk)
             for record in chunk:
                 if record.timestamp >= since_ms:
@@ -135,7 +139,7 @@ async def replay(settings: Settings, service: str, since: datetime, until: datet
         scratch = await connect(scratch_settings, schema=service)
         try:
             for comparison in definition.replay:
-                await _compare_rows(comparison, live, scratch, inputs, until, report)
+                await _compare_rows(comparison, live, scratch, inputs, until + offset, report)
             await _compare_events(settings, service, scratch, inputs, since_ms, report)
         finally:
             await live.close()

@@ -80,3 +80,31 @@ class _Server(uvicorn.Server):
 
 def browser_client(base_url: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=base_url, follow_redirects=False, timeout=20)
+
+
+async def sign_in(client: httpx.AsyncClient, username: str, password: str = PASSWORD) -> httpx.Response:
+    """Sign in as a browser would: the form's token from the page, then the post."""
+    page = await client.get("/sign-in")
+    token = csrf_of(page.text)
+    return await client.post("/sign-in", data={"username": username, "password": password, "csrf_token": token,
+                                                "next": "/desk"})
+
+
+def csrf_of(html: str) -> str:
+    import re
+
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "the page has no CSRF token"
+    return found.group(1)
+
+
+async def eventually(check: Any, timeout: float = 60, what: str = "the read model") -> Any:
+    """Poll an async check until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what} did not catch up within {timeout}s")
+        await asyncio.sleep(0.2)

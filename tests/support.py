@@ -72,6 +72,19 @@ def next_weekday(weekday: int, hour: int, minute: int = 0, *, after: datetime | 
     raise AssertionError("unreachable: a weekday recurs within eight days")
 
 
+def in_test_week(weekday: int, hour: int, minute: int = 0) -> datetime:
+    """`weekday` (0 = Monday) of the test moment's ISO week at hour:minute in Shanghai: for
+    scenarios that name days of one week ("shipped Tuesday to Thursday, now Friday, reported
+    Monday 08:00"); the week is the test moment's, whatever its day."""
+    return day_at(hour, minute, days=weekday - TEST_NOW.weekday())
+
+
+def iso_week(moment: datetime) -> str:
+    """The ISO week label the reports use (2026-W47) of a moment's Shanghai date."""
+    year, week, _ = moment.astimezone(SHANGHAI).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
 def zh_date(moment: datetime) -> str:
     """How the zh-CN templates print a date: 2026年11月23日."""
     local = moment.astimezone(SHANGHAI)
@@ -271,5 +284,6 @@ async def db(ns: Namespace, schema: str) -> asyncpg.Connection:
 
 
 
-__all__ = ["DEFAULT_TEST_NOW", "SHANGHAI", "TEST_NOW", "TOKENS", "day_at", "next_weekday", "zh_date", "Namespace", "ServiceProcess", "Stack", "TopicReader", "api", "count", "create_namespace", "db",
+__all__ = ["DEFAULT_TEST_NOW", "SHANGHAI", "TEST_NOW", "TOKENS", "day_at", "in_test_week", "iso_week", "next_weekday",
+           "zh_date", "Namespace", "ServiceProcess", "Stack", "TopicReader", "api", "count", "create_namespace", "db",
            "drop_namespace", "manual_clock", "publish", "queue_item"]

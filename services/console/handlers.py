@@ -25,11 +25,9 @@ def _customer_row(d: Any, at: Any, registered: bool) -> dict[str, Any]:
 
 
 async def on_customer_registered(uow: UnitOfWork, events: Events) -> None:
+    # The file as registered is the file itself (and registered_at); history starts with its changes.
     await store.upsert_customers(uow.conn, [_customer_row(e.data, e.occurred_at, True) for e in events])
     await store.add_phones(uow.conn, [(e.data.customer_id, e.data.phone, e.occurred_at) for e in events if e.data.phone])
-    await store.add_changes(uow.conn, [
-        (e.event_id, field, e.data.customer_id, e.occurred_at, None, str(value))
-        for e in events for field in _CONTACT if (value := getattr(e.data, field, None)) is not None])
 
 
 async def on_customer_updated(uow: UnitOfWork, events: Events) -> None:

@@ -14,7 +14,7 @@ from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from shared.db import acquire
 from shared.http import runtime_of
@@ -47,6 +47,9 @@ COMPLAINT_CATEGORIES = ("product_quality", "service_attitude", "repair_quality",
                         "other")
 SEVERITIES = ("low", "medium", "high", "critical")
 INBOUND_KINDS = ("consultation", "request", "complaint", "other")
+
+
+_static_cache: dict[str, bytes] = {}
 
 
 class Redirect(Exception):
@@ -123,7 +126,6 @@ def role(*roles: str) -> Callable[[Request], Awaitable[Person]]:
                           role=person.role)
         return person
 
-    dependency.roles = roles  # type: ignore[attr-defined]
     return dependency
 
 
@@ -187,7 +189,12 @@ def router() -> APIRouter:
         found = STATIC_FILES.get(name)
         if found is None:
             return Response(status_code=404)
-        return FileResponse(STATIC / found[0], media_type=found[1], headers={"Cache-Control": "max-age=3600"})
+        # Small files, read once and sent whole (no streaming through the app's middlewares).
+        body = _static_cache.get(name)
+        if body is None:
+            body = _static_cache[name] = (STATIC / found[0]).read_bytes()
+        return Response(body, media_type=found[1], headers={"Cache-Control": "max-age=3600",
+                                                            "X-Content-Type-Options": "nosniff"})
 
     @r.get("/")
     async def home() -> RedirectResponse:
@@ -291,7 +298,8 @@ def router() -> APIRouter:
         for item in items:
             item["customer"] = customers.get(item["customer_id"])
             item["vehicle"] = vehicles.get(item["vin"]) if item.get("vin") else None
-            item["lateness"] = desk.lateness(_moment(item["due_by"]), now)
+            item["due_from"], item["due_by"] = _moment(item["due_from"]), _moment(item["due_by"])
+            item["lateness"] = desk.lateness(item["due_by"], now)
             item["mine"] = item.get("claimed_by") == person.username
         return items, None
 
@@ -354,19 +362,33 @@ def router() -> APIRouter:
     @r.post("/desk/calls/{followup_id}/outcome")
     async def record_outcome(request: Request, followup_id: str, person: Person = Depends(role(*DESK))) -> Response:
         form = await form_of(request, person)
+        here = f"/desk/calls/{quote(followup_id)}"
         try:
             body = attempt_body(form, runtime_of(request).clock.now())
         except ValueError as exc:
-            return RedirectResponse(f"/desk/calls/{quote(followup_id)}?error={quote(str(exc))}", status_code=303)
-        try:
-            result = await services(request).call(person, "POST", "followup",
-                                                  f"/v1/followups/{quote(followup_id)}/attempts", json=body)
-        except ServiceError as exc:
-            return RedirectResponse(f"/desk/calls/{quote(followup_id)}?error={quote(exc.message)}", status_code=303)
+            return _with(here, error=str(exc))
         customer_id = form.get("customer_id") or None
+        complaint, case = body.pop("complaint", None), None
+        if complaint is not None and customer_id:
+            # Filed by the person (the case is theirs in the complaints service), then noted on the call.
+            try:
+                case = await file_complaint(request, person, customer_id, {
+                    "description": complaint["description"], "category": complaint["category"] or "",
+                    "severity": complaint["severity"] or "", "vin": form.get("vin", ""), "channel": "return_visit"})
+            except ServiceError as exc:
+                return _with(here, error=exc.message)
+            await audit(request, person, "raise_complaint", customer_id=customer_id, subject=case["complaint_id"],
+                        followup_id=followup_id)
+            body["categories"] = [f"complaint:{complaint['category'] or 'unclassified'}"]
+            body["notes"] = " · ".join(filter(None, [body.get("notes"), f"complaint {case['complaint_ref']}"]))
+        try:
+            await services(request).call(person, "POST", "followup", f"/v1/followups/{quote(followup_id)}/attempts",
+                                         json=body)
+        except ServiceError as exc:
+            return _with(here, error=exc.message)
         await audit(request, person, "record_call", customer_id=customer_id, subject=followup_id,
                     outcome=body["outcome"], satisfaction=body.get("satisfaction"),
-                    complaints=result.get("complaints_filed") or [])
+                    complaint_id=case["complaint_id"] if case else None)
         return await open_next_call(request, person, after=followup_id)
 
     async def open_next_call(request: Request, person: Person, after: str) -> Response:
@@ -487,7 +509,8 @@ def router() -> APIRouter:
         description = (form.get("description") or "").strip()
         if not description:
             raise ServiceError("complaints", 422, N_("Describe the complaint in a sentence or two."))
-        body = {"customer_id": customer_id, "channel": "hotline", "description": description[:4000],
+        channel = form.get("channel") if form.get("channel") in ("hotline", "return_visit") else "hotline"
+        body = {"customer_id": customer_id, "channel": channel, "description": description[:4000],
                 "category": form.get("category") if form.get("category") in COMPLAINT_CATEGORIES else None,
                 "severity": form.get("severity") if form.get("severity") in SEVERITIES else None}
         if form.get("vin"):

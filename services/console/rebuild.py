@@ -8,7 +8,7 @@ from __future__ import annotations
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.db import connect
-from shared.kafka.clients import stop_consumer
+from shared.kafka.clients import partitions_of, stop_consumer
 from shared.settings import Settings
 
 from services.console.app import READ_MODEL_TABLES, definition
@@ -36,11 +36,10 @@ async def rewind(settings: Settings) -> None:
                                 enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()  # the cluster's metadata, so every topic's partitions are known
         partitions = []
         for subscription in definition.subscriptions:
             topic = settings.topic(subscription.topic)
-            partitions += [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            partitions += [TopicPartition(topic, p) for p in await partitions_of(consumer, topic)]
         consumer.assign(partitions)
         starts = await consumer.beginning_offsets(partitions)
         await consumer.commit({tp: offset for tp, offset in starts.items()})

@@ -23,36 +23,28 @@ CUSTOMER_COLUMNS = ("customer_id", "name", "name_pinyin", "name_initials", "phon
 
 
 async def upsert_customers(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """A file's current fields, newest (by world time) wins; a field an event leaves out is kept."""
+    """A file's current fields, newest (by world time) wins; a field an event leaves out is kept;
+    the earliest registration time is kept whatever order the events came in."""
+    if not rows:
+        return
+    newer = "customers.updated_at <= EXCLUDED.updated_at"
+    fields = [c for c in CUSTOMER_COLUMNS if c not in ("customer_id", "registered_at", "updated_at")]
     await conn.executemany(
         f"""INSERT INTO customers ({", ".join(CUSTOMER_COLUMNS)})
             VALUES ({", ".join(f"${i}" for i in range(1, len(CUSTOMER_COLUMNS) + 1))})
             ON CONFLICT (customer_id) DO UPDATE SET
-                name = coalesce(EXCLUDED.name, customers.name),
-                name_pinyin = coalesce(EXCLUDED.name_pinyin, customers.name_pinyin),
-                name_initials = coalesce(EXCLUDED.name_initials, customers.name_initials),
-                phone = coalesce(EXCLUDED.phone, customers.phone), email = coalesce(EXCLUDED.email, customers.email),
-                address = coalesce(EXCLUDED.address, customers.address),
-                region = coalesce(EXCLUDED.region, customers.region),
-                person_in_charge = coalesce(EXCLUDED.person_in_charge, customers.person_in_charge),
-                locale = coalesce(EXCLUDED.locale, customers.locale),
-                timezone = coalesce(EXCLUDED.timezone, customers.timezone),
-                consent = coalesce(EXCLUDED.consent, customers.consent),
+                {", ".join(f"{c} = CASE WHEN {newer} THEN coalesce(EXCLUDED.{c}, customers.{c}) "
+                           f"ELSE coalesce(customers.{c}, EXCLUDED.{c}) END" for c in fields)},
                 registered_at = least(EXCLUDED.registered_at, customers.registered_at),
-                updated_at = EXCLUDED.updated_at
-            WHERE customers.updated_at <= EXCLUDED.updated_at""",
+                updated_at = greatest(EXCLUDED.updated_at, customers.updated_at)""",
         [tuple(r.get(c) for c in CUSTOMER_COLUMNS) for r in rows],
-    )
-    # A late event still tells when the file began.
-    await conn.executemany(
-        """UPDATE customers SET registered_at = $2
-            WHERE customer_id = $1 AND $2::timestamptz IS NOT NULL
-              AND (registered_at IS NULL OR registered_at > $2)""",
-        [(r["customer_id"], r.get("registered_at")) for r in rows if r.get("registered_at")],
     )
 
 
 async def add_phones(conn: asyncpg.Connection, rows: Iterable[tuple[str, str, datetime]]) -> None:
+    rows = list(rows)
+    if not rows:
+        return
     await conn.executemany(
         """INSERT INTO phones (customer_id, phone, reversed, first_seen_at) VALUES ($1, $2, reverse($2), $3)
            ON CONFLICT (customer_id, phone) DO UPDATE SET first_seen_at = least(phones.first_seen_at, EXCLUDED.first_seen_at)""",
@@ -61,6 +53,9 @@ async def add_phones(conn: asyncpg.Connection, rows: Iterable[tuple[str, str, da
 
 
 async def add_changes(conn: asyncpg.Connection, rows: Iterable[tuple[Any, str, str, datetime, str | None, str | None]]) -> None:
+    rows = list(rows)
+    if not rows:
+        return
     await conn.executemany(
         """INSERT INTO customer_changes (event_id, field, customer_id, at, old_value, new_value)
            VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
@@ -92,6 +87,9 @@ VEHICLE_COLUMNS = ("vin", "customer_id", "plate", "plate_key", "model", "dealer_
 
 
 async def upsert_vehicles(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    rows = list(rows)
+    if not rows:
+        return
     await conn.executemany(
         f"""INSERT INTO vehicles ({", ".join(VEHICLE_COLUMNS)})
             VALUES ({", ".join(f"${i}" for i in range(1, len(VEHICLE_COLUMNS) + 1))})
@@ -116,6 +114,9 @@ VISIT_COLUMNS = ("repair_order_id", "vin", "customer_id", "dealer_id", "picked_u
 
 
 async def insert_visits(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    rows = list(rows)
+    if not rows:
+        return
     await conn.executemany(
         f"""INSERT INTO visits ({", ".join(VISIT_COLUMNS)})
             VALUES ({", ".join(f"${i}" for i in range(1, len(VISIT_COLUMNS) + 1))})
@@ -125,6 +126,9 @@ async def insert_visits(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]
 
 
 async def insert_receipts(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    rows = list(rows)
+    if not rows:
+        return
     columns = ("receipt_id", "repair_order_id", "vin", "customer_id", "returned_at", "rating", "comments")
     await conn.executemany(
         f"""INSERT INTO receipts ({", ".join(columns)}) VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -140,6 +144,9 @@ FOLLOWUP_COLUMNS = ("followup_id", "kind", "customer_id", "vin", "dealer_id", "r
 
 
 async def upsert_followups(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    rows = list(rows)
+    if not rows:
+        return
     await conn.executemany(
         f"""INSERT INTO followups ({", ".join(FOLLOWUP_COLUMNS)})
             VALUES ({", ".join(f"${i}" for i in range(1, len(FOLLOWUP_COLUMNS) + 1))})
@@ -157,6 +164,9 @@ _STATUS_RANK = "array_position(ARRAY['scheduled', 'due', 'overdue', 'escalated',
 
 async def set_followup_status(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
     """(followup_id, kind, customer_id, vin, status, at): from FollowUpDue/Overdue/Escalated/Expired."""
+    rows = list(rows)
+    if not rows:
+        return
     await conn.executemany(
         f"""INSERT INTO followups (followup_id, kind, customer_id, vin, due_from, due_by, status, updated_at)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -169,6 +179,9 @@ async def set_followup_status(conn: asyncpg.Connection, rows: Sequence[dict[str,
 
 
 async def complete_followups(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    rows = list(rows)
+    if not rows:
+        return
     await conn.executemany(
         """INSERT INTO followups (followup_id, kind, customer_id, vin, status, outcome, satisfaction, satisfied,
                                   agent_id, attempts, completed_at, complaint_id, campaign_id, dealer_id, region,
@@ -185,6 +198,9 @@ async def complete_followups(conn: asyncpg.Connection, rows: Sequence[dict[str, 
 
 
 async def add_feedback_categories(conn: asyncpg.Connection, rows: Sequence[tuple[str, list[str]]]) -> None:
+    rows = list(rows)
+    if not rows:
+        return
     await conn.executemany("UPDATE followups SET categories = $2 WHERE followup_id = $1", list(rows))
 
 
@@ -193,6 +209,9 @@ CALL_COLUMNS = ("followup_id", "attempt_no", "customer_id", "kind", "agent_id", 
 
 
 async def insert_calls(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    rows = list(rows)
+    if not rows:
+        return
     await conn.executemany(
         f"""INSERT INTO calls ({", ".join(CALL_COLUMNS)})
             VALUES ({", ".join(f"${i}" for i in range(1, len(CALL_COLUMNS) + 1))})
@@ -212,6 +231,9 @@ COMPLAINT_COLUMNS = ("complaint_id", "complaint_ref", "customer_id", "vin", "cha
 
 
 async def open_complaints(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    rows = list(rows)
+    if not rows:
+        return
     await conn.executemany(
         f"""INSERT INTO complaints ({", ".join(COMPLAINT_COLUMNS)})
             VALUES ({", ".join(f"${i}" for i in range(1, len(COMPLAINT_COLUMNS) + 1))})
@@ -227,6 +249,9 @@ async def open_complaints(conn: asyncpg.Connection, rows: Sequence[dict[str, Any
 
 async def complaint_steps(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
     """A case's lifecycle events: the timeline row, and the case's state as of its newest event."""
+    rows = list(rows)
+    if not rows:
+        return
     await conn.executemany(
         """INSERT INTO complaint_events (event_id, complaint_id, customer_id, event_type, at, actor, detail)
            VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING""",
@@ -251,6 +276,9 @@ async def complaint_steps(conn: asyncpg.Connection, rows: Sequence[dict[str, Any
 
 
 async def upsert_notifications(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    rows = list(rows)
+    if not rows:
+        return
     columns = ("notification_id", "customer_id", "channel", "template", "rule", "status", "reason", "attempts",
                "source_event_type", "at")
     await conn.executemany(
@@ -417,7 +445,7 @@ async def search(conn: asyncpg.Connection, q: Query, limit: int = 20) -> list[di
     if not branches:
         return []
     rows = await conn.fetch(
-        f"""WITH hits AS ({" UNION ALL ".join(f"({b} LIMIT 200)" for b in branches)}),
+        f"""WITH hits (customer_id, rank, matched) AS ({" UNION ALL ".join(f"({b} LIMIT 200)" for b in branches)}),
                  best AS (SELECT customer_id, min(rank) AS rank, (array_agg(matched ORDER BY rank))[1] AS matched
                             FROM hits WHERE customer_id IS NOT NULL GROUP BY customer_id)
             SELECT c.customer_id, c.name, c.phone, c.region, b.matched, b.rank,

@@ -23,7 +23,7 @@ from shared.events import Event
 from shared.events import canonical as c
 from shared.events.codec import caused_id
 from shared.timers import Timer
-from shared.timeutil import add_months, iso_week, week_start
+from shared.timeutil import add_months, iso_week, local, week_start
 from shared.uow import UnitOfWork
 
 from services.followup import store
@@ -465,11 +465,12 @@ async def on_weekly_report(uow: Uow, timers: list[Timer]) -> None:
     for timer in timers:
         until = timer.due_at
         since = until - timedelta(days=7)
-        week = iso_week(since)
+        began = local(since, r.weekly_report_timezone)  # the report zone's week: UTC's may still be Sunday
+        week = iso_week(began)
         figures = await store.weekly_figures(uow.conn, since, until, r.satisfied_score)
         figures["period"] = {"from": since.isoformat(), "to": until.isoformat()}
         if await store.save_weekly_report(uow.conn, week, uow.now(), figures):
-            uow.publish("FollowUpWeeklyReport", c.WeeklyReport(week=week, week_start=week_start(since),
+            uow.publish("FollowUpWeeklyReport", c.WeeklyReport(week=week, week_start=week_start(began),
                                                                generated_at=uow.now(), figures=figures),
                         cause=timer, occurred_at=until)
         following = next_weekly_report(until, r)

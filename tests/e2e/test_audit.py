@@ -11,28 +11,30 @@ import orjson
 import pytest
 
 from aftersales.audit import trail
-from aftersales.simulate import CST, Fleet
+from aftersales.simulate import Fleet
 from aftersales.sandbox import ROOT
-from tests.support import Namespace, Stack, TopicReader, api, count, manual_clock, publish, queue_item
+from tests.support import Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish, queue_item
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
-T0 = datetime(2026, 11, 20, 10, 0, tzinfo=CST)
+# 10:00 on the test day: the agent's calls (the return visit, the confirmation) are inside the
+# calling hours, and the customer's SMS outside the quiet hours.
+T0 = day_at(10)
 
 
 async def test_the_trail_of_a_vehicle_runs_from_its_sale_to_its_closed_complaint(ns: Namespace) -> None:
-    clock = manual_clock(T0.isoformat())
+    clock = manual_clock(T0)
     stack = await Stack(ns, clock, services=("intake", "followup", "complaints", "notifier")).start()
     try:
         fleet = Fleet(seed=91)
-        vehicle = fleet.vehicle(datetime(2026, 6, 1, tzinfo=CST))
-        other = fleet.vehicle(datetime(2026, 6, 1, tzinfo=CST))  # another car: must not appear
+        vehicle = fleet.vehicle(day_at(0, days=-172))
+        other = fleet.vehicle(day_at(0, days=-172))  # another car: must not appear
         sale = fleet.sale(vehicle)
         await publish(ns.settings, "upstream.sales", [sale, fleet.sale(other)])
         async with TopicReader(ns.settings, "aftersales.intake") as canonical:
             await canonical.wait_for(count("VehicleSold", 2), timeout=60)
-        pickup = fleet.pickup(vehicle, datetime(2026, 11, 16, 9, 0, tzinfo=CST), service_type="repair")
-        await publish(ns.settings, "upstream.dms", [pickup, fleet.pickup(other, datetime(2026, 11, 16, 9, 5, tzinfo=CST))])
+        pickup = fleet.pickup(vehicle, day_at(9, days=-4), service_type="repair")  # the first call is due
+        await publish(ns.settings, "upstream.dms", [pickup, fleet.pickup(other, day_at(9, 5, days=-4))])
 
         async with api(stack["followup"], "agent") as agent:
             visit = await queue_item(agent, "first_visit", vin=vehicle.vin)

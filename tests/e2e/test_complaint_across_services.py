@@ -9,22 +9,23 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from aftersales.simulate import CST, Fleet
-from tests.support import Namespace, Stack, TopicReader, api, count, manual_clock, publish, queue_item
+from aftersales.simulate import Fleet
+from tests.support import Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish, queue_item
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
-T0 = datetime(2026, 11, 20, 10, 0, tzinfo=CST)
+# 10:00 on the test day: the calls (at T0 and T0 + 2 days 2 hours) are inside the calling hours.
+T0 = day_at(10)
 
 
 @pytest.mark.parametrize("satisfied", [True, False], ids=["satisfied-closed", "unhappy-reopened"])
 async def test_a_complaint_raised_on_a_call_is_escalated_resolved_and_confirmed(ns: Namespace, satisfied: bool) -> None:
-    clock = manual_clock(T0.isoformat())
+    clock = manual_clock(T0)
     stack = await Stack(ns, clock, services=("intake", "followup", "complaints")).start()
     try:
         fleet = Fleet(seed=81)
-        vehicle = fleet.vehicle(datetime(2025, 10, 1, tzinfo=CST))
-        pickup = fleet.pickup(vehicle, datetime(2026, 11, 16, 9, 0, tzinfo=CST), service_type="repair")
+        vehicle = fleet.vehicle(day_at(0, days=-415))
+        pickup = fleet.pickup(vehicle, day_at(9, days=-4), service_type="repair")  # the first call is due
         await publish(ns.settings, "upstream.dms", [pickup])
         followup, complaints = stack["followup"], stack["complaints"]
 

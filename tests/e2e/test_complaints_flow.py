@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.complaints_fixtures import complaint_filed, complaints_stack, confirmation_completed
-from tests.support import Namespace, Stack, TopicReader, api, count, manual_clock, publish
+from tests.support import Namespace, Stack, TopicReader, api, count, in_test_week, iso_week, manual_clock, publish
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
-T0 = datetime.fromisoformat("2026-11-20T10:00:00+08:00")
+# Filed on Friday 10:00 of the test moment's week: the case's three days and a half cross the
+# Monday 08:00 weekly report, which covers the filing's week.
+T0 = in_test_week(4, 10)
 COMPLAINTS = "aftersales.complaints"
 
 
@@ -97,7 +99,7 @@ def _assert_one_chain(records: list, filed: dict) -> None:
 async def test_a_dissatisfied_call_is_escalated_twice_resolved_and_closed_once_the_customer_confirms(
     ns: Namespace, tmp_path: Path,
 ) -> None:
-    clock = manual_clock(T0.isoformat())
+    clock = manual_clock(T0)
     stack = await complaints_stack(ns, clock, tmp_path / "documents")
     try:
         complaint_id, filed = await _escalated_twice_then_resolved(ns, stack, clock, "CRM-E2E-1")
@@ -122,7 +124,7 @@ async def test_a_dissatisfied_call_is_escalated_twice_resolved_and_closed_once_t
         _assert_one_chain(case_events, filed)
         # The clock crossed Monday 08:00 Shanghai: the weekly report for the week before went out.
         [report] = [r.data for r in topic.of_type("ComplaintWeeklyReport")]
-        assert report["week"] == "2026-W47" and report["figures"]["totals"]["filed"] == 1
+        assert report["week"] == iso_week(T0) and report["figures"]["totals"]["filed"] == 1
 
         async with api(stack["complaints"], "ops") as ops:
             case = (await ops.get(f"/v1/complaints/{complaint_id}")).json()
@@ -144,7 +146,7 @@ async def test_a_dissatisfied_call_is_escalated_twice_resolved_and_closed_once_t
 async def test_a_customer_still_unhappy_at_the_confirmation_call_reopens_the_case_with_the_clocks_restarted(
     ns: Namespace, tmp_path: Path,
 ) -> None:
-    clock = manual_clock(T0.isoformat())
+    clock = manual_clock(T0)
     stack = await complaints_stack(ns, clock, tmp_path / "documents")
     try:
         complaint_id, filed = await _escalated_twice_then_resolved(ns, stack, clock, "CRM-E2E-2")

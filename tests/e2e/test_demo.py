@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import json
 
+import httpx
+
 import pytest
 
 from aftersales import demo
 from aftersales.sandbox import free_port
-from shared.settings import SERVICES
+from shared.settings import PROCESSES
 from tests.support import API_TOKENS, TEST_NOW, Namespace
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
 
 async def test_a_short_demo_month_runs_through_the_services_and_reports_consistent_kpis(ns: Namespace) -> None:
-    ports = {name: free_port() for name in SERVICES}
+    ports = {name: free_port() for name in PROCESSES}  # the five services and the console
     settings = ns.settings.model_copy(update={f"{name}_port": port for name, port in ports.items()})
     env = ns.env(AFTERSALES_API_TOKENS=API_TOKENS,
                  **{f"AFTERSALES_{name.upper()}_PORT": str(port) for name, port in ports.items()})
@@ -26,6 +28,15 @@ async def test_a_short_demo_month_runs_through_the_services_and_reports_consiste
                      bad_batch_rate=6.0, seed=20261129, until=TEST_NOW.date())
     try:
         figures = await demo.run(plan, settings=settings, env=env, bring_up=False)
+        # the console's demo accounts can sign in (their passwords are printed with the console's URL)
+        assert {role for _, _, role, _ in figures["sign_ins"]} == {"agent", "supervisor", "quality"}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['console']}") as browser:
+            page = await browser.get("/sign-in")
+            token = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+            user, _, _, password = figures["sign_ins"][0]
+            signed = await browser.post("/sign-in", data={"username": user, "password": password,
+                                                          "csrf_token": token})
+            assert signed.status_code == 303 and signed.headers["location"] == "/desk"
     finally:
         assert demo.stop_services(settings), "the demo's services were not running at the end"
 

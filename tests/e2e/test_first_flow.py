@@ -10,16 +10,17 @@ import orjson
 import pytest
 
 from aftersales.peers import PeerStore, SmsGatewaySink
-from aftersales.simulate import CST, Fleet
+from aftersales.simulate import Fleet
 from services.notifier.config import NotifierSettings
-from tests.support import Namespace, Stack, TopicReader, count, manual_clock, publish
+from tests.support import Namespace, Stack, TopicReader, count, day_at, manual_clock, publish, zh_date
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
 
 async def _stack(ns: Namespace, gateway: SmsGatewaySink) -> Stack:
+    # 10:00 on the test day: the customer's SMS goes out at once, outside the quiet hours
     notifier = NotifierSettings(sms_gateway_url=gateway.url, dispatch_tick_seconds=0.05)
-    return await Stack(ns, manual_clock(), state={"notifier": {"settings": notifier}}).start()
+    return await Stack(ns, manual_clock(day_at(10)), state={"notifier": {"settings": notifier}}).start()
 
 
 async def test_one_pickup_gives_one_canonical_event_one_schedule_and_one_sms(ns: Namespace) -> None:
@@ -27,8 +28,8 @@ async def test_one_pickup_gives_one_canonical_event_one_schedule_and_one_sms(ns:
     stack = await _stack(ns, gateway)
     try:
         fleet = Fleet(seed=11)
-        vehicle = fleet.vehicle(datetime(2025, 6, 1, tzinfo=CST))
-        picked_up_at = datetime(2026, 11, 20, 9, 30, tzinfo=CST)
+        vehicle = fleet.vehicle(day_at(0, days=-537))
+        picked_up_at = day_at(9, 30)
         pickup = fleet.pickup(vehicle, picked_up_at)
         await publish(ns.settings, "upstream.dms", [pickup])
 
@@ -71,7 +72,8 @@ async def test_one_pickup_gives_one_canonical_event_one_schedule_and_one_sms(ns:
 
         sms = gateway.store.sms[0]
         assert sms.to == vehicle.customer.phone
-        assert vehicle.vin[-6:] in sms.text and "2026年11月23日" in sms.text and "2026年11月27日" in sms.text
+        assert vehicle.vin[-6:] in sms.text
+        assert zh_date(picked_up_at + timedelta(days=3)) in sms.text and zh_date(picked_up_at + timedelta(days=7)) in sms.text
         assert sms.idempotency_key == n.data["notification_id"]
     finally:
         await stack.stop()
@@ -83,7 +85,7 @@ async def test_the_same_upstream_record_twice_is_handled_once(ns: Namespace) -> 
     stack = await _stack(ns, gateway)
     try:
         fleet = Fleet(seed=12)
-        pickup = fleet.pickup(fleet.vehicle(datetime(2025, 1, 5, tzinfo=CST)), datetime(2026, 11, 19, 15, 0, tzinfo=CST))
+        pickup = fleet.pickup(fleet.vehicle(day_at(0, days=-684)), day_at(15, days=-1))
         await publish(ns.settings, "upstream.dms", [pickup, pickup])
         async with TopicReader(ns.settings, "aftersales.notifier") as notified:
             await notified.wait_for(count("NotificationSent", 1), timeout=60, settle=3.0)
@@ -105,14 +107,15 @@ async def test_bad_records_are_dead_lettered_with_reasons_and_the_partition_keep
     stack = await Stack(ns, manual_clock(), services=("intake", "followup")).start()
     try:
         fleet = Fleet(seed=13)
-        vehicle = fleet.vehicle(datetime(2025, 3, 1, tzinfo=CST))
-        good = fleet.pickup(vehicle, datetime(2026, 11, 18, 10, 0, tzinfo=CST))
-        no_vin = fleet.pickup(vehicle, datetime(2026, 11, 18, 10, 0, tzinfo=CST))
+        vehicle = fleet.vehicle(day_at(0, days=-629))
+        picked_up_at = day_at(10, days=-2)
+        good = fleet.pickup(vehicle, picked_up_at)
+        no_vin = fleet.pickup(vehicle, picked_up_at)
         del no_vin["data"]["vin"]
-        short_vin = fleet.pickup(vehicle, datetime(2026, 11, 18, 10, 0, tzinfo=CST))
+        short_vin = fleet.pickup(vehicle, picked_up_at)
         short_vin["data"]["vin"] = vehicle.vin[:16]
-        unknown_type = {**fleet.pickup(vehicle, datetime(2026, 11, 18, 10, 0, tzinfo=CST)), "event_type": "VehicleTeleported"}
-        future_version = {**fleet.pickup(vehicle, datetime(2026, 11, 18, 10, 0, tzinfo=CST)), "schema_version": 99}
+        unknown_type = {**fleet.pickup(vehicle, picked_up_at), "event_type": "VehicleTeleported"}
+        future_version = {**fleet.pickup(vehicle, picked_up_at), "schema_version": 99}
         key = vehicle.vin.encode()
         # All on the VIN's partition, the bad ones first: the good one behind them must still pass.
         await publish(ns.settings, "upstream.dms", [

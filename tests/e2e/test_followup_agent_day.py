@@ -1,26 +1,31 @@
-"""A customer-service agent's day through the follow-up API, on the real broker and database,
-with the clock moved by hand: the queue, a claim another agent holds, two unreachable
-attempts, then the customer reached, dissatisfied, with a complaint."""
+"""A customer-service agent's day (the test day, from 10:00) through the follow-up API, on the
+real broker and database, with the clock moved by hand: the queue, a claim another agent
+holds, two unreachable attempts, then the customer reached, dissatisfied, with a complaint."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 
-from aftersales.simulate import CST, Fleet
-from tests.support import Namespace, Stack, TopicReader, api, count, manual_clock, publish
+from aftersales.simulate import Fleet
+from tests.support import Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.dates]
+
+
+def utc(moment: datetime) -> str:
+    """How the API writes a moment: UTC with a Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def test_an_agents_day_ends_in_a_complaint_filed_from_the_call(ns: Namespace) -> None:
-    clock = manual_clock("2026-11-20T10:00:00+08:00")  # a Friday morning in Shanghai
+    clock = manual_clock(day_at(10))  # the morning in Shanghai
     stack = await Stack(ns, clock, services=("intake", "followup")).start()
     try:
         fleet = Fleet(seed=61)
-        vehicle = fleet.vehicle(datetime(2025, 8, 1, tzinfo=CST))
-        pickup = fleet.pickup(vehicle, datetime(2026, 11, 16, 9, 0, tzinfo=CST))
+        vehicle = fleet.vehicle(day_at(0, days=-476))
+        pickup = fleet.pickup(vehicle, day_at(9, days=-4))  # first call due from 3 days later
         await publish(ns.settings, "upstream.dms", [pickup])
         async with TopicReader(ns.settings, "aftersales.followup") as followup_topic:
             await followup_topic.wait_for(count("FollowUpDue", 1), timeout=60)
@@ -44,16 +49,16 @@ async def test_an_agents_day_ends_in_a_complaint_filed_from_the_call(ns: Namespa
             first = await me.post(f"/v1/followups/{followup_id}/attempts",
                                   json={"outcome": "unreachable", "notes": "no answer"})
             assert first.status_code == 201, first.text
-            assert first.json()["next_attempt_at"] == "2026-11-20T06:00:00Z", "four hours later"
+            assert first.json()["next_attempt_at"] == utc(day_at(14)), "four hours later"
             assert (await me.get("/v1/queue")).json()["items"] == [], "waiting for the retry"
 
-            clock.set(datetime(2026, 11, 20, 14, 5, tzinfo=CST))
+            clock.set(day_at(14, 5))
             assert [i["followup_id"] for i in (await me.get("/v1/queue")).json()["items"]] == [followup_id]
             second = await me.post(f"/v1/followups/{followup_id}/attempts",
                                    json={"outcome": "unreachable", "notes": "line busy"})
-            assert second.json()["next_attempt_at"] == "2026-11-20T10:05:00Z"
+            assert second.json()["next_attempt_at"] == utc(day_at(18, 5))
 
-            clock.set(datetime(2026, 11, 20, 18, 10, tzinfo=CST))
+            clock.set(day_at(18, 10))
             reached = await me.post(f"/v1/followups/{followup_id}/attempts", json={
                 "outcome": "reached", "satisfaction": 2, "talking_points": "brakes squeal since the service",
                 "requests": "wants a free re-check", "categories": ["repair_quality"],
@@ -87,7 +92,7 @@ async def test_an_agents_day_ends_in_a_complaint_filed_from_the_call(ns: Namespa
         assert [a.data["outcome"] for a in attempts] == ["unreachable", "unreachable", "reached"]
         second_visit = [r.data for r in followup_topic.of_type("FollowUpScheduled") if r.data["kind"] == "second_visit"]
         assert len(second_visit) == 1
-        assert datetime.fromisoformat(second_visit[0]["due_by"]) == datetime(2026, 11, 27, 18, 10, tzinfo=CST)
+        assert datetime.fromisoformat(second_visit[0]["due_by"]) == day_at(18, 10, days=7)
     finally:
         await stack.stop()
 

@@ -6,15 +6,15 @@ HTTP API, each event naming its cause."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-from aftersales.simulate import CST, Fleet
+from aftersales.simulate import Fleet
 from tests.quality_events import defect_reported, vehicle, vehicle_sold
-from tests.support import Namespace, Stack, TopicReader, api, count, manual_clock, publish
+from tests.support import Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
 BAD_BATCH = {"batch": "B2609-CTRL-7", "supplier_id": "SUP-B"}
 
@@ -34,17 +34,17 @@ async def wait_for_units(runtime: object, category: str, units: int, timeout: fl
 async def test_a_burst_of_controller_defects_in_one_batch_raises_one_traceable_alert_acknowledged_then_closed(
     ns: Namespace,
 ) -> None:
-    clock = manual_clock("2026-11-20T10:00:00+08:00")
+    clock = manual_clock()
     stack = await Stack(ns, clock, services=("quality",)).start()
     try:
         fleet = Fleet(seed=61)
-        sold = datetime(2026, 9, 1, 9, 0, tzinfo=CST)
+        sold = day_at(9, days=-80)
         bad = [vehicle(fleet, sold + timedelta(hours=7 * i), controller=BAD_BATCH) for i in range(200)]
         others = [vehicle(fleet, sold + timedelta(hours=5 * i)) for i in range(200)]
         await publish(ns.settings, "aftersales.intake", [vehicle_sold(fleet, v) for v in bad + others])
         await wait_for_units(stack["quality"], "controller", 400)
 
-        first = datetime(2026, 11, 16, 9, 0, tzinfo=CST)
+        first = day_at(9, days=-4)
         burst = [defect_reported(v, "controller", "no_power", first + timedelta(hours=9 * i), f"DR-{i:03d}")
                  for i, v in enumerate(bad[:9])]
         await publish(ns.settings, "aftersales.intake", burst)

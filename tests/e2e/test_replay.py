@@ -3,31 +3,57 @@ decisions are rebuilt from the log alone and agree with the live state, and noth
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from aftersales.peers import PeerStore, SmsGatewaySink
 from aftersales.replay import replay
-from aftersales.simulate import CST, Fleet
+from aftersales.simulate import Fleet
 from services.notifier.config import NotifierSettings
-from tests.support import Namespace, Stack, TopicReader, api, count, manual_clock, publish, queue_item
+from shared.clock import offset_to
+from tests.support import (
+    Namespace,
+    Stack,
+    TopicReader,
+    api,
+    count,
+    create_namespace,
+    day_at,
+    drop_namespace,
+    manual_clock,
+    publish,
+    queue_item,
+)
 
-pytestmark = [pytest.mark.infra, pytest.mark.slow]
+pytestmark = [pytest.mark.infra, pytest.mark.slow, pytest.mark.dates]
 
-T0 = datetime(2026, 11, 20, 10, 0, tzinfo=CST)
+# 10:00 on the test day: the agent's call is inside the calling hours, the SMS outside the quiet hours.
+T0 = day_at(10)
+
+
+@pytest.fixture
+async def ns(infra: None) -> AsyncIterator[Namespace]:
+    """A namespace whose configured clock reads T0 now: what the replay's clock follows (the
+    log time of each record, as the services that wrote the log saw it)."""
+    namespace = await create_namespace(clock_offset_seconds=offset_to(T0))
+    try:
+        yield namespace
+    finally:
+        await drop_namespace(namespace)
 
 
 async def test_a_replay_over_follow_ups_and_complaints_finds_no_differences_and_sends_nothing(ns: Namespace) -> None:
-    log_from = datetime.now(UTC) - timedelta(seconds=5)
+    log_from = datetime.now(UTC) - timedelta(seconds=5)  # the range is in log time: Kafka's wall-clock timestamps
     gateway = await SmsGatewaySink(PeerStore()).start()
-    clock = manual_clock(T0.isoformat())
+    clock = manual_clock(T0)
     notifier = NotifierSettings(sms_gateway_url=gateway.url, dispatch_tick_seconds=0.05)
     stack = await Stack(ns, clock, services=("intake", "followup", "complaints", "quality", "notifier"),
                         state={"notifier": {"settings": notifier}}).start()
     try:
         fleet = Fleet(seed=97)
-        vehicles = [fleet.vehicle(datetime(2026, 5, 1, tzinfo=CST)) for _ in range(4)]
+        vehicles = [fleet.vehicle(day_at(0, days=-203)) for _ in range(4)]
         await publish(ns.settings, "upstream.sales", [fleet.sale(v) for v in vehicles])
         async with TopicReader(ns.settings, "aftersales.intake") as canonical:
             await canonical.wait_for(count("VehicleSold", 4), timeout=60)
@@ -52,7 +78,7 @@ async def test_a_replay_over_follow_ups_and_complaints_finds_no_differences_and_
         await stack.stop()
 
     sent_before = (len(gateway.store.sms_attempts), len(gateway.store.mails))
-    log_to = datetime.now(UTC) + timedelta(seconds=5)
+    log_to = datetime.now(UTC) + timedelta(seconds=5)  # log time, as log_from
     for service in ("intake", "followup", "complaints", "quality", "notifier"):
         report = await replay(ns.settings, service, log_from, log_to)
         assert report.differences == [], f"{service}: {report.differences}"

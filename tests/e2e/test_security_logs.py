@@ -102,7 +102,7 @@ async def test_the_logs_of_a_days_run_hold_no_phone_email_or_name(captured: io.S
         await publish(ns.settings, "upstream.dms", pickups[:2] + receipts[:2] + bad[:4])
         await publish(ns.settings, "upstream.crm", crm)
         body = orjson.dumps(pickups[2:] + receipts[2:] + bad[4:])
-        timestamp = str(int(time.time()))
+        timestamp = str(int(time.time()))  # wall time: intake checks a signature's timestamp against the real clock
         async with api(stack["intake"], "producer") as client:
             response = await client.post("/v1/events", content=body, headers={
                 "X-Aftersales-Producer": "dms", "X-Aftersales-Timestamp": timestamp,

@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 
 from aftersales.peers import MailSink, PeerStore, SmsGatewaySink
-from aftersales.simulate import CST, Fleet
+from aftersales.simulate import Fleet
 from services.notifier import store
 from services.notifier.config import NotifierSettings
 from shared.db import acquire
-from tests.support import Namespace, Stack, TopicReader, db, manual_clock, publish
+from tests.support import Namespace, Stack, TopicReader, day_at, db, manual_clock, publish
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
-NOON = datetime(2026, 11, 20, 12, 0, tzinfo=CST)
+NOON = day_at(12)  # the test day at noon: customers' SMS go out at once, outside the quiet hours
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ async def test_an_address_change_that_overtakes_the_pickup_does_not_cost_the_cus
     fleet = Fleet(seed=41)
     vehicle = fleet.vehicle(NOON - timedelta(days=200))
     settings = NotifierSettings(sms_gateway_url=sms.url, smtp_port=mail.port, sms_api_key="", dispatch_tick_seconds=0.05)
-    stack = await Stack(ns, manual_clock(NOON.isoformat()), services=("intake", "followup", "notifier"),
+    stack = await Stack(ns, manual_clock(NOON), services=("intake", "followup", "notifier"),
                         state={"notifier": {"settings": settings}}).start()
     try:
         await publish(ns.settings, "upstream.crm", [fleet.customer_update(
@@ -77,7 +77,7 @@ async def test_a_stale_attempt_whose_lease_expired_cannot_undo_the_outcome_of_th
     sending lease, another replica claimed the notification and sent it; the first attempt then
     failed and put the notification back to pending, due again in five minutes: a notification
     announced as sent would have been sent again."""
-    stack = await Stack(ns, manual_clock(NOON.isoformat()), services=("notifier",)).start(consume=False, workers=False)
+    stack = await Stack(ns, manual_clock(NOON), services=("notifier",)).start(consume=False, workers=False)
     nid = uuid.uuid4()
     try:
         assert stack["notifier"].pool is not None
@@ -146,7 +146,7 @@ async def test_a_first_visit_read_before_the_update_that_brings_the_phone_still_
     suppressed for good, "the customer has no sms on file". It now waits for the file."""
     peers, sms, mail = gateway
     settings = NotifierSettings(sms_gateway_url=sms.url, smtp_port=mail.port, sms_api_key="", dispatch_tick_seconds=0.05)
-    stack = await Stack(ns, manual_clock(NOON.isoformat()), services=("notifier",),
+    stack = await Stack(ns, manual_clock(NOON), services=("notifier",),
                         state={"notifier": {"settings": settings}}).start()
     try:
         registered, scheduled = _phoneless_file_and_a_first_visit()
@@ -172,7 +172,7 @@ async def test_a_file_that_never_catches_up_is_suppressed_after_the_wait_and_say
 ) -> None:
     peers, sms, mail = gateway
     settings = NotifierSettings(sms_gateway_url=sms.url, smtp_port=mail.port, sms_api_key="", dispatch_tick_seconds=0.05)
-    clock = manual_clock(NOON.isoformat())
+    clock = manual_clock(NOON)
     stack = await Stack(ns, clock, services=("notifier",), state={"notifier": {"settings": settings}}).start()
     try:
         registered, scheduled = _phoneless_file_and_a_first_visit()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,17 +15,17 @@ from services import load
 from services.complaints.domain import complaint_id_for
 from shared.runtime import ServiceRuntime
 from tests.complaints_fixtures import complaint_filed, complaints_state
-from tests.support import Namespace, TopicReader, api, count, db, manual_clock, publish
+from tests.support import TEST_NOW, Namespace, TopicReader, api, count, db, manual_clock, publish
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
-T0 = datetime.fromisoformat("2026-11-20T10:00:00+08:00")
+T0 = TEST_NOW  # the filing; the ladder's moments are offsets from it
 H, D = timedelta(hours=1), timedelta(days=1)
 CASES = 24
 
 
 async def test_two_replicas_announce_each_escalation_exactly_once(ns: Namespace, tmp_path: Path) -> None:
-    clock = manual_clock(T0.isoformat())
+    clock = manual_clock(T0)
     replicas = []
     for name in ("a", "b"):
         runtime = ServiceRuntime(load("complaints"), ns.settings, clock, replica=name,

@@ -18,18 +18,29 @@ from services import load
 from services.complaints.domain import complaint_id_for
 from shared.runtime import ServiceRuntime
 from tests.complaints_fixtures import complaint_filed, complaints_stack, complaints_state, confirmation_completed
-from tests.support import Namespace, Stack, TopicReader, api, count, db, manual_clock, publish
+from tests.support import (
+    TEST_NOW,
+    Namespace,
+    Stack,
+    TopicReader,
+    api,
+    count,
+    db,
+    in_test_week,
+    iso_week,
+    manual_clock,
+    publish,
+)
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
-T0 = datetime.fromisoformat("2026-11-20T10:00:00+08:00")  # a Friday
+T0 = TEST_NOW  # the filing; the SLA's moments are offsets from it
 H, D = timedelta(hours=1), timedelta(days=1)
 COMPLAINTS = "aftersales.complaints"
 
 
 def at(value: str) -> datetime:
     return datetime.fromisoformat(value)
-
 
 async def _until_value(read: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 20.0) -> Any:
     """Read until the value is what we wait for (work a consumer does in the background)."""
@@ -51,7 +62,7 @@ async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 async def test_one_case_per_complaint_ref_whichever_channel_files_it_and_a_part_defect_goes_to_quality(
     ns: Namespace, tmp_path: Path,
 ) -> None:
-    clock = manual_clock(T0.isoformat())
+    clock = manual_clock(T0)
     stack = await complaints_stack(ns, clock, tmp_path)
     try:
         from_intake = complaint_filed("CRM-100", T0, source="intake", followup_id=None, channel="hotline",
@@ -87,7 +98,7 @@ async def test_one_case_per_complaint_ref_whichever_channel_files_it_and_a_part_
 
 
 async def test_the_api_needs_a_token_and_the_right_role(ns: Namespace, tmp_path: Path) -> None:
-    stack = await complaints_stack(ns, manual_clock(T0.isoformat()), tmp_path)
+    stack = await complaints_stack(ns, manual_clock(T0), tmp_path)
     runtime = stack["complaints"]
     try:
         body = {"customer_id": "CUST-1", "description": "态度差"}
@@ -116,7 +127,7 @@ async def test_the_api_needs_a_token_and_the_right_role(ns: Namespace, tmp_path:
 
 
 async def test_an_illegal_step_is_refused_with_409_naming_the_allowed_ones(ns: Namespace, tmp_path: Path) -> None:
-    stack = await complaints_stack(ns, manual_clock(T0.isoformat()), tmp_path)
+    stack = await complaints_stack(ns, manual_clock(T0), tmp_path)
     try:
         async with api(stack["complaints"], "agent") as agent, api(stack["complaints"], "supervisor") as supervisor:
             case = (await agent.post("/v1/complaints", json={"customer_id": "CUST-1", "description": "等配件"})).json()
@@ -147,7 +158,7 @@ async def test_an_illegal_step_is_refused_with_409_naming_the_allowed_ones(ns: N
 
 
 async def test_handlers_file_work_and_document_a_case_over_http(ns: Namespace, tmp_path: Path) -> None:
-    clock = manual_clock(T0.isoformat())
+    clock = manual_clock(T0)
     documents = tmp_path / "documents"
     stack = await complaints_stack(ns, clock, documents, max_document_bytes=2048)
     try:
@@ -233,7 +244,7 @@ async def test_an_acknowledgement_back_dated_before_the_deadline_and_recorded_af
     recorded at 5 h while no timer was running (the replica that runs them was behind). When
     the timers run, B is not escalated, and both cases show the same deadlines and breaches.
     Case C, never acknowledged, proves the timers did run."""
-    clock = manual_clock(T0.isoformat())
+    clock = manual_clock(T0)
     # This replica consumes and publishes but runs no timers (the one that does is behind).
     stack = await Stack(ns, clock, services=("complaints",), state=complaints_state(tmp_path)).start(timers=False)
     late_timers: ServiceRuntime | None = None
@@ -274,7 +285,7 @@ async def test_an_acknowledgement_back_dated_before_the_deadline_and_recorded_af
 async def test_a_complaint_delivered_days_after_it_was_filed_escalates_at_once_as_it_would_have_in_order(
     ns: Namespace, tmp_path: Path,
 ) -> None:
-    clock = manual_clock(T0.isoformat())
+    clock = manual_clock(T0)
     stack = await complaints_stack(ns, clock, tmp_path)
     try:
         filed_at = T0 - 3 * D - H  # a letter, entered today
@@ -294,7 +305,7 @@ async def test_a_complaint_delivered_days_after_it_was_filed_escalates_at_once_a
 
 
 async def test_confirmations_that_name_no_case_are_dead_lettered_with_the_reason(ns: Namespace, tmp_path: Path) -> None:
-    stack = await complaints_stack(ns, manual_clock(T0.isoformat()), tmp_path)
+    stack = await complaints_stack(ns, manual_clock(T0), tmp_path)
     try:
         unknown = confirmation_completed("no-such-case", T0)
         nameless = confirmation_completed("x", T0, followup_id="FU-NAMELESS")
@@ -313,7 +324,7 @@ async def test_confirmations_that_name_no_case_are_dead_lettered_with_the_reason
 
 
 async def test_kpis_show_open_cases_per_level_breaches_compliance_and_mean_times(ns: Namespace, tmp_path: Path) -> None:
-    clock = manual_clock(T0.isoformat())
+    clock = manual_clock(T0)
     stack = await complaints_stack(ns, clock, tmp_path)
     try:
         async with api(stack["complaints"], "agent") as agent, api(stack["complaints"], "supervisor") as supervisor:
@@ -346,24 +357,28 @@ async def test_kpis_show_open_cases_per_level_breaches_compliance_and_mean_times
 async def test_the_weekly_report_goes_out_on_monday_morning_by_category_and_department(
     ns: Namespace, tmp_path: Path,
 ) -> None:
-    clock = manual_clock(T0.isoformat())
+    # Filed on Thursday and Friday 10:00 of the test moment's ISO week (the ladder's steps that
+    # fall before Monday 00:00 belong to it), reported the Monday after at 08:00.
+    friday = in_test_week(4, 10)
+    clock = manual_clock(friday)
     stack = await complaints_stack(ns, clock, tmp_path)
     try:
         await publish(ns.settings, "aftersales.intake", [
-            complaint_filed("W-1", T0 - D, source="intake", followup_id=None, channel="hotline", description="收费太贵"),
-            complaint_filed("W-2", T0, source="intake", followup_id=None, channel="web", description="电机异响"),
+            complaint_filed("W-1", friday - D, source="intake", followup_id=None, channel="hotline", description="收费太贵"),
+            complaint_filed("W-2", friday, source="intake", followup_id=None, channel="web", description="电机异响"),
         ])
         async with TopicReader(ns.settings, COMPLAINTS) as topic:
             await topic.wait_for(count("ComplaintOpened", 2), timeout=60)
-        monday = datetime.fromisoformat("2026-11-23T08:00:00+08:00")
+        monday = in_test_week(0, 8) + 7 * D
+        week, following = iso_week(monday - 7 * D), iso_week(monday)
         clock.set(monday - timedelta(minutes=1))
         clock.set(monday + timedelta(seconds=1))
         async with TopicReader(ns.settings, COMPLAINTS) as topic:
             await topic.wait_for(count("ComplaintWeeklyReport", 1), timeout=30, settle=1.0)
         [report] = topic.of_type("ComplaintWeeklyReport")
-        assert report.record.key.decode() == "2026-W47" and report.envelope.occurred_at == monday
+        assert report.record.key.decode() == week and report.envelope.occurred_at == monday
         data = report.data
-        assert (data["week"], data["week_start"]) == ("2026-W47", "2026-11-16")
+        assert (data["week"], data["week_start"]) == (week, in_test_week(0, 0).date().isoformat())
         figures = data["figures"]
         # W-1: supervisor, department head and superior leader within the week; W-2: the first two.
         assert figures["totals"]["filed"] == 2 and figures["totals"]["escalations"] == 5
@@ -376,6 +391,6 @@ async def test_the_weekly_report_goes_out_on_monday_morning_by_category_and_depa
                 "SELECT ref, due_at FROM timers WHERE kind = 'complaint.weekly_report' AND fired_at IS NULL")
         finally:
             await conn.close()
-        assert [(r["ref"], r["due_at"]) for r in pending] == [("2026-W48", monday + 7 * D)]
+        assert [(r["ref"], r["due_at"]) for r in pending] == [(following, monday + 7 * D)]
     finally:
         await stack.stop()

@@ -1,25 +1,39 @@
 """Every follow-up schedule kind and timer on the real broker and database, with the clock
-moved by hand; two replicas; a replay of the log."""
+moved by hand from the test moment; two replicas; a replay of the log."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from aftersales.simulate import CST, Fleet
+from aftersales.simulate import Fleet
 from services import load
+from services.followup.config import FollowUpRules
 from shared.clock import ManualClock
 from shared.events import new_event
 from shared.runtime import ServiceRuntime
-from tests.support import Namespace, Read, Stack, TopicReader, api, count, db, manual_clock, publish
+from tests.support import (
+    TEST_NOW,
+    Namespace,
+    Read,
+    Stack,
+    TopicReader,
+    api,
+    count,
+    db,
+    iso_week,
+    manual_clock,
+    next_weekday,
+    publish,
+)
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
-NOW = datetime(2026, 11, 20, 10, 0, tzinfo=CST)
+NOW = TEST_NOW
 
 
 def _of_kind(records: list[Read], kind: str, event_type: str = "FollowUpScheduled") -> list[dict[str, Any]]:
@@ -32,7 +46,7 @@ def _complaint_event(event_type: str, data: dict[str, Any], at: datetime) -> dic
 
 
 async def test_the_first_visit_becomes_due_overdue_escalated_then_expired(ns: Namespace) -> None:
-    clock = manual_clock(NOW.isoformat())
+    clock = manual_clock(NOW)
     stack = await Stack(ns, clock, services=("intake", "followup")).start()
     try:
         fleet = Fleet(seed=71)
@@ -70,7 +84,7 @@ async def test_a_pickup_from_long_ago_is_filed_as_history_without_a_call_but_a_l
         ns: Namespace) -> None:
     """A DMS import of old repair orders must not fill the queue (and customers' phones) with
     calls about visits years ago; a pickup a DMS sends a few weeks late is still called."""
-    stack = await Stack(ns, manual_clock(NOW.isoformat()), services=("intake", "followup")).start()
+    stack = await Stack(ns, manual_clock(NOW), services=("intake", "followup")).start()
     try:
         fleet = Fleet(seed=72)
         old = fleet.pickup(fleet.vehicle(NOW - timedelta(days=900)), NOW - timedelta(days=400))
@@ -92,7 +106,7 @@ async def test_a_pickup_from_long_ago_is_filed_as_history_without_a_call_but_a_l
 
 
 async def test_a_resolved_complaint_gets_a_confirmation_call_whose_answer_is_published(ns: Namespace) -> None:
-    clock = manual_clock(NOW.isoformat())
+    clock = manual_clock(NOW)
     stack = await Stack(ns, clock, services=("followup",)).start()
     try:
         base = {"complaint_id": "CASE-1", "complaint_ref": "CRM-1", "customer_id": "CUST-9", "actor": "handler-1"}
@@ -122,7 +136,7 @@ async def test_a_resolved_complaint_gets_a_confirmation_call_whose_answer_is_pub
 
 
 async def test_campaign_calls_go_to_the_targeted_customers_loyal_ones_first(ns: Namespace) -> None:
-    clock = manual_clock(NOW.isoformat())
+    clock = manual_clock(NOW)
     stack = await Stack(ns, clock, services=("intake", "followup")).start()
     try:
         fleet = Fleet(seed=72)
@@ -169,7 +183,7 @@ async def test_campaign_calls_go_to_the_targeted_customers_loyal_ones_first(ns: 
 
 
 async def test_a_maintenance_reminder_comes_ten_days_before_the_service_is_due(ns: Namespace) -> None:
-    clock = manual_clock(NOW.isoformat())
+    clock = manual_clock(NOW)
     stack = await Stack(ns, clock, services=("intake", "followup")).start()
     try:
         fleet = Fleet(seed=73)
@@ -195,7 +209,7 @@ async def test_a_maintenance_reminder_comes_ten_days_before_the_service_is_due(n
 
 
 async def test_a_customer_without_a_visit_for_twelve_months_gets_a_lost_customer_call(ns: Namespace) -> None:
-    clock = manual_clock(NOW.isoformat())
+    clock = manual_clock(NOW)
     stack = await Stack(ns, clock, services=("intake", "followup")).start()
     try:
         fleet = Fleet(seed=74)
@@ -226,7 +240,7 @@ async def test_an_import_of_old_visits_reminds_and_calls_once_about_the_latest_s
     """A vehicle's visits of the last two years arrive in a burst (a DMS import): no reminder
     or lost-customer call for the earlier visits, whose moments are long past; the customer
     whose latest visit is 13 months old gets one lost-customer call once the import settled."""
-    clock = manual_clock(NOW.isoformat())
+    clock = manual_clock(NOW)
     stack = await Stack(ns, clock, services=("intake", "followup")).start()
     try:
         fleet = Fleet(seed=76)
@@ -281,7 +295,7 @@ async def test_two_replicas_schedule_each_follow_up_once_and_fire_each_timer_onc
 
 
 async def test_replaying_the_pickups_schedules_nothing_new(ns: Namespace) -> None:
-    clock = manual_clock(NOW.isoformat())
+    clock = manual_clock(NOW)
     stack = await Stack(ns, clock, services=("intake", "followup")).start()
     fleet = Fleet(seed=76)
     pickups = [fleet.pickup(fleet.vehicle(NOW - timedelta(days=300)), NOW - timedelta(days=1, minutes=i))
@@ -331,7 +345,7 @@ async def _rewind(ns: Namespace, service: str, topics: list[str]) -> None:
 
 
 async def test_kpis_registers_and_the_weekly_report_come_from_the_calls(ns: Namespace) -> None:
-    clock = manual_clock(NOW.isoformat())  # a Friday
+    clock = manual_clock(NOW)
     stack = await Stack(ns, clock, services=("intake", "followup")).start()
     try:
         fleet = Fleet(seed=77)
@@ -373,19 +387,45 @@ async def test_kpis_registers_and_the_weekly_report_come_from_the_calls(ns: Name
         assert kpis["calls_per_agent"] == {"agent-01": {"calls": 3, "reached": 2}, "agent-02": {"calls": 1, "reached": 1}}
         assert kpis["open"].get("second_visit") == 3
 
-        monday = datetime(2026, 11, 23, 8, 0, tzinfo=CST)
+        monday = next_weekday(0, 8, 0, after=NOW)  # the report on the seven days before Monday 08:00
+        week = iso_week(monday - timedelta(days=7))
         clock.set(monday)
         async with TopicReader(ns.settings, "aftersales.followup") as topic:
             await topic.wait_for(count("FollowUpWeeklyReport", 1), timeout=30, settle=0.5)
         report = topic.of_type("FollowUpWeeklyReport")[0].data
-        assert report["week"] == "2026-W47" and report["week_start"] == "2026-11-16"
+        assert report["week"] == week and report["week_start"] == (monday - timedelta(days=7)).date().isoformat()
         figures = report["figures"]
         assert figures["by_agent"]["agent-01"]["calls"] == 3 and figures["feedback_categories"] == {"praise": 1, "price": 1}
         assert sum(x["done"] for x in figures["by_region"].values()) == 3
         async with api(service, "ops") as ops:
-            stored = await ops.get("/v1/reports/weekly", params={"week": "2026-W47"})
+            stored = await ops.get("/v1/reports/weekly", params={"week": week})
             missing = await ops.get("/v1/reports/weekly", params={"week": "2020-W01"})
         assert stored.status_code == 200 and stored.json()["figures"]["by_agent"]["agent-02"]["calls"] == 1
-        assert missing.status_code == 404 and "2026-W48" in missing.json()["detail"]
+        assert missing.status_code == 404 and "2026-W48" in missing.json()["detail"]  # the format's example
+    finally:
+        await stack.stop()
+
+
+async def test_a_weekly_report_made_before_eight_in_shanghai_is_labelled_with_the_shanghai_week(
+        ns: Namespace) -> None:
+    """At 07:00 on Monday in Shanghai it is still Sunday in UTC: the report covers the Shanghai
+    week that just ended, and says so."""
+    rules = FollowUpRules(weekly_report_time=time(7, 0))
+    clock = manual_clock(NOW)
+    stack = await Stack(ns, clock, services=("followup",), state={"followup": {"rules": rules}}).start()
+    try:
+        monday = next_weekday(0, 7, 0, after=NOW)
+        clock.set(monday)
+        async with TopicReader(ns.settings, "aftersales.followup") as topic:
+            await topic.wait_for(count("FollowUpWeeklyReport", 1), timeout=30, settle=0.5)
+        report = topic.of_type("FollowUpWeeklyReport")[0].data
+        last_week = monday - timedelta(days=7)
+        assert (report["week"], report["week_start"]) == (iso_week(last_week), last_week.date().isoformat())
+        conn = await db(ns, "followup")
+        try:
+            armed = await conn.fetch("SELECT ref, due_at FROM timers WHERE kind = 'report.weekly' AND fired_at IS NULL")
+        finally:
+            await conn.close()
+        assert [(r["ref"], r["due_at"]) for r in armed] == [(iso_week(monday), monday + timedelta(days=7))]
     finally:
         await stack.stop()

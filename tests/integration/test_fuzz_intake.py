@@ -486,7 +486,7 @@ def _holds_nul(value: Any) -> bool:
 
 
 def _signed(body: bytes) -> dict[str, str]:
-    timestamp = str(int(time.time()))
+    timestamp = str(int(time.time()))  # wall time: intake checks a signature's timestamp against the real clock
     return {"X-Aftersales-Producer": "dms", "X-Aftersales-Timestamp": timestamp,
             "X-Aftersales-Signature": signature(SECRET, timestamp, body), "Content-Type": "application/json"}
 

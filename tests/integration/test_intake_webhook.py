@@ -34,6 +34,7 @@ async def hook(infra: None) -> AsyncIterator[tuple[Namespace, Stack]]:
 
 def _signed(body: bytes, *, producer: str = "dms", secret: str = "dms-secret-0123456789",
             at: float | None = None) -> dict[str, str]:
+    # wall time: intake checks a signature's timestamp against the real clock
     timestamp = str(int(at if at is not None else time.time()))
     return {"X-Aftersales-Producer": producer, "X-Aftersales-Timestamp": timestamp,
             "X-Aftersales-Signature": signature(secret, timestamp, body), "Content-Type": "application/json"}

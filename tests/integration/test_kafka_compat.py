@@ -26,7 +26,7 @@ async def test_aiokafka_works_with_the_kafka_4_broker(infra: None) -> None:
         await admin.create_topics([NewTopic(topic, 3, 1, topic_configs={"retention.ms": "-1"})])
         producer = AIOKafkaProducer(**settings.kafka_client_options(), enable_idempotence=True, acks="all")  # type: ignore[arg-type]
         await producer.start()
-        before = int(time.time() * 1000) - 1
+        before = int(time.time() * 1000) - 1  # wall time: Kafka stamps records with it
         try:
             for i in range(30):
                 await producer.send_and_wait(topic, f"v{i}".encode(), key=f"k{i % 5}".encode(), partition=i % 3)

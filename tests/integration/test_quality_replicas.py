@@ -4,21 +4,21 @@ one alert per cell is raised, each report is counted once, and a look fires once
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-from aftersales.simulate import CST, Fleet
+from aftersales.simulate import Fleet
 from services import load
 from shared.runtime import ServiceRuntime
 from tests.quality_events import defect_reported, vehicle, vehicle_sold
-from tests.support import Namespace, TopicReader, db, manual_clock, publish
+from tests.support import Namespace, TopicReader, day_at, db, manual_clock, publish
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
 
 async def test_two_replicas_raise_one_alert_per_cell_and_fire_each_look_once(ns: Namespace) -> None:
-    clock = manual_clock("2026-11-20T10:00:00+08:00")
+    clock = manual_clock()
     replicas = [ServiceRuntime(load("quality"), ns.settings, clock, replica=f"quality-{n}") for n in (1, 2)]
     for runtime in replicas:
         await runtime.start()
@@ -41,12 +41,12 @@ async def test_two_replicas_raise_one_alert_per_cell_and_fire_each_look_once(ns:
         await both_consuming()
         fleet = Fleet(seed=77)
         batch = {"batch": "B2610-D4", "supplier_id": "SUP-A"}
-        cars = [vehicle(fleet, datetime(2026, 10, 1, tzinfo=CST) + timedelta(hours=5 * i), model="Cargo-5T",
+        cars = [vehicle(fleet, day_at(0, days=-50) + timedelta(hours=5 * i), model="Cargo-5T",
                         differential=batch) for i in range(80)]
         await publish(ns.settings, "aftersales.intake", [vehicle_sold(fleet, v) for v in cars])
         await settled("SELECT count(*) FROM vehicle_parts WHERE category = 'differential'", 80)
-        reports = [defect_reported(v, "differential", "seal_leak", datetime(2026, 11, 9, 8, tzinfo=CST)
-                                   + timedelta(hours=13 * i), f"DR-D{i:02d}") for i, v in enumerate(cars[:12])]
+        reports = [defect_reported(v, "differential", "seal_leak", day_at(8, days=-11) + timedelta(hours=13 * i),
+                                   f"DR-D{i:02d}") for i, v in enumerate(cars[:12])]
         await publish(ns.settings, "aftersales.intake", reports)
         await settled("SELECT count(*) FROM reports", 12)
         both = {r.consumer.processed > 0 for r in replicas if r.consumer is not None}
@@ -55,7 +55,7 @@ async def test_two_replicas_raise_one_alert_per_cell_and_fire_each_look_once(ns:
         async with TopicReader(ns.settings, "aftersales.quality") as quality:
             await quality.wait_for(lambda rs: any(len(r.data["report_ids"]) == 12 for r in rs
                                                   if r.event_type == "QualityAlertRaised"), timeout=60, settle=1.0)
-            clock.set(datetime(2026, 11, 21, 0, 0, 1, tzinfo=CST))  # the daily look: due on both replicas
+            clock.set(day_at(0, days=1) + timedelta(seconds=1))  # the daily look: due on both replicas
             await quality.wait_for(lambda rs: any(r.data["cell"]["kind"] == "supplier_model" for r in rs
                                                   if r.event_type == "QualityAlertRaised"), timeout=30, settle=2.0)
         raised = quality.of_type("QualityAlertRaised")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from aftersales.simulate import CST, Fleet
+from aftersales.simulate import Fleet
 from shared import metrics
 from services.quality import store
 from shared.runtime import ServiceRuntime
@@ -24,12 +24,26 @@ from tests.quality_events import (
     vehicle,
     vehicle_sold,
 )
-from tests.support import Namespace, Stack, TopicReader, api, count, db, manual_clock, publish
+from tests.support import (
+    TEST_NOW,
+    Namespace,
+    Stack,
+    TopicReader,
+    api,
+    count,
+    day_at,
+    db,
+    in_test_week,
+    iso_week,
+    manual_clock,
+    publish,
+)
 
-pytestmark = pytest.mark.infra
+pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
-NOW = "2026-11-20T10:00:00+08:00"  # a Friday; the next (daily) look is Saturday 2026-11-21 00:00 +08:00
-FIRST_LOOK = datetime(2026, 11, 21, 0, 0, 1, tzinfo=CST)
+NOW = TEST_NOW
+NEXT_MIDNIGHT = day_at(0, days=1)  # the next (daily) look, local midnight after the test moment
+FIRST_LOOK = NEXT_MIDNIGHT + timedelta(seconds=1)
 
 
 async def until(probe: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
@@ -68,15 +82,15 @@ async def test_the_daily_look_raises_poisson_alerts_on_the_batch_and_its_supplie
     stack = await Stack(ns, clock, services=("quality",)).start()
     try:
         fleet = Fleet(seed=5)
-        sold = datetime(2026, 10, 1, 9, 0, tzinfo=CST)
+        sold = day_at(9, days=-50)
         bad = [vehicle(fleet, sold + timedelta(hours=3 * i), model="EV-200",
                        controller={"batch": "B2610-C1", "supplier_id": "SUP-C"}) for i in range(100)]
         others = [vehicle(fleet, sold + timedelta(hours=3 * i)) for i in range(100)]
         await publish(ns.settings, "aftersales.intake", [vehicle_sold(fleet, v) for v in bad + others])
         await units_in_service(stack["quality"], "controller", 200)
         modes = ("no_power", "overheat", "fault_code_e12")  # two of each: the burst rule stays quiet
-        reports = [defect_reported(v, "controller", modes[i % 3], datetime(2026, 11, 10 + i, 15, tzinfo=CST),
-                                   f"DR-P{i}") for i, v in enumerate(bad[:6])]
+        reports = [defect_reported(v, "controller", modes[i % 3], day_at(15, days=-10 + i), f"DR-P{i}")
+                   for i, v in enumerate(bad[:6])]
         await publish(ns.settings, "aftersales.intake", reports)
         await reports_stored(ns, 6)
 
@@ -97,7 +111,7 @@ async def test_the_daily_look_raises_poisson_alerts_on_the_batch_and_its_supplie
             assert r.data["p_value"] < 1e-5 and 0 < r.data["expected"] < 0.5
             assert r.data["critical_count"] == 3 and r.data["alpha_month"] == pytest.approx(0.01)
             assert sorted(r.data["report_ids"]) == [f"DR-P{i}" for i in range(6)]
-            assert datetime.fromisoformat(r.data["as_of"]) == datetime(2026, 11, 21, tzinfo=CST)
+            assert datetime.fromisoformat(r.data["as_of"]) == NEXT_MIDNIGHT
             # Caused by the latest report behind it (not by the timer), in its correlation.
             assert str(r.envelope.causation_id) == reports[-1]["event_id"]
             assert str(r.envelope.correlation_id) == reports[-1]["correlation_id"]
@@ -108,7 +122,7 @@ async def test_the_daily_look_raises_poisson_alerts_on_the_batch_and_its_supplie
             detail = (await client.get(f"/v1/alerts/{sm.data['alert_id']}")).json()["details"]
         # The count crossed the boundary at the third report (w P(X = 2 | 0.17) = 0.002 <= 1 %).
         assert detail["test"] == "sequential" and detail["window_days"] == 31 and detail["look_interval_days"] == 1
-        assert datetime.fromisoformat(detail["crossed_at"]) == datetime(2026, 11, 12, 15, tzinfo=CST)
+        assert datetime.fromisoformat(detail["crossed_at"]) == day_at(15, days=-8)
         assert 0 < detail["tail_p_value"] < 1e-4 and 0 < detail["expected_per_window"] < 0.2
 
         # A further report updates both open alerts at once; so does a late one dated before it,
@@ -118,7 +132,7 @@ async def test_the_daily_look_raises_poisson_alerts_on_the_batch_and_its_supplie
         async with TopicReader(ns.settings, "aftersales.quality") as quality:
             await quality.wait_for(count("QualityAlertRaised", 4), timeout=30, settle=0.5)
             await publish(ns.settings, "aftersales.intake", [defect_reported(
-                bad[7], "controller", "no_power", datetime(2026, 11, 11, 9, tzinfo=CST), "DR-P7")])
+                bad[7], "controller", "no_power", day_at(9, days=-9), "DR-P7")])
             await quality.wait_for(count("QualityAlertRaised", 6), timeout=30, settle=0.5)
             clock.set(FIRST_LOOK + timedelta(days=7))
             await quality.wait_for(lambda rs: True, timeout=5, settle=2.0)
@@ -142,12 +156,12 @@ async def test_alert_endpoints_need_a_token_and_the_quality_role_and_refuse_ille
     try:
         fleet = Fleet(seed=9)
         batch = {"batch": "B2610-M3", "supplier_id": "SUP-A"}
-        cars = [vehicle(fleet, datetime(2026, 10, 1, tzinfo=CST) + timedelta(hours=i), motor=batch)
+        cars = [vehicle(fleet, day_at(0, days=-50) + timedelta(hours=i), motor=batch)
                 for i in range(30)]
         await publish(ns.settings, "aftersales.intake", [vehicle_sold(fleet, v) for v in cars])
         await units_in_service(stack["quality"], "motor", 30)
         await publish(ns.settings, "aftersales.intake", [
-            defect_reported(v, "motor", "noise", datetime(2026, 11, 12, 8, tzinfo=CST) + timedelta(hours=i),
+            defect_reported(v, "motor", "noise", day_at(8, days=-8) + timedelta(hours=i),
                             f"DR-M{i}") for i, v in enumerate(cars[:7])
         ])
         runtime = stack["quality"]
@@ -188,6 +202,7 @@ async def test_alert_endpoints_need_a_token_and_the_quality_role_and_refuse_ille
             assert after.status_code == 409 and after.json()["detail"]["allowed"] == []
             assert (await quality.get("/v1/alerts/no-such-alert")).status_code == 404
             assert (await quality.get("/v1/alerts", params={"state": "sleeping"})).status_code == 422
+            # malformed on purpose: a week without its W, a moment without its offset
             assert (await quality.get("/v1/reports/weekly", params={"week": "2026-47"})).status_code == 422
             assert (await quality.get("/v1/stats", params={"from": "2026-11-01T00:00:00"})).status_code == 422
             listed = (await quality.get("/v1/alerts", params={"state": "closed"})).json()
@@ -197,10 +212,14 @@ async def test_alert_endpoints_need_a_token_and_the_quality_role_and_refuse_ille
 
 
 async def test_parts_accuracy_per_week_and_dealer_and_the_monday_reports(ns: Namespace) -> None:
-    clock = manual_clock(NOW)
+    # The test moment's ISO week: shipments Tuesday to Thursday, now is its Friday, the quality
+    # meeting's reports go out the Monday after.
+    monday = in_test_week(0, 0)
+    week, previous_week = iso_week(monday), iso_week(monday - timedelta(days=7))
+    clock = manual_clock(in_test_week(4, 10))
     stack = await Stack(ns, clock, services=("quality",)).start()
     try:
-        tue, wed, thu = (datetime(2026, 11, d, 10, tzinfo=CST) for d in (17, 18, 19))
+        tue, wed, thu = (in_test_week(d, 10) for d in (1, 2, 3))
         events = [
             part_shipped("S1", "D001", tue, lines=10),
             shipment_discrepancy("S1", 2, "short", wed),
@@ -209,8 +228,8 @@ async def test_parts_accuracy_per_week_and_dealer_and_the_monday_reports(ns: Nam
             part_shipped("S2", "D002", wed, lines=5),
             shipment_discrepancy("S3", 1, "wrong_part", thu),  # before its shipment
             part_shipped("S3", "D002", thu, lines=5),
-            part_shipped("S4", "D001", datetime(2026, 11, 10, 10, tzinfo=CST), lines=4),  # the week before
-            shipment_discrepancy("S4", 4, "short", datetime(2026, 11, 12, 10, tzinfo=CST)),
+            part_shipped("S4", "D001", tue - timedelta(days=7), lines=4),  # the week before
+            shipment_discrepancy("S4", 4, "short", thu - timedelta(days=7)),
             complaint_opened("CP-1", "product_quality", wed, part_category="controller"),
             complaint_opened("CP-2", "product_quality", thu, part_category="frame"),
             complaint_opened("CP-3", "service_attitude", thu),
@@ -221,7 +240,7 @@ async def test_parts_accuracy_per_week_and_dealer_and_the_monday_reports(ns: Nam
         runtime = stack["quality"]
         async with api(runtime, "quality") as client:
             async def weekly() -> dict[str, Any] | None:
-                body = (await client.get("/v1/reports/weekly", params={"week": "2026-W47"})).json()
+                body = (await client.get("/v1/reports/weekly", params={"week": week})).json()
                 done = body["parts_accuracy"]["lines"] == 20 and body["parts_accuracy"]["discrepant_lines"] == 3 \
                     and body["quality"]["complaints"] == 3
                 return body if done else None
@@ -237,7 +256,7 @@ async def test_parts_accuracy_per_week_and_dealer_and_the_monday_reports(ns: Nam
             assert parts["discrepancies_by_kind"] == {"damaged": 1, "late": 1, "short": 1, "wrong_part": 1}
             assert body["quality"]["complaint_categories"] == {"product_quality": 2, "service_attitude": 1}
             assert body["quality"]["complaint_part_categories"] == {"controller": 1, "frame": 1}
-            previous = (await client.get("/v1/reports/weekly", params={"week": "2026-W46"})).json()["parts_accuracy"]
+            previous = (await client.get("/v1/reports/weekly", params={"week": previous_week})).json()["parts_accuracy"]
             assert (previous["lines"], previous["discrepant_lines"]) == (4, 1)
 
             kpis = (await client.get("/v1/kpis")).json()  # the last 30 days: both weeks
@@ -247,11 +266,12 @@ async def test_parts_accuracy_per_week_and_dealer_and_the_monday_reports(ns: Nam
         await until(lambda: _gauge_is(metrics.PARTS_SHIPMENT_ACCURACY, 20 / 24), what="the accuracy gauge")
 
         async with TopicReader(ns.settings, "aftersales.quality") as quality:
-            clock.set(datetime(2026, 11, 23, 8, 0, 1, tzinfo=CST))  # Monday 08:00, the quality meeting
+            clock.set(monday + timedelta(days=7, hours=8, seconds=1))  # Monday 08:00, the quality meeting
             await quality.wait_for(lambda rs: count("PartsAccuracyReport", 1)(rs)
                                    and count("QualityWeeklyReport", 1)(rs), timeout=30, settle=1.0)
         report = quality.of_type("PartsAccuracyReport")[0]
-        assert report.record.key.decode() == "2026-W47" and report.data["week_start"] == "2026-11-16"
+        assert report.record.key.decode() == week
+        assert report.data["week_start"] == monday.date().isoformat()
         assert report.data["figures"]["accuracy"] == pytest.approx(0.85)
         assert report.data["figures"]["dealers_below_target"] == ["D001", "D002"]
         weekly_report = quality.of_type("QualityWeeklyReport")[0]
@@ -273,21 +293,21 @@ async def test_reports_before_their_sale_are_resolved_and_tested_once_the_sale_a
     conn = await db(ns, "quality")
     try:
         fleet = Fleet(seed=21)
-        sold = datetime(2026, 10, 1, 9, tzinfo=CST)
+        sold = day_at(9, days=-50)
         models = ("EV-100", "EV-200", "Cargo-3T", "City-S")
         late = [vehicle(fleet, sold + timedelta(hours=6 * i), model=models[i % 4],
                         rear_axle={"batch": "B2610-RA9", "supplier_id": "SUP-D"}) for i in range(60)]
         # 1. A dealer's reports on a batch whose sales are not known yet: no exposure, no test.
         modes = ("leak", "noise", "bearing", "crack")
         await publish(ns.settings, "aftersales.intake", [
-            defect_reported(v, "rear_axle", modes[i], datetime(2026, 11, 16 + i, 9, tzinfo=CST), f"DR-A{i}")
+            defect_reported(v, "rear_axle", modes[i], day_at(9, days=-4 + i), f"DR-A{i}")
             for i, v in enumerate(late[:4])
         ])
         # 2. A customer's complaint names only the vehicle and the category; a dealer reports
         #    the same defect two days later.
         solo = vehicle(fleet, sold, frame={"batch": "B2610-F2", "supplier_id": "SUP-B"})
         await publish(ns.settings, "aftersales.complaints",
-                      [complaint_defect(solo.vin, "frame", "crack", datetime(2026, 11, 10, 9, tzinfo=CST), "CR-1")])
+                      [complaint_defect(solo.vin, "frame", "crack", day_at(9, days=-10), "CR-1")])
         await reports_stored(ns, 5)
         row = await conn.fetchrow("SELECT resolution, batch, counted FROM reports WHERE report_id = 'CR-1'")
         assert (row["resolution"], row["batch"], row["counted"]) == ("awaiting_sale", None, True)
@@ -307,7 +327,7 @@ async def test_reports_before_their_sale_are_resolved_and_tested_once_the_sale_a
         supplier_models = {(p["category"], p["supplier_id"], v.model) for v in sold_cars for p in v.parts}
         assert await store.monitored_cells(conn) == len(batches) + len(supplier_models)
         await publish(ns.settings, "aftersales.intake", [defect_reported(
-            solo, "frame", "crack", datetime(2026, 11, 12, 9, tzinfo=CST), "DR-F1")])
+            solo, "frame", "crack", day_at(9, days=-8), "DR-F1")])
         await reports_stored(ns, 6)
 
         async def resolved() -> bool:
@@ -318,7 +338,8 @@ async def test_reports_before_their_sale_are_resolved_and_tested_once_the_sale_a
         dealer = await conn.fetchrow("SELECT counted, duplicate_of FROM reports WHERE report_id = 'DR-F1'")
         assert (dealer["counted"], dealer["duplicate_of"]) == (False, "CR-1"), "one defect, two channels"
         async with api(stack["quality"], "ops") as client:
-            stats = (await client.get("/v1/stats", params={"category": "frame", "from": "2026-11-01"})).json()
+            stats = (await client.get("/v1/stats", params={"category": "frame",
+                                                           "from": day_at(0, days=-19).date().isoformat()})).json()
         assert stats["defects"] == 1 and stats["by_batch"] == [{"category": "frame", "batch": "B2610-F2", "defects": 1}]
         assert stats["reports"]["duplicates"] == 1
 

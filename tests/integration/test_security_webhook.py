@@ -41,6 +41,7 @@ async def hook(infra: None) -> AsyncIterator[tuple[Namespace, Stack]]:
 def _headers(body: bytes, *, producer: str = "dms", secret: str | None = None, timestamp: str | None = None,
              sign: bytes | None = None, sign_timestamp: str | None = None) -> dict[str, str]:
     """Headers as a producer sends them; `sign`/`sign_timestamp` sign something else than what is sent."""
+    # wall time: intake checks a signature's timestamp against the real clock
     timestamp = timestamp if timestamp is not None else str(int(time.time()))
     secret = secret if secret is not None else SECRETS.get(producer, "no-secret")
     return {"X-Aftersales-Producer": producer, "X-Aftersales-Timestamp": timestamp,
@@ -75,7 +76,7 @@ async def test_forged_stale_future_foreign_and_unknown_requests_are_refused_and_
     ns, stack = hook
     body = _body(1)
     other = _body(2)
-    now = int(time.time())
+    now = int(time.time())  # wall time: intake checks a signature's timestamp against the real clock
     cases: dict[str, tuple[dict[str, str], int, str]] = {
         "no signature at all": ({k: v for k, v in _headers(body).items() if k != "X-Aftersales-Signature"}, 422,
                                 "x-aftersales-signature"),

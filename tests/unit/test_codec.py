@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 
 import orjson
 import pytest
@@ -126,9 +126,9 @@ def test_a_caused_event_has_a_deterministic_id_and_carries_the_correlation() -> 
     cause = decode(orjson.dumps(_pickup()), "upstream.dms", strict_types=True).envelope
     data = {"customer_id": "C1", "registered_from": "VehiclePickedUp"}
     one = new_event(topic="aftersales.intake", event_type="CustomerRegistered", data=data, source="intake",
-                    occurred_at=datetime.now(UTC), cause=cause)
+                    occurred_at=cause.occurred_at, cause=cause)
     two = new_event(topic="aftersales.intake", event_type="CustomerRegistered", data=data, source="intake",
-                    occurred_at=datetime.now(UTC), cause=cause)
+                    occurred_at=cause.occurred_at + timedelta(minutes=1), cause=cause)  # handled again, later
     assert one.event_id == two.event_id == derive_event_id(cause.event_id, "CustomerRegistered", "C1", "", "")
     assert one.causation_id == cause.event_id and one.correlation_id == cause.correlation_id
     assert one.key == "C1"

@@ -1,10 +1,12 @@
 """The weekly report (when, which week, the figures by category and department), the KPI
-ratios, and the complaint form filed at closing."""
+ratios, and the complaint form filed at closing; on the test moment's calendar."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
 
 from services.complaints.config import ComplaintRules
 from services.complaints.domain import Case, Document, Intake
@@ -19,32 +21,36 @@ from services.complaints.reports import (
     weekly_figures,
 )
 from services.complaints.tables import load_tables
+from tests.support import TEST_NOW, in_test_week, iso_week
+
+pytestmark = pytest.mark.dates
 
 SH = "Asia/Shanghai"
 H = timedelta(hours=1)
+NEXT_MONDAY_EIGHT = in_test_week(0, 8) + timedelta(days=7)  # the report after the test moment's week
 
 
 def test_the_report_is_due_every_monday_at_eight_shanghai_time() -> None:
-    friday = datetime.fromisoformat("2026-11-20T10:00:00+08:00")
-    monday = next_report_at(friday, 0, time(8), SH)
-    assert monday == datetime.fromisoformat("2026-11-23T08:00:00+08:00")
+    monday = next_report_at(in_test_week(4, 10), 0, time(8), SH)  # from Friday
+    assert monday == NEXT_MONDAY_EIGHT
     assert next_report_at(monday, 0, time(8), SH) == monday + timedelta(days=7)  # strictly after
     assert next_report_at(monday - timedelta(seconds=1), 0, time(8), SH) == monday
     # 23:30 UTC on Sunday is already Monday 07:30 in Shanghai.
-    assert next_report_at(datetime.fromisoformat("2026-11-22T23:30:00+00:00"), 0, time(8), SH) == monday
+    sunday_night_utc = (monday - timedelta(minutes=30)).astimezone(UTC)
+    assert sunday_night_utc.weekday() == 6 and next_report_at(sunday_night_utc, 0, time(8), SH) == monday
 
 
 def test_the_report_covers_the_last_full_week_before_it() -> None:
-    week = reported_week(datetime.fromisoformat("2026-11-23T08:00:00+08:00"), SH)
-    assert (week.week, week.week_start) == ("2026-W47", date(2026, 11, 16))
-    assert week.starts_at == datetime.fromisoformat("2026-11-16T00:00:00+08:00")
-    assert week.ends_at == datetime.fromisoformat("2026-11-23T00:00:00+08:00")
-    # Across a year boundary the ISO week year is used.
+    week = reported_week(NEXT_MONDAY_EIGHT, SH)
+    assert (week.week, week.week_start) == (iso_week(TEST_NOW), in_test_week(0, 0).date())
+    assert week.starts_at == in_test_week(0, 0)
+    assert week.ends_at == in_test_week(0, 0) + timedelta(days=7)
+    # Across a year boundary the ISO week year is used (a calendar fact: 2026 has 53 weeks).
     assert reported_week(datetime.fromisoformat("2027-01-04T08:00:00+08:00"), SH).week == "2026-W53"
 
 
 def test_weekly_figures_count_by_category_and_department_within_the_week_only() -> None:
-    week = reported_week(datetime.fromisoformat("2026-11-23T08:00:00+08:00"), SH)
+    week = reported_week(NEXT_MONDAY_EIGHT, SH)
     mon = week.starts_at
     cases = [
         CaseRow("a", "product_quality", "quality_inspection", "closed", mon + 2 * H),
@@ -96,7 +102,7 @@ def test_kpis_are_ratios_of_the_counts_and_none_without_data() -> None:
 def test_the_complaint_form_records_the_case_its_timeline_escalations_and_documents() -> None:
     rules = ComplaintRules()
     tables = load_tables(rules.classification_file, rules.routing_file, rules.directory_file)
-    t0 = datetime.fromisoformat("2026-11-20T10:00:00+08:00")
+    t0 = TEST_NOW
     filing = Intake("CRM-77", "CUST-7", None, None, "letter", "后桥漏油，已经第三次了", t0, None, "aftersales.intake")
     c = tables.classify(filing.description)
     case = Case.open(filing, c, rules.sla.for_severity(c.severity), now=t0, correlation_id=uuid.uuid4())
@@ -111,7 +117,7 @@ def test_the_complaint_form_records_the_case_its_timeline_escalations_and_docume
     form = complaint_form(case, SH)
     assert form.startswith("# Complaint form CRM-77")
     for expected in ("后桥漏油", "product_quality", "part: rear_axle", "severity: high (keywords)",
-                     "quality_inspection", "agent-01", "后桥油封更换", "2026-11-20 10:00 CST — filed",
+                     "quality_inspection", "agent-01", "后桥油封更换", f"{t0:%Y-%m-%d %H:%M} CST — filed",
                      "level 1 supervisor (qi-supervisor-01)", "Inspection (inspection_report, 42 bytes",
                      "confirmation: confirmed; satisfied: yes"):
         assert expected in form, expected

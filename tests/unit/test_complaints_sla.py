@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.complaints.config import SlaPolicy
 from services.complaints.sla import SlaFact, compute, instant_after
+from tests.support import TEST_NOW
 
-T0 = datetime.fromisoformat("2026-11-20T10:00:00+08:00")
+pytestmark = pytest.mark.dates
+
+T0 = TEST_NOW  # the filing; every other moment is an offset from it
 H, D = timedelta(hours=1), timedelta(days=1)
 POLICY = SlaPolicy()  # acknowledge 4 h, resolve 2 d, supervisor 1 d, department head 1 d
 FAR = T0 + 30 * D

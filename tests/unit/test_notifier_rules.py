@@ -1,11 +1,11 @@
-"""The notifier's rule table, templates, staff directory and channels' message shape (no infrastructure)."""
+"""The notifier's rule table, templates, staff directory and channels' message shape (no
+infrastructure); quiet hours and dates in texts on the test moment's calendar."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, time, timedelta
+from datetime import UTC, time, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
@@ -16,11 +16,13 @@ from services.notifier.directory import StaffDirectory, load_directory
 from services.notifier.domain import next_retry, notification_id, outside_quiet_hours
 from services.notifier.rules import Rule, fill, load_rules
 from services.notifier.templating import Templates
+from tests.support import day_at, zh_date
+
+pytestmark = pytest.mark.dates
 
 SETTINGS = NotifierSettings()
 RULES = load_rules(SETTINGS.rules_file)
 TEMPLATES = Templates(SETTINGS.templates_dir, "zh-CN")
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def test_the_rule_table_covers_what_the_work_plan_asks_for() -> None:
@@ -85,27 +87,31 @@ def test_one_notification_per_rule_source_event_and_recipient() -> None:
 
 
 def test_customer_sms_waits_for_the_end_of_quiet_hours() -> None:
-    ten_pm = datetime(2026, 11, 20, 22, 0, tzinfo=SHANGHAI)
-    assert outside_quiet_hours(ten_pm, "Asia/Shanghai", time(21), time(8)) == datetime(2026, 11, 21, 8, 0, tzinfo=SHANGHAI)
-    noon = datetime(2026, 11, 20, 12, 0, tzinfo=SHANGHAI)
-    assert outside_quiet_hours(noon, "Asia/Shanghai", time(21), time(8)) == noon
+    assert outside_quiet_hours(day_at(22), "Asia/Shanghai", time(21), time(8)) == day_at(8, days=1)
+    assert outside_quiet_hours(day_at(21), "Asia/Shanghai", time(21), time(8)) == day_at(8, days=1)
+    assert outside_quiet_hours(day_at(7, 59), "Asia/Shanghai", time(21), time(8)) == day_at(8)
+    for awake in (day_at(8), day_at(12), day_at(20, 59)):
+        assert outside_quiet_hours(awake, "Asia/Shanghai", time(21), time(8)) == awake
 
 
 def test_retries_back_off_1_min_5_min_30_min_2_h_6_h_then_give_up() -> None:
-    now = datetime(2026, 11, 20, 12, 0, tzinfo=SHANGHAI)
+    now = day_at(12)
     waits = [next_retry(n, SETTINGS.retry_schedule_seconds, now) for n in range(1, 7)]
     assert [(w - now) if w else None for w in waits] == [
         timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2), timedelta(hours=6), None]
 
 
 def test_templates_render_in_the_customers_locale_and_fall_back_to_the_default(tmp_path: Path) -> None:
-    context = {"data": {"vin": "LJ1EEAUU5N0123456", "due_from": "2026-11-23T01:30:00+00:00",
-                        "due_by": "2026-11-27T01:30:00+00:00"},
-               "contact": {"name": "王伟"}, "timezone": "Asia/Shanghai", "occurred_at": "2026-11-20T01:30:00+00:00"}
+    # 07:30 in Shanghai is the evening before in UTC: the customer reads their own date
+    due_from = day_at(7, 30, days=3)
+    context = {"data": {"vin": "LJ1EEAUU5N0123456", "due_from": due_from.astimezone(UTC).isoformat(),
+                        "due_by": day_at(7, 30, days=7).astimezone(UTC).isoformat()},
+               "contact": {"name": "王伟"}, "timezone": "Asia/Shanghai",
+               "occurred_at": day_at(7, 30).astimezone(UTC).isoformat()}
     zh, zh_locale = TEMPLATES.render("first_visit_notice", "sms", "zh-CN", context)
     en, en_locale = TEMPLATES.render("first_visit_notice", "sms", "en", context | {"contact": {"name": "Wei Wang"}})
-    assert zh_locale == "zh-CN" and "2026年11月23日" in zh.text and "王伟" in zh.text and "123456" in zh.text
-    assert en_locale == "en" and "23 Nov 2026" in en.text and "Wei Wang" in en.text
+    assert zh_locale == "zh-CN" and zh_date(due_from) in zh.text and "王伟" in zh.text and "123456" in zh.text
+    assert en_locale == "en" and f"{due_from:%d %b %Y}" in en.text and "Wei Wang" in en.text
     (tmp_path / "zh-CN").mkdir()
     (tmp_path / "zh-CN" / "only.sms.j2").write_text("只有中文")
     assert Templates(tmp_path, "zh-CN").render("only", "sms", "en", {}) == (Message(None, "只有中文"), "zh-CN")

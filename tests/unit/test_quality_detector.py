@@ -1,14 +1,13 @@
 """The early-warning detector's decisions: the sequential test (its boundary over a cell's
 reports, its level per cell-month), the repeated test's budget split over looks (and cells),
 the look schedule, the burst rule, one open alert per cell, the alert lifecycle, units in
-service."""
+service. Calendar moments come from the test moment."""
 
 from __future__ import annotations
 
 import math
 import random
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -30,12 +29,9 @@ from services.quality.domain import (
     transition,
 )
 from services.quality.statistics import poisson_pmf, poisson_sf, sequential_critical_count
+from tests.support import TEST_NOW, day_at
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-
-
-def at(day: int, hour: int = 10) -> datetime:
-    return datetime(2026, 11, day, hour, tzinfo=SHANGHAI)
+pytestmark = pytest.mark.dates
 
 
 # --- the false-alarm budget ------------------------------------------------------------
@@ -53,11 +49,11 @@ def test_no_31_day_window_holds_more_look_instants_than_the_budget_was_split_ove
     """The Bonferroni bound needs this: count the look instants in every 31-day window of a year."""
     policy = MonitorPolicy(look_interval_days=interval)
     instants = []
-    moment = policy.look_at(datetime(2026, 1, 1, tzinfo=SHANGHAI))
-    while moment < datetime(2027, 3, 1, tzinfo=SHANGHAI):
+    moment = policy.look_at(day_at(0))
+    while moment < day_at(0, days=425):
         instants.append(moment)
         moment = policy.look_at(moment)
-    for start in (datetime(2026, 1, 1, tzinfo=SHANGHAI) + timedelta(hours=h) for h in range(0, 24 * 365, 7)):
+    for start in (day_at(0) + timedelta(hours=h) for h in range(0, 24 * 365, 7)):
         inside = [t for t in instants if start < t <= start + timedelta(days=31)]
         assert len(inside) <= policy.looks_per_month
 
@@ -72,12 +68,15 @@ def test_controlling_across_cells_also_divides_the_budget_by_the_cells_monitored
 
 def test_weekly_looks_end_on_monday_midnight_local_the_iso_week_boundary() -> None:
     weekly = MonitorPolicy(look_interval_days=7)
-    assert weekly.look_at(at(20)) == datetime(2026, 11, 23, tzinfo=SHANGHAI)  # Friday -> Monday
-    assert weekly.look_at(datetime(2026, 11, 23, tzinfo=SHANGHAI)) == datetime(2026, 11, 30, tzinfo=SHANGHAI)
+    monday = 7 - TEST_NOW.weekday()  # days to the next Monday (a Monday's look is the next one)
+    assert weekly.look_at(day_at(10)) == day_at(0, days=monday)
+    assert weekly.look_at(day_at(0, days=monday)) == day_at(0, days=monday + 7)
+    assert weekly.look_at(day_at(0, days=monday) - timedelta(microseconds=1)) == day_at(0, days=monday)
     # Sunday 23:30 in Shanghai is Sunday 15:30 UTC: same look.
-    assert weekly.look_at(datetime(2026, 11, 22, 15, 30, tzinfo=UTC)) == datetime(2026, 11, 23, tzinfo=SHANGHAI)
+    assert weekly.look_at(day_at(23, 30, days=monday - 1).astimezone(UTC)) == day_at(0, days=monday)
     daily = MonitorPolicy(look_interval_days=1)
-    assert daily.look_at(at(20, 23)) == datetime(2026, 11, 21, tzinfo=SHANGHAI)
+    assert daily.look_at(day_at(23)) == day_at(0, days=1)
+    assert daily.look_at(day_at(0)) == day_at(0, days=1)
 
 
 # --- one look ----------------------------------------------------------------------------
@@ -110,7 +109,7 @@ def test_a_cell_with_no_unit_known_in_service_is_not_tested() -> None:
 
 DAY = 86_400.0
 MONTH = 30.4375 * DAY
-T0 = datetime(2026, 1, 1, tzinfo=SHANGHAI).timestamp()
+T0 = day_at(0).timestamp()
 
 
 def test_the_sequential_test_is_the_default_with_daily_looks_and_the_whole_budget_per_31_days() -> None:
@@ -222,7 +221,7 @@ def test_a_problem_free_batch_alarms_in_at_most_one_percent_of_its_months_as_the
 
 
 def points(mode: str, days: list[int], prefix: str = "R") -> list[ReportPoint]:
-    return [ReportPoint(f"{prefix}{i}", at(1) + timedelta(days=d), mode) for i, d in enumerate(days)]
+    return [ReportPoint(f"{prefix}{i}", day_at(10, days=-40) + timedelta(days=d), mode) for i, d in enumerate(days)]
 
 
 def test_seven_reports_of_one_failure_mode_in_one_batch_within_30_days_are_a_burst() -> None:
@@ -273,7 +272,7 @@ def test_new_evidence_in_a_cell_with_an_open_alert_updates_it_instead_of_raising
 def test_an_alert_id_is_fixed_by_its_cell_and_monitoring_period() -> None:
     cell = Cell("batch", "controller", batch="B1")
     assert alert_id_for(cell.key, None) == alert_id_for(cell.key, None)
-    assert alert_id_for(cell.key, None) != alert_id_for(cell.key, at(20))  # after a close, a new alert
+    assert alert_id_for(cell.key, None) != alert_id_for(cell.key, TEST_NOW)  # after a close, a new alert
     assert alert_id_for(cell.key, None) != alert_id_for(Cell("batch", "controller", batch="B2").key, None)
 
 

@@ -1,12 +1,12 @@
 """Defect reports: filling batch and supplier from the vehicle, counting each defect once
-whatever the arrival order; weeks, weekly figures and parts-shipment accuracy."""
+whatever the arrival order; weeks (on the test moment's calendar), weekly figures and
+parts-shipment accuracy."""
 
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -26,8 +26,9 @@ from services.quality.domain import (
     week_bounds,
     week_label,
 )
+from tests.support import SHANGHAI, TEST_NOW, day_at
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
+pytestmark = pytest.mark.dates
 PARTS = [
     FittedPart("controller", "P-CTRL-1", "B2609-3", "SUP-B"),
     FittedPart("rim_welding", "P-RIM-1", "B2609-1", "SUP-A"),
@@ -40,7 +41,7 @@ def report(report_id: str = "R1", source: str = "complaints", day: int = 10, **f
                                "vin": "LJ1TESTVIN0000001"}
     base.update(fields)
     return DefectReport(report_id=report_id, source=source,  # type: ignore[arg-type]
-                        reported_at=datetime(2026, 10, 31, 9, tzinfo=SHANGHAI) + timedelta(days=day), **base)  # type: ignore[arg-type]
+                        reported_at=day_at(9, days=-30 + day), **base)  # type: ignore[arg-type]
 
 
 # --- resolution ----------------------------------------------------------------------------
@@ -111,25 +112,50 @@ def test_reports_far_apart_or_without_a_vin_are_separate_defects() -> None:
 # --- weeks, weekly figures, accuracy ----------------------------------------------------------
 
 
+def _label(moment: datetime) -> str:
+    year, week, _ = moment.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+MONDAY = -TEST_NOW.weekday()  # days from the test day back to its week's Monday
+
+
 def test_iso_weeks_are_taken_in_the_report_zone() -> None:
-    start, end = week_bounds("2026-W47", "Asia/Shanghai")
-    assert start == datetime(2026, 11, 16, tzinfo=SHANGHAI) and end == datetime(2026, 11, 23, tzinfo=SHANGHAI)
+    label = _label(TEST_NOW)
+    start, end = week_bounds(label, "Asia/Shanghai")
+    assert start == day_at(0, days=MONDAY) and end == day_at(0, days=MONDAY + 7)
+    assert week_label(TEST_NOW, "Asia/Shanghai") == label
     # Sunday 20:00 UTC is Monday 04:00 in Shanghai: the next week there.
-    assert week_label(datetime(2026, 11, 22, 20, tzinfo=ZoneInfo("UTC")), "Asia/Shanghai") == "2026-W48"
-    assert previous_week(datetime(2026, 11, 23, 8, tzinfo=SHANGHAI), "Asia/Shanghai") == "2026-W47"
+    monday_early = day_at(4, days=MONDAY + 7)
+    assert week_label(monday_early.astimezone(UTC), "Asia/Shanghai") == _label(monday_early) != label
+    assert previous_week(day_at(8, days=MONDAY + 7), "Asia/Shanghai") == label
     with pytest.raises(ValueError, match="like 2026-W47"):
         week_bounds("2026-47", "Asia/Shanghai")
 
 
+def test_a_year_of_53_iso_weeks_ends_in_the_next_calendar_year() -> None:
+    """A calendar fact, not the test moment: 2026 has 53 ISO weeks, 2027 has 52."""
+    start, end = week_bounds("2026-W53", "Asia/Shanghai")
+    assert start == datetime(2026, 12, 28, tzinfo=SHANGHAI) and end == datetime(2027, 1, 4, tzinfo=SHANGHAI)
+    assert week_label(datetime(2027, 1, 3, 23, 59, tzinfo=SHANGHAI), "Asia/Shanghai") == "2026-W53"
+    assert previous_week(datetime(2027, 1, 4, 8, tzinfo=SHANGHAI), "Asia/Shanghai") == "2026-W53"
+    assert previous_week(datetime(2027, 1, 11, 8, tzinfo=SHANGHAI), "Asia/Shanghai") == "2027-W01"
+    with pytest.raises(ValueError, match="like 2026-W47"):
+        week_bounds("2027-W53", "Asia/Shanghai")
+
+
 def test_the_weekly_report_is_due_monday_0800_local() -> None:
-    friday = datetime(2026, 11, 20, 10, tzinfo=SHANGHAI)
-    assert next_weekly_report_at(friday, 0, time(8), "Asia/Shanghai") == datetime(2026, 11, 23, 8, tzinfo=SHANGHAI)
-    monday_early = datetime(2026, 11, 23, 7, tzinfo=SHANGHAI)
-    assert next_weekly_report_at(monday_early, 0, time(8), "Asia/Shanghai") == datetime(2026, 11, 23, 8,
-                                                                                          tzinfo=SHANGHAI)
-    monday_late = datetime(2026, 11, 23, 9, tzinfo=SHANGHAI)
-    assert next_weekly_report_at(monday_late, 0, time(8), "Asia/Shanghai") == datetime(2026, 11, 30, 8,
-                                                                                         tzinfo=SHANGHAI)
+    assert next_weekly_report_at(day_at(10, days=MONDAY + 4), 0, time(8), "Asia/Shanghai") == day_at(
+        8, days=MONDAY + 7)  # Friday -> Monday
+    monday_early = day_at(7, days=MONDAY + 7)
+    assert next_weekly_report_at(monday_early, 0, time(8), "Asia/Shanghai") == day_at(8, days=MONDAY + 7)
+    assert next_weekly_report_at(day_at(8, days=MONDAY + 7), 0, time(8), "Asia/Shanghai") == day_at(
+        8, days=MONDAY + 7), "at the instant itself: that one"
+    monday_late = day_at(9, days=MONDAY + 7)
+    assert next_weekly_report_at(monday_late, 0, time(8), "Asia/Shanghai") == day_at(8, days=MONDAY + 14)
+    # 00:30 Monday in Shanghai is Sunday in UTC: still that Monday's report
+    assert next_weekly_report_at(day_at(0, 30, days=MONDAY + 7).astimezone(UTC), 0, time(8),
+                                 "Asia/Shanghai") == day_at(8, days=MONDAY + 7)
 
 
 def test_parts_accuracy_is_lines_without_a_discrepancy_over_lines_shipped_per_dealer() -> None:

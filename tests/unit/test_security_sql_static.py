@@ -351,7 +351,7 @@ def test_the_scan_sees_the_assembled_sql_of_every_store() -> None:
                 assembled += 1
     assert assembled >= 30, assembled
     stores = {p.parent.name for p in _sources() if p.name == "store.py"}
-    assert stores == {"intake", "followup", "complaints", "quality", "notifier"}, stores
+    assert stores == {"intake", "followup", "complaints", "quality", "notifier", "console"}, stores
 
 
 def test_bulk_clauses_are_literals_at_every_call_site() -> None:
