@@ -274,8 +274,8 @@ async def measure(customers: int = 100_000, events: int = 1_000_000, requests: i
         clock = ManualClock(BENCH_NOW)
         followup = ServiceRuntime(load("followup"), ns.settings, clock, replica="bench-followup")
         await followup.start(consume=False, relay=False, timers=False, workers=False)
-        console_rt = ServiceRuntime(load("console"), ns.settings, clock, replica="bench-console")
-        console_rt.state["transports"] = {"followup": _Local(followup)}
+        console_rt = ServiceRuntime(load("console"), ns.settings, clock, replica="bench-console",
+                                    overrides={"transports": {"followup": _Local(followup)}})
         await console_rt.start(consume=False, relay=False, timers=False, workers=False)
         try:
             assert console_rt.pool is not None
@@ -291,7 +291,6 @@ async def measure(customers: int = 100_000, events: int = 1_000_000, requests: i
             await users.add(ns.settings, "bench.agent", "压测专员", "agent", PASSWORD)
             timings = await _pages(console_rt, sample, requests, seed)
         finally:
-            await console_rt.state["services"].close()
             await console_rt.stop()
             await followup.stop()
         return {"customers": counts["customers"], "events_written": written, "events_consumed": consumed,

@@ -4,7 +4,10 @@ aftersales.* topics; actions go to the services' APIs with the person's signed t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -14,7 +17,7 @@ from shared.runtime import ServiceDefinition, ServiceRuntime
 
 from services.console import handlers, pages
 from services.console.clients import Services
-from services.console.config import ConsoleRules
+from services.console.config import ConsoleDeps, ConsoleRules
 from services.console.i18n import LOCALES, environment
 from services.console.tokens import signing_key
 
@@ -22,28 +25,29 @@ READ_MODEL_TABLES = ("customers", "phones", "customer_changes", "vehicles", "vis
                      "complaints", "complaint_events", "notifications")
 
 
-async def _on_start(runtime: ServiceRuntime) -> None:
-    rules = runtime.state.setdefault("rules", ConsoleRules())
+async def _deps(runtime: ServiceRuntime[ConsoleDeps], overrides: Mapping[str, Any]) -> ConsoleDeps:
+    """The rules (overridable), the clients of the other services (tests give in-process
+    `transports`) and the templates per locale."""
+    rules: ConsoleRules = overrides.get("rules") or ConsoleRules()
     key = signing_key(runtime.settings.console_signing_key.get_secret_value())
-    transports: dict[str, httpx.AsyncBaseTransport] | None = runtime.state.get("transports")
-    runtime.state["services"] = Services(runtime.settings, rules, key, transports)
-    runtime.state["templates"] = {locale: environment(locale) for locale in LOCALES}
+    transports: dict[str, httpx.AsyncBaseTransport] | None = overrides.get("transports")
+    deps = ConsoleDeps(rules=rules, services=Services(runtime.settings, rules, key, transports),
+                       templates={locale: environment(locale) for locale in LOCALES})
+    return replace(deps, **{k: v for k, v in overrides.items() if k not in ("rules", "transports")})
+
+
+async def _on_start(runtime: ServiceRuntime[ConsoleDeps]) -> None:
     pages.install(runtime)
 
 
-async def _close_clients(runtime: ServiceRuntime) -> None:
-    """Keep the service clients open while the console runs; close them when it stops."""
-    try:
-        while not runtime.stopping:
-            await runtime.sleep(3600)
-    finally:
-        await runtime.state["services"].close()
+async def _close_clients(runtime: ServiceRuntime[ConsoleDeps]) -> None:
+    await runtime.deps.services.close()
 
 
 COMPLAINT_STEPS = ("ComplaintAcknowledged", "ComplaintAssigned", "ComplaintEscalated", "ComplaintResolved",
                    "ComplaintClosed", "ComplaintReopened", "ComplaintPended", "ComplaintResumed")
 
-definition = ServiceDefinition(
+definition: ServiceDefinition[ConsoleDeps] = ServiceDefinition(
     name="console",
     description="The people's console: sign-in, the agents' desk, search, and each customer's whole story.",
     migrations=Path(__file__).parent / "migrations",
@@ -69,7 +73,8 @@ definition = ServiceDefinition(
             for name in ("NotificationSent", "NotificationFailed", "NotificationSuppressed")
         }),
     ],
+    deps=_deps,
     router=pages.router,
     on_start=_on_start,
-    workers=[_close_clients],
+    on_stop=_close_clients,
 )

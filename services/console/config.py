@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from services.console.clients import Services
 
 
 class ConsoleRules(BaseSettings):
@@ -21,3 +27,10 @@ class ConsoleRules(BaseSettings):
     # Cookies go out with Secure unless the console is reached on the loopback address;
     # "always" or "never" overrides that (a TLS-terminating proxy that rewrites Host).
     secure_cookies: str = Field("auto", pattern="^(auto|always|never)$")
+
+
+@dataclass(frozen=True)
+class ConsoleDeps:
+    rules: ConsoleRules
+    services: Services  # the other services' APIs, called with the signed-in person's token
+    templates: dict[str, Any]  # locale -> its Jinja2 environment

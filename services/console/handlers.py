@@ -5,32 +5,41 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from shared.events import Event
+from shared.events import canonical as c
 from shared.uow import UnitOfWork
 
 from services.console import store
+from services.console.config import ConsoleDeps
 from services.console.search import pinyin, plate_key
 
-Events = list[Event[Any]]
+Uow = UnitOfWork[ConsoleDeps]
+
+
+def _plain(data: msgspec.Struct) -> dict[str, Any]:
+    """An event's fields as a mapping (times stay datetimes, for the columns they go to)."""
+    return {name: getattr(data, name) for name in data.__struct_fields__}
 
 _CONTACT = ("name", "phone", "email", "address", "region", "person_in_charge", "locale", "timezone")
 
 
-def _customer_row(d: Any, at: Any, registered: bool) -> dict[str, Any]:
+def _customer_row(d: c.CustomerRegistered | c.CustomerUpdated, at: Any, registered: bool) -> dict[str, Any]:
     row = {field: getattr(d, field, None) for field in _CONTACT}
     row["name_pinyin"], row["name_initials"] = pinyin(row["name"])
     consent = getattr(d, "consent", None)
-    return row | {"customer_id": d.customer_id, "consent": consent.model_dump() if consent else None,
+    return row | {"customer_id": d.customer_id, "consent": msgspec.to_builtins(consent) if consent else None,
                   "registered_at": at if registered else None, "updated_at": at}
 
 
-async def on_customer_registered(uow: UnitOfWork, events: Events) -> None:
+async def on_customer_registered(uow: Uow, events: list[Event[c.CustomerRegistered]]) -> None:
     # The file as registered is the file itself (and registered_at); history starts with its changes.
     await store.upsert_customers(uow.conn, [_customer_row(e.data, e.occurred_at, True) for e in events])
     await store.add_phones(uow.conn, [(e.data.customer_id, e.data.phone, e.occurred_at) for e in events if e.data.phone])
 
 
-async def on_customer_updated(uow: UnitOfWork, events: Events) -> None:
+async def on_customer_updated(uow: Uow, events: list[Event[c.CustomerUpdated]]) -> None:
     merged = {old: e.data.customer_id for e in events for old in (e.data.merged_customer_ids or [])}
     if merged:
         await store.merge_customers(uow.conn, merged)
@@ -45,7 +54,7 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _vehicle_row(d: Any, at: Any) -> dict[str, Any]:
+def _vehicle_row(d: c.VehicleSold | c.VehiclePickedUp, at: Any) -> dict[str, Any]:
     plate = getattr(d, "plate", None)
     return {"vin": d.vin, "customer_id": d.customer.customer_id, "plate": plate, "plate_key": plate_key(plate),
             "model": getattr(d, "model", None), "dealer_id": d.dealer_id, "region": getattr(d, "region", None),
@@ -53,26 +62,26 @@ def _vehicle_row(d: Any, at: Any) -> dict[str, Any]:
             "warranty_km": getattr(d, "warranty_km", None), "updated_at": at}
 
 
-async def on_vehicle_sold(uow: UnitOfWork, events: Events) -> None:
+async def on_vehicle_sold(uow: Uow, events: list[Event[c.VehicleSold]]) -> None:
     await store.upsert_vehicles(uow.conn, [_vehicle_row(e.data, e.data.sold_at) for e in events])
 
 
-async def on_vehicle_picked_up(uow: UnitOfWork, events: Events) -> None:
+async def on_vehicle_picked_up(uow: Uow, events: list[Event[c.VehiclePickedUp]]) -> None:
     await store.upsert_vehicles(uow.conn, [_vehicle_row(e.data, e.data.picked_up_at) for e in events])
     await store.insert_visits(uow.conn, [{
         "repair_order_id": d.repair_order_id, "vin": d.vin, "customer_id": d.customer.customer_id,
         "dealer_id": d.dealer_id, "picked_up_at": d.picked_up_at, "service_type": d.service_type,
-        "items": [i.model_dump(mode="json") for i in d.items], "mileage_km": d.mileage_km, "advisor_id": d.advisor_id,
+        "items": msgspec.to_builtins(d.items), "mileage_km": d.mileage_km, "advisor_id": d.advisor_id,
         "next_service_due_at": d.next_service_due_at, "next_service_due_km": d.next_service_due_km,
     } for d in (e.data for e in events)])
 
 
-async def on_receipt_recorded(uow: UnitOfWork, events: Events) -> None:
-    await store.insert_receipts(uow.conn, [e.data.model_dump() for e in events])
+async def on_receipt_recorded(uow: Uow, events: list[Event[c.ReceiptRecorded]]) -> None:
+    await store.insert_receipts(uow.conn, [_plain(e.data) for e in events])
 
 
-async def on_followup_scheduled(uow: UnitOfWork, events: Events) -> None:
-    await store.upsert_followups(uow.conn, [e.data.model_dump() | {"scheduled_at": e.occurred_at,
+async def on_followup_scheduled(uow: Uow, events: list[Event[c.FollowUpScheduled]]) -> None:
+    await store.upsert_followups(uow.conn, [_plain(e.data) | {"scheduled_at": e.occurred_at,
                                                                     "updated_at": e.occurred_at} for e in events])
 
 
@@ -80,25 +89,25 @@ _STATUS = {"FollowUpDue": "due", "FollowUpOverdue": "overdue", "FollowUpEscalate
            "FollowUpExpired": "expired"}
 
 
-async def on_followup_status(uow: UnitOfWork, events: Events) -> None:
-    await store.set_followup_status(uow.conn, [e.data.model_dump() | {"status": _STATUS[e.event_type],
+async def on_followup_status(uow: Uow, events: list[Event[c.FollowUpTimerEvent]]) -> None:
+    await store.set_followup_status(uow.conn, [_plain(e.data) | {"status": _STATUS[e.event_type],
                                                                       "at": e.occurred_at} for e in events])
 
 
-async def on_attempt_recorded(uow: UnitOfWork, events: Events) -> None:
-    await store.insert_calls(uow.conn, [e.data.model_dump() for e in events])
+async def on_attempt_recorded(uow: Uow, events: list[Event[c.FollowUpAttemptRecorded]]) -> None:
+    await store.insert_calls(uow.conn, [_plain(e.data) for e in events])
 
 
-async def on_followup_completed(uow: UnitOfWork, events: Events) -> None:
-    await store.complete_followups(uow.conn, [e.data.model_dump() for e in events])
+async def on_followup_completed(uow: Uow, events: list[Event[c.FollowUpCompleted]]) -> None:
+    await store.complete_followups(uow.conn, [_plain(e.data) for e in events])
 
 
-async def on_feedback_recorded(uow: UnitOfWork, events: Events) -> None:
+async def on_feedback_recorded(uow: Uow, events: list[Event[c.FeedbackRecorded]]) -> None:
     await store.add_feedback_categories(uow.conn, [(e.data.followup_id, list(e.data.categories)) for e in events])
 
 
-async def on_complaint_opened(uow: UnitOfWork, events: Events) -> None:
-    await store.open_complaints(uow.conn, [e.data.model_dump() | {"updated_at": e.data.at} for e in events])
+async def on_complaint_opened(uow: Uow, events: list[Event[c.ComplaintOpened]]) -> None:
+    await store.open_complaints(uow.conn, [_plain(e.data) | {"updated_at": e.data.at} for e in events])
     await on_complaint_step(uow, events)
 
 
@@ -110,11 +119,11 @@ _DETAIL = ("assignee", "level", "level_name", "role", "person", "breach", "deadl
            "satisfied", "confirmation", "note", "severity", "category")
 
 
-async def on_complaint_step(uow: UnitOfWork, events: Events) -> None:
+async def on_complaint_step(uow: Uow, events: list[Event[Any]]) -> None:
     rows = []
     for e in events:
         d = e.data
-        fields = d.model_dump(mode="json")
+        fields = msgspec.to_builtins(d)
         rows.append({
             "event_id": e.event_id, "complaint_id": d.complaint_id, "customer_id": d.customer_id,
             "event_type": e.event_type, "at": d.at, "actor": d.actor, "department": d.department,
@@ -128,7 +137,7 @@ async def on_complaint_step(uow: UnitOfWork, events: Events) -> None:
 _NOTIFICATION_STATUS = {"NotificationSent": "sent", "NotificationFailed": "failed", "NotificationSuppressed": "suppressed"}
 
 
-async def on_notification(uow: UnitOfWork, events: Events) -> None:
+async def on_notification(uow: Uow, events: list[Event[c.NotificationEvent]]) -> None:
     await store.upsert_notifications(uow.conn, [
-        e.data.model_dump() | {"customer_id": e.data.recipient, "status": _NOTIFICATION_STATUS[e.event_type]}
+        _plain(e.data) | {"customer_id": e.data.recipient, "status": _NOTIFICATION_STATUS[e.event_type]}
         for e in events if e.data.recipient_kind == "customer"])

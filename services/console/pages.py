@@ -67,11 +67,13 @@ class Refused(Exception):
 
 
 def rules(request: Request) -> ConsoleRules:
-    return runtime_of(request).state["rules"]  # type: ignore[no-any-return]
+    rules: ConsoleRules = runtime_of(request).deps.rules
+    return rules
 
 
 def services(request: Request) -> Services:
-    return runtime_of(request).state["services"]  # type: ignore[no-any-return]
+    services: Services = runtime_of(request).deps.services
+    return services
 
 
 def wall_now() -> datetime:
@@ -149,14 +151,14 @@ async def form_of(request: Request, person: Person) -> dict[str, str]:
 
 def locale_of(request: Request, person: Person | None) -> str:
     chosen = person.locale if person else request.cookies.get(LOCALE_COOKIE)
-    envs = runtime_of(request).state["templates"]
+    envs = runtime_of(request).deps.templates
     return chosen if chosen in envs else rules(request).default_locale
 
 
 def render(request: Request, template: str, person: Person | None, status: int = 200, **context: Any) -> HTMLResponse:
     runtime = runtime_of(request)
     locale = locale_of(request, person)
-    env = runtime.state["templates"][locale]
+    env = runtime.deps.templates[locale]
     html = env.get_template(template).render(
         request=request, person=person, csrf_token=person.csrf_token if person else context.pop("signin_token", ""),
         now=runtime.clock.now(), path=request.url.path, **context)
@@ -268,7 +270,7 @@ def router() -> APIRouter:
         chosen = str(form.get("locale") or "")
         back = _safe_next(str(form.get("back") or "/desk"))
         response = RedirectResponse(back, status_code=303)
-        if chosen not in runtime_of(request).state["templates"]:
+        if chosen not in runtime_of(request).deps.templates:
             return response
         token = request.cookies.get(SESSION_COOKIE)
         if token:
