@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import importlib.util
 import os
 import secrets
 import shutil
@@ -33,7 +34,7 @@ from rich.console import Console
 
 from shared.db import ensure_database, with_database
 from shared.kafka.clients import ensure_topics, make_admin
-from shared.settings import Settings, load_settings, project_home, secrets_file
+from shared.settings import PROCESSES, Settings, load_settings, project_home, secrets_file
 
 console = Console(stderr=True)
 
@@ -260,12 +261,12 @@ class Kafka:
     DEFAULT_BROKER = "127.0.0.1:9092"
     DEFAULT_CONTROLLER = "127.0.0.1:9093"
 
-    def __init__(self, settings: Settings, paths: Paths, *, controller_port: int = 9093,
+    def __init__(self, settings: Settings, paths: Paths, *, controller_port: int | None = None,
                  libs: Path | None = None) -> None:
         self.settings = settings
         self.paths = paths
         self.host, self.port = _host_port(settings.kafka_bootstrap)
-        self.controller_port = controller_port
+        self.controller_port = controller_port or settings.kafka_controller_port
         self.libs = libs or paths.kafka / "libs"
         self.data = paths.kafka / "data"
         self.properties = paths.kafka / "server.properties"
@@ -567,6 +568,8 @@ class Peers:
     def up(self) -> str:
         if self.answers():
             return "running" if _read_pid(self.pid_file) else "external"
+        if importlib.util.find_spec("tools") is None:
+            return "absent"  # a tool, not the product: pip install '.[tools]' in a checkout
         with self.log.open("ab") as out:
             process = subprocess.Popen(
                 [sys.executable, "-m", "aftersales", "peers", "--dir", str(self.paths.peers),
@@ -584,6 +587,76 @@ class Peers:
 
     def down(self) -> bool:
         return _stop_pid(self.pid_file, "peers", timeout=10)
+
+
+# ---------------------------------------------------------------------------------------
+# The services, run in the background (`serve all` as its own process group: the demo)
+
+SERVICES_PID = "services.pid"
+
+
+def services_running(settings: Settings) -> bool:
+    for name in PROCESSES:
+        try:
+            if httpx.get(f"http://127.0.0.1:{settings.port_for(name)}/health", timeout=1).status_code != 200:
+                return False
+        except httpx.HTTPError:
+            return False
+    return True
+
+
+def any_service_answers(settings: Settings) -> bool:
+    for name in PROCESSES:
+        try:
+            httpx.get(f"http://127.0.0.1:{settings.port_for(name)}/health", timeout=0.5)
+            return True
+        except httpx.HTTPError:
+            continue
+    return False
+
+
+def run_file(settings: Settings, name: str) -> Path:
+    """A run file (pid, clock) of this stack; a namespaced stack (topic prefix) has its own."""
+    scope = settings.topic_prefix.strip(".")
+    return project_home() / ".local" / "run" / (f"{scope}-{name}" if scope else name)
+
+
+def start_services(settings: Settings, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    home = project_home()
+    (home / ".local" / "logs").mkdir(parents=True, exist_ok=True)
+    log = (home / ".local" / "logs" / "services.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aftersales", "serve", "all"], stdout=log, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, start_new_session=True, env=env, cwd=home,
+    )
+    pid_file = run_file(settings, SERVICES_PID)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(str(process.pid))
+    return process
+
+
+def stop_services(settings: Settings | None = None) -> bool:
+    """Stop the services started in the background (the demo does): SIGTERM to `serve all`, which
+    stops each gracefully."""
+    pid_file = run_file(settings or load_settings(), SERVICES_PID)
+    try:
+        pid = int(pid_file.read_text())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pid_file.unlink(missing_ok=True)
+        return False
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.3)
+    pid_file.unlink(missing_ok=True)
+    return True
 
 
 # ---------------------------------------------------------------------------------------
@@ -644,8 +717,6 @@ def up(settings: Settings | None = None) -> dict[str, str]:
 
 
 def down(settings: Settings | None = None) -> dict[str, bool]:
-    from aftersales.demo import stop_services
-
     settings = settings or load_settings()
     paths = _paths()
     stopped = {

@@ -102,7 +102,9 @@ class ServiceRuntime(Generic[D]):
         if relay:
             self.producer = make_producer(self.settings, client_id=f"{self.name}-relay-{self.replica}")
             await self._start_producer()
-            self.relay = OutboxRelay(self.name, self.settings, self.producer)
+            self.relay = OutboxRelay(
+                self.name, self.settings, self.producer,
+                new_producer=lambda: make_producer(self.settings, client_id=f"{self.name}-relay-{self.replica}"))
             self._spawn(self.relay.run(), "relay")
         if consume and self.definition.subscriptions:
             self.consumer = EventConsumer(
@@ -186,9 +188,10 @@ class ServiceRuntime(Generic[D]):
         if self.definition.on_stop is not None and self._deps_built:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.definition.on_stop(self), 10)
-        if self.producer is not None:
+        producer = self.relay.producer if self.relay is not None else self.producer  # the relay may have renewed it
+        if producer is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.producer.stop(), 10)
+                await asyncio.wait_for(producer.stop(), 10)
         if self.pool is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.pool.close(), 10)
@@ -301,8 +304,9 @@ class ServiceRuntime(Generic[D]):
         except Exception as exc:
             checks["postgres"] = f"unreachable: {type(exc).__name__}"
         try:
-            assert self.producer is not None, "not started"
-            await asyncio.wait_for(self.producer.client.fetch_all_metadata(), 3)
+            producer = self.relay.producer if self.relay is not None else self.producer
+            assert producer is not None, "not started"
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), 3)
             checks["kafka"] = "ok"
         except Exception as exc:
             checks["kafka"] = f"unreachable: {type(exc).__name__}"

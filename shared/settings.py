@@ -43,6 +43,8 @@ class Settings(BaseSettings):
 
     # Kafka
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # The local KRaft node's controller (`aftersales infra up`; a second local node needs another).
+    kafka_controller_port: int = Field(9093, ge=1, le=65535)
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     kafka_sasl_username: str | None = None

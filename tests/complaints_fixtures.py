@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from aftersales.simulate import envelope
+from tools.simulate import envelope
 from services.complaints.config import ComplaintRules
 from shared.clock import Clock
 from tests.support import Namespace, Read, Stack

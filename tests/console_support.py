@@ -13,7 +13,7 @@ import httpx
 import uvicorn
 
 from aftersales.infra import console_key_pair
-from aftersales.sandbox import free_port
+from tools.sandbox import free_port
 from services.console import users
 from shared.clock import Clock
 from tests.support import Namespace, Stack, create_namespace

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from aftersales.simulate import Fleet, Vehicle, envelope
+from tools.simulate import Fleet, Vehicle, envelope
 from shared.events import COMPLAINTS, INTAKE, spec_for
 
 

@@ -21,8 +21,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from aftersales import sandbox
-from aftersales.sandbox import Namespace, ServiceProcess, drop_namespace
+from tools import sandbox
+from tools.sandbox import Namespace, ServiceProcess, drop_namespace
 from shared.clock import Clock, ManualClock, offset_to
 from shared.events import Envelope, read_envelope
 from shared.kafka.clients import stop_consumer

@@ -90,8 +90,11 @@ MERGE_CUSTOMER = """(customer_id) DO UPDATE SET
                                  OR EXCLUDED.last_contact_at > customers.last_contact_at
                                  OR customers.last_contact_at IS NULL
                             THEN EXCLUDED.lost_correlation ELSE customers.lost_correlation END"""
-_CUSTOMER_FIELDS = tuple(CUSTOMERS.columns)
-_VEHICLE_FIELDS = tuple(VEHICLES.columns)
+_CUSTOMER_COLUMNS = ("customer_id, region, timezone, locale, updated_at, last_contact_at, lost_check_at, lost_cause, "
+                     "lost_correlation")
+_VEHICLE_COLUMNS = ("vin, customer_id, model, dealer_id, sold_at, warranty_months, warranty_km, updated_at, "
+                    "first_reading_at, first_reading_km, last_visit_at, last_mileage_km, next_service_due_at, "
+                    "next_service_due_km, remind_at, reminder, remind_cause, remind_correlation")
 
 
 class Projections:
@@ -111,13 +114,13 @@ class Projections:
         wanted = {c for c in customers if c not in self.customers}
         if wanted:
             for row in await self.conn.fetch(
-                    f"SELECT {', '.join(_CUSTOMER_FIELDS)} FROM customers WHERE customer_id = ANY($1::text[])",
+                    f"SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE customer_id = ANY($1::text[])",
                     list(wanted)):
                 self.customers[row["customer_id"]] = Customer(**dict(row))
         wanted_vins = {v for v in vins if v not in self.vehicles}
         if wanted_vins:
             for row in await self.conn.fetch(
-                    f"SELECT {', '.join(_VEHICLE_FIELDS)} FROM vehicles WHERE vin = ANY($1::text[])", list(wanted_vins)):
+                    f"SELECT {_VEHICLE_COLUMNS} FROM vehicles WHERE vin = ANY($1::text[])", list(wanted_vins)):
                 self.vehicles[row["vin"]] = Vehicle(**dict(row))
 
     def customer(self, customer_id: str) -> Customer:
@@ -280,7 +283,8 @@ class OpenFollowUp:
     next_step_at: datetime | None
 
 
-_OPEN_COLUMNS = ", ".join(OpenFollowUp.__dataclass_fields__)
+_OPEN_COLUMNS = ("followup_id, kind, customer_id, vin, dealer_id, region, due_from, due_by, status, overdue_at, "
+                 "escalated_at, correlation_id, scheduled_event_id, next_step, next_step_at")
 
 
 async def due_steps(conn: asyncpg.Connection, now: datetime, limit: int) -> list[OpenFollowUp]:
@@ -334,23 +338,22 @@ async def due_reminders(conn: asyncpg.Connection, now: datetime, limit: int) -> 
 
 async def due_lost_checks(conn: asyncpg.Connection, now: datetime, limit: int) -> list[Customer]:
     rows = await conn.fetch(
-        f"""SELECT {', '.join(_CUSTOMER_FIELDS)} FROM customers
+        f"""SELECT {_CUSTOMER_COLUMNS} FROM customers
              WHERE lost_check_at <= $1 ORDER BY lost_check_at LIMIT $2 FOR UPDATE SKIP LOCKED""", now, limit)
     return [Customer(**dict(r)) for r in rows]
 
 
-_DEADLINE_COLUMNS = {("vehicles", "vin", "remind_at"), ("customers", "customer_id", "lost_check_at"),
-                     ("followups", "followup_id", "next_step_at")}
-
-
 async def clear_deadline(conn: asyncpg.Connection, table: str, key: str, column: str, ids: list[str]) -> None:
-    assert (table, key, column) in _DEADLINE_COLUMNS
+    assert table in ("vehicles", "customers", "followups")
+    assert key in ("vin", "customer_id", "followup_id")
+    assert column in ("remind_at", "lost_check_at", "next_step_at")
     if ids:
         await conn.execute(f"UPDATE {table} SET {column} = NULL WHERE {key} = ANY($1::text[])", ids)
 
 
 async def due_count(conn: asyncpg.Connection, table: str, column: str, now: datetime) -> int:
-    assert (table, column) in {(t, c) for t, _, c in _DEADLINE_COLUMNS}
+    assert table in ("vehicles", "customers", "followups")
+    assert column in ("remind_at", "lost_check_at", "next_step_at")
     return int(await conn.fetchval(f"SELECT count(*) FROM {table} WHERE {column} <= $1", now))
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.db import acquire
 from shared.events import InvalidRecord, decode, new_event
-from shared.events.catalog import UPSTREAM_CRM
+from shared.events.catalog import PRODUCER_TOPICS, UPSTREAM_CRM
 from shared.events.upstream import Email, Name, Phone
 from shared.http import Principal, check_paging, require, runtime_of
 from shared.timeutil import add_months
@@ -26,8 +26,6 @@ from services.intake.config import IntakeRules
 from services.intake.domain import Rejected, missing_fields
 from services.intake.handlers import precheck
 
-# Producers and the upstream topic their events go to.
-PRODUCER_TOPICS = {"sales": "upstream.sales", "dms": "upstream.dms", "erp": "upstream.erp", "crm": "upstream.crm"}
 SIGNATURE_SCHEME = "sha256="
 # One event becomes one Kafka record, and a rejected one a dead letter carrying it in base64 with
 # a reason that may quote it: both must fit the broker's 1 MiB record limit, or the outbox relay

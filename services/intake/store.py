@@ -198,8 +198,8 @@ async def _save_files(conn: asyncpg.Connection, table: Table, key: str, records:
     if not records:
         return
     rows = [{**row(r), "version": versions.get(r.key, 0) + 1} for r in records]
-    clause = REPLACE_CUSTOMER if table is CUSTOMERS else REPLACE_VEHICLE
-    written = await table.insert(conn, rows, on_conflict=clause, returning=key)
+    written = await table.insert(conn, rows, on_conflict=REPLACE_CUSTOMER if table is CUSTOMERS else REPLACE_VEHICLE,
+                                 returning="customer_id" if table is CUSTOMERS else "vin")
     if len(written) < len(rows):
         lost = sorted({r[key] for r in rows} - {w[0] for w in written})
         raise ConcurrentUpdate(f"{table.name} {lost[:5]} changed since this batch loaded them; retrying the batch")

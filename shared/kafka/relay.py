@@ -5,6 +5,11 @@ replicas rows are neither published twice concurrently nor reordered for a key. 
 is idempotent with acks=all. A crash after publishing but before marking re-publishes those
 rows once with the same event_id, which every consumer's inbox skips. The outbox holds only
 what is still to publish (and the rows set aside because the broker refuses them for good).
+
+A send that fails (the broker restarted, the producer's sequence broke: OutOfOrderSequenceNumber)
+leaves the rows in place and the producer is replaced before the next try: an idempotent
+producer whose state the broker no longer accepts would otherwise fail, and re-send the
+batch, on every retry.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 from collections import Counter
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,11 +30,15 @@ from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError, R
 
 from shared import metrics
 from shared.db import connect
-from shared.errors import is_transient
+from shared.errors import TransientError, is_transient
 from shared.settings import Settings
 from shared.uow import outbox_channel
 
 log = structlog.get_logger("aftersales.relay")
+
+
+class SendFailed(TransientError):
+    """The broker did not take a batch: its rows stay in the outbox and are sent again."""
 # what the broker (or the producer, before sending) refuses for a record's size: never transient
 TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
 
@@ -38,6 +48,8 @@ class OutboxRelay:
     service: str
     settings: Settings
     producer: AIOKafkaProducer
+    # Makes a fresh producer when a send failed (None: keep the one given, as tests may).
+    new_producer: Callable[[], AIOKafkaProducer] | None = None
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     is_leader: bool = False
@@ -60,6 +72,8 @@ class OutboxRelay:
                     log.exception("outbox relay failed")
                 metrics.TRANSIENT_ERRORS.labels(self.service, "relay").inc()
                 log.warning("outbox relay interrupted, retrying", error=type(exc).__name__, detail=str(exc)[:200])
+                if isinstance(exc, SendFailed):
+                    await self._renew_producer()
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, self.settings.retry_max_backoff_seconds)
             finally:
@@ -116,7 +130,7 @@ class OutboxRelay:
             if isinstance(result, TOO_LARGE):
                 refused.append((row, f"{type(result).__name__}: {result}"))
             elif isinstance(result, BaseException):
-                raise result
+                raise SendFailed(f"{type(result).__name__}: {result}") from result
         if self.settings.fault == "crash_after_publish":
             log.warning("fault injection: SIGKILL after publish, before marking the outbox")
             os.kill(os.getpid(), signal.SIGKILL)
@@ -134,6 +148,28 @@ class OutboxRelay:
             delay.observe(max(0.0, now - float(row["created"])))
         self.published += len(sent)
         return len(sent)
+
+    async def _renew_producer(self) -> None:
+        """A new producer (a new producer id and fresh sequence numbers) for the next try."""
+        if self.new_producer is None:
+            return
+        try:
+            await asyncio.wait_for(self.producer.stop(), 10)
+        except Exception as exc:  # noqa: BLE001 - the old one is being thrown away
+            log.info("the failed producer did not stop cleanly", error=type(exc).__name__)
+        while not self._stopping.is_set():
+            fresh = self.new_producer()
+            try:
+                await fresh.start()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("kafka not reachable for a new producer yet, retrying", error=type(exc).__name__)
+                await self._sleep(1.0)
+                continue
+            self.producer = fresh
+            log.info("outbox relay replaced its producer after a failed send", service=self.service)
+            return
 
     async def _set_aside(self, conn: asyncpg.Connection, refused: list[tuple[asyncpg.Record, str]]) -> None:
         """Rows the broker can never take are kept, marked, and skipped: the rows after them

@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from aftersales.audit import trail
-from aftersales.simulate import Fleet
-from aftersales.sandbox import ROOT
+from tools.simulate import Fleet
+from tools.sandbox import ROOT
 from tests.support import Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish, queue_item
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]

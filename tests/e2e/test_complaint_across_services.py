@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from aftersales.simulate import Fleet
+from tools.simulate import Fleet
 from tests.support import Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish, queue_item
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from aftersales.infra import Kafka, _paths
-from aftersales.simulate import Fleet
+from tools.simulate import Fleet
 from shared.settings import load_settings
 from tests.support import TEST_NOW, Namespace, ServiceProcess, Stack, TopicReader, count, day_at, db, manual_clock, publish
 

@@ -10,8 +10,8 @@ import httpx
 
 import pytest
 
-from aftersales import demo
-from aftersales.sandbox import free_port
+from tools import demo
+from tools.sandbox import free_port
 from shared.settings import PROCESSES
 from tests.support import API_TOKENS, TEST_NOW, Namespace
 

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 import orjson
 import pytest
 
-from aftersales.peers import PeerStore, SmsGatewaySink
-from aftersales.simulate import Fleet
+from tools.peers import PeerStore, SmsGatewaySink
+from tools.simulate import Fleet
 from services.notifier.config import NotifierSettings
 from tests.support import Namespace, Stack, TopicReader, count, day_at, manual_clock, publish, zh_date
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from aftersales.simulate import Fleet
+from tools.simulate import Fleet
 from tests.support import Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aftersales.peers import PeerStore, SmsGatewaySink
+from tools.peers import PeerStore, SmsGatewaySink
 from shared.clock import offset_to
 from shared.events import new_event
 from tests.support import Namespace, ServiceProcess, TopicReader, count, day_at, publish

@@ -20,8 +20,8 @@ import httpx
 import pytest
 import yaml
 
-from aftersales.sandbox import free_port
-from aftersales.simulate import Fleet
+from tools.sandbox import free_port
+from tools.simulate import Fleet
 from shared.clock import offset_to
 from tests.support import API_TOKENS, TOKENS, Namespace, ServiceProcess, day_at, publish
 from tests.unit.test_deploy_metrics import DASHBOARDS, dashboard_queries

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from aftersales.simulate import Fleet
+from tools.simulate import Fleet
 from tests.quality_events import defect_reported, vehicle, vehicle_sold
 from tests.support import Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish
 

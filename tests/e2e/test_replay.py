@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aftersales.peers import PeerStore, SmsGatewaySink
+from tools.peers import PeerStore, SmsGatewaySink
 from aftersales.replay import replay
-from aftersales.simulate import Fleet
+from tools.simulate import Fleet
 from services.notifier.config import NotifierSettings
 from shared.clock import offset_to
 from tests.support import (

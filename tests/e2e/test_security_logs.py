@@ -22,8 +22,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from aftersales.peers import MailSink, PeerStore, SmsGatewaySink
-from aftersales.simulate import CST, Customer, Fleet
+from tools.peers import MailSink, PeerStore, SmsGatewaySink
+from tools.simulate import CST, Customer, Fleet
 from services.intake.api import signature
 from services.notifier.config import NotifierSettings
 from shared.logging import configure_logging

@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
-from aftersales.faults import CRITICAL_SLA, Ev, Expectation, Invariant, Item, Observation, Rec, check
-from aftersales.simulate import CST, Fleet
+from tools.faults import CRITICAL_SLA, Ev, Expectation, Invariant, Item, Observation, Rec, check
+from tools.simulate import CST, Fleet
 
 NOW = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
 EVERY = {

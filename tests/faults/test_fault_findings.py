@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from aftersales.peers import MailSink, PeerStore, SmsGatewaySink
-from aftersales.simulate import Fleet
+from tools.peers import MailSink, PeerStore, SmsGatewaySink
+from tools.simulate import Fleet
 from services.notifier import store
 from services.notifier.config import NotifierSettings
 from shared.db import acquire

@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from aftersales import faults
+from tools import faults
 from shared.settings import SERVICES
 from tests.support import day_at
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from aftersales.faults import BAD_KINDS, FaultInfra, FaultOptions, build_traffic, daytime_offset
+from tools.faults import BAD_KINDS, FaultInfra, FaultOptions, build_traffic, daytime_offset
 from aftersales.infra import DEPLOY, InfraError, Kafka, Paths, Postgres
 from services.intake.config import IntakeRules
 from services.intake.handlers import precheck

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aftersales.bench.audit import measure
+from tools.bench.audit import measure
 
 pytestmark = pytest.mark.infra
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from aftersales.bench.backfill import measure
+from tools.bench.backfill import measure
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow]
 

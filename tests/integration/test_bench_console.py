@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from aftersales.bench.console import measure
+from tools.bench.console import measure
 
 pytestmark = pytest.mark.infra
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from aftersales.bench.pipeline import run
+from tools.bench.pipeline import run
 from tests.support import TEST_NOW
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow]

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from aftersales.simulate import CST, Fleet, envelope
+from tools.simulate import CST, Fleet, envelope
 from services.console.rebuild import rebuild
 from services.console.search import parse
 from services.console.store import search

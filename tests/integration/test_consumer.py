@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from aftersales.simulate import envelope
+from tools.simulate import envelope
 from shared.db import with_database
 from shared.errors import PermanentError
 from shared.events import Event

@@ -14,8 +14,8 @@ from aiokafka import TopicPartition
 from aiokafka.admin import RecordsToDelete
 
 from aftersales import dlq
-from aftersales.sandbox import ROOT
-from aftersales.simulate import CST, Fleet
+from tools.sandbox import ROOT
+from tools.simulate import CST, Fleet
 from shared.kafka.clients import make_admin
 from tests.support import Namespace, Stack, TopicReader, count, manual_clock, publish
 

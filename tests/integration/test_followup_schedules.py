@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from aftersales.simulate import Fleet
+from tools.simulate import Fleet
 from services import load
 from services.followup.config import FollowUpRules
 from shared.clock import ManualClock

@@ -46,7 +46,7 @@ from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from aftersales.simulate import CST, Fleet
+from tools.simulate import CST, Fleet
 from services.intake.api import signature
 from services.intake.config import IntakeRules
 from services.intake.domain import Rejected

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from aftersales.simulate import CST, Fleet
+from tools.simulate import CST, Fleet
 from tests.support import Namespace, Stack, TopicReader, api, manual_clock, publish
 
 pytestmark = pytest.mark.infra

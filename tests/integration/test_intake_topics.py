@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from aftersales.simulate import CST, Fleet
+from tools.simulate import CST, Fleet
 from tests.support import Namespace, Stack, TopicReader, count, manual_clock, publish
 
 pytestmark = pytest.mark.infra

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import orjson
 import pytest
 
-from aftersales.simulate import CST, Fleet
+from tools.simulate import CST, Fleet
 from services.intake.api import signature
 from tests.support import Namespace, Stack, TopicReader, api, count, create_namespace, db, drop_namespace, manual_clock
 

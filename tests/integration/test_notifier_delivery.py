@@ -13,7 +13,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from aftersales.peers import MailSink, PeerStore, SmsGatewaySink
+from tools.peers import MailSink, PeerStore, SmsGatewaySink
 from services.notifier.config import NotifierSettings
 from shared.clock import ManualClock
 from shared.events import new_event

@@ -210,3 +210,42 @@ async def test_a_timer_that_re_arms_itself_stays_pending_for_its_new_time(ns: Na
         assert [r["due_at"] for r in rows] == [start + timedelta(hours=h) for h in range(3)]
     finally:
         await runtime.stop()
+
+
+class _StaleProducer:
+    """A producer the broker no longer takes sends from (its sequence broke when the broker
+    restarted): every send fails as aiokafka reports it."""
+
+    def __init__(self) -> None:
+        self.sends = 0
+        self.stopped = False
+
+    async def send(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        from aiokafka.errors import OutOfOrderSequenceNumber
+
+        self.sends += 1
+        failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        failed.set_exception(OutOfOrderSequenceNumber())
+        return failed
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+async def test_a_relay_whose_producer_fails_its_sends_replaces_it_and_publishes_each_row_once(ns: Namespace) -> None:
+    runtime = ServiceRuntime(_definition(), ns.settings, manual_clock())
+    await runtime.start(consume=False, timers=False)
+    try:
+        assert runtime.relay is not None
+        stale = _StaleProducer()
+        runtime.relay.producer = stale  # type: ignore[assignment]
+        await _outbox(runtime, 5)
+        async with TopicReader(ns.settings, "aftersales.notifier") as topic:
+            await topic.wait_for(lambda r: len(r) >= 5, timeout=30, settle=2.0)
+        assert stale.sends >= 1 and stale.stopped, "the failing producer was tried, then thrown away"
+        assert runtime.relay.producer is not stale
+        assert sorted(r.data["notification_id"] for r in topic.records) == [f"n{i}" for i in range(5)]
+        assert runtime.pool is not None
+        assert await runtime.pool.fetchval("SELECT count(*) FROM outbox") == 0
+    finally:
+        await runtime.stop()

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from aftersales.simulate import Fleet
+from tools.simulate import Fleet
 from services import load
 from shared.runtime import ServiceRuntime
 from tests.quality_events import defect_reported, vehicle, vehicle_sold

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from aftersales.simulate import Fleet
+from tools.simulate import Fleet
 from shared import metrics
 from services.quality import store
 from shared.runtime import ServiceRuntime

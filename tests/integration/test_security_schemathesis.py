@@ -31,8 +31,8 @@ import schemathesis
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation.modes import GenerationMode
 
-from aftersales.peers import MailSink, PeerStore, SmsGatewaySink
-from aftersales.simulate import CST, Fleet
+from tools.peers import MailSink, PeerStore, SmsGatewaySink
+from tools.simulate import CST, Fleet
 from services.notifier.config import NotifierSettings
 from shared.settings import SERVICES
 from tests.complaints_fixtures import complaints_state

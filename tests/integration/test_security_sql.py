@@ -38,8 +38,8 @@ import pytest
 import schemathesis
 from schemathesis.generation.modes import GenerationMode
 
-from aftersales.peers import MailSink, PeerStore, SmsGatewaySink
-from aftersales.simulate import CST
+from tools.peers import MailSink, PeerStore, SmsGatewaySink
+from tools.simulate import CST
 from services.notifier.config import NotifierSettings
 from shared.events.catalog import spec_for
 from shared.settings import SERVICES

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from hypothesis import strategies as st
 
-from aftersales.simulate import CST, Fleet
+from tools.simulate import CST, Fleet
 from services.intake.api import signature
 from tests.integration.test_fuzz_intake import _examples
 from tests.support import Namespace, Stack, TopicReader, api, count, create_namespace, db, drop_namespace, manual_clock

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import orjson
 import pytest
 
-from aftersales.simulate import CST, Fleet
+from tools.simulate import CST, Fleet
 from shared.events import InvalidRecord, UnhandledEventType, decode, derive_event_id, new_event
 from shared.events.catalog import CATALOG, event_types_on
 

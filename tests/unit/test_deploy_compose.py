@@ -108,7 +108,9 @@ def known_variables() -> dict[str, str]:
         config = model.model_config
         for name in _env_names(config.get("env_prefix", ""), model, config.get("env_nested_delimiter")):
             known[name] = f"{model.__module__}.{model.__name__}"
-    from aftersales.cli import app
+    from aftersales.cli import _add_tools, app
+
+    assert _add_tools(), "the tools' commands (peers: the SMS sink) are part of what compose runs"
 
     def walk(command: Any, path: str) -> None:
         for param in getattr(command, "params", []):
@@ -267,7 +269,7 @@ def test_prometheus_scrapes_every_service_under_its_own_job_in_compose_and_local
                 assert job["static_configs"] == [{"targets": [f"127.0.0.1:{DESIGN_PORTS[name]}"]}]
 
 
-def test_the_image_build_copies_every_package_the_project_declares() -> None:
+def test_the_image_build_copies_every_product_package_and_not_the_tools() -> None:
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -276,8 +278,9 @@ def test_the_image_build_copies_every_package_the_project_declares() -> None:
     build_stage = lines[first:second]
     copied = {part for line in build_stage if line[:1] == ["COPY"] for part in line[1:-1]}
     patterns = project["tool"]["setuptools"]["packages"]["find"]["include"]
-    packages = {p.rstrip("*") for p in patterns}
+    packages = {p.rstrip("*") for p in patterns} - {"tools"}
     assert packages <= copied, f"the build stage does not copy {sorted(packages - copied)}"
+    assert "tools" not in copied, "the production image holds the product, not the tools"
     assert {"pyproject.toml", project["project"]["readme"]} <= copied
     ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
                if line.strip() and not line.startswith("#")}

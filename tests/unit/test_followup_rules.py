@@ -235,3 +235,13 @@ def test_the_weekly_report_is_made_on_monday_at_eight_in_shanghai() -> None:
     assert next_weekly_report(monday_eight - timedelta(minutes=1), RULES) == monday_eight
     # 00:30 on Monday in Shanghai is still Sunday in UTC: the report is that Monday's, 08:00 local
     assert next_weekly_report(day_at(0, 30, days=wednesday + 5), RULES) == monday_eight
+
+
+def test_the_store_reads_back_every_column_it_writes() -> None:
+    """The follow-up store's column lists are written out for the SQL check; they are the
+    columns its tables and rows declare, in order."""
+    from services.followup import store
+
+    assert store._CUSTOMER_COLUMNS.split(", ") == list(store.CUSTOMERS.columns)
+    assert store._VEHICLE_COLUMNS.split(", ") == list(store.VEHICLES.columns)
+    assert store._OPEN_COLUMNS.split(", ") == list(store.OpenFollowUp.__dataclass_fields__)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aftersales.simulate import CST
+from tools.simulate import CST
 from shared.events.upstream import (
     CampaignAnnounced,
     ComplaintFiled,

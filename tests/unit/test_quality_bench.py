@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from aftersales.bench.quality import SHIFTS, START, run, simulate_fleet
+from tools.bench.quality import SHIFTS, START, run, simulate_fleet
 from services.quality.config import QualityRules, load_baseline_rates
 from services.quality.domain import Cell
 

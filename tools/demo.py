@@ -27,9 +27,6 @@ import math
 import os
 import random
 import secrets
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -45,96 +42,44 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from aftersales import dlq, infra
-from aftersales.simulate import CST, Fleet, Vehicle
+from aftersales.infra import (
+    any_service_answers,
+    run_file,
+    services_running,
+    start_services,
+    stop_services,
+)
 from shared.clock import FileClock
-from shared.timers import due_work
-from shared.events.catalog import ALL_TOPICS
+from shared.events.catalog import ALL_TOPICS, PRODUCER_TOPICS
 from shared.kafka.clients import make_admin, partitions_of, stop_consumer
 from shared.settings import CONSOLE, PROCESSES, Settings, load_settings, project_home
+from shared.timers import due_work
+from tools.simulate import CST, Fleet, Vehicle
 
 console = Console()
 logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would bury the progress
-SERVICES_PID = "services.pid"
 CLOCK_FILE = "demo-clock.json"
 # The working day in four stretches; after each, the upstream systems report and people work.
 WINDOWS = tuple((timedelta(hours=h0, minutes=m0), timedelta(hours=h1, minutes=m1))
                 for h0, m0, h1, m1 in ((8, 0, 10, 30), (10, 30, 13, 0), (13, 0, 15, 30), (15, 30, 18, 0)))
-UPSTREAM = {"sales": "upstream.sales", "dms": "upstream.dms", "erp": "upstream.erp", "crm": "upstream.crm"}
 
 
 # --------------------------------------------------------------------------------------
 # The services, started with the demo's clock
 
 
-def services_running(settings: Settings) -> bool:
-    for name in PROCESSES:
-        try:
-            if httpx.get(f"http://127.0.0.1:{settings.port_for(name)}/health", timeout=1).status_code != 200:
-                return False
-        except httpx.HTTPError:
-            return False
-    return True
-
-
-def any_service_answers(settings: Settings) -> bool:
-    for name in PROCESSES:
-        try:
-            httpx.get(f"http://127.0.0.1:{settings.port_for(name)}/health", timeout=0.5)
-            return True
-        except httpx.HTTPError:
-            continue
-    return False
-
-
-def run_file(settings: Settings, name: str) -> Path:
-    """A demo run file (pid, clock) of this stack; a namespaced stack (topic prefix) has its own."""
-    scope = settings.topic_prefix.strip(".")
-    return project_home() / ".local" / "run" / (f"{scope}-{name}" if scope else name)
-
-
 def clock_file(settings: Settings) -> Path:
     return run_file(settings, CLOCK_FILE)
-
-
-def start_services(settings: Settings, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    home = project_home()
-    (home / ".local" / "logs").mkdir(parents=True, exist_ok=True)
-    log = (home / ".local" / "logs" / "services.log").open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "aftersales", "serve", "all"], stdout=log, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, start_new_session=True, env=env, cwd=home,
-    )
-    pid_file = run_file(settings, SERVICES_PID)
-    pid_file.parent.mkdir(parents=True, exist_ok=True)
-    pid_file.write_text(str(process.pid))
-    return process
-
-
-def stop_services(settings: Settings | None = None) -> bool:
-    """Stop the services a demo started (SIGTERM to `serve all`, which stops each gracefully)."""
-    pid_file = run_file(settings or load_settings(), SERVICES_PID)
-    try:
-        pid = int(pid_file.read_text())
-    except (OSError, ValueError):
-        return False
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pid_file.unlink(missing_ok=True)
-        return False
-    deadline = time.monotonic() + 40
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.3)
-    pid_file.unlink(missing_ok=True)
-    return True
 
 
 async def reset_stack(settings: Settings) -> None:
@@ -564,7 +509,7 @@ class Stack:
         assert self.producer is not None
         for env in events:
             await self.producer.send(
-                self.settings.topic(UPSTREAM[env["source"]]), orjson.dumps(env), key=env["key"].encode(),
+                self.settings.topic(PRODUCER_TOPICS[env["source"]]), orjson.dumps(env), key=env["key"].encode(),
                 headers=[("event_type", env["event_type"].encode()), ("event_id", env["event_id"].encode())])
         await self.producer.flush()
 

@@ -32,8 +32,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from aftersales import audit
-from aftersales.sandbox import Namespace, create_namespace, drop_namespace
-from aftersales.simulate import CST
+from tools.sandbox import Namespace, create_namespace, drop_namespace
+from tools.simulate import CST
 from services.complaints.domain import complaint_id_for
 from shared.events import (
     COMPLAINTS, FOLLOWUP, INTAKE, NOTIFIER, UPSTREAM_CRM, UPSTREAM_DMS, UPSTREAM_SALES,

@@ -57,16 +57,25 @@ from rich.console import Console
 
 from aftersales.infra import InfraError, Kafka, Paths, Postgres
 from aftersales.infra import _paths as shared_paths
-from aftersales.peers import MailSink, PeerStore, SmsGatewaySink
-from aftersales.sandbox import free_port
-from aftersales.simulate import MODELS, REGIONS, Customer, Fleet, Vehicle
+from services.complaints.config import SlaPolicy
+from services.followup.config import FollowUpRules
+from services.notifier.config import NotifierSettings
 from shared.clock import offset_to
 from shared.db import with_database
-from shared.events import ALL_TOPICS
-from shared.kafka.clients import delete_topics, ensure_topics, make_admin, partitions_of, stop_consumer
+from shared.events import ALL_TOPICS, CANONICAL_TOPICS, DEADLETTER, UPSTREAM_TOPICS
+from shared.kafka.clients import (
+    delete_topics,
+    ensure_topics,
+    make_admin,
+    partitions_of,
+    stop_consumer,
+)
 from shared.settings import SERVICES, Settings, load_settings, project_home
 from shared.timers import due_work
 from shared.validation import vin_check_digit
+from tools.peers import MailSink, PeerStore, SmsGatewaySink
+from tools.sandbox import free_port
+from tools.simulate import MODELS, REGIONS, Customer, Fleet, Vehicle
 
 console = Console()
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,18 +87,17 @@ POSTGRES_PORT = 15432
 POSTGRES_CLUSTER = "faults"
 SHARED_PORTS = frozenset({9092, 9093, 5432})
 
-UPSTREAM = ("upstream.sales", "upstream.dms", "upstream.erp", "upstream.crm")
-CANONICAL = ("aftersales.intake", "aftersales.followup", "aftersales.complaints", "aftersales.quality",
-             "aftersales.notifier", "aftersales.deadletter")
+UPSTREAM = UPSTREAM_TOPICS
+CANONICAL = (*CANONICAL_TOPICS, DEADLETTER)
 SCHEMAS = SERVICES
 
 # Complaints raised on a return-visit call are critical cases; their SLA runs in seconds during
 # a fault run, so every level of the ladder is reached while services are being killed.
 CRITICAL_SLA = {"acknowledge_within": 10, "resolve_within": 20, "supervisor_within": 10, "department_head_within": 10}
-DEFAULT_SLA = {"acknowledge_within": 4 * 3600, "resolve_within": 2 * 86400, "supervisor_within": 86400,
-               "department_head_within": 86400}
-ESCALATE_AFTER_OVERDUE = timedelta(days=2)  # followup's escalate_after_overdue_days default
-MESSAGE_ID_DOMAIN = "aftersales.example"  # notifier's message_id_domain default
+# The services' own defaults (what a run without overrides expects).
+DEFAULT_SLA = {name: int(getattr(SlaPolicy(), name).total_seconds()) for name in CRITICAL_SLA}
+ESCALATE_AFTER_OVERDUE = timedelta(days=FollowUpRules().escalate_after_overdue_days)
+MESSAGE_ID_DOMAIN = NotifierSettings.model_fields["message_id_domain"].default
 QUIET_HORIZON = timedelta(seconds=60)  # quiet: nothing due within this long
 
 

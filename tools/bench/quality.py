@@ -46,7 +46,7 @@ from typing import Literal
 from rich.console import Console
 from rich.table import Table
 
-from aftersales.simulate import CST
+from tools.simulate import CST
 from shared.events.catalog import IMPORTANT_PART_CATEGORIES as IMPORTANT
 from services.quality.config import QualityRules, load_baseline_rates
 from services.quality.domain import (

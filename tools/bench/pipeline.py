@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from aftersales.bench.harness import Comparison, compare
+from tools.bench.harness import Comparison, compare
 
 
 STEADY = (0.8, 0.9, 1.0)

@@ -34,7 +34,7 @@ from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from aftersales.sandbox import free_port
+from tools.sandbox import free_port
 
 
 @dataclass

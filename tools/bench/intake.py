@@ -4,7 +4,7 @@ pass-through baseline of the same run (see `harness`)."""
 
 from __future__ import annotations
 
-from aftersales.bench.harness import Comparison, compare
+from tools.bench.harness import Comparison, compare
 
 
 async def run(events: int, *, rate: float = 0, latency_rate: float | None = None, keep: bool = False) -> Comparison:

@@ -31,8 +31,8 @@ from rich.console import Console
 from rich.table import Table
 
 from aftersales.infra import console_key_pair
-from aftersales.sandbox import ROOT, Namespace, ServiceProcess, create_namespace, drop_namespace
-from aftersales.simulate import CST, GIVEN, MODELS, REGIONS, SURNAMES
+from tools.sandbox import ROOT, Namespace, ServiceProcess, create_namespace, drop_namespace
+from tools.simulate import CST, GIVEN, MODELS, REGIONS, SURNAMES
 from services.console import users
 from shared.clock import ManualClock
 from shared.events import COMPLAINTS, FOLLOWUP, INTAKE, NOTIFIER

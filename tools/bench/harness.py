@@ -23,8 +23,8 @@ from aiokafka.admin import NewTopic
 from rich.console import Console
 from rich.table import Table
 
-from aftersales.sandbox import Namespace, ServiceProcess, create_namespace, drop_namespace
-from aftersales.simulate import CST, Fleet
+from tools.sandbox import Namespace, ServiceProcess, create_namespace, drop_namespace
+from tools.simulate import CST, Fleet
 from shared.kafka.clients import TOPIC_CONFIG, make_admin, stop_consumer
 from shared.settings import project_home
 
@@ -347,7 +347,7 @@ async def start_passthrough(ns: Namespace) -> tuple[str, str, asyncio.subprocess
     (no database), started and given a moment to join its group."""
     in_topic, out_topic = await _topics(ns, "bench.passthrough.in", "bench.passthrough.out")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "aftersales.bench.passthrough", in_topic, out_topic, f"{ns.prefix}passthrough",
+        sys.executable, "-m", "tools.bench.passthrough", in_topic, out_topic, f"{ns.prefix}passthrough",
         env=ns.env(),
     )
     await asyncio.sleep(3)
@@ -359,7 +359,7 @@ async def start_transactional(ns: Namespace) -> tuple[str, str, list[asyncio.sub
     process with its own schema (inbox, outbox), consumer group and relay."""
     in_topic, _, out_topic = await _topics(ns, "bench.tx.in", "bench.tx.mid", "bench.tx.out")
     hops = [await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "aftersales.bench.transactional", hop, source, target,
+        sys.executable, "-m", "tools.bench.transactional", hop, source, target,
         env=ns.env(AFTERSALES_LOG_LEVEL="WARNING"),
     ) for hop, source, target in (("benchhop1", "bench.tx.in", "bench.tx.mid"),
                                   ("benchhop2", "bench.tx.mid", "bench.tx.out"))]
