@@ -166,3 +166,21 @@ def test_a_reason_quotes_a_huge_bad_value_only_in_part() -> None:
     reason = _reason(orjson.dumps(env)).reason
     assert reason.startswith("data.items.0.code") and len(reason) < 600
     assert "(500,002 characters)" in reason
+
+
+def test_a_derived_event_id_is_the_uuid5_of_its_cause_and_parts() -> None:
+    """derive_event_id computes uuid5 without uuid.uuid5's checks; the ids are the same ones
+    (events caused before and after must keep their ids, or a replay would publish them again)."""
+    import random
+
+    from shared.events.envelope import AFTERSALES_NAMESPACE
+
+    rng = random.Random(20261202)
+    for _ in range(2_000):
+        cause = uuid.UUID(int=rng.getrandbits(128))
+        parts = (rng.choice(["FollowUpScheduled", "CustomerRegistered"]), f"C{rng.randrange(10**7)}",
+                 rng.choice(["", "timer:followup.due:F1:2026-11-20T10:00:00+08:00"]), rng.randrange(1000))
+        derived = derive_event_id(cause, *parts)
+        expected = uuid.uuid5(AFTERSALES_NAMESPACE, f"{cause}:" + ":".join(str(p) for p in parts))
+        assert derived == expected and str(derived) == str(expected) and hash(derived) == hash(expected)
+        assert derived.version == 5 and derived.variant == uuid.RFC_4122
