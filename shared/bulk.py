@@ -23,6 +23,7 @@ Row = Mapping[str, Any]
 # array of arrays into one column of elements).
 _JSON_TYPES = frozenset({"json", "jsonb"})
 _NUMERIC_ARRAYS = frozenset({"int[]", "bigint[]", "smallint[]"})
+_ARRAYS = _NUMERIC_ARRAYS | {"text[]"}
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 _TYPE = re.compile(r"^[a-z][a-z0-9_ ]*(\[\])?$")
 
@@ -31,12 +32,17 @@ def _json_text(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value, default=str).decode()
 
 
-def _array_text(value: Any) -> str | None:
-    return None if value is None else "{" + ",".join(str(int(v)) for v in value) + "}"
+def _array_text(value: Any, pg_type: str) -> str | None:
+    """An array literal: numbers as they are, strings double-quoted with \\ and \" escaped."""
+    if value is None:
+        return None
+    if pg_type in _NUMERIC_ARRAYS:
+        return "{" + ",".join(str(int(v)) for v in value) + "}"
+    return "{" + ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in value) + "}"
 
 
 def _as_text(pg_type: str) -> bool:
-    return pg_type in _JSON_TYPES or pg_type in _NUMERIC_ARRAYS
+    return pg_type in _JSON_TYPES or pg_type in _ARRAYS
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,7 +57,7 @@ class Table:
         # Names are spliced into the statements: only plain lower-case identifiers and type names.
         bad = [n for n in (self.name, *self.columns) if not _IDENTIFIER.match(n)]
         bad += [t for t in self.columns.values()
-                if not _TYPE.match(t) or (t.endswith("[]") and t not in _NUMERIC_ARRAYS)]
+                if not _TYPE.match(t) or (t.endswith("[]") and t not in _ARRAYS)]
         if bad:
             raise ValueError(f"table {self.name!r}: not plain identifiers or type names: {bad}")
         object.__setattr__(self, "_order", tuple(self.columns))
@@ -73,7 +79,7 @@ class Table:
             values = [row.get(n) for row in rows]
             pg_type = self.columns[n]
             arrays.append([_json_text(v) for v in values] if pg_type in _JSON_TYPES
-                          else [_array_text(v) for v in values] if pg_type in _NUMERIC_ARRAYS else values)
+                          else [_array_text(v, pg_type) for v in values] if pg_type in _ARRAYS else values)
         return arrays
 
     def _names(self, only: Iterable[str] | None) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import orjson
@@ -23,7 +23,7 @@ from shared.validation import normalize_phone, normalize_vin
 
 from services.intake import store
 from services.intake.config import IntakeRules
-from services.intake.domain import Rejected, missing_fields
+from services.intake.domain import HISTORY_FIELDS, Rejected, as_text, missing_fields
 from services.intake.handlers import precheck
 
 SIGNATURE_SCHEME = "sha256="
@@ -259,6 +259,11 @@ def _file_view(found: dict[str, Any]) -> dict[str, Any]:
     history: dict[str, list[dict[str, Any]]] = {}
     for h in found["history"]:
         history.setdefault(h["field"], []).append({"value": h["value"], "first_seen_at": h["first_seen_at"]})
+    first_seen = customer.get("first_seen") or {}
+    for name in HISTORY_FIELDS:  # a field that has held one value only: its entry is implicit
+        value = customer.get(name)
+        if value is not None and name not in (customer.get("history_kept") or []) and name in first_seen:
+            history[name] = [{"value": as_text(value), "first_seen_at": datetime.fromisoformat(first_seen[name])}]
     phones = [h["value"] for h in sorted(history.get("phone", []), key=lambda h: h["first_seen_at"], reverse=True)]
     vehicles = []
     for v in found["vehicles"]:

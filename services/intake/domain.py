@@ -83,7 +83,13 @@ class Observation:
 
 @dataclass
 class Record:
-    """Values with the world time each was last set (a customer file or a vehicle file)."""
+    """Values with the world time each was last set (a customer file or a vehicle file).
+
+    History: every distinct value a customer field has held, with the earliest time it was
+    seen. While a field has only ever held one value, that entry is implicit (the value and
+    `first_seen`); the field's history is `kept` as entries from the moment a second value
+    appears (most fields of most customers never change, and their files carry no history
+    rows). Either way the history is the same set, whatever order the facts arrive in."""
 
     key: str
     values: dict[str, Any] = field(default_factory=dict)
@@ -95,6 +101,9 @@ class Record:
     # every phone this customer has been seen with (current and earlier): a late fact that
     # names an old phone still finds the file
     known_phones: set[str] = field(default_factory=set)
+    # history fields: the earliest time the current value was seen, and those kept as entries
+    first_seen: dict[str, datetime] = field(default_factory=dict)
+    kept: set[str] = field(default_factory=set)
 
     @property
     def updated_at(self) -> datetime | None:
@@ -106,9 +115,33 @@ class Record:
             self.created_at, self.source = at, source
             self.dirty = True
 
+    def _keep(self, name: str) -> list[Observation]:
+        """Keep this field's history as entries from now on, starting with its current value's."""
+        if name in self.kept:
+            return []
+        self.kept.add(name)
+        self.dirty = True
+        current = self.values.get(name)
+        if current is None:
+            return []
+        return [Observation(name, current, self.first_seen.get(name) or self.field_times[name])]
+
+    def saw(self, name: str, value: Any, at: datetime) -> list[Observation]:
+        """A fact says the field held `value` at `at` (not necessarily its current value)."""
+        if name not in HISTORY_FIELDS:
+            return []
+        if name in self.kept:
+            return [Observation(name, value, at)]
+        if value == self.values.get(name):
+            if name not in self.first_seen or at < self.first_seen[name]:
+                self.first_seen[name] = at
+                self.dirty = True
+            return []
+        return [*self._keep(name), Observation(name, value, at)]
+
     def merge(self, incoming: Mapping[str, Any], at: datetime) -> tuple[list[Change], list[Observation]]:
         """Last writer wins by world time, not by arrival. Returns the changes to current values
-        and the observations worth keeping as history (changes, and late facts)."""
+        and the history entries they add (see the class)."""
         changes: list[Change] = []
         observations: list[Observation] = []
         for name, value in incoming.items():
@@ -122,32 +155,49 @@ class Record:
                 at < last or (at == last and current is not None and _rank(value) <= _rank(current))
             )
             if late:
-                if name in HISTORY_FIELDS:
-                    observations.append(Observation(name, value, at))
+                observations.extend(self.saw(name, value, at))
                 continue
             if last != at:
                 self.field_times[name] = at
                 self.dirty = True
             if current != value:
+                if current is not None and name in HISTORY_FIELDS:
+                    observations.extend(self._keep(name))  # the value it had: its entry, kept now
                 self.values[name] = value
                 self.dirty = True
                 changes.append(Change(name, current, value))
                 if name in HISTORY_FIELDS:
-                    observations.append(Observation(name, value, at))
+                    self.first_seen[name] = at
+                    if name in self.kept:
+                        observations.append(Observation(name, value, at))
         return changes, observations
 
-    def absorb(self, other: Record) -> list[Change]:
-        """Take another file's facts (it described the same customer)."""
+    def absorb(self, other: Record) -> tuple[list[Change], list[Observation]]:
+        """Take another file's facts (it described the same customer): its values, the earliest
+        time each was seen, and its kept history (whose entries move to this file)."""
         changes: list[Change] = []
+        observations: list[Observation] = []
         for name, value in other.values.items():
             at = other.field_times.get(name) or other.created_at
             assert at is not None
-            changed, _ = self.merge({name: value}, at)
+            changed, observed = self.merge({name: value}, at)
             changes.extend(changed)
+            observations.extend(observed)
+            earliest = other.first_seen.get(name)
+            if earliest is not None and earliest < at:
+                observations.extend(self.saw(name, value, earliest))
+        for name in sorted(other.kept):
+            observations.extend(self._keep(name))
         if other.created_at is not None:
             self.seen(other.created_at, other.source or "unknown")
         self.known_phones |= other.known_phones
-        return changes
+        return changes, observations
+
+    def implicit_history(self) -> list[Observation]:
+        """The entries of the fields that have held one value only (not kept as entries)."""
+        return [Observation(name, value, self.first_seen.get(name) or self.field_times[name])
+                for name, value in self.values.items()
+                if name in HISTORY_FIELDS and name not in self.kept and value is not None]
 
 
 @dataclass(frozen=True)
@@ -245,8 +295,10 @@ class FileSet:
             sharing = {id(r): r for phone in sorted(record.known_phones) for r in self._with_phone(phone)
                        if r.derived and r is not record}
             for other in sorted(sharing.values(), key=lambda r: r.key):
-                changes.extend(record.absorb(other))
+                absorbed, observed = record.absorb(other)
+                changes.extend(absorbed)
                 self._move(other.key, record.key)
+                self.history.extend((record.key, o, self.event_id) for o in observed)
                 merged_from.append(other.key)
             self._index(record)
         self._announce(record, created, changes, merged_from, at, source, outputs)
@@ -453,7 +505,8 @@ class FileSet:
     def snapshot(self) -> dict[str, Any]:
         """The files as a plain value: two FileSets that hold the same facts compare equal."""
         history: dict[tuple[str, str, str | None], datetime] = {}
-        for key, o, _ in self.history:
+        implicit = [(key, o) for key, r in self.customers.items() for o in r.implicit_history()]
+        for key, o in [(key, o) for key, o, _ in self.history] + implicit:
             ident = (key, o.field, as_text(o.value))
             history[ident] = min(o.at, history.get(ident, o.at))
         return {

@@ -64,6 +64,7 @@ async def load(conn: asyncpg.Connection, needs: Needs) -> FileSet:
                 field_times=_times(row["field_times"]), created_at=row["created_at"],
                 source=row["registered_from"], derived=row["id_derived"],
                 known_phones={row["phone"]} if row["phone"] else set(),
+                first_seen=_times(row["first_seen"]), kept=set(row["history_kept"]),
             )
             files.customer_versions[row["customer_id"]] = row["version"]
         for row in await conn.fetch(
@@ -136,7 +137,7 @@ CUSTOMERS = Table("customers", {
     "customer_id": "text", "id_derived": "boolean", "name": "text", "phone": "text", "email": "text",
     "address": "text", "region": "text", "person_in_charge": "text", "locale": "text", "timezone": "text",
     "consent": "jsonb", "field_times": "jsonb", "created_at": "timestamptz", "updated_at": "timestamptz",
-    "registered_from": "text", "version": "bigint",
+    "registered_from": "text", "first_seen": "jsonb", "history_kept": "text[]", "version": "bigint",
 })
 VEHICLES = Table("vehicles", {
     "vin": "text", "customer_id": "text", "plate": "text", "model": "text", "dealer_id": "text", "region": "text",
@@ -163,7 +164,8 @@ REPLACE_CUSTOMER = """(customer_id) DO UPDATE SET id_derived = EXCLUDED.id_deriv
     phone = EXCLUDED.phone, email = EXCLUDED.email, address = EXCLUDED.address, region = EXCLUDED.region,
     person_in_charge = EXCLUDED.person_in_charge, locale = EXCLUDED.locale, timezone = EXCLUDED.timezone,
     consent = EXCLUDED.consent, field_times = EXCLUDED.field_times, created_at = EXCLUDED.created_at,
-    updated_at = EXCLUDED.updated_at, registered_from = EXCLUDED.registered_from, version = EXCLUDED.version
+    updated_at = EXCLUDED.updated_at, registered_from = EXCLUDED.registered_from, first_seen = EXCLUDED.first_seen,
+    history_kept = EXCLUDED.history_kept, version = EXCLUDED.version
     WHERE customers.version = EXCLUDED.version - 1"""
 REPLACE_VEHICLE = """(vin) DO UPDATE SET customer_id = EXCLUDED.customer_id, plate = EXCLUDED.plate,
     model = EXCLUDED.model, dealer_id = EXCLUDED.dealer_id, region = EXCLUDED.region, sale_id = EXCLUDED.sale_id,
@@ -180,15 +182,15 @@ def _customer_row(r: Record) -> dict[str, Any]:
             "person_in_charge": v.get("person_in_charge"), "locale": v.get("locale") or "zh-CN",
             "timezone": v.get("timezone") or "Asia/Shanghai",
             "consent": v.get("consent") or {"sms": True, "email": True, "letter": True},
-            "field_times": {k: t.isoformat() for k, t in r.field_times.items()}, "created_at": r.created_at,
-            "updated_at": r.updated_at, "registered_from": r.source or "unknown"}
+            "field_times": r.field_times, "created_at": r.created_at, "updated_at": r.updated_at,
+            "registered_from": r.source or "unknown", "first_seen": r.first_seen, "history_kept": sorted(r.kept)}
 
 
 def _vehicle_row(r: Record) -> dict[str, Any]:
     v = r.values
     return {"vin": r.key, **{name: v.get(name) for name in ("customer_id", "plate", "model", "dealer_id", "region",
                                                             "sale_id", "sold_at", "warranty_months", "warranty_km")},
-            "parts": v.get("parts") or [], "field_times": {k: t.isoformat() for k, t in r.field_times.items()},
+            "parts": v.get("parts") or [], "field_times": r.field_times,
             "created_at": r.created_at, "updated_at": r.updated_at, "registered_from": r.source or "unknown"}
 
 
