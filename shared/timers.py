@@ -27,7 +27,7 @@ from shared import metrics
 from shared.db import acquire
 from shared.clock import Clock
 from shared.errors import is_transient
-from shared.events.envelope import AFTERSALES_NAMESPACE
+from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
 from shared.settings import Settings
 from shared.uow import UnitOfWork
 
@@ -47,7 +47,7 @@ class Timer:
     @property
     def event_id(self) -> uuid.UUID:
         """As a cause: the event that set the timer, or the timer itself."""
-        return self.cause_event_id or uuid.uuid5(AFTERSALES_NAMESPACE, f"timer:{self.kind}:{self.ref}")
+        return self.cause_event_id or uuid5(AFTERSALES_NAMESPACE, f"timer:{self.kind}:{self.ref}")
 
     @property
     def correlation_id(self) -> uuid.UUID:

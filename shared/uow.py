@@ -20,7 +20,7 @@ from shared.clock import Clock
 from shared.events import DEADLETTER, SERVICE_TOPIC, Envelope, Event, spec_for, wrap
 from shared.events.canonical import DeadLettered, DeadLetterRecord
 from shared.events.codec import Cause, describe_msgspec_error
-from shared.events.envelope import AFTERSALES_NAMESPACE
+from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
 from shared.settings import Settings
 
 D = TypeVar("D")
@@ -60,7 +60,7 @@ class TimerRequest:
 
 def dead_letter_event_id(service: str, topic: str, partition: int, offset: int) -> uuid.UUID:
     """The same bad record read twice is dead-lettered once."""
-    return uuid.uuid5(AFTERSALES_NAMESPACE, f"deadletter:{service}:{topic}:{partition}:{offset}")
+    return uuid5(AFTERSALES_NAMESPACE, f"deadletter:{service}:{topic}:{partition}:{offset}")
 
 
 # A plain request keeps a timer that is already set; a re-arming one replaces it.

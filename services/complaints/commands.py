@@ -23,6 +23,7 @@ import asyncpg
 
 from shared.events import Event
 from shared.uow import UnitOfWork
+from shared.events.envelope import uuid5
 
 from services.complaints import store
 from services.complaints.config import ComplaintRules, ComplaintsDeps
@@ -164,7 +165,7 @@ async def _arm(uow: Uow, case: Case, firing: frozenset[str]) -> None:
 async def _file_complaint_form(uow: Uow, case: Case) -> None:
     """At closing: write the complaint form and file it with the handling documents."""
     assert case.closed_at is not None
-    document_id = str(uuid.uuid5(uuid.UUID(case.complaint_id), f"complaint-form:{case.round}"))
+    document_id = str(uuid5(uuid.UUID(case.complaint_id), f"complaint-form:{case.round}"))
     if any(d.document_id == document_id for d in case.documents):
         return
     text = complaint_form(case, rules(uow).report_timezone)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shared.events.envelope import AFTERSALES_NAMESPACE
+from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
 
 from services.complaints.config import ComplaintRules, SlaPolicy
 from services.complaints.sla import SLA_KINDS, SlaFact, SlaFigures, Step, compute
@@ -92,11 +92,11 @@ class Refused(Exception):
 
 def complaint_id_for(complaint_ref: str) -> str:
     """One case per complaint_ref, with the same id on every replica and every replay."""
-    return str(uuid.uuid5(AFTERSALES_NAMESPACE, f"complaint:{complaint_ref}"))
+    return str(uuid5(AFTERSALES_NAMESPACE, f"complaint:{complaint_ref}"))
 
 
 def defect_report_id(complaint_id: str) -> str:
-    return str(uuid.uuid5(AFTERSALES_NAMESPACE, f"complaint-defect:{complaint_id}"))
+    return str(uuid5(AFTERSALES_NAMESPACE, f"complaint-defect:{complaint_id}"))
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from shared.events.types import ComplaintCategory, Severity
-from shared.events.envelope import AFTERSALES_NAMESPACE
+from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
 from shared.http import Moment
 from shared.uow import UnitOfWork
 
@@ -165,7 +165,7 @@ async def record_attempt(uow: Uow, followup_id_: str, agent: str, body: AttemptI
 
 def _cause_ids(f: dict[str, Any], attempt_id: str) -> tuple[uuid.UUID, uuid.UUID]:
     """A call's events follow from the follow-up it works (its FollowUpScheduled), in its chain."""
-    cause = f["scheduled_event_id"] or uuid.uuid5(AFTERSALES_NAMESPACE, f"call:{attempt_id}")
+    cause = f["scheduled_event_id"] or uuid5(AFTERSALES_NAMESPACE, f"call:{attempt_id}")
     return cause, f["correlation_id"]
 
 

@@ -3,13 +3,12 @@ call's outcome does, how loyal a customer is, when maintenance is due. No I/O he
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from shared.events.envelope import AFTERSALES_NAMESPACE
+from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
 from shared.timeutil import add_months, next_time_within
 
 from services.followup.config import FollowUpRules
@@ -28,7 +27,7 @@ class Window:
     due_by: datetime
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class NewFollowUp:
     """A follow-up to schedule: why, for whom, and when it is due."""
 
@@ -68,7 +67,7 @@ def next_step(step: Step | None, due_from: datetime, due_by: datetime,
 
 def followup_id(kind: str, reason: str) -> str:
     """One follow-up per (kind, reason): a replayed or repeated cause schedules nothing new."""
-    return str(uuid.uuid5(AFTERSALES_NAMESPACE, f"followup:{kind}:{reason}"))
+    return str(uuid5(AFTERSALES_NAMESPACE, f"followup:{kind}:{reason}"))
 
 
 # -- when calls are due ----------------------------------------------------------------------

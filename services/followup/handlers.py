@@ -25,6 +25,7 @@ from shared.events.codec import caused_id
 from shared.timers import Timer
 from shared.timeutil import add_months, iso_week, local, week_start
 from shared.uow import UnitOfWork
+from shared.events.envelope import uuid5
 
 from services.followup import store
 from services.followup.config import FollowUpDeps, FollowUpRules
@@ -348,7 +349,7 @@ class FollowUpSteps:
             change: dict[str, Any] = {"followup_id": f.followup_id, "status": f.status, "overdue_at": f.overdue_at,
                                       "escalated_at": f.escalated_at}
             while step is not None and at is not None and at <= now and change["status"] in OPEN:
-                cause = RowCause(f.scheduled_event_id or uuid.uuid5(uuid.NAMESPACE_URL, f.followup_id),
+                cause = RowCause(f.scheduled_event_id or uuid5(uuid.NAMESPACE_URL, f.followup_id),
                                  f.correlation_id, f"step:{step}:{at.isoformat()}")
                 if step == "due":
                     change["status"] = "due"
@@ -390,7 +391,7 @@ class MaintenanceReminders:
         items = []
         for v in due:
             p = v.reminder
-            cause = RowCause(v.remind_cause or uuid.uuid5(uuid.NAMESPACE_URL, v.vin), v.remind_correlation,
+            cause = RowCause(v.remind_cause or uuid5(uuid.NAMESPACE_URL, v.vin), v.remind_correlation,
                              f"remind:{v.vin}:{v.remind_at.isoformat()}")
             estimated = datetime.fromisoformat(p["estimated_due_at"])
             fid = followup_id("maintenance_reminder", f"{v.vin}:{p['last_visit_at']}")
@@ -431,7 +432,7 @@ class LostCustomerChecks:
             if last is None or lost_after(last, r) > now:
                 continue  # a visit since: the check moved
             assert customer.lost_check_at is not None
-            cause = RowCause(customer.lost_cause or uuid.uuid5(uuid.NAMESPACE_URL, customer.customer_id),
+            cause = RowCause(customer.lost_cause or uuid5(uuid.NAMESPACE_URL, customer.customer_id),
                              customer.lost_correlation, f"lost:{customer.customer_id}:{customer.lost_check_at.isoformat()}")
             window = lost_window(now, r)
             items.append((cause, NewFollowUp(

@@ -262,7 +262,7 @@ async def insert_followups(conn: asyncpg.Connection, rows: list[dict[str, Any]])
     return {row[0] for row in inserted}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class OpenFollowUp:
     """What a deadline or a closure needs of a follow-up."""
 
@@ -320,7 +320,7 @@ async def open_confirmations(conn: asyncpg.Connection, complaint_id: str) -> lis
     return [OpenFollowUp(**dict(r)) for r in rows]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class DueReminder:
     vin: str
     remind_at: datetime

@@ -65,14 +65,14 @@ def as_text(value: Any) -> str | None:
     return _rank(value).decode()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Change:
     field: str
     old: Any
     new: Any
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Observation:
     """A value a history field was seen to hold at a world time (kept as history)."""
 
@@ -200,7 +200,7 @@ class Record:
                 if name in HISTORY_FIELDS and name not in self.kept and value is not None]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Output:
     """A canonical event to publish."""
 

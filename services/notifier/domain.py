@@ -6,13 +6,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
-from shared.events.envelope import AFTERSALES_NAMESPACE
+from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
 from shared.timeutil import next_time_within
 
 
 def notification_id(rule: str, source_event_id: uuid.UUID | str, recipient: str) -> uuid.UUID:
     """One notification per (rule, source event, recipient)."""
-    return uuid.uuid5(AFTERSALES_NAMESPACE, f"notification:{rule}:{source_event_id}:{recipient}")
+    return uuid5(AFTERSALES_NAMESPACE, f"notification:{rule}:{source_event_id}:{recipient}")
 
 
 def outside_quiet_hours(moment: datetime, zone: str, quiet_start: time, quiet_end: time) -> datetime:

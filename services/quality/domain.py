@@ -46,7 +46,6 @@ from __future__ import annotations
 import bisect
 import json
 import math
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -54,7 +53,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from shared.events.envelope import AFTERSALES_NAMESPACE
+from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
 
 from services.quality.statistics import (
     poisson_critical_count,
@@ -441,7 +440,7 @@ def transition(alert_id: str, state: str, action: str) -> str:
 def alert_id_for(cell_key: str, since: datetime | None) -> str:
     """One alert per cell and monitoring period: the same evidence always gives the same id."""
     period = since.isoformat() if since else "start"
-    return str(uuid.uuid5(AFTERSALES_NAMESPACE, f"quality-alert:{cell_key}:{period}"))
+    return str(uuid5(AFTERSALES_NAMESPACE, f"quality-alert:{cell_key}:{period}"))
 
 
 # ---------------------------------------------------------------------------------------

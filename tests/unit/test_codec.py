@@ -184,3 +184,11 @@ def test_a_derived_event_id_is_the_uuid5_of_its_cause_and_parts() -> None:
         expected = uuid.uuid5(AFTERSALES_NAMESPACE, f"{cause}:" + ":".join(str(p) for p in parts))
         assert derived == expected and str(derived) == str(expected) and hash(derived) == hash(expected)
         assert derived.version == 5 and derived.variant == uuid.RFC_4122
+
+
+def test_uuid5_is_the_standard_librarys() -> None:
+    from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
+
+    for name in ("followup:first_visit:RO-1", "", "中文:ref", "x" * 300):
+        for namespace in (AFTERSALES_NAMESPACE, uuid.NAMESPACE_URL):
+            assert uuid5(namespace, name) == uuid.uuid5(namespace, name)
