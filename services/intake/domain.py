@@ -395,13 +395,14 @@ class FileSet:
         if d.repair_order_id in self.visits:
             return []  # the same repair order again: on file already
         outputs: list[Output] = []
-        customer = self.customer(_stated(d.customer), customer_id=d.customer.customer_id, at=at,
-                                 source="VehiclePickedUp", outputs=outputs)
+        canonical = d.model_dump(mode="json")  # once: the customer's stated fields and the items come from it
+        customer = self.customer(_stated(d.customer, canonical["customer"]), customer_id=d.customer.customer_id,
+                                 at=at, source="VehiclePickedUp", outputs=outputs)
         vehicle = self._update_vehicle(d.vin, {"customer_id": customer.key, "plate": d.plate, "model": d.model},
                                        at, "VehiclePickedUp")
         visit = {
             "repair_order_id": d.repair_order_id, "vin": d.vin, "customer_id": customer.key, "dealer_id": d.dealer_id,
-            "picked_up_at": at, "service_type": d.service_type, "items": [i.model_dump(mode="json") for i in d.items],
+            "picked_up_at": at, "service_type": d.service_type, "items": canonical["items"],
             "mileage_km": d.mileage_km, "advisor_id": d.advisor_id, "next_service_due_at": d.next_service_due_at,
             "next_service_due_km": d.next_service_due_km, "event_id": self.event_id,
         }
@@ -409,7 +410,6 @@ class FileSet:
         self.new_visits.append(visit)
         self.first_pickup[d.vin] = min(at, self.first_pickup.get(d.vin, at))
         v = vehicle.values
-        canonical = d.model_dump(mode="json")
         canonical["customer"]["customer_id"] = customer.key
         canonical.update(
             model=d.model or v.get("model"), plate=d.plate or v.get("plate"),
@@ -519,10 +519,11 @@ class FileSet:
         }
 
 
-def _stated(info: u.CustomerInfo) -> dict[str, Any]:
-    """The customer fields an upstream payload actually states (defaults are not facts)."""
+def _stated(info: u.CustomerInfo, dumped: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The customer fields an upstream payload actually states (defaults are not facts), as
+    JSON values (`dumped`: the payload's JSON form, if already made)."""
     stated = info.model_fields_set
-    values = info.model_dump(mode="json")
+    values = dumped if dumped is not None else info.model_dump(mode="json")
     return {name: values[name] for name in CUSTOMER_FIELDS if name in stated and values.get(name) is not None}
 
 
