@@ -26,6 +26,7 @@ from typing import Any
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError
 
 from shared import metrics
@@ -35,6 +36,10 @@ from shared.settings import Settings
 from shared.uow import outbox_channel
 
 log = structlog.get_logger("aftersales.relay")
+
+
+def _headers(row: asyncpg.Record) -> list[tuple[str, bytes]]:
+    return [("event_type", row["event_type"].encode()), ("event_id", str(row["event_id"]).encode())]
 
 
 class SendFailed(TransientError):
@@ -50,6 +55,8 @@ class OutboxRelay:
     producer: AIOKafkaProducer
     # Makes a fresh producer when a send failed (None: keep the one given, as tests may).
     new_producer: Callable[[], AIOKafkaProducer] | None = None
+    _partitions: dict[str, list[int]] = field(default_factory=dict)
+    _partitioner: DefaultPartitioner = field(default_factory=DefaultPartitioner)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     is_leader: bool = False
@@ -111,24 +118,11 @@ class OutboxRelay:
             return 0
         if self.settings.fault == "crash_before_publish":
             os.kill(os.getpid(), signal.SIGKILL)
-        futures: list[tuple[asyncpg.Record, asyncio.Future[Any]]] = []
         refused: list[tuple[asyncpg.Record, str]] = []
-        for row in rows:
-            try:
-                future = await self.producer.send(
-                    row["topic"],
-                    value=bytes(row["payload"]),
-                    key=row["key"].encode(),
-                    headers=[("event_type", row["event_type"].encode()), ("event_id", str(row["event_id"]).encode())],
-                )
-            except TOO_LARGE as exc:
-                refused.append((row, f"{type(exc).__name__}: {exc}"))
-                continue
-            futures.append((row, future))
-        results = await asyncio.gather(*(f for _, f in futures), return_exceptions=True)
-        for (row, _), result in zip(futures, results, strict=True):
+        for batch_rows, result in await self._send_in_batches(rows):
             if isinstance(result, TOO_LARGE):
-                refused.append((row, f"{type(result).__name__}: {result}"))
+                # one record the broker refuses spoils its batch: send those one by one to find it
+                refused += await self._send_one_by_one(batch_rows)
             elif isinstance(result, BaseException):
                 raise SendFailed(f"{type(result).__name__}: {result}") from result
         if self.settings.fault == "crash_after_publish":
@@ -137,7 +131,7 @@ class OutboxRelay:
         if refused:
             await self._set_aside(conn, refused)
         kept = {r["id"] for r, _ in refused}
-        sent = [row for row, _ in futures if row["id"] not in kept]
+        sent = [row for row in rows if row["id"] not in kept]
         await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [row["id"] for row in sent])
         now = time.time()
         counts = Counter((row["topic"], row["event_type"]) for row in sent)
@@ -148,6 +142,60 @@ class OutboxRelay:
             delay.observe(max(0.0, now - float(row["created"])))
         self.published += len(sent)
         return len(sent)
+
+    async def _send_in_batches(self, rows: list[asyncpg.Record]) -> list[tuple[list[asyncpg.Record], Any]]:
+        """Send the rows as record batches, one run of batches per partition in id order (the
+        partition a keyed send would choose), and wait for them: (the rows of each batch, its
+        result or exception). A send per record costs some 24 µs of Python; a batch, some 8."""
+        groups: dict[tuple[str, int], list[asyncpg.Record]] = {}
+        for row in rows:
+            topic = row["topic"]
+            partitions = self._partitions.get(topic)
+            if partitions is None:
+                partitions = self._partitions[topic] = sorted(await self.producer.partitions_for(topic))
+            partition = self._partitioner(row["key"].encode(), partitions, partitions)
+            groups.setdefault((topic, partition), []).append(row)
+        sends: list[tuple[list[asyncpg.Record], Any]] = []
+        for (topic, partition), group in groups.items():
+            batch, members = self.producer.create_batch(), []
+            for row in group:
+                appended = batch.append(key=row["key"].encode(), value=bytes(row["payload"]), timestamp=None,
+                                        headers=_headers(row))
+                if appended is None:  # the batch is full: send it, start the next with this row
+                    if members:
+                        sends.append((members, await self.producer.send_batch(batch, topic, partition=partition)))
+                    batch, members = self.producer.create_batch(), []
+                    if batch.append(key=row["key"].encode(), value=bytes(row["payload"]), timestamp=None,
+                                    headers=_headers(row)) is None:
+                        sends.append(([row], await self._send_alone(row)))  # larger than any batch
+                        continue
+                members.append(row)
+            if members:
+                sends.append((members, await self.producer.send_batch(batch, topic, partition=partition)))
+        results = await asyncio.gather(*(future for _, future in sends), return_exceptions=True)
+        return [(members, result) for (members, _), result in zip(sends, results, strict=True)]
+
+    async def _send_alone(self, row: asyncpg.Record) -> asyncio.Future[Any]:
+        """A record sent by itself (the producer refuses what no batch can hold)."""
+        try:
+            return await self.producer.send(row["topic"], value=bytes(row["payload"]), key=row["key"].encode(),
+                                            headers=_headers(row))
+        except TOO_LARGE as exc:
+            refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            refused.set_exception(exc)
+            return refused
+
+    async def _send_one_by_one(self, rows: list[asyncpg.Record]) -> list[tuple[asyncpg.Record, str]]:
+        """Send each row alone; return the ones the broker refuses for good, with the reason."""
+        refused = []
+        futures = [(row, await self._send_alone(row)) for row in rows]
+        for (row, _), result in zip(futures, await asyncio.gather(*(f for _, f in futures), return_exceptions=True),
+                                    strict=True):
+            if isinstance(result, TOO_LARGE):
+                refused.append((row, f"{type(result).__name__}: {result}"))
+            elif isinstance(result, BaseException):
+                raise SendFailed(f"{type(result).__name__}: {result}") from result
+        return refused
 
     async def _renew_producer(self) -> None:
         """A new producer (a new producer id and fresh sequence numbers) for the next try."""

@@ -214,13 +214,20 @@ async def test_a_timer_that_re_arms_itself_stays_pending_for_its_new_time(ns: Na
 
 class _StaleProducer:
     """A producer the broker no longer takes sends from (its sequence broke when the broker
-    restarted): every send fails as aiokafka reports it."""
+    restarted): every send fails as aiokafka reports it. It knows the topics like the real one."""
 
-    def __init__(self) -> None:
+    def __init__(self, real: Any) -> None:
+        self.real = real
         self.sends = 0
         self.stopped = False
 
-    async def send(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+    async def partitions_for(self, topic: str) -> Any:
+        return await self.real.partitions_for(topic)
+
+    def create_batch(self) -> Any:
+        return self.real.create_batch()
+
+    def _failed(self) -> asyncio.Future[Any]:
         from aiokafka.errors import OutOfOrderSequenceNumber
 
         self.sends += 1
@@ -228,8 +235,15 @@ class _StaleProducer:
         failed.set_exception(OutOfOrderSequenceNumber())
         return failed
 
+    async def send(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        return self._failed()
+
+    async def send_batch(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        return self._failed()
+
     async def stop(self) -> None:
         self.stopped = True
+        await self.real.stop()
 
 
 async def test_a_relay_whose_producer_fails_its_sends_replaces_it_and_publishes_each_row_once(ns: Namespace) -> None:
@@ -237,7 +251,7 @@ async def test_a_relay_whose_producer_fails_its_sends_replaces_it_and_publishes_
     await runtime.start(consume=False, timers=False)
     try:
         assert runtime.relay is not None
-        stale = _StaleProducer()
+        stale = _StaleProducer(runtime.relay.producer)
         runtime.relay.producer = stale  # type: ignore[assignment]
         await _outbox(runtime, 5)
         async with TopicReader(ns.settings, "aftersales.notifier") as topic:
