@@ -1,8 +1,8 @@
 """The complaints service's SQL. Nothing else touches the `complaints` schema.
 
 Batch-shaped: a batch's cases are loaded with a few queries (locked in id order, so two
-transactions never lock the same cases in opposite orders) and written back with multi-row
-statements."""
+transactions never lock the same cases in opposite orders) and written back with one statement
+per table (`shared.bulk.Table`)."""
 
 from __future__ import annotations
 
@@ -13,26 +13,45 @@ from typing import Any
 
 import asyncpg
 
+from shared.bulk import Table
+
 from services.complaints.config import SlaPolicy
 from services.complaints.domain import OPEN_STATES, Case, Document, Escalation, Fact
 from services.complaints.reports import CaseRow, FactRow, RoundRow
 from services.complaints.sla import LEVELS
 
-_CASE_COLUMNS = (
-    "complaint_id", "complaint_ref", "customer_id", "phone", "vin", "channel", "category", "category_source",
-    "severity", "severity_source", "department", "description", "part_category", "followup_id", "source", "state",
-    "round", "assignee", "resolution", "satisfied", "confirmation", "filed_at", "level", "ack_due_at",
-    "resolve_due_at", "next_due_at", "breached", "timer_ref", "correlation_id", "last_event_id", "created_at",
-    "updated_at",
-)
-_CASE_TYPES = (
-    "text", "text", "text", "text", "text", "text", "text", "text", "text", "text", "text", "text", "text", "text",
-    "text", "text", "int", "text", "text", "boolean", "text", "timestamptz", "int", "timestamptz", "timestamptz",
-    "timestamptz", "boolean", "text", "uuid", "uuid", "timestamptz", "timestamptz",
-)
+CASES = Table("cases", {
+    "complaint_id": "text", "complaint_ref": "text", "customer_id": "text", "phone": "text", "vin": "text",
+    "channel": "text", "category": "text", "category_source": "text", "severity": "text", "severity_source": "text",
+    "department": "text", "description": "text", "part_category": "text", "followup_id": "text", "source": "text",
+    "state": "text", "round": "int", "assignee": "text", "resolution": "text", "satisfied": "boolean",
+    "confirmation": "text", "filed_at": "timestamptz", "level": "int", "ack_due_at": "timestamptz",
+    "resolve_due_at": "timestamptz", "next_due_at": "timestamptz", "breached": "boolean", "timer_ref": "text",
+    "correlation_id": "uuid", "last_event_id": "uuid", "created_at": "timestamptz", "updated_at": "timestamptz",
+})
 # What changes on an existing case (the rest is fixed at opening).
-_MUTABLE = ("customer_id", "phone", "vin", "followup_id", "state", "round", "assignee", "resolution", "satisfied", "confirmation", "filed_at", "level", "ack_due_at",
-            "resolve_due_at", "next_due_at", "breached", "timer_ref", "correlation_id", "last_event_id", "updated_at")
+_MUTABLE = ("customer_id", "phone", "vin", "followup_id", "state", "round", "assignee", "resolution", "satisfied",
+            "confirmation", "filed_at", "level", "ack_due_at", "resolve_due_at", "next_due_at", "breached",
+            "timer_ref", "correlation_id", "last_event_id", "updated_at")
+HISTORY = Table("case_history", {
+    "complaint_id": "text", "seq": "int", "kind": "text", "at": "timestamptz", "recorded_at": "timestamptz",
+    "actor": "text", "detail": "jsonb",
+})
+ESCALATIONS = Table("escalations", {
+    "complaint_id": "text", "round": "int", "level": "int", "level_name": "text", "role": "text", "person": "text",
+    "breach": "text", "deadline": "timestamptz", "announced_at": "timestamptz",
+})
+DOCUMENTS = Table("documents", {
+    "document_id": "text", "complaint_id": "text", "kind": "text", "title": "text", "filename": "text",
+    "content_type": "text", "size_bytes": "int", "sha256": "text", "path": "text", "added_by": "text",
+    "added_at": "timestamptz", "filed_at": "timestamptz",
+})
+ROUNDS = Table("case_rounds", {
+    "complaint_id": "text", "round": "int", "started_at": "timestamptz", "ack_due_at": "timestamptz",
+    "resolve_due_at": "timestamptz", "acknowledged_at": "timestamptz", "resolved_at": "timestamptz",
+    "ack_breached": "boolean", "resolve_breached": "boolean", "ack_seconds": "float8", "resolve_seconds": "float8",
+    "level": "int",
+})
 
 
 def _case_values(case: Case, now: datetime) -> dict[str, Any]:
@@ -46,31 +65,18 @@ def _case_values(case: Case, now: datetime) -> dict[str, Any]:
         "department": case.department, "description": case.description, "part_category": case.part_category,
         "followup_id": case.followup_id, "source": case.source, "state": case.state, "round": case.round,
         "assignee": case.assignee, "resolution": case.resolution, "satisfied": case.satisfied,
-        "confirmation": case.confirmation, "filed_at": figures.rounds[0].started_at, "level": figures.level, "ack_due_at": current.ack_due_at,
-        "resolve_due_at": current.resolve_due_at, "next_due_at": case.next_wakeup(),
+        "confirmation": case.confirmation, "filed_at": figures.rounds[0].started_at, "level": figures.level,
+        "ack_due_at": current.ack_due_at, "resolve_due_at": current.resolve_due_at, "next_due_at": case.next_wakeup(),
         "breached": bool(figures.breaches()), "timer_ref": case.timer_ref, "correlation_id": case.correlation_id,
         "last_event_id": case.last_event_id, "created_at": case.created_at, "updated_at": now,
     }
 
 
-def _arrays(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[list[Any]]:
-    return [[row[c] for row in rows] for c in columns]
-
-
 async def insert_cases(conn: asyncpg.Connection, cases: Sequence[Case], now: datetime) -> set[str]:
     """Insert new cases; return the ids inserted. An id another transaction inserted first
     (the same complaint_ref filed through two channels at once) is not returned."""
-    if not cases:
-        return set()
-    rows = [_case_values(c, now) for c in cases]
-    arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(_CASE_TYPES, start=1))
-    inserted = await conn.fetch(
-        f"""INSERT INTO cases ({", ".join(_CASE_COLUMNS)})
-            SELECT * FROM unnest({arrays})
-            ON CONFLICT (complaint_id) DO NOTHING
-            RETURNING complaint_id""",
-        *_arrays(rows, _CASE_COLUMNS),
-    )
+    inserted = await CASES.insert(conn, [_case_values(c, now) for c in cases],
+                                  on_conflict="(complaint_id) DO NOTHING", returning="complaint_id")
     return {r[0] for r in inserted}
 
 
@@ -127,86 +133,45 @@ def _document(d: asyncpg.Record) -> Document:
 
 async def save_cases(conn: asyncpg.Connection, cases: Sequence[Case], now: datetime) -> None:
     """Write back what the cases' unit of work changed: the rows, the new history lines,
-    escalations and documents, and every round's SLA figures."""
+    escalations and documents, and every round's SLA figures (one statement per table)."""
     if not cases:
         return
-    rows = [_case_values(c, now) for c in cases]
-    types = dict(zip(_CASE_COLUMNS, _CASE_TYPES, strict=True))
-    columns = ("complaint_id", *_MUTABLE)
-    arrays = ", ".join(f"${i}::{types[c]}[]" for i, c in enumerate(columns, start=1))
-    await conn.execute(
-        f"""UPDATE cases AS c SET {", ".join(f"{c} = u.{c}" for c in _MUTABLE)}
-              FROM unnest({arrays}) AS u({", ".join(columns)})
-             WHERE c.complaint_id = u.complaint_id""",
-        *_arrays(rows, columns),
-    )
-    facts = [(c.complaint_id, f) for c in cases for f in c.new_facts]
-    if facts:
-        await conn.execute(
-            """INSERT INTO case_history (complaint_id, seq, kind, at, recorded_at, actor, detail)
-               SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[], $5::timestamptz[],
-                                    $6::text[], $7::jsonb[])""",
-            [i for i, _ in facts], [f.seq for _, f in facts], [f.kind for _, f in facts], [f.at for _, f in facts],
-            [f.recorded_at for _, f in facts], [f.actor for _, f in facts], [f.detail for _, f in facts],
-        )
-    escalations = [(c.complaint_id, e) for c in cases for e in c.new_escalations]
-    if escalations:
-        await conn.execute(
-            """INSERT INTO escalations (complaint_id, round, level, level_name, role, person, breach, deadline,
-                                        announced_at)
-               SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[],
-                                    $8::timestamptz[], $9::timestamptz[])""",
-            [i for i, _ in escalations], [e.round for _, e in escalations], [e.level for _, e in escalations],
-            [e.level_name for _, e in escalations], [e.role for _, e in escalations],
-            [e.person for _, e in escalations], [e.breach for _, e in escalations],
-            [e.deadline for _, e in escalations], [e.announced_at for _, e in escalations],
-        )
-    documents = [(c.complaint_id, d) for c in cases for d in c.new_documents]
-    if documents:
-        await conn.execute(
-            """INSERT INTO documents (document_id, complaint_id, kind, title, filename, content_type, size_bytes,
-                                      sha256, path, added_by, added_at, filed_at)
-               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                                    $7::int[], $8::text[], $9::text[], $10::text[], $11::timestamptz[],
-                                    $12::timestamptz[])
-               ON CONFLICT (document_id) DO NOTHING""",
-            [d.document_id for _, d in documents], [i for i, _ in documents], [d.kind for _, d in documents],
-            [d.title for _, d in documents], [d.filename for _, d in documents],
-            [d.content_type for _, d in documents], [d.size_bytes for _, d in documents],
-            [d.sha256 for _, d in documents], [d.path for _, d in documents], [d.added_by for _, d in documents],
-            [d.added_at for _, d in documents], [d.filed_at for _, d in documents],
-        )
-    filed = [(c.complaint_id, c.closed_at) for c in cases if c.closed_at is not None]
-    if filed:
-        await conn.execute(
-            """UPDATE documents AS d SET filed_at = u.at
-                 FROM unnest($1::text[], $2::timestamptz[]) AS u(complaint_id, at)
-                WHERE d.complaint_id = u.complaint_id AND d.filed_at IS NULL""",
-            [i for i, _ in filed], [at for _, at in filed],
-        )
-    rounds = [
-        (c.complaint_id, r) for c in cases if c.figures is not None for r in c.figures.rounds
-    ]
-    now_of = {c.complaint_id: c.figures.now for c in cases if c.figures is not None}
-    await conn.execute(
-        """INSERT INTO case_rounds (complaint_id, round, started_at, ack_due_at, resolve_due_at, acknowledged_at,
-                                    resolved_at, ack_breached, resolve_breached, ack_seconds, resolve_seconds, level)
-           SELECT * FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[],
-                                $6::timestamptz[], $7::timestamptz[], $8::boolean[], $9::boolean[],
-                                $10::float8[], $11::float8[], $12::int[])
-           ON CONFLICT (complaint_id, round) DO UPDATE SET
-               started_at = EXCLUDED.started_at, ack_due_at = EXCLUDED.ack_due_at,
-               resolve_due_at = EXCLUDED.resolve_due_at, acknowledged_at = EXCLUDED.acknowledged_at,
-               resolved_at = EXCLUDED.resolved_at, ack_breached = EXCLUDED.ack_breached,
-               resolve_breached = EXCLUDED.resolve_breached, ack_seconds = EXCLUDED.ack_seconds,
-               resolve_seconds = EXCLUDED.resolve_seconds, level = EXCLUDED.level""",
-        [i for i, _ in rounds], [r.number for _, r in rounds], [r.started_at for _, r in rounds],
-        [r.ack_due_at for _, r in rounds], [r.resolve_due_at for _, r in rounds],
-        [r.acknowledged_at for _, r in rounds], [r.resolved_at for _, r in rounds],
-        [r.breached("acknowledge", now_of[i]) for i, r in rounds], [r.breached("resolve", now_of[i]) for i, r in rounds],
-        [r.ack_seconds for _, r in rounds], [r.resolve_seconds for _, r in rounds],
-        [r.level_at(now_of[i]) for i, r in rounds],
-    )
+    await CASES.update(conn, [_case_values(c, now) for c in cases], key=("complaint_id",), columns=_MUTABLE)
+    await HISTORY.insert(conn, [
+        {"complaint_id": c.complaint_id, "seq": f.seq, "kind": f.kind, "at": f.at, "recorded_at": f.recorded_at,
+         "actor": f.actor, "detail": f.detail}
+        for c in cases for f in c.new_facts
+    ])
+    await ESCALATIONS.insert(conn, [
+        {"complaint_id": c.complaint_id, "round": e.round, "level": e.level, "level_name": e.level_name,
+         "role": e.role, "person": e.person, "breach": e.breach, "deadline": e.deadline,
+         "announced_at": e.announced_at}
+        for c in cases for e in c.new_escalations
+    ])
+    await DOCUMENTS.insert(conn, [
+        {"document_id": d.document_id, "complaint_id": c.complaint_id, "kind": d.kind, "title": d.title,
+         "filename": d.filename, "content_type": d.content_type, "size_bytes": d.size_bytes, "sha256": d.sha256,
+         "path": d.path, "added_by": d.added_by, "added_at": d.added_at, "filed_at": d.filed_at}
+        for c in cases for d in c.new_documents
+    ], on_conflict="(document_id) DO NOTHING")
+    # A case closed in this unit of work files all its handling documents.
+    await DOCUMENTS.update(conn, [{"complaint_id": c.complaint_id, "filed_at": c.closed_at}
+                                  for c in cases if c.closed_at is not None],
+                           key=("complaint_id",), columns=("filed_at",), where="t.filed_at IS NULL")
+    rounds = []
+    for c in cases:
+        if c.figures is None:
+            continue
+        now_of = c.figures.now
+        rounds += [
+            {"complaint_id": c.complaint_id, "round": r.number, "started_at": r.started_at,
+             "ack_due_at": r.ack_due_at, "resolve_due_at": r.resolve_due_at, "acknowledged_at": r.acknowledged_at,
+             "resolved_at": r.resolved_at, "ack_breached": r.breached("acknowledge", now_of),
+             "resolve_breached": r.breached("resolve", now_of), "ack_seconds": r.ack_seconds,
+             "resolve_seconds": r.resolve_seconds, "level": r.level_at(now_of)}
+            for r in c.figures.rounds
+        ]
+    await ROUNDS.upsert(conn, rounds, key=("complaint_id", "round"))
 
 
 # ---------------------------------------------------------------------------------------
