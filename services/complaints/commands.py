@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 
 from shared.events import Event
+from shared.events import canonical as c
 from shared.uow import UnitOfWork
 from shared.events.envelope import uuid5
 
@@ -37,6 +38,10 @@ Uow = UnitOfWork[ComplaintsDeps]
 
 SLA_TIMER = "complaint.sla"
 WEEKLY_REPORT_TIMER = "complaint.weekly_report"
+
+
+# The consumed events a case's steps are caused by: a filing, or the customer's confirmation call.
+CaseCause = Event[c.ComplaintFiled] | Event[c.FollowUpCompleted]
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,7 @@ class Filing:
     category: str | None
     severity: str | None
     part_category: str | None
-    cause: Event[Any] | None = None
+    cause: Event[c.ComplaintFiled] | None = None
     actor: str | None = None
 
 
@@ -120,10 +125,10 @@ async def file_complaints(uow: Uow, filings: Sequence[Filing]) -> list[tuple[Cas
 # Publishing, timers, storing
 
 
-def emit(uow: Uow, case: Case, cause: Event[Any] | None = None) -> None:
+def emit(uow: Uow, case: Case, cause: CaseCause | None = None) -> None:
     """Publish what the case caused so far, caused by `cause` or by the case's previous event."""
     for out in case.outgoing:
-        by: Event[Any] | ChainCause | None = cause
+        by: CaseCause | ChainCause | None = cause
         if by is None and case.last_event_id is not None:
             by = ChainCause(case.last_event_id, case.correlation_id)
         envelope = uow.publish(

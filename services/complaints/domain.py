@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shared.events import canonical as c
 from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
 
 from services.complaints.config import ComplaintRules, SlaPolicy
@@ -55,6 +56,14 @@ FACT_OF: dict[str, str] = {
 EVENT_OF: dict[str, str] = {
     "acknowledge": "ComplaintAcknowledged", "assign": "ComplaintAssigned", "resolve": "ComplaintResolved",
     "close": "ComplaintClosed", "reopen": "ComplaintReopened", "pend": "ComplaintPended", "resume": "ComplaintResumed",
+}
+# The catalog structure of each lifecycle event (shared/events/canonical.py).
+EVENT_DATA: dict[str, type[c.ComplaintEvent]] = {
+    "ComplaintOpened": c.ComplaintOpened, "ComplaintAcknowledged": c.ComplaintEvent,
+    "ComplaintAssigned": c.ComplaintAssigned, "ComplaintEscalated": c.ComplaintEscalated,
+    "ComplaintResolved": c.ComplaintResolved, "ComplaintClosed": c.ComplaintClosed,
+    "ComplaintReopened": c.ComplaintReopened, "ComplaintPended": c.ComplaintPended,
+    "ComplaintResumed": c.ComplaintResumed,
 }
 
 
@@ -149,7 +158,7 @@ class Outgoing:
     """An event the case caused, to publish on aftersales.complaints."""
 
     event_type: str
-    data: dict[str, Any]
+    data: c.ComplaintEvent | c.ComplaintPartDefectReported
     occurred_at: datetime
     discriminator: str = ""
 
@@ -220,13 +229,13 @@ class Case:
     ) -> Case:
         """A new case: the filing starts the clock; ComplaintOpened names its deadlines, and a
         product-quality complaint naming a part also reports the defect to quality."""
-        c = classification
+        k = classification
         case = cls(
             complaint_id=complaint_id_for(filing.complaint_ref), complaint_ref=filing.complaint_ref,
             customer_id=filing.customer_id, phone=filing.phone, vin=filing.vin, channel=filing.channel,
-            category=c.category, severity=c.severity, department=c.department, description=filing.description,
-            part_category=c.part_category, followup_id=filing.followup_id, source=filing.source,
-            category_source=c.category_source, severity_source=c.severity_source, state="opened", policy=policy,
+            category=k.category, severity=k.severity, department=k.department, description=filing.description,
+            part_category=k.part_category, followup_id=filing.followup_id, source=filing.source,
+            category_source=k.category_source, severity_source=k.severity_source, state="opened", policy=policy,
             created_at=now, correlation_id=correlation_id,
         )
         case._record("filed", filing.filed_at, now, actor or filing.source, {
@@ -234,17 +243,17 @@ class Case:
         })
         figures = case.refresh(now)
         case._emit("ComplaintOpened", filing.filed_at, actor or filing.source, {
-            "vin": filing.vin, "channel": filing.channel, "category": c.category, "severity": c.severity,
+            "vin": filing.vin, "channel": filing.channel, "category": k.category, "severity": k.severity,
             "description": filing.description, "filed_at": filing.filed_at,
             "ack_due_at": figures.current.ack_due_at, "resolve_due_at": figures.current.resolve_due_at,
-            "part_category": c.part_category, "followup_id": filing.followup_id,
+            "part_category": k.part_category, "followup_id": filing.followup_id,
         })
-        if c.category == "product_quality" and c.part_category:
-            case.outgoing.append(Outgoing("PartDefectReported", {
-                "report_id": defect_report_id(case.complaint_id), "category": c.part_category, "vin": filing.vin,
-                "failure_mode": c.failure_mode, "reported_by": "complaint", "reported_at": filing.filed_at,
-                "complaint_id": case.complaint_id, "description": filing.description,
-            }, filing.filed_at))
+        if k.category == "product_quality" and k.part_category:
+            case.outgoing.append(Outgoing("PartDefectReported", c.ComplaintPartDefectReported(
+                report_id=defect_report_id(case.complaint_id), category=k.part_category, vin=filing.vin,
+                failure_mode=k.failure_mode, reported_by="complaint", reported_at=filing.filed_at,
+                complaint_id=case.complaint_id, description=filing.description,
+            ), filing.filed_at))
         return case
 
     def file_again(self, filing: Intake, now: datetime) -> bool:
@@ -303,7 +312,7 @@ class Case:
             return
         data: dict[str, Any] = dict(fields)
         if action == "resolve":
-            data.update(resolution=self.resolution, vin=self.vin, pauses=[list(p) for p in figures.current.pauses])
+            data.update(resolution=self.resolution, vin=self.vin, pauses=list(figures.current.pauses))
         elif action == "close":
             self.closed_at = at
             data.update(satisfied=self.satisfied, confirmation=self.confirmation,
@@ -429,8 +438,10 @@ class Case:
 
     def _emit(self, event_type: str, at: datetime, actor: str | None, fields: dict[str, Any],
               discriminator: str = "") -> None:
-        data = {
-            "complaint_id": self.complaint_id, "complaint_ref": self.complaint_ref, "customer_id": self.customer_id,
-            "at": at, "actor": actor, "department": self.department, "round": self.round, **fields,
-        }
+        """Record a lifecycle event: the case's own fields and the event's (its catalog structure
+        refuses a field it does not have)."""
+        data = EVENT_DATA[event_type](
+            complaint_id=self.complaint_id, complaint_ref=self.complaint_ref, customer_id=self.customer_id, at=at,
+            actor=actor, department=self.department, round=self.round, **fields,
+        )
         self.outgoing.append(Outgoing(event_type, data, at, discriminator))

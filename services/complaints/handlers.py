@@ -3,11 +3,12 @@ Each takes a batch: load the cases it touches → domain → publish + re-arm + 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from shared.errors import PermanentError
 from shared.events import Event
-from shared.events.canonical import ComplaintFiled, FollowUpCompleted
+from shared.events import canonical as c
 from shared.timers import Timer
 from shared.uow import UnitOfWork
 
@@ -20,11 +21,11 @@ from services.complaints.reports import next_report_at, reported_week, weekly_fi
 Uow = UnitOfWork[ComplaintsDeps]
 
 
-def on_complaint_filed(source: str) -> Any:
+def on_complaint_filed(source: str) -> Callable[[Uow, list[Event[c.ComplaintFiled]]], Awaitable[None]]:
     """ComplaintFiled from `source` (aftersales.intake, or aftersales.followup when a return
     visit call raised it): a case for every complaint_ref."""
 
-    async def handler(uow: Uow, events: list[Event[ComplaintFiled]]) -> None:
+    async def handler(uow: Uow, events: list[Event[c.ComplaintFiled]]) -> None:
         await commands.file_complaints(uow, [
             Filing(
                 Intake(
@@ -41,7 +42,7 @@ def on_complaint_filed(source: str) -> Any:
     return handler
 
 
-async def on_followup_completed(uow: Uow, events: list[Event[FollowUpCompleted]]) -> None:
+async def on_followup_completed(uow: Uow, events: list[Event[c.FollowUpCompleted]]) -> None:
     """The customer's answer at the complaint_confirmation call: satisfied → closed, not
     satisfied → reopened (clocks restart); other follow-up kinds are not ours."""
     confirmations = [e for e in events if e.data.kind == "complaint_confirmation"]
@@ -90,13 +91,13 @@ async def on_weekly_report(uow: Uow, timers: list[Timer]) -> None:
     for timer in timers:
         week = reported_week(timer.due_at, rules.report_timezone)
         figures = weekly_figures(week, *await store.week_rows(uow.conn, week.starts_at, week.ends_at))
-        uow.publish("ComplaintWeeklyReport", {
-            "week": week.week, "week_start": week.week_start, "generated_at": uow.now(), "figures": figures,
-        }, cause=timer, occurred_at=timer.due_at)
+        uow.publish("ComplaintWeeklyReport", c.WeeklyReport(
+            week=week.week, week_start=week.week_start, generated_at=uow.now(), figures=figures,
+        ), cause=timer, occurred_at=timer.due_at)
         schedule_weekly_report(uow, after=timer.due_at)
 
 
-def schedule_weekly_report(uow: Uow, *, after: Any) -> None:
+def schedule_weekly_report(uow: Uow, *, after: datetime) -> None:
     """Arm the next weekly report (once per reported week: its ref is the week)."""
     rules = commands.rules(uow)
     due = next_report_at(after, rules.weekly_report_weekday, rules.weekly_report_time, rules.report_timezone)

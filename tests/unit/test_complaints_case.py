@@ -55,8 +55,8 @@ def test_a_new_case_publishes_its_opening_with_the_deadlines() -> None:
     assert case.complaint_id == complaint_id_for("CRM-1") == open_case().complaint_id
     opened = case.outgoing[0]
     assert opened.event_type == "ComplaintOpened" and opened.occurred_at == T0
-    assert (opened.data["ack_due_at"], opened.data["resolve_due_at"]) == (T0 + 4 * H, T0 + 2 * D)
-    assert (opened.data["category"], opened.data["department"], opened.data["round"]) == (
+    assert (opened.data.ack_due_at, opened.data.resolve_due_at) == (T0 + 4 * H, T0 + 2 * D)
+    assert (opened.data.category, opened.data.department, opened.data.round) == (
         "product_quality", "quality_inspection", 0)
 
 
@@ -64,10 +64,10 @@ def test_a_product_quality_case_naming_a_part_reports_the_defect_to_quality() ->
     case = open_case()
     assert types(case) == ["ComplaintOpened", "PartDefectReported"]
     defect = case.outgoing[1].data
-    assert (defect["category"], defect["failure_mode"], defect["reported_by"]) == (
+    assert (defect.category, defect.failure_mode, defect.reported_by) == (
         "front_shock_absorber", "abnormal_noise", "complaint")
-    assert "batch" not in defect and "supplier_id" not in defect  # unknown here: quality resolves them
-    assert defect["complaint_id"] == case.complaint_id and defect["vin"] == "LJ1EEAUU5N0123456"
+    assert defect.batch is None and defect.supplier_id is None  # unknown here: quality resolves them
+    assert defect.complaint_id == case.complaint_id and defect.vin == "LJ1EEAUU5N0123456"
 
 
 def test_other_categories_and_product_complaints_without_a_part_report_no_defect() -> None:
@@ -104,14 +104,14 @@ def test_each_step_publishes_its_event_and_a_pause_moves_the_clock() -> None:
     case.act("resume", at=T0 + 12 * H, now=T0 + 12 * H, actor="agent-01")
     assert types(case) == ["ComplaintPended", "ComplaintResumed"]
     pended, resumed = case.outgoing
-    assert pended.data["reason"] == "waiting for photos"
-    assert resumed.data["resolve_due_at"] == T0 + 2 * D + 10 * H, "the deadline moved by the 10 paused hours"
+    assert pended.data.reason == "waiting for photos"
+    assert resumed.data.resolve_due_at == T0 + 2 * D + 10 * H, "the deadline moved by the 10 paused hours"
     assert case.figures.current.resolve_due_at == T0 + 2 * D + 10 * H
     case.outgoing.clear()
     case.act("resolve", at=T0 + D, now=T0 + D, actor="agent-01", resolution="shock absorber replaced")
     [resolved] = case.outgoing
     assert resolved.event_type == "ComplaintResolved"
-    assert resolved.data["pauses"] == [[T0 + 2 * H, T0 + 12 * H]]
+    assert resolved.data.pauses == [(T0 + 2 * H, T0 + 12 * H)]
 
 
 @pytest.mark.parametrize(("action", "detail", "needs"), [
@@ -153,10 +153,10 @@ def test_an_escalation_is_announced_once_with_the_person_who_holds_the_role() ->
     assert case.announce_due(T0 + 5 * H, TABLES.person_for) == []
     [escalated] = case.outgoing
     assert escalated.event_type == "ComplaintEscalated" and escalated.occurred_at == T0 + 4 * H
-    assert {k: escalated.data[k] for k in ("level", "level_name", "role", "person", "breach")} == {
+    assert {k: getattr(escalated.data, k) for k in ("level", "level_name", "role", "person", "breach")} == {
         "level": 1, "level_name": "supervisor", "role": "supervisor", "person": "qi-supervisor-01",
         "breach": "acknowledge"}
-    assert escalated.data["next_deadline"] == T0 + 2 * D
+    assert escalated.data.next_deadline == T0 + 2 * D
     assert case.next_wakeup() == T0 + 2 * D
 
 
@@ -166,7 +166,7 @@ def test_a_case_found_days_late_announces_every_level_due_at_once_each_once() ->
     assert [(s.level, s.role) for s in steps] == [(1, "supervisor"), (2, "department_head"), (3, "superior_leader")]
     escalations = [o for o in case.outgoing if o.event_type == "ComplaintEscalated"]
     assert len({o.discriminator for o in escalations}) == 3
-    assert escalations[-1].data["person"] == "aftersales-director-01"  # the default holder
+    assert escalations[-1].data.person == "aftersales-director-01"  # the default holder
     assert case.next_wakeup() is None
 
 
@@ -189,7 +189,7 @@ def test_a_satisfied_customer_closes_the_case_and_files_its_documents() -> None:
     assert confirm(case, satisfied=True) == "closed"
     [closed] = case.outgoing
     assert closed.event_type == "ComplaintClosed"
-    assert (closed.data["satisfied"], closed.data["confirmation"], closed.data["documents"]) == (True, "confirmed", 1)
+    assert (closed.data.satisfied, closed.data.confirmation, closed.data.documents) == (True, "confirmed", 1)
     assert case.state == "closed" and case.closed_at == T0 + 3 * D
 
 
@@ -197,8 +197,8 @@ def test_an_unhappy_customer_reopens_the_case_with_new_deadlines() -> None:
     case = handled(open_case(), "resolved")
     assert confirm(case, satisfied=False) == "reopened"
     [reopened] = case.outgoing
-    assert reopened.event_type == "ComplaintReopened" and reopened.data["round"] == 1
-    assert (reopened.data["ack_due_at"], reopened.data["resolve_due_at"]) == (T0 + 3 * D + 4 * H, T0 + 5 * D)
+    assert reopened.event_type == "ComplaintReopened" and reopened.data.round == 1
+    assert (reopened.data.ack_due_at, reopened.data.resolve_due_at) == (T0 + 3 * D + 4 * H, T0 + 5 * D)
     assert case.state == "reopened" and case.resolution is None
 
 
