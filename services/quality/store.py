@@ -1,8 +1,8 @@
 """Quality's SQL. Nothing else touches the `quality` schema.
 
-Handlers work a batch at a time: one query loads what the batch needs, multi-row statements
-(`unnest`) write it. Concurrency between replicas (a VIN's reports reach quality on two
-topics; a batch's reports on many partitions) is settled by locks taken in one order:
+Handlers work a batch at a time: one query loads what the batch needs, one statement per table
+(`shared.bulk.Table`) writes it. Concurrency between replicas (a VIN's reports reach quality on
+two topics; a batch's reports on many partitions) is settled by locks taken in one order:
 a vehicle (advisory lock) -> a cell row -> an alert row.
 """
 
@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+
+from shared.bulk import Table
 
 from services.quality.domain import (
     Cell,
@@ -31,39 +33,30 @@ from services.quality.domain import (
 # ---------------------------------------------------------------------------------------
 # Vehicles and units in service
 
+VEHICLES = Table("vehicles", {
+    "vin": "text", "model": "text", "sold_at": "timestamptz", "dealer_id": "text", "region": "text",
+    "event_id": "uuid", "occurred_at": "timestamptz", "updated_at": "timestamptz",
+})
+VEHICLE_PARTS = Table("vehicle_parts", {
+    "vin": "text", "line": "int", "category": "text", "part_no": "text", "batch": "text", "supplier_id": "text",
+    "model": "text", "sold_at": "timestamptz",
+})
+
 
 async def upsert_vehicles(conn: asyncpg.Connection, vehicles: Sequence[dict[str, Any]], now: datetime) -> set[str]:
     """Write each sale unless a later one (by occurred_at) is on file; replace the parts list
     of the vehicles written. Returns their VINs."""
     if not vehicles:
         return set()
-    rows = await conn.fetch(
-        """INSERT INTO vehicles (vin, model, sold_at, dealer_id, region, event_id, occurred_at, updated_at)
-           SELECT *, $8::timestamptz FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
-                                                 $6::uuid[], $7::timestamptz[])
-           ON CONFLICT (vin) DO UPDATE SET
-               model = EXCLUDED.model, sold_at = EXCLUDED.sold_at, dealer_id = EXCLUDED.dealer_id,
-               region = EXCLUDED.region, event_id = EXCLUDED.event_id, occurred_at = EXCLUDED.occurred_at,
-               updated_at = EXCLUDED.updated_at
-           WHERE vehicles.occurred_at <= EXCLUDED.occurred_at
-           RETURNING vin""",
-        [v["vin"] for v in vehicles], [v["model"] for v in vehicles], [v["sold_at"] for v in vehicles],
-        [v["dealer_id"] for v in vehicles], [v["region"] for v in vehicles], [v["event_id"] for v in vehicles],
-        [v["occurred_at"] for v in vehicles], now,
-    )
+    rows = await VEHICLES.upsert(conn, [{**v, "updated_at": now} for v in vehicles], key=("vin",),
+                                 where="vehicles.occurred_at <= EXCLUDED.occurred_at", returning="vin")
     written = {row[0] for row in rows}
     await conn.execute("DELETE FROM vehicle_parts WHERE vin = ANY($1::text[])", list(written))
-    parts = [(v["vin"], line, p, v["model"], v["sold_at"])
-             for v in vehicles if v["vin"] in written for line, p in enumerate(v["parts"], start=1)]
-    if parts:
-        await conn.execute(
-            """INSERT INTO vehicle_parts (vin, line, category, part_no, batch, supplier_id, model, sold_at)
-               SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                                    $8::timestamptz[])""",
-            [p[0] for p in parts], [p[1] for p in parts], [p[2].category for p in parts], [p[2].part_no for p in parts],
-            [p[2].batch for p in parts], [p[2].supplier_id for p in parts], [p[3] for p in parts],
-            [p[4] for p in parts],
-        )
+    await VEHICLE_PARTS.insert(conn, [
+        {"vin": v["vin"], "line": line, "category": p.category, "part_no": p.part_no, "batch": p.batch,
+         "supplier_id": p.supplier_id, "model": v["model"], "sold_at": v["sold_at"]}
+        for v in vehicles if v["vin"] in written for line, p in enumerate(v["parts"], start=1)
+    ])
     return written
 
 
@@ -95,16 +88,17 @@ class StoredReport:
     correlation_id: uuid.UUID
 
 
-_REPORT_COLUMNS = (
-    "report_id", "source", "event_id", "correlation_id", "vin", "category", "failure_mode", "reported_part_no",
-    "reported_batch", "reported_supplier_id", "reported_model", "part_no", "batch", "supplier_id", "model",
-    "mileage_km", "reported_by", "reported_at", "complaint_id", "description", "resolution", "resolution_note",
-    "cell_batch", "cell_supplier_id", "cell_model",
-)
-_REPORT_TYPES = (
-    "text", "text", "uuid", "uuid", "text", "text", "text", "text", "text", "text", "text", "text", "text", "text",
-    "text", "int", "text", "timestamptz", "text", "text", "text", "text", "text", "text", "text",
-)
+REPORTS = Table("reports", {
+    "report_id": "text", "source": "text", "event_id": "uuid", "correlation_id": "uuid", "vin": "text",
+    "category": "text", "failure_mode": "text", "reported_part_no": "text", "reported_batch": "text",
+    "reported_supplier_id": "text", "reported_model": "text", "part_no": "text", "batch": "text",
+    "supplier_id": "text", "model": "text", "mileage_km": "int", "reported_by": "text", "reported_at": "timestamptz",
+    "complaint_id": "text", "description": "text", "resolution": "text", "resolution_note": "text",
+    "counted": "boolean", "duplicate_of": "text", "cell_batch": "text", "cell_supplier_id": "text",
+    "cell_model": "text", "received_at": "timestamptz",
+})
+# What a new report is inserted with (it is counted by default, under the cells it resolved to).
+_NEW_REPORT = tuple(c for c in REPORTS.columns if c not in ("counted", "duplicate_of"))
 
 
 async def lock_vehicles(conn: asyncpg.Connection, vins: Iterable[str]) -> None:
@@ -112,6 +106,8 @@ async def lock_vehicles(conn: asyncpg.Connection, vins: Iterable[str]) -> None:
     quality on two topics, possibly at two consumers) are resolved and counted one at a time."""
     keys = sorted(set(vins))
     if keys:
+        # Kept: a VIN's complaint reports are partitioned apart from its sale and dealer reports (two topics), and
+        # counting a defect once reads all its reports, so another replica's uncommitted one is a phantom no version sees.
         await conn.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended('quality-vin:' || v, 0)) FROM unnest($1::text[]) v", keys
         )
@@ -122,25 +118,20 @@ async def insert_reports(
 ) -> set[str]:
     """Insert (as reported, as resolved, event id, correlation id) rows; a report id already on
     file is kept as it is (a redelivery or a replay). Returns the ids that are new."""
-    if not rows:
-        return set()
-    values = []
-    for original, resolved, event_id, correlation_id in rows:
-        values.append((
-            resolved.report_id, resolved.source, event_id, correlation_id, resolved.vin, resolved.category,
-            resolved.failure_mode, original.part_no, original.batch, original.supplier_id, original.model,
-            resolved.part_no, resolved.batch, resolved.supplier_id, resolved.model, resolved.mileage_km,
-            resolved.reported_by, resolved.reported_at, resolved.complaint_id, resolved.description,
-            resolved.resolution, resolved.resolution_note, resolved.batch, resolved.supplier_id, resolved.model,
-        ))
-    arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(_REPORT_TYPES, start=1))
-    inserted = await conn.fetch(
-        f"""INSERT INTO reports ({", ".join(_REPORT_COLUMNS)}, received_at)
-            SELECT *, ${len(_REPORT_COLUMNS) + 1}::timestamptz FROM unnest({arrays})
-            ON CONFLICT (report_id) DO NOTHING
-            RETURNING report_id""",
-        *[list(column) for column in zip(*values, strict=True)], now,
-    )
+    inserted = await REPORTS.insert(conn, [
+        {"report_id": resolved.report_id, "source": resolved.source, "event_id": event_id,
+         "correlation_id": correlation_id, "vin": resolved.vin, "category": resolved.category,
+         "failure_mode": resolved.failure_mode, "reported_part_no": original.part_no,
+         "reported_batch": original.batch, "reported_supplier_id": original.supplier_id,
+         "reported_model": original.model, "part_no": resolved.part_no, "batch": resolved.batch,
+         "supplier_id": resolved.supplier_id, "model": resolved.model, "mileage_km": resolved.mileage_km,
+         "reported_by": resolved.reported_by, "reported_at": resolved.reported_at,
+         "complaint_id": resolved.complaint_id, "description": resolved.description,
+         "resolution": resolved.resolution, "resolution_note": resolved.resolution_note,
+         "cell_batch": resolved.batch, "cell_supplier_id": resolved.supplier_id, "cell_model": resolved.model,
+         "received_at": now}
+        for original, resolved, event_id, correlation_id in rows
+    ], columns=_NEW_REPORT, on_conflict="(report_id) DO NOTHING", returning="report_id")
     return {row[0] for row in inserted}
 
 
@@ -198,36 +189,30 @@ async def unresolved_reports_of(conn: asyncpg.Connection, vins: Iterable[str]) -
 
 
 async def update_resolutions(conn: asyncpg.Connection, reports: Sequence[DefectReport]) -> None:
-    if not reports:
-        return
-    await conn.execute(
-        """UPDATE reports r SET part_no = u.part_no, batch = u.batch, supplier_id = u.supplier_id, model = u.model,
-                                resolution = u.resolution, resolution_note = u.note
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
-                  AS u(report_id, part_no, batch, supplier_id, model, resolution, note)
-            WHERE r.report_id = u.report_id""",
-        [r.report_id for r in reports], [r.part_no for r in reports], [r.batch for r in reports],
-        [r.supplier_id for r in reports], [r.model for r in reports], [r.resolution for r in reports],
-        [r.resolution_note for r in reports],
-    )
+    await REPORTS.update(conn, [
+        {"report_id": r.report_id, "part_no": r.part_no, "batch": r.batch, "supplier_id": r.supplier_id,
+         "model": r.model, "resolution": r.resolution, "resolution_note": r.resolution_note}
+        for r in reports
+    ], key=("report_id",), columns=("part_no", "batch", "supplier_id", "model", "resolution", "resolution_note"))
 
 
 async def update_countings(conn: asyncpg.Connection, countings: Sequence[Counting]) -> None:
-    if not countings:
-        return
-    await conn.execute(
-        """UPDATE reports r SET counted = u.counted, duplicate_of = u.duplicate_of, cell_batch = u.batch,
-                                cell_supplier_id = u.supplier_id, cell_model = u.model
-             FROM unnest($1::text[], $2::boolean[], $3::text[], $4::text[], $5::text[], $6::text[])
-                  AS u(report_id, counted, duplicate_of, batch, supplier_id, model)
-            WHERE r.report_id = u.report_id""",
-        [c.report_id for c in countings], [c.counted for c in countings], [c.duplicate_of for c in countings],
-        [c.batch for c in countings], [c.supplier_id for c in countings], [c.model for c in countings],
-    )
+    await REPORTS.update(conn, [
+        {"report_id": c.report_id, "counted": c.counted, "duplicate_of": c.duplicate_of, "cell_batch": c.batch,
+         "cell_supplier_id": c.supplier_id, "cell_model": c.model}
+        for c in countings
+    ], key=("report_id",), columns=("counted", "duplicate_of", "cell_batch", "cell_supplier_id", "cell_model"))
 
 
 # ---------------------------------------------------------------------------------------
 # Cells and their evidence
+
+
+CELLS = Table("cells", {
+    "cell_key": "text", "kind": "text", "category": "text", "batch": "text", "supplier_id": "text", "model": "text",
+    "since": "timestamptz", "dirty": "boolean", "last_look_at": "timestamptz", "last_event_id": "uuid",
+    "last_correlation_id": "uuid", "created_at": "timestamptz",
+})
 
 
 @dataclass(frozen=True)
@@ -243,13 +228,12 @@ async def lock_cells(conn: asyncpg.Connection, cells: Sequence[Cell], now: datet
     """Create the cells that are new and lock them all, in key order (no deadlocks between replicas)."""
     if not cells:
         return {}
-    await conn.execute(
-        """INSERT INTO cells (cell_key, kind, category, batch, supplier_id, model, created_at)
-           SELECT *, $7::timestamptz FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-           ON CONFLICT (cell_key) DO NOTHING""",
-        [c.key for c in cells], [c.kind for c in cells], [c.category for c in cells], [c.batch for c in cells],
-        [c.supplier_id for c in cells], [c.model for c in cells], now,
-    )
+    await CELLS.insert(conn, [
+        {"cell_key": c.key, "kind": c.kind, "category": c.category, "batch": c.batch, "supplier_id": c.supplier_id,
+         "model": c.model, "created_at": now}
+        for c in cells
+    ], columns=("cell_key", "kind", "category", "batch", "supplier_id", "model", "created_at"),
+        on_conflict="(cell_key) DO NOTHING")
     return await locked_cells(conn, [c.key for c in cells])
 
 
@@ -266,15 +250,10 @@ async def locked_cells(conn: asyncpg.Connection, keys: Sequence[str]) -> dict[st
 async def mark_arrivals(conn: asyncpg.Connection, arrivals: dict[str, tuple[uuid.UUID, uuid.UUID]]) -> None:
     """New reports in these cells await the next look; remember the latest report's event as
     the cause of what the look decides."""
-    if not arrivals:
-        return
-    keys = sorted(arrivals)
-    await conn.execute(
-        """UPDATE cells c SET dirty = true, last_event_id = u.event_id, last_correlation_id = u.correlation_id
-             FROM unnest($1::text[], $2::uuid[], $3::uuid[]) AS u(cell_key, event_id, correlation_id)
-            WHERE c.cell_key = u.cell_key""",
-        keys, [arrivals[k][0] for k in keys], [arrivals[k][1] for k in keys],
-    )
+    await CELLS.update(conn, [
+        {"cell_key": key, "dirty": True, "last_event_id": event_id, "last_correlation_id": correlation_id}
+        for key, (event_id, correlation_id) in sorted(arrivals.items())
+    ], key=("cell_key",), columns=("dirty", "last_event_id", "last_correlation_id"))
 
 
 async def dirty_cells(conn: asyncpg.Connection) -> list[str]:
@@ -283,14 +262,9 @@ async def dirty_cells(conn: asyncpg.Connection) -> list[str]:
 
 async def finish_looks(conn: asyncpg.Connection, looked: dict[str, bool], at: datetime) -> None:
     """Record the looks taken at `at`; `looked[key]` is whether the cell stays dirty."""
-    if not looked:
-        return
-    keys = sorted(looked)
-    await conn.execute(
-        """UPDATE cells c SET dirty = u.dirty, last_look_at = $3
-             FROM unnest($1::text[], $2::boolean[]) AS u(cell_key, dirty) WHERE c.cell_key = u.cell_key""",
-        keys, [looked[k] for k in keys], at,
-    )
+    await CELLS.update(conn, [{"cell_key": key, "dirty": dirty, "last_look_at": at}
+                              for key, dirty in sorted(looked.items())],
+                       key=("cell_key",), columns=("dirty", "last_look_at"))
 
 
 async def restart_cell(conn: asyncpg.Connection, key: str, since: datetime) -> None:
@@ -359,11 +333,15 @@ async def monitored_cells(conn: asyncpg.Connection) -> int:
 # ---------------------------------------------------------------------------------------
 # Alerts
 
-_ALERT_FIELDS = (
-    "alert_id", "cell_key", "cell", "category", "rule", "state", "observed", "expected", "statistic", "p_value",
-    "threshold", "as_of", "since", "details", "report_ids", "vins", "revision", "raised_at", "updated_at",
-    "last_event_id", "correlation_id",
-)
+ALERTS = Table("alerts", {
+    "alert_id": "text", "cell_key": "text", "cell": "jsonb", "category": "text", "rule": "text", "state": "text",
+    "observed": "int", "expected": "float8", "statistic": "float8", "p_value": "float8", "threshold": "float8",
+    "as_of": "timestamptz", "since": "timestamptz", "details": "jsonb", "report_ids": "text[]", "vins": "text[]",
+    "revision": "int", "raised_at": "timestamptz", "updated_at": "timestamptz", "last_event_id": "uuid",
+    "correlation_id": "uuid",
+})
+# A raised alert keeps its cell and the moment it was raised; the rest follows the evidence.
+_ALERT_UPDATES = tuple(f for f in ALERTS.columns if f not in ("alert_id", "cell_key", "raised_at"))
 
 
 async def open_alerts(conn: asyncpg.Connection, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -376,13 +354,7 @@ async def open_alerts(conn: asyncpg.Connection, keys: Sequence[str]) -> dict[str
 
 
 async def save_alert(conn: asyncpg.Connection, alert: dict[str, Any]) -> None:
-    placeholders = ", ".join(f"${i}" for i in range(1, len(_ALERT_FIELDS) + 1))
-    updates = ", ".join(f"{f} = EXCLUDED.{f}" for f in _ALERT_FIELDS if f not in ("alert_id", "cell_key", "raised_at"))
-    await conn.execute(
-        f"""INSERT INTO alerts ({", ".join(_ALERT_FIELDS)}) VALUES ({placeholders})
-            ON CONFLICT (alert_id) DO UPDATE SET {updates}""",
-        *[alert[f] for f in _ALERT_FIELDS],
-    )
+    await ALERTS.upsert(conn, [alert], key=("alert_id",), update=_ALERT_UPDATES)
 
 
 async def alert(conn: asyncpg.Connection, alert_id: str, *, lock: bool = False) -> dict[str, Any] | None:
@@ -513,40 +485,36 @@ async def complaint_categories(conn: asyncpg.Connection, start: datetime, end: d
 # Shipments, discrepancies, complaints
 
 
+SHIPMENTS = Table("shipments", {
+    "shipment_id": "text", "order_id": "text", "dealer_id": "text", "shipped_at": "timestamptz", "event_id": "uuid",
+    "updated_at": "timestamptz",
+})
+SHIPMENT_LINES = Table("shipment_lines", {
+    "shipment_id": "text", "line_no": "int", "part_no": "text", "category": "text", "qty": "int", "batch": "text",
+    "supplier_id": "text",
+})
+DISCREPANCIES = Table("discrepancies", {
+    "shipment_id": "text", "line_no": "int", "kind": "text", "reported_at": "timestamptz", "notes": "text",
+    "event_id": "uuid",
+})
+
+
 async def upsert_shipments(conn: asyncpg.Connection, shipments: Sequence[dict[str, Any]], now: datetime) -> None:
     """A shipment re-sent replaces its lines (the ERP's correction)."""
     if not shipments:
         return
-    await conn.execute(
-        """INSERT INTO shipments (shipment_id, order_id, dealer_id, shipped_at, event_id, updated_at)
-           SELECT *, $6::timestamptz FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::uuid[])
-           ON CONFLICT (shipment_id) DO UPDATE SET order_id = EXCLUDED.order_id, dealer_id = EXCLUDED.dealer_id,
-               shipped_at = EXCLUDED.shipped_at, event_id = EXCLUDED.event_id, updated_at = EXCLUDED.updated_at""",
-        [s["shipment_id"] for s in shipments], [s["order_id"] for s in shipments], [s["dealer_id"] for s in shipments],
-        [s["shipped_at"] for s in shipments], [s["event_id"] for s in shipments], now,
-    )
+    await SHIPMENTS.upsert(conn, [{**s, "updated_at": now} for s in shipments], key=("shipment_id",))
     ids = [s["shipment_id"] for s in shipments]
     await conn.execute("DELETE FROM shipment_lines WHERE shipment_id = ANY($1::text[])", ids)
-    lines = [(s["shipment_id"], line) for s in shipments for line in s["lines"]]
-    await conn.execute(
-        """INSERT INTO shipment_lines (shipment_id, line_no, part_no, category, qty, batch, supplier_id)
-           SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[])""",
-        [s for s, _ in lines], [line.line_no for _, line in lines], [line.part_no for _, line in lines],
-        [line.category for _, line in lines], [line.qty for _, line in lines], [line.batch for _, line in lines],
-        [line.supplier_id for _, line in lines],
-    )
+    await SHIPMENT_LINES.insert(conn, [
+        {"shipment_id": s["shipment_id"], "line_no": line.line_no, "part_no": line.part_no,
+         "category": line.category, "qty": line.qty, "batch": line.batch, "supplier_id": line.supplier_id}
+        for s in shipments for line in s["lines"]
+    ])
 
 
 async def insert_discrepancies(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    await conn.execute(
-        """INSERT INTO discrepancies (shipment_id, line_no, kind, reported_at, notes, event_id)
-           SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[], $5::text[], $6::uuid[])
-           ON CONFLICT (shipment_id, line_no, kind) DO NOTHING""",
-        [r["shipment_id"] for r in rows], [r["line_no"] for r in rows], [r["kind"] for r in rows],
-        [r["reported_at"] for r in rows], [r["notes"] for r in rows], [r["event_id"] for r in rows],
-    )
+    await DISCREPANCIES.insert(conn, rows, on_conflict="(shipment_id, line_no, kind) DO NOTHING")
 
 
 async def shipment_lines_by_dealer(conn: asyncpg.Connection, start: datetime, end: datetime) -> list[DealerLines]:
@@ -584,18 +552,14 @@ async def unmatched_discrepancies(conn: asyncpg.Connection) -> int:
     ))
 
 
+COMPLAINTS = Table("complaints", {
+    "complaint_id": "text", "category": "text", "part_category": "text", "vin": "text", "severity": "text",
+    "filed_at": "timestamptz", "event_id": "uuid",
+})
+
+
 async def insert_complaints(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    await conn.execute(
-        """INSERT INTO complaints (complaint_id, category, part_category, vin, severity, filed_at, event_id)
-           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
-                                $7::uuid[])
-           ON CONFLICT (complaint_id) DO NOTHING""",
-        [r["complaint_id"] for r in rows], [r["category"] for r in rows], [r["part_category"] for r in rows],
-        [r["vin"] for r in rows], [r["severity"] for r in rows], [r["filed_at"] for r in rows],
-        [r["event_id"] for r in rows],
-    )
+    await COMPLAINTS.insert(conn, rows, on_conflict="(complaint_id) DO NOTHING")
 
 
 async def defects_by_category_since(conn: asyncpg.Connection, since: datetime) -> dict[str, int]:
