@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.events import canonical as c
 from shared.http import Principal, check_moments, check_paging, require, runtime_of
 
 from services.quality import figures, store
@@ -136,8 +137,8 @@ def router() -> APIRouter:
             now = uow.now()
             envelope = uow.publish(
                 "QualityAlertAcknowledged" if state == "acknowledged" else "QualityAlertClosed",
-                {"alert_id": alert_id, "at": now, "actor": who.subject, "note": note, "cell": row["cell"],
-                 "rule": row["rule"], "state": state, "title": alert_title(row)},
+                c.QualityAlertStateChanged(alert_id=alert_id, at=now, actor=who.subject, note=note, cell=row["cell"],
+                                           rule=row["rule"], state=state, title=alert_title(row)),
                 cause=EventRef(row["last_event_id"], row["correlation_id"]), occurred_at=now,
             )
             await store.set_alert_state(uow.conn, alert_id, state, now, who.subject, note, envelope.event_id)

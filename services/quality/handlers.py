@@ -3,18 +3,10 @@ batch: load what it needs, apply the domain, store, publish."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 from shared.events import Event
-from shared.events.canonical import (
-    ComplaintOpened,
-    ComplaintPartDefectReported,
-    PartDefectReported,
-    PartShipmentDiscrepancy,
-    PartShipped,
-    VehicleSold,
-)
+from shared.events import canonical as c
 from shared.timers import Timer
 from shared.uow import UnitOfWork
 
@@ -36,15 +28,17 @@ Uow = UnitOfWork[QualityDeps]
 
 LOOK = "look"
 WEEKLY_REPORTS = "weekly_reports"
+# A defect report, from intake (dealers, warehouse, field service) or from a complaint.
+Reported = Event[c.PartDefectReported] | Event[c.ComplaintPartDefectReported]
 
 
 # ---------------------------------------------------------------------------------------
 # Units in service
 
 
-async def on_vehicle_sold(uow: Uow, events: list[Event[VehicleSold]]) -> None:
+async def on_vehicle_sold(uow: Uow, events: list[Event[c.VehicleSold]]) -> None:
     """Units in service from the parts list; reports that waited for this sale are resolved."""
-    latest: dict[str, Event[VehicleSold]] = {}
+    latest: dict[str, Event[c.VehicleSold]] = {}
     for event in events:
         seen = latest.get(event.data.vin)
         if seen is None or event.occurred_at >= seen.occurred_at:
@@ -76,7 +70,7 @@ async def on_vehicle_sold(uow: Uow, events: list[Event[VehicleSold]]) -> None:
 # Defect reports
 
 
-async def on_part_defect_reported(uow: Uow, events: list[Event[PartDefectReported]]) -> None:
+async def on_part_defect_reported(uow: Uow, events: list[Event[c.PartDefectReported]]) -> None:
     """From dealers, the after-sale warehouse and field service (through intake)."""
     await _receive(uow, [(event, DefectReport(
         report_id=d.report_id, source="intake", category=d.category, failure_mode=d.failure_mode,
@@ -85,7 +79,7 @@ async def on_part_defect_reported(uow: Uow, events: list[Event[PartDefectReporte
     )) for event in events for d in [event.data]])
 
 
-async def on_complaint_part_defect(uow: Uow, events: list[Event[ComplaintPartDefectReported]]) -> None:
+async def on_complaint_part_defect(uow: Uow, events: list[Event[c.ComplaintPartDefectReported]]) -> None:
     """From product-quality complaints: batch and supplier often unknown, taken from the vehicle."""
     await _receive(uow, [(event, DefectReport(
         report_id=d.report_id, source="complaints", category=d.category, failure_mode=d.failure_mode,
@@ -95,7 +89,7 @@ async def on_complaint_part_defect(uow: Uow, events: list[Event[ComplaintPartDef
     )) for event in events for d in [event.data]])
 
 
-async def _receive(uow: Uow, items: list[tuple[Event[Any], DefectReport]]) -> None:
+async def _receive(uow: Uow, items: list[tuple[Reported, DefectReport]]) -> None:
     vins = {report.vin for _, report in items if report.vin}
     await store.lock_vehicles(uow.conn, vins)  # serialises with the vehicle's sale and its other reports
     fitted = await store.fitted_parts(uow.conn, vins)
@@ -146,8 +140,8 @@ def _cell_keys(category: str, counting: Counting) -> set[str]:
 # Parts shipments and complaints
 
 
-async def on_part_shipped(uow: Uow, events: list[Event[PartShipped]]) -> None:
-    latest: dict[str, Event[PartShipped]] = {}
+async def on_part_shipped(uow: Uow, events: list[Event[c.PartShipped]]) -> None:
+    latest: dict[str, Event[c.PartShipped]] = {}
     for event in events:  # one shipment sent twice in a batch: the later correction wins
         latest[event.data.shipment_id] = event
     await store.upsert_shipments(uow.conn, [
@@ -157,7 +151,7 @@ async def on_part_shipped(uow: Uow, events: list[Event[PartShipped]]) -> None:
     ], uow.now())
 
 
-async def on_shipment_discrepancy(uow: Uow, events: list[Event[PartShipmentDiscrepancy]]) -> None:
+async def on_shipment_discrepancy(uow: Uow, events: list[Event[c.PartShipmentDiscrepancy]]) -> None:
     """Kept even before its shipment is on file; it counts once the line is."""
     await store.insert_discrepancies(uow.conn, [
         {"shipment_id": e.data.shipment_id, "line_no": e.data.line_no, "kind": e.data.kind,
@@ -166,7 +160,7 @@ async def on_shipment_discrepancy(uow: Uow, events: list[Event[PartShipmentDiscr
     ])
 
 
-async def on_complaint_opened(uow: Uow, events: list[Event[ComplaintOpened]]) -> None:
+async def on_complaint_opened(uow: Uow, events: list[Event[c.ComplaintOpened]]) -> None:
     await store.insert_complaints(uow.conn, [
         {"complaint_id": e.data.complaint_id, "category": e.data.category, "part_category": e.data.part_category,
          "vin": e.data.vin, "severity": e.data.severity, "filed_at": e.data.filed_at, "event_id": e.event_id}
@@ -178,7 +172,7 @@ async def on_complaint_opened(uow: Uow, events: list[Event[ComplaintOpened]]) ->
 # Timers: the scheduled looks and the weekly reports
 
 
-def schedule_look(uow: Uow, after: Any) -> None:
+def schedule_look(uow: Uow, after: datetime) -> None:
     """Arm the look at the end of the look interval holding `after` (a no-op if it is armed)."""
     at = monitor.policy(uow).look_at(after)
     uow.schedule_timer(LOOK, at.isoformat(), at)
@@ -209,6 +203,6 @@ async def on_weekly_reports(uow: Uow, timers: list[Timer]) -> None:
             ("QualityWeeklyReport", await figures.quality_weekly(uow.conn, week, r)),
             ("PartsAccuracyReport", await figures.parts_accuracy_week(uow.conn, week, r)),
         ):
-            uow.publish(event_type, {"week": week, "week_start": start.date(), "generated_at": uow.now(),
-                                     "figures": data}, cause=timer, occurred_at=timer.due_at)
+            uow.publish(event_type, c.WeeklyReport(week=week, week_start=start.date(), generated_at=uow.now(),
+                                                   figures=data), cause=timer, occurred_at=timer.due_at)
         schedule_weekly_reports(uow, week_label(end + timedelta(days=1), r.timezone))

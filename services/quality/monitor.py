@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.events import canonical as c
+from shared.timers import Timer
 from shared.uow import UnitOfWork
 
 from services.quality import store
@@ -110,7 +112,7 @@ async def on_arrivals(uow: Uow, arrivals: list[Arrival]) -> None:
                        latest[key].cause)
 
 
-async def look(uow: Uow, at: datetime, fallback_cause: Any) -> int:
+async def look(uow: Uow, at: datetime, fallback_cause: Timer) -> int:
     """The scheduled look at `at` over every cell with new reports; returns the alerts raised."""
     keys = await store.dirty_cells(uow.conn)
     if not keys:
@@ -133,8 +135,8 @@ async def look(uow: Uow, at: datetime, fallback_cause: Any) -> int:
             continue  # an open alert is updated as each report arrives
         decision = decide(False, figures, None)
         if decision.action == "raise":
-            cause = (EventRef(row.last_event_id, row.last_correlation_id)
-                     if row.last_event_id and row.last_correlation_id else fallback_cause)
+            cause: EventRef | Timer = (EventRef(row.last_event_id, row.last_correlation_id)
+                                       if row.last_event_id and row.last_correlation_id else fallback_cause)
             await _publish(uow, cell, row, None, decision, figures, at, at, None, cause)
             raised += 1
     await store.finish_looks(uow.conn, still_dirty, at)
@@ -153,7 +155,7 @@ def _figures(uow: Uow, cell: Cell, evidence: CellEvidence, threshold: float) -> 
 
 async def _publish(
     uow: Uow, cell: Cell, row: store.CellRow, current: dict[str, Any] | None, decision: Decision,
-    figures: PoissonLook, as_of: datetime, until: datetime, burst: Burst | None, cause: Any,
+    figures: PoissonLook, as_of: datetime, until: datetime, burst: Burst | None, cause: EventRef | Timer,
 ) -> None:
     """Raise a new alert or update the open one with the evidence as of `as_of` (the reports
     in (since, until)), and publish it."""
@@ -209,19 +211,22 @@ def alert_title(alert: dict[str, Any]) -> str:
     return f"{cell.label}: {alert['observed']} reports vs {alert['expected']:.2f} expected{p}"
 
 
-def alert_event(alert: dict[str, Any], *, updated: bool) -> dict[str, Any]:
-    """QualityAlertRaised data (catalog model) for an alert row."""
+def _real(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def alert_event(alert: dict[str, Any], *, updated: bool) -> c.QualityAlertRaised:
+    """QualityAlertRaised data for an alert row."""
     details = alert.get("details") or {}
     burst = details.get("burst") or {}
-    return {
-        "alert_id": alert["alert_id"], "cell": alert["cell"], "rule": alert["rule"], "observed": alert["observed"],
-        "expected": alert["expected"], "statistic": alert["statistic"], "p_value": alert["p_value"],
-        "threshold": alert["threshold"], "report_ids": alert["report_ids"], "vins": alert["vins"],
-        "raised_at": alert["raised_at"], "updated": updated, "state": alert["state"], "title": alert_title(alert),
-        "as_of": alert["as_of"], "since": alert["since"], "units": details.get("units"),
-        "unit_months": details.get("unit_months"), "baseline_rate": details.get("baseline_rate"),
-        "alpha_month": details.get("alpha_month"), "critical_count": details.get("critical_count"),
-        "rules_firing": details.get("rules_firing"), "failure_mode": burst.get("failure_mode"),
-        "burst_count": burst.get("count"), "burst_window_days": burst.get("window_days"),
-        "revision": alert["revision"],
-    }
+    return c.QualityAlertRaised(
+        alert_id=alert["alert_id"], cell=alert["cell"], rule=alert["rule"], observed=alert["observed"],
+        expected=float(alert["expected"]), statistic=_real(alert["statistic"]), p_value=_real(alert["p_value"]),
+        threshold=_real(alert["threshold"]), report_ids=alert["report_ids"], vins=alert["vins"],
+        raised_at=alert["raised_at"], updated=updated, state=alert["state"], title=alert_title(alert),
+        as_of=alert["as_of"], since=alert["since"], units=details.get("units"),
+        unit_months=_real(details.get("unit_months")), baseline_rate=_real(details.get("baseline_rate")),
+        alpha_month=_real(details.get("alpha_month")), critical_count=details.get("critical_count"),
+        rules_firing=details.get("rules_firing"), failure_mode=burst.get("failure_mode"),
+        burst_count=burst.get("count"), burst_window_days=burst.get("window_days"), revision=alert["revision"],
+    )
