@@ -1,41 +1,72 @@
-"""Notifier's SQL. Nothing else touches the `notifier` schema."""
+"""Notifier's SQL. Nothing else touches the `notifier` schema.
+
+The handlers write a batch at a time, one statement per table (`shared.bulk.Table`); the
+dispatcher claims and records one notification at a time."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from shared.bulk import Table, newest
 
-async def upsert_contact(conn: asyncpg.Connection, c: dict[str, Any], at: datetime) -> None:
-    """Keep the newest facts by world time: a late, older event does not overwrite what the
-    contact has, but fills what it lacks (intake announces the whole file, so a pickup that
-    arrives after a newer address change still brings the customer's phone)."""
-    await conn.execute(
-        """INSERT INTO contacts (customer_id, name, phone, email, address, locale, timezone, consent, updated_at)
-           VALUES ($1, $2, $3, $4, $5, coalesce($6, 'zh-CN'), coalesce($7, 'Asia/Shanghai'),
-                   coalesce($8, '{"sms": true, "email": true, "letter": true}'::jsonb), $9)
-           ON CONFLICT (customer_id) DO UPDATE SET
-               name = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at THEN coalesce(EXCLUDED.name, contacts.name)
-                           ELSE coalesce(contacts.name, EXCLUDED.name) END,
-               phone = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at THEN coalesce(EXCLUDED.phone, contacts.phone)
-                            ELSE coalesce(contacts.phone, EXCLUDED.phone) END,
-               email = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at THEN coalesce(EXCLUDED.email, contacts.email)
-                            ELSE coalesce(contacts.email, EXCLUDED.email) END,
-               address = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at
-                              THEN coalesce(EXCLUDED.address, contacts.address)
-                              ELSE coalesce(contacts.address, EXCLUDED.address) END,
-               locale = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at THEN EXCLUDED.locale ELSE contacts.locale END,
-               timezone = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at THEN EXCLUDED.timezone
-                               ELSE contacts.timezone END,
-               consent = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at THEN EXCLUDED.consent
-                              ELSE contacts.consent END,
-               updated_at = greatest(contacts.updated_at, EXCLUDED.updated_at)""",
-        c["customer_id"], c.get("name"), c.get("phone"), c.get("email"), c.get("address"), c.get("locale"),
-        c.get("timezone"), c.get("consent"), at,
-    )
+CONTACTS = Table("contacts", {
+    "customer_id": "text", "name": "text", "phone": "text", "email": "text", "address": "text", "locale": "text",
+    "timezone": "text", "consent": "jsonb", "updated_at": "timestamptz",
+})
+NOTIFICATIONS = Table("notifications", {
+    "notification_id": "uuid", "rule": "text", "source_event_id": "uuid", "source_event_type": "text",
+    "correlation_id": "uuid", "recipient": "text", "recipient_kind": "text", "channel": "text", "template": "text",
+    "locale": "text", "context": "jsonb", "status": "text", "due_at": "timestamptz", "created_at": "timestamptz",
+})
+CAMPAIGNS = Table("campaigns", {
+    "campaign_id": "text", "title": "text", "kind": "text", "starts_at": "timestamptz", "ends_at": "timestamptz",
+    "address": "text", "updated_at": "timestamptz",
+})
+
+# A contact keeps the newest facts by world time: a late, older event does not overwrite what the
+# contact has, but fills what it lacks (intake announces the whole file, so a pickup that arrives
+# after a newer address change still brings the customer's phone).
+MERGE_CONTACT = """(customer_id) DO UPDATE SET
+    name = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at THEN coalesce(EXCLUDED.name, contacts.name)
+                ELSE coalesce(contacts.name, EXCLUDED.name) END,
+    phone = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at THEN coalesce(EXCLUDED.phone, contacts.phone)
+                 ELSE coalesce(contacts.phone, EXCLUDED.phone) END,
+    email = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at THEN coalesce(EXCLUDED.email, contacts.email)
+                 ELSE coalesce(contacts.email, EXCLUDED.email) END,
+    address = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at THEN coalesce(EXCLUDED.address, contacts.address)
+                   ELSE coalesce(contacts.address, EXCLUDED.address) END,
+    locale = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at THEN EXCLUDED.locale ELSE contacts.locale END,
+    timezone = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at THEN EXCLUDED.timezone ELSE contacts.timezone END,
+    consent = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at THEN EXCLUDED.consent ELSE contacts.consent END,
+    updated_at = greatest(contacts.updated_at, EXCLUDED.updated_at)"""
+
+
+async def merge_contacts(conn: asyncpg.Connection, contacts: Sequence[dict[str, Any]]) -> None:
+    """Merge each contact fact (a row with its world time as `updated_at`) into the contacts, in
+    order. A statement may touch a row once, and the merge of a customer's second fact must see
+    the first: a customer's n-th fact of the batch goes in the n-th statement (mostly one)."""
+    rounds: list[list[dict[str, Any]]] = []
+    seen: dict[str, int] = {}
+    for contact in contacts:
+        n = seen[contact["customer_id"]] = seen.get(contact["customer_id"], -1) + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(contact)
+    for batch in rounds:
+        await CONTACTS.insert(conn, batch, on_conflict=MERGE_CONTACT)
+
+
+async def contacts(conn: asyncpg.Connection, customer_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    ids = list(set(customer_ids))
+    if not ids:
+        return {}
+    rows = await conn.fetch("SELECT * FROM contacts WHERE customer_id = ANY($1::text[])", ids)
+    return {r["customer_id"]: dict(r) for r in rows}
 
 
 async def get_contact(conn: asyncpg.Connection, customer_id: str) -> dict[str, Any] | None:
@@ -43,25 +74,17 @@ async def get_contact(conn: asyncpg.Connection, customer_id: str) -> dict[str, A
     return dict(row) if row else None
 
 
-async def insert_notification(conn: asyncpg.Connection, n: dict[str, Any]) -> bool:
-    status = await conn.execute(
-        """INSERT INTO notifications (notification_id, rule, source_event_id, source_event_type, correlation_id,
-                                      recipient, recipient_kind, channel, template, locale, context, status, due_at,
-                                      created_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-           ON CONFLICT DO NOTHING""",
-        n["notification_id"], n["rule"], n["source_event_id"], n["source_event_type"], n["correlation_id"],
-        n["recipient"], n["recipient_kind"], n["channel"], n["template"], n.get("locale"), n["context"], n["status"],
-        n["due_at"], n["created_at"],
-    )
-    return status.endswith(" 1")
+async def insert_notifications(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """One notification per (rule, source event, recipient): one already on file is kept."""
+    await NOTIFICATIONS.insert(conn, rows, on_conflict="DO NOTHING")
 
 
-async def release_awaiting(conn: asyncpg.Connection, customer_id: str, now: datetime) -> int:
+async def release_awaiting(conn: asyncpg.Connection, customer_ids: Iterable[str], now: datetime) -> int:
+    """Notifications waiting for these customers' contacts are due (their contact just changed)."""
     status = await conn.execute(
         """UPDATE notifications SET status = 'pending', due_at = greatest(due_at, $2)
-            WHERE recipient = $1 AND recipient_kind = 'customer' AND status = 'awaiting_contact'""",
-        customer_id, now,
+            WHERE recipient = ANY($1::text[]) AND recipient_kind = 'customer' AND status = 'awaiting_contact'""",
+        sorted(set(customer_ids)), now,
     )
     return int(status.split()[-1])
 
@@ -173,15 +196,11 @@ async def opt_outs_of(conn: asyncpg.Connection, customer_id: str) -> list[dict[s
                                                customer_id)]
 
 
-async def upsert_campaign(conn: asyncpg.Connection, c: dict[str, Any]) -> None:
-    await conn.execute(
-        """INSERT INTO campaigns (campaign_id, title, kind, starts_at, ends_at, address, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)
-           ON CONFLICT (campaign_id) DO UPDATE SET title = EXCLUDED.title, kind = EXCLUDED.kind,
-               starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at, address = EXCLUDED.address,
-               updated_at = EXCLUDED.updated_at
-           WHERE campaigns.updated_at <= EXCLUDED.updated_at""",
-        c["campaign_id"], c["title"], c["kind"], c["starts_at"], c["ends_at"], c["address"], c["at"])
+async def upsert_campaigns(conn: asyncpg.Connection, campaigns: Sequence[dict[str, Any]]) -> None:
+    """Each campaign as last announced (by world time, `updated_at`); an older announcement
+    arriving late changes nothing."""
+    await CAMPAIGNS.upsert(conn, newest(campaigns, "campaign_id", "updated_at"), key=("campaign_id",),
+                           where="campaigns.updated_at <= EXCLUDED.updated_at")
 
 
 async def campaign(conn: asyncpg.Connection, campaign_id: str) -> dict[str, Any] | None:

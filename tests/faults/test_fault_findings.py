@@ -82,11 +82,11 @@ async def test_a_stale_attempt_whose_lease_expired_cannot_undo_the_outcome_of_th
     try:
         assert stack["notifier"].pool is not None
         async with acquire(stack["notifier"].pool) as conn:
-            await store.insert_notification(conn, {
+            await store.insert_notifications(conn, [{
                 "notification_id": nid, "rule": "first_visit_notice", "source_event_id": uuid.uuid4(),
                 "source_event_type": "FollowUpScheduled", "correlation_id": uuid.uuid4(), "recipient": "C-1",
                 "recipient_kind": "customer", "channel": "sms", "template": "first_visit_notice",
-                "context": {"data": {}}, "status": "pending", "due_at": NOON, "created_at": NOON})
+                "context": {"data": {}}, "status": "pending", "due_at": NOON, "created_at": NOON}])
             first = await store.claim_due(conn, NOON, NOON - timedelta(seconds=120), 10)
             assert [n["attempts"] for n in first] == [1]
             later = NOON + timedelta(minutes=3)  # the first claim's lease (120 s) has expired
