@@ -23,6 +23,7 @@ import structlog
 from shared import metrics
 from shared.db import acquire
 from shared.errors import is_transient
+from shared.events import canonical as c
 from shared.runtime import ServiceRuntime
 
 from services.notifier import store
@@ -282,13 +283,13 @@ class Dispatcher:
                 uow = self.runtime.uow(conn)
                 uow.publish(
                     event_type,
-                    {
-                        "notification_id": str(n["notification_id"]), "rule": n["rule"], "channel": n["channel"],
-                        "recipient": n["recipient"], "recipient_kind": n["recipient_kind"], "template": n["template"],
-                        "locale": locale or n["locale"] or self.settings.default_locale,
-                        "source_event_id": str(n["source_event_id"]), "source_event_type": n["source_event_type"],
-                        "attempts": n["attempts"], "reason": error, "at": now,
-                    },
+                    c.NotificationEvent(
+                        notification_id=str(n["notification_id"]), rule=n["rule"], channel=n["channel"],
+                        recipient=n["recipient"], recipient_kind=n["recipient_kind"], template=n["template"],
+                        locale=locale or n["locale"] or self.settings.default_locale,
+                        source_event_id=str(n["source_event_id"]), source_event_type=n["source_event_type"],
+                        attempts=n["attempts"], reason=error, at=now,
+                    ),
                     cause=_Cause(n["source_event_id"], n["correlation_id"]),
                     discriminator=n["notification_id"],
                 )
