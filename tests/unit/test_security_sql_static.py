@@ -375,7 +375,7 @@ def test_bulk_clauses_are_literals_at_every_call_site() -> None:
                     named = isinstance(keyword.value, ast.Name) and keyword.value.id.isupper()
                     assert literal or chosen or named, (
                         f"{path.relative_to(ROOT)}:{node.lineno}: {keyword.arg}= must be a string literal")
-    assert calls >= 1, calls
+    assert calls >= 26, calls  # the clauses the Table call sites of services/ and shared/ pass today: never vacuous
 
 
 def _scan(source: str) -> list[str]:
