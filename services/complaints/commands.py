@@ -145,26 +145,31 @@ async def commit(uow: Uow, cases: Iterable[Case], *, firing: frozenset[str] = fr
     """Publish, file the complaint form of a case just closed, re-arm the SLA timers, store."""
     now = uow.now()
     touched = list(cases)
+    stale: list[str] = []
     for case in touched:
         if case.closed_at is not None:
             await _file_complaint_form(uow, case)
         emit(uow, case)
         case.refresh(now)
-        await _arm(uow, case, firing)
+        stale += _arm(uow, case, firing)
+    if stale:  # one statement for the batch's cases (each case's old and new refs differ)
+        await uow.cancel_timers(stale, kinds=[SLA_TIMER])
     await store.save_cases(uow.conn, touched, now)
 
 
-async def _arm(uow: Uow, case: Case, firing: frozenset[str]) -> None:
+def _arm(uow: Uow, case: Case, firing: frozenset[str]) -> list[str]:
+    """Arm the case's SLA timer at its next wake-up; return the ref of the timer it replaces,
+    to be cancelled (unless that one is firing now)."""
     wake = case.next_wakeup()
     ref = f"{case.complaint_id}@{wake.astimezone(UTC).isoformat()}" if wake is not None else None
     if ref == case.timer_ref:
-        return
-    if case.timer_ref is not None and case.timer_ref not in firing:
-        await uow.cancel_timers(case.timer_ref, kinds=[SLA_TIMER])
+        return []
+    stale = [case.timer_ref] if case.timer_ref is not None and case.timer_ref not in firing else []
     if ref is not None and wake is not None:
         cause = ChainCause(case.last_event_id, case.correlation_id) if case.last_event_id else None
         uow.schedule_timer(SLA_TIMER, ref, wake, {"complaint_id": case.complaint_id}, cause=cause, replace=True)
     case.timer_ref = ref
+    return stale
 
 
 async def _file_complaint_form(uow: Uow, case: Case) -> None:
