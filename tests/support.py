@@ -262,15 +262,17 @@ class Stack:
 
 
 async def queue_item(client: httpx.AsyncClient, kind: str, vin: str | None = None, timeout: float = 15) -> dict[str, Any]:
-    """The first follow-up of `kind` (for `vin`) in the agent's queue, waiting for it to arrive."""
+    """The first follow-up of `kind` (for `vin`) in the agent's queue once it is due, waiting for
+    it: the queue shows a follow-up from its due_from on, and a call recorded while its due
+    timer fires races that timer (the API answers 503, retry), which is not what tests call."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         items = [i for i in (await client.get("/v1/queue")).json()["items"]
                  if i["kind"] == kind and (vin is None or i["vin"] == vin)]
-        if items:
+        if items and (await client.get(f"/v1/followups/{items[0]['followup_id']}")).json()["status"] == "due":
             return items[0]
         await asyncio.sleep(0.1)
-    raise AssertionError(f"no {kind} in the queue within {timeout}s")
+    raise AssertionError(f"no {kind} due in the queue within {timeout}s")
 
 
 def manual_clock(at: str | datetime | None = None) -> ManualClock:
