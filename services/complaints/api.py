@@ -7,6 +7,9 @@ case's state, 422 says which field is wrong and why."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
@@ -25,6 +28,7 @@ from services.complaints.commands import CaseNotFound, Filing
 from services.complaints.domain import STATES, Case, Document, IllegalTransition, Intake, Refused
 from services.complaints.reports import kpi_figures
 from services.complaints.config import ComplaintsDeps
+from services.complaints.documents import TEXT_TYPES, content_matches
 
 Uow = UnitOfWork[ComplaintsDeps]
 
@@ -83,13 +87,33 @@ class Reopen(Step):
 class AttachDocument(_Body):
     title: Name
     kind: Literal[
-        "handling_report", "complaint_form", "correspondence", "inspection_report", "customer_statement", "other",
+        "handling_report", "complaint_form", "correspondence", "inspection_report", "customer_statement", "photo",
+        "recording", "other",
     ] = "handling_report"
     filename: Annotated[str, StringConstraints(max_length=200)] | None = Field(
         None, description="the original file name, kept as metadata only"
     )
-    content_type: Literal["text/plain", "text/markdown"] = "text/plain"
-    content: Annotated[str, StringConstraints(min_length=1)]
+    content_type: Literal[
+        "text/plain", "text/markdown", "image/jpeg", "image/png", "image/webp", "application/pdf", "audio/mpeg",
+        "audio/wav", "audio/mp4", "audio/ogg",
+    ] = "text/plain"
+    content: Annotated[str, StringConstraints(min_length=1)] | None = Field(
+        None, description="the text of a text/plain or text/markdown document")
+    content_base64: Annotated[str, StringConstraints(min_length=1)] | None = Field(
+        None, description="the bytes of a photo, PDF or recording, base64; checked against content_type")
+
+    def data(self) -> bytes:
+        """The document's bytes; ValueError says what is wrong with the body."""
+        if self.content_type in TEXT_TYPES:
+            if self.content is None or self.content_base64 is not None:
+                raise ValueError(f"a {self.content_type} document sends its text as `content`")
+            return self.content.encode("utf-8")
+        if self.content_base64 is None or self.content is not None:
+            raise ValueError(f"a {self.content_type} document sends its bytes as `content_base64`")
+        try:
+            return base64.b64decode(self.content_base64, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("content_base64 is not valid base64") from None
 
 
 def _problem(exc: Exception) -> HTTPException:
@@ -152,6 +176,13 @@ def router() -> APIRouter:
         category: ComplaintCategory | None = None,
         severity: Severity | None = None,
         assignee: str | None = None,
+        vin: Annotated[list[str] | None, Query(max_length=500, description="any of these VINs")] = None,
+        q: Annotated[str | None, Query(max_length=200, description="text in the reference, description, "
+                                                                     "customer id or VIN")] = None,
+        filed_from: Moment | None = None,
+        filed_before: Moment | None = None,
+        sort: Annotated[Literal["filed", "deadline"], Query(
+            description="filed: newest first; deadline: the nearest SLA deadline first (none last)")] = "filed",
         limit: Annotated[int, Query(ge=1)] = 50,
         offset: Annotated[int, Query(ge=0)] = 0,
         _: Principal = require(*READERS),
@@ -164,8 +195,9 @@ def router() -> APIRouter:
         assert runtime.pool is not None
         async with runtime.pool.acquire() as conn:
             items, total = await store.list_cases(
-                conn, store.CaseFilter(state, level, department, breached, category, severity, assignee),
-                limit=limit, offset=offset,
+                conn, store.CaseFilter(state, level, department, breached, category, severity, assignee, vin, q,
+                                       filed_from, filed_before),
+                limit=limit, offset=offset, sort=sort,
             )
         return {"items": items, "total": total, "limit": limit, "offset": offset,
                 "next_offset": offset + limit if offset + limit < total else None}
@@ -229,15 +261,22 @@ def router() -> APIRouter:
     async def attach(complaint_id: str, body: AttachDocument, request: Request,
                      who: Principal = require(*HANDLERS)) -> dict[str, Any]:
         runtime = runtime_of(request)
-        size = len(body.content.encode("utf-8"))
+        try:
+            data = body.data()
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        size = len(data)
         limit = runtime.deps.rules.max_document_bytes
         if size > limit:
             raise HTTPException(413, f"the document has {size} bytes; the limit is {limit}: split it or summarise")
+        if not content_matches(body.content_type, data):
+            raise HTTPException(415, f"the file is not {body.content_type}: its first bytes say otherwise; send it "
+                                     "with its real type (text, JPEG/PNG/WebP, PDF, MP3/WAV/M4A/OGG)")
         document_id = str(uuid.uuid4())  # chosen here, so a retried transaction rewrites the same file
 
         async def apply(uow: Uow, case: Case) -> None:
             now = uow.now()
-            written = await commands.files(uow).write(case.complaint_id, document_id, body.content, body.content_type)
+            written = await commands.files(uow).write(case.complaint_id, document_id, data, body.content_type)
             case.attach(Document(
                 document_id=document_id, kind=body.kind, title=body.title, filename=body.filename,
                 content_type=body.content_type, size_bytes=written.size_bytes, sha256=written.sha256,
@@ -248,9 +287,8 @@ def router() -> APIRouter:
         view = await _run(runtime, complaint_id, apply)
         return next(d for d in view["documents"] if d["document_id"] == document_id)
 
-    @r.get("/complaints/{complaint_id}/documents/{document_id}", summary="A handling document with its text")
-    async def get_document(complaint_id: str, document_id: str, request: Request,
-                           _: Principal = require(*READERS)) -> dict[str, Any]:
+    async def stored(request: Request, complaint_id: str, document_id: str) -> tuple[Document, bytes]:
+        """A document's row and its bytes, checked against the checksum taken when it was stored."""
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with runtime.pool.acquire() as conn:
@@ -258,8 +296,29 @@ def router() -> APIRouter:
         if found is None:
             raise HTTPException(404, f"case {complaint_id!r} has no document {document_id!r}; "
                                      f"GET /v1/complaints/{complaint_id} lists its documents")
-        content = await runtime.deps.documents.read(found.path)
-        return {**commands.document_view(found), "content": content}
+        data = await runtime.deps.documents.read_bytes(found.path)
+        if hashlib.sha256(data).hexdigest() != found.sha256:
+            raise HTTPException(500, f"document {document_id!r} on disk does not match its sha256 {found.sha256}: "
+                                     "it changed after it was stored; restore it from the backup")
+        return found, data
+
+    @r.get("/complaints/{complaint_id}/documents/{document_id}", summary="A handling document (text inline)")
+    async def get_document(complaint_id: str, document_id: str, request: Request,
+                           _: Principal = require(*READERS)) -> dict[str, Any]:
+        found, data = await stored(request, complaint_id, document_id)
+        if found.content_type in TEXT_TYPES:
+            return {**commands.document_view(found), "content": data.decode("utf-8")}
+        return {**commands.document_view(found), "content": None,
+                "content_url": f"/v1/complaints/{complaint_id}/documents/{document_id}/content"}
+
+    @r.get("/complaints/{complaint_id}/documents/{document_id}/content",
+           summary="A handling document's bytes, with its type and checksum")
+    async def get_document_content(complaint_id: str, document_id: str, request: Request,
+                                   _: Principal = require(*READERS)) -> Response:
+        found, data = await stored(request, complaint_id, document_id)
+        return Response(data, media_type=found.content_type, headers={
+            "X-Content-SHA256": found.sha256, "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": "attachment" if found.content_type not in TEXT_TYPES else "inline"})
 
     @r.get("/kpis", summary="Complaint KPIs: open per level, SLA breaches and compliance, mean times, reopen rate")
     async def kpis(request: Request, _: Principal = require(*READERS)) -> dict[str, Any]:

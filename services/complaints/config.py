@@ -80,7 +80,9 @@ class ComplaintRules(BaseSettings):
     # Handling documents ("file all kinds of handling documents"): stored here, relative
     # paths under AFTERSALES_HOME (or the working directory).
     documents_dir: Path = Path(".local/complaints/documents")
-    max_document_bytes: int = Field(512 * 1024, ge=1024)
+    # A document's size after decoding; 1 MiB leaves a base64 photo or recording inside the HTTP
+    # body limit (AFTERSALES_HTTP_MAX_BODY_BYTES, 2 MiB by default).
+    max_document_bytes: int = Field(1024 * 1024, ge=1024)
 
     # The weekly report, "in writing every week": Monday 08:00 Shanghai time by default.
     weekly_report_weekday: int = Field(0, ge=0, le=6)  # 0 = Monday

@@ -187,6 +187,10 @@ class CaseFilter:
     category: str | None = None
     severity: str | None = None
     assignee: str | None = None
+    vins: list[str] | None = None
+    text: str | None = None
+    filed_from: datetime | None = None
+    filed_before: datetime | None = None
 
 
 _LIST_COLUMNS = (
@@ -197,17 +201,22 @@ _LIST_COLUMNS = (
 
 
 async def list_cases(
-    conn: asyncpg.Connection, f: CaseFilter, *, limit: int, offset: int,
+    conn: asyncpg.Connection, f: CaseFilter, *, limit: int, offset: int, sort: str = "filed",
 ) -> tuple[list[dict[str, Any]], int]:
     where = """($1::text IS NULL OR state = $1) AND ($2::int IS NULL OR level = $2)
                AND ($3::text IS NULL OR department = $3) AND ($4::boolean IS NULL OR breached = $4)
                AND ($5::text IS NULL OR category = $5) AND ($6::text IS NULL OR severity = $6)
-               AND ($7::text IS NULL OR assignee = $7)"""
-    params = (f.state, f.level, f.department, f.breached, f.category, f.severity, f.assignee)
+               AND ($7::text IS NULL OR assignee = $7) AND ($8::text[] IS NULL OR vin = ANY($8))
+               AND ($9::text IS NULL OR strpos(lower(complaint_ref || ' ' || description || ' ' ||
+                    coalesce(customer_id, '') || ' ' || coalesce(vin, '')), lower($9)) > 0)
+               AND ($10::timestamptz IS NULL OR filed_at >= $10) AND ($11::timestamptz IS NULL OR filed_at < $11)"""
+    params = (f.state, f.level, f.department, f.breached, f.category, f.severity, f.assignee, f.vins, f.text,
+              f.filed_from, f.filed_before)
+    order = "next_due_at ASC NULLS LAST, filed_at, complaint_id" if sort == "deadline" else "filed_at DESC, complaint_id"
     total = await conn.fetchval(f"SELECT count(*) FROM cases WHERE {where}", *params)
     rows = await conn.fetch(
         f"""SELECT {", ".join(_LIST_COLUMNS)} FROM cases WHERE {where}
-            ORDER BY filed_at DESC, complaint_id LIMIT $8 OFFSET $9""",
+            ORDER BY {order} LIMIT $12 OFFSET $13""",
         *params, limit, offset,
     )
     return [dict(r) for r in rows], int(total)

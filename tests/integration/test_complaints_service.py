@@ -5,6 +5,8 @@ late and back-dated events, dead letters, KPIs and the weekly report."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -210,6 +212,43 @@ async def test_handlers_file_work_and_document_a_case_over_http(ns: Namespace, t
                 "filed", "note", "acknowledged", "assigned", "comment", "pended", "resumed", "document"]
             assert view["sla"]["rounds"][0]["paused_seconds"] == 36000.0
 
+            # A photo: bytes sent as base64, checked against the declared type, stored with their
+            # checksum and given back as they were.
+            png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+            photo = await agent.post(f"/v1/complaints/{cid}/documents", json={
+                "title": "Photo of the seal", "kind": "photo", "filename": "seal.png", "content_type": "image/png",
+                "content_base64": base64.b64encode(png).decode()})
+            assert photo.status_code == 201, photo.text
+            pic = photo.json()
+            assert (pic["size_bytes"], pic["sha256"], pic["content_type"]) == (
+                len(png), hashlib.sha256(png).hexdigest(), "image/png")
+            assert (documents / cid / f"{pic['document_id']}.png").read_bytes() == png
+            described = (await ops.get(f"/v1/complaints/{cid}/documents/{pic['document_id']}")).json()
+            assert described["content"] is None and described["content_url"].endswith("/content")
+            raw = await ops.get(f"/v1/complaints/{cid}/documents/{pic['document_id']}/content")
+            assert (raw.status_code, raw.content, raw.headers["content-type"], raw.headers["x-content-sha256"]) == (
+                200, png, "image/png", pic["sha256"])
+            # A script called a JPEG, a photo sent as text, bad base64, a file over the limit: refused, nothing kept.
+            script = base64.b64encode(b"#!/bin/sh\necho hi\n").decode()
+            faked = await agent.post(f"/v1/complaints/{cid}/documents", json={
+                "title": "x", "content_type": "image/jpeg", "content_base64": script})
+            assert faked.status_code == 415 and "not image/jpeg" in faked.json()["detail"]
+            as_text = await agent.post(f"/v1/complaints/{cid}/documents", json={
+                "title": "x", "content_type": "image/png", "content": "not a picture"})
+            assert as_text.status_code == 422 and "content_base64" in as_text.json()["detail"]
+            garbled = await agent.post(f"/v1/complaints/{cid}/documents", json={
+                "title": "x", "content_type": "image/png", "content_base64": "%%%"})
+            assert garbled.status_code == 422 and "not valid base64" in garbled.json()["detail"]
+            huge = await agent.post(f"/v1/complaints/{cid}/documents", json={
+                "title": "x", "content_type": "application/pdf",
+                "content_base64": base64.b64encode(b"%PDF-1.7" + b"0" * 3000).decode()})
+            assert huge.status_code == 413
+            assert len((await ops.get(f"/v1/complaints/{cid}")).json()["documents"]) == 2
+            # A document changed on disk after it was stored is not served as if it were the original.
+            (documents / cid / f"{pic['document_id']}.png").write_bytes(png + b"tampered")
+            changed = await ops.get(f"/v1/complaints/{cid}/documents/{pic['document_id']}/content")
+            assert changed.status_code == 500 and "does not match its sha256" in changed.json()["detail"]
+
             # Lists: filters and pages.
             clock.set(T0 + 5 * H)  # the three unacknowledged cases breach their 4 h; the first does not
             async with TopicReader(ns.settings, COMPLAINTS) as topic:
@@ -225,6 +264,17 @@ async def test_handlers_file_work_and_document_a_case_over_http(ns: Namespace, t
             last = (await ops.get("/v1/complaints", params={"limit": 3, "offset": 3})).json()
             assert len(last["items"]) == 1 and last["next_offset"] is None
             assert (await ops.get("/v1/complaints", params={"limit": 1000})).status_code == 422
+            # The worklist's order: the nearest SLA deadline first; text, VIN and filing-date filters.
+            by_deadline = (await ops.get("/v1/complaints", params={"sort": "deadline"})).json()["items"]
+            dues = [i["next_due_at"] for i in by_deadline if i["next_due_at"] is not None]
+            assert len(dues) == 4 and dues == sorted(dues)
+            assert [i["complaint_id"] for i in (await ops.get("/v1/complaints", params={"q": "AXLE"})).json()[
+                "items"]] == [cid]
+            assert (await ops.get("/v1/complaints", params={"vin": ["LJ1EEAUU5N0123456", "X"]})).json()["total"] == 1
+            assert (await ops.get("/v1/complaints", params={"filed_from": (T0 + H).isoformat()})).json()["total"] == 0
+            assert (await ops.get("/v1/complaints", params={"filed_before": (T0 + H).isoformat()})).json()[
+                "total"] == 4
+            assert (await ops.get("/v1/complaints", params={"sort": "oldest"})).status_code == 422
             assert (await ops.get("/v1/complaints", params={"state": "lost"})).status_code == 422
     finally:
         await stack.stop()
