@@ -1,12 +1,19 @@
 """Every HTTP endpoint of every service refuses a request without a valid bearer token (401)
-and a token of a role the endpoint is not for (403).
+and a token of a role the endpoint is not for (403), and admits exactly the roles of the
+policy below.
 
-The endpoints come from each service's OpenAPI document (`ServiceRuntime(...).app.openapi()`),
-not from a list kept here, so a new route is covered the day it is added. The roles an
-endpoint admits are read from its `require(...)` dependency, and checked against what the
-running endpoint does with each role's token (agent, agent2, supervisor, quality, ops,
-producer): a role outside the declared ones gets 403 with the role named, a role inside gets
-past the door (whatever the handler then answers: 200, 404, 422 …).
+POLICY is who may do what, written down here from the README and docs (docs/complaints.md's
+table, docs/quality.md's "quality may do everything, ops may read", the README's table of who
+uses which service), independently of the code: the roles an endpoint admits are NOT read from
+its `require(...)` and then checked against themselves. Three checks hold the code to it:
+- the routes each service serves (from its OpenAPI document and its router, so a new route is
+  seen the day it is added) are exactly the routes of its POLICY: a route the table does not
+  list fails, and so does a row of the table for a route that is gone;
+- each route's `require(...)` names exactly the policy's roles (this also covers roles without
+  a static token here, such as a console person's role);
+- the running endpoint, asked with each role's token (agent, agent2, supervisor, quality, ops,
+  producer), refuses a role outside the policy with 403 naming the role, and lets a role inside
+  it past the door (whatever the handler then answers: 200, 404, 422 …).
 
 Deliberately public, and so excepted (each checked to answer without a token):
 - /health: the liveness probe of the orchestrator (says "ok" and the service name, nothing else);
@@ -14,7 +21,6 @@ Deliberately public, and so excepted (each checked to answer without a token):
 - /metrics: the Prometheus scrape (counters and gauges; no personal data, see shared/metrics.py);
 - /docs, /docs/oauth2-redirect, /redoc, /openapi.json: the API description, no data.
 """
-
 from __future__ import annotations
 
 import uuid
@@ -37,6 +43,70 @@ pytestmark = pytest.mark.infra
 
 PUBLIC = {"/health", "/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 METHODS = ("get", "post", "put", "patch", "delete")
+
+# Who may do what, per service and (method, path): the README's "who uses what", docs/complaints.md
+# (HTTP table), docs/quality.md (quality does everything, ops reads). Change it together with the docs.
+AGENT, SUPERVISOR, QUALITY, OPS, PRODUCER = "agent", "supervisor", "quality", "ops", "producer"
+POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
+    "intake": {
+        ("POST", "/v1/events"): frozenset({PRODUCER}),  # the upstream systems' webhook
+        ("GET", "/v1/customers"): frozenset({AGENT, SUPERVISOR}),  # customer files: the staff on the phone
+        ("GET", "/v1/customers/incomplete"): frozenset({AGENT, SUPERVISOR}),
+        ("GET", "/v1/customers/{customer_id}"): frozenset({AGENT, SUPERVISOR}),
+        ("POST", "/v1/customers/{customer_id}/contact"): frozenset({AGENT, SUPERVISOR}),
+    },
+    "followup": {
+        ("GET", "/v1/queue"): frozenset({AGENT, SUPERVISOR}),  # the agents' calls
+        ("GET", "/v1/followups"): frozenset({AGENT, SUPERVISOR}),
+        ("GET", "/v1/followups/{followup_id}"): frozenset({AGENT, SUPERVISOR}),
+        ("POST", "/v1/followups/{followup_id}/claim"): frozenset({AGENT, SUPERVISOR}),
+        ("POST", "/v1/followups/{followup_id}/release"): frozenset({AGENT, SUPERVISOR}),
+        ("POST", "/v1/followups/{followup_id}/attempts"): frozenset({AGENT, SUPERVISOR}),
+        ("GET", "/v1/register/calls"): frozenset({AGENT, SUPERVISOR, OPS}),  # the registers: read by ops too
+        ("GET", "/v1/register/letters"): frozenset({AGENT, SUPERVISOR, OPS}),
+        ("GET", "/v1/kpis"): frozenset({SUPERVISOR, OPS}),  # the supervisors' figures
+        ("GET", "/v1/reports/weekly"): frozenset({SUPERVISOR, OPS}),
+    },
+    "complaints": {  # docs/complaints.md, "HTTP"
+        ("POST", "/v1/complaints"): frozenset({AGENT, SUPERVISOR}),
+        ("GET", "/v1/complaints"): frozenset({AGENT, SUPERVISOR, OPS}),
+        ("GET", "/v1/complaints/{complaint_id}"): frozenset({AGENT, SUPERVISOR, OPS}),
+        ("POST", "/v1/complaints/{complaint_id}/acknowledge"): frozenset({AGENT, SUPERVISOR}),
+        ("POST", "/v1/complaints/{complaint_id}/assign"): frozenset({AGENT, SUPERVISOR}),
+        ("POST", "/v1/complaints/{complaint_id}/comments"): frozenset({AGENT, SUPERVISOR}),
+        ("POST", "/v1/complaints/{complaint_id}/pend"): frozenset({AGENT, SUPERVISOR}),
+        ("POST", "/v1/complaints/{complaint_id}/resume"): frozenset({AGENT, SUPERVISOR}),
+        ("POST", "/v1/complaints/{complaint_id}/resolve"): frozenset({AGENT, SUPERVISOR}),
+        ("POST", "/v1/complaints/{complaint_id}/close"): frozenset({SUPERVISOR}),
+        ("POST", "/v1/complaints/{complaint_id}/reopen"): frozenset({SUPERVISOR}),
+        ("POST", "/v1/complaints/{complaint_id}/documents"): frozenset({AGENT, SUPERVISOR}),
+        ("GET", "/v1/complaints/{complaint_id}/documents/{document_id}"): frozenset({AGENT, SUPERVISOR, OPS}),
+        ("GET", "/v1/complaints/{complaint_id}/documents/{document_id}/content"): frozenset({AGENT, SUPERVISOR, OPS}),
+        ("GET", "/v1/kpis"): frozenset({AGENT, SUPERVISOR, OPS}),
+    },
+    "quality": {  # docs/quality.md: quality may do everything, ops may read
+        ("GET", "/v1/alerts"): frozenset({QUALITY, OPS}),
+        ("GET", "/v1/alerts/{alert_id}"): frozenset({QUALITY, OPS}),
+        ("POST", "/v1/alerts/{alert_id}/acknowledge"): frozenset({QUALITY}),
+        ("POST", "/v1/alerts/{alert_id}/close"): frozenset({QUALITY}),
+        ("GET", "/v1/stats"): frozenset({QUALITY, OPS}),
+        ("GET", "/v1/reports/weekly"): frozenset({QUALITY, OPS}),
+        ("GET", "/v1/kpis"): frozenset({QUALITY, OPS}),
+    },
+    "notifier": {
+        ("GET", "/v1/notifications"): frozenset({SUPERVISOR, OPS}),  # what was sent to whom: not every agent
+        ("GET", "/v1/letters"): frozenset({AGENT, SUPERVISOR, OPS}),  # the letter register to print and post
+        ("POST", "/v1/letters/{letter_id}/printed"): frozenset({AGENT, SUPERVISOR}),
+        ("POST", "/v1/opt-outs"): frozenset({AGENT, SUPERVISOR}),  # a customer's opt-outs, on the phone
+        ("GET", "/v1/opt-outs/{customer_id}"): frozenset({AGENT, SUPERVISOR}),
+        ("DELETE", "/v1/opt-outs/{customer_id}/{channel}"): frozenset({AGENT, SUPERVISOR}),
+    },
+}
+
+
+def admitted(service: str, method: str, path: str) -> frozenset[str]:
+    """The roles POLICY admits to an endpoint."""
+    return POLICY[service][(method.upper(), path)]
 
 
 def operations(runtime: ServiceRuntime) -> list[tuple[str, str, dict[str, Any]]]:
@@ -124,6 +194,26 @@ def test_every_route_a_service_serves_is_in_its_openapi_document(ns: Namespace) 
                 assert isinstance(route, Route) and path in PUBLIC, f"{name}: unexpected route {route!r}"
 
 
+def test_the_policy_lists_exactly_the_routes_each_service_serves_with_the_roles_its_code_requires(
+    ns: Namespace,
+) -> None:
+    assert set(POLICY) == set(SERVICES), "a service without a policy, or a policy for no service"
+    problems: list[str] = []
+    for name in SERVICES:
+        runtime = ServiceRuntime(load(name), ns.settings)
+        served = {(method.upper(), path) for method, path, _ in operations(runtime) if path not in PUBLIC}
+        listed = set(POLICY[name])
+        problems += [f"{name}: {m} {p} is served but not in POLICY (who may use it?)" for m, p in sorted(served - listed)]
+        problems += [f"{name}: {m} {p} is in POLICY but not served" for m, p in sorted(listed - served)]
+        for method, path in sorted(served & listed):
+            requires = declared_roles(runtime, method, path)
+            if len(requires) != 1 or set(requires[0]) != POLICY[name][(method, path)]:
+                problems.append(f"{name}: {method} {path} requires {requires}, the policy admits "
+                                f"{sorted(POLICY[name][(method, path)])}")
+    assert sum(len(routes) for routes in POLICY.values()) >= 40
+    assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems)
+
+
 async def test_every_endpoint_refuses_no_token_401_and_other_roles_403(stack: Stack) -> None:
     problems: list[str] = []
     checked = 0
@@ -135,11 +225,11 @@ async def test_every_endpoint_refuses_no_token_401_and_other_roles_403(stack: St
             checked += 1
             url = sample_path(path, op)
             label = f"{name} {method.upper()} {path}"
-            requires = declared_roles(runtime, method, path)
-            if len(requires) != 1 or not requires[0] or not set(requires[0]) <= set(ROLES):
-                problems.append(f"{label}: expected one require(...) of known roles, found {requires}")
+            if (method.upper(), path) not in POLICY[name]:
+                problems.append(f"{label}: not in POLICY")
                 continue
-            allowed = set(requires[0])
+            allowed = admitted(name, method, path)
+            assert allowed <= set(ROLES), allowed
             if op.get("security") != [{"HTTPBearer": []}]:
                 problems.append(f"{label}: the OpenAPI operation does not declare the bearer scheme")
 
@@ -158,10 +248,10 @@ async def test_every_endpoint_refuses_no_token_401_and_other_roles_403(stack: St
                     f"role {role_name!r} may not use this endpoint" in response.text
                 if role_name in allowed:
                     if response.status_code in (401, 403) or response.status_code >= 500:
-                        problems.append(f"{label}: role {role} is declared but got {response.status_code} "
+                        problems.append(f"{label}: role {role} is admitted by the policy but got {response.status_code} "
                                         f"{response.text[:200]}")
                 elif not refused:
-                    problems.append(f"{label}: role {role} is not declared but got {response.status_code} "
+                    problems.append(f"{label}: role {role} is not admitted by the policy but got {response.status_code} "
                                     f"{response.text[:200]}")
     assert checked >= 40, f"only {checked} endpoints found: is the OpenAPI document complete?"
     assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems)
