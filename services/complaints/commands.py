@@ -101,6 +101,7 @@ async def file_complaints(uow: Uow, filings: Sequence[Filing]) -> list[tuple[Cas
         opened[cid] = Case.open(
             filing.intake, classification, rules(uow).sla.for_severity(classification.severity), now=now,
             correlation_id=correlation, actor=filing.actor,
+            handler=tables(uow).person_for(classification.department, "handler"),
         )
         first_filing[cid] = i
     inserted = await store.insert_cases(uow.conn, list(opened.values()), now)

@@ -225,10 +225,11 @@ class Case:
     @classmethod
     def open(
         cls, filing: Intake, classification: Classification, policy: SlaPolicy, *, now: datetime,
-        correlation_id: uuid.UUID, actor: str | None = None,
+        correlation_id: uuid.UUID, actor: str | None = None, handler: str | None = None,
     ) -> Case:
-        """A new case: the filing starts the clock; ComplaintOpened names its deadlines, and a
-        product-quality complaint naming a part also reports the defect to quality."""
+        """A new case: the filing starts the clock; ComplaintOpened names its deadlines and the
+        handler of the department it is routed to (both are told), and a product-quality
+        complaint naming a part also reports the defect to quality."""
         k = classification
         case = cls(
             complaint_id=complaint_id_for(filing.complaint_ref), complaint_ref=filing.complaint_ref,
@@ -246,7 +247,7 @@ class Case:
             "vin": filing.vin, "channel": filing.channel, "category": k.category, "severity": k.severity,
             "description": filing.description, "filed_at": filing.filed_at,
             "ack_due_at": figures.current.ack_due_at, "resolve_due_at": figures.current.resolve_due_at,
-            "part_category": k.part_category, "followup_id": filing.followup_id,
+            "part_category": k.part_category, "followup_id": filing.followup_id, "handler": handler,
         })
         if k.category == "product_quality" and k.part_category:
             case.outgoing.append(Outgoing("PartDefectReported", c.ComplaintPartDefectReported(

@@ -10,6 +10,10 @@ Method
 - A *round* is one run of the clock: the first round starts at the filing (the earliest, if
   the complaint was filed through two channels); every reopening starts a new round, with
   fresh deadlines and the ladder back at the handler.
+- The clock is the severity's (`SlaPolicy.clock`): business hours of working days on the
+  working calendar (`shared.workcal`: nights, weekends and public holidays stand still,
+  make-up working days run; whole days of an allowance are working days), or continuous
+  calendar time for cases that cannot wait (critical: fire, injury).
 - Only *active* time counts: time in pending_customer (pended → resumed) is paused. A deadline
   is the instant at which the active time since the round started reaches its allowance; while
   the case is paused the next deadlines are unknown (None) until it resumes.
@@ -27,7 +31,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
+
+from shared.workcal import WorkingCalendar
 
 from services.complaints.config import SlaPolicy
 
@@ -159,22 +165,81 @@ def _active(start: datetime, until: datetime, pauses: Iterable[tuple[datetime, d
     return max(total, timedelta(0))
 
 
-def instant_after(start: datetime, allowance: timedelta, pauses: Iterable[tuple[datetime, datetime | None]]) -> datetime | None:
-    """The instant at which `allowance` of active time has passed since `start`, skipping the
-    pauses; None if it falls after a pause that has not ended."""
-    cursor, left = start, allowance
+class SlaClock(Protocol):
+    """How a policy's allowances are counted: around the clock, or in business hours."""
+
+    def duration(self, allowance: timedelta) -> timedelta:
+        """An allowance as this clock's running time."""
+        ...
+
+    def add(self, start: datetime, allowance: timedelta) -> datetime: ...
+
+    def between(self, a: datetime, b: datetime) -> timedelta: ...
+
+
+class ContinuousClock:
+    """Calendar time, 24/7: for cases that cannot wait for a working day (fire, injury)."""
+
+    def duration(self, allowance: timedelta) -> timedelta:
+        return allowance
+
+    def add(self, start: datetime, allowance: timedelta) -> datetime:
+        return start + allowance
+
+    def between(self, a: datetime, b: datetime) -> timedelta:
+        return b - a
+
+
+@dataclass(frozen=True)
+class WorkingClock:
+    """Business hours of working days on a working calendar (nights, weekends and public
+    holidays stand still, make-up working days run). Whole days of an allowance are working
+    days: P2D filed Monday 10:00 is due Wednesday 10:00."""
+
+    calendar: WorkingCalendar
+
+    def duration(self, allowance: timedelta) -> timedelta:
+        return self.calendar.working_duration(allowance)
+
+    def add(self, start: datetime, allowance: timedelta) -> datetime:
+        return self.calendar.add_working_time(start, allowance)
+
+    def between(self, a: datetime, b: datetime) -> timedelta:
+        return self.calendar.working_time_between(a, b)
+
+
+CONTINUOUS = ContinuousClock()
+
+
+def clock_of(policy: SlaPolicy) -> SlaClock:
+    """The clock a severity's policy runs on (its region's working calendar, or 24/7)."""
+    if policy.clock == "continuous":
+        return CONTINUOUS
+    return WorkingClock(WorkingCalendar.load(policy.calendar_region))
+
+
+def instant_after(
+    start: datetime, allowance: timedelta, pauses: Iterable[tuple[datetime, datetime | None]],
+    clock: SlaClock = CONTINUOUS,
+) -> datetime | None:
+    """The instant at which `allowance` of active time has passed since `start` on `clock`,
+    skipping the pauses; None if it falls after a pause that has not ended."""
+    cursor, left = start, clock.duration(allowance)
     for p0, p1 in pauses:
-        if cursor + left <= p0:
+        if clock.add(cursor, left) <= p0:
             break
-        left -= max(p0 - cursor, timedelta(0))
+        if p0 > cursor:
+            left -= clock.between(cursor, p0)
         if p1 is None:
             return None
         cursor = max(cursor, p1)
-    return cursor + left
+    return clock.add(cursor, left)
 
 
-def compute(facts: Iterable[SlaFact], policy: SlaPolicy, now: datetime) -> SlaFigures:
-    """The case's SLA figures as of `now`, from its history (any order)."""
+def compute(facts: Iterable[SlaFact], policy: SlaPolicy, now: datetime, clock: SlaClock | None = None) -> SlaFigures:
+    """The case's SLA figures as of `now`, from its history (any order), on the policy's clock
+    (or `clock`, if given)."""
+    clock = clock or clock_of(policy)
     ordered = sorted((f for f in facts if f.kind in SLA_KINDS), key=lambda f: (f.at, f.seq))
     filed = [f.at for f in ordered if f.kind == "filed"]
     if not filed:
@@ -190,12 +255,15 @@ def compute(facts: Iterable[SlaFact], policy: SlaPolicy, now: datetime) -> SlaFi
             and (number == 0 or f.at >= started_at)
             and (ended_at is None or f.at < ended_at)
         ]
-        rounds.append(_round(number, max(started_at, first), ended_at, in_round, policy))
+        rounds.append(_round(number, max(started_at, first), ended_at, in_round, policy, clock))
     steps = tuple(s for r in rounds for s in r.steps)
     return SlaFigures(tuple(rounds), now, steps)
 
 
-def _round(number: int, start: datetime, ended_at: datetime | None, facts: list[SlaFact], policy: SlaPolicy) -> Round:
+def _round(
+    number: int, start: datetime, ended_at: datetime | None, facts: list[SlaFact], policy: SlaPolicy,
+    clock: SlaClock,
+) -> Round:
     def first(kind: str) -> datetime | None:
         return next((max(f.at, start) for f in facts if f.kind == kind), None)
 
@@ -220,8 +288,8 @@ def _round(number: int, start: datetime, ended_at: datetime | None, facts: list[
     def live(due: datetime | None) -> bool:
         return due is not None and (stop is None or due < stop)
 
-    ack_due = instant_after(start, policy.acknowledge_within, pauses)
-    resolve_due = instant_after(start, policy.resolve_within, pauses)
+    ack_due = instant_after(start, policy.acknowledge_within, pauses, clock)
+    resolve_due = instant_after(start, policy.resolve_within, pauses, clock)
     chain: list[tuple[int, datetime, Deadline]] = []
     level = 0
     if live(ack_due) and (acknowledged is None or acknowledged > ack_due):  # type: ignore[operator]
@@ -233,7 +301,7 @@ def _round(number: int, start: datetime, ended_at: datetime | None, facts: list[
         allowance = policy.resolve_within
         while level < TOP_LEVEL:
             allowance += (policy.supervisor_within, policy.department_head_within)[level - 1]
-            due = instant_after(start, allowance, pauses)
+            due = instant_after(start, allowance, pauses, clock)
             if not live(due):
                 break
             level += 1

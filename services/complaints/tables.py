@@ -85,6 +85,7 @@ class RoutingTable(_Strict):
 
 
 class RoleHolders(_Strict):
+    handler: str | None = None  # who a new case of the department is told to (ComplaintOpened)
     supervisor: str | None = None
     department_head: str | None = None
     superior_leader: str | None = None

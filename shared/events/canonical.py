@@ -354,6 +354,7 @@ class ComplaintOpened(ComplaintEvent, kw_only=True):
     vin: str | None = None
     part_category: str | None = None
     followup_id: str | None = None
+    handler: str | None = None  # who the department's new cases go to (directory.yaml); told by e-mail
 
 
 class ComplaintAssigned(ComplaintEvent, kw_only=True):

@@ -15,7 +15,9 @@ from services.complaints.tables import Tables, load_tables
 
 T0 = datetime.fromisoformat("2026-11-20T10:00:00+08:00")
 H, D = timedelta(hours=1), timedelta(days=1)
-RULES = ComplaintRules()
+# The aggregate on the continuous (24/7) clock, so offsets read as hours and days; the working
+# calendar's clock is tested in test_complaints_sla_calendar.py.
+RULES = ComplaintRules(sla={s: {"clock": "continuous"} for s in ("low", "medium", "high")})
 TABLES: Tables = load_tables(RULES.classification_file, RULES.routing_file, RULES.directory_file)
 
 

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.dates
 
 T0 = TEST_NOW  # the filing; every other moment is an offset from it
 H, D = timedelta(hours=1), timedelta(days=1)
-POLICY = SlaPolicy()  # acknowledge 4 h, resolve 2 d, supervisor 1 d, department head 1 d
+# The method on the continuous (24/7) clock; the working calendar's clock is tested apart
+# (test_complaints_sla_calendar.py). Acknowledge 4 h, resolve 2 d, supervisor 1 d, department head 1 d.
+POLICY = SlaPolicy(clock="continuous")
 FAR = T0 + 30 * D
 
 
@@ -58,7 +60,7 @@ def test_acknowledged_in_time_but_unresolved_climbs_one_level_per_deadline_from_
 
 
 def test_each_level_has_its_own_configurable_deadline() -> None:
-    policy = SlaPolicy(acknowledge_within=2 * H, resolve_within=D, supervisor_within=12 * H,
+    policy = SlaPolicy(clock="continuous", acknowledge_within=2 * H, resolve_within=D, supervisor_within=12 * H,
                        department_head_within=6 * H)
     figures = compute(facts(("filed", 0 * H), ("acknowledged", H)), policy, FAR)
     assert ladder(figures) == [(1, D, "resolve"), (2, D + 12 * H, "level"), (3, D + 18 * H, "level")]
