@@ -15,14 +15,21 @@ import pytest
 from tools.faults import BAD_KINDS, FaultInfra, FaultOptions, build_traffic, daytime_offset
 from aftersales.infra import DEPLOY, InfraError, Kafka, Paths, Postgres
 from services.intake.config import IntakeRules
+from services.intake.domain import FileSet, Rejected
 from services.intake.handlers import precheck
 from shared.events import InvalidRecord, decode
 from shared.events.catalog import spec_for
 from shared.settings import load_settings
 
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
-# Refused by intake's handlers (domain rules), not by decoding.
+# Refused by intake's handlers (domain rules), not by decoding. The first two need nothing on
+# file and are checked here; the other two are decided against the records before them (a
+# shipment's lines, a repair order's pickup), which the fault run's checks cover.
 HANDLER_REFUSALS = {"vin_check_digit", "in_the_future", "discrepancy_not_a_line", "receipt_before_pickup"}
+NEEDS_FILES = {"discrepancy_not_a_line", "receipt_before_pickup"}
+# The latest moment the services' clock reads while the traffic is fed (the window the
+# complaints' deadlines are placed in, below).
+RUN_ENDS = T0 + timedelta(seconds=60 + 30)
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +56,27 @@ def test_every_valid_record_decodes_and_passes_intakes_checks(traffic) -> None: 
 
 
 def test_every_bad_record_is_refused_by_decoding_or_by_a_named_handler_rule(traffic) -> None:  # type: ignore[no-untyped-def]
+    rules = IntakeRules()
     kinds = Counter()
     for item in (i for i in traffic.items if not i.valid):
         kinds[item.kind] += 1
-        if item.kind in HANDLER_REFUSALS:
+        if item.kind in NEEDS_FILES:
             continue
-        with pytest.raises(InvalidRecord):
-            decode(item.value, item.topic, strict_types=True, check_key=True)
+        if item.kind not in HANDLER_REFUSALS:
+            with pytest.raises(InvalidRecord):
+                decode(item.value, item.topic, strict_types=True, check_key=True)
+            continue
+        event = decode(item.value, item.topic, strict_types=True, check_key=True)  # decodes: refused by a rule
+        with pytest.raises(Rejected) as refused:
+            precheck(event.event_type, event.data, rules)
+            files = FileSet(future_tolerance=timedelta(hours=rules.future_tolerance_hours))
+            files.apply_pickup(event.data, RUN_ENDS)  # a pickup with nothing on file: only its own dates decide
+        expected = {"vin_check_digit": "data.vin", "in_the_future": "data.picked_up_at"}[item.kind]
+        assert refused.value.reason.startswith(expected), (item.kind, refused.value.reason)
+        if item.kind == "in_the_future":
+            assert "is in the future" in refused.value.reason
     assert set(kinds) == {k for k, _ in BAD_KINDS}, "every kind of damage is in the stream"
+    assert kinds["vin_check_digit"] and kinds["in_the_future"]
 
 
 def test_a_record_that_depends_on_another_comes_after_it(traffic) -> None:  # type: ignore[no-untyped-def]
