@@ -1,5 +1,5 @@
-"""aiokafka against the Kafka 4.x broker that `infra up` runs: consumer groups, commits,
-offsets_for_times, the idempotent producer."""
+"""aiokafka against the Kafka 4.x broker that `infra up` runs: that it is a 4.x broker (by the
+protocol versions it serves), consumer groups, commits, offsets_for_times, the idempotent producer."""
 
 from __future__ import annotations
 
@@ -9,10 +9,35 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.conn import create_conn
 
 from shared.settings import load_settings
 
 pytestmark = pytest.mark.infra
+
+# Kafka 4.0 removed these requests' old versions (KIP-896); a 3.x broker still serves them from
+# version 0. (api key: (name, lowest version a 4.x broker serves))
+REMOVED_IN_4 = {1: ("Fetch", 4), 2: ("ListOffsets", 1), 8: ("OffsetCommit", 2), 9: ("OffsetFetch", 1)}
+CONSUMER_GROUP_HEARTBEAT = 68  # the KIP-848 consumer group protocol, generally available from 4.0
+
+
+def is_kafka_4(versions: dict[int, tuple[int, int]]) -> bool:
+    """From a broker's ApiVersions answer ({api key: (min, max)}): does it serve as 4.x does?"""
+    return CONSUMER_GROUP_HEARTBEAT in versions and all(
+        key in versions and versions[key][0] >= lowest for key, (_, lowest) in REMOVED_IN_4.items())
+
+
+async def test_the_broker_speaks_the_kafka_4_protocol(infra: None) -> None:
+    settings = load_settings()
+    host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
+    conn = await create_conn(host, int(port))
+    try:
+        versions: dict[int, tuple[int, int]] = conn._versions  # the broker's ApiVersions answer
+    finally:
+        conn.close()
+    assert is_kafka_4(versions), {REMOVED_IN_4[k][0]: versions.get(k) for k in REMOVED_IN_4}
+    # What a 3.x broker answers (3.9: Fetch, ListOffsets, OffsetCommit and OffsetFetch from v0) is not.
+    assert not is_kafka_4({**versions, 1: (0, 17), 2: (0, 9), 8: (0, 9), 9: (0, 9)})
 
 
 async def test_aiokafka_works_with_the_kafka_4_broker(infra: None) -> None:
