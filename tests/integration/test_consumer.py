@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client import REGISTRY
 
 from tools.simulate import envelope
 from shared.db import with_database
@@ -90,13 +91,17 @@ async def test_a_database_outage_is_retried_without_committing_or_dead_lettering
         await _wait(lambda: _count_seen(pool, 20))
         await _wait(lambda: _committed_is(ns, 20))
 
+        retried = _batch_retries()
         # The database goes away: no new connections, existing ones cut.
         await admin.execute(f'ALTER DATABASE "{ns.database}" ALLOW_CONNECTIONS false')
         await admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", ns.database
         )
         await publish(ns.settings, "upstream.dms", [_pickup(i) for i in range(20, 40)])
-        await asyncio.sleep(6)
+        # The step ran: the new records were fetched and their batch failed and was retried (twice,
+        # so the first retry did not succeed either) while the database was down ...
+        await _wait(lambda: _batch_retries_above(retried + 1), timeout=60)
+        # ... and nothing of it was committed meanwhile.
         assert await _committed(ns) == 20, "nothing is committed while the database is down"
 
         await admin.execute(f'ALTER DATABASE "{ns.database}" ALLOW_CONNECTIONS true')
@@ -184,5 +189,15 @@ async def _count_seen(pool: asyncpg.Pool, expected: int) -> bool:
 
 async def _committed_is(ns: Namespace, expected: int) -> bool:
     return await _committed(ns) == expected
+
+
+def _batch_retries() -> float:
+    """How often the test service's consumer has retried a batch after a transient failure."""
+    return REGISTRY.get_sample_value("aftersales_transient_errors_total",
+                                     {"service": "kerneltest", "component": "consumer-batch"}) or 0.0
+
+
+async def _batch_retries_above(n: float) -> bool:
+    return _batch_retries() > n
 
 
