@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client import REGISTRY
 
 from tools.simulate import Fleet
 from services import load
@@ -305,22 +307,20 @@ async def test_replaying_the_pickups_schedules_nothing_new(ns: Namespace) -> Non
         async with TopicReader(ns.settings, "aftersales.followup") as topic:
             await topic.wait_for(count("FollowUpScheduled", 20), timeout=60)
         await stack.stop()
-        await _rewind(ns, "followup", ["aftersales.intake", "aftersales.complaints"])
+        followup_inputs = ["aftersales.intake", "aftersales.complaints"]
+        await _rewind(ns, "followup", followup_inputs)
         await _rewind(ns, "intake", ["upstream.dms"])
+        assert not await _caught_up(ns, "followup", followup_inputs), "the rewind put the group back"
+        seen_again = _consumed("followup", "duplicate")
         stack = await Stack(ns, clock, services=("intake", "followup")).start()
         await publish(ns.settings, "upstream.dms", pickups)  # and the producer sends them all again
-        async with TopicReader(ns.settings, "upstream.dms") as upstream:
-            await upstream.wait_for(lambda rs: len(rs) == 40, timeout=30)
+        # The replay is consumed: each rewound group has committed up to the end of its input
+        # topics (intake's first: what it publishes is followup's input).
+        await _until(lambda: _caught_up(ns, "intake", ["upstream.dms"]), "intake to read upstream.dms again")
+        await _until(lambda: _caught_up(ns, "followup", followup_inputs), "followup to read its topics again")
+        assert _consumed("followup", "duplicate") - seen_again >= 20, "the pickups were read again, as duplicates"
         conn = await db(ns, "followup")
         try:
-            import asyncio
-
-            for _ in range(100):  # the replay is consumed: every record of the log seen by the inbox again
-                lag = await conn.fetchval("SELECT count(*) FROM inbox")
-                if lag >= 20:
-                    break
-                await asyncio.sleep(0.1)
-            await asyncio.sleep(3)
             assert await conn.fetchval("SELECT count(*) FROM followups") == 20
         finally:
             await conn.close()
@@ -329,6 +329,38 @@ async def test_replaying_the_pickups_schedules_nothing_new(ns: Namespace) -> Non
         assert len(topic.of_type("FollowUpScheduled")) == 20
     finally:
         await stack.stop()
+
+
+def _consumed(service: str, outcome: str) -> float:
+    """Records the service has read with this outcome, over all topics and types (this process)."""
+    return sum(sample.value for metric in REGISTRY.collect() if metric.name == "aftersales_events_consumed"
+               for sample in metric.samples if sample.name == "aftersales_events_consumed_total"
+               and sample.labels["service"] == service and sample.labels["outcome"] == outcome)
+
+
+async def _caught_up(ns: Namespace, service: str, topics: list[str]) -> bool:
+    """The service's group has committed every partition of `topics` up to its end (now)."""
+    admin = AIOKafkaAdminClient(**ns.settings.kafka_client_options())  # type: ignore[arg-type]
+    consumer = AIOKafkaConsumer(**ns.settings.kafka_client_options())  # type: ignore[arg-type]
+    await admin.start()
+    await consumer.start()
+    try:
+        tps = [TopicPartition(ns.topic(t), p) for t in topics for p in range(ns.settings.topic_partitions)]
+        ends = await consumer.end_offsets(tps)
+        committed = {tp: meta.offset for tp, meta in
+                     (await admin.list_consumer_group_offsets(f"{ns.prefix}{service}")).items()}
+        return sum(ends.values()) > 0 and all(committed.get(tp, 0) >= ends[tp] for tp in tps)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def _until(probe: Any, what: str, timeout: float = 60) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await probe():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
 
 
 async def _rewind(ns: Namespace, service: str, topics: list[str]) -> None:
