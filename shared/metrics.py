@@ -67,6 +67,14 @@ CUSTOMER_FILES_INCOMPLETE = Gauge(
     "aftersales_customer_files_incomplete", "Customer files missing phone, address, plate or model"
 )
 CUSTOMER_FILES = Gauge("aftersales_customer_files", "Customer files kept by intake")
+CONTACT_VALUES_FLAGGED = Counter(
+    "aftersales_contact_values_flagged_total",
+    "Records filed with a contact value that failed its check (kept and flagged on the file, not dead-lettered)",
+    ["field", "event_type"],
+)
+CUSTOMER_FILES_FLAGGED = Gauge(
+    "aftersales_customer_files_flagged", "Customer files with a flagged (unusable) contact value, by field", ["field"]
+)
 WARRANTY_RETURN_VISIT_RATE = Gauge(
     "aftersales_warranty_return_visit_rate",
     "Pickups under warranty whose first return visit completed / all such pickups (target 1.0)",

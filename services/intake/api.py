@@ -177,6 +177,19 @@ def router() -> APIRouter:
             })
         return {"total": total, "page": page, "page_size": page_size, "files": files}
 
+    @r.get("/v1/customers/flagged", tags=["customer files"],
+           summary="Files with a contact value that failed its check (kept with the reason): call and correct them")
+    async def flagged(
+        request: Request, page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=500),
+        who: Principal = require("agent", "supervisor"),
+    ) -> dict[str, Any]:
+        check_paging(page=page)
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            total, rows = await store.flagged_files(conn, page_size, (page - 1) * page_size)
+        return {"total": total, "page": page, "page_size": page_size, "files": rows}
+
     @r.get("/v1/customers/{customer_id}", tags=["customer files"],
            summary="A customer's whole file: vehicles, visits, receipts and change history")
     async def customer_file(request: Request, customer_id: str, who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
@@ -192,8 +205,9 @@ def router() -> APIRouter:
             summary="Correct a customer's contact data (learned on the phone); applied like a CRM update")
     async def correct_contact(request: Request, customer_id: str, body: ContactCorrection,
                               who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
-        """The correction goes onto upstream.crm as the CustomerUpdated a CRM would send (with the
-        person who made it), so intake files it, and the log keeps it, exactly like one."""
+        """The correction goes onto upstream.crm as a CustomerContactCorrected naming the person who
+        made it, so intake files it in order with the customer's other facts (clearing the flags of
+        the fields it corrects) and publishes it for every service; the log keeps it."""
         changes = body.model_dump(exclude_none=True, exclude={"reason"})
         if not changes:
             raise HTTPException(422, "name at least one of phone, email, address, person_in_charge to correct")
@@ -203,9 +217,9 @@ def router() -> APIRouter:
             if await store.customer_file(conn, customer_id) is None:
                 raise HTTPException(404, f"no customer file {customer_id!r}; search with GET /v1/customers?phone=…")
         now = runtime.clock.now()
-        envelope = new_event(topic=UPSTREAM_CRM, event_type="CustomerUpdated", source="crm", occurred_at=now, data={
-            "customer_id": customer_id, **changes, "changed_at": now, "corrected_by": who.subject,
-            "correction_reason": body.reason})
+        envelope = new_event(topic=UPSTREAM_CRM, event_type="CustomerContactCorrected", source="crm", occurred_at=now,
+                             data={"customer_id": customer_id, **changes, "corrected_at": now,
+                                   "corrected_by": who.subject, "reason": body.reason})
         async with runtime.transaction() as uow:
             uow.forward(UPSTREAM_CRM, key=envelope.key, value=envelope.to_json(), event_id=envelope.event_id,
                         event_type=envelope.event_type)
@@ -277,6 +291,7 @@ def _file_view(found: dict[str, Any]) -> dict[str, Any]:
         "known_only_by_phone": customer["id_derived"],
         **{k: customer[k] for k in ("name", "phone", "email", "address", "region", "person_in_charge", "locale",
                                     "timezone", "consent", "created_at", "updated_at")},
+        "contact_flags": customer.get("contact_flags") or {},
         "phones": phones or ([customer["phone"]] if customer["phone"] else []),
         "complete": not missing, "missing": missing,
         "vehicles": vehicles,

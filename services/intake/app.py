@@ -26,6 +26,9 @@ async def _kpis(runtime: ServiceRuntime[IntakeDeps]) -> None:
     assert runtime.pool is not None
     async with acquire(runtime.pool) as conn:
         files, incomplete = await store.file_counts(conn)
+        flagged = await store.flagged_counts(conn)
+    for name in ("phone", "email"):
+        metrics.CUSTOMER_FILES_FLAGGED.labels(name).set(flagged.get(name, 0))
     metrics.CUSTOMER_FILES.set(files)
     metrics.CUSTOMER_FILES_INCOMPLETE.set(incomplete)
 

@@ -31,6 +31,10 @@ from shared.validation import check_vin_check_digit
 CUSTOMER_FIELDS = (
     "name", "phone", "email", "address", "region", "person_in_charge", "locale", "timezone", "consent",
 )
+# Contact values on file that cannot be used: {field: {value, reason, flagged_at, source}}.
+FLAGS = "contact_flags"
+# What an agent may correct on the phone.
+CORRECTABLE_FIELDS = ("phone", "email", "address", "person_in_charge")
 # Changes the work plan wants applied at once and kept as history.
 HISTORY_FIELDS = ("name", "phone", "email", "address", "region", "person_in_charge", "consent")
 # A customer file needs these; the plan wants a complete file within 2 days of a visit.
@@ -273,22 +277,29 @@ class FileSet:
         return None
 
     def customer(self, stated: Mapping[str, Any], *, customer_id: str | None, at: datetime, source: str,
-                 outputs: list[Output]) -> Record:
+                 outputs: list[Output], invalid: Mapping[str, Any] | None = None) -> Record:
         """Match, create or update a customer's file; publish CustomerRegistered for a new file
-        and CustomerUpdated only when something really changed."""
+        and CustomerUpdated only when something really changed. `invalid`: contact values the
+        source sent that failed their checks (flagged on the file, see `_flag_contacts`)."""
         phone = stated.get("phone")
         record = self.find_customer(customer_id, phone)
+        if record is None and not customer_id and not phone and invalid and "phone" in invalid:
+            # known only by a number that is not one: the file is keyed by that value, so the
+            # same bad number again finds it
+            record = self.customers.get(derived_customer_id(str(_value(invalid["phone"]))))
         created = record is None
         merged_from: list[str] = []
         if record is None:
-            if not customer_id and not phone:
+            bad_phone = _value((invalid or {}).get("phone"))
+            if not customer_id and not phone and not bad_phone:
                 raise Rejected("customer_id or phone is required to know whose file this is")
-            record = Record(key=customer_id or derived_customer_id(str(phone)), derived=not customer_id)
+            record = Record(key=customer_id or derived_customer_id(str(phone or bad_phone)), derived=not customer_id)
             self.customers[record.key] = record
         elif customer_id and record.key != customer_id:  # a phone-only file learns its customer's id
             merged_from.append(self._rename(record, customer_id))
         record.seen(at, source)
         changes, observations = record.merge(stated, at)
+        changes.extend(_flag_contacts(record, stated, invalid, at, source))
         self._index(record)
         self.history.extend((record.key, o, self.event_id) for o in observations)
         if not record.derived:
@@ -331,6 +342,8 @@ class FileSet:
     def _announce(self, record: Record, created: bool, changes: list[Change], merged_from: list[str],
                   at: datetime, source: str, outputs: list[Output]) -> None:
         current = {name: record.values.get(name) for name in CUSTOMER_FIELDS if record.values.get(name) is not None}
+        if FLAGS in record.values:
+            current[FLAGS] = record.values[FLAGS]
         if created:
             outputs.append(Output("CustomerRegistered",
                                   {"customer_id": record.key, **current, "registered_from": source}, at))
@@ -374,7 +387,7 @@ class FileSet:
             return []  # the same sale again: on file already
         outputs: list[Output] = []
         customer = self.customer(_stated(d.customer), customer_id=d.customer.customer_id, at=at,
-                                 source="VehicleSold", outputs=outputs)
+                                 source="VehicleSold", outputs=outputs, invalid=_invalid(d.customer))
         self._update_vehicle(d.vin, {
             "customer_id": customer.key, "plate": d.plate, "model": d.model, "dealer_id": d.dealer_id,
             "region": d.region, "sale_id": d.sale_id, "sold_at": at, "warranty_months": d.warranty_months,
@@ -397,7 +410,7 @@ class FileSet:
         outputs: list[Output] = []
         canonical = d.model_dump(mode="json")  # once: the customer's stated fields and the items come from it
         customer = self.customer(_stated(d.customer, canonical["customer"]), customer_id=d.customer.customer_id,
-                                 at=at, source="VehiclePickedUp", outputs=outputs)
+                                 at=at, source="VehiclePickedUp", outputs=outputs, invalid=_invalid(d.customer))
         vehicle = self._update_vehicle(d.vin, {"customer_id": customer.key, "plate": d.plate, "model": d.model},
                                        at, "VehiclePickedUp")
         visit = {
@@ -454,6 +467,44 @@ class FileSet:
             stated["consent"] = d.consent.model_dump()
         outputs: list[Output] = []
         self.customer(stated, customer_id=d.customer_id, at=at, source="CustomerUpdated", outputs=outputs)
+        return outputs
+
+    def apply_contact_correction(self, d: u.CustomerContactCorrected, now: datetime) -> list[Output]:
+        """An agent's correction: applied to the file at once (a corrected field's flag goes) and
+        published as CustomerContactCorrected, which every service applies."""
+        at = d.corrected_at
+        self._not_in_future("data.corrected_at", at, now)
+        if d.customer_id not in self.customers:
+            raise Rejected(f"data.customer_id {d.customer_id!r} has no customer file; a correction names a file "
+                           "on record (search with GET /v1/customers?phone=…)")
+        stated = {name: getattr(d, name) for name in CORRECTABLE_FIELDS if getattr(d, name) is not None}
+        outputs: list[Output] = []
+        record = self.customer(stated, customer_id=d.customer_id, at=at, source="CustomerContactCorrected",
+                               outputs=outputs)
+        updated = next((o for o in outputs if o.event_type == "CustomerUpdated"), None)
+        data = dict(updated.data) if updated else {
+            "customer_id": record.key, "changes": {},
+            **{n: record.values[n] for n in CUSTOMER_FIELDS if record.values.get(n) is not None}}
+        data.update(corrected_by=d.corrected_by, corrected_at=at.isoformat(), reason=d.reason,
+                    contact_flags=record.values.get(FLAGS) or {})
+        return [o for o in outputs if o is not updated] + [Output("CustomerContactCorrected", data, at)]
+
+    def apply_consultation(self, d: u.ConsultationRecorded, now: datetime) -> list[Output]:
+        """A consultation opens the customer's file if there is none and is filed once."""
+        self._not_in_future("data.consulted_at", d.consulted_at, now)
+        key = ("consultation", d.consultation_id)
+        if key in self.facts or key in self.new_facts:
+            return []
+        outputs: list[Output] = []
+        stated = {n: getattr(d, n) for n in ("name", "phone", "region", "locale", "timezone") if getattr(d, n)}
+        record = self.customer(stated, customer_id=d.customer_id, at=d.consulted_at, source="ConsultationRecorded",
+                               outputs=outputs)
+        self.new_facts[key] = "filed"
+        canonical = {k: v for k, v in d.model_dump(mode="json").items()
+                     if k not in ("phone", "name", "locale", "timezone")}
+        canonical.update(customer_id=record.key, region=d.region or record.values.get("region"),
+                         timezone=record.values.get("timezone") or "Asia/Shanghai")
+        outputs.append(Output("ConsultationRecorded", canonical, d.consulted_at))
         return outputs
 
     def apply_complaint(self, d: u.ComplaintFiled, now: datetime) -> list[Output]:
@@ -517,6 +568,33 @@ class FileSet:
             "receipts": {k: v for k, v in sorted(self.receipts.items())},
             "history": sorted(history.items()),
         }
+
+
+def _value(flag: Any) -> str | None:
+    if flag is None:
+        return None
+    return str(flag["value"] if isinstance(flag, Mapping) else flag.value)
+
+
+def _invalid(info: u.CustomerInfo) -> dict[str, dict[str, str]] | None:
+    """The contact values the source sent that failed their checks."""
+    if not info.invalid_contacts:
+        return None
+    return {name: {"value": bad.value, "reason": bad.reason} for name, bad in info.invalid_contacts.items()}
+
+
+def _flag_contacts(record: Record, stated: Mapping[str, Any], invalid: Mapping[str, Any] | None, at: datetime,
+                   source: str) -> list[Change]:
+    """The file's contact flags after a fact: a usable value for a field clears its flag, a value
+    that failed its check flags the field (kept with the reason and the fact that brought it)."""
+    current: dict[str, Any] = dict(record.values.get(FLAGS) or {})
+    flags = {name: flag for name, flag in current.items() if name not in stated}
+    for name, bad in (invalid or {}).items():
+        flags[name] = {"value": _value(bad), "reason": bad["reason"], "flagged_at": at.isoformat(), "source": source}
+    if flags == current or (not flags and FLAGS not in record.values):
+        return []
+    changes, _ = record.merge({FLAGS: flags}, at)
+    return changes
 
 
 def _stated(info: u.CustomerInfo, dumped: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from shared import metrics
 from shared.errors import PermanentError
 from shared.events import Event
 from shared.events import upstream as u
@@ -19,7 +20,7 @@ from shared.uow import UnitOfWork
 
 from services.intake import store
 from services.intake.config import IntakeDeps, IntakeRules
-from services.intake.domain import FileSet, Output, Rejected, verify_vin
+from services.intake.domain import FileSet, Output, Rejected, derived_customer_id, verify_vin
 from services.intake.store import Needs
 
 T = TypeVar("T")
@@ -38,20 +39,39 @@ def precheck(event_type: str, data: Any, intake_rules: IntakeRules) -> None:
 
 
 # What each event type needs loaded, and how it is applied.
+def _needs_customer(info: u.CustomerInfo, n: Needs) -> None:
+    if info.phone:
+        n.phones.add(info.phone)
+    if info.customer_id:
+        n.customer_ids.add(info.customer_id)
+    elif not info.phone and info.invalid_contacts and "phone" in info.invalid_contacts:
+        n.customer_ids.add(derived_customer_id(info.invalid_contacts["phone"].value))  # known by a bad number
+
+
 def _needs_sale(d: u.VehicleSold, n: Needs) -> None:
     n.vins.add(d.vin)
     n.first_pickups.add(d.vin)
-    n.phones.add(d.customer.phone)
-    if d.customer.customer_id:
-        n.customer_ids.add(d.customer.customer_id)
+    _needs_customer(d.customer, n)
 
 
 def _needs_pickup(d: u.VehiclePickedUp, n: Needs) -> None:
     n.vins.add(d.vin)
     n.repair_orders.add(d.repair_order_id)
-    n.phones.add(d.customer.phone)
-    if d.customer.customer_id:
-        n.customer_ids.add(d.customer.customer_id)
+    _needs_customer(d.customer, n)
+
+
+def _needs_consultation(d: u.ConsultationRecorded, n: Needs) -> None:
+    if d.customer_id:
+        n.customer_ids.add(d.customer_id)
+    if d.phone:
+        n.phones.add(d.phone)
+    n.facts.add(("consultation", d.consultation_id))
+
+
+def _needs_correction(d: u.CustomerContactCorrected, n: Needs) -> None:
+    n.customer_ids.add(d.customer_id)
+    if d.phone:
+        n.phones.add(d.phone)
 
 
 def _needs_receipt(d: u.ReceiptReturned, n: Needs) -> None:
@@ -125,8 +145,18 @@ def _handler(needs: Callable[[T, Needs], None], apply: Apply[T]) -> Handler[T]:
     return handle
 
 
-on_vehicle_sold = _handler(_needs_sale, lambda f, e, now: f.apply_sale(e.data, now))
-on_vehicle_picked_up = _handler(_needs_pickup, lambda f, e, now: f.apply_pickup(e.data, now))
+def _flagged(outputs: list[Output], event: Event[u.VehicleSold] | Event[u.VehiclePickedUp]) -> list[Output]:
+    """Counts a record filed with a contact value that failed its check (the metric operators watch)."""
+    if outputs:
+        for name in event.data.customer.invalid_contacts or {}:
+            metrics.CONTACT_VALUES_FLAGGED.labels(name, event.event_type).inc()
+    return outputs
+
+
+on_vehicle_sold = _handler(_needs_sale, lambda f, e, now: _flagged(f.apply_sale(e.data, now), e))
+on_vehicle_picked_up = _handler(_needs_pickup, lambda f, e, now: _flagged(f.apply_pickup(e.data, now), e))
+on_consultation = _handler(_needs_consultation, lambda f, e, now: f.apply_consultation(e.data, now))
+on_contact_corrected = _handler(_needs_correction, lambda f, e, now: f.apply_contact_correction(e.data, now))
 on_receipt_returned = _handler(_needs_receipt, lambda f, e, now: f.apply_receipt(e.data, now))
 on_customer_updated = _handler(
     _needs_customer_update, lambda f, e, now: f.apply_customer_update(e.data, e.occurred_at, now))
@@ -147,6 +177,7 @@ HANDLERS: dict[str, dict[str, Handler[Any]]] = {
     },
     "upstream.crm": {
         "ComplaintFiled": on_complaint_filed, "CampaignAnnounced": on_campaign_announced,
-        "CustomerUpdated": on_customer_updated,
+        "CustomerUpdated": on_customer_updated, "ConsultationRecorded": on_consultation,
+        "CustomerContactCorrected": on_contact_corrected,
     },
 }

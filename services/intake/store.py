@@ -20,7 +20,7 @@ import asyncpg
 from shared.bulk import Table
 from shared.errors import TransientError
 
-from services.intake.domain import CUSTOMER_FIELDS, VEHICLE_FIELDS, FileSet, Observation, Record, as_text
+from services.intake.domain import CUSTOMER_FIELDS, FLAGS, VEHICLE_FIELDS, FileSet, Observation, Record, as_text
 
 
 @dataclass
@@ -60,7 +60,7 @@ async def load(conn: asyncpg.Connection, needs: Needs) -> FileSet:
         )
         for row in rows:
             files.customers[row["customer_id"]] = Record(
-                key=row["customer_id"], values={f: row[f] for f in CUSTOMER_FIELDS if row[f] is not None},
+                key=row["customer_id"], values={f: row[f] for f in (*CUSTOMER_FIELDS, FLAGS) if row[f] is not None},
                 field_times=_times(row["field_times"]), created_at=row["created_at"],
                 source=row["registered_from"], derived=row["id_derived"],
                 known_phones={row["phone"]} if row["phone"] else set(),
@@ -138,6 +138,7 @@ CUSTOMERS = Table("customers", {
     "address": "text", "region": "text", "person_in_charge": "text", "locale": "text", "timezone": "text",
     "consent": "jsonb", "field_times": "jsonb", "created_at": "timestamptz", "updated_at": "timestamptz",
     "registered_from": "text", "first_seen": "jsonb", "history_kept": "text[]", "version": "bigint",
+    "contact_flags": "jsonb",
 })
 VEHICLES = Table("vehicles", {
     "vin": "text", "customer_id": "text", "plate": "text", "model": "text", "dealer_id": "text", "region": "text",
@@ -165,7 +166,7 @@ REPLACE_CUSTOMER = """(customer_id) DO UPDATE SET id_derived = EXCLUDED.id_deriv
     person_in_charge = EXCLUDED.person_in_charge, locale = EXCLUDED.locale, timezone = EXCLUDED.timezone,
     consent = EXCLUDED.consent, field_times = EXCLUDED.field_times, created_at = EXCLUDED.created_at,
     updated_at = EXCLUDED.updated_at, registered_from = EXCLUDED.registered_from, first_seen = EXCLUDED.first_seen,
-    history_kept = EXCLUDED.history_kept, version = EXCLUDED.version
+    history_kept = EXCLUDED.history_kept, version = EXCLUDED.version, contact_flags = EXCLUDED.contact_flags
     WHERE customers.version = EXCLUDED.version - 1"""
 REPLACE_VEHICLE = """(vin) DO UPDATE SET customer_id = EXCLUDED.customer_id, plate = EXCLUDED.plate,
     model = EXCLUDED.model, dealer_id = EXCLUDED.dealer_id, region = EXCLUDED.region, sale_id = EXCLUDED.sale_id,
@@ -183,7 +184,8 @@ def _customer_row(r: Record) -> dict[str, Any]:
             "timezone": v.get("timezone") or "Asia/Shanghai",
             "consent": v.get("consent") or {"sms": True, "email": True, "letter": True},
             "field_times": r.field_times, "created_at": r.created_at, "updated_at": r.updated_at,
-            "registered_from": r.source or "unknown", "first_seen": r.first_seen, "history_kept": sorted(r.kept)}
+            "registered_from": r.source or "unknown", "first_seen": r.first_seen, "history_kept": sorted(r.kept),
+            "contact_flags": v.get(FLAGS)}
 
 
 def _vehicle_row(r: Record) -> dict[str, Any]:
@@ -320,6 +322,24 @@ async def incomplete_files(conn: asyncpg.Connection, limit: int, offset: int) ->
 async def file_counts(conn: asyncpg.Connection) -> tuple[int, int]:
     row = await conn.fetchrow(f"SELECT (SELECT count(*) FROM customers) AS files, (SELECT count(*) FROM ({INCOMPLETE}) i) AS incomplete")
     return int(row["files"]), int(row["incomplete"])
+
+
+async def flagged_counts(conn: asyncpg.Connection) -> dict[str, int]:
+    """Files with a flagged contact value, by field."""
+    rows = await conn.fetch("""SELECT f AS field, count(*) AS n FROM customers, jsonb_object_keys(contact_flags) AS f
+                                WHERE contact_flags IS NOT NULL AND jsonb_typeof(contact_flags) = 'object'
+                                GROUP BY f""")
+    return {r["field"]: int(r["n"]) for r in rows}
+
+
+async def flagged_files(conn: asyncpg.Connection, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
+    """Files with a flagged contact value (the agents' list to correct), oldest flag first."""
+    where = "contact_flags IS NOT NULL AND contact_flags <> '{}'::jsonb"
+    total = await conn.fetchval(f"SELECT count(*) FROM customers WHERE {where}")
+    rows = await conn.fetch(
+        f"""SELECT customer_id, name, region, phone, email, contact_flags, updated_at FROM customers
+             WHERE {where} ORDER BY updated_at, customer_id LIMIT $1 OFFSET $2""", limit, offset)
+    return int(total), [dict(r) for r in rows]
 
 
 async def already_seen(conn: asyncpg.Connection, event_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:

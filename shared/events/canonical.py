@@ -46,10 +46,25 @@ class Consent(Data, kw_only=True):
     letter: bool = True
 
 
+class InvalidContact(Data, kw_only=True):
+    """A contact value the source sent that failed its check (the record was filed without it)."""
+
+    value: str
+    reason: str
+
+
+class ContactFlag(Data, kw_only=True):
+    """On a customer file: a contact value that cannot be used, why, and which fact brought it."""
+
+    value: str
+    reason: str
+    flagged_at: Aware | None = None
+    source: str | None = None
+
+
 class CustomerInfo(Data, kw_only=True):
     customer_id: str
     name: str
-    phone: str
     address: str
     region: str
     email: str | None = None
@@ -57,6 +72,9 @@ class CustomerInfo(Data, kw_only=True):
     locale: Locale = "zh-CN"
     timezone: str = "Asia/Shanghai"
     consent: Consent | None = None
+    # None when the source's phone failed its check: it is in invalid_contacts instead.
+    phone: str | None = None
+    invalid_contacts: dict[str, InvalidContact] | None = None
 
 
 class CustomerRegistered(Data, kw_only=True):
@@ -71,6 +89,8 @@ class CustomerRegistered(Data, kw_only=True):
     locale: Locale = "zh-CN"
     timezone: str = "Asia/Shanghai"
     consent: Consent = msgspec.field(default_factory=Consent)
+    # Contact values on file that cannot be used (field -> value, reason): agents correct them.
+    contact_flags: dict[str, ContactFlag] | None = None
 
 
 class FieldChange(Data, kw_only=True):
@@ -94,6 +114,33 @@ class CustomerUpdated(Data, kw_only=True):
     consent: Consent = msgspec.field(default_factory=Consent)
     # Files known only by a phone number that this customer's file took over (their ids retire).
     merged_customer_ids: list[str] | None = None
+    contact_flags: dict[str, ContactFlag] | None = None
+
+
+class CustomerContactCorrected(CustomerUpdated, kw_only=True):
+    """An agent corrected the customer's contact data on the phone: the file's current contact
+    fields, what changed, who corrected it and the flags that remain. Every service applies it
+    as it applies a CustomerUpdated."""
+
+    corrected_by: str
+    corrected_at: Aware
+    reason: str | None = None
+
+
+class ConsultationRecorded(Data, kw_only=True):
+    """A business interview or consultation, filed on the customer's file (opened if needed)."""
+
+    consultation_id: str
+    customer_id: str
+    consulted_at: Aware
+    topic: str
+    channel: str = "showroom"
+    summary: str | None = None
+    vin: str | None = None
+    dealer_id: str | None = None
+    region: str | None = None
+    handled_by: str | None = None
+    timezone: str = "Asia/Shanghai"
 
 
 class SoldPart(Data, kw_only=True):
@@ -240,6 +287,23 @@ class FollowUpScheduled(Data, kw_only=True):
     campaign_id: str | None = None
     complaint_id: str | None = None
     loyalty_tier: str | None = None
+    # What the call follows: VehiclePickedUp, VehicleSold (a delivery), ConsultationRecorded,
+    # InboundCallRecorded, … (None from older producers).
+    reason_type: str | None = None
+
+
+class InboundCallRecorded(Data, kw_only=True):
+    """A call the customer made to the department, as the agent who took it recorded it."""
+
+    call_id: str
+    customer_id: str
+    kind: Literal["consultation", "complaint", "request", "other"]
+    summary: str
+    handled_by: str
+    received_at: Aware
+    vin: str | None = None
+    complaint_id: str | None = None
+    followup_id: str | None = None  # the first tracking call a consultation scheduled
 
 
 class FollowUpTimerEvent(Data, kw_only=True):

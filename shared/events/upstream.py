@@ -59,10 +59,25 @@ class Consent(EventData):
     letter: bool = True
 
 
+class InvalidContact(EventData):
+    """A contact value the source sent that cannot be used (kept, with why, on the customer file)."""
+
+    value: str
+    reason: str
+
+
+# The contact fields a record is still filed without: a bad one is flagged, not fatal.
+FLAGGABLE_CONTACTS = {"phone": normalize_phone, "email": normalize_email}
+
+
 class CustomerInfo(EventData):
+    """The customer a sale or pickup names. A phone or e-mail that fails its check does not
+    refuse the record (the sale or visit is real): the value moves to `invalid_contacts` with
+    the reason, and the record is filed without it. A missing phone is still an error."""
+
     customer_id: Id | None = None
     name: Name
-    phone: Phone
+    phone: Phone | None = None
     email: Email | None = None
     address: Name
     region: Name
@@ -70,6 +85,32 @@ class CustomerInfo(EventData):
     locale: Locale = "zh-CN"
     timezone: TimeZoneName = "Asia/Shanghai"
     consent: Consent | None = None
+    invalid_contacts: dict[str, InvalidContact] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flag_invalid_contacts(cls, raw: object) -> object:
+        if not isinstance(raw, dict):
+            return raw
+        flagged: dict[str, dict[str, str]] = {}
+        for name, check in FLAGGABLE_CONTACTS.items():
+            value = raw.get(name)
+            if not isinstance(value, str) or not value.strip():
+                continue
+            try:
+                check(value)
+            except ValueError as exc:
+                flagged[name] = {"value": value.strip()[:200], "reason": str(exc)}
+        out = {k: v for k, v in raw.items() if k not in flagged and k != "invalid_contacts"}
+        if flagged:
+            out["invalid_contacts"] = flagged
+        return out
+
+    @model_validator(mode="after")
+    def _has_a_phone(self) -> CustomerInfo:
+        if self.phone is None and "phone" not in (self.invalid_contacts or {}):
+            raise ValueError("phone is missing; expected E.164 such as +8613812345678")
+        return self
 
 
 # ---------------------------------------------------------------------------------------
@@ -212,6 +253,52 @@ class CampaignAnnounced(EventData):
     def _ends_after_it_starts(self) -> CampaignAnnounced:
         if self.ends_at <= self.starts_at:
             raise ValueError(f"ends_at {self.ends_at.isoformat()} must be after starts_at {self.starts_at.isoformat()}")
+        return self
+
+
+class ConsultationRecorded(EventData):
+    """A business interview or consultation (showroom, hotline, web) the CRM recorded: the first
+    tracking call follows it as it follows a pickup."""
+
+    consultation_id: Id
+    customer_id: Id | None = None
+    phone: Phone | None = None
+    name: Name | None = None
+    vin: Vin | None = None
+    dealer_id: Id | None = None
+    region: Name | None = None
+    channel: Name = "showroom"
+    topic: Name
+    summary: Text | None = None
+    handled_by: Id | None = None
+    consulted_at: AwareDatetime
+    locale: Locale | None = None
+    timezone: TimeZoneName | None = None
+
+    @model_validator(mode="after")
+    def _names_the_customer(self) -> ConsultationRecorded:
+        if not self.customer_id and not self.phone:
+            raise ValueError("customer_id or phone is required to know who consulted")
+        return self
+
+
+class CustomerContactCorrected(EventData):
+    """Contact data an agent learned on the phone (forwarded by intake's API): applied to the
+    file at once, clearing the flags of the fields it corrects."""
+
+    customer_id: Id
+    phone: Phone | None = None
+    email: Email | None = None
+    address: Name | None = None
+    person_in_charge: Name | None = None
+    corrected_by: Id
+    reason: Text | None = None
+    corrected_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _corrects_something(self) -> CustomerContactCorrected:
+        if not any(getattr(self, n) is not None for n in ("phone", "email", "address", "person_in_charge")):
+            raise ValueError("a CustomerContactCorrected needs at least one of: phone, email, address, person_in_charge")
         return self
 
 
