@@ -87,6 +87,9 @@ def check_paging(*, page: int | None = None, offset: int | None = None) -> None:
 class Principal:
     role: str
     subject: str
+    # A `department` person's department (the console token's `department` claim): such a
+    # person sees and works only the cases routed to it.
+    department: str | None = None
 
 
 _bearer = HTTPBearer(auto_error=False, description="A token issued to a person or system, bound to one role")
@@ -95,7 +98,7 @@ _bearer = HTTPBearer(auto_error=False, description="A token issued to a person o
 CONSOLE_ISSUER = "aftersales-console"
 CONSOLE_AUDIENCE = "aftersales"
 CONSOLE_TOKEN_MAX_SECONDS = 15 * 60
-PERSON_ROLES = ("agent", "supervisor", "quality")  # machines (ops, producer) keep static tokens
+PERSON_ROLES = ("agent", "supervisor", "quality", "department")  # machines (ops, producer) keep static tokens
 
 
 class ConsoleKeyError(ValueError):
@@ -130,8 +133,8 @@ def looks_like_jwt(token: str) -> bool:
     return token.count(".") == 2 and token.startswith("ey")
 
 
-def verify_person_token(token: str, public_key: Ed25519PublicKey) -> tuple[str, str]:
-    """(role, person) of a console token; ValueError saying why it is refused."""
+def verify_person_token(token: str, public_key: Ed25519PublicKey) -> Principal:
+    """The person of a console token (role, subject, department); ValueError saying why it is refused."""
     try:
         claims = jwt.decode(
             token, public_key, algorithms=["EdDSA"], audience=CONSOLE_AUDIENCE, issuer=CONSOLE_ISSUER,
@@ -147,11 +150,15 @@ def verify_person_token(token: str, public_key: Ed25519PublicKey) -> tuple[str, 
     role, person = claims.get("role"), claims.get("sub")
     if role not in PERSON_ROLES or not isinstance(person, str) or not person:
         raise ValueError(f"the console token's role {role!r} is not one of {', '.join(PERSON_ROLES)}")
-    return role, person
+    department = claims.get("department")
+    if role == "department" and (not isinstance(department, str) or not department):
+        raise ValueError("a department person's console token must name the department (claim `department`); "
+                         "sign in to the console again")
+    return Principal(role=role, subject=person, department=department if role == "department" else None)
 
 
-def _person(request: Request, token: str) -> tuple[str, str] | None:
-    """A console token's (role, person), None when it is not one; 401 when it is a bad one."""
+def _person(request: Request, token: str) -> Principal | None:
+    """A console token's person, None when it is not one; 401 when it is a bad one."""
     configured = request.app.state.runtime.settings.console_public_key
     if not configured or not looks_like_jwt(token):
         return None
@@ -180,17 +187,16 @@ def require(*roles: str) -> Any:
         found = _person(request, credentials.credentials)
         if found is None:
             tokens: dict[str, tuple[str, str]] = request.app.state.runtime.settings.parsed_api_tokens()
-            for token, who in tokens.items():  # constant-time comparison against every token
+            for token, (role, subject) in tokens.items():  # constant-time comparison against every token
                 if hmac.compare_digest(token.encode(), credentials.credentials.encode()):
-                    found = who
+                    found = Principal(role=role, subject=subject)
         if found is None:
             raise HTTPException(401, "unknown bearer token", headers={"WWW-Authenticate": "Bearer"})
-        role, subject = found
-        if role not in allowed:
+        if found.role not in allowed:
             raise HTTPException(
-                403, f"role {role!r} may not use this endpoint; it is for: {', '.join(allowed)}"
+                403, f"role {found.role!r} may not use this endpoint; it is for: {', '.join(allowed)}"
             )
-        return Principal(role=role, subject=subject)
+        return found
 
     return Depends(dependency)
 

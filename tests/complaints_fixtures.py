@@ -57,7 +57,20 @@ def confirmation_completed(
     return env
 
 
+# The tests that measure the ladder as offsets from the test moment (marked `dates`, run on
+# holidays and late evenings too) run every severity on the work plan's numbers around the
+# clock (acknowledge 4 h, resolve 2 d, a day per level); the severity table and the working
+# calendar's clock are tested on fixed dates (test_complaints_sla_calendar.py,
+# test_complaint_sla_on_the_working_calendar.py).
+AROUND_THE_CLOCK = {
+    severity: {"clock": "continuous", "acknowledge_within": "PT4H", "resolve_within": "P2D",
+               "supervisor_within": "P1D", "department_head_within": "P1D"}
+    for severity in ("low", "medium", "high", "critical")
+}
+
+
 def complaints_state(documents: Path, **rules: Any) -> dict[str, dict[str, Any]]:
+    rules.setdefault("sla", AROUND_THE_CLOCK)
     return {"complaints": {"rules": ComplaintRules(documents_dir=documents, **rules)}}
 
 

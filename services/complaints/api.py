@@ -32,8 +32,8 @@ from services.complaints.documents import TEXT_TYPES, content_matches
 
 Uow = UnitOfWork[ComplaintsDeps]
 
-HANDLERS = ("agent", "supervisor")
-READERS = ("agent", "supervisor", "ops")
+HANDLERS = ("agent", "supervisor", "department")
+READERS = ("agent", "supervisor", "department", "ops")
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 
@@ -127,9 +127,27 @@ def _problem(exc: Exception) -> HTTPException:
     raise exc
 
 
-async def _run(runtime: ServiceRuntime, complaint_id: str, apply: Callable[[Uow, Case], Awaitable[None]]) -> dict[str, Any]:
+def _scope(who: Principal) -> str | None:
+    """The one department a `department` person may see and work (None: every department)."""
+    return who.department if who.role == "department" else None
+
+
+def _check_scope(who: Principal, case: Case) -> None:
+    """A case routed elsewhere does not exist for a department person (404, as for any case)."""
+    scope = _scope(who)
+    if scope is not None and case.department != scope:
+        raise CaseNotFound(case.complaint_id)
+
+
+async def _run(
+    runtime: ServiceRuntime, complaint_id: str, apply: Callable[[Uow, Case], Awaitable[None]], who: Principal,
+) -> dict[str, Any]:
+    async def scoped(uow: Uow, case: Case) -> None:
+        _check_scope(who, case)
+        await apply(uow, case)
+
     try:
-        case = await commands.on_case(runtime.transaction, complaint_id, apply)
+        case = await commands.on_case(runtime.transaction, complaint_id, scoped)
     except (IllegalTransition, CaseNotFound, Refused) as exc:
         raise _problem(exc) from None
     return commands.case_view(case)
@@ -185,9 +203,15 @@ def router() -> APIRouter:
             description="filed: newest first; deadline: the nearest SLA deadline first (none last)")] = "filed",
         limit: Annotated[int, Query(ge=1)] = 50,
         offset: Annotated[int, Query(ge=0)] = 0,
-        _: Principal = require(*READERS),
+        who: Principal = require(*READERS),
     ) -> dict[str, Any]:
         check_paging(offset=offset)
+        scope = _scope(who)
+        if scope is not None:
+            if department not in (None, scope):
+                raise HTTPException(403, f"a {scope} department person sees the cases routed to {scope} only, "
+                                         f"not {department}'s")
+            department = scope
         runtime = runtime_of(request)
         maximum = runtime.deps.rules.max_page_size
         if limit > maximum:
@@ -203,11 +227,11 @@ def router() -> APIRouter:
                 "next_offset": offset + limit if offset + limit < total else None}
 
     @r.get("/complaints/{complaint_id}", summary="One case with its SLA figures and full timeline")
-    async def get_case(complaint_id: str, request: Request, _: Principal = require(*READERS)) -> dict[str, Any]:
+    async def get_case(complaint_id: str, request: Request, who: Principal = require(*READERS)) -> dict[str, Any]:
         runtime = runtime_of(request)
         async with runtime.transaction() as uow:
             case = (await commands.load(uow, [complaint_id], lock=False)).get(complaint_id)
-            if case is None:
+            if case is None or (_scope(who) not in (None, case.department)):
                 raise _problem(CaseNotFound(complaint_id))
             case.refresh(uow.now())
         return commands.case_view(case)
@@ -215,12 +239,12 @@ def router() -> APIRouter:
     @r.post("/complaints/{complaint_id}/acknowledge", summary="The handler has seen the case (stops the 4 h clock)")
     async def acknowledge(complaint_id: str, request: Request, body: Step | None = None,
                           who: Principal = require(*HANDLERS)) -> dict[str, Any]:
-        return await _run(runtime_of(request), complaint_id, _step("acknowledge", who, body or Step()))
+        return await _run(runtime_of(request), complaint_id, _step("acknowledge", who, body or Step()), who)
 
     @r.post("/complaints/{complaint_id}/assign", summary="Give the case to a handler (or re-assign it)")
     async def assign(complaint_id: str, body: Assign, request: Request,
                      who: Principal = require(*HANDLERS)) -> dict[str, Any]:
-        return await _run(runtime_of(request), complaint_id, _step("assign", who, body, assignee=body.assignee))
+        return await _run(runtime_of(request), complaint_id, _step("assign", who, body, assignee=body.assignee), who)
 
     @r.post("/complaints/{complaint_id}/comments", summary="Add a comment to the timeline")
     async def comment(complaint_id: str, body: Comment, request: Request,
@@ -229,33 +253,34 @@ def router() -> APIRouter:
             now = uow.now()
             case.comment(body.text, at=now, now=now, actor=who.subject)
 
-        return await _run(runtime_of(request), complaint_id, apply)
+        return await _run(runtime_of(request), complaint_id, apply, who)
 
     @r.post("/complaints/{complaint_id}/pend", summary="Wait for the customer (pending_customer: the clock pauses)")
     async def pend(complaint_id: str, body: Pend, request: Request,
                    who: Principal = require(*HANDLERS)) -> dict[str, Any]:
-        return await _run(runtime_of(request), complaint_id, _step("pend", who, body, reason=body.reason))
+        return await _run(runtime_of(request), complaint_id, _step("pend", who, body, reason=body.reason), who)
 
     @r.post("/complaints/{complaint_id}/resume", summary="The customer answered (the clock runs again)")
     async def resume(complaint_id: str, request: Request, body: Step | None = None,
                      who: Principal = require(*HANDLERS)) -> dict[str, Any]:
-        return await _run(runtime_of(request), complaint_id, _step("resume", who, body or Step()))
+        return await _run(runtime_of(request), complaint_id, _step("resume", who, body or Step()), who)
 
     @r.post("/complaints/{complaint_id}/resolve", summary="Resolved (resolution text required); cancels escalations")
     async def resolve(complaint_id: str, body: Resolve, request: Request,
                       who: Principal = require(*HANDLERS)) -> dict[str, Any]:
-        return await _run(runtime_of(request), complaint_id, _step("resolve", who, body, resolution=body.resolution))
+        return await _run(runtime_of(request), complaint_id,
+                          _step("resolve", who, body, resolution=body.resolution), who)
 
     @r.post("/complaints/{complaint_id}/close", summary="Close without the confirmation call (supervisor)")
     async def close(complaint_id: str, body: Close, request: Request,
                     who: Principal = require("supervisor")) -> dict[str, Any]:
         return await _run(runtime_of(request), complaint_id, _step(
-            "close", who, body, satisfied=body.satisfied, confirmation="closed_by_supervisor"))
+            "close", who, body, satisfied=body.satisfied, confirmation="closed_by_supervisor"), who)
 
     @r.post("/complaints/{complaint_id}/reopen", summary="Reopen (the customer is not satisfied); clocks restart")
     async def reopen(complaint_id: str, body: Reopen, request: Request,
                      who: Principal = require("supervisor")) -> dict[str, Any]:
-        return await _run(runtime_of(request), complaint_id, _step("reopen", who, body, reason=body.reason))
+        return await _run(runtime_of(request), complaint_id, _step("reopen", who, body, reason=body.reason), who)
 
     @r.post("/complaints/{complaint_id}/documents", status_code=201, summary="Attach a handling document (text)")
     async def attach(complaint_id: str, body: AttachDocument, request: Request,
@@ -284,14 +309,17 @@ def router() -> APIRouter:
                 filed_at=now if case.state == "closed" else None,
             ), now)
 
-        view = await _run(runtime, complaint_id, apply)
+        view = await _run(runtime, complaint_id, apply, who)
         return next(d for d in view["documents"] if d["document_id"] == document_id)
 
-    async def stored(request: Request, complaint_id: str, document_id: str) -> tuple[Document, bytes]:
+    async def stored(request: Request, complaint_id: str, document_id: str, who: Principal) -> tuple[Document, bytes]:
         """A document's row and its bytes, checked against the checksum taken when it was stored."""
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with runtime.pool.acquire() as conn:
+            scope = _scope(who)
+            if scope is not None and await store.case_department(conn, complaint_id) != scope:
+                raise _problem(CaseNotFound(complaint_id))
             found = await store.document(conn, complaint_id, document_id)
         if found is None:
             raise HTTPException(404, f"case {complaint_id!r} has no document {document_id!r}; "
@@ -304,8 +332,8 @@ def router() -> APIRouter:
 
     @r.get("/complaints/{complaint_id}/documents/{document_id}", summary="A handling document (text inline)")
     async def get_document(complaint_id: str, document_id: str, request: Request,
-                           _: Principal = require(*READERS)) -> dict[str, Any]:
-        found, data = await stored(request, complaint_id, document_id)
+                           who: Principal = require(*READERS)) -> dict[str, Any]:
+        found, data = await stored(request, complaint_id, document_id, who)
         if found.content_type in TEXT_TYPES:
             return {**commands.document_view(found), "content": data.decode("utf-8")}
         return {**commands.document_view(found), "content": None,
@@ -314,8 +342,8 @@ def router() -> APIRouter:
     @r.get("/complaints/{complaint_id}/documents/{document_id}/content",
            summary="A handling document's bytes, with its type and checksum")
     async def get_document_content(complaint_id: str, document_id: str, request: Request,
-                                   _: Principal = require(*READERS)) -> Response:
-        found, data = await stored(request, complaint_id, document_id)
+                                   who: Principal = require(*READERS)) -> Response:
+        found, data = await stored(request, complaint_id, document_id, who)
         return Response(data, media_type=found.content_type, headers={
             "X-Content-SHA256": found.sha256, "X-Content-Type-Options": "nosniff",
             "Content-Disposition": "attachment" if found.content_type not in TEXT_TYPES else "inline"})

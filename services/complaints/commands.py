@@ -247,7 +247,8 @@ def case_view(case: Case) -> dict[str, Any]:
         "state": case.state, "assignee": case.assignee, "resolution": case.resolution,
         "satisfied": case.satisfied, "confirmation": case.confirmation,
         "sla": {
-            "round": current.number, "clock_started_at": current.started_at, "ack_due_at": current.ack_due_at,
+            "round": current.number, "clock": case.policy.clock, "clock_started_at": current.started_at,
+            "ack_due_at": current.ack_due_at,
             "resolve_due_at": current.resolve_due_at, "paused": current.paused,
             "level": figures.level, "level_name": _level_name(figures.level),
             "ack_breached": figures.ack_breached, "resolve_breached": figures.resolve_breached,

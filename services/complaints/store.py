@@ -286,3 +286,8 @@ async def week_rows(
         [FactRow(r["complaint_id"], r["kind"], r["at"], dict(r["detail"] or {})) for r in facts],
         [RoundRow(**dict(r)) for r in rounds],
     )
+
+
+async def case_department(conn: asyncpg.Connection, complaint_id: str) -> str | None:
+    """The department a case is routed to (None: no such case)."""
+    return await conn.fetchval("SELECT department FROM cases WHERE complaint_id = $1", complaint_id)  # type: ignore[no-any-return]

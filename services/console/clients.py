@@ -23,6 +23,7 @@ class Person:
     role: str
     locale: str
     csrf_token: str
+    department: str | None = None  # a department user's department (the cases routed to it)
 
 
 class ServiceError(Exception):
@@ -53,7 +54,8 @@ class Services:
 
     async def call(self, person: Person, method: str, service: str, path: str, *, json: Any = None,
                    params: dict[str, Any] | None = None, ok: tuple[int, ...] = (200, 201)) -> Any:
-        token = person_token(self.key, person.username, person.role, self.rules.token_minutes)
+        token = person_token(self.key, person.username, person.role, self.rules.token_minutes,
+                             department=person.department)
         try:
             response = await self._clients[service].request(
                 method, path, json=json, params=params, headers={"Authorization": f"Bearer {token}"})

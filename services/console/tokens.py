@@ -26,10 +26,15 @@ def signing_key(text: str) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(decode_ed25519_key(text, "AFTERSALES_CONSOLE_SIGNING_KEY"))
 
 
-def person_token(key: Ed25519PrivateKey, person: str, role: str, minutes: float, *, now: float | None = None) -> str:
-    """A token for one person and role, valid `minutes` (at most 15). Its times are wall time:
+def person_token(key: Ed25519PrivateKey, person: str, role: str, minutes: float, *, now: float | None = None,
+                 department: str | None = None) -> str:
+    """A token for one person and role, valid `minutes` (at most 15); a department person's
+    names the department (the services show them only its cases). Its times are wall time:
     a security window, not business time."""
     issued = int(now if now is not None else time.time())
     lifetime = min(int(minutes * 60), CONSOLE_TOKEN_MAX_SECONDS)
-    return jwt.encode({"iss": CONSOLE_ISSUER, "aud": CONSOLE_AUDIENCE, "sub": person, "role": role, "iat": issued,
-                       "exp": issued + lifetime}, key, algorithm="EdDSA")
+    claims = {"iss": CONSOLE_ISSUER, "aud": CONSOLE_AUDIENCE, "sub": person, "role": role, "iat": issued,
+              "exp": issued + lifetime}
+    if department:
+        claims["department"] = department
+    return jwt.encode(claims, key, algorithm="EdDSA")

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Header, HTTPException, Query, Request
 
 from shared.db import acquire
 from shared.http import Principal, check_moments, check_paging, require, runtime_of
 from shared.timeutil import add_months
 
 from services.followup import commands as calls
+from services.followup import inbound
 from services.followup import store
 from services.followup.config import FollowUpRules
 from services.followup.domain import loyalty_tier, queue_order
@@ -50,12 +52,14 @@ def router() -> APIRouter:
                 conn, now, rules.calling_hours_start, rules.calling_hours_end, kind=kind, region=region,
                 dealer=dealer, agent=who.subject, limit=max(limit * 10, 500))
             tiers = await _tiers(conn, list({c["customer_id"] for c in candidates}), now, rules)
+            flags = await store.contact_flags_of(conn, tiers)
         ordered = sorted(candidates, key=lambda c: queue_order(c["due_by"] < now, tiers[c["customer_id"]], c["due_by"],
                                                                c["priority"]))
         return {"now": now, "items": [
             {**{k: c[k] for k in ("followup_id", "kind", "customer_id", "vin", "dealer_id", "region", "campaign_id",
                                   "complaint_id", "due_from", "due_by", "priority", "attempts", "claimed_by")},
-             "overdue": c["due_by"] < now, "loyalty_tier": tiers[c["customer_id"]]}
+             "overdue": c["due_by"] < now, "loyalty_tier": tiers[c["customer_id"]],
+             "reason_type": c.get("reason_type"), "contact_flags": flags.get(c["customer_id"], {})}
             for c in ordered[:limit]]}
 
     @r.get("/v1/followups", summary="Follow-ups by customer, status or kind")
@@ -83,7 +87,8 @@ def router() -> APIRouter:
                 raise HTTPException(404, f"no follow-up {followup_id!r}")
             attempts = await store.attempts_of(conn, followup_id)
             tier = (await _tiers(conn, [f["customer_id"]], runtime.clock.now(), _rules(request)))[f["customer_id"]]
-        return {**f, "loyalty_tier": tier, "attempts": attempts}
+            flags = (await store.contact_flags_of(conn, [f["customer_id"]])).get(f["customer_id"], {})
+        return {**f, "loyalty_tier": tier, "attempts": attempts, "contact_flags": flags}
 
     @r.post("/v1/followups/{followup_id}/claim",
             summary="Take a follow-up to call it; no other agent can call the customer until the claim expires")
@@ -115,14 +120,32 @@ def router() -> APIRouter:
         except calls.CallRefused as exc:
             raise _refused(exc) from None
 
-    @r.get("/v1/register/calls", summary="The phone register: every call attempt, by customer, agent and date")
+    @r.post("/v1/inbound-calls", status_code=201,
+            summary="Record a call the customer made (consultation, complaint, request) with the person who took it")
+    async def record_inbound_call(
+        request: Request, body: inbound.InboundCallIn, who: Principal = require("agent", "supervisor"),
+        idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200),
+    ) -> dict[str, Any]:
+        """A consultation schedules the first tracking call (3-7 days); a complaint with no
+        `complaint_id` files one (ComplaintFiled, channel hotline). The same Idempotency-Key
+        records the call once."""
+        try:
+            async with runtime_of(request).transaction() as uow:
+                return await inbound.record_inbound_call(uow, who.subject, body, idempotency_key)
+        except inbound.InboundRefused as exc:
+            raise HTTPException(exc.status, exc.message) from None
+
+    @r.get("/v1/register/calls",
+           summary="The phone register: every call made (attempts) and taken (inbound), by customer, agent and date")
     async def call_register(
         request: Request, customer: str | None = None, agent: str | None = None,
         since: datetime | None = Query(None, alias="from"), until: datetime | None = Query(None, alias="to"),
+        direction: Literal["inbound", "outbound"] | None = None,
         page: int = Query(1, ge=1), page_size: int = Query(100, ge=1, le=500),
         who: Principal = require("agent", "supervisor", "ops"),
     ) -> dict[str, Any]:
-        return await _register(request, store.call_register, "calls", customer=customer, agent=agent, since=since,
+        fetch = partial(store.call_register, direction=direction)
+        return await _register(request, fetch, "calls", customer=customer, agent=agent, since=since,
                                until=until, page=page, page_size=page_size)
 
     @r.get("/v1/register/letters", summary="The letter register: every notice and invitation letter requested")

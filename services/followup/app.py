@@ -68,6 +68,7 @@ definition: ServiceDefinition[FollowUpDeps] = ServiceDefinition(
     subscriptions=[
         Subscription(INTAKE, {
             "CustomerRegistered": handlers.on_customer, "CustomerUpdated": handlers.on_customer,
+            "CustomerContactCorrected": handlers.on_customer, "ConsultationRecorded": handlers.on_consultation,
             "VehicleSold": handlers.on_vehicle_sold, "VehiclePickedUp": handlers.on_vehicle_picked_up,
             "CampaignAnnounced": handlers.on_campaign_announced,
         }),

@@ -48,6 +48,7 @@ class NewFollowUp:
     under_warranty: bool | None = None
     mileage_km: int | None = None
     tier: str | None = None
+    reason_type: str | None = None  # the event type it follows (VehiclePickedUp, VehicleSold, …)
 
 
 def next_step(step: Step | None, due_from: datetime, due_by: datetime,
@@ -75,6 +76,17 @@ def first_visit_window(picked_up_at: datetime, rules: FollowUpRules) -> Window:
     """First return visit: between pickup + 3 days and pickup + 7 days."""
     return Window(picked_up_at + timedelta(days=rules.first_visit_after_days),
                   picked_up_at + timedelta(days=rules.first_visit_within_days))
+
+
+def delivery_window(sold_at: datetime, rules: FollowUpRules) -> Window:
+    """After a sale the first call follows the delivery as it follows a pickup: 3 to 7 days
+    after the customer drives the car away ("picks up the car and leaves the factory")."""
+    return first_visit_window(sold_at, rules)
+
+
+def consultation_window(consulted_at: datetime, rules: FollowUpRules) -> Window:
+    """"… or after business interview and consultation": the same 3 to 7 days."""
+    return first_visit_window(consulted_at, rules)
 
 
 def second_visit_window(first_completed_at: datetime, rules: FollowUpRules) -> Window:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from shared import metrics
 from shared.events import Event
 from shared.events import canonical as c
@@ -34,6 +36,8 @@ from services.followup.domain import (
     Step,
     campaign_window,
     confirmation_window,
+    consultation_window,
+    delivery_window,
     first_visit_window,
     followup_id,
     loyalty_tier,
@@ -62,12 +66,15 @@ class RowCause:
 
 # -- customers and vehicles ------------------------------------------------------------------------
 def _customer_facts(customer: Customer, at: datetime, region: str | None, timezone: str | None,
-                    locale: str | None) -> None:
-    """Newest facts win by world time: a late event does not overwrite a newer one."""
+                    locale: str | None, contact_flags: dict[str, Any] | None = None) -> None:
+    """Newest facts win by world time: a late event does not overwrite a newer one. Contact
+    flags come from intake's file (None: the event does not say)."""
     if customer.updated_at is None or at >= customer.updated_at:
         customer.region = region or customer.region
         customer.timezone = timezone or customer.timezone
         customer.locale = locale or customer.locale
+        if contact_flags is not None:
+            customer.contact_flags = contact_flags
         customer.updated_at = at
 
 
@@ -87,14 +94,16 @@ def _not_before_settled(moment: datetime, now: datetime, r: FollowUpRules) -> da
 
 
 async def on_customer(uow: Uow, events: list[Event[c.CustomerRegistered | c.CustomerUpdated]]) -> None:
-    """CustomerRegistered / CustomerUpdated: region, time zone and locale for calling and
-    targeting; files intake merged move their follow-ups along."""
+    """CustomerRegistered / CustomerUpdated / CustomerContactCorrected: region, time zone and
+    locale for calling and targeting, the contact values the agents must correct (flags); files
+    intake merged move their follow-ups along."""
     files = uow.batch(Projections)
     await files.load(customers=[e.data.customer_id for e in events])
     merged: dict[str, str] = {}
     for event in events:
         d = event.data
-        _customer_facts(files.customer(d.customer_id), event.occurred_at, d.region, d.timezone, d.locale)
+        flags = None if d.contact_flags is None else msgspec.to_builtins(d.contact_flags)
+        _customer_facts(files.customer(d.customer_id), event.occurred_at, d.region, d.timezone, d.locale, flags)
         for old in getattr(d, "merged_customer_ids", None) or []:
             merged[old] = d.customer_id
     if merged:
@@ -103,10 +112,14 @@ async def on_customer(uow: Uow, events: list[Event[c.CustomerRegistered | c.Cust
 
 
 async def on_vehicle_sold(uow: Uow, events: list[Event[c.VehicleSold]]) -> None:
-    """A sale: the vehicle's warranty and owner, and the owner's lost-customer check."""
+    """A sale (the delivery): the vehicle's warranty and owner, the owner's lost-customer check,
+    and the first tracking call 3 to 7 days after delivery, by the rules of a pickup's (its
+    completion schedules the second within 7 days)."""
     r, now = uow.deps.rules, uow.now()
     files = uow.batch(Projections)
     await files.load(customers=[e.data.customer.customer_id for e in events], vins=[e.data.vin for e in events])
+    history_before = now - timedelta(days=r.history_after_days)
+    items: list[tuple[Event[Any], NewFollowUp]] = []
     for event in events:
         d = event.data
         vehicle = files.vehicle(d.vin)
@@ -117,6 +130,42 @@ async def on_vehicle_sold(uow: Uow, events: list[Event[c.VehicleSold]]) -> None:
         customer = files.customer(d.customer.customer_id)
         _customer_facts(customer, event.occurred_at, d.customer.region, d.customer.timezone, d.customer.locale)
         _contact(customer, d.sold_at, event, now, r)
+        window = delivery_window(d.sold_at, r)
+        if window.due_by < history_before:
+            continue  # a sale imported long after: filed, too old to call about
+        items.append((event, NewFollowUp(
+            followup_id=followup_id("first_visit", f"sale:{d.sale_id}"), kind="first_visit",
+            customer_id=d.customer.customer_id, vin=d.vin, dealer_id=d.dealer_id, region=d.region or d.customer.region,
+            reason_event_id=str(event.event_id), due_from=window.due_from, due_by=window.due_by,
+            priority=r.priority_first_visit, timezone=d.customer.timezone, under_warranty=d.warranty_months > 0,
+            mileage_km=0, event_at=d.sold_at, reason_type="VehicleSold",
+        )))
+    await schedule(uow, items)
+
+
+async def on_consultation(uow: Uow, events: list[Event[c.ConsultationRecorded]]) -> None:
+    """A business interview or consultation (CRM): the first tracking call 3 to 7 days after it.
+    It is no workshop visit: it moves no lost-customer check and is not a warranty pickup."""
+    r, now = uow.deps.rules, uow.now()
+    files = uow.batch(Projections)
+    await files.load(customers=[e.data.customer_id for e in events])
+    history_before = now - timedelta(days=r.history_after_days)
+    items: list[tuple[Event[Any], NewFollowUp]] = []
+    for event in events:
+        d = event.data
+        customer = files.customer(d.customer_id)
+        _customer_facts(customer, event.occurred_at, d.region, d.timezone, None)
+        window = consultation_window(d.consulted_at, r)
+        if window.due_by < history_before:
+            continue
+        items.append((event, NewFollowUp(
+            followup_id=followup_id("first_visit", f"consultation:{d.consultation_id}"), kind="first_visit",
+            customer_id=d.customer_id, vin=d.vin, dealer_id=d.dealer_id, region=d.region or customer.region,
+            reason_event_id=str(event.event_id), due_from=window.due_from, due_by=window.due_by,
+            priority=r.priority_first_visit, timezone=customer.timezone or d.timezone, under_warranty=False,
+            event_at=d.consulted_at, reason_type="ConsultationRecorded",
+        )))
+    await schedule(uow, items)
 
 
 async def on_vehicle_picked_up(uow: Uow, events: list[Event[c.VehiclePickedUp]]) -> None:
@@ -151,7 +200,7 @@ async def on_vehicle_picked_up(uow: Uow, events: list[Event[c.VehiclePickedUp]])
             customer_id=d.customer.customer_id, vin=d.vin, dealer_id=d.dealer_id, region=d.region or d.customer.region,
             reason_event_id=str(event.event_id), due_from=window.due_from, due_by=window.due_by,
             priority=r.priority_first_visit, timezone=d.customer.timezone, under_warranty=d.under_warranty,
-            mileage_km=d.mileage_km, event_at=d.picked_up_at,
+            mileage_km=d.mileage_km, event_at=d.picked_up_at, reason_type="VehiclePickedUp",
         )))
     for vin, event in latest.items():
         _arm_maintenance(files.vehicle(vin), event, now, r)
@@ -235,6 +284,7 @@ def _announce(uow: Uow, f: NewFollowUp, cause: Any, event_id: uuid.UUID | None =
         followup_id=f.followup_id, kind=f.kind, customer_id=f.customer_id, vin=f.vin, due_from=f.due_from,
         due_by=f.due_by, priority=f.priority, reason_event_id=f.reason_event_id, dealer_id=f.dealer_id,
         region=f.region, campaign_id=f.campaign_id, complaint_id=f.complaint_id, loyalty_tier=f.tier,
+        reason_type=f.reason_type,
     ), cause=cause, discriminator=f.followup_id if discriminator is None else discriminator, event_id=event_id)
     if f.kind == "campaign_call" and discriminator is None:
         assert f.campaign_id is not None

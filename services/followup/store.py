@@ -20,6 +20,7 @@ from shared.bulk import Table
 CUSTOMERS = Table("customers", {
     "customer_id": "text", "region": "text", "timezone": "text", "locale": "text", "updated_at": "timestamptz",
     "last_contact_at": "timestamptz", "lost_check_at": "timestamptz", "lost_cause": "uuid", "lost_correlation": "uuid",
+    "contact_flags": "jsonb",
 })
 VEHICLES = Table("vehicles", {
     "vin": "text", "customer_id": "text", "model": "text", "dealer_id": "text", "sold_at": "timestamptz",
@@ -46,6 +47,8 @@ class Customer:
     lost_check_at: datetime | None = None
     lost_cause: uuid.UUID | None = None
     lost_correlation: uuid.UUID | None = None
+    # contact values on the customer's file that cannot be used ({field: {value, reason, …}})
+    contact_flags: dict[str, Any] | None = None
 
 
 @dataclass
@@ -78,6 +81,9 @@ MERGE_CUSTOMER = """(customer_id) DO UPDATE SET
                   ELSE coalesce(customers.region, EXCLUDED.region) END,
     timezone = CASE WHEN EXCLUDED.updated_at >= customers.updated_at THEN EXCLUDED.timezone ELSE customers.timezone END,
     locale = CASE WHEN EXCLUDED.updated_at >= customers.updated_at THEN EXCLUDED.locale ELSE customers.locale END,
+    contact_flags = CASE WHEN EXCLUDED.updated_at >= customers.updated_at
+                         THEN coalesce(EXCLUDED.contact_flags, customers.contact_flags)
+                         ELSE coalesce(customers.contact_flags, EXCLUDED.contact_flags) END,
     updated_at = greatest(customers.updated_at, EXCLUDED.updated_at),
     last_contact_at = greatest(customers.last_contact_at, EXCLUDED.last_contact_at),
     lost_check_at = CASE WHEN EXCLUDED.last_contact_at IS NOT DISTINCT FROM customers.last_contact_at
@@ -91,7 +97,7 @@ MERGE_CUSTOMER = """(customer_id) DO UPDATE SET
                                  OR customers.last_contact_at IS NULL
                             THEN EXCLUDED.lost_correlation ELSE customers.lost_correlation END"""
 _CUSTOMER_COLUMNS = ("customer_id, region, timezone, locale, updated_at, last_contact_at, lost_check_at, lost_cause, "
-                     "lost_correlation")
+                     "lost_correlation, contact_flags")
 _VEHICLE_COLUMNS = ("vin, customer_id, model, dealer_id, sold_at, warranty_months, warranty_km, updated_at, "
                     "first_reading_at, first_reading_km, last_visit_at, last_mileage_km, next_service_due_at, "
                     "next_service_due_km, remind_at, reminder, remind_cause, remind_correlation")
@@ -163,7 +169,8 @@ class Projections:
 async def retire_customers(conn: asyncpg.Connection, merged: dict[str, str]) -> None:
     """Files intake merged into another customer's: their follow-ups and history move along."""
     for old, new in merged.items():
-        for table in ("followups", "call_attempts", "letters_requested", "visits", "vehicles", "complaints"):
+        for table in ("followups", "call_attempts", "letters_requested", "visits", "vehicles", "complaints",
+                      "inbound_calls"):
             await conn.execute(f"UPDATE {table} SET customer_id = $2 WHERE customer_id = $1", old, new)
         await conn.execute("DELETE FROM customers WHERE customer_id = $1", old)
 
@@ -245,12 +252,12 @@ FOLLOWUPS = Table("followups", {
     "correlation_id": "uuid", "scheduled_event_id": "uuid", "due_from": "timestamptz", "due_by": "timestamptz",
     "priority": "int", "timezone": "text", "under_warranty": "boolean", "mileage_km": "int",
     "event_at": "timestamptz", "created_at": "timestamptz", "status": "text", "overdue_at": "timestamptz",
-    "escalated_at": "timestamptz", "next_step": "text", "next_step_at": "timestamptz",
+    "escalated_at": "timestamptz", "next_step": "text", "next_step_at": "timestamptz", "reason_type": "text",
 })
 # What scheduling writes from a NewFollowUp (the rest: correlation, announcement, first deadline).
 NEW_FOLLOWUP_FIELDS = ("followup_id", "kind", "customer_id", "vin", "dealer_id", "region", "campaign_id",
                        "complaint_id", "reason_event_id", "due_from", "due_by", "priority", "timezone",
-                       "under_warranty", "mileage_km", "event_at")
+                       "under_warranty", "mileage_km", "event_at", "reason_type")
 _INSERTED = NEW_FOLLOWUP_FIELDS + ("correlation_id", "scheduled_event_id", "created_at", "next_step", "next_step_at")
 
 
@@ -446,14 +453,59 @@ async def followups_of(conn: asyncpg.Connection, *, customer: str | None, status
     return [dict(r) for r in rows]
 
 
+# The phone register: the agents' calls to customers (attempts) and the customers' calls to the
+# department (inbound), one row shape; `direction` says which.
+_REGISTER = """
+    SELECT 'outbound' AS direction, attempt_id AS call_id, attempt_id, followup_id, customer_id, kind, attempt_no,
+           agent_id, attempted_at, outcome, call_back_at, satisfaction, satisfied, talking_points, requests, notes,
+           categories, complaint, product_issue, complaint_ref, region, dealer_id, NULL::text AS summary,
+           NULL::text AS vin, NULL::text AS complaint_id
+      FROM call_attempts
+    UNION ALL
+    SELECT 'inbound', call_id, NULL, followup_id, customer_id, kind, NULL, handled_by, received_at, NULL, NULL, NULL,
+           NULL, NULL, NULL, NULL, '{}'::text[], NULL, NULL, NULL, region, NULL, summary, vin, complaint_id
+      FROM inbound_calls"""
+
+
 async def call_register(conn: asyncpg.Connection, *, customer: str | None, agent: str | None, since: datetime | None,
-                        until: datetime | None, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
+                        until: datetime | None, limit: int, offset: int, direction: str | None = None
+                        ) -> tuple[int, list[dict[str, Any]]]:
     where = """($1::text IS NULL OR customer_id = $1) AND ($2::text IS NULL OR agent_id = $2)
-               AND ($3::timestamptz IS NULL OR attempted_at >= $3) AND ($4::timestamptz IS NULL OR attempted_at < $4)"""
-    total = await conn.fetchval(f"SELECT count(*) FROM call_attempts WHERE {where}", customer, agent, since, until)
-    rows = await conn.fetch(f"SELECT * FROM call_attempts WHERE {where} ORDER BY attempted_at DESC LIMIT $5 OFFSET $6",
-                            customer, agent, since, until, limit, offset)
+               AND ($3::timestamptz IS NULL OR attempted_at >= $3) AND ($4::timestamptz IS NULL OR attempted_at < $4)
+               AND ($5::text IS NULL OR direction = $5)"""
+    total = await conn.fetchval(f"SELECT count(*) FROM ({_REGISTER}) r WHERE {where}",
+                                customer, agent, since, until, direction)
+    rows = await conn.fetch(
+        f"SELECT * FROM ({_REGISTER}) r WHERE {where} ORDER BY attempted_at DESC, call_id LIMIT $6 OFFSET $7",
+        customer, agent, since, until, direction, limit, offset)
     return int(total), [dict(r) for r in rows]
+
+
+INBOUND_COLUMNS = ("call_id", "customer_id", "kind", "summary", "handled_by", "received_at", "vin", "complaint_id",
+                   "followup_id", "region", "recorded_at")
+
+
+async def record_inbound_call(conn: asyncpg.Connection, call: dict[str, Any]) -> bool:
+    """Insert an inbound call; False when this call id is on the register already."""
+    status = await conn.execute(
+        f"""INSERT INTO inbound_calls ({', '.join(INBOUND_COLUMNS)})
+            VALUES ({', '.join(f'${i}' for i in range(1, len(INBOUND_COLUMNS) + 1))}) ON CONFLICT DO NOTHING""",
+        *[call.get(c) for c in INBOUND_COLUMNS])
+    return status.endswith(" 1")
+
+
+async def inbound_call(conn: asyncpg.Connection, call_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow("SELECT * FROM inbound_calls WHERE call_id = $1", call_id)
+    return dict(row) if row else None
+
+
+async def contact_flags_of(conn: asyncpg.Connection, customer_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The customers' flagged contact values (only those that have some)."""
+    rows = await conn.fetch(
+        """SELECT customer_id, contact_flags FROM customers
+            WHERE customer_id = ANY($1::text[]) AND contact_flags IS NOT NULL AND contact_flags <> '{}'::jsonb""",
+        list(set(customer_ids)))
+    return {r["customer_id"]: r["contact_flags"] for r in rows}
 
 
 async def letter_register(conn: asyncpg.Connection, *, customer: str | None, agent: str | None,

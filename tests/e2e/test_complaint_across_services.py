@@ -9,7 +9,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from services.complaints.config import ComplaintRules
 from tools.simulate import Fleet
+from tests.complaints_fixtures import AROUND_THE_CLOCK
 from tests.support import Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish, queue_item
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
@@ -21,7 +23,10 @@ T0 = day_at(10)
 @pytest.mark.parametrize("satisfied", [True, False], ids=["satisfied-closed", "unhappy-reopened"])
 async def test_a_complaint_raised_on_a_call_is_escalated_resolved_and_confirmed(ns: Namespace, satisfied: bool) -> None:
     clock = manual_clock(T0)
-    stack = await Stack(ns, clock, services=("intake", "followup", "complaints")).start()
+    # The ladder as offsets from the test moment: the work plan's numbers around the clock.
+    rules = ComplaintRules(sla=AROUND_THE_CLOCK)
+    stack = await Stack(ns, clock, services=("intake", "followup", "complaints"),
+                        state={"complaints": {"rules": rules}}).start()
     try:
         fleet = Fleet(seed=81)
         vehicle = fleet.vehicle(day_at(0, days=-415))
