@@ -77,6 +77,22 @@ async def reports_stored(ns: Namespace, n: int) -> None:
         await conn.close()
 
 
+async def looks_fired_through(ns: Namespace, last: datetime, looks: int) -> None:
+    """The daily looks after the first, up to the one due at `last`, have fired (`looks` of
+    them), and the service's outbox is empty: whatever they raised is on the topic."""
+    conn = await db(ns, "quality")
+    try:
+        async def probe() -> bool:
+            fired = await conn.fetchval(
+                "SELECT count(*) FROM timers WHERE kind = 'look' AND fired_at IS NOT NULL AND due_at > $1 "
+                "AND due_at <= $2", NEXT_MIDNIGHT, last)
+            return bool(fired == looks and await conn.fetchval("SELECT count(*) FROM outbox") == 0)
+
+        await until(probe, what=f"{looks} looks up to {last.isoformat()} to fire and their events to be sent")
+    finally:
+        await conn.close()
+
+
 async def test_the_daily_look_raises_poisson_alerts_on_the_batch_and_its_supplier_model_cell(ns: Namespace) -> None:
     clock = manual_clock(NOW)
     stack = await Stack(ns, clock, services=("quality",)).start()
@@ -135,7 +151,8 @@ async def test_the_daily_look_raises_poisson_alerts_on_the_batch_and_its_supplie
                 bad[7], "controller", "no_power", day_at(9, days=-9), "DR-P7")])
             await quality.wait_for(count("QualityAlertRaised", 6), timeout=30, settle=0.5)
             clock.set(FIRST_LOOK + timedelta(days=7))
-            await quality.wait_for(lambda rs: True, timeout=5, settle=2.0)
+            await looks_fired_through(ns, NEXT_MIDNIGHT + timedelta(days=7), 7)  # the week's looks ran ...
+            await quality.wait_for(lambda rs: True, timeout=5, settle=0.5)  # ... and what they sent is read
         events = quality.of_type("QualityAlertRaised")
         updates = [r for r in events if r.data["updated"]]
         assert len(events) == 6 and len(updates) == 4
