@@ -18,6 +18,7 @@ from services.followup import inbound
 from services.followup import store
 from services.followup.config import FollowUpRules
 from services.followup.domain import loyalty_tier, queue_order
+from services.followup.feedback_api import feedback_router
 
 
 def _rules(request: Request) -> FollowUpRules:
@@ -36,6 +37,7 @@ def _refused(exc: calls.CallRefused) -> HTTPException:
 
 def router() -> APIRouter:
     r = APIRouter(tags=["return visits"])
+    r.include_router(feedback_router())
 
     @r.get("/v1/queue", summary="What can be called now: overdue first, then loyalty tier, then due_by")
     async def queue(

@@ -14,13 +14,13 @@ from shared.kafka.consumer import Subscription
 from shared.replay import Comparison
 from shared.runtime import ServiceDefinition, ServiceRuntime
 
-from services.followup import handlers, store
+from services.followup import feedback_items, handlers, store
 from services.followup.handlers import DEADLINES, TIMERS, ensure_weekly_report
 from services.followup.api import figures_with_rates, router
 from services.followup.config import FollowUpDeps, FollowUpRules
 
 KINDS = ("first_visit", "second_visit", "complaint_confirmation", "campaign_call", "lost_customer",
-         "maintenance_reminder")
+         "maintenance_reminder", "feedback_answer", "feedback_confirmation")
 
 
 async def _deps(runtime: ServiceRuntime[FollowUpDeps], overrides: Mapping[str, Any]) -> FollowUpDeps:
@@ -79,7 +79,7 @@ definition: ServiceDefinition[FollowUpDeps] = ServiceDefinition(
     ],
     deps=_deps,
     timers=TIMERS,
-    deadlines=DEADLINES,
+    deadlines=DEADLINES + feedback_items.DEADLINES,
     router=router,
     kpis=_kpis,
     on_start=_on_start,

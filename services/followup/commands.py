@@ -16,7 +16,7 @@ from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
 from shared.http import Moment
 from shared.uow import UnitOfWork
 
-from services.followup import store
+from services.followup import feedback_items, store
 from services.followup.domain import NewFollowUp, after_attempt, followup_id, is_satisfied, second_visit_window
 from services.followup.handlers import schedule
 from services.followup.config import FollowUpDeps
@@ -48,13 +48,17 @@ class AttemptIn(BaseModel):
     categories: list[str] = Field(default_factory=list, max_length=20, description="feedback tags, e.g. price, praise")
     complaint: ComplaintIn | None = None
     product_issue: ProductIssueIn | None = None
+    feedback: feedback_items.FeedbackIn | None = Field(
+        None, description="the customer's concern: answered on the call, serious, its category or department "
+                          "(a score at or below the threshold, or a request, opens a feedback item anyway)")
 
     @model_validator(mode="after")
     def _fits_the_outcome(self) -> AttemptIn:
         if self.outcome == "call_back_later" and self.call_back_at is None:
             raise ValueError("call_back_at is required when the outcome is call_back_later")
         if self.outcome != "reached":
-            given = [n for n in ("satisfaction", "satisfied", "complaint", "product_issue") if getattr(self, n)]
+            given = [n for n in ("satisfaction", "satisfied", "complaint", "product_issue", "feedback")
+                     if getattr(self, n)]
             if given:
                 raise ValueError(f"{', '.join(given)} can only be recorded when the customer was reached")
         return self
@@ -117,9 +121,9 @@ async def record_attempt(uow: Uow, followup_id_: str, agent: str, body: AttemptI
         raise CallRefused(409, _holder_message(f))
     if body.call_back_at is not None and body.call_back_at <= now:
         raise CallRefused(422, f"call_back_at {body.call_back_at.isoformat()} is not in the future")
-    if f["kind"] == "complaint_confirmation" and body.outcome == "reached" \
+    if f["kind"] in ("complaint_confirmation", "feedback_confirmation") and body.outcome == "reached" \
             and body.satisfied is None and body.satisfaction is None:
-        raise CallRefused(422, "a complaint confirmation needs `satisfied` (or a satisfaction score) when reached")
+        raise CallRefused(422, f"a {f['kind'].replace('_', ' ')} needs `satisfied` (or a satisfaction score) when reached")
 
     decision = after_attempt(body.outcome, now, f["unreachable"], f["timezone"], body.call_back_at, r)
     attempt_no = f["attempts"] + 1
@@ -152,6 +156,12 @@ async def record_attempt(uow: Uow, followup_id_: str, agent: str, body: AttemptI
         completed = {"outcome": decision.completes_as, "satisfaction": body.satisfaction, "satisfied": satisfied,
                      "at": now, "agent_id": agent}
         await _complete(uow, f, completed, attempt_no, cause, body)
+        await feedback_items.after_confirmation(uow, f, agent, decision.completes_as, satisfied)
+    item = None
+    if body.outcome == "reached":  # a low score or a request: a feedback item, owned by the agent
+        item = await feedback_items.open_from_call(uow, feedback_items.Call(
+            f, agent, attempt_no, attempt_id, body.satisfaction, body.requests, body.talking_points, cause,
+        ), body.feedback, [c["complaint_ref"] for c in complaints])
     await store.update_after_attempt(uow.conn, followup_id_, attempts=attempt_no, unreachable=unreachable,
                                      next_attempt_at=decision.next_attempt_at, completed=completed)
     return {
@@ -159,6 +169,7 @@ async def record_attempt(uow: Uow, followup_id_: str, agent: str, body: AttemptI
         "status": "completed" if completed else f["status"],
         "completed_as": decision.completes_as, "next_attempt_at": decision.next_attempt_at,
         "complaints_filed": [c["complaint_ref"] for c in complaints],
+        "feedback_item": item["item_id"] if item else None,
         "events": [e.event_type for e in uow.published],
     }
 

@@ -74,6 +74,29 @@ class FollowUpRules(BaseSettings):
     weekly_report_weekday: int = Field(0, ge=0, le=6)
     weekly_report_time: time = time(8, 0)
     weekly_report_timezone: str = "Asia/Shanghai"
+    # Feedback items (customer concerns), work plan: "the customer's requirements, hopes or
+    # complaints … must be clearly recorded and handled in time … if it still can't be solved, it
+    # should be reported to the business supervisor within two days … and inform the customer on
+    # the day of getting the solution"; "the customer service department will contact the
+    # customer again … to confirm customer satisfaction". A reached call scored at or below the
+    # threshold (1-5), or with a request written on it, opens an item.
+    feedback_score_threshold: int = Field(3, ge=1, le=5)
+    # a score at or below this one (or the agent's flag) is serious: it becomes a complaint case
+    feedback_serious_score: int = Field(1, ge=1, le=5)
+    feedback_escalate_within_days: float = Field(2, gt=0)
+    feedback_escalate_to: str = "supervisor"
+    # the confirmation call: from 3 days after the answer, within 4 more days
+    feedback_confirm_after_days: int = Field(3, ge=0)
+    feedback_confirm_within_days: int = Field(4, ge=1)
+    # the responsible department by the item's category (as complaints route cases), else the fallback
+    feedback_departments: dict[str, str] = {
+        "product_quality": "quality_inspection", "repair_quality": "after_sales_service",
+        "service_attitude": "customer_service", "parts_supply": "parts_warehouse", "delay": "after_sales_service",
+        "price": "sales", "other": "customer_service",
+    }
+    feedback_department_fallback: str = "after_sales_service"
+    priority_feedback_answer: int = 85
+    priority_feedback_confirmation: int = 80
     # KPI gauges cover the last 30 days
     kpi_window_days: int = Field(30, ge=1)
 

@@ -14,7 +14,7 @@ from shared.timeutil import add_months, next_time_within
 from services.followup.config import FollowUpRules
 
 Kind = Literal["first_visit", "second_visit", "complaint_confirmation", "campaign_call", "lost_customer",
-               "maintenance_reminder"]
+               "maintenance_reminder", "feedback_answer", "feedback_confirmation"]
 # A follow-up's deadlines, in order: it becomes due, then overdue, is escalated, and expires.
 Step = Literal["due", "overdue", "escalate", "expire"]
 Tier = Literal["gold", "silver", "standard"]

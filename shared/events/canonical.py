@@ -22,6 +22,8 @@ from shared.events.types import (
     ComplaintCategory,
     ComplaintChannel,
     DiscrepancyKind,
+    FeedbackItemState,
+    FeedbackReason,
     FollowUpKind,
     Locale,
     ReportedBy,
@@ -379,6 +381,65 @@ class CampaignCallScheduled(Data, kw_only=True):
     followup_id: str
     due_by: Aware
     loyal: bool = False
+
+
+class FeedbackItemEvent(Data, kw_only=True):
+    """A feedback item (a customer concern): what a return-visit call found wrong or asked for,
+    tracked until the customer has the answer. Every step is one of these on aftersales.followup,
+    keyed by customer_id; each type adds its own fields."""
+
+    item_id: str
+    customer_id: str
+    at: Aware
+    state: FeedbackItemState
+    owner: str  # the agent who made the call
+    department: str  # the responsible department (the written notice goes there)
+    followup_id: str
+    vin: str | None = None
+    dealer_id: str | None = None
+    region: str | None = None
+    actor: str | None = None  # who did this step (an agent, a supervisor, or the system)
+
+
+class FeedbackItemOpened(FeedbackItemEvent, kw_only=True):
+    reasons: list[FeedbackReason]
+    attempt_no: int
+    due_at: Aware | None  # escalated to the supervisor then unless answered (None: closed at once)
+    satisfaction: int | None = None
+    requests: str | None = None
+    talking_points: str | None = None
+    category: str | None = None
+    serious: bool = False
+    answered_on_call: bool = False
+    complaint_ref: str | None = None  # the complaint case a serious item became
+
+
+class FeedbackItemEscalated(FeedbackItemEvent, kw_only=True):
+    escalated_to: str
+    due_at: Aware  # the deadline that passed
+    opened_at: Aware
+    requests: str | None = None
+    satisfaction: int | None = None
+
+
+class FeedbackItemAnswered(FeedbackItemEvent, kw_only=True):
+    solution: str
+    told_by: Literal["on_call", "sms", "call"]
+    in_time: bool  # answered on the call, or before the escalation deadline
+    opened_at: Aware
+    confirmation_followup_id: str | None = None
+    answer_followup_id: str | None = None
+
+
+class FeedbackItemClosed(FeedbackItemEvent, kw_only=True):
+    closed_as: Literal["answered_on_call", "confirmed", "unconfirmed", "complaint"]
+    satisfied: bool | None = None
+    complaint_ref: str | None = None
+
+
+class FeedbackItemReopened(FeedbackItemEvent, kw_only=True):
+    reason: str
+    due_at: Aware
 
 
 class WeeklyReport(Data, kw_only=True):

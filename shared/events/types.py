@@ -14,11 +14,15 @@ ComplaintCategory = Literal[
 ]
 CampaignKind = Literal["free_inspection_week", "preferential_service_month", "tech_knowledge_party", "recall"]
 FollowUpKind = Literal[
-    "first_visit", "second_visit", "complaint_confirmation", "campaign_call", "lost_customer", "maintenance_reminder"
+    "first_visit", "second_visit", "complaint_confirmation", "campaign_call", "lost_customer", "maintenance_reminder",
+    "feedback_answer", "feedback_confirmation",
 ]
 CallOutcome = Literal["reached", "unreachable", "wrong_number", "call_back_later"]
 Severity = Literal["low", "medium", "high", "critical"]
 Channel = Literal["sms", "email", "letter"]
+# Why a return-visit call opened a feedback item: a score at or below the threshold, a request.
+FeedbackReason = Literal["low_score", "request"]
+FeedbackItemState = Literal["open", "escalated", "answered", "closed"]
 AlertRule = Literal["poisson", "failure_mode_burst"]
 
 IMPORTANT_PART_CATEGORIES: tuple[str, ...] = (
