@@ -57,7 +57,8 @@ from rich.console import Console
 
 from aftersales.infra import InfraError, Kafka, Paths, Postgres
 from aftersales.infra import _paths as shared_paths
-from services.complaints.config import SlaPolicy
+from services.complaints.config import SlaTable
+from services.complaints.sla import SlaFact, compute
 from services.followup.config import FollowUpRules
 from services.notifier.config import NotifierSettings
 from shared.clock import offset_to
@@ -94,8 +95,6 @@ SCHEMAS = SERVICES
 # Complaints raised on a return-visit call are critical cases; their SLA runs in seconds during
 # a fault run, so every level of the ladder is reached while services are being killed.
 CRITICAL_SLA = {"acknowledge_within": 10, "resolve_within": 20, "supervisor_within": 10, "department_head_within": 10}
-# The services' own defaults (what a run without overrides expects).
-DEFAULT_SLA = {name: int(getattr(SlaPolicy(), name).total_seconds()) for name in CRITICAL_SLA}
 ESCALATE_AFTER_OVERDUE = timedelta(days=FollowUpRules().escalate_after_overdue_days)
 MESSAGE_ID_DOMAIN = NotifierSettings.model_fields["message_id_domain"].default
 QUIET_HORIZON = timedelta(seconds=60)  # quiet: nothing due within this long
@@ -780,13 +779,14 @@ CANONICAL_OF = {
 }
 
 
-def escalation_steps(filed_at: datetime, sla: dict[str, int]) -> list[tuple[int, datetime]]:
-    """The ladder of a case nobody acknowledges or resolves (DESIGN.md §4): the supervisor when
-    the acknowledgement is late, the department head when the resolution is late, the superior
-    leader when the department head's deadline passes too."""
-    s = {k: timedelta(seconds=v) for k, v in sla.items()}
-    return [(1, filed_at + s["acknowledge_within"]), (2, filed_at + s["resolve_within"]),
-            (3, filed_at + s["resolve_within"] + s["department_head_within"])]
+def escalation_steps(filed_at: datetime, severity: str, overrides: dict[str, int]) -> list[tuple[int, datetime]]:
+    """The ladder of a case nobody acknowledges or resolves, as the service computes it: the
+    severity's row of the SLA table with the run's overrides (seconds), on its clock (the
+    working calendar, or around the clock for critical cases)."""
+    row = {name: timedelta(seconds=seconds) for name, seconds in overrides.items()}
+    policy = SlaTable.model_validate({severity: row} if row else {}).for_severity(severity)
+    figures = compute([SlaFact("filed", filed_at)], policy, filed_at)
+    return [(step.level, step.due) for step in figures.steps]
 
 
 def check(obs: Observation, exp: Expectation) -> list[Invariant]:
@@ -910,8 +910,8 @@ def check(obs: Observation, exp: Expectation) -> list[Invariant]:
     for ids in opened.values():
         for eid in ids:
             case = opened_ev[eid].data
-            sla = exp.sla.get(case["severity"], DEFAULT_SLA)
-            for level, due in escalation_steps(datetime.fromisoformat(case["filed_at"]), sla):
+            sla = exp.sla.get(case["severity"], {})
+            for level, due in escalation_steps(datetime.fromisoformat(case["filed_at"]), case["severity"], sla):
                 if due <= obs.checked_at:
                     expected_steps.add((case["complaint_id"], 0, level))
     problems += [f"case {c} round {r} level {lvl}: escalated {len(steps.get((c, r, lvl), ()))} times"
