@@ -77,7 +77,7 @@ CUSTOMER_FILES_FLAGGED = Gauge(
 )
 WARRANTY_RETURN_VISIT_RATE = Gauge(
     "aftersales_warranty_return_visit_rate",
-    "Pickups under warranty whose first return visit completed / all such pickups (target 1.0)",
+    "Deliveries and pickups under warranty whose first return visit completed / all of them (target 1.0)",
 )
 SATISFACTION_RATE = Gauge(
     "aftersales_satisfaction_rate", "Completed calls scoring >= 4 of 5 / completed calls with a score (target 0.98)"

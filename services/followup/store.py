@@ -527,9 +527,10 @@ async def kpis(conn: asyncpg.Connection, since: datetime, until: datetime, regio
                satisfied_score: int) -> dict[str, Any]:
     """The department's figures for pickups and calls in [since, until).
 
-    The warranty return-visit rate counts the pickups whose first visit has had its chance: done
-    (whatever the outcome), expired, or past its due_by; a pickup whose call is not yet due is
-    not a miss."""
+    The warranty return-visit rate counts the deliveries (a new car is under warranty) and the
+    pickups during warranty whose first visit has had its chance: done (whatever the outcome),
+    expired, or past its due_by; one whose call is not yet due is not a miss. Consultations and
+    inbound calls are not in it (no vehicle came or went)."""
     scope = "($3::text IS NULL OR f.region = $3) AND ($4::text IS NULL OR f.dealer_id = $4)"
     warranty = await conn.fetchrow(
         f"""SELECT count(*) AS pickups, count(*) FILTER (WHERE f.outcome = 'reached') AS visited
@@ -558,7 +559,22 @@ async def kpis(conn: asyncpg.Connection, since: datetime, until: datetime, regio
              WHERE a.attempted_at >= $1 AND a.attempted_at < $2
                AND ($3::text IS NULL OR a.region = $3) AND ($4::text IS NULL OR a.dealer_id = $4)
              GROUP BY a.agent_id ORDER BY a.agent_id""", since, until, region, dealer)
+    # first calls by what they follow (pickups, deliveries, consultations, inbound calls) and the
+    # inbound calls taken, in the window
+    reasons = await conn.fetch(
+        f"""SELECT coalesce(f.reason_type, 'VehiclePickedUp') AS reason, count(*) AS n,
+                   count(*) FILTER (WHERE f.outcome = 'reached') AS reached
+              FROM followups f
+             WHERE f.kind = 'first_visit' AND f.event_at >= $1 AND f.event_at < $2 AND {scope}
+             GROUP BY 1 ORDER BY 1""", since, until, region, dealer)
+    inbound = await conn.fetch(
+        """SELECT kind, count(*) AS n FROM inbound_calls
+            WHERE received_at >= $1 AND received_at < $2 AND ($3::text IS NULL OR region = $3)
+            GROUP BY kind ORDER BY kind""", since, until, region)
     return {
+        "first_visits_by_reason": {r["reason"]: {"scheduled": int(r["n"]), "reached": int(r["reached"])}
+                                   for r in reasons},
+        "inbound_calls": {r["kind"]: int(r["n"]) for r in inbound},
         "warranty_pickups": int(warranty["pickups"]), "warranty_visited": int(warranty["visited"]),
         "scored_calls": int(satisfaction["scored"]), "satisfied_calls": int(satisfaction["satisfied"]),
         "open": {r["kind"]: int(r["open"]) for r in open_rows},
