@@ -38,7 +38,9 @@ def _password(given: str | None) -> str:
 def users_add(
     username: Annotated[str, typer.Argument(help="what the person types to sign in, e.g. wang.fang")],
     name: Annotated[str, typer.Option(help="the name shown in the console, e.g. 王芳")] = "",
-    role: Annotated[str, typer.Option(help="agent, supervisor or quality")] = "agent",
+    role: Annotated[str, typer.Option(help="agent, supervisor, quality or department")] = "agent",
+    department: Annotated[str, typer.Option(
+        help="for role department: the department cases are routed to, e.g. quality_inspection")] = "",
     locale: Annotated[str, typer.Option(help="zh-CN or en")] = "zh-CN",
     password: Annotated[str | None, typer.Option(
         help="the password (default: AFTERSALES_CONSOLE_PASSWORD, else asked for)")] = None,
@@ -48,7 +50,8 @@ def users_add(
     from services.console.users import AccountError, add
 
     try:
-        asyncio.run(add(load_settings(), username, name, role, _password(password), locale, replace=replace))
+        asyncio.run(add(load_settings(), username, name, role, _password(password), locale, replace=replace,
+                        department=department or None))
     except AccountError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

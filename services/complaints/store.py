@@ -200,6 +200,12 @@ _LIST_COLUMNS = (
 )
 
 
+# The deadline the case waits on now: acknowledging an opened (or reopened) case, resolving one in
+# hand; none once resolved. Passed or not (a missed one stays first in the worklist).
+_DUE_AT = """CASE WHEN state IN ('opened', 'reopened') THEN ack_due_at
+                  WHEN state IN ('acknowledged', 'assigned', 'pending_customer') THEN resolve_due_at END"""
+
+
 async def list_cases(
     conn: asyncpg.Connection, f: CaseFilter, *, limit: int, offset: int, sort: str = "filed",
 ) -> tuple[list[dict[str, Any]], int]:
@@ -212,10 +218,10 @@ async def list_cases(
                AND ($10::timestamptz IS NULL OR filed_at >= $10) AND ($11::timestamptz IS NULL OR filed_at < $11)"""
     params = (f.state, f.level, f.department, f.breached, f.category, f.severity, f.assignee, f.vins, f.text,
               f.filed_from, f.filed_before)
-    order = "next_due_at ASC NULLS LAST, filed_at, complaint_id" if sort == "deadline" else "filed_at DESC, complaint_id"
+    order = "due_at ASC NULLS LAST, filed_at, complaint_id" if sort == "deadline" else "filed_at DESC, complaint_id"
     total = await conn.fetchval(f"SELECT count(*) FROM cases WHERE {where}", *params)
     rows = await conn.fetch(
-        f"""SELECT {", ".join(_LIST_COLUMNS)} FROM cases WHERE {where}
+        f"""SELECT {", ".join(_LIST_COLUMNS)}, {_DUE_AT} AS due_at FROM cases WHERE {where}
             ORDER BY {order} LIMIT $12 OFFSET $13""",
         *params, limit, offset,
     )

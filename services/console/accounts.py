@@ -14,7 +14,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from services.console.config import ConsoleRules
 
-ROLES = ("agent", "supervisor", "quality")
+ROLES = ("agent", "supervisor", "quality", "department")
 MIN_PASSWORD = 10
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 # A hash to check against when the user does not exist, so both cases take the same time.

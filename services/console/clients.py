@@ -24,6 +24,7 @@ class Person:
     locale: str
     csrf_token: str
     department: str | None = None  # a department user's department (the cases routed to it)
+    department: str | None = None  # a department user's department (the cases routed to it)
 
 
 class ServiceError(Exception):
@@ -65,6 +66,18 @@ class Services:
         if response.status_code not in ok:
             raise ServiceError(service, response.status_code, _detail(response))
         return response.json() if response.content else None
+
+    async def fetch(self, person: Person, service: str, path: str) -> httpx.Response:
+        """A GET whose answer is a file (a case's photo, a report): the response as it came."""
+        token = person_token(self.key, person.username, person.role, self.rules.token_minutes)
+        try:
+            response = await self._clients[service].get(path, headers={"Authorization": f"Bearer {token}"})
+        except httpx.HTTPError as exc:
+            raise ServiceError(service, 503, f"the {service} service cannot be reached ({type(exc).__name__}); "
+                                             "try again in a moment") from None
+        if response.status_code != 200:
+            raise ServiceError(service, response.status_code, _detail(response))
+        return response
 
 
 def _detail(response: httpx.Response) -> str:

@@ -115,7 +115,8 @@ async def current_person(request: Request) -> Person:
     if found is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise Redirect(f"/sign-in?next={quote(target)}")
-    return Person(found["username"], found["display_name"], found["role"], found["locale"], found["csrf_token"])
+    return Person(found["username"], found["display_name"], found["role"], found["locale"], found["csrf_token"],
+                  found.get("department"))
 
 
 def role(*roles: str) -> Callable[[Request], Awaitable[Person]]:
@@ -131,8 +132,9 @@ def role(*roles: str) -> Callable[[Request], Awaitable[Person]]:
     return dependency
 
 
-STAFF = ("agent", "supervisor", "quality")
+STAFF = ("agent", "supervisor", "quality", "department")
 DESK = ("agent", "supervisor")
+HOMES = {"department": "/cases", "quality": "/search"}  # where each role starts
 
 
 async def form_of(request: Request, person: Person) -> dict[str, str]:
@@ -177,9 +179,9 @@ async def audit(request: Request, person: Person, action: str, *, customer_id: s
 def _safe_next(target: str | None) -> str:
     """Only a path on this console (never another host) after signing in."""
     if not target or not target.startswith("/") or target.startswith("//"):
-        return "/desk"
+        return "/"
     parts = urlsplit(target)
-    return target if not parts.netloc and not parts.scheme else "/desk"
+    return target if not parts.netloc and not parts.scheme else "/"
 
 
 def router() -> APIRouter:
@@ -199,8 +201,9 @@ def router() -> APIRouter:
                                                             "X-Content-Type-Options": "nosniff"})
 
     @r.get("/")
-    async def home() -> RedirectResponse:
-        return RedirectResponse("/desk", status_code=303)
+    async def home(request: Request) -> RedirectResponse:
+        person = await current_person(request)
+        return RedirectResponse(HOMES.get(person.role, "/desk"), status_code=303)
 
     # -- sign-in --------------------------------------------------------------------------------
     @r.get("/sign-in")
@@ -532,6 +535,9 @@ def router() -> APIRouter:
         return render(request, "audit.html", person, entries=entries, user=user or "", customer=customer or "",
                       action=action or "")
 
+    from services.console import cases  # its pages use this module's helpers
+
+    r.include_router(cases.router())
     return r
 
 

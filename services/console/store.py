@@ -305,11 +305,11 @@ class Account:
 
 
 async def add_account(conn: asyncpg.Connection, username: str, display_name: str, role: str, password_hash: str,
-                      locale: str, now: datetime) -> bool:
+                      locale: str, now: datetime, department: str | None = None) -> bool:
     status = await conn.execute(
-        """INSERT INTO accounts (username, display_name, role, password_hash, locale, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (username) DO NOTHING""",
-        username, display_name, role, password_hash, locale, now)
+        """INSERT INTO accounts (username, display_name, role, password_hash, locale, created_at, department)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (username) DO NOTHING""",
+        username, display_name, role, password_hash, locale, now, department)
     return status.endswith(" 1")
 
 
@@ -365,7 +365,7 @@ async def open_session(conn: asyncpg.Connection, session_hash: bytes, username: 
 
 async def session(conn: asyncpg.Connection, session_hash: bytes, now: datetime) -> dict[str, Any] | None:
     row = await conn.fetchrow(
-        """SELECT s.username, s.csrf_token, s.expires_at, a.display_name, a.role, a.locale
+        """SELECT s.username, s.csrf_token, s.expires_at, a.display_name, a.role, a.locale, a.department
              FROM sessions s JOIN accounts a USING (username)
             WHERE s.session_hash = $1 AND s.expires_at > $2""", session_hash, now)
     return dict(row) if row else None
@@ -471,6 +471,12 @@ async def vehicles_brief(conn: asyncpg.Connection, vins: Iterable[str]) -> dict[
     return {r["vin"]: dict(r) for r in rows}
 
 
+async def vehicles_dealers(conn: asyncpg.Connection, vins: Iterable[str]) -> dict[str, dict[str, Any]]:
+    rows = await conn.fetch("SELECT vin, plate, model, dealer_id, region FROM vehicles WHERE vin = ANY($1::text[])",
+                            list(set(vins)))
+    return {r["vin"]: dict(r) for r in rows}
+
+
 async def customer(conn: asyncpg.Connection, customer_id: str) -> dict[str, Any] | None:
     row = await conn.fetchrow("SELECT * FROM customers WHERE customer_id = $1", customer_id)
     return dict(row) if row else None
@@ -523,3 +529,30 @@ async def previous_calls(conn: asyncpg.Connection, customer_id: str, limit: int 
                                                            OR notes IS NOT NULL OR outcome <> 'reached')
             ORDER BY attempted_at DESC LIMIT $2""", customer_id, limit)
     return [dict(r) for r in rows]
+
+
+# -- saved worklist views ---------------------------------------------------------------------------
+
+
+async def saved_views(conn: asyncpg.Connection, username: str, page: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch("SELECT name, query FROM saved_views WHERE username = $1 AND page = $2 ORDER BY name",
+                            username, page)
+    return [dict(r) for r in rows]
+
+
+async def save_view(conn: asyncpg.Connection, username: str, page: str, name: str, query: str,
+                    now: datetime) -> None:
+    await conn.execute(
+        """INSERT INTO saved_views (username, page, name, query, created_at) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (username, page, name) DO UPDATE SET query = EXCLUDED.query""",
+        username, page, name, query, now)
+
+
+async def delete_view(conn: asyncpg.Connection, username: str, page: str, name: str) -> None:
+    await conn.execute("DELETE FROM saved_views WHERE username = $1 AND page = $2 AND name = $3", username, page, name)
+
+
+async def dealer_vins(conn: asyncpg.Connection, dealer_id: str, limit: int) -> list[str]:
+    """The VINs a dealer sold (the read model's vehicles), at most `limit` (the caller says when cut)."""
+    rows = await conn.fetch("SELECT vin FROM vehicles WHERE dealer_id = $1 ORDER BY vin LIMIT $2", dealer_id, limit)
+    return [r["vin"] for r in rows]

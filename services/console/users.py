@@ -29,9 +29,12 @@ async def _connection(settings: Settings) -> Any:
 
 
 async def add(settings: Settings, username: str, display_name: str, role: str, password: str,
-              locale: str = "zh-CN", *, replace: bool = False) -> None:
+              locale: str = "zh-CN", *, replace: bool = False, department: str | None = None) -> None:
     if role not in accounts.ROLES:
         raise AccountError(f"role {role!r} is not one of {', '.join(accounts.ROLES)}")
+    if (role == "department") != bool(department):
+        raise AccountError("a department account names its department (--department quality_inspection …); "
+                           "other roles name none")
     if locale not in ("zh-CN", "en"):
         raise AccountError(f"locale {locale!r} is not zh-CN or en")
     if not username or len(username) > 64 or any(ch.isspace() for ch in username):
@@ -44,13 +47,14 @@ async def add(settings: Settings, username: str, display_name: str, role: str, p
     try:
         async with conn.transaction():
             created = await store.add_account(conn, username, display_name or username, role, hashed, locale,
-                                              datetime.now(timezone.utc))
+                                              datetime.now(timezone.utc), department or None)
             if not created:
                 if not replace:
                     raise AccountError(f"{username!r} exists already; use `aftersales console users password` to "
                                        "set a new password")
-                await conn.execute("UPDATE accounts SET display_name = $2, role = $3, locale = $4 WHERE username = $1",
-                                   username, display_name or username, role, locale)
+                await conn.execute("UPDATE accounts SET display_name = $2, role = $3, locale = $4, department = $5 "
+                                   "WHERE username = $1", username, display_name or username, role, locale,
+                                   department or None)
                 await store.set_password(conn, username, hashed)
                 await store.close_sessions_of(conn, username)
     finally:

@@ -266,8 +266,9 @@ async def test_handlers_file_work_and_document_a_case_over_http(ns: Namespace, t
             assert (await ops.get("/v1/complaints", params={"limit": 1000})).status_code == 422
             # The worklist's order: the nearest SLA deadline first; text, VIN and filing-date filters.
             by_deadline = (await ops.get("/v1/complaints", params={"sort": "deadline"})).json()["items"]
-            dues = [i["next_due_at"] for i in by_deadline if i["next_due_at"] is not None]
-            assert len(dues) == 4 and dues == sorted(dues)
+            dues = [at(i["due_at"]) for i in by_deadline]
+            assert dues == sorted(dues)  # the three unacknowledged (their missed acknowledgement) first
+            assert by_deadline[-1]["complaint_id"] == cid and dues[-1] == at(resumed["sla"]["resolve_due_at"])
             assert [i["complaint_id"] for i in (await ops.get("/v1/complaints", params={"q": "AXLE"})).json()[
                 "items"]] == [cid]
             assert (await ops.get("/v1/complaints", params={"vin": ["LJ1EEAUU5N0123456", "X"]})).json()["total"] == 1
