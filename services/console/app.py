@@ -56,6 +56,7 @@ definition: ServiceDefinition[ConsoleDeps] = ServiceDefinition(
             "CustomerRegistered": handlers.on_customer_registered, "CustomerUpdated": handlers.on_customer_updated,
             "VehicleSold": handlers.on_vehicle_sold, "VehiclePickedUp": handlers.on_vehicle_picked_up,
             "ReceiptRecorded": handlers.on_receipt_recorded,
+            "CustomerContactCorrected": handlers.on_customer_updated,  # an agent's correction, applied alike
         }),
         Subscription(FOLLOWUP, {
             "FollowUpScheduled": handlers.on_followup_scheduled,
@@ -63,6 +64,7 @@ definition: ServiceDefinition[ConsoleDeps] = ServiceDefinition(
                for name in ("FollowUpDue", "FollowUpOverdue", "FollowUpEscalated", "FollowUpExpired")},
             "FollowUpAttemptRecorded": handlers.on_attempt_recorded,
             "FollowUpCompleted": handlers.on_followup_completed, "FeedbackRecorded": handlers.on_feedback_recorded,
+            "InboundCallRecorded": handlers.on_inbound_call,
         }),
         Subscription(COMPLAINTS, {
             "ComplaintOpened": handlers.on_complaint_opened,

@@ -29,7 +29,9 @@ def _customer_row(d: c.CustomerRegistered | c.CustomerUpdated, at: Any, register
     row = {field: getattr(d, field, None) for field in _CONTACT}
     row["name_pinyin"], row["name_initials"] = pinyin(row["name"])
     consent = getattr(d, "consent", None)
+    flags = getattr(d, "contact_flags", None)
     return row | {"customer_id": d.customer_id, "consent": msgspec.to_builtins(consent) if consent else None,
+                  "contact_flags": None if flags is None else msgspec.to_builtins(flags),
                   "registered_at": at if registered else None, "updated_at": at}
 
 
@@ -48,6 +50,13 @@ async def on_customer_updated(uow: Uow, events: list[Event[c.CustomerUpdated]]) 
     await store.add_changes(uow.conn, [
         (e.event_id, field, e.data.customer_id, e.occurred_at, _text(change.old), _text(change.new))
         for e in events for field, change in e.data.changes.items()])
+
+
+async def on_inbound_call(uow: Uow, events: list[Event[c.InboundCallRecorded]]) -> None:
+    """The phone register's inbound calls (follow-up keeps the register), on the customer's story."""
+    await store.add_inbound_calls(uow.conn, [{
+        "call_id": d.call_id, "customer_id": d.customer_id, "at": d.received_at, "handled_by": d.handled_by,
+        "kind": d.kind, "summary": d.summary, "complaint_id": d.complaint_id} for d in (e.data for e in events)])
 
 
 def _text(value: Any) -> str | None:

@@ -5,7 +5,6 @@ update in place; every form carries the session's CSRF token."""
 from __future__ import annotations
 
 import ipaddress
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -499,14 +498,15 @@ def router() -> APIRouter:
             except ServiceError as exc:
                 return _with(back, error=exc.message)
             complaint_id = case["complaint_id"]
-        runtime = runtime_of(request)
-        assert runtime.pool is not None
-        call_id = uuid.uuid4()
-        async with acquire(runtime.pool) as conn:
-            await store.log_inbound_call(conn, {"call_id": call_id, "customer_id": customer_id,
-                                                "at": runtime.clock.now(), "handled_by": person.username,
-                                                "kind": kind, "summary": summary[:4000], "complaint_id": complaint_id})
-        await audit(request, person, "log_inbound_call", customer_id=customer_id, subject=str(call_id), kind=kind,
+        # follow-up keeps the phone register: it records the call under the person (and schedules
+        # the first tracking call after a consultation); the story shows it once the event arrives
+        try:
+            call = await services(request).call(person, "POST", "followup", "/v1/inbound-calls", json={
+                "customer_id": customer_id, "kind": kind, "summary": summary[:4000], "complaint_id": complaint_id,
+                "vin": form.get("vin") or None}, ok=(201,))
+        except ServiceError as exc:
+            return _with(back, error=exc.message)
+        await audit(request, person, "log_inbound_call", customer_id=customer_id, subject=call["call_id"], kind=kind,
                     complaint_id=complaint_id)
         return _with(back, done="inbound")
 

@@ -19,7 +19,8 @@ from services.console.search import Query
 # -- read model: customers -------------------------------------------------------------------------
 
 CUSTOMER_COLUMNS = ("customer_id", "name", "name_pinyin", "name_initials", "phone", "email", "address", "region",
-                    "person_in_charge", "locale", "timezone", "consent", "registered_at", "updated_at")
+                    "person_in_charge", "locale", "timezone", "consent", "registered_at", "updated_at",
+                    "contact_flags")
 
 
 async def upsert_customers(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -402,12 +403,14 @@ async def audit_entries(conn: asyncpg.Connection, *, username: str | None, custo
 # -- inbound calls -----------------------------------------------------------------------------------------
 
 
-async def log_inbound_call(conn: asyncpg.Connection, call: dict[str, Any]) -> None:
-    await conn.execute(
-        """INSERT INTO inbound_calls (call_id, customer_id, at, handled_by, kind, summary, complaint_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-        call["call_id"], call["customer_id"], call["at"], call["handled_by"], call["kind"], call["summary"],
-        call.get("complaint_id"))
+async def add_inbound_calls(conn: asyncpg.Connection, calls: Sequence[dict[str, Any]]) -> None:
+    """Inbound calls as follow-up's register announced them (InboundCallRecorded); once each."""
+    if calls:
+        await conn.executemany(
+            """INSERT INTO inbound_calls (call_id, customer_id, at, handled_by, kind, summary, complaint_id)
+               VALUES ($1::text::uuid, $2, $3, $4, $5, $6, $7) ON CONFLICT (call_id) DO NOTHING""",
+            [(c["call_id"], c["customer_id"], c["at"], c["handled_by"], c["kind"], c["summary"], c.get("complaint_id"))
+             for c in calls])
 
 
 # -- pages ----------------------------------------------------------------------------------------------------

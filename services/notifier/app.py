@@ -39,6 +39,7 @@ def _subscriptions() -> list[Subscription]:
             by_topic.setdefault(topic, {})[rule.event] = handlers.on_event
     by_topic[INTAKE]["CustomerRegistered"] = handlers.on_customer_changed
     by_topic[INTAKE]["CustomerUpdated"] = handlers.on_customer_changed
+    by_topic[INTAKE]["CustomerContactCorrected"] = handlers.on_customer_changed  # an agent's correction
     by_topic[INTAKE]["CampaignAnnounced"] = handlers.on_campaign
     return [Subscription(topic, subscribed) for topic, subscribed in by_topic.items()]
 

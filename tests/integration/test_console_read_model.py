@@ -124,6 +124,9 @@ async def test_search_forgives_and_the_customer_page_tells_the_whole_story(cns: 
                 await eventually(lambda: console_db.fetchval(
                     "SELECT count(*) = 2 FROM complaint_events WHERE customer_id = $1 AND event_type = 'ComplaintOpened'",
                     who), what="the cases")
+                await eventually(lambda: console_db.fetchval(
+                    "SELECT count(*) = 1 FROM inbound_calls WHERE customer_id = $1", who),
+                    what="the inbound call, from follow-up's register")
                 inbound = await console_db.fetchrow("SELECT * FROM inbound_calls WHERE customer_id = $1", who)
                 assert inbound["handled_by"] == "wang.fang" and inbound["kind"] == "complaint"
                 assert inbound["complaint_id"] is not None
@@ -160,6 +163,10 @@ async def test_search_forgives_and_the_customer_page_tells_the_whole_story(cns: 
                                                  ("return_visit", "repair_quality", "wang.fang")], \
                 "the call's complaint and the inbound call's are the agent's cases"
             assert await intake_db.fetchval("SELECT phone FROM customers WHERE customer_id = $1", who) == corrected_phone
+            register = await followup_db.fetchrow(
+                "SELECT handled_by, kind, complaint_id FROM inbound_calls WHERE customer_id = $1", who)
+            assert register is not None and register["handled_by"] == "wang.fang" and register["kind"] == "complaint"
+            assert register["complaint_id"] is not None, "follow-up's phone register keeps the console's inbound call"
         finally:
             for conn in (followup_db, complaints_db, intake_db):
                 await conn.close()
