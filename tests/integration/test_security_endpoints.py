@@ -47,6 +47,7 @@ METHODS = ("get", "post", "put", "patch", "delete")
 # Who may do what, per service and (method, path): the README's "who uses what", docs/complaints.md
 # (HTTP table), docs/quality.md (quality does everything, ops reads). Change it together with the docs.
 AGENT, SUPERVISOR, QUALITY, OPS, PRODUCER = "agent", "supervisor", "quality", "ops", "producer"
+DEPARTMENT = "department"  # a console person of a department (no static token here)
 POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
     "intake": {
         ("POST", "/v1/events"): frozenset({PRODUCER}),  # the upstream systems' webhook
@@ -66,22 +67,26 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("GET", "/v1/register/letters"): frozenset({AGENT, SUPERVISOR, OPS}),
         ("GET", "/v1/kpis"): frozenset({SUPERVISOR, OPS}),  # the supervisors' figures
         ("GET", "/v1/reports/weekly"): frozenset({SUPERVISOR, OPS}),
+        ("GET", "/v1/feedback-items"): frozenset({AGENT, SUPERVISOR}),  # an agent's own, a supervisor's all
+        ("GET", "/v1/feedback-items/figures"): frozenset({SUPERVISOR, OPS}),
+        ("GET", "/v1/feedback-items/{item_id}"): frozenset({AGENT, SUPERVISOR}),
+        ("POST", "/v1/feedback-items/{item_id}/solution"): frozenset({AGENT, SUPERVISOR}),
     },
-    "complaints": {  # docs/complaints.md, "HTTP"
+    "complaints": {  # docs/complaints.md, "HTTP"; a department person only on the cases routed to it
         ("POST", "/v1/complaints"): frozenset({AGENT, SUPERVISOR}),
-        ("GET", "/v1/complaints"): frozenset({AGENT, SUPERVISOR, OPS}),
-        ("GET", "/v1/complaints/{complaint_id}"): frozenset({AGENT, SUPERVISOR, OPS}),
-        ("POST", "/v1/complaints/{complaint_id}/acknowledge"): frozenset({AGENT, SUPERVISOR}),
-        ("POST", "/v1/complaints/{complaint_id}/assign"): frozenset({AGENT, SUPERVISOR}),
-        ("POST", "/v1/complaints/{complaint_id}/comments"): frozenset({AGENT, SUPERVISOR}),
-        ("POST", "/v1/complaints/{complaint_id}/pend"): frozenset({AGENT, SUPERVISOR}),
-        ("POST", "/v1/complaints/{complaint_id}/resume"): frozenset({AGENT, SUPERVISOR}),
-        ("POST", "/v1/complaints/{complaint_id}/resolve"): frozenset({AGENT, SUPERVISOR}),
+        ("GET", "/v1/complaints"): frozenset({AGENT, SUPERVISOR, DEPARTMENT, OPS}),
+        ("GET", "/v1/complaints/{complaint_id}"): frozenset({AGENT, SUPERVISOR, DEPARTMENT, OPS}),
+        ("POST", "/v1/complaints/{complaint_id}/acknowledge"): frozenset({AGENT, SUPERVISOR, DEPARTMENT}),
+        ("POST", "/v1/complaints/{complaint_id}/assign"): frozenset({AGENT, SUPERVISOR, DEPARTMENT}),
+        ("POST", "/v1/complaints/{complaint_id}/comments"): frozenset({AGENT, SUPERVISOR, DEPARTMENT}),
+        ("POST", "/v1/complaints/{complaint_id}/pend"): frozenset({AGENT, SUPERVISOR, DEPARTMENT}),
+        ("POST", "/v1/complaints/{complaint_id}/resume"): frozenset({AGENT, SUPERVISOR, DEPARTMENT}),
+        ("POST", "/v1/complaints/{complaint_id}/resolve"): frozenset({AGENT, SUPERVISOR, DEPARTMENT}),
         ("POST", "/v1/complaints/{complaint_id}/close"): frozenset({SUPERVISOR}),
         ("POST", "/v1/complaints/{complaint_id}/reopen"): frozenset({SUPERVISOR}),
-        ("POST", "/v1/complaints/{complaint_id}/documents"): frozenset({AGENT, SUPERVISOR}),
-        ("GET", "/v1/complaints/{complaint_id}/documents/{document_id}"): frozenset({AGENT, SUPERVISOR, OPS}),
-        ("GET", "/v1/complaints/{complaint_id}/documents/{document_id}/content"): frozenset({AGENT, SUPERVISOR, OPS}),
+        ("POST", "/v1/complaints/{complaint_id}/documents"): frozenset({AGENT, SUPERVISOR, DEPARTMENT}),
+        ("GET", "/v1/complaints/{complaint_id}/documents/{document_id}"): frozenset({AGENT, SUPERVISOR, DEPARTMENT, OPS}),
+        ("GET", "/v1/complaints/{complaint_id}/documents/{document_id}/content"): frozenset({AGENT, SUPERVISOR, DEPARTMENT, OPS}),
         ("GET", "/v1/kpis"): frozenset({AGENT, SUPERVISOR, OPS}),
     },
     "quality": {  # docs/quality.md: quality may do everything, ops may read
