@@ -26,13 +26,19 @@ CASES = 24
 
 async def test_two_replicas_announce_each_escalation_exactly_once(ns: Namespace, tmp_path: Path) -> None:
     clock = manual_clock(T0)
+    racing = ns.settings.model_copy(update={"timer_batch": 1})  # one timer per claim: the replicas race for them
     replicas = []
     for name in ("a", "b"):
-        runtime = ServiceRuntime(load("complaints"), ns.settings, clock, replica=name,
+        runtime = ServiceRuntime(load("complaints"), racing, clock, replica=name,
                                  overrides=complaints_state(tmp_path)["complaints"])
         await runtime.start()
         replicas.append(runtime)
     try:
+        for _ in range(300):  # both in the group before the cases come, so both get a share
+            if all(r.consumer is not None and r.consumer.assigned for r in replicas):
+                break
+            await asyncio.sleep(0.2)
+        read_before = [r.consumer.processed if r.consumer else 0 for r in replicas]
         refs = [f"R-{i:03d}" for i in range(CASES)]
         await publish(ns.settings, "aftersales.intake", [
             complaint_filed(ref, T0, customer_id=f"CUST-{i:04d}", source="intake", followup_id=None,
@@ -72,9 +78,13 @@ async def test_two_replicas_announce_each_escalation_exactly_once(ns: Namespace,
             assert [r.data["breach"] for r in escalations if r.data["complaint_id"] == cid] == [
                 "resolve", "resolve", "resolve"]
 
-        # Both replicas did work: the partitions are split, and timers fire wherever claimed.
-        assert all(r.consumer is not None and r.consumer.assigned for r in replicas)
-        assert sum(r.timers.fired for r in replicas if r.timers) >= 72
+        # Each replica did its own share: it read some of the filed cases (its partitions), and
+        # fired some of the deadlines (whichever replica claims a timer fires it); together all.
+        read = [(r.consumer.processed if r.consumer else 0) - before for r, before in zip(replicas, read_before,
+                                                                                          strict=True)]
+        fired = [r.timers.fired if r.timers else 0 for r in replicas]
+        assert all(n > 0 for n in read) and sum(read) >= CASES, f"cases read per replica: {read}"
+        assert all(n > 0 for n in fired) and sum(fired) >= 72, f"timers fired per replica: {fired}"
         conn = await db(ns, "complaints")
         try:
             assert await conn.fetchval("SELECT count(*) FROM escalations") == 72

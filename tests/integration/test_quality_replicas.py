@@ -1,5 +1,6 @@
-"""Two quality replicas share the partitions: a batch's reports reach both at once, and still
-one alert per cell is raised, each report is counted once, and a look fires once."""
+"""Two quality replicas share the partitions: a batch's reports reach both at once (half of them
+on each replica's partitions, and each replica reads its half), and still one alert per cell is
+raised, each report is counted once, and a look fires once."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 
 from tools.simulate import Fleet
 from services import load
@@ -45,12 +48,31 @@ async def test_two_replicas_raise_one_alert_per_cell_and_fire_each_look_once(ns:
                         differential=batch) for i in range(80)]
         await publish(ns.settings, "aftersales.intake", [vehicle_sold(fleet, v) for v in cars])
         await settled("SELECT count(*) FROM vehicle_parts WHERE category = 'differential'", 80)
+        # Six reports on each replica's partitions (a report is keyed by its VIN).
+        partitions = list(range(ns.settings.topic_partitions))
+
+        def owner(vin: str) -> int:
+            tp = TopicPartition(ns.topic("aftersales.intake"), DefaultPartitioner()(vin.encode(), partitions, partitions))
+            [n] = [n for n, r in enumerate(replicas) if r.consumer is not None and tp in r.consumer.assigned]
+            return n
+
+        reported = [v for n in (0, 1) for v in [c for c in cars if owner(c.vin) == n][:6]]
+        assert sorted(owner(v.vin) for v in reported) == [0] * 6 + [1] * 6
+        read_before = [r.consumer.processed if r.consumer else 0 for r in replicas]
         reports = [defect_reported(v, "differential", "seal_leak", day_at(8, days=-11) + timedelta(hours=13 * i),
-                                   f"DR-D{i:02d}") for i, v in enumerate(cars[:12])]
+                                   f"DR-D{i:02d}") for i, v in enumerate(reported)]
         await publish(ns.settings, "aftersales.intake", reports)
         await settled("SELECT count(*) FROM reports", 12)
-        both = {r.consumer.processed > 0 for r in replicas if r.consumer is not None}
-        assert both == {True}, "both replicas consumed part of the traffic"
+
+        def read() -> list[int]:  # records each replica has handled and committed since
+            return [(r.consumer.processed if r.consumer else 0) - before
+                    for r, before in zip(replicas, read_before, strict=True)]
+
+        for _ in range(300):  # a replica counts a poll once its offsets are committed, after the rows
+            if sum(read()) >= 12:
+                break
+            await asyncio.sleep(0.2)
+        assert read() == [6, 6], f"each replica read the reports on its own partitions: {read()}"
 
         async with TopicReader(ns.settings, "aftersales.quality") as quality:
             await quality.wait_for(lambda rs: any(len(r.data["report_ids"]) == 12 for r in rs
