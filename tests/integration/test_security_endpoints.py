@@ -67,6 +67,10 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("GET", "/v1/register/letters"): frozenset({AGENT, SUPERVISOR, OPS}),
         ("GET", "/v1/kpis"): frozenset({SUPERVISOR, OPS}),  # the supervisors' figures
         ("GET", "/v1/reports/weekly"): frozenset({SUPERVISOR, OPS}),
+        ("GET", "/v1/feedback-items"): frozenset({AGENT, SUPERVISOR}),  # an agent's own, a supervisor's all
+        ("GET", "/v1/feedback-items/figures"): frozenset({SUPERVISOR, OPS}),
+        ("GET", "/v1/feedback-items/{item_id}"): frozenset({AGENT, SUPERVISOR}),
+        ("POST", "/v1/feedback-items/{item_id}/solution"): frozenset({AGENT, SUPERVISOR}),
     },
     "complaints": {  # docs/complaints.md, "HTTP"; a department person only on the cases routed to it
         ("POST", "/v1/complaints"): frozenset({AGENT, SUPERVISOR}),
