@@ -198,14 +198,15 @@ class WorkingCalendar:
     years: dict[int, CalendarYear]
     missing_year: MissingYear = "weekends"
     _warned: set[int] = field(default_factory=set, repr=False)
+    # A day's business periods as instants, computed once (SLA clocks ask for the same days again and again).
+    _days: dict[date, tuple[tuple[datetime, datetime], ...]] = field(default_factory=dict, repr=False)
 
     # -- loading ------------------------------------------------------------------------
     @classmethod
     def load(cls, region: str | None = None, *, regions_file: Path | str | None = None) -> WorkingCalendar:
         """The calendar of `region` (its own entry in the regions file, else the default).
         The regions file is AFTERSALES_WORKCAL_FILE if set, else the one shipped here."""
-        path = Path(regions_file or os.environ.get("AFTERSALES_WORKCAL_FILE") or REGIONS_FILE).resolve()
-        return _load(region, path)
+        return _load(region, str(regions_file or os.environ.get("AFTERSALES_WORKCAL_FILE") or REGIONS_FILE))
 
     @classmethod
     def from_directory(
@@ -262,9 +263,8 @@ class WorkingCalendar:
     def holiday_name(self, day: date) -> str | None:
         return next((y.holidays[day] for y in self.years.values() if day in y.holidays), None)
 
-    @property
-    def working_day_length(self) -> timedelta:
-        return sum((_span(s, e) for s, e in self.hours), timedelta(0))
+    def __post_init__(self) -> None:
+        self.working_day_length: timedelta = sum((_span(s, e) for s, e in self.hours), timedelta(0))
 
     def working_duration(self, delta: timedelta) -> timedelta:
         """A rule's duration as working time: whole days count as working days (P2D = two
@@ -278,11 +278,10 @@ class WorkingCalendar:
         day = start.astimezone(self.timezone).date()
         idle = 0
         while True:
-            if self.is_working_day(day):
+            periods = self._day(day)
+            if periods:
                 idle = 0
-                for s, e in self.hours:
-                    p0 = _at(day, s, self.timezone)
-                    p1 = _at(day, e, self.timezone)
+                for p0, p1 in periods:
                     if p1 > start:
                         yield p0, p1
             else:
@@ -290,6 +289,14 @@ class WorkingCalendar:
                 if idle > _MAX_IDLE_DAYS:
                     raise CalendarError(f"the {self.name} working calendar has no working day in ten years after {day}")
             day += timedelta(days=1)
+
+    def _day(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
+        found = self._days.get(day)
+        if found is None:
+            found = tuple((_at(day, s, self.timezone), _at(day, e, self.timezone)) for s, e in self.hours) \
+                if self.is_working_day(day) else ()
+            self._days[day] = found
+        return found
 
     def next_working_moment(self, moment: datetime) -> datetime:
         """`moment` itself if it lies inside business hours of a working day, else the start of
@@ -340,7 +347,8 @@ def _aware(moment: datetime, what: str) -> None:
 
 
 @lru_cache(maxsize=64)
-def _load(region: str | None, regions_file: Path) -> WorkingCalendar:
+def _load(region: str | None, where: str) -> WorkingCalendar:
+    regions_file = Path(where).resolve()
     parsed = _parse(_RegionsFile, regions_file)
     assert isinstance(parsed, _RegionsFile)
     entry = parsed.regions.get(region) if region else None
