@@ -53,6 +53,7 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("POST", "/v1/events"): frozenset({PRODUCER}),  # the upstream systems' webhook
         ("GET", "/v1/customers"): frozenset({AGENT, SUPERVISOR}),  # customer files: the staff on the phone
         ("GET", "/v1/customers/incomplete"): frozenset({AGENT, SUPERVISOR}),
+        ("GET", "/v1/customers/flagged"): frozenset({AGENT, SUPERVISOR}),  # contact values to correct
         ("GET", "/v1/customers/{customer_id}"): frozenset({AGENT, SUPERVISOR}),
         ("POST", "/v1/customers/{customer_id}/contact"): frozenset({AGENT, SUPERVISOR}),
     },
@@ -63,6 +64,7 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("POST", "/v1/followups/{followup_id}/claim"): frozenset({AGENT, SUPERVISOR}),
         ("POST", "/v1/followups/{followup_id}/release"): frozenset({AGENT, SUPERVISOR}),
         ("POST", "/v1/followups/{followup_id}/attempts"): frozenset({AGENT, SUPERVISOR}),
+        ("POST", "/v1/inbound-calls"): frozenset({AGENT, SUPERVISOR}),  # the calls customers make
         ("GET", "/v1/register/calls"): frozenset({AGENT, SUPERVISOR, OPS}),  # the registers: read by ops too
         ("GET", "/v1/register/letters"): frozenset({AGENT, SUPERVISOR, OPS}),
         ("GET", "/v1/kpis"): frozenset({SUPERVISOR, OPS}),  # the supervisors' figures
