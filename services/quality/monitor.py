@@ -163,8 +163,23 @@ async def _publish(
     points = await store.cell_reports(uow.conn, cell, row.since, until, limit=rules(uow).alert_listed_reports_max)
     vins = list(dict.fromkeys(pt.vin for pt in points if pt.vin))
     now = uow.now()
+    reopened = None
     if current is None:
-        alert: dict[str, Any] = {
+        # A closed alert of the cell is reopened with the new evidence (the reports since it was
+        # closed), not raised afresh: one alert per cell keeps its history and its people.
+        reopened = (await store.last_closed_alerts(uow.conn, [cell.key])).get(cell.key)
+    if reopened is not None:
+        history = list((reopened.get("details") or {}).get("reopenings") or [])
+        history.append({"at": now.isoformat(), "closed_at": _iso(reopened.get("closed_at")),
+                        "closed_by": reopened.get("closed_by"), "close_note": reopened.get("close_note"),
+                        "acknowledged_at": _iso(reopened.get("acknowledged_at")),
+                        "acknowledged_by": reopened.get("acknowledged_by"),
+                        "previous_observed": reopened["observed"], "previous_since": _iso(reopened.get("since"))})
+        await store.reopen_alert(uow.conn, reopened["alert_id"])
+        alert: dict[str, Any] = {**reopened, "state": "raised", "rule": decision.rule,
+                                 "revision": reopened["revision"] + 1}
+    elif current is None:
+        alert = {
             "alert_id": alert_id_for(cell.key, row.since), "cell_key": cell.key, "cell": cell.as_dict(),
             "category": cell.category, "rule": decision.rule, "state": "raised", "revision": 0, "raised_at": now,
         }
@@ -182,17 +197,25 @@ async def _publish(
             "crossed_at": figures.crossed_at.isoformat() if figures.crossed_at else None,
             "critical_count": figures.critical_count, "rules_firing": list(decision.firing),
             "burst": _burst_details(burst, p) if burst else (current or {}).get("details", {}).get("burst"),
+            "reopenings": history if reopened is not None else (current or {}).get("details", {}).get("reopenings",
+                                                                                                     []),
         },
     )
     envelope = uow.publish(
-        "QualityAlertRaised", alert_event(alert, updated=current is not None), cause=cause, occurred_at=as_of,
+        "QualityAlertRaised", alert_event(alert, updated=current is not None or reopened is not None), cause=cause,
+        occurred_at=as_of,
         discriminator=f"{alert['alert_id']}:{alert['revision']}",
     )
     alert["last_event_id"] = envelope.event_id
     alert["correlation_id"] = envelope.correlation_id
     await store.save_alert(uow.conn, alert)
-    uow.log.info("quality alert " + ("updated" if current else "raised"), alert_id=alert["alert_id"],
+    uow.log.info("quality alert " + ("updated" if current else "reopened" if reopened else "raised"),
+                 alert_id=alert["alert_id"],
                  cell=cell.label, observed=figures.observed, expected=round(figures.expected, 3), rule=alert["rule"])
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 def _burst_details(burst: Burst, p: MonitorPolicy) -> dict[str, Any]:

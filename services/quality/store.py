@@ -353,6 +353,27 @@ async def open_alerts(conn: asyncpg.Connection, keys: Sequence[str]) -> dict[str
     return {r["cell_key"]: dict(r) for r in rows}
 
 
+async def last_closed_alerts(conn: asyncpg.Connection, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Each cell's most recently closed alert (locked): new reports on the cell reopen it."""
+    rows = await conn.fetch(
+        """SELECT * FROM alerts WHERE alert_id IN (
+               SELECT DISTINCT ON (cell_key) alert_id FROM alerts
+                WHERE cell_key = ANY($1::text[]) AND state = 'closed'
+                ORDER BY cell_key, closed_at DESC NULLS LAST, alert_id)
+            ORDER BY cell_key FOR UPDATE""",
+        sorted(set(keys)),
+    )
+    return {r["cell_key"]: dict(r) for r in rows}
+
+
+async def reopen_alert(conn: asyncpg.Connection, alert_id: str) -> None:
+    """The alert is open again (raised): its acknowledgement and closing are history (in details)."""
+    await conn.execute(
+        """UPDATE alerts SET acknowledged_at = NULL, acknowledged_by = NULL, acknowledge_note = NULL,
+                             closed_at = NULL, closed_by = NULL, close_note = NULL WHERE alert_id = $1""",
+        alert_id)
+
+
 async def save_alert(conn: asyncpg.Connection, alert: dict[str, Any]) -> None:
     await ALERTS.upsert(conn, [alert], key=("alert_id",), update=_ALERT_UPDATES)
 

@@ -224,6 +224,39 @@ async def test_alert_endpoints_need_a_token_and_the_quality_role_and_refuse_ille
             assert (await quality.get("/v1/stats", params={"from": "2026-11-01T00:00:00"})).status_code == 422
             listed = (await quality.get("/v1/alerts", params={"state": "closed"})).json()
             assert listed["total"] == 1 and listed["alerts"][0]["close_note"] == "lot quarantined"
+
+        # New reports on the contained cell reopen the closed alert with the new evidence (the
+        # reports since it was closed), instead of raising a fresh alert on the same cell.
+        clock.set(NOW + timedelta(days=2))
+        await publish(ns.settings, "aftersales.intake", [
+            defect_reported(v, "motor", "noise", NOW + timedelta(days=1, hours=i), f"DR-N{i}")
+            for i, v in enumerate(cars[10:17])
+        ])
+
+        async def reopened() -> list[dict[str, Any]]:
+            async with api(runtime, "ops") as ops:
+                return [a for a in (await ops.get("/v1/alerts", params={"state": "open"})).json()["alerts"]]
+
+        async def reopened_one() -> list[dict[str, Any]]:
+            return [a for a in await reopened() if a["alert_id"] == alert_id]
+
+        await until(reopened_one, what="the reopened alert")
+        async with api(runtime, "quality") as quality:
+            every = (await quality.get("/v1/alerts")).json()["alerts"]
+            detail = (await quality.get(f"/v1/alerts/{alert_id}")).json()
+        assert [a["alert_id"] for a in every if a["cell"] == detail["cell"]] == [alert_id], "no second alert on the cell"
+        assert detail["state"] == "raised"
+        assert sorted(detail["report_ids"]) == [f"DR-N{i}" for i in range(7)], "only the new evidence"
+        assert detail["closed_at"] is None and detail["acknowledged_at"] is None
+        [history] = detail["details"]["reopenings"]
+        assert history["close_note"] == "lot quarantined" and history["previous_observed"] == 7
+        async with TopicReader(ns.settings, "aftersales.quality") as topic:
+            await topic.wait_for(lambda rs: any(r.event_type == "QualityAlertRaised" and r.data["alert_id"] == alert_id
+                                                and r.data["revision"] > 0 for r in rs), timeout=30)
+        later = [r.data for r in topic.of_type("QualityAlertRaised") if r.data["alert_id"] == alert_id]
+        reopening = [d for d in later if d["revision"] > 0]
+        assert later[0]["revision"] == 0 and reopening, "raised once, then reopened (the same alert id)"
+        assert all(d["updated"] and d["state"] == "raised" for d in reopening)
     finally:
         await stack.stop()
 
