@@ -24,7 +24,6 @@ class Person:
     locale: str
     csrf_token: str
     department: str | None = None  # a department user's department (the cases routed to it)
-    department: str | None = None  # a department user's department (the cases routed to it)
 
 
 class ServiceError(Exception):
@@ -69,7 +68,8 @@ class Services:
 
     async def fetch(self, person: Person, service: str, path: str) -> httpx.Response:
         """A GET whose answer is a file (a case's photo, a report): the response as it came."""
-        token = person_token(self.key, person.username, person.role, self.rules.token_minutes)
+        token = person_token(self.key, person.username, person.role, self.rules.token_minutes,
+                             department=person.department)
         try:
             response = await self._clients[service].get(path, headers={"Authorization": f"Bearer {token}"})
         except httpx.HTTPError as exc:
