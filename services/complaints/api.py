@@ -32,6 +32,8 @@ from services.complaints.documents import TEXT_TYPES, content_matches
 
 Uow = UnitOfWork[ComplaintsDeps]
 
+# "department": a person of the department a case is routed to, working it from the console;
+# the console token names the department and this API shows and lets them work only its cases.
 HANDLERS = ("agent", "supervisor", "department")
 READERS = ("agent", "supervisor", "department", "ops")
 # Filing a case and the figures of all departments stay with customer service and operations.
