@@ -51,6 +51,22 @@ def _rules(request: Request) -> QualityRules:
     return rules
 
 
+def by_month_in_service(ages: list[float], reported: list[float], rate: float) -> list[dict[str, Any]]:
+    """Observed against expected reports per month in service: a unit aged 2.5 months adds one
+    unit-month to months 0 and 1 and half of one to month 2; expected = baseline rate x the
+    month's unit-months; observed = the reports made in that month of their vehicle's service."""
+    months = int(max([*ages, *reported, 0.0])) + 1
+    exposure = [0.0] * months
+    for age in ages:
+        for m in range(int(age) + 1):
+            exposure[m] += min(max(age - m, 0.0), 1.0)
+    observed = [0] * months
+    for age in reported:
+        observed[min(int(age), months - 1)] += 1
+    return [{"month": m, "unit_months": round(exposure[m], 3), "expected": round(rate * exposure[m], 4),
+             "observed": observed[m]} for m in range(months)]
+
+
 def alert_json(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "alert_id": row["alert_id"], "title": alert_title(row), "cell": row["cell"], "rule": row["rule"],
@@ -119,7 +135,12 @@ def router() -> APIRouter:
             if row is None:
                 raise HTTPException(404, f"no alert {alert_id!r}; list the alerts with GET /v1/alerts")
             reports = await store.alert_reports(conn, row["report_ids"])
-        return {**alert_json(row), "reports": reports}
+            rates = runtime.deps.rates
+            cell = Cell.from_key(row["cell_key"])
+            ages, reported = await store.months_in_service(conn, cell, row["report_ids"], row["as_of"],
+                                                           rates.unit_month_days)
+        return {**alert_json(row), "reports": reports,
+                "by_month_in_service": by_month_in_service(ages, reported, rates.rate(cell.category))}
 
     async def act(request: Request, alert_id: str, action: str, note: str | None, who: Principal) -> dict[str, Any]:
         runtime = runtime_of(request)

@@ -421,6 +421,22 @@ async def alert_reports(conn: asyncpg.Connection, report_ids: Sequence[str]) -> 
     return [dict(r) for r in rows]
 
 
+async def months_in_service(conn: asyncpg.Connection, cell: Cell, report_ids: Sequence[str], as_of: datetime,
+                            month_days: float) -> tuple[list[float], list[float]]:
+    """The cell's units' ages at `as_of` and the ages of the given reports' vehicles when each
+    was reported, in months of `month_days` (what the evidence chart sets side by side)."""
+    unit_filter, unit_args = _cell_filter(cell, 3, reports=False)
+    ages = await conn.fetch(
+        f"""SELECT extract(epoch FROM ($1::timestamptz - p.sold_at)) / 86400 / $2 AS months
+              FROM vehicle_parts p WHERE {unit_filter} AND p.sold_at <= $1""",
+        as_of, month_days, *unit_args)
+    reported = await conn.fetch(
+        """SELECT extract(epoch FROM (r.reported_at - v.sold_at)) / 86400 / $2 AS months
+             FROM reports r JOIN vehicles v ON v.vin = r.vin WHERE r.report_id = ANY($1::text[])""",
+        list(report_ids), month_days)
+    return [float(r["months"]) for r in ages], [max(float(r["months"]), 0.0) for r in reported]
+
+
 async def open_alert_summaries(conn: asyncpg.Connection) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         """SELECT alert_id, cell, rule, state, observed, expected, statistic, p_value, raised_at, updated_at

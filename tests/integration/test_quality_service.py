@@ -248,6 +248,10 @@ async def test_alert_endpoints_need_a_token_and_the_quality_role_and_refuse_ille
         assert detail["state"] == "raised"
         assert sorted(detail["report_ids"]) == [f"DR-N{i}" for i in range(7)], "only the new evidence"
         assert detail["closed_at"] is None and detail["acknowledged_at"] is None
+        # The evidence per month in service: the seven new reports, against the baseline's expectation.
+        months = detail["by_month_in_service"]
+        assert sum(m["observed"] for m in months) == 7 and [m["month"] for m in months] == list(range(len(months)))
+        assert all(m["expected"] >= 0 for m in months) and sum(m["expected"] for m in months) > 0
         [history] = detail["details"]["reopenings"]
         assert history["close_note"] == "lot quarantined" and history["previous_observed"] == 7
         async with TopicReader(ns.settings, "aftersales.quality") as topic:
