@@ -178,3 +178,19 @@ def test_a_consultation_opens_a_file_once_and_is_filed_once() -> None:
 def test_a_consultation_must_name_the_customer() -> None:
     with pytest.raises(ValidationError, match="customer_id or phone"):
         ConsultationRecorded.model_validate({"consultation_id": "C", "topic": "t", "consulted_at": NOW})
+
+
+def test_the_customer_page_shows_a_flagged_value_masked_with_its_reason() -> None:
+    from services.console.i18n import environment
+
+    flag = {"value": "+86 14412345678", "reason": "phone '+86 14412345678' is not a valid number for region CN",
+            "source": "VehiclePickedUp"}
+    customer = {"customer_id": "C1", "name": "王伟", "phone": None, "consent": {}, "registered_at": None,
+                "contact_flags": {"phone": flag}}
+    page = environment("zh-CN").get_template("_file.html").render(customer=customer,
+                                                                  story={"phones": [], "vehicles": []})
+    assert "无法使用的联系方式" in page and "is not a valid number" in page and "来自 VehiclePickedUp" in page
+    assert "144****5678" in page and "14412345678" not in page, "the number is masked like any phone"
+    clean = environment("en").get_template("_file.html").render(customer=customer | {"contact_flags": {}},
+                                                                story={"phones": [], "vehicles": []})
+    assert "Unusable contact value" not in clean
