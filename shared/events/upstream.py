@@ -100,7 +100,8 @@ class CustomerInfo(EventData):
             try:
                 check(value)
             except ValueError as exc:
-                flagged[name] = {"value": value.strip()[:200], "reason": str(exc)}
+                # both kept on the file and in events: bounded, whatever the source sent
+                flagged[name] = {"value": value.strip()[:200], "reason": str(exc)[:400]}
         out = {k: v for k, v in raw.items() if k not in flagged and k != "invalid_contacts"}
         if flagged:
             out["invalid_contacts"] = flagged
