@@ -13,7 +13,7 @@ import yaml
 
 SCRIPTS = Path(__file__).parent / "scripts.yaml"
 KINDS = ("first_visit", "second_visit", "complaint_confirmation", "campaign_call", "lost_customer",
-         "maintenance_reminder")
+         "maintenance_reminder", "feedback_answer", "feedback_confirmation")
 
 
 @dataclass(frozen=True)
