@@ -7,11 +7,13 @@ sent), receipts, a change of phone and e-mail, complaints by customer id and by 
 the usual producer mistakes (a malformed phone, an e-mail without a domain, a VIN one character
 short), some through the signed webhook. Everything the stdlib and structlog loggers emit is
 captured as rendered, at DEBUG, and searched for every form of every personal value: the name,
-the phone as sent, in E.164, national and spaced, the e-mail address and its local part.
+the phone as sent, in E.164, national and spaced (the changed phone too, once intake has filed
+it), the e-mail address and its local part.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import re
@@ -28,7 +30,7 @@ from services.intake.api import signature
 from services.notifier.config import NotifierSettings
 from shared.logging import configure_logging
 from tests.complaints_fixtures import complaints_state
-from tests.support import Namespace, Stack, TopicReader, api, count, create_namespace, drop_namespace, manual_clock, publish
+from tests.support import Namespace, Stack, TopicReader, api, count, create_namespace, db, drop_namespace, manual_clock, publish
 
 pytestmark = pytest.mark.infra
 
@@ -41,6 +43,11 @@ PEOPLE = [
     ("Zhang Min", "+8615087654321", "zhang.min+car@example.org"),
     ("O'Brien Liu", "186-2222-3333", "obrien.liu@example.net"),
 ]
+
+
+# The first person's phone is changed by a CRM update during the run: the new one is searched too.
+CHANGED_PHONE = PEOPLE[0][1].replace("3", "5", 1)
+SEARCHED = [*PEOPLE, (PEOPLE[0][0], CHANGED_PHONE, PEOPLE[0][2])]
 
 
 def _forms(name: str, phone: str, email: str) -> list[str]:
@@ -90,7 +97,7 @@ async def test_the_logs_of_a_days_run_hold_no_phone_email_or_name(captured: io.S
                 complaint["key"] = "+86" + re.sub(r"\D", "", phone)[-11:]
             crm.append(complaint)
             crm.append(fleet.customer_update(customer, NOW - timedelta(hours=1), email=f"new.{email}",
-                                             phone=phone.replace("3", "5", 1) if n == 0 else phone))
+                                             phone=CHANGED_PHONE if n == 0 else phone))
             # Producer mistakes that quote the personal values in their reasons.
             wrong = fleet.pickup(vehicle, NOW - timedelta(days=1))
             wrong["data"]["customer"]["phone"] = phone + "99"
@@ -115,6 +122,18 @@ async def test_the_logs_of_a_days_run_hold_no_phone_email_or_name(captured: io.S
             await dead.wait_for(count("DeadLettered", len(bad)), timeout=60)
         async with TopicReader(ns.settings, "aftersales.complaints") as complaints:
             await complaints.wait_for(count("ComplaintOpened", len(PEOPLE)), timeout=60)
+        # The change of phone was filed (so the logs had the chance to show the new one).
+        changed = await db(ns, "intake")
+        try:
+            for _ in range(300):
+                if await changed.fetchval("SELECT phone FROM customers WHERE customer_id = 'CUST-LOG-0'") == \
+                        "+86" + re.sub(r"\D", "", CHANGED_PHONE)[-11:]:
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                raise AssertionError("the CRM's change of phone was never filed")
+        finally:
+            await changed.close()
         # The staff look people up: searches by name and phone are logged by nobody.
         async with api(stack["intake"], "agent") as agent:
             found = await agent.get("/v1/customers", params={"phone": PEOPLE[1][1]})
@@ -131,6 +150,6 @@ async def test_the_logs_of_a_days_run_hold_no_phone_email_or_name(captured: io.S
     assert len(lines) > 50, text[:2000]
     for expected in ('"service":"intake"', '"service":"notifier"', "dead-lettered a record", "notification sent"):
         assert expected in text, f"{expected!r} is not in the captured logs"
-    leaks = [(value, line) for name, phone, email in PEOPLE for value in _forms(name, phone, email)
+    leaks = [(value, line) for name, phone, email in SEARCHED for value in _forms(name, phone, email)
              for line in lines if value in line]
     assert not leaks, "personal data in the logs:\n" + "\n".join(f"{v!r}: {line[:400]}" for v, line in leaks[:10])
