@@ -88,6 +88,10 @@ LABELS: dict[str, dict[str, str]] = {
              "comment": N_("comment"), "pended": N_("waiting for the customer"), "resumed": N_("resumed"),
              "resolved": N_("resolved"), "closed": N_("closed"), "reopened": N_("reopened"),
              "document": N_("document attached"), "escalated": N_("escalated"), "reclassified": N_("reclassified")},
+    "alert_state": {"open": N_("open"), "raised": N_("raised"), "acknowledged": N_("acknowledged"),
+                    "closed": N_("contained and closed")},
+    "alert_rule": {"poisson": N_("more reports than expected"), "failure_mode_burst": N_("burst of one failure mode")},
+    "alert_done": {"acknowledge": N_("The alert was acknowledged."), "close": N_("The alert was closed.")},
     "done": {"contact": N_("The correction was sent to the customer file; it shows here in a moment."),
              "complaint": N_("The complaint was raised; the case shows here in a moment."),
              "inbound": N_("The inbound call was logged.")},
@@ -101,7 +105,9 @@ LABELS: dict[str, dict[str, str]] = {
                "case_assign": N_("assigned a case"), "case_pend": N_("set a case to wait for the customer"),
                "case_resume": N_("resumed a case"), "case_resolve": N_("resolved a case"),
                "case_close": N_("closed a case"), "case_reopen": N_("reopened a case"),
-               "case_document": N_("attached a document to a case")},
+               "case_document": N_("attached a document to a case"), "read_alert": N_("read a quality alert"),
+               "alert_acknowledge": N_("acknowledged a quality alert"),
+               "alert_close": N_("closed a quality alert")},
 }
 
 

@@ -133,7 +133,7 @@ def role(*roles: str) -> Callable[[Request], Awaitable[Person]]:
 
 STAFF = ("agent", "supervisor", "quality", "department")
 DESK = ("agent", "supervisor")
-HOMES = {"department": "/cases", "quality": "/search"}  # where each role starts
+HOMES = {"department": "/cases", "quality": "/quality/alerts"}  # where each role starts
 
 
 async def form_of(request: Request, person: Person) -> dict[str, str]:
@@ -535,9 +535,10 @@ def router() -> APIRouter:
         return render(request, "audit.html", person, entries=entries, user=user or "", customer=customer or "",
                       action=action or "")
 
-    from services.console import cases  # its pages use this module's helpers
+    from services.console import cases, quality_pages  # their pages use this module's helpers
 
     r.include_router(cases.router())
+    r.include_router(quality_pages.router())
     return r
 
 

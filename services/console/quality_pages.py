@@ -1,0 +1,135 @@
+"""The quality inspectors' pages: the early-warning alerts with their evidence (observed against
+expected reports per month in service, drawn as a chart with its table), the reports and VINs
+behind them, acknowledging and closing with the containment; parts-shipment accuracy per dealer
+and week. Read from and done through the quality service's API under the person's name."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+
+from shared.http import runtime_of
+
+from services.console import charts
+from services.console.clients import Person, ServiceError
+from services.console.i18n import DISPLAY_ZONE, N_
+from services.console.pages import Refused, _with, audit, form_of, locale_of, render, role, services
+
+INSPECTORS = ("quality", "supervisor")
+ALERT_STATES = ("open", "raised", "acknowledged", "closed")
+WEEKS = 8
+
+
+def iso_week(moment: datetime) -> str:
+    year, week, _ = moment.astimezone(DISPLAY_ZONE).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def last_weeks(now: datetime, count: int) -> list[str]:
+    """The `count` complete ISO weeks before now's, oldest first."""
+    return [iso_week(now - timedelta(weeks=k)) for k in range(count, 0, -1)]
+
+
+def _moment(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+def translator(request: Request, person: Person) -> Any:
+    """The reader's catalogue, for texts drawn inside a chart."""
+    return runtime_of(request).deps.templates[locale_of(request, person)].filters["message"]
+
+
+def router() -> APIRouter:
+    r = APIRouter(include_in_schema=False)
+
+    @r.get("/quality/alerts")
+    async def alerts_page(request: Request, state: str = "open",
+                          person: Person = Depends(role(*INSPECTORS))) -> HTMLResponse:
+        state = state if state in ALERT_STATES else "open"
+        try:
+            answer = await services(request).call(person, "GET", "quality", "/v1/alerts",
+                                                  params={"state": state, "limit": 200})
+            alerts, problem = answer["alerts"], None
+        except ServiceError as exc:
+            alerts, problem = [], exc.message
+        for a in alerts:
+            a["raised_at"], a["updated_at"] = _moment(a["raised_at"]), _moment(a["updated_at"])
+        return render(request, "alerts.html", person, alerts=alerts, state=state, states=ALERT_STATES,
+                      problem=problem)
+
+    async def alert_of(request: Request, person: Person, alert_id: str) -> dict[str, Any]:
+        try:
+            alert: dict[str, Any] = await services(request).call(person, "GET", "quality",
+                                                                 f"/v1/alerts/{quote(alert_id)}")
+        except ServiceError as exc:
+            raise Refused(N_("No alert with this id. The alerts page lists them.") if exc.status == 404 else exc.message,
+                          status=404 if exc.status == 404 else 502) from None
+        return alert
+
+    @r.get("/quality/alerts/{alert_id}")
+    async def alert_page(request: Request, alert_id: str, person: Person = Depends(role(*INSPECTORS))) -> HTMLResponse:
+        alert = await alert_of(request, person, alert_id)
+        for key in ("raised_at", "updated_at", "acknowledged_at", "closed_at", "as_of", "since"):
+            alert[key] = _moment(alert.get(key))
+        for report in alert["reports"]:
+            report["reported_at"] = _moment(report["reported_at"])
+        gettext = translator(request, person)
+        months = alert.get("by_month_in_service") or []
+        chart = charts.bars_and_line(
+            gettext("Reports per month in service: observed against expected"),
+            [gettext("month %(num)d") % {"num": m["month"] + 1} for m in months], [m["observed"] for m in months],
+            [m["expected"] for m in months], gettext("observed"), gettext("expected"))
+        suppliers = sorted({(r.get("supplier_id") or "—", r.get("batch") or "—") for r in alert["reports"]})
+        await audit(request, person, "read_alert", subject=alert_id)
+        return render(request, "alert.html", person, alert=alert, chart=chart, months=months, suppliers=suppliers,
+                      done=request.query_params.get("done"), error=request.query_params.get("error"))
+
+    @r.post("/quality/alerts/{alert_id}/{action}")
+    async def alert_action(request: Request, alert_id: str, action: str,
+                           person: Person = Depends(role("quality"))) -> Response:
+        form = await form_of(request, person)
+        here = f"/quality/alerts/{quote(alert_id)}"
+        if action not in ("acknowledge", "close"):
+            return _with(here, error=N_("This step is not open to you in the alert's state; reload the page."))
+        note = (form.get("note") or "").strip()
+        if action == "close" and not note:
+            return _with(here, error=N_("Write the containment: what was done so the defect goes no further."))
+        try:
+            await services(request).call(person, "POST", "quality", f"/v1/alerts/{quote(alert_id)}/{action}",
+                                         json={"note": note[:4000]} if note else {})
+        except ServiceError as exc:
+            return _with(here, error=exc.message)
+        await audit(request, person, f"alert_{action}", subject=alert_id, note=note or None)
+        return _with(here, done=action)
+
+    @r.get("/quality/parts-accuracy")
+    async def parts_accuracy(request: Request, person: Person = Depends(role(*INSPECTORS))) -> HTMLResponse:
+        weeks = last_weeks(runtime_of(request).clock.now(), WEEKS)
+        reports, problem = [], None
+        for week in weeks:
+            try:
+                answer = await services(request).call(person, "GET", "quality", "/v1/reports/weekly",
+                                                      params={"week": week})
+            except ServiceError as exc:
+                problem = exc.message
+                break
+            reports.append(answer["parts_accuracy"])
+        dealers = sorted({d["dealer_id"] for rep in reports for d in rep["by_dealer"]})
+        table = {dealer: [next((d["accuracy"] for d in rep["by_dealer"] if d["dealer_id"] == dealer), None)
+                          for rep in reports] for dealer in dealers}
+        overall = [rep["accuracy"] for rep in reports]
+        target = reports[0]["target"] if reports else 0.98
+        gettext = translator(request, person)
+        chart = charts.lines(gettext("Parts-shipment accuracy per dealer and week"), weeks[:len(reports)],
+                             [(gettext("all dealers"), overall), *table.items()], target=target,
+                             target_name=gettext("target"), percent=True)
+        return render(request, "parts_accuracy.html", person, weeks=weeks[:len(reports)], reports=reports,
+                      table=table, overall=overall, target=target, chart=chart, problem=problem)
+
+    return r
