@@ -64,7 +64,7 @@ from shared.events.catalog import ALL_TOPICS, PRODUCER_TOPICS
 from shared.kafka.clients import make_admin, partitions_of, stop_consumer
 from shared.settings import CONSOLE, PROCESSES, Settings, load_settings, project_home
 from shared.timers import due_work
-from tools.simulate import CST, Fleet, Vehicle
+from tools.simulate import CST, Customer, Fleet, Vehicle
 
 console = Console()
 logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would bury the progress
@@ -135,6 +135,10 @@ COMPLAINTS = (
 )
 
 
+CONSULTATION_TOPICS = ("EV-100 试驾 (a test drive)", "以旧换新 (trade-in terms)", "保养套餐 (service packages)",
+                       "充电桩安装 (home charger installation)")
+
+
 @dataclass
 class Plan:
     """The month: sizes and rates. The defaults make a 20-dealer network of 5,000 vehicles."""
@@ -149,6 +153,10 @@ class Plan:
     receipt_share: float = 0.65
     bad_batch_rate: float = 0.15      # reports per unit-month of the bad batch (~100x its category's): found within the month
     calls_per_agent_session: int = 14  # per agent, four sessions a day
+    sales_per_day: float = 4.0        # deliveries in the month: each is called 3-7 days later, then again
+    consultations_per_day: float = 3.0  # CRM consultations (prospects and customers): each is called
+    unusable_phone_share: float = 0.1  # deliveries whose phone libphonenumber rejects (+86 144…): filed, flagged
+    inbound_call_chance: float = 0.25  # per agent and session: a customer phones in (consultation or request)
     seed: int = field(default_factory=lambda: int(time.time()))
     # The day after the month's last: the month is the `days` before it. Default: today in
     # China (a person watching the demo sees "the last 30 days"); tests fix it, so a seed
@@ -222,6 +230,20 @@ class World:
                 self._later_event(picked_up_at + timedelta(days=self.rng.uniform(0.1, 2.5)),
                                   self.fleet.receipt(pickup, picked_up_at))
 
+        for _ in range(poisson(self.rng, self.plan.sales_per_day * share)):
+            sold_at = at()
+            vehicle = self.fleet.vehicle(sold_at)
+            if self.rng.random() < self.plan.unusable_phone_share:  # upstream data is imperfect; the sale is real
+                vehicle.customer.phone = "+86144" + "".join(self.rng.choice("0123456789") for _ in range(8))
+            events.append(self.fleet.sale(vehicle))
+            self.vehicles.append(vehicle)
+
+        for _ in range(poisson(self.rng, self.plan.consultations_per_day * share)):
+            prospect = self.rng.random() < 0.5
+            customer = self.fleet.customer() if prospect else self.rng.choice(self.vehicles).customer
+            events.append(self.fleet.consultation(customer, at(), self.rng.choice(CONSULTATION_TOPICS),
+                                                  by_phone_only=prospect))
+
         for _ in range(poisson(self.rng, self.plan.complaints_per_day * share)):
             vehicle = self.rng.choice(self.vehicles)
             category, text = self.rng.choice(COMPLAINTS)
@@ -291,11 +313,12 @@ class World:
 # tally starts every one at zero, so a month in which no call raised a complaint reports 0.
 UPSTREAM_TYPES: tuple[str, ...] = (
     "VehicleSold", "VehiclePickedUp", "ReceiptReturned", "ComplaintFiled", "PartDefectReported", "PartShipped",
-    "PartShipmentDiscrepancy", "CampaignAnnounced", "CustomerUpdated",
+    "PartShipmentDiscrepancy", "CampaignAnnounced", "CustomerUpdated", "ConsultationRecorded",
 )
 OFFICE_WORK: tuple[str, ...] = (
     "calls", "reached", "conflicts", "confirmed satisfied", "confirmed not satisfied", "complaints from calls",
     "product issues from calls", "complaints taken on", "complaints resolved", "alerts acknowledged", "alerts closed",
+    "deliveries in the month", "deliveries with an unusable phone", "contacts corrected", "inbound calls taken",
 )
 
 
@@ -332,6 +355,7 @@ class Office:
         self.http = httpx.AsyncClient(timeout=30)
         self.plans: dict[str, datetime] = {}  # complaint id -> when the handler resolves it
         self.late: dict[str, datetime] = {}  # complaint id -> when someone finally picks it up
+        self.corrected: set[str] = set()  # customers whose phone an agent has corrected
 
     def url(self, service: str, path: str) -> str:
         return f"http://127.0.0.1:{self.settings.port_for(service)}{path}"
@@ -363,6 +387,16 @@ class Office:
             if made >= capacity:
                 break
             if item["claimed_by"] is not None:
+                continue
+            if (item.get("contact_flags") or {}).get("phone"):
+                # the number on file is not one: the agent finds the right one (the dealer, the
+                # customer calling back) and corrects the file; the call is made once it applies
+                if item["customer_id"] not in self.corrected:
+                    self.corrected.add(item["customer_id"])
+                    await self.call("POST", "intake", f"/v1/customers/{item['customer_id']}/contact", token,
+                                    {"phone": "+86139" + "".join(self.rng.choice("0123456789") for _ in range(8)),
+                                     "reason": "客户回电告知 (the customer called back)"}, ok=(202,))
+                    self.tally.add("contacts corrected")
                 continue
             if await self.call("POST", "followup", f"/v1/followups/{item['followup_id']}/claim", token) is None:
                 continue
@@ -396,6 +430,18 @@ class Office:
                                      "description": "客户反映减震器异响 (shock absorber noise)"}
             self.tally.add("product issues from calls")
         return body
+
+    async def inbound_session(self, now: datetime, customers: list[Customer]) -> None:
+        """Customers phone in: each agent may take a consultation or a request, on the register."""
+        for token in self.agents:
+            if self.rng.random() >= self.plan.inbound_call_chance:
+                continue
+            kind = self.rng.choice(("consultation", "request"))
+            summary = "咨询新车型和试驾 (asks about a new model)" if kind == "consultation" else "希望预约周末保养 (a weekend slot)"
+            await self.call("POST", "followup", "/v1/inbound-calls", token, {
+                "customer_id": self.rng.choice(customers).customer_id, "kind": kind, "summary": summary,
+                "received_at": now.isoformat()}, ok=(201,))
+            self.tally.add("inbound calls taken")
 
     # -- complaint handlers --------------------------------------------------------------
     async def complaints_session(self, now: datetime, new_only: bool = False) -> None:
@@ -630,9 +676,14 @@ async def run(plan: Plan | None = None, *, settings: Settings | None = None, env
                     stack.set_clock(end + timedelta(minutes=5))
                     await stack.publish(events)
                     tally.update(e["event_type"] for e in events)
+                    sales = [e for e in events if e["event_type"] == "VehicleSold"]
+                    tally.add("deliveries in the month", len(sales))
+                    tally.add("deliveries with an unusable phone",
+                              sum(1 for e in sales if e["data"]["customer"]["phone"].startswith("+86144")))
                     await stack.settle()
                     await office.complaints_session(stack.now())
                     await office.agents_session(stack.now())
+                    await office.inbound_session(stack.now(), [v.customer for v in world.vehicles])
                     if n == len(WINDOWS) - 1:
                         await office.quality_session(stack.now())
                     await stack.settle()
@@ -687,6 +738,10 @@ def print_sign_ins(settings: Settings, sign_ins: list[tuple[str, str, str, str]]
                   "quality[/dim]")
 
 
+REASONS = {"VehiclePickedUp": "pickups", "VehicleSold": "deliveries", "ConsultationRecorded": "consultations",
+           "InboundCallRecorded": "inbound consultations"}
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f} %"
 
@@ -712,8 +767,10 @@ async def report(settings: Settings, office: Office, tally: Tally, world: World,
     traffic.add_column("upstream event")
     traffic.add_column("count", justify="right")
     for name in ("VehicleSold", "VehiclePickedUp", "ReceiptReturned", "ComplaintFiled", "PartDefectReported",
-                 "PartShipped", "PartShipmentDiscrepancy", "CampaignAnnounced"):
+                 "PartShipped", "PartShipmentDiscrepancy", "CampaignAnnounced", "ConsultationRecorded"):
         traffic.add_row(name, f"{tally[name]:,}")
+    traffic.add_row("  of the sales: deliveries in the month", f"{tally['deliveries in the month']:,}")
+    traffic.add_row("  of those: an unusable phone (filed, flagged)", f"{tally['deliveries with an unusable phone']:,}")
     traffic.add_row("malformed records sent", "3")
     traffic.add_row("dead letters (aftersales dlq list)", ", ".join(f"{e} {n}" for e, n in sorted(dead.items())) or "0")
     console.print(traffic)
@@ -727,9 +784,17 @@ async def report(settings: Settings, office: Office, tally: Tally, world: World,
     kpis.add_column("value", justify="right")
     kpis.add_column("target / note")
     kpis.add_row("warranty return-visit rate", _pct(followup["warranty_return_visit_rate"]),
-                 f"100 %  ({followup['warranty_visited']} of {followup['warranty_pickups']} matured pickups reached)")
+                 f"100 %  ({followup['warranty_visited']} of {followup['warranty_pickups']} matured deliveries and pickups "
+                 "under warranty reached)")
     kpis.add_row("satisfaction rate", _pct(followup["satisfaction_rate"]),
                  f"98 %  ({followup['satisfied_calls']} of {followup['scored_calls']} scored calls)")
+    by_reason = followup.get("first_visits_by_reason", {})
+    kpis.add_row("first calls by what they follow", f"{sum(r['scheduled'] for r in by_reason.values()):,}",
+                 ", ".join(f"{REASONS.get(k, k)} {r['scheduled']} ({r['reached']} reached)"
+                           for k, r in sorted(by_reason.items())))
+    kpis.add_row("inbound calls taken", f"{sum(followup.get('inbound_calls', {}).values()):,}",
+                 ", ".join(f"{k} {v}" for k, v in sorted(followup.get("inbound_calls", {}).items()))
+                 + f"; contacts corrected on the phone: {tally['contacts corrected']}")
     kpis.add_row("calls made by the agents", f"{tally['calls']:,}",
                  ", ".join(f"{a}: {c['calls']}" for a, c in followup["calls_per_agent"].items()))
     kpis.add_row("follow-ups open / overdue", f"{sum(followup['open'].values())} / {sum(followup['overdue'].values())}",

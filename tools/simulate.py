@@ -205,6 +205,23 @@ class Fleet:
                 "regions": regions, "models": models, "loyal_first": loyal_first}
         return envelope("CampaignAnnounced", campaign_id, data, announced_at, "crm")
 
+    def consultation(self, customer: Customer, consulted_at: datetime, topic: str, *, dealer_id: str | None = None,
+                     by_phone_only: bool = False) -> dict[str, Any]:
+        """A business interview or consultation the CRM recorded (a prospect known by phone, or a
+        customer on file)."""
+        data: dict[str, Any] = {
+            "consultation_id": f"CONS-{self.rng.getrandbits(40):010x}", "topic": topic, "name": customer.name,
+            "region": customer.region, "consulted_at": consulted_at.isoformat(),
+            "dealer_id": dealer_id or self.rng.choice(self.dealers),
+            "channel": self.rng.choice(("showroom", "hotline", "web")),
+        }
+        if by_phone_only:
+            data["phone"] = customer.phone
+        else:
+            data["customer_id"] = customer.customer_id
+        key = customer.phone if by_phone_only else customer.customer_id
+        return envelope("ConsultationRecorded", key, data, consulted_at, "crm")
+
     def customer_update(self, customer: Customer, changed_at: datetime, **changes: Any) -> dict[str, Any]:
         data = {"customer_id": customer.customer_id, "changed_at": changed_at.isoformat(), **changes}
         return envelope("CustomerUpdated", customer.customer_id, data, changed_at, "crm")

@@ -41,7 +41,12 @@ async def test_a_short_demo_month_runs_through_the_services_and_reports_consiste
         assert demo.stop_services(settings), "the demo's services were not running at the end"
 
     traffic, followup, complaints = figures["traffic"], figures["followup"], figures["complaints"]
-    assert traffic["VehicleSold"] == 400
+    assert traffic["VehicleSold"] == 400 + traffic["deliveries in the month"] and traffic["deliveries in the month"] > 0
+    # every delivery and consultation of the month has its first call; the inbound calls are on the register
+    by_reason = followup["first_visits_by_reason"]
+    assert by_reason["VehicleSold"]["scheduled"] == traffic["deliveries in the month"]
+    assert by_reason["ConsultationRecorded"]["scheduled"] == traffic["ConsultationRecorded"] > 0
+    assert sum(followup["inbound_calls"].values()) == traffic["inbound calls taken"]
     assert traffic["VehiclePickedUp"] > 50 and traffic["ComplaintFiled"] > 0 and traffic["CampaignAnnounced"] == 1
 
     # every call the simulated agents made is in the follow-up service's figures, per agent
