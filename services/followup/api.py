@@ -134,8 +134,8 @@ def router() -> APIRouter:
         try:
             async with runtime_of(request).transaction() as uow:
                 return await inbound.record_inbound_call(uow, who.subject, body, idempotency_key)
-        except inbound.InboundRefused as exc:
-            raise HTTPException(exc.status, exc.message) from None
+        except calls.CallRefused as exc:
+            raise _refused(exc) from None
 
     @r.get("/v1/register/calls",
            summary="The phone register: every call made (attempts) and taken (inbound), by customer, agent and date")

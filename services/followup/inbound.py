@@ -19,6 +19,7 @@ from shared.http import Moment
 from shared.uow import UnitOfWork
 
 from services.followup import store
+from services.followup.commands import CallRefused
 from services.followup.config import FollowUpDeps
 from services.followup.domain import NewFollowUp, consultation_window, followup_id
 from services.followup.handlers import schedule
@@ -43,13 +44,6 @@ class InboundCallIn(BaseModel):
     category: ComplaintCategory | None = Field(None, description="a complaint's category, when it files one")
 
 
-class InboundRefused(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 @dataclass(frozen=True)
 class _Cause:
     """An inbound call starts its own chain: its id is the cause and the correlation of what it causes."""
@@ -69,7 +63,7 @@ async def record_inbound_call(uow: Uow, agent: str, body: InboundCallIn, idempot
     r, now = uow.deps.rules, uow.now()
     at = body.received_at or now
     if at > now:
-        raise InboundRefused(422, f"received_at {at.isoformat()} is in the future (now {now.isoformat()})")
+        raise CallRefused(422, f"received_at {at.isoformat()} is in the future (now {now.isoformat()})")
     call_id = call_id_for(agent, idempotency_key)
     existing = await store.inbound_call(uow.conn, call_id)
     if existing is not None:

@@ -60,18 +60,17 @@ def _needs_pickup(d: u.VehiclePickedUp, n: Needs) -> None:
     _needs_customer(d.customer, n)
 
 
+def _needs_named(customer_id: str | None, phone: str | None, fact: tuple[str, str], n: Needs) -> None:
+    """A fact filed once (by its reference) about a customer named by id or phone."""
+    if customer_id:
+        n.customer_ids.add(customer_id)
+    if phone:
+        n.phones.add(phone)
+    n.facts.add(fact)
+
+
 def _needs_consultation(d: u.ConsultationRecorded, n: Needs) -> None:
-    if d.customer_id:
-        n.customer_ids.add(d.customer_id)
-    if d.phone:
-        n.phones.add(d.phone)
-    n.facts.add(("consultation", d.consultation_id))
-
-
-def _needs_correction(d: u.CustomerContactCorrected, n: Needs) -> None:
-    n.customer_ids.add(d.customer_id)
-    if d.phone:
-        n.phones.add(d.phone)
+    _needs_named(d.customer_id, d.phone, ("consultation", d.consultation_id), n)
 
 
 def _needs_receipt(d: u.ReceiptReturned, n: Needs) -> None:
@@ -80,18 +79,14 @@ def _needs_receipt(d: u.ReceiptReturned, n: Needs) -> None:
     n.receipts.add(d.receipt_id)
 
 
-def _needs_customer_update(d: u.CustomerUpdatedUpstream, n: Needs) -> None:
+def _needs_customer_update(d: u.CustomerUpdatedUpstream | u.CustomerContactCorrected, n: Needs) -> None:
     n.customer_ids.add(d.customer_id)
     if d.phone:
         n.phones.add(d.phone)
 
 
 def _needs_complaint(d: u.ComplaintFiled, n: Needs) -> None:
-    if d.customer_id:
-        n.customer_ids.add(d.customer_id)
-    if d.phone:
-        n.phones.add(d.phone)
-    n.facts.add(("complaint", d.complaint_ref))
+    _needs_named(d.customer_id, d.phone, ("complaint", d.complaint_ref), n)
 
 
 def _needs_shipment(d: u.PartShipped, n: Needs) -> None:
@@ -156,7 +151,7 @@ def _flagged(outputs: list[Output], event: Event[u.VehicleSold] | Event[u.Vehicl
 on_vehicle_sold = _handler(_needs_sale, lambda f, e, now: _flagged(f.apply_sale(e.data, now), e))
 on_vehicle_picked_up = _handler(_needs_pickup, lambda f, e, now: _flagged(f.apply_pickup(e.data, now), e))
 on_consultation = _handler(_needs_consultation, lambda f, e, now: f.apply_consultation(e.data, now))
-on_contact_corrected = _handler(_needs_correction, lambda f, e, now: f.apply_contact_correction(e.data, now))
+on_contact_corrected = _handler(_needs_customer_update, lambda f, e, now: f.apply_contact_correction(e.data, now))
 on_receipt_returned = _handler(_needs_receipt, lambda f, e, now: f.apply_receipt(e.data, now))
 on_customer_updated = _handler(
     _needs_customer_update, lambda f, e, now: f.apply_customer_update(e.data, e.occurred_at, now))

@@ -12,9 +12,6 @@ moved by hand.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -25,21 +22,12 @@ from shared import metrics
 from shared.events import new_event
 from tools.peers import PeerStore, SmsGatewaySink
 from tools.simulate import Fleet
+from tests.console_support import eventually
 from tests.support import Namespace, Stack, TopicReader, api, count, day_at, db, manual_clock, publish, queue_item
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
 BAD_PHONE = "+86 14412345678"
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = await check()
-        if found:
-            return found
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{what}: not seen within {timeout}s")
 
 
 async def test_a_delivery_is_called_twice_and_consultations_are_called(ns: Namespace) -> None:
@@ -159,7 +147,7 @@ async def test_a_pickup_with_a_bad_phone_is_filed_flagged_written_to_corrected_a
             async def the_letter() -> list[dict[str, Any]]:
                 letters = (await clerk.get("/v1/letters")).json()["letters"]
                 return [x for x in letters if x["postal_address"] == vehicle.customer.address]
-            letters = await eventually(the_letter, "the first-visit notice by letter")
+            letters = await eventually(the_letter, what="the first-visit notice by letter")
         assert len(letters) == 1 and letters[0]["subject"] == "回访通知：请告知您的联系电话"
         assert gateway.store.sms == [], "no SMS to a number that is not one"
 
@@ -181,14 +169,14 @@ async def test_a_pickup_with_a_bad_phone_is_filed_flagged_written_to_corrected_a
         try:
             await eventually(lambda: notifier_db.fetchval(
                 "SELECT phone = '+8613912345152' FROM contacts WHERE customer_id = $1", customer_id),
-                "the notifier's contact")
+                what="the notifier's contact")
         finally:
             await notifier_db.close()
 
         async with api(stack["followup"], "agent") as me:
             async def unflagged() -> bool:
                 return (await me.get(f"/v1/followups/{item['followup_id']}")).json()["contact_flags"] == {}
-            await eventually(unflagged, "follow-up applies the correction")
+            await eventually(unflagged, what="follow-up applies the correction")
             called = await me.post(f"/v1/followups/{item['followup_id']}/attempts",
                                    json={"outcome": "reached", "satisfaction": 5})
             assert called.status_code == 201 and called.json()["completed_as"] == "reached", called.text
