@@ -13,7 +13,9 @@ string value, the most hostile string the catalog accepts in all the places it a
 same replacement everywhere, so a receipt still names its repair order, a complaint its
 customer). They must all be processed (nothing dead-lettered anywhere), the hostile strings must
 come back verbatim from the tables (stored as data, not executed), and every table of every
-schema must still be there, with no table the strings tried to create.
+schema must still be there, with no table the strings tried to create, and none with fewer rows
+than before: the namespace holds other customers' sales, visits, receipts, defects and cases
+first, so a DELETE or TRUNCATE that ran would show.
 
 HTTP: for every operation of every service (from its OpenAPI document), schemathesis builds valid
 requests, and every string in their path, query and body is replaced by each hostile string in
@@ -27,7 +29,7 @@ import copy
 import re
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -39,7 +41,7 @@ import schemathesis
 from schemathesis.generation.modes import GenerationMode
 
 from tools.peers import MailSink, PeerStore, SmsGatewaySink
-from tools.simulate import CST
+from tools.simulate import CST, Fleet
 from services.notifier.config import NotifierSettings
 from shared.events.catalog import spec_for
 from shared.settings import SERVICES
@@ -133,6 +135,28 @@ def hostile_events() -> tuple[list[tuple[str, dict[str, Any]]], dict[str, str]]:
     return events, replaced
 
 
+async def _row_keys(ns: Namespace) -> dict[str, set[str]]:
+    """The primary key of every row of every service table (the outbox aside: the relay deletes
+    what it sent), as text."""
+    conn = await db(ns, "public")
+    try:
+        keyed = await conn.fetch(
+            """SELECT n.nspname AS schema, c.relname AS name,
+                      array_agg(a.attname ORDER BY array_position(i.indkey::int2[], a.attnum)) AS columns
+                 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey)
+                WHERE i.indisprimary AND n.nspname = ANY($1::text[]) AND c.relname <> 'outbox'
+                GROUP BY n.nspname, c.relname""", list(SERVICES))
+        found = {}
+        for row in keyed:
+            key = " || '|' || ".join(f'"{c}"::text' for c in row["columns"])  # names from the catalog itself
+            rows = await conn.fetch(f'SELECT {key} FROM "{row["schema"]}"."{row["name"]}"')
+            found[f'{row["schema"]}.{row["name"]}'] = {r[0] for r in rows}
+        return found
+    finally:
+        await conn.close()
+
+
 async def _tables(ns: Namespace) -> dict[str, int]:
     """Every table of every service schema with its row count."""
     conn = await db(ns, "public")
@@ -181,6 +205,44 @@ async def _wait_for_rows(ns: Namespace, wanted: dict[tuple[str, str], int], time
         await asyncio.sleep(0.3)
 
 
+# What the hostile events must add (inbox, cases, reports, first visits, notifications).
+WAITS = (("intake", "SELECT count(*) FROM inbox"), ("complaints", "SELECT count(*) FROM cases"),
+         ("quality", "SELECT count(*) FROM reports"),
+         ("followup", "SELECT count(*) FROM followups WHERE kind = 'first_visit'"),
+         ("notifier", "SELECT count(*) FROM notifications"))
+# Tables the seed fills: the ones the hostile strings name (customers, visits, followups, cases,
+# inbox, outbox aside) and the others they would reach.
+SEEDED = ("intake.inbox", "intake.customers", "intake.vehicles", "intake.visits", "intake.receipts",
+          "followup.followups", "complaints.cases", "quality.reports", "notifier.notifications")
+
+
+async def _rows(ns: Namespace, schema: str, query: str) -> int:
+    conn = await db(ns, schema)
+    try:
+        return int(await conn.fetchval(query))
+    finally:
+        await conn.close()
+
+
+async def _seed(ns: Namespace) -> None:
+    """Two other customers' sale, pickup, receipt, defect and complaint, plain and valid."""
+    fleet = Fleet(seed=4242)
+    vehicles = [fleet.vehicle(NOW - timedelta(days=210 + 30 * n)) for n in range(2)]
+    pickups = [fleet.pickup(v, NOW - timedelta(days=2, hours=n)) for n, v in enumerate(vehicles)]
+    await publish(ns.settings, "upstream.sales", [fleet.sale(v) for v in vehicles])
+    await _wait_for_rows(ns, {("intake", "SELECT count(*) FROM vehicles"): 2})
+    await publish(ns.settings, "upstream.dms", pickups)
+    await publish(ns.settings, "upstream.dms", [fleet.receipt(p, NOW - timedelta(days=1)) for p in pickups])
+    await publish(ns.settings, "upstream.erp", [fleet.defect(v, "motor", NOW - timedelta(days=1)) for v in vehicles])
+    await publish(ns.settings, "upstream.crm", [fleet.complaint(v.customer, NOW - timedelta(hours=4), "刹车异响", vin=v.vin)
+                                                for v in vehicles])
+    await _wait_for_rows(ns, {("intake", "SELECT count(*) FROM receipts"): 2,
+                              ("followup", "SELECT count(*) FROM followups WHERE kind = 'first_visit'"): 2,
+                              ("complaints", "SELECT count(*) FROM cases"): 2,
+                              ("quality", "SELECT count(*) FROM reports"): 2,
+                              ("notifier", "SELECT count(*) FROM notifications"): 1})
+
+
 async def test_hostile_strings_in_every_upstream_text_field_are_stored_as_data(
     ns: Namespace, stack: Stack,
 ) -> None:
@@ -189,7 +251,14 @@ async def test_hostile_strings_in_every_upstream_text_field_are_stored_as_data(
     kept = sorted({v for _, env in events for _, v in _strings(env["data"])} - set(replaced.values()))
     assert len(replaced) >= 100, (len(replaced), kept)
     assert any(v.startswith(LONG[:50]) for v in replaced.values()), "no Text field took the 4000-character string"
+    # Rows in every service's tables first (other customers, vehicles and cases), so a string that
+    # deleted or truncated something would show as a table with fewer rows afterwards.
+    await _seed(ns)
     tables_before = await _tables(ns)
+    empty = [t for t in SEEDED if not tables_before[t]]
+    assert not empty, f"the seed left these tables empty: {empty}"
+    rows_before = await _row_keys(ns)
+    before = {key: await _rows(ns, *key) for key in WAITS}
 
     by_topic: dict[str, list[dict[str, Any]]] = {}
     for topic, env in events:
@@ -198,13 +267,8 @@ async def test_hostile_strings_in_every_upstream_text_field_are_stored_as_data(
         await publish(ns.settings, topic, envs)
     complaints = sum(1 for _, env in events if env["event_type"] == "ComplaintFiled")
     defects = sum(1 for _, env in events if env["event_type"] == "PartDefectReported")
-    await _wait_for_rows(ns, {
-        ("intake", "SELECT count(*) FROM inbox"): len(events),
-        ("complaints", "SELECT count(*) FROM cases"): complaints,
-        ("quality", "SELECT count(*) FROM reports"): defects,
-        ("followup", "SELECT count(*) FROM followups WHERE kind = 'first_visit'"): 3,
-        ("notifier", "SELECT count(*) FROM notifications"): 1,
-    })
+    await _wait_for_rows(ns, {key: before[key] + n for key, n in zip(WAITS, (len(events), complaints, defects, 3, 1),
+                                                                      strict=True)})
     async with TopicReader(ns.settings, "aftersales.deadletter") as dead:
         await dead.wait_for(lambda r: True, settle=3.0)
     assert not dead.records, [(r.data.get("service"), r.data.get("reason", "")[:200]) for r in dead.records]
@@ -236,6 +300,10 @@ async def test_hostile_strings_in_every_upstream_text_field_are_stored_as_data(
     assert not [t for t in tables_after if t.split(".")[1] in CANARIES]
     assert all(tables_after[t] >= tables_before[t] for t in tables_before if not t.endswith(".outbox")), \
         {t: (tables_before[t], tables_after[t]) for t in tables_before if tables_after[t] < tables_before[t]}
+    # Every row that was there is still there (by its primary key): more rows elsewhere cannot hide one lost.
+    rows_after = await _row_keys(ns)
+    lost = {t: sorted(gone)[:5] for t, keys in rows_before.items() if (gone := keys - rows_after.get(t, set()))}
+    assert not lost, f"rows gone: {lost}"
 
 
 def _free_text_query(document: dict[str, Any], method: str, path: str) -> list[str]:
