@@ -1,5 +1,6 @@
 """A replay of the log over a range with follow-ups, complaints and notifications: each service's
-decisions are rebuilt from the log alone and agree with the live state, and nothing is sent."""
+decisions are rebuilt from the log alone and agree with the live state, and nothing is sent; a
+column of the live state changed by hand is then reported (the negative control)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tests.support import (
     count,
     create_namespace,
     day_at,
+    db,
     drop_namespace,
     manual_clock,
     publish,
@@ -84,4 +86,17 @@ async def test_a_replay_over_follow_ups_and_complaints_finds_no_differences_and_
         assert report.differences == [], f"{service}: {report.differences}"
         assert report.inputs_in_range > 0 and sum(report.compared.values()) > 0, f"{service} compared nothing"
     assert (len(gateway.store.sms_attempts), len(gateway.store.mails)) == sent_before, "a replay never sends"
+
+    # The negative control: one compared column changed by hand in the live state is reported,
+    # that row and that column, with both values.
+    conn = await db(ns, "followup")
+    try:
+        dealer = await conn.fetchval("SELECT dealer_id FROM followups WHERE followup_id = $1", visit["followup_id"])
+        await conn.execute("UPDATE followups SET dealer_id = 'D-EDITED' WHERE followup_id = $1", visit["followup_id"])
+    finally:
+        await conn.close()
+    report = await replay(ns.settings, "followup", log_from, log_to)
+    assert [(d.what, d.key, d.kind, d.detail) for d in report.differences] == [
+        ("follow-ups scheduled from events", str(visit["followup_id"]), "different",
+         {"dealer_id": {"live": "D-EDITED", "replay": dealer}})], report.differences
     await gateway.stop()
