@@ -156,16 +156,37 @@ async def on_consultation(uow: Uow, events: list[Event[c.ConsultationRecorded]])
         customer = files.customer(d.customer_id)
         _customer_facts(customer, event.occurred_at, d.region, d.timezone, None)
         window = consultation_window(d.consulted_at, r)
+        scheduled = followup_id("first_visit", f"consultation:{d.consultation_id}")
+        if d.channel == "hotline" and d.handled_by:
+            await _phoned_in(uow, event, customer, scheduled if window.due_by >= history_before else None)
         if window.due_by < history_before:
             continue
         items.append((event, NewFollowUp(
-            followup_id=followup_id("first_visit", f"consultation:{d.consultation_id}"), kind="first_visit",
+            followup_id=scheduled, kind="first_visit",
             customer_id=d.customer_id, vin=d.vin, dealer_id=d.dealer_id, region=d.region or customer.region,
             reason_event_id=str(event.event_id), due_from=window.due_from, due_by=window.due_by,
             priority=r.priority_first_visit, timezone=customer.timezone or d.timezone, under_warranty=False,
             event_at=d.consulted_at, reason_type="ConsultationRecorded",
         )))
     await schedule(uow, items)
+
+
+async def _phoned_in(uow: Uow, event: Event[c.ConsultationRecorded], customer: Customer, scheduled: str | None) -> None:
+    """A consultation taken on the hotline (an agent recorded it through intake, or the CRM did) is
+    an inbound call: on the phone register under the person who took it."""
+    d = event.data
+    assert d.handled_by is not None
+    call_id = str(uuid5(uuid.NAMESPACE_URL, f"aftersales:consultation:{d.consultation_id}"))
+    summary = d.topic + (f": {d.summary}" if d.summary else "")
+    if await store.record_inbound_call(uow.conn, {
+        "call_id": call_id, "customer_id": d.customer_id, "kind": "consultation", "summary": summary,
+        "handled_by": d.handled_by, "received_at": d.consulted_at, "vin": d.vin, "followup_id": scheduled,
+        "region": d.region or customer.region, "recorded_at": uow.now(),
+    }):
+        uow.publish("InboundCallRecorded", c.InboundCallRecorded(
+            call_id=call_id, customer_id=d.customer_id, kind="consultation", summary=summary,
+            handled_by=d.handled_by, received_at=d.consulted_at, vin=d.vin, followup_id=scheduled,
+        ), cause=event, discriminator=call_id)
 
 
 async def on_vehicle_picked_up(uow: Uow, events: list[Event[c.VehiclePickedUp]]) -> None:

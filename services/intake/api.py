@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.db import acquire
 from shared.events import InvalidRecord, decode, new_event
 from shared.events.catalog import PRODUCER_TOPICS, UPSTREAM_CRM
-from shared.events.upstream import Email, Name, Phone
-from shared.http import Principal, check_paging, require, runtime_of
+from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
+from shared.events.upstream import Email, Name, Phone, Text, Vin
+from shared.http import Moment, Principal, check_paging, require, runtime_of
 from shared.timeutil import add_months
 from shared.validation import normalize_phone, normalize_vin
 
@@ -49,6 +50,22 @@ class ContactCorrection(BaseModel):
     address: Name | None = None
     person_in_charge: Name | None = None
     reason: str | None = Field(None, max_length=500, description="how the agent learned it")
+
+
+class ConsultationIn(BaseModel):
+    """A consultation an agent took (a caller who may have no file yet)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    customer_id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[^\s]+$")
+    phone: Phone | None = Field(None, description="the caller's number, when they have no customer id")
+    name: Name | None = None
+    region: Name | None = None
+    vin: Vin | None = None
+    dealer_id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[^\s]+$")
+    topic: Name = Field(description="what they asked about")
+    summary: Text | None = None
+    channel: Literal["hotline", "showroom", "web"] = "hotline"
+    consulted_at: Moment | None = Field(None, description="default: now")
 
 
 class WebhookResponse(BaseModel):
@@ -225,6 +242,35 @@ def router() -> APIRouter:
                         event_type=envelope.event_type)
         return {"customer_id": customer_id, "event_id": str(envelope.event_id), "corrected_by": who.subject,
                 "fields": sorted(changes), "status": "accepted"}
+
+    @r.post("/v1/consultations", status_code=202, tags=["customer files"],
+            summary="Record a consultation an agent took: opens the caller's file if needed; the first call follows")
+    async def record_consultation(
+        request: Request, body: ConsultationIn, who: Principal = require("agent", "supervisor"),
+        idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200),
+    ) -> dict[str, Any]:
+        """Goes onto upstream.crm as the ConsultationRecorded a CRM would send, with the agent as
+        `handled_by`: intake files it (a caller known by phone only gets a file), follow-up
+        schedules the first tracking call 3-7 days later and puts a phoned-in one on its register.
+        The same Idempotency-Key records it once."""
+        if not body.customer_id and not body.phone:
+            raise HTTPException(422, "name the caller: customer_id, or phone for a caller with no file yet")
+        runtime = runtime_of(request)
+        now = runtime.clock.now()
+        at = body.consulted_at or now
+        if at > now:
+            raise HTTPException(422, f"consulted_at {at.isoformat()} is in the future (now {now.isoformat()})")
+        ref = uuid5(AFTERSALES_NAMESPACE, f"consultation:{who.subject}:{idempotency_key}") if idempotency_key \
+            else uuid.uuid4()
+        data = {**body.model_dump(exclude_none=True, mode="json"), "consultation_id": f"CONS-{ref.hex[:16]}",
+                "consulted_at": at.isoformat(), "handled_by": who.subject}
+        envelope = new_event(topic=UPSTREAM_CRM, event_type="ConsultationRecorded", source="crm", occurred_at=at,
+                             data=data, event_id=ref)  # checked against the contract as a CRM's would be
+        async with runtime.transaction() as uow:
+            uow.forward(UPSTREAM_CRM, key=envelope.key, value=envelope.to_json(),
+                        event_id=envelope.event_id, event_type=envelope.event_type)
+        return {"consultation_id": data["consultation_id"], "event_id": str(envelope.event_id),
+                "handled_by": who.subject, "status": "accepted"}
 
     return r
 

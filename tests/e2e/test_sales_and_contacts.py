@@ -20,6 +20,7 @@ import pytest
 from services.notifier.config import NotifierSettings
 from shared import metrics
 from shared.events import new_event
+from services.intake.domain import derived_customer_id
 from tools.peers import PeerStore, SmsGatewaySink
 from tools.simulate import Fleet
 from tests.console_support import eventually
@@ -94,18 +95,33 @@ async def test_a_delivery_is_called_twice_and_consultations_are_called(ns: Names
             inbound_only = (await me.get("/v1/register/calls", params={"direction": "inbound"})).json()
             assert inbound_only["total"] == 1
 
+        # A caller with no file asks about a car: the agent records the consultation through intake,
+        # which opens the file; the first call follows and the call is on the phone register.
+        async with api(stack["intake"], "agent") as desk:
+            taken = await desk.post("/v1/consultations", headers={"Idempotency-Key": "cons-151"}, json={
+                "phone": "13600001512", "name": "赵敏", "region": "south", "topic": "EV-100 价格",
+                "summary": "想了解分期", "consulted_at": day_at(9, 45).isoformat()})
+            assert taken.status_code == 202, taken.text
+            nobody = await desk.post("/v1/consultations", json={"topic": "x"})
+            assert nobody.status_code == 422 and "name the caller" in nobody.json()["detail"]
+        prospect = derived_customer_id("+8613600001512")
         async with TopicReader(ns.settings, "aftersales.followup") as followup_topic:
-            await followup_topic.wait_for(count("InboundCallRecorded", 1), timeout=30, settle=0.5)
-        recorded = followup_topic.of_type("InboundCallRecorded")[0]
-        assert recorded.data["handled_by"] == "agent-01" and recorded.record.key.decode() == vehicle.customer.customer_id
+            await followup_topic.wait_for(count("InboundCallRecorded", 2), timeout=60, settle=0.5)
+        recorded = {r.data["customer_id"]: r for r in followup_topic.of_type("InboundCallRecorded")}
+        assert recorded[vehicle.customer.customer_id].data["handled_by"] == "agent-01"
+        assert recorded[vehicle.customer.customer_id].record.key.decode() == vehicle.customer.customer_id
+        assert recorded[prospect].data["handled_by"] == "agent-01" and recorded[prospect].data["followup_id"]
+        async with api(stack["intake"], "agent") as desk:
+            opened = (await desk.get(f"/v1/customers/{prospect}")).json()
+        assert opened["name"] == "赵敏" and opened["phone"] == "+8613600001512", "the caller has a file now"
 
         async with api(service, "supervisor") as supervisor:
             kpis = (await supervisor.get("/v1/kpis", params={"from": day_at(0, days=-10).isoformat(),
                                                               "to": day_at(12, days=1).isoformat()})).json()
         assert (kpis["warranty_pickups"], kpis["warranty_visited"]) == (1, 1), "the delivery counts for warranty"
         assert kpis["first_visits_by_reason"]["VehicleSold"] == {"scheduled": 1, "reached": 1}
-        assert kpis["first_visits_by_reason"]["ConsultationRecorded"]["scheduled"] == 1
-        assert kpis["inbound_calls"] == {"consultation": 1}
+        assert kpis["first_visits_by_reason"]["ConsultationRecorded"]["scheduled"] == 2
+        assert kpis["inbound_calls"] == {"consultation": 2}
     finally:
         await stack.stop()
 
