@@ -130,7 +130,7 @@ def test_the_services_clock_runs_inside_daytime_in_china(utc: str, shift_hours: 
 
 
 def test_the_default_broker_properties_are_the_template_with_its_data_folder(tmp_path: Path) -> None:
-    kafka = Kafka(load_settings(kafka_bootstrap="127.0.0.1:9092"), Paths(tmp_path))
+    kafka = Kafka(load_settings(kafka_bootstrap="127.0.0.1:9092", kafka_controller_port=9093), Paths(tmp_path))
     template = (DEPLOY / "kafka" / "server.properties").read_text()
     assert kafka.render_properties(template) == template.replace("${LOG_DIRS}", str(kafka.data))
     assert kafka.address == "127.0.0.1:9092 (controller 127.0.0.1:9093)"
