@@ -3,8 +3,8 @@ and a token of a role the endpoint is not for (403), and admits exactly the role
 policy below.
 
 POLICY is who may do what, written down here from the README and docs (docs/complaints.md's
-table, docs/quality.md's "quality may do everything, ops may read", the README's table of who
-uses which service), independently of the code: the roles an endpoint admits are NOT read from
+table, docs/quality.md's "quality may do everything, supervisors and ops may read", the README's
+table of who uses which service), independently of the code: the roles an endpoint admits are NOT read from
 its `require(...)` and then checked against themselves. Three checks hold the code to it:
 - the routes each service serves (from its OpenAPI document and its router, so a new route is
   seen the day it is added) are exactly the routes of its POLICY: a route the table does not
@@ -45,7 +45,7 @@ PUBLIC = {"/health", "/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/r
 METHODS = ("get", "post", "put", "patch", "delete")
 
 # Who may do what, per service and (method, path): the README's "who uses what", docs/complaints.md
-# (HTTP table), docs/quality.md (quality does everything, ops reads). Change it together with the docs.
+# (HTTP table), docs/quality.md (quality does everything, supervisors and ops read). Change it together with the docs.
 AGENT, SUPERVISOR, QUALITY, OPS, PRODUCER = "agent", "supervisor", "quality", "ops", "producer"
 DEPARTMENT = "department"  # a console person of a department (no static token here)
 POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
@@ -54,9 +54,9 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("GET", "/v1/customers"): frozenset({AGENT, SUPERVISOR}),  # customer files: the staff on the phone
         ("GET", "/v1/customers/incomplete"): frozenset({AGENT, SUPERVISOR}),
         ("GET", "/v1/customers/flagged"): frozenset({AGENT, SUPERVISOR}),  # contact values to correct
-        ("POST", "/v1/consultations"): frozenset({AGENT, SUPERVISOR}),  # a consultation an agent took
         ("GET", "/v1/customers/{customer_id}"): frozenset({AGENT, SUPERVISOR}),
         ("POST", "/v1/customers/{customer_id}/contact"): frozenset({AGENT, SUPERVISOR}),
+        ("POST", "/v1/consultations"): frozenset({AGENT, SUPERVISOR}),  # a caller with no file, on the phone
     },
     "followup": {
         ("GET", "/v1/queue"): frozenset({AGENT, SUPERVISOR}),  # the agents' calls
@@ -93,14 +93,14 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
             frozenset({AGENT, SUPERVISOR, DEPARTMENT, OPS}),
         ("GET", "/v1/kpis"): frozenset({AGENT, SUPERVISOR, OPS}),
     },
-    "quality": {  # docs/quality.md: quality may do everything, ops may read
-        ("GET", "/v1/alerts"): frozenset({QUALITY, OPS}),
-        ("GET", "/v1/alerts/{alert_id}"): frozenset({QUALITY, OPS}),
+    "quality": {  # docs/quality.md: quality may do everything, supervisors and ops may read
+        ("GET", "/v1/alerts"): frozenset({QUALITY, SUPERVISOR, OPS}),
+        ("GET", "/v1/alerts/{alert_id}"): frozenset({QUALITY, SUPERVISOR, OPS}),
         ("POST", "/v1/alerts/{alert_id}/acknowledge"): frozenset({QUALITY}),
         ("POST", "/v1/alerts/{alert_id}/close"): frozenset({QUALITY}),
-        ("GET", "/v1/stats"): frozenset({QUALITY, OPS}),
-        ("GET", "/v1/reports/weekly"): frozenset({QUALITY, OPS}),
-        ("GET", "/v1/kpis"): frozenset({QUALITY, OPS}),
+        ("GET", "/v1/stats"): frozenset({QUALITY, SUPERVISOR, OPS}),
+        ("GET", "/v1/reports/weekly"): frozenset({QUALITY, SUPERVISOR, OPS}),
+        ("GET", "/v1/kpis"): frozenset({QUALITY, SUPERVISOR, OPS}),
     },
     "notifier": {
         ("GET", "/v1/notifications"): frozenset({SUPERVISOR, OPS}),  # what was sent to whom: not every agent
