@@ -23,6 +23,8 @@ class ConsoleRules(BaseSettings):
     token_minutes: float = Field(5, gt=0, le=15)
     # The desk
     queue_size: int = Field(30, ge=1, le=200)
+    # The supervisors' workload view: what one agent can call in a day.
+    calls_per_agent_per_day: int = Field(60, ge=1, le=500)
     default_locale: str = "zh-CN"
     # Cookies go out with Secure unless the console is reached on the loopback address;
     # "always" or "never" overrides that (a TLS-terminating proxy that rewrites Host).

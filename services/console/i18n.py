@@ -92,6 +92,10 @@ LABELS: dict[str, dict[str, str]] = {
                     "closed": N_("contained and closed")},
     "alert_rule": {"poisson": N_("more reports than expected"), "failure_mode_burst": N_("burst of one failure mode")},
     "alert_done": {"acknowledge": N_("The alert was acknowledged."), "close": N_("The alert was closed.")},
+    "target": {"warranty_return_visit_rate": N_("warranty return-visit rate"), "satisfaction_rate": N_("satisfaction"),
+               "complaint_sla_compliance": N_("complaint SLA compliance"),
+               "parts_accuracy": N_("parts-shipment accuracy")},
+    "report": {"weekly": N_("Weekly report"), "monthly": N_("Monthly report")},
     "done": {"contact": N_("The correction was sent to the customer file; it shows here in a moment."),
              "complaint": N_("The complaint was raised; the case shows here in a moment."),
              "inbound": N_("The inbound call was logged.")},
@@ -107,7 +111,7 @@ LABELS: dict[str, dict[str, str]] = {
                "case_close": N_("closed a case"), "case_reopen": N_("reopened a case"),
                "case_document": N_("attached a document to a case"), "read_alert": N_("read a quality alert"),
                "alert_acknowledge": N_("acknowledged a quality alert"),
-               "alert_close": N_("closed a quality alert")},
+               "alert_close": N_("closed a quality alert"), "read_report": N_("read or exported a report")},
 }
 
 

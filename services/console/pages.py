@@ -535,10 +535,11 @@ def router() -> APIRouter:
         return render(request, "audit.html", person, entries=entries, user=user or "", customer=customer or "",
                       action=action or "")
 
-    from services.console import cases, quality_pages  # their pages use this module's helpers
+    from services.console import cases, quality_pages, supervisor_pages  # their pages use this module's helpers
 
     r.include_router(cases.router())
     r.include_router(quality_pages.router())
+    r.include_router(supervisor_pages.router())
     return r
 
 

@@ -29,7 +29,7 @@ from services.quality.domain import (
 )
 from services.quality.monitor import EventRef, alert_title
 
-READ = ("quality", "ops")
+READ = ("quality", "supervisor", "ops")  # supervisors read the alerts and the weekly figures
 ACT = ("quality",)
 
 
