@@ -59,6 +59,8 @@ from aftersales.infra import (
     start_services,
     stop_services,
 )
+from services.followup.config import FollowUpRules
+from services.followup.feedback import NOT_OPENING
 from shared.clock import FileClock
 from shared.events.catalog import ALL_TOPICS, PRODUCER_TOPICS
 from shared.kafka.clients import make_admin, partitions_of, stop_consumer
@@ -320,6 +322,10 @@ OFFICE_WORK: tuple[str, ...] = (
     "product issues from calls", "complaints taken on", "complaints resolved", "alerts acknowledged", "alerts closed",
     "deliveries in the month", "deliveries with an unusable phone", "contacts corrected", "inbound calls taken",
 )
+# the dissatisfaction loop: requests written on calls, feedback items answered by their owners (or the
+# supervisor), and the score-1 calls with no complaint raised that the item files as a complaint itself
+OFFICE_WORK += ("requests on calls", "feedback items answered", "serious items filed as complaints")
+FEEDBACK_RULES = FollowUpRules()  # the threshold and the serious score the follow-up service applies
 
 
 @dataclass
@@ -355,6 +361,7 @@ class Office:
         self.http = httpx.AsyncClient(timeout=30)
         self.plans: dict[str, datetime] = {}  # complaint id -> when the handler resolves it
         self.late: dict[str, datetime] = {}  # complaint id -> when someone finally picks it up
+        self.solutions: dict[str, datetime] = {}  # feedback item id -> when its owner finds the solution
         self.corrected: set[str] = set()  # customers whose phone an agent has corrected
 
     def url(self, service: str, path: str) -> str:
@@ -404,6 +411,24 @@ class Office:
                             self._call_outcome(item, now))
             self.tally.add("calls")
             made += 1
+        await self._feedback_items(token, now)
+
+    async def _feedback_items(self, token: str, now: datetime) -> None:
+        """The agent's open feedback items: most get a solution within a day or two, a few lie
+        until the supervisor is asked (after 2 days) and the supervisor answers those."""
+        mine = await self.call("GET", "followup", "/v1/feedback-items", token, params={"state": "open"})
+        escalated = await self.call("GET", "followup", "/v1/feedback-items", self.supervisor,
+                                    params={"state": "escalated"})
+        for item, who in [(i, token) for i in mine["items"]] + [(i, self.supervisor) for i in escalated["items"]]:
+            when = self.solutions.setdefault(item["item_id"], now + timedelta(
+                days=self.rng.uniform(2.5, 4) if self.rng.random() < 0.15 else self.rng.uniform(0.1, 1.5)))
+            if when > now and item["state"] == "open":
+                continue
+            tell_by = "call" if self.rng.random() < 0.2 else "sms"
+            if await self.call("POST", "followup", f"/v1/feedback-items/{item['item_id']}/solution", who,
+                               {"solution": "经销商已安排免费复检，并为您预约了下次保养 (a free re-check is booked)",
+                                "tell_by": tell_by}) is not None:
+                self.tally.add("feedback items answered")
 
     def _call_outcome(self, item: dict[str, Any], now: datetime) -> dict[str, Any]:
         rng = self.rng
@@ -413,7 +438,7 @@ class Office:
         if outcome != "reached":
             return {"outcome": outcome}
         self.tally.add("reached")
-        if item["kind"] == "complaint_confirmation":
+        if item["kind"] in ("complaint_confirmation", "feedback_confirmation"):
             satisfied = rng.random() < 0.88
             self.tally.add("confirmed satisfied" if satisfied else "confirmed not satisfied")
             return {"outcome": "reached", "satisfied": satisfied, "satisfaction": rng.choice((4, 5)) if satisfied else 2,
@@ -429,6 +454,18 @@ class Office:
             body["product_issue"] = {"part_category": "front_shock_absorber",
                                      "description": "客户反映减震器异响 (shock absorber noise)"}
             self.tally.add("product issues from calls")
+        if item["kind"] in ("first_visit", "second_visit") and rng.random() < 0.04:  # a request written on the call
+            body["requests"] = rng.choice(("希望下次保养提供代步车 (a loaner car next time)",
+                                           "请寄回上次维修的发票 (please post the invoice)",
+                                           "询问延保价格 (the price of an extended warranty)"))
+            self.tally.add("requests on calls")
+        if score <= FEEDBACK_RULES.feedback_serious_score and item["kind"] not in NOT_OPENING \
+                and "complaint" not in body:
+            self.tally.add("serious items filed as complaints")  # the feedback item files the case
+        elif score <= FEEDBACK_RULES.feedback_score_threshold or "requests" in body:  # a feedback item opens
+            body["feedback"] = {"category": rng.choice(("repair_quality", "price", "service_attitude", "parts_supply"))}
+            if rng.random() < 0.4:  # answered there and then
+                body["feedback"] |= {"answered_on_call": True, "answer": "已在电话中解答 (answered on the call)"}
         return body
 
     async def inbound_session(self, now: datetime, customers: list[Customer]) -> None:
@@ -753,12 +790,16 @@ async def report(settings: Settings, office: Office, tally: Tally, world: World,
     followup = await office.call("GET", "followup", "/v1/kpis", office.ops, params=window)
     complaints = await office.call("GET", "complaints", "/v1/kpis", office.ops)
     quality = await office.call("GET", "quality", "/v1/kpis", office.ops)
+    concerns = await office.call("GET", "followup", "/v1/feedback-items/figures", office.ops, params=window)
     alerts = await office.call("GET", "quality", "/v1/alerts", office.ops, params={"limit": 50})
     db = await asyncpg.connect(settings.database_url)
     try:
         sent = dict(await db.fetch(
             "SELECT channel || ' ' || status, count(*) FROM notifier.notifications WHERE created_at >= $1 GROUP BY 1",
             start))
+        notices = await db.fetchval(
+            """SELECT count(*) FROM notifier.notifications WHERE rule = 'feedback_item_department_notice'
+                 AND status = 'sent' AND created_at >= $1""", start)
     finally:
         await db.close()
     dead = Counter(letter.error for letter in await dlq.read(settings))
@@ -799,6 +840,15 @@ async def report(settings: Settings, office: Office, tally: Tally, world: World,
                  ", ".join(f"{a}: {c['calls']}" for a, c in followup["calls_per_agent"].items()))
     kpis.add_row("follow-ups open / overdue", f"{sum(followup['open'].values())} / {sum(followup['overdue'].values())}",
                  ", ".join(f"{k} {v}" for k, v in followup["open"].items()))
+    kpis.add_row("feedback items opened (score ≤ 3 or a request)", str(concerns["opened"]),
+                 f"{concerns['low_score']} low scores, {concerns['with_request']} requests; "
+                 f"{concerns['complaints']} serious → complaint cases; {concerns['still_open']} still open")
+    kpis.add_row("feedback items answered in time", _pct(concerns["answered_in_time_rate"]),
+                 f"{concerns['answered_in_time']} in time ({concerns['answered_on_call']} on the call), "
+                 f"{concerns['answered_late']} late; {concerns['escalated']} escalated to the supervisor")
+    kpis.add_row("departments notified in writing", f"{notices}",
+                 f"e-mails sent of {concerns['departments_notified']} items: "
+                 + ", ".join(f"{d} {n}" for d, n in concerns["by_department"].items()))
     kpis.add_row("complaints (cases)", str(complaints["cases"]),
                  f"open by level: {complaints['open_by_level']}")
     kpis.add_row("complaint SLA compliance", _pct(complaints["sla_compliance"]),
@@ -827,4 +877,5 @@ async def report(settings: Settings, office: Office, tally: Tally, world: World,
         "  stop everything:   aftersales infra down"
     )
     return {"traffic": dict(tally.counts), "followup": followup, "complaints": complaints, "quality": quality,
-            "alerts": alerts, "notifications": sent, "dead_letters": dict(dead), "bad_batch": world.bad_batch}
+            "alerts": alerts, "notifications": sent,
+            "feedback_items": concerns | {"department_notices_sent": notices}, "dead_letters": dict(dead), "bad_batch": world.bad_batch}

@@ -62,7 +62,16 @@ async def test_a_short_demo_month_runs_through_the_services_and_reports_consiste
 
     # each CRM complaint, and each complaint or product issue raised on a call, became a case
     assert complaints["cases"] == (traffic["ComplaintFiled"] + traffic["complaints from calls"]
-                                   + traffic["product issues from calls"])
+                                   + traffic["product issues from calls"] + traffic["serious items filed as complaints"])
+
+    # the dissatisfaction loop: low scores and requests opened feedback items, each answered one by its
+    # owner or the supervisor through the API (or on the call), and the departments were told in writing
+    items = figures["feedback_items"]
+    assert items["opened"] > 0
+    assert items["complaints"] >= traffic["serious items filed as complaints"]  # and those raised on the call
+    assert traffic["feedback items answered"] == items["answered_in_time"] + items["answered_late"] \
+        - items["answered_on_call"]
+    assert items["department_notices_sent"] == items["departments_notified"] > 0
 
     # the bad controller batch raised an early warning that the quality department handled
     bad = [a for a in figures["alerts"]["alerts"] if a["cell"].get("batch") == figures["bad_batch"]]
