@@ -17,6 +17,9 @@ async def test_the_console_bench_loads_the_stories_and_times_every_page(infra: N
     assert figures["events_written"] >= 4_000
     assert figures["events_consumed"] >= figures["events_written"], "the console read every event written"
     assert figures["calls_due"] >= 8, "the desk had calls to show (one customer in fifty was in this week)"
-    assert set(figures["pages"]) == {"baseline: /health", "desk (queue from followup)", "customer page", "search"}
+    assert set(figures["pages"]) == {"baseline: /health", "desk (queue from followup)", "customer page", "search",
+                                     "complaint worklist (from complaints)", "complaint case page", "quality alerts",
+                                     "parts accuracy, 8 weeks", "supervisor targets and workload",
+                                     "weekly report as XLSX"}
     for page, timing in figures["pages"].items():
         assert 0 < timing["p50"] <= timing["p95"] <= timing["max"], page

@@ -15,12 +15,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
+import shutil
 import statistics
 import string
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -44,6 +48,7 @@ console = Console()
 BENCH_NOW = datetime(2026, 11, 20, 10, 0, tzinfo=CST)  # a Friday morning in Shanghai: calling hours
 TARGET_P95_MS = 300.0
 PASSWORD = "bench console password"
+CASES = 200  # complaint cases raised from customer pages before the handlers' pages are timed
 _VIN_CHARS = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
 PROVINCES = "沪粤京苏浙川鄂湘"
 
@@ -274,8 +279,19 @@ async def measure(customers: int = 100_000, events: int = 1_000_000, requests: i
         clock = ManualClock(BENCH_NOW)
         followup = ServiceRuntime(load("followup"), ns.settings, clock, replica="bench-followup")
         await followup.start(consume=False, relay=False, timers=False, workers=False)
+        # The complaint handlers', inspectors' and supervisors' pages call these two as well.
+        documents = Path(tempfile.mkdtemp(prefix="bench-complaints-"))
+        from services.complaints.config import ComplaintRules
+
+        complaints = ServiceRuntime(load("complaints"), ns.settings, clock, replica="bench-complaints",
+                                    overrides={"rules": ComplaintRules(documents_dir=documents)})
+        await complaints.start(consume=False, relay=False, timers=False, workers=False)
+        quality = ServiceRuntime(load("quality"), ns.settings, clock, replica="bench-quality")
+        await quality.start(consume=False, relay=False, timers=False, workers=False)
         console_rt = ServiceRuntime(load("console"), ns.settings, clock, replica="bench-console",
-                                    overrides={"transports": {"followup": _Local(followup)}})
+                                    overrides={"transports": {"followup": _Local(followup),
+                                                              "complaints": _Local(complaints),
+                                                              "quality": _Local(quality)}})
         await console_rt.start(consume=False, relay=False, timers=False, workers=False)
         try:
             assert console_rt.pool is not None
@@ -289,10 +305,14 @@ async def measure(customers: int = 100_000, events: int = 1_000_000, requests: i
                     "SELECT count(*) FROM followups WHERE status IN ('scheduled', 'due') AND due_from <= $1",
                     BENCH_NOW))
             await users.add(ns.settings, "bench.agent", "压测专员", "agent", PASSWORD)
+            await users.add(ns.settings, "bench.supervisor", "压测主管", "supervisor", PASSWORD)
             timings = await _pages(console_rt, sample, requests, seed)
         finally:
             await console_rt.stop()
+            await quality.stop()
+            await complaints.stop()
             await followup.stop()
+            shutil.rmtree(documents, ignore_errors=True)
         return {"customers": counts["customers"], "events_written": written, "events_consumed": consumed,
                 "rows": counts, "calls_due": callable_now, "publish_seconds": published_s, "load_seconds": loaded_s, "pages": timings,
                 "requests": requests, "target_p95_ms": TARGET_P95_MS}
@@ -305,16 +325,33 @@ async def measure(customers: int = 100_000, events: int = 1_000_000, requests: i
             console.print(f"kept: database {ns.database}, topics {ns.prefix}*")
 
 
+async def _signed_in(client: httpx.AsyncClient, username: str) -> str:
+    """Sign in as a browser would; the session's CSRF token."""
+    page = await client.get("/sign-in")
+    token = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    signed = await client.post("/sign-in", data={"username": username, "password": PASSWORD,
+                                                 "csrf_token": token, "next": "/desk"})
+    if signed.status_code != 303 or "error" in signed.headers.get("location", ""):
+        raise RuntimeError(f"{username} could not sign in: {signed.status_code} {signed.headers}")
+    return (await client.get("/search")).text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+
+
 async def _pages(runtime: ServiceRuntime, sample: dict[str, list[str]], n: int, seed: int) -> dict[str, dict[str, float]]:
     rng = random.Random(seed)
     transport = httpx.ASGITransport(app=runtime.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-        page = await client.get("/sign-in")
-        token = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
-        signed = await client.post("/sign-in", data={"username": "bench.agent", "password": PASSWORD,
-                                                     "csrf_token": token, "next": "/desk"})
-        if signed.status_code != 303 or "error" in signed.headers.get("location", ""):
-            raise RuntimeError(f"the bench agent could not sign in: {signed.status_code} {signed.headers}")
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client, \
+            httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as supervisor:
+        csrf = await _signed_in(client, "bench.agent")
+        await _signed_in(supervisor, "bench.supervisor")
+        # Complaint cases in the complaints service, raised from the customer page as an agent would.
+        for cid in sample["customers"][:CASES]:
+            raised = await client.post(f"/customers/{cid}/complaints", data={
+                "csrf_token": csrf, "description": "维修后刹车仍有异响，要求复查", "category": "repair_quality"})
+            if "error=" in raised.headers.get("location", ""):
+                raise RuntimeError(f"a bench complaint was refused: {raised.headers['location']}")
+        listed = await client.get("/cases")
+        case_ids = re.findall(r'href="/cases/([0-9a-f-]{36})"', listed.text) or ["none"]
+        cases = iter(case_ids * (n // len(case_ids) + 1))
         queries = [q for kind in ("phones", "plates", "names", "vins") for q in sample[kind]]
         rng.shuffle(queries)
         pinyin_queries = ["wang", "zhangw", "liuy", "chen"]
@@ -327,6 +364,13 @@ async def _pages(runtime: ServiceRuntime, sample: dict[str, list[str]], n: int, 
             "desk (queue from followup)": await _time(lambda: client.get("/desk"), n),
             "customer page": await _time(lambda: client.get(f"/customers/{next(people)}"), n),
             "search": await _time(lambda: client.get("/search", params={"q": next(searches)}), n),
+            "complaint worklist (from complaints)": await _time(lambda: client.get("/cases"), n),
+            "complaint case page": await _time(lambda: client.get(f"/cases/{next(cases)}"), n),
+            "quality alerts": await _time(lambda: supervisor.get("/quality/alerts"), n),
+            "parts accuracy, 8 weeks": await _time(lambda: supervisor.get("/quality/parts-accuracy"), n),
+            "supervisor targets and workload": await _time(lambda: supervisor.get("/supervisor/dashboard"), n),
+            "weekly report as XLSX": await _time(lambda: supervisor.get(
+                "/supervisor/reports/weekly", params={"format": "xlsx"}), n),
         }
     return {name: {"p50": statistics.median(t), "p95": percentile(t, 0.95), "max": max(t)} for name, t in pages.items()}
 
