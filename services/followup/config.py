@@ -3,6 +3,7 @@
 
 from dataclasses import dataclass
 from datetime import time
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -84,6 +85,9 @@ class FollowUpRules(BaseSettings):
     # a score at or below this one (or the agent's flag) is serious: it becomes a complaint case
     feedback_serious_score: int = Field(1, ge=1, le=5)
     feedback_escalate_within_days: float = Field(2, gt=0)
+    # "working": the 2 days are working days on the customer's region's working calendar
+    # (shared/calendars); "calendar": around the clock
+    feedback_deadline_clock: Literal["working", "calendar"] = "working"
     feedback_escalate_to: str = "supervisor"
     # the confirmation call: from 3 days after the answer, within 4 more days
     feedback_confirm_after_days: int = Field(3, ge=0)

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
 from shared.events.types import FeedbackItemState, FeedbackReason
+from shared.workcal import WorkingCalendar
 
 from services.followup.config import FollowUpRules
 from services.followup.domain import Window, next_callable
@@ -75,9 +76,14 @@ def item_id(attempt_id: str) -> str:
     return str(uuid5(AFTERSALES_NAMESPACE, f"feedback-item:{attempt_id}"))
 
 
-def escalate_at(opened_at: datetime, rules: FollowUpRules) -> datetime:
-    """Not answered within 2 days: the business supervisor is asked for a solution."""
-    return opened_at + timedelta(days=rules.feedback_escalate_within_days)
+def escalate_at(opened_at: datetime, rules: FollowUpRules, calendar: WorkingCalendar | None = None) -> datetime:
+    """Not answered within 2 days: the business supervisor is asked for a solution. On a working
+    calendar the 2 days are working days (business hours; nights, weekends and public holidays
+    stand still): a call on a Friday afternoon reaches the supervisor on Tuesday afternoon."""
+    within = timedelta(days=rules.feedback_escalate_within_days)
+    if calendar is None:
+        return opened_at + within
+    return calendar.add_working_time(opened_at, calendar.working_duration(within))
 
 
 def answer_call_window(answered_at: datetime, zone: str, rules: FollowUpRules) -> Window:
@@ -139,13 +145,13 @@ class Item:
         return True
 
     def confirm(self, at: datetime, by: str, satisfied: bool | None, reached: bool,
-                rules: FollowUpRules) -> ClosedAs | None:
+                rules: FollowUpRules, calendar: WorkingCalendar | None = None) -> ClosedAs | None:
         """The confirmation call's outcome: closed (confirmed, or unconfirmed when the customer
         could not be reached), or, not satisfied, reopened with a new deadline (None)."""
         if self.state != "answered":
             raise FeedbackRefused(409, f"feedback item {self.item_id} is {self.state}; it has no answer to confirm")
         if reached and satisfied is False:
-            self.state, self.due_at, self.answered_at = "open", escalate_at(at, rules), None
+            self.state, self.due_at, self.answered_at = "open", escalate_at(at, rules, calendar), None
             self.note(at, "reopened", by)
             return None
         self.state, self.closed_as = "closed", "confirmed" if reached else "unconfirmed"

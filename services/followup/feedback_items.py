@@ -20,8 +20,9 @@ from shared.bulk import Table
 from shared.events import canonical as c
 from shared.events.types import ComplaintCategory
 from shared.uow import UnitOfWork
+from shared.workcal import WorkingCalendar
 
-from services.followup.config import FollowUpDeps
+from services.followup.config import FollowUpDeps, FollowUpRules
 from services.followup.domain import NewFollowUp, followup_id
 from services.followup.feedback import (
     FeedbackRefused,
@@ -82,6 +83,11 @@ class Call:
     cause: Any  # the call's cause (event_id, correlation_id)
 
 
+def calendar_for(region: str | None, rules: FollowUpRules) -> WorkingCalendar | None:
+    """The working calendar the item's deadline runs on (its region's), or None: around the clock."""
+    return WorkingCalendar.load(region) if rules.feedback_deadline_clock == "working" else None
+
+
 def _item(row: dict[str, Any]) -> Item:
     history = row["history"]
     return Item(item_id=row["item_id"], state=row["state"], owner=row["owner"], opened_at=row["opened_at"],
@@ -122,7 +128,7 @@ async def open_from_call(uow: Uow, call: Call, feedback: FeedbackIn | None,
     if found is None:
         return None
     ident = item_id(call.attempt_id)
-    item = Item(ident, "open", call.agent, now, escalate_at(now, r))
+    item = Item(ident, "open", call.agent, now, escalate_at(now, r, calendar_for(f["region"], r)))
     item.note(now, "opened", call.agent, reasons=",".join(found.reasons))
     complaint_ref = None
     if found.serious:
@@ -227,7 +233,8 @@ async def after_confirmation(uow: Uow, f: dict[str, Any], agent: str, outcome: s
     item = _item(row)
     if item.state != "answered":
         return None  # answered again since; this confirmation is for an earlier round
-    closed_as = item.confirm(now, agent, satisfied, outcome == "reached", uow.deps.rules)
+    closed_as = item.confirm(now, agent, satisfied, outcome == "reached", uow.deps.rules,
+                             calendar_for(row["region"], uow.deps.rules))
     saved = _with(row, item, closed_at=now if closed_as else None)
     await _save(uow.conn, [saved])
     step = f"confirmation:{f['followup_id']}"

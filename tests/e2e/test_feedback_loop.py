@@ -13,7 +13,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from services.followup.config import FollowUpRules
+from services.followup.domain import next_callable
+from services.followup.feedback import answer_call_window, escalate_at
 from services.notifier.config import NotifierSettings
+from shared.workcal import WorkingCalendar
 from tools.peers import MailSink, PeerStore, SmsGatewaySink
 from tools.simulate import Fleet
 from tests.support import SHANGHAI, Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish, queue_item
@@ -21,6 +25,9 @@ from tests.support import SHANGHAI, Namespace, Stack, TopicReader, api, count, d
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
 T0 = day_at(10)  # the call, inside calling hours and outside the SMS quiet hours
+RULES = FollowUpRules()
+# unanswered, the item goes to the supervisor 2 working days later (the test day may be a holiday)
+DUE = escalate_at(T0, RULES, WorkingCalendar.load(None))
 
 
 @pytest.fixture
@@ -79,7 +86,7 @@ async def test_a_call_scored_2_with_a_request_reaches_the_department_the_custome
             item = (await agent.get(f"/v1/feedback-items/{item_id}")).json()
             assert item["owner"] == "agent-01" and item["state"] == "open"
             assert item["reasons"] == ["low_score", "request"] and item["department"] == "after_sales_service"
-            assert datetime.fromisoformat(item["due_at"]) == T0 + timedelta(days=2)
+            assert datetime.fromisoformat(item["due_at"]) == DUE
             mine = (await agent.get("/v1/feedback-items", params={"state": "open"})).json()["items"]
             assert [i["item_id"] for i in mine] == [item_id]
             assert (await other.get("/v1/feedback-items")).json()["items"] == [], "another agent sees only their own"
@@ -167,10 +174,10 @@ async def test_an_item_nobody_answers_goes_to_the_supervisor_after_two_days_and_
             serious = (await agent.get(f"/v1/feedback-items/{worst.json()['feedback_item']}")).json()
             assert serious["serious"] and serious["state"] == "closed" and serious["closed_as"] == "complaint"
 
-            clock.set(T0 + timedelta(days=1, hours=23))
+            clock.set(DUE - timedelta(minutes=30))
             await asyncio.sleep(0.5)
             assert (await agent.get(f"/v1/feedback-items/{item_id}")).json()["state"] == "open", "not yet"
-            clock.set(T0 + timedelta(days=2, minutes=1))
+            clock.set(DUE + timedelta(minutes=1))
             async with TopicReader(ns.settings, "aftersales.followup") as topic:
                 await topic.wait_for(count("FeedbackItemEscalated", 1), timeout=30, settle=0.5)
             escalated = topic.of_type("FeedbackItemEscalated")
@@ -185,16 +192,19 @@ async def test_an_item_nobody_answers_goes_to_the_supervisor_after_two_days_and_
             assert not any(serious["item_id"][:8] in m.subject for m in store.mails), \
                 "a complaint case is notified by complaints, not as a feedback notice"
 
+            now = next_callable(DUE + timedelta(minutes=1), "Asia/Shanghai", RULES)
+            clock.set(now)
             late = await supervisor.post(f"/v1/feedback-items/{item_id}/solution",
                                          json={"solution": "a courtesy car next time", "tell_by": "call"})
             assert late.status_code == 200 and late.json()["answered_in_time"] is False
             answer_call = await queue_item(agent, "feedback_answer")
             assert answer_call["vin"] == unhappy.vin
+            assert datetime.fromisoformat(answer_call["due_by"]) == answer_call_window(now, "Asia/Shanghai", RULES).due_by
             assert datetime.fromisoformat(answer_call["due_by"]).astimezone(SHANGHAI).date() == \
-                (T0 + timedelta(days=2)).astimezone(SHANGHAI).date(), "the call telling the customer is due today"
+                now.astimezone(SHANGHAI).date(), "the call telling the customer is due today"
             figures = (await supervisor.get("/v1/feedback-items/figures",
                                             params={"from": (T0 - timedelta(hours=1)).isoformat(),
-                                                    "to": (T0 + timedelta(days=3)).isoformat()})).json()
+                                                    "to": (now + timedelta(days=1)).isoformat()})).json()
             assert figures["opened"] == 2 and figures["escalated"] == 1 and figures["answered_late"] == 1
             assert figures["complaints"] == 1 and figures["departments_notified"] == 1
             assert (await agent.get("/v1/feedback-items/figures")).status_code == 403

@@ -3,7 +3,8 @@ it goes, and the states it moves through (no infrastructure)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -19,6 +20,7 @@ from services.followup.feedback import (
     opening,
     responsible_department,
 )
+from shared.workcal import WorkingCalendar
 from tests.support import day_at
 
 pytestmark = pytest.mark.dates
@@ -194,3 +196,36 @@ def test_closed_at_once_takes_no_more_steps() -> None:
     with pytest.raises(FeedbackRefused) as refused:
         item.answer(T0, "agent-01", supervisor=False)
     assert "answered_on_call" in refused.value.message
+
+
+# -- the 2 days on the working calendar -----------------------------------------------------------------
+CN = WorkingCalendar.load(None)
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def test_two_working_days_from_a_friday_afternoon_end_on_tuesday_afternoon() -> None:
+    friday = datetime(2026, 11, 20, 15, 0, tzinfo=SHANGHAI)
+    assert escalate_at(friday, RULES, CN) == datetime(2026, 11, 24, 15, 0, tzinfo=SHANGHAI)
+
+
+def test_the_national_day_holidays_stop_the_clock() -> None:
+    eve = datetime(2026, 9, 30, 15, 0, tzinfo=SHANGHAI)  # 1-7 October are public holidays
+    assert escalate_at(eve, RULES, CN) == datetime(2026, 10, 9, 15, 0, tzinfo=SHANGHAI)
+
+
+def test_a_call_in_the_evening_starts_its_clock_next_morning() -> None:
+    evening = datetime(2026, 11, 18, 19, 0, tzinfo=SHANGHAI)  # a Wednesday, after business hours
+    assert escalate_at(evening, RULES, CN) == datetime(2026, 11, 20, 17, 30, tzinfo=SHANGHAI)
+
+
+def test_around_the_clock_when_the_setting_says_so() -> None:
+    friday = datetime(2026, 11, 20, 15, 0, tzinfo=SHANGHAI)
+    assert escalate_at(friday, FollowUpRules(feedback_deadline_clock="calendar"), None) == friday + timedelta(days=2)
+
+
+def test_a_reopened_item_gets_two_working_days_again() -> None:
+    item = _item()
+    item.answer(T0, "agent-01", supervisor=False)
+    friday = datetime(2026, 11, 20, 15, 0, tzinfo=SHANGHAI)
+    item.confirm(friday, "agent-02", False, True, RULES, CN)
+    assert item.due_at == datetime(2026, 11, 24, 15, 0, tzinfo=SHANGHAI)
