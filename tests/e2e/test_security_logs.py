@@ -4,11 +4,12 @@ Intake, follow-up, complaints and notifier run in process on the real broker and
 with an SMS gateway and an SMTP server, and process what a day brings for customers whose names,
 phones and e-mail addresses are known here: sales, pickups (follow-ups scheduled, SMS and e-mail
 sent), receipts, a change of phone and e-mail, complaints by customer id and by phone alone, and
-the usual producer mistakes (a malformed phone, an e-mail without a domain, a VIN one character
-short), some through the signed webhook. Everything the stdlib and structlog loggers emit is
-captured as rendered, at DEBUG, and searched for every form of every personal value: the name,
-the phone as sent, in E.164, national and spaced (the changed phone too, once intake has filed
-it), the e-mail address and its local part.
+the usual producer mistakes (a malformed phone and an e-mail without a domain, filed and flagged
+with the reason; a complaint by a malformed phone, dead-lettered), some through the signed
+webhook. Everything the stdlib and structlog loggers emit is captured as rendered, at DEBUG, and
+searched for every form of every personal value: the name, the phone as sent, in E.164, national
+and spaced (the changed phone too, once intake has filed it), the e-mail address and its local
+part.
 """
 
 from __future__ import annotations
@@ -98,13 +99,18 @@ async def test_the_logs_of_a_days_run_hold_no_phone_email_or_name(captured: io.S
             crm.append(complaint)
             crm.append(fleet.customer_update(customer, NOW - timedelta(hours=1), email=f"new.{email}",
                                              phone=CHANGED_PHONE if n == 0 else phone))
-            # Producer mistakes that quote the personal values in their reasons.
+            # Producer mistakes that quote the personal values in their reasons: a pickup's phone or
+            # e-mail that fails its check is filed and flagged on the customer's file (the reason
+            # kept), a complaint by a phone that is not one is dead-lettered.
             wrong = fleet.pickup(vehicle, NOW - timedelta(days=1))
             wrong["data"]["customer"]["phone"] = phone + "99"
             bad.append(wrong)
             wrong = fleet.pickup(vehicle, NOW - timedelta(days=1))
             wrong["data"]["customer"]["email"] = email.split("@")[0] + "@localhost"  # no top-level domain
             bad.append(wrong)
+            refused = fleet.complaint(customer, NOW - timedelta(hours=1), f"{name} 又打来电话", by_phone_only=True)
+            refused["data"]["phone"] = refused["key"] = phone + "99"
+            crm.append(refused)
         await publish(ns.settings, "upstream.sales", sales)
         await publish(ns.settings, "upstream.dms", pickups[:2] + receipts[:2] + bad[:4])
         await publish(ns.settings, "upstream.crm", crm)
@@ -119,12 +125,21 @@ async def test_the_logs_of_a_days_run_hold_no_phone_email_or_name(captured: io.S
         async with TopicReader(ns.settings, "aftersales.notifier") as notified:
             await notified.wait_for(count("NotificationSent", len(PEOPLE)), timeout=90, settle=2.0)
         async with TopicReader(ns.settings, "aftersales.deadletter") as dead:
-            await dead.wait_for(count("DeadLettered", len(bad)), timeout=60)
+            await dead.wait_for(count("DeadLettered", len(PEOPLE)), timeout=60)
         async with TopicReader(ns.settings, "aftersales.complaints") as complaints:
             await complaints.wait_for(count("ComplaintOpened", len(PEOPLE)), timeout=60)
-        # The change of phone was filed (so the logs had the chance to show the new one).
+        # The change of phone was filed (so the logs had the chance to show the new one), and so
+        # were the bad phones and e-mails, flagged with their reasons.
         changed = await db(ns, "intake")
         try:
+            for _ in range(300):
+                flags = await changed.fetch("SELECT contact_flags FROM customers WHERE customer_id LIKE 'CUST-LOG-%' "
+                                            "AND contact_flags IS NOT NULL AND contact_flags <> '{}'::jsonb")
+                if len(flags) == len(PEOPLE):
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                raise AssertionError("the bad contact values were never flagged on the files")
             for _ in range(300):
                 if await changed.fetchval("SELECT phone FROM customers WHERE customer_id = 'CUST-LOG-0'") == \
                         "+86" + re.sub(r"\D", "", CHANGED_PHONE)[-11:]:
