@@ -88,6 +88,11 @@ HISTORICAL_PICKUPS = Counter(
 )
 FOLLOWUPS_OPEN = Gauge("aftersales_followups_open", "Open return-visit follow-ups", ["kind"])
 FOLLOWUPS_OVERDUE = Gauge("aftersales_followups_overdue", "Open follow-ups past due_by", ["kind"])
+FEEDBACK_ITEMS_OPEN = Gauge("aftersales_feedback_items_open",
+                            "Feedback items (customer concerns) not yet answered, by state (open, escalated)", ["state"])
+FEEDBACK_ITEMS_IN_TIME_RATE = Gauge(
+    "aftersales_feedback_items_answered_in_time_rate",
+    "Feedback items answered on the call or before the supervisor deadline / items answered (KPI window)")
 COMPLAINTS_OPEN = Gauge("aftersales_complaints_open", "Open complaint cases by escalation level", ["level"])
 COMPLAINT_SLA_BREACHES = Gauge("aftersales_complaint_sla_breaches", "Complaint SLA breaches (all time)", ["breach"])
 COMPLAINT_SLA_COMPLIANCE = Gauge(

@@ -46,6 +46,13 @@ async def _kpis(runtime: ServiceRuntime[FollowUpDeps]) -> None:
     for kind in KINDS:
         metrics.FOLLOWUPS_OPEN.labels(kind).set(figures["open"].get(kind, 0))
         metrics.FOLLOWUPS_OVERDUE.labels(kind).set(figures["overdue"].get(kind, 0))
+    async with acquire(runtime.pool) as conn:
+        waiting = await feedback_items.unanswered(conn)
+        items = await feedback_items.figures(conn, now - timedelta(days=rules.kpi_window_days), now)
+    for state, n in waiting.items():
+        metrics.FEEDBACK_ITEMS_OPEN.labels(state).set(n)
+    in_time = items["answered_in_time_rate"]
+    metrics.FEEDBACK_ITEMS_IN_TIME_RATE.set(float("nan") if in_time is None else in_time)
 
 
 REPLAY = (

@@ -319,6 +319,13 @@ async def listing(conn: asyncpg.Connection, *, owner: str | None, state: str | N
     return [public(dict(r)) for r in rows]
 
 
+async def unanswered(conn: asyncpg.Connection) -> dict[str, int]:
+    """How many items wait for a solution now, by state (open, escalated)."""
+    rows = await conn.fetch("""SELECT state, count(*) AS n FROM feedback_items
+                                WHERE state IN ('open', 'escalated') GROUP BY state""")
+    return {"open": 0, "escalated": 0} | {r["state"]: r["n"] for r in rows}
+
+
 async def figures(conn: asyncpg.Connection, since: datetime, until: datetime) -> dict[str, Any]:
     """Items opened in [since, until): how many, why, answered in time, escalated, still open,
     serious ones handed to complaints, and the written notices the departments were sent (one

@@ -183,6 +183,13 @@ async def test_an_item_nobody_answers_goes_to_the_supervisor_after_two_days_and_
             escalated = topic.of_type("FeedbackItemEscalated")
             assert len(escalated) == 1 and escalated[0].data["item_id"] == item_id
             assert escalated[0].data["escalated_to"] == "supervisor"
+            async with api(stack["followup"]) as anyone:  # the gauge an alert or a dashboard reads
+                gauge = 'aftersales_feedback_items_open{state="escalated"} 1.0'
+                for _ in range(100):
+                    if gauge in (await anyone.get("/metrics")).text:
+                        break
+                    await asyncio.sleep(0.1)
+                assert gauge in (await anyone.get("/metrics")).text
             filed = [r for r in topic.of_type("ComplaintFiled") if r.data["complaint_ref"] == serious["complaint_ref"]]
             assert len(filed) == 1 and filed[0].data["channel"] == "return_visit"
             assert filed[0].data["followup_id"] == second["followup_id"]
