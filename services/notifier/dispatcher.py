@@ -196,7 +196,10 @@ class Dispatcher:
                  retry_at=retry_at.isoformat(), error=result.error)
 
     async def _target(self, conn: Any, n: dict[str, Any], contact: dict[str, Any] | None) -> Target:
-        """The first of the rule's channels (its own, then its fallback) that can reach the recipient."""
+        """The first of the rule's channels (its own, then its fallback) that can reach the recipient.
+        A channel refused because the customer's file has not caught up yet is waited for, not
+        passed over for the fallback: a phone that is on its way is no reason to write a letter;
+        one flagged as unusable on the file is."""
         rule = next((r for r in self.rules.rules if r.id == n["rule"]), None)
         channels = [n["channel"]]
         if rule is not None and rule.fallback_channel and rule.fallback_channel not in channels:
@@ -207,6 +210,8 @@ class Dispatcher:
             if target.refusal is None:
                 return target
             refused.append(target)
+            if target.catching_up:
+                break
         return Target(n["channel"], [], "; ".join(t.refusal or "" for t in refused),
                       catching_up=any(t.catching_up for t in refused))
 
@@ -230,6 +235,9 @@ class Dispatcher:
             return Target(channel, [], f"the customer has not consented to {channel}")
         value = {"sms": contact.get("phone"), "email": contact.get("email"), "letter": contact.get("address")}[channel]
         if not value:
+            flagged = {"sms": "phone", "email": "email"}.get(channel)
+            if flagged and flagged in (contact.get("contact_flags") or {}):  # known unusable: no use waiting
+                return Target(channel, [], f"the customer's {flagged} on file failed its check (flagged on the file)")
             return Target(channel, [], f"the customer has no {'postal address' if channel == 'letter' else channel} on file",
                           catching_up=channel != "email")
         return Target(channel, [Address(value, contact.get("name"))])

@@ -32,6 +32,7 @@ async def on_customer_changed(uow: Uow, events: list[Event[c.CustomerRegistered 
         {"customer_id": d.customer_id, "name": d.name, "phone": d.phone, "email": d.email, "address": d.address,
          "locale": d.locale or DEFAULT_LOCALE, "timezone": d.timezone or DEFAULT_TIMEZONE,
          "consent": msgspec.to_builtins(d.consent) if d.consent is not None else DEFAULT_CONSENT,
+         "contact_flags": msgspec.to_builtins(d.contact_flags) if d.contact_flags is not None else None,
          "updated_at": event.occurred_at}
         for event in events for d in [event.data]
     ])

@@ -16,7 +16,7 @@ from shared.bulk import Table, newest
 
 CONTACTS = Table("contacts", {
     "customer_id": "text", "name": "text", "phone": "text", "email": "text", "address": "text", "locale": "text",
-    "timezone": "text", "consent": "jsonb", "updated_at": "timestamptz",
+    "timezone": "text", "consent": "jsonb", "updated_at": "timestamptz", "contact_flags": "jsonb",
 })
 NOTIFICATIONS = Table("notifications", {
     "notification_id": "uuid", "rule": "text", "source_event_id": "uuid", "source_event_type": "text",
@@ -43,6 +43,9 @@ MERGE_CONTACT = """(customer_id) DO UPDATE SET
     locale = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at THEN EXCLUDED.locale ELSE contacts.locale END,
     timezone = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at THEN EXCLUDED.timezone ELSE contacts.timezone END,
     consent = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at THEN EXCLUDED.consent ELSE contacts.consent END,
+    contact_flags = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at
+                         THEN coalesce(EXCLUDED.contact_flags, contacts.contact_flags)
+                         ELSE coalesce(contacts.contact_flags, EXCLUDED.contact_flags) END,
     updated_at = greatest(contacts.updated_at, EXCLUDED.updated_at)"""
 
 
@@ -98,7 +101,7 @@ async def sweep_awaiting(conn: asyncpg.Connection, now: datetime, give_up_before
         """UPDATE notifications n SET status = 'pending', due_at = greatest(n.due_at, $1)
              FROM contacts c
             WHERE n.status = 'awaiting_contact' AND n.recipient_kind = 'customer' AND c.customer_id = n.recipient
-              AND c.phone IS NOT NULL AND c.address IS NOT NULL""",
+              AND (c.phone IS NOT NULL OR coalesce(c.contact_flags, '{}'::jsonb) ? 'phone') AND c.address IS NOT NULL""",
         now,
     )
     expired = await conn.fetch(
