@@ -540,6 +540,7 @@ async def on_weekly_report(uow: Uow, timers: list[Timer]) -> None:
         began = local(since, r.weekly_report_timezone)  # the report zone's week: UTC's may still be Sunday
         week = iso_week(began)
         figures = await store.weekly_figures(uow.conn, since, until, r.satisfied_score)
+        figures["feedback_items"] = await feedback_figures(uow.conn, since, until)  # the week's concerns
         figures["period"] = {"from": since.isoformat(), "to": until.isoformat()}
         if await store.save_weekly_report(uow.conn, week, uow.now(), figures):
             uow.publish("FollowUpWeeklyReport", c.WeeklyReport(week=week, week_start=week_start(began),
@@ -547,6 +548,13 @@ async def on_weekly_report(uow: Uow, timers: list[Timer]) -> None:
                         cause=timer, occurred_at=until)
         following = next_weekly_report(until, r)
         uow.schedule_timer(WEEKLY_REPORT, iso_week(following - timedelta(days=7)), following)
+
+
+async def feedback_figures(conn: Any, since: datetime, until: datetime) -> dict[str, Any]:
+    """The week's feedback items (opened, answered in time, departments notified) for the report."""
+    from services.followup.feedback_items import figures  # it schedules its calls through this module
+
+    return await figures(conn, since, until)
 
 
 def ensure_weekly_report(uow: Uow) -> None:

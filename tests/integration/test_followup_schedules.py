@@ -429,6 +429,8 @@ async def test_kpis_registers_and_the_weekly_report_come_from_the_calls(ns: Name
         figures = report["figures"]
         assert figures["by_agent"]["agent-01"]["calls"] == 3 and figures["feedback_categories"] == {"praise": 1, "price": 1}
         assert sum(x["done"] for x in figures["by_region"].values()) == 3
+        concerns = figures["feedback_items"]  # the call scored 3 opened one, owned by agent-02
+        assert (concerns["opened"], concerns["low_score"], concerns["departments_notified"]) == (1, 1, 1)
         async with api(service, "ops") as ops:
             stored = await ops.get("/v1/reports/weekly", params={"week": week})
             missing = await ops.get("/v1/reports/weekly", params={"week": "2020-W01"})
