@@ -851,9 +851,13 @@ def check(obs: Observation, exp: Expectation) -> list[Invariant]:
     pickups = _distinct((e for e in intake if e.event_type == "VehiclePickedUp"), lambda e: e.data["repair_order_id"])
     pickup_ids = {next(iter(ids)) for ids in pickups.values() if len(ids) == 1}
     scheduled = [e for e in followup if e.event_type == "FollowUpScheduled"]
-    first = [e for e in scheduled if e.data.get("kind") == "first_visit"]
-    first_by_reason = _distinct(first, lambda e: e.data.get("reason_event_id"))
+    first = [e for e in scheduled if e.data.get("kind") == "first_visit"]  # after pickups and deliveries
+    first_pickup = [e for e in first if e.data.get("reason_type") in (None, "VehiclePickedUp")]
+    first_sale = [e for e in first if e.data.get("reason_type") == "VehicleSold"]
+    first_by_reason = _distinct(first_pickup, lambda e: e.data.get("reason_event_id"))
     first_by_id = _distinct(first, lambda e: e.data["followup_id"])
+    pickup_firsts = _distinct(first_pickup, lambda e: e.data["followup_id"])
+    sale_firsts = _distinct(first_sale, lambda e: e.data["followup_id"])
     valid_pickups = [i for i in valid.values() if i.kind == "VehiclePickedUp"]
     problems = [f"repair order {ro}: {len(ids)} canonical VehiclePickedUp" for ro, ids in pickups.items() if len(ids) != 1]
     problems += [f"pickup {p}: {len(first_by_reason.get(p, ()))} first-visit FollowUpScheduled"
@@ -863,16 +867,31 @@ def check(obs: Observation, exp: Expectation) -> list[Invariant]:
     problems += [f"first-visit follow-up for {r}, which is not a canonical pickup" for r in first_by_reason
                  if r not in pickup_ids]
     db_first = obs.db.get("followups_by_kind", {}).get("first_visit")
-    if db_first != len(valid_pickups):
-        problems.append(f"the followups table holds {db_first} first visits for {len(valid_pickups)} valid pickups")
+    if db_first != len(valid_pickups) + len(sale_firsts):
+        problems.append(f"the followups table holds {db_first} first visits for {len(valid_pickups)} valid pickups "
+                        f"and {len(sale_firsts)} deliveries")
     any_twice = [f"{f} ({len(ids)} event ids)" for f, ids in _distinct(scheduled, lambda e: e.data["followup_id"]).items()
                  if len(ids) > 1]
     problems += [f"follow-up scheduled twice: {x}" for x in any_twice]
     results.append(Invariant(
         "every valid pickup has exactly one first-visit FollowUpScheduled", not problems,
-        f"{len(valid_pickups):,} valid pickups → {len(pickups):,} canonical → {len(first_by_id):,} first visits "
+        f"{len(valid_pickups):,} valid pickups → {len(pickups):,} canonical → {len(pickup_firsts):,} first visits "
         f"(DB {db_first}); all follow-ups: {len(_distinct(scheduled, lambda e: e.data['followup_id'])):,} "
         f"({', '.join(f'{k} {n}' for k, n in sorted(Counter(e.data.get('kind') for e in {e.event_id: e for e in scheduled}.values()).items()))})",
+        problems))
+
+    # -- deliveries → first-visit follow-ups (a sale is called 3-7 days after it, like a pickup) ------
+    sales = _distinct((e for e in intake if e.event_type == "VehicleSold"), lambda e: e.data["sale_id"])
+    sale_ids = {i for ids in sales.values() for i in ids}
+    by_sale = _distinct(first_sale, lambda e: e.data.get("reason_event_id"))
+    new_sales = [(event_id, i) for event_id, i in valid.items() if i.group == "sale.new"]  # well inside the horizon
+    problems = [f"first-visit follow-up for {r}, which is not a canonical sale" for r in by_sale if r not in sale_ids]
+    problems += [f"sale {r}: {len(ids)} first-visit FollowUpScheduled" for r, ids in by_sale.items() if len(ids) != 1]
+    problems += [f"recent sale {event_id}: no first-visit follow-up" for event_id, _ in new_sales
+                 if not caused.get((event_id, "VehicleSold"), set()) & set(by_sale)]
+    results.append(Invariant(
+        "every recent delivery has exactly one first-visit FollowUpScheduled", not problems,
+        f"{len(new_sales):,} recent sales, {len(sales):,} canonical sales → {len(sale_firsts):,} first visits",
         problems))
 
     # -- follow-up escalations ------------------------------------------------------------------
@@ -1004,7 +1023,7 @@ def check(obs: Observation, exp: Expectation) -> list[Invariant]:
     stages = [
         ("valid upstream events → canonical events", len(valid), canonical_count),
         ("valid pickups → canonical VehiclePickedUp", len(valid_pickups), len(pickups)),
-        ("canonical pickups → first-visit follow-ups", len(pickups), len(first_by_id)),
+        ("canonical pickups → first-visit follow-ups", len(pickups), len(pickup_firsts)),
         ("first-visit follow-ups → first-visit SMS sent",
          len(first_by_id), sum(1 for e in sent.values() if e.data["rule"] == "first_visit_notice")),
         ("first-visit SMS sent → SMS delivered", sum(1 for e in sent.values() if e.data["rule"] == "first_visit_notice"),

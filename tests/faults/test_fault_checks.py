@@ -23,6 +23,7 @@ EVERY = {
     "the dead-letter topic holds exactly the injected bad records",
     "every valid upstream event has exactly one canonical event",
     "every valid pickup has exactly one first-visit FollowUpScheduled",
+    "every recent delivery has exactly one first-visit FollowUpScheduled",
     "every overdue first visit escalated once",
     "every complaint opened once and escalated once per (case, round, level)",
     "every call an agent recorded completed its follow-up once and raised its complaint once",
@@ -113,6 +114,14 @@ def perfect() -> World:
         if group == "pickup.old":
             escalated = w.emit("aftersales.followup", "FollowUpEscalated", {"followup_id": fid})
             w.notify("followup_escalated", escalated, "email", "role:supervisor")
+    sold = NOW - timedelta(days=1)  # a delivery: called 3-7 days later, like a pickup
+    sale = fleet.sale(fleet.vehicle(sold.astimezone(CST)))
+    w.inject("upstream.sales", sale, "sale.new")
+    canon = w.emit("aftersales.intake", "VehicleSold", {"sale_id": sale["data"]["sale_id"]}, cause=sale["event_id"])
+    scheduled = w.emit("aftersales.followup", "FollowUpScheduled", {
+        "followup_id": "fu-sale.new", "kind": "first_visit", "reason_event_id": canon.event_id,
+        "reason_type": "VehicleSold", "due_by": (sold + timedelta(days=7)).isoformat()}, cause=canon.event_id)
+    w.notify("first_visit_notice", scheduled, "sms", "C-2")
     filed = NOW - timedelta(days=2, hours=1)
     crm = fleet.complaint(fleet.customer(), filed.astimezone(CST), "too expensive")
     w.inject("upstream.crm", crm, "complaint.crm")
@@ -162,6 +171,17 @@ def test_a_pickup_without_its_follow_up_fails_stage_by_stage() -> None:
                                        or e.data["followup_id"] != "fu-pickup.recent"]
     failed = failing(check(*w.observation()))
     assert {"every valid pickup has exactly one first-visit FollowUpScheduled", "counts match stage by stage"} <= failed
+
+
+def test_a_recent_delivery_without_its_first_call_fails_and_is_no_pickup() -> None:
+    w = perfect()
+    w.events["aftersales.followup"] = [e for e in w.events["aftersales.followup"]
+                                       if e.data.get("followup_id") != "fu-sale.new"]
+    w.events["aftersales.notifier"] = [e for e in w.events["aftersales.notifier"] if e.data.get("recipient") != "C-2"]
+    w.sms = w.sms[:-1]
+    w.attempts = w.attempts[:-1]
+    failed = failing(check(*w.observation()))
+    assert failed == {"every recent delivery has exactly one first-visit FollowUpScheduled"}, failed
 
 
 def test_a_valid_event_intake_never_announced_fails() -> None:
