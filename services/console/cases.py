@@ -184,9 +184,23 @@ def router() -> APIRouter:
         return {"items": items, "total": answer["total"], "problem": None, "cut": cut}
 
     @r.get("/cases")
-    async def cases_page(request: Request, person: Person = Depends(role(*CASE_ROLES))) -> HTMLResponse:
+    async def cases_page(request: Request, person: Person = Depends(role(*CASE_ROLES))) -> Response:
         f = Filters.of(request.query_params)
         found = await worklist(request, person, f)
+        fmt = request.query_params.get("format")
+        if fmt in ("csv", "xlsx"):
+            from services.console.supervisor_pages import exported, translator
+
+            gettext = translator(request, person)
+            header = [gettext("Case"), gettext("Next deadline"), gettext("State"), gettext("Level"),
+                      gettext("Category"), gettext("Severity"), gettext("Department"), gettext("Handler"),
+                      gettext("Customer"), "VIN", gettext("Dealer")]
+            rows = [[c["complaint_ref"], c["clock"].due_at.isoformat() if c["clock"].due_at else None, c["state"],
+                     c["level"], c["category"], c["severity"], c["department"], c.get("assignee"),
+                     c.get("customer_id"), c.get("vin"), (c.get("vehicle") or {}).get("dealer_id")]
+                    for c in found["items"]]
+            await audit(request, person, "read_report", subject="cases", format=fmt)
+            return exported("aftersales-cases", fmt, header, rows)
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:

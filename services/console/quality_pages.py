@@ -49,8 +49,8 @@ def router() -> APIRouter:
     r = APIRouter(include_in_schema=False)
 
     @r.get("/quality/alerts")
-    async def alerts_page(request: Request, state: str = "open",
-                          person: Person = Depends(role(*INSPECTORS))) -> HTMLResponse:
+    async def alerts_page(request: Request, state: str = "open", format: str = "html",
+                          person: Person = Depends(role(*INSPECTORS))) -> Response:
         state = state if state in ALERT_STATES else "open"
         try:
             answer = await services(request).call(person, "GET", "quality", "/v1/alerts",
@@ -60,6 +60,17 @@ def router() -> APIRouter:
             alerts, problem = [], exc.message
         for a in alerts:
             a["raised_at"], a["updated_at"] = _moment(a["raised_at"]), _moment(a["updated_at"])
+        if format in ("csv", "xlsx"):
+            from services.console.supervisor_pages import exported
+
+            gettext = translator(request, person)
+            header = [gettext("Alert"), gettext("Part category"), gettext("Batch or supplier and model"),
+                      gettext("Observed"), gettext("Expected"), gettext("Rule"), gettext("State"), gettext("Raised")]
+            rows = [[a["alert_id"], a["cell"]["category"],
+                     a["cell"].get("batch") or f"{a['cell'].get('supplier_id')} {a['cell'].get('model')}",
+                     a["observed"], a["expected"], a["rule"], a["state"], a["raised_at"].isoformat()] for a in alerts]
+            await audit(request, person, "read_report", subject=f"alerts:{state}", format=format)
+            return exported(f"aftersales-alerts-{state}", format, header, rows)
         return render(request, "alerts.html", person, alerts=alerts, state=state, states=ALERT_STATES,
                       problem=problem)
 
@@ -109,7 +120,8 @@ def router() -> APIRouter:
         return _with(here, done=action)
 
     @r.get("/quality/parts-accuracy")
-    async def parts_accuracy(request: Request, person: Person = Depends(role(*INSPECTORS))) -> HTMLResponse:
+    async def parts_accuracy(request: Request, format: str = "html",
+                             person: Person = Depends(role(*INSPECTORS))) -> Response:
         weeks = last_weeks(runtime_of(request).clock.now(), WEEKS)
         reports, problem = [], None
         for week in weeks:
@@ -126,6 +138,12 @@ def router() -> APIRouter:
         overall = [rep["accuracy"] for rep in reports]
         target = reports[0]["target"] if reports else 0.98
         gettext = translator(request, person)
+        if format in ("csv", "xlsx"):
+            from services.console.supervisor_pages import exported
+
+            rows = [[gettext("all dealers"), *overall], *([dealer, *values] for dealer, values in table.items())]
+            await audit(request, person, "read_report", subject="parts-accuracy", format=format)
+            return exported("aftersales-parts-accuracy", format, [gettext("Dealer"), *weeks[:len(reports)]], rows)
         chart = charts.lines(gettext("Parts-shipment accuracy per dealer and week"), weeks[:len(reports)],
                              [(gettext("all dealers"), overall), *table.items()], target=target,
                              target_name=gettext("target"), percent=True)

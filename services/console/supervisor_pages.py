@@ -100,8 +100,8 @@ def router() -> APIRouter:
         return dict(answer["parts_accuracy"])
 
     @r.get("/supervisor/dashboard")
-    async def dashboard(request: Request, region: str = "", dealer: str = "",
-                        person: Person = Depends(role("supervisor"))) -> HTMLResponse:
+    async def dashboard(request: Request, region: str = "", dealer: str = "", format: str = "html",
+                        person: Person = Depends(role("supervisor"))) -> Response:
         region, dealer = region.strip()[:60], dealer.strip()[:60]
         now = runtime_of(request).clock.now()
         weeks = [*last_weeks(now, 4), iso_week(now)]
@@ -127,6 +127,17 @@ def router() -> APIRouter:
         rows = [{"name": name, "values": values, "target": TARGETS[name], "trend": trend(values)}
                 for name, values in figures.items()]
         workload = await _workload(request, now)
+        if format in ("csv", "xlsx"):
+            gettext = translator(request, person)
+            label = {"warranty_return_visit_rate": gettext("warranty return-visit rate"),
+                     "satisfaction_rate": gettext("satisfaction"),
+                     "complaint_sla_compliance": gettext("complaint SLA compliance"),
+                     "parts_accuracy": gettext("parts-shipment accuracy")}
+            table = [[label[r["name"]], r["target"], *r["values"]] for r in rows]
+            table += [[gettext("Calls due"), d["day"].isoformat(), d["due"], d["load"], d["capacity"], d["short"]]
+                      for d in workload["days"]]
+            await audit(request, person, "read_report", subject="dashboard", format=format)
+            return exported("aftersales-targets", format, [gettext("Figure"), gettext("Target"), *weeks], table)
         return render(request, "dashboard.html", person, weeks=weeks, rows=rows, region=region, dealer=dealer,
                       problem=problem, workload=workload)
 

@@ -9,6 +9,7 @@ department and is refused another's. Every page passes axe-core; screenshots und
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 import struct
 import zlib
@@ -16,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from openpyxl import load_workbook
 from playwright.async_api import BrowserContext, expect
 
 from services.console import users
@@ -92,6 +94,12 @@ async def test_a_handler_works_a_case_to_resolved_with_a_photo_and_a_department_
             await expect(rows).to_have_count(1)
             await expect(rows.nth(0)).to_contain_text("CS-A")
             await journey.check("saved-view")
+            # The list as a file: the same cases as on the screen.
+            async with page.expect_download() as waiting:
+                await page.get_by_role("link", name="下载 XLSX").click()
+            sheet = load_workbook(io.BytesIO((await (await waiting.value).path()).read_bytes())).active
+            exported = [[c.value for c in row] for row in sheet.iter_rows()]
+            assert exported[0][:3] == ["投诉单", "下一时限", "状态"] and [r[0] for r in exported[1:]] == ["CS-A"]
 
             # The case page: its clocks, its ladder, and only the steps its state allows.
             await rows.nth(0).get_by_role("link", name="CS-A").click()
