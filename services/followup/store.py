@@ -611,7 +611,15 @@ async def weekly_figures(conn: asyncpg.Connection, since: datetime, until: datet
         """SELECT coalesce(complaint->>'category', 'unclassified') AS category, count(*) AS n FROM call_attempts
             WHERE complaint IS NOT NULL AND attempted_at >= $1 AND attempted_at < $2 GROUP BY 1 ORDER BY n DESC, 1""",
         since, until)
+    reasons = await conn.fetch(
+        """SELECT coalesce(reason_type, 'VehiclePickedUp') AS reason, count(*) AS n FROM followups
+            WHERE kind = 'first_visit' AND event_at >= $1 AND event_at < $2 GROUP BY 1 ORDER BY 1""", since, until)
+    inbound = await conn.fetch(
+        """SELECT kind, count(*) AS n FROM inbound_calls WHERE received_at >= $1 AND received_at < $2
+            GROUP BY kind ORDER BY kind""", since, until)
     return {
+        "first_calls_by_reason": {r["reason"]: int(r["n"]) for r in reasons},
+        "inbound_calls": {r["kind"]: int(r["n"]) for r in inbound},
         "by_region": by["region"], "by_dealer": by["dealer_id"],
         "by_agent": {r["agent_id"]: {"calls": int(r["calls"]), "reached": int(r["reached"]),
                                      "average_satisfaction": r["satisfaction"]} for r in agents},

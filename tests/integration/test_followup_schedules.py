@@ -429,6 +429,10 @@ async def test_kpis_registers_and_the_weekly_report_come_from_the_calls(ns: Name
         figures = report["figures"]
         assert figures["by_agent"]["agent-01"]["calls"] == 3 and figures["feedback_categories"] == {"praise": 1, "price": 1}
         assert sum(x["done"] for x in figures["by_region"].values()) == 3
+        in_week = sum(1 for p in pickups
+                      if monday - timedelta(days=7) <= datetime.fromisoformat(p["data"]["picked_up_at"]) < monday)
+        assert figures["first_calls_by_reason"] == ({"VehiclePickedUp": in_week} if in_week else {})
+        assert figures["inbound_calls"] == {}
         concerns = figures["feedback_items"]  # the call scored 3 opened one, owned by agent-02
         assert (concerns["opened"], concerns["low_score"], concerns["departments_notified"]) == (1, 1, 1)
         async with api(service, "ops") as ops:
