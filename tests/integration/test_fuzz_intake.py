@@ -52,7 +52,7 @@ from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tools.simulate import CST, Fleet
+from tools.simulate import CST, Fleet, envelope
 from services.intake.api import signature
 from services.intake.config import IntakeRules
 from services.intake.domain import Rejected
@@ -103,6 +103,12 @@ def _bases() -> list[tuple[str, dict[str, Any]]]:
                                             ["east", "south"], NOW - timedelta(days=1))),
             ("upstream.crm", fleet.customer_update(vehicle.customer, NOW - timedelta(hours=1),
                                                    address=f"new road {n}", person_in_charge="张三")),
+            ("upstream.crm", fleet.consultation(vehicle.customer, NOW - timedelta(hours=6), "保养套餐 price of a service",
+                                                by_phone_only=n == 1)),
+            ("upstream.crm", envelope("CustomerContactCorrected", vehicle.customer.customer_id, {
+                "customer_id": vehicle.customer.customer_id, "phone": vehicle.customer.phone,
+                "address": f"corrected road {n}", "corrected_by": "agent-01", "reason": "客户电话告知",
+                "corrected_at": (NOW - timedelta(minutes=30)).isoformat()}, NOW - timedelta(minutes=30), "crm")),
         ]
     return bases
 
