@@ -77,6 +77,17 @@ async def reports_stored(ns: Namespace, n: int) -> None:
         await conn.close()
 
 
+async def outbox_sent(ns: Namespace) -> None:
+    conn = await db(ns, "quality")
+    try:
+        async def probe() -> bool:
+            return bool(await conn.fetchval("SELECT count(*) FROM outbox") == 0)
+
+        await until(probe, what="the quality outbox to be sent")
+    finally:
+        await conn.close()
+
+
 async def looks_fired_through(ns: Namespace, last: datetime, looks: int) -> None:
     """The daily looks after the first, up to the one due at `last`, have fired (`looks` of
     them), and the service's outbox is empty: whatever they raised is on the topic."""
@@ -109,6 +120,7 @@ async def test_the_daily_look_raises_poisson_alerts_on_the_batch_and_its_supplie
                    for i, v in enumerate(bad[:6])]
         await publish(ns.settings, "aftersales.intake", reports)
         await reports_stored(ns, 6)
+        await outbox_sent(ns)  # what handling the reports decided is on the topic
 
         async with TopicReader(ns.settings, "aftersales.quality") as quality:
             await quality.wait_for(lambda rs: True, timeout=5, settle=1.0)
