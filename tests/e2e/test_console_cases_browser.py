@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
-from playwright.async_api import BrowserContext, expect
+from playwright.async_api import BrowserContext, Page, expect
 
 from services.console import users
 from tests.complaints_fixtures import complaints_state
@@ -27,6 +27,18 @@ from tests.e2e.test_console_browser import Journey, _db, _folder, chromium, cns 
 from tests.support import Namespace, api, manual_clock
 
 pytestmark = pytest.mark.infra
+
+
+async def signed_in(chromium: BrowserContext, url: str, folder: str, username: str, start: str = "/"
+                    ) -> tuple[Page, Journey]:
+    """A new tab with its journey (screenshots, axe-core), signed in as `username` from `start`."""
+    page = await chromium.new_page()
+    journey = Journey(page, _folder(folder))
+    await page.goto(f"{url}{start}")
+    await page.get_by_label("用户名", exact=True).fill(username)
+    await page.get_by_label("密码", exact=True).fill(PASSWORD)
+    await page.get_by_label("密码", exact=True).press("Enter")
+    return page, journey
 
 
 def png(width: int = 8, height: int = 8) -> bytes:
@@ -64,12 +76,7 @@ async def test_a_handler_works_a_case_to_resolved_with_a_photo_and_a_department_
         assert {filed["CS-B"]["department"], filed["CS-C"]["department"]} & {"quality_inspection"} == set()
 
         async with served(stack) as url:
-            page = await chromium.new_page()
-            journey = Journey(page, _folder("handler-journey"))
-            await page.goto(f"{url}/cases")
-            await page.get_by_label("用户名", exact=True).fill("wang.fang")
-            await page.get_by_label("密码", exact=True).fill(PASSWORD)
-            await page.get_by_label("密码", exact=True).press("Enter")
+            page, journey = await signed_in(chromium, url, "handler-journey", "wang.fang", "/cases")
             await expect(page.get_by_role("heading", name="投诉案件", exact=True)).to_be_visible()
 
             # The worklist: the nearest deadline first; the one already missed in red.

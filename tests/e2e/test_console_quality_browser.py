@@ -15,8 +15,9 @@ import pytest
 from playwright.async_api import BrowserContext, expect
 
 from tools.simulate import Fleet
-from tests.console_support import PASSWORD, add_staff, console_stack, served
-from tests.e2e.test_console_browser import Journey, _folder, chromium, cns  # noqa: F401  (fixtures)
+from tests.console_support import add_staff, console_stack, served
+from tests.e2e.test_console_browser import chromium, cns  # noqa: F401  (fixtures)
+from tests.e2e.test_console_cases_browser import signed_in
 from tests.integration.test_quality_service import until, units_in_service
 from tests.quality_events import defect_reported, part_shipped, shipment_discrepancy, vehicle, vehicle_sold
 from tests.support import Namespace, api, day_at, in_test_week, manual_clock, publish
@@ -54,12 +55,7 @@ async def test_an_inspector_acknowledges_and_closes_an_alert_and_new_reports_reo
         alert_id = alert["alert_id"]
 
         async with served(stack) as url:
-            page = await chromium.new_page()
-            journey = Journey(page, _folder("inspector-journey"))
-            await page.goto(f"{url}/")
-            await page.get_by_label("用户名", exact=True).fill("zhao.lei")
-            await page.get_by_label("密码", exact=True).fill(PASSWORD)
-            await page.get_by_label("密码", exact=True).press("Enter")
+            page, journey = await signed_in(chromium, url, "inspector-journey", "zhao.lei")
             await expect(page.get_by_role("heading", name="质量预警", exact=True)).to_be_visible()
             await expect(page.locator("table.alerts")).to_contain_text("B2610-M3")
             await journey.check("alerts")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pytest
 from openpyxl import load_workbook
@@ -16,8 +16,9 @@ from playwright.async_api import BrowserContext, expect
 
 from services.console.supervisor_pages import week_bounds
 from tools.simulate import CST, Fleet
-from tests.console_support import PASSWORD, add_staff, console_stack, eventually, served
-from tests.e2e.test_console_browser import Journey, _folder, chromium, cns  # noqa: F401  (fixtures)
+from tests.console_support import add_staff, console_stack, eventually, served
+from tests.e2e.test_console_browser import chromium, cns  # noqa: F401  (fixtures)
+from tests.e2e.test_console_cases_browser import signed_in
 from tests.quality_events import part_shipped, shipment_discrepancy
 from tests.support import Namespace, api, in_test_week, iso_week, manual_clock, publish
 
@@ -52,12 +53,7 @@ async def test_a_supervisor_reads_the_targets_and_exports_the_weekly_report_with
         kpis, parts = await eventually(api_figures, what="the week's figures in the services")
 
         async with served(stack) as url:
-            page = await chromium.new_page()
-            journey = Journey(page, _folder("supervisor-journey"))
-            await page.goto(f"{url}/")
-            await page.get_by_label("用户名", exact=True).fill("liu.yang")
-            await page.get_by_label("密码", exact=True).fill(PASSWORD)
-            await page.get_by_label("密码", exact=True).press("Enter")
+            page, journey = await signed_in(chromium, url, "supervisor-journey", "liu.yang")
             await page.get_by_role("link", name="指标看板").click()
             targets = page.locator("table.targets")
             await expect(targets).to_contain_text("保修期回访率")
