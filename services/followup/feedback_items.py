@@ -22,6 +22,7 @@ from shared.events.types import ComplaintCategory
 from shared.uow import UnitOfWork
 from shared.workcal import WorkingCalendar
 
+from services.followup import store
 from services.followup.config import FollowUpDeps, FollowUpRules
 from services.followup.domain import NewFollowUp, followup_id
 from services.followup.feedback import (
@@ -64,9 +65,10 @@ class FeedbackIn(BaseModel):
 
 class SolutionIn(BaseModel):
     solution: str = Field(min_length=1, max_length=4000, description="the solution the customer is told")
-    tell_by: Literal["sms", "call"] = Field(
-        "sms", description="sms: the notifier texts the customer today; call: a call task due today "
-                           "(a customer without a mobile number, or who asked to be called)")
+    tell_by: Literal["sms", "call"] | None = Field(
+        None, description="sms: the notifier texts the customer today; call: a call task due today (a customer "
+                          "without a mobile number, or who asked to be called); unset: sms, or a call when the "
+                          "phone on the customer's file is flagged as unusable")
 
 
 @dataclass(frozen=True)
@@ -194,14 +196,15 @@ async def record_solution(uow: Uow, ident: str, who: str, supervisor: bool, body
     item = _item(row)
     opened_at = row["opened_at"]
     in_time = item.answer(now, who, supervisor=supervisor)
+    tell_by = body.tell_by or await _how_to_tell(uow.conn, row["customer_id"])
     round_ = sum(1 for h in item.history if h["action"] == "answered")
     confirm_id = followup_id("feedback_confirmation", f"{ident}:{round_}")
-    answer_id = followup_id("feedback_answer", f"{ident}:{round_}") if body.tell_by == "call" else None
+    answer_id = followup_id("feedback_answer", f"{ident}:{round_}") if tell_by == "call" else None
     saved = _with(row, item, answered_by=who, answered_in_time=in_time, solution=body.solution,
-                  told_by=body.tell_by, confirmation_followup_id=confirm_id)
+                  told_by=tell_by, confirmation_followup_id=confirm_id)
     await _save(uow.conn, [saved])
     answered = uow.publish("FeedbackItemAnswered", c.FeedbackItemAnswered(
-        **_base(saved, now, who), solution=body.solution, told_by=body.tell_by, in_time=in_time,
+        **_base(saved, now, who), solution=body.solution, told_by=tell_by, in_time=in_time,
         opened_at=opened_at, confirmation_followup_id=confirm_id, answer_followup_id=answer_id,
     ), cause=_cause(row, f"answered:{round_}"), occurred_at=now)
     calls = [(confirm_id, "feedback_confirmation", confirmation_window(now, r), r.priority_feedback_confirmation)]
@@ -214,6 +217,15 @@ async def record_solution(uow: Uow, ident: str, who: str, supervisor: bool, body
         due_from=window.due_from, due_by=window.due_by, priority=prio, timezone=row["timezone"], event_at=now,
     )) for fid, kind, window, prio in calls])
     return public(saved)
+
+
+async def _how_to_tell(conn: asyncpg.Connection, customer_id: str) -> Literal["sms", "call"]:
+    """By SMS, unless the phone on the customer's file failed its check (intake flagged it): then an
+    agent calls (and corrects the number first), since a text would not arrive today."""
+    flags = (await store.contact_flags_of(conn, [customer_id])).get(customer_id) or {}
+    if isinstance(flags, str):
+        flags = orjson.loads(flags)
+    return "call" if "phone" in flags else "sms"
 
 
 # -- the confirmation call -------------------------------------------------------------------------------

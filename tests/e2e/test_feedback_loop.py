@@ -8,7 +8,7 @@ item nobody answers goes to the supervisor after two days."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 
 import pytest
@@ -20,7 +20,9 @@ from services.notifier.config import NotifierSettings
 from shared.workcal import WorkingCalendar
 from tools.peers import MailSink, PeerStore, SmsGatewaySink
 from tools.simulate import Fleet
-from tests.support import SHANGHAI, Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish, queue_item
+from tests.support import (
+    SHANGHAI, Namespace, Stack, TopicReader, api, count, day_at, db, manual_clock, publish, queue_item,
+)
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
@@ -45,6 +47,14 @@ async def peers() -> AsyncIterator[tuple[PeerStore, MailSink, SmsGatewaySink]]:
 async def _until(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        await asyncio.sleep(0.1)
+
+
+async def _until_async(read: Callable[[], Awaitable[object]], what: str, timeout: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await read():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"{what}: not within {timeout}s")
         await asyncio.sleep(0.1)
@@ -215,5 +225,45 @@ async def test_an_item_nobody_answers_goes_to_the_supervisor_after_two_days_and_
             assert figures["opened"] == 2 and figures["escalated"] == 1 and figures["answered_late"] == 1
             assert figures["complaints"] == 1 and figures["departments_notified"] == 1
             assert (await agent.get("/v1/feedback-items/figures")).status_code == 403
+    finally:
+        await stack.stop()
+
+
+async def test_a_customer_whose_phone_is_flagged_is_told_by_a_call_task_not_an_sms(
+    ns: Namespace, peers: tuple[PeerStore, MailSink, SmsGatewaySink],
+) -> None:
+    store = peers[0]
+    clock = manual_clock(T0)
+    stack = await _stack(ns, clock, peers)
+    try:
+        fleet = Fleet(seed=153)
+        vehicle = fleet.vehicle(day_at(0, days=-200))
+        vehicle.customer.phone = "+8614412345678"  # libphonenumber rejects it: filed, flagged on the file
+        await publish(ns.settings, "upstream.dms", [fleet.pickup(vehicle, day_at(9, days=-4))])
+        async with api(stack["followup"], "agent") as agent:
+            visit = await queue_item(agent, "first_visit", vin=vehicle.vin)
+            assert "phone" in (await agent.get(f"/v1/followups/{visit['followup_id']}")).json()["contact_flags"]
+            call = await agent.post(f"/v1/followups/{visit['followup_id']}/attempts", json={
+                "outcome": "reached", "satisfaction": 2, "requests": "the invoice, please"})
+            item_id = call.json()["feedback_item"]
+            clock.set(T0 + timedelta(hours=2))
+            solved = await agent.post(f"/v1/feedback-items/{item_id}/solution",
+                                      json={"solution": "the invoice is posted today"})
+            assert solved.status_code == 200 and solved.json()["told_by"] == "call", solved.text
+            told = await queue_item(agent, "feedback_answer", vin=vehicle.vin)
+            assert told["customer_id"] == vehicle.customer.customer_id
+        async with TopicReader(ns.settings, "aftersales.followup") as topic:
+            await topic.wait_for(count("FeedbackItemAnswered", 1), timeout=30, settle=1.0)
+        answered = topic.of_type("FeedbackItemAnswered")[0]
+        assert answered.data["told_by"] == "call"
+        notifier = await db(ns, "notifier")
+        try:  # once the notifier has handled the answer (its inbox), it has decided no SMS for it
+            await _until_async(lambda: notifier.fetchval("SELECT count(*) FROM inbox WHERE event_id = $1",
+                                                         answered.envelope.event_id), "the notifier read the answer")
+            assert await notifier.fetchval("SELECT count(*) FROM notifications WHERE source_event_id = $1",
+                                           answered.envelope.event_id) == 0
+        finally:
+            await notifier.close()
+        assert not any("invoice is posted" in s.text for s in store.sms)
     finally:
         await stack.stop()
