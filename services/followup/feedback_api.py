@@ -58,7 +58,8 @@ def feedback_router() -> APIRouter:
         return figures | {"from": since, "to": until}
 
     @r.get("/v1/feedback-items/{item_id}", summary="A feedback item with its history")
-    async def get_item(request: Request, item_id: str, who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
+    async def get_item(request: Request, item_id: str,
+                       who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:

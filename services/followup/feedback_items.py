@@ -173,9 +173,9 @@ async def open_from_call(uow: Uow, call: Call, feedback: FeedbackIn | None,
             **_base(row | {"state": "answered"}, now, call.agent), solution=fb.answer or "answered on the call",
             told_by="on_call", in_time=True, opened_at=now,
         ), cause=_cause(row, "answered"), occurred_at=now)
-    if item.state == "closed":
+    if item.closed_as is not None:
         uow.publish("FeedbackItemClosed", c.FeedbackItemClosed(
-            **_base(row, now, call.agent), closed_as=item.closed_as, complaint_ref=complaint_ref,  # type: ignore[arg-type]
+            **_base(row, now, call.agent), closed_as=item.closed_as, complaint_ref=complaint_ref,
         ), cause=_cause(row, "closed"), occurred_at=now)
     return row
 

@@ -115,7 +115,8 @@ async def test_a_call_scored_2_with_a_request_reaches_the_department_the_custome
             # Only the owner or a supervisor records the solution; it cannot be empty.
             refused = await other.post(f"/v1/feedback-items/{item_id}/solution", json={"solution": "x"})
             assert refused.status_code == 403, refused.text
-            assert (await agent.post(f"/v1/feedback-items/{item_id}/solution", json={"solution": ""})).status_code == 422
+            empty = await agent.post(f"/v1/feedback-items/{item_id}/solution", json={"solution": ""})
+            assert empty.status_code == 422
 
             clock.set(T0 + timedelta(hours=5))  # 15:00 the same day: the dealer found a way
             solution = "经销商免费重新做四轮定位，上次费用全额退还"
@@ -157,7 +158,7 @@ async def test_a_call_scored_2_with_a_request_reaches_the_department_the_custome
             await topic.wait_for(count("FeedbackItemClosed", 1), timeout=30)
         steps = [r for r in topic.records if (r.event_type or "").startswith("FeedbackItem")]
         assert [r.event_type for r in steps] == ["FeedbackItemOpened", "FeedbackItemAnswered", "FeedbackItemClosed"]
-        assert all(str(r.envelope.correlation_id) == pickup["correlation_id"] for r in steps)  # type: ignore[union-attr]
+        assert all(r.envelope is not None and str(r.envelope.correlation_id) == pickup["correlation_id"] for r in steps)
         assert topic.of_type("FeedbackItemAnswered")[0].data["told_by"] == "sms"
     finally:
         await stack.stop()
@@ -216,7 +217,8 @@ async def test_an_item_nobody_answers_goes_to_the_supervisor_after_two_days_and_
             assert late.status_code == 200 and late.json()["answered_in_time"] is False
             answer_call = await queue_item(agent, "feedback_answer")
             assert answer_call["vin"] == unhappy.vin
-            assert datetime.fromisoformat(answer_call["due_by"]) == answer_call_window(now, "Asia/Shanghai", RULES).due_by
+            today = answer_call_window(now, "Asia/Shanghai", RULES)
+            assert datetime.fromisoformat(answer_call["due_by"]) == today.due_by
             assert datetime.fromisoformat(answer_call["due_by"]).astimezone(SHANGHAI).date() == \
                 now.astimezone(SHANGHAI).date(), "the call telling the customer is due today"
             figures = (await supervisor.get("/v1/feedback-items/figures",
