@@ -170,6 +170,39 @@ def router() -> APIRouter:
                          "short": carried})
         return {"agents": agents, "per_agent": per_agent, "backlog": backlog, "days": days}
 
+    @r.get("/supervisor/calls")
+    async def calls_behind(request: Request, week: str = "", region: str = "", dealer: str = "",
+                           format: str = "html", person: Person = Depends(role("supervisor"))) -> Response:
+        """The calls behind a week's return-visit figures (the console's read model), for a region
+        or dealer: who was called, by whom, what came of it."""
+        now = runtime_of(request).clock.now()
+        week = week or iso_week(now)
+        try:
+            start, end = week_bounds(week)
+        except (ValueError, TypeError):
+            raise Refused(N_("Write the week like 2026-W47 and the month like 2026-11."), status=422) from None
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            rows = await conn.fetch(
+                """SELECT c.attempted_at, c.customer_id, cu.name, c.kind, c.outcome, c.satisfaction, c.agent_id,
+                          f.dealer_id, f.region, f.vin
+                     FROM calls c JOIN followups f ON f.followup_id = c.followup_id
+                     LEFT JOIN customers cu ON cu.customer_id = c.customer_id
+                    WHERE c.attempted_at >= $1 AND c.attempted_at < $2
+                      AND ($3 = '' OR f.region = $3) AND ($4 = '' OR f.dealer_id = $4)
+                    ORDER BY c.attempted_at DESC LIMIT 1000""", start, end, region.strip(), dealer.strip())
+        calls = [dict(r) for r in rows]
+        await audit(request, person, "read_report", subject=f"calls:{week}", format=format)
+        if format in ("csv", "xlsx"):
+            gettext = translator(request, person)
+            header = [gettext("When"), gettext("Customer"), gettext("Kind"), gettext("Outcome"), gettext("Score"),
+                      gettext("Agent"), gettext("Dealer"), gettext("Region"), "VIN"]
+            table = [[c["attempted_at"].isoformat(), c["name"] or c["customer_id"], c["kind"], c["outcome"],
+                      c["satisfaction"], c["agent_id"], c["dealer_id"], c["region"], c["vin"]] for c in calls]
+            return exported(f"aftersales-calls-{week}", format, header, table)
+        return render(request, "calls.html", person, calls=calls, week=week, region=region, dealer=dealer)
+
     async def report_rows(request: Request, person: Person, kind: str, period: str
                           ) -> tuple[list[str], list[list[Any]]]:
         """The report's rows: what the page, the CSV and the XLSX all show."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import datetime
 
 import pytest
@@ -61,6 +62,12 @@ async def test_a_supervisor_reads_the_targets_and_exports_the_weekly_report_with
             await expect(targets).to_contain_text("配件发货准确率")
             await expect(page.locator("table.workload tbody tr")).to_have_count(7)
             await journey.check("targets-and-workload")
+            # Drill-down: the calls behind a week's return-visit figure (none made yet this week).
+            await targets.get_by_role("link", name=re.compile("查看相关回访")).last.click()
+            await expect(page.get_by_role("heading", name=re.compile("指标背后的回访"))).to_contain_text(week)
+            await expect(page.get_by_text("本周没有回访记录")).to_be_visible()
+            await journey.check("calls-behind-a-figure")
+            await page.get_by_role("link", name="返回指标看板").click()
 
             await page.get_by_role("link", name="周报").click()
             await page.get_by_label("周（如 2026-W47）或月（如 2026-11）").fill(week)
@@ -78,7 +85,7 @@ async def test_a_supervisor_reads_the_targets_and_exports_the_weekly_report_with
                 await page.get_by_role("link", name="下载 CSV").click()
             text = (await (await waiting.value).path()).read_text(encoding="utf-8-sig")
             assert list(csv.reader(io.StringIO(text)))[0] == rows[0]
-        assert journey.checked == ["targets-and-workload", "weekly-report"]
+        assert journey.checked == ["targets-and-workload", "calls-behind-a-figure", "weekly-report"]
 
         # The file's figures are the services' figures for that week.
         assert rows[0] == ["类别", "分组", "指标", "数量", "总数", "比率"]
