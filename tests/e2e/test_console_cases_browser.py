@@ -167,6 +167,9 @@ async def test_a_handler_works_a_case_to_resolved_with_a_photo_and_a_department_
             await expect(rows).to_have_count(1)
             await expect(rows.nth(0)).to_contain_text("CS-A")
             assert await page.get_by_label("责任部门", exact=True).count() == 0, "no department filter to change"
+            assert await page.get_by_role("link", name="搜索").count() == 0, "no search of every customer's file"
+            refused_search = await page.goto(f"{url}/search?q=1234")
+            assert refused_search is not None and refused_search.status == 403
             await page.goto(f"{url}/cases?department=customer_service")
             await expect(rows).to_have_count(1)
             await expect(rows.nth(0)).to_contain_text("CS-A")
