@@ -107,13 +107,16 @@ def router() -> APIRouter:
         weeks = [*last_weeks(now, 4), iso_week(now)]
         figures: dict[str, list[float | None]] = {k: [] for k in TARGETS}
         problem = None
+        by_dealer: dict[str, list[float | None]] = {}  # parts accuracy per dealer and week
         try:
-            for week in weeks:
+            for index, week in enumerate(weeks):
                 start, end = week_bounds(week)
                 k = await followup_kpis(request, person, start, end, region, dealer)
                 figures["warranty_return_visit_rate"].append(k["warranty_return_visit_rate"])
                 figures["satisfaction_rate"].append(k["satisfaction_rate"])
                 parts = await parts_week(request, person, week)
+                for d in parts["by_dealer"]:
+                    by_dealer.setdefault(d["dealer_id"], [None] * len(weeks))[index] = d["accuracy"]
                 if dealer:
                     row = next((d for d in parts["by_dealer"] if d["dealer_id"] == dealer), None)
                     figures["parts_accuracy"].append(row["accuracy"] if row else None)
@@ -127,6 +130,8 @@ def router() -> APIRouter:
         rows = [{"name": name, "values": values, "target": TARGETS[name], "trend": trend(values)}
                 for name, values in figures.items()]
         workload = await _workload(request, now)
+        dealers = [{"dealer_id": d, "values": v, "trend": trend(v)} for d, v in sorted(by_dealer.items())
+                   if not dealer or d == dealer]
         if format in ("csv", "xlsx"):
             gettext = translator(request, person)
             label = {"warranty_return_visit_rate": gettext("warranty return-visit rate"),
@@ -134,12 +139,14 @@ def router() -> APIRouter:
                      "complaint_sla_compliance": gettext("complaint SLA compliance"),
                      "parts_accuracy": gettext("parts-shipment accuracy")}
             table = [[label[r["name"]], r["target"], *r["values"]] for r in rows]
+            table += [[f'{gettext("parts-shipment accuracy")} · {d["dealer_id"]}', TARGETS["parts_accuracy"],
+                       *d["values"]] for d in dealers]
             table += [[gettext("Calls due"), d["day"].isoformat(), d["due"], d["load"], d["capacity"], d["short"]]
                       for d in workload["days"]]
             await audit(request, person, "read_report", subject="dashboard", format=format)
             return exported("aftersales-targets", format, [gettext("Figure"), gettext("Target"), *weeks], table)
         return render(request, "dashboard.html", person, weeks=weeks, rows=rows, region=region, dealer=dealer,
-                      problem=problem, workload=workload)
+                      problem=problem, workload=workload, dealers=dealers)
 
     async def _workload(request: Request, now: datetime) -> dict[str, Any]:
         """Calls due each of the next 7 days (the console's read model of the follow-ups) against

@@ -61,6 +61,9 @@ async def test_a_supervisor_reads_the_targets_and_exports_the_weekly_report_with
             await expect(targets).to_contain_text(week)
             await expect(targets).to_contain_text("配件发货准确率")
             await expect(page.locator("table.workload tbody tr")).to_have_count(7)
+            dealers = page.locator("table.dealers")
+            await expect(dealers.get_by_role("row", name=re.compile("DLR-002"))).to_contain_text("88%")
+            await expect(dealers.get_by_role("row", name=re.compile("DLR-001"))).to_contain_text("100%")
             await journey.check("targets-and-workload")
             # Drill-down: the calls behind a week's return-visit figure (none made yet this week).
             await targets.get_by_role("link", name=re.compile("查看相关回访")).last.click()
