@@ -559,6 +559,10 @@ def attempt_body(form: dict[str, str], now: datetime) -> dict[str, Any]:
             body["satisfaction"] = int(form["satisfaction"])
         if form.get("satisfied") in ("yes", "no"):
             body["satisfied"] = form["satisfied"] == "yes"
+        concern = {name: True for name, field in (("answered_on_call", "answered_on_call"),
+                                                   ("serious", "feedback_serious")) if form.get(field) == "yes"}
+        if concern:  # the feedback item the score or the request opens
+            body["feedback"] = concern
         if form.get("complaint_description", "").strip():
             body["complaint"] = {
                 "description": form["complaint_description"].strip(),

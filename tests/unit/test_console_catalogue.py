@@ -88,6 +88,12 @@ def test_the_call_form_becomes_the_follow_up_apis_call_record() -> None:
                     "complaint": {"description": "洗车没洗干净", "category": "service_attitude", "severity": None}}
     unreachable = attempt_body({"outcome": "unreachable", "satisfaction": "5", "complaint_description": "x"}, NOW)
     assert unreachable == {"outcome": "unreachable"}, "no score or complaint without reaching the customer"
+    concern = attempt_body({"outcome": "reached", "satisfaction": "2", "requests": "a loaner car",
+                            "answered_on_call": "yes"}, NOW)
+    assert concern["feedback"] == {"answered_on_call": True} and concern["requests"] == "a loaner car"
+    serious = attempt_body({"outcome": "reached", "satisfaction": "3", "feedback_serious": "yes"}, NOW)
+    assert serious["feedback"] == {"serious": True}
+    assert "feedback" not in attempt_body({"outcome": "unreachable", "answered_on_call": "yes"}, NOW)
     later = attempt_body({"outcome": "call_back_later", "call_back_at": "2026-11-20T15:30"}, NOW)
     assert later["call_back_at"] == "2026-11-20T15:30:00+08:00"
 
