@@ -36,7 +36,9 @@ async def test_a_short_demo_month_runs_through_the_services_and_reports_consiste
             user, _, _, password = figures["sign_ins"][0]
             signed = await browser.post("/sign-in", data={"username": user, "password": password,
                                                           "csrf_token": token})
-            assert signed.status_code == 303 and signed.headers["location"] == "/desk"
+            assert signed.status_code == 303 and signed.headers["location"] == "/"
+            home = await browser.get("/")  # each role lands on its own page: an agent on the desk
+            assert home.status_code == 303 and home.headers["location"] == "/desk"
     finally:
         assert demo.stop_services(settings), "the demo's services were not running at the end"
 
