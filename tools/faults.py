@@ -1019,7 +1019,6 @@ def check(obs: Observation, exp: Expectation) -> list[Invariant]:
         problems))
 
     # -- counts, stage by stage ----------------------------------------------------------------
-    old = [i for i in valid.values() if i.group == "pickup.old"]
     stages = [
         ("valid upstream events → canonical events", len(valid), canonical_count),
         ("valid pickups → canonical VehiclePickedUp", len(valid_pickups), len(pickups)),
@@ -1028,7 +1027,8 @@ def check(obs: Observation, exp: Expectation) -> list[Invariant]:
          len(first_by_id), sum(1 for e in sent.values() if e.data["rule"] == "first_visit_notice")),
         ("first-visit SMS sent → SMS delivered", sum(1 for e in sent.values() if e.data["rule"] == "first_visit_notice"),
          sum(1 for nid, e in sent.items() if e.data["rule"] == "first_visit_notice" and delivered.get(nid))),
-        ("overdue pickups → FollowUpEscalated", len(old), len(escalated)),
+        # pickups and deliveries alike: a sale's first visit is due 3-7 days after it
+        ("overdue first visits → FollowUpEscalated", expected_fu, len(escalated)),
         ("FollowUpEscalated → e-mails sent", len(escalated),
          sum(1 for e in sent.values() if e.data["rule"] == "followup_escalated")),
         ("complaints filed → cases opened", len(filed_refs | set(raised)), len(opened)),

@@ -30,7 +30,7 @@ def test_two_replicas_lose_nothing_and_do_nothing_twice_while_services_kafka_and
     assert len({f.target for f in injected if f.what == "SIGKILL"}) > len(SERVICES), "both replicas were hit"
     assert [f.what for f in injected if f.what in ("Kafka back", "Postgres back")] == ["Kafka back", "Postgres back"]
     assert report.stats.published == options.events and report.stats.quiet_after is not None
-    assert len(report.invariants) == 11
+    assert len(report.invariants) == 12, "eleven invariants and the deliveries' first visits"
 
     where = f"(run {report.run_id}, seed {report.seed}, logs {report.logs})"
     broken = [f"{i.name}: {i.figures} | {'; '.join(i.problems)}" for i in report.failed()]
