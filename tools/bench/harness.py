@@ -142,13 +142,15 @@ def _peak_rss_mb(pid: int | None) -> float | None:
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (0 when it is gone)."""
+def _cpu_seconds(pid: int, *, reaped: bool = False) -> float:
+    """User + system CPU of a process (0 when it is gone); with `reaped`, also that of its
+    children that ended and were waited for (a Postgres backend's CPU moves to the postmaster
+    when its connection closes, so without it a pass that closes connections counts less than 0)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    return sum(int(f) for f in fields[11:15 if reaped else 13]) / _TICK
 
 
 def _processes_named(predicate: Any) -> list[int]:
@@ -165,7 +167,8 @@ def _cpu_snapshot(services: dict[str, int | None]) -> dict[str, float]:
     """CPU seconds so far of each service process, of every Postgres process, of the Kafka
     broker and of this benchmark process (the publisher and the collector)."""
     snapshot = {name: _cpu_seconds(pid) for name, pid in services.items() if pid is not None}
-    snapshot["postgres"] = sum(map(_cpu_seconds, _processes_named(lambda _, comm, __: comm == "postgres")))
+    snapshot["postgres"] = sum(_cpu_seconds(pid, reaped=True)
+                               for pid in _processes_named(lambda _, comm, __: comm == "postgres"))
     snapshot["kafka"] = sum(map(_cpu_seconds, _processes_named(lambda _, comm, cmd: b"kafka.Kafka" in cmd)))
     snapshot["bench"] = _cpu_seconds(os.getpid())
     return snapshot
