@@ -374,6 +374,23 @@ async def test_hostile_strings_in_every_http_path_query_and_body_never_get_a_5xx
         finally:
             await conn.close()
     tables_before = await _tables(ns)
+    # No route deletes a customer file, a follow-up or a case (opt-outs and saved views may go):
+    # every one there before the hostile requests is there after them, by its key.
+    kept = {("intake", "SELECT customer_id FROM customers"), ("followup", "SELECT followup_id FROM followups"),
+            ("complaints", "SELECT complaint_id FROM cases")}
+
+    async def keys() -> dict[tuple[str, str], set[Any]]:
+        found = {}
+        for schema, query in kept:
+            conn = await db(ns, schema)
+            try:
+                found[(schema, query)] = {row[0] for row in await conn.fetch(query)}
+            finally:
+                await conn.close()
+        return found
+
+    keys_before = await keys()
+    assert all(keys_before.values()), keys_before
     failures: list[str] = []
     sent = 0
     statuses: dict[int, int] = {}
@@ -402,4 +419,8 @@ async def test_hostile_strings_in_every_http_path_query_and_body_never_get_a_5xx
 
     tables_after = await _tables(ns)
     assert set(tables_after) == set(tables_before), set(tables_before) ^ set(tables_after)
+    keys_after = await keys()
+    lost = {where[0]: sorted(map(str, keys_before[where] - keys_after[where])) for where in kept
+            if keys_before[where] - keys_after[where]}
+    assert not lost, f"rows gone after the hostile requests: {lost}"
     assert not [t for t in tables_after if t.split(".")[1] in CANARIES]
