@@ -257,6 +257,10 @@ class ComplaintFiled(Data, kw_only=True):
     part_category: str | None = None
     severity: Severity | None = None
     followup_id: str | None = None
+    # The vehicle's dealer and region, when known (intake from the vehicle's file, follow-up from
+    # the call): the complaints figures by region and dealer.
+    dealer_id: str | None = None
+    region: str | None = None
 
 
 class CampaignAnnounced(Data, kw_only=True):
@@ -269,6 +273,12 @@ class CampaignAnnounced(Data, kw_only=True):
     regions: list[str]
     models: list[str] | None = None
     loyal_first: bool = True
+    # A recall announced by quality (aftersales.quality) names the vehicles it targets: the
+    # owners of exactly these VINs are called and written to, whatever their region.
+    vins: list[str] | None = None
+    alert_id: str | None = None
+    category: str | None = None
+    batch: str | None = None
 
 
 # ---------------------------------------------------------------------------------------
@@ -352,6 +362,8 @@ class FollowUpCompleted(Data, kw_only=True):
     campaign_id: str | None = None
     dealer_id: str | None = None
     region: str | None = None
+    # A campaign call that reached the customer: the visit they booked (a recall's inspection).
+    booked_at: Aware | None = None
 
 
 class FeedbackRecorded(Data, kw_only=True):
@@ -381,6 +393,8 @@ class CampaignCallScheduled(Data, kw_only=True):
     followup_id: str
     due_by: Aware
     loyal: bool = False
+    campaign_kind: CampaignKind | None = None
+    vin: str | None = None
 
 
 class FeedbackItemEvent(Data, kw_only=True):
@@ -597,6 +611,23 @@ class QualityAlertStateChanged(Data, kw_only=True):
     rule: AlertRule | None = None
     state: Literal["acknowledged", "closed"] | None = None
     title: str | None = None
+
+
+class BatchProblemConfirmed(Data, kw_only=True):
+    """A quality engineer confirmed an alert as a batch problem, with the containment action;
+    the vehicles carrying the batch (from the sales parts lists) are the recall's targets."""
+
+    alert_id: str
+    confirmed_at: Aware
+    actor: str
+    containment: str
+    category: str
+    batch: str
+    vins: list[str]
+    cell: dict[str, str] | None = None
+    supplier_id: str | None = None
+    title: str | None = None
+    campaign_id: str | None = None
 
 
 # ---------------------------------------------------------------------------------------

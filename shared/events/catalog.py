@@ -141,6 +141,8 @@ _SPECS: list[EventSpec] = [
     EventSpec(QUALITY, "QualityAlertClosed", c.QualityAlertStateChanged, _by("alert_id"), "alert_id"),
     EventSpec(QUALITY, "PartsAccuracyReport", c.WeeklyReport, _by("week"), "week"),
     EventSpec(QUALITY, "QualityWeeklyReport", c.WeeklyReport, _by("week"), "week"),
+    EventSpec(QUALITY, "BatchProblemConfirmed", c.BatchProblemConfirmed, _by("alert_id"), "alert_id"),
+    EventSpec(QUALITY, "CampaignAnnounced", c.CampaignAnnounced, _by("campaign_id"), "campaign_id"),
     *(
         EventSpec(NOTIFIER, name, c.NotificationEvent, _by("recipient"), "recipient")
         for name in ("NotificationSent", "NotificationFailed", "NotificationSuppressed")
