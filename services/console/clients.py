@@ -29,11 +29,12 @@ class Person:
 class ServiceError(Exception):
     """A service refused or could not be reached; `message` says what to do."""
 
-    def __init__(self, service: str, status: int, message: str) -> None:
+    def __init__(self, service: str, status: int, message: str, fields: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.service = service
         self.status = status
         self.message = message
+        self.fields = fields or {}  # a validation error's fields (of the body) and what the service said of each
 
 
 class Services:
@@ -53,17 +54,19 @@ class Services:
             await client.aclose()
 
     async def call(self, person: Person, method: str, service: str, path: str, *, json: Any = None,
-                   params: dict[str, Any] | None = None, ok: tuple[int, ...] = (200, 201)) -> Any:
+                   params: dict[str, Any] | None = None, ok: tuple[int, ...] = (200, 201),
+                   headers: dict[str, str] | None = None) -> Any:
         token = person_token(self.key, person.username, person.role, self.rules.token_minutes,
                              department=person.department)
         try:
             response = await self._clients[service].request(
-                method, path, json=json, params=params, headers={"Authorization": f"Bearer {token}"})
+                method, path, json=json, params=params,
+                headers={**(headers or {}), "Authorization": f"Bearer {token}"})
         except httpx.HTTPError as exc:
             raise ServiceError(service, 503, f"the {service} service cannot be reached ({type(exc).__name__}); "
                                              "try again in a moment") from None
         if response.status_code not in ok:
-            raise ServiceError(service, response.status_code, _detail(response))
+            raise ServiceError(service, response.status_code, _detail(response), _fields(response))
         return response.json() if response.content else None
 
     async def fetch(self, person: Person, service: str, path: str) -> httpx.Response:
@@ -91,3 +94,21 @@ def _detail(response: httpx.Response) -> str:
     if isinstance(detail, dict):
         return str(detail.get("message") or detail)
     return str(detail)
+
+
+def _fields(response: httpx.Response) -> dict[str, str]:
+    """FastAPI's validation errors by the body's field: {"phone": "Value error, phone '12' is not …"}."""
+    if response.status_code != 422:
+        return {}
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        return {}
+    if not isinstance(detail, list):
+        return {}
+    found: dict[str, str] = {}
+    for d in detail:
+        loc = d.get("loc") if isinstance(d, dict) else None
+        if isinstance(loc, list) and len(loc) >= 2 and loc[0] == "body":
+            found.setdefault(str(loc[1]), str(d.get("msg") or ""))
+    return found
