@@ -113,7 +113,22 @@ LABELS: dict[str, dict[str, str]] = {
                "case_close": N_("closed a case"), "case_reopen": N_("reopened a case"),
                "case_document": N_("attached a document to a case"), "read_alert": N_("read a quality alert"),
                "alert_acknowledge": N_("acknowledged a quality alert"),
-               "alert_close": N_("closed a quality alert"), "read_report": N_("read or exported a report")},
+               "alert_close": N_("closed a quality alert"), "read_report": N_("read or exported a report"),
+               "read_feedback_item": N_("read a feedback item"),
+               "feedback_solution": N_("recorded a feedback item's solution"),
+               "record_consultation": N_("recorded a consultation")},
+    # feedback items (the customers' concerns heard on return visits)
+    "feedback_state": {"open": N_("waiting for a solution"), "escalated": N_("escalated to the supervisor"),
+                       "answered": N_("answered, to be confirmed"), "closed": N_("closed")},
+    "feedback_step": {"opened": N_("opened by the call"), "escalated": N_("escalated"),
+                      "answered": N_("solution recorded"), "reopened": N_("reopened: not satisfied"),
+                      "closed": N_("closed")},
+    "closed_as": {"answered_on_call": N_("answered on the call"), "confirmed": N_("the customer confirmed"),
+                  "unconfirmed": N_("not reached to confirm"), "complaint": N_("became a complaint case")},
+    "reason": {"low_score": N_("low score"), "request": N_("a request")},
+    "told_by": {"sms": N_("by SMS"), "call": N_("by a call today"), "on_call": N_("on the call")},
+    "actor": {"system": N_("the deadline")},
+    "consultation_channel": {"hotline": N_("hotline"), "showroom": N_("showroom"), "web": N_("web")},
 }
 
 

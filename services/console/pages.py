@@ -537,9 +537,10 @@ def router() -> APIRouter:
         return render(request, "audit.html", person, entries=entries, user=user or "", customer=customer or "",
                       action=action or "")
 
-    from services.console import cases, quality_pages, supervisor_pages  # their pages use this module's helpers
+    from services.console import cases, feedback_pages, quality_pages, supervisor_pages  # they use these helpers
 
     r.include_router(cases.router())
+    r.include_router(feedback_pages.router())
     r.include_router(quality_pages.router())
     r.include_router(supervisor_pages.router())
     return r
