@@ -9,7 +9,7 @@ from typing import Any
 
 from shared import metrics
 from shared.db import acquire
-from shared.events import COMPLAINTS, INTAKE
+from shared.events import COMPLAINTS, INTAKE, QUALITY
 from shared.kafka.consumer import Subscription
 from shared.replay import Comparison
 from shared.runtime import ServiceDefinition, ServiceRuntime
@@ -79,6 +79,8 @@ definition: ServiceDefinition[FollowUpDeps] = ServiceDefinition(
             "VehicleSold": handlers.on_vehicle_sold, "VehiclePickedUp": handlers.on_vehicle_picked_up,
             "CampaignAnnounced": handlers.on_campaign_announced,
         }),
+        # A recall announced by quality from a confirmed batch problem: calls to the owners of its VINs.
+        Subscription(QUALITY, {"CampaignAnnounced": handlers.on_campaign_announced}),
         Subscription(COMPLAINTS, {
             name: handlers.on_complaint_state
             for name in ("ComplaintOpened", "ComplaintReopened", "ComplaintResolved", "ComplaintClosed")

@@ -46,6 +46,8 @@ class AttemptIn(BaseModel):
     requests: str | None = Field(None, max_length=4000)
     notes: str | None = Field(None, max_length=4000)
     categories: list[str] = Field(default_factory=list, max_length=20, description="feedback tags, e.g. price, praise")
+    booked_at: Moment | None = Field(None, description="for a campaign call that reached the customer: the visit "
+                                                        "they booked (a recall's inspection), when")
     complaint: ComplaintIn | None = None
     product_issue: ProductIssueIn | None = None
     feedback: feedback_items.FeedbackIn | None = Field(
@@ -57,7 +59,7 @@ class AttemptIn(BaseModel):
         if self.outcome == "call_back_later" and self.call_back_at is None:
             raise ValueError("call_back_at is required when the outcome is call_back_later")
         if self.outcome != "reached":
-            given = [n for n in ("satisfaction", "satisfied", "complaint", "product_issue", "feedback")
+            given = [n for n in ("satisfaction", "satisfied", "complaint", "product_issue", "feedback", "booked_at")
                      if getattr(self, n)]
             if given:
                 raise ValueError(f"{', '.join(given)} can only be recorded when the customer was reached")
@@ -124,6 +126,9 @@ async def record_attempt(uow: Uow, followup_id_: str, agent: str, body: AttemptI
     if f["kind"] in ("complaint_confirmation", "feedback_confirmation") and body.outcome == "reached" \
             and body.satisfied is None and body.satisfaction is None:
         raise CallRefused(422, f"a {f['kind'].replace('_', ' ')} needs `satisfied` (or a satisfaction score) when reached")
+    if body.booked_at is not None and f["kind"] != "campaign_call":
+        raise CallRefused(422, f"booked_at is for a campaign call's booked visit; follow-up {followup_id_} is a "
+                               f"{f['kind'].replace('_', ' ')}")
 
     decision = after_attempt(body.outcome, now, f["unreachable"], f["timezone"], body.call_back_at, r)
     attempt_no = f["attempts"] + 1
@@ -207,6 +212,7 @@ async def _complete(uow: Uow, f: dict[str, Any], completed: dict[str, Any], atte
         "satisfaction": completed["satisfaction"], "satisfied": completed["satisfied"],
         "agent_id": completed["agent_id"], "complaint_id": f["complaint_id"], "campaign_id": f["campaign_id"],
         "dealer_id": f["dealer_id"], "region": f["region"],
+        "booked_at": body.booked_at if completed["outcome"] == "reached" else None,
     }, cause=cause, occurred_at=now)
     if completed["outcome"] == "reached":
         categories = list(body.categories)

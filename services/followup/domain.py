@@ -49,6 +49,7 @@ class NewFollowUp:
     mileage_km: int | None = None
     tier: str | None = None
     reason_type: str | None = None  # the event type it follows (VehiclePickedUp, VehicleSold, …)
+    campaign_kind: str | None = None  # a campaign call's campaign kind (recall, free_inspection_week, …)
 
 
 def next_step(step: Step | None, due_from: datetime, due_by: datetime,

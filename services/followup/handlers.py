@@ -311,7 +311,7 @@ def _announce(uow: Uow, f: NewFollowUp, cause: Any, event_id: uuid.UUID | None =
         assert f.campaign_id is not None
         uow.publish("CampaignCallScheduled", c.CampaignCallScheduled(
             customer_id=f.customer_id, campaign_id=f.campaign_id, followup_id=f.followup_id, due_by=f.due_by,
-            loyal=f.tier in ("gold", "silver"),
+            loyal=f.tier in ("gold", "silver"), campaign_kind=f.campaign_kind, vin=f.vin,  # type: ignore[arg-type]
         ), cause=cause, discriminator=f.followup_id)
 
 
@@ -338,7 +338,12 @@ async def on_campaign_announced(uow: Uow, events: list[Event[c.CampaignAnnounced
         if window is None:
             uow.log.info("campaign already started when announced; no calls", campaign_id=d.campaign_id)
             continue
-        targets = await store.campaign_targets(uow.conn, d.regions, d.models)
+        if d.vins is not None:  # a recall from quality: the owners of exactly these vehicles
+            targets = await store.owners_of(uow.conn, d.vins)
+            uow.log.info("recall campaign targets", campaign_id=d.campaign_id, vins=len(d.vins),
+                         owners=len(targets), vins_without_owner_on_file=len(set(d.vins) - {t["vin"] for t in targets}))
+        else:
+            targets = await store.campaign_targets(uow.conn, d.regions, d.models)
         stats = await store.loyalty_stats(uow.conn, [t["customer_id"] for t in targets],
                                           add_months(event.occurred_at, -r.loyalty_window_months))
         items = []
@@ -349,7 +354,7 @@ async def on_campaign_announced(uow: Uow, events: list[Event[c.CampaignAnnounced
                 customer_id=t["customer_id"], vin=t["vin"], dealer_id=t["dealer_id"], region=t["region"],
                 campaign_id=d.campaign_id, reason_event_id=str(event.event_id), due_from=window.due_from,
                 due_by=window.due_by, priority=priority("campaign_call", tier, r), timezone=t["timezone"],
-                event_at=d.starts_at, tier=tier,
+                event_at=d.starts_at, tier=tier, campaign_kind=d.kind,
             )
             items.append((event, f))
             step, at = next_step(None, f.due_from, f.due_by, r)

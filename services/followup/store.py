@@ -244,6 +244,17 @@ async def campaign_targets(conn: asyncpg.Connection, regions: list[str], models:
     return [dict(r) for r in rows]
 
 
+async def owners_of(conn: asyncpg.Connection, vins: list[str]) -> list[dict[str, Any]]:
+    """The customers owning these vehicles (a recall's targets), one row per customer (their
+    first VIN of the list), with the region and zone of their file."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT ON (v.customer_id) v.customer_id, v.vin, v.dealer_id, c.region, c.timezone
+             FROM vehicles v JOIN customers c ON c.customer_id = v.customer_id
+            WHERE v.vin = ANY($1::text[])
+            ORDER BY v.customer_id, v.vin""", vins)
+    return [dict(r) for r in rows]
+
+
 # -- follow-ups ------------------------------------------------------------------------------------
 
 FOLLOWUPS = Table("followups", {

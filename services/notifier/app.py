@@ -41,6 +41,7 @@ def _subscriptions() -> list[Subscription]:
     by_topic[INTAKE]["CustomerUpdated"] = handlers.on_customer_changed
     by_topic[INTAKE]["CustomerContactCorrected"] = handlers.on_customer_changed  # an agent's correction
     by_topic[INTAKE]["CampaignAnnounced"] = handlers.on_campaign
+    by_topic[QUALITY]["CampaignAnnounced"] = handlers.on_campaign  # a recall from a confirmed batch problem
     return [Subscription(topic, subscribed) for topic, subscribed in by_topic.items()]
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.events import canonical as c
 from shared.http import Principal, check_moments, check_paging, require, runtime_of
 
-from services.quality import figures, store
+from services.quality import figures, recall_store, store
 from services.quality.config import QualityRules
 from services.quality.domain import (
     ALERT_STATES,
@@ -28,6 +28,7 @@ from services.quality.domain import (
     week_bounds,
 )
 from services.quality.monitor import EventRef, alert_title
+from services.quality.recall_api import recall_json, recall_router, split_reports
 
 READ = ("quality", "supervisor", "ops")  # supervisors read the alerts and the weekly figures
 ACT = ("quality",)
@@ -101,6 +102,7 @@ def _moment(value: str | None, name: str, zone: str, default: datetime) -> datet
 
 def router() -> APIRouter:
     api = APIRouter(prefix="/v1", tags=["quality"])
+    api.include_router(recall_router())
 
     @api.get("/alerts", summary="Early-warning alerts, newest first")
     async def list_alerts(
@@ -139,7 +141,11 @@ def router() -> APIRouter:
             cell = Cell.from_key(row["cell_key"])
             ages, reported = await store.months_in_service(conn, cell, row["report_ids"], row["as_of"],
                                                            rates.unit_month_days)
-        return {**alert_json(row), "reports": reports,
+            # Reports from vehicles a recall already inspected are flagged and counted apart.
+            inspections = await recall_store.inspections(conn, [r["vin"] for r in reports])
+            recall = await recall_store.recall_of_alert(conn, alert_id)
+        return {**alert_json(row), "reports": reports, "reports_by_inspection": split_reports(reports, inspections),
+                "recall": recall_json(recall) if recall else None,
                 "by_month_in_service": by_month_in_service(ages, reported, rates.rate(cell.category))}
 
     async def act(request: Request, alert_id: str, action: str, note: str | None, who: Principal) -> dict[str, Any]:

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from shared import metrics
-from shared.events import COMPLAINTS, INTAKE
+from shared.events import COMPLAINTS, FOLLOWUP, INTAKE
 from shared.kafka.consumer import Subscription
 from shared.replay import Comparison
 from shared.runtime import ServiceDefinition, ServiceRuntime
 
-from services.quality import figures, handlers
+from services.quality import figures, handlers, recalls
 from services.quality.api import router
 from services.quality.config import QualityDeps, QualityRules, load_baseline_rates
 from services.quality.domain import next_weekly_report_at, previous_week
@@ -80,7 +80,9 @@ definition: ServiceDefinition[QualityDeps] = ServiceDefinition(
             "PartDefectReported": handlers.on_part_defect_reported,
             "PartShipped": handlers.on_part_shipped,
             "PartShipmentDiscrepancy": handlers.on_shipment_discrepancy,
+            "VehiclePickedUp": recalls.on_vehicle_picked_up,  # owners; recalled vehicles inspected
         }),
+        Subscription(FOLLOWUP, {"FollowUpCompleted": recalls.on_followup_completed}),  # recall calls
         Subscription(COMPLAINTS, {
             "PartDefectReported": handlers.on_complaint_part_defect,
             "ComplaintOpened": handlers.on_complaint_opened,

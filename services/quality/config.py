@@ -50,6 +50,11 @@ class QualityRules(BaseSettings):
     baseline_rates_file: Path = HERE / "baseline_rates.yaml"
     # An alert lists at most this many report ids and VINs (the API lists them all).
     alert_listed_reports_max: int = Field(2000, ge=1)
+    # A recall announced from a confirmed batch problem starts this many days after the
+    # confirmation unless the engineer says when ("call the customer two weeks in advance":
+    # the campaign calls are then due at once) and lasts this many days.
+    recall_lead_days: int = Field(14, ge=0)
+    recall_length_days: int = Field(90, ge=1)
 
     # Day and week boundaries (looks, weekly reports) are taken in this zone.
     timezone: str = "Asia/Shanghai"

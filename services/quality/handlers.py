@@ -10,7 +10,7 @@ from shared.events import canonical as c
 from shared.timers import Timer
 from shared.uow import UnitOfWork
 
-from services.quality import figures, monitor, store
+from services.quality import figures, monitor, recalls, store
 from services.quality.domain import (
     Counting,
     DefectReport,
@@ -49,6 +49,7 @@ async def on_vehicle_sold(uow: Uow, events: list[Event[c.VehicleSold]]) -> None:
          "region": e.data.region, "event_id": e.event_id, "occurred_at": e.occurred_at, "parts": e.data.parts}
         for vin, e in latest.items()
     ], uow.now())
+    await recalls.keep_sale_owners(uow, list(latest.values()))
     waiting = await store.unresolved_reports_of(uow.conn, written)
     if not waiting:
         return

@@ -1,0 +1,128 @@
+"""The quality department's recall routes: confirm an alert as a batch problem (containment
+action required) and announce its recall, list the vehicles the batch is in, follow the
+campaign per dealer (reached, booked, inspected, part replaced), and see the defect reports
+that came since, those of inspected vehicles apart.
+
+Roles: `quality` confirms; `quality`, `supervisor` and `ops` read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.http import Moment, Principal, require, runtime_of
+
+from services.quality import recall_store, recalls, store
+from services.quality.domain import Cell
+from services.quality.recall import NotRecallable, after_inspection, progress_by_dealer, recall_target
+
+READ = ("quality", "supervisor", "ops")
+ACT = ("quality",)
+
+
+class ConfirmBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    containment: str = Field(min_length=1, max_length=4000, description=(
+        "the containment action taken on the batch: parts on hold, stock quarantined, supplier 8D, …"))
+    batch: str | None = Field(None, min_length=1, max_length=200, description=(
+        "the batch found at fault; required for an alert on a supplier's parts on a model, which names no batch"))
+    title: str | None = Field(None, min_length=1, max_length=300, description="the campaign's title for the owners")
+    address: str | None = Field(None, min_length=1, max_length=500, description="where the owners bring the vehicle")
+    starts_at: Moment | None = Field(None, description="default: the confirmation + 14 days (calls due at once)")
+    ends_at: Moment | None = Field(None, description="default: starts_at + 90 days")
+
+
+def recall_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in ("campaign_id", "alert_id", "category", "batch", "supplier_id", "containment",
+                                "confirmed_at", "confirmed_by", "title", "address", "starts_at", "ends_at")}
+
+
+def split_reports(reports: list[dict[str, Any]], inspections: dict[str, list[Any]]) -> dict[str, Any]:
+    """Reports flagged `inspected` (their vehicle was inspected in a recall of that category
+    before the report), and the two groups counted apart."""
+    for r in reports:
+        r["inspected"] = bool(r.get("vin")) and after_inspection(r["category"], r["reported_at"],
+                                                                 inspections.get(r["vin"], []))
+    return {"not_inspected": sum(1 for r in reports if not r["inspected"]),
+            "inspected": sum(1 for r in reports if r["inspected"])}
+
+
+def recall_router() -> APIRouter:
+    api = APIRouter(tags=["quality: recalls"])
+
+    @api.post("/alerts/{alert_id}/confirm",
+              summary="Confirm an alert as a batch problem with its containment action; announce the recall")
+    async def confirm(request: Request, alert_id: str, body: ConfirmBody,
+                      who: Principal = require(*ACT)) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        try:
+            async with runtime.transaction() as uow:
+                return await recalls.confirm(uow, alert_id, who.subject, containment=body.containment,
+                                             batch=body.batch, title=body.title, address=body.address,
+                                             starts_at=body.starts_at, ends_at=body.ends_at)
+        except recalls.ConfirmRefused as exc:
+            raise HTTPException(exc.status, exc.detail) from None
+
+    @api.get("/alerts/{alert_id}/affected-vehicles",
+             summary="Every vehicle carrying the alert's batch, with owner, region and dealer")
+    async def affected(request: Request, alert_id: str,
+                       batch: str | None = Query(None, description="for an alert on a supplier's parts on a model"),
+                       _: Principal = require(*READ)) -> dict[str, Any]:
+        """Once the alert is confirmed: the recall's vehicles as of the confirmation, with their
+        progress. Before: the vehicles that carry the batch now (what a confirmation would recall)."""
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with runtime.pool.acquire() as conn:
+            row = await store.alert(conn, alert_id)
+            if row is None:
+                raise HTTPException(404, f"no alert {alert_id!r}; list the alerts with GET /v1/alerts")
+            done = await recall_store.recall_of_alert(conn, alert_id)
+            if done is not None:
+                vehicles = await recall_store.recall_vehicles(conn, done["campaign_id"])
+                return {"alert_id": alert_id, "confirmed": True, "campaign_id": done["campaign_id"],
+                        "category": done["category"], "batch": done["batch"], "supplier_id": done["supplier_id"],
+                        "total": len(vehicles), "vehicles": vehicles}
+            try:
+                target = recall_target(Cell.from_key(row["cell_key"]), batch)
+            except NotRecallable as exc:
+                raise HTTPException(422, str(exc)) from None
+            vehicles = await recall_store.affected_vehicles(conn, target)
+        return {"alert_id": alert_id, "confirmed": False, "campaign_id": None, "category": target.category,
+                "batch": target.batch, "supplier_id": target.supplier_id, "total": len(vehicles),
+                "vehicles": vehicles}
+
+    @api.get("/recalls", summary="Recall campaigns from confirmed batch problems, with their progress")
+    async def list_recalls(request: Request, _: Principal = require(*READ)) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with runtime.pool.acquire() as conn:
+            found = []
+            for r in await recall_store.list_recalls(conn):
+                vehicles = await recall_store.recall_vehicles(conn, r["campaign_id"])
+                found.append({**recall_json(r), "progress": progress_by_dealer(vehicles)["total"]})
+        return {"total": len(found), "recalls": found}
+
+    @api.get("/recalls/{campaign_id}",
+             summary="A recall's progress per dealer, its vehicles, and the defect reports since, inspected apart")
+    async def get_recall(request: Request, campaign_id: str, _: Principal = require(*READ)) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with runtime.pool.acquire() as conn:
+            r = await recall_store.recall(conn, campaign_id)
+            if r is None:
+                raise HTTPException(404, f"no recall {campaign_id!r}; list them with GET /v1/recalls")
+            vehicles = await recall_store.recall_vehicles(conn, campaign_id)
+            reports = await recall_store.reports_since(conn, campaign_id, r["confirmed_at"])
+            inspections = await recall_store.inspections(conn, [x["vin"] for x in reports])
+        counts = split_reports(reports, inspections)
+        return {**recall_json(r), "progress": progress_by_dealer(vehicles), "vehicles": vehicles,
+                "reports_since_confirmation": {
+                    **counts,
+                    "not_inspected_reports": [x for x in reports if not x["inspected"]],
+                    "inspected_reports": [x for x in reports if x["inspected"]],
+                }}
+
+    return api

@@ -1,0 +1,142 @@
+"""From alert to recall, the application layer: the confirmation of an alert as a batch problem
+(a command: BatchProblemConfirmed, then the recall CampaignAnnounced naming every VIN that
+carries the batch), and the handlers that follow the campaign: owners from sales and visits,
+calls that reached or booked an owner (followup's FollowUpCompleted), visits that inspected a
+recalled vehicle or replaced its part (intake's VehiclePickedUp). The rules are in recall.py."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shared.events import Event
+from shared.events import canonical as c
+from shared.uow import UnitOfWork
+
+from services.quality import recall_store, store
+from services.quality.config import QualityDeps
+from services.quality.domain import Cell
+from services.quality.monitor import EventRef, alert_title
+from services.quality.recall import (
+    NotRecallable,
+    VisitItem,
+    campaign_dates,
+    campaign_id_for,
+    default_title,
+    read_visit,
+    recall_target,
+)
+
+Uow = UnitOfWork[QualityDeps]
+DEFAULT_ADDRESS = "any authorised dealer's workshop"
+
+
+class ConfirmRefused(Exception):
+    """The confirmation cannot be made as asked: `status` is the HTTP status, `detail` says why."""
+
+    def __init__(self, status: int, detail: Any) -> None:
+        super().__init__(str(detail))
+        self.status = status
+        self.detail = detail
+
+
+async def confirm(uow: Uow, alert_id: str, actor: str, *, containment: str, batch: str | None = None,
+                  title: str | None = None, address: str | None = None, starts_at: datetime | None = None,
+                  ends_at: datetime | None = None) -> dict[str, Any]:
+    """An open alert confirmed as a batch problem with its containment action: the vehicles
+    carrying the batch become the recall's targets, and the campaign is announced (when there
+    is a vehicle to recall). One recall per alert."""
+    found = await store.alert(uow.conn, alert_id)
+    if found is None:
+        raise ConfirmRefused(404, f"no alert {alert_id!r}; list the alerts with GET /v1/alerts")
+    await store.locked_cells(uow.conn, [found["cell_key"]])  # lock order: cell, then alert
+    row = await store.alert(uow.conn, alert_id, lock=True)
+    assert row is not None
+    done = await recall_store.recall_of_alert(uow.conn, alert_id)
+    if done is not None:
+        raise ConfirmRefused(409, {"message": f"alert {alert_id} was confirmed as a batch problem at "
+                                              f"{done['confirmed_at'].isoformat()} by {done['confirmed_by']}; "
+                                              f"its recall is {done['campaign_id']}",
+                                   "state": row["state"], "campaign_id": done["campaign_id"]})
+    if row["state"] == "closed":
+        raise ConfirmRefused(409, {"message": f"alert {alert_id} is closed; a closed alert cannot be confirmed "
+                                              "(it reopens when the reports alarm again)",
+                                   "state": row["state"], "allowed": []})
+    rules = uow.deps.rules
+    now = uow.now()
+    try:
+        target = recall_target(Cell.from_key(row["cell_key"]), batch)
+        start, end = campaign_dates(now, starts_at, ends_at, rules.recall_lead_days, rules.recall_length_days)
+    except NotRecallable as exc:
+        raise ConfirmRefused(422, str(exc)) from None
+    vehicles = await recall_store.affected_vehicles(uow.conn, target)
+    vins = [v["vin"] for v in vehicles]
+    campaign_id = campaign_id_for(alert_id) if vehicles else None
+    title = title or default_title(target)
+    confirmed = uow.publish("BatchProblemConfirmed", c.BatchProblemConfirmed(
+        alert_id=alert_id, confirmed_at=now, actor=actor, containment=containment, category=target.category,
+        batch=target.batch, supplier_id=target.supplier_id, vins=vins, cell=row["cell"], title=alert_title(row),
+        campaign_id=campaign_id,
+    ), cause=EventRef(row["last_event_id"], row["correlation_id"]), occurred_at=now)
+    if campaign_id is not None:
+        uow.publish("CampaignAnnounced", c.CampaignAnnounced(
+            campaign_id=campaign_id, kind="recall", title=title, starts_at=start, ends_at=end,
+            address=address or DEFAULT_ADDRESS, regions=sorted({v["region"] for v in vehicles if v["region"]}),
+            models=sorted({v["model"] for v in vehicles}), loyal_first=True, vins=vins, alert_id=alert_id,
+            category=target.category, batch=target.batch,
+        ), cause=confirmed, occurred_at=now)
+        await recall_store.insert_recall(uow.conn, {
+            "campaign_id": campaign_id, "alert_id": alert_id, "category": target.category, "batch": target.batch,
+            "supplier_id": target.supplier_id, "containment": containment, "confirmed_at": now,
+            "confirmed_by": actor, "title": title, "address": address or DEFAULT_ADDRESS, "starts_at": start,
+            "ends_at": end, "event_id": confirmed.event_id, "correlation_id": confirmed.correlation_id,
+        }, vehicles)
+    uow.log.info("batch problem confirmed", alert_id=alert_id, actor=actor, batch=target.label,
+                 vehicles=len(vins), campaign_id=campaign_id)
+    return {"alert_id": alert_id, "category": target.category, "batch": target.batch,
+            "supplier_id": target.supplier_id, "containment": containment, "confirmed_at": now,
+            "confirmed_by": actor, "campaign_id": campaign_id, "vehicles": len(vins),
+            "starts_at": start if campaign_id else None, "ends_at": end if campaign_id else None}
+
+
+# ---------------------------------------------------------------------------------------
+# Handlers
+
+
+async def keep_sale_owners(uow: Uow, events: list[Event[c.VehicleSold]]) -> None:
+    """The owner of each vehicle sold (what the affected-vehicles list names)."""
+    await recall_store.keep_owners(uow.conn, [
+        {"vin": d.vin, "customer_id": d.customer.customer_id, "name": d.customer.name, "region": d.customer.region,
+         "occurred_at": e.occurred_at} for e in events for d in [e.data]])
+
+
+async def on_vehicle_picked_up(uow: Uow, events: list[Event[c.VehiclePickedUp]]) -> None:
+    """A workshop visit: the owner as of that visit; for a recalled vehicle, whether the visit
+    inspected it or replaced its part (recall.read_visit)."""
+    await recall_store.keep_owners(uow.conn, [
+        {"vin": d.vin, "customer_id": d.customer.customer_id, "name": d.customer.name, "region": d.customer.region,
+         "occurred_at": e.occurred_at} for e in events for d in [e.data]])
+    recalls = await recall_store.open_recalls_of(uow.conn, [e.data.vin for e in events])
+    if not recalls:
+        return
+    rows = []
+    for event in sorted(events, key=lambda e: e.data.picked_up_at):
+        d = event.data
+        items = [VisitItem(i.code, i.part_category) for i in d.items]
+        for found in read_visit(d.service_type, items, recalls.get(d.vin, [])):
+            rows.append({"campaign_id": found.campaign_id, "vin": d.vin, "inspected_at": d.picked_up_at,
+                         "replaced_at": d.picked_up_at if found.replaced else None,
+                         "repair_order_id": d.repair_order_id})
+            uow.log.info("recalled vehicle visited", campaign_id=found.campaign_id, vin=d.vin,
+                         replaced=found.replaced, repair_order_id=d.repair_order_id)
+    await recall_store.mark_visits(uow.conn, rows)
+
+
+async def on_followup_completed(uow: Uow, events: list[Event[c.FollowUpCompleted]]) -> None:
+    """A recall's campaign call that reached the owner (and the visit they booked on it)."""
+    await recall_store.mark_calls(uow.conn, [
+        {"campaign_id": d.campaign_id, "customer_id": d.customer_id, "reached_at": d.completed_at,
+         "booked_at": d.booked_at}
+        for e in events for d in [e.data]
+        if d.kind == "campaign_call" and d.campaign_id and d.outcome == "reached"
+    ])
