@@ -12,7 +12,9 @@ import binascii
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -21,12 +23,21 @@ from shared.events.types import ComplaintCategory, ComplaintChannel, Severity
 from shared.events.upstream import Id, Name, Phone, Vin
 from shared.http import Moment, Principal, check_paging, require, runtime_of
 from shared.runtime import ServiceRuntime
+from shared.timeutil import iso_week
 from shared.uow import UnitOfWork
 
 from services.complaints import commands, store
 from services.complaints.commands import CaseNotFound, Filing
 from services.complaints.domain import STATES, Case, Document, IllegalTransition, Intake, Refused
-from services.complaints.reports import kpi_figures
+from services.complaints.reports import (
+    ReportWeek,
+    kpi_figures,
+    report_month,
+    report_week,
+    sla_compliance_between,
+    sla_compliance_by_week,
+    step_outcomes,
+)
 from services.complaints.config import ComplaintsDeps
 from services.complaints.documents import TEXT_TYPES, content_matches
 
@@ -63,6 +74,8 @@ class FileComplaint(_Body):
     part_category: Name | None = None
     description: Text
     filed_at: Moment | None = Field(None, description="when the customer complained (default now)")
+    dealer_id: Id | None = Field(None, description="the vehicle's dealer (the figures by dealer)")
+    region: Name | None = Field(None, description="the vehicle's region (the figures by region)")
 
 
 class Assign(Step):
@@ -180,7 +193,7 @@ def router() -> APIRouter:
         intake = Intake(
             complaint_ref=body.complaint_ref or f"CS-{uuid.uuid4().hex[:16]}", customer_id=body.customer_id,
             phone=body.phone, vin=body.vin, channel=body.channel, description=body.description, filed_at=filed_at,
-            followup_id=None, source="http",
+            followup_id=None, source="http", dealer_id=body.dealer_id, region=body.region,
         )
         async with runtime.transaction() as uow:
             [(case, created)] = await commands.file_complaints(uow, [Filing(
@@ -360,5 +373,68 @@ def router() -> APIRouter:
         async with runtime.pool.acquire() as conn:
             figures = kpi_figures(await store.kpi_counts(conn))
         return {**figures, "as_of": runtime.clock.now()}
+
+    def weeks_until(request: Request, until: str | None, count: int) -> list[ReportWeek]:
+        runtime = runtime_of(request)
+        zone = runtime.deps.rules.report_timezone
+        try:
+            last = report_week(until or iso_week(runtime.clock.now().astimezone(ZoneInfo(zone))), zone)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return [report_week(iso_week(last.week_start - timedelta(days=7 * back)), zone)
+                for back in range(count - 1, -1, -1)]
+
+    @r.get("/reports/sla-compliance", summary="SLA compliance per ISO week: the SLA steps that fell due in "
+                                               "the week, met against breached; by region, dealer, department")
+    async def sla_compliance(
+        request: Request,
+        until: Annotated[str | None, Query(description="the last ISO week (2026-W47); default this week")] = None,
+        weeks: Annotated[int, Query(ge=1, le=53, description="how many weeks up to `until`")] = 5,
+        region: Annotated[str | None, Query(max_length=60)] = None,
+        dealer: Annotated[str | None, Query(max_length=60)] = None,
+        department: Annotated[str | None, Query(max_length=200)] = None,
+        month: Annotated[str | None, Query(description="also the figure of this month (2026-11)")] = None,
+        _: Principal = require(*FIGURES),
+    ) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        zone = runtime.deps.rules.report_timezone
+        span = weeks_until(request, until, weeks)
+        try:
+            month_span = report_month(month, zone) if month else None
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        scope = {"region": region or None, "dealer_id": dealer or None, "department": department or None}
+        assert runtime.pool is not None
+        async with runtime.pool.acquire() as conn:
+            rounds = await store.due_rounds(conn, span[0].starts_at, span[-1].ends_at, **scope)
+            in_month = await store.due_rounds(conn, *month_span, **scope) if month_span else []
+        return {"timezone": zone, "region": region or None, "dealer": dealer or None,
+                "department": department or None, "weeks": sla_compliance_by_week(span, rounds, zone),
+                "month": {"month": month, **sla_compliance_between(*month_span, in_month)} if month_span else None,
+                "as_of": runtime.clock.now()}
+
+    @r.get("/reports/sla-compliance/cases", summary="The cases behind a week's SLA compliance: each SLA step "
+                                                     "due that week, met or breached")
+    async def sla_compliance_cases(
+        request: Request,
+        week: Annotated[str | None, Query(description="ISO week (2026-W47); default this week")] = None,
+        outcome: Annotated[Literal["met", "breached"] | None, Query()] = None,
+        region: Annotated[str | None, Query(max_length=60)] = None,
+        dealer: Annotated[str | None, Query(max_length=60)] = None,
+        department: Annotated[str | None, Query(max_length=200)] = None,
+        _: Principal = require(*FIGURES),
+    ) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        [span] = weeks_until(request, week, 1)
+        assert runtime.pool is not None
+        async with runtime.pool.acquire() as conn:
+            rounds = await store.due_rounds(conn, span.starts_at, span.ends_at, region=region or None,
+                                            dealer_id=dealer or None, department=department or None)
+        steps = [s for s in step_outcomes(rounds)
+                 if span.starts_at <= s.due_at < span.ends_at and outcome in (None, s.outcome)]
+        steps.sort(key=lambda s: (s.due_at, s.complaint_id, s.round, s.step))
+        return {"week": span.week, "from": span.starts_at, "to": span.ends_at, "outcome": outcome,
+                "met": sum(s.outcome == "met" for s in steps), "breached": sum(s.outcome == "breached" for s in steps),
+                "items": [s.view() for s in steps]}
 
     return r

@@ -244,6 +244,7 @@ def case_view(case: Case) -> dict[str, Any]:
         "category": case.category, "category_source": case.category_source, "severity": case.severity,
         "severity_source": case.severity_source, "department": case.department,
         "part_category": case.part_category, "followup_id": case.followup_id, "source": case.source,
+        "dealer_id": case.dealer_id, "region": case.region,
         "state": case.state, "assignee": case.assignee, "resolution": case.resolution,
         "satisfied": case.satisfied, "confirmation": case.confirmation,
         "sla": {

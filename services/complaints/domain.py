@@ -176,6 +176,8 @@ class Intake:
     filed_at: datetime
     followup_id: str | None
     source: str  # aftersales.intake, aftersales.followup, or http
+    dealer_id: str | None = None  # the vehicle's dealer and region, when the filing names them
+    region: str | None = None
 
 
 Who = Callable[[str, str], str | None]  # (department, role) -> person
@@ -208,6 +210,8 @@ class Case:
     satisfied: bool | None = None
     confirmation: str | None = None
     timer_ref: str | None = None
+    dealer_id: str | None = None
+    region: str | None = None
     history: list[Fact] = field(default_factory=list)
     escalations: dict[tuple[int, int], Escalation] = field(default_factory=dict)
     documents: list[Document] = field(default_factory=list)
@@ -237,7 +241,7 @@ class Case:
             category=k.category, severity=k.severity, department=k.department, description=filing.description,
             part_category=k.part_category, followup_id=filing.followup_id, source=filing.source,
             category_source=k.category_source, severity_source=k.severity_source, state="opened", policy=policy,
-            created_at=now, correlation_id=correlation_id,
+            created_at=now, correlation_id=correlation_id, dealer_id=filing.dealer_id, region=filing.region,
         )
         case._record("filed", filing.filed_at, now, actor or filing.source, {
             "source": filing.source, "channel": filing.channel, "followup_id": filing.followup_id,
@@ -265,7 +269,7 @@ class Case:
         moved = filing.filed_at < first_filed
         # What the first filing did not know (a call's copy may lack the VIN the CRM has).
         learned = {}
-        for name in ("vin", "phone", "customer_id", "followup_id"):
+        for name in ("vin", "phone", "customer_id", "followup_id", "dealer_id", "region"):
             if getattr(self, name) is None and getattr(filing, name) is not None:
                 learned[name] = getattr(filing, name)
                 setattr(self, name, learned[name])

@@ -32,6 +32,7 @@ def on_complaint_filed(source: str) -> Callable[[Uow, list[Event[c.ComplaintFile
                     complaint_ref=e.data.complaint_ref, customer_id=e.data.customer_id, phone=e.data.phone,
                     vin=e.data.vin, channel=e.data.channel, description=e.data.description,
                     filed_at=e.data.filed_at, followup_id=e.data.followup_id, source=source,
+                    dealer_id=e.data.dealer_id, region=e.data.region,
                 ),
                 category=e.data.category, severity=e.data.severity, part_category=e.data.part_category, cause=e,
             )

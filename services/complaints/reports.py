@@ -86,6 +86,8 @@ class RoundRow:
     resolve_breached: bool
     ack_seconds: float | None
     resolve_seconds: float | None
+    ack_working_seconds: float | None = None  # the same on the case's working calendar
+    resolve_working_seconds: float | None = None
 
 
 _COUNTS = ("filed", "acknowledged", "resolved", "closed", "closed_confirmed", "closed_unconfirmed", "reopened",
@@ -101,10 +103,12 @@ def weekly_figures(
 ) -> dict[str, Any]:
     """Totals, by category and by department: cases filed, acknowledged, resolved, closed
     (confirmed or not), reopened, escalations, SLA breaches, SLA compliance, mean hours to
-    acknowledge and to resolve (active time), and the cases still open when the report ran."""
+    acknowledge and to resolve (elapsed active time, and working time on each case's calendar),
+    and the cases still open when the report ran."""
     by_id = {c.complaint_id: c for c in cases}
     counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(_COUNTS, 0))
-    hours: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: {"ack": [], "resolve": []})
+    hours: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(
+        lambda: {"ack": [], "resolve": [], "ack_working": [], "resolve_working": []})
 
     def add(case: CaseRow, name: str) -> None:
         for group in (("totals", "all"), ("by_category", case.category), ("by_department", case.department)):
@@ -143,14 +147,21 @@ def weekly_figures(
                 add(case, "resolved_within_sla")
             if r.resolve_seconds is not None:
                 add_hours(case, "resolve", r.resolve_seconds)
-        if _within(r.acknowledged_at, week) and r.ack_seconds is not None:
-            add_hours(case, "ack", r.ack_seconds)
+            if r.resolve_working_seconds is not None:
+                add_hours(case, "resolve_working", r.resolve_working_seconds)
+        if _within(r.acknowledged_at, week):
+            if r.ack_seconds is not None:
+                add_hours(case, "ack", r.ack_seconds)
+            if r.ack_working_seconds is not None:
+                add_hours(case, "ack_working", r.ack_working_seconds)
 
     def summary(group: tuple[str, str]) -> dict[str, Any]:
         c, h = dict(counts[group]), hours[group]
         c["sla_compliance"] = round(c["resolved_within_sla"] / c["resolved"], 4) if c["resolved"] else None
         c["mean_hours_to_acknowledge"] = round(fmean(h["ack"]), 2) if h["ack"] else None
         c["mean_hours_to_resolve"] = round(fmean(h["resolve"]), 2) if h["resolve"] else None
+        c["mean_working_hours_to_acknowledge"] = round(fmean(h["ack_working"]), 2) if h["ack_working"] else None
+        c["mean_working_hours_to_resolve"] = round(fmean(h["resolve_working"]), 2) if h["resolve_working"] else None
         return c
 
     departments = sorted({c.department for c in by_id.values()})
@@ -184,8 +195,14 @@ def kpi_figures(row: Mapping[str, Any]) -> dict[str, Any]:
                          "resolve": int(row.get("resolve_breaches") or 0)},
         "sla_compliance": compliance,
         "sla_compliance_percent": round(compliance * 100, 2) if compliance is not None else None,
+        # Elapsed active time (calendar time less pauses) …
         "mean_seconds_to_acknowledge": _maybe_round(row.get("mean_ack_seconds")),
         "mean_seconds_to_resolve": _maybe_round(row.get("mean_resolve_seconds")),
+        # … and the same in working time on each case's calendar (business hours of working days).
+        "mean_working_seconds_to_acknowledge": _maybe_round(row.get("mean_ack_working_seconds")),
+        "mean_working_seconds_to_resolve": _maybe_round(row.get("mean_resolve_working_seconds")),
+        "mean_working_hours_to_acknowledge": _hours(row.get("mean_ack_working_seconds")),
+        "mean_working_hours_to_resolve": _hours(row.get("mean_resolve_working_seconds")),
         "reopen_rate": ratio("reopened_cases", "resolved_cases"),
         "escalations": int(row.get("escalations") or 0),
         "cases": int(row.get("cases") or 0),
@@ -194,6 +211,10 @@ def kpi_figures(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def _maybe_round(value: Any) -> float | None:
     return round(float(value), 1) if value is not None else None
+
+
+def _hours(seconds: Any) -> float | None:
+    return round(float(seconds) / 3600, 2) if seconds is not None else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -257,3 +278,139 @@ def complaint_form(case: Case, zone: str) -> str:
 def _last_resolution(case: Case) -> str | None:
     resolved = [f for f in case.history if f.kind == "resolved"]
     return resolved[-1].detail.get("resolution") if resolved else None
+
+
+# ---------------------------------------------------------------------------------------
+# SLA compliance per ISO week (the supervisors' trend)
+
+
+@dataclass(frozen=True)
+class DueRound:
+    """A case's round with its two SLA steps' deadlines and what became of them."""
+
+    complaint_id: str
+    complaint_ref: str
+    round: int
+    department: str
+    severity: str
+    state: str
+    dealer_id: str | None
+    region: str | None
+    ack_due_at: datetime | None
+    resolve_due_at: datetime | None
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    ack_breached: bool
+    resolve_breached: bool
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    complaint_id: str
+    complaint_ref: str
+    round: int
+    step: str  # acknowledge | resolve
+    due_at: datetime
+    done_at: datetime | None
+    outcome: str  # met | breached
+    department: str
+    severity: str
+    state: str
+    dealer_id: str | None
+    region: str | None
+
+    def view(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def step_outcomes(rounds: Iterable[DueRound]) -> list[StepOutcome]:
+    """Each SLA step (acknowledge, resolve) of each round that is decided: met when it was done
+    by its deadline (acknowledging is done by an acknowledgement or a resolution), breached when
+    the SLA calculator recorded the breach. A step still ahead, paused (no deadline), or whose
+    round stopped before its deadline (closed unresolved, reopened) is neither and is not counted."""
+    out = []
+    for r in rounds:
+        ack_done = min((t for t in (r.acknowledged_at, r.resolved_at) if t is not None), default=None)
+        for step, due, done, breached in (("acknowledge", r.ack_due_at, ack_done, r.ack_breached),
+                                          ("resolve", r.resolve_due_at, r.resolved_at, r.resolve_breached)):
+            if due is None:
+                continue
+            if breached:
+                outcome = "breached"
+            elif done is not None and done <= due:
+                outcome = "met"
+            else:
+                continue
+            out.append(StepOutcome(r.complaint_id, r.complaint_ref, r.round, step, due, done, outcome,
+                                   r.department, r.severity, r.state, r.dealer_id, r.region))
+    return out
+
+
+def week_of(moment: datetime, zone: str) -> str:
+    return iso_week(moment.astimezone(ZoneInfo(zone)))
+
+
+def _rate(met: int, breached: int) -> float | None:
+    return round(met / (met + breached), 4) if met + breached else None
+
+
+def compliance_summary(steps: Iterable[StepOutcome]) -> dict[str, Any]:
+    """Met, breached and compliance = met / (met + breached) of the steps (None without any),
+    split by step and by region (cases without a known region under "")."""
+    tally: dict[str, int] = defaultdict(int)
+    regions: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for s in steps:
+        tally[s.outcome] += 1
+        tally[f"{s.step}_{s.outcome}"] += 1
+        regions[s.region or ""][s.outcome] += 1
+    return {
+        "due": tally["met"] + tally["breached"], "met": tally["met"], "breached": tally["breached"],
+        "compliance": _rate(tally["met"], tally["breached"]),
+        "by_step": {step: {"met": tally[f"{step}_met"], "breached": tally[f"{step}_breached"],
+                           "compliance": _rate(tally[f"{step}_met"], tally[f"{step}_breached"])}
+                    for step in ("acknowledge", "resolve")},
+        "by_region": {region: {"met": c["met"], "breached": c["breached"], "compliance": _rate(c["met"], c["breached"])}
+                      for region, c in sorted(regions.items())},
+    }
+
+
+def sla_compliance_by_week(weeks: Iterable[ReportWeek], rounds: Iterable[DueRound], zone: str) -> list[dict[str, Any]]:
+    """SLA compliance per ISO week: of the SLA steps that fell due in the week (their deadline
+    inside Monday 00:00 to the next Monday 00:00, `zone`), met / (met + breached); None when no
+    step fell due (no figure, not 100 %). A case whose acknowledgement fell due in one week and
+    its resolution in the next counts in each week for that step."""
+    wanted = list(weeks)
+    steps: dict[str, list[StepOutcome]] = {w.week: [] for w in wanted}
+    for s in step_outcomes(rounds):
+        steps.get(week_of(s.due_at, zone), []).append(s)
+    return [{"week": w.week, "from": w.starts_at.isoformat(), "to": w.ends_at.isoformat(),
+             **compliance_summary(steps[w.week])} for w in wanted]
+
+
+def sla_compliance_between(starts_at: datetime, ends_at: datetime, rounds: Iterable[DueRound]) -> dict[str, Any]:
+    """The same for any span (a month): the steps due in [starts_at, ends_at)."""
+    return {"from": starts_at.isoformat(), "to": ends_at.isoformat(),
+            **compliance_summary(s for s in step_outcomes(rounds) if starts_at <= s.due_at < ends_at)}
+
+
+def report_month(month: str, zone: str) -> tuple[datetime, datetime]:
+    """A month written like 2026-11 as its first instant and the next month's, in `zone`."""
+    try:
+        year, number = (int(p) for p in month.split("-"))
+        starts_at = datetime(year, number, 1, tzinfo=ZoneInfo(zone))
+    except (ValueError, TypeError):
+        raise ValueError(f"month {month!r} is not a month; write it like 2026-11") from None
+    return starts_at, datetime(year + (number == 12), number % 12 + 1, 1, tzinfo=ZoneInfo(zone))
+
+
+def report_week(week: str, zone: str) -> ReportWeek:
+    """An ISO week written like 2026-W47 as its Monday-to-Monday span in `zone`; ValueError
+    saying how to write it otherwise."""
+    try:
+        year, number = week.split("-W")
+        monday = date.fromisocalendar(int(year), int(number), 1)
+    except (ValueError, TypeError):
+        raise ValueError(f"week {week!r} is not an ISO week; write it like 2026-W47") from None
+    tz = ZoneInfo(zone)
+    starts_at = datetime.combine(monday, time(0), tzinfo=tz)
+    return ReportWeek(iso_week(monday), monday, starts_at, starts_at + timedelta(days=7))

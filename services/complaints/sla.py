@@ -156,6 +156,20 @@ class SlaFigures:
         return min(candidates, default=None)
 
 
+def working_seconds(r: Round, until: datetime | None, calendar: WorkingCalendar) -> float | None:
+    """The round's active time from its start to `until` counted in working time on `calendar`
+    (business hours of working days: nights, weekends and public holidays do not count, make-up
+    working days do), pauses left out; None without `until`. The KPIs' mean times in working time."""
+    if until is None:
+        return None
+    total = calendar.working_time_between(r.started_at, until)
+    for p0, p1 in r.pauses:
+        lo, hi = max(p0, r.started_at), min(p1 or until, until)
+        if hi > lo:
+            total -= calendar.working_time_between(lo, hi)
+    return max(total, timedelta(0)).total_seconds()
+
+
 def _active(start: datetime, until: datetime, pauses: Iterable[tuple[datetime, datetime | None]]) -> timedelta:
     total = until - start
     for p0, p1 in pauses:

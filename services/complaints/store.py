@@ -14,11 +14,12 @@ from typing import Any
 import asyncpg
 
 from shared.bulk import Table
+from shared.workcal import WorkingCalendar
 
 from services.complaints.config import SlaPolicy
 from services.complaints.domain import OPEN_STATES, Case, Document, Escalation, Fact
-from services.complaints.reports import CaseRow, FactRow, RoundRow
-from services.complaints.sla import LEVELS
+from services.complaints.reports import CaseRow, DueRound, FactRow, RoundRow
+from services.complaints.sla import LEVELS, working_seconds
 
 CASES = Table("cases", {
     "complaint_id": "text", "complaint_ref": "text", "customer_id": "text", "phone": "text", "vin": "text",
@@ -28,11 +29,12 @@ CASES = Table("cases", {
     "confirmation": "text", "filed_at": "timestamptz", "level": "int", "ack_due_at": "timestamptz",
     "resolve_due_at": "timestamptz", "next_due_at": "timestamptz", "breached": "boolean", "timer_ref": "text",
     "correlation_id": "uuid", "last_event_id": "uuid", "created_at": "timestamptz", "updated_at": "timestamptz",
+    "dealer_id": "text", "region": "text",
 })
 # What changes on an existing case (the rest is fixed at opening).
 _MUTABLE = ("customer_id", "phone", "vin", "followup_id", "state", "round", "assignee", "resolution", "satisfied",
             "confirmation", "filed_at", "level", "ack_due_at", "resolve_due_at", "next_due_at", "breached",
-            "timer_ref", "correlation_id", "last_event_id", "updated_at")
+            "timer_ref", "correlation_id", "last_event_id", "updated_at", "dealer_id", "region")
 HISTORY = Table("case_history", {
     "complaint_id": "text", "seq": "int", "kind": "text", "at": "timestamptz", "recorded_at": "timestamptz",
     "actor": "text", "detail": "jsonb",
@@ -50,7 +52,7 @@ ROUNDS = Table("case_rounds", {
     "complaint_id": "text", "round": "int", "started_at": "timestamptz", "ack_due_at": "timestamptz",
     "resolve_due_at": "timestamptz", "acknowledged_at": "timestamptz", "resolved_at": "timestamptz",
     "ack_breached": "boolean", "resolve_breached": "boolean", "ack_seconds": "float8", "resolve_seconds": "float8",
-    "level": "int",
+    "level": "int", "ack_working_seconds": "float8", "resolve_working_seconds": "float8",
 })
 
 
@@ -69,6 +71,7 @@ def _case_values(case: Case, now: datetime) -> dict[str, Any]:
         "ack_due_at": current.ack_due_at, "resolve_due_at": current.resolve_due_at, "next_due_at": case.next_wakeup(),
         "breached": bool(figures.breaches()), "timer_ref": case.timer_ref, "correlation_id": case.correlation_id,
         "last_event_id": case.last_event_id, "created_at": case.created_at, "updated_at": now,
+        "dealer_id": case.dealer_id, "region": case.region,
     }
 
 
@@ -105,7 +108,7 @@ async def load_cases(
             severity_source=r["severity_source"], state=r["state"], policy=policy(r["severity"]),
             created_at=r["created_at"], correlation_id=r["correlation_id"], last_event_id=r["last_event_id"],
             assignee=r["assignee"], resolution=r["resolution"], satisfied=r["satisfied"],
-            confirmation=r["confirmation"], timer_ref=r["timer_ref"],
+            confirmation=r["confirmation"], timer_ref=r["timer_ref"], dealer_id=r["dealer_id"], region=r["region"],
         )
     for h in await conn.fetch(
         """SELECT complaint_id, seq, kind, at, recorded_at, actor, detail FROM case_history
@@ -163,12 +166,15 @@ async def save_cases(conn: asyncpg.Connection, cases: Sequence[Case], now: datet
         if c.figures is None:
             continue
         now_of = c.figures.now
+        calendar = WorkingCalendar.load(c.policy.calendar_region)  # the case's working calendar
         rounds += [
             {"complaint_id": c.complaint_id, "round": r.number, "started_at": r.started_at,
              "ack_due_at": r.ack_due_at, "resolve_due_at": r.resolve_due_at, "acknowledged_at": r.acknowledged_at,
              "resolved_at": r.resolved_at, "ack_breached": r.breached("acknowledge", now_of),
              "resolve_breached": r.breached("resolve", now_of), "ack_seconds": r.ack_seconds,
-             "resolve_seconds": r.resolve_seconds, "level": r.level_at(now_of)}
+             "resolve_seconds": r.resolve_seconds, "level": r.level_at(now_of),
+             "ack_working_seconds": working_seconds(r, r.acknowledged_at, calendar),
+             "resolve_working_seconds": working_seconds(r, r.resolved_at, calendar)}
             for r in c.figures.rounds
         ]
     await ROUNDS.upsert(conn, rounds, key=("complaint_id", "round"))
@@ -253,7 +259,9 @@ async def kpi_counts(conn: asyncpg.Connection) -> dict[str, Any]:
                       count(*) FILTER (WHERE resolved_at IS NOT NULL) AS resolved_rounds,
                       count(*) FILTER (WHERE resolved_at IS NOT NULL AND NOT resolve_breached) AS resolved_within_sla,
                       count(DISTINCT complaint_id) FILTER (WHERE resolved_at IS NOT NULL) AS resolved_cases,
-                      avg(ack_seconds) AS mean_ack_seconds, avg(resolve_seconds) AS mean_resolve_seconds
+                      avg(ack_seconds) AS mean_ack_seconds, avg(resolve_seconds) AS mean_resolve_seconds,
+                      avg(ack_working_seconds) AS mean_ack_working_seconds,
+                      avg(resolve_working_seconds) AS mean_resolve_working_seconds
                  FROM case_rounds) r,
               (SELECT count(*) AS escalations FROM escalations) x""",
         list(OPEN_STATES),
@@ -283,7 +291,7 @@ async def week_rows(
     )
     rounds = await conn.fetch(
         """SELECT complaint_id, round, ack_due_at, resolve_due_at, acknowledged_at, resolved_at, ack_breached,
-                  resolve_breached, ack_seconds, resolve_seconds
+                  resolve_breached, ack_seconds, resolve_seconds, ack_working_seconds, resolve_working_seconds
              FROM case_rounds WHERE complaint_id = ANY($1::text[])""",
         ids,
     )
@@ -292,6 +300,26 @@ async def week_rows(
         [FactRow(r["complaint_id"], r["kind"], r["at"], dict(r["detail"] or {})) for r in facts],
         [RoundRow(**dict(r)) for r in rounds],
     )
+
+
+async def due_rounds(
+    conn: asyncpg.Connection, starts_at: datetime, ends_at: datetime, *, region: str | None = None,
+    dealer_id: str | None = None, department: str | None = None,
+) -> list[DueRound]:
+    """The rounds with an SLA step (acknowledge or resolve) due in [starts_at, ends_at), of the
+    cases of a region, dealer and department if given."""
+    rows = await conn.fetch(
+        """SELECT r.complaint_id, c.complaint_ref, r.round, c.department, c.severity, c.state, c.dealer_id,
+                  c.region, r.ack_due_at, r.resolve_due_at, r.acknowledged_at, r.resolved_at, r.ack_breached,
+                  r.resolve_breached
+             FROM case_rounds r JOIN cases c ON c.complaint_id = r.complaint_id
+            WHERE ((r.ack_due_at >= $1 AND r.ack_due_at < $2) OR (r.resolve_due_at >= $1 AND r.resolve_due_at < $2))
+              AND ($3::text IS NULL OR c.region = $3) AND ($4::text IS NULL OR c.dealer_id = $4)
+              AND ($5::text IS NULL OR c.department = $5)
+            ORDER BY r.complaint_id, r.round""",
+        starts_at, ends_at, region, dealer_id, department,
+    )
+    return [DueRound(**dict(r)) for r in rows]
 
 
 async def case_department(conn: asyncpg.Connection, complaint_id: str) -> str | None:

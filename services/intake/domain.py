@@ -517,6 +517,9 @@ class FileSet:
                                  outputs=outputs)
         self.new_facts[("complaint", d.complaint_ref)] = "filed"
         canonical = {**d.model_dump(mode="json"), "customer_id": customer.key}
+        vehicle = self.vehicles.get(d.vin) if d.vin else None
+        if vehicle is not None:  # the complaints figures by region and dealer
+            canonical.update(dealer_id=vehicle.values.get("dealer_id"), region=vehicle.values.get("region"))
         outputs.append(Output("ComplaintFiled", canonical, d.filed_at))
         return outputs
 

@@ -87,6 +87,8 @@ def _needs_customer_update(d: u.CustomerUpdatedUpstream | u.CustomerContactCorre
 
 def _needs_complaint(d: u.ComplaintFiled, n: Needs) -> None:
     _needs_named(d.customer_id, d.phone, ("complaint", d.complaint_ref), n)
+    if d.vin:
+        n.vins.add(d.vin)  # the vehicle's dealer and region go on the canonical event
 
 
 def _needs_shipment(d: u.PartShipped, n: Needs) -> None:

@@ -126,6 +126,17 @@ def test_an_older_fact_arriving_late_does_not_overwrite_a_newer_one_but_is_kept_
     assert {(o.field, o.value) for _, o, _ in files.history} >= {("address", "new address"), ("address", "old address")}
 
 
+def test_a_complaint_naming_a_known_vehicle_carries_its_dealer_and_region() -> None:
+    files = FileSet()
+    apply(files, sale(VIN1, T0, _customer("CUST-1", "+8613800138000")))
+    about_the_car = complaint("CMP-V", T0 + timedelta(days=3), customer_id="CUST-1").model_copy(update={"vin": VIN1})
+    [filed] = apply(files, about_the_car)
+    assert (filed.event_type, filed.data["dealer_id"], filed.data["region"]) == ("ComplaintFiled", "D001", "east")
+    [unknown] = apply(files, complaint("CMP-U", T0 + timedelta(days=3), customer_id="CUST-1").model_copy(
+        update={"vin": VIN2}))
+    assert unknown.data.get("dealer_id") is None and unknown.data.get("region") is None
+
+
 def test_a_phone_only_file_is_adopted_when_the_customer_id_arrives() -> None:
     files = FileSet()
     first = apply(files, complaint("CMP-1", T0, phone="+8613800138000"))
