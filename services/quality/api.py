@@ -229,6 +229,29 @@ def router() -> APIRouter:
                 "parts_accuracy": await figures.parts_accuracy_week(conn, week, rules),
             }
 
+    @api.get("/reports/monthly", summary="The parts-shipment accuracy of a month (the supervisors' monthly report)")
+    async def monthly(
+        request: Request,
+        month: str | None = Query(None, description="a month such as 2026-11; default: the last complete month"),
+        _: Principal = require(*READ),
+    ) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        rules = _rules(request)
+        zone = ZoneInfo(rules.timezone)
+        if month is None:
+            month = (runtime.clock.now().astimezone(zone).replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+        try:
+            year, number = (int(p) for p in month.split("-"))
+            start = datetime(year, number, 1, tzinfo=zone)
+        except (ValueError, TypeError):
+            raise HTTPException(422, f"month {month!r} is not a month; write it like 2026-11") from None
+        end = datetime(year + (number == 12), number % 12 + 1, 1, tzinfo=zone)
+        check_moments(month=start)
+        assert runtime.pool is not None
+        async with runtime.pool.acquire() as conn:
+            return {"month": f"{year:04d}-{number:02d}",
+                    "parts_accuracy": await figures.parts_accuracy(conn, start, end, rules)}
+
     @api.get("/kpis", summary="Open alerts, defect reports and parts-shipment accuracy (target 98%)")
     async def kpis(request: Request, _: Principal = require(*READ)) -> dict[str, Any]:
         runtime = runtime_of(request)
