@@ -121,16 +121,17 @@ def bench_quality(
     vehicles: Annotated[int, typer.Option(help="vehicles in each simulated fleet")] = 100_000,
     sales_months: Annotated[int, typer.Option(help="months over which the fleet is sold")] = 12,
     months: Annotated[int, typer.Option(help="months observed from the first sale")] = 18,
-    null_fleets: Annotated[int, typer.Option(help="fleets without a problem (false alarms)")] = 6,
-    shifted_fleets: Annotated[int, typer.Option(help="fleets with 2x, 3x, 5x batches (detection delay)")] = 8,
+    null_fleets: Annotated[int, typer.Option(help="fleets without a problem (false alarms)")] = 20,
+    batches: Annotated[int, typer.Option(help="shifted batches per shift size (2x, 3x, 5x) and kind of fleet "
+                                              "(excess in one failure mode / spread)")] = 1_200,
     seed: Annotated[int, typer.Option(help="random seed; the same seed gives the same table")] = 20261120,
 ) -> None:
-    """Quality early warning on simulated fleets: false alarms per cell-month and detection
-    delay of 2x, 3x and 5x batch problems, with the service's own detector and settings."""
+    """Quality early warning on simulated fleets (vectorised): false alarms per cell-month and
+    detection delay of 2x, 3x and 5x batch problems, with the service's own detector and settings."""
     from tools.bench.quality import run
 
     run(vehicles=vehicles, sales_months=sales_months, horizon_months=months, null_fleets=null_fleets,
-        shifted_fleets=shifted_fleets, seed=seed)
+        batches=batches, seed=seed)
 
 
 @bench_app.command("backfill")

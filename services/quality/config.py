@@ -15,6 +15,7 @@ from shared.events.types import IMPORTANT_PART_CATEGORIES
 from shared.validation import check_timezone
 
 from services.quality.domain import BaselineRates, MonitorPolicy, Test
+from services.quality.warning import EarlyWarning
 
 HERE = Path(__file__).parent
 
@@ -46,6 +47,18 @@ class QualityRules(BaseSettings):
     # Reports of one vehicle's part category this close together are one defect seen through
     # two channels (a dealer report and a customer complaint); counted once (0 = off).
     duplicate_window_days: int = Field(30, ge=0)
+    # Quality v2 (docs/quality-early-warning.md §3a): on batch cells the monthly budget is
+    # split between a likelihood-ratio test tuned to this shift of the category's rate (its
+    # levels set month by month by exact recursion), one such test per failure mode against
+    # the mode's baseline share (all the excess in that mode), and the sequential test; the
+    # rest is left to the burst rule (its false alarms are measured, not bounded).
+    likelihood_ratio_shift: float = Field(3.0, gt=1)
+    likelihood_ratio_share: float = Field(0.45, ge=0, le=1)
+    failure_mode_share: float = Field(0.25, ge=0, le=1)
+    sequential_share: float = Field(0.05, gt=0, le=1)
+    # A category's failure-mode shares are estimated from its counted reports once there are
+    # this many (before that: `failure_modes` of the baseline table; none there: no per-mode test).
+    failure_mode_estimate_min_reports: int = Field(200, ge=1)
     # The table of baseline defect rates per category (reports per unit-month in service).
     baseline_rates_file: Path = HERE / "baseline_rates.yaml"
     # An alert lists at most this many report ids and VINs (the API lists them all).
@@ -85,6 +98,13 @@ class QualityRules(BaseSettings):
             control_across_cells=self.control_across_cells,
         )
 
+    def early_warning(self) -> EarlyWarning:
+        """The likelihood-ratio tests of batch cells and their share of the budget."""
+        return EarlyWarning(shift=self.likelihood_ratio_shift, likelihood_ratio_share=self.likelihood_ratio_share,
+                            failure_mode_share=self.failure_mode_share, sequential_share=self.sequential_share,
+                            mode_shares=load_failure_mode_shares(self.baseline_rates_file),
+                            mode_estimate_min_reports=self.failure_mode_estimate_min_reports)
+
 
 class _RateTable(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -92,6 +112,16 @@ class _RateTable(BaseModel):
     unit_month_days: float = Field(30.4375, gt=0)
     default: float = Field(gt=0)
     categories: dict[str, float] = Field(default_factory=dict)
+    # Baseline share of each failure mode's reports, by category (normalised on load).
+    failure_modes: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+    @field_validator("failure_modes")
+    @classmethod
+    def _shares(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        bad = {c: m for c, modes in value.items() for m, v in modes.items() if not v > 0}
+        if bad:
+            raise ValueError(f"failure-mode shares must be positive; fix: {bad}")
+        return value
 
     @field_validator("categories")
     @classmethod
@@ -109,6 +139,16 @@ def load_baseline_rates(path: Path) -> BaselineRates:
     except Exception as exc:
         raise ValueError(f"{path}: not a valid baseline-rate table: {exc}") from exc
     return BaselineRates(default=table.default, by_category=dict(table.categories), unit_month_days=table.unit_month_days)
+
+
+def load_failure_mode_shares(path: Path) -> dict[str, dict[str, float]]:
+    """The `failure_modes` of the baseline table, each category's shares normalised to 1."""
+    try:
+        table = _RateTable.model_validate(yaml.safe_load(path.read_text()))
+    except Exception as exc:
+        raise ValueError(f"{path}: not a valid baseline-rate table: {exc}") from exc
+    return {c: {m: v / sum(modes.values()) for m, v in modes.items()} for c, modes in table.failure_modes.items()
+            if modes}
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,11 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from functools import lru_cache
+
+import numpy as np
 
 _EPS = 1e-16
 _TINY = 1e-300
@@ -291,3 +294,174 @@ def poisson_variate(rng: random.Random, lam: float) -> int:
         count += 1
         total += rng.expovariate(1.0)
     return count
+
+
+# ---------------------------------------------------------------------------------------
+# Exact calibration of a likelihood-ratio boundary (issue 20)
+#
+# The likelihood ratio of a `shift`-fold rate against the baseline after n reports at an
+# expectation L is shift**n * exp(-(shift - 1) L); the test alarms when its logarithm reaches
+# a level h, i.e. when the count reaches b(L) = max(min_reports, ceil((h + (shift - 1) L) / log(shift))).
+# Instead of bounding the crossing rate (the union bound of the sequential test, which spends
+# a fraction of the budget exactly in a batch's first months), the level is set month by month
+# so that the probability of the first crossing in each month is at most alpha and as close
+# to it as the integer counts allow, computed exactly: within a stretch of expectation where
+# the boundary is constant, the count crosses it iff it ends the stretch at or above it
+# (counts never fall), so the sub-distribution of counts not yet crossed is carried from one
+# boundary step to the next by a convolution with a Poisson law, and what leaves it is the
+# crossing probability. The boundary steps every log(shift) / (shift - 1) expected reports,
+# so a month costs a few dozen short convolutions.
+#
+# Operational time: one unit = one expected report. A "month" is a window of `window`
+# expected reports (the cell's units in service x rate x 31 days); month m of the calibration
+# is the expectation [m W, (m + 1) W]. Each level h_m is the lowest that keeps both the month
+# [m W, (m + 1) W] and the window straddling it [(m - 1/2) W, (m + 1/2) W] within alpha, so a
+# calendar month that does not start where the calibration's months do (a batch whose sales
+# ramp up over its first month) is covered too.
+
+LR_MONTHS = 36  # months calibrated; later months keep the last level (their crossing rate only falls)
+_GRID_STEPS_PER_DOUBLING = 8  # window sizes are rounded up to 2**(k/8) (at most 9 % up) for caching
+
+
+def mode_shift(share: float, shift: float) -> float:
+    """The shift of one failure mode carrying `share` of a category's baseline reports when the
+    category's rate is multiplied by `shift` and all the excess is of that mode:
+    (share + shift - 1) / share (a 3x shift in a mode of 10 % is 21x for that mode)."""
+    if not 0 < share <= 1:
+        raise ValueError(f"a failure mode's share must lie in (0, 1], got {share}")
+    if shift <= 1:
+        raise ValueError(f"the shift to detect must exceed 1, got {shift}")
+    return (share + shift - 1.0) / share
+
+
+def window_grid(window: float) -> float:
+    """`window` rounded up to the calibration grid (2**(k/8), from 2**-12)."""
+    if window <= 0:
+        raise ValueError(f"the window's expected reports must be positive, got {window}")
+    k = max(-12 * _GRID_STEPS_PER_DOUBLING, math.ceil(math.log2(window) * _GRID_STEPS_PER_DOUBLING - 1e-9))
+    return 2.0 ** (k / _GRID_STEPS_PER_DOUBLING)
+
+
+def _poisson_weights(delta: float, length: int) -> np.ndarray:
+    """P(X = n | delta) for n < length (truncated where the terms vanish)."""
+    if delta <= 0:
+        return np.ones(1)
+    upper = min(length, int(delta + 12.0 * math.sqrt(delta) + 30.0))
+    n = np.arange(upper)
+    return np.exp(n * math.log(delta) - delta - _log_factorials(upper))
+
+
+@lru_cache(maxsize=64)
+def _log_factorial_table(size: int) -> np.ndarray:
+    return np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, size)))))
+
+
+def _log_factorials(upper: int) -> np.ndarray:
+    size = 1 << max(10, (upper - 1).bit_length())
+    return _log_factorial_table(size)[:upper]
+
+
+def likelihood_ratio_count(level: float, expected: float, shift: float, min_reports: int) -> int:
+    """The count at which the log likelihood ratio n log(shift) - (shift - 1) L reaches `level`."""
+    return max(min_reports, math.ceil((level + (shift - 1.0) * expected) / math.log(shift) - 1e-12))
+
+
+def advance_not_crossed(alive: np.ndarray, start: float, end: float, level: float, shift: float,
+                        min_reports: int) -> tuple[np.ndarray, float]:
+    """Carry the sub-distribution of counts that have not crossed the boundary of `level`
+    (alive[n] = P(N = n, no crossing yet) at expectation `start`) to `end`; returns it and the
+    probability of a first crossing in (start, end] (including the counts a lower boundary at
+    `start` already holds, when the level falls there)."""
+    a, c = math.log(shift), shift - 1.0
+    crossed = 0.0
+    expected = start
+    bound = likelihood_ratio_count(level, expected, shift, min_reports)
+    if len(alive) > bound:
+        crossed += float(alive[bound:].sum())
+        alive = alive[:bound]
+    while expected < end:
+        step_at = (bound * a - level) / c  # beyond it the boundary is bound + 1
+        stop = min(end, step_at) if step_at > expected else end
+        if stop > expected:
+            before = float(alive.sum())
+            alive = np.convolve(alive, _poisson_weights(stop - expected, bound))[:bound]
+            crossed += before - float(alive.sum())
+            expected = stop
+        if expected >= step_at:
+            bound += 1
+            alive = np.concatenate((alive, np.zeros(bound - len(alive)))) if len(alive) < bound else alive
+    return alive, max(0.0, crossed)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Levels per month of a likelihood-ratio boundary and the exact first-crossing
+    probability they give each month (and each window straddling two months)."""
+
+    window: float
+    shift: float
+    alpha: float
+    min_reports: int
+    levels: tuple[float, ...]
+    month_probability: tuple[float, ...]
+    straddle_probability: tuple[float, ...]
+
+    def level(self, expected: float) -> float:
+        return self.levels[min(int(expected / self.window), len(self.levels) - 1)]
+
+    def critical_count(self, expected: float) -> int:
+        return likelihood_ratio_count(self.level(expected), expected, self.shift, self.min_reports)
+
+
+@lru_cache(maxsize=4096)
+def calibrate_likelihood_ratio(window: float, shift: float, alpha: float, min_reports: int = 3,
+                               months: int = LR_MONTHS) -> Calibration:
+    """The lowest level per month that keeps each month's (and each straddling window's)
+    first-crossing probability of a problem-free cell within alpha, by the exact recursion."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}")
+    if window <= 0 or shift <= 1:
+        raise ValueError(f"need a positive window and a shift above 1, got {window} and {shift}")
+    c = shift - 1.0
+    alive = np.ones(1)
+    levels: list[float] = []
+    months_p: list[float] = []
+    straddles: list[float] = []
+    carried = 0.0  # the crossing in [(m - 1/2) W, m W] under the previous month's level
+    for m in range(months):
+        lo_e, mid_e, hi_e = m * window, (m + 0.5) * window, (m + 1) * window
+
+        def risk(level: float, state: np.ndarray = alive, before: float = carried, first: bool = m == 0,
+                 lo: float = lo_e, mid: float = mid_e, hi: float = hi_e) -> tuple[float, float]:
+            half, early = advance_not_crossed(state, lo, mid, level, shift, min_reports)
+            _, late = advance_not_crossed(half, mid, hi, level, shift, min_reports)
+            return early + late, (0.0 if first else before + early)
+
+        low = -c * hi_e - 1.0  # the boundary sits at min_reports throughout the month
+        if max(risk(low)) <= alpha:
+            level = low
+        else:
+            high = math.log(shift) * (hi_e + 12.0 * math.sqrt(hi_e) + 30.0)
+            while max(risk(high)) > alpha:
+                high *= 2.0
+            for _ in range(60):
+                middle = (low + high) / 2.0
+                if max(risk(middle)) > alpha:
+                    low = middle
+                else:
+                    high = middle
+                if high - low < 1e-6 * max(1.0, abs(high)):
+                    break
+            level = high
+        month, straddle = risk(level)
+        levels.append(level)
+        months_p.append(month)
+        straddles.append(straddle)
+        half, _ = advance_not_crossed(alive, lo_e, mid_e, level, shift, min_reports)
+        alive, carried = advance_not_crossed(half, mid_e, hi_e, level, shift, min_reports)
+    return Calibration(window, shift, alpha, min_reports, tuple(levels), tuple(months_p), tuple(straddles))
+
+
+def likelihood_ratio_calibration(window: float, shift: float, alpha: float, min_reports: int = 3) -> Calibration:
+    """The calibration for a cell expecting `window` reports in a month's window, on the grid."""
+    return calibrate_likelihood_ratio(window_grid(window), shift, alpha, min_reports)

@@ -1,0 +1,136 @@
+"""Quality v2 (issue 20): the likelihood-ratio tests that run on batch cells beside the
+sequential test, pure code (docs/quality-early-warning.md §3a).
+
+On a batch cell the monthly budget alpha is split three ways:
+
+- `likelihood_ratio_share` to a likelihood-ratio test tuned to the shift that matters
+  (3x by default) on the cell's count, with its level set month by month by the exact
+  recursion of statistics.calibrate_likelihood_ratio;
+- `failure_mode_share` to one such test per failure mode of the category, each against the
+  mode's own baseline share p (expectation p L) and tuned to the mode's shift when all the
+  excess is of that mode, (p + shift - 1) / p (statistics.mode_shift), the share split
+  evenly over the category's modes;
+- `sequential_share` to the sequential test of issue 6 (statistics.sequential_critical_count),
+  which stays for 2x and for shifts that start late;
+- the rest is left to the burst rule (7 same-mode reports in 30 days, no baseline), whose
+  false alarms are not bounded by a calculation but measured (about 0.4 % of a batch's
+  cell-months for batches of 1,400 to 4,200 units, `aftersales bench quality`).
+
+The statistical tests of a problem-free cell alarm in a month with probability at most the
+sum of their shares of alpha. Supplier x model cells keep the sequential test at the whole budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from services.quality.statistics import likelihood_ratio_calibration, mode_shift
+
+SECONDS_PER_DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class EarlyWarning:
+    """The split of a batch cell's budget and the shift its likelihood-ratio tests are tuned to."""
+
+    shift: float = 3.0
+    likelihood_ratio_share: float = 0.45
+    failure_mode_share: float = 0.25
+    sequential_share: float = 0.05
+    # Baseline failure-mode shares by category (baseline_rates.yaml `failure_modes`), used
+    # until a category has `mode_estimate_min_reports` counted reports; then the shares are
+    # estimated from them (a mode seen in fewer than `mode_share_floor` of them counts at the floor).
+    mode_shares: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    mode_estimate_min_reports: int = 200
+    mode_share_floor: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.shift <= 1:
+            raise ValueError(f"the shift the likelihood-ratio tests are tuned to must exceed 1, got {self.shift}")
+        shares = (self.likelihood_ratio_share, self.failure_mode_share, self.sequential_share)
+        if min(shares) < 0 or sum(shares) > 1 or self.sequential_share <= 0:
+            raise ValueError("the shares of the budget (likelihood ratio, failure modes, sequential) must be >= 0, "
+                             f"the sequential one > 0, and sum to at most 1; got {shares}")
+
+    def shares_for(self, category: str, counts: Mapping[str, int] | None = None) -> dict[str, float]:
+        """The baseline share of each failure mode of `category`: estimated from `counts` (the
+        category's counted reports by mode) once they are `mode_estimate_min_reports` or more,
+        else the configured ones (none configured: no per-mode test)."""
+        total = sum(counts.values()) if counts else 0
+        if counts and total >= self.mode_estimate_min_reports:
+            raw = {m: max(self.mode_share_floor, n / total) for m, n in counts.items() if n > 0}
+        else:
+            raw = dict(self.mode_shares.get(category, {}))
+        norm = sum(raw.values())
+        return {m: s / norm for m, s in sorted(raw.items())} if norm > 0 else {}
+
+
+@dataclass(frozen=True)
+class LrCrossing:
+    test: str  # "likelihood_ratio" or "failure_mode"
+    failure_mode: str | None
+    at: float  # epoch seconds of the report that crossed
+    observed: int
+    expected: float
+    critical_count: int
+    shift: float
+    alpha: float
+
+
+def first_crossing(times: Sequence[float], expected_at: Sequence[float], window_at: Sequence[float], shift: float,
+                   alpha: float, min_reports: int) -> int | None:
+    """The index of the first report whose count (index + 1) reaches the calibrated
+    likelihood-ratio boundary at its expectation; None if none does. `expected_at` and
+    `window_at` are the expectation since monitoring started and the window's expected reports
+    at each report."""
+    for index, (expected, window) in enumerate(zip(expected_at, window_at, strict=True)):
+        count = index + 1
+        if count < min_reports or window <= 0:
+            continue
+        if count >= likelihood_ratio_calibration(window, shift, alpha, min_reports).critical_count(expected):
+            return index
+    return None
+
+
+def likelihood_ratio_crossings(
+    warning: EarlyWarning, alpha: float, times: Sequence[float], modes: Sequence[str], expected_at: Sequence[float],
+    window_at: Sequence[float], shares: Mapping[str, float], min_reports: int,
+) -> list[LrCrossing]:
+    """The crossings of a batch cell's likelihood-ratio tests over its reports (epoch seconds,
+    ascending, with their failure modes): the category test at alpha x likelihood_ratio_share,
+    and each mode's test at alpha x failure_mode_share / (number of modes)."""
+    found: list[LrCrossing] = []
+    if warning.likelihood_ratio_share > 0:
+        a = alpha * warning.likelihood_ratio_share
+        index = first_crossing(times, expected_at, window_at, warning.shift, a, min_reports)
+        if index is not None:
+            cal = likelihood_ratio_calibration(window_at[index], warning.shift, a, min_reports)
+            found.append(LrCrossing("likelihood_ratio", None, times[index], index + 1, expected_at[index],
+                                    cal.critical_count(expected_at[index]), warning.shift, a))
+    if warning.failure_mode_share > 0 and shares:
+        a = alpha * warning.failure_mode_share / len(shares)
+        for mode, share in shares.items():
+            picks = [i for i, m in enumerate(modes) if m == mode]
+            if len(picks) < min_reports:
+                continue
+            k = mode_shift(share, warning.shift)
+            exp_m = [expected_at[i] * share for i in picks]
+            win_m = [window_at[i] * share for i in picks]
+            index = first_crossing([times[i] for i in picks], exp_m, win_m, k, a, min_reports)
+            if index is not None:
+                cal = likelihood_ratio_calibration(win_m[index], k, a, min_reports)
+                found.append(LrCrossing("failure_mode", mode, times[picks[index]], index + 1, exp_m[index],
+                                        cal.critical_count(exp_m[index]), k, a))
+    return sorted(found, key=lambda c: (c.at, c.test, c.failure_mode or ""))
+
+
+def window_expected(rate: float, units: int, window_days: float, unit_month_days: float) -> float:
+    """Expected reports of `units` units in service over a window of `window_days`."""
+    return rate * units * window_days / unit_month_days
+
+
+def crossing_details(crossings: Sequence[LrCrossing]) -> list[dict[str, object]]:
+    return [{"test": c.test, "failure_mode": c.failure_mode, "observed": c.observed,
+             "expected": round(c.expected, 6), "critical_count": c.critical_count,
+             "shift": round(c.shift, 4), "alpha": c.alpha} for c in crossings]

@@ -1,0 +1,162 @@
+"""Quality v2 (issue 20): the exactly calibrated likelihood-ratio boundary, the per-failure-mode
+tests and their budget, checked by the exact recursion and by simulation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from services.quality.statistics import (
+    advance_not_crossed,
+    calibrate_likelihood_ratio,
+    likelihood_ratio_calibration,
+    mode_shift,
+    window_grid,
+)
+from services.quality.warning import EarlyWarning, likelihood_ratio_crossings
+
+
+def _simulated_first_crossing_months(window: float, shift: float, alpha: float, months: int, runs: int,
+                                     seed: int, share: float = 1.0) -> np.ndarray:
+    """First-crossing month of a problem-free (unit-rate) count against the calibrated boundary,
+    report by report: months counted in windows of `window` expected reports (-1: none)."""
+    cal = calibrate_likelihood_ratio(window, shift, alpha)
+    rng = np.random.default_rng(seed)
+    horizon = months * window
+    crossed = np.full(runs, -1)
+    for run in range(runs):
+        t, n = 0.0, 0
+        while True:
+            t += rng.exponential(1.0)
+            if t >= horizon:
+                break
+            n += 1
+            if n >= cal.critical_count(t):
+                crossed[run] = int(t // window)
+                break
+    return crossed
+
+
+def test_mode_shift_is_the_shift_of_the_mode_holding_all_the_excess() -> None:
+    assert mode_shift(0.1, 3.0) == pytest.approx(21.0)
+    assert mode_shift(0.4, 3.0) == pytest.approx(6.0)
+    assert mode_shift(1.0, 3.0) == pytest.approx(3.0)
+    with pytest.raises(ValueError):
+        mode_shift(0.0, 3.0)
+
+
+def test_the_window_grid_rounds_up_by_at_most_nine_percent() -> None:
+    for w in (0.013, 0.3, 1.0, 2.7, 9.9):
+        g = window_grid(w)
+        assert w <= g <= w * 2 ** (1 / 8) + 1e-12
+
+
+def test_the_recursion_keeps_the_mass_and_matches_a_poisson_tail() -> None:
+    # A boundary that stays at 3 reports for 2 expected reports: crossing = P(Poisson(2) >= 3).
+    alive, crossed = advance_not_crossed(np.ones(1), 0.0, 2.0, level=-100.0, shift=3.0, min_reports=3)
+    assert crossed == pytest.approx(1 - math.exp(-2) * (1 + 2 + 2), rel=1e-12)
+    assert alive.sum() + crossed == pytest.approx(1.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("window", [0.35, 1.5, 6.0])
+def test_each_month_spends_at_most_alpha_and_close_to_it(window: float) -> None:
+    cal = calibrate_likelihood_ratio(window_grid(window), 3.0, 0.01)
+    assert max(cal.month_probability) <= 0.01 + 1e-12
+    assert max(cal.straddle_probability) <= 0.01 + 1e-12
+    # Close to the budget where it matters (the months the union bound wasted): months 0 to 5
+    # spend at least half of it, most near all of it (integer counts cost the rest).
+    assert min(cal.month_probability[:6]) >= 0.005 if window >= 1 else max(cal.month_probability[:6]) >= 0.008
+    # The boundary sits above the mean.
+    for m in range(12):
+        expected = (m + 0.5) * cal.window
+        assert cal.critical_count(expected) > expected
+
+
+def test_the_exact_crossing_probabilities_agree_with_simulation() -> None:
+    window = window_grid(1.5)
+    cal = calibrate_likelihood_ratio(window, 3.0, 0.05)  # a larger alpha: enough crossings to compare
+    runs = 20_000
+    months = _simulated_first_crossing_months(window, 3.0, 0.05, 4, runs, seed=5)
+    for m in range(4):
+        simulated = float((months == m).mean())
+        exact = cal.month_probability[m]
+        sd = math.sqrt(exact * (1 - exact) / runs)
+        # Where the level falls at a month's start the recursion counts a count already above the
+        # new boundary as crossed at once; the test only alarms at the next report, by which time
+        # the rising boundary may have passed it again: the exact figure is an upper bound there.
+        assert simulated <= exact + 4.5 * sd, (m, simulated, exact)
+        assert simulated >= 0.8 * exact - 4.5 * sd, (m, simulated, exact)
+
+
+def test_a_mode_boundary_and_its_budget_hold_by_recursion_and_simulation() -> None:
+    share, shift = 0.1, 3.0
+    k = mode_shift(share, shift)
+    window = window_grid(4.0 * share)  # a batch expecting 4 reports a month: 0.4 of this mode
+    alpha = 0.01 * 0.2 / 4  # the failure-mode share of the budget split over four modes
+    cal = calibrate_likelihood_ratio(window, k, alpha)
+    assert max(cal.month_probability) <= alpha + 1e-15
+    # A larger alpha for the simulation to count on (the recursion is the same code path).
+    big = calibrate_likelihood_ratio(window, k, 0.05)
+    crossed = _simulated_first_crossing_months(window, k, 0.05, 3, 20_000, seed=9)
+    for m in range(3):
+        simulated, exact = float((crossed == m).mean()), big.month_probability[m]
+        assert simulated <= exact + 4.5 * math.sqrt(exact / 20_000), (m, simulated, exact)
+        assert simulated >= 0.8 * exact - 4.5 * math.sqrt(exact / 20_000), (m, simulated, exact)
+    # Tuned to 21x, three reports of a rare mode in a fraction of a month are enough ...
+    assert cal.critical_count(0.05) == 3
+    # ... where the category's own 3x test would need many more reports of the whole batch.
+    whole = likelihood_ratio_calibration(4.0, shift, 0.01 * 0.25)
+    assert whole.critical_count(0.5) > 3
+
+
+def test_a_problem_free_batch_alarms_in_at_most_the_budgeted_share_of_its_months() -> None:
+    """All the likelihood-ratio tests of a batch cell together (category + four modes) on
+    simulated problem-free batches: their monthly alarm probability stays within their shares."""
+    warning = EarlyWarning()
+    alpha, per_month, months, runs = 0.01, 3.0, 6, 6_000
+    shares = {"a": 0.4, "b": 0.3, "c": 0.2, "d": 0.1}
+    window = per_month * 31 / 30.4375
+    rng = np.random.default_rng(12)
+    first = []
+    for _ in range(runs):
+        n = rng.poisson(per_month * months)
+        times = np.sort(rng.uniform(0, months, n))  # in months; all units in service
+        modes = list(rng.choice(list(shares), n, p=list(shares.values())))
+        expected = [per_month * t for t in times]
+        found = likelihood_ratio_crossings(warning, alpha, list(times), modes, expected, [window] * n, shares, 3)
+        first.append(int(found[0].at) if found else -1)
+    budget = alpha * (warning.likelihood_ratio_share + warning.failure_mode_share)
+    counts = np.bincount([m for m in first if m >= 0], minlength=months)
+    upper = max(counts) / runs
+    assert upper <= budget + 3 * math.sqrt(budget / runs), (counts, budget)
+    assert sum(counts) > 0  # the tests do spend their budget
+
+
+def test_failure_mode_shares_come_from_the_table_until_the_category_has_enough_reports() -> None:
+    warning = EarlyWarning(mode_shares={"motor": {"winding": 3.0, "bearing": 1.0}}, mode_estimate_min_reports=100)
+    assert warning.shares_for("motor", {"winding": 5}) == {"bearing": 0.25, "winding": 0.75}
+    assert warning.shares_for("frame", {"crack": 5}) == {}
+    estimated = warning.shares_for("motor", {"winding": 60, "bearing": 39, "rare": 1})
+    assert estimated["winding"] > estimated["bearing"] > estimated["rare"]
+    assert sum(estimated.values()) == pytest.approx(1.0)
+    assert estimated["rare"] == pytest.approx(0.02 / (0.6 + 0.39 + 0.02))  # floored at 2 %
+
+
+def test_the_shares_of_the_budget_must_leave_room_for_the_sequential_test() -> None:
+    with pytest.raises(ValueError):
+        EarlyWarning(likelihood_ratio_share=0.7, failure_mode_share=0.3, sequential_share=0.1)
+    with pytest.raises(ValueError):
+        EarlyWarning(shift=1.0)
+
+
+def test_a_one_mode_excess_is_found_by_its_mode_test_first() -> None:
+    warning = EarlyWarning()
+    shares = {"a": 0.4, "b": 0.3, "c": 0.2, "d": 0.1}
+    # 2 expected reports a month; five reports of the rare mode d within the first two weeks.
+    times = [0.05, 0.12, 0.2, 0.31, 0.4]
+    found = likelihood_ratio_crossings(warning, 0.01, times, ["d"] * 5, [2.0 * t for t in times],
+                                       [2.0 * 31 / 30.4375] * 5, shares, 3)
+    assert found and found[0].test == "failure_mode" and found[0].failure_mode == "d"
+    assert found[0].observed <= 4
