@@ -105,6 +105,10 @@ async def confirm(uow: Uow, alert_id: str, actor: str, *, containment: str, batc
 
 async def keep_sale_owners(uow: Uow, events: list[Event[c.VehicleSold]]) -> None:
     """The owner of each vehicle sold (what the affected-vehicles list names)."""
+    await _keep_owners(uow, events)
+
+
+async def _keep_owners(uow: Uow, events: list[Event[c.VehicleSold]] | list[Event[c.VehiclePickedUp]]) -> None:
     await recall_store.keep_owners(uow.conn, [
         {"vin": d.vin, "customer_id": d.customer.customer_id, "name": d.customer.name, "region": d.customer.region,
          "occurred_at": e.occurred_at} for e in events for d in [e.data]])
@@ -113,9 +117,7 @@ async def keep_sale_owners(uow: Uow, events: list[Event[c.VehicleSold]]) -> None
 async def on_vehicle_picked_up(uow: Uow, events: list[Event[c.VehiclePickedUp]]) -> None:
     """A workshop visit: the owner as of that visit; for a recalled vehicle, whether the visit
     inspected it or replaced its part (recall.read_visit)."""
-    await recall_store.keep_owners(uow.conn, [
-        {"vin": d.vin, "customer_id": d.customer.customer_id, "name": d.customer.name, "region": d.customer.region,
-         "occurred_at": e.occurred_at} for e in events for d in [e.data]])
+    await _keep_owners(uow, events)
     recalls = await recall_store.open_recalls_of(uow.conn, [e.data.vin for e in events])
     if not recalls:
         return

@@ -106,7 +106,7 @@ def test_progress_counts_each_step_per_dealer_with_its_share() -> None:
     p = progress_by_dealer(vehicles)
     assert [d["dealer_id"] for d in p["by_dealer"]] == ["DLR-001", "DLR-002", None]
     first = p["by_dealer"][0]
-    assert (first["vehicles"], first["reached"], first["booked"], first["inspected"], first["replaced"]) == (2, 1, 0, 1, 0)
+    assert [first[k] for k in ("vehicles", "reached", "booked", "inspected", "replaced")] == [2, 1, 0, 1, 0]
     assert first["rates"] == {"reached": 0.5, "booked": 0.0, "inspected": 0.5, "replaced": 0.0}
     assert p["total"]["vehicles"] == 4 and p["total"]["inspected"] == 2 and p["total"]["replaced"] == 1
     assert progress_by_dealer([])["total"]["rates"]["reached"] is None
