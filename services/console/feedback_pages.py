@@ -267,6 +267,11 @@ def router() -> APIRouter:
                     told_by=answered.get("told_by"), in_time=answered.get("answered_in_time"))
         return _with(f"/feedback/{quote(item_id)}", done="answered")
 
+    @r.get("/feedback/{item_id}/solution")
+    async def solution_page(item_id: str) -> RedirectResponse:
+        """Where a refused solution's page (rendered on its POST) goes back to, e.g. after switching language."""
+        return RedirectResponse(f"/feedback/{quote(item_id)}", status_code=303)
+
     # -- a consultation from a caller with no file ----------------------------------------------------
     def consultation_form(request: Request, person: Person, *, status: int = 200,
                           values: dict[str, str] | None = None, problems: dict[str, str] | None = None,

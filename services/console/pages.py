@@ -430,6 +430,13 @@ def router() -> APIRouter:
     @r.get("/customers/{customer_id}")
     async def customer_page(request: Request, customer_id: str, done: str | None = None, error: str | None = None,
                             person: Person = Depends(role(*STAFF))) -> HTMLResponse:
+        return await show_customer(request, person, customer_id, done=done, error=error)
+
+    async def show_customer(request: Request, person: Person, customer_id: str, *, status: int = 200,
+                            done: str | None = None, error: str | None = None,
+                            inbound: dict[str, str] | None = None) -> HTMLResponse:
+        """The customer's page; `inbound`: an inbound call the service refused, shown on its form
+        with what was typed and why."""
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
@@ -439,9 +446,9 @@ def router() -> APIRouter:
                               status=404)
             story = await store.story(conn, customer_id)
         await audit(request, person, "read_customer", customer_id=customer_id, page="customer")
-        return render(request, "customer.html", person, customer=customer, story=story,
+        return render(request, "customer.html", person, status=status, customer=customer, story=story,
                       timeline=timeline(story), done=done, error=error, categories=COMPLAINT_CATEGORIES,
-                      severities=SEVERITIES, inbound_kinds=INBOUND_KINDS)
+                      severities=SEVERITIES, inbound_kinds=INBOUND_KINDS, inbound=inbound or {})
 
     @r.get("/vehicles/{vin}")
     async def vehicle_page(request: Request, vin: str, person: Person = Depends(role(*STAFF))) -> HTMLResponse:
@@ -489,16 +496,28 @@ def router() -> APIRouter:
     @r.post("/customers/{customer_id}/inbound-calls")
     async def log_inbound_call(request: Request, customer_id: str, person: Person = Depends(role(*DESK))) -> Response:
         form = await form_of(request, person)
-        back = _back(form, f"/customers/{quote(customer_id)}")
+        page = f"/customers/{quote(customer_id)}"
+        back = _back(form, page)
         kind, summary = form.get("kind", ""), form.get("summary", "").strip()
+
+        async def refused(message: str, detail: str | None = None, status: int = 422) -> Response:
+            """On the customer's page the form comes back with what was typed; elsewhere (the call
+            screen) the reason is shown there."""
+            if back != page:
+                return _with(back, error=detail or message)
+            kept = {k: form.get(k, "") for k in ("kind", "summary", "category")}
+            return await show_customer(request, person, customer_id, status=status,
+                                       inbound=kept | {"error": message, "detail": detail or ""})
+
         if kind not in INBOUND_KINDS or not summary:
-            return _with(back, error=N_("Say what the call was about and write a short summary."))
+            return await refused(N_("Say what the call was about and write a short summary."))
         complaint_id = None
         if kind == "complaint":
             try:
                 case = await file_complaint(request, person, customer_id, form | {"description": summary})
             except ServiceError as exc:
-                return _with(back, error=exc.message)
+                return await refused(N_("The complaint could not be filed, so the call was not logged; nothing "
+                                        "was lost, try again."), exc.message, 422 if exc.status < 500 else 502)
             complaint_id = case["complaint_id"]
         # follow-up keeps the phone register: it records the call under the person (and schedules
         # the first tracking call after a consultation); the story shows it once the event arrives
@@ -507,10 +526,16 @@ def router() -> APIRouter:
                 "customer_id": customer_id, "kind": kind, "summary": summary[:4000], "complaint_id": complaint_id,
                 "vin": form.get("vin") or None}, ok=(201,))
         except ServiceError as exc:
-            return _with(back, error=exc.message)
+            return await refused(N_("The follow-up service did not log the call; nothing was lost, try again."),
+                                 exc.message, 422 if exc.status < 500 else 502)
         await audit(request, person, "log_inbound_call", customer_id=customer_id, subject=call["call_id"], kind=kind,
                     complaint_id=complaint_id)
         return _with(back, done="inbound")
+
+    @r.get("/customers/{customer_id}/inbound-calls")
+    async def inbound_calls_page(customer_id: str) -> RedirectResponse:
+        """Where a refused call's page (rendered on its POST) goes back to, e.g. after switching language."""
+        return RedirectResponse(f"/customers/{quote(customer_id)}", status_code=303)
 
     async def file_complaint(request: Request, person: Person, customer_id: str, form: dict[str, str]) -> Any:
         description = (form.get("description") or "").strip()

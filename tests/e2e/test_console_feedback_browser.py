@@ -260,4 +260,24 @@ async def test_an_agent_records_a_consultation_for_a_caller_with_no_file(world: 
     await page.locator("#results table").get_by_role("link", name="周建国").click()
     await expect(page.get_by_role("heading", name=re.compile("周建国"))).to_be_visible()
     await journey.check("caller-file")
-    assert journey.checked == ["consultation-form", "consultation-bad-phone", "consultation-recorded", "caller-file"]
+
+    # The caller has a file now: their next call is logged on their page; a refused one keeps what was typed.
+    inbound = page.get_by_role("region", name="登记来电")
+    await inbound.get_by_label("来电事由", exact=True).select_option("request")
+    await inbound.get_by_label("投诉类别（投诉时填写）", exact=True).select_option("price")
+    await page.evaluate("document.querySelectorAll('[required]').forEach(e => e.removeAttribute('required'))")
+    await inbound.get_by_role("button", name="登记来电").click()
+    await expect(inbound.get_by_role("alert")).to_contain_text("请选择来电事由并填写简要摘要")
+    await expect(inbound.get_by_label("来电事由", exact=True)).to_have_value("request")
+    await expect(inbound.get_by_label("投诉类别（投诉时填写）", exact=True)).to_have_value("price")
+    await journey.check("inbound-call-refused")
+    await inbound.get_by_label("摘要", exact=True).fill("希望试驾 EV-200 后再决定")
+    await inbound.get_by_role("button", name="登记来电").click()
+    await expect(page.get_by_role("status")).to_contain_text("来电已登记")
+    async with api(world.stack["followup"], "supervisor") as followup:
+        register = (await followup.get("/v1/register/calls", params={"customer": caller,
+                                                                      "direction": "inbound"})).json()
+    assert sorted((c["agent_id"], c["kind"], c["summary"][:6]) for c in register["calls"]) == [
+        ("li.qiang", "consultation", "EV-200"), ("li.qiang", "request", "希望试驾 E")]
+    assert journey.checked == ["consultation-form", "consultation-bad-phone", "consultation-recorded", "caller-file",
+                               "inbound-call-refused"]
