@@ -10,6 +10,7 @@ import csv
 import io
 from datetime import date, datetime, time, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -17,6 +18,7 @@ from fastapi.responses import Response
 from shared.db import acquire
 from shared.http import runtime_of
 
+from services.console import charts
 from services.console.clients import Person, ServiceError
 from services.console.i18n import DISPLAY_ZONE, N_
 from services.console.pages import Refused, audit, render, role, services
@@ -39,6 +41,57 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
     start = datetime(year, number, 1, tzinfo=DISPLAY_ZONE)
     end = datetime(year + (number == 12), number % 12 + 1, 1, tzinfo=DISPLAY_ZONE)
     return start, end
+
+
+def week_before(week: str) -> str:
+    start, _ = week_bounds(week)
+    return iso_week(start - timedelta(days=7))
+
+
+def link(path: str, **params: Any) -> str:
+    """A page's address with the non-empty parameters."""
+    query = urlencode({k: v for k, v in params.items() if v not in (None, "")})
+    return f"{path}?{query}" if query else path
+
+
+def target_labels(gettext: Any) -> dict[str, str]:
+    return {"warranty_return_visit_rate": gettext("warranty return-visit rate"),
+            "satisfaction_rate": gettext("satisfaction"),
+            "complaint_sla_compliance": gettext("complaint SLA compliance"),
+            "parts_accuracy": gettext("parts-shipment accuracy")}
+
+
+def drill_down(name: str, week: str, region: str, dealer: str) -> str:
+    """Where a target's figure of a week leads: the calls, the scored calls, the complaint cases
+    whose SLA steps fell due that week, or the week's shipments by dealer."""
+    if name == "warranty_return_visit_rate":
+        return link("/supervisor/calls", week=week, region=region, dealer=dealer)
+    if name == "satisfaction_rate":
+        return link("/supervisor/calls", week=week, region=region, dealer=dealer, scored=1)
+    if name == "complaint_sla_compliance":
+        return link("/supervisor/sla-cases", week=week, region=region, dealer=dealer)
+    return link("/supervisor/parts", week=week, region=region, dealer=dealer)
+
+
+def region_of_dealers(rows: list[Any]) -> dict[str, str]:
+    """Each dealer's region: the one most of its vehicles are in (the console's read model)."""
+    best: dict[str, tuple[int, str]] = {}
+    for r in rows:
+        if r["dealer_id"] and r["region"] and (r["dealer_id"] not in best or r["n"] > best[r["dealer_id"]][0]):
+            best[r["dealer_id"]] = (int(r["n"]), r["region"])
+    return {dealer: region for dealer, (_, region) in best.items()}
+
+
+def parts_by_region(parts: dict[str, Any], regions: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """A week's shipped and discrepant lines summed over each region's dealers."""
+    out: dict[str, dict[str, Any]] = {}
+    for d in parts["by_dealer"]:
+        t = out.setdefault(regions.get(d["dealer_id"], ""), {"lines": 0, "discrepant_lines": 0})
+        t["lines"] += d["lines"]
+        t["discrepant_lines"] += d["discrepant_lines"]
+    for t in out.values():
+        t["accuracy"] = (t["lines"] - t["discrepant_lines"]) / t["lines"] if t["lines"] else None
+    return out
 
 
 def trend(values: list[float | None]) -> float | None:
@@ -99,6 +152,25 @@ def router() -> APIRouter:
         answer = await services(request).call(person, "GET", "quality", "/v1/reports/weekly", params={"week": week})
         return dict(answer["parts_accuracy"])
 
+    async def sla_weeks(request: Request, person: Person, until: str, count: int, region: str = "",
+                        dealer: str = "", month: str = "") -> dict[str, Any]:
+        """The complaints service's SLA compliance per ISO week (the steps due in each week)."""
+        params: dict[str, Any] = {"until": until, "weeks": count}
+        for key, value in (("region", region), ("dealer", dealer), ("month", month)):
+            if value:
+                params[key] = value
+        answer: dict[str, Any] = await services(request).call(
+            person, "GET", "complaints", "/v1/reports/sla-compliance", params=params)
+        return answer
+
+    async def dealer_regions(request: Request) -> dict[str, str]:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            rows = await conn.fetch("""SELECT dealer_id, region, count(*) AS n FROM vehicles
+                                        WHERE dealer_id IS NOT NULL AND region IS NOT NULL GROUP BY 1, 2""")
+        return region_of_dealers(list(rows))
+
     @r.get("/supervisor/dashboard")
     async def dashboard(request: Request, region: str = "", dealer: str = "", format: str = "html",
                         person: Person = Depends(role("supervisor"))) -> Response:
@@ -108,6 +180,7 @@ def router() -> APIRouter:
         figures: dict[str, list[float | None]] = {k: [] for k in TARGETS}
         problem = None
         by_dealer: dict[str, list[float | None]] = {}  # parts accuracy per dealer and week
+        regions = await dealer_regions(request) if region and not dealer else {}
         try:
             for index, week in enumerate(weeks):
                 start, end = week_bounds(week)
@@ -120,24 +193,25 @@ def router() -> APIRouter:
                 if dealer:
                     row = next((d for d in parts["by_dealer"] if d["dealer_id"] == dealer), None)
                     figures["parts_accuracy"].append(row["accuracy"] if row else None)
+                elif region:  # the region's dealers
+                    figures["parts_accuracy"].append(parts_by_region(parts, regions).get(region, {}).get("accuracy"))
                 else:
                     figures["parts_accuracy"].append(parts["accuracy"])
-            complaints = await services(request).call(person, "GET", "complaints", "/v1/kpis")
-            compliance = _compliance(complaints)
-            figures["complaint_sla_compliance"] = [None] * (len(weeks) - 1) + [compliance]
+            sla = await sla_weeks(request, person, weeks[-1], len(weeks), region, dealer)
+            figures["complaint_sla_compliance"] = [w["compliance"] for w in sla["weeks"]]
         except ServiceError as exc:
             problem = exc.message
-        rows = [{"name": name, "values": values, "target": TARGETS[name], "trend": trend(values)}
+        for values in figures.values():  # a service that did not answer: no figure, not a short row
+            values.extend([None] * (len(weeks) - len(values)))
+        rows = [{"name": name, "values": values, "target": TARGETS[name], "trend": trend(values),
+                 "links": [drill_down(name, w, region, dealer) for w in weeks]}
                 for name, values in figures.items()]
         workload = await _workload(request, now)
         dealers = [{"dealer_id": d, "values": v, "trend": trend(v)} for d, v in sorted(by_dealer.items())
                    if not dealer or d == dealer]
+        gettext = translator(request, person)
+        label = target_labels(gettext)
         if format in ("csv", "xlsx"):
-            gettext = translator(request, person)
-            label = {"warranty_return_visit_rate": gettext("warranty return-visit rate"),
-                     "satisfaction_rate": gettext("satisfaction"),
-                     "complaint_sla_compliance": gettext("complaint SLA compliance"),
-                     "parts_accuracy": gettext("parts-shipment accuracy")}
             table = [[label[r["name"]], r["target"], *r["values"]] for r in rows]
             table += [[f'{gettext("parts-shipment accuracy")} · {d["dealer_id"]}', TARGETS["parts_accuracy"],
                        *d["values"]] for d in dealers]
@@ -145,8 +219,10 @@ def router() -> APIRouter:
                       for d in workload["days"]]
             await audit(request, person, "read_report", subject="dashboard", format=format)
             return exported("aftersales-targets", format, [gettext("Figure"), gettext("Target"), *weeks], table)
+        chart = charts.lines(gettext("The department's targets by week"), weeks,
+                             [(label[r["name"]], r["values"]) for r in rows], percent=True)
         return render(request, "dashboard.html", person, weeks=weeks, rows=rows, region=region, dealer=dealer,
-                      problem=problem, workload=workload, dealers=dealers)
+                      problem=problem, workload=workload, dealers=dealers, chart=chart)
 
     async def _workload(request: Request, now: datetime) -> dict[str, Any]:
         """Calls due each of the next 7 days (the console's read model of the follow-ups) against
@@ -179,9 +255,11 @@ def router() -> APIRouter:
 
     @r.get("/supervisor/calls")
     async def calls_behind(request: Request, week: str = "", region: str = "", dealer: str = "",
-                           format: str = "html", person: Person = Depends(role("supervisor"))) -> Response:
+                           scored: bool = False, format: str = "html",
+                           person: Person = Depends(role("supervisor"))) -> Response:
         """The calls behind a week's return-visit figures (the console's read model), for a region
-        or dealer: who was called, by whom, what came of it."""
+        or dealer: who was called, by whom, what came of it; `scored`: only the calls with a
+        satisfaction score (the ones behind the satisfaction figure)."""
         now = runtime_of(request).clock.now()
         week = week or iso_week(now)
         try:
@@ -198,7 +276,8 @@ def router() -> APIRouter:
                      LEFT JOIN customers cu ON cu.customer_id = c.customer_id
                     WHERE c.attempted_at >= $1 AND c.attempted_at < $2
                       AND ($3 = '' OR f.region = $3) AND ($4 = '' OR f.dealer_id = $4)
-                    ORDER BY c.attempted_at DESC LIMIT 1000""", start, end, region.strip(), dealer.strip())
+                      AND (NOT $5 OR c.satisfaction IS NOT NULL)
+                    ORDER BY c.attempted_at DESC LIMIT 1000""", start, end, region.strip(), dealer.strip(), scored)
         calls = [dict(r) for r in rows]
         await audit(request, person, "read_report", subject=f"calls:{week}", format=format)
         if format in ("csv", "xlsx"):
@@ -208,7 +287,8 @@ def router() -> APIRouter:
             table = [[c["attempted_at"].isoformat(), c["name"] or c["customer_id"], c["kind"], c["outcome"],
                       c["satisfaction"], c["agent_id"], c["dealer_id"], c["region"], c["vin"]] for c in calls]
             return exported(f"aftersales-calls-{week}", format, header, table)
-        return render(request, "calls.html", person, calls=calls, week=week, region=region, dealer=dealer)
+        return render(request, "calls.html", person, calls=calls, week=week, region=region, dealer=dealer,
+                      scored=scored)
 
     async def report_rows(request: Request, person: Person, kind: str, period: str
                           ) -> tuple[list[str], list[list[Any]]]:
@@ -229,17 +309,23 @@ def router() -> APIRouter:
             for agent, calls in sorted(k.get("calls_per_agent", {}).items()):
                 rows.append([gettext("Agents"), agent, gettext("calls reached"), calls["reached"], calls["calls"],
                              calls["reached"] / calls["calls"] if calls["calls"] else None])
-            complaints = await services(request).call(person, "GET", "complaints", "/v1/kpis")
+            # The SLA steps that fell due in the period, met against all decided.
+            if kind == "weekly":
+                sla = (await sla_weeks(request, person, period, 1))["weeks"][0]
+            else:
+                sla = (await sla_weeks(request, person, iso_week(start), 1, month=period))["month"]
             rows.append([gettext("Complaints"), gettext("all"), gettext("complaint SLA compliance"),
-                         complaints.get("resolved_within_sla"), complaints.get("resolved_rounds"),
-                         _compliance(complaints)])
+                         sla["met"], sla["due"], sla["compliance"]])
             if kind == "weekly":
                 parts = await parts_week(request, person, period)
-                rows.append([gettext("Parts"), gettext("all"), gettext("parts-shipment accuracy"),
-                             parts["lines"] - parts["discrepant_lines"], parts["lines"], parts["accuracy"]])
-                for d in parts["by_dealer"]:
-                    rows.append([gettext("Parts"), d["dealer_id"], gettext("parts-shipment accuracy"),
-                                 d["lines"] - d["discrepant_lines"], d["lines"], d["accuracy"]])
+            else:
+                parts = (await services(request).call(person, "GET", "quality", "/v1/reports/monthly",
+                                                      params={"month": period}))["parts_accuracy"]
+            rows.append([gettext("Parts"), gettext("all"), gettext("parts-shipment accuracy"),
+                         parts["lines"] - parts["discrepant_lines"], parts["lines"], parts["accuracy"]])
+            for d in parts["by_dealer"]:
+                rows.append([gettext("Parts"), d["dealer_id"], gettext("parts-shipment accuracy"),
+                             d["lines"] - d["discrepant_lines"], d["lines"], d["accuracy"]])
         except ServiceError as exc:
             raise Refused(exc.message, status=502) from None
         return header, rows
@@ -259,12 +345,121 @@ def router() -> APIRouter:
             return exported(f"aftersales-{kind}-{period}", format, header, rows)
         return render(request, "report.html", person, kind=kind, period=period, header=header, rows=rows)
 
+    def chosen_week(request: Request, week: str) -> str:
+        week = week.strip() or iso_week(runtime_of(request).clock.now())
+        try:
+            week_bounds(week)
+        except (ValueError, TypeError):
+            raise Refused(N_("Write the week like 2026-W47 and the month like 2026-11."), status=422) from None
+        return week
+
+    @r.get("/supervisor/sla-cases")
+    async def sla_cases(request: Request, week: str = "", outcome: str = "", region: str = "", dealer: str = "",
+                        format: str = "html", person: Person = Depends(role("supervisor"))) -> Response:
+        """The complaint cases behind a week's SLA compliance: each SLA step that fell due that
+        week, met or breached (the complaints service's figures)."""
+        week, region, dealer = chosen_week(request, week), region.strip()[:60], dealer.strip()[:60]
+        outcome = outcome if outcome in ("met", "breached") else ""
+        params = {k: v for k, v in (("week", week), ("outcome", outcome), ("region", region), ("dealer", dealer)) if v}
+        try:
+            found = await services(request).call(person, "GET", "complaints", "/v1/reports/sla-compliance/cases",
+                                                 params=params)
+        except ServiceError as exc:
+            raise Refused(exc.message, status=502) from None
+        await audit(request, person, "read_report", subject=f"sla-cases:{week}", format=format)
+        steps = [{**c, "due_at": datetime.fromisoformat(c["due_at"]),
+                  "done_at": datetime.fromisoformat(c["done_at"]) if c["done_at"] else None} for c in found["items"]]
+        if format in ("csv", "xlsx"):
+            gettext = translator(request, person)
+            header = [gettext("Case"), gettext("Round"), gettext("SLA step"), gettext("Deadline"), gettext("Done"),
+                      gettext("Outcome"), gettext("Department"), gettext("Severity"), gettext("Dealer"),
+                      gettext("Region")]
+            words = {key: gettext(text) for key, text in (*STEPS.items(), *OUTCOMES.items())}
+            table = [[c["complaint_ref"], c["round"] + 1, words[c["step"]], c["due_at"].isoformat(),
+                      c["done_at"].isoformat() if c["done_at"] else None,
+                      words[c["outcome"]], c["department"], c["severity"], c["dealer_id"], c["region"]]
+                     for c in steps]
+            return exported(f"aftersales-sla-cases-{week}", format, header, table)
+        return render(request, "sla_cases.html", person, steps=steps, week=week, outcome=outcome, region=region,
+                      dealer=dealer, met=found["met"], breached=found["breached"], link=link, names=STEPS,
+                      outcomes=OUTCOMES)
+
+    @r.get("/supervisor/parts")
+    async def parts_behind(request: Request, week: str = "", region: str = "", dealer: str = "",
+                           format: str = "html", person: Person = Depends(role("supervisor"))) -> Response:
+        """The shipments behind a week's parts-shipment accuracy: lines shipped and discrepant per
+        dealer (the quality service's week), each dealer linked to its own targets."""
+        week, region, dealer = chosen_week(request, week), region.strip()[:60], dealer.strip()[:60]
+        try:
+            parts = await parts_week(request, person, week)
+        except ServiceError as exc:
+            raise Refused(exc.message, status=502) from None
+        regions = await dealer_regions(request)
+        dealers = [{**d, "region": regions.get(d["dealer_id"])} for d in parts["by_dealer"]
+                   if (not dealer or d["dealer_id"] == dealer) and (not region or regions.get(d["dealer_id"]) == region)]
+        await audit(request, person, "read_report", subject=f"parts:{week}", format=format)
+        if format in ("csv", "xlsx"):
+            gettext = translator(request, person)
+            header = [gettext("Dealer"), gettext("Region"), gettext("Lines shipped"), gettext("Discrepant lines"),
+                      gettext("Rate")]
+            table = [[d["dealer_id"], d["region"], d["lines"], d["discrepant_lines"], d["accuracy"]] for d in dealers]
+            return exported(f"aftersales-parts-{week}", format, header, table)
+        return render(request, "parts_week.html", person, week=week, region=region, dealer=dealer, parts=parts,
+                      dealers=dealers)
+
+    async def region_table(request: Request, person: Person, week: str) -> list[dict[str, Any]]:
+        """Each region's four targets in `week` and the change from the week before."""
+        before = week_before(week)
+        regions = await dealer_regions(request)
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            names = {r[0] for r in await conn.fetch(
+                """SELECT DISTINCT region FROM followups WHERE region IS NOT NULL
+                   UNION SELECT DISTINCT region FROM vehicles WHERE region IS NOT NULL""")}
+        sla = await sla_weeks(request, person, week, 2)
+        parts = {w: parts_by_region(await parts_week(request, person, w), regions) for w in (before, week)}
+        names |= {r for w in sla["weeks"] for r in w["by_region"] if r} | {r for p in parts.values() for r in p if r}
+        table = []
+        for name in sorted(names):
+            values: dict[str, list[float | None]] = {}
+            for w in (before, week):
+                start, end = week_bounds(w)
+                k = await followup_kpis(request, person, start, end, name, "")
+                values.setdefault("warranty_return_visit_rate", []).append(k["warranty_return_visit_rate"])
+                values.setdefault("satisfaction_rate", []).append(k["satisfaction_rate"])
+                sla_week = next(x for x in sla["weeks"] if x["week"] == w)
+                values.setdefault("complaint_sla_compliance", []).append(
+                    sla_week["by_region"].get(name, {}).get("compliance"))
+                values.setdefault("parts_accuracy", []).append(parts[w].get(name, {}).get("accuracy"))
+            table.append({"region": name, "figures": [
+                {"name": target, "value": v[1], "change": trend(v), "link": drill_down(target, week, name, "")}
+                for target, v in values.items()]})
+        return table
+
+    @r.get("/supervisor/regions")
+    async def by_region(request: Request, week: str = "", format: str = "html",
+                        person: Person = Depends(role("supervisor"))) -> Response:
+        week = chosen_week(request, week)
+        try:
+            table = await region_table(request, person, week)
+        except ServiceError as exc:
+            raise Refused(exc.message, status=502) from None
+        await audit(request, person, "read_report", subject=f"regions:{week}", format=format)
+        gettext = translator(request, person)
+        label = target_labels(gettext)
+        if format in ("csv", "xlsx"):
+            header = [gettext("Region")]
+            for name in TARGETS:
+                header += [f"{label[name]} {week}", f"{label[name]} · {gettext('Against the week before')}"]
+            rows = [[r["region"], *(x for f in r["figures"] for x in (f["value"], f["change"]))] for r in table]
+            return exported(f"aftersales-regions-{week}", format, header, rows)
+        return render(request, "regions.html", person, week=week, before=week_before(week), table=table,
+                      targets=TARGETS)
+
     return r
 
 
-def _compliance(kpis: dict[str, Any]) -> float | None:
-    for key in ("sla_compliance", "resolve_sla_compliance", "compliance"):
-        if isinstance(kpis.get(key), int | float):
-            return float(kpis[key])
-    resolved, within = kpis.get("resolved_rounds"), kpis.get("resolved_within_sla")
-    return within / resolved if resolved else None
+STEPS = {"acknowledge": N_("acknowledge"), "resolve": N_("resolve")}
+OUTCOMES = {"met": N_("met"), "breached": N_("breached")}
+
