@@ -7,13 +7,17 @@ stores and publishes what it decides.
   default): the Poisson test (sequential by default: every report since monitoring started
   against the boundary; or the repeated test of the count at the look) runs on every cell with
   new reports, with all units and reports known then, and raises an alert where it alarms.
+  On batch cells (sequential test) the likelihood-ratio tests of issue 20 run beside it
+  (services/quality/warning.py: the 3x test on the count and one test per failure mode), each
+  at its share of the budget; an alarm of any of them raises the alert (rule `poisson`; the
+  alert's details name the test that crossed, `likelihood_ratio`).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,6 +39,13 @@ from services.quality.domain import (
     cell_look,
     decide,
     find_burst,
+)
+from services.quality.warning import (
+    EarlyWarning,
+    LrCrossing,
+    crossing_details,
+    likelihood_ratio_crossings,
+    window_expected,
 )
 
 Uow = UnitOfWork[QualityDeps]
@@ -107,9 +118,9 @@ async def on_arrivals(uow: Uow, arrivals: list[Arrival]) -> None:
             evidence = await store.cell_evidence(uow.conn, cell, row.since, _just_after(as_of))
         if threshold is None:
             threshold = await _threshold(uow)
-        figures = _figures(uow, cell, evidence, threshold)
+        figures, crossings = await _figures(uow, cell, evidence, threshold)
         await _publish(uow, cell, row, opened.get(key), decision, figures, as_of, _just_after(as_of), burst,
-                       latest[key].cause)
+                       latest[key].cause, crossings)
 
 
 async def look(uow: Uow, at: datetime, fallback_cause: Timer) -> int:
@@ -120,12 +131,13 @@ async def look(uow: Uow, at: datetime, fallback_cause: Timer) -> int:
     cells = await store.locked_cells(uow.conn, keys)
     opened = await store.open_alerts(uow.conn, keys)
     threshold = await _threshold(uow)
+    modes_by_category: dict[str, dict[str, float]] = {}
     still_dirty: dict[str, bool] = {}
     raised = 0
     for key in sorted(cells):
         cell, row = Cell.from_key(key), cells[key]
         evidence = await store.cell_evidence(uow.conn, cell, row.since, at)
-        figures = _figures(uow, cell, evidence, threshold)
+        figures, crossings = await _figures(uow, cell, evidence, threshold, modes_by_category)
         # Keep the cell for the next look when reports lie beyond this one, or when none of its
         # units is known to be in service yet (a report that came before its sale).
         still_dirty[key] = bool(evidence.latest and evidence.latest >= at) or (
@@ -137,7 +149,7 @@ async def look(uow: Uow, at: datetime, fallback_cause: Timer) -> int:
         if decision.action == "raise":
             cause: EventRef | Timer = (EventRef(row.last_event_id, row.last_correlation_id)
                                        if row.last_event_id and row.last_correlation_id else fallback_cause)
-            await _publish(uow, cell, row, None, decision, figures, at, at, None, cause)
+            await _publish(uow, cell, row, None, decision, figures, at, at, None, cause, crossings)
             raised += 1
     await store.finish_looks(uow.conn, still_dirty, at)
     return raised
@@ -148,14 +160,62 @@ async def _threshold(uow: Uow) -> float:
     return p.threshold(await store.monitored_cells(uow.conn) if p.control_across_cells else 1)
 
 
-def _figures(uow: Uow, cell: Cell, evidence: CellEvidence, threshold: float) -> PoissonLook:
-    r = rates(uow)
-    return cell_look(policy(uow), evidence, r.rate(cell.category), r.unit_month_days, threshold)
+def early_warning(uow: Uow) -> EarlyWarning:
+    """The likelihood-ratio tests' settings (read once per rules object: they load the shares file)."""
+    rules_ = rules(uow)
+    found = _WARNINGS.get(id(rules_))
+    if found is None or found[0] is not rules_:
+        found = _WARNINGS[id(rules_)] = (rules_, rules_.early_warning())
+    return found[1]
+
+
+_WARNINGS: dict[int, tuple[QualityRules, EarlyWarning]] = {}
+
+
+async def mode_counts(uow: Uow, category: str) -> dict[str, int]:
+    """The category's counted reports by failure mode (all cells, all time): what its baseline
+    failure-mode shares are estimated from once there are enough of them."""
+    rows = await uow.conn.fetch(
+        "SELECT failure_mode, count(*) AS n FROM reports WHERE counted AND category = $1 GROUP BY failure_mode",
+        category,
+    )
+    return {r["failure_mode"]: int(r["n"]) for r in rows}
+
+
+async def _figures(uow: Uow, cell: Cell, evidence: CellEvidence, threshold: float,
+                   modes_by_category: dict[str, dict[str, float]] | None = None,
+                   ) -> tuple[PoissonLook, list[LrCrossing]]:
+    """The configured test on a cell; on batch cells with the sequential test, the sequential
+    test at its share of the budget and the likelihood-ratio tests beside it (an alarm of any
+    raises the alert)."""
+    r, p = rates(uow), policy(uow)
+    rate = r.rate(cell.category)
+    if cell.kind != "batch" or p.test != "sequential":
+        return cell_look(p, evidence, rate, r.unit_month_days, threshold), []
+    warning = early_warning(uow)
+    figures = cell_look(p, evidence, rate, r.unit_month_days, threshold * warning.sequential_share)
+    if not evidence.report_times or figures.expected <= 0:
+        return figures, []
+    cache = modes_by_category if modes_by_category is not None else {}
+    if cell.category not in cache:
+        cache[cell.category] = warning.shares_for(cell.category, await mode_counts(uow, cell.category))
+    points = await store.cell_reports(uow.conn, cell, evidence.since, evidence.until)
+    since = evidence.since.timestamp() if evidence.since else None
+    month_seconds = r.unit_month_days * 86_400.0
+    times = [pt.reported_at.timestamp() for pt in points]
+    expected_at = [rate * evidence.exposure.unit_seconds(since, t) / month_seconds for t in times]
+    window_at = [window_expected(rate, evidence.exposure.units(t), p.window_days, r.unit_month_days) for t in times]
+    crossings = likelihood_ratio_crossings(warning, threshold, times, [pt.failure_mode for pt in points],
+                                           expected_at, window_at, cache[cell.category], p.min_reports)
+    if crossings and not figures.alarm:
+        figures = replace(figures, alarm=True)
+    return figures, crossings
 
 
 async def _publish(
     uow: Uow, cell: Cell, row: store.CellRow, current: dict[str, Any] | None, decision: Decision,
     figures: PoissonLook, as_of: datetime, until: datetime, burst: Burst | None, cause: EventRef | Timer,
+    crossings: list[LrCrossing] | None = None,
 ) -> None:
     """Raise a new alert or update the open one with the evidence as of `as_of` (the reports
     in (since, until)), and publish it."""
@@ -196,6 +256,7 @@ async def _publish(
             "expected_per_window": figures.expected_per_window, "tail_p_value": figures.tail_p_value,
             "crossed_at": figures.crossed_at.isoformat() if figures.crossed_at else None,
             "critical_count": figures.critical_count, "rules_firing": list(decision.firing),
+            "likelihood_ratio": crossing_details(crossings or []),
             "burst": _burst_details(burst, p) if burst else (current or {}).get("details", {}).get("burst"),
             "reopenings": history if reopened is not None else (current or {}).get("details", {}).get("reopenings",
                                                                                                      []),
