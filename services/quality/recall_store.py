@@ -97,7 +97,14 @@ async def open_recalls_of(conn: asyncpg.Connection, vins: Iterable[str]) -> dict
 
 
 async def mark_visits(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """The first inspection and the first replacement stay (a later visit does not move them)."""
+    """The first inspection and the first replacement stay (a later visit does not move them);
+    several visits of one vehicle in a batch are merged first (an UPDATE takes one source row)."""
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in sorted(rows, key=lambda r: r["inspected_at"]):
+        seen = merged.setdefault((r["campaign_id"], r["vin"]), dict(r))
+        if seen["replaced_at"] is None:
+            seen["replaced_at"] = r["replaced_at"]
+    rows = list(merged.values())
     if not rows:
         return
     await conn.execute(
@@ -113,18 +120,25 @@ async def mark_visits(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) 
 
 async def mark_calls(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
     """A campaign call that reached the owner marks each of their recalled vehicles in that
-    campaign reached (and booked, with the visit booked); the first one stays."""
+    campaign reached (and booked, with the visit booked), and the call's vehicle even when
+    quality had no owner on file for it; the first one stays (one row per owner and vehicle: an
+    UPDATE takes one source row)."""
+    merged: dict[tuple[str, str, str | None], dict[str, Any]] = {}
+    for r in sorted(rows, key=lambda r: r["reached_at"]):
+        seen = merged.setdefault((r["campaign_id"], r["customer_id"], r["vin"]), dict(r))
+        if seen["booked_at"] is None:
+            seen["booked_at"] = r["booked_at"]
+    rows = list(merged.values())
     if not rows:
         return
     await conn.execute(
         """UPDATE recall_vehicles rv
               SET reached_at = coalesce(rv.reached_at, u.reached_at),
                   booked_at = coalesce(rv.booked_at, u.booked_at)
-             FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[])
-                  AS u(campaign_id, customer_id, reached_at, booked_at)
-            WHERE rv.campaign_id = u.campaign_id AND rv.customer_id = u.customer_id""",
-        [r["campaign_id"] for r in rows], [r["customer_id"] for r in rows], [r["reached_at"] for r in rows],
-        [r["booked_at"] for r in rows])
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[])
+                  AS u(campaign_id, customer_id, vin, reached_at, booked_at)
+            WHERE rv.campaign_id = u.campaign_id AND (rv.customer_id = u.customer_id OR rv.vin = u.vin)""",
+        *([r[k] for r in rows] for k in ("campaign_id", "customer_id", "vin", "reached_at", "booked_at")))
 
 
 async def inspections(conn: asyncpg.Connection, vins: Iterable[str]) -> dict[str, list[tuple[str, datetime]]]:

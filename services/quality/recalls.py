@@ -137,7 +137,7 @@ async def on_vehicle_picked_up(uow: Uow, events: list[Event[c.VehiclePickedUp]])
 async def on_followup_completed(uow: Uow, events: list[Event[c.FollowUpCompleted]]) -> None:
     """A recall's campaign call that reached the owner (and the visit they booked on it)."""
     await recall_store.mark_calls(uow.conn, [
-        {"campaign_id": d.campaign_id, "customer_id": d.customer_id, "reached_at": d.completed_at,
+        {"campaign_id": d.campaign_id, "customer_id": d.customer_id, "vin": d.vin, "reached_at": d.completed_at,
          "booked_at": d.booked_at}
         for e in events for d in [e.data]
         if d.kind == "campaign_call" and d.campaign_id and d.outcome == "reached"
