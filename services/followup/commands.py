@@ -190,7 +190,7 @@ def _complaints(f: dict[str, Any], body: AttemptIn, attempt_id: str, now: dateti
     each become a ComplaintFiled (the complaints service opens a case)."""
     filed = []
     base = {"customer_id": f["customer_id"], "vin": f["vin"], "channel": "return_visit", "filed_at": now,
-            "followup_id": f["followup_id"]}
+            "followup_id": f["followup_id"], "dealer_id": f["dealer_id"], "region": f["region"]}
     short = attempt_id.split(":")[0][:8] + "-" + attempt_id.split(":")[1]
     if body.complaint is not None:
         filed.append(base | {"complaint_ref": f"RV-{short}", "category": body.complaint.category,

@@ -140,6 +140,7 @@ async def open_from_call(uow: Uow, call: Call, feedback: FeedbackIn | None,
                 complaint_ref=complaint_ref, customer_id=f["customer_id"], channel="return_visit",
                 description=call.requests or call.talking_points or f"score {call.satisfaction} on a return visit",
                 filed_at=now, vin=f["vin"], category=fb.category, severity="high", followup_id=f["followup_id"],
+                dealer_id=f["dealer_id"], region=f["region"],
             ), cause=call.cause, occurred_at=now, discriminator=complaint_ref)
         item.close_at_once(now, call.agent, "complaint")
     elif found.answered_on_call:
