@@ -156,6 +156,19 @@ async def test_a_confirmed_batch_problem_calls_and_writes_to_exactly_the_owners_
         target = next(i for i in queue if i["customer_id"] == loyal.customer.customer_id)
         booked = clock.now() + timedelta(days=3)
         async with api(stack["followup"], "agent") as agent:
+            unreached = await agent.post(f"/v1/followups/{target['followup_id']}/attempts",
+                                         json={"outcome": "unreachable", "booked_at": booked.isoformat()})
+            assert unreached.status_code == 422 and "booked_at" in unreached.text
+            # booked_at is for campaign calls: not on the control owner's first return visit
+            await publish(ns.settings, "upstream.dms", [fleet.pickup(control, clock.now(), repair_order_id="RO-C")])
+
+            async def first_visit() -> list[dict[str, Any]]:
+                return (await agent.get("/v1/followups", params={"customer": control.customer.customer_id,
+                                                                 "kind": "first_visit"})).json()["followups"]
+            [visit_call] = await until(first_visit, "the control owner's first return visit")
+            not_a_campaign = await agent.post(f"/v1/followups/{visit_call['followup_id']}/attempts",
+                                              json={"outcome": "reached", "booked_at": booked.isoformat()})
+            assert not_a_campaign.status_code == 422 and "campaign call" in not_a_campaign.text
             call = await agent.post(f"/v1/followups/{target['followup_id']}/attempts",
                                     json={"outcome": "reached", "booked_at": booked.isoformat()})
             assert call.status_code == 201, call.text
