@@ -22,6 +22,7 @@ from shared.db import acquire
 from shared.http import runtime_of
 
 from services.console import store
+from services.console.cases import _moment
 from services.console.clients import Person, ServiceError
 from services.console.i18n import N_
 from services.console.pages import DESK, Refused, _with, audit, form_of, render, role, services
@@ -162,12 +163,6 @@ def national_digits(phone: str) -> str:
     """What to search the file by: the number's digits without China's country code."""
     digits = re.sub(r"\D", "", phone)
     return digits[2:] if phone.strip().startswith("+86") and len(digits) == 13 else digits
-
-
-def _moment(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
 
 
 def router() -> APIRouter:

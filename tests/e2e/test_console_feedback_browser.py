@@ -3,7 +3,8 @@ Postgres, intake, followup and the console; one stack for the module): an agent 
 feedback items, sees the concern from a call scored 2 with a request beside an older one that is
 overdue (in red; the overdue filter keeps it alone), records the solution, and the item shows
 answered, in Chinese and in English, as the follow-up service holds it (answered under the
-agent's name, a confirmation call scheduled). An agent records a consultation from a caller
+agent's name, a confirmation call scheduled); a supervisor sees every agent's items, or only
+their own. An agent records a consultation from a caller
 with no file: a bad phone is refused on the form in Chinese with everything typed kept; with the
 number corrected the caller gets a file (intake), a first call is scheduled and the call is on
 the phone register under the agent's name (followup). Every page passes axe-core; screenshots
@@ -183,8 +184,21 @@ async def test_an_agent_answers_the_concern_from_a_call_scored_2_with_a_request(
     await page.get_by_role("button", name="中文").click()
     await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
     await page.close()
+
+    # A supervisor sees every agent's items (the escalated one is theirs to see to), or only their own.
+    page, supervising = await signed_in(world, "feedback-supervisor", "liu.yang", "/feedback")
+    rows = page.locator("table.feedback tbody tr")
+    await expect(rows).to_have_count(2)
+    await expect(rows.nth(0)).to_contain_text("已上报主管")
+    await expect(rows.nth(1)).to_contain_text("已答复，待确认")
+    await supervising.check("feedback-items-supervisor")
+    await page.get_by_label("我的意见", exact=True).check()
+    await page.get_by_role("button", name="查询").click()
+    await expect(page.get_by_text("没有符合条件的客户意见")).to_be_visible()
+    await page.close()
     assert journey.checked == ["feedback-items", "feedback-item", "feedback-item-answered",
                                "feedback-item-answered-in-english"]
+    assert supervising.checked == ["feedback-items-supervisor"]
 
     # The follow-up service holds it: answered by the agent, in time, told by SMS, a confirmation call scheduled.
     async with api(world.stack["followup"], "supervisor") as supervisor:
