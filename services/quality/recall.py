@@ -72,6 +72,15 @@ def campaign_dates(now: datetime, starts_at: datetime | None, ends_at: datetime 
     return start, end
 
 
+# A recall's VINs go out in announcements of at most this many (one campaign id), so no record
+# outgrows the broker's message size however large the batch (5,000 VINs: about 100 kB).
+VINS_PER_ANNOUNCEMENT = 5000
+
+
+def in_parts(vins: Sequence[str], size: int = VINS_PER_ANNOUNCEMENT) -> list[list[str]]:
+    return [list(vins[i:i + size]) for i in range(0, len(vins), size)]
+
+
 def default_title(target: Target) -> str:
     return f"Recall: {target.label}"
 

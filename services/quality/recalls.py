@@ -23,6 +23,7 @@ from services.quality.recall import (
     campaign_dates,
     campaign_id_for,
     default_title,
+    in_parts,
     read_visit,
     recall_target,
 )
@@ -75,16 +76,18 @@ async def confirm(uow: Uow, alert_id: str, actor: str, *, containment: str, batc
     title = title or default_title(target)
     confirmed = uow.publish("BatchProblemConfirmed", c.BatchProblemConfirmed(
         alert_id=alert_id, confirmed_at=now, actor=actor, containment=containment, category=target.category,
-        batch=target.batch, supplier_id=target.supplier_id, vins=vins, cell=row["cell"], title=alert_title(row),
-        campaign_id=campaign_id,
+        batch=target.batch, supplier_id=target.supplier_id, vins=vins[:rules.alert_listed_reports_max],
+        vehicles=len(vins), cell=row["cell"], title=alert_title(row), campaign_id=campaign_id,
     ), cause=EventRef(row["last_event_id"], row["correlation_id"]), occurred_at=now)
     if campaign_id is not None:
-        uow.publish("CampaignAnnounced", c.CampaignAnnounced(
-            campaign_id=campaign_id, kind="recall", title=title, starts_at=start, ends_at=end,
-            address=address or DEFAULT_ADDRESS, regions=sorted({v["region"] for v in vehicles if v["region"]}),
-            models=sorted({v["model"] for v in vehicles}), loyal_first=True, vins=vins, alert_id=alert_id,
-            category=target.category, batch=target.batch,
-        ), cause=confirmed, occurred_at=now)
+        regions = sorted({v["region"] for v in vehicles if v["region"]})
+        models = sorted({v["model"] for v in vehicles})
+        for part, part_vins in enumerate(in_parts(vins)):  # a large batch: several announcements of its VINs
+            uow.publish("CampaignAnnounced", c.CampaignAnnounced(
+                campaign_id=campaign_id, kind="recall", title=title, starts_at=start, ends_at=end,
+                address=address or DEFAULT_ADDRESS, regions=regions, models=models, loyal_first=True,
+                vins=part_vins, alert_id=alert_id, category=target.category, batch=target.batch,
+            ), cause=confirmed, occurred_at=now, discriminator=part)
         await recall_store.insert_recall(uow.conn, {
             "campaign_id": campaign_id, "alert_id": alert_id, "category": target.category, "batch": target.batch,
             "supplier_id": target.supplier_id, "containment": containment, "confirmed_at": now,

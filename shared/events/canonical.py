@@ -623,8 +623,9 @@ class BatchProblemConfirmed(Data, kw_only=True):
     containment: str
     category: str
     batch: str
-    vins: list[str]
+    vins: list[str]  # at most the alert's listing limit; `vehicles` counts them all
     cell: dict[str, str] | None = None
+    vehicles: int | None = None
     supplier_id: str | None = None
     title: str | None = None
     campaign_id: str | None = None

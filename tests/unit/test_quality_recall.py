@@ -19,6 +19,7 @@ from services.quality.recall import (
     after_inspection,
     campaign_dates,
     campaign_id_for,
+    in_parts,
     progress_by_dealer,
     read_visit,
     recall_target,
@@ -43,6 +44,13 @@ def test_a_supplier_model_alert_needs_the_batch_and_recalls_it_from_that_supplie
     with pytest.raises(NotRecallable, match="send `batch`"):
         recall_target(SUPPLIER, None)
     assert recall_target(SUPPLIER, "B7") == Target("controller", "B7", "SUP-B")
+
+
+def test_a_large_recall_is_announced_in_parts_of_at_most_5000_vins_in_their_order() -> None:
+    vins = [f"V{i:05d}" for i in range(12_001)]
+    parts = in_parts(vins)
+    assert [len(p) for p in parts] == [5000, 5000, 2001] and sum(parts, []) == vins
+    assert in_parts([]) == [] and in_parts(["V1"]) == [["V1"]]
 
 
 def test_one_campaign_id_per_alert() -> None:
