@@ -11,7 +11,15 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from services.complaints.config import ComplaintRules
-from services.complaints.reports import DueRound, kpi_figures, report_week, sla_compliance_by_week, step_outcomes
+from services.complaints.reports import (
+    DueRound,
+    kpi_figures,
+    report_month,
+    report_week,
+    sla_compliance_between,
+    sla_compliance_by_week,
+    step_outcomes,
+)
 from services.complaints.sla import SlaFact, compute, working_seconds
 from shared.workcal import WorkingCalendar
 from tests.support import in_test_week, iso_week
@@ -129,3 +137,17 @@ def test_the_kpis_name_elapsed_and_working_time_apart() -> None:
     assert figures["mean_working_seconds_to_acknowledge"] == 7200.0
     assert figures["mean_working_hours_to_acknowledge"] == 2.0
     assert figures["mean_working_seconds_to_resolve"] is None and figures["mean_working_hours_to_resolve"] is None
+
+
+@pytest.mark.dates
+def test_a_months_figure_counts_the_steps_due_in_the_month_only() -> None:
+    fri = in_test_week(4, 15)
+    start, end = report_month(fri.strftime("%Y-%m"), SH)
+    assert start.day == 1 and start <= fri < end and (end.month - start.month) % 12 == 1
+    rounds = [due("in", fri + 2 * H, None, acknowledged=fri + H),
+              due("before", start - H, None, ack_breached=True),  # the month before
+              due("after", end, None, ack_breached=True)]  # the month after's first instant
+    figure = sla_compliance_between(start, end, rounds)
+    assert (figure["met"], figure["breached"], figure["compliance"]) == (1, 0, 1.0)
+    with pytest.raises(ValueError, match="write it like 2026-11"):
+        report_month("2026-13", SH)
