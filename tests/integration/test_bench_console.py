@@ -20,6 +20,8 @@ async def test_the_console_bench_loads_the_stories_and_times_every_page(infra: N
     assert set(figures["pages"]) == {"baseline: /health", "desk (queue from followup)", "customer page", "search",
                                      "complaint worklist (from complaints)", "complaint case page", "quality alerts",
                                      "parts accuracy, 8 weeks", "supervisor targets and workload",
-                                     "weekly report as XLSX"}
+                                     "weekly report as XLSX", "monthly report as XLSX", "targets by region",
+                                     "SLA cases behind a week", "scored calls behind a week",
+                                     "shipments behind a week"}
     for page, timing in figures["pages"].items():
         assert 0 < timing["p50"] <= timing["p95"] <= timing["max"], page

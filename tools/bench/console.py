@@ -359,6 +359,11 @@ async def _pages(runtime: ServiceRuntime, sample: dict[str, list[str]], n: int, 
         people = iter(sample["customers"] * (n // max(1, len(sample["customers"])) + 1))
         for warm in ("/health", "/desk", f"/customers/{sample['customers'][0]}", "/search?q=1234"):
             await client.get(warm)
+        for name, path in (("targets by region", "/supervisor/regions"), ("SLA cases behind a week",
+                                                                          "/supervisor/sla-cases")):
+            answer = await supervisor.get(path)
+            if answer.status_code != 200:  # a refused page would time the error page
+                raise RuntimeError(f"{name} answered {answer.status_code}: {answer.text[:300]}")
         pages = {
             "baseline: /health": await _time(lambda: client.get("/health"), n),
             "desk (queue from followup)": await _time(lambda: client.get("/desk"), n),
@@ -371,6 +376,13 @@ async def _pages(runtime: ServiceRuntime, sample: dict[str, list[str]], n: int, 
             "supervisor targets and workload": await _time(lambda: supervisor.get("/supervisor/dashboard"), n),
             "weekly report as XLSX": await _time(lambda: supervisor.get(
                 "/supervisor/reports/weekly", params={"format": "xlsx"}), n),
+            "monthly report as XLSX": await _time(lambda: supervisor.get(
+                "/supervisor/reports/monthly", params={"format": "xlsx"}), n),
+            "targets by region": await _time(lambda: supervisor.get("/supervisor/regions"), n),
+            "SLA cases behind a week": await _time(lambda: supervisor.get("/supervisor/sla-cases"), n),
+            "scored calls behind a week": await _time(lambda: supervisor.get(
+                "/supervisor/calls", params={"scored": 1}), n),
+            "shipments behind a week": await _time(lambda: supervisor.get("/supervisor/parts"), n),
         }
     return {name: {"p50": statistics.median(t), "p95": percentile(t, 0.95), "max": max(t)} for name, t in pages.items()}
 
