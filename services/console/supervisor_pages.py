@@ -348,10 +348,10 @@ def router() -> APIRouter:
     def chosen_week(request: Request, week: str) -> str:
         week = week.strip() or iso_week(runtime_of(request).clock.now())
         try:
-            week_bounds(week)
+            start, _ = week_bounds(week)
         except (ValueError, TypeError):
             raise Refused(N_("Write the week like 2026-W47 and the month like 2026-11."), status=422) from None
-        return week
+        return iso_week(start)  # 2026-W5 is 2026-W05, as the services name it
 
     @r.get("/supervisor/sla-cases")
     async def sla_cases(request: Request, week: str = "", outcome: str = "", region: str = "", dealer: str = "",
