@@ -28,6 +28,7 @@ from shared.events import Envelope, read_envelope
 from shared.kafka.clients import stop_consumer
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
+from shared.workcal import WorkingCalendar
 
 
 # ---------------------------------------------------------------------------------------
@@ -60,6 +61,16 @@ def day_at(hour: int, minute: int = 0, *, days: int = 0) -> datetime:
     a time of day (calling hours, quiet hours, the quality department's Monday meeting)."""
     day = TEST_NOW.date() + timedelta(days=days)
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=SHANGHAI)
+
+
+def working_day(days: int = 0, region: str | None = None) -> int:
+    """Days from the test day to the first working day at or after `days` from it on the
+    region's working calendar (shared/calendars): follow-up calls are placed on working days
+    only, so a scenario of calls runs on `day_at(..., days=working_day())`."""
+    calendar = WorkingCalendar.load(region)
+    while not calendar.is_working_day(TEST_NOW.date() + timedelta(days=days)):
+        days += 1
+    return days
 
 
 def next_weekday(weekday: int, hour: int, minute: int = 0, *, after: datetime | None = None) -> datetime:

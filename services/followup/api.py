@@ -17,7 +17,7 @@ from services.followup import commands as calls
 from services.followup import inbound
 from services.followup import store
 from services.followup.config import FollowUpRules
-from services.followup.domain import loyalty_tier, queue_order
+from services.followup.domain import calling_days, in_calling_hours, loyalty_tier, queue_order
 from services.followup.feedback_api import feedback_router
 
 
@@ -53,6 +53,10 @@ def router() -> APIRouter:
             candidates = await store.queue_candidates(
                 conn, now, rules.calling_hours_start, rules.calling_hours_end, kind=kind, region=region,
                 dealer=dealer, agent=who.subject, limit=max(limit * 10, 500))
+            # calling hours hold on the calling days of the customer's region only (no holidays)
+            deps = runtime_of(request).deps
+            candidates = [c for c in candidates if in_calling_hours(
+                now, c["timezone"], rules, calling_days(c["region"], rules, deps.calendars))]
             tiers = await _tiers(conn, list({c["customer_id"] for c in candidates}), now, rules)
             flags = await store.contact_flags_of(conn, tiers)
         ordered = sorted(candidates, key=lambda c: queue_order(c["due_by"] < now, tiers[c["customer_id"]], c["due_by"],

@@ -17,7 +17,8 @@ from shared.http import Moment
 from shared.uow import UnitOfWork
 
 from services.followup import feedback_items, store
-from services.followup.domain import NewFollowUp, after_attempt, followup_id, is_satisfied, second_visit_window
+from services.followup.domain import (NewFollowUp, after_attempt, calling_days, followup_id, is_satisfied,
+                                      second_visit_window)
 from services.followup.handlers import schedule
 from services.followup.config import FollowUpDeps
 
@@ -130,7 +131,8 @@ async def record_attempt(uow: Uow, followup_id_: str, agent: str, body: AttemptI
         raise CallRefused(422, f"booked_at is for a campaign call's booked visit; follow-up {followup_id_} is a "
                                f"{f['kind'].replace('_', ' ')}")
 
-    decision = after_attempt(body.outcome, now, f["unreachable"], f["timezone"], body.call_back_at, r)
+    decision = after_attempt(body.outcome, now, f["unreachable"], f["timezone"], body.call_back_at, r,
+                             calling_days(f["region"], r, uow.deps.calendars))
     attempt_no = f["attempts"] + 1
     unreachable = f["unreachable"] + (1 if decision.counts_as_unreachable else 0)
     satisfied = is_satisfied(body.satisfaction, body.satisfied, r) if body.outcome == "reached" else None

@@ -1,12 +1,15 @@
 """The return-visit rules and their defaults, named as the work plan names them
 (DESIGN.md §4 "Return visits"). Every number here is overridable as AFTERSALES_FOLLOWUP_<NAME>."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import time
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.workcal import WorkingCalendar
 
 
 class FollowUpRules(BaseSettings):
@@ -36,6 +39,10 @@ class FollowUpRules(BaseSettings):
     # calling hours, customer local time
     calling_hours_start: time = time(9, 0)
     calling_hours_end: time = time(20, 0)
+    # the days calls are placed on: "working": the working days of the customer's region's
+    # working calendar (shared/calendars/regions.yaml: no public holidays, no weekends, make-up
+    # working days 调休 included); "every_day": calling hours on every day
+    calling_days: Literal["working", "every_day"] = "working"
     # an unreachable customer: 3 attempts, at least 4 hours apart, then SMS/letter
     unreachable_max_attempts: int = Field(3, ge=1)
     unreachable_retry_hours: float = Field(4, gt=0)
@@ -108,3 +115,5 @@ class FollowUpRules(BaseSettings):
 @dataclass(frozen=True)
 class FollowUpDeps:
     rules: FollowUpRules
+    # a region's working calendar (its calling days); tests may hand in their own
+    calendars: Callable[[str | None], WorkingCalendar] = WorkingCalendar.load

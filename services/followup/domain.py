@@ -3,9 +3,10 @@ call's outcome does, how loyal a customer is, when maintenance is due. No I/O he
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from typing import Literal
+from datetime import date, datetime, time, timedelta
+from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
@@ -156,14 +157,71 @@ def lost_window(at: datetime, rules: FollowUpRules) -> Window:
 
 
 # -- calling hours and attempts --------------------------------------------------------------
-def in_calling_hours(moment: datetime, zone: str, rules: FollowUpRules) -> bool:
-    local = moment.astimezone(ZoneInfo(zone)).time().replace(tzinfo=None)
-    return rules.calling_hours_start <= local < rules.calling_hours_end
+class CallingDays(Protocol):
+    """Which days calls are placed on: a region's working calendar (shared/workcal.py:
+    weekdays that are no public holiday, and the make-up working days, 调休上班)."""
+
+    def is_working_day(self, day: date) -> bool: ...
 
 
-def next_callable(moment: datetime, zone: str, rules: FollowUpRules) -> datetime:
-    """The earliest instant >= moment inside calling hours in the customer's zone."""
-    return next_time_within(moment, zone, rules.calling_hours_start, rules.calling_hours_end)
+class EveryDay:
+    """Every day is a calling day (rules.calling_days = "every_day")."""
+
+    def is_working_day(self, day: date) -> bool:
+        return True
+
+
+EVERY_DAY = EveryDay()
+
+
+def calling_days(region: str | None, rules: FollowUpRules,
+                 calendars: Callable[[str | None], CallingDays]) -> CallingDays:
+    """The calling days of a customer in `region`: its working calendar, or every day."""
+    return calendars(region) if rules.calling_days == "working" else EVERY_DAY
+# A calendar with no working day in this many days is wrong, not a long holiday.
+_MAX_IDLE_DAYS = 366
+
+
+def in_calling_hours(moment: datetime, zone: str, rules: FollowUpRules, days: CallingDays) -> bool:
+    """Inside calling hours of a calling day, both in the customer's zone."""
+    local = moment.astimezone(ZoneInfo(zone))
+    return days.is_working_day(local.date()) and \
+        rules.calling_hours_start <= local.time().replace(tzinfo=None) < rules.calling_hours_end
+
+
+def next_callable(moment: datetime, zone: str, rules: FollowUpRules, days: CallingDays) -> datetime:
+    """The earliest instant >= moment inside calling hours of a calling day in the customer's
+    zone: a public holiday or a weekend is skipped, a make-up working day is called."""
+    tz = ZoneInfo(zone)
+    at = next_time_within(moment, zone, rules.calling_hours_start, rules.calling_hours_end)
+    for _ in range(_MAX_IDLE_DAYS):
+        if days.is_working_day(at.astimezone(tz).date()):
+            return at
+        tomorrow = datetime.combine(at.astimezone(tz).date() + timedelta(days=1), time(0), tzinfo=tz)
+        at = next_time_within(tomorrow, zone, rules.calling_hours_start, rules.calling_hours_end)
+    raise ValueError(f"no calling day within {_MAX_IDLE_DAYS} days after {moment.isoformat()}: check the calendar")
+
+
+def _end_of_calling_hours(day: date, zone: str, rules: FollowUpRules) -> datetime:
+    tz = ZoneInfo(zone)
+    return datetime.combine(day, rules.calling_hours_end, tzinfo=tz).astimezone(ZoneInfo("UTC")).astimezone(tz)
+
+
+def calling_window(window: Window, zone: str, days: CallingDays, rules: FollowUpRules) -> Window:
+    """A window as the plan counts it (calendar days: "3 to 7 days after pickup") placed on
+    calling days: it opens at its first calling moment (a window opening on a holiday opens
+    at 09:00 of the next working day), and a window ending on a day without calls (a public
+    holiday, a weekend) is extended to the end of calling hours of the next working day. A
+    window left with no calling time at all closes at the end of its first calling day."""
+    due_from = next_callable(window.due_from, zone, rules, days)
+    due_by = window.due_by
+    last_day = due_by.astimezone(ZoneInfo(zone)).date()
+    if not days.is_working_day(last_day):
+        due_by = _end_of_calling_hours(next_callable(due_by, zone, rules, days).astimezone(ZoneInfo(zone)).date(),
+                                       zone, rules)
+    if due_by <= due_from:
+        due_by = _end_of_calling_hours(due_from.astimezone(ZoneInfo(zone)).date(), zone, rules)
+    return Window(due_from, due_by)
 
 
 Outcome = Literal["reached", "unreachable", "wrong_number", "call_back_later"]
@@ -179,9 +237,10 @@ class AfterAttempt:
 
 
 def after_attempt(outcome: Outcome, attempted_at: datetime, unreachable_before: int, zone: str,
-                  call_back_at: datetime | None, rules: FollowUpRules) -> AfterAttempt:
+                  call_back_at: datetime | None, rules: FollowUpRules, days: CallingDays) -> AfterAttempt:
     """Reached or a wrong number completes the follow-up. Unreachable is tried again at least
-    4 hours later inside calling hours, up to 3 attempts, then completes as unreachable (the
+    4 hours later inside calling hours of a calling day (a retry that would fall on a holiday
+    waits for the next working day), up to 3 attempts, then completes as unreachable (the
     notifier sends the SMS/letter). Call back later waits for the time the customer named."""
     if outcome in ("reached", "wrong_number"):
         return AfterAttempt(outcome, None, False)  # type: ignore[arg-type]
@@ -191,7 +250,7 @@ def after_attempt(outcome: Outcome, attempted_at: datetime, unreachable_before: 
     if unreachable_before + 1 >= rules.unreachable_max_attempts:
         return AfterAttempt("unreachable", None, True)
     earliest = attempted_at + timedelta(hours=rules.unreachable_retry_hours)
-    return AfterAttempt(None, next_callable(earliest, zone, rules), True)
+    return AfterAttempt(None, next_callable(earliest, zone, rules, days), True)
 
 
 def is_satisfied(satisfaction: int | None, explicit: bool | None, rules: FollowUpRules) -> bool | None:

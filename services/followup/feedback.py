@@ -21,7 +21,7 @@ from shared.events.types import FeedbackItemState, FeedbackReason
 from shared.workcal import WorkingCalendar
 
 from services.followup.config import FollowUpRules
-from services.followup.domain import Window, next_callable
+from services.followup.domain import CallingDays, Window, next_callable
 
 # Calls that do not open items of their own: a complaint's confirmation belongs to the complaint's
 # loop, and an item's own answer and confirmation calls act on that item.
@@ -86,10 +86,10 @@ def escalate_at(opened_at: datetime, rules: FollowUpRules, calendar: WorkingCale
     return calendar.add_working_time(opened_at, calendar.working_duration(within))
 
 
-def answer_call_window(answered_at: datetime, zone: str, rules: FollowUpRules) -> Window:
+def answer_call_window(answered_at: datetime, zone: str, rules: FollowUpRules, days: CallingDays) -> Window:
     """The customer without SMS is called on the day the solution is found: from now to the end of
-    today's calling hours (the next calling day's, when today's are over)."""
-    start = next_callable(answered_at, zone, rules)
+    today's calling hours (the next calling day's, when today's are over or today is a holiday)."""
+    start = next_callable(answered_at, zone, rules, days)
     local = start.astimezone(ZoneInfo(zone))
     end = datetime.combine(local.date(), rules.calling_hours_end, tzinfo=local.tzinfo)
     return Window(answered_at, max(end, start + timedelta(hours=1)))

@@ -24,7 +24,7 @@ from shared.workcal import WorkingCalendar
 
 from services.followup import store
 from services.followup.config import FollowUpDeps, FollowUpRules
-from services.followup.domain import NewFollowUp, followup_id
+from services.followup.domain import NewFollowUp, calling_days, followup_id
 from services.followup.feedback import (
     FeedbackRefused,
     Item,
@@ -210,7 +210,8 @@ async def record_solution(uow: Uow, ident: str, who: str, supervisor: bool, body
     ), cause=_cause(row, f"answered:{round_}"), occurred_at=now)
     calls = [(confirm_id, "feedback_confirmation", confirmation_window(now, r), r.priority_feedback_confirmation)]
     if answer_id is not None:  # told on a call due today, not by SMS
-        calls.insert(0, (answer_id, "feedback_answer", answer_call_window(now, row["timezone"], r),
+        days = calling_days(row["region"], r, uow.deps.calendars)
+        calls.insert(0, (answer_id, "feedback_answer", answer_call_window(now, row["timezone"], r, days),
                          r.priority_feedback_answer))
     await schedule(uow, [(answered, NewFollowUp(
         followup_id=fid, kind=kind, customer_id=row["customer_id"], vin=row["vin"],  # type: ignore[arg-type]

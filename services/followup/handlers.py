@@ -14,7 +14,7 @@ are kept on their rows and fired by the kernel's timer runner (`Deadlines`).
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,6 +34,9 @@ from services.followup.config import FollowUpDeps, FollowUpRules
 from services.followup.domain import (
     NewFollowUp,
     Step,
+    Window,
+    calling_days,
+    calling_window,
     campaign_window,
     confirmation_window,
     consultation_window,
@@ -275,6 +278,7 @@ async def schedule(uow: Uow, items: list[tuple[Any, NewFollowUp]]) -> list[NewFo
     if not items:
         return []
     r, now = uow.deps.rules, uow.now()
+    items = [(cause, on_calling_days(uow.deps, f)) for cause, f in items]
     rows = []
     for cause, f in items:
         step, at = next_step(None, f.due_from, f.due_by, r)
@@ -292,6 +296,14 @@ async def schedule(uow: Uow, items: list[tuple[Any, NewFollowUp]]) -> list[NewFo
         _announce(uow, f, cause, row["scheduled_event_id"])
         scheduled.append(f)
     return scheduled
+
+
+def on_calling_days(deps: FollowUpDeps, f: NewFollowUp) -> NewFollowUp:
+    """The follow-up with its window placed on the calling days of the customer's region
+    (due from its first calling moment; a window ending on a holiday runs to the next working day)."""
+    window = calling_window(Window(f.due_from, f.due_by), f.timezone,
+                            calling_days(f.region, deps.rules, deps.calendars), deps.rules)
+    return replace(f, due_from=window.due_from, due_by=window.due_by)
 
 
 def _scheduled_id(cause: Any, f: NewFollowUp) -> uuid.UUID:
@@ -356,6 +368,7 @@ async def on_campaign_announced(uow: Uow, events: list[Event[c.CampaignAnnounced
                 due_by=window.due_by, priority=priority("campaign_call", tier, r), timezone=t["timezone"],
                 event_at=d.starts_at, tier=tier, campaign_kind=d.kind,
             )
+            f = on_calling_days(uow.deps, f)
             items.append((event, f))
             step, at = next_step(None, f.due_from, f.due_by, r)
             if await store.reschedule_open(uow.conn, f.followup_id, f.due_from, f.due_by, step, at):

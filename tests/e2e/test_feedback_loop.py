@@ -14,22 +14,24 @@ from datetime import datetime, timedelta
 import pytest
 
 from services.followup.config import FollowUpRules
-from services.followup.domain import next_callable
-from services.followup.feedback import answer_call_window, escalate_at
+from services.followup.domain import calling_window, next_callable
+from services.followup.feedback import answer_call_window, confirmation_window, escalate_at
 from services.notifier.config import NotifierSettings
 from shared.workcal import WorkingCalendar
 from tools.peers import MailSink, PeerStore, SmsGatewaySink
 from tools.simulate import Fleet
 from tests.support import (
-    SHANGHAI, Namespace, Stack, TopicReader, api, count, day_at, db, manual_clock, publish, queue_item,
+    SHANGHAI, Namespace, Stack, TopicReader, api, count, day_at, db, manual_clock, publish, queue_item, working_day,
 )
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
-T0 = day_at(10)  # the call, inside calling hours and outside the SMS quiet hours
+D = working_day()  # calls are placed on working days: the first one from the test day
+T0 = day_at(10, days=D)  # the call, inside calling hours and outside the SMS quiet hours
 RULES = FollowUpRules()
-# unanswered, the item goes to the supervisor 2 working days later (the test day may be a holiday)
-DUE = escalate_at(T0, RULES, WorkingCalendar.load(None))
+CN = WorkingCalendar.load(None)
+# unanswered, the item goes to the supervisor 2 working days later
+DUE = escalate_at(T0, RULES, CN)
 
 
 @pytest.fixture
@@ -77,7 +79,7 @@ async def test_a_call_scored_2_with_a_request_reaches_the_department_the_custome
     try:
         fleet = Fleet(seed=151)
         vehicle = fleet.vehicle(day_at(0, days=-300))
-        pickup = fleet.pickup(vehicle, day_at(9, days=-4), service_type="repair")
+        pickup = fleet.pickup(vehicle, day_at(9, days=D - 4), service_type="repair")
         await publish(ns.settings, "upstream.dms", [pickup])
         followup = stack["followup"]
 
@@ -138,10 +140,13 @@ async def test_a_call_scored_2_with_a_request_reaches_the_department_the_custome
             assert told_at.date() == (T0 + timedelta(hours=5)).astimezone(SHANGHAI).date(), "the same day"
 
             # A confirmation call in the agents' queue a few days later.
-            clock.set(T0 + timedelta(days=3, hours=5, minutes=30))
+            # (3 to 7 days after the answer, on calling days: a day off at either end moves it to a working day)
+            window = calling_window(confirmation_window(T0 + timedelta(hours=5), RULES), "Asia/Shanghai", CN, RULES)
+            assert window.due_from >= T0 + timedelta(hours=5, days=3)
+            clock.set(window.due_from + timedelta(minutes=30))
             confirmation = await queue_item(agent, "feedback_confirmation")
             assert confirmation["customer_id"] == vehicle.customer.customer_id
-            assert datetime.fromisoformat(confirmation["due_by"]) == T0 + timedelta(hours=5, days=7)
+            assert datetime.fromisoformat(confirmation["due_by"]) == window.due_by
             unscored = await agent.post(f"/v1/followups/{confirmation['followup_id']}/attempts",
                                         json={"outcome": "reached"})
             assert unscored.status_code == 422, "a confirmation needs the customer's answer"
@@ -173,7 +178,7 @@ async def test_an_item_nobody_answers_goes_to_the_supervisor_after_two_days_and_
     try:
         fleet = Fleet(seed=152)
         unhappy, furious = (fleet.vehicle(day_at(0, days=-200)) for _ in range(2))
-        await publish(ns.settings, "upstream.dms", [fleet.pickup(v, day_at(9, days=-4)) for v in (unhappy, furious)])
+        await publish(ns.settings, "upstream.dms", [fleet.pickup(v, day_at(9, days=D - 4)) for v in (unhappy, furious)])
         async with api(stack["followup"], "agent") as agent, api(stack["followup"], "supervisor") as supervisor:
             first = await queue_item(agent, "first_visit", vin=unhappy.vin)
             call = await agent.post(f"/v1/followups/{first['followup_id']}/attempts",
@@ -210,14 +215,14 @@ async def test_an_item_nobody_answers_goes_to_the_supervisor_after_two_days_and_
             assert not any(serious["item_id"][:8] in m.subject for m in store.mails), \
                 "a complaint case is notified by complaints, not as a feedback notice"
 
-            now = next_callable(DUE + timedelta(minutes=1), "Asia/Shanghai", RULES)
+            now = next_callable(DUE + timedelta(minutes=1), "Asia/Shanghai", RULES, CN)
             clock.set(now)
             late = await supervisor.post(f"/v1/feedback-items/{item_id}/solution",
                                          json={"solution": "a courtesy car next time", "tell_by": "call"})
             assert late.status_code == 200 and late.json()["answered_in_time"] is False
             answer_call = await queue_item(agent, "feedback_answer")
             assert answer_call["vin"] == unhappy.vin
-            today = answer_call_window(now, "Asia/Shanghai", RULES)
+            today = answer_call_window(now, "Asia/Shanghai", RULES, CN)
             assert datetime.fromisoformat(answer_call["due_by"]) == today.due_by
             assert datetime.fromisoformat(answer_call["due_by"]).astimezone(SHANGHAI).date() == \
                 now.astimezone(SHANGHAI).date(), "the call telling the customer is due today"
@@ -241,7 +246,7 @@ async def test_a_customer_whose_phone_is_flagged_is_told_by_a_call_task_not_an_s
         fleet = Fleet(seed=153)
         vehicle = fleet.vehicle(day_at(0, days=-200))
         vehicle.customer.phone = "+8614412345678"  # libphonenumber rejects it: filed, flagged on the file
-        await publish(ns.settings, "upstream.dms", [fleet.pickup(vehicle, day_at(9, days=-4))])
+        await publish(ns.settings, "upstream.dms", [fleet.pickup(vehicle, day_at(9, days=D - 4))])
         async with api(stack["followup"], "agent") as agent:
             visit = await queue_item(agent, "first_visit", vin=vehicle.vin)
             assert "phone" in (await agent.get(f"/v1/followups/{visit['followup_id']}")).json()["contact_flags"]

@@ -11,7 +11,10 @@ import pytest
 
 from tools.peers import PeerStore, SmsGatewaySink
 from tools.simulate import Fleet
+from services.followup.config import FollowUpRules
+from services.followup.domain import calling_window, first_visit_window
 from services.notifier.config import NotifierSettings
+from shared.workcal import WorkingCalendar
 from tests.support import Namespace, Stack, TopicReader, count, day_at, manual_clock, publish, zh_date
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
@@ -51,11 +54,15 @@ async def test_one_pickup_gives_one_canonical_event_one_schedule_and_one_sms(ns:
         assert canonical[0].record.key.decode() == vehicle.vin
         assert scheduled[0].record.key.decode() == vehicle.customer.customer_id
 
-        # The window: picked_up_at + 3 days .. + 7 days.
+        # The window: picked_up_at + 3 days .. + 7 days, placed on the calling days of the working
+        # calendar (from the first calling moment; an end on a day off runs to the next working day).
         data = scheduled[0].data
         assert data["kind"] == "first_visit"
-        assert datetime.fromisoformat(data["due_from"]) == picked_up_at + timedelta(days=3)
-        assert datetime.fromisoformat(data["due_by"]) == picked_up_at + timedelta(days=7)
+        plan = first_visit_window(picked_up_at, FollowUpRules())
+        assert (plan.due_from, plan.due_by) == (picked_up_at + timedelta(days=3), picked_up_at + timedelta(days=7))
+        window = calling_window(plan, "Asia/Shanghai", WorkingCalendar.load(None), FollowUpRules())
+        assert datetime.fromisoformat(data["due_from"]) == window.due_from
+        assert datetime.fromisoformat(data["due_by"]) == window.due_by
 
         # Causation: each step names the event that caused it; correlation is carried unchanged.
         upstream_id = pickup["event_id"]
@@ -73,7 +80,7 @@ async def test_one_pickup_gives_one_canonical_event_one_schedule_and_one_sms(ns:
         sms = gateway.store.sms[0]
         assert sms.to == vehicle.customer.phone
         assert vehicle.vin[-6:] in sms.text
-        assert zh_date(picked_up_at + timedelta(days=3)) in sms.text and zh_date(picked_up_at + timedelta(days=7)) in sms.text
+        assert zh_date(window.due_from) in sms.text and zh_date(window.due_by) in sms.text
         assert sms.idempotency_key == n.data["notification_id"]
     finally:
         await stack.stop()

@@ -1,5 +1,6 @@
-"""A customer-service agent's day (the test day, from 10:00) through the follow-up API, on the
-real broker and database, with the clock moved by hand: the queue, a claim another agent
+"""A customer-service agent's day (the first working day from the test day, from 10:00: calls
+are placed on working days only) through the follow-up API, on the real broker and database,
+with the clock moved by hand: the queue, a claim another agent
 holds, two unreachable attempts, then the customer reached, dissatisfied, with a complaint."""
 
 from __future__ import annotations
@@ -8,8 +9,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from services.followup.config import FollowUpRules
+from services.followup.domain import calling_window, second_visit_window
+from shared.workcal import WorkingCalendar
 from tools.simulate import Fleet
-from tests.support import Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish
+from tests.support import Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish, working_day
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
@@ -20,12 +24,13 @@ def utc(moment: datetime) -> str:
 
 
 async def test_an_agents_day_ends_in_a_complaint_filed_from_the_call(ns: Namespace) -> None:
-    clock = manual_clock(day_at(10))  # the morning in Shanghai
+    d = working_day()
+    clock = manual_clock(day_at(10, days=d))  # the morning in Shanghai
     stack = await Stack(ns, clock, services=("intake", "followup")).start()
     try:
         fleet = Fleet(seed=61)
         vehicle = fleet.vehicle(day_at(0, days=-476))
-        pickup = fleet.pickup(vehicle, day_at(9, days=-4))  # first call due from 3 days later
+        pickup = fleet.pickup(vehicle, day_at(9, days=d - 4))  # first call due from 3 days later
         await publish(ns.settings, "upstream.dms", [pickup])
         async with TopicReader(ns.settings, "aftersales.followup") as followup_topic:
             await followup_topic.wait_for(count("FollowUpDue", 1), timeout=60)
@@ -49,16 +54,16 @@ async def test_an_agents_day_ends_in_a_complaint_filed_from_the_call(ns: Namespa
             first = await me.post(f"/v1/followups/{followup_id}/attempts",
                                   json={"outcome": "unreachable", "notes": "no answer"})
             assert first.status_code == 201, first.text
-            assert first.json()["next_attempt_at"] == utc(day_at(14)), "four hours later"
+            assert first.json()["next_attempt_at"] == utc(day_at(14, days=d)), "four hours later"
             assert (await me.get("/v1/queue")).json()["items"] == [], "waiting for the retry"
 
-            clock.set(day_at(14, 5))
+            clock.set(day_at(14, 5, days=d))
             assert [i["followup_id"] for i in (await me.get("/v1/queue")).json()["items"]] == [followup_id]
             second = await me.post(f"/v1/followups/{followup_id}/attempts",
                                    json={"outcome": "unreachable", "notes": "line busy"})
-            assert second.json()["next_attempt_at"] == utc(day_at(18, 5))
+            assert second.json()["next_attempt_at"] == utc(day_at(18, 5, days=d))
 
-            clock.set(day_at(18, 10))
+            clock.set(day_at(18, 10, days=d))
             reached = await me.post(f"/v1/followups/{followup_id}/attempts", json={
                 "outcome": "reached", "satisfaction": 2, "talking_points": "brakes squeal since the service",
                 "requests": "wants a free re-check", "categories": ["repair_quality"],
@@ -92,7 +97,10 @@ async def test_an_agents_day_ends_in_a_complaint_filed_from_the_call(ns: Namespa
         assert [a.data["outcome"] for a in attempts] == ["unreachable", "unreachable", "reached"]
         second_visit = [r.data for r in followup_topic.of_type("FollowUpScheduled") if r.data["kind"] == "second_visit"]
         assert len(second_visit) == 1
-        assert datetime.fromisoformat(second_visit[0]["due_by"]) == day_at(18, 10, days=7)
+        # within 7 days of the first call, on calling days (a 7th day off runs to the next working day)
+        expected = calling_window(second_visit_window(day_at(18, 10, days=d), FollowUpRules()), "Asia/Shanghai",
+                                  WorkingCalendar.load(None), FollowUpRules())
+        assert datetime.fromisoformat(second_visit[0]["due_by"]) == expected.due_by
     finally:
         await stack.stop()
 

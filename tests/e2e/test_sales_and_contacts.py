@@ -12,47 +12,60 @@ moved by hand.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 import pytest
 
+from services.followup.config import FollowUpRules
+from services.followup.domain import Window, calling_window, consultation_window, delivery_window
 from services.notifier.config import NotifierSettings
 from shared import metrics
 from shared.events import new_event
+from shared.workcal import WorkingCalendar
 from services.intake.domain import derived_customer_id
 from tools.peers import PeerStore, SmsGatewaySink
 from tools.simulate import Fleet
 from tests.console_support import eventually
-from tests.support import Namespace, Stack, TopicReader, api, count, day_at, db, manual_clock, publish, queue_item
+from tests.support import (Namespace, Stack, TopicReader, api, count, day_at, db, manual_clock, publish, queue_item,
+                           working_day)
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
 BAD_PHONE = "+86 14412345678"
+RULES = FollowUpRules()
+
+
+def on_calling_days(window: Window) -> Window:
+    """A window placed on the calling days of the default region's working calendar."""
+    return calling_window(window, "Asia/Shanghai", WorkingCalendar.load(None), RULES)
 
 
 async def test_a_delivery_is_called_twice_and_consultations_are_called(ns: Namespace) -> None:
-    clock = manual_clock(day_at(10))
+    d = working_day()  # calls are placed on working days: the scenario runs on the first one from the test day
+    clock = manual_clock(day_at(10, days=d))
     stack = await Stack(ns, clock, services=("intake", "followup")).start()
     try:
         fleet = Fleet(seed=151)
-        delivered_at = day_at(15, days=-4)
+        delivered_at = day_at(15, days=d - 4)
         vehicle = fleet.vehicle(delivered_at)
         await publish(ns.settings, "upstream.sales", [fleet.sale(vehicle)])
         await publish(ns.settings, "upstream.crm", [new_event(
-            topic="upstream.crm", event_type="ConsultationRecorded", source="crm", occurred_at=day_at(11, days=-1),
+            topic="upstream.crm", event_type="ConsultationRecorded", source="crm", occurred_at=day_at(11, days=d - 1),
             data={"consultation_id": "CONS-151", "phone": "13700001511", "name": "李娜", "region": "north",
-                  "topic": "EV-100 试驾", "consulted_at": day_at(11, days=-1), "dealer_id": "D002"}).to_dict()])
+                  "topic": "EV-100 试驾", "consulted_at": day_at(11, days=d - 1), "dealer_id": "D002"}).to_dict()])
         async with TopicReader(ns.settings, "aftersales.followup") as followup_topic:
             await followup_topic.wait_for(count("FollowUpScheduled", 2), timeout=60, settle=0.5)
         scheduled = {r.data["reason_type"]: r.data for r in followup_topic.of_type("FollowUpScheduled")}
         sale = scheduled["VehicleSold"]
         assert sale["kind"] == "first_visit" and sale["vin"] == vehicle.vin
-        assert (sale["due_from"], sale["due_by"]) == ((delivered_at + timedelta(days=3)).isoformat(),
-                                                      (delivered_at + timedelta(days=7)).isoformat())
+        window = on_calling_days(delivery_window(delivered_at, RULES))  # 3-7 days later, on calling days
+        assert (datetime.fromisoformat(sale["due_from"]), datetime.fromisoformat(sale["due_by"])) == (
+            window.due_from, window.due_by)
         consultation = scheduled["ConsultationRecorded"]
         assert consultation["kind"] == "first_visit" and consultation["region"] == "north"
-        assert consultation["due_from"] == (day_at(11, days=-1) + timedelta(days=3)).isoformat()
+        assert datetime.fromisoformat(consultation["due_from"]) == \
+            on_calling_days(consultation_window(day_at(11, days=d - 1), RULES)).due_from
 
         service = stack["followup"]
         async with api(service, "agent") as me:
@@ -66,7 +79,7 @@ async def test_a_delivery_is_called_twice_and_consultations_are_called(ns: Names
             # An agent takes a customer's consultation call: on the register, and a first call follows.
             taken = await me.post("/v1/inbound-calls", headers={"Idempotency-Key": "call-151"}, json={
                 "customer_id": vehicle.customer.customer_id, "kind": "consultation",
-                "summary": "问第二辆车的价格和试驾", "received_at": day_at(9, 30).isoformat()})
+                "summary": "问第二辆车的价格和试驾", "received_at": day_at(9, 30, days=d).isoformat()})
             assert taken.status_code == 201, taken.text
             again = await me.post("/v1/inbound-calls", headers={"Idempotency-Key": "call-151"}, json={
                 "customer_id": vehicle.customer.customer_id, "kind": "consultation",
@@ -74,13 +87,15 @@ async def test_a_delivery_is_called_twice_and_consultations_are_called(ns: Names
             assert again.json()["duplicate"] is True and again.json()["call_id"] == taken.json()["call_id"]
             inbound_followup = (await me.get(f"/v1/followups/{taken.json()['followup_id']}")).json()
             assert inbound_followup["kind"] == "first_visit" and inbound_followup["reason_type"] == "InboundCallRecorded"
-            assert inbound_followup["due_from"].startswith((day_at(9, 30) + timedelta(days=3)).date().isoformat())
+            inbound_window = on_calling_days(consultation_window(day_at(9, 30, days=d), RULES))
+            assert inbound_followup["due_from"].startswith(inbound_window.due_from.date().isoformat())
             future = await me.post("/v1/inbound-calls", json={
                 "customer_id": vehicle.customer.customer_id, "kind": "request", "summary": "x",
-                "received_at": day_at(12).isoformat()})
+                "received_at": day_at(12, days=d).isoformat()})
             assert future.status_code == 422 and "in the future" in future.json()["detail"]
 
-            clock.set(day_at(11, days=1))  # the second call is due from a day after the first
+            d1 = working_day(d + 1)
+            clock.set(day_at(11, days=d1))  # the second call is due from a day after the first (a working day)
             second = await queue_item(me, "second_visit", vehicle.vin)
             done = await me.post(f"/v1/followups/{second['followup_id']}/attempts",
                                  json={"outcome": "reached", "satisfaction": 4})
@@ -100,7 +115,7 @@ async def test_a_delivery_is_called_twice_and_consultations_are_called(ns: Names
         async with api(stack["intake"], "agent") as desk:
             taken = await desk.post("/v1/consultations", headers={"Idempotency-Key": "cons-151"}, json={
                 "phone": "13600001512", "name": "赵敏", "region": "south", "topic": "EV-100 价格",
-                "summary": "想了解分期", "consulted_at": day_at(9, 45).isoformat()})
+                "summary": "想了解分期", "consulted_at": day_at(9, 45, days=d).isoformat()})
             assert taken.status_code == 202, taken.text
             nobody = await desk.post("/v1/consultations", json={"topic": "x"})
             assert nobody.status_code == 422 and "name the caller" in nobody.json()["detail"]
@@ -116,8 +131,8 @@ async def test_a_delivery_is_called_twice_and_consultations_are_called(ns: Names
         assert opened["name"] == "赵敏" and opened["phone"] == "+8613600001512", "the caller has a file now"
 
         async with api(service, "supervisor") as supervisor:
-            kpis = (await supervisor.get("/v1/kpis", params={"from": day_at(0, days=-10).isoformat(),
-                                                              "to": day_at(12, days=1).isoformat()})).json()
+            kpis = (await supervisor.get("/v1/kpis", params={"from": day_at(0, days=d - 10).isoformat(),
+                                                              "to": day_at(12, days=d1 + 1).isoformat()})).json()
         assert (kpis["warranty_pickups"], kpis["warranty_visited"]) == (1, 1), "the delivery counts for warranty"
         assert kpis["first_visits_by_reason"]["VehicleSold"] == {"scheduled": 1, "reached": 1}
         assert kpis["first_visits_by_reason"]["ConsultationRecorded"]["scheduled"] == 2
@@ -128,7 +143,8 @@ async def test_a_delivery_is_called_twice_and_consultations_are_called(ns: Names
 
 async def test_a_pickup_with_a_bad_phone_is_filed_flagged_written_to_corrected_and_called(ns: Namespace) -> None:
     gateway = await SmsGatewaySink(PeerStore()).start()
-    clock = manual_clock(day_at(10))
+    d = working_day()  # the customer is called on a working day
+    clock = manual_clock(day_at(10, days=d))
     settings = NotifierSettings(sms_gateway_url=gateway.url, dispatch_tick_seconds=0.05)
     stack = await Stack(ns, clock, services=("intake", "followup", "notifier"),
                         state={"notifier": {"settings": settings}}).start()
@@ -137,7 +153,7 @@ async def test_a_pickup_with_a_bad_phone_is_filed_flagged_written_to_corrected_a
     try:
         fleet = Fleet(seed=152)
         vehicle = fleet.vehicle(day_at(0, days=-400))
-        pickup = fleet.pickup(vehicle, day_at(9, days=-4))
+        pickup = fleet.pickup(vehicle, day_at(9, days=d - 4))
         pickup["data"]["customer"]["phone"] = BAD_PHONE
         customer_id = vehicle.customer.customer_id
         await publish(ns.settings, "upstream.dms", [pickup])

@@ -15,9 +15,11 @@ from prometheus_client import REGISTRY
 from tools.simulate import Fleet
 from services import load
 from services.followup.config import FollowUpRules
+from services.followup.domain import Window, calling_window, campaign_window, confirmation_window, first_visit_window
 from shared.clock import ManualClock
 from shared.events import new_event
 from shared.runtime import ServiceRuntime
+from shared.workcal import WorkingCalendar
 from tests.support import (
     TEST_NOW,
     Namespace,
@@ -36,6 +38,16 @@ from tests.support import (
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
 NOW = TEST_NOW
+RULES = FollowUpRules()
+
+
+def on_calling_days(window: Window) -> Window:
+    """A window as follow-up schedules it: on the calling days of the default region's working calendar."""
+    return calling_window(window, "Asia/Shanghai", WorkingCalendar.load(None), RULES)
+
+
+def _moments(records: list[Read], field: str) -> list[datetime]:
+    return [datetime.fromisoformat(r.data[field]) for r in records]
 
 
 def _of_kind(records: list[Read], kind: str, event_type: str = "FollowUpScheduled") -> list[dict[str, Any]]:
@@ -57,11 +69,18 @@ async def test_the_first_visit_becomes_due_overdue_escalated_then_expired(ns: Na
         async with TopicReader(ns.settings, "aftersales.followup") as topic:
             await topic.wait_for(count("FollowUpScheduled", 1), timeout=60, settle=0.5)
             assert topic.of_type("FollowUpDue") == [], "not due before pickup + 3 days"
+            # due at the first calling moment from pickup + 3 days, overdue after pickup + 7 days (or
+            # the next working day's calling hours if that is a day off), escalated 2 and expired 14 days later
+            window = on_calling_days(first_visit_window(picked_up, RULES))
+            scheduled_data = topic.of_type("FollowUpScheduled")[0].data
+            assert (datetime.fromisoformat(scheduled_data["due_from"]),
+                    datetime.fromisoformat(scheduled_data["due_by"])) == (window.due_from, window.due_by)
+            assert window.due_from >= picked_up + timedelta(days=3) and window.due_by >= picked_up + timedelta(days=7)
             steps = [
-                (picked_up + timedelta(days=3), "FollowUpDue"),
-                (picked_up + timedelta(days=7), "FollowUpOverdue"),
-                (picked_up + timedelta(days=9), "FollowUpEscalated"),
-                (picked_up + timedelta(days=21), "FollowUpExpired"),
+                (window.due_from, "FollowUpDue"),
+                (window.due_by, "FollowUpOverdue"),
+                (window.due_by + timedelta(days=2), "FollowUpEscalated"),
+                (window.due_by + timedelta(days=14), "FollowUpExpired"),
             ]
             for at, event_type in steps:
                 clock.set(at - timedelta(minutes=1))
@@ -121,6 +140,11 @@ async def test_a_resolved_complaint_gets_a_confirmation_call_whose_answer_is_pub
                                                           "round": 0}, NOW - timedelta(hours=1)),
         ])
         async with TopicReader(ns.settings, "aftersales.followup") as topic:
+            await topic.wait_for(count("FollowUpScheduled", 1), timeout=60)
+            # called from the first calling moment after the resolution (a working day's calling hours)
+            due_from = datetime.fromisoformat(topic.of_type("FollowUpScheduled")[0].data["due_from"])
+            assert due_from == on_calling_days(confirmation_window(NOW - timedelta(hours=1), RULES)).due_from
+            clock.set(max(NOW, due_from))
             await topic.wait_for(count("FollowUpDue", 1), timeout=60)
         confirmation = _of_kind(topic.records, "complaint_confirmation")[0]
         assert confirmation["complaint_id"] == "CASE-1" and confirmation["priority"] == 90
@@ -175,7 +199,10 @@ async def test_campaign_calls_go_to_the_targeted_customers_loyal_ones_first(ns: 
         assert set(first) == {loyal.customer.customer_id, casual.customer.customer_id}, "east only"
         assert first[loyal.customer.customer_id]["loyalty_tier"] == "gold"
         assert first[loyal.customer.customer_id]["priority"] > first[casual.customer.customer_id]["priority"]
-        assert datetime.fromisoformat(first[loyal.customer.customer_id]["due_from"]) == starts - timedelta(days=14)
+        two_weeks_ahead = campaign_window(starts, NOW, RULES)
+        assert two_weeks_ahead is not None and two_weeks_ahead.due_from == starts - timedelta(days=14)
+        assert datetime.fromisoformat(first[loyal.customer.customer_id]["due_from"]) == \
+            on_calling_days(two_weeks_ahead).due_from, "14 days ahead, or the first working day after"
         second = [c for c in calls if c["campaign_id"] == evs_only["data"]["campaign_id"]]
         assert [c["customer_id"] for c in second] == [loyal.customer.customer_id], "only owners of the EV-100"
         loyal_flags = {r.data["customer_id"]: r.data["loyal"] for r in topic.of_type("CampaignCallScheduled")}
@@ -285,7 +312,8 @@ async def test_two_replicas_schedule_each_follow_up_once_and_fire_each_timer_onc
         await publish(ns.settings, "upstream.dms", pickups)
         async with TopicReader(ns.settings, "aftersales.followup") as topic:
             await topic.wait_for(count("FollowUpScheduled", 60), timeout=90, settle=1.0)
-            clock.set(NOW + timedelta(days=2))
+            # all due by then (a window opening on a day off is due on the next working day)
+            clock.set(max([NOW + timedelta(days=2), *_moments(topic.of_type("FollowUpScheduled"), "due_from")]))
             await topic.wait_for(count("FollowUpDue", 60), timeout=60, settle=2.0)
         assert len(topic.of_type("FollowUpScheduled")) == 60
         assert len({r.data["followup_id"] for r in topic.of_type("FollowUpDue")}) == 60
@@ -389,7 +417,10 @@ async def test_kpis_registers_and_the_weekly_report_come_from_the_calls(ns: Name
         pickups = [fleet.pickup(v, NOW - timedelta(days=4, hours=i)) for i, v in enumerate([*under, expired_warranty])]
         await publish(ns.settings, "upstream.dms", pickups)
         async with TopicReader(ns.settings, "aftersales.followup") as topic:
-            await topic.wait_for(count("FollowUpDue", 4), timeout=60)
+            await topic.wait_for(count("FollowUpScheduled", 4), timeout=60)
+            # the calls whose first calling moment has come are due (on a day off they wait: still callable)
+            due_now = sum(1 for at in _moments(topic.of_type("FollowUpScheduled"), "due_from") if at <= NOW)
+            await topic.wait_for(count("FollowUpDue", due_now), timeout=60)
         service = stack["followup"]
         by_vin = {r.data["vin"]: r.data["followup_id"] for r in topic.of_type("FollowUpScheduled")}
         async with api(service, "agent") as agent, api(service, "agent2") as colleague:

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.dates
 
 RULES = FollowUpRules()
 T0 = day_at(10)
+CN = WorkingCalendar.load(None)
 
 
 # -- thresholds ----------------------------------------------------------------------------------
@@ -99,16 +100,23 @@ def test_the_confirmation_call_follows_a_few_days_after_the_answer() -> None:
     assert window.due_from == T0 + timedelta(days=3) and window.due_by == T0 + timedelta(days=7)
 
 
+def _calling_day(days: int) -> int:
+    """Days from the test day to the first working day at or after `days` from it."""
+    while not CN.is_working_day((T0 + timedelta(days=days)).date()):
+        days += 1
+    return days
+
+
 def test_an_answer_call_is_due_the_same_day_inside_calling_hours() -> None:
-    window = answer_call_window(T0, "Asia/Shanghai", RULES)
+    window = answer_call_window(T0, "Asia/Shanghai", RULES, CN)
     assert window.due_from == T0
-    assert window.due_by == day_at(20), "by the end of today's calling hours"
+    assert window.due_by == day_at(20, days=_calling_day(0)), "by the end of the calling hours of the first working day"
 
 
 def test_an_answer_found_after_calling_hours_is_called_the_next_calling_day() -> None:
     late = day_at(21, 30)
-    window = answer_call_window(late, "Asia/Shanghai", RULES)
-    assert window.due_by == day_at(20, days=1)
+    window = answer_call_window(late, "Asia/Shanghai", RULES, CN)
+    assert window.due_by == day_at(20, days=_calling_day(1))
 
 
 def test_the_items_calls_rank_just_below_a_complaint_confirmation() -> None:
@@ -199,7 +207,6 @@ def test_closed_at_once_takes_no_more_steps() -> None:
 
 
 # -- the 2 days on the working calendar -----------------------------------------------------------------
-CN = WorkingCalendar.load(None)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 

@@ -11,7 +11,11 @@ import pytest
 
 from services.followup.config import FollowUpRules
 from services.followup.domain import (
+    EVERY_DAY,
+    Window,
     after_attempt,
+    calling_days,
+    calling_window,
     campaign_window,
     confirmation_window,
     first_visit_window,
@@ -28,6 +32,7 @@ from services.followup.domain import (
     second_visit_window,
     under_warranty,
 )
+from shared.workcal import WorkingCalendar
 from tests.support import TEST_NOW, day_at
 
 pytestmark = pytest.mark.dates
@@ -35,6 +40,24 @@ pytestmark = pytest.mark.dates
 RULES = FollowUpRules()
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+CN = WorkingCalendar.load(None)  # the default region's calendar: Chinese public holidays and make-up days
+
+
+def working_day_from(day: date) -> date:
+    """`day` itself if calls are placed on it (a working day on the calendar), else the next one."""
+    while not CN.is_working_day(day):
+        day += timedelta(days=1)
+    return day
+
+
+def first_call(moment: datetime, zone: ZoneInfo = SHANGHAI) -> datetime:
+    """The calendar's answer to "when can this customer be called first": 09:00-20:00 local on a working day."""
+    local = moment.astimezone(zone)
+    if CN.is_working_day(local.date()) and time(9) <= local.time() < time(20):
+        return moment
+    day = local.date() if local.time() < time(9) else local.date() + timedelta(days=1)
+    return datetime.combine(working_day_from(day), time(9), tzinfo=zone)
 
 
 def days_until(weekday: int) -> int:
@@ -66,33 +89,52 @@ def test_the_first_return_visit_is_due_three_to_seven_days_after_pickup() -> Non
     assert window.due_by == day_at(9, 30, days=7)
 
 
-def test_a_pickup_at_23_50_on_a_saturday_is_first_callable_on_wednesday_morning() -> None:
+def test_a_pickup_at_23_50_on_a_saturday_is_first_callable_on_the_next_working_morning() -> None:
     saturday = days_until(5)
     window = first_visit_window(day_at(23, 50, days=saturday), RULES)
     assert window.due_from == day_at(23, 50, days=saturday + 3)  # Tuesday night: outside calling hours
-    assert not in_calling_hours(window.due_from, "Asia/Shanghai", RULES)
-    assert next_callable(window.due_from, "Asia/Shanghai", RULES) == day_at(9, 0, days=saturday + 4)
+    assert not in_calling_hours(window.due_from, "Asia/Shanghai", RULES, CN)
+    wednesday = day_at(9, 0, days=saturday + 4)
+    assert next_callable(window.due_from, "Asia/Shanghai", RULES, CN) == first_call(wednesday)
     assert window.due_by == day_at(23, 50, days=saturday + 7)  # the next Saturday night
+
+
+def test_the_first_visit_window_on_calling_days_opens_and_closes_on_working_days() -> None:
+    pickup = day_at(9, 30)
+    window = calling_window(first_visit_window(pickup, RULES), "Asia/Shanghai", CN, RULES)
+    assert window.due_from == first_call(day_at(9, 30, days=3))
+    seventh = day_at(9, 30, days=7)
+    if CN.is_working_day(seventh.date()):
+        assert window.due_by == seventh
+    else:  # the window's end on a weekend or holiday: extended to the next working day's calling hours
+        assert window.due_by == datetime.combine(working_day_from(seventh.date()), time(20), tzinfo=SHANGHAI)
+    assert CN.is_working_day(window.due_from.astimezone(SHANGHAI).date())
+    assert CN.is_working_day(window.due_by.astimezone(SHANGHAI).date())
 
 
 def test_calling_hours_are_the_customers_own_local_hours() -> None:
     ten_in_shanghai = day_at(10)  # 03:00 in Berlin (04:00 in summer)
-    assert in_calling_hours(ten_in_shanghai, "Asia/Shanghai", RULES)
-    assert not in_calling_hours(ten_in_shanghai, "Europe/Berlin", RULES)
-    assert next_callable(ten_in_shanghai, "Europe/Berlin", RULES) == datetime.combine(TEST_NOW.date(), time(9),
-                                                                                       tzinfo=BERLIN)
+    assert in_calling_hours(ten_in_shanghai, "Asia/Shanghai", RULES, CN) == CN.is_working_day(TEST_NOW.date())
+    assert in_calling_hours(ten_in_shanghai, "Asia/Shanghai", RULES, EVERY_DAY)
+    assert not in_calling_hours(ten_in_shanghai, "Europe/Berlin", RULES, EVERY_DAY)
+    assert next_callable(ten_in_shanghai, "Europe/Berlin", RULES, EVERY_DAY) == datetime.combine(
+        TEST_NOW.date(), time(9), tzinfo=BERLIN)
+    assert next_callable(ten_in_shanghai, "Europe/Berlin", RULES, CN) == first_call(ten_in_shanghai, BERLIN)
 
 
 def test_calling_hours_hold_across_a_daylight_saving_change() -> None:
     # New York's next spring-forward (02:00 -> 03:00): 09:00 local is 14:00 UTC before it, 13:00 UTC after.
     change = next_spring_forward(TEST_NOW.date(), NEW_YORK)
     night_before = datetime.combine(change - timedelta(days=1), time(21), tzinfo=NEW_YORK)
-    first = next_callable(night_before, "America/New_York", RULES)
+    first = next_callable(night_before, "America/New_York", RULES, EVERY_DAY)
     assert first == datetime.combine(change, time(9), tzinfo=NEW_YORK)
     assert first.astimezone(ZoneInfo("UTC")).hour == 13
+    # On the working calendar the spring-forward Sunday is no calling day: the Monday after it is.
+    on_calendar = next_callable(night_before, "America/New_York", RULES, CN)
+    assert on_calendar == first_call(night_before, NEW_YORK) and on_calendar.astimezone(ZoneInfo("UTC")).hour == 13
     # An unreachable customer at 18:00 the day before the change is retried at 09:00 local the next day.
     decision = after_attempt("unreachable", datetime.combine(change - timedelta(days=1), time(18), tzinfo=NEW_YORK),
-                             0, "America/New_York", None, RULES)
+                             0, "America/New_York", None, RULES, EVERY_DAY)
     assert decision.next_attempt_at == datetime.combine(change, time(9), tzinfo=NEW_YORK)
 
 
@@ -183,19 +225,19 @@ def test_a_customer_is_lost_after_twelve_months_without_a_visit() -> None:
 
 def test_an_unreachable_customer_is_tried_three_times_at_least_four_hours_apart_in_calling_hours() -> None:
     morning = day_at(10)
-    first = after_attempt("unreachable", morning, 0, "Asia/Shanghai", None, RULES)
-    assert first.completes_as is None and first.next_attempt_at == day_at(14)
-    second = after_attempt("unreachable", day_at(18, 30), 1, "Asia/Shanghai", None, RULES)
-    assert second.next_attempt_at == day_at(9, days=1), "22:30 is outside calling hours"
-    third = after_attempt("unreachable", day_at(9, days=1), 2, "Asia/Shanghai", None, RULES)
+    first = after_attempt("unreachable", morning, 0, "Asia/Shanghai", None, RULES, CN)
+    assert first.completes_as is None and first.next_attempt_at == first_call(day_at(14))
+    second = after_attempt("unreachable", day_at(18, 30), 1, "Asia/Shanghai", None, RULES, CN)
+    assert second.next_attempt_at == first_call(day_at(9, days=1)), "22:30 is outside calling hours"
+    third = after_attempt("unreachable", day_at(9, days=1), 2, "Asia/Shanghai", None, RULES, CN)
     assert third.completes_as == "unreachable" and third.next_attempt_at is None
 
 
 def test_reached_and_wrong_number_complete_and_call_back_later_waits() -> None:
     now = day_at(10)
-    assert after_attempt("reached", now, 2, "Asia/Shanghai", None, RULES).completes_as == "reached"
-    assert after_attempt("wrong_number", now, 0, "Asia/Shanghai", None, RULES).completes_as == "wrong_number"
-    later = after_attempt("call_back_later", now, 1, "Asia/Shanghai", now + timedelta(hours=2), RULES)
+    assert after_attempt("reached", now, 2, "Asia/Shanghai", None, RULES, CN).completes_as == "reached"
+    assert after_attempt("wrong_number", now, 0, "Asia/Shanghai", None, RULES, CN).completes_as == "wrong_number"
+    later = after_attempt("call_back_later", now, 1, "Asia/Shanghai", now + timedelta(hours=2), RULES, CN)
     assert later.completes_as is None and later.next_attempt_at == now + timedelta(hours=2)
     assert later.counts_as_unreachable is False
 
