@@ -86,6 +86,10 @@ HISTORICAL_PICKUPS = Counter(
     "aftersales_followup_historical_pickups_total",
     "Pickups filed as history, without a return-visit call (their call window closed long before they arrived)",
 )
+LOST_CUSTOMER_REASONS = Counter(
+    "aftersales_followup_lost_customer_reasons_total",
+    "Lost-customer calls that reached the customer, by the reason they gave for no longer coming", ["reason"],
+)
 FOLLOWUPS_OPEN = Gauge("aftersales_followups_open", "Open return-visit follow-ups", ["kind"])
 FOLLOWUPS_OVERDUE = Gauge("aftersales_followups_overdue", "Open follow-ups past due_by", ["kind"])
 FEEDBACK_ITEMS_OPEN = Gauge("aftersales_feedback_items_open",

@@ -26,6 +26,7 @@ from shared.events.types import (
     FeedbackReason,
     FollowUpKind,
     Locale,
+    LostReason,
     ReportedBy,
     ServiceType,
     Severity,
@@ -345,6 +346,9 @@ class FollowUpAttemptRecorded(Data, kw_only=True):
     talking_points: str | None = None
     requests: str | None = None
     notes: str | None = None
+    # A lost-customer call that reached the customer: why they stopped coming, and in their words.
+    lost_reason: LostReason | None = None
+    lost_reason_note: str | None = None
 
 
 class FollowUpCompleted(Data, kw_only=True):
@@ -364,6 +368,9 @@ class FollowUpCompleted(Data, kw_only=True):
     region: str | None = None
     # A campaign call that reached the customer: the visit they booked (a recall's inspection).
     booked_at: Aware | None = None
+    # A lost-customer call that reached the customer: why they stopped coming, and in their words.
+    lost_reason: LostReason | None = None
+    lost_reason_note: str | None = None
 
 
 class FeedbackRecorded(Data, kw_only=True):

@@ -18,6 +18,8 @@ FollowUpKind = Literal[
     "feedback_answer", "feedback_confirmation",
 ]
 CallOutcome = Literal["reached", "unreachable", "wrong_number", "call_back_later"]
+# Why a lost customer (no visit for 12 months) stopped coming, as the agent hears it on the call.
+LostReason = Literal["moved_away", "switched_dealer", "sold_the_car", "price", "service_quality", "other"]
 Severity = Literal["low", "medium", "high", "critical"]
 Channel = Literal["sms", "email", "letter"]
 # Why a return-visit call opened a feedback item: a score at or below the threshold, a request.
