@@ -25,6 +25,18 @@ def week_start(moment: datetime | date) -> date:
     return day - timedelta(days=day.weekday())
 
 
+def month_span(month: str, zone: str) -> tuple[datetime, datetime]:
+    """A month written like 2026-11 as its first instant and the next month's, in `zone`;
+    ValueError saying how to write it otherwise."""
+    try:
+        year, number = (int(p) for p in month.split("-"))
+        start = datetime(year, number, 1, tzinfo=ZoneInfo(zone))
+        end = datetime(year + (number == 12), number % 12 + 1, 1, tzinfo=ZoneInfo(zone))
+    except (ValueError, TypeError):
+        raise ValueError(f"month {month!r} is not a month; write it like 2026-11") from None
+    return start, end
+
+
 def local(moment: datetime, zone: str) -> datetime:
     return moment.astimezone(ZoneInfo(zone))
 

@@ -12,7 +12,7 @@ from statistics import fmean
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from shared.timeutil import iso_week, week_start
+from shared.timeutil import iso_week, month_span, week_start
 
 from services.complaints.domain import OPEN_STATES, Case
 from services.complaints.sla import LEVELS
@@ -393,14 +393,7 @@ def sla_compliance_between(starts_at: datetime, ends_at: datetime, rounds: Itera
             **compliance_summary(s for s in step_outcomes(rounds) if starts_at <= s.due_at < ends_at)}
 
 
-def report_month(month: str, zone: str) -> tuple[datetime, datetime]:
-    """A month written like 2026-11 as its first instant and the next month's, in `zone`."""
-    try:
-        year, number = (int(p) for p in month.split("-"))
-        starts_at = datetime(year, number, 1, tzinfo=ZoneInfo(zone))
-    except (ValueError, TypeError):
-        raise ValueError(f"month {month!r} is not a month; write it like 2026-11") from None
-    return starts_at, datetime(year + (number == 12), number % 12 + 1, 1, tzinfo=ZoneInfo(zone))
+report_month = month_span  # "2026-11" -> its span in the report's time zone
 
 
 def report_week(week: str, zone: str) -> ReportWeek:

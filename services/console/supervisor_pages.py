@@ -17,6 +17,7 @@ from fastapi.responses import Response
 
 from shared.db import acquire
 from shared.http import runtime_of
+from shared.timeutil import month_span
 
 from services.console import charts
 from services.console.clients import Person, ServiceError
@@ -37,10 +38,8 @@ def week_bounds(week: str) -> tuple[datetime, datetime]:
 
 
 def month_bounds(month: str) -> tuple[datetime, datetime]:
-    year, number = (int(p) for p in month.split("-"))
-    start = datetime(year, number, 1, tzinfo=DISPLAY_ZONE)
-    end = datetime(year + (number == 12), number % 12 + 1, 1, tzinfo=DISPLAY_ZONE)
-    return start, end
+    """The month's first instant and the next month's in Shanghai; ValueError for a malformed month."""
+    return month_span(month, DISPLAY_ZONE.key)
 
 
 def week_before(week: str) -> str:

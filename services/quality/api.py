@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events import canonical as c
 from shared.http import Principal, check_moments, check_paging, require, runtime_of
+from shared.timeutil import month_span
 
 from services.quality import figures, recall_store, store
 from services.quality.config import QualityRules
@@ -241,15 +242,13 @@ def router() -> APIRouter:
         if month is None:
             month = (runtime.clock.now().astimezone(zone).replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
         try:
-            year, number = (int(p) for p in month.split("-"))
-            start = datetime(year, number, 1, tzinfo=zone)
-        except (ValueError, TypeError):
-            raise HTTPException(422, f"month {month!r} is not a month; write it like 2026-11") from None
-        end = datetime(year + (number == 12), number % 12 + 1, 1, tzinfo=zone)
+            start, end = month_span(month, rules.timezone)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
         check_moments(month=start)
         assert runtime.pool is not None
         async with runtime.pool.acquire() as conn:
-            return {"month": f"{year:04d}-{number:02d}",
+            return {"month": start.strftime("%Y-%m"),
                     "parts_accuracy": await figures.parts_accuracy(conn, start, end, rules)}
 
     @api.get("/kpis", summary="Open alerts, defect reports and parts-shipment accuracy (target 98%)")
