@@ -98,6 +98,10 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("GET", "/v1/alerts/{alert_id}"): frozenset({QUALITY, SUPERVISOR, OPS}),
         ("POST", "/v1/alerts/{alert_id}/acknowledge"): frozenset({QUALITY}),
         ("POST", "/v1/alerts/{alert_id}/close"): frozenset({QUALITY}),
+        ("POST", "/v1/alerts/{alert_id}/confirm"): frozenset({QUALITY}),  # a batch problem: its recall
+        ("GET", "/v1/alerts/{alert_id}/affected-vehicles"): frozenset({QUALITY, SUPERVISOR, OPS}),
+        ("GET", "/v1/recalls"): frozenset({QUALITY, SUPERVISOR, OPS}),
+        ("GET", "/v1/recalls/{campaign_id}"): frozenset({QUALITY, SUPERVISOR, OPS}),
         ("GET", "/v1/stats"): frozenset({QUALITY, SUPERVISOR, OPS}),
         ("GET", "/v1/reports/weekly"): frozenset({QUALITY, SUPERVISOR, OPS}),
         ("GET", "/v1/kpis"): frozenset({QUALITY, SUPERVISOR, OPS}),
