@@ -13,13 +13,15 @@ import pytest
 from aftersales.audit import trail
 from tools.simulate import Fleet
 from tools.sandbox import ROOT
-from tests.support import Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish, queue_item
+from tests.support import (Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish, queue_item,
+                           working_day)
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
-# 10:00 on the test day: the agent's calls (the return visit, the confirmation) are inside the
-# calling hours, and the customer's SMS outside the quiet hours.
-T0 = day_at(10)
+# 10:00 on the first working day from the test day: the agent's calls (the return visit, the
+# confirmation) are inside the calling hours of a calling day, and the customer's SMS outside the quiet hours.
+D = working_day()
+T0 = day_at(10, days=D)
 
 
 async def test_the_trail_of_a_vehicle_runs_from_its_sale_to_its_closed_complaint(ns: Namespace) -> None:
@@ -33,8 +35,8 @@ async def test_the_trail_of_a_vehicle_runs_from_its_sale_to_its_closed_complaint
         await publish(ns.settings, "upstream.sales", [sale, fleet.sale(other)])
         async with TopicReader(ns.settings, "aftersales.intake") as canonical:
             await canonical.wait_for(count("VehicleSold", 2), timeout=60)
-        pickup = fleet.pickup(vehicle, day_at(9, days=-4), service_type="repair")  # the first call is due
-        await publish(ns.settings, "upstream.dms", [pickup, fleet.pickup(other, day_at(9, 5, days=-4))])
+        pickup = fleet.pickup(vehicle, day_at(9, days=D - 4), service_type="repair")  # the first call is due
+        await publish(ns.settings, "upstream.dms", [pickup, fleet.pickup(other, day_at(9, 5, days=D - 4))])
 
         async with api(stack["followup"], "agent") as agent:
             visit = await queue_item(agent, "first_visit", vin=vehicle.vin)

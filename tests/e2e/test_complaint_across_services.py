@@ -10,14 +10,20 @@ from datetime import datetime, timedelta
 import pytest
 
 from services.complaints.config import ComplaintRules
+from services.followup.config import FollowUpRules
+from services.followup.domain import next_callable
+from shared.workcal import WorkingCalendar
 from tools.simulate import Fleet
 from tests.complaints_fixtures import AROUND_THE_CLOCK
-from tests.support import Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish, queue_item
+from tests.support import (Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish, queue_item,
+                           working_day)
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 
-# 10:00 on the test day: the calls (at T0 and T0 + 2 days 2 hours) are inside the calling hours.
-T0 = day_at(10)
+# 10:00 on the first working day from the test day: the return-visit call is inside the calling
+# hours of a calling day; the confirmation is called from the first calling moment after the resolution.
+D = working_day()
+T0 = day_at(10, days=D)
 
 
 @pytest.mark.parametrize("satisfied", [True, False], ids=["satisfied-closed", "unhappy-reopened"])
@@ -30,7 +36,7 @@ async def test_a_complaint_raised_on_a_call_is_escalated_resolved_and_confirmed(
     try:
         fleet = Fleet(seed=81)
         vehicle = fleet.vehicle(day_at(0, days=-415))
-        pickup = fleet.pickup(vehicle, day_at(9, days=-4), service_type="repair")  # the first call is due
+        pickup = fleet.pickup(vehicle, day_at(9, days=D - 4), service_type="repair")  # the first call is due
         await publish(ns.settings, "upstream.dms", [pickup])
         followup, complaints = stack["followup"], stack["complaints"]
 
@@ -67,6 +73,9 @@ async def test_a_complaint_raised_on_a_call_is_escalated_resolved_and_confirmed(
                                           json={"resolution": "brake pads replaced free of charge"})
             assert resolved.status_code == 200, resolved.text
 
+        # calls are placed in calling hours of working days: T0 + 2 days may be a weekend or a holiday
+        clock.set(next_callable(T0 + timedelta(days=2, hours=2), "Asia/Shanghai", FollowUpRules(),
+                                WorkingCalendar.load(None)))
         async with api(followup, "agent") as agent:
             confirmation = await queue_item(agent, "complaint_confirmation")
             assert confirmation["complaint_id"] == case
