@@ -53,12 +53,16 @@ class QualityRules(BaseSettings):
     # the mode's baseline share (all the excess in that mode), and the sequential test; the
     # rest is left to the burst rule (its false alarms are measured, not bounded).
     likelihood_ratio_shift: float = Field(3.0, gt=1)
-    likelihood_ratio_share: float = Field(0.45, ge=0, le=1)
-    failure_mode_share: float = Field(0.25, ge=0, le=1)
+    likelihood_ratio_share: float = Field(0.6, ge=0, le=1)
+    failure_mode_share: float = Field(0.35, ge=0, le=1)
     sequential_share: float = Field(0.05, gt=0, le=1)
     # A category's failure-mode shares are estimated from its counted reports once there are
     # this many (before that: `failure_modes` of the baseline table; none there: no per-mode test).
     failure_mode_estimate_min_reports: int = Field(200, ge=1)
+    # The burst rule applies to a batch only while P(X >= burst_reports) for its expected
+    # reports (all modes) in the burst window is at most this (1 = always): on larger batches
+    # a same-mode burst happens by chance and the per-mode tests take its place.
+    burst_gate_probability: float = Field(1e-3, gt=0, le=1)
     # The table of baseline defect rates per category (reports per unit-month in service).
     baseline_rates_file: Path = HERE / "baseline_rates.yaml"
     # An alert lists at most this many report ids and VINs (the API lists them all).
@@ -103,7 +107,8 @@ class QualityRules(BaseSettings):
         return EarlyWarning(shift=self.likelihood_ratio_shift, likelihood_ratio_share=self.likelihood_ratio_share,
                             failure_mode_share=self.failure_mode_share, sequential_share=self.sequential_share,
                             mode_shares=load_failure_mode_shares(self.baseline_rates_file),
-                            mode_estimate_min_reports=self.failure_mode_estimate_min_reports)
+                            mode_estimate_min_reports=self.failure_mode_estimate_min_reports,
+                            burst_gate=self.burst_gate_probability)
 
 
 class _RateTable(BaseModel):

@@ -43,6 +43,7 @@ from services.quality.domain import (
 from services.quality.warning import (
     EarlyWarning,
     LrCrossing,
+    burst_applies,
     crossing_details,
     likelihood_ratio_crossings,
     window_expected,
@@ -106,6 +107,8 @@ async def on_arrivals(uow: Uow, arrivals: list[Arrival]) -> None:
         if cell.kind == "batch" and p.burst_reports:
             points = await store.cell_reports(uow.conn, cell, row.since, None)
             burst = find_burst(points, [a.report_id for a in by_cell[key]], p.burst_reports, p.burst_window)
+            if burst is not None and not await _burst_applies(uow, cell, row.since, burst.last_at):
+                burst = None
         decision = decide(key in opened, None, burst)
         if decision.action == "none":
             continue
@@ -170,6 +173,16 @@ def early_warning(uow: Uow) -> EarlyWarning:
 
 
 _WARNINGS: dict[int, tuple[QualityRules, EarlyWarning]] = {}
+
+
+async def _burst_applies(uow: Uow, cell: Cell, since: datetime | None, at: datetime) -> bool:
+    """The burst rule applies to a batch whose baseline makes its count of reports in a window
+    rare anyway (warning.burst_applies); larger batches are left to the per-mode tests."""
+    p, r = policy(uow), rates(uow)
+    evidence = await store.cell_evidence(uow.conn, cell, since, _just_after(at))
+    expected = window_expected(r.rate(cell.category), evidence.exposure.units(_just_after(at).timestamp()),
+                               p.burst_window_days, r.unit_month_days)
+    return burst_applies(early_warning(uow), expected, p.burst_reports)
 
 
 async def mode_counts(uow: Uow, category: str) -> dict[str, int]:

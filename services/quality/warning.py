@@ -12,9 +12,12 @@ On a batch cell the monthly budget alpha is split three ways:
   evenly over the category's modes;
 - `sequential_share` to the sequential test of issue 6 (statistics.sequential_critical_count),
   which stays for 2x and for shifts that start late;
-- the rest is left to the burst rule (7 same-mode reports in 30 days, no baseline), whose
-  false alarms are not bounded by a calculation but measured (about 0.4 % of a batch's
-  cell-months for batches of 1,400 to 4,200 units, `aftersales bench quality`).
+- the rest is left to the burst rule (7 same-mode reports in 30 days, no baseline). It
+  applies only to batches whose baseline makes that many reports of *any* mode in the window
+  rare (P(X >= 7 | the batch's expected reports in 30 days) <= `burst_gate`, 1e-3 by
+  default: batches expecting up to about 1.2 reports a month); on larger batches a burst of 7
+  same-mode reports happens by chance (0.4 % of their cell-months ungated) and the per-mode
+  tests, which know the mode's baseline, take its place.
 
 The statistical tests of a problem-free cell alarm in a month with probability at most the
 sum of their shares of alpha. Supplier x model cells keep the sequential test at the whole budget.
@@ -25,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from services.quality.statistics import likelihood_ratio_calibration, mode_shift
+from services.quality.statistics import likelihood_ratio_calibration, mode_shift, poisson_sf
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -35,8 +38,8 @@ class EarlyWarning:
     """The split of a batch cell's budget and the shift its likelihood-ratio tests are tuned to."""
 
     shift: float = 3.0
-    likelihood_ratio_share: float = 0.45
-    failure_mode_share: float = 0.25
+    likelihood_ratio_share: float = 0.6
+    failure_mode_share: float = 0.35
     sequential_share: float = 0.05
     # Baseline failure-mode shares by category (baseline_rates.yaml `failure_modes`), used
     # until a category has `mode_estimate_min_reports` counted reports; then the shares are
@@ -44,6 +47,7 @@ class EarlyWarning:
     mode_shares: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     mode_estimate_min_reports: int = 200
     mode_share_floor: float = 0.02
+    burst_gate: float = 1e-3
 
     def __post_init__(self) -> None:
         if self.shift <= 1:
@@ -123,6 +127,12 @@ def likelihood_ratio_crossings(
                 found.append(LrCrossing("failure_mode", mode, times[picks[index]], index + 1, exp_m[index],
                                         cal.critical_count(exp_m[index]), k, a))
     return sorted(found, key=lambda c: (c.at, c.test, c.failure_mode or ""))
+
+
+def burst_applies(warning: EarlyWarning, expected_in_window: float, reports: int) -> bool:
+    """Whether the burst rule applies to a batch expecting `expected_in_window` reports (all
+    modes) in the burst window: when `reports` of them would be rare anyway."""
+    return poisson_sf(reports, expected_in_window) <= warning.burst_gate
 
 
 def window_expected(rate: float, units: int, window_days: float, unit_month_days: float) -> float:

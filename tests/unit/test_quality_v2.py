@@ -160,3 +160,12 @@ def test_a_one_mode_excess_is_found_by_its_mode_test_first() -> None:
                                        [2.0 * 31 / 30.4375] * 5, shares, 3)
     assert found and found[0].test == "failure_mode" and found[0].failure_mode == "d"
     assert found[0].observed <= 4
+
+
+def test_the_burst_rule_applies_only_where_its_count_is_rare_under_the_baseline() -> None:
+    from services.quality.warning import burst_applies
+
+    warning = EarlyWarning()
+    assert burst_applies(warning, 0.3, 7)  # a small batch: 7 reports in 30 days never happen by chance
+    assert not burst_applies(warning, 2.5, 7)  # a large one: the per-mode tests take its place
+    assert burst_applies(EarlyWarning(burst_gate=1.0), 50.0, 7)  # a gate of 1: always
