@@ -118,6 +118,14 @@ COMPLAINT_MEAN_SECONDS_TO_RESOLVE = Gauge(
     "aftersales_complaint_mean_seconds_to_resolve",
     "Mean active time (pending_customer excluded) from filing (or reopening) to resolution",
 )
+COMPLAINT_MEAN_WORKING_SECONDS_TO_ACKNOWLEDGE = Gauge(
+    "aftersales_complaint_mean_working_seconds_to_acknowledge",
+    "Mean working time on the case's calendar (business hours of working days) from filing to acknowledgement",
+)
+COMPLAINT_MEAN_WORKING_SECONDS_TO_RESOLVE = Gauge(
+    "aftersales_complaint_mean_working_seconds_to_resolve",
+    "Mean working time on the case's calendar (pending_customer excluded) from filing to resolution",
+)
 COMPLAINT_REOPEN_RATE = Gauge(
     "aftersales_complaint_reopen_rate", "Cases reopened at least once / cases resolved at least once"
 )

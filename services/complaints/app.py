@@ -53,6 +53,8 @@ async def _kpis(runtime: ServiceRuntime[ComplaintsDeps]) -> None:
     metrics.COMPLAINT_SLA_COMPLIANCE.set(value(figures["sla_compliance"]))
     metrics.COMPLAINT_MEAN_SECONDS_TO_ACKNOWLEDGE.set(value(figures["mean_seconds_to_acknowledge"]))
     metrics.COMPLAINT_MEAN_SECONDS_TO_RESOLVE.set(value(figures["mean_seconds_to_resolve"]))
+    metrics.COMPLAINT_MEAN_WORKING_SECONDS_TO_ACKNOWLEDGE.set(value(figures["mean_working_seconds_to_acknowledge"]))
+    metrics.COMPLAINT_MEAN_WORKING_SECONDS_TO_RESOLVE.set(value(figures["mean_working_seconds_to_resolve"]))
     metrics.COMPLAINT_REOPEN_RATE.set(value(figures["reopen_rate"]))
     metrics.COMPLAINT_ESCALATIONS.set(figures["escalations"])
 

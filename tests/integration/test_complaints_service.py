@@ -394,12 +394,18 @@ async def test_kpis_show_open_cases_per_level_breaches_compliance_and_mean_times
         assert kpis["sla_breaches"] == {"acknowledge": 2, "resolve": 0}
         assert kpis["sla_compliance"] == 1.0 and kpis["sla_compliance_percent"] == 100.0
         assert kpis["mean_seconds_to_acknowledge"] == 7200.0 and kpis["mean_seconds_to_resolve"] == 21600.0
+        # The same spans in working time on the case's calendar: no longer than the elapsed ones.
+        assert 0 <= kpis["mean_working_seconds_to_acknowledge"] <= 7200.0
+        assert 0 <= kpis["mean_working_seconds_to_resolve"] <= 21600.0
+        assert kpis["mean_working_hours_to_resolve"] == round(kpis["mean_working_seconds_to_resolve"] / 3600, 2)
         assert kpis["reopen_rate"] == 0.0 and kpis["escalations"] == 2
         # The same figures as Prometheus gauges (refreshed from the database every kpi_refresh_seconds).
         await _until(lambda: REGISTRY.get_sample_value("aftersales_complaints_open", {"level": "supervisor"}) == 2.0)
         assert REGISTRY.get_sample_value("aftersales_complaint_sla_breaches", {"breach": "acknowledge"}) == 2.0
         assert REGISTRY.get_sample_value("aftersales_complaint_sla_compliance") == 1.0
         assert REGISTRY.get_sample_value("aftersales_complaint_mean_seconds_to_resolve") == 21600.0
+        assert REGISTRY.get_sample_value("aftersales_complaint_mean_working_seconds_to_resolve") == \
+            kpis["mean_working_seconds_to_resolve"]
         assert REGISTRY.get_sample_value("aftersales_complaint_reopen_rate") == 0.0
     finally:
         await stack.stop()
