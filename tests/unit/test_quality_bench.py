@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from tools.bench.quality import Cells, Setup, alarms, fleet_cells, lr_alarm, run, simulate
 from services.quality.config import QualityRules, load_baseline_rates
@@ -20,18 +21,12 @@ def test_the_simulated_reports_follow_the_baseline_rate_times_unit_months() -> N
                                         "front_shock_absorber", "rim_welding")}
     batch, _ = fleet_cells(20_000, 12, table, rates.unit_month_days)
     sim = simulate(np.random.default_rng(3), batch, 540, rates.unit_month_days)
-    assert sim.daily.sum() == pytest_approx(sim.expected[:, -1].sum(), 0.03)
+    assert sim.daily.sum() == pytest.approx(sim.expected[:, -1].sum(), rel=0.03)
     # A batch sold over a month: its expectation grows as t^2 / 2 in the month, then linearly.
     one = Cells(np.array([1000.0]), np.array([0.001]), np.zeros(1), np.array([30.4375]), ["x"], "batch")
     s = simulate(np.random.default_rng(1), one, 100, 30.4375)
     assert s.expected[0, 30] < 0.5 * 1000 * 0.001 and math.isclose(s.expected[0, -1] - s.expected[0, -2],
                                                                      1000 * 0.001 / 30.4375, rel_tol=1e-9)
-
-
-def pytest_approx(value: float, rel: float) -> object:
-    import pytest
-
-    return pytest.approx(value, rel=rel)
 
 
 def test_a_seeded_run_repeats_exactly_and_keeps_false_alarms_within_the_configured_level() -> None:
