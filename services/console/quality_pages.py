@@ -1,7 +1,8 @@
 """The quality inspectors' pages: the early-warning alerts with their evidence (observed against
 expected reports per month in service, drawn as a chart with its table), the reports and VINs
-behind them, acknowledging and closing with the containment; parts-shipment accuracy per dealer
-and week. Read from and done through the quality service's API under the person's name."""
+behind them, acknowledging and closing with the containment, confirming a batch problem (its
+recall: progress per dealer, the reports since, inspected vehicles apart); parts-shipment
+accuracy per dealer and week. Read from and done through the quality service's API under the person's name."""
 
 from __future__ import annotations
 
@@ -106,18 +107,39 @@ def router() -> APIRouter:
                            person: Person = Depends(role("quality"))) -> Response:
         form = await form_of(request, person)
         here = f"/quality/alerts/{quote(alert_id)}"
-        if action not in ("acknowledge", "close"):
+        if action not in ("acknowledge", "close", "confirm"):
             return _with(here, error=N_("This step is not open to you in the alert's state; reload the page."))
         note = (form.get("note") or "").strip()
-        if action == "close" and not note:
+        if action in ("close", "confirm") and not note:
             return _with(here, error=N_("Write the containment: what was done so the defect goes no further."))
+        body = {"containment": note[:4000]} if action == "confirm" else {"note": note[:4000]} if note else {}
         try:
             await services(request).call(person, "POST", "quality", f"/v1/alerts/{quote(alert_id)}/{action}",
-                                         json={"note": note[:4000]} if note else {})
+                                         json=body)
         except ServiceError as exc:
             return _with(here, error=exc.message)
         await audit(request, person, f"alert_{action}", subject=alert_id, note=note or None)
         return _with(here, done=action)
+
+    @r.get("/quality/recalls/{campaign_id}")
+    async def recall_page(request: Request, campaign_id: str,
+                          person: Person = Depends(role(*INSPECTORS))) -> HTMLResponse:
+        try:
+            recall: dict[str, Any] = await services(request).call(person, "GET", "quality",
+                                                                  f"/v1/recalls/{quote(campaign_id)}")
+        except ServiceError as exc:
+            raise Refused(N_("No recall with this id. Its alert's page links to it.") if exc.status == 404
+                          else exc.message, status=404 if exc.status == 404 else 502) from None
+        for key in ("confirmed_at", "starts_at", "ends_at"):
+            recall[key] = _moment(recall[key])
+        for v in recall["vehicles"]:
+            for key in ("reached_at", "booked_at", "inspected_at", "replaced_at"):
+                v[key] = _moment(v[key])
+        seen = recall["reports_since_confirmation"]
+        for r in seen["inspected_reports"] + seen["not_inspected_reports"]:
+            r["reported_at"] = _moment(r["reported_at"])
+        await audit(request, person, "read_recall", subject=campaign_id)
+        return render(request, "recall.html", person, recall=recall)
 
     @r.get("/quality/parts-accuracy")
     async def parts_accuracy(request: Request, format: str = "html",
