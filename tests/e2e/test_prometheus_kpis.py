@@ -23,7 +23,7 @@ import yaml
 from tools.sandbox import free_port
 from tools.simulate import Fleet
 from shared.clock import offset_to
-from tests.support import API_TOKENS, TOKENS, Namespace, ServiceProcess, day_at, publish
+from tests.support import API_TOKENS, TOKENS, Namespace, ServiceProcess, day_at, publish, working_day
 from tests.unit.test_deploy_metrics import DASHBOARDS, dashboard_queries
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
@@ -120,8 +120,9 @@ def panel_queries() -> Iterator[tuple[str, str]]:
 
 async def test_prometheus_reads_the_department_kpis_from_the_running_services(ns: Namespace, logs_dir: Path,
                                                                               tmp_path: Path) -> None:
-    # The services live at 11:00 Shanghai time on the test day, inside the agents' calling hours.
-    service_now = day_at(11)
+    # The services live at 11:00 Shanghai time on the first working day from the test day, inside the
+    # agents' calling hours of a calling day.
+    service_now = day_at(11, days=working_day())
     env = {
         "AFTERSALES_CLOCK_OFFSET_SECONDS": f"{offset_to(service_now):.3f}",
         "AFTERSALES_KPI_REFRESH_SECONDS": "0.5", "AFTERSALES_API_TOKENS": API_TOKENS,

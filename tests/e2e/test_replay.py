@@ -27,12 +27,14 @@ from tests.support import (
     manual_clock,
     publish,
     queue_item,
+    working_day,
 )
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow, pytest.mark.dates]
 
-# 10:00 on the test day: the agent's call is inside the calling hours, the SMS outside the quiet hours.
-T0 = day_at(10)
+# 10:00 on the first working day from the test day: the agent's call is inside the calling hours of
+# a calling day, the SMS outside the quiet hours.
+T0 = day_at(10, days=working_day())
 
 
 @pytest.fixture
