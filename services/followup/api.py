@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 
+from shared import metrics
 from shared.db import acquire
 from shared.http import Principal, check_moments, check_paging, require, runtime_of
 from shared.timeutil import add_months
@@ -17,7 +18,8 @@ from services.followup import commands as calls
 from services.followup import inbound
 from services.followup import store
 from services.followup.config import FollowUpRules
-from services.followup.domain import calling_days, in_calling_hours, loyalty_tier, queue_order
+from services.followup.domain import (LOST_REASONS, AtRisk, at_risk, calling_days, in_calling_hours, loyalty_tier,
+                                      maintenance_due, queue_order)
 from services.followup.feedback_api import feedback_router
 
 
@@ -122,9 +124,12 @@ def router() -> APIRouter:
                              who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
         try:
             async with runtime_of(request).transaction() as uow:
-                return await calls.record_attempt(uow, followup_id, who.subject, body)
+                recorded = await calls.record_attempt(uow, followup_id, who.subject, body)
         except calls.CallRefused as exc:
             raise _refused(exc) from None
+        if recorded["lost_reason"] is not None:  # counted once the call is stored
+            metrics.LOST_CUSTOMER_REASONS.labels(recorded["lost_reason"]).inc()
+        return recorded
 
     @r.post("/v1/inbound-calls", status_code=201,
             summary="Record a call the customer made (consultation, complaint, request) with the person who took it")
@@ -182,6 +187,52 @@ def router() -> APIRouter:
             figures = await store.kpis(conn, since, until, region, dealer, rules.satisfied_score)
         return figures_with_rates(figures) | {"from": since, "to": until, "region": region, "dealer": dealer}
 
+    @r.get("/v1/reports/lost-reasons",
+           summary="Why lost customers stopped coming: the lost-customer calls that reached them, by reason")
+    async def lost_reasons(
+        request: Request, since: datetime | None = Query(None, alias="from"),
+        until: datetime | None = Query(None, alias="to"), region: str | None = None, dealer: str | None = None,
+        who: Principal = require("supervisor", "ops"),
+    ) -> dict[str, Any]:
+        """Counts by reason of the lost-customer calls completed (reached) in [from, to), default the
+        last 30 days; `not_given` counts those recorded without a reason."""
+        check_moments(**{"from": since, "to": until})
+        runtime = runtime_of(request)
+        until = until or runtime.clock.now()
+        since = since or until - timedelta(days=_rules(request).kpi_window_days)
+        if since >= until:
+            raise HTTPException(422, f"from ({since.isoformat()}) must be before to ({until.isoformat()})")
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            reasons = await store.lost_reasons(conn, since, until, region=region, dealer=dealer)
+        return {"from": since, "to": until, "region": region, "dealer": dealer, "reasons": reasons,
+                "total": sum(reasons.values()), "known_reasons": list(LOST_REASONS)}
+
+    @r.get("/v1/customers/at-risk",
+           summary="Customers at risk of being lost before the 12-month mark: overdue maintenance or falling visits")
+    async def customers_at_risk(
+        request: Request, region: str | None = None, dealer: str | None = None,
+        limit: int = Query(100, ge=1, le=1000), who: Principal = require("agent", "supervisor"),
+    ) -> dict[str, Any]:
+        """Customers with a visit in the last 12 months and a sign of leaving (docs/followup.md):
+        the nearest to their 12-month mark first."""
+        runtime = runtime_of(request)
+        rules = _rules(request)
+        now = runtime.clock.now()
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            rows = await store.at_risk_candidates(conn, now, add_months(now, -rules.lost_after_months),
+                                                  region=region, dealer=dealer)
+        found = [(row, risk) for row in rows if (risk := _at_risk(row, now, rules)) is not None]
+        found.sort(key=lambda x: (x[1].lost_at, x[1].customer_id))
+        return {"now": now, "total": len(found), "customers": [
+            {"customer_id": risk.customer_id, "region": row["region"], "signs": risk.signs,
+             "last_visit_at": risk.last_visit_at, "lost_at": risk.lost_at,
+             "days_since_last_visit": risk.days_since_last_visit, "average_interval_days": risk.average_interval_days,
+             "maintenance_due_at": risk.maintenance_due_at,
+             "vehicles": sorted(v["vin"] for v in row["vehicles"] or [])}
+            for row, risk in found[:limit]]}
+
     @r.get("/v1/reports/weekly", summary="The weekly written report (visits done and missed, satisfaction, feedback)")
     async def weekly(request: Request, week: str, who: Principal = require("supervisor", "ops")) -> dict[str, Any]:
         runtime = runtime_of(request)
@@ -194,6 +245,23 @@ def router() -> APIRouter:
         return report
 
     return r
+
+
+def _at_risk(row: dict[str, Any], now: datetime, rules: FollowUpRules) -> AtRisk | None:
+    """The at-risk rules on one customer's row: each vehicle's next service as the maintenance
+    reminder estimates it (by date or by km, whichever first)."""
+    def moment(value: str | None) -> datetime | None:
+        return datetime.fromisoformat(value) if value else None
+
+    due = []
+    for v in row["vehicles"] or []:
+        last_visit, first_at = moment(v["last_visit_at"]), moment(v["first_reading_at"])
+        if last_visit is None or v["last_mileage_km"] is None:
+            continue
+        history = [(first_at, v["first_reading_km"])] if first_at and v["first_reading_km"] is not None else []
+        due.append(maintenance_due(last_visit, v["last_mileage_km"], moment(v["next_service_due_at"]),
+                                   v["next_service_due_km"], history, rules).estimated_due_at)
+    return at_risk(row["customer_id"], row["last_contact_at"], list(row["visits"] or []), due, now, rules)
 
 
 def figures_with_rates(f: dict[str, Any]) -> dict[str, Any]:

@@ -11,14 +11,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from shared.events.types import ComplaintCategory, Severity
+from shared.events.types import ComplaintCategory, LostReason, Severity
 from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
 from shared.http import Moment
 from shared.uow import UnitOfWork
 
 from services.followup import feedback_items, store
-from services.followup.domain import (NewFollowUp, after_attempt, calling_days, followup_id, is_satisfied,
-                                      second_visit_window)
+from services.followup.domain import (LOST_REASONS, NewFollowUp, after_attempt, calling_days, followup_id,
+                                      is_satisfied, second_visit_window)
 from services.followup.handlers import schedule
 from services.followup.config import FollowUpDeps
 
@@ -54,16 +54,23 @@ class AttemptIn(BaseModel):
     feedback: feedback_items.FeedbackIn | None = Field(
         None, description="the customer's concern: answered on the call, serious, its category or department "
                           "(a score at or below the threshold, or a request, opens a feedback item anyway)")
+    lost_reason: LostReason | None = Field(
+        None, description="for a lost-customer call that reached the customer: why they no longer come "
+                          f"(one of {', '.join(LOST_REASONS)})")
+    lost_reason_note: str | None = Field(None, max_length=1000,
+                                         description="the reason in the customer's words (required with `other`)")
 
     @model_validator(mode="after")
     def _fits_the_outcome(self) -> AttemptIn:
         if self.outcome == "call_back_later" and self.call_back_at is None:
             raise ValueError("call_back_at is required when the outcome is call_back_later")
         if self.outcome != "reached":
-            given = [n for n in ("satisfaction", "satisfied", "complaint", "product_issue", "feedback", "booked_at")
-                     if getattr(self, n)]
+            given = [n for n in ("satisfaction", "satisfied", "complaint", "product_issue", "feedback", "booked_at",
+                                 "lost_reason", "lost_reason_note") if getattr(self, n)]
             if given:
                 raise ValueError(f"{', '.join(given)} can only be recorded when the customer was reached")
+        if self.lost_reason == "other" and not (self.lost_reason_note or "").strip():
+            raise ValueError("lost_reason `other` needs lost_reason_note: the reason in the customer's words")
         return self
 
 
@@ -130,6 +137,9 @@ async def record_attempt(uow: Uow, followup_id_: str, agent: str, body: AttemptI
     if body.booked_at is not None and f["kind"] != "campaign_call":
         raise CallRefused(422, f"booked_at is for a campaign call's booked visit; follow-up {followup_id_} is a "
                                f"{f['kind'].replace('_', ' ')}")
+    if (body.lost_reason or body.lost_reason_note) and f["kind"] != "lost_customer":
+        raise CallRefused(422, f"lost_reason is for a lost-customer call; follow-up {followup_id_} is a "
+                               f"{f['kind'].replace('_', ' ')}")
 
     decision = after_attempt(body.outcome, now, f["unreachable"], f["timezone"], body.call_back_at, r,
                              calling_days(f["region"], r, uow.deps.calendars))
@@ -148,12 +158,13 @@ async def record_attempt(uow: Uow, followup_id_: str, agent: str, body: AttemptI
         "product_issue": body.product_issue.model_dump() if body.product_issue else None,
         "complaint_ref": ",".join(c["complaint_ref"] for c in complaints) or None,
         "region": f["region"], "dealer_id": f["dealer_id"],
+        "lost_reason": body.lost_reason, "lost_reason_note": body.lost_reason_note,
     })
     uow.publish("FollowUpAttemptRecorded", {
         "followup_id": followup_id_, "kind": f["kind"], "customer_id": f["customer_id"], "attempt_no": attempt_no,
         "agent_id": agent, "outcome": body.outcome, "attempted_at": now, "call_back_at": body.call_back_at,
         "satisfaction": body.satisfaction, "talking_points": body.talking_points, "requests": body.requests,
-        "notes": body.notes,
+        "notes": body.notes, "lost_reason": body.lost_reason, "lost_reason_note": body.lost_reason_note,
     }, cause=cause, occurred_at=now, discriminator=attempt_no)
     for complaint in complaints:
         uow.publish("ComplaintFiled", complaint, cause=cause, occurred_at=now, discriminator=complaint["complaint_ref"])
@@ -161,7 +172,7 @@ async def record_attempt(uow: Uow, followup_id_: str, agent: str, body: AttemptI
     completed = None
     if decision.completes_as is not None:
         completed = {"outcome": decision.completes_as, "satisfaction": body.satisfaction, "satisfied": satisfied,
-                     "at": now, "agent_id": agent}
+                     "at": now, "agent_id": agent, "lost_reason": body.lost_reason}
         await _complete(uow, f, completed, attempt_no, cause, body)
         await feedback_items.after_confirmation(uow, f, agent, decision.completes_as, satisfied)
     item = None
@@ -176,7 +187,7 @@ async def record_attempt(uow: Uow, followup_id_: str, agent: str, body: AttemptI
         "status": "completed" if completed else f["status"],
         "completed_as": decision.completes_as, "next_attempt_at": decision.next_attempt_at,
         "complaints_filed": [c["complaint_ref"] for c in complaints],
-        "feedback_item": item["item_id"] if item else None,
+        "feedback_item": item["item_id"] if item else None, "lost_reason": body.lost_reason,
         "events": [e.event_type for e in uow.published],
     }
 
@@ -215,6 +226,7 @@ async def _complete(uow: Uow, f: dict[str, Any], completed: dict[str, Any], atte
         "agent_id": completed["agent_id"], "complaint_id": f["complaint_id"], "campaign_id": f["campaign_id"],
         "dealer_id": f["dealer_id"], "region": f["region"],
         "booked_at": body.booked_at if completed["outcome"] == "reached" else None,
+        "lost_reason": body.lost_reason, "lost_reason_note": body.lost_reason_note,
     }, cause=cause, occurred_at=now)
     if completed["outcome"] == "reached":
         categories = list(body.categories)

@@ -36,6 +36,13 @@ class FollowUpRules(BaseSettings):
     # a customer with no visit for 12 months is "lost": a call asks why
     lost_after_months: int = Field(12, ge=1)
     lost_call_window_days: int = Field(14, ge=1)
+    # customers at risk before the 12-month mark (docs/followup.md "Customers at risk"): a vehicle
+    # whose next service fell due this many days ago with no visit since (overdue maintenance) …
+    at_risk_overdue_maintenance_days: int = Field(30, ge=0)
+    # … or falling visit frequency: with at least this many visits on file, the time since the last
+    # visit is longer than this factor times the customer's average interval between visits
+    at_risk_min_visits: int = Field(3, ge=2)
+    at_risk_interval_factor: float = Field(1.5, gt=1)
     # calling hours, customer local time
     calling_hours_start: time = time(9, 0)
     calling_hours_end: time = time(20, 0)

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 from zoneinfo import ZoneInfo
 
 from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
+from shared.events.types import LostReason
 from shared.timeutil import add_months, next_time_within
 
 from services.followup.config import FollowUpRules
@@ -154,6 +155,55 @@ def lost_after(last_contact_at: datetime, rules: FollowUpRules) -> datetime:
 
 def lost_window(at: datetime, rules: FollowUpRules) -> Window:
     return Window(at, at + timedelta(days=rules.lost_call_window_days))
+
+
+# -- lost customers: why they left, and who may leave next -------------------------------------
+LOST_REASONS: tuple[LostReason, ...] = get_args(LostReason)
+RiskSign = Literal["overdue_maintenance", "falling_visit_frequency"]
+
+
+@dataclass(frozen=True)
+class AtRisk:
+    """A customer not lost yet (a visit in the last 12 months) who shows a sign of leaving."""
+
+    customer_id: str
+    signs: list[RiskSign]
+    last_visit_at: datetime
+    lost_at: datetime  # the 12-month mark: a lost-customer call is scheduled then
+    maintenance_due_at: datetime | None  # the earliest overdue service among their vehicles
+    average_interval_days: float | None  # between their visits on file
+    days_since_last_visit: float
+
+
+def at_risk(customer_id: str, last_contact_at: datetime, visits: list[datetime],
+            maintenance_due: list[datetime], now: datetime, rules: FollowUpRules) -> AtRisk | None:
+    """Before the 12-month mark, a customer is at risk on either sign:
+    overdue maintenance: a vehicle's next service (by date or estimated km, from its last visit)
+    fell due `at_risk_overdue_maintenance_days` or more ago;
+    falling visit frequency: with `at_risk_min_visits` visits on file, the time since the last one
+    is longer than `at_risk_interval_factor` times their average interval. None: not at risk, or
+    already lost (the lost-customer call takes over)."""
+    lost_at = lost_after(last_contact_at, rules)
+    if not visits or lost_at <= now:
+        return None
+    ordered = sorted(visits)
+    last = ordered[-1]
+    since = now - last
+    signs: list[RiskSign] = []
+    # each vehicle's due date is estimated from its own last visit: overdue means no visit since
+    overdue = sorted(d for d in maintenance_due if d <= now - timedelta(days=rules.at_risk_overdue_maintenance_days))
+    if overdue:
+        signs.append("overdue_maintenance")
+    average = None
+    if len(ordered) >= rules.at_risk_min_visits:
+        average = (last - ordered[0]) / (len(ordered) - 1)
+        if average > timedelta(0) and since > average * rules.at_risk_interval_factor:
+            signs.append("falling_visit_frequency")
+    if not signs:
+        return None
+    return AtRisk(customer_id, signs, last, lost_at, overdue[0] if overdue else None,
+                  None if average is None else round(average / timedelta(days=1), 1),
+                  round(since / timedelta(days=1), 1))
 
 
 # -- calling hours and attempts --------------------------------------------------------------

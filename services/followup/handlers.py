@@ -559,6 +559,7 @@ async def on_weekly_report(uow: Uow, timers: list[Timer]) -> None:
         week = iso_week(began)
         figures = await store.weekly_figures(uow.conn, since, until, r.satisfied_score)
         figures["feedback_items"] = await feedback_figures(uow.conn, since, until)  # the week's concerns
+        figures["lost_reasons"] = await store.lost_reasons(uow.conn, since, until)  # why lost customers left
         figures["period"] = {"from": since.isoformat(), "to": until.isoformat()}
         if await store.save_weekly_report(uow.conn, week, uow.now(), figures):
             uow.publish("FollowUpWeeklyReport", c.WeeklyReport(week=week, week_start=week_start(began),

@@ -400,7 +400,7 @@ async def release(conn: asyncpg.Connection, followup_id: str) -> None:
 async def record_attempt(conn: asyncpg.Connection, a: dict[str, Any]) -> None:
     columns = ("attempt_id", "followup_id", "customer_id", "kind", "attempt_no", "agent_id", "attempted_at", "outcome",
                "call_back_at", "satisfaction", "satisfied", "talking_points", "requests", "notes", "categories",
-               "complaint", "product_issue", "complaint_ref", "region", "dealer_id")
+               "complaint", "product_issue", "complaint_ref", "region", "dealer_id", "lost_reason", "lost_reason_note")
     await conn.execute(
         f"INSERT INTO call_attempts ({', '.join(columns)}) VALUES ({', '.join(f'${i}' for i in range(1, len(columns) + 1))})",
         *[a.get(c) for c in columns],
@@ -418,10 +418,10 @@ async def update_after_attempt(conn: asyncpg.Connection, followup_id: str, *, at
     await conn.execute(
         """UPDATE followups SET attempts = $2, unreachable = $3, next_attempt_at = NULL, claimed_by = NULL,
                   claim_expires_at = NULL, status = 'completed', outcome = $4, satisfaction = $5, satisfied = $6,
-                  completed_at = $7, completed_by = $8, next_step = NULL, next_step_at = NULL
+                  completed_at = $7, completed_by = $8, next_step = NULL, next_step_at = NULL, lost_reason = $9
             WHERE followup_id = $1""",
         followup_id, attempts, unreachable, completed["outcome"], completed.get("satisfaction"),
-        completed.get("satisfied"), completed["at"], completed.get("agent_id"))
+        completed.get("satisfied"), completed["at"], completed.get("agent_id"), completed.get("lost_reason"))
 
 
 async def request_letter(conn: asyncpg.Connection, letter: dict[str, Any]) -> None:
@@ -637,6 +637,41 @@ async def weekly_figures(conn: asyncpg.Connection, since: datetime, until: datet
         "feedback_categories": {r["category"]: int(r["n"]) for r in categories},
         "complaints_raised_on_calls": {r["category"]: int(r["n"]) for r in complaints},
     }
+
+
+async def lost_reasons(conn: asyncpg.Connection, since: datetime, until: datetime, *, region: str | None = None,
+                       dealer: str | None = None) -> dict[str, int]:
+    """Lost-customer calls completed in [since, until) by the reason the customer gave ("not_given":
+    reached, no reason recorded)."""
+    rows = await conn.fetch(
+        """SELECT coalesce(lost_reason, 'not_given') AS reason, count(*) AS n FROM followups
+            WHERE kind = 'lost_customer' AND status = 'completed' AND outcome = 'reached'
+              AND completed_at >= $1 AND completed_at < $2
+              AND ($3::text IS NULL OR region = $3) AND ($4::text IS NULL OR dealer_id = $4)
+            GROUP BY 1 ORDER BY n DESC, 1""", since, until, region, dealer)
+    return {r["reason"]: int(r["n"]) for r in rows}
+
+
+async def at_risk_candidates(conn: asyncpg.Connection, now: datetime, lost_since: datetime, *, region: str | None,
+                             dealer: str | None) -> list[dict[str, Any]]:
+    """Customers not lost yet (last contact after `lost_since`) with their visits and their vehicles'
+    service facts, for the at-risk rules; one row per customer."""
+    rows = await conn.fetch(
+        """SELECT c.customer_id, c.region, c.last_contact_at,
+                  (SELECT array_agg(v.picked_up_at ORDER BY v.picked_up_at) FROM visits v
+                    WHERE v.customer_id = c.customer_id AND v.picked_up_at <= $1) AS visits,
+                  (SELECT jsonb_agg(jsonb_build_object(
+                          'vin', h.vin, 'dealer_id', h.dealer_id, 'last_visit_at', h.last_visit_at,
+                          'last_mileage_km', h.last_mileage_km, 'first_reading_at', h.first_reading_at,
+                          'first_reading_km', h.first_reading_km, 'next_service_due_at', h.next_service_due_at,
+                          'next_service_due_km', h.next_service_due_km))
+                     FROM vehicles h WHERE h.customer_id = c.customer_id AND h.last_visit_at IS NOT NULL) AS vehicles
+             FROM customers c
+            WHERE c.last_contact_at > $2 AND c.last_contact_at <= $1
+              AND ($3::text IS NULL OR c.region = $3)
+              AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM vehicles d WHERE d.customer_id = c.customer_id
+                                                 AND d.dealer_id = $4))""", now, lost_since, region, dealer)
+    return [dict(r) for r in rows]
 
 
 async def save_weekly_report(conn: asyncpg.Connection, week: str, at: datetime, figures: dict[str, Any]) -> bool:
