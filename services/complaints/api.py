@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.events.types import ComplaintCategory, ComplaintChannel, Severity
 from shared.events.upstream import Id, Name, Phone, Vin
-from shared.http import Moment, Principal, check_paging, require, runtime_of
+from shared.http import Moment, Principal, check_moments, check_paging, require, runtime_of
 from shared.runtime import ServiceRuntime
 from shared.timeutil import iso_week
 from shared.uow import UnitOfWork
@@ -379,10 +379,13 @@ def router() -> APIRouter:
         zone = runtime.deps.rules.report_timezone
         try:
             last = report_week(until or iso_week(runtime.clock.now().astimezone(ZoneInfo(zone))), zone)
+            check_moments(week=last.starts_at)
+            return [report_week(iso_week(last.week_start - timedelta(days=7 * back)), zone)
+                    for back in range(count - 1, -1, -1)]
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
-        return [report_week(iso_week(last.week_start - timedelta(days=7 * back)), zone)
-                for back in range(count - 1, -1, -1)]
+        except OverflowError:  # weeks before year 1
+            raise HTTPException(422, f"week {until!r} is beyond any report; write it like 2026-W47") from None
 
     @r.get("/reports/sla-compliance", summary="SLA compliance per ISO week: the SLA steps that fell due in "
                                                "the week, met against breached; by region, dealer, department")
@@ -403,6 +406,7 @@ def router() -> APIRouter:
             month_span = report_month(month, zone) if month else None
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
+        check_moments(month=month_span[0] if month_span else None)
         scope = {"region": region or None, "dealer_id": dealer or None, "department": department or None}
         assert runtime.pool is not None
         async with runtime.pool.acquire() as conn:

@@ -451,3 +451,25 @@ async def test_the_weekly_report_goes_out_on_monday_morning_by_category_and_depa
         assert [(r["ref"], r["due_at"]) for r in pending] == [(following, monday + 7 * D)]
     finally:
         await stack.stop()
+
+
+async def test_the_weekly_sla_compliance_refuses_a_malformed_week_or_month_and_names_its_scope(
+        ns: Namespace, tmp_path: Path) -> None:
+    stack = await complaints_stack(ns, manual_clock(T0), tmp_path)
+    try:
+        async with api(stack["complaints"], "supervisor") as supervisor, api(stack["complaints"], "quality") as other:
+            for params in ({"until": "2026-47"}, {"until": "0001-W01", "weeks": 2}, {"until": "2026-W60"},
+                           {"month": "2026-13"}, {"month": "0001-01"}, {"weeks": 0}):
+                answer = await supervisor.get("/v1/reports/sla-compliance", params=params)
+                assert answer.status_code == 422, (params, answer.text)
+            assert (await supervisor.get("/v1/reports/sla-compliance/cases", params={"outcome": "late"})
+                    ).status_code == 422
+            found = (await supervisor.get("/v1/reports/sla-compliance", params={
+                "until": iso_week(T0), "weeks": 3, "region": "east", "dealer": "D001"})).json()
+            assert (found["region"], found["dealer"], [w["compliance"] for w in found["weeks"]]) == (
+                "east", "D001", [None, None, None])  # no case: no figure, not 100 %
+            assert found["weeks"][-1]["week"] == iso_week(T0) and found["month"] is None
+            # The figures of all departments stay with customer service and operations.
+            assert (await other.get("/v1/reports/sla-compliance")).status_code == 403
+    finally:
+        await stack.stop()
