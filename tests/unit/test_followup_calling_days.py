@@ -6,13 +6,15 @@ would end on a day without calls runs to the next working day."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from services.followup.config import FollowUpRules
+from services.followup.config import FollowUpDeps, FollowUpRules
 from services.followup.domain import (
     EVERY_DAY,
+    NewFollowUp,
     Window,
     after_attempt,
     calling_days,
@@ -22,6 +24,7 @@ from services.followup.domain import (
     next_callable,
     second_visit_window,
 )
+from services.followup.handlers import on_calling_days as schedule_on_calling_days
 from shared.workcal import CALENDARS_DIR, WorkingCalendar
 
 RULES = FollowUpRules()
@@ -144,3 +147,24 @@ def test_the_customers_region_selects_the_calendar(tmp_path: Path) -> None:
     assert not in_calling_hours(national_day, ZONE, RULES, calling_days(None, RULES, calendars))
     assert calling_window(Window(national_day, at(2026, 10, 3, 10)), ZONE, calling_days("abroad", RULES, calendars),
                           RULES) == Window(national_day, at(2026, 10, 5, 20)), "3 Oct is a Saturday there"
+
+
+def test_scheduling_places_a_follow_up_on_the_calling_days_of_its_own_region() -> None:
+    # The service's calendars come through its dependencies: the follow-up's region picks one.
+    asked: list[str | None] = []
+
+    def calendars(region: str | None) -> WorkingCalendar:
+        asked.append(region)
+        return CN
+
+    plan = first_visit_window(at(2026, 9, 28, 10), RULES)
+    f = NewFollowUp(followup_id="F-1", kind="first_visit", customer_id="C-1", reason_event_id="E-1",
+                    due_from=plan.due_from, due_by=plan.due_by, priority=60, event_at=at(2026, 9, 28, 10),
+                    region="east")
+    placed = schedule_on_calling_days(FollowUpDeps(rules=RULES, calendars=calendars), f)
+    assert asked == ["east"]
+    assert (placed.due_from, placed.due_by) == (at(2026, 10, 8, 9), at(2026, 10, 8, 20))
+    assert placed == replace(f, due_from=at(2026, 10, 8, 9), due_by=at(2026, 10, 8, 20)), "nothing else changes"
+    every_day = schedule_on_calling_days(FollowUpDeps(rules=FollowUpRules(calling_days="every_day"),
+                                                      calendars=calendars), f)
+    assert (every_day.due_from, every_day.due_by) == (plan.due_from, plan.due_by) and asked == ["east"]
