@@ -414,7 +414,8 @@ def router() -> APIRouter:
             in_month = await store.due_rounds(conn, *month_span, **scope) if month_span else []
         return {"timezone": zone, "region": region or None, "dealer": dealer or None,
                 "department": department or None, "weeks": sla_compliance_by_week(span, rounds, zone),
-                "month": {"month": month, **sla_compliance_between(*month_span, in_month)} if month_span else None,
+                "month": {"month": month_span[0].strftime("%Y-%m"), **sla_compliance_between(*month_span, in_month)}
+                if month_span else None,
                 "as_of": runtime.clock.now()}
 
     @r.get("/reports/sla-compliance/cases", summary="The cases behind a week's SLA compliance: each SLA step "
@@ -434,11 +435,11 @@ def router() -> APIRouter:
         async with runtime.pool.acquire() as conn:
             rounds = await store.due_rounds(conn, span.starts_at, span.ends_at, region=region or None,
                                             dealer_id=dealer or None, department=department or None)
-        steps = [s for s in step_outcomes(rounds)
-                 if span.starts_at <= s.due_at < span.ends_at and outcome in (None, s.outcome)]
-        steps.sort(key=lambda s: (s.due_at, s.complaint_id, s.round, s.step))
+        due = sorted((s for s in step_outcomes(rounds) if span.starts_at <= s.due_at < span.ends_at),
+                     key=lambda s: (s.due_at, s.complaint_id, s.round, s.step))
+        # The week's counts whatever the outcome asked for; the items of that outcome.
         return {"week": span.week, "from": span.starts_at, "to": span.ends_at, "outcome": outcome,
-                "met": sum(s.outcome == "met" for s in steps), "breached": sum(s.outcome == "breached" for s in steps),
-                "items": [s.view() for s in steps]}
+                "met": sum(s.outcome == "met" for s in due), "breached": sum(s.outcome == "breached" for s in due),
+                "items": [s.view() for s in due if outcome in (None, s.outcome)]}
 
     return r

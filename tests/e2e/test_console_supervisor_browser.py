@@ -191,6 +191,7 @@ async def test_a_supervisor_drills_down_from_sla_compliance_and_exports_the_regi
             await journey.check("sla-cases-behind-a-figure")
             await page.get_by_role("link", name="超时", exact=True).click()
             await expect(steps).to_have_count(2)
+            await expect(page.get_by_text("达标 2 个，超时 2 个")).to_be_visible()  # the week's counts still
             await expect(steps.first).to_contain_text("SLA-breached")
             await steps.first.get_by_role("link", name="SLA-breached").click()
             await expect(page.get_by_role("heading", name=re.compile("SLA-breached"))).to_be_visible()
