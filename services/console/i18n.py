@@ -130,6 +130,13 @@ LABELS: dict[str, dict[str, str]] = {
     "told_by": {"sms": N_("by SMS"), "call": N_("by a call today"), "on_call": N_("on the call")},
     "actor": {"system": N_("the deadline")},
     "consultation_channel": {"hotline": N_("hotline"), "showroom": N_("showroom"), "web": N_("web")},
+    # lost customers: why they left (followup's fixed list) and the signs of leaving
+    "lost_reason": {"moved_away": N_("moved away"), "switched_dealer": N_("goes to another dealer or workshop"),
+                    "sold_the_car": N_("sold the car"), "price": N_("service is too expensive"),
+                    "service_quality": N_("unhappy with the service or the repair"), "other": N_("another reason"),
+                    "not_given": N_("reason not given")},
+    "risk_sign": {"overdue_maintenance": N_("maintenance overdue"),
+                  "falling_visit_frequency": N_("visits falling off")},
 }
 
 

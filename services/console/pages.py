@@ -46,6 +46,11 @@ COMPLAINT_CATEGORIES = ("product_quality", "service_attitude", "repair_quality",
                         "other")
 SEVERITIES = ("low", "medium", "high", "critical")
 INBOUND_KINDS = ("consultation", "request", "complaint", "other")
+# why a lost customer no longer comes (the follow-up service's fixed list, docs/followup.md)
+LOST_REASONS = ("moved_away", "switched_dealer", "sold_the_car", "price", "service_quality", "other")
+CALL_FIELDS = ("outcome", "satisfaction", "satisfied", "talking_points", "requests", "answered_on_call",
+               "feedback_serious", "notes", "call_back_at", "complaint_description", "complaint_category",
+               "complaint_severity", "lost_reason", "lost_reason_note")
 
 
 _static_cache: dict[str, bytes] = {}
@@ -343,6 +348,13 @@ def router() -> APIRouter:
     @r.get("/desk/calls/{followup_id}")
     async def call_page(request: Request, followup_id: str, error: str | None = None,
                         person: Person = Depends(role(*DESK))) -> HTMLResponse:
+        return await show_call(request, person, followup_id, error=error)
+
+    async def show_call(request: Request, person: Person, followup_id: str, *, status: int = 200,
+                        error: str | None = None, detail: str | None = None,
+                        kept: dict[str, str] | None = None) -> HTMLResponse:
+        """The call screen; `kept`: a call record the service refused, shown on its form with what
+        was typed and why (`error` the console's words, `detail` the service's)."""
         try:
             followup = await services(request).call(person, "GET", "followup", f"/v1/followups/{quote(followup_id)}")
         except ServiceError as exc:
@@ -359,9 +371,10 @@ def router() -> APIRouter:
         lines = [line.replace("{dealer}", followup.get("dealer_id") or "").replace("{campaign}",
                                                                                   followup.get("campaign_id") or "")
                  for line in desk.script(followup["kind"], locale)]
-        return render(request, "call.html", person, followup=followup, customer=customer, story=story,
-                      previous=previous, script=lines, error=error, categories=COMPLAINT_CATEGORIES,
-                      severities=SEVERITIES, inbound_kinds=INBOUND_KINDS,
+        return render(request, "call.html", person, status=status, followup=followup, customer=customer,
+                      story=story, previous=previous, script=lines, error=error, detail=detail, typed=kept or {},
+                      categories=COMPLAINT_CATEGORIES, severities=SEVERITIES, inbound_kinds=INBOUND_KINDS,
+                      lost_reasons=LOST_REASONS,
                       lateness=desk.lateness(_moment(followup["due_by"]), runtime.clock.now()),
                       mine=followup.get("claimed_by") == person.username)
 
@@ -391,11 +404,26 @@ def router() -> APIRouter:
             await services(request).call(person, "POST", "followup", f"/v1/followups/{quote(followup_id)}/attempts",
                                          json=body)
         except ServiceError as exc:
-            return _with(here, error=exc.message)
+            if exc.status != 422:
+                return _with(here, error=exc.message)
+            # refused (e.g. `other` without the customer's words): the form again, with what was typed;
+            # a complaint already filed from it is not filed twice
+            kept = {k: form.get(k, "") for k in CALL_FIELDS
+                    if not (case is not None and k.startswith("complaint_"))}
+            return await show_call(request, person, followup_id, status=422, kept=kept, detail=exc.message,
+                                   error=N_("The call was not saved: the follow-up service refused it. Correct it "
+                                            "and save again.") if case is None else
+                                   N_("The call was not saved: the follow-up service refused it. The complaint was "
+                                      "filed; correct the call and save again."))
         await audit(request, person, "record_call", customer_id=customer_id, subject=followup_id,
                     outcome=body["outcome"], satisfaction=body.get("satisfaction"),
-                    complaint_id=case["complaint_id"] if case else None)
+                    complaint_id=case["complaint_id"] if case else None, lost_reason=body.get("lost_reason"))
         return await open_next_call(request, person, after=followup_id)
+
+    @r.get("/desk/calls/{followup_id}/outcome")
+    async def outcome_page(followup_id: str) -> RedirectResponse:
+        """Where a refused call record's page (rendered on its POST) goes back to, e.g. after switching language."""
+        return RedirectResponse(f"/desk/calls/{quote(followup_id)}", status_code=303)
 
     async def open_next_call(request: Request, person: Person, after: str) -> Response:
         """The next call opens after saving: the first of the queue that can be claimed."""
@@ -562,11 +590,13 @@ def router() -> APIRouter:
         return render(request, "audit.html", person, entries=entries, user=user or "", customer=customer or "",
                       action=action or "")
 
-    from services.console import cases, feedback_pages, quality_pages, supervisor_pages  # they use these helpers
+    from services.console import (cases, feedback_pages, quality_pages, retention_pages,  # they use these helpers
+                                  supervisor_pages)
 
     r.include_router(cases.router())
     r.include_router(feedback_pages.router())
     r.include_router(quality_pages.router())
+    r.include_router(retention_pages.router())
     r.include_router(supervisor_pages.router())
     return r
 
@@ -596,6 +626,12 @@ def attempt_body(form: dict[str, str], now: datetime) -> dict[str, Any]:
                 else None,
                 "severity": form.get("complaint_severity") if form.get("complaint_severity") in SEVERITIES else None,
             }
+        # a lost customer's reason as chosen; the follow-up service judges it (a value off its list, or
+        # `other` without the customer's words, is refused there and shown on the form)
+        if form.get("lost_reason", "").strip():
+            body["lost_reason"] = form["lost_reason"].strip()
+        if form.get("lost_reason_note", "").strip():
+            body["lost_reason_note"] = form["lost_reason_note"].strip()
     if outcome == "call_back_later":
         if not form.get("call_back_at"):
             raise ValueError(N_("Give the time to call back."))

@@ -41,6 +41,18 @@ def _moment(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value))
 
 
+RECALL_PROGRESS = ("vehicles", "reached", "booked", "inspected", "replaced")
+
+
+def recall_rows(recalls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The quality service's recalls with their moments read and every progress count present,
+    the latest confirmed first."""
+    rows = [{**x, **{k: _moment(x.get(k)) for k in ("confirmed_at", "starts_at", "ends_at")},
+             "progress": {k: int((x.get("progress") or {}).get(k) or 0) for k in RECALL_PROGRESS}}
+            for x in recalls]
+    return sorted(rows, key=lambda x: (x["confirmed_at"], x["campaign_id"]), reverse=True)
+
+
 def translator(request: Request, person: Person) -> Any:
     """The reader's catalogue, for texts drawn inside a chart."""
     return runtime_of(request).deps.templates[locale_of(request, person)].filters["message"]
@@ -120,6 +132,28 @@ def router() -> APIRouter:
             return _with(here, error=exc.message)
         await audit(request, person, f"alert_{action}", subject=alert_id, note=note or None)
         return _with(here, done=action)
+
+    @r.get("/quality/recalls")
+    async def recalls_page(request: Request, format: str = "html",
+                           person: Person = Depends(role(*INSPECTORS))) -> Response:
+        """Every recall from a confirmed batch problem with its progress (all dealers), newest first."""
+        try:
+            answer = await services(request).call(person, "GET", "quality", "/v1/recalls")
+            recalls, problem = recall_rows(answer["recalls"]), None
+        except ServiceError as exc:
+            recalls, problem = [], exc.message
+        if format in ("csv", "xlsx"):
+            from services.console.supervisor_pages import exported
+
+            gettext = translator(request, person)
+            header = [gettext("Recall"), gettext("Title"), gettext("Part category"), gettext("batch"),
+                      gettext("Supplier"), gettext("Confirmed"), gettext("Vehicles"), gettext("Owners reached"),
+                      gettext("Visits booked"), gettext("Inspected"), gettext("Parts replaced")]
+            rows = [[x["campaign_id"], x["title"] or "", x["category"], x["batch"] or "", x["supplier_id"] or "",
+                     x["confirmed_at"].isoformat(), *(x["progress"][k] for k in RECALL_PROGRESS)] for x in recalls]
+            await audit(request, person, "read_report", subject="recalls", format=format)
+            return exported("aftersales-recalls", format, header, rows)
+        return render(request, "recalls.html", person, recalls=recalls, problem=problem)
 
     @r.get("/quality/recalls/{campaign_id}")
     async def recall_page(request: Request, campaign_id: str,
