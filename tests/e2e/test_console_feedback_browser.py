@@ -12,6 +12,7 @@ under .local/artifacts/console/."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -48,10 +49,19 @@ class World:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(infra: None, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     """One stack, one console on a port and one browser for the module's journeys."""
+    async with running_world(("intake", "followup"), T1, tmp_path_factory) as found:
+        yield found
+
+
+@contextlib.asynccontextmanager
+async def running_world(services: tuple[str, ...], start: datetime,
+                        tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    """The services and the console (clock at `start`), served on a port, and a zh-CN browser;
+    the namespace dropped after."""
     assert Path(CHROMIUM).exists(), "Debian's chromium is missing: `aftersales infra up` (make test) installs it"
     ns = await console_namespace()
-    clock = manual_clock(T1)
-    stack = console_stack(ns, clock, services=("intake", "followup"))
+    clock = manual_clock(start)
+    stack = console_stack(ns, clock, services=services)
     try:
         await stack.start()
         await add_staff(ns)

@@ -9,7 +9,6 @@ Every page passes axe-core; screenshots under .local/artifacts/console/."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -17,18 +16,18 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import expect
 
 from services.console.clients import Person
 from services.followup.config import FollowUpRules
 from shared.events import INTAKE
 from tools.simulate import Fleet
-from tests.console_support import add_staff, console_namespace, console_stack, eventually, served
-from tests.e2e.test_console_browser import CHROMIUM, CHROMIUM_ARGS, _db
-from tests.e2e.test_console_feedback_browser import World, signed_in
+from tests.console_support import eventually
+from tests.e2e.test_console_browser import _db
+from tests.e2e.test_console_feedback_browser import World, running_world, signed_in
 from tests.integration.test_quality_service import units_in_service
 from tests.quality_events import defect_reported, vehicle, vehicle_sold
-from tests.support import TopicReader, api, day_at, db, drop_namespace, manual_clock, publish, working_day
+from tests.support import api, day_at, db, publish, working_day
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates, pytest.mark.asyncio(loop_scope="module")]
 
@@ -38,24 +37,8 @@ NOW = day_at(10, days=working_day())  # a working morning in Shanghai: calls are
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(infra: None, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     """One stack, one console on a port and one browser for the module's journeys."""
-    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: `aftersales infra up` (make test) installs it"
-    ns = await console_namespace()
-    clock = manual_clock(NOW)
-    stack = console_stack(ns, clock, services=("intake", "followup", "quality"))
-    try:
-        await stack.start()
-        await add_staff(ns)
-        async with served(stack) as url, async_playwright() as playwright:
-            browser = await playwright.chromium.launch_persistent_context(
-                str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
-                args=CHROMIUM_ARGS, locale="zh-CN", timezone_id="Asia/Shanghai", viewport={"width": 1280, "height": 900})
-            try:
-                yield World(ns, clock, stack, url, browser)
-            finally:
-                await browser.close()
-    finally:
-        await stack.stop()
-        await drop_namespace(ns)
+    async with running_world(("intake", "followup", "quality"), NOW, tmp_path_factory) as found:
+        yield found
 
 
 async def test_an_agent_records_why_a_lost_customer_left_and_sees_who_is_at_risk(world: World) -> None:
