@@ -6,6 +6,7 @@ figures as on the screen (one list of rows makes all three)."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from datetime import date, datetime, time, timedelta
@@ -181,12 +182,14 @@ def router() -> APIRouter:
         by_dealer: dict[str, list[float | None]] = {}  # parts accuracy per dealer and week
         regions = await dealer_regions(request) if region and not dealer else {}
         try:
-            for index, week in enumerate(weeks):
-                start, end = week_bounds(week)
-                k = await followup_kpis(request, person, start, end, region, dealer)
+            # The services' figures of every week at once (the services answer in parallel).
+            kpis, weekly_parts, sla = await asyncio.gather(
+                asyncio.gather(*(followup_kpis(request, person, *week_bounds(w), region, dealer) for w in weeks)),
+                asyncio.gather(*(parts_week(request, person, w) for w in weeks)),
+                sla_weeks(request, person, weeks[-1], len(weeks), region, dealer))
+            for index, (k, parts) in enumerate(zip(kpis, weekly_parts, strict=True)):
                 figures["warranty_return_visit_rate"].append(k["warranty_return_visit_rate"])
                 figures["satisfaction_rate"].append(k["satisfaction_rate"])
-                parts = await parts_week(request, person, week)
                 for d in parts["by_dealer"]:
                     by_dealer.setdefault(d["dealer_id"], [None] * len(weeks))[index] = d["accuracy"]
                 if dealer:
@@ -196,7 +199,6 @@ def router() -> APIRouter:
                     figures["parts_accuracy"].append(parts_by_region(parts, regions).get(region, {}).get("accuracy"))
                 else:
                     figures["parts_accuracy"].append(parts["accuracy"])
-            sla = await sla_weeks(request, person, weeks[-1], len(weeks), region, dealer)
             figures["complaint_sla_compliance"] = [w["compliance"] for w in sla["weeks"]]
         except ServiceError as exc:
             problem = exc.message
@@ -395,7 +397,7 @@ def router() -> APIRouter:
             raise Refused(exc.message, status=502) from None
         regions = await dealer_regions(request)
         dealers = [{**d, "region": regions.get(d["dealer_id"])} for d in parts["by_dealer"]
-                   if (not dealer or d["dealer_id"] == dealer) and (not region or regions.get(d["dealer_id"]) == region)]
+                   if dealer in ("", d["dealer_id"]) and region in ("", regions.get(d["dealer_id"]))]
         await audit(request, person, "read_report", subject=f"parts:{week}", format=format)
         if format in ("csv", "xlsx"):
             gettext = translator(request, person)
@@ -416,15 +418,19 @@ def router() -> APIRouter:
             names = {r[0] for r in await conn.fetch(
                 """SELECT DISTINCT region FROM followups WHERE region IS NOT NULL
                    UNION SELECT DISTINCT region FROM vehicles WHERE region IS NOT NULL""")}
-        sla = await sla_weeks(request, person, week, 2)
-        parts = {w: parts_by_region(await parts_week(request, person, w), regions) for w in (before, week)}
+        sla, *shipped = await asyncio.gather(sla_weeks(request, person, week, 2), parts_week(request, person, before),
+                                             parts_week(request, person, week))
+        parts = {w: parts_by_region(p, regions) for w, p in zip((before, week), shipped, strict=True)}
         names |= {r for w in sla["weeks"] for r in w["by_region"] if r} | {r for p in parts.values() for r in p if r}
+        ordered = sorted(names)
+        # Each region's return visits in both weeks, asked of followup all at once.
+        answers = iter(await asyncio.gather(*(followup_kpis(request, person, *week_bounds(w), name, "")
+                                              for name in ordered for w in (before, week))))
         table = []
-        for name in sorted(names):
+        for name in ordered:
             values: dict[str, list[float | None]] = {}
             for w in (before, week):
-                start, end = week_bounds(w)
-                k = await followup_kpis(request, person, start, end, name, "")
+                k = next(answers)
                 values.setdefault("warranty_return_visit_rate", []).append(k["warranty_return_visit_rate"])
                 values.setdefault("satisfaction_rate", []).append(k["satisfaction_rate"])
                 sla_week = next(x for x in sla["weeks"] if x["week"] == w)
