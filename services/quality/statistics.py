@@ -415,11 +415,13 @@ class Calibration:
 
 @lru_cache(maxsize=4096)
 def calibrate_likelihood_ratio(window: float, shift: float, alpha: float, min_reports: int = 3,
-                               months: int = LR_MONTHS) -> Calibration:
+                               months: int = LR_MONTHS, later: float = 1.0) -> Calibration:
     """The lowest level per month that keeps each month's (and each straddling window's)
-    first-crossing probability of a problem-free cell within alpha, by the exact recursion."""
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}")
+    first-crossing probability of a problem-free cell within alpha (months 1 and later:
+    alpha x `later`, for a test that shares the budget with others whose alarms overlap, as
+    measured on their union), by the exact recursion."""
+    if not 0 < alpha < 1 or not 0 < alpha * later < 1:
+        raise ValueError(f"alpha (and alpha x later) must lie strictly between 0 and 1, got {alpha} and {later}")
     if window <= 0 or shift <= 1:
         raise ValueError(f"need a positive window and a shift above 1, got {window} and {shift}")
     c = shift - 1.0
@@ -428,8 +430,10 @@ def calibrate_likelihood_ratio(window: float, shift: float, alpha: float, min_re
     months_p: list[float] = []
     straddles: list[float] = []
     carried = 0.0  # the crossing in [(m - 1/2) W, m W] under the previous month's level
+    budget = alpha
     for m in range(months):
         lo_e, mid_e, hi_e = m * window, (m + 0.5) * window, (m + 1) * window
+        budget = alpha if m == 0 else alpha * later
 
         def risk(level: float, state: np.ndarray = alive, before: float = carried, first: bool = m == 0,
                  lo: float = lo_e, mid: float = mid_e, hi: float = hi_e) -> tuple[float, float]:
@@ -438,15 +442,15 @@ def calibrate_likelihood_ratio(window: float, shift: float, alpha: float, min_re
             return early + late, (0.0 if first else before + early)
 
         low = -c * hi_e - 1.0  # the boundary sits at min_reports throughout the month
-        if max(risk(low)) <= alpha:
+        if max(risk(low)) <= budget:
             level = low
         else:
             high = math.log(shift) * (hi_e + 12.0 * math.sqrt(hi_e) + 30.0)
-            while max(risk(high)) > alpha:
+            while max(risk(high)) > budget:
                 high *= 2.0
             for _ in range(60):
                 middle = (low + high) / 2.0
-                if max(risk(middle)) > alpha:
+                if max(risk(middle)) > budget:
                     low = middle
                 else:
                     high = middle
@@ -462,6 +466,7 @@ def calibrate_likelihood_ratio(window: float, shift: float, alpha: float, min_re
     return Calibration(window, shift, alpha, min_reports, tuple(levels), tuple(months_p), tuple(straddles))
 
 
-def likelihood_ratio_calibration(window: float, shift: float, alpha: float, min_reports: int = 3) -> Calibration:
+def likelihood_ratio_calibration(window: float, shift: float, alpha: float, min_reports: int = 3,
+                                 later: float = 1.0) -> Calibration:
     """The calibration for a cell expecting `window` reports in a month's window, on the grid."""
-    return calibrate_likelihood_ratio(window_grid(window), shift, alpha, min_reports)
+    return calibrate_likelihood_ratio(window_grid(window), shift, alpha, min_reports, later=later)

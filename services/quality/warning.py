@@ -48,11 +48,19 @@ class EarlyWarning:
     mode_estimate_min_reports: int = 200
     mode_share_floor: float = 0.02
     burst_gate: float = 1e-3
+    # The likelihood-ratio tests' budget in months 1 and later is their share x this factor:
+    # their alarms overlap there (each test's level is held by a different straddling window),
+    # so the union spends 0.5 to 0.8 % of a 1 % budget at factor 1 and at most about 1 % at
+    # 1.3 (simulation, docs/quality-early-warning.md §6). Month 0 keeps factor 1 (0.85 %).
+    later_month_factor: float = 1.3
 
     def __post_init__(self) -> None:
         if self.shift <= 1:
             raise ValueError(f"the shift the likelihood-ratio tests are tuned to must exceed 1, got {self.shift}")
         shares = (self.likelihood_ratio_share, self.failure_mode_share, self.sequential_share)
+        if not 1 <= self.later_month_factor < 1 / max(shares):
+            raise ValueError(f"the later months' factor must be >= 1 and keep each share below 1, got "
+                             f"{self.later_month_factor}")
         if min(shares) < 0 or sum(shares) > 1 or self.sequential_share <= 0:
             raise ValueError("the shares of the budget (likelihood ratio, failure modes, sequential) must be >= 0, "
                              f"the sequential one > 0, and sum to at most 1; got {shares}")
@@ -83,7 +91,7 @@ class LrCrossing:
 
 
 def first_crossing(times: Sequence[float], expected_at: Sequence[float], window_at: Sequence[float], shift: float,
-                   alpha: float, min_reports: int) -> int | None:
+                   alpha: float, min_reports: int, later: float = 1.0) -> int | None:
     """The index of the first report whose count (index + 1) reaches the calibrated
     likelihood-ratio boundary at its expectation; None if none does. `expected_at` and
     `window_at` are the expectation since monitoring started and the window's expected reports
@@ -92,7 +100,7 @@ def first_crossing(times: Sequence[float], expected_at: Sequence[float], window_
         count = index + 1
         if count < min_reports or window <= 0:
             continue
-        if count >= likelihood_ratio_calibration(window, shift, alpha, min_reports).critical_count(expected):
+        if count >= likelihood_ratio_calibration(window, shift, alpha, min_reports, later).critical_count(expected):
             return index
     return None
 
@@ -107,9 +115,10 @@ def likelihood_ratio_crossings(
     found: list[LrCrossing] = []
     if warning.likelihood_ratio_share > 0:
         a = alpha * warning.likelihood_ratio_share
-        index = first_crossing(times, expected_at, window_at, warning.shift, a, min_reports)
+        f = warning.later_month_factor
+        index = first_crossing(times, expected_at, window_at, warning.shift, a, min_reports, f)
         if index is not None:
-            cal = likelihood_ratio_calibration(window_at[index], warning.shift, a, min_reports)
+            cal = likelihood_ratio_calibration(window_at[index], warning.shift, a, min_reports, f)
             found.append(LrCrossing("likelihood_ratio", None, times[index], index + 1, expected_at[index],
                                     cal.critical_count(expected_at[index]), warning.shift, a))
     if warning.failure_mode_share > 0 and shares:
@@ -121,9 +130,10 @@ def likelihood_ratio_crossings(
             k = mode_shift(share, warning.shift)
             exp_m = [expected_at[i] * share for i in picks]
             win_m = [window_at[i] * share for i in picks]
-            index = first_crossing([times[i] for i in picks], exp_m, win_m, k, a, min_reports)
+            index = first_crossing([times[i] for i in picks], exp_m, win_m, k, a, min_reports,
+                                   warning.later_month_factor)
             if index is not None:
-                cal = likelihood_ratio_calibration(win_m[index], k, a, min_reports)
+                cal = likelihood_ratio_calibration(win_m[index], k, a, min_reports, warning.later_month_factor)
                 found.append(LrCrossing("failure_mode", mode, times[picks[index]], index + 1, exp_m[index],
                                         cal.critical_count(exp_m[index]), k, a))
     return sorted(found, key=lambda c: (c.at, c.test, c.failure_mode or ""))

@@ -47,10 +47,11 @@ def test_the_vectorised_likelihood_ratio_boundary_is_the_services() -> None:
     expected = np.sort(rng.uniform(0, 20, (1, 300)), axis=1)
     window = np.full((1, 300), 2.5)
     count = np.arange(1, 301)[None, :] // 2 + rng.integers(0, 4, (1, 300))
-    alarm = lr_alarm(count, expected, window, {}, 3.0, 0.004, 3)
-    cal = likelihood_ratio_calibration(2.5, 3.0, 0.004, 3)
-    for j in range(300):
-        assert bool(alarm[0, j]) == (count[0, j] >= max(3, cal.critical_count(float(expected[0, j])))), j
+    for later in (1.0, 1.3):  # the later months' factor of the batch cells' tests is passed through too
+        alarm = lr_alarm(count, expected, window, {}, 3.0, 0.004, 3, later)
+        cal = likelihood_ratio_calibration(2.5, 3.0, 0.004, 3, later)
+        for j in range(300):
+            assert bool(alarm[0, j]) == (count[0, j] >= max(3, cal.critical_count(float(expected[0, j])))), j
 
 
 def test_the_configured_detector_adds_the_likelihood_ratio_tests_to_the_sequential_test_on_batch_cells() -> None:

@@ -204,16 +204,29 @@ def _joint_first_alarm_months(window: float, alpha: float, months: int, runs: in
     return out
 
 
-def test_the_joint_false_alarm_probability_of_a_batch_cell_per_month_is_within_the_budget() -> None:
+def test_the_later_months_factor_raises_each_months_exact_budget_but_not_month_0s() -> None:
+    plain = calibrate_likelihood_ratio(2.0, 3.0, 0.006, 3, 12)
+    wider = calibrate_likelihood_ratio(2.0, 3.0, 0.006, 3, 12, later=1.3)
+    assert wider.levels[0] == plain.levels[0]
+    assert wider.month_probability[0] <= 0.006 + 1e-12
+    for m in range(1, 12):
+        assert max(wider.month_probability[m], wider.straddle_probability[m]) <= 0.006 * 1.3 + 1e-12
+        assert wider.levels[m] <= plain.levels[m]
+    assert sum(wider.month_probability[1:]) > sum(plain.month_probability[1:])
+    with pytest.raises(ValueError):
+        EarlyWarning(later_month_factor=0.9)
+
+
+def test_the_joint_false_alarm_probability_of_a_batch_cell_per_month_is_within_the_budget_and_close_to_it() -> None:
     # The union of the batch cell's tests (3x LR, per-mode LR, sequential; their shares sum to
-    # the budget) in each of its first three months, seeded simulation of 12,000 cells. With a
-    # binomial standard error of about 0.09 % at 1 %, the month's estimate stays under the
-    # budget plus two standard errors, and month 0 (where each test spends its whole share) is
-    # at least 70 % of it: the tests overlap little there. Later months spend less (about
-    # 0.5-0.7 %, docs/quality-early-warning.md §3a, "what the union spends").
+    # the budget, the LR tests' at later_month_factor x their share from month 1 on) in each of
+    # its first three months, seeded simulation of 12,000 cells. With a binomial standard error
+    # of about 0.09 % at 1 %, each month's estimate stays under the budget plus two standard
+    # errors and above 60 % of the budget, and the three months spend 75 % of it on average
+    # (at factor 1 they spent 0.85 %, 0.49 %, 0.71 %: docs/quality-early-warning.md §6).
     alpha, runs = 0.01, 12_000
     months = _joint_first_alarm_months(2.0, alpha, 3, runs, seed=20261120)
     tolerance = 2 * math.sqrt(alpha * (1 - alpha) / runs)
     per_month = [float((months == m).mean()) for m in range(3)]
-    assert all(p <= alpha + tolerance for p in per_month), per_month
-    assert per_month[0] >= 0.7 * alpha, per_month
+    assert all(0.6 * alpha <= p <= alpha + tolerance for p in per_month), per_month
+    assert sum(per_month) / 3 >= 0.75 * alpha, per_month

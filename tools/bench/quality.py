@@ -148,9 +148,9 @@ def sequential_alarm(count: np.ndarray, expected: np.ndarray, window: np.ndarray
 
 
 def lr_alarm(count: np.ndarray, expected: np.ndarray, window: np.ndarray, tables: dict[tuple[float, float], dict[int,
-             np.ndarray]], shift: float, alpha: float, min_reports: int) -> np.ndarray:
+             np.ndarray]], shift: float, alpha: float, min_reports: int, later: float = 1.0) -> np.ndarray:
     """The calibrated likelihood-ratio boundary (statistics.Calibration.critical_count) on arrays."""
-    rows = tables.setdefault((shift, alpha), {})
+    rows = tables.setdefault((shift, alpha, later), {})
     alarm = np.zeros(count.shape, dtype=bool)
     live = (window > 0) & (count >= min_reports)
     if not live.any():
@@ -159,7 +159,8 @@ def lr_alarm(count: np.ndarray, expected: np.ndarray, window: np.ndarray, tables
     grid[live] = np.maximum(-96, np.ceil(np.log2(window[live]) * 8 - 1e-9)).astype(np.int64)
     for g in np.unique(grid[live]):
         if int(g) not in rows:
-            rows[int(g)] = np.array(calibrate_likelihood_ratio(2.0 ** (int(g) / 8), shift, alpha, min_reports).levels)
+            rows[int(g)] = np.array(calibrate_likelihood_ratio(2.0 ** (int(g) / 8), shift, alpha, min_reports,
+                                                                later=later).levels)
         mask = live & (grid == g)
         w = 2.0 ** (int(g) / 8)
         month = np.minimum((expected[mask] / w).astype(np.int64), LR_MONTHS - 1)
@@ -214,12 +215,13 @@ def alarms(detector: str, sim: Sim, since: np.ndarray, kind: str, setup: Setup,
         w = setup.warning
         if w.likelihood_ratio_share > 0:
             alarm |= lr_alarm(count, expected, window, tables, w.shift, a * w.likelihood_ratio_share,
-                              setup.min_reports)
+                              setup.min_reports, w.later_month_factor)
         if w.failure_mode_share > 0:
             per_mode = a * w.failure_mode_share / len(MODE_SHARES)
             for j, share in enumerate(MODE_SHARES):
                 alarm |= lr_alarm(mode_count[:, :, j], expected * share, window * share, tables,
-                                  mode_shift(share, w.shift), per_mode, setup.min_reports) & (by_mode[:, :, j] > 0)
+                                  mode_shift(share, w.shift), per_mode, setup.min_reports,
+                                  w.later_month_factor) & (by_mode[:, :, j] > 0)
     alarm &= new_report & active
     if kind == "batch" and setup.burst_reports:
         burst = burst_alarm(sim.daily, since, setup.burst_reports, setup.burst_window_days)
