@@ -72,6 +72,8 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("GET", "/v1/reports/weekly"): frozenset({SUPERVISOR, OPS}),
         ("GET", "/v1/feedback-items"): frozenset({AGENT, SUPERVISOR}),  # an agent's own, a supervisor's all
         ("GET", "/v1/feedback-items/figures"): frozenset({SUPERVISOR, OPS}),
+        ("GET", "/v1/reports/lost-reasons"): frozenset({SUPERVISOR, OPS}),  # counts, no names
+        ("GET", "/v1/customers/at-risk"): frozenset({AGENT, SUPERVISOR}),  # names and phones: the staff who call
         ("GET", "/v1/feedback-items/{item_id}"): frozenset({AGENT, SUPERVISOR}),
         ("POST", "/v1/feedback-items/{item_id}/solution"): frozenset({AGENT, SUPERVISOR}),
     },
@@ -92,6 +94,8 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("GET", "/v1/complaints/{complaint_id}/documents/{document_id}/content"):
             frozenset({AGENT, SUPERVISOR, DEPARTMENT, OPS}),
         ("GET", "/v1/kpis"): frozenset({AGENT, SUPERVISOR, OPS}),
+        ("GET", "/v1/reports/sla-compliance"): frozenset({AGENT, SUPERVISOR, OPS}),  # the figures, as the KPIs
+        ("GET", "/v1/reports/sla-compliance/cases"): frozenset({AGENT, SUPERVISOR, OPS}),
     },
     "quality": {  # docs/quality.md: quality may do everything, supervisors and ops may read
         ("GET", "/v1/alerts"): frozenset({QUALITY, SUPERVISOR, OPS}),
@@ -104,6 +108,7 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("GET", "/v1/recalls/{campaign_id}"): frozenset({QUALITY, SUPERVISOR, OPS}),
         ("GET", "/v1/stats"): frozenset({QUALITY, SUPERVISOR, OPS}),
         ("GET", "/v1/reports/weekly"): frozenset({QUALITY, SUPERVISOR, OPS}),
+        ("GET", "/v1/reports/monthly"): frozenset({QUALITY, SUPERVISOR, OPS}),
         ("GET", "/v1/kpis"): frozenset({QUALITY, SUPERVISOR, OPS}),
     },
     "notifier": {
