@@ -29,7 +29,7 @@ from shared.timeutil import add_months, iso_week, local, week_start
 from shared.uow import UnitOfWork
 from shared.events.envelope import uuid5
 
-from services.followup import store
+from services.followup import store, weekly
 from services.followup.config import FollowUpDeps, FollowUpRules
 from services.followup.domain import (
     NewFollowUp,
@@ -561,10 +561,18 @@ async def on_weekly_report(uow: Uow, timers: list[Timer]) -> None:
         figures["feedback_items"] = await feedback_figures(uow.conn, since, until)  # the week's concerns
         figures["lost_reasons"] = await store.lost_reasons(uow.conn, since, until)  # why lost customers left
         figures["period"] = {"from": since.isoformat(), "to": until.isoformat()}
+        # headline rates, the trend against the 4 weeks before, the customers' words by department
+        figures |= await weekly.report(uow.conn, since, until, r.satisfied_score, report_departments(r))
         if await store.save_weekly_report(uow.conn, week, uow.now(), figures):
             uow.publish("FollowUpWeeklyReport", c.WeeklyReport(week=week, week_start=week_start(began),
                                                                generated_at=uow.now(), figures=figures),
                         cause=timer, occurred_at=until)
+            for department in figures["voices"]:  # each other department: its own part only
+                if department != weekly.REPORT_OWNER:
+                    uow.publish("FollowUpDepartmentReport", c.WeeklyReport(
+                        week=week, week_start=week_start(began), generated_at=uow.now(), department=department,
+                        figures=weekly.department_part(figures, department)), cause=timer, occurred_at=until,
+                        discriminator=department)
         following = next_weekly_report(until, r)
         uow.schedule_timer(WEEKLY_REPORT, iso_week(following - timedelta(days=7)), following)
 
@@ -574,6 +582,11 @@ async def feedback_figures(conn: Any, since: datetime, until: datetime) -> dict[
     from services.followup.feedback_items import figures  # it schedules its calls through this module
 
     return await figures(conn, since, until)
+
+
+def report_departments(r: FollowUpRules) -> list[str]:
+    """The departments the feedback items are routed to: each gets its part every week."""
+    return sorted({*r.feedback_departments.values(), r.feedback_department_fallback})
 
 
 def ensure_weekly_report(uow: Uow) -> None:

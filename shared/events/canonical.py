@@ -464,12 +464,15 @@ class FeedbackItemReopened(FeedbackItemEvent, kw_only=True):
 
 
 class WeeklyReport(Data, kw_only=True):
-    """FollowUpWeeklyReport, ComplaintWeeklyReport, QualityWeeklyReport, PartsAccuracyReport."""
+    """FollowUpWeeklyReport, ComplaintWeeklyReport, QualityWeeklyReport, PartsAccuracyReport;
+    FollowUpDepartmentReport is one department's part of the follow-up report (`department` set:
+    the notifier mails it to that department only)."""
 
     week: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-W\d{2}$")]
     week_start: date
     generated_at: Aware
     figures: dict[str, Any] = {}
+    department: str | None = None
 
 
 # ---------------------------------------------------------------------------------------

@@ -120,6 +120,7 @@ _SPECS: list[EventSpec] = [
     EventSpec(FOLLOWUP, "MaintenanceReminderDue", c.MaintenanceReminderDue, _by("vin"), "vin"),
     EventSpec(FOLLOWUP, "CampaignCallScheduled", c.CampaignCallScheduled, _by("customer_id"), "customer_id"),
     EventSpec(FOLLOWUP, "FollowUpWeeklyReport", c.WeeklyReport, _by("week"), "week"),
+    EventSpec(FOLLOWUP, "FollowUpDepartmentReport", c.WeeklyReport, _by("week"), "week"),
     EventSpec(FOLLOWUP, "FeedbackItemOpened", c.FeedbackItemOpened, _by("customer_id"), "customer_id"),
     EventSpec(FOLLOWUP, "FeedbackItemEscalated", c.FeedbackItemEscalated, _by("customer_id"), "customer_id"),
     EventSpec(FOLLOWUP, "FeedbackItemAnswered", c.FeedbackItemAnswered, _by("customer_id"), "customer_id"),
