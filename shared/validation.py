@@ -91,6 +91,51 @@ def normalize_email(raw: str) -> str:
     return f"{local}@{domain.lower()}"
 
 
+# Text that reaches a customer's SMS or a mail header. A complaint ref is printed in the
+# company's SMS and a name in the To header, so both take only what such values hold.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+LINK = re.compile(
+    r"(?:[a-z][a-z0-9+.-]*://\S+"  # any scheme
+    r"|www\.\S+"
+    r"|\b[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*"
+    r"\.(?:[a-z]{2,}/\S*|(?:com|cn|net|org|info|io|ly|me|top|xyz|cc|co|tk|site|online|link|click|app|biz|vip|shop"
+    r"|example)\b\S*))",
+    re.IGNORECASE,
+)
+_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_/-]{0,63}$")
+# letters of any script, digits, spaces (also the ideographic one) and the punctuation names use
+_PERSON_NAME = re.compile(r"^[^\W_](?:[^\W_]|[ \u3000.·•'’\-()（）&])*$")
+
+
+def check_reference(raw: str) -> str:
+    """A reference a customer is told (a complaint ref): ASCII letters, digits, '-', '_', '/'."""
+    ref = raw.strip()
+    if not _REFERENCE.match(ref):
+        raise ValueError(
+            f"reference {raw[:80]!r} is not a reference: use 1 to 64 of the letters A-Z, digits, '-', '_' or '/', "
+            "starting with a letter or digit, such as 'CRM-2026-00042' (it is printed in SMS to the customer)"
+        )
+    return ref
+
+
+def check_person_name(raw: str) -> str:
+    """A person's or company's name: letters, digits, spaces and . · ' - ( ) &; no link, no markup."""
+    name = " ".join(raw.split())
+    if CONTROL_CHARACTERS.search(raw.replace("\n", " ").replace("\t", " ")) or "\n" in raw or "\t" in raw:
+        raise ValueError(f"name {raw[:80]!r} holds control characters or line breaks; a name is one line of text")
+    if not name or len(name) > 200:
+        raise ValueError(f"name {raw[:80]!r} has {len(name)} characters; a name has 1 to 200")
+    if not _PERSON_NAME.match(name):
+        bad = sorted({c for c in name if not _PERSON_NAME.match("A" + c)})
+        raise ValueError(
+            f"name {raw[:80]!r} holds {' '.join(repr(c) for c in bad) or 'a leading symbol'}; a name may hold "
+            "letters, digits, spaces and . · ' - ( ) &"
+        )
+    if LINK.search(name):
+        raise ValueError(f"name {raw[:80]!r} looks like a web address; a name may not hold a link")
+    return name
+
+
 _ZONES: frozenset[str] | None = None
 
 

@@ -20,7 +20,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.events.types import ComplaintCategory, ComplaintChannel, Severity
-from shared.events.upstream import Id, Name, Phone, Vin
+from shared.events.upstream import Id, Name, Phone, Reference, Vin
 from shared.http import Moment, Principal, check_moments, check_paging, require, runtime_of
 from shared.runtime import ServiceRuntime
 from shared.timeutil import iso_week
@@ -64,7 +64,8 @@ class Step(_Body):
 
 
 class FileComplaint(_Body):
-    complaint_ref: Id | None = Field(None, description="the CRM reference; one is generated if absent")
+    complaint_ref: Reference | None = Field(
+        None, description="the CRM reference (A-Z, 0-9, '-', '_', '/'; it is printed in SMS); one is generated if absent")
     customer_id: Id
     phone: Phone | None = None
     vin: Vin | None = None

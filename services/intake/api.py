@@ -17,7 +17,7 @@ from shared.db import acquire
 from shared.events import InvalidRecord, decode, new_event
 from shared.events.catalog import PRODUCER_TOPICS, UPSTREAM_CRM
 from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
-from shared.events.upstream import Email, Name, Phone, Text, Vin
+from shared.events.upstream import Email, Name, PersonName, Phone, Text, Vin
 from shared.http import Moment, Principal, check_paging, require, runtime_of
 from shared.timeutil import add_months
 from shared.validation import normalize_phone, normalize_vin
@@ -48,7 +48,7 @@ class ContactCorrection(BaseModel):
     phone: Phone | None = None
     email: Email | None = None
     address: Name | None = None
-    person_in_charge: Name | None = None
+    person_in_charge: PersonName | None = None
     reason: str | None = Field(None, max_length=500, description="how the agent learned it")
 
 
@@ -58,7 +58,7 @@ class ConsultationIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     customer_id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[^\s]+$")
     phone: Phone | None = Field(None, description="the caller's number, when they have no customer id")
-    name: Name | None = None
+    name: PersonName | None = None
     region: Name | None = None
     vin: Vin | None = None
     dealer_id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[^\s]+$")
@@ -139,7 +139,8 @@ def router() -> APIRouter:
             if len(value) > MAX_EVENT_BYTES:
                 raise HTTPException(413, f"event {index} is {len(value)} bytes as JSON; an event may be at most "
                                          f"{MAX_EVENT_BYTES} bytes")
-        return await _accept(runtime, rules, producer, payload, values)
+        request_id = (producer, x_aftersales_signature.strip().removeprefix(SIGNATURE_SCHEME), signed_at)
+        return await _accept(runtime, rules, producer, payload, values, request_id)
 
     @r.get("/v1/customers", tags=["customer files"], summary="Search customer files")
     async def search_customers(
@@ -276,7 +277,7 @@ def router() -> APIRouter:
 
 
 async def _accept(runtime: Any, rules: IntakeRules, producer: str, payload: list[Any],
-                  values: list[bytes]) -> WebhookResponse:
+                  values: list[bytes], request_id: tuple[str, str, int]) -> WebhookResponse:
     topic = PRODUCER_TOPICS[producer]
     contract_topic = topic
     results: list[EventResult] = []
@@ -297,6 +298,17 @@ async def _accept(runtime: Any, rules: IntakeRules, producer: str, payload: list
         accepted.append((index, event, value))
         results.append(EventResult(index=index, event_id=str(event.event_id), status="accepted"))
     async with runtime.transaction() as uow:
+        # the same signed request again (a captured one replayed inside the window): nothing is
+        # written, not even its rejected events, which carry no id of their own to recognise them by
+        _, sig, signed_at = request_id
+        first_taken = await store.claim_webhook_request(
+            uow.conn, producer, sig, signed_at, len(payload), runtime.clock.now(),
+            forget_before=int(time.time()) - 2 * rules.webhook_max_age_seconds)  # wall time, as the window
+        if first_taken is not None:
+            reason = (f"this exact request (same signature) was taken at {first_taken.isoformat()}; "
+                      "a replayed request writes nothing")
+            replayed = [EventResult(index=r.index, event_id=r.event_id, status="duplicate", reason=reason) for r in results]
+            return WebhookResponse(accepted=0, duplicate=len(replayed), rejected=0, results=replayed)
         seen = await store.already_seen(uow.conn, [e.event_id for _, e, _ in accepted])
         receipts = []
         for index, event, value in accepted:

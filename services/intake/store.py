@@ -351,6 +351,21 @@ async def already_seen(conn: asyncpg.Connection, event_ids: Iterable[uuid.UUID])
     return {r[0] for r in rows}
 
 
+async def claim_webhook_request(conn: asyncpg.Connection, producer: str, signature: str, signed_at: int,
+                                events: int, at: datetime, forget_before: int) -> datetime | None:
+    """Record a signed request; None if it is new, else when the same request was first taken.
+    Requests signed before `forget_before` (outside any replay window) are forgotten first."""
+    await conn.execute("DELETE FROM webhook_requests WHERE signed_at < $1", forget_before)
+    taken = await conn.fetchval(
+        """INSERT INTO webhook_requests (producer, signature, signed_at, received_at, events)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (producer, signature) DO NOTHING RETURNING received_at""",
+        producer, signature, signed_at, at, events)
+    if taken is not None:
+        return None
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        "SELECT received_at FROM webhook_requests WHERE producer = $1 AND signature = $2", producer, signature)
+
+
 async def record_webhook_receipts(conn: asyncpg.Connection, rows: list[tuple[uuid.UUID, str, str]], at: datetime) -> None:
     if rows:
         await conn.execute(

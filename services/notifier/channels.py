@@ -14,8 +14,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.headerregistry import Address as MailAddress
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, parseaddr
 from typing import Protocol
 
 import aiosmtplib
@@ -103,7 +104,8 @@ class EmailChannel:
     def compose(self, notification_id: uuid.UUID, to: list[Address], message: Message) -> EmailMessage:
         mail = EmailMessage()
         mail["From"] = self.settings.mail_from
-        mail["To"] = ", ".join(f'"{a.name}" <{a.value}>' if a.name else a.value for a in to)
+        # header objects, not string formatting: a name with quotes or commas stays a display name
+        mail["To"] = [MailAddress(display_name=a.name or "", addr_spec=a.value) for a in to]
         mail["Subject"] = message.subject or ""
         mail["Message-ID"] = f"<{notification_id}@{self.settings.message_id_domain}>"
         mail["Date"] = format_datetime(datetime.now(UTC))
@@ -115,11 +117,15 @@ class EmailChannel:
     async def send(self, notification_id: uuid.UUID, to: list[Address], message: Message) -> SendResult:
         s = self.settings
         try:
+            mail = self.compose(notification_id, to, message)
+            # recipients passed explicitly: never parsed back out of a header that data helped to write
             await aiosmtplib.send(
-                self.compose(notification_id, to, message), hostname=s.smtp_host, port=s.smtp_port,
+                mail, sender=parseaddr(s.mail_from)[1], recipients=[a.value for a in to], hostname=s.smtp_host, port=s.smtp_port,
                 username=s.smtp_username, password=s.smtp_password.get_secret_value() if s.smtp_password else None,
                 start_tls=s.smtp_starttls, use_tls=s.smtp_tls, timeout=s.smtp_timeout_seconds,
             )
+        except ValueError as exc:  # an address the header registry will not take: no retry makes it valid
+            return SendResult(ok=False, permanent=True, error=f"unusable address: {exc}"[:500])
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             return SendResult(ok=False, permanent=all(c >= 500 for c in codes),

@@ -31,7 +31,14 @@ from shared.events.types import (
     ServiceType,
     Severity,
 )
-from shared.validation import check_timezone, normalize_email, normalize_phone, normalize_vin
+from shared.validation import (
+    check_person_name,
+    check_reference,
+    check_timezone,
+    normalize_email,
+    normalize_phone,
+    normalize_vin,
+)
 
 # ---------------------------------------------------------------------------------------
 # Field types
@@ -44,6 +51,9 @@ class EventData(BaseModel):
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\s]+$")]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Text = Annotated[str, StringConstraints(max_length=4000)]
+# printed to customers (SMS, mail headers): only the characters such values hold (shared.validation)
+PersonName = Annotated[str, AfterValidator(check_person_name)]
+Reference = Annotated[str, AfterValidator(check_reference)]
 Vin = Annotated[str, AfterValidator(normalize_vin)]
 Phone = Annotated[str, AfterValidator(normalize_phone)]
 Email = Annotated[str, AfterValidator(normalize_email)]
@@ -76,12 +86,12 @@ class CustomerInfo(EventData):
     the reason, and the record is filed without it. A missing phone is still an error."""
 
     customer_id: Id | None = None
-    name: Name
+    name: PersonName
     phone: Phone | None = None
     email: Email | None = None
     address: Name
     region: Name
-    person_in_charge: Name | None = None
+    person_in_charge: PersonName | None = None
     locale: Locale = "zh-CN"
     timezone: TimeZoneName = "Asia/Shanghai"
     consent: Consent | None = None
@@ -220,7 +230,7 @@ class PartDefectReported(EventData):
 
 
 class ComplaintFiled(EventData):
-    complaint_ref: Id
+    complaint_ref: Reference
     customer_id: Id | None = None
     phone: Phone | None = None
     vin: Vin | None = None
@@ -264,7 +274,7 @@ class ConsultationRecorded(EventData):
     consultation_id: Id
     customer_id: Id | None = None
     phone: Phone | None = None
-    name: Name | None = None
+    name: PersonName | None = None
     vin: Vin | None = None
     dealer_id: Id | None = None
     region: Name | None = None
@@ -291,7 +301,7 @@ class CustomerContactCorrected(EventData):
     phone: Phone | None = None
     email: Email | None = None
     address: Name | None = None
-    person_in_charge: Name | None = None
+    person_in_charge: PersonName | None = None
     corrected_by: Id
     reason: Text | None = None
     corrected_at: AwareDatetime
@@ -310,10 +320,10 @@ class CustomerUpdatedUpstream(EventData):
     customer_id: Id
     phone: Phone | None = None
     address: Name | None = None
-    person_in_charge: Name | None = None
+    person_in_charge: PersonName | None = None
     email: Email | None = None
     consent: Consent | None = None
-    name: Name | None = None
+    name: PersonName | None = None
     region: Name | None = None
     locale: Locale | None = None
     timezone: TimeZoneName | None = None

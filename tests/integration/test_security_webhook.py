@@ -157,3 +157,38 @@ async def test_a_captured_request_replayed_after_the_window_is_refused(hook: tup
         response = await client.post("/v1/events", content=body, headers=captured)
     assert response.status_code == 401 and "stale timestamp" in response.text
     assert await _stored_and_published(ns) == (0, 0, 0)
+
+
+async def test_a_request_replayed_inside_the_window_writes_nothing_new_not_even_its_rejected_events(
+    hook: tuple[Namespace, Stack],
+) -> None:
+    """Issue 19: a captured request (headers and body exactly as sent) replayed within the window.
+    One event of it is rejected: without de-duplication by signature it was dead-lettered again
+    on every replay, under a fresh id each time."""
+    ns, stack = hook
+    events = orjson.loads(_body(5))
+    events[1]["data"]["vin"] = "NOT-A-VIN"  # rejected: dead-lettered with the reason
+    body = orjson.dumps(events)
+    captured = _headers(body)
+    async with api(stack["intake"], "producer") as client:
+        first = await client.post("/v1/events", content=body, headers=captured)
+        assert first.status_code == 200, first.text
+        assert [r["status"] for r in first.json()["results"]] == ["accepted", "rejected"]
+        async with TopicReader(ns.settings, "aftersales.deadletter") as dead:
+            await dead.wait_for(count("DeadLettered", 1), timeout=60, settle=1.0)
+        before = await _stored_and_published(ns)
+        assert (before[0], before[2]) == (1, 2), "one receipt and two upstream records after the first request"
+        replays = [await client.post("/v1/events", content=body, headers=captured) for _ in range(3)]
+    for replay in replays:
+        assert replay.status_code == 200, replay.text
+        assert replay.json()["accepted"] == 0 and replay.json()["rejected"] == 0 and replay.json()["duplicate"] == 2
+        assert "same signature" in replay.json()["results"][1]["reason"]
+    assert await _stored_and_published(ns) == before
+    async with TopicReader(ns.settings, "aftersales.deadletter") as dead:
+        await dead.wait_for(count("DeadLettered", 1), timeout=30, settle=3.0)
+    assert len(dead.of_type("DeadLettered")) == 1
+    conn = await db(ns, "intake")
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM webhook_requests") == 1
+    finally:
+        await conn.close()

@@ -157,7 +157,7 @@ def test_a_nul_anywhere_is_refused_naming_where_it_is() -> None:
     env["event_type"] = "VehiclePicked\x00Up"
     assert _reason(orjson.dumps(env)).reason.startswith("event_type holds")
     env = _pickup()
-    env["data"]["customer"]["name"] = "a backslash then u0000: \\u0000"  # text, not the character
+    env["data"]["items"][0]["description"] = "a backslash then u0000: \\u0000"  # text, not the character
     decode(orjson.dumps(env), "upstream.dms", strict_types=True)
 
 
