@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from aftersales.console_cli import console_app
-from shared.settings import PROCESSES, SERVICES, load_settings
+from shared.settings import PROCESSES, SERVICES, WeakSecrets, load_settings, refuse_weak_secrets, secrets_file
 
 console = Console()
 app = typer.Typer(help="Aftersales: the after-sales customer-service platform.", no_args_is_help=True)
@@ -116,7 +116,25 @@ def serve(service: Annotated[str, typer.Argument(help=f"one of {', '.join(PROCES
     except KeyError as exc:
         console.print(f"[red]{exc.args[0]}[/red]")
         raise typer.Exit(2) from None
+    try:
+        weak = refuse_weak_secrets(settings, _service_secrets(service))
+    except WeakSecrets as exc:
+        print(f"{service}: {exc}", file=sys.stderr)
+        raise typer.Exit(78) from None  # EX_CONFIG
+    if weak:
+        print(f"{service}: development flag set on loopback; running with {len(weak)} weak secret(s)", file=sys.stderr)
     asyncio.run(ServiceRuntime(definition, settings).serve())
+
+
+def _service_secrets(service: str) -> dict[str, str | None]:
+    """A service's own secrets beside the shared ones (read by its own settings model)."""
+    if service != "notifier":
+        return {}
+    from services.notifier.config import NotifierSettings
+
+    s = NotifierSettings(_env_file=secrets_file() if secrets_file().exists() else None)  # type: ignore[call-arg]
+    return {"AFTERSALES_SMS_API_KEY": s.sms_api_key.get_secret_value(),
+            "AFTERSALES_SMTP_PASSWORD": s.smtp_password.get_secret_value() if s.smtp_password else None}
 
 
 def _serve_all() -> int:

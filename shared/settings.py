@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     # http://127.0.0.1:<the service's port>.
     service_urls: str = ""
 
+    # Development only: start with short or placeholder secrets (test tokens such as
+    # "agent-token"). Honoured only while the HTTP host and every Kafka bootstrap are loopback.
+    dev_weak_secrets: bool = False
+
     # Fault injection for the crash tests; never set in production.
     fault: str | None = None
 
@@ -173,6 +177,72 @@ class Settings(BaseSettings):
             if producer and secret:
                 secrets[producer.strip()] = secret.strip()
         return secrets
+
+
+MIN_SECRET_LENGTH = 32
+# what example files and tutorials put where a secret belongs
+PLACEHOLDER_SECRETS = ("replace-me", "replace-with", "changeme", "change-me", "aftersales", "password", "secret",
+                       "postgres", "admin", "example", "xxxxxxxx", "12345678")
+_LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def weak_secret(value: str) -> str | None:
+    """Why this secret may not be used in a deployment, or None."""
+    lowered = value.strip().lower()
+    placeholder = next((p for p in PLACEHOLDER_SECRETS if p in lowered), None)
+    if placeholder is not None:
+        return f"it contains the placeholder or default {placeholder!r}"
+    if len(value.strip()) < MIN_SECRET_LENGTH:
+        return f"it has {len(value.strip())} characters; a secret has at least {MIN_SECRET_LENGTH} (random)"
+    return None
+
+
+def is_loopback(settings: Settings) -> bool:
+    hosts = [b.strip().rsplit(":", 1)[0] for b in settings.kafka_bootstrap.split(",") if b.strip()]
+    return settings.http_host in _LOOPBACK and all(h in _LOOPBACK for h in hosts)
+
+
+def secret_problems(settings: Settings, extra: dict[str, str | None] | None = None) -> list[str]:
+    """Every secret the process would run with that is a default, a placeholder or short; values
+    are never quoted. `extra`: a service's own secrets (the notifier's SMS key, SMTP password)."""
+    named: list[tuple[str, str]] = []
+    for token, (role, subject) in settings.parsed_api_tokens().items():
+        named.append((f"AFTERSALES_API_TOKENS (the token of {role}:{subject})", token))
+    for producer, secret in settings.parsed_webhook_secrets().items():
+        named.append((f"AFTERSALES_WEBHOOK_SECRETS (producer {producer})", secret))
+    if settings.kafka_sasl_password is not None:
+        named.append(("AFTERSALES_KAFKA_SASL_PASSWORD", settings.kafka_sasl_password.get_secret_value()))
+    from urllib.parse import urlsplit
+
+    password = urlsplit(settings.database_url).password
+    if password is not None:
+        named.append(("the password in AFTERSALES_DATABASE_URL", password))
+    for name, value in (extra or {}).items():
+        if value:
+            named.append((name, value))
+    return [f"{name}: {why}" for name, value in named if (why := weak_secret(value)) is not None]
+
+
+class WeakSecrets(RuntimeError):
+    """Start-up refused: the message lists each weak secret and what to do."""
+
+
+def refuse_weak_secrets(settings: Settings, extra: dict[str, str | None] | None = None) -> list[str]:
+    """Raise WeakSecrets unless every secret is strong. The development flag lets weak ones pass
+    (returned, for a warning) only on loopback, where nobody else can use them."""
+    problems = secret_problems(settings, extra)
+    if not problems:
+        return []
+    if settings.dev_weak_secrets and is_loopback(settings):
+        return problems
+    hint = ("AFTERSALES_DEV_WEAK_SECRETS=true is set, but it only applies while AFTERSALES_HTTP_HOST and "
+            "AFTERSALES_KAFKA_BOOTSTRAP are loopback addresses" if settings.dev_weak_secrets else
+            "for local development only, AFTERSALES_DEV_WEAK_SECRETS=true lets them pass on loopback")
+    raise WeakSecrets(
+        "refusing to start with default, placeholder or short secrets:\n  - " + "\n  - ".join(problems)
+        + f"\nGenerate each with `python -c 'import secrets; print(secrets.token_urlsafe(32))'` "
+          f"(`aftersales infra up` writes such values to .local/secrets.env); {hint}."
+    )
 
 
 def _pairs(raw: str) -> list[str]:

@@ -1135,8 +1135,8 @@ class FaultRun:
         self.replicas: list[Replica] = []
         self.sinks: Sinks | None = None
         self.offset = 0.0
-        self.agent_token = f"fault-agent-{secrets.token_urlsafe(12)}"
-        self.sms_key = secrets.token_urlsafe(16)
+        self.agent_token = f"fault-agent-{secrets.token_urlsafe(24)}"  # long enough for start-up's check
+        self.sms_key = secrets.token_urlsafe(32)
         self._window_start = 0.0
         self._stopping = False
         self._published_orders: float = -1.0

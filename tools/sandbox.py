@@ -43,6 +43,8 @@ class Namespace:
             "AFTERSALES_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
             "AFTERSALES_OUTBOX_IDLE_POLL_SECONDS": "0.2",
             "AFTERSALES_TIMER_TICK_SECONDS": "0.2",
+            # the tests' tokens ("agent-token") are short on purpose; the namespace is loopback
+            "AFTERSALES_DEV_WEAK_SECRETS": "true",
         }
         if self.settings.clock_offset_seconds:  # the namespace lives on another day (tests)
             env["AFTERSALES_CLOCK_OFFSET_SECONDS"] = repr(self.settings.clock_offset_seconds)
