@@ -9,13 +9,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from fastapi import APIRouter
+
 from shared import metrics
-from shared.events import FOLLOWUP, INTAKE
+from shared.events import FOLLOWUP, INTAKE, QUALITY
 from shared.kafka.consumer import Subscription
 from shared.replay import Comparison
 from shared.runtime import ServiceDefinition, ServiceRuntime
 
-from services.complaints import api, handlers, store
+from services.complaints import api, handlers, measure_api, measure_handlers, store
 from services.complaints.commands import SLA_TIMER, WEEKLY_REPORT_TIMER
 from services.complaints.config import ComplaintRules, ComplaintsDeps
 from services.complaints.documents import DocumentFiles
@@ -66,7 +68,20 @@ REPLAY = (
                 "correlation_id"),
                "SELECT complaint_id FROM cases WHERE correlation_id = ANY(:correlations) AND source <> 'http'",
                note="a case's lifecycle (acknowledged, resolved …) comes from handlers' HTTP commands"),
+    Comparison("workshop visits (measures' exposure)", "measure_visits", "repair_order_id",
+               ("picked_up_at", "dealer_id"), "SELECT repair_order_id FROM measure_visits WHERE event_id = ANY(:ids)"),
+    Comparison("defect reports by part category (measures' counts)", "measure_defects", "report_id",
+               ("category", "reported_at"),
+               "SELECT report_id FROM measure_defects WHERE event_id = ANY(:ids)"),
 )
+
+
+def _router() -> APIRouter:
+    """The cases' routes and the rectification measures' (measure_api)."""
+    r = APIRouter()
+    r.include_router(api.router())
+    r.include_router(measure_api.router())
+    return r
 
 
 definition: ServiceDefinition[ComplaintsDeps] = ServiceDefinition(
@@ -74,14 +89,21 @@ definition: ServiceDefinition[ComplaintsDeps] = ServiceDefinition(
     description="Complaint cases, SLA clocks, the escalation ladder and the customer's confirmation.",
     migrations=Path(__file__).parent / "migrations",
     subscriptions=[
-        Subscription(INTAKE, {"ComplaintFiled": handlers.on_complaint_filed(INTAKE)}),
+        Subscription(INTAKE, {
+            "ComplaintFiled": handlers.on_complaint_filed(INTAKE),
+            # the counts a rectification measure's effect is measured with (docs/measures.md)
+            "VehiclePickedUp": measure_handlers.on_vehicle_picked_up,
+            "PartDefectReported": measure_handlers.on_part_defect_reported,
+        }),
         Subscription(FOLLOWUP, {
             "ComplaintFiled": handlers.on_complaint_filed(FOLLOWUP),
             "FollowUpCompleted": handlers.on_followup_completed,
         }),
+        Subscription(QUALITY, {"QualityAlertRaised": measure_handlers.on_quality_alert_raised}),
     ],
-    timers={SLA_TIMER: handlers.on_sla_timer, WEEKLY_REPORT_TIMER: handlers.on_weekly_report},
-    router=api.router,
+    timers={SLA_TIMER: handlers.on_sla_timer, WEEKLY_REPORT_TIMER: handlers.on_weekly_report,
+            measure_handlers.MEASURE_DUE_TIMER: measure_handlers.on_measure_due},
+    router=_router,
     deps=_deps,
     kpis=_kpis,
     on_start=_on_start,

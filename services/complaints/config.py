@@ -96,6 +96,26 @@ class SlaTable(BaseModel):
         return getattr(self, severity)  # type: ignore[no-any-return]
 
 
+class MeasureRules(BaseModel):
+    """Rectification measures (docs/measures.md): "rectification measures by category and
+    checking that they are carried out". The effect compares equal windows before and after."""
+
+    # The rate before: the weeks up to the day the measure was recorded; after: as many weeks
+    # from its due date (when it should be in place), cut at today while they run.
+    window: timedelta = timedelta(weeks=8)
+    # A change is called a decrease or an increase only when the exact test of the two rates
+    # rejects "no change" at this confidence; otherwise it is "no significant change".
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    # Listed as "due" (the owner's to-do) this long before the due date.
+    due_soon: timedelta = timedelta(days=7)
+
+    @model_validator(mode="after")
+    def _positive(self) -> MeasureRules:
+        if self.window <= timedelta(0):
+            raise ValueError("measures.window must be a positive duration such as P56D")
+        return self
+
+
 class ComplaintRules(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AFTERSALES_COMPLAINTS_", env_nested_delimiter="__", extra="ignore")
 
@@ -128,6 +148,8 @@ class ComplaintRules(BaseSettings):
     directory_file: Path = HERE / "directory.yaml"
 
     max_page_size: int = Field(200, ge=1)
+
+    measures: MeasureRules = Field(default_factory=MeasureRules)
 
     @field_validator("report_timezone")
     @classmethod

@@ -617,6 +617,48 @@ class QualityAlertStateChanged(Data, kw_only=True):
     actor: str
     note: str | None = None
     # Context: the alert's cell, rule and state after the change.
+class MeasureEvent(Data, kw_only=True):
+    """A rectification measure (docs/measures.md): what it answers — a complaint category, or
+    a quality alert and the alert's part category — its owner and due date."""
+
+    measure_id: str
+    target_kind: Literal["category", "alert"]
+    # The complaint category, or the part category of the alert answered.
+    category: str
+    title: str
+    owner: str
+    due_at: Aware
+    alert_id: str | None = None
+
+
+class MeasureRecorded(MeasureEvent, kw_only=True):
+    action: str
+    recorded_at: Aware
+    recorded_by: str
+
+
+class MeasureDue(MeasureEvent, kw_only=True):
+    """The due date came and the measure is not verified yet: the owner is reminded."""
+
+
+class MeasureVerified(MeasureEvent, kw_only=True):
+    """Checked: carried out and effective or not, by whom, with what was seen; the measured
+    effect at that moment (per 100 workshop visits, before vs after; `change` is the test's
+    verdict: decreased, increased, no_significant_change, not_enough_data, after_not_started)."""
+
+    verdict: Literal["effective", "not_effective"]
+    verified_by: str
+    verified_at: Aware
+    note: str
+    events_before: int | None = None
+    visits_before: int | None = None
+    events_after: int | None = None
+    visits_after: int | None = None
+    rate_ratio: float | None = None
+    p_value: float | None = None
+    change: str | None = None
+
+
     cell: dict[str, str] | None = None
     rule: AlertRule | None = None
     state: Literal["acknowledged", "closed"] | None = None

@@ -155,3 +155,20 @@ def test_a_quality_alert_email_renders_for_every_kind_of_cell(locale: str, cell:
     message, _ = TEMPLATES.render("quality_alert", "email", locale, context)
     assert message.subject is not None and named in message.subject
     assert "R-1, R-2" in message.text and "LJ1EEAUU5N0123456" in message.text
+
+
+def test_a_due_measure_reminds_its_owner_in_words_not_codes() -> None:
+    [rule] = [r for r in RULES.rules if r.id == "measure_due"]
+    assert (rule.event, rule.channel, rule.recipient) == ("MeasureDue", "email", "person:{owner}")
+    context = {"data": {"measure_id": "m-1", "target_kind": "category", "category": "repair_quality",
+                        "title": "Torque check on every wheel change", "owner": "as-supervisor-01",
+                        "due_at": "2026-11-22T02:00:00+00:00", "alert_id": None},
+               "person": {"name": "刘洋"}, "timezone": "Asia/Shanghai", "contact": {}}
+    zh, _ = TEMPLATES.render("measure_due", "email", "zh-CN", context)
+    en, _ = TEMPLATES.render("measure_due", "email", "en", context)
+    assert zh.subject == "【整改措施到期】Torque check on every wheel change"
+    assert "维修质量" in zh.text and "repair_quality" not in zh.text and "刘洋" in zh.text and "2026" in zh.text
+    assert "repair quality" in en.text and "repair_quality" not in en.text
+    alert = context | {"data": context["data"] | {"target_kind": "alert", "category": "rear_axle", "alert_id": "A-7"}}
+    zh_alert, _ = TEMPLATES.render("measure_due", "email", "zh-CN", alert)
+    assert "质量预警 A-7（后桥）" in zh_alert.text and zh_alert.html is not None and "后桥" in zh_alert.html
