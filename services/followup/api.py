@@ -16,11 +16,13 @@ from shared.timeutil import add_months
 
 from services.followup import commands as calls
 from services.followup import inbound
+from services.followup import owners
 from services.followup import store
 from services.followup.config import FollowUpRules
 from services.followup.domain import (LOST_REASONS, AtRisk, at_risk, calling_days, in_calling_hours, loyalty_tier,
                                       maintenance_due, queue_order)
 from services.followup.feedback_api import feedback_router
+from services.followup.owners_api import owners_router
 
 
 def _rules(request: Request) -> FollowUpRules:
@@ -40,6 +42,7 @@ def _refused(exc: calls.CallRefused) -> HTTPException:
 def router() -> APIRouter:
     r = APIRouter(tags=["return visits"])
     r.include_router(feedback_router())
+    r.include_router(owners_router())
 
     @r.get("/v1/queue", summary="What can be called now: overdue first, then loyalty tier, then due_by")
     async def queue(
@@ -61,13 +64,18 @@ def router() -> APIRouter:
                 now, c["timezone"], rules, calling_days(c["region"], rules, deps.calendars))]
             tiers = await _tiers(conn, list({c["customer_id"] for c in candidates}), now, rules)
             flags = await store.contact_flags_of(conn, tiers)
-        ordered = sorted(candidates, key=lambda c: queue_order(c["due_by"] < now, tiers[c["customer_id"]], c["due_by"],
-                                                               c["priority"]))
+        # the calling agent's own calls first (owners.py), then the queue's order
+        ordered = sorted(candidates, key=lambda c: (not owners.mine(who.subject, c["owner"], c["assigned_to"]),
+                                                    queue_order(c["due_by"] < now, tiers[c["customer_id"]],
+                                                                c["due_by"], c["priority"])))
         return {"now": now, "items": [
             {**{k: c[k] for k in ("followup_id", "kind", "customer_id", "vin", "dealer_id", "region", "campaign_id",
                                   "complaint_id", "due_from", "due_by", "priority", "attempts", "claimed_by")},
              "overdue": c["due_by"] < now, "loyalty_tier": tiers[c["customer_id"]],
-             "reason_type": c.get("reason_type"), "contact_flags": flags.get(c["customer_id"], {})}
+             "reason_type": c.get("reason_type"), "contact_flags": flags.get(c["customer_id"], {}),
+             # owners.py: the customer's tracking owner, the agent a supervisor assigned the call to
+             "owner": c["owner"], "assigned_to": c["assigned_to"],
+             "mine": owners.mine(who.subject, c["owner"], c["assigned_to"])}
             for c in ordered[:limit]]}
 
     @r.get("/v1/followups", summary="Follow-ups by customer, status or kind")

@@ -62,6 +62,10 @@ REPLAY = (
                """SELECT followup_id FROM followups WHERE reason_event_id = ANY(:ids::text[])
                     AND kind IN ('first_visit', 'campaign_call', 'complaint_confirmation')""",
                note="status, attempts and outcome come from agents' calls; priority from their feedback (loyalty)"),
+    # owners.py: the owner the rules give each customer (a supervisor's choice is an act, not in the log)
+    Comparison("tracking owners the rules gave", "customer_owners", "customer_id", ("rule_owner", "rule_source"),
+               "SELECT customer_id FROM customer_owners WHERE rule_cause = ANY(:ids)",
+               note="the owner a supervisor chose is kept apart (owner, source); the rules' choice is compared"),
 )
 
 

@@ -16,7 +16,7 @@ from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
 from shared.http import Moment
 from shared.uow import UnitOfWork
 
-from services.followup import feedback_items, store
+from services.followup import feedback_items, owners, store
 from services.followup.domain import (LOST_REASONS, NewFollowUp, after_attempt, calling_days, followup_id,
                                       is_satisfied, second_visit_window)
 from services.followup.handlers import schedule
@@ -104,6 +104,8 @@ async def claim(uow: Uow, followup_id_: str, agent: str, *, supervisor: bool) ->
                                "there is nothing left to call")
     now = uow.now()
     until = now + timedelta(minutes=uow.deps.rules.claim_minutes)
+    if (refusal := owners.claim_refusal(f, agent, now, supervisor=supervisor)) is not None:
+        raise CallRefused(409, refusal)  # assigned by a supervisor to another agent, not overdue yet
     taken = await store.claim(uow.conn, followup_id_, agent, now, until, force=supervisor)
     if taken is None:
         raise CallRefused(409, _holder_message(f))

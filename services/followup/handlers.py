@@ -29,7 +29,7 @@ from shared.timeutil import add_months, iso_week, local, week_start
 from shared.uow import UnitOfWork
 from shared.events.envelope import uuid5
 
-from services.followup import store, weekly
+from services.followup import owners, store, weekly
 from services.followup.config import FollowUpDeps, FollowUpRules
 from services.followup.domain import (
     NewFollowUp,
@@ -112,6 +112,8 @@ async def on_customer(uow: Uow, events: list[Event[c.CustomerRegistered | c.Cust
     if merged:
         await files.save()  # the retired files' rows move with what is on file now
         await store.retire_customers(uow.conn, merged)
+    # a customer first seen here gets a tracking owner by region (owners.py)
+    await owners.assign_by_rules(uow, [owners.Sighting(e, e.data.customer_id, e.data.region, None) for e in events])
 
 
 async def on_vehicle_sold(uow: Uow, events: list[Event[c.VehicleSold]]) -> None:
@@ -143,6 +145,8 @@ async def on_vehicle_sold(uow: Uow, events: list[Event[c.VehicleSold]]) -> None:
             priority=r.priority_first_visit, timezone=d.customer.timezone, under_warranty=d.warranty_months > 0,
             mileage_km=0, event_at=d.sold_at, reason_type="VehicleSold",
         )))
+    await owners.assign_by_rules(uow, [owners.Sighting(e, e.data.customer.customer_id, e.data.region
+                                                       or e.data.customer.region, e.data.dealer_id) for e in events])
     await schedule(uow, items)
 
 
@@ -171,6 +175,8 @@ async def on_consultation(uow: Uow, events: list[Event[c.ConsultationRecorded]])
             priority=r.priority_first_visit, timezone=customer.timezone or d.timezone, under_warranty=False,
             event_at=d.consulted_at, reason_type="ConsultationRecorded",
         )))
+    await owners.assign_by_rules(uow, [owners.Sighting(e, e.data.customer_id, e.data.region, e.data.dealer_id)
+                                       for e in events])
     await schedule(uow, items)
 
 
@@ -228,6 +234,8 @@ async def on_vehicle_picked_up(uow: Uow, events: list[Event[c.VehiclePickedUp]])
         )))
     for vin, event in latest.items():
         _arm_maintenance(files.vehicle(vin), event, now, r)
+    await owners.assign_by_rules(uow, [owners.Sighting(e, e.data.customer.customer_id, e.data.region
+                                                       or e.data.customer.region, e.data.dealer_id) for e in events])
     await schedule(uow, items)
 
 

@@ -440,16 +440,19 @@ async def attempts_of(conn: asyncpg.Connection, followup_id: str) -> list[dict[s
 async def queue_candidates(conn: asyncpg.Connection, now: datetime, start: Any, end: Any, *, kind: str | None,
                            region: str | None, dealer: str | None, agent: str, limit: int) -> list[dict[str, Any]]:
     """Open follow-ups callable now: due, inside calling hours in the customer's zone, not
-    waiting for a retry, not held by another agent."""
+    waiting for a retry, not held by another agent. Owners (owners.py): the calling agent's calls
+    first (assigned to them, or their customer's and assigned to nobody else); a call a
+    supervisor assigned to another agent is offered only once it is overdue."""
     rows = await conn.fetch(
-        """SELECT f.* FROM followups f
+        """SELECT f.*, o.owner FROM followups f LEFT JOIN customer_owners o ON o.customer_id = f.customer_id
             WHERE f.status IN ('scheduled', 'due') AND f.due_from <= $1
               AND (f.next_attempt_at IS NULL OR f.next_attempt_at <= $1)
               AND (f.claimed_by IS NULL OR f.claimed_by = $7 OR f.claim_expires_at <= $1)
+              AND (f.assigned_to IS NULL OR f.assigned_to = $7 OR f.due_by < $1)
               AND ($1 AT TIME ZONE f.timezone)::time >= $2 AND ($1 AT TIME ZONE f.timezone)::time < $3
               AND ($4::text IS NULL OR f.kind = $4) AND ($5::text IS NULL OR f.region = $5)
               AND ($6::text IS NULL OR f.dealer_id = $6)
-            ORDER BY (f.due_by < $1) DESC, f.due_by
+            ORDER BY coalesce(f.assigned_to, o.owner) IS NOT DISTINCT FROM $7 DESC, (f.due_by < $1) DESC, f.due_by
             LIMIT $8""", now, start, end, kind, region, dealer, agent, limit)
     return [dict(r) for r in rows]
 

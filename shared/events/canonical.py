@@ -319,6 +319,39 @@ class InboundCallRecorded(Data, kw_only=True):
     followup_id: str | None = None  # the first tracking call a consultation scheduled
 
 
+class CustomerOwnerAssigned(Data, kw_only=True):
+    """A customer's tracking owner (the agent who follows the customer, "跟踪业务员") set or changed:
+    by the owner rules when the customer first appears (or a more specific rule once the dealer is
+    known), or by a supervisor. `previous_owner` is None for the first assignment."""
+
+    customer_id: str
+    owner: str
+    previous_owner: str | None = None
+    source: str  # rule:dealer, rule:region, rule:default (the rule that matched), or supervisor
+    reason: str  # why: the rule that matched, or the supervisor's words
+    assigned_by: str  # "system" for a rule, else the supervisor's id
+    # when a supervisor changed it; a rule's assignment is as of the fact that named the customer
+    # (the envelope's occurred_at)
+    assigned_at: Aware | None = None
+    region: str | None = None
+    dealer_id: str | None = None
+
+
+class FollowUpAssigned(Data, kw_only=True):
+    """A supervisor assigned (or reassigned) an open follow-up call to an agent: it comes first in
+    that agent's queue; another agent may take it only once it is overdue and unclaimed."""
+
+    followup_id: str
+    kind: FollowUpKind
+    customer_id: str
+    agent: str
+    previous_agent: str | None = None
+    reason: str
+    assigned_by: str
+    assigned_at: Aware
+    due_by: Aware | None = None
+
+
 class FollowUpTimerEvent(Data, kw_only=True):
     """FollowUpDue, FollowUpOverdue, FollowUpEscalated, FollowUpExpired."""
 

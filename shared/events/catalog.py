@@ -118,6 +118,8 @@ _SPECS: list[EventSpec] = [
     EventSpec(FOLLOWUP, "ComplaintFiled", c.ComplaintFiled, _by("customer_id"), "customer_id"),
     EventSpec(FOLLOWUP, "InboundCallRecorded", c.InboundCallRecorded, _by("customer_id"), "customer_id"),
     EventSpec(FOLLOWUP, "MaintenanceReminderDue", c.MaintenanceReminderDue, _by("vin"), "vin"),
+    EventSpec(FOLLOWUP, "CustomerOwnerAssigned", c.CustomerOwnerAssigned, _by("customer_id"), "customer_id"),
+    EventSpec(FOLLOWUP, "FollowUpAssigned", c.FollowUpAssigned, _by("customer_id"), "customer_id"),
     EventSpec(FOLLOWUP, "CampaignCallScheduled", c.CampaignCallScheduled, _by("customer_id"), "customer_id"),
     EventSpec(FOLLOWUP, "FollowUpWeeklyReport", c.WeeklyReport, _by("week"), "week"),
     EventSpec(FOLLOWUP, "FollowUpDepartmentReport", c.WeeklyReport, _by("week"), "week"),
