@@ -22,7 +22,7 @@ from services.console.i18n import LOCALES, environment
 from services.console.tokens import signing_key
 
 READ_MODEL_TABLES = ("customers", "phones", "customer_changes", "vehicles", "visits", "receipts", "followups", "calls",
-                     "complaints", "complaint_events", "notifications")
+                     "complaints", "complaint_events", "notifications", "shipment_lines", "shipment_discrepancies")
 
 
 async def _deps(runtime: ServiceRuntime[ConsoleDeps], overrides: Mapping[str, Any]) -> ConsoleDeps:
@@ -56,6 +56,7 @@ definition: ServiceDefinition[ConsoleDeps] = ServiceDefinition(
             "CustomerRegistered": handlers.on_customer_registered, "CustomerUpdated": handlers.on_customer_updated,
             "VehicleSold": handlers.on_vehicle_sold, "VehiclePickedUp": handlers.on_vehicle_picked_up,
             "ReceiptRecorded": handlers.on_receipt_recorded,
+            "PartShipped": handlers.on_part_shipped, "PartShipmentDiscrepancy": handlers.on_part_discrepancy,
             "CustomerContactCorrected": handlers.on_customer_updated,  # an agent's correction, applied alike
         }),
         Subscription(FOLLOWUP, {

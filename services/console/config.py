@@ -26,6 +26,12 @@ class ConsoleRules(BaseSettings):
     # The supervisors' workload view: what one agent can call in a day.
     calls_per_agent_per_day: int = Field(60, ge=1, le=500)
     default_locale: str = "zh-CN"
+    # Dealer scorecards (docs/dealer-scorecards.md): a dealer is flagged below the target only when
+    # an exact binomial test says so at this confidence; a repeat repair is the same VIN and item
+    # again within these many days.
+    scorecard_target: float = Field(0.98, gt=0, lt=1)
+    scorecard_confidence: float = Field(0.95, ge=0.5, lt=1)
+    repeat_repair_days: int = Field(30, ge=1, le=365)
     # Cookies go out with Secure unless the console is reached on the loopback address;
     # "always" or "never" overrides that (a TLS-terminating proxy that rewrites Host).
     secure_cookies: str = Field("auto", pattern="^(auto|always|never)$")

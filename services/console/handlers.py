@@ -11,7 +11,7 @@ from shared.events import Event
 from shared.events import canonical as c
 from shared.uow import UnitOfWork
 
-from services.console import store
+from services.console import scorecard_store, store
 from services.console.config import ConsoleDeps
 from services.console.search import pinyin, plate_key
 
@@ -87,6 +87,18 @@ async def on_vehicle_picked_up(uow: Uow, events: list[Event[c.VehiclePickedUp]])
 
 async def on_receipt_recorded(uow: Uow, events: list[Event[c.ReceiptRecorded]]) -> None:
     await store.insert_receipts(uow.conn, [_plain(e.data) for e in events])
+
+
+async def on_part_shipped(uow: Uow, events: list[Event[c.PartShipped]]) -> None:
+    """The lines shipped to each dealer: the scorecards' parts-shipment accuracy."""
+    await scorecard_store.upsert_shipments(uow.conn, [
+        {"shipment_id": d.shipment_id, "dealer_id": d.dealer_id, "shipped_at": d.shipped_at, "line_no": line.line_no,
+         "part_no": line.part_no, "category": line.category, "qty": line.qty}
+        for d in (e.data for e in events) for line in d.lines])
+
+
+async def on_part_discrepancy(uow: Uow, events: list[Event[c.PartShipmentDiscrepancy]]) -> None:
+    await scorecard_store.insert_discrepancies(uow.conn, [_plain(e.data) for e in events])
 
 
 async def on_followup_scheduled(uow: Uow, events: list[Event[c.FollowUpScheduled]]) -> None:

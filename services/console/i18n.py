@@ -137,6 +137,11 @@ LABELS: dict[str, dict[str, str]] = {
                     "not_given": N_("reason not given")},
     "risk_sign": {"overdue_maintenance": N_("maintenance overdue"),
                   "falling_visit_frequency": N_("visits falling off")},
+    # dealer scorecards: the measures with a target, and what went wrong with a shipped line
+    "scorecard_measure": {"return_visit_reach": N_("return-visit reach"), "satisfaction": N_("satisfaction"),
+                          "parts_accuracy": N_("parts-shipment accuracy")},
+    "discrepancy": {"wrong_part": N_("wrong part"), "short": N_("short"), "damaged": N_("damaged"),
+                    "late": N_("late")},
 }
 
 

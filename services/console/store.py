@@ -130,9 +130,9 @@ async def insert_receipts(conn: asyncpg.Connection, rows: Sequence[dict[str, Any
     rows = list(rows)
     if not rows:
         return
-    columns = ("receipt_id", "repair_order_id", "vin", "customer_id", "returned_at", "rating", "comments")
+    columns = ("receipt_id", "repair_order_id", "vin", "customer_id", "returned_at", "rating", "comments", "dealer_id")
     await conn.executemany(
-        f"""INSERT INTO receipts ({", ".join(columns)}) VALUES ($1, $2, $3, $4, $5, $6, $7)
+        f"""INSERT INTO receipts ({", ".join(columns)}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
             ON CONFLICT (receipt_id) DO NOTHING""",
         [tuple(r.get(c) for c in columns) for r in rows],
     )
@@ -228,7 +228,8 @@ async def insert_calls(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]])
 # -- read model: complaints and notifications ----------------------------------------------------------
 
 COMPLAINT_COLUMNS = ("complaint_id", "complaint_ref", "customer_id", "vin", "channel", "category", "severity",
-                     "department", "description", "filed_at", "ack_due_at", "resolve_due_at", "updated_at")
+                     "department", "description", "filed_at", "ack_due_at", "resolve_due_at", "updated_at",
+                     "dealer_id", "region")
 
 
 async def open_complaints(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -243,7 +244,9 @@ async def open_complaints(conn: asyncpg.Connection, rows: Sequence[dict[str, Any
                 vin = EXCLUDED.vin, channel = EXCLUDED.channel, category = EXCLUDED.category,
                 severity = EXCLUDED.severity, department = EXCLUDED.department, description = EXCLUDED.description,
                 filed_at = EXCLUDED.filed_at, ack_due_at = EXCLUDED.ack_due_at,
-                resolve_due_at = EXCLUDED.resolve_due_at""",
+                resolve_due_at = EXCLUDED.resolve_due_at,
+                dealer_id = coalesce(EXCLUDED.dealer_id, complaints.dealer_id),
+                region = coalesce(EXCLUDED.region, complaints.region)""",
         [tuple(r.get(c) for c in COMPLAINT_COLUMNS) for r in rows],
     )
 
