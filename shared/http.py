@@ -8,7 +8,7 @@ import binascii
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qsl
@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import metrics
 from shared.errors import TransientError, is_transient
+from shared.ratelimit import FailureLimiter, client_address
 from shared.validation import nul_path
 
 log = structlog.get_logger("aftersales.http")
@@ -172,6 +173,22 @@ def _person(request: Request, token: str) -> Principal | None:
         raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
 
 
+def _auth_failures(app: Any, settings: Any) -> FailureLimiter:
+    limiter: FailureLimiter | None = getattr(app.state, "auth_failures", None)
+    if limiter is None:  # an app not made by create_app (the console mounts routes of its own)
+        limiter = app.state.auth_failures = FailureLimiter(settings.auth_failures_per_client,
+                                                           timedelta(seconds=settings.auth_failure_window_seconds))
+    return limiter
+
+
+def _too_many_bad_tokens(wait: int, limiter: FailureLimiter) -> HTTPException:
+    return HTTPException(
+        429, f"too many requests with a bad bearer token from this address ({limiter.limit} within "
+             f"{limiter.window.total_seconds():.0f} s); try again in {wait} s with a valid token",
+        headers={"Retry-After": str(wait)},
+    )
+
+
 def require(*roles: str) -> Any:
     """A dependency that admits only bearer tokens of the given roles: a static machine token,
     or a console token for a person (the principal's subject is then that person)."""
@@ -180,17 +197,33 @@ def require(*roles: str) -> Any:
     async def dependency(
         request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
     ) -> Principal:
+        runtime = request.app.state.runtime
+        limiter = _auth_failures(request.app, runtime.settings)
+        client = client_address(request.scope.get("client"), request.headers.get("x-forwarded-for"),
+                                runtime.settings.trust_forwarded_for)
+        now = runtime.clock.now()
+        wait = limiter.retry_after(client, now)
+        if wait is not None:
+            raise _too_many_bad_tokens(wait, limiter)
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise HTTPException(
                 401, "missing bearer token: send 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"}
             )
-        found = _person(request, credentials.credentials)
+        try:
+            found = _person(request, credentials.credentials)
+        except HTTPException:
+            limiter.failed(client, now)
+            raise
         if found is None:
-            tokens: dict[str, tuple[str, str]] = request.app.state.runtime.settings.parsed_api_tokens()
+            tokens: dict[str, tuple[str, str]] = runtime.settings.parsed_api_tokens()
             for token, (role, subject) in tokens.items():  # constant-time comparison against every token
                 if hmac.compare_digest(token.encode(), credentials.credentials.encode()):
                     found = Principal(role=role, subject=subject)
         if found is None:
+            wait = limiter.failed(client, now)
+            if wait is not None:
+                log.warning("bad bearer tokens from one client: refused for a while", client=client, seconds=wait)
+                raise _too_many_bad_tokens(wait, limiter)
             raise HTTPException(401, "unknown bearer token", headers={"WWW-Authenticate": "Bearer"})
         if found.role not in allowed:
             raise HTTPException(
@@ -338,6 +371,7 @@ def create_app(runtime: ServiceRuntime, router: APIRouter | None, *, description
         openapi_tags=[{"name": "operations", "description": "health, readiness and metrics"}],
     )
     app.state.runtime = runtime
+    _auth_failures(app, runtime.settings)
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -105,6 +105,13 @@ class Settings(BaseSettings):
     # http://127.0.0.1:<the service's port>.
     service_urls: str = ""
 
+    # Bad bearer tokens: after this many from one client address within the window, that address
+    # gets 429 with Retry-After until the oldest leaves the window (shared/ratelimit.py).
+    auth_failures_per_client: int = Field(20, ge=1)
+    auth_failure_window_seconds: float = Field(300, gt=0)
+    # X-Forwarded-For names the client only behind a proxy that sets it (compose's TLS proxy).
+    trust_forwarded_for: bool = False
+
     # Development only: start with short or placeholder secrets (test tokens such as
     # "agent-token"). Honoured only while the HTTP host and every Kafka bootstrap are loopback.
     dev_weak_secrets: bool = False

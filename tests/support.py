@@ -114,6 +114,8 @@ API_TOKENS = ("agent-token=agent:agent-01,agent2-token=agent:agent-02,supervisor
 async def create_namespace(partitions: int = 12, **overrides: Any) -> Namespace:
     """A namespace tuned for tests: fast polling, small pools, short backoff, known tokens."""
     overrides.setdefault("api_tokens", API_TOKENS)
+    # the policy tests send hundreds of bad tokens on purpose; the limit has its own test
+    overrides.setdefault("auth_failures_per_client", 1_000_000)
     # Service processes started in the namespace live at the test moment, not on today's date.
     overrides.setdefault("clock_offset_seconds", offset_to(TEST_NOW))
     return await sandbox.create_namespace(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import asyncpg
 import httpx
 from fastapi import APIRouter, Request
 
+from shared.clock import ManualClock
 from shared.errors import DatabaseUnavailable
 from shared.http import Principal, create_app, require
 from shared.runtime import ServiceDefinition
@@ -21,6 +23,7 @@ class FakeRuntime:
         default_factory=lambda: ServiceDefinition(name="intake", description="test", migrations=None)
     )
     ready: bool = True
+    clock: ManualClock = field(default_factory=lambda: ManualClock(datetime(2026, 11, 20, 2, 0, tzinfo=UTC)))
 
     async def readiness(self) -> dict[str, str]:
         return {"postgres": "ok", "kafka": "ok" if self.ready else "unreachable: KafkaConnectionError"}
