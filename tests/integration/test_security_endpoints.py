@@ -74,6 +74,11 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("GET", "/v1/feedback-items/figures"): frozenset({SUPERVISOR, OPS}),
         ("GET", "/v1/reports/lost-reasons"): frozenset({SUPERVISOR, OPS}),  # counts, no names
         ("GET", "/v1/customers/at-risk"): frozenset({AGENT, SUPERVISOR}),  # names and phones: the staff who call
+        # tracking owners (docs/followup.md "Owners"): the calling staff read them, a supervisor changes them
+        ("GET", "/v1/owners"): frozenset({AGENT, SUPERVISOR}),
+        ("GET", "/v1/customers/{customer_id}/owner"): frozenset({AGENT, SUPERVISOR}),
+        ("PUT", "/v1/customers/{customer_id}/owner"): frozenset({SUPERVISOR}),
+        ("POST", "/v1/followups/{followup_id}/assign"): frozenset({SUPERVISOR}),
         ("GET", "/v1/feedback-items/{item_id}"): frozenset({AGENT, SUPERVISOR}),
         ("POST", "/v1/feedback-items/{item_id}/solution"): frozenset({AGENT, SUPERVISOR}),
     },
