@@ -520,8 +520,17 @@ class FileSet:
         vehicle = self.vehicles.get(d.vin) if d.vin else None
         if vehicle is not None:  # the complaints figures by region and dealer
             canonical.update(dealer_id=vehicle.values.get("dealer_id"), region=vehicle.values.get("region"))
+        elif (last := self.last_visit(customer.key, d.filed_at)) is not None:
+            # No known vehicle named: the dealer the customer last came to (the dealer scorecards'
+            # complaint rate counts every complaint against a dealer).
+            canonical.update(dealer_id=last["dealer_id"], region=customer.values.get("region"))
         outputs.append(Output("ComplaintFiled", canonical, d.filed_at))
         return outputs
+
+    def last_visit(self, customer_key: str, at: datetime) -> dict[str, Any] | None:
+        """The customer's latest visit on hand at or before `at` (None without one)."""
+        visits = [v for v in self.visits.values() if v.get("customer_id") == customer_key and v["picked_up_at"] <= at]
+        return max(visits, key=lambda v: (v["picked_up_at"], v["repair_order_id"])) if visits else None
 
     def apply_shipment(self, d: u.PartShipped, now: datetime) -> list[Output]:
         self._not_in_future("data.shipped_at", d.shipped_at, now)

@@ -89,6 +89,7 @@ def _needs_complaint(d: u.ComplaintFiled, n: Needs) -> None:
     _needs_named(d.customer_id, d.phone, ("complaint", d.complaint_ref), n)
     if d.vin:
         n.vins.add(d.vin)  # the vehicle's dealer and region go on the canonical event
+    n.last_visits = True  # else the dealer of the customer's latest visit
 
 
 def _needs_shipment(d: u.PartShipped, n: Needs) -> None:

@@ -35,6 +35,7 @@ class Needs:
     facts: set[tuple[str, str]] = field(default_factory=set)
     shipments: set[str] = field(default_factory=set)
     first_pickups: set[str] = field(default_factory=set)
+    last_visits: bool = False  # each loaded customer's latest visit (a complaint naming no known vehicle)
 
 
 def _times(raw: dict[str, str] | None) -> dict[str, datetime]:
@@ -79,6 +80,12 @@ async def load(conn: asyncpg.Connection, needs: Needs) -> FileSet:
                 field_times=_times(row["field_times"]), created_at=row["created_at"], source=row["registered_from"],
             )
             files.vehicle_versions[row["vin"]] = row["version"]
+    if needs.last_visits and files.customers:
+        for row in await conn.fetch(
+            """SELECT DISTINCT ON (customer_id) repair_order_id, vin, customer_id, dealer_id, picked_up_at FROM visits
+                WHERE customer_id = ANY($1::text[]) ORDER BY customer_id, picked_up_at DESC""", list(files.customers),
+        ):
+            files.visits.setdefault(row["repair_order_id"], dict(row))
     if needs.repair_orders:
         for row in await conn.fetch(
             """SELECT repair_order_id, vin, customer_id, dealer_id, picked_up_at FROM visits

@@ -137,6 +137,19 @@ def test_a_complaint_naming_a_known_vehicle_carries_its_dealer_and_region() -> N
     assert unknown.data.get("dealer_id") is None and unknown.data.get("region") is None
 
 
+def test_a_complaint_naming_no_known_vehicle_carries_the_dealer_of_the_customers_last_visit_before_it() -> None:
+    files = FileSet()
+    apply(files, pickup(VIN1, "RO-1", T0, _customer("CUST-1", "+8613800138000")))
+    apply(files, pickup(VIN1, "RO-2", T0 + timedelta(days=40), _customer("CUST-1", "+8613800138000")).model_copy(
+        update={"dealer_id": "D007"}))
+    [filed] = apply(files, complaint("CMP-N", T0 + timedelta(days=20), customer_id="CUST-1"))
+    assert (filed.data["dealer_id"], filed.data["region"]) == ("D001", "east"), "the visit before the filing"
+    [later] = apply(files, complaint("CMP-L", T0 + timedelta(days=41), customer_id="CUST-1"))
+    assert later.data["dealer_id"] == "D007"
+    [before_any] = apply(files, complaint("CMP-B", T0 - timedelta(days=1), customer_id="CUST-1"))
+    assert before_any.data.get("dealer_id") is None, "no visit before it: no dealer rather than a guess"
+
+
 def test_a_phone_only_file_is_adopted_when_the_customer_id_arrives() -> None:
     files = FileSet()
     first = apply(files, complaint("CMP-1", T0, phone="+8613800138000"))
