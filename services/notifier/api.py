@@ -1,8 +1,10 @@
-"""Notifier's HTTP routes: what was sent to whom, the letter register, customers' opt-outs."""
+"""Notifier's HTTP routes: what was sent to whom, the letter register, customers' opt-outs and
+their consent history."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -18,6 +20,23 @@ class OptOutIn(BaseModel):
     customer_id: str = Field(min_length=1, max_length=64)
     channel: Literal["sms", "email", "letter", "all"]
     reason: str | None = Field(None, max_length=1000)
+
+
+class ConsentEntry(BaseModel):
+    entry_id: int
+    channel: Literal["sms", "email", "letter", "all"]
+    granted: bool = Field(description="false: the customer said no to the channel")
+    changed_at: datetime = Field(description="when it happened (the event's time, or when it was recorded here)")
+    changed_by: str = Field(description="the person, or the system that reported the change")
+    reason: str | None
+    source: str = Field(description="opt_out, opt_in, or the customer-file event that carried it")
+    event_id: uuid.UUID | None
+    recorded_at: datetime
+
+
+class ConsentHistory(BaseModel):
+    customer_id: str
+    entries: list[ConsentEntry]
 
 
 def router() -> APIRouter:
@@ -67,8 +86,12 @@ def router() -> APIRouter:
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
-            await store.record_opt_out(conn, body.customer_id, body.channel, body.reason, who.subject,
-                                       runtime.clock.now())
+            now = runtime.clock.now()
+            async with conn.transaction():
+                await store.record_opt_out(conn, body.customer_id, body.channel, body.reason, who.subject, now)
+                await store.log_consent(conn, [{"customer_id": body.customer_id, "channel": body.channel,
+                                                "granted": False, "changed_at": now, "changed_by": who.subject,
+                                                "reason": body.reason, "source": "opt_out", "recorded_at": now}])
             return {"customer_id": body.customer_id, "opt_outs": await store.opt_outs_of(conn, body.customer_id)}
 
     @r.get("/v1/opt-outs/{customer_id}", summary="A customer's opt-outs")
@@ -81,12 +104,26 @@ def router() -> APIRouter:
 
     @r.delete("/v1/opt-outs/{customer_id}/{channel}", summary="The customer opts back in to a channel")
     async def opt_in(request: Request, customer_id: str, channel: Literal["sms", "email", "letter", "all"],
+                     reason: str | None = Query(None, max_length=1000, description="why (kept in the consent log)"),
                      who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
         runtime = runtime_of(request)
         assert runtime.pool is not None
-        async with acquire(runtime.pool) as conn:
+        async with acquire(runtime.pool) as conn, conn.transaction():
             if not await store.remove_opt_out(conn, customer_id, channel):
                 raise HTTPException(404, f"customer {customer_id} has no opt-out of {channel}")
+            now = runtime.clock.now()
+            await store.log_consent(conn, [{"customer_id": customer_id, "channel": channel, "granted": True,
+                                            "changed_at": now, "changed_by": who.subject, "reason": reason,
+                                            "source": "opt_in", "recorded_at": now}])
             return {"customer_id": customer_id, "opt_outs": await store.opt_outs_of(conn, customer_id)}
+
+    @r.get("/v1/consent-log/{customer_id}", response_model=ConsentHistory,
+           summary="A customer's consent history: who changed which channel, when and why (oldest first)")
+    async def consent_log(request: Request, customer_id: str, limit: int = Query(500, ge=1, le=5000),
+                          who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            return {"customer_id": customer_id, "entries": await store.consent_history(conn, customer_id, limit)}
 
     return r

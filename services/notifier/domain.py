@@ -33,3 +33,39 @@ class SendResult:
     permanent: bool = False
     provider_ref: str | None = None
     error: str | None = None
+
+
+CONSENT_CHANNELS = ("sms", "email", "letter")
+
+
+@dataclass(frozen=True)
+class ConsentFact:
+    """A customer-file event's consent, as the notifier receives it."""
+
+    customer_id: str
+    consent: dict[str, bool]
+    at: datetime
+    by: str
+    reason: str | None
+    source: str
+    event_id: uuid.UUID
+
+
+def consent_changes(current: dict[str, tuple[dict[str, bool], datetime]],
+                    facts: list[ConsentFact]) -> list[tuple[ConsentFact, str, bool]]:
+    """(fact, channel, granted) for each channel a fact changes, in order. A customer not yet on
+    file starts from the default (every channel granted), so a "no" at registration is logged
+    and a plain registration is not. A fact older than what the contact holds changes nothing
+    now (the projection keeps the newer consent), so it is not logged as a change."""
+    state = {k: (dict(v[0]), v[1]) for k, v in current.items()}
+    changes = []
+    for fact in facts:
+        consent, at = state.get(fact.customer_id, ({c: True for c in CONSENT_CHANNELS}, None))
+        if at is not None and fact.at < at:
+            continue
+        for channel in CONSENT_CHANNELS:
+            granted = fact.consent.get(channel, True)
+            if consent.get(channel, True) != granted:
+                changes.append((fact, channel, granted))
+        state[fact.customer_id] = ({c: fact.consent.get(c, True) for c in CONSENT_CHANNELS}, fact.at)
+    return changes

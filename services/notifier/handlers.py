@@ -15,7 +15,7 @@ from shared.uow import UnitOfWork
 from services.notifier import store
 from services.notifier.config import NotifierDeps, NotifierSettings
 from services.notifier.directory import StaffDirectory
-from services.notifier.domain import notification_id, outside_quiet_hours
+from services.notifier.domain import ConsentFact, consent_changes, notification_id, outside_quiet_hours
 from services.notifier.rules import Rule, RuleTable, fill
 
 Uow = UnitOfWork[NotifierDeps]
@@ -27,7 +27,17 @@ DEFAULT_CONSENT = {"sms": True, "email": True, "letter": True}
 
 
 async def on_customer_changed(uow: Uow, events: list[Event[c.CustomerRegistered | c.CustomerUpdated]]) -> None:
-    """CustomerRegistered / CustomerUpdated → the contact projection; waiting notifications go."""
+    """CustomerRegistered / CustomerUpdated → the contact projection (and the consent log for each
+    channel whose consent the file changed); waiting notifications go."""
+    facts = [ConsentFact(customer_id=d.customer_id, consent=msgspec.to_builtins(d.consent) if d.consent else DEFAULT_CONSENT,
+                         at=event.occurred_at, by=getattr(d, "corrected_by", None) or event.envelope.source,
+                         reason=getattr(d, "reason", None), source=event.event_type, event_id=event.event_id)
+             for event in events for d in [event.data]]
+    changes = consent_changes(await store.consents(uow.conn, [f.customer_id for f in facts]), facts)
+    await store.log_consent(uow.conn, [
+        {"customer_id": f.customer_id, "channel": channel, "granted": granted, "changed_at": f.at, "changed_by": f.by,
+         "reason": f.reason, "source": f.source, "event_id": f.event_id, "recorded_at": uow.now()}
+        for f, channel, granted in changes])
     await store.merge_contacts(uow.conn, [
         {"customer_id": d.customer_id, "name": d.name, "phone": d.phone, "email": d.email, "address": d.address,
          "locale": d.locale or DEFAULT_LOCALE, "timezone": d.timezone or DEFAULT_TIMEZONE,

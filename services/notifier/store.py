@@ -244,3 +244,36 @@ async def mark_printed(conn: asyncpg.Connection, letter_id: uuid.UUID, by: str, 
         "UPDATE letters SET printed_at = $3, printed_by = $2 WHERE letter_id = $1 AND printed_at IS NULL",
         letter_id, by, at)
     return status.endswith(" 1")
+
+
+# -- the consent log (append-only: migrations/0005_consent_log.sql) ---------------------------
+
+
+async def consents(conn: asyncpg.Connection, customer_ids: Sequence[str]) -> dict[str, tuple[dict[str, bool], datetime]]:
+    """The consent each contact has now, with the world time of the fact it came from."""
+    rows = await conn.fetch("SELECT customer_id, consent, updated_at FROM contacts WHERE customer_id = ANY($1::text[])",
+                            list(set(customer_ids)))
+    return {r["customer_id"]: (dict(r["consent"] or {}), r["updated_at"]) for r in rows}
+
+
+async def log_consent(conn: asyncpg.Connection, entries: Sequence[dict[str, Any]]) -> None:
+    """Append entries (customer_id, channel, granted, changed_at, changed_by, reason, source,
+    event_id, recorded_at); an event's entries are written once however often it is redelivered."""
+    if not entries:
+        return
+    columns = ("customer_id", "channel", "granted", "changed_at", "changed_by", "reason", "source", "event_id",
+               "recorded_at")
+    await conn.execute(
+        """INSERT INTO consent_log (customer_id, channel, granted, changed_at, changed_by, reason, source, event_id,
+                                    recorded_at)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[], $4::timestamptz[], $5::text[], $6::text[],
+                                $7::text[], $8::uuid[], $9::timestamptz[])
+           ON CONFLICT (event_id, channel) WHERE event_id IS NOT NULL DO NOTHING""",
+        *[[e.get(c) for e in entries] for c in columns])
+
+
+async def consent_history(conn: asyncpg.Connection, customer_id: str, limit: int) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT entry_id, channel, granted, changed_at, changed_by, reason, source, event_id, recorded_at
+           FROM consent_log WHERE customer_id = $1 ORDER BY changed_at, entry_id LIMIT $2""", customer_id, limit)
+    return [dict(r) for r in rows]

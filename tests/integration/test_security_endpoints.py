@@ -123,6 +123,8 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("POST", "/v1/opt-outs"): frozenset({AGENT, SUPERVISOR}),  # a customer's opt-outs, on the phone
         ("GET", "/v1/opt-outs/{customer_id}"): frozenset({AGENT, SUPERVISOR}),
         ("DELETE", "/v1/opt-outs/{customer_id}/{channel}"): frozenset({AGENT, SUPERVISOR}),
+        # who changed which channel of a customer's consent, when and why (issue 19)
+        ("GET", "/v1/consent-log/{customer_id}"): frozenset({AGENT, SUPERVISOR}),
     },
 }
 

@@ -4,6 +4,7 @@ and what the edge refuses (no infrastructure)."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default
 from email.utils import getaddresses
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from services.complaints.api import FileComplaint
 from services.notifier.channels import Address, EmailChannel, Message
 from services.notifier.config import NotifierSettings
+from services.notifier.domain import ConsentFact, consent_changes
 from services.notifier.templating import Templates, clean_sms, clean_text
 from shared.events.upstream import ComplaintFiled, CustomerInfo, PersonName, Reference
 from shared.validation import check_person_name, check_reference
@@ -112,3 +114,25 @@ def test_the_edge_models_refuse_them_with_the_field_named() -> None:
         ref: Reference
 
     assert Both(name=" 王  伟 ", ref="CRM-1").model_dump() == {"name": "王 伟", "ref": "CRM-1"}
+
+
+# -- the consent log's rule (services/notifier/domain.py), issue 19 -------------------------------
+
+def _fact(consent: dict[str, bool], hours: int, customer: str = "C1") -> ConsentFact:
+    return ConsentFact(customer_id=customer, consent=consent, at=datetime(2026, 11, 20, tzinfo=UTC) + timedelta(hours=hours),
+                       by="intake", reason=None, source="CustomerUpdated", event_id=uuid.uuid4())
+
+
+def test_consent_changes_are_per_channel_and_a_plain_registration_logs_nothing() -> None:
+    plain, no_sms = _fact({"sms": True, "email": True, "letter": True}, 0, "C2"), _fact({"sms": False}, 0)
+    both = _fact({"sms": True, "email": False, "letter": False}, 1)
+    changes = consent_changes({}, [plain, no_sms, both])
+    assert [(f.customer_id, ch, granted) for f, ch, granted in changes] == [
+        ("C1", "sms", False), ("C1", "sms", True), ("C1", "email", False), ("C1", "letter", False)]
+
+
+def test_a_late_older_fact_changes_nothing_now_and_is_not_logged() -> None:
+    newer = _fact({"sms": False}, 5)
+    current = {"C1": ({"sms": False, "email": True, "letter": True}, newer.at)}
+    assert consent_changes(current, [_fact({"sms": True}, 2)]) == []
+    assert [(ch, g) for _, ch, g in consent_changes(current, [_fact({"sms": True}, 6)])] == [("sms", True)]
