@@ -598,6 +598,8 @@ def router() -> APIRouter:
     r.include_router(quality_pages.router())
     r.include_router(retention_pages.router())
     r.include_router(supervisor_pages.router())
+    from services.console import measure_pages  # rectification measures and their effect
+    r.include_router(measure_pages.router())
     return r
 
 
