@@ -311,6 +311,9 @@ def router() -> APIRouter:
             item["vehicle"] = vehicles.get(item["vin"]) if item.get("vin") else None
             item["due_from"], item["due_by"] = _moment(item["due_from"]), _moment(item["due_by"])
             item["lateness"] = desk.lateness(item["due_by"], now)
+            # the follow-up service's `mine`: my customer's call, or one a supervisor assigned to me (owners)
+            item["owned"] = item.get("mine") is True
+            item["assigned_to_me"] = item.get("assigned_to") == person.username
             item["mine"] = item.get("claimed_by") == person.username
         return items, None
 
@@ -597,6 +600,8 @@ def router() -> APIRouter:
     r.include_router(feedback_pages.router())
     r.include_router(quality_pages.router())
     r.include_router(retention_pages.router())
+    from services.console import owner_pages  # tracking owners: a supervisor changes them, assigns calls
+    r.include_router(owner_pages.router())
     r.include_router(supervisor_pages.router())
     from services.console import measure_pages  # rectification measures and their effect
     r.include_router(measure_pages.router())
