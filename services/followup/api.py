@@ -15,9 +15,10 @@ from shared.http import Principal, check_moments, check_paging, require, runtime
 from shared.timeutil import add_months
 
 from services.followup import commands as calls
+from services.followup import conversation
 from services.followup import inbound
 from services.followup import owners
-from services.followup import store
+from services.followup import store, weekly
 from services.followup.config import FollowUpRules
 from services.followup.domain import (LOST_REASONS, AtRisk, at_risk, calling_days, in_calling_hours, loyalty_tier,
                                       maintenance_due, queue_order)
@@ -64,19 +65,38 @@ def router() -> APIRouter:
                 now, c["timezone"], rules, calling_days(c["region"], rules, deps.calendars))]
             tiers = await _tiers(conn, list({c["customer_id"] for c in candidates}), now, rules)
             flags = await store.contact_flags_of(conn, tiers)
+            # one conversation per customer: their other follow-ups due in the same days, their claims
+            open_rows = await store.open_followups_of(conn, tiers)
         # the calling agent's own calls first (owners.py), then the queue's order
         ordered = sorted(candidates, key=lambda c: (not owners.mine(who.subject, c["owner"], c["assigned_to"]),
                                                     queue_order(c["due_by"] < now, tiers[c["customer_id"]],
                                                                 c["due_by"], c["priority"])))
-        return {"now": now, "items": [
-            {**{k: c[k] for k in ("followup_id", "kind", "customer_id", "vin", "dealer_id", "region", "campaign_id",
-                                  "complaint_id", "due_from", "due_by", "priority", "attempts", "claimed_by")},
-             "overdue": c["due_by"] < now, "loyalty_tier": tiers[c["customer_id"]],
-             "reason_type": c.get("reason_type"), "contact_flags": flags.get(c["customer_id"], {}),
-             # owners.py: the customer's tracking owner, the agent a supervisor assigned the call to
-             "owner": c["owner"], "assigned_to": c["assigned_to"],
-             "mine": owners.mine(who.subject, c["owner"], c["assigned_to"])}
-            for c in ordered[:limit]]}
+        # a customer another agent is calling (a claim on any of their follow-ups) is not offered
+        ordered = [c for c in ordered
+                   if conversation.held_by_another(open_rows.get(c["customer_id"], []), who.subject, now) is None]
+        talks = conversation.group_queue(ordered, open_rows, now, rules.conversation_days, who.subject)
+
+        owner_of = {c["customer_id"]: c["owner"] for c in candidates}  # owners.py: the customers' owners
+
+        def item(c: dict[str, Any]) -> dict[str, Any]:
+            return {**{k: c.get(k) for k in ("followup_id", "kind", "customer_id", "vin", "dealer_id", "region",
+                                             "campaign_id", "complaint_id", "due_from", "due_by", "priority",
+                                             "attempts", "claimed_by", "reason_type")},
+                    "overdue": c["due_by"] < now, "loyalty_tier": tiers[c["customer_id"]],
+                    "contact_flags": flags.get(c["customer_id"], {}),
+                    # owners.py: the customer's tracking owner, the agent a supervisor assigned the call to
+                    "owner": owner_of.get(c["customer_id"]), "assigned_to": c.get("assigned_to"),
+                    "mine": owners.mine(who.subject, owner_of.get(c["customer_id"]), c.get("assigned_to"))}
+
+        callable_ids = {c["followup_id"] for c in ordered}
+        return {"now": now, "items": [item(c) for c in ordered[:limit]], "conversations": [
+            {"customer_id": t.customer_id, "claimed_by": t.claimed_by, "claim_expires_at": t.claim_expires_at,
+             "call_id": t.call_id, "loyalty_tier": tiers[t.customer_id],
+             "overdue": any(f["due_by"] < now for f in t.followups),
+             # due_now: its window has started (else brought forward); callable_now: not waiting for a retry
+             "followups": [item(f) | {"due_now": f["due_from"] <= now, "callable_now": f["followup_id"] in callable_ids}
+                           for f in t.followups]}
+            for t in talks[:limit]]}
 
     @r.get("/v1/followups", summary="Follow-ups by customer, status or kind")
     async def list_followups(
@@ -137,6 +157,82 @@ def router() -> APIRouter:
             raise _refused(exc) from None
         if recorded["lost_reason"] is not None:  # counted once the call is stored
             metrics.LOST_CUSTOMER_REASONS.labels(recorded["lost_reason"]).inc()
+        return recorded
+
+    @r.get("/v1/customers/{customer_id}/conversation",
+           summary="The customer's conversation: their follow-ups worked on one call, who holds it, their earlier calls")
+    async def get_conversation(request: Request, customer_id: str,
+                               who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
+        """The open follow-ups due in the same days (docs/followup.md "One conversation per
+        customer"), each with its attempts, and the customer's history: earlier calls on any
+        follow-up (talking points, requests, notes) and feedback items not closed yet."""
+        runtime = runtime_of(request)
+        rules = _rules(request)
+        now = runtime.clock.now()
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            rows = (await store.open_followups_of(conn, [customer_id])).get(customer_id, [])
+            talk = conversation.conversation_of(customer_id, rows, now, rules.conversation_days)
+            for f in talk.followups:
+                f["attempts_made"] = await store.attempts_of(conn, f["followup_id"])
+            history = await store.customer_history(conn, customer_id, limit=100)
+            tier = (await _tiers(conn, [customer_id], now, rules))[customer_id]
+            flags = (await store.contact_flags_of(conn, [customer_id])).get(customer_id, {})
+        return {"now": now, "customer_id": customer_id, "claimed_by": talk.claimed_by,
+                "claim_expires_at": talk.claim_expires_at, "call_id": talk.call_id,
+                "conversation_days": rules.conversation_days, "loyalty_tier": tier, "contact_flags": flags,
+                "followups": [_conversation_followup(f, now) for f in talk.followups], **history}
+
+    @r.get("/v1/customers/{customer_id}/calls",
+           summary="The customer's previous calls on every follow-up and their open feedback items")
+    async def customer_calls(request: Request, customer_id: str, limit: int = Query(100, ge=1, le=500),
+                             who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            history = await store.customer_history(conn, customer_id, limit=limit)
+        return {"customer_id": customer_id, **history}
+
+    @r.post("/v1/customers/{customer_id}/conversation/claim",
+            summary="Take all the customer's follow-ups due in the same days to call them once (one claim)")
+    async def claim_conversation(request: Request, customer_id: str,
+                                 who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
+        try:
+            async with runtime_of(request).transaction() as uow:
+                taken = await calls.claim_conversation(uow, customer_id, who.subject,
+                                                       supervisor=who.role == "supervisor")
+        except calls.CallRefused as exc:
+            raise _refused(exc) from None
+        return taken | {"followups": [{k: f[k] for k in ("followup_id", "kind", "due_from", "due_by")}
+                                      for f in taken["followups"]]}
+
+    @r.post("/v1/customers/{customer_id}/conversation/release",
+            summary="Give the customer's claimed follow-ups back to the queue")
+    async def release_conversation(request: Request, customer_id: str,
+                                   who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
+        try:
+            async with runtime_of(request).transaction() as uow:
+                released = await calls.release_conversation(uow, customer_id, who.subject,
+                                                            supervisor=who.role == "supervisor")
+        except calls.CallRefused as exc:
+            raise _refused(exc) from None
+        return {"customer_id": customer_id, "released": released}
+
+    @r.post("/v1/customers/{customer_id}/calls", status_code=201,
+            summary="Record one call to the customer with each follow-up's outcome (the conversation's record)")
+    async def record_call(request: Request, customer_id: str, body: calls.ConversationCallIn,
+                          who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
+        """Each follow-up gets its attempt (FollowUpAttemptRecorded, and FollowUpCompleted when it
+        completes, each with the call's `call_id`); every follow-up of the claim needs an outcome;
+        a refused outcome stores nothing."""
+        try:
+            async with runtime_of(request).transaction() as uow:
+                recorded = await calls.record_call(uow, customer_id, who.subject, body)
+        except calls.CallRefused as exc:
+            raise _refused(exc) from None
+        for f in recorded["followups"]:  # counted once the call is stored
+            if f["lost_reason"] is not None:
+                metrics.LOST_CUSTOMER_REASONS.labels(f["lost_reason"]).inc()
         return recorded
 
     @r.post("/v1/inbound-calls", status_code=201,
@@ -252,6 +348,20 @@ def router() -> APIRouter:
                                      "on Mondays for the week before)")
         return report
 
+    @r.get("/v1/reports/return-visits", summary="Return visits due and reached, satisfaction and dissatisfied "
+                                                  "customers in a period (the weekly report's headline, any period)")
+    async def return_visits(request: Request, since: datetime = Query(alias="from"),
+                            until: datetime = Query(alias="to"),
+                            who: Principal = require("supervisor", "ops")) -> dict[str, Any]:
+        check_moments(**{"from": since, "to": until})
+        if since >= until:
+            raise HTTPException(422, f"from ({since.isoformat()}) must be before to ({until.isoformat()})")
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            figures = await weekly.headline(conn, since, until, _rules(request).satisfied_score)
+        return figures | {"from": since, "to": until}
+
     return r
 
 
@@ -270,6 +380,13 @@ def _at_risk(row: dict[str, Any], now: datetime, rules: FollowUpRules) -> AtRisk
         due.append(maintenance_due(last_visit, v["last_mileage_km"], moment(v["next_service_due_at"]),
                                    v["next_service_due_km"], history, rules).estimated_due_at)
     return at_risk(row["customer_id"], row["last_contact_at"], list(row["visits"] or []), due, now, rules)
+
+
+def _conversation_followup(f: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {**{k: f[k] for k in ("followup_id", "kind", "vin", "dealer_id", "region", "campaign_id", "complaint_id",
+                                 "due_from", "due_by", "priority", "attempts", "status", "next_attempt_at",
+                                 "claimed_by", "reason_type")},
+            "overdue": f["due_by"] < now, "due_now": f["due_from"] <= now, "attempts_made": f["attempts_made"]}
 
 
 def figures_with_rates(f: dict[str, Any]) -> dict[str, Any]:

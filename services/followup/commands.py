@@ -5,6 +5,7 @@ second visit, and the events)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -16,7 +17,7 @@ from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
 from shared.http import Moment
 from shared.uow import UnitOfWork
 
-from services.followup import feedback_items, owners, store
+from services.followup import conversation, feedback_items, owners, store
 from services.followup.domain import (LOST_REASONS, NewFollowUp, after_attempt, calling_days, followup_id,
                                       is_satisfied, second_visit_window)
 from services.followup.handlers import schedule
@@ -89,7 +90,14 @@ class _Cause:
     correlation_id: Any
 
 
-def _holder_message(f: dict[str, Any]) -> str:
+def _customer_held_message(f: Mapping[str, Any]) -> str:
+    until = f["claim_expires_at"].astimezone().strftime("%H:%M")
+    return (f"customer {f['customer_id']} is being called by {f['claimed_by']} (claim held until {until}, "
+            f"follow-up {f['followup_id']}): one agent calls a customer at a time; take another customer from "
+            "the queue, or ask a supervisor to release it")
+
+
+def _holder_message(f: Mapping[str, Any]) -> str:
     until = f["claim_expires_at"].astimezone().strftime("%H:%M") if f["claim_expires_at"] else "?"
     return (f"follow-up {f['followup_id']} is being called by {f['claimed_by']} (claim held until {until}); "
             "take another one from the queue, or ask a supervisor to release it")
@@ -106,6 +114,11 @@ async def claim(uow: Uow, followup_id_: str, agent: str, *, supervisor: bool) ->
     until = now + timedelta(minutes=uow.deps.rules.claim_minutes)
     if (refusal := owners.claim_refusal(f, agent, now, supervisor=supervisor)) is not None:
         raise CallRefused(409, refusal)  # assigned by a supervisor to another agent, not overdue yet
+    if not supervisor:  # one agent per customer: another's claim on any of their follow-ups holds them all
+        others = await store.open_followups_of(uow.conn, [f["customer_id"]])
+        held = conversation.held_by_another(others.get(f["customer_id"], []), agent, now)
+        if held is not None:
+            raise CallRefused(409, _customer_held_message(held))
     taken = await store.claim(uow.conn, followup_id_, agent, now, until, force=supervisor)
     if taken is None:
         raise CallRefused(409, _holder_message(f))
@@ -121,7 +134,9 @@ async def release(uow: Uow, followup_id_: str, agent: str, *, supervisor: bool) 
     await store.release(uow.conn, followup_id_)
 
 
-async def record_attempt(uow: Uow, followup_id_: str, agent: str, body: AttemptIn) -> dict[str, Any]:
+async def record_attempt(uow: Uow, followup_id_: str, agent: str, body: AttemptIn,
+                         call_id: str | None = None) -> dict[str, Any]:
+    """One follow-up's attempt; `call_id`: the conversation's call it was recorded on."""
     r = uow.deps.rules
     now = uow.now()
     f = await store.get_followup(uow.conn, followup_id_, lock=True)
@@ -131,6 +146,11 @@ async def record_attempt(uow: Uow, followup_id_: str, agent: str, body: AttemptI
         raise CallRefused(409, f"follow-up {followup_id_} is already {f['status']} ({f['outcome'] or 'no outcome'})")
     if f["claimed_by"] not in (None, agent) and f["claim_expires_at"] and f["claim_expires_at"] > now:
         raise CallRefused(409, _holder_message(f))
+    if call_id is None:  # recorded alone: not while another agent holds the customer
+        others = await store.open_followups_of(uow.conn, [f["customer_id"]])
+        held = conversation.held_by_another(others.get(f["customer_id"], []), agent, now)
+        if held is not None:
+            raise CallRefused(409, _customer_held_message(held))
     if body.call_back_at is not None and body.call_back_at <= now:
         raise CallRefused(422, f"call_back_at {body.call_back_at.isoformat()} is not in the future")
     if f["kind"] in ("complaint_confirmation", "feedback_confirmation") and body.outcome == "reached" \
@@ -160,13 +180,14 @@ async def record_attempt(uow: Uow, followup_id_: str, agent: str, body: AttemptI
         "product_issue": body.product_issue.model_dump() if body.product_issue else None,
         "complaint_ref": ",".join(c["complaint_ref"] for c in complaints) or None,
         "region": f["region"], "dealer_id": f["dealer_id"],
-        "lost_reason": body.lost_reason, "lost_reason_note": body.lost_reason_note,
+        "lost_reason": body.lost_reason, "lost_reason_note": body.lost_reason_note, "call_id": call_id,
     })
     uow.publish("FollowUpAttemptRecorded", {
         "followup_id": followup_id_, "kind": f["kind"], "customer_id": f["customer_id"], "attempt_no": attempt_no,
         "agent_id": agent, "outcome": body.outcome, "attempted_at": now, "call_back_at": body.call_back_at,
         "satisfaction": body.satisfaction, "talking_points": body.talking_points, "requests": body.requests,
         "notes": body.notes, "lost_reason": body.lost_reason, "lost_reason_note": body.lost_reason_note,
+        "call_id": call_id,
     }, cause=cause, occurred_at=now, discriminator=attempt_no)
     for complaint in complaints:
         uow.publish("ComplaintFiled", complaint, cause=cause, occurred_at=now, discriminator=complaint["complaint_ref"])
@@ -174,7 +195,7 @@ async def record_attempt(uow: Uow, followup_id_: str, agent: str, body: AttemptI
     completed = None
     if decision.completes_as is not None:
         completed = {"outcome": decision.completes_as, "satisfaction": body.satisfaction, "satisfied": satisfied,
-                     "at": now, "agent_id": agent, "lost_reason": body.lost_reason}
+                     "at": now, "agent_id": agent, "lost_reason": body.lost_reason, "call_id": call_id}
         await _complete(uow, f, completed, attempt_no, cause, body)
         await feedback_items.after_confirmation(uow, f, agent, decision.completes_as, satisfied)
     item = None
@@ -229,6 +250,7 @@ async def _complete(uow: Uow, f: dict[str, Any], completed: dict[str, Any], atte
         "dealer_id": f["dealer_id"], "region": f["region"],
         "booked_at": body.booked_at if completed["outcome"] == "reached" else None,
         "lost_reason": body.lost_reason, "lost_reason_note": body.lost_reason_note,
+        "call_id": completed.get("call_id"),
     }, cause=cause, occurred_at=now)
     if completed["outcome"] == "reached":
         categories = list(body.categories)
@@ -259,3 +281,105 @@ async def _complete(uow: Uow, f: dict[str, Any], completed: dict[str, Any], atte
             priority=r.priority_second_visit, timezone=f["timezone"], under_warranty=f["under_warranty"],
             mileage_km=f["mileage_km"], event_at=now,
         ))])
+
+
+# -- one conversation per customer (services/followup/conversation.py) ----------------------------
+
+
+class FollowUpOutcomeIn(AttemptIn):
+    """One follow-up's outcome on a conversation's call."""
+
+    followup_id: str = Field(min_length=1, max_length=100)
+
+
+class ConversationCallIn(BaseModel):
+    """The call to the customer, recorded once with each follow-up's outcome."""
+
+    call_id: str | None = Field(None, max_length=100, description="the claim's call id (from the claim); "
+                                                                    "the same id is never recorded twice")
+    outcomes: list[FollowUpOutcomeIn] = Field(min_length=1, max_length=20)
+
+
+async def claim_conversation(uow: Uow, customer_id: str, agent: str, *, supervisor: bool) -> dict[str, Any]:
+    """Claim all the follow-ups of the customer's conversation under one call id (renewing one's
+    own claim keeps its id)."""
+    now = uow.now()
+    rows = (await store.open_followups_of(uow.conn, [customer_id], lock=True)).get(customer_id, [])
+    talk = conversation.conversation_of(customer_id, rows, now, uow.deps.rules.conversation_days)
+    if not talk.followups:
+        raise CallRefused(404, f"customer {customer_id!r} has no follow-up to call in the next "
+                               f"{uow.deps.rules.conversation_days} days")
+    held = conversation.held_by_another(rows, agent, now)
+    if held is not None and not supervisor:
+        raise CallRefused(409, _customer_held_message(held))
+    for f in talk.followups:  # a call a supervisor assigned to another agent, not overdue yet
+        if (refusal := owners.claim_refusal(f, agent, now, supervisor=supervisor)) is not None:
+            raise CallRefused(409, refusal)
+    call_id = talk.call_id if talk.claimed_by == agent and talk.call_id else str(uuid.uuid4())
+    until = now + timedelta(minutes=uow.deps.rules.claim_minutes)
+    claimed = await store.claim_all(uow.conn, talk.followup_ids, agent, until, call_id)
+    order = {fid: i for i, fid in enumerate(talk.followup_ids)}
+    claimed.sort(key=lambda f: order[f["followup_id"]])
+    return {"customer_id": customer_id, "call_id": call_id, "claimed_by": agent, "claim_expires_at": until,
+            "followups": claimed}
+
+
+async def release_conversation(uow: Uow, customer_id: str, agent: str, *, supervisor: bool) -> list[str]:
+    """Give the customer's follow-ups back to the queue (those claimed by this agent; all of
+    them for a supervisor)."""
+    now = uow.now()
+    rows = (await store.open_followups_of(uow.conn, [customer_id], lock=True)).get(customer_id, [])
+    held = conversation.held_by_another(rows, agent, now)
+    if held is not None and not supervisor:
+        raise CallRefused(409, _customer_held_message(held))
+    ids = [f["followup_id"] for f in rows if f["claimed_by"] is not None]
+    await store.release_all(uow.conn, ids)
+    return ids
+
+
+async def record_call(uow: Uow, customer_id: str, agent: str, body: ConversationCallIn) -> dict[str, Any]:
+    """The customer's call, once: each follow-up's attempt (its own events, with the call id),
+    the call's record; every follow-up the agent claimed together needs its outcome. One
+    transaction: a refused outcome stores nothing."""
+    now = uow.now()
+    given = [o.followup_id for o in body.outcomes]
+    twice = conversation.duplicates(given)
+    if twice:
+        raise CallRefused(422, f"follow-up {', '.join(twice)} has two outcomes on one call; give one each")
+    rows = (await store.open_followups_of(uow.conn, [customer_id], lock=True)).get(customer_id, [])
+    open_ids = {f["followup_id"] for f in rows}
+    for fid in given:
+        if fid not in open_ids:
+            f = await store.get_followup(uow.conn, fid)
+            if f is None or f["customer_id"] != customer_id:
+                raise CallRefused(422, f"follow-up {fid!r} is not one of customer {customer_id}'s follow-ups")
+            raise CallRefused(409, f"follow-up {fid} is already {f['status']} ({f['outcome'] or 'no outcome'})")
+    held = conversation.held_by_another(rows, agent, now)
+    if held is not None:
+        raise CallRefused(409, _customer_held_message(held))
+    mine = [f for f in rows if f["claimed_by"] == agent and f["claim_expires_at"] and f["claim_expires_at"] > now]
+    claim_ids = {f["call_id"] for f in mine if f["call_id"]}
+    if body.call_id is not None and claim_ids and body.call_id not in claim_ids:
+        raise CallRefused(409, f"call {body.call_id} is not the call you hold on customer {customer_id} "
+                               f"({', '.join(sorted(claim_ids))}); claim the conversation again")
+    call_id = body.call_id or (sorted(claim_ids)[0] if claim_ids else str(uuid.uuid4()))
+    if await store.conversation_call(uow.conn, call_id) is not None:
+        raise CallRefused(409, f"call {call_id} is recorded already")
+    missing = conversation.missing_outcomes([f["followup_id"] for f in mine if f["call_id"] == call_id], given)
+    if missing:
+        kinds = {f["followup_id"]: f["kind"] for f in rows}
+        raise CallRefused(422, "every follow-up claimed on this call needs its outcome; missing: "
+                               + ", ".join(f"{fid} ({kinds[fid].replace('_', ' ')})" for fid in missing))
+    results = [await record_attempt(uow, o.followup_id, agent, o, call_id=call_id) for o in body.outcomes]
+    if not await store.record_conversation_call(uow.conn, {
+            "call_id": call_id, "customer_id": customer_id, "agent_id": agent, "called_at": now,
+            "followup_ids": given, "outcomes": {r["followup_id"]: r["outcome"] for r in results}}):
+        raise CallRefused(409, f"call {call_id} is recorded already")
+    # what was claimed with it and not on the record (none: checked above) goes back to the pool
+    leftover = [f["followup_id"] for f in mine if f["followup_id"] not in given]
+    if leftover:
+        await store.release_all(uow.conn, leftover)
+    for r in results:
+        r.pop("events", None)
+    return {"call_id": call_id, "customer_id": customer_id, "agent_id": agent, "called_at": now,
+            "followups": results, "events": [e.event_type for e in uow.published]}

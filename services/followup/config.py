@@ -69,6 +69,10 @@ class FollowUpRules(BaseSettings):
     late_timer_settle_minutes: int = Field(10, ge=0)
     # an agent's claim on a follow-up lasts this long unless renewed
     claim_minutes: int = Field(15, ge=1)
+    # one conversation per customer (services/followup/conversation.py): the customer's open
+    # follow-ups whose call window has started or starts within this many days are worked in one
+    # call, with one claim and one record (0: only those due now)
+    conversation_days: int = Field(3, ge=0, le=30)
     # satisfaction: a score of 4 or 5 of 5 counts as satisfied
     satisfied_score: int = Field(4, ge=1, le=5)
     # loyalty: visits in the last 24 months and feedback

@@ -400,7 +400,8 @@ async def release(conn: asyncpg.Connection, followup_id: str) -> None:
 async def record_attempt(conn: asyncpg.Connection, a: dict[str, Any]) -> None:
     columns = ("attempt_id", "followup_id", "customer_id", "kind", "attempt_no", "agent_id", "attempted_at", "outcome",
                "call_back_at", "satisfaction", "satisfied", "talking_points", "requests", "notes", "categories",
-               "complaint", "product_issue", "complaint_ref", "region", "dealer_id", "lost_reason", "lost_reason_note")
+               "complaint", "product_issue", "complaint_ref", "region", "dealer_id", "lost_reason", "lost_reason_note",
+               "call_id")
     await conn.execute(
         f"INSERT INTO call_attempts ({', '.join(columns)}) VALUES ({', '.join(f'${i}' for i in range(1, len(columns) + 1))})",
         *[a.get(c) for c in columns],
@@ -687,3 +688,67 @@ async def save_weekly_report(conn: asyncpg.Connection, week: str, at: datetime, 
 async def weekly_report(conn: asyncpg.Connection, week: str) -> dict[str, Any] | None:
     row = await conn.fetchrow("SELECT * FROM weekly_reports WHERE week = $1", week)
     return dict(row) if row else None
+
+
+# -- one conversation per customer (services/followup/conversation.py) ----------------------------
+
+
+async def open_followups_of(conn: asyncpg.Connection, customer_ids: Iterable[str], *,
+                            lock: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """The customers' open follow-ups (scheduled or due), by customer; `lock`: FOR UPDATE, in
+    follow-up id order (two agents claiming one customer wait for each other, never deadlock)."""
+    rows = await conn.fetch(
+        f"""SELECT * FROM followups WHERE customer_id = ANY($1::text[]) AND status IN ('scheduled', 'due')
+             ORDER BY followup_id{' FOR UPDATE' if lock else ''}""", list(set(customer_ids)))
+    found: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        found.setdefault(r["customer_id"], []).append(dict(r))
+    return found
+
+
+async def claim_all(conn: asyncpg.Connection, followup_ids: list[str], agent: str, until: datetime,
+                    call_id: str) -> list[dict[str, Any]]:
+    """One claim on all these follow-ups (already locked and checked by the caller)."""
+    rows = await conn.fetch(
+        """UPDATE followups SET claimed_by = $2, claim_expires_at = $3, call_id = $4
+            WHERE followup_id = ANY($1::text[]) AND status IN ('scheduled', 'due') RETURNING *""",
+        followup_ids, agent, until, call_id)
+    return [dict(r) for r in rows]
+
+
+async def release_all(conn: asyncpg.Connection, followup_ids: list[str]) -> None:
+    await conn.execute(
+        "UPDATE followups SET claimed_by = NULL, claim_expires_at = NULL, call_id = NULL "
+        "WHERE followup_id = ANY($1::text[])", followup_ids)
+
+
+async def record_conversation_call(conn: asyncpg.Connection, call: dict[str, Any]) -> bool:
+    """The call, once; False when this call id is recorded already."""
+    status = await conn.execute(
+        """INSERT INTO conversation_calls (call_id, customer_id, agent_id, called_at, followup_ids, outcomes)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
+        call["call_id"], call["customer_id"], call["agent_id"], call["called_at"], call["followup_ids"],
+        call["outcomes"])
+    return status.endswith(" 1")
+
+
+async def conversation_call(conn: asyncpg.Connection, call_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow("SELECT * FROM conversation_calls WHERE call_id = $1", call_id)
+    return dict(row) if row else None
+
+
+async def customer_history(conn: asyncpg.Connection, customer_id: str, limit: int) -> dict[str, Any]:
+    """What the customer was told and asked on earlier calls (every follow-up, newest first), the
+    calls' records, and their feedback items not closed yet."""
+    attempts = await conn.fetch(
+        """SELECT a.attempt_id, a.followup_id, a.kind, a.attempt_no, a.agent_id, a.attempted_at, a.outcome,
+                  a.call_back_at, a.satisfaction, a.satisfied, a.talking_points, a.requests, a.notes, a.categories,
+                  a.complaint_ref, a.lost_reason, a.lost_reason_note, a.call_id, f.campaign_id, f.vin
+             FROM call_attempts a LEFT JOIN followups f ON f.followup_id = a.followup_id
+            WHERE a.customer_id = $1 ORDER BY a.attempted_at DESC, a.attempt_id LIMIT $2""", customer_id, limit)
+    items = await conn.fetch(
+        """SELECT item_id, followup_id, state, reasons, satisfaction, requests, category, department, serious,
+                  complaint_ref, opened_at, due_at, owner, solution, answered_at
+             FROM feedback_items WHERE customer_id = $1 AND state <> 'closed' ORDER BY opened_at DESC""",
+        customer_id)
+    return {"calls": [dict(r) for r in attempts], "open_feedback_items": [dict(r) for r in items]}

@@ -382,6 +382,9 @@ class FollowUpAttemptRecorded(Data, kw_only=True):
     # A lost-customer call that reached the customer: why they stopped coming, and in their words.
     lost_reason: LostReason | None = None
     lost_reason_note: str | None = None
+    # One conversation per customer: the call this attempt was recorded on, shared by the customer's
+    # follow-ups worked on it (None: the follow-up was called alone).
+    call_id: str | None = None
 
 
 class FollowUpCompleted(Data, kw_only=True):
@@ -404,6 +407,8 @@ class FollowUpCompleted(Data, kw_only=True):
     # A lost-customer call that reached the customer: why they stopped coming, and in their words.
     lost_reason: LostReason | None = None
     lost_reason_note: str | None = None
+    # The conversation's call that completed it (FollowUpAttemptRecorded.call_id), when worked together.
+    call_id: str | None = None
 
 
 class FeedbackRecorded(Data, kw_only=True):

@@ -65,11 +65,18 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("POST", "/v1/followups/{followup_id}/claim"): frozenset({AGENT, SUPERVISOR}),
         ("POST", "/v1/followups/{followup_id}/release"): frozenset({AGENT, SUPERVISOR}),
         ("POST", "/v1/followups/{followup_id}/attempts"): frozenset({AGENT, SUPERVISOR}),
+        # one conversation per customer: the calling staff claim, record and read it
+        ("GET", "/v1/customers/{customer_id}/conversation"): frozenset({AGENT, SUPERVISOR}),
+        ("GET", "/v1/customers/{customer_id}/calls"): frozenset({AGENT, SUPERVISOR}),
+        ("POST", "/v1/customers/{customer_id}/conversation/claim"): frozenset({AGENT, SUPERVISOR}),
+        ("POST", "/v1/customers/{customer_id}/conversation/release"): frozenset({AGENT, SUPERVISOR}),
+        ("POST", "/v1/customers/{customer_id}/calls"): frozenset({AGENT, SUPERVISOR}),
         ("POST", "/v1/inbound-calls"): frozenset({AGENT, SUPERVISOR}),  # the calls customers make
         ("GET", "/v1/register/calls"): frozenset({AGENT, SUPERVISOR, OPS}),  # the registers: read by ops too
         ("GET", "/v1/register/letters"): frozenset({AGENT, SUPERVISOR, OPS}),
         ("GET", "/v1/kpis"): frozenset({SUPERVISOR, OPS}),  # the supervisors' figures
         ("GET", "/v1/reports/weekly"): frozenset({SUPERVISOR, OPS}),
+        ("GET", "/v1/reports/return-visits"): frozenset({SUPERVISOR, OPS}),  # the weekly headline, any period
         ("GET", "/v1/feedback-items"): frozenset({AGENT, SUPERVISOR}),  # an agent's own, a supervisor's all
         ("GET", "/v1/feedback-items/figures"): frozenset({SUPERVISOR, OPS}),
         ("GET", "/v1/reports/lost-reasons"): frozenset({SUPERVISOR, OPS}),  # counts, no names
