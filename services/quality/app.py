@@ -24,6 +24,7 @@ async def _deps(runtime: ServiceRuntime[QualityDeps], overrides: Mapping[str, An
     """The rules (overridable), and the baseline rates and monitoring policy they name."""
     rules: QualityRules = overrides.get("rules") or QualityRules()
     deps = QualityDeps(rules=rules, rates=load_baseline_rates(rules.baseline_rates_file), policy=rules.policy())
+    rules.early_warning()  # a budget split or factor that does not add up stops the service here, with the reason
     return replace(deps, **{name: value for name, value in overrides.items() if name != "rules"})
 
 

@@ -52,10 +52,19 @@ class QualityRules(BaseSettings):
     # levels set month by month by exact recursion), one such test per failure mode against
     # the mode's baseline share (all the excess in that mode), and the sequential test; the
     # rest is left to the burst rule (its false alarms are measured, not bounded).
-    likelihood_ratio_shift: float = Field(3.0, gt=1)
-    likelihood_ratio_share: float = Field(0.6, ge=0, le=1)
-    failure_mode_share: float = Field(0.35, ge=0, le=1)
-    sequential_share: float = Field(0.05, gt=0, le=1)
+    # These and the months' factors live in the `early_warning` section of the baseline table
+    # (baseline_rates.yaml, beside the rates and the failure-mode shares); an environment
+    # variable, when set, overrides the table; neither: the EarlyWarning defaults.
+    likelihood_ratio_shift: float | None = Field(None, gt=1)
+    likelihood_ratio_share: float | None = Field(None, ge=0, le=1)
+    failure_mode_share: float | None = Field(None, ge=0, le=1)
+    sequential_share: float | None = Field(None, gt=0, le=1)
+    # The category shift the per-mode tests are tuned to (each mode's own shift follows from it).
+    failure_mode_test_shift: float | None = Field(None, gt=1)
+    # The likelihood-ratio tests' budget in a batch's month 0 and in its later months, as a
+    # factor on their share (measured on the union of the tests, docs §3a).
+    first_month_factor: float | None = Field(None, ge=1)
+    later_month_factor: float | None = Field(None, ge=1)
     # A category's failure-mode shares are estimated from its counted reports once there are
     # this many (before that: `failure_modes` of the baseline table; none there: no per-mode test).
     failure_mode_estimate_min_reports: int = Field(200, ge=1)
@@ -103,12 +112,52 @@ class QualityRules(BaseSettings):
         )
 
     def early_warning(self) -> EarlyWarning:
-        """The likelihood-ratio tests of batch cells and their share of the budget."""
-        return EarlyWarning(shift=self.likelihood_ratio_shift, likelihood_ratio_share=self.likelihood_ratio_share,
-                            failure_mode_share=self.failure_mode_share, sequential_share=self.sequential_share,
-                            mode_shares=load_failure_mode_shares(self.baseline_rates_file),
-                            mode_estimate_min_reports=self.failure_mode_estimate_min_reports,
-                            burst_gate=self.burst_gate_probability)
+        """The likelihood-ratio tests of batch cells and their share of the budget: the
+        `early_warning` section of the baseline table, each setting overridden by its
+        environment variable when that is set. A split or factor that does not add up stops the
+        service at start with the file and the reason."""
+        path = self.baseline_rates_file
+        table = _read_table(path)
+        chosen: dict[str, float] = dict(table.early_warning.model_dump(exclude_none=True)) if table.early_warning \
+            else {}
+        for setting, name in _EARLY_WARNING_SETTINGS.items():
+            value = getattr(self, setting)
+            if value is not None:
+                chosen[name] = value
+        try:
+            return EarlyWarning(**chosen, mode_shares=_mode_shares(table),
+                                mode_estimate_min_reports=self.failure_mode_estimate_min_reports,
+                                burst_gate=self.burst_gate_probability)
+        except ValueError as exc:
+            raise ValueError(f"{path} (early_warning) with AFTERSALES_QUALITY_* overrides {sorted(chosen)}: {exc}") \
+                from exc
+
+
+# QualityRules setting -> EarlyWarning field (and key of the table's `early_warning` section).
+_EARLY_WARNING_SETTINGS = {
+    "likelihood_ratio_shift": "shift",
+    "likelihood_ratio_share": "likelihood_ratio_share",
+    "failure_mode_share": "failure_mode_share",
+    "sequential_share": "sequential_share",
+    "failure_mode_test_shift": "mode_test_shift",
+    "first_month_factor": "first_month_factor",
+    "later_month_factor": "later_month_factor",
+}
+
+
+class _EarlyWarningTable(BaseModel):
+    """The `early_warning` section of the baseline table: the split of a batch cell's monthly
+    budget and the factors on it (docs/quality-early-warning.md §3a, §7)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shift: float | None = Field(None, gt=1)
+    likelihood_ratio_share: float | None = Field(None, ge=0, le=1)
+    failure_mode_share: float | None = Field(None, ge=0, le=1)
+    sequential_share: float | None = Field(None, gt=0, le=1)
+    mode_test_shift: float | None = Field(None, gt=1)
+    first_month_factor: float | None = Field(None, ge=1)
+    later_month_factor: float | None = Field(None, ge=1)
 
 
 class _RateTable(BaseModel):
@@ -119,6 +168,8 @@ class _RateTable(BaseModel):
     categories: dict[str, float] = Field(default_factory=dict)
     # Baseline share of each failure mode's reports, by category (normalised on load).
     failure_modes: dict[str, dict[str, float]] = Field(default_factory=dict)
+    # The split of a batch cell's budget between its tests and the months' factors.
+    early_warning: _EarlyWarningTable | None = None
 
     @field_validator("failure_modes")
     @classmethod
@@ -137,23 +188,27 @@ class _RateTable(BaseModel):
         return value
 
 
-def load_baseline_rates(path: Path) -> BaselineRates:
-    """Read the baseline table; a malformed file stops the service at start with the reason."""
+def _read_table(path: Path) -> _RateTable:
     try:
-        table = _RateTable.model_validate(yaml.safe_load(path.read_text()))
+        return _RateTable.model_validate(yaml.safe_load(path.read_text()))
     except Exception as exc:
         raise ValueError(f"{path}: not a valid baseline-rate table: {exc}") from exc
+
+
+def load_baseline_rates(path: Path) -> BaselineRates:
+    """Read the baseline table; a malformed file stops the service at start with the reason."""
+    table = _read_table(path)
     return BaselineRates(default=table.default, by_category=dict(table.categories), unit_month_days=table.unit_month_days)
+
+
+def _mode_shares(table: _RateTable) -> dict[str, dict[str, float]]:
+    return {c: {m: v / sum(modes.values()) for m, v in modes.items()} for c, modes in table.failure_modes.items()
+            if modes}
 
 
 def load_failure_mode_shares(path: Path) -> dict[str, dict[str, float]]:
     """The `failure_modes` of the baseline table, each category's shares normalised to 1."""
-    try:
-        table = _RateTable.model_validate(yaml.safe_load(path.read_text()))
-    except Exception as exc:
-        raise ValueError(f"{path}: not a valid baseline-rate table: {exc}") from exc
-    return {c: {m: v / sum(modes.values()) for m, v in modes.items()} for c, modes in table.failure_modes.items()
-            if modes}
+    return _mode_shares(_read_table(path))
 
 
 @dataclass(frozen=True)

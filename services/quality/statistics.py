@@ -415,13 +415,14 @@ class Calibration:
 
 @lru_cache(maxsize=4096)
 def calibrate_likelihood_ratio(window: float, shift: float, alpha: float, min_reports: int = 3,
-                               months: int = LR_MONTHS, later: float = 1.0) -> Calibration:
+                               months: int = LR_MONTHS, later: float = 1.0, first: float = 1.0) -> Calibration:
     """The lowest level per month that keeps each month's (and each straddling window's)
-    first-crossing probability of a problem-free cell within alpha (months 1 and later:
-    alpha x `later`, for a test that shares the budget with others whose alarms overlap, as
-    measured on their union), by the exact recursion."""
-    if not 0 < alpha < 1 or not 0 < alpha * later < 1:
-        raise ValueError(f"alpha (and alpha x later) must lie strictly between 0 and 1, got {alpha} and {later}")
+    first-crossing probability of a problem-free cell within alpha (month 0: alpha x `first`,
+    months 1 and later: alpha x `later`, for a test that shares the budget with others whose
+    alarms overlap, as measured on their union), by the exact recursion."""
+    if not 0 < alpha < 1 or not 0 < alpha * later < 1 or not 0 < alpha * first < 1:
+        raise ValueError(f"alpha (and alpha x later, alpha x first) must lie strictly between 0 and 1, got {alpha}, "
+                         f"{later} and {first}")
     if window <= 0 or shift <= 1:
         raise ValueError(f"need a positive window and a shift above 1, got {window} and {shift}")
     c = shift - 1.0
@@ -433,13 +434,13 @@ def calibrate_likelihood_ratio(window: float, shift: float, alpha: float, min_re
     budget = alpha
     for m in range(months):
         lo_e, mid_e, hi_e = m * window, (m + 0.5) * window, (m + 1) * window
-        budget = alpha if m == 0 else alpha * later
+        budget = alpha * first if m == 0 else alpha * later
 
-        def risk(level: float, state: np.ndarray = alive, before: float = carried, first: bool = m == 0,
+        def risk(level: float, state: np.ndarray = alive, before: float = carried, opening: bool = m == 0,
                  lo: float = lo_e, mid: float = mid_e, hi: float = hi_e) -> tuple[float, float]:
             half, early = advance_not_crossed(state, lo, mid, level, shift, min_reports)
             _, late = advance_not_crossed(half, mid, hi, level, shift, min_reports)
-            return early + late, (0.0 if first else before + early)
+            return early + late, (0.0 if opening else before + early)
 
         low = -c * hi_e - 1.0  # the boundary sits at min_reports throughout the month
         if max(risk(low)) <= budget:
@@ -467,6 +468,6 @@ def calibrate_likelihood_ratio(window: float, shift: float, alpha: float, min_re
 
 
 def likelihood_ratio_calibration(window: float, shift: float, alpha: float, min_reports: int = 3,
-                                 later: float = 1.0) -> Calibration:
+                                 later: float = 1.0, first: float = 1.0) -> Calibration:
     """The calibration for a cell expecting `window` reports in a month's window, on the grid."""
-    return calibrate_likelihood_ratio(window_grid(window), shift, alpha, min_reports, later=later)
+    return calibrate_likelihood_ratio(window_grid(window), shift, alpha, min_reports, later=later, first=first)

@@ -1,30 +1,34 @@
 """Quality v2 (issue 20): the likelihood-ratio tests that run on batch cells beside the
 sequential test, pure code (docs/quality-early-warning.md §3a).
 
-On a batch cell the monthly budget alpha is split three ways:
+On a batch cell the monthly budget alpha is split three ways (the `early_warning` section of
+baseline_rates.yaml; defaults 70 / 28 / 2 %):
 
 - `likelihood_ratio_share` to a likelihood-ratio test tuned to the shift that matters
   (3x by default) on the cell's count, with its level set month by month by the exact
   recursion of statistics.calibrate_likelihood_ratio;
 - `failure_mode_share` to one such test per failure mode of the category, each against the
   mode's own baseline share p (expectation p L) and tuned to the mode's shift when all the
-  excess is of that mode, (p + shift - 1) / p (statistics.mode_shift), the share split
+  excess is of that mode, (p + k - 1) / p (statistics.mode_shift) for the category shift
+  k = `mode_test_shift` (5x by default: a one-mode excess is found on few reports anyway, and
+  tuned nearer 5x its boundary is lower where a 5x batch's reports pile up), the share split
   evenly over the category's modes;
 - `sequential_share` to the sequential test of issue 6 (statistics.sequential_critical_count),
   which stays for 2x and for shifts that start late;
-- the rest is left to the burst rule (7 same-mode reports in 30 days, no baseline). It
-  applies only to batches whose baseline makes that many reports of *any* mode in the window
-  rare (P(X >= 7 | the batch's expected reports in 30 days) <= `burst_gate`, 1e-3 by
-  default: batches expecting up to about 1.2 reports a month); on larger batches a burst of 7
+- the burst rule (7 same-mode reports in 30 days, no baseline) beside them. It applies only
+  to batches whose baseline makes that many reports of *any* mode in the window rare
+  (P(X >= 7 | the batch's expected reports in 30 days) <= `burst_gate`, 1e-3 by default:
+  batches expecting up to about 1.2 reports a month); on larger batches a burst of 7
   same-mode reports happens by chance (0.4 % of their cell-months ungated) and the per-mode
   tests, which know the mode's baseline, take its place.
 
-In a batch's month 0 the statistical tests of a problem-free cell alarm with probability at
-most the sum of their shares of alpha. From month 1 on the likelihood-ratio tests run at
-`later_month_factor` (1.3) x their share: their alarms overlap there, and the union of all the
-tests, measured by simulation, spends 0.68 to 0.91 % of a 1 % budget per month with it (0.5 to
-0.8 % without; docs/quality-early-warning.md §6, tests/unit/test_quality_v2.py). Supplier x
-model cells keep the sequential test at the whole budget.
+The likelihood-ratio tests run at `first_month_factor` (1.1) x their share in a batch's month
+0 and `later_month_factor` (1.2) x their share from month 1 on: their alarms overlap little and
+integer counts leave part of each share unspent, so the union of all the tests, measured by
+simulation, spends 0.77 to 0.91 % of a 1 % budget in month 0 at factor 1 and 0.77 to 1.01 %
+with 1.1, and 0.71 to 0.92 % in months 1 to 5 with 1.2 (docs/quality-early-warning.md §3a,
+tests/unit/test_quality_v2.py). Supplier x model cells keep the sequential test at the whole
+budget.
 """
 
 from __future__ import annotations
@@ -42,9 +46,9 @@ class EarlyWarning:
     """The split of a batch cell's budget and the shift its likelihood-ratio tests are tuned to."""
 
     shift: float = 3.0
-    likelihood_ratio_share: float = 0.6
-    failure_mode_share: float = 0.35
-    sequential_share: float = 0.05
+    likelihood_ratio_share: float = 0.70
+    failure_mode_share: float = 0.28
+    sequential_share: float = 0.02
     # Baseline failure-mode shares by category (baseline_rates.yaml `failure_modes`), used
     # until a category has `mode_estimate_min_reports` counted reports; then the shares are
     # estimated from them (a mode seen in fewer than `mode_share_floor` of them counts at the floor).
@@ -54,20 +58,34 @@ class EarlyWarning:
     burst_gate: float = 1e-3
     # The likelihood-ratio tests' budget in months 1 and later is their share x this factor:
     # their alarms overlap there (each test's level is held by a different straddling window),
-    # so the union spends 0.5 to 0.8 % of a 1 % budget at factor 1 and at most about 1 % at
-    # 1.3 (simulation, docs/quality-early-warning.md §6). Month 0 keeps factor 1 (0.85 %).
-    later_month_factor: float = 1.3
+    # so the union spends 0.71 to 0.92 % of a 1 % budget at 1.2 with the shares above
+    # (simulation, docs/quality-early-warning.md §3a; at 1.3 a month reached 1.09 %).
+    later_month_factor: float = 1.2
+    # The likelihood-ratio tests' budget in a batch's month 0 is their share x this factor:
+    # their union there spends 0.77 to 0.91 % of a 1 % budget at factor 1 (integer counts,
+    # little overlap) and 0.77 to 1.01 % at 1.1 (simulation, docs §3a).
+    first_month_factor: float = 1.1
+    # The category shift the per-mode tests are tuned to (each mode's own shift is
+    # statistics.mode_shift(share, this)); None: `shift`. Tuned nearer 5x than the category
+    # test: a one-mode excess is found in few reports anyway, and the 5x batches need it sooner.
+    mode_test_shift: float | None = 5.0
 
     def __post_init__(self) -> None:
         if self.shift <= 1:
             raise ValueError(f"the shift the likelihood-ratio tests are tuned to must exceed 1, got {self.shift}")
+        if self.mode_test_shift is not None and self.mode_test_shift <= 1:
+            raise ValueError(f"the shift the per-mode tests are tuned to must exceed 1, got {self.mode_test_shift}")
         shares = (self.likelihood_ratio_share, self.failure_mode_share, self.sequential_share)
-        if not 1 <= self.later_month_factor < 1 / max(shares):
-            raise ValueError(f"the later months' factor must be >= 1 and keep each share below 1, got "
-                             f"{self.later_month_factor}")
+        for name, factor in (("later months'", self.later_month_factor), ("first month's", self.first_month_factor)):
+            if not 1 <= factor < 1 / max(shares):
+                raise ValueError(f"the {name} factor must be >= 1 and keep each share times it below 1, got {factor}")
         if min(shares) < 0 or sum(shares) > 1 or self.sequential_share <= 0:
             raise ValueError("the shares of the budget (likelihood ratio, failure modes, sequential) must be >= 0, "
                              f"the sequential one > 0, and sum to at most 1; got {shares}")
+
+    @property
+    def mode_shift_tuned(self) -> float:
+        return self.mode_test_shift or self.shift
 
     def shares_for(self, category: str, counts: Mapping[str, int] | None = None) -> dict[str, float]:
         """The baseline share of each failure mode of `category`: estimated from `counts` (the
@@ -95,7 +113,7 @@ class LrCrossing:
 
 
 def first_crossing(times: Sequence[float], expected_at: Sequence[float], window_at: Sequence[float], shift: float,
-                   alpha: float, min_reports: int, later: float = 1.0) -> int | None:
+                   alpha: float, min_reports: int, later: float = 1.0, first: float = 1.0) -> int | None:
     """The index of the first report whose count (index + 1) reaches the calibrated
     likelihood-ratio boundary at its expectation; None if none does. `expected_at` and
     `window_at` are the expectation since monitoring started and the window's expected reports
@@ -104,7 +122,8 @@ def first_crossing(times: Sequence[float], expected_at: Sequence[float], window_
         count = index + 1
         if count < min_reports or window <= 0:
             continue
-        if count >= likelihood_ratio_calibration(window, shift, alpha, min_reports, later).critical_count(expected):
+        cal = likelihood_ratio_calibration(window, shift, alpha, min_reports, later, first)
+        if count >= cal.critical_count(expected):
             return index
     return None
 
@@ -119,10 +138,10 @@ def likelihood_ratio_crossings(
     found: list[LrCrossing] = []
     if warning.likelihood_ratio_share > 0:
         a = alpha * warning.likelihood_ratio_share
-        f = warning.later_month_factor
-        index = first_crossing(times, expected_at, window_at, warning.shift, a, min_reports, f)
+        f, f0 = warning.later_month_factor, warning.first_month_factor
+        index = first_crossing(times, expected_at, window_at, warning.shift, a, min_reports, f, f0)
         if index is not None:
-            cal = likelihood_ratio_calibration(window_at[index], warning.shift, a, min_reports, f)
+            cal = likelihood_ratio_calibration(window_at[index], warning.shift, a, min_reports, f, f0)
             found.append(LrCrossing("likelihood_ratio", None, times[index], index + 1, expected_at[index],
                                     cal.critical_count(expected_at[index]), warning.shift, a))
     if warning.failure_mode_share > 0 and shares:
@@ -131,13 +150,13 @@ def likelihood_ratio_crossings(
             picks = [i for i, m in enumerate(modes) if m == mode]
             if len(picks) < min_reports:
                 continue
-            k = mode_shift(share, warning.shift)
+            k = mode_shift(share, warning.mode_shift_tuned)
             exp_m = [expected_at[i] * share for i in picks]
             win_m = [window_at[i] * share for i in picks]
-            index = first_crossing([times[i] for i in picks], exp_m, win_m, k, a, min_reports,
-                                   warning.later_month_factor)
+            f, f0 = warning.later_month_factor, warning.first_month_factor
+            index = first_crossing([times[i] for i in picks], exp_m, win_m, k, a, min_reports, f, f0)
             if index is not None:
-                cal = likelihood_ratio_calibration(win_m[index], k, a, min_reports, warning.later_month_factor)
+                cal = likelihood_ratio_calibration(win_m[index], k, a, min_reports, f, f0)
                 found.append(LrCrossing("failure_mode", mode, times[picks[index]], index + 1, exp_m[index],
                                         cal.critical_count(exp_m[index]), k, a))
     return sorted(found, key=lambda c: (c.at, c.test, c.failure_mode or ""))

@@ -4,6 +4,7 @@ tests and their budget, checked by the exact recursion and by simulation."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,10 +20,10 @@ from services.quality.warning import EarlyWarning, likelihood_ratio_crossings
 
 
 def _simulated_first_crossing_months(window: float, shift: float, alpha: float, months: int, runs: int,
-                                     seed: int, share: float = 1.0) -> np.ndarray:
+                                     seed: int, share: float = 1.0, first: float = 1.0) -> np.ndarray:
     """First-crossing month of a problem-free (unit-rate) count against the calibrated boundary,
     report by report: months counted in windows of `window` expected reports (-1: none)."""
-    cal = calibrate_likelihood_ratio(window, shift, alpha)
+    cal = calibrate_likelihood_ratio(window, shift, alpha, first=first)
     rng = np.random.default_rng(seed)
     horizon = months * window
     crossed = np.full(runs, -1)
@@ -171,14 +172,15 @@ def test_the_burst_rule_applies_only_where_its_count_is_rare_under_the_baseline(
     assert burst_applies(EarlyWarning(burst_gate=1.0), 50.0, 7)  # a gate of 1: always
 
 
-def _joint_first_alarm_months(window: float, alpha: float, months: int, runs: int, seed: int) -> np.ndarray:
+def _joint_first_alarm_months(window: float, alpha: float, months: int, runs: int, seed: int,
+                              warning: EarlyWarning | None = None) -> np.ndarray:
     """First-alarm month of a problem-free batch cell (constant units, unit-rate reports in
     operational time, modes 40/30/20/10 %) under the union of its tests as the service runs
     them: warning.likelihood_ratio_crossings (3x test and per-mode tests, each at its share)
     and the sequential test at its share (statistics.sequential_p_value <= its alpha). -1: none."""
     from services.quality.statistics import sequential_p_value
 
-    warning = EarlyWarning()
+    warning = warning or EarlyWarning()
     shares = {"a": 0.4, "b": 0.3, "c": 0.2, "d": 0.1}
     names = list(shares)
     rng = np.random.default_rng(seed)
@@ -217,6 +219,45 @@ def test_the_later_months_factor_raises_each_months_exact_budget_but_not_month_0
         EarlyWarning(later_month_factor=0.9)
 
 
+def test_the_first_month_factor_raises_month_0s_exact_budget_and_simulation_agrees() -> None:
+    # Month 0 at alpha x first (exact), the later months as before; the boundary of month 0
+    # is lower or equal, and a simulation of the boundary agrees with the exact figure.
+    plain = calibrate_likelihood_ratio(2.0, 3.0, 0.007, 3, 6, later=1.2)
+    wider = calibrate_likelihood_ratio(2.0, 3.0, 0.007, 3, 6, later=1.2, first=1.1)
+    assert wider.month_probability[0] <= 0.007 * 1.1 + 1e-12
+    assert wider.month_probability[0] >= plain.month_probability[0]
+    assert wider.levels[0] <= plain.levels[0]
+    for m in range(1, 6):
+        assert max(wider.month_probability[m], wider.straddle_probability[m]) <= 0.007 * 1.2 + 1e-12
+    big = calibrate_likelihood_ratio(window_grid(1.5), 3.0, 0.04, first=1.2)
+    assert big.month_probability[0] <= 0.048 + 1e-12 and big.month_probability[0] > 0.04
+    runs = 20_000
+    crossed = _simulated_first_crossing_months(window_grid(1.5), 3.0, 0.04, 1, runs, seed=31, first=1.2)
+    simulated, exact = float((crossed == 0).mean()), big.month_probability[0]
+    assert abs(simulated - exact) <= 4.5 * math.sqrt(exact / runs), (simulated, exact)
+    with pytest.raises(ValueError):
+        EarlyWarning(first_month_factor=0.95)
+    with pytest.raises(ValueError):  # 0.7 x 1.5 would exceed the whole budget
+        EarlyWarning(first_month_factor=1.5)
+    with pytest.raises(ValueError):
+        EarlyWarning(mode_test_shift=1.0)
+
+
+def test_the_mode_tests_tuned_nearer_5x_alarm_on_fewer_reports_early_and_pay_for_it_later() -> None:
+    # A mode of 20 % in a batch expecting 4 reports a month (0.8 of this mode): tuned to a 3x
+    # category shift the mode's test is tuned to 11x, to 5x it is 21x. At the same budget the
+    # 21x boundary is lower at the first expectations (a 5x one-mode excess piles up there:
+    # 3 reports instead of 4 at 0.1 expected) and higher later (the price, in slower shifts).
+    alpha = 0.01 * 0.28 / 4
+    at3 = likelihood_ratio_calibration(0.8, mode_shift(0.2, 3.0), alpha)
+    at5 = likelihood_ratio_calibration(0.8, mode_shift(0.2, 5.0), alpha)
+    assert at5.critical_count(0.1) == 3 < at3.critical_count(0.1) == 4
+    assert all(at5.critical_count(x) <= at3.critical_count(x) for x in (0.05, 0.1, 0.2))
+    assert at5.critical_count(0.8) > at3.critical_count(0.8)
+    warning = EarlyWarning()
+    assert warning.mode_shift_tuned == 5.0 and EarlyWarning(mode_test_shift=None).mode_shift_tuned == warning.shift
+
+
 def test_the_joint_false_alarm_probability_of_a_batch_cell_per_month_is_within_the_budget_and_close_to_it() -> None:
     # The union of the batch cell's tests (3x LR, per-mode LR, sequential; their shares sum to
     # the budget, the LR tests' at later_month_factor x their share from month 1 on) in each of
@@ -230,3 +271,65 @@ def test_the_joint_false_alarm_probability_of_a_batch_cell_per_month_is_within_t
     per_month = [float((months == m).mean()) for m in range(3)]
     assert all(0.6 * alpha <= p <= alpha + tolerance for p in per_month), per_month
     assert sum(per_month) / 3 >= 0.75 * alpha, per_month
+
+
+@pytest.mark.parametrize(("window", "floor"), [(0.5, 0.3), (8.0, 0.7)])
+def test_month_0_of_a_batch_cell_spends_the_budget_with_the_first_month_factor_and_not_more(window: float,
+                                                                                            floor: float) -> None:
+    # Month 0 is where the 5x one-mode and the spread 3x batches are decided. With every test
+    # at its plain share their union spends 0.77 % (W = 0.5) to 0.91 % (W = 8) of a 1 % budget
+    # (integer counts, little overlap); first_month_factor 1.1 on the likelihood-ratio tests
+    # brings it to 0.77 % and 1.01 % (30,000 cells each, docs/quality-early-warning.md §3a).
+    # Seeded simulation, 10,000 cells: within the budget plus two standard errors, and the
+    # factor spends at least what the plain shares spend on the same cells (a small batch needs
+    # its 3 reports first: it spends less of the budget).
+    alpha, runs = 0.01, 10_000
+    with_factor = _joint_first_alarm_months(window, alpha, 1, runs, seed=41)
+    plain = _joint_first_alarm_months(window, alpha, 1, runs, seed=41, warning=EarlyWarning(first_month_factor=1.0))
+    tolerance = 2 * math.sqrt(alpha * (1 - alpha) / runs)
+    p, p0 = float((with_factor == 0).mean()), float((plain == 0).mean())
+    assert p <= alpha + tolerance, (p, p0)
+    assert p >= p0 and p >= floor * alpha, (p, p0)
+
+
+def _table(tmp_path: Path, early_warning: str) -> Path:
+    from services.quality.config import HERE
+
+    text = (HERE / "baseline_rates.yaml").read_text()
+    path = tmp_path / "rates.yaml"
+    path.write_text(text[:text.index("early_warning:")] + early_warning)
+    return path
+
+
+def test_the_budget_split_and_the_months_factors_are_read_beside_the_rates(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.quality.config import QualityRules
+
+    shipped = QualityRules().early_warning()
+    assert (shipped.likelihood_ratio_share, shipped.failure_mode_share, shipped.sequential_share) == (0.7, 0.28, 0.02)
+    assert (shipped.first_month_factor, shipped.later_month_factor, shipped.mode_shift_tuned) == (1.1, 1.2, 5.0)
+    path = _table(tmp_path, "early_warning:\n  likelihood_ratio_share: 0.6\n  failure_mode_share: 0.35\n"
+                            "  sequential_share: 0.05\n  later_month_factor: 1.3\n")
+    read = QualityRules(baseline_rates_file=path).early_warning()
+    assert (read.likelihood_ratio_share, read.failure_mode_share, read.sequential_share) == (0.6, 0.35, 0.05)
+    assert read.later_month_factor == 1.3 and read.first_month_factor == 1.1  # not in the table: the default
+    # An environment variable overrides the table.
+    monkeypatch.setenv("AFTERSALES_QUALITY_LATER_MONTH_FACTOR", "1.1")
+    assert QualityRules(baseline_rates_file=path).early_warning().later_month_factor == 1.1
+
+
+@pytest.mark.parametrize(("section", "says"), [
+    ("early_warning:\n  likelihood_ratio_share: 0.8\n  failure_mode_share: 0.3\n", "sum to at most 1"),
+    ("early_warning:\n  later_month_factor: 0.9\n", "later_month_factor"),
+    ("early_warning:\n  first_month_factor: 1.5\n", "first month's factor"),
+    ("early_warning:\n  later_factor: 1.2\n", "later_factor"),
+    ("early_warning:\n  mode_test_shift: 1\n", "mode_test_shift"),
+])
+def test_a_budget_split_that_does_not_add_up_stops_the_service_with_the_file_and_the_rule(
+        tmp_path: Path, section: str, says: str) -> None:
+    from services.quality.config import QualityRules
+
+    path = _table(tmp_path, section)
+    with pytest.raises(ValueError) as refused:
+        QualityRules(baseline_rates_file=path).early_warning()
+    assert str(path) in str(refused.value) and says in str(refused.value), str(refused.value)

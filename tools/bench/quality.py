@@ -148,9 +148,10 @@ def sequential_alarm(count: np.ndarray, expected: np.ndarray, window: np.ndarray
 
 
 def lr_alarm(count: np.ndarray, expected: np.ndarray, window: np.ndarray, tables: dict[tuple[float, float], dict[int,
-             np.ndarray]], shift: float, alpha: float, min_reports: int, later: float = 1.0) -> np.ndarray:
+             np.ndarray]], shift: float, alpha: float, min_reports: int, later: float = 1.0,
+             first: float = 1.0) -> np.ndarray:
     """The calibrated likelihood-ratio boundary (statistics.Calibration.critical_count) on arrays."""
-    rows = tables.setdefault((shift, alpha, later), {})
+    rows = tables.setdefault((shift, alpha, later, first), {})
     alarm = np.zeros(count.shape, dtype=bool)
     live = (window > 0) & (count >= min_reports)
     if not live.any():
@@ -160,7 +161,7 @@ def lr_alarm(count: np.ndarray, expected: np.ndarray, window: np.ndarray, tables
     for g in np.unique(grid[live]):
         if int(g) not in rows:
             rows[int(g)] = np.array(calibrate_likelihood_ratio(2.0 ** (int(g) / 8), shift, alpha, min_reports,
-                                                                later=later).levels)
+                                                                later=later, first=first).levels)
         mask = live & (grid == g)
         w = 2.0 ** (int(g) / 8)
         month = np.minimum((expected[mask] / w).astype(np.int64), LR_MONTHS - 1)
@@ -215,13 +216,13 @@ def alarms(detector: str, sim: Sim, since: np.ndarray, kind: str, setup: Setup,
         w = setup.warning
         if w.likelihood_ratio_share > 0:
             alarm |= lr_alarm(count, expected, window, tables, w.shift, a * w.likelihood_ratio_share,
-                              setup.min_reports, w.later_month_factor)
+                              setup.min_reports, w.later_month_factor, w.first_month_factor)
         if w.failure_mode_share > 0:
             per_mode = a * w.failure_mode_share / len(MODE_SHARES)
             for j, share in enumerate(MODE_SHARES):
                 alarm |= lr_alarm(mode_count[:, :, j], expected * share, window * share, tables,
-                                  mode_shift(share, w.shift), per_mode, setup.min_reports,
-                                  w.later_month_factor) & (by_mode[:, :, j] > 0)
+                                  mode_shift(share, w.mode_shift_tuned), per_mode, setup.min_reports,
+                                  w.later_month_factor, w.first_month_factor) & (by_mode[:, :, j] > 0)
     alarm &= new_report & active
     if kind == "batch" and setup.burst_reports:
         burst = burst_alarm(sim.daily, since, setup.burst_reports, setup.burst_window_days)
@@ -469,8 +470,9 @@ def print_result(result: BenchResult, vehicles: int, sales_months: int, horizon_
         f"[bold]quality early warning[/bold]: {vehicles:,} vehicles sold over {sales_months} months, observed "
         f"{horizon_months} months; {null_fleets} null fleets, {batches:,} shifted batches per shift size and kind "
         f"(seed {seed}); alpha {setup.alpha:.2%} per cell per month; configured batch cells: {w.shift:g}x LR "
-        f"{w.likelihood_ratio_share:.0%}, per-mode LR {w.failure_mode_share:.0%}, sequential {w.sequential_share:.0%} "
-        f"of it, burst rule {setup.burst_reports} same-mode reports in {setup.burst_window_days} d; min "
+        f"{w.likelihood_ratio_share:.0%}, per-mode LR {w.failure_mode_share:.0%} (tuned to {w.mode_shift_tuned:g}x), "
+        f"sequential {w.sequential_share:.0%} of it, LR tests x{w.first_month_factor:g} in month 0 and "
+        f"x{w.later_month_factor:g} later, burst rule {setup.burst_reports} same-mode reports in {setup.burst_window_days} d; min "
         f"{setup.min_reports} reports"
     )
     fa = Table(title="False alarms per cell-month (null fleets; ok = the 95% upper bound within the limit; "
