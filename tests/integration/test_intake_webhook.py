@@ -114,7 +114,8 @@ async def test_a_good_batch_with_one_bad_event_accepts_the_others_and_reports_th
     body = orjson.dumps(events)
     async with api(stack["intake"], "producer") as client:
         first = await client.post("/v1/events", content=body, headers=_signed(body))
-        again = await client.post("/v1/events", content=body, headers=_signed(body))
+        # sent again, signed anew (the identical signed request again is a replay: test_security_webhook.py)
+        again = await client.post("/v1/events", content=body, headers=_signed(body, at=time.time() - 30))
     assert first.status_code == 200, first.text
     report = first.json()
     assert (report["accepted"], report["duplicate"], report["rejected"]) == (2, 0, 1)
