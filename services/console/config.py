@@ -18,6 +18,10 @@ class ConsoleRules(BaseSettings):
     # Sign-in: after this many wrong passwords in a row the account is locked for a while.
     lock_after_failures: int = Field(5, ge=1)
     lock_minutes: float = Field(30, gt=0)
+    # ...and one computer (client address) gets this many failed sign-ins in the window, whichever
+    # accounts it tries, before it waits (429 with Retry-After): password spraying across accounts.
+    signin_failures_per_client: int = Field(10, ge=1)
+    signin_failure_window_minutes: float = Field(15, gt=0)
     session_hours: float = Field(10, gt=0)  # a working day and a bit; then sign in again
     # The person's token for one call to a service (DESIGN.md section 11: at most 15 minutes).
     token_minutes: float = Field(5, gt=0, le=15)

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from shared.db import acquire
 from shared.http import runtime_of
+from shared.ratelimit import FailureLimiter, client_address
 from shared.runtime import ServiceRuntime
 
 from services.console import accounts, desk, store
@@ -182,6 +183,23 @@ async def audit(request: Request, person: Person, action: str, *, customer_id: s
                           customer_id=customer_id, subject=subject, detail=detail)
 
 
+def _signin_failures(request: Request) -> FailureLimiter:
+    """Failed sign-ins per client address (this process's count; on the console's clock)."""
+    limiter: FailureLimiter | None = getattr(request.app.state, "signin_failures", None)
+    if limiter is None:
+        r = rules(request)
+        limiter = request.app.state.signin_failures = FailureLimiter(
+            r.signin_failures_per_client, timedelta(minutes=r.signin_failure_window_minutes))
+    return limiter
+
+
+def _too_many_sign_ins(request: Request, wait: int, token: str, next_page: str) -> HTMLResponse:
+    response = render(request, "sign_in.html", None, status=429, signin_token=token, next=next_page,
+                      error="too_many", minutes=str(max(1, -(-wait // 60))))
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
 def _safe_next(target: str | None) -> str:
     """Only a path on this console (never another host) after signing in."""
     if not target or not target.startswith("/") or target.startswith("//"):
@@ -231,6 +249,12 @@ def router() -> APIRouter:
         next_page = _safe_next(values.get("next"))
         runtime = runtime_of(request)
         assert runtime.pool is not None
+        limiter = _signin_failures(request)
+        client = client_address(request.scope.get("client"), request.headers.get("x-forwarded-for"),
+                                runtime.settings.trust_forwarded_for)
+        wait = limiter.retry_after(client, runtime.clock.now())
+        if wait is not None:
+            return _too_many_sign_ins(request, wait, expected, next_page)
         now = wall_now()
         async with acquire(runtime.pool) as conn, conn.transaction():
             account = await store.account(conn, username, lock=True)
@@ -248,6 +272,9 @@ def router() -> APIRouter:
                 await store.audit(conn, at=runtime.clock.now(), username=username, role=account.role, action=action,
                                   detail={"failed_attempts": outcome.failed_attempts})
         if outcome is None or not outcome.ok:
+            wait = limiter.failed(client, runtime.clock.now())
+            if wait is not None:
+                return _too_many_sign_ins(request, wait, expected, next_page)
             error = "locked" if outcome is not None and outcome.locked else "wrong"
             return RedirectResponse(f"/sign-in?error={error}&next={quote(next_page)}", status_code=303)
         assert account is not None
@@ -603,6 +630,8 @@ def router() -> APIRouter:
     from services.console import owner_pages  # tracking owners: a supervisor changes them, assigns calls
     r.include_router(owner_pages.router())
     r.include_router(supervisor_pages.router())
+    from services.console import scorecard_pages  # dealer scorecards, receipts searched and summarised
+    r.include_router(scorecard_pages.router())
     from services.console import measure_pages  # rectification measures and their effect
     r.include_router(measure_pages.router())
     return r
