@@ -45,3 +45,24 @@ def script(kind: str, locale: str) -> list[str]:
     """The talking points for this kind of call, in the reader's language."""
     scripts = _scripts().get(kind) or {}
     return list(scripts.get(locale) or scripts.get("zh-CN") or [])
+
+
+def conversation_rows(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The queue as the desk lists it: one row per customer conversation (the follow-up service's
+    `conversations`: the customer's follow-ups due in the same days, worked on one call), each row
+    the conversation's first follow-up with all of them under `followups`. A queue without
+    conversations is one row per follow-up."""
+    talks = answer.get("conversations")
+    if talks is None:
+        return [item | {"followups": [item]} for item in answer["items"]]
+    return [t["followups"][0] | {"followups": t["followups"], "claimed_by": t["claimed_by"],
+                                 "call_id": t.get("call_id"), "overdue": t["overdue"]}
+            for t in talks if t["followups"]]
+
+
+def call_url(row: dict[str, Any]) -> str:
+    """Where a row's call is made: the conversation's page when it has several follow-ups."""
+    from urllib.parse import quote
+    if len(row.get("followups") or [row]) > 1:
+        return f"/desk/customers/{quote(row['customer_id'], safe='')}/call"
+    return f"/desk/calls/{quote(row['followup_id'], safe='')}"

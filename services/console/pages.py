@@ -326,12 +326,14 @@ def router() -> APIRouter:
                                                   params={"limit": rules(request).queue_size})
         except ServiceError as exc:
             return [], exc.message
-        items = desk.desk_order(answer["items"], person.username)
+        # one row per customer conversation (their follow-ups due in the same days: one call)
+        items = desk.desk_order(desk.conversation_rows(answer), person.username)
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
             customers = await store.customers_brief(conn, [i["customer_id"] for i in items])
-            vehicles = await store.vehicles_brief(conn, [i["vin"] for i in items if i.get("vin")])
+            vehicles = await store.vehicles_brief(conn, [f["vin"] for i in items for f in i["followups"]
+                                                         if f.get("vin")])
         now = runtime.clock.now()
         for item in items:
             item["customer"] = customers.get(item["customer_id"])
@@ -339,17 +341,21 @@ def router() -> APIRouter:
             item["due_from"], item["due_by"] = _moment(item["due_from"]), _moment(item["due_by"])
             item["lateness"] = desk.lateness(item["due_by"], now)
             # the follow-up service's `mine`: my customer's call, or one a supervisor assigned to me (owners)
-            item["owned"] = item.get("mine") is True
-            item["assigned_to_me"] = item.get("assigned_to") == person.username
+            item["owned"] = any(f.get("mine") is True for f in item["followups"])
+            item["assigned_to_me"] = any(f.get("assigned_to") == person.username for f in item["followups"])
             item["mine"] = item.get("claimed_by") == person.username
+            item["call_url"] = desk.call_url(item)
+            for f in item["followups"]:
+                f["due_from"], f["due_by"] = _moment(f["due_from"]), _moment(f["due_by"])
         return items, None
 
     @r.get("/desk")
-    async def desk_page(request: Request, done: str | None = None,
+    async def desk_page(request: Request, done: str | None = None, error: str | None = None,
                         person: Person = Depends(role(*DESK))) -> HTMLResponse:
         items, problem = await queue_view(request, person)
         template = "_queue.html" if request.headers.get("HX-Request") else "desk.html"
-        return render(request, template, person, items=items, problem=problem, done=done)
+        # `error`: why a conversation could not be claimed (the service's words, e.g. who is calling)
+        return render(request, template, person, items=items, problem=problem, done=done, error=(error or "")[:300])
 
     @r.post("/desk/calls/{followup_id}/claim")
     async def claim(request: Request, followup_id: str, person: Person = Depends(role(*DESK))) -> Response:
@@ -459,8 +465,18 @@ def router() -> APIRouter:
         """The next call opens after saving: the first of the queue that can be claimed."""
         items, problem = await queue_view(request, person)
         for item in items:
-            if item["followup_id"] == after:
+            if item["followup_id"] == after or after in {f["followup_id"] for f in item["followups"]}:
                 continue
+            if len(item["followups"]) > 1:  # the customer's conversation: one claim for all of it
+                try:
+                    await services(request).call(
+                        person, "POST", "followup", f"/v1/customers/{quote(item['customer_id'], safe='')}"
+                                                    "/conversation/claim")
+                except ServiceError:
+                    continue
+                await audit(request, person, "claim_call", customer_id=item["customer_id"],
+                            subject=item["customer_id"], followups=[f["followup_id"] for f in item["followups"]])
+                return RedirectResponse(f"{item['call_url']}?saved=1", status_code=303)
             try:
                 await services(request).call(person, "POST", "followup",
                                              f"/v1/followups/{quote(item['followup_id'])}/claim")
@@ -627,6 +643,8 @@ def router() -> APIRouter:
     r.include_router(feedback_pages.router())
     r.include_router(quality_pages.router())
     r.include_router(retention_pages.router())
+    from services.console import conversation_pages  # one call per customer conversation
+    r.include_router(conversation_pages.router())
     from services.console import owner_pages  # tracking owners: a supervisor changes them, assigns calls
     r.include_router(owner_pages.router())
     r.include_router(supervisor_pages.router())
