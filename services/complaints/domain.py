@@ -252,6 +252,7 @@ class Case:
             "description": filing.description, "filed_at": filing.filed_at,
             "ack_due_at": figures.current.ack_due_at, "resolve_due_at": figures.current.resolve_due_at,
             "part_category": k.part_category, "followup_id": filing.followup_id, "handler": handler,
+            "dealer_id": filing.dealer_id, "region": filing.region,
         })
         if k.category == "product_quality" and k.part_category:
             case.outgoing.append(Outgoing("PartDefectReported", c.ComplaintPartDefectReported(

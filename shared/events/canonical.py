@@ -542,6 +542,9 @@ class ComplaintOpened(ComplaintEvent, kw_only=True):
     part_category: str | None = None
     followup_id: str | None = None
     handler: str | None = None  # who the department's new cases go to (directory.yaml); told by e-mail
+    # The vehicle's dealer and region as the filing named them (the figures and scorecards by dealer).
+    dealer_id: str | None = None
+    region: str | None = None
 
 
 class ComplaintAssigned(ComplaintEvent, kw_only=True):
