@@ -52,7 +52,7 @@ Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_l
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Text = Annotated[str, StringConstraints(max_length=4000)]
 # printed to customers (SMS, mail headers): only the characters such values hold (shared.validation)
-PersonName = Annotated[str, AfterValidator(check_person_name)]
+PersonName = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(check_person_name)]
 Reference = Annotated[str, AfterValidator(check_reference)]
 Vin = Annotated[str, AfterValidator(normalize_vin)]
 Phone = Annotated[str, AfterValidator(normalize_phone)]
