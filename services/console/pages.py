@@ -648,6 +648,8 @@ def router() -> APIRouter:
     from services.console import owner_pages  # tracking owners: a supervisor changes them, assigns calls
     r.include_router(owner_pages.router())
     r.include_router(supervisor_pages.router())
+    from services.console import report_pages  # the weekly return-visit report, the monthly work summary
+    r.include_router(report_pages.router())
     from services.console import scorecard_pages  # dealer scorecards, receipts searched and summarised
     r.include_router(scorecard_pages.router())
     from services.console import measure_pages  # rectification measures and their effect
