@@ -89,6 +89,7 @@ def router() -> APIRouter:
             item["opened_at"] = _moment(item["opened_at"])
         return render(request, "conversation.html", person, status=status, talk=talk, customer=customer, story=story,
                       error=error, detail=detail, typed=typed or {}, lost_reasons=LOST_REASONS,
+                      open_items=talk["open_feedback_items"],
                       mine=talk["claimed_by"] == person.username)
 
     @r.get("/desk/customers/{customer_id}/call")
@@ -152,3 +153,18 @@ def router() -> APIRouter:
         return RedirectResponse("/desk?done=call", status_code=303)
 
     return r
+
+
+async def open_concerns(request: Request, person: Person, customer_id: str) -> list[dict[str, Any]]:
+    """The customer's feedback items not closed yet (for any call page); none when the follow-up
+    service cannot say (the page still opens)."""
+    try:
+        history = await services(request).call(person, "GET", "followup",
+                                                f"/v1/customers/{quote(customer_id, safe='')}/calls",
+                                                params={"limit": 1})
+    except ServiceError:
+        return []
+    items: list[dict[str, Any]] = history["open_feedback_items"]
+    for item in items:
+        item["opened_at"] = _moment(item["opened_at"])
+    return items

@@ -319,6 +319,8 @@ def router() -> APIRouter:
         set_cookie(request, response, LOCALE_COOKIE, chosen, max_age=365 * 86400)
         return response
 
+    from services.console import conversation_pages  # one call per customer conversation
+
     # -- the desk -------------------------------------------------------------------------------
     async def queue_view(request: Request, person: Person) -> tuple[list[dict[str, Any]], str | None]:
         try:
@@ -403,6 +405,7 @@ def router() -> APIRouter:
             previous = await store.previous_calls(conn, followup["customer_id"])
         await audit(request, person, "read_customer", customer_id=followup["customer_id"], subject=followup_id,
                     page="call")
+        open_items = await conversation_pages.open_concerns(request, person, followup["customer_id"])
         locale = locale_of(request, person)
         lines = [line.replace("{dealer}", followup.get("dealer_id") or "").replace("{campaign}",
                                                                                   followup.get("campaign_id") or "")
@@ -410,7 +413,7 @@ def router() -> APIRouter:
         return render(request, "call.html", person, status=status, followup=followup, customer=customer,
                       story=story, previous=previous, script=lines, error=error, detail=detail, typed=kept or {},
                       categories=COMPLAINT_CATEGORIES, severities=SEVERITIES, inbound_kinds=INBOUND_KINDS,
-                      lost_reasons=LOST_REASONS,
+                      lost_reasons=LOST_REASONS, open_items=open_items,
                       lateness=desk.lateness(_moment(followup["due_by"]), runtime.clock.now()),
                       mine=followup.get("claimed_by") == person.username)
 
@@ -643,7 +646,6 @@ def router() -> APIRouter:
     r.include_router(feedback_pages.router())
     r.include_router(quality_pages.router())
     r.include_router(retention_pages.router())
-    from services.console import conversation_pages  # one call per customer conversation
     r.include_router(conversation_pages.router())
     from services.console import owner_pages  # tracking owners: a supervisor changes them, assigns calls
     r.include_router(owner_pages.router())

@@ -102,21 +102,36 @@ async def test_an_agent_works_three_follow_ups_of_one_customer_in_one_call(world
     await parts["first_visit"].get_by_label("谈话要点: 提车后首次回访").fill("异响已解决，很满意")
     await parts["maintenance_reminder"].get_by_label("谈话要点: 保养提醒").fill("下周二来店保养")
     await parts["campaign_call"].get_by_role("radio", name="未接通").check()  # the line dropped before it
+    await page.get_by_label("客户需求", exact=True).fill("希望周末也能预约保养")
     await journey.check("conversation-call")
     await page.get_by_role("button", name="保存本次通话").click()
     await expect(page.get_by_role("status")).to_contain_text("已保存：本次通话已记录")
     await journey.check("desk-after-the-call")
+
+    # The campaign call again after its retry time: called alone now, its page shows the open concern.
+    world.clock.set(NOW + timedelta(hours=4, minutes=20))
+    await page.goto(f"{world.url}/desk")
+    row = page.locator("table.queue tbody tr", has_text="李明")
+    await expect(row).to_contain_text("活动邀请")
+    await expect(row).not_to_contain_text("一次通话处理")
+    await row.get_by_role("button", name="领取并拨打").click()
+    await expect(page.locator("#open-items")).to_contain_text("希望周末也能预约保养")
+    await expect(page.locator("#open-items")).to_contain_text("wang.fang")
+    await journey.check("single-call-open-concern")
     await page.close()
 
     async with api(world.stack["followup"], "agent") as reader:
         details = {kind: (await reader.get(f"/v1/followups/{fid}")).json() for kind, fid in ids.items()}
     assert details["first_visit"]["status"] == "completed" and details["first_visit"]["satisfaction"] == 5
     assert details["maintenance_reminder"]["status"] == "completed"
-    assert details["campaign_call"]["status"] != "completed" and details["campaign_call"]["claimed_by"] is None
+    assert details["campaign_call"]["status"] != "completed" and details["campaign_call"]["claimed_by"] == "wang.fang"
     latest = {kind: d["attempts"][-1] for kind, d in details.items()}
     assert len({a["call_id"] for a in latest.values()}) == 1 and latest["campaign_call"]["call_id"], "one call id"
     assert {a["agent_id"] for a in latest.values()} == {"wang.fang"}
     assert {kind: a["outcome"] for kind, a in latest.items()} == {
         "first_visit": "reached", "maintenance_reminder": "reached", "campaign_call": "unreachable"}
     assert details["maintenance_reminder"]["attempts"][-1]["talking_points"] == "下周二来店保养"
-    assert journey.checked == ["desk-conversation", "conversation-call", "desk-after-the-call"]
+    assert latest["first_visit"]["requests"] == "希望周末也能预约保养", "the call's words on its first reached follow-up"
+    assert "requests" not in latest["maintenance_reminder"] or latest["maintenance_reminder"]["requests"] is None
+    assert journey.checked == ["desk-conversation", "conversation-call", "desk-after-the-call",
+                               "single-call-open-concern"]
