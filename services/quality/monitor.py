@@ -235,6 +235,9 @@ async def _publish(
     p = policy(uow)
     points = await store.cell_reports(uow.conn, cell, row.since, until, limit=rules(uow).alert_listed_reports_max)
     vins = list(dict.fromkeys(pt.vin for pt in points if pt.vin))
+    # Reports of vehicles already inspected in a recall of the category: not counted, shown apart.
+    apart = await store.cell_reports(uow.conn, cell, row.since, until, limit=rules(uow).alert_listed_reports_max,
+                                     after_inspection=True)
     now = uow.now()
     reopened = None
     if current is None:
@@ -270,6 +273,8 @@ async def _publish(
             "crossed_at": figures.crossed_at.isoformat() if figures.crossed_at else None,
             "critical_count": figures.critical_count, "rules_firing": list(decision.firing),
             "likelihood_ratio": crossing_details(crossings or []),
+            "after_inspection": {"count": len(apart), "report_ids": [pt.report_id for pt in apart],
+                                 "vins": list(dict.fromkeys(pt.vin for pt in apart if pt.vin))},
             "burst": _burst_details(burst, p) if burst else (current or {}).get("details", {}).get("burst"),
             "reopenings": history if reopened is not None else (current or {}).get("details", {}).get("reopenings",
                                                                                                      []),

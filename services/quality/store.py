@@ -271,6 +271,14 @@ async def restart_cell(conn: asyncpg.Connection, key: str, since: datetime) -> N
     await conn.execute("UPDATE cells SET since = $2, dirty = false WHERE cell_key = $1", key, since)
 
 
+# A report from a vehicle already inspected (at or before the report) in a recall of the
+# report's part category: the recall's remedy did not hold, or the fault is another one. The
+# early warning does not count it in the cell (the vehicle was checked; its report says nothing
+# about the units not yet inspected); it is kept apart, shown on the alert and the recall.
+AFTER_INSPECTION = """EXISTS (SELECT 1 FROM recall_vehicles rv JOIN recalls rc ON rc.campaign_id = rv.campaign_id
+                           WHERE rv.vin = r.vin AND rc.category = r.category AND rv.inspected_at <= r.reported_at)"""
+
+
 def _cell_filter(cell: Cell, first_param: int, *, reports: bool) -> tuple[str, list[Any]]:
     """The WHERE clause selecting a cell's rows: reports by the attributes they are counted
     under (alias r), units by the part's own (alias p)."""
@@ -295,7 +303,8 @@ async def cell_evidence(conn: asyncpg.Connection, cell: Cell, since: datetime | 
                                 FILTER (WHERE r.reported_at < $2), '{{}}') AS times,
                    max(r.reported_at) AS latest
               FROM reports r
-             WHERE r.counted AND {report_filter} AND ($1::timestamptz IS NULL OR r.reported_at > $1)""",
+             WHERE r.counted AND {report_filter} AND ($1::timestamptz IS NULL OR r.reported_at > $1)
+               AND NOT {AFTER_INSPECTION}""",
         since, until, *report_args,
     )
     unit_filter, unit_args = _cell_filter(cell, 2, reports=False)
@@ -308,12 +317,14 @@ async def cell_evidence(conn: asyncpg.Connection, cell: Cell, since: datetime | 
 
 
 async def cell_reports(conn: asyncpg.Connection, cell: Cell, since: datetime | None, until: datetime | None,
-                       limit: int | None = None) -> list[ReportPoint]:
-    """Counted reports of a cell in (since, until), oldest first."""
+                       limit: int | None = None, *, after_inspection: bool = False) -> list[ReportPoint]:
+    """Counted reports of a cell in (since, until), oldest first: those the early warning
+    counts, or (`after_inspection`) those it keeps apart, of vehicles already inspected in a
+    recall of the category."""
     report_filter, args = _cell_filter(cell, 3, reports=True)
     rows = await conn.fetch(
         f"""SELECT r.report_id, r.reported_at, r.failure_mode, r.vin FROM reports r
-             WHERE r.counted AND {report_filter}
+             WHERE r.counted AND {report_filter} AND {"" if after_inspection else "NOT "}{AFTER_INSPECTION}
                AND ($1::timestamptz IS NULL OR r.reported_at > $1) AND ($2::timestamptz IS NULL OR r.reported_at < $2)
              ORDER BY r.reported_at, r.report_id
              {f"LIMIT {int(limit)}" if limit else ""}""",

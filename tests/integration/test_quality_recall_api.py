@@ -146,5 +146,23 @@ async def test_confirming_an_alert_announces_one_recall_and_visits_and_calls_mov
             assert [x["report_id"] for x in seen["not_inspected_reports"]] == ["DR-NOT"]
             assert sum(d["vehicles"] for d in recall["progress"]["by_dealer"]) == 12
             assert (await ops.get("/v1/recalls/RC-nope")).status_code == 404
+
+            # The early warning counts a new defect of a vehicle not yet inspected (b[9]) in the
+            # batch's open alert, and keeps that of a vehicle inspected in the recall before its
+            # report (b[1]) apart, shown on the alert (40 days on: new defects, not duplicates).
+            before = (await ops.get(f"/v1/alerts/{alert_b}")).json()["observed"]
+            await publish(ns.settings, INTAKE, [
+                defect_reported(b[1], "controller", "no_power", t + timedelta(days=40), "DR-LATE-INSPECTED"),
+                defect_reported(b[9], "controller", "no_power", t + timedelta(days=40, hours=1), "DR-LATE-NOT"),
+            ])
+
+            async def alert_updated() -> dict[str, Any] | None:
+                found = (await ops.get(f"/v1/alerts/{alert_b}")).json()
+                apart = found["details"].get("after_inspection") or {}
+                return found if "DR-LATE-NOT" in found["report_ids"] and apart.get("count") else None
+            updated = await eventually(alert_updated, "the alert's update with the new reports")
+            assert "DR-LATE-INSPECTED" not in updated["report_ids"] and updated["observed"] == before + 1
+            apart = updated["details"]["after_inspection"]
+            assert apart["report_ids"] == ["DR-LATE-INSPECTED"] and apart["vins"] == [b[1].vin]
     finally:
         await stack.stop()

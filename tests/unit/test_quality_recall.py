@@ -130,3 +130,43 @@ def test_the_notifier_writes_a_recall_letter_to_each_owner_called_and_nothing_fo
                           {**recall, "campaign_kind": "free_inspection_week"}) == []
     for locale in ("zh-CN", "en"):
         assert Path(f"services/notifier/templates/{locale}/recall_notice.letter.j2").is_file()
+
+
+class _RecordingConnection:
+    """Records the SQL the early warning's store functions send (no database in unit tests)."""
+
+    def __init__(self) -> None:
+        self.sql: list[str] = []
+
+    async def fetchrow(self, sql: str, *args: object) -> dict[str, object]:
+        self.sql.append(sql)
+        return {"times": [], "latest": None}
+
+    async def fetchval(self, sql: str, *args: object) -> list[float]:
+        self.sql.append(sql)
+        return []
+
+    async def fetch(self, sql: str, *args: object) -> list[dict[str, object]]:
+        self.sql.append(sql)
+        return []
+
+
+async def test_the_early_warning_counts_no_report_of_a_vehicle_inspected_before_it_and_keeps_them_apart() -> None:
+    # The rule is recall.after_inspection's (same vehicle, same part category, inspected at or
+    # before the report) as a SQL condition; the cell's evidence and its reports for the tests
+    # exclude it, the alert's "after_inspection" list selects it. The database behaviour is
+    # shown by tests/integration/test_quality_recall_api.py (a report of an inspected vehicle
+    # is not counted in the batch's open alert, one of a vehicle not inspected is).
+    from services.quality import store
+
+    rule = " ".join(store.AFTER_INSPECTION.split())
+    assert "rv.vin = r.vin" in rule and "rc.category = r.category" in rule
+    assert "rv.inspected_at <= r.reported_at" in rule
+    cell = Cell("batch", "controller", batch="B1")
+    conn = _RecordingConnection()
+    await store.cell_evidence(conn, cell, None, TEST_NOW)  # type: ignore[arg-type]
+    await store.cell_reports(conn, cell, None, TEST_NOW)  # type: ignore[arg-type]
+    await store.cell_reports(conn, cell, None, TEST_NOW, after_inspection=True)  # type: ignore[arg-type]
+    evidence, counted, apart = (" ".join(sql.split()) for sql in (conn.sql[0], conn.sql[2], conn.sql[3]))
+    assert f"NOT {rule}" in evidence and f"NOT {rule}" in counted
+    assert rule in apart and f"NOT {rule}" not in apart
