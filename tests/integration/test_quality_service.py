@@ -14,6 +14,7 @@ import pytest
 from tools.simulate import Fleet
 from shared import metrics
 from services.quality import store
+from services.quality.config import QualityRules
 from shared.runtime import ServiceRuntime
 from tests.quality_events import (
     complaint_defect,
@@ -134,9 +135,11 @@ async def test_the_daily_look_raises_poisson_alerts_on_the_batch_and_its_supplie
         for r in raised:
             assert r.data["rule"] == "poisson" and not r.data["updated"]
             # The sequential test: its level is the whole monthly budget on a supplier x model cell
-            # and its 5 % share on a batch cell (the likelihood-ratio tests take the rest, issue 20),
-            # and p_value (the rate per 31 days at which a problem-free cell reaches such a count) is within it.
-            share = 0.05 if r.data["cell"]["kind"] == "batch" else 1.0
+            # and its share on a batch cell (2 %, baseline_rates.yaml `early_warning`; the
+            # likelihood-ratio tests take the rest, issue 20), and p_value (the rate per 31 days at
+            # which a problem-free cell reaches such a count) is within it.
+            share = QualityRules().early_warning().sequential_share if r.data["cell"]["kind"] == "batch" else 1.0
+            assert share < 0.1 or r.data["cell"]["kind"] != "batch"
             assert r.data["observed"] == 6 and r.data["threshold"] == pytest.approx(0.01 * share)
             assert r.data["p_value"] < 1e-5 and 0 < r.data["expected"] < 0.5
             assert 3 <= r.data["critical_count"] <= 6 and r.data["alpha_month"] == pytest.approx(0.01)
