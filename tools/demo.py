@@ -152,6 +152,10 @@ class Plan:
     complaints_per_day: float = 1.5
     shipments_per_day: float = 12.0
     discrepancy_per_line: float = 0.012
+    # One dealer's warehouse ships badly: its lines go wrong this often (the dealer scorecards flag
+    # it at 95 % confidence; the others, at the network's 1.2 %, are within chance of 98 %).
+    poor_shipping_dealer: str = "D002"
+    poor_shipping_discrepancy_per_line: float = 0.15
     receipt_share: float = 0.65
     bad_batch_rate: float = 0.15      # reports per unit-month of the bad batch (~100x its category's): found within the month
     calls_per_agent_session: int = 14  # per agent, four sessions a day
@@ -273,8 +277,10 @@ class World:
             shipment = self.fleet.shipment(self.rng.choice(self.fleet.dealers), shipped_at,
                                            lines=self.rng.randrange(2, 8))
             events.append(shipment)
+            miss = (self.plan.poor_shipping_discrepancy_per_line
+                    if shipment["data"]["dealer_id"] == self.plan.poor_shipping_dealer else self.plan.discrepancy_per_line)
             for line in shipment["data"]["lines"]:
-                if self.rng.random() < self.plan.discrepancy_per_line:
+                if self.rng.random() < miss:
                     kind = self.rng.choice(("wrong_part", "short", "damaged", "late"))
                     self._later_event(shipped_at + timedelta(days=self.rng.uniform(1, 3)),
                                       self.fleet.discrepancy(shipment, line["line_no"], kind, shipped_at))
@@ -863,8 +869,11 @@ async def report(settings: Settings, office: Office, tally: Tally, world: World,
     kpis.add_row("notifications", str(sum(sent.values())),
                  ", ".join(f"{k}: {v}" for k, v in sorted(sent.items())))
     console.print(kpis)
+    scorecards = await dealer_scorecards(settings, office, start + (end - start) / 2)
     console.print(
         "[bold]where to look[/bold]\n"
+        f"  dealer scorecards: http://127.0.0.1:{settings.port_for(CONSOLE)}/dealers/scorecards?month="
+        f"{scorecards['month']}  (supervisors)\n"
         f"  APIs (OpenAPI):    {url('intake')}/docs … {url('notifier')}/docs  (tokens: `aftersales tokens`)\n"
         f"  agents' queue:     {url('followup')}/v1/queue    complaints: {url('complaints')}/v1/complaints\n"
         f"  quality alerts:    {url('quality')}/v1/alerts\n"
@@ -877,5 +886,57 @@ async def report(settings: Settings, office: Office, tally: Tally, world: World,
         "  stop everything:   aftersales infra down"
     )
     return {"traffic": dict(tally.counts), "followup": followup, "complaints": complaints, "quality": quality,
-            "alerts": alerts, "notifications": sent,
+            "alerts": alerts, "notifications": sent, "scorecards": scorecards,
             "feedback_items": concerns | {"department_notices_sent": notices}, "dead_letters": dict(dead), "bad_batch": world.bad_batch}
+
+
+async def dealer_scorecards(settings: Settings, office: Office, middle: datetime) -> dict[str, Any]:
+    """The dealer scorecards of the month the demo mostly fell in, as the console computes them
+    from its read model (services/console/scorecards.py), printed flagged dealers first; with the
+    quality service's own count of that month's shipped lines per dealer beside them."""
+    from services.console import scorecard_store
+    from services.console.config import ConsoleRules
+    from services.console.i18n import DISPLAY_ZONE
+    from services.console.scorecards import ScorecardRules, scorecards
+    from shared.db import connect
+    from shared.timeutil import month_span
+
+    month = middle.astimezone(DISPLAY_ZONE).strftime("%Y-%m")
+    start, end = month_span(month, DISPLAY_ZONE.key)
+    r = ConsoleRules()
+    rules = ScorecardRules(target=r.scorecard_target, confidence=r.scorecard_confidence,
+                           repeat_days=r.repeat_repair_days)
+    conn = await connect(settings, CONSOLE)
+    try:
+        cards = scorecards(month, DISPLAY_ZONE, rules=rules,
+                           **await scorecard_store.month_inputs(conn, start, end, rules.repeat_days))
+    finally:
+        await conn.close()
+    quality = (await office.call("GET", "quality", "/v1/reports/monthly", office.ops,
+                                 params={"month": month}))["parts_accuracy"]
+
+    def tested(t: Any) -> str:
+        return "-" if t is None else f"{t.rate * 100:.1f}% {t.successes}/{t.trials}"
+
+    def flags(c: Any) -> str:
+        return "; ".join(f"{name.replace('_', ' ')} p={t.p_value:.4f}" for name, t in c.tests().items()
+                         if t is not None and t.flagged) or "-"
+
+    table = Table(title=f"dealer scorecards {month} (console; flagged when an exact binomial test rejects "
+                        f"'>= {rules.target:.0%}' at {rules.confidence:.0%} confidence)", show_header=True)
+    for column in ("dealer", "visits", "reach", "satisfied", "parts", "compl./100", "repeats", "rating", "flagged"):
+        table.add_column(column, no_wrap=column != "flagged")
+    for c in cards[:12]:
+        table.add_row(c.dealer_id, str(c.visits), tested(c.reach), tested(c.satisfaction), tested(c.parts),
+                      "-" if c.complaint_rate is None else f"{c.complaint_rate:.1f}", str(c.repeat_repairs),
+                      "-" if c.mean_rating is None else f"{c.mean_rating:.2f}", flags(c),
+                      style="bold red" if c.flags else None)
+    console.print(table)
+    return {"month": month, "flagged": [c.dealer_id for c in cards if c.flags],
+            "dealers": {c.dealer_id: {"visits": c.visits, "flags": c.flags, "complaints": c.complaints,
+                                      "parts": None if c.parts is None else {"lines": c.parts.trials,
+                                                                             "accurate": c.parts.successes,
+                                                                             "p_value": c.parts.p_value}}
+                        for c in cards},
+            "quality_parts_by_dealer": {d["dealer_id"]: {"lines": d["lines"], "discrepant_lines": d["discrepant_lines"]}
+                                        for d in quality["by_dealer"]}}

@@ -80,6 +80,16 @@ async def test_a_short_demo_month_runs_through_the_services_and_reports_consiste
     assert bad, f"no alert for the bad batch {figures['bad_batch']}: {figures['alerts']}"
     assert bad[0]["state"] in {"acknowledged", "closed"}
 
+    # the dealer scorecards (the console's read model): the dealer whose warehouse ships badly is
+    # flagged; its parts lines agree with the quality service's own count, dealer by dealer
+    cards = figures["scorecards"]
+    assert cards["month"] == TEST_NOW.strftime("%Y-%m") and "parts_accuracy" in cards["dealers"]["D002"]["flags"], cards
+    assert not any("parts_accuracy" in c["flags"] for d, c in cards["dealers"].items() if d != "D002"), cards
+    console_lines = {d: (c["parts"]["lines"], c["parts"]["lines"] - c["parts"]["accurate"])
+                     for d, c in cards["dealers"].items() if c["parts"]}
+    assert console_lines == {d: (q["lines"], q["discrepant_lines"]) for d, q in cards["quality_parts_by_dealer"].items()}
+    assert sum(c["visits"] for c in cards["dealers"].values()) == traffic["VehiclePickedUp"]
+
     # the three malformed records were dead-lettered, each with its reason
     assert sum(figures["dead_letters"].values()) == 3
     assert figures["notifications"].get("sms sent", 0) > 0
