@@ -17,6 +17,7 @@ from aftersales.infra import console_key_pair
 from services.console.accounts import after_attempt, hash_password, password_matches
 from services.console.config import ConsoleRules
 from services.console.tokens import person_token, signing_key
+from shared.clock import SystemClock
 from shared.http import CONSOLE_AUDIENCE, CONSOLE_ISSUER, Principal, create_app, require
 from shared.runtime import ServiceDefinition
 from shared.settings import Settings
@@ -67,6 +68,7 @@ class FakeRuntime:
     settings: Settings
     definition: ServiceDefinition = field(
         default_factory=lambda: ServiceDefinition(name="followup", description="test", migrations=None))
+    clock: SystemClock = field(default_factory=SystemClock)  # the bad-token limit reads it
 
     async def readiness(self) -> dict[str, str]:
         return {}
