@@ -331,6 +331,8 @@ OFFICE_WORK: tuple[str, ...] = (
 # the dissatisfaction loop: requests written on calls, feedback items answered by their owners (or the
 # supervisor), and the score-1 calls with no complaint raised that the item files as a complaint itself
 OFFICE_WORK += ("requests on calls", "feedback items answered", "serious items filed as complaints")
+# rectification measures: the supervisor answers the most frequent complaint category with one
+OFFICE_WORK += ("measures recorded", "measures verified")
 FEEDBACK_RULES = FollowUpRules()  # the threshold and the serious score the follow-up service applies
 
 
@@ -369,6 +371,7 @@ class Office:
         self.late: dict[str, datetime] = {}  # complaint id -> when someone finally picks it up
         self.solutions: dict[str, datetime] = {}  # feedback item id -> when its owner finds the solution
         self.corrected: set[str] = set()  # customers whose phone an agent has corrected
+        self.measure: dict[str, Any] | None = None  # the month's rectification measure, once recorded
 
     def url(self, service: str, path: str) -> str:
         return f"http://127.0.0.1:{self.settings.port_for(service)}{path}"
@@ -525,6 +528,32 @@ class Office:
                 elif self.rng.random() < 0.05:
                     await self.call("POST", "complaints", f"/v1/complaints/{cid}/pend", token,
                                     {"reason": "等待客户提供照片 (waiting for the customer's photos)"})
+
+    # -- rectification measures -----------------------------------------------------------
+    async def record_measure(self, due: datetime) -> None:
+        """The supervisor answers the month's most frequent complaint category so far with a
+        measure, owned by the after-sales supervisor (mailed on the due date)."""
+        listed = await self.call("GET", "complaints", "/v1/complaints", self.supervisor, params={"limit": 200})
+        counts = Counter(c["category"] for c in listed["items"] if c.get("category"))
+        category = counts.most_common(1)[0][0] if counts else "repair_quality"
+        self.measure = await self.call("POST", "complaints", "/v1/measures", self.supervisor, {
+            "target_kind": "category", "category": category, "title": "完工质检与交车说明 (final check at handover)",
+            "action": "每台车交车前由质检员试车签字, 服务顾问向客户说明维修内容 (a road test signed by the "
+                      "inspector and the work explained to the customer at every handover)",
+            "owner": "as-supervisor-01", "due_at": due.isoformat()})
+        self.tally.add("measures recorded")
+
+    async def verify_measure(self) -> None:
+        """At the month's end a quality inspector checks it: effective only if the rate fell
+        measurably (the service's exact test), else not effective yet."""
+        if self.measure is None:
+            return
+        shown = await self.call("GET", "complaints", f"/v1/measures/{self.measure['measure_id']}", self.quality)
+        change = shown["effect"]["change"]
+        await self.call("POST", "complaints", f"/v1/measures/{self.measure['measure_id']}/verify", self.quality, {
+            "verdict": "effective" if change == "decreased" else "not_effective",
+            "note": f"抽查交车记录, 签字齐全; 投诉率变化: {change} ({shown['effect']['note']})"})
+        self.tally.add("measures verified")
 
     # -- quality inspection ---------------------------------------------------------------
     async def quality_session(self, now: datetime) -> None:
@@ -698,6 +727,7 @@ async def run(plan: Plan | None = None, *, settings: Settings | None = None, env
     office = Office(settings, plan, random.Random(plan.seed + 1), tally)
     await stack.start()
     began = time.monotonic()
+    measure_day, measure_gap = plan.days // 3, max(1, plan.days // 3)  # the month's rectification measure
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TextColumn("{task.fields[status]}"), console=console) as progress:
@@ -729,6 +759,10 @@ async def run(plan: Plan | None = None, *, settings: Settings | None = None, env
                     await office.inbound_session(stack.now(), [v.customer for v in world.vehicles])
                     if n == len(WINDOWS) - 1:
                         await office.quality_session(stack.now())
+                        if day == measure_day:  # due a third of the month later, 09:00 that day
+                            await office.record_measure(start + timedelta(days=day + measure_gap, hours=9))
+                        elif day == plan.days - 1:
+                            await office.verify_measure()
                     await stack.settle()
                     await office.complaints_session(stack.now(), new_only=True)  # raised on the calls just made
                 progress.update(task, advance=1, status=(
@@ -742,11 +776,24 @@ async def run(plan: Plan | None = None, *, settings: Settings | None = None, env
         console.print(f"the month took {elapsed:.0f} s ({stack.settling:.0f} s of it waiting for the services to "
                       f"settle)" + (f"; still busy: {left}" if left else ""))
         figures = await report(settings, office, tally, world, start, today)
+        figures["measures"] = await measures_report(settings, office)
         print_sign_ins(settings, sign_ins)
         return figures | {"sign_ins": sign_ins}
     finally:
         await stack.stop()
         await office.close()
+
+
+async def measures_report(settings: Settings, office: Office) -> dict[str, Any]:
+    """The month's rectification measure with its effect, as the complaints service measures it."""
+    measures = await office.call("GET", "complaints", "/v1/measures", office.ops)
+    for m in measures["items"]:
+        e = m["effect"]
+        console.print(f"  measure {m['title']} ({m['category']}, owner {m['owner']}, {m['status']}"
+                      f"{', reminded' if m['reminded_at'] else ''}): {e['note']}; verified "
+                      f"{(m['verification'] or {}).get('verdict', '-')}  "
+                      f"http://127.0.0.1:{settings.port_for(CONSOLE)}/measures")
+    return measures
 
 
 # The people of the demo office, as console accounts: the simulated agents' names are the ones

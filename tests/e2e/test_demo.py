@@ -94,5 +94,14 @@ async def test_a_short_demo_month_runs_through_the_services_and_reports_consiste
     assert sum(figures["dead_letters"].values()) == 3
     assert figures["notifications"].get("sms sent", 0) > 0
 
+    # the month's rectification measure: recorded, its owner reminded on the due date, verified at the
+    # month's end as the service's exact test of the complaint rate says
+    [measure] = figures["measures"]["items"]
+    assert traffic["measures recorded"] == traffic["measures verified"] == 1
+    assert measure["status"] == "verified" and measure["reminded_at"] is not None, measure
+    effect = measure["effect"]
+    assert effect["before"]["visits"] > 0 and effect["after"]["visits"] > 0, effect
+    assert measure["verification"]["verdict"] == ("effective" if effect["change"] == "decreased" else "not_effective")
+
     # and the services are back on wall time
     assert json.loads(demo.clock_file(settings).read_text())["offset_seconds"] == 0
