@@ -62,6 +62,15 @@ def test_a_new_case_publishes_its_opening_with_the_deadlines() -> None:
         "product_quality", "quality_inspection", 0)
 
 
+def test_the_opening_carries_the_dealer_and_region_the_filing_named() -> None:
+    from dataclasses import replace
+
+    opened = open_case(replace(intake(), dealer_id="D007", region="east")).outgoing[0].data
+    assert (opened.dealer_id, opened.region) == ("D007", "east")  # the dealer scorecards count it there
+    unnamed = open_case().outgoing[0].data
+    assert (unnamed.dealer_id, unnamed.region) == (None, None)
+
+
 def test_a_product_quality_case_naming_a_part_reports_the_defect_to_quality() -> None:
     case = open_case()
     assert types(case) == ["ComplaintOpened", "PartDefectReported"]
