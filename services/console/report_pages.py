@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -91,6 +92,54 @@ def measure_item(say: Any, m: dict[str, Any]) -> str:
     return f'{answers} · {m["action"]}' if answers else str(m["action"])
 
 
+# GET service path params -> the answer's JSON; `missing_ok`: None when the service has no such route.
+Fetch = Callable[..., Awaitable[Any]]
+
+
+async def monthly_summary(fetch: Fetch, month: str) -> dict[str, Any]:
+    """The month's work summary from the services' APIs (the console's pages, the demo): targets
+    against results, the complaint categories against the month before, the measures (None when
+    complaints lists none)."""
+    start, end = month_bounds(month)
+    before_start, before_end = month_bounds(previous_month(month))
+    span = {"from": start.isoformat(), "to": end.isoformat()}
+
+    async def complaints_by_category(since: datetime, until: datetime) -> dict[str, int]:
+        async def one(category: str) -> int:
+            answer = await fetch("complaints", "/v1/complaints", {
+                "category": category, "filed_from": since.isoformat(), "filed_before": until.isoformat(), "limit": 1})
+            return int(answer["total"])
+        return dict(zip(CATEGORIES, await asyncio.gather(*(one(c) for c in CATEGORIES)), strict=True))
+
+    kpis, visits, concerns, sla, quality, this, before, listed = await asyncio.gather(
+        fetch("followup", "/v1/kpis", span),
+        fetch("followup", "/v1/reports/return-visits", span),
+        fetch("followup", "/v1/feedback-items/figures", span),
+        fetch("complaints", "/v1/reports/sla-compliance",
+              {"until": iso_week(end - timedelta(seconds=1)), "weeks": 1, "month": month}),
+        fetch("quality", "/v1/reports/monthly", {"month": month}),
+        complaints_by_category(start, end),
+        complaints_by_category(before_start, before_end),
+        fetch("complaints", "/v1/measures", {"month": month}, missing_ok=True))
+    parts = quality["parts_accuracy"]
+    results = {
+        "warranty_return_visit_rate": (kpis["warranty_return_visit_rate"], kpis["warranty_visited"],
+                                       kpis["warranty_pickups"]),
+        "reach_rate": (visits["reach_rate"], visits["reached"], visits["calls_due"]),
+        "satisfaction_rate": (kpis["satisfaction_rate"], kpis["satisfied_calls"], kpis["scored_calls"]),
+        "feedback_answered_in_time": (concerns["answered_in_time_rate"], concerns["answered_in_time"],
+                                      concerns["answered_in_time"] + concerns["answered_late"]),
+        "complaint_sla_compliance": (sla["month"]["compliance"], sla["month"]["met"], sla["month"]["due"]),
+        "parts_accuracy": (parts["accuracy"], parts["lines"] - parts["discrepant_lines"], parts["lines"]),
+    }
+    targets = [{"name": n, "value": v, "count": k, "out_of": o, "target": MONTHLY_TARGETS.get(n),
+                "met": met(v, MONTHLY_TARGETS.get(n))} for n, (v, k, o) in results.items()]
+    measures = None if listed is None else [measure_view(m) for m in (listed.get("measures") or listed.get("items")
+                                                                       or [])]
+    return {"month": month, "targets": targets, "categories": category_rows(this, before), "measures": measures,
+            "complaints": sum(this.values()), "complaints_before": sum(before.values())}
+
+
 def router() -> APIRouter:
     r = APIRouter(include_in_schema=False)
 
@@ -159,62 +208,21 @@ def router() -> APIRouter:
                       previous=figures["trend"]["previous_weeks"], voices=shown, departments=list(voices),
                       done={k: say(v) for k, v in DONE.items()})
 
-    async def count_complaints(person: Person, request: Request, start: datetime, end: datetime
-                               ) -> dict[str, int]:
-        async def one(category: str) -> int:
-            answer = await services(request).call(person, "GET", "complaints", "/v1/complaints", params={
-                "category": category, "filed_from": start.isoformat(), "filed_before": end.isoformat(), "limit": 1})
-            return int(answer["total"])
-        counts = await asyncio.gather(*(one(c) for c in CATEGORIES))
-        return dict(zip(CATEGORIES, counts, strict=True))
-
-    async def measures(person: Person, request: Request, month: str) -> list[dict[str, Any]] | None:
-        """The month's measures from complaints (None: the service does not list measures)."""
-        try:
-            answer = await services(request).call(person, "GET", "complaints", "/v1/measures",
-                                                  params={"month": month})
-        except ServiceError as exc:
-            if exc.status in (404, 405):
-                return None
-            raise
-        return [measure_view(m) for m in (answer.get("measures") or answer.get("items") or [])]
-
     async def summary(request: Request, person: Person, month: str) -> dict[str, Any]:
-        start, end = month_bounds(month)
-        before_start, before_end = month_bounds(previous_month(month))
-        span = {"from": start.isoformat(), "to": end.isoformat()}
-        call = services(request).call
+        async def fetch(service: str, path: str, params: dict[str, Any], missing_ok: bool = False) -> Any:
+            try:
+                return await services(request).call(person, "GET", service, path, params=params)
+            except ServiceError as exc:
+                if missing_ok and exc.status in (404, 405):
+                    return None
+                raise
         try:
-            kpis, visits, concerns, sla, quality, this, before, listed = await asyncio.gather(
-                call(person, "GET", "followup", "/v1/kpis", params=span),
-                call(person, "GET", "followup", "/v1/reports/return-visits", params=span),
-                call(person, "GET", "followup", "/v1/feedback-items/figures", params=span),
-                call(person, "GET", "complaints", "/v1/reports/sla-compliance",
-                     params={"until": iso_week(end - timedelta(seconds=1)), "weeks": 1, "month": month}),
-                call(person, "GET", "quality", "/v1/reports/monthly", params={"month": month}),
-                count_complaints(person, request, start, end),
-                count_complaints(person, request, before_start, before_end),
-                measures(person, request, month))
+            return await monthly_summary(fetch, month)
         except ServiceError as exc:
             raise Refused(exc.message, status=502) from None
-        parts = quality["parts_accuracy"]
-        results = {
-            "warranty_return_visit_rate": (kpis["warranty_return_visit_rate"], kpis["warranty_visited"],
-                                           kpis["warranty_pickups"]),
-            "reach_rate": (visits["reach_rate"], visits["reached"], visits["calls_due"]),
-            "satisfaction_rate": (kpis["satisfaction_rate"], kpis["satisfied_calls"], kpis["scored_calls"]),
-            "feedback_answered_in_time": (concerns["answered_in_time_rate"], concerns["answered_in_time"],
-                                          concerns["answered_in_time"] + concerns["answered_late"]),
-            "complaint_sla_compliance": (sla["month"]["compliance"], sla["month"]["met"], sla["month"]["due"]),
-            "parts_accuracy": (parts["accuracy"], parts["lines"] - parts["discrepant_lines"], parts["lines"]),
-        }
-        targets = [{"name": n, "value": v, "count": k, "out_of": o, "target": MONTHLY_TARGETS.get(n),
-                    "met": met(v, MONTHLY_TARGETS.get(n))} for n, (v, k, o) in results.items()]
-        return {"targets": targets, "categories": category_rows(this, before), "measures": listed,
-                "complaints": sum(this.values()), "complaints_before": sum(before.values())}
 
     @r.get("/reports/monthly-summary")
-    async def monthly_summary(request: Request, month: str = "", format: str = "html",
+    async def monthly_summary_page(request: Request, month: str = "", format: str = "html",
                               person: Person = Depends(role("supervisor"))) -> Response:
         if format not in FORMATS:
             raise Refused(N_("No such report."), status=404)
@@ -242,7 +250,7 @@ def router() -> APIRouter:
                       m["before"], m["after"]]
                      for m in found["measures"] or []]
             return exported(f"aftersales-monthly-summary-{month}", format, header, rows)
-        return render(request, "monthly_summary.html", person, month=month, **found,
+        return render(request, "monthly_summary.html", person, **found,
                       labels={k: say(v) for k, v in MONTHLY.items()}, yes_no=yes_no,
                       change_labels={k: say(v) for k, v in MEASURE_CHANGE.items()},
                       status_labels={k: say(v) for k, v in MEASURE_STATUS.items()})
@@ -250,4 +258,4 @@ def router() -> APIRouter:
     return r
 
 
-__all__ = ["category_rows", "measure_view", "met", "previous_month", "router"]
+__all__ = ["category_rows", "measure_view", "met", "monthly_summary", "previous_month", "router"]
