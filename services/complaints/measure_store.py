@@ -5,7 +5,7 @@ category are the `cases` table)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -46,8 +46,15 @@ class MeasureRow:
     correlation_id: Any
 
 
-_NAMES = tuple(f.name for f in fields(MeasureRow))
-_COLUMNS = ", ".join(_NAMES)
+MEASURES = Table("measures", {
+    "measure_id": "text", "target_kind": "text", "category": "text", "alert_id": "text", "title": "text",
+    "action": "text", "owner": "text", "due_at": "timestamptz", "recorded_at": "timestamptz", "recorded_by": "text",
+    "reminded_at": "timestamptz", "verdict": "text", "verified_by": "text", "verified_at": "timestamptz",
+    "verify_note": "text", "correlation_id": "uuid",
+})
+# MeasureRow's fields, in its order (a literal: SQL is built from constants only)
+_COLUMNS = ("measure_id, target_kind, category, alert_id, title, action, owner, due_at, recorded_at, recorded_by, "
+            "reminded_at, verdict, verified_by, verified_at, verify_note, correlation_id")
 
 
 async def add_visits(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -69,16 +76,13 @@ async def alert_category(conn: asyncpg.Connection, alert_id: str) -> str | None:
 
 async def insert_measure(conn: asyncpg.Connection, m: MeasureRow) -> bool:
     """False when a measure with this id exists already (the same Idempotency-Key)."""
-    values = [getattr(m, name) for name in _NAMES]
-    placeholders = ", ".join(f"${i + 1}" for i in range(len(values)))
-    status = await conn.execute(
-        f"INSERT INTO measures ({_COLUMNS}) VALUES ({placeholders}) ON CONFLICT (measure_id) DO NOTHING", *values)
-    return status.endswith(" 1")
+    inserted = await MEASURES.insert(conn, [asdict(m)], on_conflict="(measure_id) DO NOTHING", returning="measure_id")
+    return bool(inserted)
 
 
 async def measure(conn: asyncpg.Connection, measure_id: str, *, lock: bool = False) -> MeasureRow | None:
     row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM measures WHERE measure_id = $1" + (" FOR UPDATE" if lock else ""), measure_id)
+        f"SELECT {_COLUMNS} FROM measures WHERE measure_id = $1{' FOR UPDATE' if lock else ''}", measure_id)
     return MeasureRow(**dict(row)) if row else None
 
 
