@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
@@ -777,6 +778,7 @@ async def run(plan: Plan | None = None, *, settings: Settings | None = None, env
                       f"settle)" + (f"; still busy: {left}" if left else ""))
         figures = await report(settings, office, tally, world, start, today)
         figures["measures"] = await measures_report(settings, office)
+        figures["monthly_summary"] = await monthly_summary_report(settings, office, start + (today - start) / 2)
         print_sign_ins(settings, sign_ins)
         return figures | {"sign_ins": sign_ins}
     finally:
@@ -794,6 +796,29 @@ async def measures_report(settings: Settings, office: Office) -> dict[str, Any]:
                       f"{(m['verification'] or {}).get('verdict', '-')}  "
                       f"http://127.0.0.1:{settings.port_for(CONSOLE)}/measures")
     return measures
+
+
+async def monthly_summary_report(settings: Settings, office: Office, middle: datetime) -> dict[str, Any]:
+    """The month's work summary as the console assembles it (services/console/report_pages.py):
+    targets against results, complaint categories against the month before, measures."""
+    from services.console.report_pages import MONTHLY, monthly_summary
+
+    async def fetch(service: str, path: str, params: dict[str, Any], missing_ok: bool = False) -> Any:
+        return await office.call("GET", service, path, office.ops, params=params)
+
+    month = middle.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
+    found = await monthly_summary(fetch, month)
+    console.print(f"monthly work summary {month}  http://127.0.0.1:{settings.port_for(CONSOLE)}"
+                  f"/reports/monthly-summary?month={month}")
+    for t in found["targets"]:
+        verdict = "" if t["met"] is None else (" met" if t["met"] else " MISSED")
+        console.print(f"  {MONTHLY[t['name']]}: {_pct(t['value'])} ({t['count']}/{t['out_of']})"
+                      + (f", target {_pct(t['target'])}{verdict}" if t["target"] is not None else ""))
+    console.print("  complaints by category: " + ", ".join(
+        f"{c['category']} {c['count']} ({c['change']:+d} on the month before)" for c in found["categories"][:5]))
+    for m in found["measures"] or []:
+        console.print(f"  measure {m['action']}: {m['change']} (per 100 visits {m['before']} -> {m['after']})")
+    return found
 
 
 # The people of the demo office, as console accounts: the simulated agents' names are the ones
@@ -944,6 +969,8 @@ async def dealer_scorecards(settings: Settings, office: Office, middle: datetime
     from services.console import scorecard_store
     from services.console.config import ConsoleRules
     from services.console.i18n import DISPLAY_ZONE
+    from rich import box
+
     from services.console.scorecards import ScorecardRules, scorecards
     from shared.db import connect
     from shared.timeutil import month_span
@@ -962,23 +989,27 @@ async def dealer_scorecards(settings: Settings, office: Office, middle: datetime
     quality = (await office.call("GET", "quality", "/v1/reports/monthly", office.ops,
                                  params={"month": month}))["parts_accuracy"]
 
+    short = {"return_visit_reach": "reach", "satisfaction": "satisfied", "parts_accuracy": "parts"}
+
     def tested(t: Any) -> str:
-        return "-" if t is None else f"{t.rate * 100:.1f}% {t.successes}/{t.trials}"
+        return "-" if t is None else f"{t.rate * 100:.1f}%\n{t.successes}/{t.trials}"
 
     def flags(c: Any) -> str:
-        return "; ".join(f"{name.replace('_', ' ')} p={t.p_value:.4f}" for name, t in c.tests().items()
-                         if t is not None and t.flagged) or "-"
+        return "\n".join(short[name] for name in c.flags) or "-"
 
     table = Table(title=f"dealer scorecards {month} (console; flagged when an exact binomial test rejects "
-                        f"'>= {rules.target:.0%}' at {rules.confidence:.0%} confidence)", show_header=True)
-    for column in ("dealer", "visits", "reach", "satisfied", "parts", "compl./100", "repeats", "rating", "flagged"):
-        table.add_column(column, no_wrap=column != "flagged")
+                        f"'>= {rules.target:.0%}' at {rules.confidence:.0%} confidence)", show_header=True,
+                  box=box.SIMPLE_HEAD, padding=(0, 1))
+    for column in ("dealer", "visits", "reach", "satisfied", "parts", "compl/100", "repeats", "flagged"):
+        table.add_column(column, no_wrap=True)
     for c in cards[:12]:
         table.add_row(c.dealer_id, str(c.visits), tested(c.reach), tested(c.satisfaction), tested(c.parts),
                       "-" if c.complaint_rate is None else f"{c.complaint_rate:.1f}", str(c.repeat_repairs),
-                      "-" if c.mean_rating is None else f"{c.mean_rating:.2f}", flags(c),
-                      style="bold red" if c.flags else None)
+                      flags(c), style="bold red" if c.flags else None)
     console.print(table)
+    console.print("  the flags' p-values: " + ("; ".join(
+        f"{c.dealer_id} {short[name]} p={t.p_value:.4f}" for c in cards for name, t in c.tests().items()
+        if t is not None and t.flagged) or "none") + "; the receipts' ratings are on the page")
     return {"month": month, "flagged": [c.dealer_id for c in cards if c.flags],
             "dealers": {c.dealer_id: {"visits": c.visits, "flags": c.flags, "complaints": c.complaints,
                                       "parts": None if c.parts is None else {"lines": c.parts.trials,
