@@ -966,11 +966,11 @@ async def dealer_scorecards(settings: Settings, office: Office, middle: datetime
     """The dealer scorecards of the month the demo mostly fell in, as the console computes them
     from its read model (services/console/scorecards.py), printed flagged dealers first; with the
     quality service's own count of that month's shipped lines per dealer beside them."""
+    from rich import box
+
     from services.console import scorecard_store
     from services.console.config import ConsoleRules
     from services.console.i18n import DISPLAY_ZONE
-    from rich import box
-
     from services.console.scorecards import ScorecardRules, scorecards
     from shared.db import connect
     from shared.timeutil import month_span
