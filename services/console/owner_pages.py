@@ -39,6 +39,20 @@ async def agents(request: Request) -> list[dict[str, str]]:
     return [{"username": r["username"], "display_name": r["display_name"]} for r in rows]
 
 
+async def owner_of(request: Request, person: Person, customer_id: str) -> dict[str, Any] | None:
+    """The customer's tracking owner as the follow-up service holds it, with the agent's name
+    (None: no owner yet, or the service cannot say right now; the page shows without it)."""
+    try:
+        found = await services(request).call(person, "GET", "followup",
+                                             f"/v1/customers/{quote(customer_id, safe='')}/owner", ok=(200, 404))
+    except ServiceError:
+        return None
+    if not found or "owner" not in found:
+        return None
+    names = {a["username"]: a["display_name"] for a in await agents(request)}
+    return {**found, "display_name": names.get(found["owner"], found["owner"])}
+
+
 def router() -> APIRouter:
     r = APIRouter(include_in_schema=False)
 

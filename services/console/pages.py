@@ -523,9 +523,12 @@ def router() -> APIRouter:
                               status=404)
             story = await store.story(conn, customer_id)
         await audit(request, person, "read_customer", customer_id=customer_id, page="customer")
+        from services.console.owner_pages import owner_of  # the customer's tracking owner (follow-up)
+
         return render(request, "customer.html", person, status=status, customer=customer, story=story,
                       timeline=timeline(story), done=done, error=error, categories=COMPLAINT_CATEGORIES,
-                      severities=SEVERITIES, inbound_kinds=INBOUND_KINDS, inbound=inbound or {})
+                      severities=SEVERITIES, inbound_kinds=INBOUND_KINDS, inbound=inbound or {},
+                      owner=await owner_of(request, person, customer_id))
 
     @r.get("/vehicles/{vin}")
     async def vehicle_page(request: Request, vin: str, person: Person = Depends(role(*STAFF))) -> HTMLResponse:

@@ -71,6 +71,8 @@ async def test_a_supervisor_changes_an_owner_and_assigns_a_call_and_the_agents_d
     await expect(page.locator(".owner-history tbody tr")).to_have_count(2)
     await expect(page.locator(".owner-history tbody tr").last).to_contain_text("主管指定")
     await journey.check("owner-changed")
+    await page.goto(f"{world.url}/customers/{moved.customer.customer_id}")  # the customer's page names the owner
+    await expect(page.locator(".owner-line")).to_contain_text("跟踪业务员: 李强")
 
     await page.goto(f"{world.url}/supervisor/owners?customer={assigned.customer.customer_id}")
     row = page.locator(".open-calls tbody tr").first
