@@ -6,12 +6,14 @@ waits for its agent; a replay of the log gives the same rule-made owners."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from aftersales.replay import replay
-from services.followup.owners import owner_by_rules, owner_rules
+from services.followup import owners
+from services.followup.owners import OwnerRules, owner_by_rules, owner_rules
 from tools.simulate import Fleet
 from tests.support import Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish, queue_item, \
     working_day
@@ -134,3 +136,64 @@ async def test_a_supervisor_reassigns_a_customer_and_a_call_and_the_new_owner_se
     report = await replay(ns.settings, "followup", log_from, datetime.now(UTC) + timedelta(seconds=5))
     assert report.differences == [], report.differences
     assert report.compared.get("tracking owners the rules gave") == 4, report.compared
+
+
+async def test_a_dealer_rule_moves_a_rule_made_owner_once_but_never_a_supervisors_choice(
+        ns: Namespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the dealer D999 has its own agent; every region goes to agent-01
+    rules = OwnerRules(default="agent-09", dealers={"D999": "agent-07"},
+                       regions={r: "agent-01" for r in ("east", "south", "north", "west", "central")})
+    monkeypatch.setattr(owners, "owner_rules", lambda: rules)
+    clock = manual_clock(T0)
+    stack = await Stack(ns, clock, services=("intake", "followup")).start()
+    try:
+        fleet = Fleet(seed=1617)
+        followed, chosen = (fleet.vehicle(T0 - timedelta(days=200)) for _ in range(2))
+        await publish(ns.settings, "upstream.sales", [fleet.sale(v) for v in (followed, chosen)])
+        service = stack["followup"]
+        async with api(service, "supervisor") as supervisor:
+            async def owner(v: object) -> dict:
+                response = await supervisor.get(f"/v1/customers/{v.customer.customer_id}/owner")  # type: ignore[attr-defined]
+                return response.json() if response.status_code == 200 else {}
+
+            for v in (followed, chosen):
+                for _ in range(150):
+                    if (await owner(v)).get("owner"):
+                        break
+                    await asyncio.sleep(0.2)
+                assert (await owner(v))["source"] == "rule:region"
+            changed = await supervisor.put(f"/v1/customers/{chosen.customer.customer_id}/owner",
+                                           json={"owner": "agent-02", "reason": "老客户，固定由李强跟进"})
+            assert changed.status_code == 200, changed.text
+
+            # both come to the rule dealer for a service
+            visits = [fleet.pickup(v, T0 - timedelta(days=1, hours=i)) for i, v in enumerate((followed, chosen))]
+            for visit in visits:
+                visit["data"]["dealer_id"] = "D999"
+            await publish(ns.settings, "upstream.dms", visits)
+            for _ in range(150):
+                if (await owner(chosen)).get("rule_source") == "rule:dealer" and \
+                        (await owner(followed)).get("source") == "rule:dealer":
+                    break
+                await asyncio.sleep(0.2)
+            moved, kept = await owner(followed), await owner(chosen)
+            assert (moved["owner"], moved["source"], moved["dealer_id"]) == ("agent-07", "rule:dealer", "D999")
+            assert [(h["owner"], h["previous_owner"], h["source"]) for h in moved["history"]] == [
+                ("agent-01", None, "rule:region"), ("agent-07", "agent-01", "rule:dealer")]
+            assert (kept["owner"], kept["source"]) == ("agent-02", "supervisor")  # the supervisor's choice stays
+            assert (kept["rule_owner"], kept["rule_source"]) == ("agent-07", "rule:dealer")
+
+            # a second visit at another dealer changes nothing: the dealer rule has spoken
+            again = fleet.pickup(followed, T0 - timedelta(hours=2))
+            await publish(ns.settings, "upstream.dms", [again])
+        async with TopicReader(ns.settings, "aftersales.followup") as topic:
+            await topic.wait_for(lambda rs: sum(1 for r in rs if r.event_type == "FollowUpScheduled"
+                                                and r.data["kind"] == "first_visit") >= 3, timeout=60, settle=1.0)
+        events = [(e["customer_id"], e["owner"], e["previous_owner"], e["source"]) for e in _owner_events(topic.records)]
+        followed_id, chosen_id = followed.customer.customer_id, chosen.customer.customer_id
+        assert [e for e in events if e[0] == followed_id] == [
+            (followed_id, "agent-01", None, "rule:region"), (followed_id, "agent-07", "agent-01", "rule:dealer")]
+        assert [e for e in events if e[0] == chosen_id] == [
+            (chosen_id, "agent-01", None, "rule:region"), (chosen_id, "agent-02", "agent-01", "supervisor")]
+    finally:
+        await stack.stop()
