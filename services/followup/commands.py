@@ -103,7 +103,15 @@ def _holder_message(f: Mapping[str, Any]) -> str:
             "take another one from the queue, or ask a supervisor to release it")
 
 
+async def _lock_customer_of(uow: Uow, followup_id_: str) -> None:
+    """The follow-up's customer's lock, before its row's (the order every path takes them in)."""
+    found = await store.get_followup(uow.conn, followup_id_)
+    if found is not None:
+        await store.lock_customer(uow.conn, found["customer_id"])
+
+
 async def claim(uow: Uow, followup_id_: str, agent: str, *, supervisor: bool) -> dict[str, Any]:
+    await _lock_customer_of(uow, followup_id_)
     f = await store.get_followup(uow.conn, followup_id_, lock=True)
     if f is None:
         raise CallRefused(404, f"no follow-up {followup_id_!r}")
@@ -139,6 +147,8 @@ async def record_attempt(uow: Uow, followup_id_: str, agent: str, body: AttemptI
     """One follow-up's attempt; `call_id`: the conversation's call it was recorded on."""
     r = uow.deps.rules
     now = uow.now()
+    if call_id is None:  # on a conversation's call, record_call holds the customer's lock already
+        await _lock_customer_of(uow, followup_id_)
     f = await store.get_followup(uow.conn, followup_id_, lock=True)
     if f is None:
         raise CallRefused(404, f"no follow-up {followup_id_!r}")
@@ -304,6 +314,7 @@ async def claim_conversation(uow: Uow, customer_id: str, agent: str, *, supervis
     """Claim all the follow-ups of the customer's conversation under one call id (renewing one's
     own claim keeps its id)."""
     now = uow.now()
+    await store.lock_customer(uow.conn, customer_id)
     rows = (await store.open_followups_of(uow.conn, [customer_id], lock=True)).get(customer_id, [])
     talk = conversation.conversation_of(customer_id, rows, now, uow.deps.rules.conversation_days)
     if not talk.followups:
@@ -328,6 +339,7 @@ async def release_conversation(uow: Uow, customer_id: str, agent: str, *, superv
     """Give the customer's follow-ups back to the queue (those claimed by this agent; all of
     them for a supervisor)."""
     now = uow.now()
+    await store.lock_customer(uow.conn, customer_id)
     rows = (await store.open_followups_of(uow.conn, [customer_id], lock=True)).get(customer_id, [])
     held = conversation.held_by_another(rows, agent, now)
     if held is not None and not supervisor:
@@ -346,6 +358,7 @@ async def record_call(uow: Uow, customer_id: str, agent: str, body: Conversation
     twice = conversation.duplicates(given)
     if twice:
         raise CallRefused(422, f"follow-up {', '.join(twice)} has two outcomes on one call; give one each")
+    await store.lock_customer(uow.conn, customer_id)
     rows = (await store.open_followups_of(uow.conn, [customer_id], lock=True)).get(customer_id, [])
     open_ids = {f["followup_id"] for f in rows}
     for fid in given:

@@ -693,6 +693,12 @@ async def weekly_report(conn: asyncpg.Connection, week: str) -> dict[str, Any] |
 # -- one conversation per customer (services/followup/conversation.py) ----------------------------
 
 
+async def lock_customer(conn: asyncpg.Connection, customer_id: str) -> None:
+    """Serialise the claims and call records of one customer (until the transaction ends): two
+    agents taking two follow-ups of one customer at the same moment cannot both get one."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"followup-customer:{customer_id}")
+
+
 async def open_followups_of(conn: asyncpg.Connection, customer_ids: Iterable[str], *,
                             lock: bool = False) -> dict[str, list[dict[str, Any]]]:
     """The customers' open follow-ups (scheduled or due), by customer; `lock`: FOR UPDATE, in

@@ -7,6 +7,7 @@ agent sees what was said and asked on that call and the open feedback item."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -30,7 +31,6 @@ def _scheduled(records: list, customer_id: str) -> dict[str, dict]:
 
 
 async def _conversation_in_queue(client, customer_id: str, tries: int = 150) -> dict:
-    import asyncio
     for _ in range(tries):
         talks = [t for t in (await client.get("/v1/queue")).json()["conversations"] if t["customer_id"] == customer_id]
         if talks and {f["kind"] for f in talks[0]["followups"]} == KINDS and all(
@@ -68,6 +68,15 @@ async def test_three_follow_ups_of_one_customer_are_worked_in_one_call(ns: Names
             talk = await _conversation_in_queue(me, customer_id)
             assert {f["followup_id"] for f in talk["followups"]} == set(ids.values())
             assert talk["claimed_by"] is None
+
+            # two agents taking two of the customer's follow-ups at the same moment: one gets the customer
+            for _ in range(3):
+                races = await asyncio.gather(me.post(f"/v1/followups/{ids['first_visit']}/claim"),
+                                             colleague.post(f"/v1/followups/{ids['maintenance_reminder']}/claim"))
+                assert sorted(r.status_code for r in races) == [200, 409], [r.text for r in races]
+                winner = me if races[0].status_code == 200 else colleague
+                won = ids["first_visit"] if winner is me else ids["maintenance_reminder"]
+                assert (await winner.post(f"/v1/followups/{won}/release")).status_code == 200
 
             # one claim takes all three
             claimed = await me.post(f"/v1/customers/{customer_id}/conversation/claim")
