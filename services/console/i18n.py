@@ -128,6 +128,7 @@ LABELS: dict[str, dict[str, str]] = {
                "case_document": N_("attached a document to a case"), "read_alert": N_("read a quality alert"),
                "alert_acknowledge": N_("acknowledged a quality alert"),
                "alert_close": N_("closed a quality alert"), "read_report": N_("read or exported a report"),
+               "send_report": N_("issued a report to be mailed"),
                "read_feedback_item": N_("read a feedback item"),
                "feedback_solution": N_("recorded a feedback item's solution"),
                "record_consultation": N_("recorded a consultation"),

@@ -4,7 +4,8 @@ built from one list of rows:
 - the weekly return-visit report (/reports/return-visits): the follow-up service's weekly report
   (headline rates, the change from last week and from the 4 weeks before, the customers' own
   words with what was done, by department), all departments or one;
-- the monthly work summary (/reports/monthly-summary): the targets against the month's results
+- the monthly work summary (/reports/monthly-summary; POST …/send issues it to the notifier, which
+  mails it to customer service and the superior leader): the targets against the month's results
   (followup, complaints, quality), the complaint categories of the month against the month before
   (most first), and the rectification measures with their effect (complaints'
   `GET /v1/measures?month=`; a service without it leaves the section saying so).
@@ -20,14 +21,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 
 from shared.events.types import ComplaintCategory
 from shared.http import runtime_of
 
 from services.console.clients import Person, ServiceError
 from services.console.i18n import DISPLAY_ZONE, LABELS, N_
-from services.console.pages import Refused, audit, render, role, services
+from services.console.pages import Refused, audit, form_of, render, role, services
 from services.console.quality_pages import iso_week, last_weeks, translator
 from services.console.supervisor_pages import FORMATS, TARGETS, exported, month_bounds, week_bounds
 
@@ -221,9 +222,24 @@ def router() -> APIRouter:
         except ServiceError as exc:
             raise Refused(exc.message, status=502) from None
 
+    @r.post("/reports/monthly-summary/send")
+    async def send_monthly_summary(request: Request, person: Person = Depends(role("supervisor"))) -> Response:
+        """Issue the month's summary to the notifier, which mails it to customer service and the
+        superior leader (the same figures issued twice are mailed once)."""
+        form = await form_of(request, person)
+        month = chosen_month(request, form.get("month", ""))
+        found = await summary(request, person, month)
+        try:
+            await services(request).call(person, "POST", "notifier", "/v1/reports/monthly-summary", json=found,
+                                         ok=(202,))
+        except ServiceError as exc:
+            raise Refused(exc.message, status=502) from None
+        await audit(request, person, "send_report", subject=f"monthly-summary:{month}")
+        return RedirectResponse(f"/reports/monthly-summary?month={month}&sent=1", status_code=303)
+
     @r.get("/reports/monthly-summary")
-    async def monthly_summary_page(request: Request, month: str = "", format: str = "html",
-                              person: Person = Depends(role("supervisor"))) -> Response:
+    async def monthly_summary_page(request: Request, month: str = "", format: str = "html", sent: str = "",
+                                   person: Person = Depends(role("supervisor"))) -> Response:
         if format not in FORMATS:
             raise Refused(N_("No such report."), status=404)
         month = chosen_month(request, month)
@@ -250,7 +266,7 @@ def router() -> APIRouter:
                       m["before"], m["after"]]
                      for m in found["measures"] or []]
             return exported(f"aftersales-monthly-summary-{month}", format, header, rows)
-        return render(request, "monthly_summary.html", person, **found,
+        return render(request, "monthly_summary.html", person, **found, sent=bool(sent),
                       labels={k: say(v) for k, v in MONTHLY.items()}, yes_no=yes_no,
                       change_labels={k: say(v) for k, v in MEASURE_CHANGE.items()},
                       status_labels={k: say(v) for k, v in MEASURE_STATUS.items()})

@@ -14,6 +14,7 @@ from shared.db import acquire
 from shared.http import Principal, check_paging, require, runtime_of
 
 from services.notifier import store
+from services.notifier.reports_api import summary_router
 
 
 class OptOutIn(BaseModel):
@@ -41,6 +42,7 @@ class ConsentHistory(BaseModel):
 
 def router() -> APIRouter:
     r = APIRouter(tags=["notifications"])
+    r.include_router(summary_router())  # the monthly work summary, issued to be mailed
 
     @r.get("/v1/notifications", summary="Notifications by recipient, source event or status, newest first")
     async def list_notifications(

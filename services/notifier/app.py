@@ -35,7 +35,7 @@ def _subscriptions() -> list[Subscription]:
     rules = load_rules(load_notifier_settings().rules_file)
     by_topic: dict[str, dict[str, Handler]] = {t: {} for t in (INTAKE, FOLLOWUP, COMPLAINTS, QUALITY)}
     for rule in rules.rules:
-        for topic in [rule.topic] if rule.topic else list(by_topic):
+        for topic in [rule.topic] if rule.topic else (INTAKE, FOLLOWUP, COMPLAINTS, QUALITY):
             by_topic.setdefault(topic, {})[rule.event] = handlers.on_event
     by_topic[INTAKE]["CustomerRegistered"] = handlers.on_customer_changed
     by_topic[INTAKE]["CustomerUpdated"] = handlers.on_customer_changed

@@ -728,6 +728,17 @@ class BatchProblemConfirmed(Data, kw_only=True):
 # aftersales.notifier
 
 
+class MonthlyWorkSummary(Data, kw_only=True):
+    """The month's work summary a supervisor issued (assembled by the console from the services'
+    figures: targets against results, complaint categories, measures and their effect); the
+    notifier mails it to customer service and the superior leader."""
+
+    month: Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}$")]
+    issued_at: Aware
+    issued_by: str
+    figures: dict[str, Any] = {}
+
+
 class NotificationEvent(Data, kw_only=True):
     notification_id: str
     rule: str

@@ -149,6 +149,7 @@ _SPECS: list[EventSpec] = [
     EventSpec(QUALITY, "QualityWeeklyReport", c.WeeklyReport, _by("week"), "week"),
     EventSpec(QUALITY, "BatchProblemConfirmed", c.BatchProblemConfirmed, _by("alert_id"), "alert_id"),
     EventSpec(QUALITY, "CampaignAnnounced", c.CampaignAnnounced, _by("campaign_id"), "campaign_id"),
+    EventSpec(NOTIFIER, "MonthlyWorkSummary", c.MonthlyWorkSummary, _by("month"), "month"),
     *(
         EventSpec(NOTIFIER, name, c.NotificationEvent, _by("recipient"), "recipient")
         for name in ("NotificationSent", "NotificationFailed", "NotificationSuppressed")

@@ -2,7 +2,8 @@
 follow-up, complaints, quality and the console): the weekly return-visit report (headline rates,
 the customers' own words and what was done, one department's part) on screen and as XLSX and CSV,
 and the monthly work summary (targets against results, complaint categories against the month
-before, the measures' section) on screen and as XLSX whose figures are the services'. axe-core on
+before, the measures' section) on screen and as XLSX whose figures are the services', sent by
+e-mail (through the notifier to a real SMTP server) to customer service and the superior leader. axe-core on
 every page; screenshots under .local/artifacts/console/."""
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from openpyxl import load_workbook
 from playwright.async_api import BrowserContext, expect
 
 from services.console.supervisor_pages import month_bounds
+from services.notifier.config import NotifierSettings
+from tools.peers import MailSink, PeerStore
 from tools.simulate import Fleet
 from tests.console_support import add_staff, console_stack, eventually, served
 from tests.e2e.test_console_browser import chromium, cns  # noqa: F401  (fixtures)
@@ -37,7 +40,12 @@ async def test_a_supervisor_reads_the_weekly_report_and_the_monthly_summary_and_
         cns: Namespace, chromium: BrowserContext) -> None:  # noqa: F811
     clock = manual_clock(T0)
     week, month = iso_week(T0), T0.astimezone(SHANGHAI).strftime("%Y-%m")
-    stack = await console_stack(cns, clock, services=("intake", "followup", "complaints", "quality")).start()
+    store = PeerStore()
+    sink = MailSink(store).start()
+    stack = console_stack(cns, clock, services=("intake", "followup", "complaints", "quality", "notifier"))
+    stack.state["notifier"] = {"settings": NotifierSettings(smtp_host="127.0.0.1", smtp_port=sink.port,
+                                                            dispatch_tick_seconds=0.05)}
+    await stack.start()
     try:
         await add_staff(cns)
         fleet = Fleet(seed=1617)
@@ -112,6 +120,10 @@ async def test_a_supervisor_reads_the_weekly_report_and_the_monthly_summary_and_
             await expect(page.get_by_role("row", name=re.compile("维修质量"))).to_contain_text("2")
             await expect(page.get_by_role("heading", name="整改措施及效果")).to_be_visible()
             await journey.check("monthly-work-summary")
+            await page.get_by_role("button", name="发送邮件").click()
+            await expect(page.get_by_role("status")).to_contain_text("月度总结已发布")
+            subject = f"【月度工作总结】{month}"
+            await eventually(lambda: _mailed(store, subject, 2), what="the summary's e-mails")
             async with page.expect_download() as waiting:
                 await page.get_by_role("link", name="下载 XLSX").click()
             monthly = [[c.value for c in row] for row in
@@ -141,5 +153,15 @@ async def test_a_supervisor_reads_the_weekly_report_and_the_monthly_summary_and_
         assert repair[2] == pytest.approx(2 / 3)
         assert by_item[("投诉类别", "价格")][5] == 1
         assert month_bounds(month)[0] <= T0 < month_bounds(month)[1] and timedelta(0) < end - start
+        mailed = [m for m in store.mails if m.subject == subject]
+        assert sorted(r for m in mailed for r in m.rcpt_to) == [
+            "aftersales-director-01@aftersales.example", "cs-head-01@aftersales.example",
+            "cs-supervisor-01@aftersales.example"]
+        assert "- 维修质量：2（占比 66.7%，上月 0，变化 +2）" in mailed[0].text and "回访接通率" in mailed[0].text
     finally:
         await stack.stop()
+        sink.stop()
+
+
+async def _mailed(store: PeerStore, subject: str, mails: int) -> bool | None:
+    return True if len([m for m in store.mails if m.subject == subject]) >= mails else None

@@ -138,6 +138,8 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("DELETE", "/v1/opt-outs/{customer_id}/{channel}"): frozenset({AGENT, SUPERVISOR}),
         # who changed which channel of a customer's consent, when and why (issue 19)
         ("GET", "/v1/consent-log/{customer_id}"): frozenset({AGENT, SUPERVISOR}),
+        # the month's work summary issued to be mailed (docs/reports.md): a supervisor issues it
+        ("POST", "/v1/reports/monthly-summary"): frozenset({SUPERVISOR}),
     },
 }
 
