@@ -103,5 +103,17 @@ async def test_a_short_demo_month_runs_through_the_services_and_reports_consiste
     assert effect["before"]["visits"] > 0 and effect["after"]["visits"] > 0, effect
     assert measure["verification"]["verdict"] == ("effective" if effect["change"] == "decreased" else "not_effective")
 
+    # the month's work summary, as the console assembles it: every target with its result, the
+    # complaint categories adding up to the month's complaints, the measure with its effect
+    summary = figures["monthly_summary"]
+    assert summary["month"] == TEST_NOW.strftime("%Y-%m")
+    assert [t["name"] for t in summary["targets"]] == [
+        "warranty_return_visit_rate", "reach_rate", "satisfaction_rate", "feedback_answered_in_time",
+        "complaint_sla_compliance", "parts_accuracy"]
+    parts_target = next(t for t in summary["targets"] if t["name"] == "parts_accuracy")
+    assert parts_target["target"] == 0.98 and parts_target["out_of"] > 0
+    assert summary["complaints"] == sum(c["count"] for c in summary["categories"])
+    assert [(m["measure_id"], m["change"]) for m in summary["measures"]] == [(measure["measure_id"], effect["change"])]
+
     # and the services are back on wall time
     assert json.loads(demo.clock_file(settings).read_text())["offset_seconds"] == 0
