@@ -155,24 +155,33 @@ async def test_a_measure_is_recorded_reminded_when_due_verified_and_its_effect_m
                 "action": "维修完工后由质检员试车并签字", "owner": "as-supervisor-01", "due_at": DUE.isoformat()})
             assert repair.status_code == 201, repair.text
             axle_id, repair_id = axle.json()["measure_id"], repair.json()["measure_id"]
+            # One checked before its due date: its reminder is cancelled.
+            early = await supervisor.post("/v1/measures", json={
+                "target_kind": "category", "category": "price", "title": "工时价格公示", "action": "前台公示工时单价",
+                "owner": "cs-supervisor-01", "due_at": DUE.isoformat()})
+            early_id = early.json()["measure_id"]
+            done_early = await supervisor.post(f"/v1/measures/{early_id}/verify", json={
+                "verdict": "effective", "note": "公示牌已张贴"})
+            assert done_early.status_code == 200 and done_early.json()["effect"]["change"] == "after_not_started"
             shown = axle.json()
             assert (shown["category"], shown["status"], shown["effect"]["change"]) == (
                 "rear_axle", "open", "after_not_started")
             assert (shown["effect"]["before"]["events"], shown["effect"]["before"]["visits"]) == (12, 150)
 
         async with TopicReader(ns.settings, COMPLAINTS) as topic:
-            await topic.wait_for(count("MeasureRecorded", 2), timeout=30)
+            await topic.wait_for(count("MeasureRecorded", 3), timeout=30)
         recorded = {r.data["measure_id"]: r.data for r in topic.of_type("MeasureRecorded")}
         assert recorded[axle_id]["category"] == "rear_axle" and recorded[axle_id]["alert_id"] == "ALERT-RA-7"
 
         # Not before the due date; then once, to the owner.
         clock.set(DUE - timedelta(minutes=1))
         async with TopicReader(ns.settings, COMPLAINTS) as topic:
-            await topic.wait_for(count("MeasureRecorded", 2), timeout=30, settle=1.5)
+            await topic.wait_for(count("MeasureRecorded", 3), timeout=30, settle=1.5)
         assert topic.of_type("MeasureDue") == []
         clock.set(DUE + timedelta(minutes=1))
         async with TopicReader(ns.settings, COMPLAINTS) as topic:
-            await topic.wait_for(count("MeasureDue", 2), timeout=30, settle=1.0)
+            await topic.wait_for(count("MeasureDue", 2), timeout=30, settle=1.5)
+        # the one checked early is not reminded
         assert sorted(r.data["owner"] for r in topic.of_type("MeasureDue")) == ["as-supervisor-01", "qi-supervisor-01"]
 
         def reminded() -> set[str]:
@@ -222,14 +231,14 @@ async def test_a_measure_is_recorded_reminded_when_due_verified_and_its_effect_m
             # The month's list the monthly summary reads: recorded in March, in force in March;
             # settled in May, so not in June's.
             march = await _measures(supervisor, month="2026-03")
-            assert {m["measure_id"] for m in march["items"]} == {axle_id, repair_id}
+            assert {m["measure_id"] for m in march["items"]} == {axle_id, repair_id, early_id}
             assert march["as_of"].startswith("2026-04-01") or march["as_of"].startswith("2026-03-31")
             assert (await _measures(supervisor, month="2026-06"))["items"] == []
             assert (await supervisor.get("/v1/measures", params={"month": "2026-13"})).status_code == 422
-            assert (await _measures(supervisor, status="verified"))["counts"]["verified"] == 2
+            assert (await _measures(supervisor, status="verified"))["counts"]["verified"] == 3
 
         async with TopicReader(ns.settings, COMPLAINTS) as topic:
-            await topic.wait_for(count("MeasureVerified", 2), timeout=30)
+            await topic.wait_for(count("MeasureVerified", 3), timeout=30)
         checked = {r.data["measure_id"]: r.data for r in topic.of_type("MeasureVerified")}
         assert checked[axle_id]["verdict"] == "effective" and checked[axle_id]["change"] == "decreased"
         assert (checked[axle_id]["events_before"], checked[axle_id]["events_after"]) == (12, 2)
