@@ -59,7 +59,9 @@ class Channel:
 
     @property
     def title(self) -> str:
-        return f"{self.spec.topic}:{self.spec.event_type}" + (":forwarded" if self.note.startswith("forwarded") else "")
+        suffix = ":forwarded" if self.note.startswith("forwarded") else ":read-back" if self.note.startswith("read back") \
+            else ""
+        return f"{self.spec.topic}:{self.spec.event_type}{suffix}"
 
 
 def channels(service: str) -> list[Channel]:
@@ -74,7 +76,8 @@ def channels(service: str) -> list[Channel]:
         for event_type in sorted(subscription.handlers):
             spec = CATALOG.get((subscription.topic, event_type))
             if spec is not None:
-                found.append(Channel(spec, "consumes"))
+                own = subscription.topic == SERVICE_TOPIC[service]  # an event it publishes and reads back
+                found.append(Channel(spec, "consumes", "read back from its own topic to act on it" if own else ""))
             elif event_type not in known_types:
                 raise ValueError(f"{service} subscribes to {event_type} on {subscription.topic}, an event type the "
                                  "catalog (shared/events/catalog.py) does not know; add it there or fix the subscription")
@@ -227,7 +230,8 @@ def asyncapi(service: str) -> dict[str, Any]:
 def _channel_description(service: str, channel: Channel) -> str:
     spec = channel.spec
     if channel.action == "consumes":
-        return f"{service} consumes {spec.event_type} from {spec.topic} (key: {spec.key_doc})."
+        why = f", {channel.note}" if channel.note else ""
+        return f"{service} consumes {spec.event_type} from {spec.topic} (key: {spec.key_doc}){why}."
     why = f", {channel.note}" if channel.note else ""
     return f"{service} publishes {spec.event_type} to {spec.topic} (key: {spec.key_doc}){why}."
 
