@@ -101,8 +101,19 @@ async def test_an_agent_works_three_follow_ups_of_one_customer_in_one_call(world
     await parts["first_visit"].get_by_role("radio", name="5", exact=True).check()
     await parts["first_visit"].get_by_label("谈话要点: 提车后首次回访").fill("异响已解决，很满意")
     await parts["maintenance_reminder"].get_by_label("谈话要点: 保养提醒").fill("下周二来店保养")
-    await parts["campaign_call"].get_by_role("radio", name="未接通").check()  # the line dropped before it
     await page.get_by_label("客户需求", exact=True).fill("希望周末也能预约保养")
+    # "call back later" without the time: refused on the page, everything typed kept, nothing stored
+    await parts["campaign_call"].get_by_role("radio", name="稍后再拨").check()
+    await page.get_by_role("button", name="保存本次通话").click()
+    await expect(page.get_by_role("alert")).to_contain_text("请填写回拨时间")
+    await expect(parts["maintenance_reminder"].get_by_label("谈话要点: 保养提醒")).to_have_value("下周二来店保养")
+    await expect(parts["campaign_call"].get_by_role("radio", name="稍后再拨")).to_be_checked()
+    await expect(parts["first_visit"].get_by_role("radio", name="5", exact=True)).to_be_checked()
+    await expect(page.get_by_label("客户需求", exact=True)).to_have_value("希望周末也能预约保养")
+    async with api(world.stack["followup"], "agent") as reader:
+        untouched = (await reader.get(f"/v1/followups/{ids['maintenance_reminder']}")).json()
+        assert untouched["attempts"] == [] and untouched["claimed_by"] == "wang.fang"
+    await parts["campaign_call"].get_by_role("radio", name="未接通").check()  # the line dropped before it
     await journey.check("conversation-call")
     await page.get_by_role("button", name="保存本次通话").click()
     await expect(page.get_by_role("status")).to_contain_text("已保存：本次通话已记录")
