@@ -90,7 +90,8 @@ async def record_inbound_call(uow: Uow, agent: str, body: InboundCallIn, idempot
         complaint_ref = f"IC-{call_id[:8]}"
         uow.publish("ComplaintFiled", c.ComplaintFiled(
             complaint_ref=complaint_ref, customer_id=body.customer_id, channel="hotline", description=body.summary,
-            filed_at=at, vin=body.vin, category=body.category,
+            filed_at=at, vin=body.vin, category=body.category, region=customer.region,
+            dealer_id=await store.complaint_dealer(uow.conn, body.customer_id, body.vin, at),  # the scorecards'
         ), cause=cause, occurred_at=at)
     row = {"call_id": call_id, "customer_id": body.customer_id, "kind": body.kind, "summary": body.summary,
            "handled_by": agent, "received_at": at, "vin": body.vin, "complaint_id": body.complaint_id,

@@ -509,6 +509,19 @@ async def record_inbound_call(conn: asyncpg.Connection, call: dict[str, Any]) ->
     return status.endswith(" 1")
 
 
+async def complaint_dealer(conn: asyncpg.Connection, customer_id: str, vin: str | None, at: datetime) -> str | None:
+    """The dealer a complaint taken on the phone counts against (as intake names it): the vehicle's
+    dealer when a vehicle is named, else the dealer of the customer's latest visit before `at`."""
+    found = await conn.fetchval(
+        """SELECT coalesce(
+               (SELECT dealer_id FROM vehicles WHERE vin = $2),
+               (SELECT dealer_id FROM visits WHERE vin = $2 AND picked_up_at <= $3
+                 ORDER BY picked_up_at DESC LIMIT 1),
+               (SELECT dealer_id FROM visits WHERE customer_id = $1 AND picked_up_at <= $3
+                 ORDER BY picked_up_at DESC LIMIT 1))""", customer_id, vin, at)
+    return str(found) if found is not None else None
+
+
 async def inbound_call(conn: asyncpg.Connection, call_id: str) -> dict[str, Any] | None:
     row = await conn.fetchrow("SELECT * FROM inbound_calls WHERE call_id = $1", call_id)
     return dict(row) if row else None
