@@ -18,7 +18,7 @@ from playwright.async_api import expect
 from services.console.clients import Person
 from services.followup.config import FollowUpRules
 from tools.simulate import Fleet
-from tests.console_support import eventually
+from tests.console_support import browser_client, csrf_of, eventually, sign_in
 from tests.e2e.test_console_browser import _db
 from tests.e2e.test_console_feedback_browser import World, running_world, signed_in
 from tests.support import api, day_at, publish, working_day
@@ -146,3 +146,20 @@ async def test_an_agent_works_three_follow_ups_of_one_customer_in_one_call(world
     assert "requests" not in latest["maintenance_reminder"] or latest["maintenance_reminder"]["requests"] is None
     assert journey.checked == ["desk-conversation", "conversation-call", "desk-after-the-call",
                                "single-call-open-concern"]
+
+
+async def test_the_conversation_pages_are_for_the_desk_and_refuse_what_they_cannot_do(world: World) -> None:
+    """A quality inspector cannot open a customer's call; a claim without the form's token is
+    refused; a customer with nothing to call sends the agent back to the desk with why."""
+    async with browser_client(world.url) as inspector, browser_client(world.url) as agent:
+        await sign_in(inspector, "zhao.lei")
+        assert (await inspector.get("/desk/customers/CUST-X/call")).status_code == 403
+        await sign_in(agent, "li.qiang")
+        assert (await agent.post("/desk/customers/CUST-X/call/claim", data={})).status_code == 403
+        desk_page = await agent.get("/desk")
+        assert desk_page.status_code == 200
+        nothing = await agent.post("/desk/customers/CUST-NONE/call/claim", data={"csrf_token": csrf_of(desk_page.text)})
+        assert nothing.status_code == 303 and nothing.headers["location"].startswith("/desk?error=")
+        shown = await agent.get(nothing.headers["location"])
+        assert 'role="alert"' in shown.text and "has no follow-up to call" in shown.text
+        assert (await agent.get("/desk/customers/CUST-NONE/call")).headers["location"] == "/desk"
