@@ -165,6 +165,16 @@ async def test_three_follow_ups_of_one_customer_are_worked_in_one_call(ns: Names
             assert item["requests"] == "a courtesy car at the next service" and item["state"] == "open"
             taken = await colleague.post(f"/v1/customers/{customer_id}/conversation/claim")
             assert taken.status_code == 200 and taken.json()["call_id"] != call_id
+            async with api(service, "supervisor") as supervisor:  # a supervisor can take a held customer over
+                over = await supervisor.post(f"/v1/customers/{customer_id}/conversation/claim")
+                assert over.status_code == 200 and over.json()["claimed_by"] == "supervisor-01"
+                lost = await colleague.post(f"/v1/customers/{customer_id}/calls", json={"outcomes": [
+                    {"followup_id": ids["campaign_call"], "outcome": "unreachable"}]})
+                assert lost.status_code == 409 and "is being called by supervisor-01" in lost.json()["detail"]
+                assert (await supervisor.post(f"/v1/customers/{customer_id}/conversation/release")).json()[
+                    "released"] == [ids["campaign_call"]]
+            taken = await colleague.post(f"/v1/customers/{customer_id}/conversation/claim")
+            assert taken.status_code == 200
             done = await colleague.post(f"/v1/customers/{customer_id}/calls", json={"outcomes": [
                 {"followup_id": ids["campaign_call"], "outcome": "reached",
                  "booked_at": utc(day_at(10, days=d + 15))}]})
