@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -375,10 +376,13 @@ def create_app(runtime: ServiceRuntime, router: APIRouter | None, *, description
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
         response = await call_next(request)
+        elapsed = time.perf_counter() - started
         route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
+        path = getattr(route, "path", "unmatched")  # the template, e.g. /v1/cases/{case_id}
         metrics.HTTP_REQUESTS.labels(name, request.method, path, str(response.status_code)).inc()
+        metrics.HTTP_REQUEST_SECONDS.labels(name, request.method, path).observe(elapsed)
         return response
 
     @app.get("/health", tags=["operations"], summary="The process is alive")

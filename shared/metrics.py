@@ -61,6 +61,12 @@ TIMERS_FIRED = Counter("aftersales_timers_fired_total", "Durable timers fired", 
 HTTP_REQUESTS = Counter(
     "aftersales_http_requests_total", "HTTP requests by route and status", ["service", "method", "route", "status"]
 )
+HTTP_REQUEST_SECONDS = Histogram(
+    "aftersales_http_request_seconds",
+    "Time from the request's arrival to its response, by route template (e.g. /v1/cases/{case_id}, never the raw "
+    "path, so ids do not multiply the series); 'unmatched' for paths no route serves",
+    ["service", "method", "route"], buckets=_LATENCY_BUCKETS,
+)
 
 # --- business KPIs (DESIGN.md §4) --------------------------------------------------------
 CUSTOMER_FILES_INCOMPLETE = Gauge(
