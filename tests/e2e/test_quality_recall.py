@@ -134,7 +134,12 @@ async def test_a_confirmed_batch_problem_calls_and_writes_to_exactly_the_owners_
                 return items if len(items) == len(owners) else []
             queue = await until(campaign_queue, "the campaign calls in the queue")
             assert {i["customer_id"] for i in queue} == owners
-            assert queue[0]["customer_id"] == loyal.customer.customer_id and queue[0]["loyalty_tier"] == "gold"
+            # An agent's own customers come first (tracking owners, by region rules); among the calls on the
+            # same side of that line the loyal customer is first.
+            first = next(i for i in queue if i["customer_id"] == loyal.customer.customer_id)
+            assert first["loyalty_tier"] == "gold"
+            assert [i for i in queue if i["mine"] == first["mine"]][0] is first
+            assert [i["mine"] for i in queue] == sorted((i["mine"] for i in queue), reverse=True)
             assert control.customer.customer_id not in {i["customer_id"] for i in queue}
 
         # The recall letters: one to each owner, none to the control owner.
