@@ -189,10 +189,11 @@ def test_the_five_services_serve_on_the_ports_of_design_section_9() -> None:
     for name in SERVICES:
         service = services[name]
         assert service["command"] == ["serve", name]
-        assert service["ports"] == [f"{DESIGN_PORTS[name]}:{DESIGN_PORTS[name]}"], name
+        assert service["expose"] == [str(DESIGN_PORTS[name])], name
+        assert "ports" not in service, f"{name}: only the TLS proxy publishes host ports"
         assert f"http://127.0.0.1:{DESIGN_PORTS[name]}/ready" in " ".join(service["healthcheck"]["test"]), name
         assert f"AFTERSALES_{name.upper()}_PORT" not in environment(service), "the design's port, not another"
-        assert environment(service)["AFTERSALES_HTTP_HOST"] == "0.0.0.0", "reachable from Prometheus and the host"
+        assert environment(service)["AFTERSALES_HTTP_HOST"] == "0.0.0.0", "reachable from Prometheus and the proxy"
 
 
 def test_topics_are_created_on_the_cluster_before_any_service_starts() -> None:
@@ -285,3 +286,96 @@ def test_the_image_build_copies_every_product_package_and_not_the_tools() -> Non
     ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
                if line.strip() and not line.startswith("#")}
     assert not (copied & ignored), f".dockerignore hides what the build copies: {copied & ignored}"
+
+
+# -- network hardening (issue 19, docs/security.md "Network") ------------------------------------
+
+CADDYFILE = ROOT / "deploy" / "caddy" / "Caddyfile"
+
+
+def test_only_the_tls_proxy_publishes_host_ports() -> None:
+    services = compose()["services"]
+    published = {name: s["ports"] for name, s in services.items() if s.get("ports")}
+    assert published == {"proxy": ["80:80", "443:443"]}, published
+    proxy = services["proxy"]
+    assert proxy["image"].startswith("caddy:")
+    assert "./deploy/caddy/Caddyfile:/etc/caddy/Caddyfile:ro" in proxy["volumes"]
+    for sensitive in ("prometheus", "grafana", "mail", "sms-sink", "postgres", "kafka-1", "console"):
+        assert "ports" not in services[sensitive], f"{sensitive} must not be reachable from outside but through the proxy"
+
+
+def _caddy_routes() -> dict[str, str]:
+    """The Caddyfile's site: {matcher: upstream} of each handle block, plus the site line and tls."""
+    routes: dict[str, str] = {}
+    matcher = None
+    for raw in CADDYFILE.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith(("handle ", "handle_path ", "handle {")):
+            matcher = line.removesuffix("{").split(None, 1)[1].strip() if " " in line.removesuffix("{").strip() else "*"
+        elif line.startswith("reverse_proxy ") and matcher is not None:
+            routes[matcher] = line.split()[1]
+        elif line.startswith(("tls ", "{$")):
+            routes[line.split()[0]] = line.split()[-1] if line.startswith("tls") else line
+    return routes
+
+
+def test_the_proxy_serves_the_site_over_tls_and_routes_to_the_services_by_their_compose_names() -> None:
+    services = compose()["services"]
+    routes = _caddy_routes()
+    assert routes["{$SITE_HOST}"] == "{$SITE_HOST} {", "a named site: Caddy serves HTTPS and redirects HTTP"
+    assert routes["tls"] == "{$SITE_TLS}"
+    assert set(environment(services["proxy"])) == {"SITE_HOST", "SITE_TLS"}
+    assert "http://" not in CADDYFILE.read_text().split("{$SITE_HOST}", 1)[0].replace("# ", ""), \
+        "no plain-HTTP site besides the redirect"
+    assert routes["*"] == "console:8000"
+    assert routes["/grafana/*"] == "grafana:3000"
+    assert routes["/v1/events"] == f"intake:{DESIGN_PORTS['intake']}"
+    for name, port in DESIGN_PORTS.items():
+        assert routes[f"/api/{name}/*"] == f"{name}:{port}", name
+    upstreams = {u.split(":")[0] for u in routes.values() if ":" in u and not u.startswith("{")}
+    assert upstreams <= set(services), f"the proxy names containers compose does not have: {upstreams - set(services)}"
+    assert not upstreams & {"prometheus", "mail", "sms-sink"}, "the sinks and Prometheus stay inside"
+    text = CADDYFILE.read_text()
+    assert "@metrics path */metrics" in text and "respond @metrics 404" in text, "no /metrics through the proxy"
+    assert "Strict-Transport-Security" in text
+
+
+def test_prometheus_has_no_lifecycle_api_and_grafana_no_anonymous_viewers() -> None:
+    services = compose()["services"]
+    assert not any("enable-lifecycle" in arg for arg in services["prometheus"]["command"]), \
+        "anyone who reaches it could stop Prometheus with POST /-/quit"
+    grafana = environment(services["grafana"])
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert "GF_AUTH_ANONYMOUS_ORG_ROLE" not in grafana
+    assert grafana["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    assert grafana["GF_SERVER_ROOT_URL"] == f"https://{env_example()['SITE_HOST']}/grafana/"
+    assert grafana["GF_SERVER_SERVE_FROM_SUB_PATH"] == "true" and grafana["GF_SECURITY_COOKIE_SECURE"] == "true"
+    assert "${GRAFANA_ADMIN_PASSWORD:?" in COMPOSE.read_text()
+
+
+def test_every_password_and_secret_is_required_and_none_falls_back_to_a_default() -> None:
+    text = COMPOSE.read_text()
+    defaults = {m.group(1): m.group(3) for m in _INTERPOLATION.finditer(text) if m.group(2)}
+    secretish = [name for name in defaults if any(w in name for w in ("PASSWORD", "SECRET", "TOKEN", "KEY"))]
+    assert not secretish, f"these fall back to a default instead of being required: {secretish}"
+    for name in ("POSTGRES_PASSWORD", "AFTERSALES_API_TOKENS", "AFTERSALES_WEBHOOK_SECRETS", "AFTERSALES_SMS_API_KEY",
+                 "AFTERSALES_CONSOLE_SIGNING_KEY", "AFTERSALES_CONSOLE_PUBLIC_KEY", "GRAFANA_ADMIN_PASSWORD"):
+        assert f"${{{name}:?" in text, f"{name} must be required (${{{name}:?…}})"
+    without = {k: v for k, v in env_example().items() if k != "POSTGRES_PASSWORD"}
+    with pytest.raises(AssertionError, match="POSTGRES_PASSWORD"):
+        compose(without)
+    # the database password reaches the services as set, never the old fallback `aftersales`
+    example = env_example() | {"POSTGRES_PASSWORD": "Zq7" * 12}
+    url = urlsplit(environment(compose(example)["services"]["intake"])["AFTERSALES_DATABASE_URL"])
+    assert url.password == "Zq7" * 12
+
+
+def test_the_services_trust_forwarded_for_only_because_the_proxy_sets_it() -> None:
+    services = compose()["services"]
+    for name in (*SERVICES, "console"):
+        assert environment(services[name])["AFTERSALES_TRUST_FORWARDED_FOR"] == "true", name
+    assert "trusted_proxies" not in CADDYFILE.read_text(), "Caddy must not pass on a client's own X-Forwarded-For"
+
+
+def test_the_services_bind_loopback_unless_configured() -> None:
+    assert Settings.model_fields["http_host"].default == "127.0.0.1"
