@@ -131,3 +131,24 @@ def test_the_rules_send_the_whole_report_to_customer_service_and_each_part_to_it
     [part] = rules.matching("FollowUpDepartmentReport", "aftersales.followup", {"department": "sales"})
     assert whole.recipient == "department:customer_service" and part.recipient == "department:{department}"
     assert whole.template == part.template == "followup_weekly_report"
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en"])
+def test_the_other_weekly_reports_name_their_figures_in_words_not_field_names(locale: str) -> None:
+    counts = dict.fromkeys(("filed", "acknowledged", "resolved", "closed", "closed_confirmed", "closed_unconfirmed",
+                            "reopened", "escalations", "ack_breaches", "resolve_breaches", "resolved_within_sla",
+                            "open_at_report"), 1) | {"sla_compliance": 0.5, "mean_hours_to_resolve": None}
+    complaints = {"totals": counts, "by_category": {"repair_quality": counts}, "by_department": {"sales": counts}}
+    parts = {"accuracy": 0.97, "meets_target": False, "dealers_below_target": ["D-1"],
+             "by_dealer": [{"dealer_id": "D-1", "lines": 50, "discrepant_lines": 3}], "discrepancies_by_kind": {}}
+    for event_type, figures in (("ComplaintWeeklyReport", complaints), ("PartsAccuracyReport", parts)):
+        message, _ = TEMPLATES.render("weekly_report", "email", locale, {
+            "data": {"week": "2026-W47", "week_start": "2026-11-16", "figures": figures}, "person": None,
+            "event_type": event_type, "occurred_at": "2026-11-23T00:00:00Z", "contact": {}, "campaign": None,
+            "timezone": "Asia/Shanghai"})
+        assert not SNAKE.search(message.text) and not SNAKE.search(message.html), SNAKE.search(message.text)
+        if locale == "zh-CN" and event_type == "ComplaintWeeklyReport":
+            assert "\n- 按类别：\n  - 维修质量：\n    - 受理：1" in message.text and "报告时未结案：1" in message.text
+            assert "按部门：\n  - 销售部：" in message.text and "平均解决时长（小时）：—" in message.text
+        if locale == "zh-CN" and event_type == "PartsAccuracyReport":
+            assert "- 是否达标：否" in message.text and "\n  - 1：\n    - 经销商：D-1" in message.text
