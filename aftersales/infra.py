@@ -664,13 +664,18 @@ def stop_services(settings: Settings | None = None) -> bool:
 
 
 def ensure_prometheus() -> str:
-    """Debian's `prometheus` package (prometheus and promtool), installed when missing: the
-    tests check deploy/prometheus with promtool and scrape running services with it. Nothing
+    """Debian's `prometheus` package (prometheus and promtool) and `prometheus-alertmanager`
+    (the server of that name and amtool), installed when missing: the tests check
+    deploy/prometheus with promtool, deploy/alertmanager's routes with amtool, run a real
+    Alertmanager, and scrape running services. Nothing
     is started here; deploy/prometheus/prometheus.local.yml says how to run it for `serve all`."""
-    if shutil.which("prometheus") and shutil.which("promtool"):
+    missing = [package for package, tools in (("prometheus", ("prometheus", "promtool")),
+                                              ("prometheus-alertmanager", ("prometheus-alertmanager", "amtool")))
+               if not all(shutil.which(tool) for tool in tools)]
+    if not missing:
         return "present"
-    console.print("installing Debian's prometheus")
-    apt_install(["prometheus"])
+    console.print(f"installing Debian's {', '.join(missing)}")
+    apt_install(missing)
     return "installed"
 
 

@@ -9,6 +9,8 @@ The SMS gateway speaks a small provider-style API:
     -> 200 {"message_id": ..., "status": "accepted", "duplicate": false}
 A repeated Idempotency-Key is answered with the first result and not delivered again.
 `POST /_control/faults {"status": 503, "count": 2}` makes the next answers fail (tests).
+`POST /v1/alerts` keeps Alertmanager's webhook notifications (the compose stack's on-call
+webhook), listed by `GET /v1/alerts`.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class PeerStore:
     mails: list[ReceivedMail] = field(default_factory=list)
     sms: list[ReceivedSms] = field(default_factory=list)
     sms_attempts: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # Alertmanager webhook notifications
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_mail(self, mail: ReceivedMail) -> None:
@@ -78,6 +81,11 @@ class PeerStore:
         with self._lock:
             self.sms.append(sms)
             self._append("sms.jsonl", asdict(sms))
+
+    def add_alert(self, notification: dict[str, Any]) -> None:
+        with self._lock:
+            self.alerts.append(notification)
+            self._append("alerts.jsonl", notification)
 
     def _append(self, name: str, record: dict[str, Any]) -> None:
         if self.directory is None:
@@ -180,6 +188,22 @@ def sms_gateway_app(store: PeerStore, api_key: str | None) -> FastAPI:
     @app.get("/v1/sms")
     async def list_sms() -> list[dict[str, Any]]:
         return [asdict(s) for s in store.sms]
+
+    @app.post("/v1/alerts")
+    async def receive_alerts(request: Request) -> dict[str, Any]:
+        """Alertmanager's webhook (deploy/alertmanager/alertmanager.yml, the on-call receiver)."""
+        try:
+            notification = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            raise HTTPException(400, f"not JSON: {exc}") from None
+        if not isinstance(notification, dict) or not isinstance(notification.get("alerts"), list):
+            raise HTTPException(422, "an Alertmanager webhook notification has an 'alerts' list")
+        store.add_alert({**notification, "received_at": time.time()})
+        return {"received": len(notification["alerts"])}
+
+    @app.get("/v1/alerts")
+    async def list_alerts() -> list[dict[str, Any]]:
+        return store.alerts
 
     @app.get("/v1/mail")
     async def list_mail() -> list[dict[str, Any]]:
