@@ -152,3 +152,17 @@ def test_the_other_weekly_reports_name_their_figures_in_words_not_field_names(lo
             assert "按部门：\n  - 销售部：" in message.text and "平均解决时长（小时）：—" in message.text
         if locale == "zh-CN" and event_type == "PartsAccuracyReport":
             assert "- 是否达标：否" in message.text and "\n  - 1：\n    - 经销商：D-1" in message.text
+
+
+def test_customer_service_also_reads_the_reports_other_figures_in_words_and_a_department_does_not() -> None:
+    other = {"lost_reasons": {"switched_dealer": 1}, "by_agent": {"agent-01": {"calls": 3, "reached": 2,
+                                                                              "average_satisfaction": 3.5}},
+             "feedback_items": {"answered_in_time_rate": 1.0, "by_department": {"sales": 1}}}
+    figures = _figures() | other | {"period": {"from": "2026-11-16T00:00:00+08:00", "to": "2026-11-23T00:00:00+08:00"}}
+    whole = _mail(figures, "zh-CN")
+    assert "其他统计\n\n- 流失原因：\n  - 改去其他经销商或维修厂：1\n- 按回访专员：\n  - agent-01：\n    - 通话数：3" in whole.text
+    assert "  - 按时答复率：1.0\n  - 按部门：\n    - 销售部：1" in whole.text and "2026-11-16T" not in whole.text
+    assert not SNAKE.search(whole.text) and not SNAKE.search(whole.html)
+    part = _mail(weekly.department_part(figures, "sales") | other, "zh-CN", "sales")
+    assert "其他统计" not in part.text and "流失原因" not in part.text
+    assert "其他统计" not in _mail(_figures(), "zh-CN").text, "no heading over nothing"
