@@ -163,9 +163,15 @@ def router() -> APIRouter:
 
     @r.get("/reports/return-visits")
     async def return_visits(request: Request, week: str = "", department: str = "", format: str = "html",
-                            person: Person = Depends(role("supervisor"))) -> Response:
+                            person: Person = Depends(role("supervisor", "department"))) -> Response:
+        """A supervisor reads all departments or one; a department person its own part only
+        (followup gives it nothing else)."""
         if format not in FORMATS:
             raise Refused(N_("No such report."), status=404)
+        if person.role == "department":
+            if department not in ("", person.department):
+                raise Refused(N_("A department reads its own part of the report only."))
+            department = person.department or ""
         week = chosen_week(request, week)
         try:
             report = await services(request).call(person, "GET", "followup", "/v1/reports/weekly",
@@ -206,6 +212,7 @@ def router() -> APIRouter:
             name = f"aftersales-return-visits-{week}" + (f"-{department}" if department else "")
             return exported(name, format, header, rows)
         return render(request, "return_visits.html", person, week=week, department=department, headline=headline,
+                      own_part=person.role == "department",
                       previous=figures["trend"]["previous_weeks"], voices=shown, departments=list(voices),
                       done={k: say(v) for k, v in DONE.items()})
 

@@ -23,7 +23,7 @@ from services.followup.config import FollowUpRules
 from services.followup.domain import (LOST_REASONS, AtRisk, at_risk, calling_days, in_calling_hours, loyalty_tier,
                                       maintenance_due, queue_order)
 from services.followup.feedback_api import feedback_router
-from services.followup.weekly import headline as return_visit_headline
+from services.followup.weekly import department_part, headline as return_visit_headline
 from services.followup.owners_api import owners_router
 
 
@@ -338,8 +338,10 @@ def router() -> APIRouter:
              "vehicles": sorted(v["vin"] for v in row["vehicles"] or [])}
             for row, risk in found[:limit]]}
 
-    @r.get("/v1/reports/weekly", summary="The weekly written report (visits done and missed, satisfaction, feedback)")
-    async def weekly(request: Request, week: str, who: Principal = require("supervisor", "ops")) -> dict[str, Any]:
+    @r.get("/v1/reports/weekly", summary="The weekly written report (visits done and missed, satisfaction, feedback); "
+                                         "a department person gets the headline and its own part only")
+    async def weekly(request: Request, week: str,
+                     who: Principal = require("supervisor", "ops", "department")) -> dict[str, Any]:
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
@@ -347,6 +349,14 @@ def router() -> APIRouter:
         if report is None:
             raise HTTPException(404, f"no weekly report for {week!r} (weeks look like 2026-W48; reports are made "
                                      "on Mondays for the week before)")
+        if who.role == "department":  # the part that concerns it, as its e-mail
+            figures = report["figures"]
+            if not who.department or "voices" not in figures:
+                raise HTTPException(404, f"no department part in the weekly report for {week!r}")
+            part = figures["voices"].get(who.department, {"total": 0, "answered": 0, "open": 0, "complaints": 0,
+                                                           "items": []})
+            return report | {"department": who.department, "figures": department_part(
+                figures | {"voices": {who.department: part}}, who.department)}
         return report
 
     @r.get("/v1/reports/return-visits", summary="Return visits due and reached, satisfaction and dissatisfied "

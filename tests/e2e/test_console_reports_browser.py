@@ -21,7 +21,9 @@ from services.console.supervisor_pages import month_bounds
 from services.notifier.config import NotifierSettings
 from tools.peers import MailSink, PeerStore
 from tools.simulate import Fleet
-from tests.console_support import add_staff, console_stack, eventually, served
+from services.console import users
+from tests.console_support import (PASSWORD, add_staff, browser_client, console_stack, eventually, served,
+                                     sign_in)
 from tests.e2e.test_console_browser import chromium, cns  # noqa: F401  (fixtures)
 from tests.e2e.test_console_cases_browser import signed_in
 from tests.support import (SHANGHAI, Namespace, api, day_at, iso_week, manual_clock, next_weekday, publish,
@@ -128,7 +130,19 @@ async def test_a_supervisor_reads_the_weekly_report_and_the_monthly_summary_and_
                 await page.get_by_role("link", name="下载 XLSX").click()
             monthly = [[c.value for c in row] for row in
                        load_workbook(io.BytesIO((await (await waiting.value).path()).read_bytes())).active.iter_rows()]
+            # A sales department person reads the sales part only, and nothing else.
+            await users.add(cns.settings, "xu.juan", "徐娟", "department", PASSWORD, department="sales")
+            async with browser_client(url) as client:
+                await sign_in(client, "xu.juan")
+                own = await client.get("/reports/return-visits", params={"week": week})
+                other = await client.get("/reports/return-visits",
+                                         params={"week": week, "department": "after_sales_service"})
+                summary_page = await client.get("/reports/monthly-summary")
         assert journey.checked == ["weekly-return-visit-report", "monthly-work-summary"]
+        assert own.status_code == 200 and PRICE in own.text and REPAIR not in own.text and ANSWER not in own.text
+        assert "本周回访概况" in own.text and 'id="rv-department"' not in own.text
+        assert other.status_code == 403 and REPAIR not in other.text
+        assert summary_page.status_code == 403
 
         # The weekly file: the headline, then the sales department's words only.
         assert rows[0][:6] == ["类别", "责任部门", "指标", "本周", "较上周", "较前4周平均"]

@@ -75,7 +75,7 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("GET", "/v1/register/calls"): frozenset({AGENT, SUPERVISOR, OPS}),  # the registers: read by ops too
         ("GET", "/v1/register/letters"): frozenset({AGENT, SUPERVISOR, OPS}),
         ("GET", "/v1/kpis"): frozenset({SUPERVISOR, OPS}),  # the supervisors' figures
-        ("GET", "/v1/reports/weekly"): frozenset({SUPERVISOR, OPS}),
+        ("GET", "/v1/reports/weekly"): frozenset({SUPERVISOR, OPS, DEPARTMENT}),  # a department: its own part
         ("GET", "/v1/reports/return-visits"): frozenset({SUPERVISOR, OPS}),  # the weekly headline, any period
         ("GET", "/v1/feedback-items"): frozenset({AGENT, SUPERVISOR}),  # an agent's own, a supervisor's all
         ("GET", "/v1/feedback-items/figures"): frozenset({SUPERVISOR, OPS}),
