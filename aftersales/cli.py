@@ -164,6 +164,44 @@ def _serve_all() -> int:
         time.sleep(0.5)
 
 
+# --- migrate -------------------------------------------------------------------------------
+@app.command("migrate")
+def migrate_command(
+    service: Annotated[str, typer.Argument(help=f"one of {', '.join(PROCESSES)}, or 'all'")] = "all",
+) -> None:
+    """Apply the database migrations (the kernel's and the service's own) and exit: the Helm
+    chart's pre-install/pre-upgrade Job, so new replicas start on the new schema. Services also
+    apply them at start (under the same advisory lock), so running it twice changes nothing."""
+    from services import load
+    from shared.db import connect, ensure_database
+    from shared.migrations import KERNEL_MIGRATIONS, migrate
+
+    names = list(PROCESSES) if service == "all" else [service]
+    unknown = [n for n in names if n not in PROCESSES]
+    if unknown:
+        console.print(f"[red]unknown service {unknown[0]!r}: one of {', '.join(PROCESSES)}, or 'all'[/red]")
+        raise typer.Exit(2)
+    settings = load_settings()
+
+    async def run() -> dict[str, list[str]]:
+        await ensure_database(settings)
+        applied: dict[str, list[str]] = {}
+        for name in names:
+            sources = {"kernel": KERNEL_MIGRATIONS}
+            definition = load(name)
+            if definition.migrations is not None:
+                sources[name] = definition.migrations
+            conn = await connect(settings, schema=name)
+            try:
+                applied[name] = await migrate(conn, name, sources)
+            finally:
+                await conn.close()
+        return applied
+
+    for name, done in asyncio.run(run()).items():
+        console.print(f"{name:<11} {len(done)} applied" + (f": {', '.join(done)}" if done else " (up to date)"))
+
+
 # --- audit ---------------------------------------------------------------------------------
 @app.command("audit")
 def audit(

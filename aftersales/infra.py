@@ -693,6 +693,36 @@ def ensure_browser() -> str:
     return "installed"
 
 
+# Helm renders deploy/helm/aftersales in tests/integration/test_deploy_helm.py. Helm is a Go
+# program: built from the Go module proxy with the machine's Go into .local/bin (about 3.5
+# minutes on 2 cores the first time; cached after), skipped when present.
+HELM_MODULE = "helm.sh/helm/v3/cmd/helm"
+HELM_VERSION = "v3.22.0"
+
+
+def helm_path() -> Path:
+    return _paths().local / "bin" / "helm"
+
+
+def ensure_helm() -> str:
+    target = helm_path()
+    if target.exists():
+        return "present"
+    go = shutil.which("go")
+    if go is None:
+        console.print("[yellow]helm not installed: Go is missing (the chart's test will say so)[/yellow]")
+        return "missing"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    console.print(f"building helm {HELM_VERSION} with Go into {target.parent} (a few minutes, once)")
+    env = {**os.environ, "GOBIN": str(target.parent), "GOFLAGS": "-mod=mod"}
+    try:
+        _run([go, "install", f"{HELM_MODULE}@{HELM_VERSION}"], env=env, timeout=1800)
+    except (InfraError, subprocess.TimeoutExpired) as exc:  # the rest of the stack does not need it
+        console.print(f"[yellow]helm not installed: {str(exc)[-500:]}[/yellow]")
+        return "failed"
+    return "installed"
+
+
 # ---------------------------------------------------------------------------------------
 # commands
 
@@ -718,6 +748,8 @@ def up(settings: Settings | None = None) -> dict[str, str]:
     console.print(f"prometheus {results['prometheus']:<8} {shutil.which('prometheus')} (deploy/prometheus/prometheus.local.yml)")
     results["browser"] = ensure_browser()
     console.print(f"chromium  {results['browser']:<9} {shutil.which('chromium')} (the console's browser tests)")
+    results["helm"] = ensure_helm()
+    console.print(f"helm      {results['helm']:<9} {helm_path()} (deploy/helm's test)")
     return results
 
 
