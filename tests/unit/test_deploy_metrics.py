@@ -161,7 +161,8 @@ def test_the_dashboards_show_the_department_kpis_and_each_services_technical_pan
             "aftersales_followups_open", "aftersales_followups_overdue", "aftersales_customer_files_incomplete"}
     technical = {"aftersales_events_consumed_total", "aftersales_events_published_total",
                  "aftersales_handler_seconds_bucket", "aftersales_consumer_lag", "aftersales_dead_letters_total",
-                 "aftersales_outbox_backlog", "aftersales_timer_backlog", "aftersales_http_requests_total"}
+                 "aftersales_outbox_backlog", "aftersales_timer_backlog", "aftersales_http_requests_total",
+                 "aftersales_http_request_seconds_bucket"}
     assert kpis <= everything, f"no panel for {sorted(kpis - everything)}"
     assert technical <= everything, f"no panel for {sorted(technical - everything)}"
     # Each business gauge is read from the job that owns it: the other processes export it unset.
