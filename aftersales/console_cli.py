@@ -45,13 +45,19 @@ def users_add(
     password: Annotated[str | None, typer.Option(
         help="the password (default: AFTERSALES_CONSOLE_PASSWORD, else asked for)")] = None,
     replace: Annotated[bool, typer.Option("--replace", help="change an existing account (and its password)")] = False,
+    regions: Annotated[str, typer.Option(
+        help="for an agent: the regions whose customers they serve, comma separated (default: the whole group)")] = "",
+    dealers: Annotated[str, typer.Option(
+        help="for an agent: the dealers whose customers they serve, comma separated")] = "",
 ) -> None:
     """Create a staff account."""
     from services.console.users import AccountError, add
 
     try:
         asyncio.run(add(load_settings(), username, name, role, _password(password), locale, replace=replace,
-                        department=department or None))
+                        department=department or None,
+                        regions=[r.strip() for r in regions.split(",") if r.strip()],
+                        dealers=[d.strip() for d in dealers.split(",") if d.strip()]))
     except AccountError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import metrics
 from shared.errors import TransientError, is_transient
+from shared.privacy import OpsSeeNoPersonalData
 from shared.ratelimit import FailureLimiter, client_address
 from shared.validation import nul_path
 
@@ -92,6 +93,15 @@ class Principal:
     # A `department` person's department (the console token's `department` claim): such a
     # person sees and works only the cases routed to it.
     department: str | None = None
+    # An agent's scope (the console token's `regions` and `dealers` claims, from their account):
+    # they see only customers of these regions or dealers. Both empty: the whole group (the central
+    # hotline, and static tokens, which are not people's).
+    regions: tuple[str, ...] = ()
+    dealers: tuple[str, ...] = ()
+
+    @property
+    def scoped(self) -> bool:
+        return self.role == "agent" and bool(self.regions or self.dealers)
 
 
 _bearer = HTTPBearer(auto_error=False, description="A token issued to a person or system, bound to one role")
@@ -156,7 +166,13 @@ def verify_person_token(token: str, public_key: Ed25519PublicKey) -> Principal:
     if role == "department" and (not isinstance(department, str) or not department):
         raise ValueError("a department person's console token must name the department (claim `department`); "
                          "sign in to the console again")
-    return Principal(role=role, subject=person, department=department if role == "department" else None)
+    scope: dict[str, tuple[str, ...]] = {}
+    for claim in ("regions", "dealers"):
+        value = claims.get(claim, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ValueError(f"the console token's `{claim}` claim must be a list of codes; sign in to the console again")
+        scope[claim] = tuple(value) if role == "agent" else ()
+    return Principal(role=role, subject=person, department=department if role == "department" else None, **scope)
 
 
 def _person(request: Request, token: str) -> Principal | None:
@@ -230,6 +246,7 @@ def require(*roles: str) -> Any:
             raise HTTPException(
                 403, f"role {found.role!r} may not use this endpoint; it is for: {', '.join(allowed)}"
             )
+        request.state.principal = found  # shared.privacy masks what ops is answered
         return found
 
     return Depends(dependency)
@@ -414,6 +431,7 @@ def create_app(runtime: ServiceRuntime, router: APIRouter | None, *, description
     if router is not None:
         app.include_router(router)
     app.add_middleware(RefuseNul)
+    app.add_middleware(OpsSeeNoPersonalData)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.http_max_body_bytes)  # outermost
     return app
 

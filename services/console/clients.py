@@ -24,6 +24,14 @@ class Person:
     locale: str
     csrf_token: str
     department: str | None = None  # a department user's department (the cases routed to it)
+    # an agent's scope (their account's regions and dealers; both empty: the whole group). It travels
+    # in the person's token, so every service holds the agent to it as the console's pages do.
+    regions: tuple[str, ...] = ()
+    dealers: tuple[str, ...] = ()
+
+    @property
+    def scoped(self) -> bool:
+        return self.role == "agent" and bool(self.regions or self.dealers)
 
 
 class ServiceError(Exception):
@@ -57,7 +65,7 @@ class Services:
                    params: dict[str, Any] | None = None, ok: tuple[int, ...] = (200, 201),
                    headers: dict[str, str] | None = None) -> Any:
         token = person_token(self.key, person.username, person.role, self.rules.token_minutes,
-                             department=person.department)
+                             department=person.department, regions=person.regions, dealers=person.dealers)
         try:
             response = await self._clients[service].request(
                 method, path, json=json, params=params,
@@ -72,7 +80,7 @@ class Services:
     async def fetch(self, person: Person, service: str, path: str) -> httpx.Response:
         """A GET whose answer is a file (a case's photo, a report): the response as it came."""
         token = person_token(self.key, person.username, person.role, self.rules.token_minutes,
-                             department=person.department)
+                             department=person.department, regions=person.regions, dealers=person.dealers)
         try:
             response = await self._clients[service].get(path, headers={"Authorization": f"Bearer {token}"})
         except httpx.HTTPError as exc:

@@ -18,8 +18,8 @@ from shared.http import runtime_of
 from services.console import desk, store
 from services.console.clients import Person, ServiceError
 from services.console.i18n import N_
-from services.console.pages import (DESK, LOST_REASONS, _moment, attempt_body, audit, form_of, locale_of, render, role,
-                                    services)
+from services.console.pages import (DESK, LOST_REASONS, _moment, attempt_body, audit, form_of, locale_of,
+                                    refuse_outside_scope, render, role, services)
 
 # the fields each follow-up has on the call form (`<field>__<n>`, n its place on the call)
 PER_FOLLOWUP = ("outcome", "satisfaction", "satisfied", "talking_points", "lost_reason", "lost_reason_note")
@@ -71,6 +71,7 @@ def router() -> APIRouter:
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
+            await refuse_outside_scope(request, person, conn, customer_id)
             customer = await store.customer(conn, customer_id)
             story = await store.story(conn, customer_id)
         await audit(request, person, "read_customer", customer_id=customer_id, subject=customer_id,

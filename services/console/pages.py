@@ -121,7 +121,16 @@ async def current_person(request: Request) -> Person:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise Redirect(f"/sign-in?next={quote(target)}")
     return Person(found["username"], found["display_name"], found["role"], found["locale"], found["csrf_token"],
-                  found.get("department"))
+                  found.get("department"), tuple(found.get("regions") or ()), tuple(found.get("dealers") or ()))
+
+
+async def refuse_outside_scope(request: Request, person: Person, conn: Any, customer_id: str) -> None:
+    """A scoped agent asking for a customer outside their regions and dealers: 403, and the
+    attempt in the audit log (the services apply the same rule to the person's token)."""
+    if person.scoped and not await store.in_scope(conn, customer_id, person.regions, person.dealers):
+        await audit(request, person, "refused_outside_scope", customer_id=customer_id)
+        raise Refused(N_("This customer is outside your regions and dealers. Ask a colleague there or a "
+                         "supervisor."), status=403)
 
 
 def role(*roles: str) -> Callable[[Request], Awaitable[Person]]:
@@ -400,6 +409,7 @@ def router() -> APIRouter:
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
+            await refuse_outside_scope(request, person, conn, followup["customer_id"])
             customer = await store.customer(conn, followup["customer_id"])
             story = await store.story(conn, followup["customer_id"])
             previous = await store.previous_calls(conn, followup["customer_id"])
@@ -498,7 +508,8 @@ def router() -> APIRouter:
             runtime = runtime_of(request)
             assert runtime.pool is not None
             async with acquire(runtime.pool) as conn:
-                results = await store.search(conn, query)
+                results = await store.search(conn, query, scope=(person.regions, person.dealers)
+                                             if person.scoped else None)
             await audit(request, person, "search", subject=q[:64], results=len(results))
         template = "_results.html" if request.headers.get("HX-Request") else "search.html"
         return render(request, template, person, q=q, results=results, searched=not query.empty)
@@ -521,6 +532,7 @@ def router() -> APIRouter:
             if customer is None:
                 raise Refused(N_("No customer file with this id. Search by phone, plate, VIN, name or repair order."),
                               status=404)
+            await refuse_outside_scope(request, person, conn, customer_id)
             story = await store.story(conn, customer_id)
         await audit(request, person, "read_customer", customer_id=customer_id, page="customer")
         from services.console.owner_pages import owner_of  # the customer's tracking owner (follow-up)
@@ -538,6 +550,8 @@ def router() -> APIRouter:
             found = await store.vehicle_story(conn, vin.upper())
             owner = await store.customer(conn, found["vehicle"]["customer_id"]) if found and \
                 found["vehicle"]["customer_id"] else None
+            if owner is not None:
+                await refuse_outside_scope(request, person, conn, owner["customer_id"])
         if found is None:
             raise Refused(N_("No vehicle with this VIN. Search by phone, plate, VIN, name or repair order."), status=404)
         await audit(request, person, "read_vehicle", customer_id=owner["customer_id"] if owner else None,
@@ -653,10 +667,10 @@ def router() -> APIRouter:
     from services.console import owner_pages  # tracking owners: a supervisor changes them, assigns calls
     r.include_router(owner_pages.router())
     r.include_router(supervisor_pages.router())
-    from services.console import report_pages  # the weekly return-visit report, the monthly work summary
-    r.include_router(report_pages.router())
     from services.console import scorecard_pages  # dealer scorecards, receipts searched and summarised
     r.include_router(scorecard_pages.router())
+    from services.console import report_pages  # the weekly return-visit report, the monthly work summary
+    r.include_router(report_pages.router())
     from services.console import measure_pages  # rectification measures and their effect
     r.include_router(measure_pages.router())
     return r

@@ -333,7 +333,8 @@ async def account(conn: asyncpg.Connection, username: str, *, lock: bool = False
 
 async def accounts(conn: asyncpg.Connection) -> list[dict[str, Any]]:
     rows = await conn.fetch(
-        """SELECT username, display_name, role, locale, failed_attempts, locked_until, created_at, last_sign_in_at
+        """SELECT username, display_name, role, locale, failed_attempts, locked_until, created_at, last_sign_in_at,
+                  regions, dealers
              FROM accounts ORDER BY username""")
     return [dict(r) for r in rows]
 
@@ -369,7 +370,8 @@ async def open_session(conn: asyncpg.Connection, session_hash: bytes, username: 
 
 async def session(conn: asyncpg.Connection, session_hash: bytes, now: datetime) -> dict[str, Any] | None:
     row = await conn.fetchrow(
-        """SELECT s.username, s.csrf_token, s.expires_at, a.display_name, a.role, a.locale, a.department
+        """SELECT s.username, s.csrf_token, s.expires_at, a.display_name, a.role, a.locale, a.department,
+                  a.regions, a.dealers
              FROM sessions s JOIN accounts a USING (username)
             WHERE s.session_hash = $1 AND s.expires_at > $2""", session_hash, now)
     return dict(row) if row else None
@@ -419,9 +421,34 @@ async def add_inbound_calls(conn: asyncpg.Connection, calls: Sequence[dict[str, 
 # -- pages ----------------------------------------------------------------------------------------------------
 
 
-async def search(conn: asyncpg.Connection, q: Query, limit: int = 20) -> list[dict[str, Any]]:
+def _in_scope(regions: Sequence[str], dealers: Sequence[str], arg: Any) -> str:
+    """The SQL condition on `customers c` for a scoped agent (services/intake/store.py's rule):
+    the file's or a vehicle's region is theirs, or a vehicle was sold or serviced by their dealer."""
+    r, d = arg(list(regions)), arg(list(dealers))
+    return (f"(c.region = ANY({r}::text[])"
+            f" OR EXISTS (SELECT 1 FROM vehicles sv WHERE sv.customer_id = c.customer_id"
+            f" AND (sv.region = ANY({r}::text[]) OR sv.dealer_id = ANY({d}::text[])))"
+            f" OR EXISTS (SELECT 1 FROM visits sw WHERE sw.customer_id = c.customer_id"
+            f" AND sw.dealer_id = ANY({d}::text[])))")
+
+
+async def in_scope(conn: asyncpg.Connection, customer_id: str, regions: Sequence[str], dealers: Sequence[str]) -> bool:
+    args: list[Any] = [customer_id]
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    return bool(await conn.fetchval(
+        f"SELECT EXISTS (SELECT 1 FROM customers c WHERE c.customer_id = $1 AND {_in_scope(regions, dealers, arg)})",
+        *args))
+
+
+async def search(conn: asyncpg.Connection, q: Query, limit: int = 20,
+                 scope: tuple[Sequence[str], Sequence[str]] | None = None) -> list[dict[str, Any]]:
     """Customers matching any reading of the query, best reading first: a phone's last digits,
-    part of a plate, a VIN fragment, a repair order, a name in characters or pinyin."""
+    part of a plate, a VIN fragment, a repair order, a name in characters or pinyin. A scoped
+    agent's search finds only customers of their regions and dealers."""
     branches: list[str] = []
     args: list[Any] = []
 
@@ -458,6 +485,7 @@ async def search(conn: asyncpg.Connection, q: Query, limit: int = 20) -> list[di
                    (SELECT array_agg(coalesce(v.plate, v.vin) || ' ' || coalesce(v.model, '') ORDER BY v.sold_at)
                       FROM vehicles v WHERE v.customer_id = c.customer_id) AS vehicles
               FROM best b JOIN customers c USING (customer_id)
+             WHERE {_in_scope(*scope, arg) if scope is not None else "true"}
              ORDER BY b.rank, c.name NULLS LAST, c.customer_id
              LIMIT {arg(limit)}""",
         *args,

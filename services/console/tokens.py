@@ -5,6 +5,7 @@ does there is recorded under their name."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -27,7 +28,7 @@ def signing_key(text: str) -> Ed25519PrivateKey:
 
 
 def person_token(key: Ed25519PrivateKey, person: str, role: str, minutes: float, *, now: float | None = None,
-                 department: str | None = None) -> str:
+                 department: str | None = None, regions: Sequence[str] = (), dealers: Sequence[str] = ()) -> str:
     """A token for one person and role, valid `minutes` (at most 15); a department person's
     names the department (the services show them only its cases). Its times are wall time:
     a security window, not business time."""
@@ -37,4 +38,8 @@ def person_token(key: Ed25519PrivateKey, person: str, role: str, minutes: float,
               "exp": issued + lifetime}
     if department:
         claims["department"] = department
+    if regions:  # an agent's scope (their account's regions and dealers): the services hold them to it
+        claims["regions"] = list(regions)
+    if dealers:
+        claims["dealers"] = list(dealers)
     return jwt.encode(claims, key, algorithm="EdDSA")

@@ -3,6 +3,7 @@ the console's schema is migrated first, so an account can be made before the con
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,9 @@ async def _connection(settings: Settings) -> Any:
 
 
 async def add(settings: Settings, username: str, display_name: str, role: str, password: str,
-              locale: str = "zh-CN", *, replace: bool = False, department: str | None = None) -> None:
+              locale: str = "zh-CN", *, replace: bool = False, department: str | None = None,
+              regions: Sequence[str] = (), dealers: Sequence[str] = ()) -> None:
+    """`regions`/`dealers`: an agent's scope (the customers they may see); none: the whole group."""
     if role not in accounts.ROLES:
         raise AccountError(f"role {role!r} is not one of {', '.join(accounts.ROLES)}")
     if (role == "department") != bool(department):
@@ -37,6 +40,10 @@ async def add(settings: Settings, username: str, display_name: str, role: str, p
                            "other roles name none")
     if locale not in ("zh-CN", "en"):
         raise AccountError(f"locale {locale!r} is not zh-CN or en")
+    if (regions or dealers) and role != "agent":
+        raise AccountError("only an agent has regions or dealers (supervisors see the whole group)")
+    if any(not code or len(code) > 64 or any(ch.isspace() or ch == "," for ch in code) for code in (*regions, *dealers)):
+        raise AccountError("a region or dealer code is 1-64 characters without spaces or commas")
     if not username or len(username) > 64 or any(ch.isspace() for ch in username):
         raise AccountError("a user name is 1-64 characters without spaces")
     try:
@@ -57,6 +64,8 @@ async def add(settings: Settings, username: str, display_name: str, role: str, p
                                    department or None)
                 await store.set_password(conn, username, hashed)
                 await store.close_sessions_of(conn, username)
+            await conn.execute("UPDATE accounts SET regions = $2, dealers = $3 WHERE username = $1",
+                               username, list(regions), list(dealers))
     finally:
         await conn.close()
 

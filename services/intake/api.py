@@ -32,6 +32,32 @@ SIGNATURE_SCHEME = "sha256="
 # a reason that may quote it: both must fit the broker's 1 MiB record limit, or the outbox relay
 # cannot publish them and stops publishing anything after them.
 MAX_EVENT_BYTES = 256 * 1024
+# Least privilege (docs/security.md): a search names what it looks for and answers a page of at
+# most SEARCH_PAGE_MAX files; the worklists answer at most WORKLIST_PAGE_MAX a page.
+SEARCH_PAGE_MAX = 50
+WORKLIST_PAGE_MAX = 100
+FILE_READS_MAX = 200
+
+
+def _scope(who: Principal) -> store.Scope | None:
+    """The regions and dealers a scoped agent sees; None: everything (supervisors, the hotline)."""
+    return (who.regions, who.dealers) if who.scoped else None
+
+
+async def _log_reads(conn: Any, runtime: Any, who: Principal, customer_ids: list[str], route: str,
+                     **detail: Any) -> None:
+    await store.record_file_reads(conn, at=runtime.clock.now(), reader=who.subject, role=who.role,
+                                  customer_ids=customer_ids, route=route, detail=detail)
+
+
+async def _refuse_outside_scope(conn: Any, runtime: Any, who: Principal, customer_id: str, route: str) -> None:
+    """403 (and a logged refusal) when a scoped agent asks for a customer outside their scope."""
+    scope = _scope(who)
+    if scope is not None and not await store.in_scope(conn, customer_id, scope):
+        await _log_reads(conn, runtime, who, [customer_id], route, refused="outside the reader's scope")
+        raise HTTPException(403, f"customer {customer_id} is outside your scope (regions: "
+                                 f"{', '.join(who.regions) or '-'}; dealers: {', '.join(who.dealers) or '-'}); "
+                                 "ask a colleague of that region or a supervisor")
 
 
 class EventResult(BaseModel):
@@ -151,10 +177,18 @@ def router() -> APIRouter:
         name: str | None = Query(None, description="prefix, case-insensitive"),
         region: str | None = None,
         page: int = Query(1, ge=1),
-        page_size: int = Query(50, ge=1, le=200),
+        page_size: int = Query(20, ge=1, le=SEARCH_PAGE_MAX),
         who: Principal = require("agent", "supervisor"),
     ) -> dict[str, Any]:
+        """A search names at least one of phone, plate, vin, name, region: nobody pages through
+        the whole customer base. A scoped agent finds only customers of their regions and dealers.
+        Every file listed is written to the access log."""
         check_paging(page=page)
+        filters = {k: v for k, v in (("phone", phone), ("plate", plate), ("vin", vin), ("name", name),
+                                     ("region", region)) if v and v.strip()}
+        if not filters:
+            raise HTTPException(422, "name what you are looking for: phone, plate, vin, name or region "
+                                     "(the whole customer base is not listed)")
         try:
             phone = normalize_phone(phone) if phone else None
             vin = normalize_vin(vin) if vin else None
@@ -166,14 +200,17 @@ def router() -> APIRouter:
             total, rows = await store.search_customers(
                 conn, phone=phone, plate=plate.strip() if plate else None, vin=vin,
                 name=name.strip() if name else None, region=region, limit=page_size, offset=(page - 1) * page_size,
+                scope=_scope(who),
             )
+            await _log_reads(conn, runtime, who, [r["customer_id"] for r in rows], "GET /v1/customers",
+                             filters=sorted(filters), page=page)
         return {"total": total, "page": page, "page_size": page_size,
                 "customers": [{**r, "vins": list(r["vins"] or [])} for r in rows]}
 
     @r.get("/v1/customers/incomplete", tags=["customer files"],
            summary="Files missing phone, address, plate or model (the plan wants them complete within 2 days)")
     async def incomplete(
-        request: Request, page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=500),
+        request: Request, page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=WORKLIST_PAGE_MAX),
         who: Principal = require("agent", "supervisor"),
     ) -> dict[str, Any]:
         check_paging(page=page)
@@ -181,7 +218,9 @@ def router() -> APIRouter:
         rules: IntakeRules = runtime.deps.rules
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
-            total, rows = await store.incomplete_files(conn, page_size, (page - 1) * page_size)
+            total, rows = await store.incomplete_files(conn, page_size, (page - 1) * page_size, _scope(who))
+            await _log_reads(conn, runtime, who, [r["customer_id"] for r in rows], "GET /v1/customers/incomplete",
+                             page=page)
         now = runtime.clock.now()
         deadline = timedelta(days=rules.complete_file_within_days)
         files = []
@@ -198,14 +237,16 @@ def router() -> APIRouter:
     @r.get("/v1/customers/flagged", tags=["customer files"],
            summary="Files with a contact value that failed its check (kept with the reason): call and correct them")
     async def flagged(
-        request: Request, page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=500),
+        request: Request, page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=WORKLIST_PAGE_MAX),
         who: Principal = require("agent", "supervisor"),
     ) -> dict[str, Any]:
         check_paging(page=page)
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
-            total, rows = await store.flagged_files(conn, page_size, (page - 1) * page_size)
+            total, rows = await store.flagged_files(conn, page_size, (page - 1) * page_size, _scope(who))
+            await _log_reads(conn, runtime, who, [r["customer_id"] for r in rows], "GET /v1/customers/flagged",
+                             page=page)
         return {"total": total, "page": page, "page_size": page_size, "files": rows}
 
     @r.get("/v1/customers/{customer_id}", tags=["customer files"],
@@ -213,11 +254,34 @@ def router() -> APIRouter:
     async def customer_file(request: Request, customer_id: str, who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
         runtime = runtime_of(request)
         assert runtime.pool is not None
+        route = "GET /v1/customers/{customer_id}"
         async with acquire(runtime.pool) as conn:
             found = await store.customer_file(conn, customer_id)
-        if found is None:
-            raise HTTPException(404, f"no customer file {customer_id!r}; search with GET /v1/customers?phone=…")
+            if found is None:
+                raise HTTPException(404, f"no customer file {customer_id!r}; search with GET /v1/customers?phone=…")
+            await _refuse_outside_scope(conn, runtime, who, customer_id, route)
+            await _log_reads(conn, runtime, who, [customer_id], route)
         return _file_view(found)
+
+    @r.get("/v1/customer-file-reads", tags=["customer files"],
+           summary="The access log: who read which customer file, when and by which route (newest first)")
+    async def file_reads(
+        request: Request, customer_id: str | None = Query(None, min_length=1, max_length=64),
+        reader: str | None = Query(None, min_length=1, max_length=64),
+        limit: int = Query(50, ge=1, le=FILE_READS_MAX), before_id: int | None = Query(None, ge=1, le=2**62),
+        who: Principal = require("supervisor"),
+    ) -> dict[str, Any]:
+        """For supervisors: name a customer, a reader or both. Append-only (migration 0007); its own
+        reads are not logged (they show who read, not the files)."""
+        if not customer_id and not reader:
+            raise HTTPException(422, "name a customer_id, a reader or both")
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            entries = await store.file_reads(conn, customer_id=customer_id, reader=reader, limit=limit,
+                                             before_id=before_id)
+        return {"customer_id": customer_id, "reader": reader, "entries": entries,
+                "next_before_id": entries[-1]["id"] if len(entries) == limit else None}
 
     @r.post("/v1/customers/{customer_id}/contact", status_code=202, tags=["customer files"],
             summary="Correct a customer's contact data (learned on the phone); applied like a CRM update")
@@ -234,6 +298,7 @@ def router() -> APIRouter:
         async with acquire(runtime.pool) as conn:
             if await store.customer_file(conn, customer_id) is None:
                 raise HTTPException(404, f"no customer file {customer_id!r}; search with GET /v1/customers?phone=…")
+            await _refuse_outside_scope(conn, runtime, who, customer_id, "POST /v1/customers/{customer_id}/contact")
         now = runtime.clock.now()
         envelope = new_event(topic=UPSTREAM_CRM, event_type="CustomerContactCorrected", source="crm", occurred_at=now,
                              data={"customer_id": customer_id, **changes, "corrected_at": now,

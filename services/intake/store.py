@@ -10,7 +10,7 @@ writer's batch fails with `ConcurrentUpdate`, a transient error, and is retried 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -257,13 +257,63 @@ KEEP_EARLIEST = """(customer_id, field, value) DO UPDATE
 # reads for the staff API
 
 
+# A person's scope (shared.http.Principal): the regions and dealers whose customers they see.
+Scope = tuple[Sequence[str], Sequence[str]]
+
+
+def _in_scope(scope: Scope, arg: Any) -> str:
+    """The SQL condition on `customers c`: the file's region or a vehicle's region is one of the
+    scope's regions, or a vehicle was sold or serviced by one of its dealers."""
+    regions, dealers = arg(list(scope[0])), arg(list(scope[1]))
+    return (f"(c.region = ANY({regions}::text[])"
+            f" OR EXISTS (SELECT 1 FROM vehicles sv WHERE sv.customer_id = c.customer_id"
+            f" AND (sv.region = ANY({regions}::text[]) OR sv.dealer_id = ANY({dealers}::text[])))"
+            f" OR EXISTS (SELECT 1 FROM visits sw WHERE sw.customer_id = c.customer_id"
+            f" AND sw.dealer_id = ANY({dealers}::text[])))")
+
+
+async def in_scope(conn: asyncpg.Connection, customer_id: str, scope: Scope) -> bool:
+    args: list[Any] = [customer_id]
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    return bool(await conn.fetchval(
+        f"SELECT EXISTS (SELECT 1 FROM customers c WHERE c.customer_id = $1 AND {_in_scope(scope, arg)})", *args))
+
+
+async def record_file_reads(conn: asyncpg.Connection, *, at: datetime, reader: str, role: str,
+                            customer_ids: Iterable[str], route: str, detail: dict[str, Any] | None = None) -> None:
+    """The append-only access log: one row per customer file read (migration 0007)."""
+    rows = [(at, reader, role, cid, route, detail or {}) for cid in dict.fromkeys(customer_ids)]
+    if rows:
+        await conn.executemany(
+            """INSERT INTO customer_file_reads (at, reader, role, customer_id, route, detail)
+               VALUES ($1, $2, $3, $4, $5, $6)""", rows)
+
+
+async def file_reads(conn: asyncpg.Connection, *, customer_id: str | None, reader: str | None,
+                     limit: int, before_id: int | None) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT id, at, reader, role, customer_id, route, detail FROM customer_file_reads
+            WHERE ($1::text IS NULL OR customer_id = $1) AND ($2::text IS NULL OR reader = $2)
+              AND ($4::bigint IS NULL OR id < $4)
+            ORDER BY id DESC LIMIT $3""", customer_id, reader, limit, before_id)
+    return [dict(r) for r in rows]
+
+
 async def search_customers(conn: asyncpg.Connection, *, phone: str | None, plate: str | None, vin: str | None,
-                           name: str | None, region: str | None, limit: int, offset: int) -> tuple[int, list[dict]]:
+                           name: str | None, region: str | None, limit: int, offset: int,
+                           scope: Scope | None = None) -> tuple[int, list[dict]]:
     where, args = ["true"], []
 
     def arg(value: Any) -> str:
         args.append(value)
         return f"${len(args)}"
+
+    if scope is not None:
+        where.append(_in_scope(scope, arg))
 
     if phone:
         where.append(f"(c.phone = {arg(phone)} OR EXISTS (SELECT 1 FROM customer_history h WHERE h.customer_id = "
@@ -320,9 +370,18 @@ INCOMPLETE = """
 """
 
 
-async def incomplete_files(conn: asyncpg.Connection, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
-    total = await conn.fetchval(f"SELECT count(*) FROM ({INCOMPLETE}) i")
-    rows = await conn.fetch(f"{INCOMPLETE} ORDER BY c.created_at, c.customer_id LIMIT $1 OFFSET $2", limit, offset)
+async def incomplete_files(conn: asyncpg.Connection, limit: int, offset: int,
+                           scope: Scope | None = None) -> tuple[int, list[dict[str, Any]]]:
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    query = f"SELECT * FROM ({INCOMPLETE}) c" + (f" WHERE {_in_scope(scope, arg)}" if scope is not None else "")
+    total = await conn.fetchval(f"SELECT count(*) FROM ({query}) i", *args)
+    rows = await conn.fetch(f"{query} ORDER BY c.created_at, c.customer_id LIMIT {arg(limit)} OFFSET {arg(offset)}",
+                            *args)
     return int(total), [dict(r) for r in rows]
 
 
@@ -339,13 +398,22 @@ async def flagged_counts(conn: asyncpg.Connection) -> dict[str, int]:
     return {r["field"]: int(r["n"]) for r in rows}
 
 
-async def flagged_files(conn: asyncpg.Connection, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
+async def flagged_files(conn: asyncpg.Connection, limit: int, offset: int,
+                        scope: Scope | None = None) -> tuple[int, list[dict[str, Any]]]:
     """Files with a flagged contact value (the agents' list to correct), oldest flag first."""
-    where = "contact_flags IS NOT NULL AND contact_flags <> '{}'::jsonb"
-    total = await conn.fetchval(f"SELECT count(*) FROM customers WHERE {where}")
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    where = "c.contact_flags IS NOT NULL AND c.contact_flags <> '{}'::jsonb"
+    if scope is not None:
+        where += f" AND {_in_scope(scope, arg)}"
+    total = await conn.fetchval(f"SELECT count(*) FROM customers c WHERE {where}", *args)
     rows = await conn.fetch(
-        f"""SELECT customer_id, name, region, phone, email, contact_flags, updated_at FROM customers
-             WHERE {where} ORDER BY updated_at, customer_id LIMIT $1 OFFSET $2""", limit, offset)
+        f"""SELECT c.customer_id, c.name, c.region, c.phone, c.email, c.contact_flags, c.updated_at FROM customers c
+             WHERE {where} ORDER BY c.updated_at, c.customer_id LIMIT {arg(limit)} OFFSET {arg(offset)}""", *args)
     return int(total), [dict(r) for r in rows]
 
 

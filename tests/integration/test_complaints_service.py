@@ -201,8 +201,11 @@ async def test_handlers_file_work_and_document_a_case_over_http(ns: Namespace, t
             [stored] = list(documents.rglob("*.txt"))
             assert stored == documents / cid / f"{doc['document_id']}.txt"
             assert stored.read_text() == "Oil seal of the rear axle worn; replaced."
-            fetched = (await ops.get(f"/v1/complaints/{cid}/documents/{doc['document_id']}")).json()
+            fetched = (await agent.get(f"/v1/complaints/{cid}/documents/{doc['document_id']}")).json()
             assert fetched["content"] == "Oil seal of the rear axle worn; replaced."
+            # ops reads the case's metadata, never what a person wrote (docs/security.md, least privilege)
+            masked = (await ops.get(f"/v1/complaints/{cid}/documents/{doc['document_id']}")).json()
+            assert masked["content"] == "***" and masked["document_id"] == doc["document_id"]
             too_big = await agent.post(f"/v1/complaints/{cid}/documents", json={"title": "big", "content": "x" * 3000})
             assert too_big.status_code == 413 and "limit is 2048" in too_big.json()["detail"]
             assert (await ops.get(f"/v1/complaints/{cid}/documents/not-a-doc")).status_code == 404
@@ -225,7 +228,9 @@ async def test_handlers_file_work_and_document_a_case_over_http(ns: Namespace, t
             assert (documents / cid / f"{pic['document_id']}.png").read_bytes() == png
             described = (await ops.get(f"/v1/complaints/{cid}/documents/{pic['document_id']}")).json()
             assert described["content"] is None and described["content_url"].endswith("/content")
-            raw = await ops.get(f"/v1/complaints/{cid}/documents/{pic['document_id']}/content")
+            refused = await ops.get(f"/v1/complaints/{cid}/documents/{pic['document_id']}/content")
+            assert refused.status_code == 403 and "sees no personal data" in refused.json()["detail"]
+            raw = await agent.get(f"/v1/complaints/{cid}/documents/{pic['document_id']}/content")
             assert (raw.status_code, raw.content, raw.headers["content-type"], raw.headers["x-content-sha256"]) == (
                 200, png, "image/png", pic["sha256"])
             # A script called a JPEG, a photo sent as text, bad base64, a file over the limit: refused, nothing kept.

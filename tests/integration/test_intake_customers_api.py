@@ -25,6 +25,7 @@ async def test_staff_find_files_by_phone_plate_vin_name_and_see_the_whole_file(n
         c = fleet.vehicle(NOW - timedelta(days=100))
         c_pickup = fleet.pickup(c, NOW - timedelta(days=5))
         c_pickup["data"]["plate"] = None
+        c.customer.region = "east"
         b = fleet.customer()
         await publish(ns.settings, "upstream.sales", [fleet.sale(a)])
         await publish(ns.settings, "upstream.dms", [pickup, fleet.receipt(pickup, NOW - timedelta(days=29), rating=4),
@@ -44,7 +45,9 @@ async def test_staff_find_files_by_phone_plate_vin_name_and_see_the_whole_file(n
             by_plate = (await client.get("/v1/customers", params={"plate": a.plate})).json()
             by_vin = (await client.get("/v1/customers", params={"vin": a.vin.lower()})).json()
             by_name = (await client.get("/v1/customers", params={"name": "欧阳"})).json()
-            page = (await client.get("/v1/customers", params={"page_size": 1})).json()
+            page = (await client.get("/v1/customers", params={"region": "east", "page_size": 1})).json()
+            unfiltered = await client.get("/v1/customers")
+            too_big_a_page = await client.get("/v1/customers", params={"region": "east", "page_size": 51})
             bad_phone = await client.get("/v1/customers", params={"phone": "12"})
             whole = (await client.get(f"/v1/customers/{a.customer.customer_id}")).json()
             missing = await client.get("/v1/customers/NOBODY")
@@ -52,7 +55,9 @@ async def test_staff_find_files_by_phone_plate_vin_name_and_see_the_whole_file(n
 
         for found in (by_old_phone, by_new_phone, by_plate, by_vin, by_name):
             assert [x["customer_id"] for x in found["customers"]] == [a.customer.customer_id], found
-        assert page["total"] == 3 and len(page["customers"]) == 1
+        assert page["total"] == 2 and len(page["customers"]) == 1, "a and c (b is known by phone only, no region)"
+        assert unfiltered.status_code == 422 and "whole customer base is not listed" in unfiltered.json()["detail"]
+        assert too_big_a_page.status_code == 422, "a search answers at most 50 files a page"
         assert bad_phone.status_code == 422 and "E.164" in bad_phone.json()["detail"]
         assert missing.status_code == 404 and "GET /v1/customers?phone" in missing.json()["detail"]
 

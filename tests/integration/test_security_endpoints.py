@@ -57,6 +57,7 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("GET", "/v1/customers/{customer_id}"): frozenset({AGENT, SUPERVISOR}),
         ("POST", "/v1/customers/{customer_id}/contact"): frozenset({AGENT, SUPERVISOR}),
         ("POST", "/v1/consultations"): frozenset({AGENT, SUPERVISOR}),  # a caller with no file, on the phone
+        ("GET", "/v1/customer-file-reads"): frozenset({SUPERVISOR}),  # the access log (docs/security.md)
     },
     "followup": {
         ("GET", "/v1/queue"): frozenset({AGENT, SUPERVISOR}),  # the agents' calls
