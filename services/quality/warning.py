@@ -22,13 +22,16 @@ baseline_rates.yaml; defaults 70 / 28 / 2 %):
   same-mode reports happens by chance (0.4 % of their cell-months ungated) and the per-mode
   tests, which know the mode's baseline, take its place.
 
-The likelihood-ratio tests run at `first_month_factor` (1.1) x their share in a batch's month
-0 and `later_month_factor` (1.2) x their share from month 1 on: their alarms overlap little and
-integer counts leave part of each share unspent, so the union of all the tests, measured by
-simulation, spends 0.77 to 0.91 % of a 1 % budget in month 0 at factor 1 and 0.77 to 1.01 %
-with 1.1, and 0.71 to 0.92 % in months 1 to 5 with 1.2 (docs/quality-early-warning.md §3a,
-tests/unit/test_quality_v2.py). Supplier x model cells keep the sequential test at the whole
-budget.
+The likelihood-ratio tests run at `first_month_factor` (1.0) x their share in a batch's month
+0 and `later_month_factor` (1.2) x their share from month 1 on. In month 0 the shares alone
+keep the union within the budget (each test's month 0 is within its share, and the shares sum
+to 1); measured by simulation (200,000 cells per window size, tools/bench/quality_union.py) the
+union spends 0.735 to 0.949 % of a 1 % budget there at W = 0.5 to 30 expected reports a month,
+and any factor above 1 that was tried (1.02 to 1.1) brought W = 30 to 0.97 to 1.05 %, over the
+budget with its 95 % upper bound. From month 1 on the tests' alarms overlap (each test's level
+is held by a different straddling window) and the factor 1.2 spends what that leaves: months 1
+and 2 at 0.60 to 0.90 % (docs/quality-early-warning.md §6). Supplier x model cells keep the
+sequential test at the whole budget.
 """
 
 from __future__ import annotations
@@ -58,13 +61,15 @@ class EarlyWarning:
     burst_gate: float = 1e-3
     # The likelihood-ratio tests' budget in months 1 and later is their share x this factor:
     # their alarms overlap there (each test's level is held by a different straddling window),
-    # so the union spends 0.71 to 0.92 % of a 1 % budget at 1.2 with the shares above
-    # (simulation, docs/quality-early-warning.md §3a; at 1.3 a month reached 1.09 %).
+    # so the union spends 0.598 to 0.897 % of a 1 % budget in months 1 and 2 at 1.2 with the
+    # shares above (upper bounds at most 0.939 %; 200,000 cells per W = 0.5 to 30,
+    # docs/quality-early-warning.md §6; at 1.3 a month reached 1.09 % with an earlier split).
     later_month_factor: float = 1.2
     # The likelihood-ratio tests' budget in a batch's month 0 is their share x this factor:
-    # their union there spends 0.77 to 0.91 % of a 1 % budget at factor 1 (integer counts,
-    # little overlap) and 0.77 to 1.01 % at 1.1 (simulation, docs §3a).
-    first_month_factor: float = 1.1
+    # their union there spends 0.735 to 0.949 % of a 1 % budget at factor 1 (W = 0.5 to 30),
+    # 0.973 to 1.048 % at W = 30 with 1.02 to 1.1, over the budget with its upper bound
+    # (simulation of 200,000 cells per W, docs §6): 1 is the largest factor that keeps it.
+    first_month_factor: float = 1.0
     # The category shift the per-mode tests are tuned to (each mode's own shift is
     # statistics.mode_shift(share, this)); None: `shift`. Tuned nearer 5x than the category
     # test: a one-mode excess is found in few reports anyway, and the 5x batches need it sooner.

@@ -274,22 +274,22 @@ def test_the_joint_false_alarm_probability_of_a_batch_cell_per_month_is_within_t
 
 
 @pytest.mark.parametrize(("window", "floor"), [(0.5, 0.3), (8.0, 0.7)])
-def test_month_0_of_a_batch_cell_spends_the_budget_with_the_first_month_factor_and_not_more(window: float,
-                                                                                            floor: float) -> None:
-    # Month 0 is where the 5x one-mode and the spread 3x batches are decided. With every test
-    # at its plain share their union spends 0.77 % (W = 0.5) to 0.91 % (W = 8) of a 1 % budget
-    # (integer counts, little overlap); first_month_factor 1.1 on the likelihood-ratio tests
-    # brings it to 0.77 % and 1.01 % (30,000 cells each, docs/quality-early-warning.md §3a).
-    # Seeded simulation, 10,000 cells: within the budget plus two standard errors, and the
-    # factor spends at least what the plain shares spend on the same cells (a small batch needs
-    # its 3 reports first: it spends less of the budget).
+def test_month_0_of_a_batch_cell_spends_the_budget_at_the_shipped_first_month_factor_and_a_larger_one_spends_more(
+        window: float, floor: float) -> None:
+    # Month 0 is where the 5x one-mode and the spread 3x batches are decided. At the shipped
+    # first_month_factor (1.0) the union of the tests spends 0.735 % (W = 0.5) to 0.926 % (W = 8)
+    # and 0.949 % (W = 30) of a 1 % budget; 1.1 brought it to 0.796 %, 1.012 % and 1.048 %, over
+    # the budget (200,000 cells each, tools/bench/quality_union.py, docs/quality-early-warning.md
+    # §6). Seeded simulation, 10,000 cells: within the budget plus two standard errors, spending
+    # most of it, and the factor 1.1 spends at least as much on the same cells (a small batch
+    # needs its 3 reports first: it spends less of the budget).
     alpha, runs = 0.01, 10_000
-    with_factor = _joint_first_alarm_months(window, alpha, 1, runs, seed=41)
-    plain = _joint_first_alarm_months(window, alpha, 1, runs, seed=41, warning=EarlyWarning(first_month_factor=1.0))
+    shipped = _joint_first_alarm_months(window, alpha, 1, runs, seed=41)
+    wider = _joint_first_alarm_months(window, alpha, 1, runs, seed=41, warning=EarlyWarning(first_month_factor=1.1))
     tolerance = 2 * math.sqrt(alpha * (1 - alpha) / runs)
-    p, p0 = float((with_factor == 0).mean()), float((plain == 0).mean())
-    assert p <= alpha + tolerance, (p, p0)
-    assert p >= p0 and p >= floor * alpha, (p, p0)
+    p, p1 = float((shipped == 0).mean()), float((wider == 0).mean())
+    assert p <= alpha + tolerance, (p, p1)
+    assert p >= floor * alpha and p1 >= p, (p, p1)
 
 
 def _table(tmp_path: Path, early_warning: str) -> Path:
@@ -307,12 +307,12 @@ def test_the_budget_split_and_the_months_factors_are_read_beside_the_rates(tmp_p
 
     shipped = QualityRules().early_warning()
     assert (shipped.likelihood_ratio_share, shipped.failure_mode_share, shipped.sequential_share) == (0.7, 0.28, 0.02)
-    assert (shipped.first_month_factor, shipped.later_month_factor, shipped.mode_shift_tuned) == (1.1, 1.2, 5.0)
+    assert (shipped.first_month_factor, shipped.later_month_factor, shipped.mode_shift_tuned) == (1.0, 1.2, 5.0)
     path = _table(tmp_path, "early_warning:\n  likelihood_ratio_share: 0.6\n  failure_mode_share: 0.35\n"
                             "  sequential_share: 0.05\n  later_month_factor: 1.3\n")
     read = QualityRules(baseline_rates_file=path).early_warning()
     assert (read.likelihood_ratio_share, read.failure_mode_share, read.sequential_share) == (0.6, 0.35, 0.05)
-    assert read.later_month_factor == 1.3 and read.first_month_factor == 1.1  # not in the table: the default
+    assert read.later_month_factor == 1.3 and read.first_month_factor == 1.0  # not in the table: the default
     # An environment variable overrides the table.
     monkeypatch.setenv("AFTERSALES_QUALITY_LATER_MONTH_FACTOR", "1.1")
     assert QualityRules(baseline_rates_file=path).early_warning().later_month_factor == 1.1
@@ -333,3 +333,16 @@ def test_a_budget_split_that_does_not_add_up_stops_the_service_with_the_file_and
     with pytest.raises(ValueError) as refused:
         QualityRules(baseline_rates_file=path).early_warning()
     assert str(path) in str(refused.value) and says in str(refused.value), str(refused.value)
+
+
+def test_the_vectorised_union_simulation_agrees_with_the_helper_cell_by_cell() -> None:
+    # tools/bench/quality_union.py (the 200,000-cell figures of docs/quality-early-warning.md §6)
+    # runs the model of _joint_first_alarm_months with numpy; on the same cells, at a budget
+    # large enough for many alarms (5 %), both give the same first-alarm month, cell by cell.
+    from tools.bench.quality_union import check, simulate
+
+    for window in (0.5, 8.0):
+        alarms, mismatches = check(window, 400, 7, 0.05, EarlyWarning(), 2)
+        assert alarms >= 20 and mismatches == 0, (window, alarms, mismatches)
+    counts = simulate(2.0, [1.0, 1.1], 4_000, 2, 3, 0.01, EarlyWarning())
+    assert counts[1.1][0] >= counts[1.0][0] > 0  # the same cells: a larger month-0 factor alarms more there
