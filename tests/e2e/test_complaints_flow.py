@@ -136,7 +136,11 @@ async def test_a_dissatisfied_call_is_escalated_twice_resolved_and_closed_once_t
             # The complaint form is filed with the handling documents.
             [form] = case["documents"]
             assert form["kind"] == "complaint_form" and form["filed_at"] is not None
-            document = (await ops.get(f"/v1/complaints/{complaint_id}/documents/{form['document_id']}")).json()
+            # ops sees that it is filed, not what it says (docs/security.md, least privilege); the staff read it
+            masked = (await ops.get(f"/v1/complaints/{complaint_id}/documents/{form['document_id']}")).json()
+            assert masked["content"] == "***" and masked["kind"] == "complaint_form"
+        async with api(stack["complaints"], "supervisor") as supervisor:
+            document = (await supervisor.get(f"/v1/complaints/{complaint_id}/documents/{form['document_id']}")).json()
             assert "CRM-E2E-1" in document["content"] and "Brake caliper replaced" in document["content"]
             assert (tmp_path / "documents" / complaint_id).is_dir()
     finally:
