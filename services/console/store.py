@@ -421,27 +421,19 @@ async def add_inbound_calls(conn: asyncpg.Connection, calls: Sequence[dict[str, 
 # -- pages ----------------------------------------------------------------------------------------------------
 
 
-def _in_scope(regions: Sequence[str], dealers: Sequence[str], arg: Any) -> str:
-    """The SQL condition on `customers c` for a scoped agent (services/intake/store.py's rule):
-    the file's or a vehicle's region is theirs, or a vehicle was sold or serviced by their dealer."""
-    r, d = arg(list(regions)), arg(list(dealers))
-    return (f"(c.region = ANY({r}::text[])"
-            f" OR EXISTS (SELECT 1 FROM vehicles sv WHERE sv.customer_id = c.customer_id"
-            f" AND (sv.region = ANY({r}::text[]) OR sv.dealer_id = ANY({d}::text[])))"
-            f" OR EXISTS (SELECT 1 FROM visits sw WHERE sw.customer_id = c.customer_id"
-            f" AND sw.dealer_id = ANY({d}::text[])))")
+# A scoped agent's customers (services/intake/store.py's rule), regions as $1 and dealers as $2
+# (both NULL: everything): the file's or a vehicle's region is theirs, or one of their dealers
+# sold or serviced a vehicle. Constant SQL; the scope goes in as parameters.
+IN_SCOPE = """(($1::text[] IS NULL AND $2::text[] IS NULL) OR c.region = ANY($1::text[])
+    OR EXISTS (SELECT 1 FROM vehicles sv WHERE sv.customer_id = c.customer_id
+               AND (sv.region = ANY($1::text[]) OR sv.dealer_id = ANY($2::text[])))
+    OR EXISTS (SELECT 1 FROM visits sw WHERE sw.customer_id = c.customer_id AND sw.dealer_id = ANY($2::text[])))"""
 
 
 async def in_scope(conn: asyncpg.Connection, customer_id: str, regions: Sequence[str], dealers: Sequence[str]) -> bool:
-    args: list[Any] = [customer_id]
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
     return bool(await conn.fetchval(
-        f"SELECT EXISTS (SELECT 1 FROM customers c WHERE c.customer_id = $1 AND {_in_scope(regions, dealers, arg)})",
-        *args))
+        f"SELECT EXISTS (SELECT 1 FROM customers c WHERE c.customer_id = $3 AND {IN_SCOPE})",
+        list(regions), list(dealers), customer_id))
 
 
 async def search(conn: asyncpg.Connection, q: Query, limit: int = 20,
@@ -450,7 +442,7 @@ async def search(conn: asyncpg.Connection, q: Query, limit: int = 20,
     part of a plate, a VIN fragment, a repair order, a name in characters or pinyin. A scoped
     agent's search finds only customers of their regions and dealers."""
     branches: list[str] = []
-    args: list[Any] = []
+    args: list[Any] = [list(scope[0]), list(scope[1])] if scope is not None else [None, None]  # $1, $2: IN_SCOPE
 
     def arg(value: Any) -> str:
         args.append(value)
@@ -485,7 +477,7 @@ async def search(conn: asyncpg.Connection, q: Query, limit: int = 20,
                    (SELECT array_agg(coalesce(v.plate, v.vin) || ' ' || coalesce(v.model, '') ORDER BY v.sold_at)
                       FROM vehicles v WHERE v.customer_id = c.customer_id) AS vehicles
               FROM best b JOIN customers c USING (customer_id)
-             WHERE {_in_scope(*scope, arg) if scope is not None else "true"}
+             WHERE {IN_SCOPE}
              ORDER BY b.rank, c.name NULLS LAST, c.customer_id
              LIMIT {arg(limit)}""",
         *args,

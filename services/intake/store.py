@@ -261,26 +261,24 @@ KEEP_EARLIEST = """(customer_id, field, value) DO UPDATE
 Scope = tuple[Sequence[str], Sequence[str]]
 
 
-def _in_scope(scope: Scope, arg: Any) -> str:
-    """The SQL condition on `customers c`: the file's region or a vehicle's region is one of the
-    scope's regions, or a vehicle was sold or serviced by one of its dealers."""
-    regions, dealers = arg(list(scope[0])), arg(list(scope[1]))
-    return (f"(c.region = ANY({regions}::text[])"
-            f" OR EXISTS (SELECT 1 FROM vehicles sv WHERE sv.customer_id = c.customer_id"
-            f" AND (sv.region = ANY({regions}::text[]) OR sv.dealer_id = ANY({dealers}::text[])))"
-            f" OR EXISTS (SELECT 1 FROM visits sw WHERE sw.customer_id = c.customer_id"
-            f" AND sw.dealer_id = ANY({dealers}::text[])))")
+# The condition on `customers c` for a person's scope, with the regions as $1 and the dealers as $2
+# (both NULL: everything): the file's or one of its vehicles' region is theirs, or one of their
+# dealers sold or serviced one of its vehicles. Constant SQL; the scope goes in as parameters.
+IN_SCOPE = """(($1::text[] IS NULL AND $2::text[] IS NULL) OR c.region = ANY($1::text[])
+    OR EXISTS (SELECT 1 FROM vehicles sv WHERE sv.customer_id = c.customer_id
+               AND (sv.region = ANY($1::text[]) OR sv.dealer_id = ANY($2::text[])))
+    OR EXISTS (SELECT 1 FROM visits sw WHERE sw.customer_id = c.customer_id AND sw.dealer_id = ANY($2::text[])))"""
+
+
+def scope_args(scope: Scope | None) -> list[list[str] | None]:
+    """$1 and $2 of IN_SCOPE."""
+    return [None, None] if scope is None else [list(scope[0]), list(scope[1])]
 
 
 async def in_scope(conn: asyncpg.Connection, customer_id: str, scope: Scope) -> bool:
-    args: list[Any] = [customer_id]
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
     return bool(await conn.fetchval(
-        f"SELECT EXISTS (SELECT 1 FROM customers c WHERE c.customer_id = $1 AND {_in_scope(scope, arg)})", *args))
+        f"SELECT EXISTS (SELECT 1 FROM customers c WHERE c.customer_id = $3 AND {IN_SCOPE})",
+        *scope_args(scope), customer_id))
 
 
 async def record_file_reads(conn: asyncpg.Connection, *, at: datetime, reader: str, role: str,
@@ -306,14 +304,12 @@ async def file_reads(conn: asyncpg.Connection, *, customer_id: str | None, reade
 async def search_customers(conn: asyncpg.Connection, *, phone: str | None, plate: str | None, vin: str | None,
                            name: str | None, region: str | None, limit: int, offset: int,
                            scope: Scope | None = None) -> tuple[int, list[dict]]:
-    where, args = ["true"], []
+    where, args = ["true", IN_SCOPE], list(scope_args(scope))  # $1, $2: the reader's scope
 
     def arg(value: Any) -> str:
         args.append(value)
         return f"${len(args)}"
 
-    if scope is not None:
-        where.append(_in_scope(scope, arg))
 
     if phone:
         where.append(f"(c.phone = {arg(phone)} OR EXISTS (SELECT 1 FROM customer_history h WHERE h.customer_id = "
@@ -372,16 +368,10 @@ INCOMPLETE = """
 
 async def incomplete_files(conn: asyncpg.Connection, limit: int, offset: int,
                            scope: Scope | None = None) -> tuple[int, list[dict[str, Any]]]:
-    args: list[Any] = []
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
-    query = f"SELECT * FROM ({INCOMPLETE}) c" + (f" WHERE {_in_scope(scope, arg)}" if scope is not None else "")
-    total = await conn.fetchval(f"SELECT count(*) FROM ({query}) i", *args)
-    rows = await conn.fetch(f"{query} ORDER BY c.created_at, c.customer_id LIMIT {arg(limit)} OFFSET {arg(offset)}",
-                            *args)
+    query = f"SELECT * FROM ({INCOMPLETE}) c WHERE {IN_SCOPE}"
+    total = await conn.fetchval(f"SELECT count(*) FROM ({query}) i", *scope_args(scope))
+    rows = await conn.fetch(f"{query} ORDER BY c.created_at, c.customer_id LIMIT $3 OFFSET $4",
+                            *scope_args(scope), limit, offset)
     return int(total), [dict(r) for r in rows]
 
 
@@ -401,19 +391,11 @@ async def flagged_counts(conn: asyncpg.Connection) -> dict[str, int]:
 async def flagged_files(conn: asyncpg.Connection, limit: int, offset: int,
                         scope: Scope | None = None) -> tuple[int, list[dict[str, Any]]]:
     """Files with a flagged contact value (the agents' list to correct), oldest flag first."""
-    args: list[Any] = []
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
-    where = "c.contact_flags IS NOT NULL AND c.contact_flags <> '{}'::jsonb"
-    if scope is not None:
-        where += f" AND {_in_scope(scope, arg)}"
-    total = await conn.fetchval(f"SELECT count(*) FROM customers c WHERE {where}", *args)
+    where = f"c.contact_flags IS NOT NULL AND c.contact_flags <> '{{}}'::jsonb AND {IN_SCOPE}"
+    total = await conn.fetchval(f"SELECT count(*) FROM customers c WHERE {where}", *scope_args(scope))
     rows = await conn.fetch(
         f"""SELECT c.customer_id, c.name, c.region, c.phone, c.email, c.contact_flags, c.updated_at FROM customers c
-             WHERE {where} ORDER BY c.updated_at, c.customer_id LIMIT {arg(limit)} OFFSET {arg(offset)}""", *args)
+             WHERE {where} ORDER BY c.updated_at, c.customer_id LIMIT $3 OFFSET $4""", *scope_args(scope), limit, offset)
     return int(total), [dict(r) for r in rows]
 
 
