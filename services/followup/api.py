@@ -18,7 +18,7 @@ from services.followup import commands as calls
 from services.followup import conversation
 from services.followup import inbound
 from services.followup import owners
-from services.followup import store, weekly
+from services.followup import store
 from services.followup.config import FollowUpRules
 from services.followup.domain import (LOST_REASONS, AtRisk, at_risk, calling_days, in_calling_hours, loyalty_tier,
                                       maintenance_due, queue_order)
@@ -371,20 +371,6 @@ def router() -> APIRouter:
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
             figures = await return_visit_headline(conn, since, until, _rules(request).satisfied_score)
-        return figures | {"from": since, "to": until}
-
-    @r.get("/v1/reports/return-visits", summary="Return visits due and reached, satisfaction and dissatisfied "
-                                                  "customers in a period (the weekly report's headline, any period)")
-    async def return_visits(request: Request, since: datetime = Query(alias="from"),
-                            until: datetime = Query(alias="to"),
-                            who: Principal = require("supervisor", "ops")) -> dict[str, Any]:
-        check_moments(**{"from": since, "to": until})
-        if since >= until:
-            raise HTTPException(422, f"from ({since.isoformat()}) must be before to ({until.isoformat()})")
-        runtime = runtime_of(request)
-        assert runtime.pool is not None
-        async with acquire(runtime.pool) as conn:
-            figures = await weekly.headline(conn, since, until, _rules(request).satisfied_score)
         return figures | {"from": since, "to": until}
 
     return r

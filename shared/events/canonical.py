@@ -617,47 +617,6 @@ class ComplaintPartDefectReported(Data, kw_only=True):
     description: str | None = None
 
 
-# ---------------------------------------------------------------------------------------
-# aftersales.quality
-
-
-class QualityAlertRaised(Data, kw_only=True):
-    alert_id: str
-    cell: dict[str, str]
-    rule: AlertRule
-    observed: int
-    expected: float
-    report_ids: list[str]
-    vins: list[str]
-    raised_at: Aware
-    statistic: float | None = None
-    p_value: float | None = None
-    threshold: float | None = None
-    updated: bool = False
-    # Context: the look the figures are as of, where monitoring of the cell started, the
-    # exposure and the test's settings, the burst behind a burst alert.
-    state: Literal["raised", "acknowledged"] | None = None
-    title: str | None = None
-    as_of: Aware | None = None
-    since: Aware | None = None
-    units: int | None = None
-    unit_months: float | None = None
-    baseline_rate: float | None = None
-    alpha_month: float | None = None
-    critical_count: int | None = None
-    rules_firing: list[str] | None = None
-    failure_mode: str | None = None
-    burst_count: int | None = None
-    burst_window_days: int | None = None
-    revision: int | None = None
-
-
-class QualityAlertStateChanged(Data, kw_only=True):
-    alert_id: str
-    at: Aware
-    actor: str
-    note: str | None = None
-    # Context: the alert's cell, rule and state after the change.
 class MeasureEvent(Data, kw_only=True):
     """A rectification measure (docs/measures.md): what it answers — a complaint category, or
     a quality alert and the alert's part category — its owner and due date."""
@@ -700,6 +659,47 @@ class MeasureVerified(MeasureEvent, kw_only=True):
     change: str | None = None
 
 
+# ---------------------------------------------------------------------------------------
+# aftersales.quality
+
+
+class QualityAlertRaised(Data, kw_only=True):
+    alert_id: str
+    cell: dict[str, str]
+    rule: AlertRule
+    observed: int
+    expected: float
+    report_ids: list[str]
+    vins: list[str]
+    raised_at: Aware
+    statistic: float | None = None
+    p_value: float | None = None
+    threshold: float | None = None
+    updated: bool = False
+    # Context: the look the figures are as of, where monitoring of the cell started, the
+    # exposure and the test's settings, the burst behind a burst alert.
+    state: Literal["raised", "acknowledged"] | None = None
+    title: str | None = None
+    as_of: Aware | None = None
+    since: Aware | None = None
+    units: int | None = None
+    unit_months: float | None = None
+    baseline_rate: float | None = None
+    alpha_month: float | None = None
+    critical_count: int | None = None
+    rules_firing: list[str] | None = None
+    failure_mode: str | None = None
+    burst_count: int | None = None
+    burst_window_days: int | None = None
+    revision: int | None = None
+
+
+class QualityAlertStateChanged(Data, kw_only=True):
+    alert_id: str
+    at: Aware
+    actor: str
+    note: str | None = None
+    # Context: the alert's cell, rule and state after the change.
     cell: dict[str, str] | None = None
     rule: AlertRule | None = None
     state: Literal["acknowledged", "closed"] | None = None
