@@ -20,6 +20,7 @@ from shared.events import canonical as c
 from shared.http import Principal, require, runtime_of
 
 MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
+MAX_COUNT = 10**9  # a month's calls, cases or lines: far below, and within the 64 bits the event's JSON carries
 Category = Literal["product_quality", "service_attitude", "repair_quality", "parts_supply", "delay", "price", "other"]
 
 
@@ -30,16 +31,16 @@ class Target(BaseModel):
     value: float | None = Field(None, ge=0, le=1)
     target: float | None = Field(None, ge=0, le=1)
     met: bool | None = None
-    count: int | None = Field(None, ge=0)
-    out_of: int | None = Field(None, ge=0)
+    count: int | None = Field(None, ge=0, le=MAX_COUNT)
+    out_of: int | None = Field(None, ge=0, le=MAX_COUNT)
 
 
 class CategoryRow(BaseModel):
     model_config = ConfigDict(extra="forbid")
     category: Category
-    count: int = Field(ge=0)
-    before: int = Field(ge=0)
-    change: int
+    count: int = Field(ge=0, le=MAX_COUNT)
+    before: int = Field(ge=0, le=MAX_COUNT)
+    change: int = Field(ge=-MAX_COUNT, le=MAX_COUNT)
     share: float | None = Field(None, ge=0, le=1)
 
 
@@ -52,8 +53,8 @@ class MeasureRow(BaseModel):
     owner: str | None = Field(None, max_length=100)
     due_at: str | None = Field(None, max_length=40)
     status: str | None = Field(None, max_length=40)
-    before: float | None = None
-    after: float | None = None
+    before: float | None = Field(None, allow_inf_nan=False)
+    after: float | None = Field(None, allow_inf_nan=False)
     change: str | None = Field(None, max_length=40)
 
 
@@ -65,8 +66,8 @@ class MonthlySummaryIn(BaseModel):
     targets: list[Target] = Field(max_length=20)
     categories: list[CategoryRow] = Field(max_length=20)
     measures: list[MeasureRow] | None = Field(None, max_length=200, description="None: complaints lists no measures")
-    complaints: int = Field(ge=0)
-    complaints_before: int = Field(ge=0)
+    complaints: int = Field(ge=0, le=MAX_COUNT)
+    complaints_before: int = Field(ge=0, le=MAX_COUNT)
 
 
 def summary_router() -> APIRouter:
