@@ -284,8 +284,12 @@ async def test_hostile_strings_in_every_upstream_text_field_are_stored_as_data(
 
     # Stored verbatim: what went in as a customer name, a complaint text, a batch comes back equal.
     checks = {
-        ("intake", "SELECT name FROM customers"): [e["data"]["customer"]["name"] for _, e in events
-                                                   if "customer" in e["data"]],
+        # (A customer's name takes none of the hostile strings any more: names are restricted to
+        # letters, digits and a few marks at the edge, issue 19, so the catalog refuses them all;
+        # the address, a free text of the same file, still takes one and is checked instead.)
+        # every address a file held: the current one, the earlier ones in its history
+        ("intake", "SELECT address FROM customers UNION SELECT value FROM customer_history WHERE field = 'address'"): [e["data"]["customer"]["address"] for _, e in events
+                                                      if e["data"].get("customer", {}).get("address")],
         ("intake", "SELECT comments FROM receipts"): [e["data"]["comments"] for _, e in events
                                                       if e["event_type"] == "ReceiptReturned"],
         ("complaints", "SELECT description FROM cases"): [e["data"]["description"] for _, e in events
@@ -295,6 +299,8 @@ async def test_hostile_strings_in_every_upstream_text_field_are_stored_as_data(
         ("followup", "SELECT dealer_id FROM followups"): [e["data"]["dealer_id"] for _, e in events
                                                           if e["event_type"] == "VehiclePickedUp"],
     }
+    names = {e["data"]["customer"]["name"] for _, e in events if e["data"].get("customer", {}).get("name")}
+    assert names and not names & set(replaced.values()), names  # the edge took no hostile name
     for (schema, query), sent in checks.items():
         assert sent and all(s in replaced.values() for s in sent), (query, sent)
         conn = await db(ns, schema)
