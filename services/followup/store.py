@@ -173,6 +173,16 @@ async def retire_customers(conn: asyncpg.Connection, merged: dict[str, str]) -> 
                       "inbound_calls"):
             await conn.execute(f"UPDATE {table} SET customer_id = $2 WHERE customer_id = $1", old, new)
         await conn.execute("DELETE FROM customers WHERE customer_id = $1", old)
+        # The tracking owner (owners.py): the file kept keeps its own; one without takes the retired
+        # file's; the owner history moves along with the file.
+        await conn.execute(
+            "INSERT INTO customer_owners (customer_id, owner, source, reason, assigned_by, assigned_at, region, "
+            "dealer_id, rule_owner, rule_source, rule_rank, rule_cause) "
+            "SELECT $2, owner, source, reason, assigned_by, assigned_at, region, dealer_id, rule_owner, rule_source, "
+            "rule_rank, rule_cause FROM customer_owners WHERE customer_id = $1 "
+            "ON CONFLICT (customer_id) DO NOTHING", old, new)
+        await conn.execute("DELETE FROM customer_owners WHERE customer_id = $1", old)
+        await conn.execute("UPDATE customer_owner_changes SET customer_id = $2 WHERE customer_id = $1", old, new)
 
 
 async def customer_zones(conn: asyncpg.Connection, customer_ids: Iterable[str]) -> dict[str, dict[str, Any]]:

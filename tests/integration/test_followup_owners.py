@@ -197,3 +197,37 @@ async def test_a_dealer_rule_moves_a_rule_made_owner_once_but_never_a_supervisor
             (chosen_id, "agent-01", None, "rule:region"), (chosen_id, "agent-02", "agent-01", "supervisor")]
     finally:
         await stack.stop()
+
+
+async def test_a_merged_files_owner_moves_to_the_file_kept_unless_it_has_its_own(ns: Namespace) -> None:
+    """Intake merges two files of one customer (CustomerUpdated.merged_customer_ids): the file kept
+    keeps its own owner; a file kept without one takes the retired file's; the retired file's
+    owner row is gone and its owner history is the kept file's."""
+    from services.followup import store
+    from tests.support import db
+
+    stack = await Stack(ns, manual_clock(T0), services=("followup",)).start()
+    try:
+        conn = await db(ns, "followup")
+        try:
+            rows = [("C-OLD-1", "agent-02", "supervisor"), ("C-OLD-2", "agent-02", "rule:region"),
+                    ("C-KEPT-2", "agent-01", "rule:region")]
+            for customer_id, owner, source in rows:
+                await conn.execute(
+                    "INSERT INTO customer_owners (customer_id, owner, source, reason, assigned_by, assigned_at) "
+                    "VALUES ($1, $2, $3, 'test', 'system', $4)", customer_id, owner, source, T0)
+                await conn.execute(
+                    "INSERT INTO customer_owner_changes (customer_id, owner, source, reason, assigned_by, assigned_at) "
+                    "VALUES ($1, $2, $3, 'test', 'system', $4)", customer_id, owner, source, T0)
+            async with conn.transaction():
+                await store.retire_customers(conn, {"C-OLD-1": "C-KEPT-1", "C-OLD-2": "C-KEPT-2"})
+            owners_now = {r["customer_id"]: (r["owner"], r["source"])
+                          for r in await conn.fetch("SELECT customer_id, owner, source FROM customer_owners")}
+            assert owners_now == {"C-KEPT-1": ("agent-02", "supervisor"), "C-KEPT-2": ("agent-01", "rule:region")}
+            changes = sorted((r["customer_id"], r["owner"])
+                             for r in await conn.fetch("SELECT customer_id, owner FROM customer_owner_changes"))
+            assert changes == [("C-KEPT-1", "agent-02"), ("C-KEPT-2", "agent-01"), ("C-KEPT-2", "agent-02")]
+        finally:
+            await conn.close()
+    finally:
+        await stack.stop()
