@@ -3,18 +3,25 @@
 # (demo, benchmarks, fault suite, message peers) are not in it; the `tools` target adds them for
 # the SMS sink (`aftersales peers`). tests/integration/test_deploy_image.py builds the wheel from
 # exactly what the build stage copies and checks it holds every file the services load.
+#
+# The dependencies come from the runtime lock only (requirements/runtime.txt, every version and
+# hash pinned; the tools extra is not in it), the project's own wheel is built without them, and
+# the product stage installs from those wheels alone (no index: a package missing from the lock
+# fails the build).
 FROM python:3.11-slim AS build
 WORKDIR /src
+COPY requirements/runtime.txt requirements/runtime.txt
+RUN pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r requirements/runtime.txt
 COPY pyproject.toml README.md ./
 COPY shared shared
 COPY services services
 COPY aftersales aftersales
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim AS product
 RUN useradd --create-home --uid 10001 aftersales
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+RUN pip install --no-cache-dir --no-index --find-links /wheels /wheels/aftersales-*.whl && rm -rf /wheels
 # Directories that compose mounts volumes on must exist and belong to the service user, so
 # a fresh named volume starts with that owner (complaint handling documents, SMS sink).
 RUN mkdir -p /home/aftersales/.local/complaints/documents /home/aftersales/peers \
@@ -30,6 +37,7 @@ CMD ["serve", "all"]
 FROM product AS tools
 USER root
 COPY tools /opt/aftersales-tools/tools
-RUN pip install --no-cache-dir "aiosmtpd==1.4.6"
+COPY requirements/tools.txt /tmp/tools.txt
+RUN pip install --no-cache-dir --require-hashes -r /tmp/tools.txt && rm /tmp/tools.txt
 ENV PYTHONPATH=/opt/aftersales-tools
 USER aftersales

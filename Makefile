@@ -4,19 +4,37 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml 2>/dev/null | cut -c1-12)
+# The lock files (requirements/*.txt, every package pinned with its hashes, written by `make lock`):
+# runtime.txt is what the image installs, tools.txt adds the tools extra, dev.txt everything here.
+LOCK   := requirements/dev.txt
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) 2>/dev/null | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: setup infra test test-unit test-integration test-e2e test-dates demo down status bench-pipeline clean
+.PHONY: setup lock lint infra test test-unit test-integration test-e2e test-dates demo down status bench-pipeline clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@deploy/scripts/ensure-python.sh $(PYTHON) $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/pip install -q --no-deps -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
 setup: $(STAMP)
+
+# Rewrite the lock files after a change to pyproject.toml's dependencies (the versions already
+# locked are kept where they still fit; `make lock UV_ARGS=--upgrade` moves everything forward).
+UV_ARGS ?=
+lock: setup
+	$(BIN)/uv pip compile pyproject.toml -q --universal --python-version 3.11 --generate-hashes \
+	  --custom-compile-command "make lock" $(UV_ARGS) -o requirements/runtime.txt
+	$(BIN)/uv pip compile pyproject.toml -q --universal --python-version 3.11 --generate-hashes --extra tools \
+	  --custom-compile-command "make lock" $(UV_ARGS) -o requirements/tools.txt
+	$(BIN)/uv pip compile pyproject.toml -q --universal --python-version 3.11 --generate-hashes --extra dev \
+	  --custom-compile-command "make lock" $(UV_ARGS) -o requirements/dev.txt
+
+lint: setup
+	$(BIN)/ruff check .
 
 infra: setup
 	$(BIN)/aftersales infra up
