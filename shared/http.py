@@ -103,6 +103,31 @@ class Principal:
     def scoped(self) -> bool:
         return self.role == "agent" and bool(self.regions or self.dealers)
 
+    def scope_params(self) -> tuple[list[str] | None, list[str] | None]:
+        """The regions and dealers as the two text[] parameters of `scope_sql` (both None: everything)."""
+        return (list(self.regions), list(self.dealers)) if self.scoped else (None, None)
+
+    def covers(self, region: str | None, dealer: str | None) -> bool:
+        """A record of this region and dealer is in the person's scope (always, when unscoped)."""
+        return not self.scoped or (region is not None and region in self.regions) or (
+            dealer is not None and dealer in self.dealers)
+
+
+def scope_sql(region: str, dealer: str, regions_arg: int, dealers_arg: int) -> str:
+    """The SQL condition that a row's `region` / `dealer` columns are in a person's scope, with the
+    scope's regions and dealers as the parameters $regions_arg and $dealers_arg (both NULL: every
+    row; `Principal.scope_params`). The one rule follow-up, complaints and the notifier hold a scoped
+    agent to (intake and the console apply it to a customer's file and vehicles). A row with neither
+    a region nor a dealer is outside every scope. Constant SQL; the scope goes in as parameters."""
+    r, d = f"${regions_arg}::text[]", f"${dealers_arg}::text[]"
+    return f"(({r} IS NULL AND {d} IS NULL) OR {region} = ANY({r}) OR {dealer} = ANY({d}))"
+
+
+def outside_scope(who: Principal, what: str) -> HTTPException:
+    """The 403 a scoped agent gets for a record outside their regions and dealers."""
+    return HTTPException(403, f"{what} is outside your scope (regions: {', '.join(who.regions) or '-'}; dealers: "
+                              f"{', '.join(who.dealers) or '-'}); ask a colleague of that region or a supervisor")
+
 
 _bearer = HTTPBearer(auto_error=False, description="A token issued to a person or system, bound to one role")
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.events.types import ComplaintCategory, ComplaintChannel, Severity
 from shared.events.upstream import Id, Name, Phone, Reference, Vin
-from shared.http import Moment, Principal, check_moments, check_paging, require, runtime_of
+from shared.http import Moment, Principal, check_moments, check_paging, outside_scope, require, runtime_of
 from shared.runtime import ServiceRuntime
 from shared.timeutil import iso_week
 from shared.uow import UnitOfWork
@@ -152,10 +152,13 @@ def _scope(who: Principal) -> str | None:
 
 
 def _check_scope(who: Principal, case: Case) -> None:
-    """A case routed elsewhere does not exist for a department person (404, as for any case)."""
+    """A case routed elsewhere does not exist for a department person (404, as for any case); a
+    scoped agent gets 403 for a case of another region and dealer (docs/security.md)."""
     scope = _scope(who)
     if scope is not None and case.department != scope:
         raise CaseNotFound(case.complaint_id)
+    if not who.covers(case.region, case.dealer_id):
+        raise outside_scope(who, f"case {case.complaint_id}")
 
 
 async def _run(
@@ -239,7 +242,7 @@ def router() -> APIRouter:
         async with runtime.pool.acquire() as conn:
             items, total = await store.list_cases(
                 conn, store.CaseFilter(state, level, department, breached, category, severity, assignee, vin, q,
-                                       filed_from, filed_before),
+                                       filed_from, filed_before, *who.scope_params()),
                 limit=limit, offset=offset, sort=sort,
             )
         return {"items": items, "total": total, "limit": limit, "offset": offset,
@@ -252,6 +255,7 @@ def router() -> APIRouter:
             case = (await commands.load(uow, [complaint_id], lock=False)).get(complaint_id)
             if case is None or (_scope(who) not in (None, case.department)):
                 raise _problem(CaseNotFound(complaint_id))
+            _check_scope(who, case)
             case.refresh(uow.now())
         return commands.case_view(case)
 
@@ -339,6 +343,8 @@ def router() -> APIRouter:
             scope = _scope(who)
             if scope is not None and await store.case_department(conn, complaint_id) != scope:
                 raise _problem(CaseNotFound(complaint_id))
+            if who.scoped and not await store.case_in_scope(conn, complaint_id, *who.scope_params()):
+                raise outside_scope(who, f"case {complaint_id}")
             found = await store.document(conn, complaint_id, document_id)
         if found is None:
             raise HTTPException(404, f"case {complaint_id!r} has no document {document_id!r}; "

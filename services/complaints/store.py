@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from shared.bulk import Table
+from shared.http import scope_sql
 from shared.workcal import WorkingCalendar
 
 from services.complaints.config import SlaPolicy
@@ -197,6 +198,9 @@ class CaseFilter:
     text: str | None = None
     filed_from: datetime | None = None
     filed_before: datetime | None = None
+    # a scoped agent's regions and dealers (shared.http.scope_sql; both None: every case)
+    regions: list[str] | None = None
+    dealers: list[str] | None = None
 
 
 _LIST_COLUMNS = (
@@ -221,14 +225,15 @@ async def list_cases(
                AND ($7::text IS NULL OR assignee = $7) AND ($8::text[] IS NULL OR vin = ANY($8))
                AND ($9::text IS NULL OR strpos(lower(complaint_ref || ' ' || description || ' ' ||
                     coalesce(customer_id, '') || ' ' || coalesce(vin, '')), lower($9)) > 0)
-               AND ($10::timestamptz IS NULL OR filed_at >= $10) AND ($11::timestamptz IS NULL OR filed_at < $11)"""
+               AND ($10::timestamptz IS NULL OR filed_at >= $10) AND ($11::timestamptz IS NULL OR filed_at < $11)
+               AND """ + scope_sql("region", "dealer_id", 12, 13)
     params = (f.state, f.level, f.department, f.breached, f.category, f.severity, f.assignee, f.vins, f.text,
-              f.filed_from, f.filed_before)
+              f.filed_from, f.filed_before, f.regions, f.dealers)
     order = "due_at ASC NULLS LAST, filed_at, complaint_id" if sort == "deadline" else "filed_at DESC, complaint_id"
     total = await conn.fetchval(f"SELECT count(*) FROM cases WHERE {where}", *params)
     rows = await conn.fetch(
         f"""SELECT {", ".join(_LIST_COLUMNS)}, {_DUE_AT} AS due_at FROM cases WHERE {where}
-            ORDER BY {order} LIMIT $12 OFFSET $13""",
+            ORDER BY {order} LIMIT $14 OFFSET $15""",
         *params, limit, offset,
     )
     return [dict(r) for r in rows], int(total)
@@ -320,6 +325,14 @@ async def due_rounds(
         starts_at, ends_at, region, dealer_id, department,
     )
     return [DueRound(**dict(r)) for r in rows]
+
+
+async def case_in_scope(conn: asyncpg.Connection, complaint_id: str, regions: list[str] | None,
+                        dealers: list[str] | None) -> bool:
+    """The case's region or dealer is in the scope (shared.http.scope_sql)."""
+    return bool(await conn.fetchval(
+        f"SELECT EXISTS (SELECT 1 FROM cases WHERE complaint_id = $1 AND {scope_sql('region', 'dealer_id', 2, 3)})",
+        complaint_id, regions, dealers))
 
 
 async def case_department(conn: asyncpg.Connection, complaint_id: str) -> str | None:

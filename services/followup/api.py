@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request
 
 from shared import metrics
 from shared.db import acquire
-from shared.http import Principal, check_moments, check_paging, require, runtime_of
+from shared.http import Principal, check_moments, check_paging, outside_scope, require, runtime_of
 from shared.timeutil import add_months
 
 from services.followup import commands as calls
@@ -37,6 +37,26 @@ async def _tiers(conn: Any, customer_ids: list[str], now: datetime, r: FollowUpR
     return {cid: loyalty_tier(*stats.get(cid, (0, None, 0)), r) for cid in customer_ids}
 
 
+async def _hold_to_scope(request: Request, who: Principal, *, customer_id: str | None = None,
+                         followup_id: str | None = None) -> None:
+    """403 when a scoped agent asks for a follow-up or a customer outside their regions and dealers
+    (store.customer_scope_sql; docs/security.md). Nothing to check for anyone else; an unknown
+    follow-up is left to the route (404)."""
+    if not who.scoped:
+        return
+    runtime = runtime_of(request)
+    assert runtime.pool is not None
+    async with acquire(runtime.pool) as conn:
+        what = f"customer {customer_id}"
+        if followup_id is not None:
+            f = await store.get_followup(conn, followup_id)
+            if f is None:
+                return
+            customer_id, what = f["customer_id"], f"follow-up {followup_id} (customer {f['customer_id']})"
+        if not await store.customers_in_scope(conn, [customer_id or ""], *who.scope_params()):
+            raise outside_scope(who, what)
+
+
 def _refused(exc: calls.CallRefused) -> HTTPException:
     return HTTPException(exc.status, exc.message)
 
@@ -54,12 +74,13 @@ def router() -> APIRouter:
         runtime = runtime_of(request)
         rules = _rules(request)
         now = runtime.clock.now()
+        regions, dealers = who.scope_params()  # a scoped agent's queue: their customers only
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
             # candidates in due order (overdue first); the loyalty ordering happens below
             candidates = await store.queue_candidates(
                 conn, now, rules.calling_hours_start, rules.calling_hours_end, kind=kind, region=region,
-                dealer=dealer, agent=who.subject, limit=max(limit * 10, 500))
+                dealer=dealer, agent=who.subject, limit=max(limit * 10, 500), regions=regions, dealers=dealers)
             # calling hours hold on the calling days of the customer's region only (no holidays)
             deps = runtime_of(request).deps
             candidates = [c for c in candidates if in_calling_hours(
@@ -109,13 +130,15 @@ def router() -> APIRouter:
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
+            regions, dealers = who.scope_params()  # a scoped agent lists their customers' only
             rows = await store.followups_of(conn, customer=customer, status=status, kind=kind, limit=page_size,
-                                            offset=(page - 1) * page_size)
+                                            offset=(page - 1) * page_size, regions=regions, dealers=dealers)
         return {"page": page, "page_size": page_size, "followups": rows}
 
     @r.get("/v1/followups/{followup_id}", summary="A follow-up with its call attempts and the customer's loyalty tier")
     async def get_followup(request: Request, followup_id: str,
                            who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
+        await _hold_to_scope(request, who, followup_id=followup_id)
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
@@ -130,6 +153,7 @@ def router() -> APIRouter:
     @r.post("/v1/followups/{followup_id}/claim",
             summary="Take a follow-up to call it; no other agent can call the customer until the claim expires")
     async def claim(request: Request, followup_id: str, who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
+        await _hold_to_scope(request, who, followup_id=followup_id)
         try:
             async with runtime_of(request).transaction() as uow:
                 f = await calls.claim(uow, followup_id, who.subject, supervisor=who.role == "supervisor")
@@ -140,6 +164,7 @@ def router() -> APIRouter:
     @r.post("/v1/followups/{followup_id}/release", summary="Give a claimed follow-up back to the queue")
     async def release(request: Request, followup_id: str,
                       who: Principal = require("agent", "supervisor")) -> dict[str, str]:
+        await _hold_to_scope(request, who, followup_id=followup_id)
         try:
             async with runtime_of(request).transaction() as uow:
                 await calls.release(uow, followup_id, who.subject, supervisor=who.role == "supervisor")
@@ -151,6 +176,7 @@ def router() -> APIRouter:
             summary="Record a call: outcome, satisfaction, talking points, requests, a complaint or product issue")
     async def record_attempt(request: Request, followup_id: str, body: calls.AttemptIn,
                              who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
+        await _hold_to_scope(request, who, followup_id=followup_id)
         try:
             async with runtime_of(request).transaction() as uow:
                 recorded = await calls.record_attempt(uow, followup_id, who.subject, body)
@@ -167,6 +193,7 @@ def router() -> APIRouter:
         """The open follow-ups due in the same days (docs/followup.md "One conversation per
         customer"), each with its attempts, and the customer's history: earlier calls on any
         follow-up (talking points, requests, notes) and feedback items not closed yet."""
+        await _hold_to_scope(request, who, customer_id=customer_id)
         runtime = runtime_of(request)
         rules = _rules(request)
         now = runtime.clock.now()
@@ -188,6 +215,7 @@ def router() -> APIRouter:
            summary="The customer's previous calls on every follow-up and their open feedback items")
     async def customer_calls(request: Request, customer_id: str, limit: int = Query(100, ge=1, le=500),
                              who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
+        await _hold_to_scope(request, who, customer_id=customer_id)
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
@@ -198,6 +226,7 @@ def router() -> APIRouter:
             summary="Take all the customer's follow-ups due in the same days to call them once (one claim)")
     async def claim_conversation(request: Request, customer_id: str,
                                  who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
+        await _hold_to_scope(request, who, customer_id=customer_id)
         try:
             async with runtime_of(request).transaction() as uow:
                 taken = await calls.claim_conversation(uow, customer_id, who.subject,
@@ -211,6 +240,7 @@ def router() -> APIRouter:
             summary="Give the customer's claimed follow-ups back to the queue")
     async def release_conversation(request: Request, customer_id: str,
                                    who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
+        await _hold_to_scope(request, who, customer_id=customer_id)
         try:
             async with runtime_of(request).transaction() as uow:
                 released = await calls.release_conversation(uow, customer_id, who.subject,
@@ -226,6 +256,7 @@ def router() -> APIRouter:
         """Each follow-up gets its attempt (FollowUpAttemptRecorded, and FollowUpCompleted when it
         completes, each with the call's `call_id`); every follow-up of the claim needs an outcome;
         a refused outcome stores nothing."""
+        await _hold_to_scope(request, who, customer_id=customer_id)
         try:
             async with runtime_of(request).transaction() as uow:
                 recorded = await calls.record_call(uow, customer_id, who.subject, body)
@@ -261,7 +292,7 @@ def router() -> APIRouter:
         who: Principal = require("agent", "supervisor", "ops"),
     ) -> dict[str, Any]:
         fetch = partial(store.call_register, direction=direction)
-        return await _register(request, fetch, "calls", customer=customer, agent=agent, since=since,
+        return await _register(request, fetch, "calls", who, customer=customer, agent=agent, since=since,
                                until=until, page=page, page_size=page_size)
 
     @r.get("/v1/register/letters", summary="The letter register: every notice and invitation letter requested")
@@ -271,7 +302,7 @@ def router() -> APIRouter:
         page: int = Query(1, ge=1), page_size: int = Query(100, ge=1, le=500),
         who: Principal = require("agent", "supervisor", "ops"),
     ) -> dict[str, Any]:
-        return await _register(request, store.letter_register, "letters", customer=customer, agent=agent,
+        return await _register(request, store.letter_register, "letters", who, customer=customer, agent=agent,
                                since=since, until=until, page=page, page_size=page_size)
 
     @r.get("/v1/kpis", summary="Warranty return-visit rate, satisfaction rate, open and overdue follow-ups, calls per agent")
@@ -328,6 +359,9 @@ def router() -> APIRouter:
         async with acquire(runtime.pool) as conn:
             rows = await store.at_risk_candidates(conn, now, add_months(now, -rules.lost_after_months),
                                                   region=region, dealer=dealer)
+            if who.scoped:  # a scoped agent's customers only
+                mine = await store.customers_in_scope(conn, [row["customer_id"] for row in rows], *who.scope_params())
+                rows = [row for row in rows if row["customer_id"] in mine]
         found = [(row, risk) for row in rows if (risk := _at_risk(row, now, rules)) is not None]
         found.sort(key=lambda x: (x[1].lost_at, x[1].customer_id))
         return {"now": now, "total": len(found), "customers": [
@@ -409,15 +443,18 @@ def figures_with_rates(f: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _register(request: Request, fetch: Callable[..., Awaitable[tuple[int, list[dict[str, Any]]]]], key: str, *,
+async def _register(request: Request, fetch: Callable[..., Awaitable[tuple[int, list[dict[str, Any]]]]], key: str,
+                    who: Principal, *,
                     customer: str | None, agent: str | None, since: datetime | None, until: datetime | None,
                     page: int, page_size: int) -> dict[str, Any]:
-    """One page of a register (calls or letters), filtered by customer, agent and dates."""
+    """One page of a register (calls or letters), filtered by customer, agent and dates; a scoped
+    agent's holds their customers' rows only."""
     check_moments(**{"from": since, "to": until})
     check_paging(page=page)
     runtime = runtime_of(request)
     assert runtime.pool is not None
     async with acquire(runtime.pool) as conn:
+        regions, dealers = who.scope_params()
         total, rows = await fetch(conn, customer=customer, agent=agent, since=since, until=until,
-                                  limit=page_size, offset=(page - 1) * page_size)
+                                  limit=page_size, offset=(page - 1) * page_size, regions=regions, dealers=dealers)
     return {"total": total, "page": page, "page_size": page_size, key: rows}

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from shared.bulk import Table
+from shared.http import scope_sql
 
 # -- projections: customers and vehicles --------------------------------------------------------
 #
@@ -385,6 +386,30 @@ async def due_count(conn: asyncpg.Connection, table: str, column: str, now: date
     return int(await conn.fetchval(f"SELECT count(*) FROM {table} WHERE {column} <= $1", now))
 
 
+def customer_scope_sql(customer: str, regions_arg: int, dealers_arg: int) -> str:
+    """The condition that the customer (an SQL expression) is in a person's scope, with its regions
+    and dealers as $regions_arg and $dealers_arg (both NULL: everyone): one of their follow-ups is of
+    a region or dealer of the scope (shared.http.scope_sql), or their file's region is, or one of the
+    dealers sold or serviced one of their vehicles (intake's rule on the same projections). A scoped
+    agent sees all of an in-scope customer's follow-ups: one conversation, as the console's file."""
+    r, d = f"${regions_arg}::text[]", f"${dealers_arg}::text[]"
+    return f"""(({r} IS NULL AND {d} IS NULL)
+        OR EXISTS (SELECT 1 FROM followups sf WHERE sf.customer_id = {customer}
+                   AND {scope_sql('sf.region', 'sf.dealer_id', regions_arg, dealers_arg)})
+        OR EXISTS (SELECT 1 FROM customers sc WHERE sc.customer_id = {customer} AND sc.region = ANY({r}))
+        OR EXISTS (SELECT 1 FROM vehicles sv WHERE sv.customer_id = {customer} AND sv.dealer_id = ANY({d}))
+        OR EXISTS (SELECT 1 FROM visits sw WHERE sw.customer_id = {customer} AND sw.dealer_id = ANY({d})))"""
+
+
+async def customers_in_scope(conn: asyncpg.Connection, customer_ids: Iterable[str], regions: list[str] | None,
+                             dealers: list[str] | None) -> set[str]:
+    """Those of the customers in the scope (customer_scope_sql)."""
+    rows = await conn.fetch(
+        f"SELECT x.id FROM unnest($1::text[]) AS x(id) WHERE {customer_scope_sql('x.id', 2, 3)}",
+        list(set(customer_ids)), regions, dealers)
+    return {r["id"] for r in rows}
+
+
 async def get_followup(conn: asyncpg.Connection, followup_id: str, *, lock: bool = False) -> dict[str, Any] | None:
     row = await conn.fetchrow(f"SELECT * FROM followups WHERE followup_id = $1{' FOR UPDATE' if lock else ''}",
                               followup_id)
@@ -449,7 +474,8 @@ async def attempts_of(conn: asyncpg.Connection, followup_id: str) -> list[dict[s
 
 
 async def queue_candidates(conn: asyncpg.Connection, now: datetime, start: Any, end: Any, *, kind: str | None,
-                           region: str | None, dealer: str | None, agent: str, limit: int) -> list[dict[str, Any]]:
+                           region: str | None, dealer: str | None, agent: str, limit: int,
+                           regions: list[str] | None = None, dealers: list[str] | None = None) -> list[dict[str, Any]]:
     """Open follow-ups callable now: due, inside calling hours in the customer's zone, not
     waiting for a retry, not held by another agent. Owners (owners.py): the calling agent's calls
     first (assigned to them, or their customer's and assigned to nobody else); a call a
@@ -462,19 +488,21 @@ async def queue_candidates(conn: asyncpg.Connection, now: datetime, start: Any, 
               AND (f.assigned_to IS NULL OR f.assigned_to = $7 OR f.due_by < $1)
               AND ($1 AT TIME ZONE f.timezone)::time >= $2 AND ($1 AT TIME ZONE f.timezone)::time < $3
               AND ($4::text IS NULL OR f.kind = $4) AND ($5::text IS NULL OR f.region = $5)
-              AND ($6::text IS NULL OR f.dealer_id = $6)
+              AND ($6::text IS NULL OR f.dealer_id = $6) AND """ + customer_scope_sql("f.customer_id", 9, 10) + """
             ORDER BY coalesce(f.assigned_to, o.owner) IS NOT DISTINCT FROM $7 DESC, (f.due_by < $1) DESC, f.due_by
-            LIMIT $8""", now, start, end, kind, region, dealer, agent, limit)
+            LIMIT $8""", now, start, end, kind, region, dealer, agent, limit, regions, dealers)
     return [dict(r) for r in rows]
 
 
 async def followups_of(conn: asyncpg.Connection, *, customer: str | None, status: str | None, kind: str | None,
-                       limit: int, offset: int) -> list[dict[str, Any]]:
+                       limit: int, offset: int, regions: list[str] | None = None,
+                       dealers: list[str] | None = None) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         """SELECT * FROM followups
             WHERE ($1::text IS NULL OR customer_id = $1) AND ($2::text IS NULL OR status = $2)
-              AND ($3::text IS NULL OR kind = $3)
-            ORDER BY created_at DESC, followup_id LIMIT $4 OFFSET $5""", customer, status, kind, limit, offset)
+              AND ($3::text IS NULL OR kind = $3) AND """ + customer_scope_sql("followups.customer_id", 6, 7) + """
+            ORDER BY created_at DESC, followup_id LIMIT $4 OFFSET $5""",
+        customer, status, kind, limit, offset, regions, dealers)
     return [dict(r) for r in rows]
 
 
@@ -493,16 +521,17 @@ _REGISTER = """
 
 
 async def call_register(conn: asyncpg.Connection, *, customer: str | None, agent: str | None, since: datetime | None,
-                        until: datetime | None, limit: int, offset: int, direction: str | None = None
+                        until: datetime | None, limit: int, offset: int, direction: str | None = None,
+                        regions: list[str] | None = None, dealers: list[str] | None = None
                         ) -> tuple[int, list[dict[str, Any]]]:
     where = """($1::text IS NULL OR customer_id = $1) AND ($2::text IS NULL OR agent_id = $2)
                AND ($3::timestamptz IS NULL OR attempted_at >= $3) AND ($4::timestamptz IS NULL OR attempted_at < $4)
-               AND ($5::text IS NULL OR direction = $5)"""
+               AND ($5::text IS NULL OR direction = $5) AND """ + customer_scope_sql("r.customer_id", 6, 7)
     total = await conn.fetchval(f"SELECT count(*) FROM ({_REGISTER}) r WHERE {where}",
-                                customer, agent, since, until, direction)
+                                customer, agent, since, until, direction, regions, dealers)
     rows = await conn.fetch(
-        f"SELECT * FROM ({_REGISTER}) r WHERE {where} ORDER BY attempted_at DESC, call_id LIMIT $6 OFFSET $7",
-        customer, agent, since, until, direction, limit, offset)
+        f"SELECT * FROM ({_REGISTER}) r WHERE {where} ORDER BY attempted_at DESC, call_id LIMIT $8 OFFSET $9",
+        customer, agent, since, until, direction, regions, dealers, limit, offset)
     return int(total), [dict(r) for r in rows]
 
 
@@ -547,14 +576,17 @@ async def contact_flags_of(conn: asyncpg.Connection, customer_ids: Iterable[str]
 
 
 async def letter_register(conn: asyncpg.Connection, *, customer: str | None, agent: str | None,
-                          since: datetime | None, until: datetime | None, limit: int, offset: int
+                          since: datetime | None, until: datetime | None, limit: int, offset: int,
+                          regions: list[str] | None = None, dealers: list[str] | None = None
                           ) -> tuple[int, list[dict[str, Any]]]:
     where = """($1::text IS NULL OR customer_id = $1) AND ($2::text IS NULL OR agent_id = $2)
-               AND ($3::timestamptz IS NULL OR requested_at >= $3) AND ($4::timestamptz IS NULL OR requested_at < $4)"""
-    total = await conn.fetchval(f"SELECT count(*) FROM letters_requested WHERE {where}", customer, agent, since, until)
+               AND ($3::timestamptz IS NULL OR requested_at >= $3) AND ($4::timestamptz IS NULL OR requested_at < $4)
+               AND """ + customer_scope_sql("letters_requested.customer_id", 5, 6)
+    total = await conn.fetchval(f"SELECT count(*) FROM letters_requested WHERE {where}",
+                                customer, agent, since, until, regions, dealers)
     rows = await conn.fetch(
-        f"SELECT * FROM letters_requested WHERE {where} ORDER BY requested_at DESC LIMIT $5 OFFSET $6",
-        customer, agent, since, until, limit, offset)
+        f"SELECT * FROM letters_requested WHERE {where} ORDER BY requested_at DESC LIMIT $7 OFFSET $8",
+        customer, agent, since, until, regions, dealers, limit, offset)
     return int(total), [dict(r) for r in rows]
 
 
