@@ -1056,7 +1056,7 @@ def check(obs: Observation, exp: Expectation) -> list[Invariant]:
         problems.append(f"{obs.broken} records on aftersales.* are not envelopes")
     results.append(Invariant(
         "services recovered by themselves and left nothing behind", not problems,
-        f"no unexpected exits, graceful stops, lag 0, outboxes empty, no due or parked timers"
+        "no unexpected exits, graceful stops, lag 0, outboxes empty, no due or parked timers"
         if not problems else "", problems))
     return results
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -83,7 +83,7 @@ def services(request: Request) -> Services:
 
 def wall_now() -> datetime:
     """Sessions and lock-outs are security windows on wall time, not business time."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _loopback(request: Request) -> bool:

@@ -4,7 +4,7 @@ the console's schema is migrated first, so an account can be made before the con
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ async def add(settings: Settings, username: str, display_name: str, role: str, p
     try:
         async with conn.transaction():
             created = await store.add_account(conn, username, display_name or username, role, hashed, locale,
-                                              datetime.now(timezone.utc), department or None)
+                                              datetime.now(UTC), department or None)
             if not created:
                 if not replace:
                     raise AccountError(f"{username!r} exists already; use `aftersales console users password` to "

@@ -9,7 +9,6 @@ reports on the same visits is a decrease; repair quality's 3 → 2 complaints is
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta

@@ -18,7 +18,6 @@ from services.intake.config import IntakeRules
 from services.intake.domain import FileSet, Rejected
 from services.intake.handlers import precheck
 from shared.events import InvalidRecord, decode
-from shared.events.catalog import spec_for
 from shared.settings import load_settings
 
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)

@@ -130,7 +130,7 @@ async def test_the_daily_look_raises_poisson_alerts_on_the_batch_and_its_supplie
             await quality.wait_for(count("QualityAlertRaised", 2), timeout=30, settle=1.5)
         raised = quality.of_type("QualityAlertRaised")
         assert len(raised) == 2
-        cells = sorted((r.data["cell"]["kind"] for r in raised))
+        cells = sorted(r.data["cell"]["kind"] for r in raised)
         assert cells == ["batch", "supplier_model"]
         for r in raised:
             assert r.data["rule"] == "poisson" and not r.data["updated"]

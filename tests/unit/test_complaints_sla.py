@@ -3,7 +3,7 @@ case's history — pauses, reopening, late and back-dated facts, and each level'
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from hypothesis import given, settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import httpx
 import jwt
@@ -22,7 +22,7 @@ from shared.http import CONSOLE_AUDIENCE, CONSOLE_ISSUER, Principal, create_app,
 from shared.runtime import ServiceDefinition
 from shared.settings import Settings
 
-NOW = datetime(2026, 11, 20, 2, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
 RULES = ConsoleRules()
 
 

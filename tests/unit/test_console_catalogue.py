@@ -4,7 +4,7 @@ rules: my calls first, how late a call is, a script for every kind of call, the 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, UTC
 from pathlib import Path
 
 import pytest
@@ -47,7 +47,7 @@ def test_every_text_the_console_shows_is_translated_into_chinese() -> None:
 
 def test_the_chinese_pages_read_chinese_dates_and_numbers() -> None:
     zh, en = environment("zh-CN"), environment("en")
-    moment = datetime(2026, 11, 20, 2, 30, tzinfo=timezone.utc)
+    moment = datetime(2026, 11, 20, 2, 30, tzinfo=UTC)
     assert zh.filters["when"](moment) == "2026年11月20日 10:30:00"
     assert en.filters["when"](moment) == "Nov 20, 2026, 10:30:00\u202fAM"
     assert zh.filters["number"](47378) == "47,378"

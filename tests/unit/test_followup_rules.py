@@ -12,9 +12,7 @@ import pytest
 from services.followup.config import FollowUpRules
 from services.followup.domain import (
     EVERY_DAY,
-    Window,
     after_attempt,
-    calling_days,
     calling_window,
     campaign_window,
     confirmation_window,

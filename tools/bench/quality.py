@@ -528,11 +528,11 @@ def print_result(result: BenchResult, vehicles: int, sales_months: int, horizon_
                            if days else "-")
             bands.add_row(label if name == "configured" else "", name, *row)
     console.print(bands)
-    console.print(f"rows: configured = 3x LR + per-mode LR + sequential on batch cells + burst rule (gated), "
-                  f"sequential on supplier x model cells; today's = sequential + burst (issue 6); 3x LR reference = "
-                  f"3x likelihood-ratio test with exact calibration at the whole budget, counts only; day-30 MP test "
-                  f"= the most powerful single test 30 days after the first report (LR against 3x, level exact per "
-                  f"batch size), share found by day 30 only")
+    console.print("rows: configured = 3x LR + per-mode LR + sequential on batch cells + burst rule (gated), "
+                  "sequential on supplier x model cells; today's = sequential + burst (issue 6); 3x LR reference = "
+                  "3x likelihood-ratio test with exact calibration at the whole budget, counts only; day-30 MP test "
+                  "= the most powerful single test 30 days after the first report (LR against 3x, level exact per "
+                  "batch size), share found by day 30 only")
     for line in target_lines(result):
         console.print(line)
     console.print(f"{result.seconds:.1f} s")
