@@ -10,11 +10,10 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from shared.db import acquire
-from shared.http import Principal, check_paging, require, runtime_of
-
 from services.notifier import store
 from services.notifier.reports_api import summary_router
+from shared.db import acquire
+from shared.http import Principal, check_paging, outside_scope, require, runtime_of
 
 
 class OptOutIn(BaseModel):
@@ -38,6 +37,12 @@ class ConsentEntry(BaseModel):
 class ConsentHistory(BaseModel):
     customer_id: str
     entries: list[ConsentEntry]
+
+
+async def _hold_to_scope(conn: Any, who: Principal, customer_id: str) -> None:
+    """403 when a scoped agent asks for a customer outside their regions and dealers (docs/security.md)."""
+    if who.scoped and not await store.customer_in_scope(conn, customer_id, *who.scope_params()):
+        raise outside_scope(who, f"customer {customer_id}")
 
 
 def router() -> APIRouter:
@@ -68,7 +73,9 @@ def router() -> APIRouter:
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
-            total, rows = await store.letters(conn, printed=printed, limit=page_size, offset=(page - 1) * page_size)
+            regions, dealers = who.scope_params()  # a scoped agent's register: their customers' letters
+            total, rows = await store.letters(conn, printed=printed, limit=page_size, offset=(page - 1) * page_size,
+                                              regions=regions, dealers=dealers)
         return {"total": total, "page": page, "page_size": page_size, "letters": rows}
 
     @r.post("/v1/letters/{letter_id}/printed", summary="Mark a letter printed and posted")
@@ -77,6 +84,8 @@ def router() -> APIRouter:
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
+            if who.scoped and not await store.letter_in_scope(conn, letter_id, *who.scope_params()):
+                raise outside_scope(who, f"letter {letter_id}")
             if not await store.mark_printed(conn, letter_id, who.subject, runtime.clock.now()):
                 raise HTTPException(409 if await conn.fetchval("SELECT 1 FROM letters WHERE letter_id = $1", letter_id)
                                     else 404, f"letter {letter_id} is not in the register or was printed already")
@@ -88,6 +97,7 @@ def router() -> APIRouter:
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
+            await _hold_to_scope(conn, who, body.customer_id)
             now = runtime.clock.now()
             async with conn.transaction():
                 await store.record_opt_out(conn, body.customer_id, body.channel, body.reason, who.subject, now)
@@ -102,6 +112,7 @@ def router() -> APIRouter:
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
+            await _hold_to_scope(conn, who, customer_id)
             return {"customer_id": customer_id, "opt_outs": await store.opt_outs_of(conn, customer_id)}
 
     @r.delete("/v1/opt-outs/{customer_id}/{channel}", summary="The customer opts back in to a channel")
@@ -111,6 +122,7 @@ def router() -> APIRouter:
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn, conn.transaction():
+            await _hold_to_scope(conn, who, customer_id)
             if not await store.remove_opt_out(conn, customer_id, channel):
                 raise HTTPException(404, f"customer {customer_id} has no opt-out of {channel}")
             now = runtime.clock.now()
@@ -126,6 +138,7 @@ def router() -> APIRouter:
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
+            await _hold_to_scope(conn, who, customer_id)
             return {"customer_id": customer_id, "entries": await store.consent_history(conn, customer_id, limit)}
 
     return r

@@ -8,12 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from shared.events import COMPLAINTS, FOLLOWUP, INTAKE, QUALITY
-from shared.kafka.consumer import Handler, Subscription
-from shared.replay import Comparison
-from shared.runtime import ServiceDefinition, ServiceRuntime
-from shared.settings import secrets_file
-
 from services.notifier import handlers
 from services.notifier.api import router
 from services.notifier.channels import EmailChannel, LetterChannel, SmsChannel
@@ -22,6 +16,11 @@ from services.notifier.directory import load_directory
 from services.notifier.dispatcher import Dispatcher, close_channels
 from services.notifier.rules import load_rules
 from services.notifier.templating import Templates
+from shared.events import COMPLAINTS, FOLLOWUP, INTAKE, QUALITY
+from shared.kafka.consumer import Handler, Subscription
+from shared.replay import Comparison
+from shared.runtime import ServiceDefinition, ServiceRuntime
+from shared.settings import secrets_file
 
 
 def load_notifier_settings() -> NotifierSettings:
@@ -41,6 +40,8 @@ def _subscriptions() -> list[Subscription]:
     by_topic[INTAKE]["CustomerUpdated"] = handlers.on_customer_changed
     by_topic[INTAKE]["CustomerContactCorrected"] = handlers.on_customer_changed  # an agent's correction
     by_topic[INTAKE]["CampaignAnnounced"] = handlers.on_campaign
+    by_topic[INTAKE]["VehicleSold"] = handlers.on_vehicle  # the customer's dealers and regions (agents' scope)
+    by_topic[INTAKE]["VehiclePickedUp"] = handlers.on_vehicle
     by_topic[QUALITY]["CampaignAnnounced"] = handlers.on_campaign  # a recall from a confirmed batch problem
     return [Subscription(topic, subscribed) for topic, subscribed in by_topic.items()]
 

@@ -8,15 +8,14 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from shared.events import Event
-from shared.events import canonical as c
-from shared.uow import UnitOfWork
-
 from services.notifier import store
 from services.notifier.config import NotifierDeps, NotifierSettings
 from services.notifier.directory import StaffDirectory
 from services.notifier.domain import ConsentFact, consent_changes, notification_id, outside_quiet_hours
 from services.notifier.rules import Rule, RuleTable, fill
+from shared.events import Event
+from shared.events import canonical as c
+from shared.uow import UnitOfWork
 
 Uow = UnitOfWork[NotifierDeps]
 # Any canonical event a rule of the table names (the rules, not the code, choose the types).
@@ -43,10 +42,18 @@ async def on_customer_changed(uow: Uow, events: list[Event[c.CustomerRegistered 
          "locale": d.locale or DEFAULT_LOCALE, "timezone": d.timezone or DEFAULT_TIMEZONE,
          "consent": msgspec.to_builtins(d.consent) if d.consent is not None else DEFAULT_CONSENT,
          "contact_flags": msgspec.to_builtins(d.contact_flags) if d.contact_flags is not None else None,
-         "updated_at": event.occurred_at}
+         "region": d.region, "updated_at": event.occurred_at}
         for event in events for d in [event.data]
     ])
     await store.release_awaiting(uow.conn, [e.data.customer_id for e in events], uow.now())
+    await on_event(uow, events)
+
+
+async def on_vehicle(uow: Uow, events: list[Event[c.VehicleSold | c.VehiclePickedUp]]) -> None:
+    """VehicleSold / VehiclePickedUp → the customer's regions and dealers (a scoped agent's reach,
+    docs/security.md); then any rule naming the event."""
+    await store.add_customer_scope(uow.conn, [
+        (d.customer.customer_id, d.region, d.dealer_id) for event in events for d in [event.data]])
     await on_event(uow, events)
 
 

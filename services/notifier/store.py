@@ -13,10 +13,11 @@ from typing import Any
 import asyncpg
 
 from shared.bulk import Table, newest
+from shared.http import scope_sql
 
 CONTACTS = Table("contacts", {
     "customer_id": "text", "name": "text", "phone": "text", "email": "text", "address": "text", "locale": "text",
-    "timezone": "text", "consent": "jsonb", "updated_at": "timestamptz", "contact_flags": "jsonb",
+    "timezone": "text", "consent": "jsonb", "updated_at": "timestamptz", "contact_flags": "jsonb", "region": "text",
 })
 NOTIFICATIONS = Table("notifications", {
     "notification_id": "uuid", "rule": "text", "source_event_id": "uuid", "source_event_type": "text",
@@ -46,6 +47,8 @@ MERGE_CONTACT = """(customer_id) DO UPDATE SET
     contact_flags = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at
                          THEN coalesce(EXCLUDED.contact_flags, contacts.contact_flags)
                          ELSE coalesce(contacts.contact_flags, EXCLUDED.contact_flags) END,
+    region = CASE WHEN contacts.updated_at <= EXCLUDED.updated_at THEN coalesce(EXCLUDED.region, contacts.region)
+                  ELSE coalesce(contacts.region, EXCLUDED.region) END,
     updated_at = greatest(contacts.updated_at, EXCLUDED.updated_at)"""
 
 
@@ -62,6 +65,30 @@ async def merge_contacts(conn: asyncpg.Connection, contacts: Sequence[dict[str, 
         rounds[n].append(contact)
     for batch in rounds:
         await CONTACTS.insert(conn, batch, on_conflict=MERGE_CONTACT)
+
+
+async def add_customer_scope(conn: asyncpg.Connection, facts: Iterable[tuple[str, str | None, str | None]]) -> None:
+    """(customer, region, dealer) of a vehicle sold to or serviced for the customer (migration 0006)."""
+    rows = list({(c, r or "", d or "") for c, r, d in facts})
+    if rows:
+        await conn.executemany("""INSERT INTO customer_scope (customer_id, region, dealer_id) VALUES ($1, $2, $3)
+                                  ON CONFLICT DO NOTHING""", rows)
+
+
+def customer_scope_sql(customer: str, regions_arg: int, dealers_arg: int) -> str:
+    """The customer (an SQL expression) is in a person's scope ($regions_arg, $dealers_arg; both
+    NULL: everyone): their file's region, or a region or dealer of one of their vehicles
+    (shared.http.scope_sql), as intake's rule."""
+    r, d = f"${regions_arg}::text[]", f"${dealers_arg}::text[]"
+    return f"""(({r} IS NULL AND {d} IS NULL)
+        OR EXISTS (SELECT 1 FROM contacts sc WHERE sc.customer_id = {customer} AND sc.region = ANY({r}))
+        OR EXISTS (SELECT 1 FROM customer_scope ss WHERE ss.customer_id = {customer}
+                   AND {scope_sql('ss.region', 'ss.dealer_id', regions_arg, dealers_arg)}))"""
+
+
+async def customer_in_scope(conn: asyncpg.Connection, customer_id: str, regions: list[str] | None,
+                            dealers: list[str] | None) -> bool:
+    return bool(await conn.fetchval(f"SELECT {customer_scope_sql('$1', 2, 3)}", customer_id, regions, dealers))
 
 
 async def contacts(conn: asyncpg.Connection, customer_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -229,14 +256,29 @@ async def notifications(conn: asyncpg.Connection, *, recipient: str | None, even
     return int(total), [dict(r) for r in rows]
 
 
-async def letters(conn: asyncpg.Connection, *, printed: bool | None, limit: int, offset: int
+# A letter's customer: the recipient of the notification it was rendered from.
+_LETTER_CUSTOMER = """(SELECT n.recipient FROM notifications n
+                        WHERE n.notification_id = letters.letter_id AND n.recipient_kind = 'customer')"""
+
+
+async def letters(conn: asyncpg.Connection, *, printed: bool | None, limit: int, offset: int,
+                  regions: list[str] | None = None, dealers: list[str] | None = None
                   ) -> tuple[int, list[dict[str, Any]]]:
-    where = "($1::boolean IS NULL OR (printed_at IS NOT NULL) = $1)"
-    total = await conn.fetchval(f"SELECT count(*) FROM letters WHERE {where}", printed)
+    where = "($1::boolean IS NULL OR (printed_at IS NOT NULL) = $1) AND " + customer_scope_sql(_LETTER_CUSTOMER, 2, 3)
+    total = await conn.fetchval(f"SELECT count(*) FROM letters WHERE {where}", printed, regions, dealers)
     rows = await conn.fetch(
-        f"SELECT * FROM letters WHERE {where} ORDER BY registered_at, letter_id LIMIT $2 OFFSET $3",
-        printed, limit, offset)
+        f"SELECT * FROM letters WHERE {where} ORDER BY registered_at, letter_id LIMIT $4 OFFSET $5",
+        printed, regions, dealers, limit, offset)
     return int(total), [dict(r) for r in rows]
+
+
+async def letter_in_scope(conn: asyncpg.Connection, letter_id: uuid.UUID, regions: list[str] | None,
+                          dealers: list[str] | None) -> bool:
+    """The letter's customer is in the scope (an unknown letter is: the route answers 404)."""
+    return bool(await conn.fetchval(
+        f"SELECT NOT EXISTS (SELECT 1 FROM letters WHERE letter_id = $1) OR EXISTS "
+        f"(SELECT 1 FROM letters WHERE letter_id = $1 AND {customer_scope_sql(_LETTER_CUSTOMER, 2, 3)})",
+        letter_id, regions, dealers))
 
 
 async def mark_printed(conn: asyncpg.Connection, letter_id: uuid.UUID, by: str, at: datetime) -> bool:

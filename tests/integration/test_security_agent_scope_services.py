@@ -1,5 +1,5 @@
-"""Issue 19, least privilege for people beyond intake (docs/security.md): follow-up's and complaints'
-own APIs hold a scoped agent (a console token with `regions` / `dealers`) to their scope, on the real
+"""Issue 19, least privilege for people beyond intake (docs/security.md): follow-up's, complaints' and
+the notifier's own APIs hold a scoped agent (a console token with `regions` / `dealers`) to their scope, on the real
 broker and database: 403 for a record outside it, 200 inside, their lists and queue narrowed; an
 unscoped agent (the hotline's static token) and a supervisor keep seeing everything."""
 
@@ -14,12 +14,17 @@ import httpx
 import pytest
 
 from services.console.tokens import person_token, signing_key
+from services.notifier.config import NotifierSettings
+from shared.events import new_event
 from tests.complaints_fixtures import complaints_stack
 from tests.console_support import console_namespace
-from tests.support import Namespace, Stack, TopicReader, api, day_at, drop_namespace, manual_clock, publish, working_day
+from tests.integration.test_notifier_delivery import Peers, peers
+from tests.support import (Namespace, Stack, TopicReader, api, day_at, db, drop_namespace, manual_clock, publish,
+                           working_day)
 from tools.simulate import CST, Fleet
 
 pytestmark = pytest.mark.infra
+__all__ = ["peers"]
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=CST)
 
@@ -166,5 +171,69 @@ async def test_follow_up_holds_a_scoped_agent_to_their_customers(keyed_ns: Names
             claimed = await east_agent.post(f"/v1/followups/{first[e_id]}/claim")
             assert claimed.status_code == 200 and claimed.json()["claimed_by"] == "wang.fang", claimed.text
             assert (await east_agent.post(f"/v1/followups/{first[e_id]}/release")).status_code == 200
+    finally:
+        await stack.stop()
+
+
+async def test_the_notifier_holds_a_scoped_agent_to_their_customers(keyed_ns: Namespace, peers: Peers) -> None:
+    ns = keyed_ns
+    settings = NotifierSettings(sms_gateway_url=peers.gateway.url, smtp_host="127.0.0.1", smtp_port=peers.mail.port,
+                                dispatch_tick_seconds=0.05)
+    stack = await Stack(ns, manual_clock(NOW.isoformat()), services=("intake", "notifier"),
+                        state={"notifier": {"settings": settings}}).start()
+    try:
+        fleet = Fleet(seed=1920)
+        east = fleet.vehicle(NOW - timedelta(days=300))
+        east.customer.region, east.dealer_id = "east", fleet.dealers[0]
+        west = fleet.vehicle(NOW - timedelta(days=200))
+        west.customer.region, west.dealer_id = "west", fleet.dealers[1]
+        e_id, w_id = east.customer.customer_id, west.customer.customer_id
+        await publish(ns.settings, "upstream.sales", [fleet.sale(east), fleet.sale(west)])
+        # a file with a region and no vehicle yet: in scope by the file's region alone
+        await publish(ns.settings, "aftersales.intake", [new_event(
+            topic="aftersales.intake", event_type="CustomerRegistered", source="intake", occurred_at=NOW,
+            data={"customer_id": "C-NORTH", "name": "赵敏", "phone": "+8613800138077", "region": "north",
+                  "registered_from": "VehicleSold"}).to_dict()])
+        conn = await db(ns, "notifier")
+        try:
+            for _ in range(300):  # the notifier's projections of the files and the sales
+                known = await conn.fetchval("SELECT count(*) FROM contacts WHERE region IS NOT NULL")
+                sold = await conn.fetchval("SELECT count(DISTINCT customer_id) FROM customer_scope")
+                if known == 3 and sold == 2:
+                    break
+                await asyncio.sleep(0.1)
+            assert (known, sold) == (3, 2)
+        finally:
+            await conn.close()
+
+        notifier = stack["notifier"]
+        async with api(notifier, "agent") as hotline, \
+                as_person(ns, stack, "notifier", "wang.fang", "agent", regions=["east"]) as east_agent, \
+                as_person(ns, stack, "notifier", "li.qiang", "agent", dealers=[west.dealer_id]) as dealer_agent, \
+                as_person(ns, stack, "notifier", "zhao.lei", "agent", regions=["north"]) as north_agent, \
+                as_person(ns, stack, "notifier", "liu.yang", "supervisor") as supervisor:
+            assert (await east_agent.get(f"/v1/consent-log/{e_id}")).status_code == 200
+            assert (await east_agent.get(f"/v1/opt-outs/{e_id}")).status_code == 200
+            refused = await east_agent.get(f"/v1/consent-log/{w_id}")
+            assert refused.status_code == 403 and "outside your scope" in refused.json()["detail"], refused.text
+            assert (await east_agent.get(f"/v1/opt-outs/{w_id}")).status_code == 403
+            opting = await east_agent.post("/v1/opt-outs", json={"customer_id": w_id, "channel": "sms"})
+            assert opting.status_code == 403, "nor may they change the consent of a customer outside their scope"
+            assert (await east_agent.delete(f"/v1/opt-outs/{w_id}/sms")).status_code == 403
+            assert (await supervisor.get(f"/v1/opt-outs/{w_id}")).json()["opt_outs"] == [], "the refusal stored nothing"
+
+            assert (await dealer_agent.get(f"/v1/consent-log/{w_id}")).status_code == 200, "their dealer sold the car"
+            assert (await dealer_agent.get(f"/v1/consent-log/{e_id}")).status_code == 403
+            assert (await north_agent.get("/v1/consent-log/C-NORTH")).status_code == 200
+            assert (await north_agent.get(f"/v1/consent-log/{e_id}")).status_code == 403
+            assert (await east_agent.get("/v1/consent-log/C-UNKNOWN")).status_code == 403, "unknown: not theirs"
+            assert (await east_agent.get("/v1/letters")).json()["total"] == 0
+
+            for everyone in (hotline, supervisor):
+                assert (await everyone.get(f"/v1/consent-log/{w_id}")).status_code == 200
+                assert (await everyone.get("/v1/consent-log/C-UNKNOWN")).status_code == 200
+            opted = await dealer_agent.post("/v1/opt-outs", json={"customer_id": w_id, "channel": "sms",
+                                                                   "reason": "客户要求"})
+            assert opted.status_code == 201, opted.text
     finally:
         await stack.stop()
