@@ -22,10 +22,17 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from services.complaints.domain import complaint_id_for
-from shared.kafka.clients import partitions_of, stop_consumer
 from shared.events import (
-    COMPLAINTS, FOLLOWUP, INTAKE, NOTIFIER, UPSTREAM_CRM, UPSTREAM_DMS, UPSTREAM_ERP, UPSTREAM_SALES,
+    COMPLAINTS,
+    FOLLOWUP,
+    INTAKE,
+    NOTIFIER,
+    UPSTREAM_CRM,
+    UPSTREAM_DMS,
+    UPSTREAM_ERP,
+    UPSTREAM_SALES,
 )
+from shared.kafka.clients import partitions_of, stop_consumer
 from shared.settings import Settings
 
 KeyKind = Literal["vin", "customer", "complaint"]

@@ -19,8 +19,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from shared.kafka.clients import partitions_of, stop_consumer
 from shared.events import DEADLETTER, UPSTREAM_TOPICS
+from shared.kafka.clients import partitions_of, stop_consumer
 from shared.settings import Settings
 
 

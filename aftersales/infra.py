@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import importlib.util
+import json
 import os
 import secrets
 import shutil

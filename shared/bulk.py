@@ -8,12 +8,11 @@ into the text; only the table's own (code-declared) names are.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
-
-import re
 
 import asyncpg
 import orjson

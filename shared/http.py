@@ -9,7 +9,7 @@ import hmac
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qsl
@@ -17,9 +17,9 @@ from urllib.parse import parse_qsl
 import asyncpg
 import jwt
 import orjson
+import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-import structlog
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -47,8 +47,8 @@ MAX_OFFSET = 10_000_000
 
 # The moments an API takes (back-dated steps, report windows, call-backs). Outside them, date
 # arithmetic (a window of 30 days before year 1) or the conversion to UTC overflowed into a 500.
-EARLIEST = datetime(1900, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(2999, 12, 31, tzinfo=timezone.utc)
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2999, 12, 31, tzinfo=UTC)
 
 
 def moment_in_range(value: datetime, name: str = "the time") -> datetime:

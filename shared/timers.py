@@ -24,8 +24,8 @@ import asyncpg
 import structlog
 
 from shared import metrics
-from shared.db import acquire
 from shared.clock import Clock
+from shared.db import acquire
 from shared.errors import is_transient
 from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
 from shared.settings import Settings

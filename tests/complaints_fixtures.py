@@ -9,10 +9,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tools.simulate import envelope
 from services.complaints.config import ComplaintRules
 from shared.clock import Clock
 from tests.support import Namespace, Read, Stack
+from tools.simulate import envelope
 
 
 def complaint_filed(

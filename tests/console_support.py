@@ -13,10 +13,10 @@ import httpx
 import uvicorn
 
 from aftersales.infra import console_key_pair
-from tools.sandbox import free_port
 from services.console import users
 from shared.clock import Clock
 from tests.support import Namespace, Stack, create_namespace
+from tools.sandbox import free_port
 
 PASSWORD = "correct horse battery"  # every test account's password (10+ characters)
 STAFF = (("wang.fang", "王芳", "agent"), ("li.qiang", "李强", "agent"), ("liu.yang", "刘洋", "supervisor"),

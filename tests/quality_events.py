@@ -7,8 +7,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from tools.simulate import Fleet, Vehicle, envelope
 from shared.events import COMPLAINTS, INTAKE, spec_for
+from tools.simulate import Fleet, Vehicle, envelope
 
 
 def canonical(topic: str, event_type: str, key: str, data: dict[str, Any], occurred_at: datetime,

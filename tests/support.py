@@ -21,15 +21,14 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from tools import sandbox
-from tools.sandbox import Namespace, ServiceProcess, drop_namespace
 from shared.clock import Clock, ManualClock, offset_to
 from shared.events import Envelope, read_envelope
 from shared.kafka.clients import stop_consumer
 from shared.runtime import ServiceRuntime
 from shared.settings import Settings
 from shared.workcal import WorkingCalendar
-
+from tools import sandbox
+from tools.sandbox import Namespace, ServiceProcess, drop_namespace
 
 # ---------------------------------------------------------------------------------------
 # Time. Tests never read the wall clock for business time: "now" is the run's test moment, a

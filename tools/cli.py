@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-
 console = Console()
 tools = typer.Typer()
 bench_app = typer.Typer(help="Benchmarks, reported as ratios against a baseline measured in the same run.",
@@ -53,9 +52,8 @@ def peers(
     host: Annotated[str, typer.Option(envvar="AFTERSALES_PEERS_HOST")] = "127.0.0.1",
 ) -> None:
     """Run the local SMTP server and SMS-gateway sink (started by `infra up`)."""
-    from tools.peers import run_peers
-
     from services.notifier.app import load_notifier_settings
+    from tools.peers import run_peers
 
     notifier = load_notifier_settings()
     asyncio.run(run_peers(dir, smtp_port, http_port, notifier.sms_api_key.get_secret_value() or None, host))
@@ -185,8 +183,8 @@ def faults(
 ) -> None:
     """Fault injection on a private broker and database: upstream traffic while every service is
     SIGKILLed and restarted, Kafka and Postgres restarted once; then the invariants (exit 1 if one fails)."""
-    from tools import faults as suite
     from aftersales.infra import InfraError
+    from tools import faults as suite
 
     options = suite.FaultOptions(events=events, replicas=replicas, kills=kills, rate=rate, seed=seed,
                                  quiet_timeout=quiet_timeout, keep=keep)

@@ -19,15 +19,10 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shared.events.types import ComplaintCategory, ComplaintChannel, Severity
-from shared.events.upstream import Id, Name, Phone, Reference, Vin
-from shared.http import Moment, Principal, check_moments, check_paging, outside_scope, require, runtime_of
-from shared.runtime import ServiceRuntime
-from shared.timeutil import iso_week
-from shared.uow import UnitOfWork
-
 from services.complaints import commands, store
 from services.complaints.commands import CaseNotFound, Filing
+from services.complaints.config import ComplaintsDeps
+from services.complaints.documents import TEXT_TYPES, content_matches
 from services.complaints.domain import STATES, Case, Document, IllegalTransition, Intake, Refused
 from services.complaints.reports import (
     ReportWeek,
@@ -38,8 +33,12 @@ from services.complaints.reports import (
     sla_compliance_by_week,
     step_outcomes,
 )
-from services.complaints.config import ComplaintsDeps
-from services.complaints.documents import TEXT_TYPES, content_matches
+from shared.events.types import ComplaintCategory, ComplaintChannel, Severity
+from shared.events.upstream import Id, Name, Phone, Reference, Vin
+from shared.http import Moment, Principal, check_moments, check_paging, outside_scope, require, runtime_of
+from shared.runtime import ServiceRuntime
+from shared.timeutil import iso_week
+from shared.uow import UnitOfWork
 
 Uow = UnitOfWork[ComplaintsDeps]
 

@@ -11,18 +11,17 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from shared import metrics
-from shared.events import FOLLOWUP, INTAKE, QUALITY
-from shared.kafka.consumer import Subscription
-from shared.replay import Comparison
-from shared.runtime import ServiceDefinition, ServiceRuntime
-
 from services.complaints import api, handlers, measure_api, measure_handlers, store
 from services.complaints.commands import SLA_TIMER, WEEKLY_REPORT_TIMER
 from services.complaints.config import ComplaintRules, ComplaintsDeps
 from services.complaints.documents import DocumentFiles
 from services.complaints.reports import kpi_figures
 from services.complaints.tables import load_tables
+from shared import metrics
+from shared.events import FOLLOWUP, INTAKE, QUALITY
+from shared.kafka.consumer import Subscription
+from shared.replay import Comparison
+from shared.runtime import ServiceDefinition, ServiceRuntime
 
 
 async def _deps(runtime: ServiceRuntime[ComplaintsDeps], overrides: Mapping[str, Any]) -> ComplaintsDeps:

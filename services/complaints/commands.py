@@ -21,11 +21,6 @@ from typing import Any
 
 import asyncpg
 
-from shared.events import Event
-from shared.events import canonical as c
-from shared.uow import UnitOfWork
-from shared.events.envelope import uuid5
-
 from services.complaints import store
 from services.complaints.config import ComplaintRules, ComplaintsDeps
 from services.complaints.documents import DocumentFiles
@@ -33,6 +28,10 @@ from services.complaints.domain import Case, Document, Intake, complaint_id_for
 from services.complaints.reports import complaint_form
 from services.complaints.sla import LEVELS, Round
 from services.complaints.tables import Tables
+from shared.events import Event
+from shared.events import canonical as c
+from shared.events.envelope import uuid5
+from shared.uow import UnitOfWork
 
 Uow = UnitOfWork[ComplaintsDeps]
 

@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shared.events import canonical as c
-from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
-
 from services.complaints.config import ComplaintRules, SlaPolicy
 from services.complaints.sla import SLA_KINDS, SlaFact, SlaFigures, Step, compute
 from services.complaints.tables import Classification
+from shared.events import canonical as c
+from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
 
 # ---------------------------------------------------------------------------------------
 # The state machine

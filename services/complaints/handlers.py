@@ -6,17 +6,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from shared.errors import PermanentError
-from shared.events import Event
-from shared.events import canonical as c
-from shared.timers import Timer
-from shared.uow import UnitOfWork
-
 from services.complaints import commands, store
 from services.complaints.commands import WEEKLY_REPORT_TIMER, Filing
 from services.complaints.config import ComplaintsDeps
 from services.complaints.domain import Intake
 from services.complaints.reports import next_report_at, reported_week, weekly_figures
+from shared.errors import PermanentError
+from shared.events import Event
+from shared.events import canonical as c
+from shared.timers import Timer
+from shared.uow import UnitOfWork
 
 Uow = UnitOfWork[ComplaintsDeps]
 

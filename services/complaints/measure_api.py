@@ -13,16 +13,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
-from shared.events.types import ComplaintCategory
-from shared.events.upstream import Id, Name
-from shared.http import Moment, Principal, require, runtime_of
-
 from services.complaints import measure_handlers, measure_store
 from services.complaints.measure_handlers import AlreadyVerified, MeasureNotFound
 from services.complaints.measure_store import MeasureRow
 from services.complaints.measures import STATUSES, MeasureRefused, check_due, check_owner, check_target
 from services.complaints.reports import report_month
+from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
+from shared.events.types import ComplaintCategory
+from shared.events.upstream import Id, Name
+from shared.http import Moment, Principal, require, runtime_of
 
 RECORDERS = ("supervisor", "quality", "department")
 VERIFIERS = ("supervisor", "quality")

@@ -9,11 +9,6 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from shared.events import Event
-from shared.events import canonical as c
-from shared.timers import Timer
-from shared.uow import UnitOfWork
-
 from services.complaints import measure_store
 from services.complaints.config import ComplaintsDeps, MeasureRules
 from services.complaints.measure_store import MeasureRow
@@ -26,6 +21,10 @@ from services.complaints.measures import (
     status,
     windows,
 )
+from shared.events import Event
+from shared.events import canonical as c
+from shared.timers import Timer
+from shared.uow import UnitOfWork
 
 Uow = UnitOfWork[ComplaintsDeps]
 MEASURE_DUE_TIMER = "complaint.measure_due"

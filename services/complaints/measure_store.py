@@ -11,9 +11,8 @@ from typing import Any
 
 import asyncpg
 
-from shared.bulk import Table
-
 from services.complaints.measures import Window
+from shared.bulk import Table
 
 VISITS = Table("measure_visits", {
     "repair_order_id": "text", "picked_up_at": "timestamptz", "dealer_id": "text", "event_id": "uuid",

@@ -12,11 +12,10 @@ from statistics import fmean
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from shared.timeutil import iso_week, month_span, week_start
-
 from services.complaints.domain import OPEN_STATES, Case
 from services.complaints.sla import LEVELS
 from services.complaints.tables import CATEGORIES
+from shared.timeutil import iso_week, month_span, week_start
 
 # ---------------------------------------------------------------------------------------
 # When

@@ -33,9 +33,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
-from shared.workcal import WorkingCalendar
-
 from services.complaints.config import SlaPolicy
+from shared.workcal import WorkingCalendar
 
 # The facts the clock depends on; others in a case's history (comments, documents) do not.
 SLA_KINDS = frozenset({"filed", "acknowledged", "assigned", "pended", "resumed", "resolved", "reopened", "closed"})

@@ -13,14 +13,13 @@ from typing import Any
 
 import asyncpg
 
-from shared.bulk import Table
-from shared.http import scope_sql
-from shared.workcal import WorkingCalendar
-
 from services.complaints.config import SlaPolicy
 from services.complaints.domain import OPEN_STATES, Case, Document, Escalation, Fact
 from services.complaints.reports import CaseRow, DueRound, FactRow, RoundRow
 from services.complaints.sla import LEVELS, working_seconds
+from shared.bulk import Table
+from shared.http import scope_sql
+from shared.workcal import WorkingCalendar
 
 CASES = Table("cases", {
     "complaint_id": "text", "complaint_ref": "text", "customer_id": "text", "phone": "text", "vin": "text",

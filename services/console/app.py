@@ -11,15 +11,14 @@ from typing import Any
 
 import httpx
 
-from shared.events import COMPLAINTS, FOLLOWUP, INTAKE, NOTIFIER
-from shared.kafka.consumer import Subscription
-from shared.runtime import ServiceDefinition, ServiceRuntime
-
 from services.console import handlers, pages
 from services.console.clients import Services
 from services.console.config import ConsoleDeps, ConsoleRules
 from services.console.i18n import LOCALES, environment
 from services.console.tokens import signing_key
+from shared.events import COMPLAINTS, FOLLOWUP, INTAKE, NOTIFIER
+from shared.kafka.consumer import Subscription
+from shared.runtime import ServiceDefinition, ServiceRuntime
 
 READ_MODEL_TABLES = ("customers", "phones", "customer_changes", "vehicles", "visits", "receipts", "followups", "calls",
                      "complaints", "complaint_events", "notifications", "shipment_lines", "shipment_discrepancies")

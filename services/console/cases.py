@@ -17,15 +17,23 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
-from shared.db import acquire
-from shared.http import runtime_of
-
 from services.complaints.domain import TRANSITIONS
 from services.console import store
 from services.console.clients import Person, ServiceError
 from services.console.i18n import DISPLAY_ZONE, N_
-from services.console.pages import (COMPLAINT_CATEGORIES, SEVERITIES, Refused, _with, audit, form_of, render, role,
-                                    services)
+from services.console.pages import (
+    COMPLAINT_CATEGORIES,
+    SEVERITIES,
+    Refused,
+    _with,
+    audit,
+    form_of,
+    render,
+    role,
+    services,
+)
+from shared.db import acquire
+from shared.http import runtime_of
 
 CASE_ROLES = ("agent", "supervisor", "department")
 STATES = ("opened", "acknowledged", "assigned", "pending_customer", "resolved", "closed", "reopened")

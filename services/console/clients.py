@@ -10,10 +10,9 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from shared.settings import Settings
-
 from services.console.config import ConsoleRules
 from services.console.tokens import person_token
+from shared.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,24 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from shared.db import acquire
-from shared.http import runtime_of
-
 from services.console import desk, store
 from services.console.clients import Person, ServiceError
 from services.console.i18n import N_
-from services.console.pages import (DESK, LOST_REASONS, _moment, attempt_body, audit, form_of, locale_of,
-                                    refuse_outside_scope, render, role, services)
+from services.console.pages import (
+    DESK,
+    LOST_REASONS,
+    _moment,
+    attempt_body,
+    audit,
+    form_of,
+    locale_of,
+    refuse_outside_scope,
+    render,
+    role,
+    services,
+)
+from shared.db import acquire
+from shared.http import runtime_of
 
 # the fields each follow-up has on the call form (`<field>__<n>`, n its place on the call)
 PER_FOLLOWUP = ("outcome", "satisfaction", "satisfied", "talking_points", "lost_reason", "lost_reason_note")

@@ -18,14 +18,13 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from shared.db import acquire
-from shared.http import runtime_of
-
 from services.console import store
 from services.console.cases import _moment
 from services.console.clients import Person, ServiceError
 from services.console.i18n import N_
 from services.console.pages import DESK, Refused, _with, audit, form_of, render, role, services
+from shared.db import acquire
+from shared.http import runtime_of
 
 STATES = ("open", "escalated", "answered", "closed")
 WAITING = ("open", "escalated")  # the items that wait for a solution

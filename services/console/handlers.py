@@ -7,13 +7,12 @@ from typing import Any
 
 import msgspec
 
-from shared.events import Event
-from shared.events import canonical as c
-from shared.uow import UnitOfWork
-
 from services.console import scorecard_store, store
 from services.console.config import ConsoleDeps
 from services.console.search import pinyin, plate_key
+from shared.events import Event
+from shared.events import canonical as c
+from shared.uow import UnitOfWork
 
 Uow = UnitOfWork[ConsoleDeps]
 

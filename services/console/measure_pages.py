@@ -13,11 +13,10 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from shared.http import runtime_of
-
 from services.console.clients import Person, ServiceError
 from services.console.i18n import DISPLAY_ZONE, N_
 from services.console.pages import COMPLAINT_CATEGORIES, audit, form_of, render, role, services
+from shared.http import runtime_of
 
 READERS = ("agent", "supervisor", "quality", "department")
 RECORDERS = ("supervisor", "quality", "department")

@@ -12,12 +12,11 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from shared.db import acquire
-from shared.http import runtime_of
-
 from services.console import store
 from services.console.clients import Person, ServiceError
 from services.console.pages import audit, form_of, render, role, services
+from shared.db import acquire
+from shared.http import runtime_of
 
 
 def page_link(customer: str = "", owner: str = "", **params: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, UTC
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -15,16 +15,15 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from shared.db import acquire
-from shared.http import runtime_of
-from shared.ratelimit import FailureLimiter, client_address
-from shared.runtime import ServiceRuntime
-
 from services.console import accounts, desk, store
 from services.console.clients import Person, ServiceError, Services
 from services.console.config import ConsoleRules
 from services.console.i18n import N_
 from services.console.search import parse
+from shared.db import acquire
+from shared.http import runtime_of
+from shared.ratelimit import FailureLimiter, client_address
+from shared.runtime import ServiceRuntime
 
 SESSION_COOKIE = "aftersales_session"
 PRESESSION_COOKIE = "aftersales_signin"
@@ -656,8 +655,13 @@ def router() -> APIRouter:
         return render(request, "audit.html", person, entries=entries, user=user or "", customer=customer or "",
                       action=action or "")
 
-    from services.console import (cases, feedback_pages, quality_pages, retention_pages,  # they use these helpers
-                                  supervisor_pages)
+    from services.console import (  # they use these helpers
+        cases,
+        feedback_pages,
+        quality_pages,
+        retention_pages,
+        supervisor_pages,
+    )
 
     r.include_router(cases.router())
     r.include_router(feedback_pages.router())

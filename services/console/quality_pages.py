@@ -13,12 +13,11 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from shared.http import runtime_of
-
 from services.console import charts
 from services.console.clients import Person, ServiceError
 from services.console.i18n import DISPLAY_ZONE, N_
 from services.console.pages import Refused, _with, audit, form_of, locale_of, render, role, services
+from shared.http import runtime_of
 
 INSPECTORS = ("quality", "supervisor")
 ALERT_STATES = ("open", "raised", "acknowledged", "closed")

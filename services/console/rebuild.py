@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.console.app import READ_MODEL_TABLES, definition
 from shared.db import connect
 from shared.kafka.clients import partitions_of, stop_consumer
 from shared.settings import Settings
-
-from services.console.app import READ_MODEL_TABLES, definition
 
 
 async def rebuild(settings: Settings) -> dict[str, int]:

@@ -16,21 +16,20 @@ Months and weeks are Asia/Shanghai's, from the project's clock.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
-
-from shared.events.types import ComplaintCategory
-from shared.http import runtime_of
 
 from services.console.clients import Person, ServiceError
 from services.console.i18n import DISPLAY_ZONE, LABELS, N_
 from services.console.pages import Refused, audit, form_of, render, role, services
 from services.console.quality_pages import iso_week, last_weeks, translator
 from services.console.supervisor_pages import FORMATS, TARGETS, exported, month_bounds, week_bounds
+from shared.events.types import ComplaintCategory
+from shared.http import runtime_of
 
 CATEGORIES: tuple[str, ...] = ComplaintCategory.__args__  # type: ignore[attr-defined]
 HEADLINE = {"calls_due": N_("calls due"), "reached": N_("reached"), "reach_rate": N_("reach rate"),

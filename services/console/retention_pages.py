@@ -13,13 +13,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from shared.db import acquire
-from shared.http import runtime_of
-
 from services.console import store
 from services.console.clients import Person, ServiceError
 from services.console.i18n import DISPLAY_ZONE, N_
 from services.console.pages import DESK, LOST_REASONS, audit, locale_of, render, role, services
+from shared.db import acquire
+from shared.http import runtime_of
 
 REPORT_DAYS = 30  # the lost reasons' default period: the 30 days up to today
 

@@ -16,15 +16,14 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from shared.db import acquire
-from shared.http import runtime_of
-from shared.timeutil import month_span
-
 from services.console import charts
 from services.console.clients import Person, ServiceError
 from services.console.i18n import DISPLAY_ZONE, N_
 from services.console.pages import Refused, audit, render, role, services
 from services.console.quality_pages import iso_week, last_weeks, translator
+from shared.db import acquire
+from shared.http import runtime_of
+from shared.timeutil import month_span
 
 TARGETS = {"warranty_return_visit_rate": 1.0, "satisfaction_rate": 0.98, "complaint_sla_compliance": None,
            "parts_accuracy": 0.98}

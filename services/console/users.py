@@ -4,15 +4,14 @@ the console's schema is migrated first, so an account can be made before the con
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from services.console import accounts, store
 from shared.db import connect, ensure_database
 from shared.migrations import KERNEL_MIGRATIONS, migrate
 from shared.settings import Settings
-
-from services.console import accounts, store
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA = "console"

@@ -9,22 +9,27 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 
+from services.followup import commands as calls
+from services.followup import conversation, inbound, owners, store
+from services.followup.config import FollowUpRules
+from services.followup.domain import (
+    LOST_REASONS,
+    AtRisk,
+    at_risk,
+    calling_days,
+    in_calling_hours,
+    loyalty_tier,
+    maintenance_due,
+    queue_order,
+)
+from services.followup.feedback_api import feedback_router
+from services.followup.owners_api import owners_router
+from services.followup.weekly import department_part
+from services.followup.weekly import headline as return_visit_headline
 from shared import metrics
 from shared.db import acquire
 from shared.http import Principal, check_moments, check_paging, outside_scope, require, runtime_of
 from shared.timeutil import add_months
-
-from services.followup import commands as calls
-from services.followup import conversation
-from services.followup import inbound
-from services.followup import owners
-from services.followup import store
-from services.followup.config import FollowUpRules
-from services.followup.domain import (LOST_REASONS, AtRisk, at_risk, calling_days, in_calling_hours, loyalty_tier,
-                                      maintenance_due, queue_order)
-from services.followup.feedback_api import feedback_router
-from services.followup.weekly import department_part, headline as return_visit_headline
-from services.followup.owners_api import owners_router
 
 
 def _rules(request: Request) -> FollowUpRules:

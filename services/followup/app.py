@@ -7,17 +7,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from services.followup import feedback_items, handlers, store
+from services.followup.api import figures_with_rates, router
+from services.followup.config import FollowUpDeps, FollowUpRules
+from services.followup.handlers import DEADLINES, TIMERS, ensure_weekly_report
 from shared import metrics
 from shared.db import acquire
 from shared.events import COMPLAINTS, INTAKE, QUALITY
 from shared.kafka.consumer import Subscription
 from shared.replay import Comparison
 from shared.runtime import ServiceDefinition, ServiceRuntime
-
-from services.followup import feedback_items, handlers, store
-from services.followup.handlers import DEADLINES, TIMERS, ensure_weekly_report
-from services.followup.api import figures_with_rates, router
-from services.followup.config import FollowUpDeps, FollowUpRules
 
 KINDS = ("first_visit", "second_visit", "complaint_confirmation", "campaign_call", "lost_customer",
          "maintenance_reminder", "feedback_answer", "feedback_confirmation")

@@ -12,16 +12,22 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from shared.events.types import ComplaintCategory, LostReason, Severity
+from services.followup import conversation, feedback_items, owners, store
+from services.followup.config import FollowUpDeps
+from services.followup.domain import (
+    LOST_REASONS,
+    NewFollowUp,
+    after_attempt,
+    calling_days,
+    followup_id,
+    is_satisfied,
+    second_visit_window,
+)
+from services.followup.handlers import schedule
 from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
+from shared.events.types import ComplaintCategory, LostReason, Severity
 from shared.http import Moment
 from shared.uow import UnitOfWork
-
-from services.followup import conversation, feedback_items, owners, store
-from services.followup.domain import (LOST_REASONS, NewFollowUp, after_attempt, calling_days, followup_id,
-                                      is_satisfied, second_visit_window)
-from services.followup.handlers import schedule
-from services.followup.config import FollowUpDeps
 
 Uow = UnitOfWork[FollowUpDeps]
 

@@ -9,11 +9,10 @@ from datetime import date, datetime, time, timedelta
 from typing import Literal, Protocol, get_args
 from zoneinfo import ZoneInfo
 
+from services.followup.config import FollowUpRules
 from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
 from shared.events.types import LostReason
 from shared.timeutil import add_months, next_time_within
-
-from services.followup.config import FollowUpRules
 
 Kind = Literal["first_visit", "second_visit", "complaint_confirmation", "campaign_call", "lost_customer",
                "maintenance_reminder", "feedback_answer", "feedback_confirmation"]

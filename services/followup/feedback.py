@@ -16,12 +16,11 @@ from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from services.followup.config import FollowUpRules
+from services.followup.domain import CallingDays, Window, next_callable
 from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
 from shared.events.types import FeedbackItemState, FeedbackReason
 from shared.workcal import WorkingCalendar
-
-from services.followup.config import FollowUpRules
-from services.followup.domain import CallingDays, Window, next_callable
 
 # Calls that do not open items of their own: a complaint's confirmation belongs to the complaint's
 # loop, and an item's own answer and confirmation calls act on that item.

@@ -8,11 +8,10 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
-from shared.db import acquire
-from shared.http import Principal, check_moments, check_paging, require, runtime_of
-
 from services.followup import feedback_items as items
 from services.followup.feedback import FeedbackRefused
+from shared.db import acquire
+from shared.http import Principal, check_moments, check_paging, require, runtime_of
 
 STATES = ("open", "escalated", "answered", "closed")
 

@@ -16,12 +16,6 @@ import asyncpg
 import orjson
 from pydantic import BaseModel, Field
 
-from shared.bulk import Table
-from shared.events import canonical as c
-from shared.events.types import ComplaintCategory
-from shared.uow import UnitOfWork
-from shared.workcal import WorkingCalendar
-
 from services.followup import store
 from services.followup.config import FollowUpDeps, FollowUpRules
 from services.followup.domain import NewFollowUp, calling_days, followup_id
@@ -35,6 +29,11 @@ from services.followup.feedback import (
     opening,
 )
 from services.followup.handlers import RowCause, schedule
+from shared.bulk import Table
+from shared.events import canonical as c
+from shared.events.types import ComplaintCategory
+from shared.uow import UnitOfWork
+from shared.workcal import WorkingCalendar
 
 Uow = UnitOfWork[FollowUpDeps]
 

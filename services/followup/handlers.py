@@ -20,15 +20,6 @@ from typing import Any
 
 import msgspec
 
-from shared import metrics
-from shared.events import Event
-from shared.events import canonical as c
-from shared.events.codec import caused_id
-from shared.timers import Timer
-from shared.timeutil import add_months, iso_week, local, week_start
-from shared.uow import UnitOfWork
-from shared.events.envelope import uuid5
-
 from services.followup import owners, store, weekly
 from services.followup.config import FollowUpDeps, FollowUpRules
 from services.followup.domain import (
@@ -43,15 +34,23 @@ from services.followup.domain import (
     delivery_window,
     first_visit_window,
     followup_id,
-    loyalty_tier,
     lost_after,
     lost_window,
+    loyalty_tier,
     maintenance_due,
     next_step,
     next_weekly_report,
     priority,
 )
 from services.followup.store import Customer, Projections, Vehicle
+from shared import metrics
+from shared.events import Event
+from shared.events import canonical as c
+from shared.events.codec import caused_id
+from shared.events.envelope import uuid5
+from shared.timers import Timer
+from shared.timeutil import add_months, iso_week, local, week_start
+from shared.uow import UnitOfWork
 
 Uow = UnitOfWork[FollowUpDeps]
 OPEN = ("scheduled", "due")

@@ -12,18 +12,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events import canonical as c
-from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
-from shared.events.types import ComplaintCategory
-from shared.http import Moment
-from shared.uow import UnitOfWork
-
 from services.followup import store
 from services.followup.commands import CallRefused
 from services.followup.config import FollowUpDeps
 from services.followup.domain import NewFollowUp, consultation_window, followup_id
 from services.followup.handlers import schedule
 from services.followup.store import Projections
+from shared.events import canonical as c
+from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
+from shared.events.types import ComplaintCategory
+from shared.http import Moment
+from shared.uow import UnitOfWork
 
 Uow = UnitOfWork[FollowUpDeps]
 InboundKind = Literal["consultation", "complaint", "request", "other"]

@@ -30,12 +30,11 @@ from typing import Any
 import asyncpg
 import yaml
 
+from services.followup.config import FollowUpDeps
 from shared.events import Event
 from shared.events import canonical as c
 from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
 from shared.uow import UnitOfWork
-
-from services.followup.config import FollowUpDeps
 
 Uow = UnitOfWork[FollowUpDeps]
 RULES_FILE = Path(__file__).parent / "owners.yaml"

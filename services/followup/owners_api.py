@@ -8,10 +8,9 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from services.followup import owners
 from shared.db import acquire
 from shared.http import Principal, require, runtime_of
-
-from services.followup import owners
 
 AGENT_PATTERN = owners.AGENT_ID.pattern
 

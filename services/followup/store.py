@@ -624,7 +624,7 @@ async def kpis(conn: asyncpg.Connection, since: datetime, until: datetime, regio
               AND ($3::text IS NULL OR f.dealer_id = $3)
             GROUP BY f.kind""", until, region, dealer)
     calls = await conn.fetch(
-        f"""SELECT a.agent_id, count(*) AS calls, count(*) FILTER (WHERE a.outcome = 'reached') AS reached
+        """SELECT a.agent_id, count(*) AS calls, count(*) FILTER (WHERE a.outcome = 'reached') AS reached
               FROM call_attempts a
              WHERE a.attempted_at >= $1 AND a.attempted_at < $2
                AND ($3::text IS NULL OR a.region = $3) AND ($4::text IS NULL OR a.dealer_id = $4)

@@ -13,6 +13,10 @@ import orjson
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.intake import store
+from services.intake.config import IntakeRules
+from services.intake.domain import HISTORY_FIELDS, Rejected, as_text, missing_fields
+from services.intake.handlers import precheck
 from shared.db import acquire
 from shared.events import InvalidRecord, decode, new_event
 from shared.events.catalog import PRODUCER_TOPICS, UPSTREAM_CRM
@@ -21,11 +25,6 @@ from shared.events.upstream import Email, Name, PersonName, Phone, Text, Vin
 from shared.http import Moment, Principal, check_paging, require, runtime_of
 from shared.timeutil import add_months
 from shared.validation import normalize_phone, normalize_vin
-
-from services.intake import store
-from services.intake.config import IntakeRules
-from services.intake.domain import HISTORY_FIELDS, Rejected, as_text, missing_fields
-from services.intake.handlers import precheck
 
 SIGNATURE_SCHEME = "sha256="
 # One event becomes one Kafka record, and a rejected one a dead letter carrying it in base64 with

@@ -6,16 +6,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from services.intake import store
+from services.intake.api import router
+from services.intake.config import IntakeDeps, IntakeRules
+from services.intake.handlers import HANDLERS
 from shared import metrics
 from shared.db import acquire
 from shared.kafka.consumer import Subscription
 from shared.replay import Comparison
 from shared.runtime import ServiceDefinition, ServiceRuntime
-
-from services.intake import store
-from services.intake.api import router
-from services.intake.config import IntakeDeps, IntakeRules
-from services.intake.handlers import HANDLERS
 
 
 async def _deps(runtime: ServiceRuntime[IntakeDeps], overrides: Mapping[str, Any]) -> IntakeDeps:

@@ -12,16 +12,15 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from services.intake import store
+from services.intake.config import IntakeDeps, IntakeRules
+from services.intake.domain import FileSet, Output, Rejected, derived_customer_id, verify_vin
+from services.intake.store import Needs
 from shared import metrics
 from shared.errors import PermanentError
 from shared.events import Event
 from shared.events import upstream as u
 from shared.uow import UnitOfWork
-
-from services.intake import store
-from services.intake.config import IntakeDeps, IntakeRules
-from services.intake.domain import FileSet, Output, Rejected, derived_customer_id, verify_vin
-from services.intake.store import Needs
 
 T = TypeVar("T")
 Uow = UnitOfWork[IntakeDeps]

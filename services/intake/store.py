@@ -17,10 +17,9 @@ from typing import Any
 
 import asyncpg
 
+from services.intake.domain import CUSTOMER_FIELDS, FLAGS, VEHICLE_FIELDS, FileSet, Observation, Record, as_text
 from shared.bulk import Table
 from shared.errors import TransientError
-
-from services.intake.domain import CUSTOMER_FIELDS, FLAGS, VEHICLE_FIELDS, FileSet, Observation, Record, as_text
 
 
 @dataclass

@@ -20,12 +20,6 @@ from typing import Any
 
 import structlog
 
-from shared import metrics
-from shared.db import acquire
-from shared.errors import is_transient
-from shared.events import canonical as c
-from shared.runtime import ServiceRuntime
-
 from services.notifier import store
 from services.notifier.channels import Address, Channel, Message
 from services.notifier.config import NotifierSettings
@@ -33,6 +27,11 @@ from services.notifier.directory import StaffDirectory
 from services.notifier.domain import SendResult, next_retry, outside_quiet_hours
 from services.notifier.rules import RuleTable
 from services.notifier.templating import Templates
+from shared import metrics
+from shared.db import acquire
+from shared.errors import is_transient
+from shared.events import canonical as c
+from shared.runtime import ServiceRuntime
 
 log = structlog.get_logger("aftersales.notifier")
 

@@ -12,10 +12,6 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events import canonical as c
-from shared.http import Principal, check_moments, check_paging, require, runtime_of
-from shared.timeutil import month_span
-
 from services.quality import figures, recall_store, store
 from services.quality.config import QualityRules
 from services.quality.domain import (
@@ -30,6 +26,9 @@ from services.quality.domain import (
 )
 from services.quality.monitor import EventRef, alert_title
 from services.quality.recall_api import recall_json, recall_router, split_reports
+from shared.events import canonical as c
+from shared.http import Principal, check_moments, check_paging, require, runtime_of
+from shared.timeutil import month_span
 
 READ = ("quality", "supervisor", "ops")  # supervisors read the alerts and the weekly figures
 ACT = ("quality",)

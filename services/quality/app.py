@@ -8,16 +8,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from services.quality import figures, handlers, recalls
+from services.quality.api import router
+from services.quality.config import QualityDeps, QualityRules, load_baseline_rates
+from services.quality.domain import next_weekly_report_at, previous_week
 from shared import metrics
 from shared.events import COMPLAINTS, FOLLOWUP, INTAKE
 from shared.kafka.consumer import Subscription
 from shared.replay import Comparison
 from shared.runtime import ServiceDefinition, ServiceRuntime
-
-from services.quality import figures, handlers, recalls
-from services.quality.api import router
-from services.quality.config import QualityDeps, QualityRules, load_baseline_rates
-from services.quality.domain import next_weekly_report_at, previous_week
 
 
 async def _deps(runtime: ServiceRuntime[QualityDeps], overrides: Mapping[str, Any]) -> QualityDeps:

@@ -11,11 +11,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.events.types import IMPORTANT_PART_CATEGORIES
-from shared.validation import check_timezone
-
 from services.quality.domain import BaselineRates, MonitorPolicy, Test
 from services.quality.warning import EarlyWarning
+from shared.events.types import IMPORTANT_PART_CATEGORIES
+from shared.validation import check_timezone
 
 HERE = Path(__file__).parent
 

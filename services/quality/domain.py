@@ -53,14 +53,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
-
 from services.quality.statistics import (
     poisson_critical_count,
     poisson_sf,
     sequential_critical_count,
     sequential_p_value,
 )
+from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
 
 SECONDS_PER_DAY = 86_400.0
 # Looks end on local midnights counted from this Monday, so weekly looks end as ISO weeks do.

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from shared.events import Event
-from shared.events import canonical as c
-from shared.timers import Timer
-from shared.uow import UnitOfWork
-
 from services.quality import figures, monitor, recalls, store
+from services.quality.config import QualityDeps
 from services.quality.domain import (
     Counting,
     DefectReport,
@@ -22,7 +18,10 @@ from services.quality.domain import (
     week_label,
 )
 from services.quality.monitor import Arrival, EventRef, rules
-from services.quality.config import QualityDeps
+from shared.events import Event
+from shared.events import canonical as c
+from shared.timers import Timer
+from shared.uow import UnitOfWork
 
 Uow = UnitOfWork[QualityDeps]
 

@@ -21,10 +21,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.events import canonical as c
-from shared.timers import Timer
-from shared.uow import UnitOfWork
-
 from services.quality import store
 from services.quality.config import QualityDeps, QualityRules
 from services.quality.domain import (
@@ -48,6 +44,9 @@ from services.quality.warning import (
     likelihood_ratio_crossings,
     window_expected,
 )
+from shared.events import canonical as c
+from shared.timers import Timer
+from shared.uow import UnitOfWork
 
 Uow = UnitOfWork[QualityDeps]
 

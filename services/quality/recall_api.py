@@ -12,11 +12,10 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.http import Moment, Principal, require, runtime_of
-
 from services.quality import recall_store, recalls, store
 from services.quality.domain import Cell
 from services.quality.recall import NotRecallable, after_inspection, progress_by_dealer, recall_target
+from shared.http import Moment, Principal, require, runtime_of
 
 READ = ("quality", "supervisor", "ops")
 ACT = ("quality",)

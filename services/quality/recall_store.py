@@ -9,9 +9,8 @@ from typing import Any
 
 import asyncpg
 
-from shared.bulk import Table
-
 from services.quality.recall import OpenRecall, Target
+from shared.bulk import Table
 
 OWNERS = Table("vehicle_owners", {
     "vin": "text", "customer_id": "text", "name": "text", "region": "text", "occurred_at": "timestamptz",

@@ -9,10 +9,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shared.events import Event
-from shared.events import canonical as c
-from shared.uow import UnitOfWork
-
 from services.quality import recall_store, store
 from services.quality.config import QualityDeps
 from services.quality.domain import Cell
@@ -27,6 +23,9 @@ from services.quality.recall import (
     read_visit,
     recall_target,
 )
+from shared.events import Event
+from shared.events import canonical as c
+from shared.uow import UnitOfWork
 
 Uow = UnitOfWork[QualityDeps]
 DEFAULT_ADDRESS = "any authorised dealer's workshop"

@@ -16,8 +16,6 @@ from typing import Any
 
 import asyncpg
 
-from shared.bulk import Table
-
 from services.quality.domain import (
     Cell,
     CellEvidence,
@@ -29,6 +27,7 @@ from services.quality.domain import (
     FittedPart,
     ReportPoint,
 )
+from shared.bulk import Table
 
 # ---------------------------------------------------------------------------------------
 # Vehicles and units in service

@@ -45,8 +45,8 @@ from aiokafka.structs import ConsumerRecord
 from tenacity import AsyncRetrying, retry_if_exception, stop_when_event_set, wait_exponential_jitter
 
 from shared import metrics
-from shared.db import acquire
 from shared.clock import Clock
+from shared.db import acquire
 from shared.errors import PermanentError, is_transient
 from shared.events import Event, InvalidRecord, UnhandledEventType, decode
 from shared.events.codec import parse_envelope

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections import Counter
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,8 +26,8 @@ from typing import Any
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError
+from aiokafka.partitioner import DefaultPartitioner
 
 from shared import metrics
 from shared.db import connect

@@ -11,10 +11,20 @@ import orjson
 import pytest
 
 from aftersales.audit import trail
-from tools.simulate import Fleet
+from tests.support import (
+    Namespace,
+    Stack,
+    TopicReader,
+    api,
+    count,
+    day_at,
+    manual_clock,
+    publish,
+    queue_item,
+    working_day,
+)
 from tools.sandbox import ROOT
-from tests.support import (Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish, queue_item,
-                           working_day)
+from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 

@@ -13,10 +13,20 @@ from services.complaints.config import ComplaintRules
 from services.followup.config import FollowUpRules
 from services.followup.domain import next_callable
 from shared.workcal import WorkingCalendar
-from tools.simulate import Fleet
 from tests.complaints_fixtures import AROUND_THE_CLOCK
-from tests.support import (Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish, queue_item,
-                           working_day)
+from tests.support import (
+    Namespace,
+    Stack,
+    TopicReader,
+    api,
+    count,
+    day_at,
+    manual_clock,
+    publish,
+    queue_item,
+    working_day,
+)
+from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 

@@ -25,9 +25,9 @@ import pytest
 from services.complaints.config import SlaTable
 from services.console.tokens import person_token, signing_key
 from services.notifier.config import NotifierSettings
+from shared.clock import Clock
 from tests.complaints_fixtures import complaints_state
 from tests.console_support import console_namespace
-from shared.clock import Clock
 from tests.support import Namespace, Stack, TopicReader, api, count, drop_namespace, manual_clock
 from tools.peers import MailSink, PeerStore
 

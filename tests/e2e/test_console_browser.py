@@ -20,10 +20,10 @@ import asyncpg
 import pytest
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
 
-from tools.simulate import CST, Fleet
 from shared.settings import project_home
 from tests.console_support import PASSWORD, add_staff, console_namespace, console_stack, eventually, served
 from tests.support import Namespace, drop_namespace, manual_clock, publish
+from tools.simulate import CST, Fleet
 
 pytestmark = pytest.mark.infra
 

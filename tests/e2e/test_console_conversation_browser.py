@@ -17,11 +17,11 @@ from playwright.async_api import expect
 
 from services.console.clients import Person
 from services.followup.config import FollowUpRules
-from tools.simulate import Fleet
 from tests.console_support import browser_client, csrf_of, eventually, sign_in
 from tests.e2e.test_console_browser import _db
 from tests.e2e.test_console_feedback_browser import World, running_world, signed_in
 from tests.support import api, day_at, publish, working_day
+from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates, pytest.mark.asyncio(loop_scope="module")]
 

@@ -26,10 +26,10 @@ from playwright.async_api import BrowserContext, Page, async_playwright, expect
 from services.console.clients import Person
 from services.intake.domain import derived_customer_id
 from shared.clock import ManualClock
-from tools.simulate import CST, Fleet
 from tests.console_support import PASSWORD, add_staff, console_namespace, console_stack, eventually, served
 from tests.e2e.test_console_browser import CHROMIUM, CHROMIUM_ARGS, Journey, _db, _folder
 from tests.support import Namespace, Stack, api, drop_namespace, manual_clock, publish, queue_item
+from tools.simulate import CST, Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.asyncio(loop_scope="module")]
 

@@ -21,13 +21,13 @@ from playwright.async_api import expect
 from services.console.clients import Person
 from services.followup.config import FollowUpRules
 from shared.events import INTAKE
-from tools.simulate import Fleet
 from tests.console_support import eventually
 from tests.e2e.test_console_browser import _db
 from tests.e2e.test_console_feedback_browser import World, running_world, signed_in
 from tests.integration.test_quality_service import units_in_service
 from tests.quality_events import defect_reported, vehicle, vehicle_sold
 from tests.support import api, day_at, db, publish, working_day
+from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates, pytest.mark.asyncio(loop_scope="module")]
 

@@ -14,13 +14,13 @@ from datetime import timedelta
 import pytest
 from playwright.async_api import BrowserContext, expect
 
-from tools.simulate import Fleet
 from tests.console_support import add_staff, console_stack, served
 from tests.e2e.test_console_browser import chromium, cns  # noqa: F401  (fixtures)
 from tests.e2e.test_console_cases_browser import signed_in
-from tests.integration.test_quality_service import until, units_in_service
+from tests.integration.test_quality_service import units_in_service, until
 from tests.quality_events import defect_reported, part_shipped, shipment_discrepancy, vehicle, vehicle_sold
 from tests.support import Namespace, api, day_at, in_test_week, manual_clock, publish
+from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 

@@ -17,17 +17,26 @@ import pytest
 from openpyxl import load_workbook
 from playwright.async_api import BrowserContext, expect
 
+from services.console import users
 from services.console.supervisor_pages import month_bounds
 from services.notifier.config import NotifierSettings
-from tools.peers import MailSink, PeerStore
-from tools.simulate import Fleet
-from services.console import users
-from tests.console_support import (PASSWORD, add_staff, browser_client, console_stack, eventually, served,
-                                     sign_in)
+from tests.console_support import PASSWORD, add_staff, browser_client, console_stack, eventually, served, sign_in
 from tests.e2e.test_console_browser import chromium, cns  # noqa: F401  (fixtures)
 from tests.e2e.test_console_cases_browser import signed_in
-from tests.support import (SHANGHAI, Namespace, api, day_at, iso_week, manual_clock, next_weekday, publish,
-                           queue_item, working_day)
+from tests.support import (
+    SHANGHAI,
+    Namespace,
+    api,
+    day_at,
+    iso_week,
+    manual_clock,
+    next_weekday,
+    publish,
+    queue_item,
+    working_day,
+)
+from tools.peers import MailSink, PeerStore
+from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 

@@ -18,11 +18,11 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import expect
 
-from tools.simulate import CST, Fleet
 from tests.console_support import eventually
 from tests.e2e.test_console_browser import _db
 from tests.e2e.test_console_feedback_browser import World, running_world, signed_in
 from tests.support import publish
+from tools.simulate import CST, Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.asyncio(loop_scope="module")]
 

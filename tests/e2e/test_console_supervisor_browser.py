@@ -17,12 +17,12 @@ from openpyxl import load_workbook
 from playwright.async_api import BrowserContext, expect
 
 from services.console.supervisor_pages import week_bounds
-from tools.simulate import CST, Fleet
 from tests.console_support import add_staff, console_stack, eventually, served
 from tests.e2e.test_console_browser import chromium, cns  # noqa: F401  (fixtures)
 from tests.e2e.test_console_cases_browser import signed_in
 from tests.quality_events import part_shipped, shipment_discrepancy
 from tests.support import Namespace, api, db, in_test_week, iso_week, manual_clock, publish
+from tools.simulate import CST, Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 

@@ -11,9 +11,20 @@ from pathlib import Path
 import pytest
 
 from aftersales.infra import Kafka, _paths
-from tools.simulate import Fleet
 from shared.settings import load_settings
-from tests.support import TEST_NOW, Namespace, ServiceProcess, Stack, TopicReader, count, day_at, db, manual_clock, publish
+from tests.support import (
+    TEST_NOW,
+    Namespace,
+    ServiceProcess,
+    Stack,
+    TopicReader,
+    count,
+    day_at,
+    db,
+    manual_clock,
+    publish,
+)
+from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow]
 

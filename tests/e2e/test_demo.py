@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 
 import httpx
-
 import pytest
 
-from tools import demo
-from tools.sandbox import free_port
 from shared.settings import PROCESSES
 from tests.support import API_TOKENS, TEST_NOW, Namespace
+from tools import demo
+from tools.sandbox import free_port
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 

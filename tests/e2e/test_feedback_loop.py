@@ -18,11 +18,22 @@ from services.followup.domain import calling_window, next_callable
 from services.followup.feedback import answer_call_window, confirmation_window, escalate_at
 from services.notifier.config import NotifierSettings
 from shared.workcal import WorkingCalendar
+from tests.support import (
+    SHANGHAI,
+    Namespace,
+    Stack,
+    TopicReader,
+    api,
+    count,
+    day_at,
+    db,
+    manual_clock,
+    publish,
+    queue_item,
+    working_day,
+)
 from tools.peers import MailSink, PeerStore, SmsGatewaySink
 from tools.simulate import Fleet
-from tests.support import (
-    SHANGHAI, Namespace, Stack, TopicReader, api, count, day_at, db, manual_clock, publish, queue_item, working_day,
-)
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 

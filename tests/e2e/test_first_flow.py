@@ -9,13 +9,13 @@ from datetime import datetime, timedelta
 import orjson
 import pytest
 
-from tools.peers import PeerStore, SmsGatewaySink
-from tools.simulate import Fleet
 from services.followup.config import FollowUpRules
 from services.followup.domain import calling_window, first_visit_window
 from services.notifier.config import NotifierSettings
 from shared.workcal import WorkingCalendar
 from tests.support import Namespace, Stack, TopicReader, count, day_at, manual_clock, publish, zh_date
+from tools.peers import PeerStore, SmsGatewaySink
+from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 

@@ -12,8 +12,8 @@ import pytest
 from services.followup.config import FollowUpRules
 from services.followup.domain import calling_window, second_visit_window
 from shared.workcal import WorkingCalendar
-from tools.simulate import Fleet
 from tests.support import Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish, working_day
+from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 

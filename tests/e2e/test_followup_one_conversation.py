@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.followup.config import FollowUpRules
-from tools.simulate import Fleet
 from tests.support import Namespace, Stack, TopicReader, api, day_at, db, manual_clock, publish, working_day
+from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 

@@ -18,13 +18,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from aftersales.replay import replay
+from services.complaints.config import MeasureRules
+from services.complaints.measures import Period, effect, windows
 from services.notifier.config import NotifierSettings
 from shared.clock import Clock
 from tests.complaints_fixtures import complaint_filed, complaints_state
 from tests.support import Namespace, Stack, TopicReader, api, count, db, manual_clock, publish
-from aftersales.replay import replay
-from services.complaints.config import MeasureRules
-from services.complaints.measures import Period, effect, windows
 from tools.peers import MailSink, PeerStore
 from tools.simulate import envelope
 

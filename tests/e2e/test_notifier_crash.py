@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tools.peers import PeerStore, SmsGatewaySink
 from shared.clock import offset_to
 from shared.events import new_event
 from tests.support import Namespace, ServiceProcess, TopicReader, count, day_at, publish
+from tools.peers import PeerStore, SmsGatewaySink
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow, pytest.mark.dates]
 

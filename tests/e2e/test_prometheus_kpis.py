@@ -20,11 +20,11 @@ import httpx
 import pytest
 import yaml
 
-from tools.sandbox import free_port
-from tools.simulate import Fleet
 from shared.clock import offset_to
 from tests.support import API_TOKENS, TOKENS, Namespace, ServiceProcess, day_at, publish, working_day
 from tests.unit.test_deploy_metrics import DASHBOARDS, dashboard_queries
+from tools.sandbox import free_port
+from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 

@@ -10,9 +10,9 @@ from datetime import timedelta
 
 import pytest
 
-from tools.simulate import Fleet
 from tests.quality_events import defect_reported, vehicle, vehicle_sold
 from tests.support import Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish
+from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from tools.simulate import Fleet, envelope
-from tests.quality_events import part_of, vehicle
 from services.followup.config import FollowUpRules
 from services.followup.domain import next_callable
 from shared.workcal import WorkingCalendar
+from tests.quality_events import part_of, vehicle
 from tests.support import Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish
+from tools.simulate import Fleet, envelope
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 

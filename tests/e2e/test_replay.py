@@ -9,9 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tools.peers import PeerStore, SmsGatewaySink
 from aftersales.replay import replay
-from tools.simulate import Fleet
 from services.notifier.config import NotifierSettings
 from shared.clock import offset_to
 from tests.support import (
@@ -29,6 +27,8 @@ from tests.support import (
     queue_item,
     working_day,
 )
+from tools.peers import PeerStore, SmsGatewaySink
+from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow, pytest.mark.dates]
 

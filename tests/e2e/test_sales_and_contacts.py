@@ -19,16 +19,27 @@ import pytest
 
 from services.followup.config import FollowUpRules
 from services.followup.domain import Window, calling_window, consultation_window, delivery_window
+from services.intake.domain import derived_customer_id
 from services.notifier.config import NotifierSettings
 from shared import metrics
 from shared.events import new_event
 from shared.workcal import WorkingCalendar
-from services.intake.domain import derived_customer_id
+from tests.console_support import eventually
+from tests.support import (
+    Namespace,
+    Stack,
+    TopicReader,
+    api,
+    count,
+    day_at,
+    db,
+    manual_clock,
+    publish,
+    queue_item,
+    working_day,
+)
 from tools.peers import PeerStore, SmsGatewaySink
 from tools.simulate import Fleet
-from tests.console_support import eventually
-from tests.support import (Namespace, Stack, TopicReader, api, count, day_at, db, manual_clock, publish, queue_item,
-                           working_day)
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 

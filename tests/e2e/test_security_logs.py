@@ -25,13 +25,24 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tools.peers import MailSink, PeerStore, SmsGatewaySink
-from tools.simulate import CST, Customer, Fleet
 from services.intake.api import signature
 from services.notifier.config import NotifierSettings
 from shared.logging import configure_logging
 from tests.complaints_fixtures import complaints_state
-from tests.support import Namespace, Stack, TopicReader, api, count, create_namespace, db, drop_namespace, manual_clock, publish
+from tests.support import (
+    Namespace,
+    Stack,
+    TopicReader,
+    api,
+    count,
+    create_namespace,
+    db,
+    drop_namespace,
+    manual_clock,
+    publish,
+)
+from tools.peers import MailSink, PeerStore, SmsGatewaySink
+from tools.simulate import CST, Customer, Fleet
 
 pytestmark = pytest.mark.infra
 

@@ -15,11 +15,21 @@ from datetime import timedelta
 import pytest
 
 from services.notifier.config import NotifierSettings
+from tests.support import (
+    Namespace,
+    Stack,
+    TopicReader,
+    api,
+    count,
+    day_at,
+    manual_clock,
+    next_weekday,
+    publish,
+    queue_item,
+    working_day,
+)
 from tools.peers import MailSink, PeerStore, SmsGatewaySink
 from tools.simulate import Fleet
-from tests.support import (
-    Namespace, Stack, TopicReader, api, count, day_at, manual_clock, next_weekday, publish, queue_item, working_day,
-)
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 

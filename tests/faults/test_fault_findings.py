@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from tools.peers import MailSink, PeerStore, SmsGatewaySink
-from tools.simulate import Fleet
 from services.notifier import store
 from services.notifier.config import NotifierSettings
 from shared.db import acquire
 from tests.support import Namespace, Stack, TopicReader, day_at, db, manual_clock, publish
+from tools.peers import MailSink, PeerStore, SmsGatewaySink
+from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 

@@ -13,9 +13,9 @@ from collections import Counter
 
 import pytest
 
-from tools import faults
 from shared.settings import SERVICES
 from tests.support import day_at
+from tools import faults
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow, pytest.mark.dates]
 

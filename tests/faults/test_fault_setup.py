@@ -12,13 +12,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tools.faults import BAD_KINDS, FaultInfra, FaultOptions, build_traffic, daytime_offset
 from aftersales.infra import DEPLOY, InfraError, Kafka, Paths, Postgres
 from services.intake.config import IntakeRules
 from services.intake.domain import FileSet, Rejected
 from services.intake.handlers import precheck
 from shared.events import InvalidRecord, decode
 from shared.settings import load_settings
+from tools.faults import BAD_KINDS, FaultInfra, FaultOptions, build_traffic, daytime_offset
 
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
 # Refused by intake's handlers (domain rules), not by decoding. The first two need nothing on

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support import TEST_NOW
 from tools.bench.harness import Comparison, Pass
 from tools.bench.pipeline import run
-from tests.support import TEST_NOW
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow]
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from urllib.parse import unquote
 
 import httpx
 import pytest
-from urllib.parse import unquote
 
 from services.console import users
 from tests.console_support import PASSWORD, add_staff, console_namespace, console_stack, csrf_of, sign_in

@@ -13,13 +13,21 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tools.simulate import CST, Fleet, envelope
 from services.console.rebuild import rebuild
 from services.console.search import parse
 from services.console.store import search
-from tests.console_support import add_staff, browser_client, console_namespace, console_stack, csrf_of, eventually, \
-    served, sign_in
+from tests.console_support import (
+    add_staff,
+    browser_client,
+    console_namespace,
+    console_stack,
+    csrf_of,
+    eventually,
+    served,
+    sign_in,
+)
 from tests.support import Namespace, drop_namespace, manual_clock, publish
+from tools.simulate import CST, Fleet, envelope
 
 pytestmark = pytest.mark.infra
 

@@ -17,10 +17,10 @@ from services.console.rebuild import rebuild
 from services.console.scorecard_pages import card_json, week_json
 from services.console.scorecards import ScorecardRules, receipts_by_week, scorecards
 from shared.timeutil import month_span
-from tools.simulate import CST, Fleet
 from tests.console_support import console_namespace, console_stack, eventually
 from tests.e2e.test_console_browser import _db
 from tests.support import Namespace, drop_namespace, manual_clock, publish
+from tools.simulate import CST, Fleet
 
 pytestmark = pytest.mark.infra
 

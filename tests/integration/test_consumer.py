@@ -13,7 +13,6 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import REGISTRY
 
-from tools.simulate import envelope
 from shared.db import with_database
 from shared.errors import PermanentError
 from shared.events import Event
@@ -22,6 +21,7 @@ from shared.runtime import ServiceDefinition, ServiceRuntime
 from shared.settings import load_settings
 from shared.uow import UnitOfWork
 from tests.support import Namespace, TopicReader, count, manual_clock, publish
+from tools.simulate import envelope
 
 pytestmark = pytest.mark.infra
 

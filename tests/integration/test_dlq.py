@@ -14,10 +14,10 @@ from aiokafka import TopicPartition
 from aiokafka.admin import RecordsToDelete
 
 from aftersales import dlq
-from tools.sandbox import ROOT
-from tools.simulate import CST, Fleet
 from shared.kafka.clients import make_admin
 from tests.support import Namespace, Stack, TopicReader, count, manual_clock, publish
+from tools.sandbox import ROOT
+from tools.simulate import CST, Fleet
 
 pytestmark = pytest.mark.infra
 

@@ -9,9 +9,9 @@ from datetime import datetime
 
 import pytest
 
-from tools.simulate import CST, Fleet
 from tests.console_support import eventually
 from tests.support import Namespace, Stack, TopicReader, api, count, db, manual_clock, publish
+from tools.simulate import CST, Fleet
 
 pytestmark = pytest.mark.infra
 

@@ -12,8 +12,8 @@ import pytest
 
 from services.followup.config import FollowUpRules
 from shared import metrics
-from tools.simulate import Fleet
 from tests.support import TEST_NOW, Namespace, Stack, TopicReader, api, count, db, manual_clock, next_weekday, publish
+from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 

@@ -14,9 +14,19 @@ import pytest
 from aftersales.replay import replay
 from services.followup import owners
 from services.followup.owners import OwnerRules, owner_by_rules, owner_rules
+from tests.support import (
+    Namespace,
+    Stack,
+    TopicReader,
+    api,
+    count,
+    day_at,
+    manual_clock,
+    publish,
+    queue_item,
+    working_day,
+)
 from tools.simulate import Fleet
-from tests.support import Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish, queue_item, \
-    working_day
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 

@@ -12,7 +12,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import REGISTRY
 
-from tools.simulate import Fleet
 from services import load
 from services.followup.config import FollowUpRules
 from services.followup.domain import Window, calling_window, campaign_window, confirmation_window, first_visit_window
@@ -34,6 +33,7 @@ from tests.support import (
     next_weekday,
     publish,
 )
+from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 

@@ -53,7 +53,6 @@ from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tools.simulate import CST, Fleet, envelope
 from services.intake.api import signature
 from services.intake.config import IntakeRules
 from services.intake.domain import Rejected
@@ -61,6 +60,7 @@ from services.intake.handlers import precheck
 from shared.events import InvalidRecord, decode
 from shared.events.catalog import CATALOG, UPSTREAM_TOPICS
 from tests.support import Namespace, Stack, TopicReader, api, count, create_namespace, db, drop_namespace, manual_clock
+from tools.simulate import CST, Fleet, envelope
 
 pytestmark = pytest.mark.infra
 

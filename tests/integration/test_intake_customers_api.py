@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tools.simulate import CST, Fleet
 from tests.support import Namespace, Stack, TopicReader, api, manual_clock, publish
+from tools.simulate import CST, Fleet
 
 pytestmark = pytest.mark.infra
 

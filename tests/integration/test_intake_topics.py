@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tools.simulate import CST, Fleet
 from tests.support import Namespace, Stack, TopicReader, count, manual_clock, publish
+from tools.simulate import CST, Fleet
 
 pytestmark = pytest.mark.infra
 

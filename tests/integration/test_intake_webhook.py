@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 import orjson
 import pytest
 
-from tools.simulate import CST, Fleet
 from services.intake.api import signature
 from tests.support import Namespace, Stack, TopicReader, api, count, create_namespace, db, drop_namespace, manual_clock
+from tools.simulate import CST, Fleet
 
 pytestmark = pytest.mark.infra
 

@@ -13,11 +13,11 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tools.peers import MailSink, PeerStore, SmsGatewaySink
 from services.notifier.config import NotifierSettings
 from shared.clock import ManualClock
 from shared.events import new_event
 from tests.support import Namespace, Stack, TopicReader, api, count, day_at, db, manual_clock, publish, zh_date
+from tools.peers import MailSink, PeerStore, SmsGatewaySink
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from shared.events import FOLLOWUP, INTAKE
-from tools.simulate import Fleet
 from tests.quality_events import canonical, defect_reported, vehicle, vehicle_sold
 from tests.support import Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish
+from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 

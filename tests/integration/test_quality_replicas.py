@@ -11,11 +11,11 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from tools.simulate import Fleet
 from services import load
 from shared.runtime import ServiceRuntime
 from tests.quality_events import defect_reported, vehicle, vehicle_sold
 from tests.support import Namespace, TopicReader, day_at, db, manual_clock, publish
+from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 

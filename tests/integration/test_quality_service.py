@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 
-from tools.simulate import Fleet
-from shared import metrics
 from services.quality import store
 from services.quality.config import QualityRules
+from shared import metrics
 from shared.runtime import ServiceRuntime
 from tests.quality_events import (
     complaint_defect,
@@ -39,6 +38,7 @@ from tests.support import (
     manual_clock,
     publish,
 )
+from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
 

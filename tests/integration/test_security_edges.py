@@ -23,8 +23,12 @@ from schemathesis.generation.modes import GenerationMode
 
 from shared.settings import SERVICES
 from tests.integration.test_fuzz_intake import _examples
-from tests.integration.test_security_endpoints import PUBLIC, declared_roles, sample_path
-from tests.integration.test_security_endpoints import stack  # noqa: F401  (the fixture: all five services, nothing consumed)
+from tests.integration.test_security_endpoints import (
+    PUBLIC,
+    declared_roles,
+    sample_path,
+    stack,  # noqa: F401  (the fixture: all five services, nothing consumed)
+)
 from tests.integration.test_security_sql import _set, _strings
 from tests.support import TOKENS, Stack
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tools.sandbox import ServiceProcess
 from tests.support import API_TOKENS, TOKENS, Namespace
+from tools.sandbox import ServiceProcess
 
 pytestmark = pytest.mark.infra
 

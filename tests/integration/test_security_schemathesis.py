@@ -31,14 +31,14 @@ import schemathesis
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation.modes import GenerationMode
 
-from tools.peers import MailSink, PeerStore, SmsGatewaySink
-from tools.simulate import CST, Fleet
 from services.notifier.config import NotifierSettings
 from shared.settings import SERVICES
 from tests.complaints_fixtures import complaints_state
 from tests.integration.test_fuzz_intake import _examples
 from tests.integration.test_security_endpoints import PUBLIC, declared_roles
 from tests.support import TOKENS, Namespace, Stack, create_namespace, db, drop_namespace, manual_clock, publish
+from tools.peers import MailSink, PeerStore, SmsGatewaySink
+from tools.simulate import CST, Fleet
 
 pytestmark = [
     pytest.mark.infra,

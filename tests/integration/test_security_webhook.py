@@ -15,10 +15,10 @@ import orjson
 import pytest
 from hypothesis import strategies as st
 
-from tools.simulate import CST, Fleet
 from services.intake.api import signature
 from tests.integration.test_fuzz_intake import _examples
 from tests.support import Namespace, Stack, TopicReader, api, count, create_namespace, db, drop_namespace, manual_clock
+from tools.simulate import CST, Fleet
 
 pytestmark = pytest.mark.infra
 

@@ -15,13 +15,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tools import apidocs
 from aftersales.cli import _add_tools, app
-from tools.simulate import CST, Fleet
 from services import load
 from shared.events import CATALOG, SERVICE_TOPIC
 from shared.runtime import ServiceRuntime
 from shared.settings import SERVICES, Settings
+from tools import apidocs
+from tools.simulate import CST, Fleet
 
 ROOT = Path(__file__).resolve().parents[2]
 ASYNCAPI_SCHEMA = ROOT / "deploy" / "schema" / "asyncapi-3.0.0.json"

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 import orjson
 import pytest
 
-from tools.simulate import CST, Fleet
 from shared.events import InvalidRecord, UnhandledEventType, decode, derive_event_id, new_event
 from shared.events.catalog import CATALOG, event_types_on
+from tools.simulate import CST, Fleet
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=CST)
 

@@ -4,7 +4,7 @@ rules: my calls first, how late a call is, a script for every kind of call, the 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone, UTC
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest

@@ -6,8 +6,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from services.followup.config import FollowUpRules
-from services.followup.conversation import (conversation_of, duplicates, group_queue, held_by_another, joins,
-                                            members, missing_outcomes)
+from services.followup.conversation import (
+    conversation_of,
+    duplicates,
+    group_queue,
+    held_by_another,
+    joins,
+    members,
+    missing_outcomes,
+)
 
 NOW = datetime(2026, 11, 18, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 DAYS = FollowUpRules().conversation_days

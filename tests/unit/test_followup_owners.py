@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.followup.owners import (Choice, OwnerRules, OwnerRulesError, claim_refusal, mine, owner_by_rules,
-                                      replaces)
+from services.followup.owners import Choice, OwnerRules, OwnerRulesError, claim_refusal, mine, owner_by_rules, replaces
 
 RULES = OwnerRules(default="agent-09", dealers={"D001": "agent-03"}, regions={"east": "agent-01", "south": "agent-02"})
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)

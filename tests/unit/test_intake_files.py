@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tools.simulate import CST
+from services.intake.domain import FileSet, Output, Rejected, derived_customer_id, missing_fields, under_warranty
 from shared.events.upstream import (
     CampaignAnnounced,
     ComplaintFiled,
@@ -22,7 +22,7 @@ from shared.events.upstream import (
     VehicleSold,
 )
 from shared.validation import with_check_digit
-from services.intake.domain import FileSet, Output, Rejected, derived_customer_id, missing_fields, under_warranty
+from tools.simulate import CST
 
 NOW = datetime(2026, 12, 1, tzinfo=CST)
 T0 = datetime(2025, 1, 1, 9, 0, tzinfo=CST)

@@ -9,10 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from tools.bench.quality import Cells, Setup, alarms, fleet_cells, lr_alarm, run, simulate
 from services.quality.config import QualityRules, load_baseline_rates
 from services.quality.statistics import likelihood_ratio_calibration
 from services.quality.warning import EarlyWarning
+from tools.bench.quality import Cells, Setup, alarms, fleet_cells, lr_alarm, run, simulate
 
 
 def test_the_simulated_reports_follow_the_baseline_rate_times_unit_months() -> None:

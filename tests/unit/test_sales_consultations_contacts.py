@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.events.upstream import ConsultationRecorded, CustomerContactCorrected, VehiclePickedUp, VehicleSold
-from shared.validation import with_check_digit
 from services.followup.config import FollowUpRules
 from services.followup.domain import consultation_window, delivery_window, second_visit_window
 from services.intake.domain import FileSet, Output, Rejected, derived_customer_id
+from shared.events.upstream import ConsultationRecorded, CustomerContactCorrected, VehiclePickedUp, VehicleSold
+from shared.validation import with_check_digit
 from tests.support import TEST_NOW, day_at
 
 RULES = FollowUpRules()

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-
-from pathlib import Path
 
 from shared.clock import FileClock, ManualClock, SystemClock, clock_from_settings
 from shared.settings import Settings

@@ -107,8 +107,8 @@ def test_timestamps_with_a_timezone_are_accepted_and_kept_as_instants(moment: ob
 def test_timestamps_without_a_timezone_are_refused_naming_the_field(moment: object) -> None:
     from pydantic import ValidationError
 
-    from shared.events.upstream import ReceiptReturned
     from shared.events.codec import describe_validation_error
+    from shared.events.upstream import ReceiptReturned
 
     with pytest.raises(ValidationError) as caught:
         ReceiptReturned.model_validate({"receipt_id": "R1", "repair_order_id": "RO1", "vin": "1M8GDM9AXKP042788",

@@ -32,14 +32,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from aftersales import audit
-from tools.sandbox import Namespace, create_namespace, drop_namespace
-from tools.simulate import CST
 from services.complaints.domain import complaint_id_for
 from shared.events import (
-    COMPLAINTS, FOLLOWUP, INTAKE, NOTIFIER, UPSTREAM_CRM, UPSTREAM_DMS, UPSTREAM_SALES,
+    COMPLAINTS,
+    FOLLOWUP,
+    INTAKE,
+    NOTIFIER,
+    UPSTREAM_CRM,
+    UPSTREAM_DMS,
+    UPSTREAM_SALES,
 )
 from shared.kafka.clients import partitions_of, stop_consumer
 from shared.validation import with_check_digit
+from tools.sandbox import Namespace, create_namespace, drop_namespace
+from tools.simulate import CST
 
 console = Console()
 _VIN_CHARS = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"

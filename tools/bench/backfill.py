@@ -27,11 +27,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from shared.kafka.clients import make_admin, make_consumer, partitions_of, stop_consumer
+from shared.settings import project_home
 from tools.bench.harness import _peak_rss_mb, start_passthrough, stop_bench
 from tools.sandbox import Namespace, ServiceProcess, create_namespace
 from tools.simulate import CST, Fleet, Vehicle
-from shared.kafka.clients import make_admin, make_consumer, partitions_of, stop_consumer
-from shared.settings import project_home
 
 console = Console()
 

@@ -35,14 +35,14 @@ from rich.console import Console
 from rich.table import Table
 
 from aftersales.infra import console_key_pair
-from tools.sandbox import ROOT, Namespace, ServiceProcess, create_namespace, drop_namespace
-from tools.simulate import CST, GIVEN, MODELS, REGIONS, SURNAMES
 from services.console import users
 from shared.clock import ManualClock
 from shared.events import COMPLAINTS, FOLLOWUP, INTAKE, NOTIFIER
 from shared.kafka.clients import partitions_of
 from shared.runtime import ServiceRuntime
 from shared.validation import with_check_digit
+from tools.sandbox import ROOT, Namespace, ServiceProcess, create_namespace, drop_namespace
+from tools.simulate import CST, GIVEN, MODELS, REGIONS, SURNAMES
 
 console = Console()
 BENCH_NOW = datetime(2026, 11, 20, 10, 0, tzinfo=CST)  # a Friday morning in Shanghai: calling hours

@@ -23,10 +23,10 @@ from aiokafka.admin import NewTopic
 from rich.console import Console
 from rich.table import Table
 
-from tools.sandbox import Namespace, ServiceProcess, create_namespace, drop_namespace
-from tools.simulate import CST, Fleet
 from shared.kafka.clients import TOPIC_CONFIG, make_admin, stop_consumer
 from shared.settings import project_home
+from tools.sandbox import Namespace, ServiceProcess, create_namespace, drop_namespace
+from tools.simulate import CST, Fleet
 
 console = Console()
 

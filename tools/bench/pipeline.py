@@ -16,7 +16,6 @@ from datetime import datetime
 
 from tools.bench.harness import Comparison, compare
 
-
 STEADY = (0.8, 0.9, 1.0)
 
 

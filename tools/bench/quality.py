@@ -44,7 +44,6 @@ from rich.console import Console
 from rich.table import Table
 from scipy.stats import poisson
 
-from shared.events.catalog import IMPORTANT_PART_CATEGORIES as IMPORTANT
 from services.quality.config import QualityRules, load_baseline_rates
 from services.quality.statistics import (
     LR_MONTHS,
@@ -53,6 +52,7 @@ from services.quality.statistics import (
     poisson_mean_upper_bound,
 )
 from services.quality.warning import EarlyWarning
+from shared.events.catalog import IMPORTANT_PART_CATEGORIES as IMPORTANT
 
 SUPPLIERS = (("SUP-1", 0.5), ("SUP-2", 0.3), ("SUP-3", 0.2))
 MODELS = 5
