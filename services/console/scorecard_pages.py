@@ -13,10 +13,6 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from shared.db import acquire
-from shared.http import runtime_of
-from shared.timeutil import month_span
-
 from services.console import scorecard_store as sql
 from services.console.clients import Person
 from services.console.i18n import DISPLAY_ZONE, N_
@@ -31,6 +27,9 @@ from services.console.scorecards import (
     receipts_by_week,
     scorecards,
 )
+from shared.db import acquire
+from shared.http import runtime_of
+from shared.timeutil import month_span
 
 SUPERVISORS = ("supervisor",)
 FORMATS = ("html", "json", "csv", "xlsx")
@@ -234,7 +233,7 @@ def router() -> APIRouter:
         if format == "json":
             return JSONResponse({
                 "dealer_id": dealer_id, "month": month, "scorecard": card_json(card) if card else None,
-                "months": [{"month": m, "scorecard": card_json(c) if c else None} for m, c in zip(months, trend)],
+                "months": [{"month": m, "scorecard": card_json(c) if c else None} for m, c in zip(months, trend, strict=True)],
                 "complaints": [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in c.items()}
                                for c in complaints],
                 "discrepant_lines": [{**{k: v for k, v in line.items() if k != "shipped_at"},
@@ -245,7 +244,7 @@ def router() -> APIRouter:
             })
         r = scorecard_rules(request)
         return render(request, "dealer_scorecard.html", person, dealer_id=dealer_id, month=month, card=card,
-                      trend=list(zip(months, trend)), complaints=complaints, lines=lines, low=low, rules=r,
+                      trend=list(zip(months, trend, strict=True)), complaints=complaints, lines=lines, low=low, rules=r,
                       alpha=1 - r.confidence)
 
     @r.get("/receipts")

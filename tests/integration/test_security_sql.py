@@ -40,8 +40,6 @@ import pytest
 import schemathesis
 from schemathesis.generation.modes import GenerationMode
 
-from tools.peers import MailSink, PeerStore, SmsGatewaySink
-from tools.simulate import CST, Fleet
 from services.notifier.config import NotifierSettings
 from shared.events.catalog import spec_for
 from shared.settings import SERVICES
@@ -49,6 +47,8 @@ from tests.complaints_fixtures import complaints_state
 from tests.integration.test_fuzz_intake import BASES, _examples, _verdict
 from tests.integration.test_security_endpoints import PUBLIC, declared_roles
 from tests.support import TOKENS, Namespace, Stack, TopicReader, db, manual_clock, publish
+from tools.peers import MailSink, PeerStore, SmsGatewaySink
+from tools.simulate import CST, Fleet
 
 pytestmark = [
     pytest.mark.infra,
@@ -201,7 +201,7 @@ async def _wait_for_rows(ns: Namespace, wanted: dict[tuple[str, str], int], time
     deadline = time.monotonic() + timeout
     while True:
         have = {}
-        for (schema, query), n in wanted.items():
+        for (schema, query), _n in wanted.items():
             conn = await db(ns, schema)
             try:
                 have[(schema, query)] = await conn.fetchval(query)
@@ -347,7 +347,8 @@ def _hostile_requests(runtime: Any, known: dict[str, str]) -> list[dict[str, Any
         token = TOKENS[declared_roles(runtime, operation.method, operation.path)[0][0]]
         free_text = _free_text_query(document, operation.method, operation.path)
 
-        def request(path_parameters: dict[str, Any], query: dict[str, Any], body: Any) -> dict[str, Any]:
+        def request(path_parameters: dict[str, Any], query: dict[str, Any], body: Any,
+                    operation: Any = operation, token: str = token) -> dict[str, Any]:
             url = operation.path
             for k, v in path_parameters.items():
                 url = url.replace("{" + k + "}", quote(str(v), safe=""))
