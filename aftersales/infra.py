@@ -454,7 +454,8 @@ class Postgres:
             self._create_database()
             return "running" if self.state_file.exists() else "external"
         if self.host not in ("127.0.0.1", "localhost", "::1"):
-            raise InfraError(f"Postgres at {self.address} does not answer and is not local; start it or fix AFTERSALES_DATABASE_URL")
+            raise InfraError(f"Postgres at {self.address} does not answer and is not local; "
+                             "start it or fix AFTERSALES_DATABASE_URL")
         if self._installed_version() is None or not shutil.which("pg_ctlcluster"):
             console.print("installing Debian's postgresql")
             apt_install(["postgresql"])

@@ -37,7 +37,8 @@ def _ssl_option(settings: Settings) -> Any:
     return None
 
 
-async def create_pool(settings: Settings, schema: str, *, min_size: int | None = None, max_size: int | None = None) -> asyncpg.Pool:
+async def create_pool(settings: Settings, schema: str, *, min_size: int | None = None,
+                      max_size: int | None = None) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         settings.database_url,
         min_size=min_size or settings.db_pool_min,

@@ -72,6 +72,8 @@ from tools.simulate import CST, Customer, Fleet, Vehicle
 console = Console()
 logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would bury the progress
 CLOCK_FILE = "demo-clock.json"
+# The complaints the progress line counts: filed at intake, raised on calls, product issues from calls.
+COMPLAINT_TALLIES = ("ComplaintFiled", "complaints from calls", "product issues from calls")
 # The working day in four stretches; after each, the upstream systems report and people work.
 WINDOWS = tuple((timedelta(hours=h0, minutes=m0), timedelta(hours=h1, minutes=m1))
                 for h0, m0, h1, m1 in ((8, 0, 10, 30), (10, 30, 13, 0), (13, 0, 15, 30), (15, 30, 18, 0)))
@@ -484,7 +486,8 @@ class Office:
             if self.rng.random() >= self.plan.inbound_call_chance:
                 continue
             kind = self.rng.choice(("consultation", "request"))
-            summary = "咨询新车型和试驾 (asks about a new model)" if kind == "consultation" else "希望预约周末保养 (a weekend slot)"
+            summary = ("咨询新车型和试驾 (asks about a new model)" if kind == "consultation"
+                       else "希望预约周末保养 (a weekend slot)")
             await self.call("POST", "followup", "/v1/inbound-calls", token, {
                 "customer_id": self.rng.choice(customers).customer_id, "kind": kind, "summary": summary,
                 "received_at": now.isoformat()}, ok=(201,))
@@ -768,7 +771,7 @@ async def run(plan: Plan | None = None, *, settings: Settings | None = None, env
                     await office.complaints_session(stack.now(), new_only=True)  # raised on the calls just made
                 progress.update(task, advance=1, status=(
                     f"pickups {tally['VehiclePickedUp']:,}  calls {tally['calls']:,}  "
-                    f"complaints {tally['ComplaintFiled'] + tally['complaints from calls'] + tally['product issues from calls']}  "
+                    f"complaints {sum(tally[k] for k in COMPLAINT_TALLIES)}  "
                     f"defects {tally['PartDefectReported']}"))
             stack.set_clock(datetime.now(UTC))
             FileClock.write(stack.path, timedelta(0))
@@ -959,7 +962,8 @@ async def report(settings: Settings, office: Office, tally: Tally, world: World,
     )
     return {"traffic": dict(tally.counts), "followup": followup, "complaints": complaints, "quality": quality,
             "alerts": alerts, "notifications": sent, "scorecards": scorecards,
-            "feedback_items": concerns | {"department_notices_sent": notices}, "dead_letters": dict(dead), "bad_batch": world.bad_batch}
+            "feedback_items": concerns | {"department_notices_sent": notices}, "dead_letters": dict(dead),
+            "bad_batch": world.bad_batch}
 
 
 async def dealer_scorecards(settings: Settings, office: Office, middle: datetime) -> dict[str, Any]:

@@ -873,11 +873,12 @@ def check(obs: Observation, exp: Expectation) -> list[Invariant]:
     any_twice = [f"{f} ({len(ids)} event ids)" for f, ids in _distinct(scheduled, lambda e: e.data["followup_id"]).items()
                  if len(ids) > 1]
     problems += [f"follow-up scheduled twice: {x}" for x in any_twice]
+    kinds_scheduled = Counter(e.data.get("kind") for e in {e.event_id: e for e in scheduled}.values())
     results.append(Invariant(
         "every valid pickup has exactly one first-visit FollowUpScheduled", not problems,
         f"{len(valid_pickups):,} valid pickups → {len(pickups):,} canonical → {len(pickup_firsts):,} first visits "
         f"(DB {db_first}); all follow-ups: {len(_distinct(scheduled, lambda e: e.data['followup_id'])):,} "
-        f"({', '.join(f'{k} {n}' for k, n in sorted(Counter(e.data.get('kind') for e in {e.event_id: e for e in scheduled}.values()).items()))})",
+        f"({', '.join(f'{k} {n}' for k, n in sorted(kinds_scheduled.items()))})",
         problems))
 
     # -- deliveries → first-visit follow-ups (a sale is called 3-7 days after it, like a pickup) ------

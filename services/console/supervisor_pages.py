@@ -304,8 +304,8 @@ def router() -> APIRouter:
             k = await followup_kpis(request, person, start, end, "", "")
             rows.append([gettext("Return visits"), gettext("all"), gettext("warranty return-visit rate"), k["warranty_visited"],
                          k["warranty_pickups"], k["warranty_return_visit_rate"]])
-            rows.append([gettext("Return visits"), gettext("all"), gettext("satisfaction"), k["satisfied_calls"], k["scored_calls"],
-                         k["satisfaction_rate"]])
+            rows.append([gettext("Return visits"), gettext("all"), gettext("satisfaction"), k["satisfied_calls"],
+                         k["scored_calls"], k["satisfaction_rate"]])
             for agent, calls in sorted(k.get("calls_per_agent", {}).items()):
                 rows.append([gettext("Agents"), agent, gettext("calls reached"), calls["reached"], calls["calls"],
                              calls["reached"] / calls["calls"] if calls["calls"] else None])

@@ -308,7 +308,8 @@ async def listing(conn: asyncpg.Connection, *, owner: str | None, customer: str 
     """Customers with their owner and their open calls (those assigned to someone, to whom)."""
     rows = await conn.fetch(
         """SELECT o.customer_id, o.owner, o.source, o.reason, o.assigned_by, o.assigned_at, o.region, o.dealer_id,
-                   o.rule_owner, o.rule_source, coalesce((SELECT jsonb_agg(jsonb_build_object('followup_id', f.followup_id, 'kind', f.kind,
+                   o.rule_owner, o.rule_source,
+                   coalesce((SELECT jsonb_agg(jsonb_build_object('followup_id', f.followup_id, 'kind', f.kind,
                                   'due_by', f.due_by, 'assigned_to', f.assigned_to, 'claimed_by', f.claimed_by)
                                   ORDER BY f.due_by)
                                FROM followups f WHERE f.customer_id = o.customer_id

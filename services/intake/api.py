@@ -250,7 +250,8 @@ def router() -> APIRouter:
 
     @r.get("/v1/customers/{customer_id}", tags=["customer files"],
            summary="A customer's whole file: vehicles, visits, receipts and change history")
-    async def customer_file(request: Request, customer_id: str, who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
+    async def customer_file(request: Request, customer_id: str,
+                            who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
         runtime = runtime_of(request)
         assert runtime.pool is not None
         route = "GET /v1/customers/{customer_id}"

@@ -375,7 +375,8 @@ async def incomplete_files(conn: asyncpg.Connection, limit: int, offset: int,
 
 
 async def file_counts(conn: asyncpg.Connection) -> tuple[int, int]:
-    row = await conn.fetchrow(f"SELECT (SELECT count(*) FROM customers) AS files, (SELECT count(*) FROM ({INCOMPLETE}) i) AS incomplete")
+    row = await conn.fetchrow(f"SELECT (SELECT count(*) FROM customers) AS files,"
+                              f" (SELECT count(*) FROM ({INCOMPLETE}) i) AS incomplete")
     return int(row["files"]), int(row["incomplete"])
 
 

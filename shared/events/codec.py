@@ -74,7 +74,8 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
             parts.append(f"{loc}: {quoted(err.get('input'))} has no timezone; expected ISO 8601 with an offset such as +08:00")
         else:
             shown = err.get("input")
-            got = f" (got {quoted(shown)})" if kind not in ("value_error", "assertion_error") and not isinstance(shown, (dict, list)) else ""
+            shows_input = kind not in ("value_error", "assertion_error") and not isinstance(shown, (dict, list))
+            got = f" (got {quoted(shown)})" if shows_input else ""
             message = message if len(message) <= 300 else f"{message[:300]}…"  # a message may quote the value too
             parts.append(f"{loc}: {message}{got}" if loc else f"{message}{got}")
     return "; ".join(parts)

@@ -4,8 +4,8 @@ accuracy, one on 200 lines (10 discrepant: flagged, p = 0.0075) and one on 20 (1
 flagged, p = 0.33); the supervisor sees the flagged one highlighted with the test's figures, opens
 its drill-down (why, the discrepant lines, the complaint the case carried the dealer of, the
 repeat repair, the poor receipt) and reads the same figures as JSON; a complaint that names no
-vehicle carries the dealer of the customer's last visit (intake names it on the filing); an agent searches the receipts by words and
-rating and sees them per dealer and week, and may not open the scorecards. Every page passes
+vehicle carries the dealer of the customer's last visit (intake names it on the filing); an agent
+searches the receipts by words and rating and sees them per dealer and week, and may not open the scorecards. Every page passes
 axe-core; screenshots under .local/artifacts/console/."""
 
 from __future__ import annotations

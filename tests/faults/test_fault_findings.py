@@ -133,8 +133,9 @@ def _phoneless_file_and_a_first_visit() -> tuple[dict[str, object], dict[str, ob
         "customer_id": "C-1", "address": "east district, new road 1", "registered_from": "CustomerUpdated"},
         NOON - timedelta(hours=1))
     scheduled = _event("aftersales.followup", "FollowUpScheduled", {
-        "followup_id": "FU-1", "kind": "first_visit", "customer_id": "C-1", "vin": "LJ1EEAUU5N0123456", "due_from": NOON + timedelta(days=3),
-        "due_by": NOON + timedelta(days=7), "priority": 60, "reason_event_id": str(uuid.uuid4())}, NOON)
+        "followup_id": "FU-1", "kind": "first_visit", "customer_id": "C-1", "vin": "LJ1EEAUU5N0123456",
+        "due_from": NOON + timedelta(days=3), "due_by": NOON + timedelta(days=7), "priority": 60,
+        "reason_event_id": str(uuid.uuid4())}, NOON)
     return registered, scheduled
 
 

@@ -97,8 +97,9 @@ async def test_each_rule_sends_its_template_in_the_recipients_language_to_the_ri
         year, week, _ = monday.isocalendar()
         await _customers(ns, at - timedelta(days=30))
         await publish(ns.settings, "aftersales.intake", [_event("aftersales.intake", "CampaignAnnounced", {
-            "campaign_id": "CP-1", "kind": "free_inspection_week", "title": "冬季免费检测周", "starts_at": NOON + timedelta(days=14),
-            "ends_at": NOON + timedelta(days=21), "address": "浦东服务站", "regions": ["east"]}, at - timedelta(days=1))])
+            "campaign_id": "CP-1", "kind": "free_inspection_week", "title": "冬季免费检测周",
+            "starts_at": NOON + timedelta(days=14), "ends_at": NOON + timedelta(days=21), "address": "浦东服务站",
+            "regions": ["east"]}, at - timedelta(days=1))])
         await publish(ns.settings, "aftersales.followup", [
             _completed("C-EN", "first_visit", "unreachable", at),
             _completed("C-ZH", "first_visit", "wrong_number", at),

@@ -288,8 +288,8 @@ async def test_hostile_strings_in_every_upstream_text_field_are_stored_as_data(
         # letters, digits and a few marks at the edge, issue 19, so the catalog refuses them all;
         # the address, a free text of the same file, still takes one and is checked instead.)
         # every address a file held: the current one, the earlier ones in its history
-        ("intake", "SELECT address FROM customers UNION SELECT value FROM customer_history WHERE field = 'address'"): [e["data"]["customer"]["address"] for _, e in events
-                                                      if e["data"].get("customer", {}).get("address")],
+        ("intake", "SELECT address FROM customers UNION SELECT value FROM customer_history WHERE field = 'address'"):
+            [e["data"]["customer"]["address"] for _, e in events if e["data"].get("customer", {}).get("address")],
         ("intake", "SELECT comments FROM receipts"): [e["data"]["comments"] for _, e in events
                                                       if e["event_type"] == "ReceiptReturned"],
         ("complaints", "SELECT description FROM cases"): [e["data"]["description"] for _, e in events

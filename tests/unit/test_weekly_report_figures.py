@@ -160,7 +160,8 @@ def test_customer_service_also_reads_the_reports_other_figures_in_words_and_a_de
              "feedback_items": {"answered_in_time_rate": 1.0, "by_department": {"sales": 1}}}
     figures = _figures() | other | {"period": {"from": "2026-11-16T00:00:00+08:00", "to": "2026-11-23T00:00:00+08:00"}}
     whole = _mail(figures, "zh-CN")
-    assert "其他统计\n\n- 流失原因：\n  - 改去其他经销商或维修厂：1\n- 按回访专员：\n  - agent-01：\n    - 通话数：3" in whole.text
+    assert ("其他统计\n\n- 流失原因：\n  - 改去其他经销商或维修厂：1\n"
+            "- 按回访专员：\n  - agent-01：\n    - 通话数：3") in whole.text
     assert "  - 按时答复率：1.0\n  - 按部门：\n    - 销售部：1" in whole.text and "2026-11-16T" not in whole.text
     assert not SNAKE.search(whole.text) and not SNAKE.search(whole.html)
     part = _mail(weekly.department_part(figures, "sales") | other, "zh-CN", "sales")

@@ -314,8 +314,8 @@ async def measure(customers: int = 100_000, events: int = 1_000_000, requests: i
             await followup.stop()
             shutil.rmtree(documents, ignore_errors=True)
         return {"customers": counts["customers"], "events_written": written, "events_consumed": consumed,
-                "rows": counts, "calls_due": callable_now, "publish_seconds": published_s, "load_seconds": loaded_s, "pages": timings,
-                "requests": requests, "target_p95_ms": TARGET_P95_MS}
+                "rows": counts, "calls_due": callable_now, "publish_seconds": published_s, "load_seconds": loaded_s,
+                "pages": timings, "requests": requests, "target_p95_ms": TARGET_P95_MS}
     finally:
         for process in running:
             process.terminate()

@@ -472,7 +472,8 @@ def print_result(result: BenchResult, vehicles: int, sales_months: int, horizon_
         f"(seed {seed}); alpha {setup.alpha:.2%} per cell per month; configured batch cells: {w.shift:g}x LR "
         f"{w.likelihood_ratio_share:.0%}, per-mode LR {w.failure_mode_share:.0%} (tuned to {w.mode_shift_tuned:g}x), "
         f"sequential {w.sequential_share:.0%} of it, LR tests x{w.first_month_factor:g} in month 0 and "
-        f"x{w.later_month_factor:g} later, burst rule {setup.burst_reports} same-mode reports in {setup.burst_window_days} d; min "
+        f"x{w.later_month_factor:g} later, burst rule {setup.burst_reports} same-mode reports in "
+        f"{setup.burst_window_days} d; min "
         f"{setup.min_reports} reports"
     )
     fa = Table(title="False alarms per cell-month (null fleets; ok = the 95% upper bound within the limit; "
