@@ -33,13 +33,16 @@ lock: setup
 	$(BIN)/uv pip compile pyproject.toml -q --universal --python-version 3.11 --generate-hashes --extra dev \
 	  --custom-compile-command "make lock" $(UV_ARGS) -o requirements/dev.txt
 
+# ruff on everything; mypy --strict on what [tool.mypy] lists (shared/).
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 infra: setup
 	$(BIN)/aftersales infra up
 
-test: infra
+# The linter first (seconds), so a lint finding fails before the infrastructure starts.
+test: lint infra
 	$(BIN)/pytest -ra --durations=20 $(PYTEST_ARGS)
 
 # The date-sensitive tests (marker `dates`) on other days than the suite's fixed test moment:

@@ -405,7 +405,7 @@ async def _empty_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
-def create_app(runtime: ServiceRuntime, router: APIRouter | None, *, description: str = "") -> FastAPI:
+def create_app(runtime: ServiceRuntime[Any], router: APIRouter | None, *, description: str = "") -> FastAPI:
     name = runtime.definition.name
     app = FastAPI(
         title=f"Aftersales {name}",
@@ -461,5 +461,5 @@ def create_app(runtime: ServiceRuntime, router: APIRouter | None, *, description
     return app
 
 
-def runtime_of(request: Request) -> ServiceRuntime:
+def runtime_of(request: Request) -> ServiceRuntime[Any]:
     return request.app.state.runtime  # type: ignore[no-any-return]

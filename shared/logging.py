@@ -11,7 +11,7 @@ import logging
 import re
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import structlog
@@ -136,4 +136,4 @@ def configure_logging(level: str = "INFO", fmt: str = "json", service: str | Non
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name)
+    return cast(structlog.stdlib.BoundLogger, structlog.get_logger(name))

@@ -86,9 +86,9 @@ class ServiceRuntime(Generic[D]):
         self._deps_built = False
         self.pool: asyncpg.Pool | None = None
         self.producer: Any = None
-        self.consumer: EventConsumer | None = None
+        self.consumer: EventConsumer[Any] | None = None
         self.relay: OutboxRelay | None = None
-        self.timers: TimerRunner | None = None
+        self.timers: TimerRunner[Any] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._app: FastAPI | None = None

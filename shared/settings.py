@@ -11,7 +11,7 @@ import os
 import ssl
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -260,7 +260,7 @@ def secrets_file() -> Path:
     return project_home() / ".local" / "secrets.env"
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment, then `.local/secrets.env` for what the environment lacks."""
     env_file = secrets_file()
-    return Settings(_env_file=env_file if env_file.exists() else None, **overrides)  # type: ignore[call-arg]
+    return Settings(_env_file=env_file if env_file.exists() else None, **overrides)

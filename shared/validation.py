@@ -57,7 +57,16 @@ def with_check_digit(vin17: str) -> str:
 # Chinese mobile numbers by libphonenumber's own metadata: one of them already in E.164 (or in the
 # national 11-digit form, read in CN) is accepted without the parse, which costs some 50 µs;
 # anything else takes the whole libphonenumber path, which decides.
-_CN_MOBILE = re.compile(phonenumbers.PhoneMetadata.metadata_for_region("CN").mobile.national_number_pattern)
+def _cn_mobile_pattern() -> str:
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region("CN")
+    mobile = metadata.mobile if metadata is not None else None
+    pattern = mobile.national_number_pattern if mobile is not None else None
+    if not pattern:
+        raise RuntimeError("libphonenumber has no CN mobile pattern")
+    return pattern
+
+
+_CN_MOBILE = re.compile(_cn_mobile_pattern())
 
 
 # Parsing is the costliest check, and a customer's number recurs within an import or a burst.

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -354,7 +354,7 @@ def _load(region: str | None, where: str) -> WorkingCalendar:
     entry = parsed.regions.get(region) if region else None
     base = parsed.default
 
-    def pick(name: str):  # the region's own value, else the default's
+    def pick(name: str) -> Any:  # the region's own value, else the default's
         value = getattr(entry, name) if entry is not None else None
         return value if value is not None else getattr(base, name)
 

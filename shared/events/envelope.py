@@ -54,7 +54,7 @@ class Envelope(msgspec.Struct, kw_only=True):
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready builtins (times as ISO 8601 strings): what a producer would send."""
-        return msgspec.json.decode(self.to_json())
+        return msgspec.json.decode(self.to_json(), type=dict[str, Any])
 
     def kafka_headers(self) -> list[tuple[str, bytes]]:
         return [

@@ -9,6 +9,7 @@ intake into the canonical event untouched.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from pydantic import (
@@ -77,7 +78,7 @@ class InvalidContact(EventData):
 
 
 # The contact fields a record is still filed without: a bad one is flagged, not fatal.
-FLAGGABLE_CONTACTS = {"phone": normalize_phone, "email": normalize_email}
+FLAGGABLE_CONTACTS: dict[str, Callable[[str], str]] = {"phone": normalize_phone, "email": normalize_email}
 
 
 class CustomerInfo(EventData):

@@ -40,7 +40,7 @@ def make_producer(settings: Settings, *, client_id: str, idempotent: bool = True
         # Idempotent producer: acks=all, no duplicates from its own retries, order kept per partition.
         options.update(enable_idempotence=True, acks="all")
     options.update(extra)
-    return AIOKafkaProducer(**options)  # type: ignore[arg-type]
+    return AIOKafkaProducer(**options)
 
 
 def make_consumer(
@@ -61,11 +61,11 @@ def make_consumer(
         **settings.kafka_client_options(),
     }
     options.update(extra)
-    return AIOKafkaConsumer(*topics, **options)  # type: ignore[arg-type]
+    return AIOKafkaConsumer(*topics, **options)
 
 
 def make_admin(settings: Settings) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(client_id="aftersales-admin", request_timeout_ms=30_000, **settings.kafka_client_options())  # type: ignore[arg-type]
+    return AIOKafkaAdminClient(client_id="aftersales-admin", request_timeout_ms=30_000, **settings.kafka_client_options())
 
 
 async def ensure_topics(settings: Settings, topics: Iterable[str] = ALL_TOPICS, *, partitions: int | None = None) -> list[str]:

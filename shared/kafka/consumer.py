@@ -151,8 +151,8 @@ def plan(items: Sequence[Decoded]) -> list[list[Decoded]]:
 
 
 @dataclass
-class _Rebalance(ConsumerRebalanceListener):
-    owner: EventConsumer
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    owner: EventConsumer[Any]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         # Let the batch in flight finish and commit before the partitions move.
@@ -195,7 +195,8 @@ class EventConsumer(Generic[D]):
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        self.consumer = make_consumer(self.settings, group_id=self.group_id, client_id=self.client_id)
+        self.consumer = make_consumer(self.settings, group_id=self.group_id,
+                                      client_id=self.client_id or f"{self.service}-{os.getpid()}")
         self.consumer.subscribe(topics=list(self._by_topic), listener=_Rebalance(self))
         async for attempt in self._retrying("consumer-start"):
             with attempt:
@@ -298,7 +299,7 @@ class EventConsumer(Generic[D]):
             except InvalidRecord as invalid:
                 return Decoded(record, invalid=invalid)
             handler = subscription.handlers.get(envelope.event_type) or subscription.handlers.get("*")
-            event = Event(envelope.with_data(envelope.data), record.topic, record.partition, record.offset)
+            event: Event[Any] = Event(envelope.with_data(envelope.data), record.topic, record.partition, record.offset)
             return Decoded(record, event=event if handler else None, handler=handler)
         try:
             event = decode(

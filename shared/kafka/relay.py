@@ -157,7 +157,8 @@ class OutboxRelay:
             groups.setdefault((topic, partition), []).append(row)
         sends: list[tuple[list[asyncpg.Record], Any]] = []
         for (topic, partition), group in groups.items():
-            batch, members = self.producer.create_batch(), []
+            members: list[asyncpg.Record] = []
+            batch = self.producer.create_batch()
             for row in group:
                 appended = batch.append(key=row["key"].encode(), value=bytes(row["payload"]), timestamp=None,
                                         headers=_headers(row))
@@ -178,8 +179,9 @@ class OutboxRelay:
     async def _send_alone(self, row: asyncpg.Record) -> asyncio.Future[Any]:
         """A record sent by itself (the producer refuses what no batch can hold)."""
         try:
-            return await self.producer.send(row["topic"], value=bytes(row["payload"]), key=row["key"].encode(),
-                                            headers=_headers(row))
+            sent: asyncio.Future[Any] = await self.producer.send(row["topic"], value=bytes(row["payload"]),
+                                                                 key=row["key"].encode(), headers=_headers(row))
+            return sent
         except TOO_LARGE as exc:
             refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             refused.set_exception(exc)
