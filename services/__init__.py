@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.settings import PROCESSES
 
@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from shared.runtime import ServiceDefinition
 
 
-def load(name: str) -> ServiceDefinition:
+def load(name: str) -> ServiceDefinition[Any]:
     if name not in PROCESSES:
         raise KeyError(f"unknown service {name!r}; the services are: {', '.join(PROCESSES)}")
     module = importlib.import_module(f"services.{name}.app")

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def _is_mp3(data: bytes) -> bool:
 
 # What the first bytes of each kind of file are (the declared type is checked against them, so a
 # script renamed .jpg is refused; the file is never run or parsed beyond this).
-SIGNATURES = {
+SIGNATURES: dict[str, Callable[[bytes], bool]] = {
     "image/jpeg": lambda d: d[:3] == b"\xff\xd8\xff",
     "image/png": lambda d: d[:8] == b"\x89PNG\r\n\x1a\n",
     "image/webp": lambda d: d[:4] == b"RIFF" and d[8:12] == b"WEBP",

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import get_args
+from typing import cast, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -147,7 +147,7 @@ class Tables:
         for rule in self.routing.overrides:
             if rule.category == category and rule.severity in (None, severity):
                 return rule.department
-        return self.routing.departments.get(category, self.routing.fallback)  # type: ignore[call-overload]
+        return self.routing.departments.get(cast(ComplaintCategory, category), self.routing.fallback)
 
     def person_for(self, department: str, role: str) -> str | None:
         """Who holds `role` in `department`; the default holder when the department has none."""

@@ -292,7 +292,7 @@ def after_attempt(outcome: Outcome, attempted_at: datetime, unreachable_before: 
     waits for the next working day), up to 3 attempts, then completes as unreachable (the
     notifier sends the SMS/letter). Call back later waits for the time the customer named."""
     if outcome in ("reached", "wrong_number"):
-        return AfterAttempt(outcome, None, False)  # type: ignore[arg-type]
+        return AfterAttempt(outcome, None, False)
     if outcome == "call_back_later":
         assert call_back_at is not None
         return AfterAttempt(None, call_back_at, False)

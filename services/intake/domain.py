@@ -463,7 +463,7 @@ class FileSet:
         at = d.changed_at or occurred_at
         self._not_in_future("data.changed_at", at, now)
         stated = {name: getattr(d, name) for name in CUSTOMER_FIELDS if getattr(d, name) is not None}
-        if "consent" in stated:
+        if "consent" in stated and d.consent is not None:
             stated["consent"] = d.consent.model_dump()
         outputs: list[Output] = []
         self.customer(stated, customer_id=d.customer_id, at=at, source="CustomerUpdated", outputs=outputs)

@@ -394,10 +394,9 @@ def decide(has_open_alert: bool, look: PoissonLook | None, burst: Burst | None) 
     """One open alert per cell: new evidence in a cell with an open alert updates it; otherwise
     an alarming rule raises a new one. The Poisson test runs at scheduled looks (`look`), the
     burst rule on each report's arrival (`burst`)."""
-    firing: tuple[Rule, ...] = tuple(
-        rule for rule, on in (("poisson", look is not None and look.alarm), ("failure_mode_burst", burst is not None))
-        if on
-    )
+    rules: tuple[tuple[Rule, bool], ...] = (("poisson", look is not None and look.alarm),
+                                            ("failure_mode_burst", burst is not None))
+    firing: tuple[Rule, ...] = tuple(rule for rule, on in rules if on)
     if has_open_alert:
         return Decision("update", None, firing)
     if firing:
@@ -554,9 +553,10 @@ def count_once(reports: Sequence[DefectReport], window: timedelta) -> dict[str, 
     for group in groups.values():
         group.sort(key=lambda r: (r.reported_at, r.source != "intake", r.report_id))
         episode: list[DefectReport] = []
-        for report in [*group, None]:
-            if report is not None and episode and report.reported_at - episode[0].reported_at < window:
-                episode.append(report)
+        following: list[DefectReport | None] = [*group, None]  # None closes the last episode
+        for item in following:
+            if item is not None and episode and item.reported_at - episode[0].reported_at < window:
+                episode.append(item)
                 continue
             if episode:
                 lead = episode[0]
@@ -569,7 +569,7 @@ def count_once(reports: Sequence[DefectReport], window: timedelta) -> dict[str, 
                 for other in episode[1:]:
                     result[other.report_id] = Counting(other.report_id, False, lead.report_id, other.batch,
                                                        other.supplier_id, other.model)
-            episode = [report] if report is not None else []
+            episode = [item] if item is not None else []
     return result
 
 

@@ -339,7 +339,7 @@ def window_grid(window: float) -> float:
     if window <= 0:
         raise ValueError(f"the window's expected reports must be positive, got {window}")
     k = max(-12 * _GRID_STEPS_PER_DOUBLING, math.ceil(math.log2(window) * _GRID_STEPS_PER_DOUBLING - 1e-9))
-    return 2.0 ** (k / _GRID_STEPS_PER_DOUBLING)
+    return float(2.0 ** (k / _GRID_STEPS_PER_DOUBLING))
 
 
 def _poisson_weights(delta: float, length: int) -> np.ndarray:
@@ -348,7 +348,8 @@ def _poisson_weights(delta: float, length: int) -> np.ndarray:
         return np.ones(1)
     upper = min(length, int(delta + 12.0 * math.sqrt(delta) + 30.0))
     n = np.arange(upper)
-    return np.exp(n * math.log(delta) - delta - _log_factorials(upper))
+    weights: np.ndarray = np.exp(n * math.log(delta) - delta - _log_factorials(upper))
+    return weights
 
 
 @lru_cache(maxsize=64)
