@@ -19,8 +19,18 @@ from shared.events import new_event
 from tests.complaints_fixtures import complaints_stack
 from tests.console_support import console_namespace
 from tests.integration.test_notifier_delivery import Peers, peers
-from tests.support import (Namespace, Stack, TopicReader, api, day_at, db, drop_namespace, manual_clock, publish,
-                           working_day)
+from tests.support import (
+    Namespace,
+    Stack,
+    TopicReader,
+    api,
+    day_at,
+    db,
+    drop_namespace,
+    manual_clock,
+    publish,
+    working_day,
+)
 from tools.simulate import CST, Fleet
 
 pytestmark = pytest.mark.infra
