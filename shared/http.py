@@ -104,7 +104,7 @@ class Principal:
         return self.role == "agent" and bool(self.regions or self.dealers)
 
     def scope_params(self) -> tuple[list[str] | None, list[str] | None]:
-        """The regions and dealers as the two text[] parameters of `scope_sql` (both None: everything)."""
+        """The regions and dealers as the two text[] parameters of `SCOPE_SQL` (both None: everything)."""
         return (list(self.regions), list(self.dealers)) if self.scoped else (None, None)
 
     def covers(self, region: str | None, dealer: str | None) -> bool:
@@ -113,14 +113,14 @@ class Principal:
             dealer is not None and dealer in self.dealers)
 
 
-def scope_sql(region: str, dealer: str, regions_arg: int, dealers_arg: int) -> str:
-    """The SQL condition that a row's `region` / `dealer` columns are in a person's scope, with the
-    scope's regions and dealers as the parameters $regions_arg and $dealers_arg (both NULL: every
-    row; `Principal.scope_params`). The one rule follow-up, complaints and the notifier hold a scoped
-    agent to (intake and the console apply it to a customer's file and vehicles). A row with neither
-    a region nor a dealer is outside every scope. Constant SQL; the scope goes in as parameters."""
-    r, d = f"${regions_arg}::text[]", f"${dealers_arg}::text[]"
-    return f"(({r} IS NULL AND {d} IS NULL) OR {region} = ANY({r}) OR {dealer} = ANY({d}))"
+# The SQL condition that a row's region / dealer columns are in a person's scope: the one rule
+# follow-up, complaints and the notifier hold a scoped agent to (intake and the console apply it to a
+# customer's file and vehicles). A template for str.format with constants only: `region`, `dealer`
+# (the columns) and `regions`, `dealers` (the $n of the two text[] parameters that carry
+# `Principal.scope_params`; both NULL: every row). A row with neither a region nor a dealer is
+# outside every scope. The scope itself always goes in as parameters, never into the SQL text.
+SCOPE_SQL = ("(({regions}::text[] IS NULL AND {dealers}::text[] IS NULL) OR {region} = ANY({regions}::text[]) "
+             "OR {dealer} = ANY({dealers}::text[]))")
 
 
 def outside_scope(who: Principal, what: str) -> HTTPException:

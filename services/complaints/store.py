@@ -18,7 +18,7 @@ from services.complaints.domain import OPEN_STATES, Case, Document, Escalation, 
 from services.complaints.reports import CaseRow, DueRound, FactRow, RoundRow
 from services.complaints.sla import LEVELS, working_seconds
 from shared.bulk import Table
-from shared.http import scope_sql
+from shared.http import SCOPE_SQL
 from shared.workcal import WorkingCalendar
 
 CASES = Table("cases", {
@@ -197,7 +197,7 @@ class CaseFilter:
     text: str | None = None
     filed_from: datetime | None = None
     filed_before: datetime | None = None
-    # a scoped agent's regions and dealers (shared.http.scope_sql; both None: every case)
+    # a scoped agent's regions and dealers (shared.http.SCOPE_SQL; both None: every case)
     regions: list[str] | None = None
     dealers: list[str] | None = None
 
@@ -215,6 +215,12 @@ _DUE_AT = """CASE WHEN state IN ('opened', 'reopened') THEN ack_due_at
                   WHEN state IN ('acknowledged', 'assigned', 'pending_customer') THEN resolve_due_at END"""
 
 
+# A scoped agent's cases (shared.http.SCOPE_SQL): in list_cases with the scope as $12, $13; in
+# case_in_scope as $2, $3.
+_LISTED_IN_SCOPE = SCOPE_SQL.format(region="region", dealer="dealer_id", regions="$12", dealers="$13")
+_CASE_IN_SCOPE = SCOPE_SQL.format(region="region", dealer="dealer_id", regions="$2", dealers="$3")
+
+
 async def list_cases(
     conn: asyncpg.Connection, f: CaseFilter, *, limit: int, offset: int, sort: str = "filed",
 ) -> tuple[list[dict[str, Any]], int]:
@@ -225,7 +231,7 @@ async def list_cases(
                AND ($9::text IS NULL OR strpos(lower(complaint_ref || ' ' || description || ' ' ||
                     coalesce(customer_id, '') || ' ' || coalesce(vin, '')), lower($9)) > 0)
                AND ($10::timestamptz IS NULL OR filed_at >= $10) AND ($11::timestamptz IS NULL OR filed_at < $11)
-               AND """ + scope_sql("region", "dealer_id", 12, 13)
+               AND """ + _LISTED_IN_SCOPE
     params = (f.state, f.level, f.department, f.breached, f.category, f.severity, f.assignee, f.vins, f.text,
               f.filed_from, f.filed_before, f.regions, f.dealers)
     order = "due_at ASC NULLS LAST, filed_at, complaint_id" if sort == "deadline" else "filed_at DESC, complaint_id"
@@ -328,9 +334,9 @@ async def due_rounds(
 
 async def case_in_scope(conn: asyncpg.Connection, complaint_id: str, regions: list[str] | None,
                         dealers: list[str] | None) -> bool:
-    """The case's region or dealer is in the scope (shared.http.scope_sql)."""
+    """The case's region or dealer is in the scope (shared.http.SCOPE_SQL)."""
     return bool(await conn.fetchval(
-        f"SELECT EXISTS (SELECT 1 FROM cases WHERE complaint_id = $1 AND {scope_sql('region', 'dealer_id', 2, 3)})",
+        f"SELECT EXISTS (SELECT 1 FROM cases WHERE complaint_id = $1 AND {_CASE_IN_SCOPE})",
         complaint_id, regions, dealers))
 
 

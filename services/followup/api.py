@@ -45,7 +45,7 @@ async def _tiers(conn: Any, customer_ids: list[str], now: datetime, r: FollowUpR
 async def _hold_to_scope(request: Request, who: Principal, *, customer_id: str | None = None,
                          followup_id: str | None = None) -> None:
     """403 when a scoped agent asks for a follow-up or a customer outside their regions and dealers
-    (store.customer_scope_sql; docs/security.md). Nothing to check for anyone else; an unknown
+    (store.CUSTOMER_IN_SCOPE; docs/security.md). Nothing to check for anyone else; an unknown
     follow-up is left to the route (404)."""
     if not who.scoped:
         return

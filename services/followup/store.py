@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from shared.bulk import Table
-from shared.http import scope_sql
+from shared.http import SCOPE_SQL
 
 # -- projections: customers and vehicles --------------------------------------------------------
 #
@@ -386,26 +386,28 @@ async def due_count(conn: asyncpg.Connection, table: str, column: str, now: date
     return int(await conn.fetchval(f"SELECT count(*) FROM {table} WHERE {column} <= $1", now))
 
 
-def customer_scope_sql(customer: str, regions_arg: int, dealers_arg: int) -> str:
-    """The condition that the customer (an SQL expression) is in a person's scope, with its regions
-    and dealers as $regions_arg and $dealers_arg (both NULL: everyone): one of their follow-ups is of
-    a region or dealer of the scope (shared.http.scope_sql), or their file's region is, or one of the
-    dealers sold or serviced one of their vehicles (intake's rule on the same projections). A scoped
-    agent sees all of an in-scope customer's follow-ups: one conversation, as the console's file."""
-    r, d = f"${regions_arg}::text[]", f"${dealers_arg}::text[]"
-    return f"""(({r} IS NULL AND {d} IS NULL)
-        OR EXISTS (SELECT 1 FROM followups sf WHERE sf.customer_id = {customer}
-                   AND {scope_sql('sf.region', 'sf.dealer_id', regions_arg, dealers_arg)})
-        OR EXISTS (SELECT 1 FROM customers sc WHERE sc.customer_id = {customer} AND sc.region = ANY({r}))
-        OR EXISTS (SELECT 1 FROM vehicles sv WHERE sv.customer_id = {customer} AND sv.dealer_id = ANY({d}))
-        OR EXISTS (SELECT 1 FROM visits sw WHERE sw.customer_id = {customer} AND sw.dealer_id = ANY({d})))"""
+# The condition that a customer is in a person's scope, a str.format template with constants only:
+# `customer` (the SQL expression of their id), `regions`, `dealers` (the $n of the scope's two text[]
+# parameters; both NULL: everyone). One of their follow-ups is of a region or dealer of the scope
+# (shared.http.SCOPE_SQL), or their file's region is, or one of the dealers sold or serviced one of
+# their vehicles (intake's rule on the same projections). A scoped agent sees all of an in-scope
+# customer's follow-ups: one conversation, as the console's file.
+CUSTOMER_IN_SCOPE = ("""(({regions}::text[] IS NULL AND {dealers}::text[] IS NULL)
+        OR EXISTS (SELECT 1 FROM followups sf WHERE sf.customer_id = {customer} AND """
+                     + SCOPE_SQL.format(region="sf.region", dealer="sf.dealer_id", regions="{regions}",
+                                        dealers="{dealers}") + """)
+        OR EXISTS (SELECT 1 FROM customers sc WHERE sc.customer_id = {customer} AND sc.region = ANY({regions}::text[]))
+        OR EXISTS (SELECT 1 FROM vehicles sv WHERE sv.customer_id = {customer} AND sv.dealer_id = ANY({dealers}::text[]))
+        OR EXISTS (SELECT 1 FROM visits sw WHERE sw.customer_id = {customer}
+                   AND sw.dealer_id = ANY({dealers}::text[])))""")
 
 
 async def customers_in_scope(conn: asyncpg.Connection, customer_ids: Iterable[str], regions: list[str] | None,
                              dealers: list[str] | None) -> set[str]:
-    """Those of the customers in the scope (customer_scope_sql)."""
+    """Those of the customers in the scope (CUSTOMER_IN_SCOPE)."""
     rows = await conn.fetch(
-        f"SELECT x.id FROM unnest($1::text[]) AS x(id) WHERE {customer_scope_sql('x.id', 2, 3)}",
+        "SELECT x.id FROM unnest($1::text[]) AS x(id) WHERE "
+        + CUSTOMER_IN_SCOPE.format(customer="x.id", regions="$2", dealers="$3"),
         list(set(customer_ids)), regions, dealers)
     return {r["id"] for r in rows}
 
@@ -488,7 +490,8 @@ async def queue_candidates(conn: asyncpg.Connection, now: datetime, start: Any, 
               AND (f.assigned_to IS NULL OR f.assigned_to = $7 OR f.due_by < $1)
               AND ($1 AT TIME ZONE f.timezone)::time >= $2 AND ($1 AT TIME ZONE f.timezone)::time < $3
               AND ($4::text IS NULL OR f.kind = $4) AND ($5::text IS NULL OR f.region = $5)
-              AND ($6::text IS NULL OR f.dealer_id = $6) AND """ + customer_scope_sql("f.customer_id", 9, 10) + """
+              AND ($6::text IS NULL OR f.dealer_id = $6) AND """
+        + CUSTOMER_IN_SCOPE.format(customer="f.customer_id", regions="$9", dealers="$10") + """
             ORDER BY coalesce(f.assigned_to, o.owner) IS NOT DISTINCT FROM $7 DESC, (f.due_by < $1) DESC, f.due_by
             LIMIT $8""", now, start, end, kind, region, dealer, agent, limit, regions, dealers)
     return [dict(r) for r in rows]
@@ -500,7 +503,8 @@ async def followups_of(conn: asyncpg.Connection, *, customer: str | None, status
     rows = await conn.fetch(
         """SELECT * FROM followups
             WHERE ($1::text IS NULL OR customer_id = $1) AND ($2::text IS NULL OR status = $2)
-              AND ($3::text IS NULL OR kind = $3) AND """ + customer_scope_sql("followups.customer_id", 6, 7) + """
+              AND ($3::text IS NULL OR kind = $3) AND """ + CUSTOMER_IN_SCOPE.format(
+                  customer="followups.customer_id", regions="$6", dealers="$7") + """
             ORDER BY created_at DESC, followup_id LIMIT $4 OFFSET $5""",
         customer, status, kind, limit, offset, regions, dealers)
     return [dict(r) for r in rows]
@@ -526,7 +530,8 @@ async def call_register(conn: asyncpg.Connection, *, customer: str | None, agent
                         ) -> tuple[int, list[dict[str, Any]]]:
     where = """($1::text IS NULL OR customer_id = $1) AND ($2::text IS NULL OR agent_id = $2)
                AND ($3::timestamptz IS NULL OR attempted_at >= $3) AND ($4::timestamptz IS NULL OR attempted_at < $4)
-               AND ($5::text IS NULL OR direction = $5) AND """ + customer_scope_sql("r.customer_id", 6, 7)
+               AND ($5::text IS NULL OR direction = $5) AND """ + CUSTOMER_IN_SCOPE.format(customer="r.customer_id", regions="$6",
+                                                                                   dealers="$7")
     total = await conn.fetchval(f"SELECT count(*) FROM ({_REGISTER}) r WHERE {where}",
                                 customer, agent, since, until, direction, regions, dealers)
     rows = await conn.fetch(
@@ -581,7 +586,7 @@ async def letter_register(conn: asyncpg.Connection, *, customer: str | None, age
                           ) -> tuple[int, list[dict[str, Any]]]:
     where = """($1::text IS NULL OR customer_id = $1) AND ($2::text IS NULL OR agent_id = $2)
                AND ($3::timestamptz IS NULL OR requested_at >= $3) AND ($4::timestamptz IS NULL OR requested_at < $4)
-               AND """ + customer_scope_sql("letters_requested.customer_id", 5, 6)
+               AND """ + CUSTOMER_IN_SCOPE.format(customer="letters_requested.customer_id", regions="$5", dealers="$6")
     total = await conn.fetchval(f"SELECT count(*) FROM letters_requested WHERE {where}",
                                 customer, agent, since, until, regions, dealers)
     rows = await conn.fetch(

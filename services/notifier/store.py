@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from shared.bulk import Table, newest
-from shared.http import scope_sql
+from shared.http import SCOPE_SQL
 
 CONTACTS = Table("contacts", {
     "customer_id": "text", "name": "text", "phone": "text", "email": "text", "address": "text", "locale": "text",
@@ -75,20 +75,22 @@ async def add_customer_scope(conn: asyncpg.Connection, facts: Iterable[tuple[str
                                   ON CONFLICT DO NOTHING""", rows)
 
 
-def customer_scope_sql(customer: str, regions_arg: int, dealers_arg: int) -> str:
-    """The customer (an SQL expression) is in a person's scope ($regions_arg, $dealers_arg; both
-    NULL: everyone): their file's region, or a region or dealer of one of their vehicles
-    (shared.http.scope_sql), as intake's rule."""
-    r, d = f"${regions_arg}::text[]", f"${dealers_arg}::text[]"
-    return f"""(({r} IS NULL AND {d} IS NULL)
-        OR EXISTS (SELECT 1 FROM contacts sc WHERE sc.customer_id = {customer} AND sc.region = ANY({r}))
-        OR EXISTS (SELECT 1 FROM customer_scope ss WHERE ss.customer_id = {customer}
-                   AND {scope_sql('ss.region', 'ss.dealer_id', regions_arg, dealers_arg)}))"""
+# The customer is in a person's scope, a str.format template with constants only: `customer` (the
+# SQL expression of their id), `regions`, `dealers` (the $n of the scope's two text[] parameters;
+# both NULL: everyone): their file's region, or a region or dealer of one of their vehicles
+# (shared.http.SCOPE_SQL), as intake's rule.
+CUSTOMER_IN_SCOPE = ("""(({regions}::text[] IS NULL AND {dealers}::text[] IS NULL)
+        OR EXISTS (SELECT 1 FROM contacts sc WHERE sc.customer_id = {customer} AND sc.region = ANY({regions}::text[]))
+        OR EXISTS (SELECT 1 FROM customer_scope ss WHERE ss.customer_id = {customer} AND """
+                     + SCOPE_SQL.format(region="ss.region", dealer="ss.dealer_id", regions="{regions}",
+                                        dealers="{dealers}") + "))")
 
 
 async def customer_in_scope(conn: asyncpg.Connection, customer_id: str, regions: list[str] | None,
                             dealers: list[str] | None) -> bool:
-    return bool(await conn.fetchval(f"SELECT {customer_scope_sql('$1', 2, 3)}", customer_id, regions, dealers))
+    return bool(await conn.fetchval(
+        "SELECT " + CUSTOMER_IN_SCOPE.format(customer="$1::text", regions="$2", dealers="$3"),
+        customer_id, regions, dealers))
 
 
 async def contacts(conn: asyncpg.Connection, customer_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -264,7 +266,8 @@ _LETTER_CUSTOMER = """(SELECT n.recipient FROM notifications n
 async def letters(conn: asyncpg.Connection, *, printed: bool | None, limit: int, offset: int,
                   regions: list[str] | None = None, dealers: list[str] | None = None
                   ) -> tuple[int, list[dict[str, Any]]]:
-    where = "($1::boolean IS NULL OR (printed_at IS NOT NULL) = $1) AND " + customer_scope_sql(_LETTER_CUSTOMER, 2, 3)
+    where = "($1::boolean IS NULL OR (printed_at IS NOT NULL) = $1) AND " + CUSTOMER_IN_SCOPE.format(
+        customer=_LETTER_CUSTOMER, regions="$2", dealers="$3")
     total = await conn.fetchval(f"SELECT count(*) FROM letters WHERE {where}", printed, regions, dealers)
     rows = await conn.fetch(
         f"SELECT * FROM letters WHERE {where} ORDER BY registered_at, letter_id LIMIT $4 OFFSET $5",
@@ -276,8 +279,9 @@ async def letter_in_scope(conn: asyncpg.Connection, letter_id: uuid.UUID, region
                           dealers: list[str] | None) -> bool:
     """The letter's customer is in the scope (an unknown letter is: the route answers 404)."""
     return bool(await conn.fetchval(
-        f"SELECT NOT EXISTS (SELECT 1 FROM letters WHERE letter_id = $1) OR EXISTS "
-        f"(SELECT 1 FROM letters WHERE letter_id = $1 AND {customer_scope_sql(_LETTER_CUSTOMER, 2, 3)})",
+        "SELECT NOT EXISTS (SELECT 1 FROM letters WHERE letter_id = $1) OR EXISTS "
+        "(SELECT 1 FROM letters WHERE letter_id = $1 AND "
+        + CUSTOMER_IN_SCOPE.format(customer=_LETTER_CUSTOMER, regions="$2", dealers="$3") + ")",
         letter_id, regions, dealers))
 
 
