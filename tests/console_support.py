@@ -10,12 +10,14 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 
 from aftersales.infra import console_key_pair
 from services.console import users
+from services.console.tokens import person_token, signing_key
 from shared.clock import Clock
-from tests.support import Namespace, Stack, create_namespace
+from tests.support import Namespace, Stack, create_namespace, drop_namespace
 from tools.sandbox import free_port
 
 PASSWORD = "correct horse battery"  # every test account's password (10+ characters)
@@ -26,6 +28,24 @@ STAFF = (("wang.fang", "王芳", "agent"), ("li.qiang", "李强", "agent"), ("li
 async def console_namespace() -> Namespace:
     private, public = console_key_pair()
     return await create_namespace(console_signing_key=private, console_public_key=public)
+
+
+@pytest.fixture
+async def keyed_ns(infra: None) -> AsyncIterator[Namespace]:
+    """A namespace with the console's signing key pair, so tests can sign people's tokens."""
+    namespace = await console_namespace()
+    try:
+        yield namespace
+    finally:
+        await drop_namespace(namespace)
+
+
+def as_person(ns: Namespace, stack: Stack, service: str, person: str, role: str, **scope: list[str]) -> httpx.AsyncClient:
+    """A client carrying a console token for this person (as the console signs it)."""
+    key = signing_key(ns.settings.console_signing_key.get_secret_value())
+    token = person_token(key, person, role, 5, **scope)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=stack[service].app), base_url="http://test",
+                             headers={"Authorization": f"Bearer {token}"})
 
 
 class InProcess(httpx.AsyncBaseTransport):

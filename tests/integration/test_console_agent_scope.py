@@ -6,7 +6,6 @@ the scope in the person's token, so intake refuses the same agent's correction o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from urllib.parse import unquote
 
@@ -14,22 +13,15 @@ import httpx
 import pytest
 
 from services.console import users
-from tests.console_support import PASSWORD, add_staff, console_namespace, console_stack, csrf_of, sign_in
-from tests.support import Namespace, db, drop_namespace, manual_clock, publish
+from tests.console_support import PASSWORD, add_staff, console_stack, csrf_of, keyed_ns, sign_in
+from tests.support import Namespace, db, manual_clock, publish
 from tools.simulate import CST, Fleet
 
 pytestmark = pytest.mark.infra
+__all__ = ["keyed_ns"]  # the fixture, imported
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=CST)
 
-
-@pytest.fixture
-async def keyed_ns(infra: None) -> AsyncIterator[Namespace]:
-    namespace = await console_namespace()
-    try:
-        yield namespace
-    finally:
-        await drop_namespace(namespace)
 
 
 async def _console_knows(ns: Namespace, customer_ids: set[str]) -> None:

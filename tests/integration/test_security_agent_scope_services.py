@@ -6,18 +6,15 @@ unscoped agent (the hotline's static token) and a supervisor keep seeing everyth
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
-from services.console.tokens import person_token, signing_key
 from services.notifier.config import NotifierSettings
 from shared.events import new_event
 from tests.complaints_fixtures import complaints_stack
-from tests.console_support import console_namespace
+from tests.console_support import as_person, keyed_ns
 from tests.integration.test_notifier_delivery import Peers, peers
 from tests.support import (
     Namespace,
@@ -26,7 +23,6 @@ from tests.support import (
     api,
     day_at,
     db,
-    drop_namespace,
     manual_clock,
     publish,
     working_day,
@@ -34,26 +30,11 @@ from tests.support import (
 from tools.simulate import CST, Fleet
 
 pytestmark = pytest.mark.infra
-__all__ = ["peers"]
+__all__ = ["keyed_ns", "peers"]
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=CST)
 
 
-@pytest.fixture
-async def keyed_ns(infra: None) -> AsyncIterator[Namespace]:
-    namespace = await console_namespace()
-    try:
-        yield namespace
-    finally:
-        await drop_namespace(namespace)
-
-
-def as_person(ns: Namespace, stack: Stack, service: str, person: str, role: str, **scope: list[str]) -> httpx.AsyncClient:
-    """A client carrying a console token for this person (as the console signs it)."""
-    key = signing_key(ns.settings.console_signing_key.get_secret_value())
-    token = person_token(key, person, role, 5, **scope)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=stack[service].app), base_url="http://test",
-                             headers={"Authorization": f"Bearer {token}"})
 
 
 async def test_complaints_hold_a_scoped_agent_to_their_regions_and_dealers(keyed_ns: Namespace,

@@ -9,40 +9,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 
-from services.console.tokens import person_token, signing_key
 from tests.complaints_fixtures import complaints_stack
-from tests.console_support import console_namespace
-from tests.support import Namespace, Stack, TopicReader, api, db, drop_namespace, manual_clock, publish
+from tests.console_support import as_person, keyed_ns
+from tests.support import Namespace, Stack, TopicReader, api, db, manual_clock, publish
 from tools.simulate import CST, Fleet
 
 pytestmark = pytest.mark.infra
+__all__ = ["keyed_ns"]  # the fixture, imported
 
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=CST)
 
 
-@pytest.fixture
-async def keyed_ns(infra: None) -> AsyncIterator[Namespace]:
-    namespace = await console_namespace()
-    try:
-        yield namespace
-    finally:
-        await drop_namespace(namespace)
-
-
-def as_person(ns: Namespace, stack: Stack, service: str, person: str, role: str, **scope: list[str]) -> httpx.AsyncClient:
-    """A client carrying a console token for this person (as the console signs it)."""
-    key = signing_key(ns.settings.console_signing_key.get_secret_value())
-    token = person_token(key, person, role, 5, **scope)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=stack[service].app), base_url="http://test",
-                             headers={"Authorization": f"Bearer {token}"})
 
 
 async def test_an_agent_outside_a_region_gets_403_and_every_read_is_in_the_append_only_access_log(
