@@ -7,14 +7,13 @@ all in zh-CN with labels, no field names."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 import pytest
 
 from services.notifier.config import NotifierSettings
+from tests.e2e.test_feedback_loop import _until, peers
 from tests.support import (
     Namespace,
     Stack,
@@ -32,6 +31,7 @@ from tools.peers import MailSink, PeerStore, SmsGatewaySink
 from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
+__all__ = ["peers"]  # the fixture, imported
 
 D = working_day()
 T0 = day_at(10, days=D)
@@ -41,30 +41,10 @@ ANSWER = "经销商已预约周三免费复检刹车"
 SNAKE = re.compile(r"\b[a-z]+_[a-z_]+\b")  # a field name such as calls_due or after_sales_service
 
 
-@pytest.fixture
-async def mail() -> AsyncIterator[tuple[PeerStore, MailSink, SmsGatewaySink]]:
-    store = PeerStore()
-    sink = MailSink(store).start()
-    gateway = await SmsGatewaySink(store).start()
-    try:
-        yield store, sink, gateway
-    finally:
-        await gateway.stop()
-        sink.stop()
-
-
-async def _until(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        await asyncio.sleep(0.1)
-
-
 async def test_each_department_gets_its_part_of_the_weekly_report_in_zh_cn(
-    ns: Namespace, mail: tuple[PeerStore, MailSink, SmsGatewaySink],
+    ns: Namespace, peers: tuple[PeerStore, MailSink, SmsGatewaySink],
 ) -> None:
-    store, sink, gateway = mail
+    store, sink, gateway = peers
     settings = NotifierSettings(sms_gateway_url=gateway.url, smtp_host="127.0.0.1", smtp_port=sink.port,
                                 retry_schedule_seconds=[60, 300], dispatch_tick_seconds=0.05)
     clock = manual_clock(T0)
