@@ -9,8 +9,6 @@ reports on the same visits is a decrease; repair quality's 3 → 2 complaints is
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,10 +22,11 @@ from services.complaints.measures import Period, effect, windows
 from services.notifier.config import NotifierSettings
 from shared.clock import Clock
 from tests.complaints_fixtures import complaint_filed, complaints_state
+from tests.e2e.test_complaint_sla_on_the_working_calendar import Mailbox, mail
 from tests.support import Namespace, Stack, TopicReader, api, count, db, manual_clock, publish
-from tools.peers import MailSink, PeerStore
 from tools.simulate import envelope
 
+__all__ = ["mail"]  # the fixture, imported
 pytestmark = [pytest.mark.infra]
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -35,22 +34,6 @@ COMPLAINTS = "aftersales.complaints"
 RECORDED = datetime(2026, 3, 2, 10, 0, tzinfo=SH)  # fixed dates: nothing here depends on today
 DUE = RECORDED + timedelta(days=14)
 AFTER_END = DUE + timedelta(weeks=8)
-
-
-@dataclass
-class Mailbox:
-    store: PeerStore
-    port: int
-
-
-@pytest.fixture
-async def mail() -> AsyncIterator[Mailbox]:
-    store = PeerStore()
-    sink = MailSink(store).start()
-    try:
-        yield Mailbox(store, sink.port)
-    finally:
-        sink.stop()
 
 
 async def _stack(ns: Namespace, clock: Clock, documents: Path, mail: Mailbox) -> Stack:
