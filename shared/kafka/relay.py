@@ -32,14 +32,18 @@ from aiokafka.partitioner import DefaultPartitioner
 from shared import metrics
 from shared.db import connect
 from shared.errors import TransientError, is_transient
+from shared.events.cloudevents import record_headers
 from shared.settings import Settings
 from shared.uow import outbox_channel
 
 log = structlog.get_logger("aftersales.relay")
 
 
-def _headers(row: asyncpg.Record) -> list[tuple[str, bytes]]:
-    return [("event_type", row["event_type"].encode()), ("event_id", str(row["event_id"]).encode())]
+def _headers(row: asyncpg.Record, prefix: str = "") -> list[tuple[str, bytes]]:
+    """The record's headers: those it always had and the CloudEvents binary-mode `ce_*` ones,
+    from its envelope (shared/events/cloudevents.py)."""
+    return record_headers(row["topic"].removeprefix(prefix), bytes(row["payload"]), event_type=row["event_type"],
+                          event_id=row["event_id"])
 
 
 class SendFailed(TransientError):
@@ -161,13 +165,13 @@ class OutboxRelay:
             batch = self.producer.create_batch()
             for row in group:
                 appended = batch.append(key=row["key"].encode(), value=bytes(row["payload"]), timestamp=None,
-                                        headers=_headers(row))
+                                        headers=_headers(row, self.settings.topic_prefix))
                 if appended is None:  # the batch is full: send it, start the next with this row
                     if members:
                         sends.append((members, await self.producer.send_batch(batch, topic, partition=partition)))
                     batch, members = self.producer.create_batch(), []
                     if batch.append(key=row["key"].encode(), value=bytes(row["payload"]), timestamp=None,
-                                    headers=_headers(row)) is None:
+                                    headers=_headers(row, self.settings.topic_prefix)) is None:
                         sends.append(([row], await self._send_alone(row)))  # larger than any batch
                         continue
                 members.append(row)
@@ -179,8 +183,9 @@ class OutboxRelay:
     async def _send_alone(self, row: asyncpg.Record) -> asyncio.Future[Any]:
         """A record sent by itself (the producer refuses what no batch can hold)."""
         try:
+            headers = _headers(row, self.settings.topic_prefix)
             sent: asyncio.Future[Any] = await self.producer.send(row["topic"], value=bytes(row["payload"]),
-                                                                 key=row["key"].encode(), headers=_headers(row))
+                                                                 key=row["key"].encode(), headers=headers)
             return sent
         except TOO_LARGE as exc:
             refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
