@@ -28,6 +28,8 @@ from pydantic import AfterValidator, AwareDatetime
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import metrics
+from shared.api import install as install_convention
+from shared.api import problem_response
 from shared.errors import TransientError, is_transient
 from shared.privacy import OpsSeeNoPersonalData
 from shared.ratelimit import FailureLimiter, client_address
@@ -322,9 +324,7 @@ class BodySizeLimit:
             await self._too_large(send)
 
     async def _too_large(self, send: Send) -> None:
-        response = JSONResponse(
-            {"detail": f"request body is larger than the limit of {self.max_bytes} bytes"}, status_code=413
-        )
+        response = problem_response(413, f"request body is larger than the limit of {self.max_bytes} bytes")
         await response({"type": "http"}, _empty_receive, send)
 
 
@@ -362,8 +362,9 @@ class RefuseNul:
             where = _nul_in_json(body)
             receive = _replay(body)
         if where is not None:
-            response = JSONResponse({"detail": f"{where} holds the character U+0000 (NUL), which cannot be "
-                                               "stored; remove it"}, status_code=422)
+            refusal = f"{where} holds the character U+0000 (NUL), which cannot be stored; remove it"
+            response = problem_response(422, refusal, instance=scope.get("path"),
+                                        errors=[{"field": where, "message": refusal, "type": "nul_character"}])
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
@@ -448,13 +449,15 @@ def create_app(runtime: ServiceRuntime[Any], router: APIRouter | None, *, descri
             raise exc
         log.warning("request refused while a dependency is down", path=request.url.path,
                     error=f"{type(exc).__name__}: {exc}"[:200])
-        return JSONResponse({"detail": f"{name} is temporarily unavailable (its database or broker is down); "
-                                       "retry shortly"}, status_code=503, headers={"Retry-After": "5"})
+        return problem_response(503, f"{name} is temporarily unavailable (its database or broker is down); "
+                                     "retry shortly", instance=request.url.path, headers={"Retry-After": "5"})
 
     for transient in (TransientError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
         app.add_exception_handler(transient, unavailable)
     if router is not None:
         app.include_router(router)
+    # The one convention (shared/api.py): problem details, Idempotency-Key on POSTs, documented.
+    install_convention(app, pool_of=lambda: runtime.pool, now=runtime.clock.now)
     app.add_middleware(RefuseNul)
     app.add_middleware(OpsSeeNoPersonalData)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.http_max_body_bytes)  # outermost

@@ -91,31 +91,30 @@ class Services:
 
 
 def _detail(response: httpx.Response) -> str:
+    """The problem's text (RFC 9457 `detail`, every service's error shape; shared/api.py)."""
     try:
         body = response.json()
     except ValueError:
         return response.text[:500] or f"HTTP {response.status_code}"
     detail = body.get("detail") if isinstance(body, dict) else body
-    if isinstance(detail, list):  # FastAPI's validation errors
-        return "; ".join(f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail)
     if isinstance(detail, dict):
         return str(detail.get("message") or detail)
     return str(detail)
 
 
 def _fields(response: httpx.Response) -> dict[str, str]:
-    """FastAPI's validation errors by the body's field: {"phone": "Value error, phone '12' is not …"}."""
+    """A 422 problem's field errors by the body's field: {"phone": "Value error, phone '12' is not …"}."""
     if response.status_code != 422:
         return {}
     try:
-        detail = response.json().get("detail")
+        errors = response.json().get("errors")
     except (ValueError, AttributeError):
         return {}
-    if not isinstance(detail, list):
+    if not isinstance(errors, list):
         return {}
     found: dict[str, str] = {}
-    for d in detail:
-        loc = d.get("loc") if isinstance(d, dict) else None
-        if isinstance(loc, list) and len(loc) >= 2 and loc[0] == "body":
-            found.setdefault(str(loc[1]), str(d.get("msg") or ""))
+    for e in errors:
+        field = e.get("field") if isinstance(e, dict) else None
+        if isinstance(field, str) and field.startswith("body.") and len(field) > 5:
+            found.setdefault(field[5:].split(".")[0], str(e.get("message") or ""))
     return found
