@@ -283,31 +283,57 @@ def dlq_list(
     service: Annotated[str | None, typer.Option(help="only this service's")] = None,
     error: Annotated[str | None, typer.Option(help="only this error class, e.g. ValidationFailed")] = None,
     reason: Annotated[str | None, typer.Option(help="reasons containing this text")] = None,
+    from_beginning: Annotated[bool, typer.Option("--from-beginning", help="every dead letter, not only the new")] = False,
+    since: Annotated[datetime | None, typer.Option(help="dead-lettered since this moment (ISO 8601)")] = None,
+    peek: Annotated[bool, typer.Option("--peek", help="leave the stored position where it is")] = False,
     json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """Dead letters grouped by service and error, then one line each with its reason."""
+    """Dead letters new since the last listing (the stored position; --from-beginning, --since
+    for others), grouped by service and error, then one line each with its reason; letters
+    already sent back are marked with when, by whom and where to."""
     from aftersales import dlq
+    from aftersales.progress import bars
 
-    letters = dlq.select(asyncio.run(dlq.read(load_settings())), service=service, error=error, reason=reason)
+    if from_beginning and since:
+        console.print("[red]--from-beginning and --since exclude each other[/red]")
+        raise typer.Exit(2)
+    start: dlq.Start = "beginning" if from_beginning else (
+        (since if since.tzinfo else since.astimezone()) if since else "stored")
+    filtered = bool(service or error or reason)
+    with bars() as progress:
+        found = asyncio.run(dlq.listing(load_settings(), start=start, store=not (peek or filtered), progress=progress))
+    letters = dlq.select(found.letters, service=service, error=error, reason=reason)
+    where = ("from the beginning" if from_beginning else f"since {since:%Y-%m-%d %H:%M}" if since
+             else "new since the stored position" if found.stored else "from the beginning (no stored position yet)")
+    moved = "position kept (--peek)" if peek else "position kept (a filtered listing)" if filtered else \
+        "position stored at the end"
+    note = f"{len(letters)} dead letters {where}; {moved}"
     if json:
         import orjson
 
         sys.stdout.buffer.write(orjson.dumps([{k: v for k, v in vars(d).items() if k != "value"} for d in letters],
                                              option=orjson.OPT_INDENT_2) + b"\n")
+        Console(stderr=True).print(note)
         return
-    groups: dict[tuple[str, str], int] = {}
+    groups: dict[tuple[str, str], list[int]] = {}
     for letter in letters:
-        groups[(letter.service, letter.error)] = groups.get((letter.service, letter.error), 0) + 1
-    summary = Table("service", "error", "dead letters")
-    for (svc, err), n in sorted(groups.items()):
-        summary.add_row(svc, err, str(n))
+        counts = groups.setdefault((letter.service, letter.error), [0, 0])
+        counts[0] += 1
+        counts[1] += letter.redriven is not None
+    summary = Table("service", "error", "dead letters", "redriven")
+    for (svc, err), (n, redriven) in sorted(groups.items()):
+        summary.add_row(svc, err, str(n), str(redriven))
     console.print(summary)
-    detail = Table("id (topic:partition:offset)", "event", "reason", "dead-lettered at")
+    detail = Table("id (topic:partition:offset)", "event", "reason", "dead-lettered at", "redriven")
     for column in detail.columns:
         column.overflow = "fold"
     for letter in letters:
-        detail.add_row(letter.id, letter.event_type or "-", letter.reason, letter.dead_lettered_at[:19])
+        r = letter.redriven
+        detail.add_row(letter.id, letter.event_type or "-", letter.reason, letter.dead_lettered_at[:19],
+                       f"[green]{r.at[:19]} by {r.by} -> {r.sent_to}[/green]" + (" (corrected)" if r.corrected else "")
+                       if r else "")
     console.print(detail)
+    console.print(note)
 
 
 @dlq_app.command("redrive")
@@ -317,17 +343,29 @@ def dlq_redrive(
     error: Annotated[str | None, typer.Option(help="all with this error class")] = None,
     reason: Annotated[str | None, typer.Option(help="all whose reason contains this text")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="correct a field: data.vin=LJ1EEAUU5N0123456")] = None,
+    again: Annotated[bool, typer.Option("--again", help="also those already redriven (by --service/--error/"
+                                                         "--reason; named ids are always sent)")] = False,
+    by: Annotated[str | None, typer.Option(help="who redrives (default: $AFTERSALES_OPERATOR, else user@host)")] = None,
     dry_run: Annotated[bool, typer.Option(help="show what would be sent")] = False,
 ) -> None:
-    """Send dead letters back to their topics (unchanged, or with --set corrections)."""
+    """Send dead letters back to their topics (unchanged, or with --set corrections), recording
+    each redrive (when, by whom, where to) so `dlq list` marks them."""
     from aftersales import dlq
+    from aftersales.progress import bars
 
     if not (ids or service or error or reason):
         console.print("[red]name dead letters by id, or select them with --service, --error or --reason[/red]")
         raise typer.Exit(2)
     settings = load_settings()
     try:
-        chosen = dlq.select(asyncio.run(dlq.read(settings)), ids=ids, service=service, error=error, reason=reason)
+        with bars() as progress:
+            letters = asyncio.run(dlq.read(settings, progress=progress))
+        chosen = dlq.select(letters, ids=ids, service=service, error=error, reason=reason)
+        if not ids and not again:
+            skipped = [d for d in chosen if d.redriven is not None]
+            chosen = [d for d in chosen if d.redriven is None]
+            if skipped:
+                console.print(f"{len(skipped)} already redriven, left out (--again sends them too)")
         assignments = [dlq.parse_assignment(text) for text in set_ or []]
         for letter in chosen:
             dlq.corrected(letter, assignments)
@@ -339,9 +377,10 @@ def dlq_redrive(
         for letter in chosen:
             console.print(f"  {letter.id} -> {letter.topic}")
         return
-    for letter, partition, offset in asyncio.run(dlq.redrive(settings, chosen, assignments)):
+    with bars() as progress:
+        sent = asyncio.run(dlq.redrive(settings, chosen, assignments, by=by, progress=progress))
+    for letter, partition, offset in sent:
         console.print(f"{letter.id} sent back to {letter.topic}:{partition}:{offset}")
-
 
 
 if __name__ == "__main__":

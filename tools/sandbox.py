@@ -17,6 +17,7 @@ from typing import IO, Any
 import asyncpg
 import httpx
 
+from aftersales.dlq import REDRIVES
 from shared.db import with_database
 from shared.events import ALL_TOPICS
 from shared.kafka.clients import delete_topics, ensure_topics
@@ -71,7 +72,8 @@ async def create_namespace(label: str = "t", partitions: int = 12, **overrides: 
 
 async def drop_namespace(ns: Namespace) -> None:
     try:
-        await delete_topics(ns.settings, [ns.topic(t) for t in ALL_TOPICS])
+        # the contract topics and the dead-letter redrive record (`aftersales dlq redrive`)
+        await delete_topics(ns.settings, [ns.topic(t) for t in (*ALL_TOPICS, REDRIVES)])
     except Exception:  # noqa: BLE001 - best effort: the broker may be down in a fault test
         pass
     base = load_settings()

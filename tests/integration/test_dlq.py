@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import subprocess
 import sys
@@ -12,10 +13,13 @@ import orjson
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import RecordsToDelete
+from rich.console import Console
+from rich.progress import Progress
 
 from aftersales import dlq
+from aftersales.progress import columns
 from shared.kafka.clients import make_admin
-from tests.support import Namespace, Stack, TopicReader, count, manual_clock, publish
+from tests.support import TEST_NOW, Namespace, Stack, TopicReader, count, manual_clock, publish
 from tools.sandbox import ROOT
 from tools.simulate import CST, Fleet
 
@@ -99,3 +103,93 @@ def test_canonical_events_are_never_edited_by_hand() -> None:
         dlq.parse_assignment("no equals sign")
     assert dlq.parse_assignment('data.mileage_km=12000') == (["data", "mileage_km"], 12000)
     assert dlq.parse_assignment("data.plate=沪A12345") == (["data", "plate"], "沪A12345")
+
+
+def _cli(ns: Namespace, *args: str, **env: str) -> subprocess.CompletedProcess[bytes]:
+    done = subprocess.run([sys.executable, "-m", "aftersales", "dlq", *args], capture_output=True,
+                          env={**os.environ, **ns.env(), **env}, cwd=ROOT, timeout=90)
+    assert done.returncode == 0, done.stderr.decode()
+    return done
+
+
+def _ids(done: subprocess.CompletedProcess[bytes]) -> list[str]:
+    return [d["id"] for d in orjson.loads(done.stdout)]
+
+
+async def test_list_continues_from_the_stored_position_and_marks_redriven_letters(ns: Namespace) -> None:
+    """A second `dlq list` shows only the letters dead-lettered since the first; a redriven letter
+    is marked with when, by whom and where to; `--from-beginning` shows every one again."""
+    stack = await Stack(ns, manual_clock(NOW.isoformat()), services=("intake",)).start()
+    try:
+        fleet = Fleet(seed=96)
+        vehicle = fleet.vehicle(NOW - timedelta(days=100))
+        typo = fleet.pickup(vehicle, NOW - timedelta(days=1))
+        typo["data"]["vin"] = vehicle.vin[:16]
+        await publish(ns.settings, "upstream.dms", [typo, b"{not json"])
+        async with TopicReader(ns.settings, "aftersales.deadletter") as dead:
+            await dead.wait_for(count("DeadLettered", 2), timeout=60)
+        first = _cli(ns, "list", "--json")
+        assert len(_ids(first)) == 2 and b"from the beginning (no stored position yet)" in first.stderr
+        assert b"\xe2\x94\x81" not in first.stderr, "no bar when stderr is not a terminal"
+
+        await publish(ns.settings, "upstream.dms", [b"[1, 2]"])
+        async with TopicReader(ns.settings, "aftersales.deadletter") as dead:
+            await dead.wait_for(count("DeadLettered", 3), timeout=60)
+        second = _cli(ns, "list", "--json")
+        assert len(_ids(second)) == 1 and _ids(second)[0] not in _ids(first), "only the new letter"
+        assert b"new since the stored position" in second.stderr
+        assert _ids(_cli(ns, "list", "--json")) == [], "nothing new since the second listing"
+        narrowed = _cli(ns, "list", "--json", "--from-beginning", "--error", "ValidationFailed")
+        assert b"position kept (a filtered listing)" in narrowed.stderr
+
+        typo_id = next(d["id"] for d in orjson.loads(first.stdout) if d["original_event_id"] == typo["event_id"])
+        redriven = _cli(ns, "redrive", typo_id, "--set", f"data.vin={vehicle.vin}", "--by", "ops-01")
+        assert f"{typo_id} sent back to upstream.dms:".encode() in redriven.stdout
+        again = _cli(ns, "redrive", "--error", "ValidationFailed", "--dry-run")
+        assert b"already redriven, left out" in again.stdout and typo_id.encode() not in again.stdout.split(b"left out")[1]
+
+        everything = orjson.loads(_cli(ns, "list", "--json", "--from-beginning").stdout)
+        assert len(everything) == 3
+        marks = {d["id"]: d["redriven"] for d in everything}
+        assert [i for i, m in marks.items() if m] == [typo_id]
+        mark = marks[typo_id]
+        assert mark["by"] == "ops-01" and mark["sent_to"].startswith("upstream.dms:") and mark["corrected"] == ["data.vin"]
+        at = datetime.fromisoformat(mark["at"])
+        assert abs((at - TEST_NOW).total_seconds()) < 600, "the redrive time is the project clock's, not today's"
+        table = _cli(ns, "list", "--from-beginning", "--peek", COLUMNS="300").stdout.decode()
+        assert f"by ops-01 -> {mark['sent_to']}" in table and "position kept (--peek)" in table
+        since = _cli(ns, "list", "--json", "--since", (NOW + timedelta(days=3650)).isoformat())
+        assert _ids(since) == [], "nothing was dead-lettered after a moment in the future"
+        async with TopicReader(ns.settings, "aftersales.intake") as canonical:
+            await canonical.wait_for(count("VehiclePickedUp", 1), timeout=60, settle=0.5)
+    finally:
+        await stack.stop()
+
+
+async def test_progress_is_reported_with_the_records_to_read_and_the_letters_to_send(ns: Namespace) -> None:
+    """On a terminal, listing counts the dead-letter records to read and redriving the letters to
+    send; with AFTERSALES_PROGRESS=always the command draws it on stderr (stdout stays JSON)."""
+    stack = await Stack(ns, manual_clock(NOW.isoformat()), services=("intake",)).start()
+    try:
+        await publish(ns.settings, "upstream.dms", [b"{bad", b"{worse", b"{worst"])
+        async with TopicReader(ns.settings, "aftersales.deadletter") as dead:
+            await dead.wait_for(count("DeadLettered", 3), timeout=60)
+    finally:
+        await stack.stop()
+    out = io.StringIO()
+    progress = Progress(*columns(), console=Console(file=out, force_terminal=True, width=100))
+    with progress:
+        listing = await dlq.listing(ns.settings, progress=progress)
+    [task] = progress.tasks
+    assert (task.description, task.total, task.completed) == ("reading dead letters", 3, 3)
+    assert sum(listing.end.values()) - sum(listing.start.values()) == 3 and "3/3" in out.getvalue()
+
+    progress = Progress(console=Console(file=io.StringIO(), force_terminal=True))
+    with progress:
+        sent = await dlq.redrive(ns.settings, listing.letters[:2], [], by="ops-01", progress=progress)
+    assert [t.total for t in progress.tasks] == [2] and progress.tasks[0].completed == 2 and len(sent) == 2
+    assert all(letter.redriven and letter.redriven.by == "ops-01" for letter, _, _ in sent)
+
+    shown = _cli(ns, "list", "--json", "--peek", AFTERSALES_PROGRESS="always")
+    assert len(orjson.loads(shown.stdout)) == 3 and "reading dead letters" in shown.stderr.decode()
+    assert "3/3" in shown.stderr.decode()
