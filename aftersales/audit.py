@@ -20,7 +20,9 @@ from typing import Any, Literal
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
+from rich.progress import TaskID
 
+from aftersales.progress import QUIET, Tracker
 from services.complaints.domain import complaint_id_for
 from shared.events import (
     COMPLAINTS,
@@ -72,6 +74,9 @@ class _Scan:
     partition_counts: dict[str, int]
     cache: dict[tuple[str, int], list[Any]] = field(default_factory=dict)
     records_read: int = 0
+    progress: Tracker = QUIET
+    records_to_read: int = 0  # grows with each partition the trail leads to: the bar's total
+    task: TaskID = TaskID(0)
 
     async def partition(self, topic: str, key: str) -> list[Any]:
         """Every record of the partition `key` maps to, from the beginning to the current end."""
@@ -94,11 +99,15 @@ class _Scan:
             records: list[Any] = []
             if not end:
                 return records
+            self.records_to_read += end
+            self.progress.update(self.task, total=self.records_to_read)
             consumer.assign([tp])
             await consumer.seek_to_beginning(tp)
             while await consumer.position(tp) < end:
                 batch = await consumer.getmany(tp, timeout_ms=1000, max_records=20_000)
-                records.extend(r for r in batch.get(tp, []) if r.offset < end)
+                wanted = [r for r in batch.get(tp, []) if r.offset < end]
+                records.extend(wanted)
+                self.progress.advance(self.task, len(wanted))
             self.records_read += len(records)
             return records
         finally:
@@ -137,7 +146,7 @@ def _names(data: dict[str, Any]) -> tuple[set[str], set[str], set[str]]:
 
 
 async def trail(settings: Settings, *, vin: str | None = None, customer: str | None = None,
-                complaint: str | None = None) -> tuple[list[Entry], dict[str, Any]]:
+                complaint: str | None = None, progress: Tracker = QUIET) -> tuple[list[Entry], dict[str, Any]]:
     subject: tuple[KeyKind, str]
     if vin:
         subject = ("vin", vin.strip().upper())
@@ -148,7 +157,8 @@ async def trail(settings: Settings, *, vin: str | None = None, customer: str | N
     else:
         raise ValueError("name a --vin, a --customer or a --complaint")
     started = time.perf_counter()
-    scan = _Scan(settings, await _partition_counts(settings))
+    scan = _Scan(settings, await _partition_counts(settings), progress=progress)
+    scan.task = progress.add_task("reading the partitions the trail leads to", total=0)
     found: dict[str, tuple[Any, dict[str, Any]]] = {}
     keys: dict[KeyKind, set[str]] = {"vin": set(), "customer": set(), "complaint": set()}
     correlations: set[str] = set()
@@ -229,5 +239,5 @@ def as_json(entries: list[Entry], stats: dict[str, Any]) -> bytes:
     return orjson.dumps({"trail": [asdict(e) for e in entries], "stats": stats}, option=orjson.OPT_INDENT_2)
 
 
-def run(settings: Settings, **subject: str | None) -> tuple[list[Entry], dict[str, Any]]:
-    return asyncio.run(trail(settings, **subject))
+def run(settings: Settings, progress: Tracker = QUIET, **subject: str | None) -> tuple[list[Entry], dict[str, Any]]:
+    return asyncio.run(trail(settings, progress=progress, **subject))

@@ -16,7 +16,16 @@ from rich.console import Console
 from rich.table import Table
 
 from aftersales.console_cli import console_app
-from shared.settings import PROCESSES, SERVICES, WeakSecrets, load_settings, refuse_weak_secrets, secrets_file
+from shared.settings import (
+    PROCESSES,
+    SERVICES,
+    InsecureKafka,
+    WeakSecrets,
+    load_settings,
+    refuse_plaintext_kafka,
+    refuse_weak_secrets,
+    secrets_file,
+)
 
 console = Console()
 app = typer.Typer(help="Aftersales: the after-sales customer-service platform.", no_args_is_help=True)
@@ -67,6 +76,26 @@ def infra_topics() -> None:
     console.print(f"{len(created)} topics created" if created else "all topics present")
 
 
+@infra_app.command("kafka-tls")
+def infra_kafka_tls(
+    folder: Annotated[str, typer.Option("--dir", help="the brokers' folder: ca.pem, ca.key, broker.pem")],
+    host: Annotated[list[str], typer.Option("--host", help="a name the brokers are reached by (repeat)")],
+    ca_copy: Annotated[str | None, typer.Option("--ca-copy", help="also put ca.pem here (the clients' folder)")] = None,
+) -> None:
+    """Generate Kafka's CA and broker keystore (PEM) once, for these host names (compose's kafka-tls job)."""
+    import shutil
+    from pathlib import Path
+
+    from aftersales.kafka_tls import ensure_tls
+
+    keystore = ensure_tls(Path(folder), host)
+    keystore.chmod(0o644)  # the brokers' image runs as another user; only the brokers mount this folder
+    if ca_copy:
+        Path(ca_copy).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(folder) / "ca.pem", Path(ca_copy) / "ca.pem")
+    console.print(f"kafka TLS in {folder}: ca.pem, {keystore.name} ({', '.join(sorted(host))}); ca.key stays 600")
+
+
 @infra_app.command("down")
 def infra_down() -> None:
     """Stop what `infra up` started."""
@@ -109,7 +138,7 @@ def serve(service: Annotated[str, typer.Argument(help=f"one of {', '.join(PROCES
     from shared.logging import configure_logging
     from shared.runtime import ServiceRuntime
 
-    settings = load_settings()
+    settings = load_settings(kafka_principal=service)  # its own Kafka principal (shared/kafka/acls.py)
     configure_logging(settings.log_level, settings.log_format, service=service)
     try:
         definition = load(service)
@@ -123,7 +152,21 @@ def serve(service: Annotated[str, typer.Argument(help=f"one of {', '.join(PROCES
         raise typer.Exit(78) from None  # EX_CONFIG
     if weak:
         print(f"{service}: development flag set on loopback; running with {len(weak)} weak secret(s)", file=sys.stderr)
-    asyncio.run(ServiceRuntime(definition, settings).serve())
+    try:
+        plaintext = refuse_plaintext_kafka(settings)
+    except InsecureKafka as exc:
+        print(f"{service}: {exc}", file=sys.stderr)
+        raise typer.Exit(78) from None  # EX_CONFIG
+    if plaintext:
+        print(f"{service}: {plaintext}", file=sys.stderr)
+    from shared.db_roles import DatabaseRoleRefused, service_database_url
+
+    try:  # its own Postgres role, never a superuser (checked again once connected)
+        service_database_url(settings, service)
+        asyncio.run(ServiceRuntime(definition, settings).serve())
+    except DatabaseRoleRefused as exc:
+        print(f"{service}: refusing to start: {exc}", file=sys.stderr)
+        raise typer.Exit(78) from None  # EX_CONFIG
 
 
 def _service_secrets(service: str) -> dict[str, str | None]:
@@ -174,6 +217,7 @@ def migrate_command(
     apply them at start (under the same advisory lock), so running it twice changes nothing."""
     from services import load
     from shared.db import connect, ensure_database
+    from shared.db_roles import owner_for_migrations
     from shared.migrations import KERNEL_MIGRATIONS, migrate
 
     names = list(PROCESSES) if service == "all" else [service]
@@ -192,8 +236,9 @@ def migrate_command(
             if definition.migrations is not None:
                 sources[name] = definition.migrations
             conn = await connect(settings, schema=name)
-            try:
-                applied[name] = await migrate(conn, name, sources)
+            try:  # as the schema's own role where the server has one (shared/db_roles.py)
+                owner = await owner_for_migrations(conn, settings, name)
+                applied[name] = await migrate(conn, name, sources, owner=owner)
             finally:
                 await conn.close()
         return applied
@@ -217,7 +262,10 @@ def audit(
     if sum(x is not None for x in (vin, customer, complaint)) != 1:
         console.print("[red]name exactly one of --vin, --customer, --complaint[/red]")
         raise typer.Exit(2)
-    entries, stats = auditing.run(load_settings(), vin=vin, customer=customer, complaint=complaint)
+    from aftersales.progress import bars
+
+    with bars() as progress:
+        entries, stats = auditing.run(load_settings(), progress, vin=vin, customer=customer, complaint=complaint)
     if json:
         sys.stdout.buffer.write(auditing.as_json(entries, stats) + b"\n")
         return
@@ -254,7 +302,10 @@ def replay(
     if service not in SERVICES:
         console.print(f"[red]unknown service {service!r}; the services are: {', '.join(SERVICES)}[/red]")
         raise typer.Exit(2)
-    report = asyncio.run(run_replay(load_settings(), service, since, until, keep=keep))
+    from aftersales.progress import bars
+
+    with bars() as progress:
+        report = asyncio.run(run_replay(load_settings(), service, since, until, keep=keep, progress=progress))
     if json:
         sys.stdout.buffer.write(report.as_json() + b"\n")
     else:

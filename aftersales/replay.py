@@ -30,6 +30,7 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from aftersales.progress import QUIET, Tracker
 from services import load
 from shared.clock import ManualClock
 from shared.db import connect, with_database
@@ -66,7 +67,8 @@ class Report:
         return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2, default=str)
 
 
-async def read_log(settings: Settings, topics: list[str], until_ms: int, since_ms: int | None = None) -> list[Any]:
+async def read_log(settings: Settings, topics: list[str], until_ms: int, since_ms: int | None = None,
+                   progress: Tracker = QUIET, description: str = "reading the log") -> list[Any]:
     """The records of `topics` with log time before `until_ms` (and from `since_ms`), in log-time order."""
     consumer = AIOKafkaConsumer(**settings.kafka_client_options(), group_id=None,  # type: ignore[arg-type]
                                 enable_auto_commit=False)
@@ -85,10 +87,14 @@ async def read_log(settings: Settings, topics: list[str], until_ms: int, since_m
             for tp in live:
                 found = starts.get(tp)
                 consumer.seek(tp, found.offset if found else ends[tp])
-        remaining = {tp for tp in live if await consumer.position(tp) < ends[tp]}
+        first = {tp: await consumer.position(tp) for tp in live}
+        to_read = sum(max(ends[tp] - first[tp], 0) for tp in live)  # at most: a partition stops at until_ms
+        task = progress.add_task(description, total=to_read)
+        remaining = {tp for tp in live if first[tp] < ends[tp]}
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=20_000)
             for tp, batch in batches.items():
+                progress.advance(task, len(batch))
                 for record in batch:
                     if record.offset < ends[tp] and record.timestamp < until_ms:
                         records.append(record)
@@ -97,13 +103,15 @@ async def read_log(settings: Settings, topics: list[str], until_ms: int, since_m
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
+        progress.update(task, completed=to_read)
     finally:
         await stop_consumer(consumer)
     records.sort(key=lambda r: (r.timestamp, r.topic, r.partition, r.offset))
     return records
 
 
-async def replay(settings: Settings, service: str, since: datetime, until: datetime, *, keep: bool = False) -> Report:
+async def replay(settings: Settings, service: str, since: datetime, until: datetime, *, keep: bool = False,
+                 progress: Tracker = QUIET) -> Report:
     definition = load(service)
     since_ms, until_ms = int(since.timestamp() * 1000), int(until.timestamp() * 1000)
     scratch_name = f"aftersales_replay_{uuid.uuid4().hex[:10]}"
@@ -119,12 +127,15 @@ async def replay(settings: Settings, service: str, since: datetime, until: datet
         assert runtime.pool is not None
         pipeline = EventConsumer(service=service, settings=scratch_settings, pool=runtime.pool, clock=clock,
                                  subscriptions=definition.subscriptions, deps=runtime.deps)
-        records = await read_log(settings, [settings.topic(s.topic) for s in definition.subscriptions], until_ms)
+        records = await read_log(settings, [settings.topic(s.topic) for s in definition.subscriptions], until_ms,
+                                 progress=progress, description=f"reading {service}'s inputs")
         inputs: dict[uuid.UUID, uuid.UUID] = {}  # event id -> correlation id, for inputs in the range
+        applying = progress.add_task("replaying into the scratch database", total=len(records))
         for start in range(0, len(records), 500):
             chunk = records[start:start + 500]
             clock.set(datetime.fromtimestamp(chunk[-1].timestamp / 1000, UTC) + offset)
             await pipeline.apply(chunk)
+            progress.advance(applying, len(chunk))
             for record in chunk:
                 if record.timestamp >= since_ms:
                     try:
@@ -138,9 +149,12 @@ async def replay(settings: Settings, service: str, since: datetime, until: datet
         live = await connect(settings, schema=service)
         scratch = await connect(scratch_settings, schema=service)
         try:
+            comparing = progress.add_task("comparing with the live state", total=len(definition.replay) + 1)
             for comparison in definition.replay:
                 await _compare_rows(comparison, live, scratch, inputs, until + offset, report)
+                progress.advance(comparing)
             await _compare_events(settings, service, scratch, inputs, since_ms, report)
+            progress.advance(comparing)
         finally:
             await live.close()
             await scratch.close()

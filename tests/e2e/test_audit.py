@@ -3,14 +3,18 @@ order and with causation links, reading only the partitions its keys map to."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from datetime import datetime, timedelta
 
 import orjson
 import pytest
+from rich.console import Console
+from rich.progress import Progress
 
 from aftersales.audit import trail
+from aftersales.progress import columns
 from tests.support import (
     Namespace,
     Stack,
@@ -73,7 +77,11 @@ async def test_the_trail_of_a_vehicle_runs_from_its_sale_to_its_closed_complaint
     finally:
         await stack.stop()
 
-    entries, stats = await trail(ns.settings, vin=vehicle.vin)
+    progress = Progress(*columns(), console=Console(file=io.StringIO(), force_terminal=True))
+    with progress:
+        entries, stats = await trail(ns.settings, vin=vehicle.vin, progress=progress)
+    [reading] = progress.tasks
+    assert reading.total == reading.completed == stats["records_read"] > 0, "the bar counts every record read"
     types = [e.event_type for e in entries]
     assert types[0] == "VehicleSold" and "CustomerRegistered" in types[:3], types
     for expected in ("VehicleSold", "VehiclePickedUp", "CustomerRegistered", "FollowUpScheduled", "FollowUpDue",

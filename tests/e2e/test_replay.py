@@ -4,12 +4,17 @@ column of the live state changed by hand is then reported (the negative control)
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from rich.console import Console
+from rich.progress import Progress
 
+from aftersales.progress import columns
 from aftersales.replay import replay
+from services import load
 from services.notifier.config import NotifierSettings
 from shared.clock import offset_to
 from tests.support import (
@@ -97,7 +102,13 @@ async def test_a_replay_over_follow_ups_and_complaints_finds_no_differences_and_
         await conn.execute("UPDATE followups SET dealer_id = 'D-EDITED' WHERE followup_id = $1", visit["followup_id"])
     finally:
         await conn.close()
-    report = await replay(ns.settings, "followup", log_from, log_to)
+    progress = Progress(*columns(), console=Console(file=io.StringIO(), force_terminal=True))
+    with progress:
+        report = await replay(ns.settings, "followup", log_from, log_to, progress=progress)
+    reading, applying, comparing = progress.tasks
+    assert reading.total == reading.completed >= report.records_replayed > 0, "the bar counts the log read"
+    assert applying.total == applying.completed == report.records_replayed
+    assert comparing.total == comparing.completed == len(load("followup").replay) + 1
     assert [(d.what, d.key, d.kind, d.detail) for d in report.differences] == [
         ("follow-ups scheduled from events", str(visit["followup_id"]), "different",
          {"dealer_id": {"live": "D-EDITED", "replay": dealer}})], report.differences
