@@ -16,6 +16,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -225,10 +226,24 @@ def page_params(default_limit: int = 50, max_limit: int = 200) -> Callable[..., 
     return dependency
 
 
+# What a sort column, tiebreak and cast may be: spliced into SQL, so never anything but a name.
+_SQL_NAME = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
+
+
+def _sql_name(text: str, what: str) -> str:
+    if not _SQL_NAME.match(text):
+        raise ValueError(f"{what} {text!r} is not a plain SQL name")
+    return text
+
+
 @dataclass(frozen=True)
 class SortKey:
     column: str  # the SQL column (NOT NULL), e.g. "c.opened_at"
     cast: str = "text"  # its Postgres type, for the cursor's value: timestamptz, bigint, numeric, date, text
+
+    def __post_init__(self) -> None:
+        _sql_name(self.column, "sort column")
+        _sql_name(self.cast, "sort cast")
 
 
 @dataclass(frozen=True)
@@ -272,6 +287,7 @@ class Keyset:
 def keyset(sort: Sort, tiebreak: str, cursor: dict[str, Any] | None, first_param: int) -> Keyset:
     """The WHERE condition and ORDER BY that continue after `cursor` in `sort` order, the tiebreak
     column (unique, text) making the order total. Query `limit + 1` rows and pass them to make_page."""
+    _sql_name(tiebreak, "tiebreak column")
     direction = "DESC" if sort.descending else "ASC"
     order_by = f"{sort.column} {direction}, {tiebreak} {direction}"
     if cursor is None:

@@ -33,6 +33,7 @@ from shared.api import problem_response
 from shared.errors import TransientError, is_transient
 from shared.privacy import OpsSeeNoPersonalData
 from shared.ratelimit import FailureLimiter, client_address
+from shared.tracing import TraceRequests
 from shared.validation import nul_path
 
 log = structlog.get_logger("aftersales.http")
@@ -457,10 +458,11 @@ def create_app(runtime: ServiceRuntime[Any], router: APIRouter | None, *, descri
     if router is not None:
         app.include_router(router)
     # The one convention (shared/api.py): problem details, Idempotency-Key on POSTs, documented.
-    install_convention(app, pool_of=lambda: runtime.pool, now=runtime.clock.now)
+    install_convention(app, pool_of=lambda: getattr(runtime, "pool", None), now=lambda: runtime.clock.now())
     app.add_middleware(RefuseNul)
     app.add_middleware(OpsSeeNoPersonalData)
-    app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.http_max_body_bytes)  # outermost
+    app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.http_max_body_bytes)
+    app.add_middleware(TraceRequests, service=name, settings=runtime.settings)  # outermost: a span per request
     return app
 
 

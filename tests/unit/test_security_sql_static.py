@@ -32,6 +32,9 @@ BULK = ("the names of a shared.bulk.Table, declared in code and checked against 
         "Table is made, and column lists checked against the Table's declared columns")
 BULK_CLAUSE = "a clause text every call site passes as a string literal (test_bulk_clauses_are_literals_at_every_call_site)"
 
+# The parts of a shared.api.Keyset that may be spliced into SQL (see Checker._made_by_keyset).
+KEYSET_PARTS = ("where", "order_by")
+
 # (file, function, spliced expression) -> why it is safe.
 REVIEWED = {
     ("shared/bulk.py", "_insert_sql", "table.name"): BULK,
@@ -143,11 +146,26 @@ class Analysis:
             return self.safe(expr.elt, at, inner)
         if isinstance(expr, ast.Call):
             return self._safe_call(expr, at, bound)
+        if isinstance(expr, ast.Attribute) and expr.attr in KEYSET_PARTS and isinstance(expr.value, ast.Name):
+            return self._made_by_keyset(expr.value.id, at)
         if isinstance(expr, ast.Name):
             if expr.id in bound:
                 return True
             return self.name_is_safe(expr.id, at)
         return False
+
+    def _made_by_keyset(self, name: str, at: ast.AST) -> bool:
+        """`name` is bound, in the enclosing function, only to `keyset(...)` (shared/api.py): its
+        `where` and `order_by` are built from SortKey columns declared in code (checked against an
+        identifier pattern when declared) and `$n` placeholders; the cursor's values are parameters."""
+        scope = next((s for s in self.mod.scopes(at) if isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef)), None)
+        if scope is None:
+            return False
+        values = [node.value for node in _own_nodes(scope) if isinstance(node, ast.Assign)
+                  and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)]
+        return bool(values) and all(isinstance(v, ast.Call) and isinstance(v.func, ast.Name | ast.Attribute)
+                                    and (v.func.id if isinstance(v.func, ast.Name) else v.func.attr) == "keyset"
+                                    for v in values)
 
     def _safe_call(self, call: ast.Call, at: ast.AST, bound: dict[str, ast.AST]) -> bool:
         arguments = [*call.args, *(k.value for k in call.keywords)]
