@@ -88,10 +88,11 @@ def test_a_consultation_without_name_phone_or_topic_is_not_sent() -> None:
 
 
 def test_intakes_validation_errors_become_the_forms_fields() -> None:
-    response = httpx.Response(422, json={"detail": [
-        {"loc": ["body", "phone"], "msg": "Value error, phone '12345' is not a valid number", "type": "value_error"},
-        {"loc": ["body", "summary"], "msg": "String should have at most 4000 characters", "type": "string_too_long"},
-        {"loc": ["query", "page"], "msg": "bad", "type": "x"}]})
+    response = httpx.Response(422, json={"type": "urn:aftersales:problem:invalid-request", "status": 422,
+                                         "detail": "3 invalid fields: …", "errors": [
+        {"field": "body.phone", "message": "Value error, phone '12345' is not a valid number", "type": "value_error"},
+        {"field": "body.summary", "message": "String should have at most 4000 characters", "type": "string_too_long"},
+        {"field": "query.page", "message": "bad", "type": "x"}]})
     fields = _fields(response)
     assert fields == {"phone": "Value error, phone '12345' is not a valid number",
                       "summary": "String should have at most 4000 characters"}
