@@ -73,12 +73,13 @@ def columns() -> tuple[Any, ...]:
 
 
 @contextmanager
-def bars(console: Console | None = None) -> Iterator[Tracker]:
-    """A live `Progress` on stderr when it is a terminal (or on `console`), else `QUIET`."""
+def bars(console: Console | None = None, extra: tuple[Any, ...] = ()) -> Iterator[Tracker]:
+    """A live `Progress` on stderr when it is a terminal (or on `console`), else `QUIET`;
+    `extra` columns after the standard ones (e.g. a task field)."""
     always = os.environ.get("AFTERSALES_PROGRESS", "").strip().lower() in ("always", "1", "true", "yes")
     target = console or Console(stderr=True, force_terminal=always or None)
     if not wanted(target):
         yield QUIET
         return
-    with Progress(*columns(), console=target, transient=False) as progress:
+    with Progress(*columns(), *extra, console=target, transient=False) as progress:
         yield progress

@@ -43,13 +43,7 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import TextColumn
 from rich.table import Table
 
 from aftersales import dlq, infra
@@ -60,6 +54,7 @@ from aftersales.infra import (
     start_services,
     stop_services,
 )
+from aftersales.progress import bars
 from services.followup.config import FollowUpRules
 from services.followup.feedback import NOT_OPENING
 from shared.clock import FileClock
@@ -733,8 +728,7 @@ async def run(plan: Plan | None = None, *, settings: Settings | None = None, env
     began = time.monotonic()
     measure_day, measure_gap = plan.days // 3, max(1, plan.days // 3)  # the month's rectification measure
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      TextColumn("{task.fields[status]}"), console=console) as progress:
+        with bars(extra=(TextColumn("{task.fields[status]}"),)) as progress:
             history = world.history()
             task = progress.add_task(f"sales history ({len(history):,} vehicles)", total=plan.days, status="")
             await stack.publish(history)

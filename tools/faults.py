@@ -57,6 +57,7 @@ from rich.console import Console
 
 from aftersales.infra import InfraError, Kafka, Paths, Postgres
 from aftersales.infra import _paths as shared_paths
+from aftersales.progress import QUIET, Tracker, bars
 from services.complaints.config import SlaTable
 from services.complaints.sla import SlaFact, compute
 from services.followup.config import FollowUpRules
@@ -119,6 +120,8 @@ class FaultInfra:
         self.settings = load_settings(
             kafka_bootstrap=f"127.0.0.1:{kafka_port}",
             database_url=f"postgresql://postgres@127.0.0.1:{postgres_port}/postgres",
+            # the suite's own server has no per-service roles: one role for all, on loopback
+            database_role_passwords="", dev_single_database_role=True,
         )
         self.kafka = Kafka(self.settings, self.paths, controller_port=controller_port,
                            libs=shared_paths().kafka / "libs")
@@ -1131,6 +1134,7 @@ class FaultRun:
         self.settings = load_settings(
             topic_prefix=self.prefix, kafka_bootstrap=infra.settings.kafka_bootstrap,
             database_url=with_database(infra.settings.database_url, self.database),
+            database_role_passwords="", dev_single_database_role=True,
         )
         self.stats = RunStats()
         self.replicas: list[Replica] = []
@@ -1144,6 +1148,9 @@ class FaultRun:
         self._faults_done = 0.0
         self.subscribed: dict[str, set[str]] = {}
         self.first_visit_of: Any = None  # Item -> the followup_id of its first visit (set in prepare)
+        # bars for the long phases (publishing, catching up); drawn on stderr when it is a terminal
+        self.progress: Tracker = QUIET
+        self._behind = 0  # records the consumer groups have still to read (the last look)
 
     # -- setup ------------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -1158,6 +1165,7 @@ class FaultRun:
             "AFTERSALES_TOPIC_PREFIX": self.prefix,
             "AFTERSALES_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
             "AFTERSALES_DATABASE_URL": self.settings.database_url,
+            "AFTERSALES_DATABASE_ROLE_PASSWORDS": "", "AFTERSALES_DEV_SINGLE_DATABASE_ROLE": "true",
             "AFTERSALES_CLOCK_OFFSET_SECONDS": str(self.offset),
             "AFTERSALES_API_TOKENS": f"{self.agent_token}=agent:agent-faults",
             "AFTERSALES_SMS_GATEWAY_URL": self.sinks.sms_url,
@@ -1241,6 +1249,7 @@ class FaultRun:
         started = time.monotonic()
         i = 0
         items = traffic.items
+        task = self.progress.add_task("publishing upstream records", total=len(items))
         while i < len(items):
             wait = started + i / rate - time.monotonic()
             if wait > 0:
@@ -1265,6 +1274,7 @@ class FaultRun:
                 continue
             i += len(batch)
             self.stats.published = i
+            self.progress.update(task, completed=i)
             self._published_orders = batch[-1].order
         if producer is not None:
             await producer.stop()
@@ -1371,11 +1381,15 @@ class FaultRun:
         last_ends: dict[str, int] | None = None
         problem = "never looked"
         shown, shown_at = problem, 0.0
+        most = 0  # the largest lag seen: the bar's total, the records read since then its progress
+        task = self.progress.add_task("consumers catching up", total=None)
         while time.monotonic() - started < timeout:
             try:
                 problem, ends = await self._busy()
             except Exception as exc:  # noqa: BLE001 - the broker or database coming back
                 problem, ends = f"{type(exc).__name__}: {exc}", None
+            most = max(most, self._behind)
+            self.progress.update(task, total=most or None, completed=most - self._behind)
             if problem != shown and time.monotonic() - shown_at > 10:
                 console.print(f"[dim]{self._at():7.1f}s waiting: {problem or 'offsets still moving'}[/dim]",
                               soft_wrap=True)
@@ -1395,6 +1409,7 @@ class FaultRun:
     async def _busy(self) -> tuple[str | None, dict[str, int]]:
         ends, lags = await self.lags()
         behind = {g: n for g, n in lags.items() if n}
+        self._behind = sum(behind.values())
         if behind:
             return f"consumers behind: {behind}", ends
         db = await self.db_figures()
@@ -1621,11 +1636,11 @@ def print_report(report: Report) -> None:
 
 def run(options: FaultOptions, infra: FaultInfra | None = None) -> Report:
     """One fault run. Starts and stops the private infra unless given one already up."""
-    if infra is not None:
-        report = asyncio.run(FaultRun(infra, options).run())
-    else:
-        with FaultInfra() as owned:
-            report = asyncio.run(FaultRun(owned, options).run())
+    with contextlib.ExitStack() as stack:
+        owned = infra if infra is not None else stack.enter_context(FaultInfra())
+        fault_run = FaultRun(owned, options)
+        fault_run.progress = stack.enter_context(bars())
+        report = asyncio.run(fault_run.run())
     print_report(report)
     return report
 

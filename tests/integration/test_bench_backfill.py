@@ -3,15 +3,25 @@
 
 from __future__ import annotations
 
-import pytest
+import io
 
+import pytest
+from rich.console import Console
+from rich.progress import Progress
+
+from aftersales.progress import columns
 from tools.bench.backfill import measure
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow]
 
 
 async def test_an_import_of_old_repair_orders_files_every_visit_and_calls_nobody(infra: None) -> None:
-    figures = await measure(3_000, seed=5)
+    progress = Progress(*columns(), console=Console(file=io.StringIO(), force_terminal=True))
+    with progress:
+        figures = await measure(3_000, seed=5, progress=progress)
+    assert [(t.description, t.total, t.completed) for t in progress.tasks] == [
+        (phase, 3_000, 3_000) for phase in ("baseline: publishing", "baseline: processed", "import: publishing",
+                                            "import: processed")], "the bars count every order published and processed"
     filed = figures["filed"]
     assert filed["intake visits"] == filed["followup visits"] == 3_000  # type: ignore[index]
     assert 3_000 // 9 <= filed["intake customers"] <= 3_000 // 9 + 9, "a customer per vehicle, nine visits each"  # type: ignore[index,operator]

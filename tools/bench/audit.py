@@ -16,6 +16,7 @@ Measured in the same run:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -28,10 +29,10 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from aftersales import audit
+from aftersales.progress import Tracker, bars
 from services.complaints.domain import complaint_id_for
 from shared.events import (
     COMPLAINTS,
@@ -151,7 +152,7 @@ class Generator:
 
 
 async def _publish(ns: Namespace, stories: Iterator[Story], total: int, target_at: int,
-                   progress: Progress) -> tuple[Story, Story, int]:
+                   progress: Tracker) -> tuple[Story, Story, int]:
     # fresh topics: the first sends may meet a partition whose leader is still being elected;
     # aiokafka retries them, and says so on every one
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
@@ -174,7 +175,7 @@ async def _publish(ns: Namespace, stories: Iterator[Story], total: int, target_a
             if i % 200 == 0:
                 progress.update(task, completed=written)
         await producer.flush()
-        progress.update(task, completed=written)
+        progress.update(task, total=written, completed=written)  # whole stories: a few past the target
     finally:
         await producer.stop()
     assert target is not None and sibling is not None
@@ -209,15 +210,16 @@ async def _full_scan(ns: Namespace, topics: list[str]) -> tuple[int, float]:
     return read, time.perf_counter() - started
 
 
-async def measure(events: int = 1_000_000, seed: int = 20261129, keep: bool = False) -> dict[str, Any]:
+async def measure(events: int = 1_000_000, seed: int = 20261129, keep: bool = False,
+                  progress: Tracker | None = None) -> dict[str, Any]:
+    """`progress` (default: a bar on stderr when it is a terminal) counts the events written."""
     ns = await create_namespace("benchaudit", 12)
     try:
         generator = Generator(seed)
         target_at = 25_000 * events // 1_000_000
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console) as progress:
+        with contextlib.nullcontext(progress) if progress is not None else bars() as tracker:
             target, sibling, written = await _publish(ns, generator.fleet(events, target_at), events, target_at,
-                                                      progress)
+                                                      tracker)
         expected = {env["event_id"] for _, _, env in target.events}
 
         entries, stats = await audit.trail(ns.settings, vin=target.vin)

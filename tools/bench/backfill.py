@@ -14,6 +14,7 @@ records, as the baseline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -24,9 +25,9 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from aftersales.progress import Tracker, bars
 from shared.kafka.clients import make_admin, make_consumer, partitions_of, stop_consumer
 from shared.settings import project_home
 from tools.bench.harness import _peak_rss_mb, start_passthrough, stop_bench
@@ -69,7 +70,7 @@ class Run:
         return self.events / self.seconds if self.seconds else 0.0
 
 
-async def _publish(ns: Namespace, topic: str, count: int, seed: int, progress: Progress, label: str) -> float:
+async def _publish(ns: Namespace, topic: str, count: int, seed: int, progress: Tracker, label: str) -> float:
     producer = AIOKafkaProducer(**ns.settings.kafka_client_options(), linger_ms=10, acks="all",  # type: ignore[arg-type]
                                 enable_idempotence=True, max_batch_size=512 * 1024)
     await producer.start()
@@ -113,10 +114,10 @@ async def _outbox(ns: Namespace, service: str) -> int:
         await conn.close()
 
 
-async def _until_caught_up(checks: list[tuple[str, object]], started: float, progress: Progress, total: int,
-                           timeout: float) -> float:
+async def _until_caught_up(checks: list[tuple[str, object]], started: float, progress: Tracker, total: int,
+                           timeout: float, label: str = "processed") -> float:
     """Poll until every check reports 0; return the moment (monotonic) the first poll saw that."""
-    task = progress.add_task("processed", total=total)
+    task = progress.add_task(label, total=total)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         left = [await check() for _, check in checks]  # type: ignore[operator]
@@ -128,7 +129,14 @@ async def _until_caught_up(checks: list[tuple[str, object]], started: float, pro
         f"{name} {value}" for (name, _), value in zip(checks, left, strict=True)))
 
 
-async def measure(count: int, seed: int = 11, keep: bool = False) -> dict[str, object]:
+async def measure(count: int, seed: int = 11, keep: bool = False, progress: Tracker | None = None) -> dict[str, object]:
+    """The two timed passes; `progress` (default: bars on stderr when it is a terminal) counts the
+    orders published and processed in each."""
+    with contextlib.nullcontext(progress) if progress is not None else bars() as tracker:
+        return await _measure(count, seed, keep, tracker)
+
+
+async def _measure(count: int, seed: int, keep: bool, progress: Tracker) -> dict[str, object]:
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     ns = await create_namespace("backfill", partitions=12)
     log_dir = project_home() / ".local" / "bench" / ns.prefix.rstrip(".")
@@ -136,15 +144,15 @@ async def measure(count: int, seed: int = 11, keep: bool = False) -> dict[str, o
     passthrough: asyncio.subprocess.Process | None = None
     try:
         in_topic, out_topic, passthrough = await start_passthrough(ns)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console) as progress:
-            started = await _publish(ns, in_topic, count, seed, progress, "baseline: publishing")
+        # the baseline pass
+        started = await _publish(ns, in_topic, count, seed, progress, "baseline: publishing")
 
-            async def base_left() -> int:
-                return await _lag(ns, f"{ns.prefix}passthrough", [in_topic])
+        async def base_left() -> int:
+            return await _lag(ns, f"{ns.prefix}passthrough", [in_topic])
 
-            done = await _until_caught_up([("pass-through lag", base_left)], started, progress, count, 3600)
-            baseline = Run("baseline (pass-through)", count, done - started)
+        done = await _until_caught_up([("pass-through lag", base_left)], started, progress, count, 3600,
+                                      "baseline: processed")
+        baseline = Run("baseline (pass-through)", count, done - started)
         passthrough.terminate()
         await passthrough.wait()
 
@@ -152,22 +160,22 @@ async def measure(count: int, seed: int = 11, keep: bool = False) -> dict[str, o
                    for s in ("intake", "followup")]
         for service in running:
             service.wait_ready(120)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console) as progress:
-            started = await _publish(ns, ns.topic("upstream.dms"), count, seed + 1, progress, "import: publishing")
+        # the import through intake and followup
+        started = await _publish(ns, ns.topic("upstream.dms"), count, seed + 1, progress, "import: publishing")
 
-            async def intake_left() -> int:
-                return await _lag(ns, f"{ns.prefix}intake", [ns.topic("upstream.dms")])
+        async def intake_left() -> int:
+            return await _lag(ns, f"{ns.prefix}intake", [ns.topic("upstream.dms")])
 
-            async def intake_outbox() -> int:
-                return await _outbox(ns, "intake")
+        async def intake_outbox() -> int:
+            return await _outbox(ns, "intake")
 
-            async def followup_left() -> int:
-                return await _lag(ns, f"{ns.prefix}followup", [ns.topic("aftersales.intake")])
+        async def followup_left() -> int:
+            return await _lag(ns, f"{ns.prefix}followup", [ns.topic("aftersales.intake")])
 
-            done = await _until_caught_up([("intake lag", intake_left), ("intake outbox", intake_outbox),
-                                           ("followup lag", followup_left)], started, progress, count, 4 * 3600)
-            system = Run("intake + followup", count, done - started)
+        done = await _until_caught_up([("intake lag", intake_left), ("intake outbox", intake_outbox),
+                                       ("followup lag", followup_left)], started, progress, count, 4 * 3600,
+                                      "import: processed")
+        system = Run("intake + followup", count, done - started)
         rss = {s.service: _peak_rss_mb(s.pid) for s in running}
         conn = await asyncpg.connect(ns.settings.database_url)
         try:
