@@ -22,6 +22,7 @@ from shared.events.canonical import DeadLettered, DeadLetterRecord
 from shared.events.codec import Cause, describe_msgspec_error
 from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
 from shared.settings import Settings
+from shared.tracing import TraceContext, for_outbox
 
 D = TypeVar("D")
 B = TypeVar("B", bound="Batch")
@@ -45,6 +46,7 @@ class OutboxRow:
     key: str
     event_type: str
     payload: bytes
+    trace: TraceContext | None = None  # the W3C trace context the relay sends as headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,9 @@ class UnitOfWork(Generic[D]):
         self._published: list[Envelope] = []
         self._timers: list[TimerRequest] = []
         self._batches: dict[Callable[[UnitOfWork[D]], Batch], Batch] = {}
+        # The trace context of each record being handled (by event id; the consumer fills it): an
+        # event caused by one carries that record's trace on (shared/tracing.py).
+        self.traces: dict[uuid.UUID, TraceContext] = {}
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -109,7 +114,7 @@ class UnitOfWork(Generic[D]):
         """The events this unit of work has published so far."""
         return list(self._published)
 
-    def _append(self, topic: str, envelope: Envelope) -> None:
+    def _append(self, topic: str, envelope: Envelope, trace: TraceContext | None = None) -> None:
         if envelope.event_id in self._ids:
             # Two facts with one derived id: the outbox would keep only the first. A bug in the
             # caller; fail loudly instead of losing an event.
@@ -118,15 +123,18 @@ class UnitOfWork(Generic[D]):
                 "transaction; publish it with a discriminator"
             )
         self._ids.add(envelope.event_id)
+        if trace is None and self.traces and envelope.causation_id is not None:
+            trace = self.traces.get(envelope.causation_id)
         self._messages.append(OutboxRow(topic, envelope.event_id, envelope.key, envelope.event_type,
-                                        envelope.to_json()))
+                                        envelope.to_json(), for_outbox(trace)))
         self._published.append(envelope)
 
     def forward(self, topic: str, *, key: str | None, value: bytes, event_id: uuid.UUID, event_type: str) -> None:
         """Put a record on an upstream topic exactly as a producer sent it (the intake webhook
         is a gateway for producers that cannot write to Kafka)."""
         self._ids.add(event_id)
-        self._messages.append(OutboxRow(self.settings.topic(topic), event_id, key or "", event_type, value))
+        self._messages.append(OutboxRow(self.settings.topic(topic), event_id, key or "", event_type, value,
+                                        for_outbox(None)))
 
     def batch(self, kind: Callable[[UnitOfWork[D]], B]) -> B:
         """This transaction's `kind` (made on first use): the state its handlers share, saved
@@ -175,6 +183,7 @@ class UnitOfWork(Generic[D]):
         error: str,
         reason: str,
         envelope: Envelope | None = None,
+        trace: TraceContext | None = None,
     ) -> Envelope:
         logical_topic = topic.removeprefix(self.settings.topic_prefix)
         data = DeadLettered(
@@ -193,7 +202,7 @@ class UnitOfWork(Generic[D]):
                     event_id=dead_letter_event_id(self.service, logical_topic, partition, offset))
         if envelope is not None:
             dead.correlation_id, dead.causation_id = envelope.correlation, envelope.event_id
-        self._append(self.settings.topic(DEADLETTER), dead)
+        self._append(self.settings.topic(DEADLETTER), dead, trace)
         return dead
 
     # -- timers -------------------------------------------------------------------------
@@ -245,8 +254,9 @@ class UnitOfWork(Generic[D]):
         # One statement: the rows, and a wake-up for the relay (delivered at commit).
         await self.conn.execute(
             """WITH ins AS (
-                   INSERT INTO outbox (event_id, topic, key, event_type, payload)
-                   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[])
+                   INSERT INTO outbox (event_id, topic, key, event_type, payload, traceparent, tracestate)
+                   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $7::text[],
+                                        $8::text[])
                    RETURNING 1)
                SELECT pg_notify($6, '') WHERE EXISTS (SELECT 1 FROM ins)""",
             [m.event_id for m in messages],
@@ -255,6 +265,8 @@ class UnitOfWork(Generic[D]):
             [m.event_type for m in messages],
             [m.payload for m in messages],
             outbox_channel(self.service),
+            [m.trace.traceparent if m.trace else None for m in messages],
+            [m.trace.tracestate if m.trace else None for m in messages],
         )
         return len(messages)
 

@@ -52,6 +52,7 @@ from shared.events import Event, InvalidRecord, UnhandledEventType, decode
 from shared.events.codec import parse_envelope
 from shared.kafka.clients import make_consumer
 from shared.settings import Settings
+from shared.tracing import TraceContext, consuming, from_headers, handling
 from shared.uow import UnitOfWork, dead_letter_event_id
 
 D = TypeVar("D")
@@ -85,6 +86,7 @@ class Decoded:
     event: Event[Any] | None = None
     invalid: InvalidRecord | None = None
     handler: Handler | None = None
+    trace: TraceContext | None = None  # the record's W3C trace context (its `traceparent` header)
 
 
 @dataclass
@@ -99,6 +101,7 @@ class DeadLetterPolicy:
             topic=r.topic, partition=r.partition, offset=r.offset, key=r.key, value=r.value,
             headers=list(r.headers or ()), error=error, reason=reason,
             envelope=item.invalid.envelope if item.invalid else (item.event.envelope if item.event else None),
+            trace=item.trace,
         )
         metrics.DEAD_LETTERS.labels(self.service, r.topic, error).inc()
         log.warning(
@@ -280,16 +283,19 @@ class EventConsumer(Generic[D]):
         failures are retried with backoff. Commits no offsets: the caller does (or, for a
         replay, there is nothing to commit)."""
         items = [self._decode(r) for r in records]
-        async for attempt in self._retrying("consumer-batch"):
-            with attempt:
-                try:
-                    await self._in_one_transaction(items)
-                except Exception as exc:
-                    if is_transient(exc):
-                        raise
-                    log.warning("batch failed, bisecting it to find the culprit", error=type(exc).__name__,
-                                records=len(items))
-                    await self._bisect(items)
+        for item in items:
+            item.trace = from_headers(item.record.headers)
+        with consuming(self.service, [item.trace for item in items], group=self.group_id):
+            async for attempt in self._retrying("consumer-batch"):
+                with attempt:
+                    try:
+                        await self._in_one_transaction(items)
+                    except Exception as exc:
+                        if is_transient(exc):
+                            raise
+                        log.warning("batch failed, bisecting it to find the culprit", error=type(exc).__name__,
+                                    records=len(items))
+                        await self._bisect(items)
 
     def _decode(self, record: ConsumerRecord) -> Decoded:
         subscription = self._by_topic[record.topic]
@@ -417,14 +423,18 @@ class EventConsumer(Generic[D]):
     async def _handle(self, uow: UnitOfWork[D], run: list[Decoded]) -> None:
         assert run[0].handler is not None
         events = [item.event for item in run if item.event is not None]
-        if len(events) == 1:
-            event = events[0]
-            with structlog.contextvars.bound_contextvars(
-                event_id=str(event.event_id), correlation_id=str(event.correlation_id), event_type=event.event_type
-            ):
+        for item in run:  # what the handler publishes for a record carries that record's trace on
+            if item.trace is not None and item.event is not None:
+                uow.traces[item.event.event_id] = item.trace
+        with handling(self.service, run[0].handler, [e.event_type for e in events], [item.trace for item in run]):
+            if len(events) == 1:
+                event = events[0]
+                with structlog.contextvars.bound_contextvars(
+                    event_id=str(event.event_id), correlation_id=str(event.correlation_id), event_type=event.event_type
+                ):
+                    await run[0].handler(uow, events)
+            else:
                 await run[0].handler(uow, events)
-        else:
-            await run[0].handler(uow, events)
 
     def _after_commit(self, fresh: Sequence[Decoded], written: int) -> None:
         """Count what the committed transaction did (a batch re-run record by record is counted once)."""

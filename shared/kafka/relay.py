@@ -34,6 +34,8 @@ from shared.db import connect
 from shared.errors import TransientError, is_transient
 from shared.events.cloudevents import record_headers
 from shared.settings import Settings
+from shared.tracing import record_headers as trace_headers
+from shared.tracing import sending
 from shared.uow import outbox_channel
 
 log = structlog.get_logger("aftersales.relay")
@@ -43,7 +45,7 @@ def _headers(row: asyncpg.Record, prefix: str = "") -> list[tuple[str, bytes]]:
     """The record's headers: those it always had and the CloudEvents binary-mode `ce_*` ones,
     from its envelope (shared/events/cloudevents.py)."""
     return record_headers(row["topic"].removeprefix(prefix), bytes(row["payload"]), event_type=row["event_type"],
-                          event_id=row["event_id"])
+                          event_id=row["event_id"]) + trace_headers(row.get("traceparent"), row.get("tracestate"))
 
 
 class SendFailed(TransientError):
@@ -114,7 +116,8 @@ class OutboxRelay:
     async def publish_batch(self, conn: asyncpg.Connection) -> int:
         self._wake.clear()
         rows = await conn.fetch(
-            """SELECT id, event_id, topic, key, event_type, payload, extract(epoch FROM created_at) AS created
+            """SELECT id, event_id, topic, key, event_type, payload, traceparent, tracestate,
+                      extract(epoch FROM created_at) AS created
                  FROM outbox WHERE failed_at IS NULL ORDER BY id LIMIT $1""",
             self.settings.outbox_batch,
         )
@@ -123,12 +126,13 @@ class OutboxRelay:
         if self.settings.fault == "crash_before_publish":
             os.kill(os.getpid(), signal.SIGKILL)
         refused: list[tuple[asyncpg.Record, str]] = []
-        for batch_rows, result in await self._send_in_batches(rows):
-            if isinstance(result, TOO_LARGE):
-                # one record the broker refuses spoils its batch: send those one by one to find it
-                refused += await self._send_one_by_one(batch_rows)
-            elif isinstance(result, BaseException):
-                raise SendFailed(f"{type(result).__name__}: {result}") from result
+        with sending(self.service, rows):  # the rows' W3C trace headers (and `send` spans while exporting)
+            for batch_rows, result in await self._send_in_batches(rows):
+                if isinstance(result, TOO_LARGE):
+                    # one record the broker refuses spoils its batch: send those one by one to find it
+                    refused += await self._send_one_by_one(batch_rows)
+                elif isinstance(result, BaseException):
+                    raise SendFailed(f"{type(result).__name__}: {result}") from result
         if self.settings.fault == "crash_after_publish":
             log.warning("fault injection: SIGKILL after publish, before marking the outbox")
             os.kill(os.getpid(), signal.SIGKILL)
