@@ -12,11 +12,11 @@ import binascii
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.complaints import commands, store
@@ -26,6 +26,7 @@ from services.complaints.documents import TEXT_TYPES, content_matches
 from services.complaints.domain import STATES, Case, Document, IllegalTransition, Intake, Refused
 from services.complaints.reports import (
     ReportWeek,
+    StepOutcome,
     kpi_figures,
     report_month,
     report_week,
@@ -33,9 +34,33 @@ from services.complaints.reports import (
     sla_compliance_by_week,
     step_outcomes,
 )
+from services.complaints.schemas import (
+    CasePage,
+    CaseView,
+    CategoryCounts,
+    DocumentContent,
+    DocumentView,
+    Kpis,
+    SlaComplianceReport,
+    StepPage,
+)
+from shared.api import (
+    IfMatch,
+    Page,
+    PageParams,
+    Sort,
+    SortKey,
+    check_if_match,
+    etag_of,
+    keyset,
+    make_page,
+    page_params,
+    problems,
+    sort_param,
+)
 from shared.events.types import ComplaintCategory, ComplaintChannel, Severity
 from shared.events.upstream import Id, Name, Phone, Reference, Vin
-from shared.http import Moment, Principal, check_moments, check_paging, outside_scope, require, runtime_of
+from shared.http import Moment, Principal, check_moments, outside_scope, require, runtime_of
 from shared.runtime import ServiceRuntime
 from shared.timeutil import iso_week
 from shared.uow import UnitOfWork
@@ -51,6 +76,10 @@ FILERS = ("agent", "supervisor")
 FIGURES = ("agent", "supervisor", "ops")
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+ContentType = Literal["text/plain", "text/markdown", "image/jpeg", "image/png", "image/webp", "application/pdf",
+                      "audio/mpeg", "audio/wav", "audio/mp4", "audio/ogg"]
+CONTENT_TYPES: tuple[str, ...] = ContentType.__args__  # type: ignore[attr-defined]
+CATEGORIES: tuple[str, ...] = ComplaintCategory.__args__  # type: ignore[attr-defined]
 
 
 class _Body(BaseModel):
@@ -111,10 +140,7 @@ class AttachDocument(_Body):
     filename: Annotated[str, StringConstraints(max_length=200)] | None = Field(
         None, description="the original file name, kept as metadata only"
     )
-    content_type: Literal[
-        "text/plain", "text/markdown", "image/jpeg", "image/png", "image/webp", "application/pdf", "audio/mpeg",
-        "audio/wav", "audio/mp4", "audio/ogg",
-    ] = "text/plain"
+    content_type: ContentType = "text/plain"
     content: Annotated[str, StringConstraints(min_length=1)] | None = Field(
         None, description="the text of a text/plain or text/markdown document")
     content_base64: Annotated[str, StringConstraints(min_length=1)] | None = Field(
@@ -136,8 +162,7 @@ class AttachDocument(_Body):
 
 def _problem(exc: Exception) -> HTTPException:
     if isinstance(exc, IllegalTransition):
-        return HTTPException(409, {"message": str(exc), "state": exc.state, "action": exc.action,
-                                   "allowed": exc.allowed})
+        return HTTPException(409, str(exc))
     if isinstance(exc, CaseNotFound):
         return HTTPException(404, str(exc))
     if isinstance(exc, Refused):
@@ -160,17 +185,37 @@ def _check_scope(who: Principal, case: Case) -> None:
         raise outside_scope(who, f"case {case.complaint_id}")
 
 
+def case_etag(case: Case) -> str:
+    """The case's ETag: what is stored of it (its fields, timeline, escalations and documents), not
+    the SLA figures that move with the clock, so a case nobody touched keeps its ETag."""
+    return etag_of({
+        "complaint_id": case.complaint_id, "complaint_ref": case.complaint_ref, "customer_id": case.customer_id,
+        "vin": case.vin, "state": case.state, "category": case.category, "severity": case.severity,
+        "department": case.department, "assignee": case.assignee, "resolution": case.resolution,
+        "satisfied": case.satisfied, "confirmation": case.confirmation, "followup_id": case.followup_id,
+        "dealer_id": case.dealer_id, "region": case.region,
+        "timeline": [[f.seq, f.kind, f.at, f.actor] for f in sorted(case.history, key=lambda f: f.seq)],
+        "escalations": sorted([e.round, e.level, e.announced_at] for e in case.escalations.values()),
+        "documents": [[d.document_id, d.filed_at] for d in case.documents],
+    })
+
+
 async def _run(
     runtime: ServiceRuntime, complaint_id: str, apply: Callable[[Uow, Case], Awaitable[None]], who: Principal,
+    if_match: str | None, response: Response,
 ) -> dict[str, Any]:
+    """Run the action on the case (locked) if the person may and `If-Match` still names the case
+    as it is; answer the case and its new ETag. A 412 leaves the case as it was."""
     async def scoped(uow: Uow, case: Case) -> None:
         _check_scope(who, case)
+        check_if_match(if_match, case_etag(case))
         await apply(uow, case)
 
     try:
         case = await commands.on_case(runtime.transaction, complaint_id, scoped)
     except (IllegalTransition, CaseNotFound, Refused) as exc:
         raise _problem(exc) from None
+    response.headers["ETag"] = case_etag(case)
     return commands.case_view(case)
 
 
@@ -182,10 +227,29 @@ def _step(action: str, principal: Principal, body: Step, **detail: Any) -> Calla
     return apply
 
 
+_CASE_PAGE = page_params(default_limit=50, max_limit=200)
+_CASE_SORT = sort_param(store.CASE_SORTS, default="-filed_at")
+_STEP_PAGE = page_params(default_limit=100, max_limit=500)
+_STEP_SORT = sort_param({"due_at": SortKey("due_at", "timestamptz")}, default="due_at")
+# What each action can answer besides the common problems: the case is not there (404), the
+# state does not allow the step (409), If-Match names an older case (412), the body is refused (422).
+_ACTION = problems(404, 409, 412, examples={
+    404: "no complaint case '0b8e4c1a-…'; list cases with GET /v1/complaints",
+    409: "cannot resolve a case that is opened; from opened the allowed action is: acknowledge",
+    412: 'If-Match "3f1c…" does not match the current ETag "9ab0…": it changed since you read it; fetch it again, '
+         "check, and retry"})
+_SCOPE = {403: "case 0b8e4c1a-… is outside your scope (regions: 华南; dealers: -); ask a colleague of that region or a "
+               "supervisor"}
+_NEEDS_FILTER = ("state", "open", "level", "department", "breached", "category", "severity", "assignee", "vin", "q",
+                 "filed_from", "filed_before")
+
+
 def router() -> APIRouter:
     r = APIRouter(prefix="/v1", tags=["complaints"])
 
-    @r.post("/complaints", status_code=201, summary="File a complaint (a handler taking it by phone, letter …)")
+    @r.post("/complaints", status_code=201, response_model=CaseView,
+            responses={200: {"model": CaseView, "description": "the same complaint_ref was filed before: that case"}},
+            summary="File a complaint (a handler taking it by phone, letter …)")
     async def file_complaint(body: FileComplaint, request: Request, response: Response,
                              who: Principal = require(*FILERS)) -> dict[str, Any]:
         runtime = runtime_of(request)
@@ -203,12 +267,21 @@ def router() -> APIRouter:
                 intake, body.category, body.severity, body.part_category, actor=who.subject)])
         if not created:
             response.status_code = 200  # the same complaint_ref is the same case
+        response.headers["ETag"] = case_etag(case)
+        response.headers["Location"] = f"/v1/complaints/{case.complaint_id}"
         return commands.case_view(case)
 
-    @r.get("/complaints", summary="List cases (filter by state, level, department, breached …), newest first")
+    @r.get("/complaints", response_model=CasePage, responses=problems(examples={
+        422: "name a filter (state, open, level, department, …): the whole case list is not read at once"}),
+        summary="List cases: filter by state, open, level, department, breached …; sort by filed_at (default "
+                "newest first), updated_at, deadline (the nearest SLA deadline first, none last) or level")
     async def list_cases(
         request: Request,
+        page: Annotated[PageParams, Depends(_CASE_PAGE)],
+        sort: Annotated[Sort, Depends(_CASE_SORT)],
         state: Annotated[Literal[STATES] | None, Query()] = None,  # type: ignore[valid-type]
+        open: Annotated[bool | None, Query(description="true: the cases still worked (opened … pending_customer, "
+                                                       "reopened); false: resolved or closed")] = None,
         level: Annotated[int | None, Query(ge=0, le=3, description="0 handler … 3 superior leader")] = None,
         department: str | None = None,
         breached: bool | None = None,
@@ -220,13 +293,8 @@ def router() -> APIRouter:
                                                                      "customer id or VIN")] = None,
         filed_from: Moment | None = None,
         filed_before: Moment | None = None,
-        sort: Annotated[Literal["filed", "deadline"], Query(
-            description="filed: newest first; deadline: the nearest SLA deadline first (none last)")] = "filed",
-        limit: Annotated[int, Query(ge=1)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
         who: Principal = require(*READERS),
-    ) -> dict[str, Any]:
-        check_paging(offset=offset)
+    ) -> Page[dict[str, Any]]:
         scope = _scope(who)
         if scope is not None:
             if department not in (None, scope):
@@ -235,20 +303,30 @@ def router() -> APIRouter:
             department = scope
         runtime = runtime_of(request)
         maximum = runtime.deps.rules.max_page_size
-        if limit > maximum:
-            raise HTTPException(422, f"limit {limit} is above the maximum page size {maximum}; page with offset")
+        if page.limit > maximum:
+            raise HTTPException(422, f"limit {page.limit} is above the maximum page size {maximum}; follow "
+                                     "next_cursor for more")
+        f = store.CaseFilter(state, level, department, breached, category, severity, assignee, vin, q,
+                             filed_from, filed_before, *who.scope_params(), open=open)
+        # Least privilege: the whole case list is not read at once. A department person and a scoped
+        # agent are held to their department / regions and dealers; anyone else names a filter.
+        if not f.narrowed and scope is None and not who.scoped:
+            raise HTTPException(422, [{"loc": ["query"], "type": "filter_required",
+                                       "msg": "name a filter: the case list is not read whole; use one of "
+                                              f"{', '.join(_NEEDS_FILTER)} (open=true: the cases still worked)"}])
         assert runtime.pool is not None
         async with runtime.pool.acquire() as conn:
-            items, total = await store.list_cases(
-                conn, store.CaseFilter(state, level, department, breached, category, severity, assignee, vin, q,
-                                       filed_from, filed_before, *who.scope_params()),
-                limit=limit, offset=offset, sort=sort,
-            )
-        return {"items": items, "total": total, "limit": limit, "offset": offset,
-                "next_offset": offset + limit if offset + limit < total else None}
+            rows = await store.list_cases(conn, f, sort=sort, cursor=page.cursor, limit=page.limit)
+        found = make_page(rows, page.limit, sort, lambda row: (row[sort.column], row["complaint_id"]))
+        return Page[dict[str, Any]](items=[{k: v for k, v in row.items() if k != "deadline_key"} for row in found.items],
+                                    next_cursor=found.next_cursor, limit=found.limit)
 
-    @r.get("/complaints/{complaint_id}", summary="One case with its SLA figures and full timeline")
-    async def get_case(complaint_id: str, request: Request, who: Principal = require(*READERS)) -> dict[str, Any]:
+    @r.get("/complaints/{complaint_id}", response_model=CaseView,
+           responses=problems(404, examples={404: "no complaint case '0b8e4c1a-…'; list cases with GET /v1/complaints",
+                                             **_SCOPE}),
+           summary="One case with its SLA figures and full timeline (ETag: send it as If-Match with an action)")
+    async def get_case(complaint_id: str, request: Request, response: Response,
+                       who: Principal = require(*READERS)) -> dict[str, Any]:
         runtime = runtime_of(request)
         async with runtime.transaction() as uow:
             case = (await commands.load(uow, [complaint_id], lock=False)).get(complaint_id)
@@ -256,57 +334,73 @@ def router() -> APIRouter:
                 raise _problem(CaseNotFound(complaint_id))
             _check_scope(who, case)
             case.refresh(uow.now())
+        response.headers["ETag"] = case_etag(case)
         return commands.case_view(case)
 
-    @r.post("/complaints/{complaint_id}/acknowledge", summary="The handler has seen the case (stops the 4 h clock)")
-    async def acknowledge(complaint_id: str, request: Request, body: Step | None = None,
-                          who: Principal = require(*HANDLERS)) -> dict[str, Any]:
-        return await _run(runtime_of(request), complaint_id, _step("acknowledge", who, body or Step()), who)
+    def action(path: str, summary: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        return r.post(f"/complaints/{{complaint_id}}/{path}", response_model=CaseView, responses=_ACTION,
+                      summary=summary)
 
-    @r.post("/complaints/{complaint_id}/assign", summary="Give the case to a handler (or re-assign it)")
-    async def assign(complaint_id: str, body: Assign, request: Request,
+    @action("acknowledge", "The handler has seen the case (stops the 4 h clock)")
+    async def acknowledge(complaint_id: str, request: Request, response: Response, if_match: IfMatch = None,
+                          body: Step | None = None, who: Principal = require(*HANDLERS)) -> dict[str, Any]:
+        return await _run(runtime_of(request), complaint_id, _step("acknowledge", who, body or Step()), who,
+                          if_match, response)
+
+    @action("assign", "Give the case to a handler (or re-assign it)")
+    async def assign(complaint_id: str, body: Assign, request: Request, response: Response, if_match: IfMatch = None,
                      who: Principal = require(*HANDLERS)) -> dict[str, Any]:
-        return await _run(runtime_of(request), complaint_id, _step("assign", who, body, assignee=body.assignee), who)
+        return await _run(runtime_of(request), complaint_id, _step("assign", who, body, assignee=body.assignee), who,
+                          if_match, response)
 
-    @r.post("/complaints/{complaint_id}/comments", summary="Add a comment to the timeline")
-    async def comment(complaint_id: str, body: Comment, request: Request,
-                      who: Principal = require(*HANDLERS)) -> dict[str, Any]:
+    @action("comments", "Add a comment to the timeline")
+    async def comment(complaint_id: str, body: Comment, request: Request, response: Response,
+                      if_match: IfMatch = None, who: Principal = require(*HANDLERS)) -> dict[str, Any]:
         async def apply(uow: Uow, case: Case) -> None:
             now = uow.now()
             case.comment(body.text, at=now, now=now, actor=who.subject)
 
-        return await _run(runtime_of(request), complaint_id, apply, who)
+        return await _run(runtime_of(request), complaint_id, apply, who, if_match, response)
 
-    @r.post("/complaints/{complaint_id}/pend", summary="Wait for the customer (pending_customer: the clock pauses)")
-    async def pend(complaint_id: str, body: Pend, request: Request,
+    @action("pend", "Wait for the customer (pending_customer: the clock pauses)")
+    async def pend(complaint_id: str, body: Pend, request: Request, response: Response, if_match: IfMatch = None,
                    who: Principal = require(*HANDLERS)) -> dict[str, Any]:
-        return await _run(runtime_of(request), complaint_id, _step("pend", who, body, reason=body.reason), who)
+        return await _run(runtime_of(request), complaint_id, _step("pend", who, body, reason=body.reason), who,
+                          if_match, response)
 
-    @r.post("/complaints/{complaint_id}/resume", summary="The customer answered (the clock runs again)")
-    async def resume(complaint_id: str, request: Request, body: Step | None = None,
-                     who: Principal = require(*HANDLERS)) -> dict[str, Any]:
-        return await _run(runtime_of(request), complaint_id, _step("resume", who, body or Step()), who)
+    @action("resume", "The customer answered (the clock runs again)")
+    async def resume(complaint_id: str, request: Request, response: Response, if_match: IfMatch = None,
+                     body: Step | None = None, who: Principal = require(*HANDLERS)) -> dict[str, Any]:
+        return await _run(runtime_of(request), complaint_id, _step("resume", who, body or Step()), who, if_match,
+                          response)
 
-    @r.post("/complaints/{complaint_id}/resolve", summary="Resolved (resolution text required); cancels escalations")
-    async def resolve(complaint_id: str, body: Resolve, request: Request,
-                      who: Principal = require(*HANDLERS)) -> dict[str, Any]:
+    @action("resolve", "Resolved (resolution text required); cancels escalations")
+    async def resolve(complaint_id: str, body: Resolve, request: Request, response: Response,
+                      if_match: IfMatch = None, who: Principal = require(*HANDLERS)) -> dict[str, Any]:
         return await _run(runtime_of(request), complaint_id,
-                          _step("resolve", who, body, resolution=body.resolution), who)
+                          _step("resolve", who, body, resolution=body.resolution), who, if_match, response)
 
-    @r.post("/complaints/{complaint_id}/close", summary="Close without the confirmation call (supervisor)")
-    async def close(complaint_id: str, body: Close, request: Request,
+    @action("close", "Close without the confirmation call (supervisor)")
+    async def close(complaint_id: str, body: Close, request: Request, response: Response, if_match: IfMatch = None,
                     who: Principal = require("supervisor")) -> dict[str, Any]:
         return await _run(runtime_of(request), complaint_id, _step(
-            "close", who, body, satisfied=body.satisfied, confirmation="closed_by_supervisor"), who)
+            "close", who, body, satisfied=body.satisfied, confirmation="closed_by_supervisor"), who, if_match,
+            response)
 
-    @r.post("/complaints/{complaint_id}/reopen", summary="Reopen (the customer is not satisfied); clocks restart")
-    async def reopen(complaint_id: str, body: Reopen, request: Request,
-                     who: Principal = require("supervisor")) -> dict[str, Any]:
-        return await _run(runtime_of(request), complaint_id, _step("reopen", who, body, reason=body.reason), who)
+    @action("reopen", "Reopen (the customer is not satisfied); clocks restart")
+    async def reopen(complaint_id: str, body: Reopen, request: Request, response: Response,
+                     if_match: IfMatch = None, who: Principal = require("supervisor")) -> dict[str, Any]:
+        return await _run(runtime_of(request), complaint_id, _step("reopen", who, body, reason=body.reason), who,
+                          if_match, response)
 
-    @r.post("/complaints/{complaint_id}/documents", status_code=201, summary="Attach a handling document (text)")
-    async def attach(complaint_id: str, body: AttachDocument, request: Request,
-                     who: Principal = require(*HANDLERS)) -> dict[str, Any]:
+    @r.post("/complaints/{complaint_id}/documents", status_code=201, response_model=DocumentView,
+            responses=problems(404, 412, 415, examples={
+                404: "no complaint case '0b8e4c1a-…'; list cases with GET /v1/complaints",
+                415: "the file is not image/jpeg: its first bytes say otherwise; send it with its real type (text, "
+                     "JPEG/PNG/WebP, PDF, MP3/WAV/M4A/OGG)"}),
+            summary="Attach a handling document (text, photo, PDF, recording); the case's new ETag comes back")
+    async def attach(complaint_id: str, body: AttachDocument, request: Request, response: Response,
+                     if_match: IfMatch = None, who: Principal = require(*HANDLERS)) -> dict[str, Any]:
         runtime = runtime_of(request)
         try:
             data = body.data()
@@ -331,7 +425,7 @@ def router() -> APIRouter:
                 filed_at=now if case.state == "closed" else None,
             ), now)
 
-        view = await _run(runtime, complaint_id, apply, who)
+        view = await _run(runtime, complaint_id, apply, who, if_match, response)
         return next(d for d in view["documents"] if d["document_id"] == document_id)
 
     async def stored(request: Request, complaint_id: str, document_id: str, who: Principal) -> tuple[Document, bytes]:
@@ -354,16 +448,25 @@ def router() -> APIRouter:
                                      "it changed after it was stored; restore it from the backup")
         return found, data
 
-    @r.get("/complaints/{complaint_id}/documents/{document_id}", summary="A handling document (text inline)")
+    _DOCUMENT_404 = {404: "case '0b8e4c1a-…' has no document '6b1f7c1e-…'; GET /v1/complaints/0b8e4c1a-… lists its "
+                          "documents", **_SCOPE}
+
+    @r.get("/complaints/{complaint_id}/documents/{document_id}", response_model=DocumentContent,
+           responses=problems(404, examples=_DOCUMENT_404), summary="A handling document (text inline)")
     async def get_document(complaint_id: str, document_id: str, request: Request,
                            who: Principal = require(*READERS)) -> dict[str, Any]:
         found, data = await stored(request, complaint_id, document_id, who)
         if found.content_type in TEXT_TYPES:
-            return {**commands.document_view(found), "content": data.decode("utf-8")}
+            return {**commands.document_view(found), "content": data.decode("utf-8"), "content_url": None}
         return {**commands.document_view(found), "content": None,
                 "content_url": f"/v1/complaints/{complaint_id}/documents/{document_id}/content"}
 
-    @r.get("/complaints/{complaint_id}/documents/{document_id}/content",
+    @r.get("/complaints/{complaint_id}/documents/{document_id}/content", response_class=Response,
+           responses={200: {"description": "the document's bytes in its own type (X-Content-SHA256: its checksum)",
+                            "content": {t: {"schema": {"type": "string", "format": "binary"},
+                                            "example": "已更换左前刹车盘，客户试车确认异响消失。" if t == "text/plain"
+                                            else "(the bytes)"} for t in CONTENT_TYPES}},
+                      **problems(404, examples=_DOCUMENT_404)},
            summary="A handling document's bytes, with its type and checksum")
     async def get_document_content(complaint_id: str, document_id: str, request: Request,
                                    who: Principal = require(*READERS)) -> Response:
@@ -372,7 +475,8 @@ def router() -> APIRouter:
             "X-Content-SHA256": found.sha256, "X-Content-Type-Options": "nosniff",
             "Content-Disposition": "attachment" if found.content_type not in TEXT_TYPES else "inline"})
 
-    @r.get("/kpis", summary="Complaint KPIs: open per level, SLA breaches and compliance, mean times, reopen rate")
+    @r.get("/kpis", response_model=Kpis,
+           summary="Complaint KPIs: open per level, SLA breaches and compliance, mean times, reopen rate")
     async def kpis(request: Request, _: Principal = require(*FIGURES)) -> dict[str, Any]:
         runtime = runtime_of(request)
         assert runtime.pool is not None
@@ -393,8 +497,9 @@ def router() -> APIRouter:
         except OverflowError:  # weeks before year 1
             raise HTTPException(422, f"week {until!r} is beyond any report; write it like 2026-W47") from None
 
-    @r.get("/reports/sla-compliance", summary="SLA compliance per ISO week: the SLA steps that fell due in "
-                                               "the week, met against breached; by region, dealer, department")
+    @r.get("/reports/sla-compliance", response_model=SlaComplianceReport, response_model_by_alias=True,
+           summary="SLA compliance per ISO week: the SLA steps that fell due in the week, met against breached; by "
+                   "region, dealer, department (a scoped agent's cases only)")
     async def sla_compliance(
         request: Request,
         until: Annotated[str | None, Query(description="the last ISO week (2026-W47); default this week")] = None,
@@ -403,7 +508,7 @@ def router() -> APIRouter:
         dealer: Annotated[str | None, Query(max_length=60)] = None,
         department: Annotated[str | None, Query(max_length=200)] = None,
         month: Annotated[str | None, Query(description="also the figure of this month (2026-11)")] = None,
-        _: Principal = require(*FIGURES),
+        who: Principal = require(*FIGURES),
     ) -> dict[str, Any]:
         runtime = runtime_of(request)
         zone = runtime.deps.rules.report_timezone
@@ -418,34 +523,63 @@ def router() -> APIRouter:
         async with runtime.pool.acquire() as conn:
             rounds = await store.due_rounds(conn, span[0].starts_at, span[-1].ends_at, **scope)
             in_month = await store.due_rounds(conn, *month_span, **scope) if month_span else []
+        rounds = [x for x in rounds if who.covers(x.region, x.dealer_id)]
+        in_month = [x for x in in_month if who.covers(x.region, x.dealer_id)]
         return {"timezone": zone, "region": region or None, "dealer": dealer or None,
                 "department": department or None, "weeks": sla_compliance_by_week(span, rounds, zone),
                 "month": {"month": month_span[0].strftime("%Y-%m"), **sla_compliance_between(*month_span, in_month)}
                 if month_span else None,
                 "as_of": runtime.clock.now()}
 
-    @r.get("/reports/sla-compliance/cases", summary="The cases behind a week's SLA compliance: each SLA step "
-                                                     "due that week, met or breached")
+    @r.get("/reports/sla-compliance/cases", response_model=StepPage,
+           summary="The cases behind a week's SLA compliance: each SLA step due that week, met or breached (a "
+                   "scoped agent's cases only); the week's counts are in GET /v1/reports/sla-compliance")
     async def sla_compliance_cases(
         request: Request,
+        page: Annotated[PageParams, Depends(_STEP_PAGE)],
+        sort: Annotated[Sort, Depends(_STEP_SORT)],
         week: Annotated[str | None, Query(description="ISO week (2026-W47); default this week")] = None,
         outcome: Annotated[Literal["met", "breached"] | None, Query()] = None,
         region: Annotated[str | None, Query(max_length=60)] = None,
         dealer: Annotated[str | None, Query(max_length=60)] = None,
         department: Annotated[str | None, Query(max_length=200)] = None,
-        _: Principal = require(*FIGURES),
-    ) -> dict[str, Any]:
+        who: Principal = require(*FIGURES),
+    ) -> Page[dict[str, Any]]:
         runtime = runtime_of(request)
         [span] = weeks_until(request, week, 1)
         assert runtime.pool is not None
         async with runtime.pool.acquire() as conn:
             rounds = await store.due_rounds(conn, span.starts_at, span.ends_at, region=region or None,
                                             dealer_id=dealer or None, department=department or None)
-        due = sorted((s for s in step_outcomes(rounds) if span.starts_at <= s.due_at < span.ends_at),
-                     key=lambda s: (s.due_at, s.complaint_id, s.round, s.step))
-        # The week's counts whatever the outcome asked for; the items of that outcome.
-        return {"week": span.week, "from": span.starts_at, "to": span.ends_at, "outcome": outcome,
-                "met": sum(s.outcome == "met" for s in due), "breached": sum(s.outcome == "breached" for s in due),
-                "items": [s.view() for s in due if outcome in (None, s.outcome)]}
+
+        def key(s: StepOutcome) -> tuple[datetime, str]:
+            return s.due_at, f"{s.complaint_id}:{s.round:04d}:{s.step}"
+
+        due = sorted((s for s in step_outcomes(rounds) if span.starts_at <= s.due_at < span.ends_at
+                      and outcome in (None, s.outcome) and who.covers(s.region, s.dealer_id)),
+                     key=key, reverse=sort.descending)
+        after = keyset(sort, "step", page.cursor, 1).params  # the cursor's (due_at, step key), checked
+        if after:
+            at, last = datetime.fromisoformat(after[0]), after[1]
+            due = [s for s in due if ((key(s) < (at, last)) if sort.descending else (key(s) > (at, last)))]
+        found = make_page(due[:page.limit + 1], page.limit, sort, key)
+        return Page[dict[str, Any]](items=[s.view() for s in found.items], next_cursor=found.next_cursor,
+                                    limit=found.limit)
+
+    @r.get("/reports/categories", response_model=CategoryCounts, response_model_by_alias=True,
+           summary="How many complaints were filed in each category in [from, to) (the monthly summary)")
+    async def category_report(
+        request: Request,
+        from_: Annotated[Moment, Query(alias="from", description="the span's start (2026-11-01T00:00:00+08:00)")],
+        to: Annotated[Moment, Query(description="the span's end, excluded")],
+        _: Principal = require(*FIGURES),
+    ) -> dict[str, Any]:
+        if to <= from_:
+            raise HTTPException(422, f"to {to.isoformat()} is not after from {from_.isoformat()}")
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with runtime.pool.acquire() as conn:
+            counts = await store.category_counts(conn, from_, to)
+        return {"from": from_, "to": to, "counts": {c: counts.get(c, 0) for c in CATEGORIES}}
 
     return r

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
 from services.complaints.measures import Window
+from shared.api import Sort, SortKey, keyset
 from shared.bulk import Table
 
 VISITS = Table("measure_visits", {
@@ -85,6 +86,13 @@ async def measure(conn: asyncpg.Connection, measure_id: str, *, lock: bool = Fal
     return MeasureRow(**dict(row)) if row else None
 
 
+# The measures' sort keys (shared.api keyset paging) and their status as SQL (measures.status, with
+# the moment as $4 and the reminder period as $5).
+MEASURE_SORTS = {"due_at": SortKey("due_at", "timestamptz"), "recorded_at": SortKey("recorded_at", "timestamptz")}
+_STATUS = """CASE WHEN verified_at IS NOT NULL THEN 'verified' WHEN $4::timestamptz >= due_at THEN 'overdue'
+                  WHEN $4::timestamptz >= due_at - $5::interval THEN 'due' ELSE 'open' END"""
+
+
 async def measures(conn: asyncpg.Connection, *, starts_at: datetime | None, ends_at: datetime | None,
                    owner: str | None = None) -> list[MeasureRow]:
     """All measures, or those in force or settled in [starts_at, ends_at): recorded before its
@@ -96,6 +104,25 @@ async def measures(conn: asyncpg.Connection, *, starts_at: datetime | None, ends
                AND ($3::text IS NULL OR owner = $3)
              ORDER BY due_at, measure_id""",
         starts_at, ends_at, owner,
+    )
+    return [MeasureRow(**dict(r)) for r in rows]
+
+
+async def measures_page(conn: asyncpg.Connection, *, starts_at: datetime | None, ends_at: datetime | None,
+                        owner: str | None, status: str | None, now: datetime, due_soon: timedelta, sort: Sort,
+                        cursor: dict[str, Any] | None, limit: int) -> list[MeasureRow]:
+    """A page of the measures above (limit + 1 rows, shared.api.make_page cuts them) of a status
+    (as of `now`), in `sort` order after `cursor`."""
+    page = keyset(sort, "measure_id", cursor, first_param=7)
+    rows = await conn.fetch(
+        f"""SELECT {_COLUMNS} FROM measures
+             WHERE ($1::timestamptz IS NULL OR verified_at IS NULL OR verified_at >= $1)
+               AND ($2::timestamptz IS NULL OR recorded_at < $2)
+               AND ($3::text IS NULL OR owner = $3)
+               AND ($6::text IS NULL OR {_STATUS} = $6)
+               AND {page.where}
+             ORDER BY {page.order_by} LIMIT ${7 + len(page.params)}""",
+        starts_at, ends_at, owner, now, due_soon, status, *page.params, limit + 1,
     )
     return [MeasureRow(**dict(r)) for r in rows]
 

@@ -17,6 +17,7 @@ from services.complaints.config import SlaPolicy
 from services.complaints.domain import OPEN_STATES, Case, Document, Escalation, Fact
 from services.complaints.reports import CaseRow, DueRound, FactRow, RoundRow
 from services.complaints.sla import LEVELS, working_seconds
+from shared.api import Sort, SortKey, keyset
 from shared.bulk import Table
 from shared.http import SCOPE_SQL
 from shared.workcal import WorkingCalendar
@@ -200,12 +201,20 @@ class CaseFilter:
     # a scoped agent's regions and dealers (shared.http.SCOPE_SQL; both None: every case)
     regions: list[str] | None = None
     dealers: list[str] | None = None
+    open: bool | None = None  # True: the states still worked (OPEN_STATES); False: resolved or closed
+
+    @property
+    def narrowed(self) -> bool:
+        """Some filter narrows the list (the scope aside)."""
+        return any(v is not None for v in (self.state, self.level, self.department, self.breached, self.category,
+                                           self.severity, self.assignee, self.vins, self.text, self.filed_from,
+                                           self.filed_before, self.open))
 
 
 _LIST_COLUMNS = (
     "complaint_id", "complaint_ref", "customer_id", "vin", "channel", "category", "severity", "department", "state",
     "round", "assignee", "level", "filed_at", "ack_due_at", "resolve_due_at", "next_due_at", "breached",
-    "part_category", "satisfied", "confirmation", "updated_at",
+    "part_category", "satisfied", "confirmation", "dealer_id", "region", "updated_at",
 )
 
 
@@ -213,6 +222,17 @@ _LIST_COLUMNS = (
 # hand; none once resolved. Passed or not (a missed one stays first in the worklist).
 _DUE_AT = """CASE WHEN state IN ('opened', 'reopened') THEN ack_due_at
                   WHEN state IN ('acknowledged', 'assigned', 'pending_customer') THEN resolve_due_at END"""
+# The list's sort keys: columns of list_cases' inner query (shared.api keyset paging needs NOT NULL
+# values: a case without a deadline, `deadline_key`, sorts after every deadline, as the year 9999).
+CASE_SORTS = {
+    "filed_at": SortKey("filed_at", "timestamptz"),
+    "updated_at": SortKey("updated_at", "timestamptz"),
+    "deadline": SortKey("deadline_key", "timestamptz"),
+    "level": SortKey("level", "int"),
+}
+# The open states (domain.OPEN_STATES) as SQL; a literal, so the SQL is constant text.
+_OPEN = "state IN ('acknowledged', 'assigned', 'opened', 'pending_customer', 'reopened')"
+assert _OPEN == "state IN (" + ", ".join(f"'{s}'" for s in sorted(OPEN_STATES)) + ")", "OPEN_STATES changed"
 
 
 # A scoped agent's cases (shared.http.SCOPE_SQL): in list_cases with the scope as $12, $13; in
@@ -222,8 +242,10 @@ _CASE_IN_SCOPE = SCOPE_SQL.format(region="region", dealer="dealer_id", regions="
 
 
 async def list_cases(
-    conn: asyncpg.Connection, f: CaseFilter, *, limit: int, offset: int, sort: str = "filed",
-) -> tuple[list[dict[str, Any]], int]:
+    conn: asyncpg.Connection, f: CaseFilter, *, sort: Sort, cursor: dict[str, Any] | None, limit: int,
+) -> list[dict[str, Any]]:
+    """A page of cases in `sort` order after `cursor` (limit + 1 rows: shared.api.make_page cuts
+    them); each row with its `deadline_key` (the sort value of `deadline`)."""
     where = """($1::text IS NULL OR state = $1) AND ($2::int IS NULL OR level = $2)
                AND ($3::text IS NULL OR department = $3) AND ($4::boolean IS NULL OR breached = $4)
                AND ($5::text IS NULL OR category = $5) AND ($6::text IS NULL OR severity = $6)
@@ -231,17 +253,25 @@ async def list_cases(
                AND ($9::text IS NULL OR strpos(lower(complaint_ref || ' ' || description || ' ' ||
                     coalesce(customer_id, '') || ' ' || coalesce(vin, '')), lower($9)) > 0)
                AND ($10::timestamptz IS NULL OR filed_at >= $10) AND ($11::timestamptz IS NULL OR filed_at < $11)
-               AND """ + _LISTED_IN_SCOPE
+               AND """ + _LISTED_IN_SCOPE + f" AND ($14::boolean IS NULL OR ({_OPEN}) = $14)"
     params = (f.state, f.level, f.department, f.breached, f.category, f.severity, f.assignee, f.vins, f.text,
-              f.filed_from, f.filed_before, f.regions, f.dealers)
-    order = "due_at ASC NULLS LAST, filed_at, complaint_id" if sort == "deadline" else "filed_at DESC, complaint_id"
-    total = await conn.fetchval(f"SELECT count(*) FROM cases WHERE {where}", *params)
+              f.filed_from, f.filed_before, f.regions, f.dealers, f.open)
+    page = keyset(sort, "complaint_id", cursor, first_param=len(params) + 1)
     rows = await conn.fetch(
-        f"""SELECT {", ".join(_LIST_COLUMNS)}, {_DUE_AT} AS due_at FROM cases WHERE {where}
-            ORDER BY {order} LIMIT $14 OFFSET $15""",
-        *params, limit, offset,
+        f"""SELECT * FROM (SELECT {", ".join(_LIST_COLUMNS)}, {_DUE_AT} AS due_at,
+                                  coalesce({_DUE_AT}, '9999-12-31 00:00:00+00'::timestamptz) AS deadline_key
+                             FROM cases WHERE {where}) c
+             WHERE {page.where} ORDER BY {page.order_by} LIMIT ${len(params) + len(page.params) + 1}""",
+        *params, *page.params, limit + 1,
     )
-    return [dict(r) for r in rows], int(total)
+    return [dict(r) for r in rows]
+
+
+async def category_counts(conn: asyncpg.Connection, starts_at: datetime, ends_at: datetime) -> dict[str, int]:
+    """The complaints filed in [starts_at, ends_at) by category."""
+    rows = await conn.fetch("""SELECT category, count(*) AS n FROM cases WHERE filed_at >= $1 AND filed_at < $2
+                                GROUP BY category""", starts_at, ends_at)
+    return {r["category"]: int(r["n"]) for r in rows}
 
 
 async def document(conn: asyncpg.Connection, complaint_id: str, document_id: str) -> Document | None:

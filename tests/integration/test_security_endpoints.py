@@ -109,11 +109,13 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("GET", "/v1/kpis"): frozenset({AGENT, SUPERVISOR, OPS}),
         ("GET", "/v1/reports/sla-compliance"): frozenset({AGENT, SUPERVISOR, OPS}),  # the figures, as the KPIs
         ("GET", "/v1/reports/sla-compliance/cases"): frozenset({AGENT, SUPERVISOR, OPS}),
+        ("GET", "/v1/reports/categories"): frozenset({AGENT, SUPERVISOR, OPS}),  # counts, as the KPIs
         # rectification measures (docs/measures.md): supervisors, quality engineers and departments record
         # them, a supervisor or quality engineer verifies; everyone who reads complaints reads them
         ("POST", "/v1/measures"): frozenset({SUPERVISOR, QUALITY, DEPARTMENT}),
         ("GET", "/v1/measures"): frozenset({AGENT, SUPERVISOR, QUALITY, DEPARTMENT, OPS}),
         ("GET", "/v1/measures/{measure_id}"): frozenset({AGENT, SUPERVISOR, QUALITY, DEPARTMENT, OPS}),
+        ("GET", "/v1/reports/measures"): frozenset({AGENT, SUPERVISOR, QUALITY, DEPARTMENT, OPS}),
         ("POST", "/v1/measures/{measure_id}/verify"): frozenset({SUPERVISOR, QUALITY}),
     },
     "quality": {  # docs/quality.md: quality may do everything, supervisors and ops may read

@@ -12,8 +12,9 @@ PROBLEM = "application/problem+json"
 # Old list keys: a list answered under one of them instead of a Page.
 LIST_KEYS = {"items", "customers", "followups", "alerts", "cases", "notifications", "letters", "results", "rows",
              "measures", "campaigns", "consents", "calls", "receipts", "owners", "entries", "defects", "units"}
-# The actions on a complaint case or a follow-up: they change it, so they honour If-Match.
-ACTION_PREFIXES = ("/v1/cases/{", "/v1/followups/{")
+# The actions on a complaint case, a rectification measure or a follow-up: they change it, so they
+# honour If-Match.
+ACTION_PREFIXES = ("/v1/cases/{", "/v1/followups/{", "/v1/complaints/{", "/v1/measures/{")
 
 # Operations not converted yet, by service: each engineer removes their service's entries as they
 # convert them. An entry here is a known gap, not an exception to the convention.
@@ -52,29 +53,6 @@ NOT_YET: dict[str, set[str]] = {
         "POST /v1/followups/{followup_id}/release",
         "POST /v1/inbound-calls",
         "PUT /v1/customers/{customer_id}/owner",
-    },
-    "complaints": {
-        "GET /v1/complaints",
-        "GET /v1/complaints/{complaint_id}",
-        "GET /v1/complaints/{complaint_id}/documents/{document_id}",
-        "GET /v1/complaints/{complaint_id}/documents/{document_id}/content",
-        "GET /v1/kpis",
-        "GET /v1/measures",
-        "GET /v1/measures/{measure_id}",
-        "GET /v1/reports/sla-compliance",
-        "GET /v1/reports/sla-compliance/cases",
-        "POST /v1/complaints",
-        "POST /v1/complaints/{complaint_id}/acknowledge",
-        "POST /v1/complaints/{complaint_id}/assign",
-        "POST /v1/complaints/{complaint_id}/close",
-        "POST /v1/complaints/{complaint_id}/comments",
-        "POST /v1/complaints/{complaint_id}/documents",
-        "POST /v1/complaints/{complaint_id}/pend",
-        "POST /v1/complaints/{complaint_id}/reopen",
-        "POST /v1/complaints/{complaint_id}/resolve",
-        "POST /v1/complaints/{complaint_id}/resume",
-        "POST /v1/measures",
-        "POST /v1/measures/{measure_id}/verify",
     },
     "quality": {
         "GET /v1/alerts",
