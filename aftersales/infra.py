@@ -32,7 +32,9 @@ import asyncpg
 import httpx
 from rich.console import Console
 
+from aftersales.kafka_tls import LOCAL_HOSTS, ensure_tls
 from shared.db import ensure_database, with_database
+from shared.kafka.acls import ADMIN, PRINCIPALS, new_credentials
 from shared.kafka.clients import ensure_topics, make_admin
 from shared.settings import PROCESSES, Settings, load_settings, project_home, secrets_file
 
@@ -210,13 +212,36 @@ def _ensure_console_keys(path: Path) -> None:
         fh.write(f"AFTERSALES_CONSOLE_SIGNING_KEY={private}\nAFTERSALES_CONSOLE_PUBLIC_KEY={public}\n")
 
 
-def ensure_secrets() -> Path:
+def _ensure_kafka_security(path: Path, kafka_formatted: bool) -> None:
+    """Kafka's transport in the secrets file, decided once: SASL_SSL (a password per principal,
+    the CA the clients trust) for a broker not formatted yet; a broker formatted before it (no
+    SCRAM users) stays the PLAINTEXT development broker until its data is removed."""
+    text = path.read_text()
+    if "AFTERSALES_KAFKA_SECURITY_PROTOCOL=" in text:
+        return
+    if kafka_formatted:
+        if "AFTERSALES_DEV_PLAINTEXT_KAFKA=" not in text:
+            with path.open("a") as fh:
+                fh.write("# Kafka here is the PLAINTEXT development broker formatted before SASL_SSL "
+                         "(see `aftersales infra up`).\nAFTERSALES_DEV_PLAINTEXT_KAFKA=true\n")
+        return
+    cafile = path.parent / "kafka" / "tls" / "ca.pem"
+    with path.open("a") as fh:
+        fh.write("# Kafka: SASL (SCRAM-SHA-512) over TLS; one principal per service, producer and admin (tools).\n"
+                 "AFTERSALES_KAFKA_SECURITY_PROTOCOL=SASL_SSL\nAFTERSALES_KAFKA_SASL_MECHANISM=SCRAM-SHA-512\n"
+                 f"AFTERSALES_KAFKA_SSL_CAFILE={cafile}\nAFTERSALES_KAFKA_CREDENTIALS={new_credentials()}\n")
+
+
+def ensure_secrets(kafka_formatted: bool | None = None) -> Path:
     """Generate `.local/secrets.env` once: API tokens per role, webhook secrets per producer,
-    the SMS gateway key, the console's key pair. Services and the CLI read it when the
-    environment lacks them."""
+    the SMS gateway key, the console's key pair, Kafka's credentials. Services and the CLI read
+    it when the environment lacks them."""
     path = secrets_file()
+    if kafka_formatted is None:
+        kafka_formatted = (path.parent / "kafka" / "data" / "meta.properties").exists()
     if path.exists():
         _ensure_console_keys(path)
+        _ensure_kafka_security(path, kafka_formatted)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tokens = ",".join(
@@ -237,6 +262,7 @@ def ensure_secrets() -> Path:
     )
     path.chmod(0o600)
     _ensure_console_keys(path)
+    _ensure_kafka_security(path, kafka_formatted)
     return path
 
 
@@ -272,6 +298,14 @@ class Kafka:
         self.properties = paths.kafka / "server.properties"
         self.pid_file = paths.run / "kafka.pid"
         self.log = paths.logs / "kafka.log"
+        # SASL_SSL (deploy/kafka/server.properties) unless the settings still say PLAINTEXT: a
+        # machine whose broker was formatted before (deploy/kafka/server.plaintext.properties).
+        self.secure = settings.kafka_security_protocol == "SASL_SSL"
+        self.tls = settings.kafka_ssl_cafile.parent if settings.kafka_ssl_cafile else paths.kafka / "tls"
+
+    @property
+    def template(self) -> Path:
+        return DEPLOY / "kafka" / ("server.properties" if self.secure else "server.plaintext.properties")
 
     @property
     def address(self) -> str:
@@ -281,6 +315,12 @@ class Kafka:
         """The broker's server.properties: the template with this node's data folder and, when
         they are not the defaults, its listener ports."""
         text = template.replace("${LOG_DIRS}", str(self.data))
+        if self.secure:
+            admin = self.settings.parsed_kafka_credentials().get(ADMIN)
+            if not admin:
+                raise InfraError("AFTERSALES_KAFKA_SECURITY_PROTOCOL=SASL_SSL but AFTERSALES_KAFKA_CREDENTIALS has no "
+                                 "admin entry (`aftersales infra up` writes them to .local/secrets.env)")
+            text = text.replace("${TLS_DIR}", str(self.tls)).replace("${ADMIN_PASSWORD}", admin)
         broker, controller = f"{self.host}:{self.port}", f"127.0.0.1:{self.controller_port}"
         if broker != self.DEFAULT_BROKER:
             text = text.replace(self.DEFAULT_BROKER, broker)
@@ -337,14 +377,28 @@ class Kafka:
                 "-cp", f"{self.libs}/*", main, *args]
 
     def ensure_formatted(self) -> None:
-        template = (DEPLOY / "kafka" / "server.properties").read_text()
         self.properties.parent.mkdir(parents=True, exist_ok=True)
-        self.properties.write_text(self.render_properties(template))
+        self.properties.touch(mode=0o600)
+        self.properties.chmod(0o600)  # it holds the admin's password
+        self.properties.write_text(self.render_properties(self.template.read_text()))
+        if self.secure:
+            ensure_tls(self.tls, (*LOCAL_HOSTS, self.host))
         if (self.data / "meta.properties").exists():
             return
         self.data.mkdir(parents=True, exist_ok=True)
         cluster_id = _run(self._java("kafka.tools.StorageTool", "random-uuid"), quiet=True).stdout.strip().splitlines()[-1]
-        _run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties)))
+        users: list[str] = []
+        if self.secure:  # a SCRAM user per principal, in the cluster's first metadata
+            credentials = self.settings.parsed_kafka_credentials()
+            missing = [p for p in PRINCIPALS if p not in credentials]
+            if missing:
+                raise InfraError(f"AFTERSALES_KAFKA_CREDENTIALS lacks {', '.join(missing)}")
+            for principal, password in credentials.items():
+                users += ["--add-scram", f"SCRAM-SHA-512=[name={principal},password={password}]"]
+        console.print(f"[dim]$ kafka.tools.StorageTool format -t {cluster_id} -c {self.properties}"
+                      f"{f' (+{len(users) // 2} SCRAM users)' if users else ''}[/dim]")
+        _run(self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties), *users),
+             quiet=True)
 
     def up(self) -> str:
         if self.running_pid() is not None:

@@ -46,12 +46,21 @@ class Settings(BaseSettings):
     # The local KRaft node's controller (`aftersales infra up`; a second local node needs another).
     kafka_controller_port: int = Field(9093, ge=1, le=65535)
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: Path | None = None
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
+    # One SCRAM principal per service, per producer and `admin` (tools, topic and ACL set-up):
+    # "principal=password" pairs, written to .local/secrets.env by `aftersales infra up`. A process
+    # uses the entry of kafka_principal (`aftersales serve <service>` sets it to the service);
+    # kafka_sasl_username/password, when set, name the credentials outright (compose, helm).
+    kafka_credentials: SecretStr = SecretStr("")
+    kafka_principal: str = "admin"
+    # Development only: PLAINTEXT (or SASL without TLS) to Kafka. Honoured only while every
+    # bootstrap server is loopback; refused at start-up otherwise (see refuse_plaintext_kafka).
+    dev_plaintext_kafka: bool = False
     topic_prefix: str = ""
     topic_partitions: int = Field(12, ge=1)
     topic_replication_factor: int = Field(1, ge=1)
@@ -156,12 +165,28 @@ class Settings(BaseSettings):
         if self.kafka_ssl_context is not None:
             options["ssl_context"] = self.kafka_ssl_context
         if self.kafka_security_protocol.startswith("SASL"):
+            username, password = self.kafka_login()
             options["sasl_mechanism"] = self.kafka_sasl_mechanism
-            options["sasl_plain_username"] = self.kafka_sasl_username
-            options["sasl_plain_password"] = (
-                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
-            )
+            options["sasl_plain_username"] = username
+            options["sasl_plain_password"] = password
         return options
+
+    def kafka_login(self) -> tuple[str, str | None]:
+        """The SASL username and password of this process: the explicit pair, else the entry of
+        kafka_principal in kafka_credentials."""
+        if self.kafka_sasl_username:
+            return self.kafka_sasl_username, (
+                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None)
+        return self.kafka_principal, self.parsed_kafka_credentials().get(self.kafka_principal)
+
+    def parsed_kafka_credentials(self) -> dict[str, str]:
+        """principal -> password."""
+        credentials: dict[str, str] = {}
+        for pair in _pairs(self.kafka_credentials.get_secret_value()):
+            principal, _, password = pair.partition("=")
+            if principal.strip() and password.strip():
+                credentials[principal.strip()] = password.strip()
+        return credentials
 
     def parsed_api_tokens(self) -> dict[str, tuple[str, str]]:
         """token -> (role, subject)."""
@@ -224,6 +249,8 @@ def secret_problems(settings: Settings, extra: dict[str, str | None] | None = No
         named.append((f"AFTERSALES_WEBHOOK_SECRETS (producer {producer})", secret))
     if settings.kafka_sasl_password is not None:
         named.append(("AFTERSALES_KAFKA_SASL_PASSWORD", settings.kafka_sasl_password.get_secret_value()))
+    for principal, kafka_password in settings.parsed_kafka_credentials().items():
+        named.append((f"AFTERSALES_KAFKA_CREDENTIALS (principal {principal})", kafka_password))
     from urllib.parse import urlsplit
 
     password = urlsplit(settings.database_url).password
@@ -255,6 +282,40 @@ def refuse_weak_secrets(settings: Settings, extra: dict[str, str | None] | None 
         + f"\nGenerate each with `python -c 'import secrets; print(secrets.token_urlsafe(32))'` "
           f"(`aftersales infra up` writes such values to .local/secrets.env); {hint}."
     )
+
+
+def kafka_bootstrap_is_loopback(settings: Settings) -> bool:
+    hosts = [b.strip().rsplit(":", 1)[0] for b in settings.kafka_bootstrap.split(",") if b.strip()]
+    return bool(hosts) and all(h in _LOOPBACK for h in hosts)
+
+
+class InsecureKafka(RuntimeError):
+    """Start-up refused: Kafka without TLS and SASL outside local development."""
+
+
+def refuse_plaintext_kafka(settings: Settings) -> str | None:
+    """Raise InsecureKafka unless the process reaches Kafka over SASL_SSL. PLAINTEXT (or SSL or
+    SASL without the other) passes only while every bootstrap server is loopback and a development
+    flag (AFTERSALES_DEV_PLAINTEXT_KAFKA, or the broader AFTERSALES_DEV_WEAK_SECRETS) is set; then
+    the returned warning says so."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "SASL_SSL":
+        username, password = settings.kafka_login()
+        if not password:
+            raise InsecureKafka(
+                f"AFTERSALES_KAFKA_SECURITY_PROTOCOL=SASL_SSL but no Kafka password for principal {username!r}: set "
+                "AFTERSALES_KAFKA_SASL_USERNAME/PASSWORD, or its entry in AFTERSALES_KAFKA_CREDENTIALS "
+                "(`aftersales infra up` writes them to .local/secrets.env)")
+        return None
+    flag = settings.dev_plaintext_kafka or settings.dev_weak_secrets
+    if flag and kafka_bootstrap_is_loopback(settings):
+        return f"Kafka over {protocol} (development flag set, loopback bootstrap {settings.kafka_bootstrap})"
+    why = ("the bootstrap servers are not all loopback addresses" if flag else
+           "for local development on a loopback broker only, AFTERSALES_DEV_PLAINTEXT_KAFKA=true lets it pass")
+    raise InsecureKafka(
+        f"refusing to reach Kafka over {protocol} at {settings.kafka_bootstrap}: anyone on the network could read "
+        "customers' events or write their own. Set AFTERSALES_KAFKA_SECURITY_PROTOCOL=SASL_SSL with "
+        f"AFTERSALES_KAFKA_SASL_MECHANISM=SCRAM-SHA-512, the credentials and AFTERSALES_KAFKA_SSL_CAFILE; {why}.")
 
 
 def _pairs(raw: str) -> list[str]:

@@ -11,7 +11,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from shared.events import ALL_TOPICS, DEADLETTER
-from shared.settings import Settings
+from shared.kafka import acls
+from shared.settings import PROCESSES, Settings
 
 # Canonical and upstream topics are the audit record: keep everything (DESIGN.md §5).
 TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1"}
@@ -85,6 +86,8 @@ async def ensure_topics(settings: Settings, topics: Iterable[str] = ALL_TOPICS, 
             except TopicAlreadyExistsError:
                 pass
             await _wait_for_metadata(admin, missing)
+        if acls.secured(settings):  # the services' and producers' rights on this prefix's topics
+            await acls.create_acls(admin, acls.acls(settings))
         # a dead-letter topic created before it took full records: give it the limit (the whole
         # set, since a legacy config change resets what it does not name)
         older = [t for t, name in logical.items() if name == DEADLETTER and t in existing]
@@ -112,6 +115,9 @@ async def delete_topics(settings: Settings, topics: Iterable[str]) -> None:
         doomed = [t for t in topics if t in existing]
         if doomed:
             await admin.delete_topics(doomed)
+        if acls.secured(settings):
+            groups = [f"{settings.topic_prefix}{p}" for p in PROCESSES] if settings.topic_prefix else []
+            await acls.delete_acls(admin, [(acls.TOPIC, t) for t in topics] + [(acls.GROUP, g) for g in groups])
     finally:
         await admin.close()
 

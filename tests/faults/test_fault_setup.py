@@ -129,8 +129,10 @@ def test_the_services_clock_runs_inside_daytime_in_china(utc: str, shift_hours: 
 
 
 def test_the_default_broker_properties_are_the_template_with_its_data_folder(tmp_path: Path) -> None:
-    kafka = Kafka(load_settings(kafka_bootstrap="127.0.0.1:9092", kafka_controller_port=9093), Paths(tmp_path))
-    template = (DEPLOY / "kafka" / "server.properties").read_text()
+    kafka = Kafka(load_settings(kafka_bootstrap="127.0.0.1:9092", kafka_controller_port=9093,
+                                kafka_security_protocol="PLAINTEXT"), Paths(tmp_path))
+    template = (DEPLOY / "kafka" / "server.plaintext.properties").read_text()
+    assert kafka.template.read_text() == template
     assert kafka.render_properties(template) == template.replace("${LOG_DIRS}", str(kafka.data))
     assert kafka.address == "127.0.0.1:9092 (controller 127.0.0.1:9093)"
 
@@ -139,10 +141,11 @@ def test_a_private_broker_listens_on_its_own_ports_and_keeps_its_own_data(tmp_pa
     private = Paths(tmp_path, local_dir=tmp_path / ".local" / "faults")
     kafka = Kafka(load_settings(kafka_bootstrap="127.0.0.1:19092"), private, controller_port=19093,
                   libs=tmp_path / "libs")
-    text = kafka.render_properties((DEPLOY / "kafka" / "server.properties").read_text())
-    assert "listeners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093" in text
+    text = kafka.render_properties(kafka.template.read_text())  # SASL_SSL or the PLAINTEXT dev broker
+    protocol = "SASL_SSL" if kafka.secure else "PLAINTEXT"
+    assert f"listeners={protocol}://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093" in text
     assert "controller.quorum.voters=1@127.0.0.1:19093" in text
-    assert "advertised.listeners=PLAINTEXT://127.0.0.1:19092" in text
+    assert f"advertised.listeners={protocol}://127.0.0.1:19092" in text
     assert ":9092" not in text.replace(":19092", "") and ":9093" not in text.replace(":19093", "")
     assert kafka.data == tmp_path / ".local" / "faults" / "kafka" / "data"
     assert kafka.pid_file == tmp_path / ".local" / "faults" / "run" / "kafka.pid"
