@@ -96,6 +96,22 @@ def infra_kafka_tls(
     console.print(f"kafka TLS in {folder}: ca.pem, {keystore.name} ({', '.join(sorted(host))}); ca.key stays 600")
 
 
+@infra_app.command("db-roles")
+def infra_db_roles() -> None:
+    """Create each service's Postgres role (AFTERSALES_DATABASE_ROLE_PASSWORDS) and hand it its
+    schema, as AFTERSALES_DATABASE_URL's admin (compose's db-roles job; `infra up` does it too). Idempotent."""
+    from aftersales import infra
+    from shared.db import ensure_database
+    from shared.db_roles import role_passwords
+
+    settings = load_settings()
+    if not role_passwords(settings):
+        console.print("[red]AFTERSALES_DATABASE_ROLE_PASSWORDS names no role (service=password pairs)[/red]")
+        raise typer.Exit(2)
+    asyncio.run(ensure_database(settings))
+    asyncio.run(infra.ensure_database_roles(settings))
+
+
 @infra_app.command("down")
 def infra_down() -> None:
     """Stop what `infra up` started."""

@@ -33,7 +33,8 @@ import httpx
 from rich.console import Console
 
 from aftersales.kafka_tls import LOCAL_HOSTS, ensure_tls
-from shared.db import ensure_database, with_database
+from shared.db import connect, ensure_database, with_database
+from shared.db_roles import OPS, ensure_roles, ensure_schemas, role_passwords
 from shared.kafka.acls import ADMIN, PRINCIPALS, new_credentials
 from shared.kafka.clients import ensure_topics, make_admin
 from shared.settings import PROCESSES, Settings, load_settings, project_home, secrets_file
@@ -232,6 +233,18 @@ def _ensure_kafka_security(path: Path, kafka_formatted: bool) -> None:
                  f"AFTERSALES_KAFKA_SSL_CAFILE={cafile}\nAFTERSALES_KAFKA_CREDENTIALS={new_credentials()}\n")
 
 
+def _ensure_database_roles(path: Path) -> None:
+    """A password per service's Postgres role and the read-only ops role (shared/db_roles.py),
+    added once; `infra up` creates the roles with them."""
+    if "AFTERSALES_DATABASE_ROLE_PASSWORDS=" in path.read_text():
+        return
+    passwords = ",".join(f"{name}={secrets.token_urlsafe(32)}" for name in (*PROCESSES, OPS))
+    with path.open("a") as fh:
+        fh.write("# Postgres: a role per service owning only its schema, and ops (read-only); "
+                 "AFTERSALES_DATABASE_URL's role is the admin's.\n"
+                 f"AFTERSALES_DATABASE_ROLE_PASSWORDS={passwords}\n")
+
+
 def ensure_secrets(kafka_formatted: bool | None = None) -> Path:
     """Generate `.local/secrets.env` once: API tokens per role, webhook secrets per producer,
     the SMS gateway key, the console's key pair, Kafka's credentials. Services and the CLI read
@@ -242,6 +255,7 @@ def ensure_secrets(kafka_formatted: bool | None = None) -> Path:
     if path.exists():
         _ensure_console_keys(path)
         _ensure_kafka_security(path, kafka_formatted)
+        _ensure_database_roles(path)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tokens = ",".join(
@@ -263,6 +277,7 @@ def ensure_secrets(kafka_formatted: bool | None = None) -> Path:
     path.chmod(0o600)
     _ensure_console_keys(path)
     _ensure_kafka_security(path, kafka_formatted)
+    _ensure_database_roles(path)
     return path
 
 
@@ -579,6 +594,7 @@ class Postgres:
 
     def _create_database(self) -> None:
         asyncio.run(ensure_database(self.settings))
+        asyncio.run(ensure_database_roles(self.settings))
 
     def down(self) -> bool:
         if not self.state_file.exists():
@@ -595,6 +611,24 @@ class Postgres:
     def start_after_fault_test(self) -> None:
         state = json.loads(self.state_file.read_text())
         _run(_privileged(["pg_ctlcluster", state["version"], state["name"], "start"]))
+
+
+async def ensure_database_roles(settings: Settings) -> dict[str, int]:
+    """Each role of AFTERSALES_DATABASE_ROLE_PASSWORDS exists with its password, and each service's
+    schema in the configured database is its role's, everything in it too (idempotent; existing
+    connections are untouched). Returns schema -> objects handed over."""
+    if not role_passwords(settings):
+        return {}
+    conn = await connect(settings)
+    try:
+        created = await ensure_roles(conn, settings)
+        changed = await ensure_schemas(conn, settings)
+    finally:
+        await conn.close()
+    handed = sum(changed.values())
+    console.print(f"postgres  roles     {len(created)} created, {len(role_passwords(settings))} in all; "
+                  f"{len(changed)} schemas owned by their service's role ({handed} objects handed over now)")
+    return changed
 
 
 # ---------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from aftersales.progress import QUIET, Tracker
 from services import load
 from shared.clock import ManualClock
 from shared.db import connect, with_database
+from shared.db_roles import ensure_schemas, role_passwords
 from shared.events import DEADLETTER, SERVICE_TOPIC
 from shared.kafka.clients import partitions_of, stop_consumer
 from shared.kafka.consumer import EventConsumer
@@ -120,6 +121,10 @@ async def replay(settings: Settings, service: str, since: datetime, until: datet
     # another day): the replay decides, and judges later changes, on that clock too.
     offset = timedelta(seconds=settings.clock_offset_seconds)
     clock = ManualClock(since + offset)
+    if role_passwords(settings):  # the service's own role replays too, on a scratch schema handed to it
+        await _scratch_for_roles(scratch_settings, scratch_name)
+    else:  # one role for all (development): the scratch database is the admin's, like the live one
+        scratch_settings = scratch_settings.model_copy(update={"dev_single_database_role": True})
     runtime = ServiceRuntime(definition, scratch_settings, clock, replica="replay")
     report = Report(service, since.isoformat(), until.isoformat(), scratch_database=scratch_name if keep else None)
     await runtime.start(consume=False, relay=False, timers=False, workers=False)
@@ -235,6 +240,19 @@ async def _compare_events(settings: Settings, service: str, scratch: asyncpg.Con
                        for k in set(live["data"]) | set(envelope["data"]) if live["data"].get(k) != envelope["data"].get(k)}
             report.differences.append(Difference("published events", event_id, "different",
                                                  {"event_type": envelope["event_type"], **changed}))
+
+
+async def _scratch_for_roles(scratch_settings: Settings, name: str) -> None:
+    conn = await connect(scratch_settings, database_url=with_database(scratch_settings.database_url, "postgres"))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')  # a generated name
+    finally:
+        await conn.close()
+    conn = await connect(scratch_settings)
+    try:
+        await ensure_schemas(conn, scratch_settings)
+    finally:
+        await conn.close()
 
 
 async def _drop(settings: Settings, name: str) -> None:

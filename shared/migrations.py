@@ -48,14 +48,24 @@ def load_migrations(source: str, directory: Path) -> list[Migration]:
     return migrations
 
 
-async def migrate(conn: asyncpg.Connection, schema: str, sources: dict[str, Path]) -> list[str]:
-    """Apply what is new for `schema` from each source directory; return the names applied."""
+async def migrate(conn: asyncpg.Connection, schema: str, sources: dict[str, Path], *,
+                  owner: str | None = None) -> list[str]:
+    """Apply what is new for `schema` from each source directory; return the names applied.
+    `owner`: the role to apply them as (`SET ROLE`, the admin's `aftersales migrate`), so what
+    they create belongs to the service's role (shared/db_roles.py)."""
     if not _SCHEMA.match(schema):
         raise MigrationError(f"schema name {schema!r} must be lower-case letters, digits and _")
+    if owner is not None and not _SCHEMA.match(owner):
+        raise MigrationError(f"role name {owner!r} must be lower-case letters, digits and _")
     applied: list[str] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"aftersales-migrate:{schema}")
-        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        # Only when missing: a service's own role may not create schemas (no CREATE on the
+        # database), and CREATE SCHEMA IF NOT EXISTS checks that privilege before it looks.
+        if not await conn.fetchval("SELECT true FROM pg_namespace WHERE nspname = $1", schema):
+            await conn.execute(f'CREATE SCHEMA "{schema}"' + (f' AUTHORIZATION "{owner}"' if owner else ""))
+        if owner is not None:
+            await conn.execute(f'SET LOCAL ROLE "{owner}"')
         await conn.execute(f'SET LOCAL search_path TO "{schema}", public')
         await conn.execute(
             """CREATE TABLE IF NOT EXISTS schema_migrations (

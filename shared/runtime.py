@@ -23,6 +23,7 @@ from fastapi import APIRouter, FastAPI
 from shared import metrics, tracing
 from shared.clock import Clock, clock_from_settings
 from shared.db import acquire, create_pool, ensure_database
+from shared.db_roles import check_service_role, has_own_role, service_settings
 from shared.errors import is_transient
 from shared.kafka.clients import make_producer
 from shared.kafka.consumer import EventConsumer, Subscription
@@ -136,22 +137,30 @@ class ServiceRuntime(Generic[D]):
         sources = {"kernel": KERNEL_MIGRATIONS}
         if self.definition.migrations is not None:
             sources[self.name] = self.definition.migrations
+        # Its own role (shared/db_roles.py); refused without one, or as a superuser, outside development.
+        settings = service_settings(self.settings, self.name)
+        warning = None
         while True:
             try:
-                await ensure_database(self.settings)
-                self.pool = await create_pool(self.settings, self.name)
+                if not has_own_role(self.settings, self.name):  # a role of its own may not create databases
+                    await ensure_database(settings)
+                self.pool = await create_pool(settings, self.name)
                 async with acquire(self.pool) as conn:
+                    warning = await check_service_role(conn, self.settings, self.name)
                     applied = await migrate(conn, self.name, sources)
                 break
             except Exception as exc:
-                if not is_transient(exc) or self._stopping.is_set():
-                    raise
                 if self.pool is not None:
                     self.pool.terminate()
                     self.pool = None
+                if not is_transient(exc) or self._stopping.is_set():
+                    raise
                 log.warning("database not reachable yet, retrying", error=type(exc).__name__, detail=str(exc)[:200])
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
+        if warning:
+            log.warning("development flag set on loopback: running without a database role of its own",
+                        service=self.name, reason=warning)
         if applied:
             log.info("migrations applied", service=self.name, applied=applied)
 

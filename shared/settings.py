@@ -69,6 +69,15 @@ class Settings(BaseSettings):
     # or database_ssl_rootcert for verify-full against a private CA.
     database_url: str = "postgresql://postgres@127.0.0.1:5432/aftersales"
     database_ssl_rootcert: Path | None = None
+    # A Postgres role per service (shared/db_roles.py): "service=password" pairs (and "ops=" for
+    # the read-only ops role). A service connects to database_url's server and database as
+    # <database_role_prefix><service> with its password, never with database_url's own role,
+    # which is the admin's (infra up, migrate, replay, tests). `aftersales infra up` writes them.
+    database_role_passwords: SecretStr = SecretStr("")
+    database_role_prefix: str = Field("aftersales_", pattern=r"^[a-z_][a-z0-9_]{0,40}$")
+    # Development only: a service without its own role connects with database_url's role, even
+    # a superuser. Honoured only while the database host and the HTTP host are loopback.
+    dev_single_database_role: bool = False
     db_pool_min: int = Field(2, ge=1)
     db_pool_max: int = Field(14, ge=1)
 
@@ -256,6 +265,9 @@ def secret_problems(settings: Settings, extra: dict[str, str | None] | None = No
     password = urlsplit(settings.database_url).password
     if password is not None:
         named.append(("the password in AFTERSALES_DATABASE_URL", password))
+    for pair in _pairs(settings.database_role_passwords.get_secret_value()):
+        role, _, role_password = pair.partition("=")
+        named.append((f"AFTERSALES_DATABASE_ROLE_PASSWORDS (role {role.strip()})", role_password))
     for name, value in (extra or {}).items():
         if value:
             named.append((name, value))

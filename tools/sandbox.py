@@ -19,6 +19,7 @@ import httpx
 
 from aftersales.dlq import REDRIVES
 from shared.db import with_database
+from shared.db_roles import ensure_schemas, role_passwords
 from shared.events import ALL_TOPICS
 from shared.kafka.clients import delete_topics, ensure_topics
 from shared.settings import Settings, load_settings
@@ -46,6 +47,10 @@ class Namespace:
             "AFTERSALES_TIMER_TICK_SECONDS": "0.2",
             # the tests' tokens ("agent-token") are short on purpose; the namespace is loopback
             "AFTERSALES_DEV_WEAK_SECRETS": "true",
+            # each service as its own Postgres role when the server has them (shared/db_roles.py)
+            "AFTERSALES_DATABASE_ROLE_PASSWORDS": self.settings.database_role_passwords.get_secret_value(),
+            "AFTERSALES_DATABASE_ROLE_PREFIX": self.settings.database_role_prefix,
+            "AFTERSALES_DEV_SINGLE_DATABASE_ROLE": "true" if self.settings.dev_single_database_role else "false",
         }
         if self.settings.clock_offset_seconds:  # the namespace lives on another day (tests)
             env["AFTERSALES_CLOCK_OFFSET_SECONDS"] = repr(self.settings.clock_offset_seconds)
@@ -66,6 +71,16 @@ async def create_namespace(label: str = "t", partitions: int = 12, **overrides: 
         topic_prefix=prefix, topic_partitions=partitions, database_url=with_database(base.database_url, database),
         **overrides,
     )
+    if role_passwords(settings):
+        # the services' roles (made by `aftersales infra up`) get their schemas in the new database
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            await ensure_schemas(conn, settings)
+        finally:
+            await conn.close()
+    elif "dev_single_database_role" not in overrides:
+        # a server without the roles yet: every service shares the admin's role (loopback only)
+        settings = settings.model_copy(update={"dev_single_database_role": True})
     await ensure_topics(settings, ALL_TOPICS)
     return Namespace(settings, prefix, database)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from services.console import accounts, store
 from shared.db import connect, ensure_database
+from shared.db_roles import has_own_role, service_database_url
 from shared.migrations import KERNEL_MIGRATIONS, migrate
 from shared.settings import Settings
 
@@ -22,8 +23,11 @@ class AccountError(ValueError):
 
 
 async def _connection(settings: Settings) -> Any:
-    await ensure_database(settings)
-    conn = await connect(settings, SCHEMA)
+    if has_own_role(settings, SCHEMA):  # as the console's own role (compose, helm, infra up's roles)
+        conn = await connect(settings, SCHEMA, database_url=service_database_url(settings, SCHEMA))
+    else:
+        await ensure_database(settings)
+        conn = await connect(settings, SCHEMA)
     await migrate(conn, SCHEMA, {"kernel": KERNEL_MIGRATIONS, SCHEMA: MIGRATIONS})
     return conn
 
