@@ -86,6 +86,13 @@ def service_database_url(settings: Settings, service: str) -> str:
     )
 
 
+def reader_database_url(settings: Settings) -> str:
+    """For tools that only read across schemas (the demo's figures): the read-only ops role
+    where there is one, else AFTERSALES_DATABASE_URL's role."""
+    password = role_passwords(settings).get(OPS)
+    return with_login(settings.database_url, role_name(settings, OPS), password) if password else settings.database_url
+
+
 def service_settings(settings: Settings, service: str) -> Settings:
     """The settings a service runs with: database_url is its own role's connection string."""
     return settings.model_copy(update={"database_url": service_database_url(settings, service)})

@@ -58,6 +58,7 @@ from aftersales.progress import bars
 from services.followup.config import FollowUpRules
 from services.followup.feedback import NOT_OPENING
 from shared.clock import FileClock
+from shared.db_roles import ensure_schemas, reader_database_url
 from shared.events.catalog import ALL_TOPICS, PRODUCER_TOPICS
 from shared.kafka.clients import make_admin, partitions_of, stop_consumer
 from shared.settings import CONSOLE, PROCESSES, Settings, load_settings, project_home
@@ -103,6 +104,7 @@ async def reset_stack(settings: Settings) -> None:
     try:
         for service in PROCESSES:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{service}" CASCADE')  # our own names, not input
+        await ensure_schemas(conn, settings)  # empty again, each its service's role's (shared/db_roles.py)
     finally:
         await conn.close()
 
@@ -606,7 +608,7 @@ class Stack:
         await self.admin.start()
         self.reader = AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False)  # type: ignore[arg-type]
         await self.reader.start()
-        self.db = await asyncpg.connect(self.settings.database_url)
+        self.db = await asyncpg.connect(reader_database_url(self.settings))  # it only reads
         for service in PROCESSES:
             definition = load(service)
             self.groups[f"{self.settings.topic_prefix}{service}"] = [
@@ -867,7 +869,7 @@ async def report(settings: Settings, office: Office, tally: Tally, world: World,
     quality = await office.call("GET", "quality", "/v1/kpis", office.ops)
     concerns = await office.call("GET", "followup", "/v1/feedback-items/figures", office.ops, params=window)
     alerts = await office.call("GET", "quality", "/v1/alerts", office.ops, params={"limit": 50})
-    db = await asyncpg.connect(settings.database_url)
+    db = await asyncpg.connect(reader_database_url(settings))  # read-only figures
     try:
         sent = dict(await db.fetch(
             "SELECT channel || ' ' || status, count(*) FROM notifier.notifications WHERE created_at >= $1 GROUP BY 1",
