@@ -17,9 +17,10 @@ publishes all share one trace id.
   call (`handle <event type>`), continuing the records' trace when they share one, else linked
   to each record's trace (spans are exported).
 
-Propagation does not depend on exporting: without an endpoint each service still has an SDK
-tracer provider, with no span processor, so ids are generated and carried and nothing is sent
-anywhere. Exporting is on when `AFTERSALES_OTLP_ENDPOINT` or the standard
+Propagation does not depend on exporting. Without an endpoint no span is made at all (no cost
+beyond reading and writing the headers): an incoming context is made current as it came and
+carried on, and a request without one gets fresh random ids, so its records carry a trace too;
+nothing is sent anywhere. Exporting is on when `AFTERSALES_OTLP_ENDPOINT` or the standard
 `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, unless
 `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`; the resource's `service.name` is the
 service. The SDK's own variables (`OTEL_BSP_SCHEDULE_DELAY`, `OTEL_TRACES_SAMPLER`,
@@ -29,6 +30,7 @@ service. The SDK's own variables (`OTEL_BSP_SCHEDULE_DELAY`, `OTEL_TRACES_SAMPLE
 from __future__ import annotations
 
 import os
+import random
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -151,16 +153,40 @@ def parent(context: TraceContext | None) -> otel_context.Context | None:
 
 # -- set-up, once per process (per service, as tests run several in one process) ---------------
 
+def new_context() -> TraceContext:
+    """A fresh trace (random ids, sampled) for a request that came without one, while no spans
+    are made (with spans, the SDK generates the ids)."""
+    trace_id = random.getrandbits(128) or 1
+    span_id = random.getrandbits(64) or 1
+    return TraceContext(f"00-{trace_id:032x}-{span_id:016x}-01")
+
+
+@contextmanager
+def carrying(context: TraceContext | None) -> Iterator[None]:
+    """The carried context made current (no span), for what is written meanwhile."""
+    if context is None:
+        yield
+        return
+    token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(context.span_context())))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
 @dataclass
 class Tracing:
     service: str
-    provider: TracerProvider
-    tracer: trace.Tracer
-    endpoint: str | None  # where spans go; None: nowhere (propagation only)
+    # None: export is off, and no span is made (the trace context is carried all the same)
+    provider: TracerProvider | None
+    endpoint: str | None  # where spans go
+
+    def __post_init__(self) -> None:
+        self.tracer: trace.Tracer | None = self.provider.get_tracer("aftersales") if self.provider else None
 
     @property
     def exporting(self) -> bool:
-        return self.endpoint is not None
+        return self.tracer is not None
 
 
 _services: dict[str, Tracing] = {}
@@ -196,13 +222,14 @@ def setup(service: str, settings: Settings | None = None) -> Tracing:
         if found is not None:
             return found
         endpoint = export_endpoint(settings)
-        resource = Resource.create({"service.name": service, "service.namespace": "aftersales"})
-        provider = TracerProvider(resource=resource)
+        provider = None
         if endpoint is not None:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+            resource = Resource.create({"service.name": service, "service.namespace": "aftersales"})
+            provider = TracerProvider(resource=resource)
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
-        found = Tracing(service, provider, provider.get_tracer("aftersales"), endpoint)
+        found = Tracing(service, provider, endpoint)
         _services[service] = found
         return found
 
@@ -210,12 +237,8 @@ def setup(service: str, settings: Settings | None = None) -> Tracing:
 def flush(service: str, timeout_seconds: float = 5.0) -> None:
     """Send what is still buffered (at a service's stop); the provider stays usable."""
     found = _services.get(service)
-    if found is not None and found.exporting:
+    if found is not None and found.provider is not None:
         found.provider.force_flush(int(timeout_seconds * 1000))
-
-
-def tracer(service: str) -> trace.Tracer:
-    return setup(service).tracer
 
 
 # -- HTTP --------------------------------------------------------------------------------------
@@ -239,9 +262,15 @@ class TraceRequests:
                 traceparent = value
             elif name == b"tracestate":
                 tracestate = value
+        incoming = parse(traceparent, tracestate)
+        tracer = setup(self.service, self.settings).tracer
+        if tracer is None:  # export off: carry the caller's trace, or start one
+            with carrying(incoming or new_context()):
+                await self.app(scope, receive, send)
+            return
         method = scope.get("method", "GET")
-        span = setup(self.service, self.settings).tracer.start_span(
-            method, context=parent(parse(traceparent, tracestate)), kind=SpanKind.SERVER,
+        span = tracer.start_span(
+            method, context=parent(incoming), kind=SpanKind.SERVER,
             attributes={"http.request.method": method, "url.path": scope.get("path", "")},
         )
         token = otel_context.attach(trace.set_span_in_context(span))
@@ -296,7 +325,7 @@ def sending(service: str, rows: Sequence[Mapping[str, Any]]) -> Iterator[None]:
     among the rows (child of the stored context), which the records then carry as parent.
     Without an exporter, nothing (the stored headers go out as they are)."""
     found = _services.get(service)
-    if found is None or not found.exporting:
+    if found is None or found.tracer is None:
         yield
         return
     spans: dict[str, Span] = {}
@@ -340,7 +369,7 @@ def sending(service: str, rows: Sequence[Mapping[str, Any]]) -> Iterator[None]:
 def _state_of(rows: Sequence[Mapping[str, Any]], traceparent: str) -> str | None:
     for row in rows:
         if row.get("traceparent") == traceparent:
-            return row.get("tracestate")  # type: ignore[no-any-return]
+            return row.get("tracestate")
     return None
 
 
@@ -362,36 +391,44 @@ def _common(traces: Sequence[TraceContext | None]) -> tuple[TraceContext | None,
 
 
 @contextmanager
-def consuming(service: str, traces: Sequence[TraceContext | None], *, group: str | None) -> Iterator[Span]:
+def consuming(service: str, traces: Sequence[TraceContext | None], *, group: str | None) -> Iterator[None]:
     """A CONSUMER span around one poll's records: a child of their trace when they share one,
-    else a new trace linked to theirs (links only while exporting)."""
-    found = setup(service)
-    common, links = _common(traces) if found.exporting else (_first_if_one(traces), [])
+    else a new trace linked to theirs. Export off: no span; their trace made current if one."""
+    tracer = setup(service).tracer
+    if tracer is None:
+        with carrying(_first_if_one(traces)):
+            yield
+        return
+    common, links = _common(traces)
     attributes: dict[str, Any] = {"messaging.system": "kafka", "messaging.operation.type": "process",
                                   "messaging.batch.message_count": len(traces)}
     if group:
         attributes["messaging.consumer.group.name"] = group
-    with found.tracer.start_as_current_span("process batch", context=parent(common), kind=SpanKind.CONSUMER,
-                                            links=links, attributes=attributes) as span:
-        yield span
+    with tracer.start_as_current_span("process batch", context=parent(common), kind=SpanKind.CONSUMER,
+                                      links=links, attributes=attributes):
+        yield
 
 
 @contextmanager
 def handling(service: str, handler: Any, event_types: Sequence[str],
-             traces: Sequence[TraceContext | None]) -> Iterator[Span]:
+             traces: Sequence[TraceContext | None]) -> Iterator[None]:
     """A span around one handler call: a child of its records' trace when they share one (even
-    inside a batch span of another), else of the current span, linked to their traces."""
-    found = setup(service)
-    common, links = _common(traces) if found.exporting else (_first_if_one(traces), [])
+    inside a batch span of another), else of the current span, linked to their traces. Export
+    off: no span; their trace made current if the poll's is another."""
+    tracer = setup(service).tracer
+    common, links = _common(traces) if tracer is not None else (_first_if_one(traces), [])
     if common is not None and f"{trace.get_current_span().get_span_context().trace_id:032x}" == common.trace_id:
-        common = None  # the poll's span continues that trace already: a child of it
+        common = None  # the poll's span (or context) continues that trace already: a child of it
+    if tracer is None:
+        with carrying(common):
+            yield
+        return
     kinds = sorted(set(event_types))
     name = f"handle {kinds[0]}" if len(kinds) == 1 else f"handle {getattr(handler, '__name__', 'events')}"
     attributes: dict[str, Any] = {"aftersales.handler": getattr(handler, "__qualname__", repr(handler)),
                                   "aftersales.event_types": kinds, "messaging.batch.message_count": len(traces)}
-    with found.tracer.start_as_current_span(name, context=parent(common), links=links,
-                                            attributes=attributes) as span:
-        yield span
+    with tracer.start_as_current_span(name, context=parent(common), links=links, attributes=attributes):
+        yield
 
 
 def _first_if_one(traces: Sequence[TraceContext | None]) -> TraceContext | None:

@@ -36,14 +36,16 @@ def exported() -> Iterator[InMemorySpanExporter]:
     memory = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "traced"}))
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    tracing._services["traced"] = Tracing("traced", provider, provider.get_tracer("test"), "memory://")
-    quiet = TracerProvider(resource=Resource.create({"service.name": "quiet"}))
-    tracing._services["quiet"] = Tracing("quiet", quiet, quiet.get_tracer("test"), None)
+    tracing._services["traced"] = Tracing("traced", provider, "memory://")
+    tracing._services["quiet"] = Tracing("quiet", None, None)
     try:
         yield memory
     finally:
         tracing._services.pop("traced", None)
         tracing._services.pop("quiet", None)
+
+
+LOCAL = TracerProvider().get_tracer("test")  # spans of a test's own, exported nowhere
 
 
 def _id(span: ReadableSpan) -> str:
@@ -96,7 +98,7 @@ def test_an_outbox_row_carries_the_current_span_or_the_causing_records_trace(exp
     assert tracing.for_outbox(None) is None  # outside any span: nothing
     cause = TraceContext(OTHER, "k=v")
     assert tracing.for_outbox(cause) == cause  # carried on as it came
-    with tracing.tracer("quiet").start_as_current_span("work", context=tracing.parent(TraceContext(PARENT))) as span:
+    with LOCAL.start_as_current_span("work", context=tracing.parent(TraceContext(PARENT))) as span:
         here = tracing.current()
         assert here is not None and here.trace_id == TRACE
         assert here.traceparent == f"00-{TRACE}-{span.get_span_context().span_id:016x}-01"
@@ -106,18 +108,29 @@ def test_an_outbox_row_carries_the_current_span_or_the_causing_records_trace(exp
     assert exported.get_finished_spans() == ()  # `quiet` exports nothing
 
 
-def test_propagation_without_an_exporter_still_generates_ids() -> None:
+def test_export_off_makes_no_spans_and_carries_the_context_as_it_came() -> None:
     tracing._services.pop("nowhere", None)
     found = tracing.setup("nowhere", Settings.model_construct(otlp_endpoint=""))
     try:
-        assert not found.exporting
-        with found.tracer.start_as_current_span("request"):
-            here = tracing.current()
-        assert here is not None and tracing.parse(here.traceparent) == here
-        assert int(here.traceparent[-2:], 16) & 1  # sampled: a service downstream that exports records it
+        assert not found.exporting and found.provider is None and found.tracer is None
         assert tracing.setup("nowhere") is found  # once per process
+        with tracing.consuming("nowhere", [TraceContext(PARENT, "k=v"), None], group=None):
+            assert tracing.current() == TraceContext(PARENT, "k=v")
+            with tracing.handling("nowhere", print, ["VehicleSold"], [TraceContext(OTHER)]):
+                assert tracing.current() == TraceContext(OTHER)
+            with tracing.handling("nowhere", print, ["VehicleSold"], [TraceContext(PARENT), None]):
+                assert tracing.current() == TraceContext(PARENT, "k=v")
+        with tracing.consuming("nowhere", [TraceContext(PARENT), TraceContext(OTHER)], group=None):
+            assert tracing.current() is None  # several traces: each row carries its cause's
+        assert tracing.current() is None
     finally:
         tracing._services.pop("nowhere", None)
+
+
+def test_a_new_trace_has_random_valid_ids() -> None:
+    first, second = tracing.new_context(), tracing.new_context()
+    assert tracing.parse(first.traceparent) == first and first.traceparent.endswith("-01")
+    assert first.trace_id != second.trace_id
 
 
 def _uow() -> UnitOfWork[None]:
@@ -135,7 +148,7 @@ def test_the_unit_of_work_writes_each_rows_trace_context(exported: InMemorySpanE
     uow = _uow()
     uow.traces[cause_a.event_id] = TraceContext(PARENT)
     uow.traces[cause_b.event_id] = TraceContext(OTHER, "k=v")
-    with tracing.tracer("quiet").start_as_current_span("handle", context=tracing.parent(TraceContext(PARENT))):
+    with LOCAL.start_as_current_span("handle", context=tracing.parent(TraceContext(PARENT))):
         here = tracing.current()
         uow.publish("VehicleSold", env["data"], cause=cause_a)
         uow.publish("VehicleSold", env["data"], cause=cause_b)
@@ -189,7 +202,7 @@ def test_a_failed_send_marks_the_relays_spans(exported: InMemorySpanExporter) ->
 
 def test_a_poll_of_one_trace_continues_it_and_its_handler_is_a_child(exported: InMemorySpanExporter) -> None:
     traces = [TraceContext(PARENT), None, TraceContext(f"00-{TRACE}-1111111111111111-01")]
-    with tracing.consuming("traced", traces, group="t.followup") as batch:
+    with tracing.consuming("traced", traces, group="t.followup"):
         with tracing.handling("traced", test_a_poll_of_one_trace_continues_it_and_its_handler_is_a_child,
                               ["VehicleSold", "VehicleSold"], traces[:2]):
             pass
@@ -197,7 +210,7 @@ def test_a_poll_of_one_trace_continues_it_and_its_handler_is_a_child(exported: I
     assert (process.name, process.kind) == ("process batch", SpanKind.CONSUMER)
     assert _id(process) == TRACE and process.parent.span_id == 0xB7AD6B7169203331  # type: ignore[union-attr]
     assert process.attributes["messaging.consumer.group.name"] == "t.followup"
-    assert handle.name == "handle VehicleSold" and handle.parent.span_id == batch.get_span_context().span_id  # type: ignore[union-attr]
+    assert handle.name == "handle VehicleSold" and handle.parent.span_id == process.context.span_id  # type: ignore[union-attr]
     assert handle.attributes["aftersales.event_types"] == ("VehicleSold",)
 
 
@@ -217,16 +230,16 @@ def test_a_poll_of_several_traces_is_linked_to_each_and_a_handler_of_one_continu
     assert several.parent.span_id == process.context.span_id  # type: ignore[union-attr]
 
 
-def test_without_an_exporter_a_mixed_poll_makes_no_links(exported: InMemorySpanExporter) -> None:
-    with tracing.consuming("quiet", [TraceContext(PARENT), TraceContext(OTHER)], group=None) as span:
-        assert list(span.links) == [] and f"{span.get_span_context().trace_id:032x}" not in (TRACE, OTHER[3:35])
+def test_without_an_exporter_the_consumer_makes_no_span(exported: InMemorySpanExporter) -> None:
     with tracing.consuming("quiet", [TraceContext(PARENT), None], group=None):
-        assert tracing.current().trace_id == TRACE  # type: ignore[union-attr]
+        with tracing.handling("quiet", print, ["VehicleSold"], [TraceContext(PARENT)]):
+            assert tracing.current() == TraceContext(PARENT)
+    assert exported.get_finished_spans() == ()
 
 
 # -- HTTP -----------------------------------------------------------------------------------------
 
-def _app() -> FastAPI:
+def _app(service: str = "traced") -> FastAPI:
     app = FastAPI()
 
     @app.get("/v1/things/{thing_id}")
@@ -236,7 +249,7 @@ def _app() -> FastAPI:
         here = tracing.current()
         return {"thing": thing_id, "traceparent": here.traceparent if here else None}
 
-    app.add_middleware(tracing.TraceRequests, service="traced")
+    app.add_middleware(tracing.TraceRequests, service=service)
     return app
 
 
@@ -277,3 +290,12 @@ def test_export_is_off_unless_an_endpoint_is_configured(monkeypatch: pytest.Monk
     monkeypatch.delenv("OTEL_TRACES_EXPORTER")
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     assert tracing.export_endpoint(on) is None
+
+
+async def test_without_an_exporter_a_request_carries_its_trace_or_starts_one(exported: InMemorySpanExporter) -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_app("quiet")), base_url="http://test") as client:
+        given = (await client.get("/v1/things/1", headers={"traceparent": PARENT})).json()["traceparent"]
+        started = [(await client.get("/v1/things/2")).json()["traceparent"] for _ in range(2)]
+    assert given == PARENT  # carried as it came: no span of ours in between
+    assert all(tracing.parse(t) is not None for t in started) and started[0][3:35] != started[1][3:35]
+    assert exported.get_finished_spans() == ()
