@@ -66,8 +66,8 @@ def router() -> APIRouter:
         state = state if state in ALERT_STATES else "open"
         try:
             answer = await services(request).call(person, "GET", "quality", "/v1/alerts",
-                                                  params={"state": state, "limit": 200})
-            alerts, problem = answer["alerts"], None
+                                                  params={"state": state, "limit": 200, "sort": "-raised_at"})
+            alerts, problem = answer["items"], None
         except ServiceError as exc:
             alerts, problem = [], exc.message
         for a in alerts:
@@ -137,8 +137,9 @@ def router() -> APIRouter:
                            person: Person = Depends(role(*INSPECTORS))) -> Response:
         """Every recall from a confirmed batch problem with its progress (all dealers), newest first."""
         try:
-            answer = await services(request).call(person, "GET", "quality", "/v1/recalls")
-            recalls, problem = recall_rows(answer["recalls"]), None
+            answer = await services(request).call(person, "GET", "quality", "/v1/recalls",
+                                                  params={"limit": 200, "sort": "-confirmed_at"})
+            recalls, problem = recall_rows(answer["items"]), None
         except ServiceError as exc:
             recalls, problem = [], exc.message
         if format in ("csv", "xlsx"):

@@ -7,22 +7,23 @@ import hmac
 import time
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.intake import store
 from services.intake.config import IntakeRules
 from services.intake.domain import HISTORY_FIELDS, Rejected, as_text, missing_fields
 from services.intake.handlers import precheck
+from shared.api import Page, PageParams, Sort, SortKey, make_page, page_params, problems, sort_param
 from shared.db import acquire
 from shared.events import InvalidRecord, decode, new_event
 from shared.events.catalog import PRODUCER_TOPICS, UPSTREAM_CRM
 from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
 from shared.events.upstream import Email, Name, PersonName, Phone, Text, Vin
-from shared.http import Moment, Principal, check_paging, require, runtime_of
+from shared.http import Moment, Principal, require, runtime_of
 from shared.timeutil import add_months
 from shared.validation import normalize_phone, normalize_vin
 
@@ -94,15 +95,225 @@ class ConsultationIn(BaseModel):
 
 
 class WebhookResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "accepted": 1, "duplicate": 1, "rejected": 1, "results": [
+            {"index": 0, "event_id": "5f0c6a52-8d1e-4c39-9a7e-0b6f3c1d2e41", "status": "accepted", "reason": None},
+            {"index": 1, "event_id": "0d4b9a6e-2f8c-4b1a-8e5d-7c3a9f1b2d60", "status": "duplicate",
+             "reason": "this event_id was received before"},
+            {"index": 2, "event_id": None, "status": "rejected",
+             "reason": "data.vin: 'LSV123' is not a VIN (17 characters, no I, O or Q)"}]}]})
     accepted: int
     duplicate: int
     rejected: int
     results: list[EventResult]
 
 
+_WHEN = "2026-11-18T14:05:00+08:00"
+
+
+class CustomerHit(BaseModel):
+    """A customer file as a search lists it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "customer_id": "CUST-000123", "name": "王芳", "phone": "+8613812345678", "region": "east",
+        "address": "上海市浦东新区世纪大道100号", "updated_at": _WHEN, "vins": ["LSVAU2180N2183456"]}]})
+    customer_id: str
+    name: str | None
+    phone: str | None = Field(description="E.164")
+    region: str | None
+    address: str | None
+    updated_at: datetime
+    vins: list[str]
+
+
+class IncompleteFile(BaseModel):
+    """A file missing data the plan wants within 2 days of the last visit (or of the file's opening)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "customer_id": "CUST-000124", "name": "李强", "region": "west",
+        "missing": ["address", "plate (LSVAU2180N2183457)"], "created_at": "2026-11-02T09:30:00+08:00",
+        "last_visit_at": _WHEN, "overdue": True}]})
+    customer_id: str
+    name: str | None
+    region: str | None
+    missing: list[str] = Field(description="phone, address, plate (<vin>), model (<vin>)")
+    created_at: datetime
+    last_visit_at: datetime | None
+    overdue: bool = Field(description="more than complete_file_within_days since the last visit or the opening")
+
+
+class FlaggedFile(BaseModel):
+    """A file with a contact value that failed its check, kept with the reason until corrected."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "customer_id": "CUST-000125", "name": "张伟", "region": "east", "phone": None, "email": "zhang.wei@example.cn",
+        "contact_flags": {"phone": {"value": "1381234", "reason": "not a mobile or fixed-line number of CN",
+                                    "flagged_at": _WHEN, "source": "VehicleSold"}},
+        "updated_at": _WHEN}]})
+    customer_id: str
+    name: str | None
+    region: str | None
+    phone: str | None
+    email: str | None
+    contact_flags: dict[str, Any] = Field(description="{field: {value, reason, flagged_at, source}}")
+    updated_at: datetime
+
+
+class FileRead(BaseModel):
+    """One entry of the access log: who read which customer file, when, by which route."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": 4711, "at": _WHEN, "reader": "wang.fang", "role": "agent", "customer_id": "CUST-000123",
+        "route": "GET /v1/customers", "detail": {"filters": ["phone"], "sort": "customer_id", "rows": 1}}]})
+    id: int
+    at: datetime
+    reader: str
+    role: str
+    customer_id: str
+    route: str
+    detail: dict[str, Any] = Field(description="a search's filter names (not the values), sort and rows listed; "
+                                               "a refusal's reason")
+
+
+class HistoryValue(BaseModel):
+    value: str
+    first_seen_at: datetime
+
+
+class FileVehicle(BaseModel):
+    vin: str
+    plate: str | None
+    model: str | None
+    dealer_id: str | None
+    region: str | None
+    sale_id: str | None
+    sold_at: datetime | None
+    warranty_months: int | None
+    warranty_km: int | None
+    parts: list[dict[str, Any]]
+    warranty_until: datetime | None
+
+
+class FileVisit(BaseModel):
+    repair_order_id: str
+    vin: str
+    dealer_id: str
+    picked_up_at: datetime
+    service_type: str
+    items: list[Any]
+    mileage_km: int | None
+    advisor_id: str | None
+    next_service_due_at: datetime | None
+    next_service_due_km: int | None
+
+
+class FileReceipt(BaseModel):
+    receipt_id: str
+    repair_order_id: str
+    vin: str
+    returned_at: datetime
+    rating: int | None
+    comments: str | None
+
+
+class CustomerFile(BaseModel):
+    """A customer's whole file."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "customer_id": "CUST-000123", "known_only_by_phone": False, "name": "王芳", "phone": "+8613812345678",
+        "email": "wang.fang@example.cn", "address": "上海市浦东新区世纪大道100号", "region": "east",
+        "person_in_charge": None, "locale": "zh-CN", "timezone": "Asia/Shanghai",
+        "consent": {"sms": True, "email": True, "letter": True},
+        "created_at": "2025-10-08T11:00:00+08:00", "updated_at": _WHEN, "contact_flags": {},
+        "phones": ["+8613812345678", "+8613912345678"], "complete": True, "missing": [],
+        "vehicles": [{"vin": "LSVAU2180N2183456", "plate": "沪A12345", "model": "EV-S", "dealer_id": "DLR-SH-01",
+                      "region": "east", "sale_id": "SALE-2025-0881", "sold_at": "2025-10-08T11:00:00+08:00",
+                      "warranty_months": 36, "warranty_km": 100000,
+                      "parts": [{"category": "motor", "part_no": "MTR-200", "batch": "B2025-09", "supplier_id": "SUP-7"}],
+                      "warranty_until": "2028-10-08T11:00:00+08:00"}],
+        "visits": [{"repair_order_id": "RO-2026-10-0042", "vin": "LSVAU2180N2183456", "dealer_id": "DLR-SH-01",
+                    "picked_up_at": "2026-10-21T16:00:00+08:00", "service_type": "maintenance",
+                    "items": ["机油更换"], "mileage_km": 12034, "advisor_id": "ADV-09",
+                    "next_service_due_at": "2027-04-21T16:00:00+08:00", "next_service_due_km": 22000}],
+        "receipts": [{"receipt_id": "RCPT-77", "repair_order_id": "RO-2026-10-0042", "vin": "LSVAU2180N2183456",
+                      "returned_at": "2026-10-22T10:00:00+08:00", "rating": 5, "comments": "服务很好"}],
+        "history": {"phone": [{"value": "+8613912345678", "first_seen_at": "2025-10-08T11:00:00+08:00"},
+                              {"value": "+8613812345678", "first_seen_at": "2026-11-10T09:00:00+08:00"}]}}]})
+    customer_id: str
+    known_only_by_phone: bool
+    name: str | None
+    phone: str | None
+    email: str | None
+    address: str | None
+    region: str | None
+    person_in_charge: str | None
+    locale: str
+    timezone: str
+    consent: dict[str, bool]
+    created_at: datetime
+    updated_at: datetime
+    contact_flags: dict[str, Any]
+    phones: list[str] = Field(description="current first, then the earlier ones")
+    complete: bool
+    missing: list[str]
+    vehicles: list[FileVehicle]
+    visits: list[FileVisit]
+    receipts: list[FileReceipt]
+    history: dict[str, list[HistoryValue]] = Field(description="every value each field has held, oldest first")
+
+
+class ContactAccepted(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "customer_id": "CUST-000125", "event_id": "9b2e4c1a-6d3f-4e8b-a1c7-2f5d8e9b0a13", "corrected_by": "wang.fang",
+        "fields": ["phone"], "status": "accepted"}]})
+    customer_id: str
+    event_id: uuid.UUID = Field(description="the CustomerContactCorrected on upstream.crm")
+    corrected_by: str
+    fields: list[str]
+    status: Literal["accepted"]
+
+
+class ConsultationAccepted(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "consultation_id": "CONS-3f9a1c2b7d4e5f60", "event_id": "3f9a1c2b-7d4e-5f60-8a1b-2c3d4e5f6a7b",
+        "handled_by": "wang.fang", "status": "accepted"}]})
+    consultation_id: str
+    event_id: uuid.UUID = Field(description="the ConsultationRecorded on upstream.crm")
+    handled_by: str
+    status: Literal["accepted"]
+
+
+# The orders a list may be asked in (`sort=key` ascending, `sort=-key` descending).
+SEARCH_SORTS = {"customer_id": SortKey(column="c.customer_id", cast="text"),
+                "updated_at": SortKey(column="c.updated_at", cast="timestamptz"),
+                "created_at": SortKey(column="c.created_at", cast="timestamptz")}
+INCOMPLETE_SORTS = {"created_at": SortKey(column="c.created_at", cast="timestamptz"),
+                    "customer_id": SortKey(column="c.customer_id", cast="text")}
+FLAGGED_SORTS = {"updated_at": SortKey(column="c.updated_at", cast="timestamptz"),
+                 "customer_id": SortKey(column="c.customer_id", cast="text")}
+FILE_READ_SORTS = {"at": SortKey(column="r.at", cast="timestamptz")}
+
+
 def signature(secret: str, timestamp: str, body: bytes) -> str:
     """What a producer sends as X-Aftersales-Signature: HMAC-SHA256 over "<timestamp>.<raw body>"."""
     return SIGNATURE_SCHEME + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+
+def page_doc(model: type[BaseModel], limit: int) -> dict[int | str, dict[str, Any]]:
+    """The documented example of a page of `model` (its own example as the one item)."""
+    item = model.model_config.get("json_schema_extra", {})["examples"][0]  # type: ignore[index]
+    return {200: {"content": {"application/json": {"example": {
+        "items": [item], "next_cursor": "eyJzIjoiLXVwZGF0ZWRfYXQiLCJrIjpbIjIwMjYtMTEtMTgiLCJYLTEiXX0", "limit": limit}}}}}
+
+# The paging and sort parameters of each list (module level: one dependency each)
+SearchPaging = Annotated[PageParams, Depends(page_params(default_limit=20, max_limit=SEARCH_PAGE_MAX))]
+SearchSort = Annotated[Sort, Depends(sort_param(SEARCH_SORTS, default="customer_id"))]
+WorklistPaging = Annotated[PageParams, Depends(page_params(default_limit=50, max_limit=WORKLIST_PAGE_MAX))]
+IncompleteSort = Annotated[Sort, Depends(sort_param(INCOMPLETE_SORTS, default="created_at"))]
+FlaggedSort = Annotated[Sort, Depends(sort_param(FLAGGED_SORTS, default="updated_at"))]
+FileReadPaging = Annotated[PageParams, Depends(page_params(default_limit=50, max_limit=FILE_READS_MAX))]
+FileReadSort = Annotated[Sort, Depends(sort_param(FILE_READ_SORTS, default="-at"))]
 
 
 def router() -> APIRouter:
@@ -167,26 +378,29 @@ def router() -> APIRouter:
         request_id = (producer, x_aftersales_signature.strip().removeprefix(SIGNATURE_SCHEME), signed_at)
         return await _accept(runtime, rules, producer, payload, values, request_id)
 
-    @r.get("/v1/customers", tags=["customer files"], summary="Search customer files")
+    @r.get("/v1/customers", tags=["customer files"], summary="Search customer files",
+           response_model=Page[CustomerHit], responses=page_doc(CustomerHit, 20))
     async def search_customers(
         request: Request,
+        sort: SearchSort,
+        paging: SearchPaging,
         phone: str | None = Query(None, description="any format; matched in E.164, current or previous"),
-        plate: str | None = None,
-        vin: str | None = None,
-        name: str | None = Query(None, description="prefix, case-insensitive"),
-        region: str | None = None,
-        page: int = Query(1, ge=1),
-        page_size: int = Query(20, ge=1, le=SEARCH_PAGE_MAX),
+        plate: str | None = Query(None, max_length=20),
+        vin: str | None = Query(None, max_length=40),
+        name: str | None = Query(None, max_length=100, description="prefix, case-insensitive"),
+        dealer: str | None = Query(None, max_length=64, description="a dealer that sold or serviced one of the "
+                                                                   "customer's vehicles"),
+        region: str | None = Query(None, max_length=64),
         who: Principal = require("agent", "supervisor"),
-    ) -> dict[str, Any]:
-        """A search names at least one of phone, plate, vin, name, region: nobody pages through
-        the whole customer base. A scoped agent finds only customers of their regions and dealers.
-        Every file listed is written to the access log."""
-        check_paging(page=page)
+    ) -> Page[CustomerHit]:
+        """A search names at least one of phone, plate, vin, name, dealer, region: nobody pages
+        through the whole customer base, and a page holds at most 50 files. A scoped agent finds
+        only customers of their regions and dealers. Every file listed is written to the access
+        log with the filters' names (not their values), the sort and how many rows were listed."""
         filters = {k: v for k, v in (("phone", phone), ("plate", plate), ("vin", vin), ("name", name),
-                                     ("region", region)) if v and v.strip()}
+                                     ("dealer", dealer), ("region", region)) if v and v.strip()}
         if not filters:
-            raise HTTPException(422, "name what you are looking for: phone, plate, vin, name or region "
+            raise HTTPException(422, "name what you are looking for: phone, plate, vin, name, dealer or region "
                                      "(the whole customer base is not listed)")
         try:
             phone = normalize_phone(phone) if phone else None
@@ -196,59 +410,68 @@ def router() -> APIRouter:
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
-            total, rows = await store.search_customers(
+            rows = await store.search_customers(
                 conn, phone=phone, plate=plate.strip() if plate else None, vin=vin,
-                name=name.strip() if name else None, region=region, limit=page_size, offset=(page - 1) * page_size,
-                scope=_scope(who),
+                name=name.strip() if name else None, dealer=dealer.strip() if dealer else None,
+                region=region.strip() if region else None, limit=paging.limit + 1, sort=sort,
+                cursor=paging.cursor, scope=_scope(who),
             )
-            await _log_reads(conn, runtime, who, [r["customer_id"] for r in rows], "GET /v1/customers",
-                             filters=sorted(filters), page=page)
-        return {"total": total, "page": page, "page_size": page_size,
-                "customers": [{**r, "vins": list(r["vins"] or [])} for r in rows]}
+            page = make_page([CustomerHit(**{**r, "vins": list(r["vins"] or [])}) for r in rows], paging.limit, sort,
+                             _key(sort, "customer_id"))
+            await _log_reads(conn, runtime, who, [h.customer_id for h in page.items], "GET /v1/customers",
+                             filters=sorted(filters), sort=sort.text, rows=len(page.items),
+                             continued=paging.cursor is not None)
+        return page
 
-    @r.get("/v1/customers/incomplete", tags=["customer files"],
+    @r.get("/v1/customers/incomplete", tags=["customer files"], response_model=Page[IncompleteFile],
+           responses=page_doc(IncompleteFile, 50),
            summary="Files missing phone, address, plate or model (the plan wants them complete within 2 days)")
     async def incomplete(
-        request: Request, page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=WORKLIST_PAGE_MAX),
+        request: Request,
+        sort: IncompleteSort,
+        paging: WorklistPaging,
         who: Principal = require("agent", "supervisor"),
-    ) -> dict[str, Any]:
-        check_paging(page=page)
+    ) -> Page[IncompleteFile]:
         runtime = runtime_of(request)
         rules: IntakeRules = runtime.deps.rules
         assert runtime.pool is not None
-        async with acquire(runtime.pool) as conn:
-            total, rows = await store.incomplete_files(conn, page_size, (page - 1) * page_size, _scope(who))
-            await _log_reads(conn, runtime, who, [r["customer_id"] for r in rows], "GET /v1/customers/incomplete",
-                             page=page)
         now = runtime.clock.now()
         deadline = timedelta(days=rules.complete_file_within_days)
-        files = []
-        for row in rows:
-            missing = [f for f, flag in (("phone", row["no_phone"]), ("address", row["no_address"])) if flag]
-            missing += [f"plate ({vin})" for vin in row["no_plate"]] + [f"model ({vin})" for vin in row["no_model"]]
-            since = row["last_visit_at"] or row["created_at"]
-            files.append({
-                "customer_id": row["customer_id"], "name": row["name"], "region": row["region"], "missing": missing,
-                "last_visit_at": row["last_visit_at"], "overdue": now - since > deadline,
-            })
-        return {"total": total, "page": page, "page_size": page_size, "files": files}
+        async with acquire(runtime.pool) as conn:
+            rows = await store.incomplete_files(conn, paging.limit + 1, sort, paging.cursor, _scope(who))
+            files = []
+            for row in rows:
+                missing = [f for f, flag in (("phone", row["no_phone"]), ("address", row["no_address"])) if flag]
+                missing += [f"plate ({vin})" for vin in row["no_plate"]] + [f"model ({vin})" for vin in row["no_model"]]
+                since = row["last_visit_at"] or row["created_at"]
+                files.append(IncompleteFile(
+                    customer_id=row["customer_id"], name=row["name"], region=row["region"], missing=missing,
+                    created_at=row["created_at"], last_visit_at=row["last_visit_at"], overdue=now - since > deadline))
+            page = make_page(files, paging.limit, sort, _key(sort, "customer_id"))
+            await _log_reads(conn, runtime, who, [f.customer_id for f in page.items], "GET /v1/customers/incomplete",
+                             sort=sort.text, rows=len(page.items), continued=paging.cursor is not None)
+        return page
 
-    @r.get("/v1/customers/flagged", tags=["customer files"],
+    @r.get("/v1/customers/flagged", tags=["customer files"], response_model=Page[FlaggedFile],
+           responses=page_doc(FlaggedFile, 50),
            summary="Files with a contact value that failed its check (kept with the reason): call and correct them")
     async def flagged(
-        request: Request, page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=WORKLIST_PAGE_MAX),
+        request: Request,
+        sort: FlaggedSort,
+        paging: WorklistPaging,
         who: Principal = require("agent", "supervisor"),
-    ) -> dict[str, Any]:
-        check_paging(page=page)
+    ) -> Page[FlaggedFile]:
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
-            total, rows = await store.flagged_files(conn, page_size, (page - 1) * page_size, _scope(who))
-            await _log_reads(conn, runtime, who, [r["customer_id"] for r in rows], "GET /v1/customers/flagged",
-                             page=page)
-        return {"total": total, "page": page, "page_size": page_size, "files": rows}
+            rows = await store.flagged_files(conn, paging.limit + 1, sort, paging.cursor, _scope(who))
+            page = make_page([FlaggedFile(**r) for r in rows], paging.limit, sort, _key(sort, "customer_id"))
+            await _log_reads(conn, runtime, who, [f.customer_id for f in page.items], "GET /v1/customers/flagged",
+                             sort=sort.text, rows=len(page.items), continued=paging.cursor is not None)
+        return page
 
-    @r.get("/v1/customers/{customer_id}", tags=["customer files"],
+    @r.get("/v1/customers/{customer_id}", tags=["customer files"], response_model=CustomerFile,
+           responses=problems(404, examples={404: "no customer file 'CUST-404'; search with GET /v1/customers?phone=…"}),
            summary="A customer's whole file: vehicles, visits, receipts and change history")
     async def customer_file(request: Request, customer_id: str,
                             who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
@@ -263,14 +486,14 @@ def router() -> APIRouter:
             await _log_reads(conn, runtime, who, [customer_id], route)
         return _file_view(found)
 
-    @r.get("/v1/customer-file-reads", tags=["customer files"],
+    @r.get("/v1/customer-file-reads", tags=["customer files"], response_model=Page[FileRead], responses=page_doc(FileRead, 50),
            summary="The access log: who read which customer file, when and by which route (newest first)")
     async def file_reads(
-        request: Request, customer_id: str | None = Query(None, min_length=1, max_length=64),
+        request: Request, paging: FileReadPaging, sort: FileReadSort,
+        customer_id: str | None = Query(None, min_length=1, max_length=64),
         reader: str | None = Query(None, min_length=1, max_length=64),
-        limit: int = Query(50, ge=1, le=FILE_READS_MAX), before_id: int | None = Query(None, ge=1, le=2**62),
         who: Principal = require("supervisor"),
-    ) -> dict[str, Any]:
+    ) -> Page[FileRead]:
         """For supervisors: name a customer, a reader or both. Append-only (migration 0007); its own
         reads are not logged (they show who read, not the files)."""
         if not customer_id and not reader:
@@ -278,12 +501,14 @@ def router() -> APIRouter:
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with acquire(runtime.pool) as conn:
-            entries = await store.file_reads(conn, customer_id=customer_id, reader=reader, limit=limit,
-                                             before_id=before_id)
-        return {"customer_id": customer_id, "reader": reader, "entries": entries,
-                "next_before_id": entries[-1]["id"] if len(entries) == limit else None}
+            entries = await store.file_reads(conn, customer_id=customer_id, reader=reader, limit=paging.limit + 1,
+                                             sort=sort, cursor=paging.cursor)
+        # the tiebreak is the entry's id as zero-padded text (keyset compares tiebreaks as text)
+        return make_page([FileRead(**e) for e in entries], paging.limit, sort, lambda e: (e.at, f"{e.id:019d}"))
 
     @r.post("/v1/customers/{customer_id}/contact", status_code=202, tags=["customer files"],
+            response_model=ContactAccepted,
+            responses=problems(404, examples={404: "no customer file 'CUST-404'; search with GET /v1/customers?phone=…"}),
             summary="Correct a customer's contact data (learned on the phone); applied like a CRM update")
     async def correct_contact(request: Request, customer_id: str, body: ContactCorrection,
                               who: Principal = require("agent", "supervisor")) -> dict[str, Any]:
@@ -309,11 +534,10 @@ def router() -> APIRouter:
         return {"customer_id": customer_id, "event_id": str(envelope.event_id), "corrected_by": who.subject,
                 "fields": sorted(changes), "status": "accepted"}
 
-    @r.post("/v1/consultations", status_code=202, tags=["customer files"],
+    @r.post("/v1/consultations", status_code=202, tags=["customer files"], response_model=ConsultationAccepted,
             summary="Record a consultation an agent took: opens the caller's file if needed; the first call follows")
     async def record_consultation(
         request: Request, body: ConsultationIn, who: Principal = require("agent", "supervisor"),
-        idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200),
     ) -> dict[str, Any]:
         """Goes onto upstream.crm as the ConsultationRecorded a CRM would send, with the agent as
         `handled_by`: intake files it (a caller known by phone only gets a file), follow-up
@@ -322,6 +546,9 @@ def router() -> APIRouter:
         if not body.customer_id and not body.phone:
             raise HTTPException(422, "name the caller: customer_id, or phone for a caller with no file yet")
         runtime = runtime_of(request)
+        # the same key names the same consultation (the event id follows from it), besides the
+        # stored answer every POST's Idempotency-Key is replayed with (shared.api)
+        idempotency_key = (request.headers.get("Idempotency-Key") or "").strip()[:200] or None
         now = runtime.clock.now()
         at = body.consulted_at or now
         if at > now:
@@ -389,6 +616,11 @@ async def _accept(runtime: Any, rules: IntakeRules, producer: str, payload: list
             uow.forward(topic, key=key, value=value, event_id=event_id, event_type=event_type)
     counts = {status: sum(1 for r in results if r.status == status) for status in ("accepted", "duplicate", "rejected")}
     return WebhookResponse(**counts, results=results)
+
+
+def _key(sort: Sort, tiebreak: str) -> Any:
+    """A page item's (sort value, tiebreak value), for its cursor."""
+    return lambda item: (getattr(item, sort.key), getattr(item, tiebreak))
 
 
 def _file_view(found: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 
 from services.intake.domain import CUSTOMER_FIELDS, FLAGS, VEHICLE_FIELDS, FileSet, Observation, Record, as_text
+from shared.api import Sort, keyset
 from shared.bulk import Table
 from shared.errors import TransientError
 
@@ -291,24 +292,27 @@ async def record_file_reads(conn: asyncpg.Connection, *, at: datetime, reader: s
 
 
 async def file_reads(conn: asyncpg.Connection, *, customer_id: str | None, reader: str | None,
-                     limit: int, before_id: int | None) -> list[dict[str, Any]]:
+                     limit: int, sort: Sort, cursor: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The access log's entries for a customer and/or a reader; the tiebreak `seq` is the id as
+    zero-padded text, so its text order is the ids' order."""
+    ks = keyset(sort, "r.seq", cursor, 3)
     rows = await conn.fetch(
-        """SELECT id, at, reader, role, customer_id, route, detail FROM customer_file_reads
-            WHERE ($1::text IS NULL OR customer_id = $1) AND ($2::text IS NULL OR reader = $2)
-              AND ($4::bigint IS NULL OR id < $4)
-            ORDER BY id DESC LIMIT $3""", customer_id, reader, limit, before_id)
+        f"""SELECT id, at, reader, role, customer_id, route, detail FROM (
+                SELECT *, lpad(id::text, 19, '0') AS seq FROM customer_file_reads
+                 WHERE ($1::text IS NULL OR customer_id = $1) AND ($2::text IS NULL OR reader = $2)) r
+            WHERE {ks.where} ORDER BY {ks.order_by} LIMIT {limit:d}""", customer_id, reader, *ks.params)
     return [dict(r) for r in rows]
 
 
 async def search_customers(conn: asyncpg.Connection, *, phone: str | None, plate: str | None, vin: str | None,
-                           name: str | None, region: str | None, limit: int, offset: int,
-                           scope: Scope | None = None) -> tuple[int, list[dict]]:
+                           name: str | None, dealer: str | None, region: str | None, limit: int, sort: Sort,
+                           cursor: dict[str, Any] | None, scope: Scope | None = None) -> list[dict[str, Any]]:
+    """At most `limit` files matching every filter given, in the sort, after the cursor's file."""
     where, args = ["true", IN_SCOPE], list(scope_args(scope))  # $1, $2: the reader's scope
 
     def arg(value: Any) -> str:
         args.append(value)
         return f"${len(args)}"
-
 
     if phone:
         where.append(f"(c.phone = {arg(phone)} OR EXISTS (SELECT 1 FROM customer_history h WHERE h.customer_id = "
@@ -320,18 +324,23 @@ async def search_customers(conn: asyncpg.Connection, *, phone: str | None, plate
     if name:
         prefix = name.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where.append(f"lower(c.name) LIKE {arg(prefix)}")
+    if dealer:
+        d = arg(dealer)
+        where.append(f"(EXISTS (SELECT 1 FROM vehicles v WHERE v.customer_id = c.customer_id AND v.dealer_id = {d}) "
+                     f"OR EXISTS (SELECT 1 FROM visits w WHERE w.customer_id = c.customer_id AND w.dealer_id = {d}))")
     if region:
         where.append(f"c.region = {arg(region)}")
-    condition = " AND ".join(where)
-    total = await conn.fetchval(f"SELECT count(*) FROM customers c WHERE {condition}", *args)
+    ks = keyset(sort, "c.customer_id", cursor, len(args) + 1)
+    where.append(ks.where)
+    args += ks.params
     rows = await conn.fetch(
-        f"""SELECT c.customer_id, c.name, c.phone, c.region, c.address, c.updated_at,
+        f"""SELECT c.customer_id, c.name, c.phone, c.region, c.address, c.created_at, c.updated_at,
                    (SELECT array_agg(v.vin ORDER BY v.vin) FROM vehicles v WHERE v.customer_id = c.customer_id) AS vins
-              FROM customers c WHERE {condition}
-             ORDER BY c.region NULLS LAST, c.customer_id LIMIT {arg(limit)} OFFSET {arg(offset)}""",
+              FROM customers c WHERE {" AND ".join(where)}
+             ORDER BY {ks.order_by} LIMIT {limit:d}""",
         *args,
     )
-    return int(total), [dict(r) for r in rows]
+    return [dict(r) for r in rows]
 
 
 async def customer_file(conn: asyncpg.Connection, customer_id: str) -> dict[str, Any] | None:
@@ -365,13 +374,12 @@ INCOMPLETE = """
 """
 
 
-async def incomplete_files(conn: asyncpg.Connection, limit: int, offset: int,
-                           scope: Scope | None = None) -> tuple[int, list[dict[str, Any]]]:
-    query = f"SELECT * FROM ({INCOMPLETE}) c WHERE {IN_SCOPE}"
-    total = await conn.fetchval(f"SELECT count(*) FROM ({query}) i", *scope_args(scope))
-    rows = await conn.fetch(f"{query} ORDER BY c.created_at, c.customer_id LIMIT $3 OFFSET $4",
-                            *scope_args(scope), limit, offset)
-    return int(total), [dict(r) for r in rows]
+async def incomplete_files(conn: asyncpg.Connection, limit: int, sort: Sort, cursor: dict[str, Any] | None,
+                           scope: Scope | None = None) -> list[dict[str, Any]]:
+    ks = keyset(sort, "c.customer_id", cursor, 3)
+    rows = await conn.fetch(f"""SELECT * FROM ({INCOMPLETE}) c WHERE {IN_SCOPE} AND {ks.where}
+                                ORDER BY {ks.order_by} LIMIT {limit:d}""", *scope_args(scope), *ks.params)
+    return [dict(r) for r in rows]
 
 
 async def file_counts(conn: asyncpg.Connection) -> tuple[int, int]:
@@ -388,15 +396,15 @@ async def flagged_counts(conn: asyncpg.Connection) -> dict[str, int]:
     return {r["field"]: int(r["n"]) for r in rows}
 
 
-async def flagged_files(conn: asyncpg.Connection, limit: int, offset: int,
-                        scope: Scope | None = None) -> tuple[int, list[dict[str, Any]]]:
-    """Files with a flagged contact value (the agents' list to correct), oldest flag first."""
-    where = f"c.contact_flags IS NOT NULL AND c.contact_flags <> '{{}}'::jsonb AND {IN_SCOPE}"
-    total = await conn.fetchval(f"SELECT count(*) FROM customers c WHERE {where}", *scope_args(scope))
+async def flagged_files(conn: asyncpg.Connection, limit: int, sort: Sort, cursor: dict[str, Any] | None,
+                        scope: Scope | None = None) -> list[dict[str, Any]]:
+    """Files with a flagged contact value (the agents' list to correct), oldest flag first by default."""
+    ks = keyset(sort, "c.customer_id", cursor, 3)
+    where = f"c.contact_flags IS NOT NULL AND c.contact_flags <> '{{}}'::jsonb AND {IN_SCOPE} AND {ks.where}"
     rows = await conn.fetch(
         f"""SELECT c.customer_id, c.name, c.region, c.phone, c.email, c.contact_flags, c.updated_at FROM customers c
-             WHERE {where} ORDER BY c.updated_at, c.customer_id LIMIT $3 OFFSET $4""", *scope_args(scope), limit, offset)
-    return int(total), [dict(r) for r in rows]
+             WHERE {where} ORDER BY {ks.order_by} LIMIT {limit:d}""", *scope_args(scope), *ks.params)
+    return [dict(r) for r in rows]
 
 
 async def already_seen(conn: asyncpg.Connection, event_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:

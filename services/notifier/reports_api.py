@@ -70,10 +70,19 @@ class MonthlySummaryIn(BaseModel):
     complaints_before: int = Field(ge=0, le=MAX_COUNT)
 
 
+class SummaryIssued(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "month": "2026-11", "event_id": "6d1f0c2e-9a3b-5c4d-8e7f-1a2b3c4d5e6f", "issued_by": "liu.yang"}]})
+    month: str
+    event_id: uuid.UUID = Field(description="the MonthlyWorkSummary: the same month with the same figures is the "
+                                            "same event (mailed once)")
+    issued_by: str
+
+
 def summary_router() -> APIRouter:
     r = APIRouter(tags=["reports"])
 
-    @r.post("/v1/reports/monthly-summary", status_code=202,
+    @r.post("/v1/reports/monthly-summary", status_code=202, response_model=SummaryIssued,
             summary="Issue the month's work summary: the notifier mails it to customer service and the superior "
                     "leader (MonthlyWorkSummary)")
     async def issue(request: Request, body: MonthlySummaryIn,
@@ -95,4 +104,4 @@ def summary_router() -> APIRouter:
     return r
 
 
-__all__ = ["MonthlySummaryIn", "summary_router"]
+__all__ = ["MonthlySummaryIn", "SummaryIssued", "summary_router"]

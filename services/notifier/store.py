@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from shared.api import Sort, keyset
 from shared.bulk import Table, newest
 from shared.http import SCOPE_SQL
 
@@ -245,17 +246,19 @@ async def switch_channel(conn: asyncpg.Connection, notification_id: uuid.UUID, c
 
 
 async def notifications(conn: asyncpg.Connection, *, recipient: str | None, event_id: uuid.UUID | None,
-                        status: str | None, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
-    where = """($1::text IS NULL OR recipient = $1) AND ($2::uuid IS NULL OR source_event_id = $2)
-               AND ($3::text IS NULL OR status = $3)"""
-    total = await conn.fetchval(f"SELECT count(*) FROM notifications WHERE {where}", recipient, event_id, status)
+                        status: str | None, limit: int, sort: Sort, cursor: dict[str, Any] | None
+                        ) -> list[dict[str, Any]]:
+    ks = keyset(sort, "notification_id", cursor, 4)
     rows = await conn.fetch(
         f"""SELECT notification_id, rule, source_event_id, source_event_type, correlation_id, recipient,
                    recipient_kind, channel, template, locale, status, due_at, attempts, last_error, provider_ref,
                    created_at, finished_at
-              FROM notifications WHERE {where} ORDER BY created_at DESC, notification_id LIMIT $4 OFFSET $5""",
-        recipient, event_id, status, limit, offset)
-    return int(total), [dict(r) for r in rows]
+              FROM notifications
+             WHERE ($1::text IS NULL OR recipient = $1) AND ($2::uuid IS NULL OR source_event_id = $2)
+               AND ($3::text IS NULL OR status = $3) AND {ks.where}
+             ORDER BY {ks.order_by} LIMIT {limit:d}""",
+        recipient, event_id, status, *ks.params)
+    return [dict(r) for r in rows]
 
 
 # A letter's customer: the recipient of the notification it was rendered from.
@@ -263,16 +266,16 @@ _LETTER_CUSTOMER = """(SELECT n.recipient FROM notifications n
                         WHERE n.notification_id = letters.letter_id AND n.recipient_kind = 'customer')"""
 
 
-async def letters(conn: asyncpg.Connection, *, printed: bool | None, limit: int, offset: int,
-                  regions: list[str] | None = None, dealers: list[str] | None = None
-                  ) -> tuple[int, list[dict[str, Any]]]:
+async def letters(conn: asyncpg.Connection, *, printed: bool | None, limit: int, sort: Sort,
+                  cursor: dict[str, Any] | None, regions: list[str] | None = None, dealers: list[str] | None = None
+                  ) -> list[dict[str, Any]]:
+    ks = keyset(sort, "letter_id", cursor, 4)
     where = "($1::boolean IS NULL OR (printed_at IS NOT NULL) = $1) AND " + CUSTOMER_IN_SCOPE.format(
         customer=_LETTER_CUSTOMER, regions="$2", dealers="$3")
-    total = await conn.fetchval(f"SELECT count(*) FROM letters WHERE {where}", printed, regions, dealers)
     rows = await conn.fetch(
-        f"SELECT * FROM letters WHERE {where} ORDER BY registered_at, letter_id LIMIT $4 OFFSET $5",
-        printed, regions, dealers, limit, offset)
-    return int(total), [dict(r) for r in rows]
+        f"SELECT * FROM letters WHERE {where} AND {ks.where} ORDER BY {ks.order_by} LIMIT {limit:d}",
+        printed, regions, dealers, *ks.params)
+    return [dict(r) for r in rows]
 
 
 async def letter_in_scope(conn: asyncpg.Connection, letter_id: uuid.UUID, regions: list[str] | None,
@@ -318,8 +321,21 @@ async def log_consent(conn: asyncpg.Connection, entries: Sequence[dict[str, Any]
         *[[e.get(c) for e in entries] for c in columns])
 
 
-async def consent_history(conn: asyncpg.Connection, customer_id: str, limit: int) -> list[dict[str, Any]]:
+async def consent_history(conn: asyncpg.Connection, customer_id: str, limit: int, sort: Sort,
+                          cursor: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The tiebreak `seq` is the entry's id as zero-padded text (its text order is the ids' order)."""
+    ks = keyset(sort, "l.seq", cursor, 2)
     rows = await conn.fetch(
-        """SELECT entry_id, channel, granted, changed_at, changed_by, reason, source, event_id, recorded_at
-           FROM consent_log WHERE customer_id = $1 ORDER BY changed_at, entry_id LIMIT $2""", customer_id, limit)
+        f"""SELECT entry_id, channel, granted, changed_at, changed_by, reason, source, event_id, recorded_at FROM (
+                SELECT *, lpad(entry_id::text, 19, '0') AS seq FROM consent_log WHERE customer_id = $1) l
+            WHERE {ks.where} ORDER BY {ks.order_by} LIMIT {limit:d}""",
+        customer_id, *ks.params)
     return [dict(r) for r in rows]
+
+
+async def customer_known(conn: asyncpg.Connection, customer_id: str) -> bool:
+    """The notifier has heard of the customer: their contact data, an opt-out or a consent entry."""
+    return bool(await conn.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM contacts WHERE customer_id = $1)
+               OR EXISTS (SELECT 1 FROM opt_outs WHERE customer_id = $1)
+               OR EXISTS (SELECT 1 FROM consent_log WHERE customer_id = $1)""", customer_id))

@@ -6,32 +6,46 @@ Roles: `quality` reads and acts; `ops` reads."""
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.quality import figures, recall_store, store
+from services.quality.api_models import (
+    ALERT_SORTS,
+    Alert,
+    AlertDetail,
+    Kpis,
+    Monthly,
+    Stats,
+    Weekly,
+    alert_etag,
+    alert_json,
+    page_doc,
+)
 from services.quality.config import QualityRules
 from services.quality.domain import (
     ALERT_STATES,
     OPEN_STATES,
     Cell,
     IllegalTransition,
-    allowed_actions,
     previous_week,
     transition,
     week_bounds,
 )
 from services.quality.monitor import EventRef, alert_title
 from services.quality.recall_api import recall_json, recall_router, split_reports
+from shared.api import IfMatch, Page, PageParams, Sort, check_if_match, make_page, page_params, problems, sort_param
 from shared.events import canonical as c
-from shared.http import Principal, check_moments, check_paging, require, runtime_of
+from shared.http import Principal, check_moments, require, runtime_of
 from shared.timeutil import month_span
 
 READ = ("quality", "supervisor", "ops")  # supervisors read the alerts and the weekly figures
 ACT = ("quality",)
+NOT_FOUND = "no alert 'QA-404'; list the alerts with GET /v1/alerts"
+CONFLICT = "alert QA-2026-0042 is closed; it cannot acknowledge. Allowed now: nothing (it is closed)"
 
 
 class AcknowledgeBody(BaseModel):
@@ -68,20 +82,6 @@ def by_month_in_service(ages: list[float], reported: list[float], rate: float) -
              "observed": observed[m]} for m in range(months)]
 
 
-def alert_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "alert_id": row["alert_id"], "title": alert_title(row), "cell": row["cell"], "rule": row["rule"],
-        "state": row["state"], "allowed_actions": allowed_actions(row["state"]),
-        "observed": row["observed"], "expected": row["expected"], "statistic": row["statistic"],
-        "p_value": row["p_value"], "threshold": row["threshold"], "as_of": row["as_of"], "since": row["since"],
-        "details": row["details"], "report_ids": row["report_ids"], "vins": row["vins"], "revision": row["revision"],
-        "raised_at": row["raised_at"], "updated_at": row["updated_at"],
-        "acknowledged_at": row["acknowledged_at"], "acknowledged_by": row["acknowledged_by"],
-        "acknowledge_note": row["acknowledge_note"], "closed_at": row["closed_at"], "closed_by": row["closed_by"],
-        "close_note": row["close_note"],
-    }
-
-
 def _moment(value: str | None, name: str, zone: str, default: datetime) -> datetime:
     """An ISO date (local midnight in the rules' zone) or an ISO date-time with an offset."""
     if value is None:
@@ -100,20 +100,25 @@ def _moment(value: str | None, name: str, zone: str, default: datetime) -> datet
     return moment
 
 
+# The paging and sort parameters of each list (module level: one dependency each)
+AlertPaging = Annotated[PageParams, Depends(page_params(default_limit=50, max_limit=200))]
+AlertSort = Annotated[Sort, Depends(sort_param(ALERT_SORTS, default="-raised_at"))]
+
+
 def router() -> APIRouter:
     api = APIRouter(prefix="/v1", tags=["quality"])
     api.include_router(recall_router())
 
-    @api.get("/alerts", summary="Early-warning alerts, newest first")
+    @api.get("/alerts", summary="Early-warning alerts, newest first", response_model=Page[Alert],
+             responses=page_doc(Alert, 50))
     async def list_alerts(
         request: Request,
+        sort: AlertSort,
+        paging: AlertPaging,
         state: str | None = Query(None, description="raised, acknowledged, closed, or open (= raised + acknowledged)"),
-        category: str | None = Query(None, description="part category, e.g. controller"),
-        limit: int = Query(100, ge=1, le=1000),
-        offset: int = Query(0, ge=0),
+        category: str | None = Query(None, max_length=64, description="part category, e.g. controller"),
         _: Principal = require(*READ),
-    ) -> dict[str, Any]:
-        check_paging(offset=offset)
+    ) -> Page[Alert]:
         if state is None:
             states: tuple[str, ...] = ALERT_STATES
         elif state == "open":
@@ -125,11 +130,14 @@ def router() -> APIRouter:
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with runtime.pool.acquire() as conn:
-            total, rows = await store.list_alerts(conn, states, category, limit, offset)
-        return {"total": total, "limit": limit, "offset": offset, "alerts": [alert_json(r) for r in rows]}
+            rows = await store.list_alerts(conn, states, category, paging.limit + 1, sort, paging.cursor)
+        return make_page([Alert(**alert_json(r)) for r in rows], paging.limit, sort,
+                         lambda a: (getattr(a, sort.key), a.alert_id))
 
-    @api.get("/alerts/{alert_id}", summary="One alert with the reports and vehicles behind it")
-    async def get_alert(request: Request, alert_id: str, _: Principal = require(*READ)) -> dict[str, Any]:
+    @api.get("/alerts/{alert_id}", summary="One alert with the reports and vehicles behind it (and its ETag)",
+             response_model=AlertDetail, responses=problems(404, examples={404: NOT_FOUND}))
+    async def get_alert(request: Request, response: Response, alert_id: str,
+                        _: Principal = require(*READ)) -> dict[str, Any]:
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with runtime.pool.acquire() as conn:
@@ -144,11 +152,13 @@ def router() -> APIRouter:
             # Reports from vehicles a recall already inspected are flagged and counted apart.
             inspections = await recall_store.inspections(conn, [r["vin"] for r in reports])
             recall = await recall_store.recall_of_alert(conn, alert_id)
+        response.headers["ETag"] = alert_etag(row)
         return {**alert_json(row), "reports": reports, "reports_by_inspection": split_reports(reports, inspections),
                 "recall": recall_json(recall) if recall else None,
                 "by_month_in_service": by_month_in_service(ages, reported, rates.rate(cell.category))}
 
-    async def act(request: Request, alert_id: str, action: str, note: str | None, who: Principal) -> dict[str, Any]:
+    async def act(request: Request, response: Response, alert_id: str, action: str, note: str | None,
+                  who: Principal, if_match: str | None) -> dict[str, Any]:
         runtime = runtime_of(request)
         async with runtime.transaction() as uow:
             found = await store.alert(uow.conn, alert_id)
@@ -157,6 +167,7 @@ def router() -> APIRouter:
             await store.locked_cells(uow.conn, [found["cell_key"]])  # lock order: cell, then alert
             row = await store.alert(uow.conn, alert_id, lock=True)
             assert row is not None
+            check_if_match(if_match, alert_etag(row))  # 412: someone changed the alert since it was read
             try:
                 state = transition(alert_id, row["state"], action)
             except IllegalTransition as exc:
@@ -176,18 +187,23 @@ def router() -> APIRouter:
             uow.log.info(f"quality alert {state}", alert_id=alert_id, actor=who.subject,
                          cell=Cell.from_key(row["cell_key"]).label)
         assert updated is not None
+        response.headers["ETag"] = alert_etag(updated)
         return alert_json(updated)
 
-    @api.post("/alerts/{alert_id}/acknowledge", summary="The quality department takes the alert on")
-    async def acknowledge(request: Request, alert_id: str, body: AcknowledgeBody | None = None,
-                          who: Principal = require(*ACT)) -> dict[str, Any]:
-        return await act(request, alert_id, "acknowledge", body.note if body else None, who)
+    @api.post("/alerts/{alert_id}/acknowledge", summary="The quality department takes the alert on",
+              response_model=Alert, responses=problems(404, 409, 412, examples={404: NOT_FOUND, 409: CONFLICT}))
+    async def acknowledge(request: Request, response: Response, alert_id: str, body: AcknowledgeBody | None = None,
+                          if_match: IfMatch = None, who: Principal = require(*ACT)) -> dict[str, Any]:
+        return await act(request, response, alert_id, "acknowledge", body.note if body else None, who, if_match)
 
-    @api.post("/alerts/{alert_id}/close", summary="Close an acknowledged alert with its containment note")
-    async def close(request: Request, alert_id: str, body: CloseBody, who: Principal = require(*ACT)) -> dict[str, Any]:
-        return await act(request, alert_id, "close", body.note, who)
+    @api.post("/alerts/{alert_id}/close", summary="Close an acknowledged alert with its containment note",
+              response_model=Alert, responses=problems(404, 409, 412, examples={404: NOT_FOUND, 409: CONFLICT}))
+    async def close(request: Request, response: Response, alert_id: str, body: CloseBody, if_match: IfMatch = None,
+                    who: Principal = require(*ACT)) -> dict[str, Any]:
+        return await act(request, response, alert_id, "close", body.note, who, if_match)
 
-    @api.get("/stats", summary="Defects by category, batch, supplier; units in service and rates for a category")
+    @api.get("/stats", summary="Defects by category, batch, supplier; units in service and rates for a category",
+             response_model=Stats, response_model_by_alias=True)
     async def stats(
         request: Request,
         category: str | None = Query(None, description="a part category; adds units in service and rates per cell"),
@@ -205,7 +221,7 @@ def router() -> APIRouter:
         async with runtime.pool.acquire() as conn:
             return await figures.stats(conn, category, start, end, rules, runtime.deps.rates)
 
-    @api.get("/reports/weekly", summary="The quality and parts-accuracy figures of an ISO week")
+    @api.get("/reports/weekly", summary="The quality and parts-accuracy figures of an ISO week", response_model=Weekly)
     async def weekly(
         request: Request,
         week: str | None = Query(None, description="ISO week such as 2026-W47; default: the last complete week"),
@@ -229,7 +245,8 @@ def router() -> APIRouter:
                 "parts_accuracy": await figures.parts_accuracy_week(conn, week, rules),
             }
 
-    @api.get("/reports/monthly", summary="The parts-shipment accuracy of a month (the supervisors' monthly report)")
+    @api.get("/reports/monthly", summary="The parts-shipment accuracy of a month (the supervisors' monthly report)",
+             response_model=Monthly)
     async def monthly(
         request: Request,
         month: str | None = Query(None, description="a month such as 2026-11; default: the last complete month"),
@@ -250,7 +267,8 @@ def router() -> APIRouter:
             return {"month": start.strftime("%Y-%m"),
                     "parts_accuracy": await figures.parts_accuracy(conn, start, end, rules)}
 
-    @api.get("/kpis", summary="Open alerts, defect reports and parts-shipment accuracy (target 98%)")
+    @api.get("/kpis", summary="Open alerts, defect reports and parts-shipment accuracy (target 98%)",
+             response_model=Kpis)
     async def kpis(request: Request, _: Principal = require(*READ)) -> dict[str, Any]:
         runtime = runtime_of(request)
         assert runtime.pool is not None

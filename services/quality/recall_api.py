@@ -7,18 +7,29 @@ Roles: `quality` confirms; `quality`, `supervisor` and `ops` read."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.quality import recall_store, recalls, store
+from services.quality.api_models import (
+    RECALL_SORTS,
+    AffectedVehicles,
+    Confirmed,
+    RecallDetail,
+    RecallSummary,
+    alert_etag,
+    page_doc,
+)
 from services.quality.domain import Cell
 from services.quality.recall import NotRecallable, after_inspection, progress_by_dealer, recall_target
+from shared.api import IfMatch, Page, PageParams, Sort, check_if_match, make_page, page_params, problems, sort_param
 from shared.http import Moment, Principal, require, runtime_of
 
 READ = ("quality", "supervisor", "ops")
 ACT = ("quality",)
+NOT_FOUND = "no alert 'QA-404'; list the alerts with GET /v1/alerts"
 
 
 class ConfirmBody(BaseModel):
@@ -49,23 +60,41 @@ def split_reports(reports: list[dict[str, Any]], inspections: dict[str, list[Any
             "inspected": sum(1 for r in reports if r["inspected"])}
 
 
+# The paging and sort parameters of each list (module level: one dependency each)
+RecallPaging = Annotated[PageParams, Depends(page_params(default_limit=50, max_limit=200))]
+RecallSort = Annotated[Sort, Depends(sort_param(RECALL_SORTS, default="-confirmed_at"))]
+
+
 def recall_router() -> APIRouter:
     api = APIRouter(tags=["quality: recalls"])
 
-    @api.post("/alerts/{alert_id}/confirm",
+    @api.post("/alerts/{alert_id}/confirm", response_model=Confirmed,
+              responses=problems(404, 409, 412, examples={
+                  404: NOT_FOUND, 409: "alert QA-2026-0042 was confirmed as a batch problem at "
+                                       "2026-11-18T14:05:00+08:00 by zhao.min; its recall is RC-QA-2026-0042"}),
               summary="Confirm an alert as a batch problem with its containment action; announce the recall")
-    async def confirm(request: Request, alert_id: str, body: ConfirmBody,
-                      who: Principal = require(*ACT)) -> dict[str, Any]:
+    async def confirm(request: Request, response: Response, alert_id: str, body: ConfirmBody,
+                      if_match: IfMatch = None, who: Principal = require(*ACT)) -> dict[str, Any]:
+        """With If-Match (the alert's ETag as read), refused with 412 when the alert changed since."""
         runtime = runtime_of(request)
+        current: list[str] = []
+
+        def unchanged(row: dict[str, Any]) -> None:
+            current.append(alert_etag(row))
+            check_if_match(if_match, current[0])
+
         try:
             async with runtime.transaction() as uow:
-                return await recalls.confirm(uow, alert_id, who.subject, containment=body.containment,
+                done = await recalls.confirm(uow, alert_id, who.subject, containment=body.containment,
                                              batch=body.batch, title=body.title, address=body.address,
-                                             starts_at=body.starts_at, ends_at=body.ends_at)
+                                             starts_at=body.starts_at, ends_at=body.ends_at, precondition=unchanged)
         except recalls.ConfirmRefused as exc:
             raise HTTPException(exc.status, exc.detail) from None
+        response.headers["ETag"] = current[0]  # the alert itself is unchanged: its recall is new
+        return done
 
-    @api.get("/alerts/{alert_id}/affected-vehicles",
+    @api.get("/alerts/{alert_id}/affected-vehicles", response_model=AffectedVehicles,
+             responses=problems(404, examples={404: NOT_FOUND}),
              summary="Every vehicle carrying the alert's batch, with owner, region and dealer")
     async def affected(request: Request, alert_id: str,
                        batch: str | None = Query(None, description="for an alert on a supplier's parts on a model"),
@@ -93,18 +122,25 @@ def recall_router() -> APIRouter:
                 "batch": target.batch, "supplier_id": target.supplier_id, "total": len(vehicles),
                 "vehicles": vehicles}
 
-    @api.get("/recalls", summary="Recall campaigns from confirmed batch problems, with their progress")
-    async def list_recalls(request: Request, _: Principal = require(*READ)) -> dict[str, Any]:
+    @api.get("/recalls", summary="Recall campaigns from confirmed batch problems, with their progress",
+             response_model=Page[RecallSummary], responses=page_doc(RecallSummary, 50))
+    async def list_recalls(
+        request: Request,
+        sort: RecallSort,
+        paging: RecallPaging,
+        _: Principal = require(*READ),
+    ) -> Page[RecallSummary]:
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with runtime.pool.acquire() as conn:
             found = []
-            for r in await recall_store.list_recalls(conn):
+            for r in await recall_store.list_recalls(conn, paging.limit + 1, sort, paging.cursor):
                 vehicles = await recall_store.recall_vehicles(conn, r["campaign_id"])
-                found.append({**recall_json(r), "progress": progress_by_dealer(vehicles)["total"]})
-        return {"total": len(found), "recalls": found}
+                found.append(RecallSummary(**recall_json(r), progress=progress_by_dealer(vehicles)["total"]))
+        return make_page(found, paging.limit, sort, lambda x: (getattr(x, sort.key), x.campaign_id))
 
-    @api.get("/recalls/{campaign_id}",
+    @api.get("/recalls/{campaign_id}", response_model=RecallDetail,
+             responses=problems(404, examples={404: "no recall 'RC-404'; list them with GET /v1/recalls"}),
              summary="A recall's progress per dealer, its vehicles, and the defect reports since, inspected apart")
     async def get_recall(request: Request, campaign_id: str, _: Principal = require(*READ)) -> dict[str, Any]:
         runtime = runtime_of(request)

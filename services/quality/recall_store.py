@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 
 from services.quality.recall import OpenRecall, Target
+from shared.api import Sort, keyset
 from shared.bulk import Table
 
 OWNERS = Table("vehicle_owners", {
@@ -57,8 +58,11 @@ async def recall(conn: asyncpg.Connection, campaign_id: str) -> dict[str, Any] |
     return dict(row) if row else None
 
 
-async def list_recalls(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    rows = await conn.fetch("SELECT * FROM recalls ORDER BY confirmed_at DESC, campaign_id")
+async def list_recalls(conn: asyncpg.Connection, limit: int, sort: Sort,
+                       cursor: dict[str, Any] | None) -> list[dict[str, Any]]:
+    ks = keyset(sort, "campaign_id", cursor, 1)
+    rows = await conn.fetch(f"SELECT * FROM recalls WHERE {ks.where} ORDER BY {ks.order_by} LIMIT {limit:d}",
+                            *ks.params)
     return [dict(r) for r in rows]
 
 

@@ -6,6 +6,7 @@ recalled vehicle or replaced its part (intake's VehiclePickedUp). The rules are 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -42,16 +43,20 @@ class ConfirmRefused(Exception):
 
 async def confirm(uow: Uow, alert_id: str, actor: str, *, containment: str, batch: str | None = None,
                   title: str | None = None, address: str | None = None, starts_at: datetime | None = None,
-                  ends_at: datetime | None = None) -> dict[str, Any]:
+                  ends_at: datetime | None = None,
+                  precondition: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """An open alert confirmed as a batch problem with its containment action: the vehicles
     carrying the batch become the recall's targets, and the campaign is announced (when there
-    is a vehicle to recall). One recall per alert."""
+    is a vehicle to recall). One recall per alert. `precondition` sees the locked alert row first
+    (the API's If-Match) and may refuse by raising."""
     found = await store.alert(uow.conn, alert_id)
     if found is None:
         raise ConfirmRefused(404, f"no alert {alert_id!r}; list the alerts with GET /v1/alerts")
     await store.locked_cells(uow.conn, [found["cell_key"]])  # lock order: cell, then alert
     row = await store.alert(uow.conn, alert_id, lock=True)
     assert row is not None
+    if precondition is not None:
+        precondition(row)
     done = await recall_store.recall_of_alert(uow.conn, alert_id)
     if done is not None:
         raise ConfirmRefused(409, {"message": f"alert {alert_id} was confirmed as a batch problem at "

@@ -27,6 +27,7 @@ from services.quality.domain import (
     FittedPart,
     ReportPoint,
 )
+from shared.api import Sort, keyset
 from shared.bulk import Table
 
 # ---------------------------------------------------------------------------------------
@@ -406,17 +407,14 @@ async def set_alert_state(conn: asyncpg.Connection, alert_id: str, state: str, a
 
 
 async def list_alerts(conn: asyncpg.Connection, states: Sequence[str], category: str | None, limit: int,
-                      offset: int) -> tuple[int, list[dict[str, Any]]]:
-    total = await conn.fetchval(
-        "SELECT count(*) FROM alerts WHERE state = ANY($1::text[]) AND ($2::text IS NULL OR category = $2)",
-        list(states), category,
-    )
+                      sort: Sort, cursor: dict[str, Any] | None) -> list[dict[str, Any]]:
+    ks = keyset(sort, "alert_id", cursor, 3)
     rows = await conn.fetch(
-        """SELECT * FROM alerts WHERE state = ANY($1::text[]) AND ($2::text IS NULL OR category = $2)
-            ORDER BY raised_at DESC, alert_id LIMIT $3 OFFSET $4""",
-        list(states), category, limit, offset,
+        f"""SELECT * FROM alerts WHERE state = ANY($1::text[]) AND ($2::text IS NULL OR category = $2) AND {ks.where}
+            ORDER BY {ks.order_by} LIMIT {limit:d}""",
+        list(states), category, *ks.params,
     )
-    return int(total), [dict(r) for r in rows]
+    return [dict(r) for r in rows]
 
 
 async def alert_reports(conn: asyncpg.Connection, report_ids: Sequence[str]) -> list[dict[str, Any]]:

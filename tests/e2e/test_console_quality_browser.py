@@ -49,7 +49,7 @@ async def test_an_inspector_acknowledges_and_closes_an_alert_and_new_reports_reo
 
         async def one_alert() -> list[dict]:
             async with api(stack["quality"], "ops") as ops:
-                return [a for a in (await ops.get("/v1/alerts")).json()["alerts"] if a["cell"]["kind"] == "batch"]
+                return [a for a in (await ops.get("/v1/alerts")).json()["items"] if a["cell"]["kind"] == "batch"]
 
         [alert] = await until(one_alert, what="the burst alert")
         alert_id = alert["alert_id"]

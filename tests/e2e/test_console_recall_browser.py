@@ -40,7 +40,7 @@ async def test_an_inspector_confirms_a_batch_problem_and_follows_its_recall_per_
 
         async def batch_alert() -> list[dict]:
             async with api(stack["quality"], "ops") as ops:
-                return [a for a in (await ops.get("/v1/alerts")).json()["alerts"] if a["cell"]["kind"] == "batch"]
+                return [a for a in (await ops.get("/v1/alerts")).json()["items"] if a["cell"]["kind"] == "batch"]
 
         [alert] = await until(batch_alert, what="the batch alert")
         alert_id = alert["alert_id"]

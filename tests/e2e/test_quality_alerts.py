@@ -75,7 +75,7 @@ async def test_a_burst_of_controller_defects_in_one_batch_raises_one_traceable_a
 
         async with api(stack["quality"], "quality") as client:
             listed = (await client.get("/v1/alerts", params={"state": "open", "category": "controller"})).json()
-            assert [a["alert_id"] for a in listed["alerts"]] == [alert_id]
+            assert [a["alert_id"] for a in listed["items"]] == [alert_id]
             detail = (await client.get(f"/v1/alerts/{alert_id}")).json()
             assert {r["report_id"] for r in detail["reports"]} == set(latest.data["report_ids"])
             assert detail["allowed_actions"] == ["acknowledge"]

@@ -177,7 +177,7 @@ async def test_the_logs_of_a_days_run_hold_no_phone_email_or_name(captured: io.S
         # The staff look people up: searches by name and phone are logged by nobody.
         async with api(stack["intake"], "agent") as agent:
             found = await agent.get("/v1/customers", params={"phone": PEOPLE[1][1]})
-            assert found.status_code == 200 and found.json()["total"] == 1
+            assert found.status_code == 200 and len(found.json()["items"]) == 1
     finally:
         await stack.stop()
         await gateway.stop()

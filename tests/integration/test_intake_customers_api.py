@@ -45,17 +45,22 @@ async def test_staff_find_files_by_phone_plate_vin_name_and_see_the_whole_file(n
             by_plate = (await client.get("/v1/customers", params={"plate": a.plate})).json()
             by_vin = (await client.get("/v1/customers", params={"vin": a.vin.lower()})).json()
             by_name = (await client.get("/v1/customers", params={"name": "欧阳"})).json()
-            page = (await client.get("/v1/customers", params={"region": "east", "page_size": 1})).json()
+            page = page_one = (await client.get("/v1/customers", params={"region": "east", "limit": 1})).json()
+            rest = (await client.get("/v1/customers", params={"region": "east", "limit": 1,
+                                                               "cursor": page["next_cursor"]})).json()
             unfiltered = await client.get("/v1/customers")
-            too_big_a_page = await client.get("/v1/customers", params={"region": "east", "page_size": 51})
+            too_big_a_page = await client.get("/v1/customers", params={"region": "east", "limit": 51})
             bad_phone = await client.get("/v1/customers", params={"phone": "12"})
             whole = (await client.get(f"/v1/customers/{a.customer.customer_id}")).json()
             missing = await client.get("/v1/customers/NOBODY")
             incomplete = (await client.get("/v1/customers/incomplete")).json()
 
         for found in (by_old_phone, by_new_phone, by_plate, by_vin, by_name):
-            assert [x["customer_id"] for x in found["customers"]] == [a.customer.customer_id], found
-        assert page["total"] == 2 and len(page["customers"]) == 1, "a and c (b is known by phone only, no region)"
+            assert [x["customer_id"] for x in found["items"]] == [a.customer.customer_id], found
+        assert len(page["items"]) == 1 and len(rest["items"]) == 1 and rest["next_cursor"] is None, \
+            "a and c (b is known by phone only, no region)"
+        assert {x["customer_id"] for x in page["items"] + rest["items"]} == {a.customer.customer_id,
+                                                                            c.customer.customer_id}
         assert unfiltered.status_code == 422 and "whole customer base is not listed" in unfiltered.json()["detail"]
         assert too_big_a_page.status_code == 422, "a search answers at most 50 files a page"
         assert bad_phone.status_code == 422 and "E.164" in bad_phone.json()["detail"]
@@ -70,12 +75,51 @@ async def test_staff_find_files_by_phone_plate_vin_name_and_see_the_whole_file(n
         assert whole["receipts"][0]["rating"] == 4
         assert whole["complete"] is True and whole["missing"] == []
 
-        listed = {f["customer_id"]: f for f in incomplete["files"]}
-        assert incomplete["total"] == 2
+        listed = {f["customer_id"]: f for f in incomplete["items"]}
+        assert len(listed) == 2 and incomplete["next_cursor"] is None
         assert listed[c.customer.customer_id]["missing"] == [f"plate ({c.vin})"]
         assert listed[c.customer.customer_id]["overdue"] is True, "visited 5 days ago: past the 2-day target"
         phone_only = next(f for cid, f in listed.items() if cid != c.customer.customer_id)
         assert phone_only["missing"] == ["address"] and phone_only["overdue"] is True
+
+        async with api(stack["intake"], "agent") as client:
+            # the convention: a list walked a file at a time gives each file once, in the sort asked
+            whole = (await client.get("/v1/customers/incomplete", params={"sort": "-created_at"})).json()["items"]
+            walked, cursor = [], None
+            while True:
+                page = (await client.get("/v1/customers/incomplete", params={
+                    "sort": "-created_at", "limit": 1, **({"cursor": cursor} if cursor else {})})).json()
+                walked += page["items"]
+                if (cursor := page["next_cursor"]) is None:
+                    break
+            assert [f["customer_id"] for f in walked] == [f["customer_id"] for f in whole] and len(walked) == 2
+            opened = [datetime.fromisoformat(f["created_at"]) for f in walked]
+            assert opened == sorted(opened, reverse=True)
+            by_dealer = (await client.get("/v1/customers", params={"dealer": a.dealer_id})).json()["items"]
+            assert a.customer.customer_id in {x["customer_id"] for x in by_dealer}, "a dealer is a filter too"
+            for params, field in (({"region": "east", "cursor": "%%%"}, "query.cursor"),
+                                  ({"region": "east", "sort": "phone"}, "query.sort"),
+                                  ({"region": "east", "sort": "-customer_id", "cursor": page_one["next_cursor"]},
+                                   "query.cursor")):
+                refused = await client.get("/v1/customers", params=params)
+                assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json"
+                assert [e["field"] for e in refused.json()["errors"]] == [field], refused.text
+            assert missing.headers["content-type"] == "application/problem+json" and missing.json()["status"] == 404
+
+            # a consultation posted twice with one Idempotency-Key is recorded once, answered the same
+            consultation = {"phone": "13800138123", "name": "周杰", "topic": "EV-S 续航", "region": "east"}
+            key = {"Idempotency-Key": "consultation-zhou-1"}
+            first = await client.post("/v1/consultations", json=consultation, headers=key)
+            retried = await client.post("/v1/consultations", json=consultation, headers=key)
+            assert first.status_code == retried.status_code == 202, first.text
+            assert retried.json() == first.json() and retried.headers["Idempotency-Replayed"] == "true"
+            other = await client.post("/v1/consultations", json={**consultation, "topic": "保养"}, headers=key)
+            assert other.status_code == 422, "the same key for another request is refused"
+        async with TopicReader(ns.settings, "upstream.crm") as crm:
+            await crm.wait_for(lambda rs: any(r.event_type == "ConsultationRecorded" for r in rs), timeout=30,
+                               settle=1.0)
+        assert [r.data["consultation_id"] for r in crm.of_type("ConsultationRecorded")] == [
+            first.json()["consultation_id"]]
 
         async with api(stack["intake"]) as anonymous, api(stack["intake"], "quality") as quality:
             assert (await anonymous.get("/v1/customers")).status_code == 401

@@ -152,7 +152,28 @@ async def test_each_rule_sends_its_template_in_the_recipients_language_to_the_ri
         assert "done: 12" in weekly.text  # a report of the old shape (no headline) is still mailed as it is
 
         async with api(stack["notifier"], "agent") as agent:
-            letters = (await agent.get("/v1/letters", params={"printed": False})).json()["letters"]
+            letters = (await agent.get("/v1/letters", params={"printed": False})).json()["items"]
+        async with api(stack["notifier"], "supervisor") as supervisor:
+            # walked three at a time, the notifications come each once, in the order asked
+            whole = (await supervisor.get("/v1/notifications", params={"sort": "-created_at", "limit": 200})).json()
+            assert whole["next_cursor"] is None and len(whole["items"]) >= 7
+            walked, cursor = [], None
+            while True:
+                page = (await supervisor.get("/v1/notifications", params={
+                    "sort": "-created_at", "limit": 3, **({"cursor": cursor} if cursor else {})})).json()
+                assert len(page["items"]) <= 3 and page["limit"] == 3
+                walked += page["items"]
+                if (cursor := page["next_cursor"]) is None:
+                    break
+            assert [n["notification_id"] for n in walked] == [n["notification_id"] for n in whole["items"]]
+            moments = [datetime.fromisoformat(n["created_at"]) for n in walked]
+            assert moments == sorted(moments, reverse=True)
+            newest_first = (await supervisor.get("/v1/notifications", params={"limit": 1})).json()["next_cursor"]
+            for params, field in (({"cursor": "bm90LWEtY3Vyc29y"}, "query.cursor"), ({"sort": "recipient"}, "query.sort"),
+                                  ({"sort": "created_at", "cursor": newest_first}, "query.cursor")):
+                refused = await supervisor.get("/v1/notifications", params=params)
+                assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json"
+                assert [e["field"] for e in refused.json()["errors"]] == [field], refused.text
         by_subject = {letter["subject"]: letter for letter in letters}
         assert by_subject["请更新您的联系电话"]["postal_address"] == ZH["address"]
         assert by_subject["Invitation: 冬季免费检测周"]["postal_address"] == EN["address"], "no e-mail: a letter"
@@ -251,6 +272,17 @@ async def test_an_opt_out_suppresses_and_says_why(ns: Namespace, peers: Peers) -
             recorded = await agent.post("/v1/opt-outs", json={"customer_id": "C-ZH", "channel": "sms",
                                                               "reason": "asked on the phone"})
             assert recorded.status_code == 201 and recorded.json()["opt_outs"][0]["recorded_by"] == "agent-01"
+            # an e-mail opt-out retried with the same Idempotency-Key is recorded (and logged) once
+            once = {"customer_id": "C-ZH", "channel": "email", "reason": "不要邮件"}
+            first = await agent.post("/v1/opt-outs", json=once, headers={"Idempotency-Key": "opt-out-c-zh-email"})
+            retried = await agent.post("/v1/opt-outs", json=once, headers={"Idempotency-Key": "opt-out-c-zh-email"})
+            assert first.status_code == retried.status_code == 201 and retried.json() == first.json()
+            assert retried.headers["Idempotency-Replayed"] == "true" and "Idempotency-Replayed" not in first.headers
+            log = (await agent.get("/v1/consent-log/C-ZH")).json()["items"]
+            assert [(e["channel"], e["source"]) for e in log if e["source"] == "opt_out"] == [
+                ("sms", "opt_out"), ("email", "opt_out")], "one entry per opt-out: the retry recorded nothing"
+            unknown = await agent.get("/v1/consent-log/C-NOBODY")
+            assert unknown.status_code == 404 and unknown.headers["content-type"] == "application/problem+json"
         await publish(ns.settings, "aftersales.followup", [_event("aftersales.followup", "MaintenanceReminderDue", {
             "vin": "LJ1EEAUU5N0123456", "customer_id": "C-ZH", "estimated_due_at": NOON + timedelta(days=10),
             "basis": "date"}, NOON)])
@@ -261,9 +293,11 @@ async def test_an_opt_out_suppresses_and_says_why(ns: Namespace, peers: Peers) -
         assert peers.store.sms == []
         async with api(stack["notifier"], "supervisor") as supervisor:
             listed = (await supervisor.get("/v1/notifications", params={"recipient": "C-ZH"})).json()
-            assert [n["status"] for n in listed["notifications"]] == ["suppressed"]
+            assert [n["status"] for n in listed["items"]] == ["suppressed"]
             assert (await supervisor.delete("/v1/opt-outs/C-ZH/sms")).status_code == 200
-            assert (await supervisor.delete("/v1/opt-outs/C-ZH/sms")).status_code == 404
+            gone = await supervisor.delete("/v1/opt-outs/C-ZH/sms")
+            assert gone.status_code == 404 and gone.headers["content-type"] == "application/problem+json"
+            assert gone.json()["status"] == 404 and "no opt-out of sms" in gone.json()["detail"]
         async with api(stack["notifier"]) as anonymous, api(stack["notifier"], "quality") as quality:
             assert (await anonymous.get("/v1/letters")).status_code == 401
             assert (await quality.post("/v1/opt-outs", json={"customer_id": "C", "channel": "sms"})).status_code == 403

@@ -85,11 +85,36 @@ async def test_confirming_an_alert_announces_one_recall_and_visits_and_calls_mov
             assert (await quality.post(f"/v1/alerts/{alert_a}/acknowledge", json={})).status_code == 200
             assert (await quality.post(f"/v1/alerts/{alert_a}/close", json={"note": "false alarm"})).status_code == 200
             closed = await quality.post(f"/v1/alerts/{alert_a}/confirm", json={"containment": "x"})
-            assert closed.status_code == 409 and closed.json()["detail"]["state"] == "closed"
+            assert closed.status_code == 409 and closed.json()["state"] == "closed"
 
-            ok = await quality.post(f"/v1/alerts/{alert_b}/confirm", json={
-                "containment": "B2610-CTRL-5 on hold", "title": "Controller inspection"})
+            # the list walked a page at a time returns each alert once, in the order asked
+            walked, cursor = [], None
+            while True:
+                page = (await quality.get("/v1/alerts", params={"limit": 1, "sort": "alert_id",
+                                                                **({"cursor": cursor} if cursor else {})})).json()
+                walked += [x["alert_id"] for x in page["items"]]
+                if (cursor := page["next_cursor"]) is None:
+                    break
+            every = [x["alert_id"] for x in (await quality.get("/v1/alerts", params={"limit": 200})).json()["items"]]
+            assert walked == sorted(every) and len(walked) == len(set(walked)) and {alert_a, alert_b} <= set(walked)
+            for params, field in (({"cursor": "not-a-cursor"}, "query.cursor"), ({"sort": "colour"}, "query.sort")):
+                refused = await quality.get("/v1/alerts", params=params)
+                assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json"
+                assert [e["field"] for e in refused.json()["errors"]] == [field], refused.text
+            stale = await quality.post(f"/v1/alerts/{alert_b}/confirm", json={"containment": "x"},
+                                       headers={"If-Match": '"not-the-alerts-etag"'})
+            assert stale.status_code == 412, "confirmed on the strength of an alert that changed since"
+            etag = (await quality.get(f"/v1/alerts/{alert_b}")).headers["ETag"]
+
+            confirmation = {"containment": "B2610-CTRL-5 on hold", "title": "Controller inspection"}
+            key = {"Idempotency-Key": "confirm-b2610-ctrl-5", "If-Match": etag}
+            ok = await quality.post(f"/v1/alerts/{alert_b}/confirm", json=confirmation, headers=key)
             assert ok.status_code == 200, ok.text
+            again = await quality.post(f"/v1/alerts/{alert_b}/confirm", json=confirmation, headers=key)
+            assert again.status_code == 200 and again.headers["Idempotency-Replayed"] == "true"
+            assert again.json() == ok.json(), "the retry answers the first confirmation"
+            recalls = (await quality.get("/v1/recalls")).json()
+            assert [r["campaign_id"] for r in recalls["items"]] == [ok.json()["campaign_id"]], "one recall"
             body = ok.json()
             campaign_id = body["campaign_id"]
             assert body["vehicles"] == len(b) and body["confirmed_by"] == "quality-01"

@@ -204,7 +204,7 @@ async def test_alert_endpoints_need_a_token_and_the_quality_role_and_refuse_ille
 
         async def one_alert() -> list[dict[str, Any]]:
             async with api(runtime, "ops") as ops:
-                return list((await ops.get("/v1/alerts")).json()["alerts"])
+                return list((await ops.get("/v1/alerts")).json()["items"])
 
         alert_id = (await until(one_alert, what="the burst alert"))[0]["alert_id"]
 
@@ -226,23 +226,35 @@ async def test_alert_endpoints_need_a_token_and_the_quality_role_and_refuse_ille
         async with api(runtime, "quality") as quality:
             too_early = await quality.post(f"/v1/alerts/{alert_id}/close", json={"note": "recalled"})
             assert too_early.status_code == 409
-            assert too_early.json()["detail"]["allowed"] == ["acknowledge"]
-            assert "acknowledge" in too_early.json()["detail"]["message"]
-            assert (await quality.post(f"/v1/alerts/{alert_id}/acknowledge", json={})).status_code == 200
+            assert too_early.headers["content-type"] == "application/problem+json"
+            assert too_early.json()["allowed"] == ["acknowledge"] and too_early.json()["state"] == "raised"
+            assert "acknowledge" in too_early.json()["detail"]
+            read = await quality.get(f"/v1/alerts/{alert_id}")
+            seen = read.headers["ETag"]
+            acknowledged = await quality.post(f"/v1/alerts/{alert_id}/acknowledge", json={}, headers={"If-Match": seen})
+            assert acknowledged.status_code == 200 and acknowledged.headers["ETag"] != seen
+            stale = await quality.post(f"/v1/alerts/{alert_id}/close", json={"note": "lot quarantined"},
+                                       headers={"If-Match": seen})
+            assert stale.status_code == 412, "closed on the strength of what another inspector changed since"
+            assert stale.json()["status"] == 412 and stale.headers["ETag"] == acknowledged.headers["ETag"]
+            assert (await quality.get(f"/v1/alerts/{alert_id}")).json()["state"] == "acknowledged", "412 changed nothing"
+            assert (await quality.get(f"/v1/alerts/{alert_id}")).headers["ETag"] == acknowledged.headers["ETag"]
             twice = await quality.post(f"/v1/alerts/{alert_id}/acknowledge")
-            assert twice.status_code == 409 and twice.json()["detail"]["allowed"] == ["close"]
+            assert twice.status_code == 409 and twice.json()["allowed"] == ["close"]
             no_note = await quality.post(f"/v1/alerts/{alert_id}/close", json={})
             assert no_note.status_code == 422, "closing needs a containment note"
             assert (await quality.post(f"/v1/alerts/{alert_id}/close", json={"note": "lot quarantined"})).status_code == 200
             after = await quality.post(f"/v1/alerts/{alert_id}/acknowledge")
-            assert after.status_code == 409 and after.json()["detail"]["allowed"] == []
-            assert (await quality.get("/v1/alerts/no-such-alert")).status_code == 404
+            assert after.status_code == 409 and after.json()["allowed"] == []
+            missing = await quality.get("/v1/alerts/no-such-alert")
+            assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+            assert missing.json()["type"] == "urn:aftersales:problem:not-found" and "no-such-alert" in missing.json()["detail"]
             assert (await quality.get("/v1/alerts", params={"state": "sleeping"})).status_code == 422
             # malformed on purpose: a week without its W, a moment without its offset
             assert (await quality.get("/v1/reports/weekly", params={"week": "2026-47"})).status_code == 422
             assert (await quality.get("/v1/stats", params={"from": "2026-11-01T00:00:00"})).status_code == 422
             listed = (await quality.get("/v1/alerts", params={"state": "closed"})).json()
-            assert listed["total"] == 1 and listed["alerts"][0]["close_note"] == "lot quarantined"
+            assert len(listed["items"]) == 1 and listed["items"][0]["close_note"] == "lot quarantined"
 
         # New reports on the contained cell reopen the closed alert with the new evidence (the
         # reports since it was closed), instead of raising a fresh alert on the same cell.
@@ -254,14 +266,14 @@ async def test_alert_endpoints_need_a_token_and_the_quality_role_and_refuse_ille
 
         async def reopened() -> list[dict[str, Any]]:
             async with api(runtime, "ops") as ops:
-                return [a for a in (await ops.get("/v1/alerts", params={"state": "open"})).json()["alerts"]]
+                return [a for a in (await ops.get("/v1/alerts", params={"state": "open"})).json()["items"]]
 
         async def reopened_one() -> list[dict[str, Any]]:
             return [a for a in await reopened() if a["alert_id"] == alert_id]
 
         await until(reopened_one, what="the reopened alert")
         async with api(runtime, "quality") as quality:
-            every = (await quality.get("/v1/alerts")).json()["alerts"]
+            every = (await quality.get("/v1/alerts")).json()["items"]
             detail = (await quality.get(f"/v1/alerts/{alert_id}")).json()
         assert [a["alert_id"] for a in every if a["cell"] == detail["cell"]] == [alert_id], "no second alert on the cell"
         assert detail["state"] == "raised"

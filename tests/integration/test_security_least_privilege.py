@@ -59,10 +59,10 @@ async def test_an_agent_outside_a_region_gets_403_and_every_read_is_in_the_appen
             assert correcting.status_code == 403, "nor may they change a file outside their scope"
             # a search finds only the agent's own customers, whatever it names
             by_phone = (await east_agent.get("/v1/customers", params={"phone": west.customer.phone})).json()
-            assert by_phone["total"] == 0 and by_phone["customers"] == []
-            assert (await east_agent.get("/v1/customers", params={"region": "west"})).json()["total"] == 0
+            assert by_phone["items"] == []
+            assert (await east_agent.get("/v1/customers", params={"region": "west"})).json()["items"] == []
             assert [c["customer_id"] for c in (await east_agent.get(
-                "/v1/customers", params={"phone": east.customer.phone})).json()["customers"]] == [e_id]
+                "/v1/customers", params={"phone": east.customer.phone})).json()["items"]] == [e_id]
             # the dealer's agent sees the customer their dealer sold to, not the other
             assert (await dealer_agent.get(f"/v1/customers/{w_id}")).status_code == 200
             assert (await dealer_agent.get(f"/v1/customers/{e_id}")).status_code == (
@@ -72,12 +72,12 @@ async def test_an_agent_outside_a_region_gets_403_and_every_read_is_in_the_appen
             assert (await hotline.get(f"/v1/customers/{w_id}")).status_code == 200
             # no search without a filter, and a capped page
             assert (await supervisor.get("/v1/customers")).status_code == 422
-            assert (await supervisor.get("/v1/customers", params={"region": "west", "page_size": 51})).status_code == 422
+            assert (await supervisor.get("/v1/customers", params={"region": "west", "limit": 51})).status_code == 422
 
             # the access log: who, when, which file, which route; supervisors only; a filter required
             log = await supervisor.get("/v1/customer-file-reads", params={"customer_id": w_id})
             assert log.status_code == 200, log.text
-            entries = log.json()["entries"]
+            entries = log.json()["items"]
             seen = [(e["reader"], e["role"], e["route"], bool(e["detail"].get("refused"))) for e in entries]
             assert ("wang.fang", "agent", "GET /v1/customers/{customer_id}", True) in seen
             assert ("wang.fang", "agent", "POST /v1/customers/{customer_id}/contact", True) in seen
@@ -87,9 +87,10 @@ async def test_an_agent_outside_a_region_gets_403_and_every_read_is_in_the_appen
             assert all(e["customer_id"] == w_id for e in entries)
             refused_at = next(e["at"] for e in entries if e["reader"] == "wang.fang" and e["detail"].get("refused"))
             assert datetime.fromisoformat(refused_at) == NOW + timedelta(minutes=5), "the service's clock"
-            mine = (await supervisor.get("/v1/customer-file-reads", params={"reader": "wang.fang"})).json()["entries"]
+            mine = (await supervisor.get("/v1/customer-file-reads", params={"reader": "wang.fang"})).json()["items"]
             listed = [e for e in mine if e["route"] == "GET /v1/customers" and e["customer_id"] == e_id]
             assert listed and listed[0]["detail"]["filters"] == ["phone"], "a search's rows are reads too (no values)"
+            assert listed[0]["detail"]["rows"] == 1, "how many files the search listed"
             assert east.customer.phone not in str(mine), "the log names the filters, not what was typed"
             assert (await supervisor.get("/v1/customer-file-reads")).status_code == 422
             assert (await east_agent.get("/v1/customer-file-reads", params={"reader": "wang.fang"})).status_code == 403

@@ -430,10 +430,10 @@ async def test_hostile_strings_in_every_http_path_query_and_body_never_get_a_5xx
                                  headers={"Authorization": f"Bearer {TOKENS['agent']}"}) as agent:
         everyone = 0
         for region in await _regions(ns):  # a search names what it looks for (docs/security.md)
-            everyone += (await agent.get("/v1/customers", params={"region": region})).json()["total"]
+            everyone += len((await agent.get("/v1/customers", params={"region": region})).json()["items"])
         assert everyone >= 1
         for wildcard in ("%", "_", "' OR '1'='1", "%' OR 1=1 --"):
-            assert (await agent.get("/v1/customers", params={"name": wildcard})).json()["total"] == 0, wildcard
+            assert (await agent.get("/v1/customers", params={"name": wildcard})).json()["items"] == [], wildcard
 
     tables_after = await _tables(ns)
     assert set(tables_after) == set(tables_before), set(tables_before) ^ set(tables_after)
