@@ -8,7 +8,7 @@ from datetime import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -60,6 +60,12 @@ class NotifierSettings(BaseSettings):
     rate_limit_sms_per_second: float = Field(20, gt=0)
     rate_limit_email_per_second: float = Field(10, gt=0)
     rate_limit_letter_per_second: float = Field(1000, gt=0)
+
+    @field_validator("smtp_username", "smtp_password", mode="before")
+    @classmethod
+    def _blank_is_no_login(cls, value: Any) -> Any:
+        """An empty login is no login (compose passes an unset AFTERSALES_SMTP_USERNAME on as '')."""
+        return None if value == "" else value
 
 
 @dataclass(frozen=True)
