@@ -558,13 +558,14 @@ class Office:
 
     # -- quality inspection ---------------------------------------------------------------
     async def quality_session(self, now: datetime) -> None:
-        alerts = await self.call("GET", "quality", "/v1/alerts", self.quality, params={"state": "raised"})
-        for alert in alerts["alerts"]:
+        alerts = await self.call("GET", "quality", "/v1/alerts", self.quality, params={"state": "raised", "limit": 200})
+        for alert in alerts["items"]:
             await self.call("POST", "quality", f"/v1/alerts/{alert['alert_id']}/acknowledge", self.quality,
                             {"note": "batch under investigation with the supplier"})
             self.tally.add("alerts acknowledged")
-        alerts = await self.call("GET", "quality", "/v1/alerts", self.quality, params={"state": "acknowledged"})
-        for alert in alerts["alerts"]:
+        alerts = await self.call("GET", "quality", "/v1/alerts", self.quality,
+                                 params={"state": "acknowledged", "limit": 200})
+        for alert in alerts["items"]:
             acknowledged = alert.get("acknowledged_at")
             if acknowledged and datetime.fromisoformat(acknowledged) < now - timedelta(days=3):
                 await self.call("POST", "quality", f"/v1/alerts/{alert['alert_id']}/close", self.quality,
@@ -868,7 +869,15 @@ async def report(settings: Settings, office: Office, tally: Tally, world: World,
     complaints = await office.call("GET", "complaints", "/v1/kpis", office.ops)
     quality = await office.call("GET", "quality", "/v1/kpis", office.ops)
     concerns = await office.call("GET", "followup", "/v1/feedback-items/figures", office.ops, params=window)
-    alerts = await office.call("GET", "quality", "/v1/alerts", office.ops, params={"limit": 50})
+    listed: list[dict[str, Any]] = []
+    cursor = None
+    while True:  # every alert, page by page
+        page = await office.call("GET", "quality", "/v1/alerts", office.ops,
+                                 params={"sort": "-raised_at", "limit": 200, **({"cursor": cursor} if cursor else {})})
+        listed += page["items"]
+        if not (cursor := page["next_cursor"]):
+            break
+    alerts = {"total": len(listed), "alerts": listed}  # the report's own shape (figures["alerts"])
     db = await asyncpg.connect(reader_database_url(settings))  # read-only figures
     try:
         sent = dict(await db.fetch(

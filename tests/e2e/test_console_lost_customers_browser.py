@@ -145,7 +145,7 @@ async def test_an_inspector_lists_the_recalls_and_opens_one(world: World) -> Non
         for i, v in enumerate(cars[:8])])
     async with api(world.stack["quality"], "quality") as quality:
         async def batch_alert() -> list[dict]:
-            return [a for a in (await quality.get("/v1/alerts")).json()["alerts"] if a["cell"]["kind"] == "batch"]
+            return [a for a in (await quality.get("/v1/alerts")).json()["items"] if a["cell"]["kind"] == "batch"]
 
         [alert] = await eventually(batch_alert, what="the batch alert")
         confirmed = await quality.post(f"/v1/alerts/{alert['alert_id']}/confirm",

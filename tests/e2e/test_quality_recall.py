@@ -98,7 +98,7 @@ async def test_a_confirmed_batch_problem_calls_and_writes_to_exactly_the_owners_
             campaign_id = confirmed.json()["campaign_id"]
             assert confirmed.json()["vehicles"] == len(bad)
             again = await quality.post(f"/v1/alerts/{alert_id}/confirm", json={"containment": "again"})
-            assert again.status_code == 409 and again.json()["detail"]["campaign_id"] == campaign_id
+            assert again.status_code == 409 and again.json()["campaign_id"] == campaign_id
 
         async with TopicReader(ns.settings, "aftersales.quality") as topic:
             await topic.wait_for(lambda rs: any(r.event_type == "CampaignAnnounced" for r in rs), timeout=30)
@@ -144,16 +144,24 @@ async def test_a_confirmed_batch_problem_calls_and_writes_to_exactly_the_owners_
 
         # The recall letters: one to each owner, none to the control owner.
         async with api(stack["notifier"], "supervisor") as notifier:
+            async def every(path: str, **params: Any) -> list[dict[str, Any]]:
+                rows, cursor = [], None
+                while True:
+                    page = (await notifier.get(path, params={**params, "limit": 200,
+                                                             **({"cursor": cursor} if cursor else {})})).json()
+                    rows += page["items"]
+                    if not (cursor := page["next_cursor"]):
+                        return rows
+
             async def letters_sent() -> list[dict[str, Any]]:
-                rows = (await notifier.get("/v1/notifications", params={"page_size": 500})).json()["notifications"]
+                rows = await every("/v1/notifications")
                 recall = [n for n in rows if n["rule"] == "recall_notice"]
                 return recall if len(recall) == len(owners) and all(n["status"] == "sent" for n in recall) else []
             sent = await until(letters_sent, "a recall letter to each owner")
             assert {n["recipient"] for n in sent} == owners and all(n["channel"] == "letter" for n in sent)
-            everything = (await notifier.get("/v1/notifications", params={
-                "recipient": control.customer.customer_id})).json()["notifications"]
+            everything = await every("/v1/notifications", recipient=control.customer.customer_id)
             assert not [n for n in everything if n["rule"] in ("recall_notice", "campaign_invitation")]
-            register = (await notifier.get("/v1/letters", params={"page_size": 500})).json()["letters"]
+            register = await every("/v1/letters")
             recall_letters = [row for row in register if row["subject"].startswith(("召回通知", "Recall notice"))]
             assert sorted(row["addressee"] for row in recall_letters) == sorted(v.customer.name for v in bad)
 
@@ -208,6 +216,6 @@ async def test_a_confirmed_batch_problem_calls_and_writes_to_exactly_the_owners_
             mine = next(v for v in recall["vehicles"] if v["vin"] == loyal.vin)
             assert mine["repair_order_id"] == "RO-RECALL-1"
             listed = (await quality.get("/v1/recalls")).json()
-            assert [r["campaign_id"] for r in listed["recalls"]] == [campaign_id]
+            assert [r["campaign_id"] for r in listed["items"]] == [campaign_id]
     finally:
         await stack.stop()

@@ -180,7 +180,7 @@ async def test_a_pickup_with_a_bad_phone_is_filed_flagged_written_to_corrected_a
             assert flag["value"] == BAD_PHONE and "not a valid number" in flag["reason"]
             assert flag["source"] == "VehiclePickedUp"
             listed = (await agent.get("/v1/customers/flagged")).json()
-            assert [f["customer_id"] for f in listed["files"]] == [customer_id]
+            assert [f["customer_id"] for f in listed["items"]] == [customer_id]
 
         async with api(stack["followup"], "agent") as me:
             item = await queue_item(me, "first_visit", vehicle.vin)
@@ -188,7 +188,7 @@ async def test_a_pickup_with_a_bad_phone_is_filed_flagged_written_to_corrected_a
 
         async with api(stack["notifier"], "agent") as clerk:
             async def the_letter() -> list[dict[str, Any]]:
-                letters = (await clerk.get("/v1/letters")).json()["letters"]
+                letters = (await clerk.get("/v1/letters")).json()["items"]
                 return [x for x in letters if x["postal_address"] == vehicle.customer.address]
             letters = await eventually(the_letter, what="the first-visit notice by letter")
         assert len(letters) == 1 and letters[0]["subject"] == "回访通知：请告知您的联系电话"
@@ -206,7 +206,7 @@ async def test_a_pickup_with_a_bad_phone_is_filed_flagged_written_to_corrected_a
             assert event["corrected_by"] == "agent-01"
             file = (await agent.get(f"/v1/customers/{customer_id}")).json()
             assert file["phone"] == "+8613912345152" and file["contact_flags"] == {}
-            assert (await agent.get("/v1/customers/flagged")).json()["total"] == 0
+            assert (await agent.get("/v1/customers/flagged")).json()["items"] == []
 
         notifier_db = await db(ns, "notifier")
         try:

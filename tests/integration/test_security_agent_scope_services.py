@@ -219,11 +219,11 @@ async def test_the_notifier_holds_a_scoped_agent_to_their_customers(keyed_ns: Na
             assert (await north_agent.get("/v1/consent-log/C-NORTH")).status_code == 200
             assert (await north_agent.get(f"/v1/consent-log/{e_id}")).status_code == 403
             assert (await east_agent.get("/v1/consent-log/C-UNKNOWN")).status_code == 403, "unknown: not theirs"
-            assert (await east_agent.get("/v1/letters")).json()["total"] == 0
+            assert (await east_agent.get("/v1/letters")).json()["items"] == []
 
             for everyone in (hotline, supervisor):
                 assert (await everyone.get(f"/v1/consent-log/{w_id}")).status_code == 200
-                assert (await everyone.get("/v1/consent-log/C-UNKNOWN")).status_code == 200
+                assert (await everyone.get("/v1/consent-log/C-UNKNOWN")).status_code == 404, "never heard of"
             opted = await dealer_agent.post("/v1/opt-outs", json={"customer_id": w_id, "channel": "sms",
                                                                    "reason": "客户要求"})
             assert opted.status_code == 201, opted.text

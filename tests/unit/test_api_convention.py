@@ -19,12 +19,6 @@ ACTION_PREFIXES = ("/v1/cases/{", "/v1/followups/{", "/v1/complaints/{", "/v1/me
 # Operations not converted yet, by service: each engineer removes their service's entries as they
 # convert them. An entry here is a known gap, not an exception to the convention.
 NOT_YET: dict[str, set[str]] = {
-    "intake": {
-        "GET /v1/customer-file-reads",
-        "GET /v1/customers",
-        "GET /v1/customers/flagged",
-        "GET /v1/customers/incomplete",
-    },
     "followup": {
         "GET /v1/customers/at-risk",
         "GET /v1/customers/{customer_id}/calls",
@@ -53,30 +47,6 @@ NOT_YET: dict[str, set[str]] = {
         "POST /v1/followups/{followup_id}/release",
         "POST /v1/inbound-calls",
         "PUT /v1/customers/{customer_id}/owner",
-    },
-    "quality": {
-        "GET /v1/alerts",
-        "GET /v1/alerts/{alert_id}",
-        "GET /v1/alerts/{alert_id}/affected-vehicles",
-        "GET /v1/kpis",
-        "GET /v1/recalls",
-        "GET /v1/recalls/{campaign_id}",
-        "GET /v1/reports/monthly",
-        "GET /v1/reports/weekly",
-        "GET /v1/stats",
-        "POST /v1/alerts/{alert_id}/acknowledge",
-        "POST /v1/alerts/{alert_id}/close",
-        "POST /v1/alerts/{alert_id}/confirm",
-    },
-    "notifier": {
-        "DELETE /v1/opt-outs/{customer_id}/{channel}",
-        "GET /v1/consent-log/{customer_id}",
-        "GET /v1/letters",
-        "GET /v1/notifications",
-        "GET /v1/opt-outs/{customer_id}",
-        "POST /v1/letters/{letter_id}/printed",
-        "POST /v1/opt-outs",
-        "POST /v1/reports/monthly-summary",
     },
 }
 
