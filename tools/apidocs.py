@@ -31,21 +31,44 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
 
 from shared.events import CATALOG, DEADLETTER, SERVICE_TOPIC, UPSTREAM_TOPICS, EventSpec
 from shared.events.catalog import event_types_on
+from shared.events.cloudevents import CONTENT_TYPE, SCHEMA_BASE, SPECVERSION
 from shared.settings import SERVICES, Settings
 
 DOCS_DIR = Path(__file__).resolve().parent.parent / "docs" / "api"
 VERSION = "1.0.0"
 LOCAL_BOOTSTRAP = "127.0.0.1:9092"
-# The headers every record carries beside its envelope (shared.events.envelope.Envelope.kafka_headers).
-HEADERS = {
-    "type": "object",
-    "properties": {
-        "event_type": {"type": "string", "description": "the envelope's event_type, to filter without parsing"},
-        "event_id": {"type": "string", "format": "uuid", "description": "the envelope's event_id (consumers de-duplicate on it)"},
-        "schema_version": {"type": "string", "description": "the envelope's schema_version"},
-        "correlation_id": {"type": "string", "format": "uuid", "description": "carried unchanged along a chain of events"},
-    },
-    "required": ["event_type", "event_id"],
+# The headers every record the platform produces carries beside its envelope (the relay:
+# shared.events.cloudevents.record_headers): the four it always sent and the CloudEvents 1.0
+# Kafka binding's, binary mode (docs/events.md, "Headers").
+_HEADER_PROPERTIES: dict[str, Any] = {
+    "event_type": {"type": "string", "description": "the envelope's event_type, to filter without parsing"},
+    "event_id": {"type": "string", "format": "uuid", "description": "the envelope's event_id (consumers de-duplicate on it)"},
+    "schema_version": {"type": "string", "description": "the envelope's schema_version"},
+    "correlation_id": {"type": "string", "format": "uuid", "description": "carried unchanged along a chain of events"},
+    "ce_specversion": {"type": "string", "const": SPECVERSION, "description": "CloudEvents: the spec version"},
+    "ce_id": {"type": "string", "format": "uuid", "description": "CloudEvents id: the envelope's event_id"},
+    "ce_type": {"type": "string", "description": "CloudEvents type: com.aftersales.<topic without 'aftersales.'>."
+                                                 "<event_type>.v<schema_version>"},
+    "ce_source": {"type": "string", "format": "uri-reference",
+                  "description": "CloudEvents source: /aftersales/<service>, or /upstream/<producer> on upstream.*"},
+    "ce_time": {"type": "string", "format": "date-time", "description": "CloudEvents time: the envelope's occurred_at"},
+    "ce_subject": {"type": "string", "description": "CloudEvents subject: the record key (the envelope's key)"},
+    "ce_dataschema": {"type": "string", "format": "uri",
+                      "description": "CloudEvents dataschema: the JSON Schema of the envelope of this type and "
+                                     f"version, {SCHEMA_BASE}<topic>/<event_type>.v<n>.json (docs/schemas/)"},
+    "content-type": {"type": "string", "const": CONTENT_TYPE, "description": "CloudEvents datacontenttype"},
+    "traceparent": {"type": "string", "description": "W3C trace context of the request or record that caused the "
+                                                     "event (absent when it was caused outside any trace)"},
+    "tracestate": {"type": "string", "description": "W3C trace state, when the trace carries one"},
+}
+_OPTIONAL_HEADERS = ("traceparent", "tracestate")
+HEADERS = {"type": "object", "properties": _HEADER_PROPERTIES,
+           "required": [name for name in _HEADER_PROPERTIES if name not in _OPTIONAL_HEADERS]}
+# What upstream producers send: any of these, or none (intake reads the envelope in the value);
+# what intake's webhook forwards carries them all when it is a readable envelope.
+UPSTREAM_HEADERS = {
+    "type": "object", "properties": _HEADER_PROPERTIES, "required": [],
+    "description": "Producers may send these headers or none; the envelope in the value is what counts.",
 }
 
 
@@ -196,8 +219,11 @@ def asyncapi(service: str) -> dict[str, Any]:
         warnings.simplefilter("error", RuntimeWarning)
         document = AsyncAPI(
             broker, title=f"Aftersales {service}", version=VERSION,
-            description=f"{definition.description}\n\nEvery record is one JSON envelope (DESIGN.md §3); the record "
-                        f"key is the envelope's key; headers repeat event_type and event_id. Consumer group: `{service}`.",
+            description=f"{definition.description}\n\nEvery record is one JSON envelope (docs/events.md); the record "
+                        "key is the envelope's key; the headers repeat event_type, event_id, schema_version and "
+                        "correlation_id and carry the CloudEvents 1.0 attributes (Kafka binding, binary mode: ce_id, "
+                        "ce_type, ce_source, ce_time, ce_subject, ce_dataschema, content-type); the JSON Schema of "
+                        f"each event type is under docs/schemas/. Consumer group: `{service}`.",
             schema_version="3.0.0",
         ).to_specification().to_jsonable()
     # FastStream keeps its subscribers in a set: sort, so the document is the same on every run.
@@ -221,7 +247,7 @@ def asyncapi(service: str) -> dict[str, Any]:
     for message_name, message in document["components"]["messages"].items():
         channel = by_title[message_name.rsplit(":", 1)[0]]
         message["name"] = channel.spec.event_type
-        message["headers"] = HEADERS
+        message["headers"] = UPSTREAM_HEADERS if channel.spec.upstream else HEADERS
         message["bindings"] = {"kafka": {"key": {"type": "string", "description": channel.spec.key_doc},
                                          "bindingVersion": "0.4.0"}}
     return document  # type: ignore[no-any-return]
@@ -292,9 +318,13 @@ route, a subscription or an event model). `aftersales docs --check` fails when t
 {rows}
 
 - A running service serves the same OpenAPI document at `/openapi.json` and renders it at `/docs`.
-- Every AsyncAPI message is the envelope of DESIGN.md §3 whose `data` is the event's model in
-  `shared/events/catalog.py`; the message bindings give the Kafka key, the headers give
-  `event_type` and `event_id`. Intake also publishes to the upstream topics: what producers post
-  to its signed webhook is forwarded there, so it takes exactly the Kafka path.
+- Every AsyncAPI message is the envelope ([../events.md](../events.md)) whose `data` is the
+  event's model in `shared/events/catalog.py`; the message bindings give the Kafka key, the
+  headers give `event_type`, `event_id`, `schema_version`, `correlation_id` and the CloudEvents
+  `ce_*` attributes with `content-type` (required on the platform's topics; on `upstream.*` a
+  producer may send none). The JSON Schema of each event type and version is under
+  [../schemas/](../schemas/), the catalog in [../events-catalog.md](../events-catalog.md).
+  Intake also publishes to the upstream topics: what producers post to its signed webhook is
+  forwarded there, so it takes exactly the Kafka path.
 - To browse an AsyncAPI document: `faststream docs serve docs/api/followup.asyncapi.yaml`.
 """

@@ -26,22 +26,32 @@ def register(app: typer.Typer) -> None:
 
 @tools.command("docs")
 def docs(
-    out: Annotated[Path | None, typer.Option(help="where to write them (default: docs/api/ of the repository)")] = None,
+    out: Annotated[Path | None, typer.Option(help="the docs directory to write into (default: docs/ of the repository)")]
+    = None,
     check: Annotated[bool, typer.Option("--check", help="change nothing; exit 1 if a document is stale")] = False,
+    release: Annotated[str | None, typer.Option(help="freeze the current event schemas as this release "
+                                                     "(docs/schemas/releases/<release>/, never rewritten)")] = None,
 ) -> None:
-    """Write every service's OpenAPI (FastAPI) and AsyncAPI (FastStream) document under docs/api/."""
-    from tools import apidocs
+    """Write the generated documents under docs/: every service's OpenAPI (FastAPI) and AsyncAPI
+    (FastStream) document in api/, the JSON Schema of every event type and version in schemas/,
+    and the catalog and business-rule pages (events-catalog.md, rules.md)."""
+    from tools import apidocs, eventschemas, generated_pages
 
-    directory = out or apidocs.DOCS_DIR
-    if check:
-        stale = apidocs.stale(directory)
-        if stale:
-            console.print(f"[red]stale in {directory}:[/red] {', '.join(stale)}; run `aftersales docs` and commit them")
-            raise typer.Exit(1)
-        console.print(f"{directory}: every document is current")
+    root = out or apidocs.DOCS_DIR.parent
+    directory, schemas = root / "api", root / "schemas"
+    if release:
+        console.print(f"{eventschemas.snapshot(release, schemas)}: the event schemas of release {release}")
         return
-    changed = apidocs.write(directory)
-    console.print(f"{directory}: {len(changed)} document(s) written" if changed else f"{directory}: already current")
+    if check:
+        stale = [f"api/{name}" for name in apidocs.stale(directory)] + eventschemas.stale(schemas) \
+            + generated_pages.stale(root)
+        if stale:
+            console.print(f"[red]stale in {root}:[/red] {', '.join(stale)}; run `aftersales docs` and commit them")
+            raise typer.Exit(1)
+        console.print(f"{root}: every document is current")
+        return
+    changed = apidocs.write(directory) + eventschemas.write(schemas) + generated_pages.write(root)
+    console.print(f"{root}: {len(changed)} document(s) written" if changed else f"{root}: already current")
 
 
 @tools.command("peers", hidden=True)

@@ -27,7 +27,7 @@ class QualityRules(BaseSettings):
     important_categories: tuple[str, ...] = IMPORTANT_PART_CATEGORIES
 
     # Early warning: the probability that a cell with no problem raises an alert in a given
-    # month (DESIGN.md §4: "default 1% per cell per month").
+    # month (the design's default: "1% per cell per month").
     false_alarm_probability_per_cell_month: float = Field(0.01, gt=0, lt=1)
     # sequential: every report is checked against a boundary calibrated per cell so that the
     # monthly probability holds whatever the look interval (docs/quality-early-warning.md §3);

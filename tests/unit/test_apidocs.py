@@ -65,13 +65,19 @@ def test_the_docs_command_writes_the_documents_and_its_check_finds_a_stale_one(t
     runner = CliRunner()
     written = runner.invoke(app, ["docs", "--out", str(tmp_path)])
     assert written.exit_code == 0, written.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+    assert sorted(p.name for p in (tmp_path / "api").iterdir()) == sorted(
         ["README.md", *(f"{s}.openapi.json" for s in SERVICES), *(f"{s}.asyncapi.yaml" for s in SERVICES)])
+    assert {"events-catalog.md", "rules.md", "schemas"} <= {p.name for p in tmp_path.iterdir()}
+    assert len(list((tmp_path / "schemas").rglob("*.json"))) == len(CATALOG)
     assert runner.invoke(app, ["docs", "--out", str(tmp_path), "--check"]).exit_code == 0
-    (tmp_path / "quality.asyncapi.yaml").write_text("asyncapi: 3.0.0\n")
+    (tmp_path / "api" / "quality.asyncapi.yaml").write_text("asyncapi: 3.0.0\n")
+    (tmp_path / "schemas" / "aftersales.quality" / "QualityAlertRaised.v1.json").write_text("{}\n")
+    (tmp_path / "rules.md").write_text("# rules\n")
     stale = runner.invoke(app, ["docs", "--out", str(tmp_path), "--check"])
-    assert stale.exit_code == 1 and "quality.asyncapi.yaml" in stale.output
-    assert (tmp_path / "quality.asyncapi.yaml").read_text() == "asyncapi: 3.0.0\n", "--check changes nothing"
+    assert stale.exit_code == 1
+    for name in ("api/quality.asyncapi.yaml", "schemas/aftersales.quality/QualityAlertRaised.v1.json", "rules.md"):
+        assert name in stale.output.replace("\n", ""), stale.output
+    assert (tmp_path / "api" / "quality.asyncapi.yaml").read_text() == "asyncapi: 3.0.0\n", "--check changes nothing"
 
 
 def test_every_catalog_event_type_appears_in_some_document() -> None:
