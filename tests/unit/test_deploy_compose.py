@@ -22,8 +22,9 @@ from pydantic import BaseModel, ValidationError
 from pydantic_settings import BaseSettings
 
 from services import load
+from shared.db_roles import role_name, role_passwords, service_database_url
 from shared.events import ALL_TOPICS, SERVICE_TOPIC
-from shared.settings import DEFAULT_PORTS, SERVICES, Settings
+from shared.settings import DEFAULT_PORTS, PROCESSES, SERVICES, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -243,7 +244,9 @@ def test_the_services_reach_postgres_the_sms_sink_and_the_mail_catcher_by_their_
     env = environment(services["notifier"])
     database = urlsplit(env["AFTERSALES_DATABASE_URL"])
     postgres = environment(services["postgres"])
-    assert (database.hostname, database.username, database.password, database.path.strip("/")) == (
+    assert (database.hostname, database.path.strip("/")) == ("postgres", postgres["POSTGRES_DB"])
+    admin = urlsplit(environment(services["db-roles"])["AFTERSALES_DATABASE_URL"])  # the roles' maker
+    assert (admin.hostname, admin.username, admin.password, admin.path.strip("/")) == (
         "postgres", postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"], postgres["POSTGRES_DB"])
     sms = urlsplit(env["AFTERSALES_SMS_GATEWAY_URL"])
     sink = services[sms.hostname]
@@ -364,10 +367,16 @@ def test_every_password_and_secret_is_required_and_none_falls_back_to_a_default(
     without = {k: v for k, v in env_example().items() if k != "POSTGRES_PASSWORD"}
     with pytest.raises(AssertionError, match="POSTGRES_PASSWORD"):
         compose(without)
-    # the database password reaches the services as set, never the old fallback `aftersales`
-    example = env_example() | {"POSTGRES_PASSWORD": "Zq7" * 12}
-    url = urlsplit(environment(compose(example)["services"]["intake"])["AFTERSALES_DATABASE_URL"])
+    # the database passwords reach their users as set, never the old fallback `aftersales`
+    example = env_example() | {"POSTGRES_PASSWORD": "Zq7" * 12, "POSTGRES_INTAKE_PASSWORD": "Yx8" * 12}
+    url = urlsplit(environment(compose(example)["services"]["db-roles"])["AFTERSALES_DATABASE_URL"])
     assert url.password == "Zq7" * 12
+    intake = environment(compose(example)["services"]["intake"])["AFTERSALES_DATABASE_ROLE_PASSWORDS"]
+    assert intake == "intake=" + "Yx8" * 12
+    for name in (f"POSTGRES_{p.upper()}_PASSWORD" for p in (*PROCESSES, "ops")):
+        assert f"${{{name}:?" in text, f"{name} must be required"
+        with pytest.raises(AssertionError, match=name):
+            compose({k: v for k, v in env_example().items() if k != name})
 
 
 def test_the_services_trust_forwarded_for_only_because_the_proxy_sets_it() -> None:
@@ -379,3 +388,152 @@ def test_the_services_trust_forwarded_for_only_because_the_proxy_sets_it() -> No
 
 def test_the_services_bind_loopback_unless_configured() -> None:
     assert Settings.model_fields["http_host"].default == "127.0.0.1"
+
+
+# ---------------------------------------------------------------------------------------
+# Postgres: a role per service owning only its schema, TLS with verify-full, no superuser for
+# services (docs/security.md; the roles themselves are proven on a real server in
+# tests/integration/test_security_db_roles.py).
+
+POSTGRES_DIR = ROOT / "deploy" / "postgres"
+
+
+def _service_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for key in [k for k in os.environ if k.startswith("AFTERSALES_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        if key.startswith("AFTERSALES_"):
+            monkeypatch.setenv(key, value)
+    return Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_each_service_connects_as_its_own_role_over_verify_full_tls_without_the_admins_credentials(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    example = env_example()
+    services = compose()["services"]
+    admin_password = environment(services["postgres"])["POSTGRES_PASSWORD"]
+    own_passwords = {name: example[f"POSTGRES_{name.upper()}_PASSWORD"] for name in PROCESSES}
+    for name in PROCESSES:
+        service = services[name]
+        env = environment(service)
+        url = urlsplit(env["AFTERSALES_DATABASE_URL"])
+        # no credentials in the URL: the admin's are nowhere in a service's environment
+        assert url.username is None and url.password is None, name
+        assert not any(admin_password in value for value in env.values()), f"{name} holds the admin's password"
+        assert dict(pair.split("=", 1) for pair in url.query.split("&"))["sslmode"] == "verify-full", name
+        assert env["AFTERSALES_DATABASE_SSL_ROOTCERT"] == "/etc/aftersales/postgres-ca/ca.pem", name
+        assert "postgres-ca:/etc/aftersales/postgres-ca:ro" in service["volumes"], name
+        assert not any(str(v).startswith("postgres-tls:") for v in service["volumes"]), f"{name} mounts the keys"
+        # exactly its own role's password, and the settings turn it into its own role's login
+        assert env["AFTERSALES_DATABASE_ROLE_PASSWORDS"] == f"{name}={own_passwords[name]}", name
+        settings = _service_settings(env, monkeypatch)
+        assert role_passwords(settings) == {name: own_passwords[name]}
+        login = urlsplit(service_database_url(settings, name))
+        assert (login.username, login.password, login.hostname) == (role_name(settings, name), own_passwords[name],
+                                                                     "postgres"), name
+        assert service["depends_on"]["db-roles"] == {"condition": "service_completed_successfully"}, name
+    # the roles and their passwords: the db-roles job makes them all, as the admin, over TLS too
+    job = services["db-roles"]
+    assert job["command"] == ["infra", "db-roles"] and job["restart"] == "no"
+    job_env = environment(job)
+    assert dict(pair.split("=", 1) for pair in urlsplit(job_env["AFTERSALES_DATABASE_URL"]).query.split("&")) == {
+        "sslmode": "verify-full"}
+    made = dict(pair.split("=", 1) for pair in job_env["AFTERSALES_DATABASE_ROLE_PASSWORDS"].split(","))
+    assert made == {**own_passwords, "ops": example["POSTGRES_OPS_PASSWORD"]}
+    assert job["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    assert _has_command("infra", "db-roles")
+
+
+def _has_command(*path: str) -> bool:
+    from aftersales.cli import app
+
+    command: Any = typer.main.get_command(app)
+    for part in path:
+        command = getattr(command, "commands", {}).get(part)
+        if command is None:
+            return False
+    return True
+
+
+def test_the_cli_has_the_db_roles_command_the_compose_job_runs() -> None:
+    assert _has_command("infra", "db-roles")
+    assert not _has_command("infra", "no-such-command")  # the check can fail
+
+
+def test_postgres_serves_tls_only_with_a_certificate_for_its_compose_name() -> None:
+    services = compose()["services"]
+    postgres = services["postgres"]
+    command = postgres["command"]
+    options = dict(command[i + 1].split("=", 1) for i, part in enumerate(command) if part == "-c")
+    assert options["ssl"] == "on"
+    assert (options["ssl_cert_file"], options["ssl_key_file"]) == ("/tls/server.crt", "/tls/server.key")
+    assert "postgres-tls:/tls:ro" in postgres["volumes"]
+    assert postgres["depends_on"]["postgres-tls"] == {"condition": "service_completed_successfully"}
+    hba_mount = next(v for v in postgres["volumes"] if v.endswith(":" + options["hba_file"] + ":ro"))
+    hba = (ROOT / hba_mount.split(":", 1)[0]).read_text()
+    rules = [line.split() for line in hba.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    network = [r for r in rules if r[0] != "local"]
+    assert ["hostssl", "all", "all", "all", "scram-sha-256"] in network
+    assert ["hostnossl", "all", "all", "all", "reject"] in network
+    assert all(r[0] in ("hostssl", "hostnossl") and r[-1] in ("scram-sha-256", "reject") for r in network), network
+    job = services["postgres-tls"]
+    assert job["entrypoint"] == ["sh", "/scripts/tls-init.sh"] and job["restart"] == "no"
+    assert "./deploy/postgres/tls-init.sh:/scripts/tls-init.sh:ro" in job["volumes"]
+    assert {"postgres-tls:/tls", "postgres-ca:/ca"} <= set(job["volumes"])
+    # the certificate is made for the host name the services check (verify-full)
+    host = urlsplit(environment(services["intake"])["AFTERSALES_DATABASE_URL"]).hostname
+    assert 'host="${POSTGRES_TLS_HOST:-postgres}"' in (POSTGRES_DIR / "tls-init.sh").read_text() and host == "postgres"
+
+
+def test_the_tls_script_makes_a_certificate_that_verify_full_accepts_for_postgres_only(tmp_path: Path) -> None:
+    """deploy/postgres/tls-init.sh run for real (openssl), its server certificate served on a
+    loopback socket and checked the way asyncpg checks it with the CA (shared/db.py)."""
+    import shutil
+    import socket
+    import ssl
+    import subprocess
+    import threading
+
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed to check deploy/postgres/tls-init.sh")
+    script = (POSTGRES_DIR / "tls-init.sh").read_text().replace("tls=/tls", f"tls={tmp_path}/tls").replace(
+        "ca=/ca", f"ca={tmp_path}/ca").replace("chown postgres:postgres", "true")
+    (tmp_path / "tls").mkdir()
+    (tmp_path / "ca").mkdir()
+    (tmp_path / "run.sh").write_text(script)
+    for _ in range(2):  # the second run keeps what the first made
+        done = subprocess.run(["sh", str(tmp_path / "run.sh")], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    first_cert = (tmp_path / "tls" / "server.crt").read_bytes()
+    assert (tmp_path / "ca" / "ca.pem").read_bytes() == (tmp_path / "tls" / "ca.pem").read_bytes()
+    assert oct((tmp_path / "tls" / "server.key").stat().st_mode & 0o777) == "0o600"
+
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(tmp_path / "tls" / "server.crt", tmp_path / "tls" / "server.key")
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve(count: int) -> None:
+        for _ in range(count):
+            conn, _ = listener.accept()
+            try:
+                with server_context.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(1)
+            except (ssl.SSLError, OSError):
+                pass
+
+    thread = threading.Thread(target=serve, args=(2,), daemon=True)
+    thread.start()
+    client = ssl.create_default_context(cafile=str(tmp_path / "ca" / "ca.pem"))  # what shared.db uses
+
+    def handshake(name: str) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            with client.wrap_socket(raw, server_hostname=name) as tls:
+                tls.sendall(b"x")
+
+    handshake("postgres")
+    with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch|doesn't match"):
+        handshake("evil.example")
+    thread.join(10)
+    listener.close()
+    assert (tmp_path / "tls" / "server.crt").read_bytes() == first_cert
