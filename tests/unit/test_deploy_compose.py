@@ -228,7 +228,7 @@ def test_the_kafka_cluster_is_three_kraft_brokers_that_agree_on_their_quorum() -
     for name, broker in brokers.items():
         env = environment(broker)
         assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
-        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{broker['hostname']}:9092"
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"SASL_SSL://{broker['hostname']}:9092"  # issue 19
         assert env["KAFKA_LOG_DIRS"] in broker["volumes"][0], f"{name}: the data directory must be on its volume"
         ids[int(env["KAFKA_NODE_ID"])] = broker["hostname"]
         voters = env["KAFKA_CONTROLLER_QUORUM_VOTERS"]

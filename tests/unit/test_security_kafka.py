@@ -153,3 +153,118 @@ def test_the_local_broker_has_no_plaintext_listener_and_authorizes(tmp_path: Pat
     assert f'password="{settings.parsed_kafka_credentials()["admin"]}"' in text and "${" not in text
     legacy = Kafka(_settings(dev_plaintext_kafka=True), Paths(tmp_path))
     assert legacy.template.name == "server.plaintext.properties"
+
+
+# ---------------------------------------------------------------------------------------
+# docker-compose.yml, checked without Docker (helpers of tests/unit/test_deploy_compose.py)
+
+
+def _compose(values: dict[str, str] | None = None) -> dict[str, object]:
+    from tests.unit.test_deploy_compose import compose, env_example
+
+    return compose(env_example() | (values or {}))
+
+
+def _brokers(doc: dict[str, object]) -> dict[str, dict[str, object]]:
+    services: dict[str, dict[str, object]] = doc["services"]  # type: ignore[assignment]
+    return {n: s for n, s in services.items() if str(s.get("image", "")).startswith("apache/kafka:")}
+
+
+def test_kafka_in_compose_listens_sasl_ssl_only_and_authorizes() -> None:
+    from tests.unit.test_deploy_compose import environment
+
+    brokers = _brokers(_compose())
+    assert len(brokers) == 3
+    for name, broker in brokers.items():
+        env = environment(broker)
+        protocols = dict(pair.split(":") for pair in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+        listeners = [item.split("://")[0] for item in env["KAFKA_LISTENERS"].split(",")]
+        assert {protocols[listener] for listener in listeners} == {"SASL_SSL", "SSL"}, name
+        assert "PLAINTEXT" not in protocols.values() and "SASL_PLAINTEXT" not in protocols.values(), name
+        assert env["KAFKA_ADVERTISED_LISTENERS"].startswith("SASL_SSL://"), name
+        assert protocols[env["KAFKA_CONTROLLER_LISTENER_NAMES"]] == "SSL", name
+        assert env["KAFKA_LISTENER_NAME_CONTROLLER_SSL_CLIENT_AUTH"] == "required", "controllers: mutual TLS"
+        assert protocols[env["KAFKA_INTER_BROKER_LISTENER_NAME"]] == "SASL_SSL", name
+        assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+        assert env["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+        assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+        assert env["KAFKA_SUPER_USERS"] == "User:admin;User:aftersales-kafka-broker"
+        assert {k.removeprefix("KAFKA_PASSWORD_").lower() for k in env if k.startswith("KAFKA_PASSWORD_")} == set(
+            PRINCIPALS), "a SCRAM user per principal"
+        assert env["KAFKA_SSL_KEYSTORE_TYPE"] == env["KAFKA_SSL_TRUSTSTORE_TYPE"] == "PEM"
+        assert "kafka-tls:/etc/kafka/tls:ro" in broker["volumes"]  # type: ignore[operator]
+        assert broker["entrypoint"] == ["/bin/bash", "/opt/aftersales/compose-start.sh"]
+        assert "ports" not in broker, f"{name}: Kafka is reached inside the compose network only"
+        assert "--command-config /tmp/admin.properties" in " ".join(broker["healthcheck"]["test"])  # type: ignore[index]
+
+
+def test_each_compose_service_logs_in_to_kafka_as_itself_with_its_password_alone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.unit.test_deploy_compose import environment
+
+    passwords = {f"KAFKA_PASSWORD_{p.upper()}": f"{p}-{STRONG}" for p in PRINCIPALS}
+    doc = _compose(passwords)
+    services: dict[str, dict[str, object]] = doc["services"]  # type: ignore[assignment]
+    for name in PROCESSES:
+        env = environment(services[name])
+        assert env["AFTERSALES_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", name
+        assert (env["AFTERSALES_KAFKA_SASL_USERNAME"], env["AFTERSALES_KAFKA_SASL_PASSWORD"]) == (name, f"{name}-{STRONG}")
+        others = [p for p in PRINCIPALS if p != name and f"{p}-{STRONG}" in " ".join(env.values())]
+        assert not others, f"{name} holds the Kafka passwords of {others}"
+        assert env["AFTERSALES_KAFKA_SSL_CAFILE"] == "/etc/aftersales/kafka-ca/ca.pem"
+        volumes = [str(v) for v in services[name]["volumes"]]  # type: ignore[attr-defined]
+        assert "kafka-ca:/etc/aftersales/kafka-ca:ro" in volumes and not any(v.startswith("kafka-tls:") for v in volumes)
+        for key in [k for k in __import__("os").environ if k.startswith("AFTERSALES_")]:
+            monkeypatch.delenv(key)
+        settings = Settings(_env_file=None, **{k.removeprefix("AFTERSALES_").lower(): v for k, v in env.items()
+                                               if k.startswith("AFTERSALES_KAFKA_")})  # type: ignore[arg-type]
+        assert refuse_plaintext_kafka(settings) is None and settings.kafka_login() == (name, f"{name}-{STRONG}")
+    job = environment(services["topics"])  # creates topics and ACLs as admin
+    assert (job["AFTERSALES_KAFKA_SASL_USERNAME"], job["AFTERSALES_KAFKA_SASL_PASSWORD"]) == ("admin", f"admin-{STRONG}")
+    tls = services["kafka-tls"]
+    command = tls["command"]
+    assert command[:2] == ["infra", "kafka-tls"]  # type: ignore[index]
+    hosts = {command[i + 1] for i, part in enumerate(command) if part == "--host"}  # type: ignore[arg-type,index]
+    assert {f"kafka-{n}" for n in (1, 2, 3)} | {"localhost"} <= hosts, "the advertised names and the healthcheck's"
+    from tests.unit.test_deploy_compose import env_example
+
+    example = env_example()
+    for principal in PRINCIPALS:  # every password required, none with a fallback
+        name = f"KAFKA_PASSWORD_{principal.upper()}"
+        with pytest.raises(AssertionError, match=name):
+            from tests.unit.test_deploy_compose import compose
+
+            compose({k: v for k, v in example.items() if k != name})
+
+
+def test_the_compose_start_script_formats_a_scram_user_per_principal_and_writes_no_plaintext(tmp_path: Path) -> None:
+    """deploy/kafka/compose-start.sh run for real with a stand-in for the image's tools."""
+    from tests.unit.test_deploy_compose import environment
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("kafka-storage.sh", "kafka-server-start.sh"):
+        (bin_dir / tool).write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{tmp_path}/{tool}.args"\n')
+        (bin_dir / tool).chmod(0o755)
+    passwords = {f"KAFKA_PASSWORD_{p.upper()}": f"{p}-{STRONG}" for p in PRINCIPALS}
+    broker = _brokers(_compose(passwords))["kafka-2"]
+    env = {"PATH": "/usr/bin:/bin", "BROKER_BIN": str(bin_dir), "BROKER_CONF": str(tmp_path), **environment(broker)}
+    done = subprocess.run(["bash", str(DEPLOY / "kafka" / "compose-start.sh")], env=env, capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 0, done.stderr
+    properties = dict(line.split("=", 1) for line in (tmp_path / "server.properties").read_text().splitlines())
+    assert properties["listeners"] == "SASL_SSL://:9092,CONTROLLER://:9093"
+    assert properties["advertised.listeners"] == "SASL_SSL://kafka-2:9092" and properties["node.id"] == "2"
+    assert properties["listener.name.controller.ssl.client.auth"] == "required"
+    assert properties["ssl.principal.mapping.rules"] == "RULE:^CN=([^,]+)$/$1/,DEFAULT"
+    assert properties["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"].endswith(
+        f'username="admin" password="admin-{STRONG}";')
+    assert not any(k.startswith("password.") for k in properties), "the passwords are not broker properties"
+    assert (tmp_path / "server.properties").stat().st_mode & 0o077 == 0, "it holds admin's password"
+    storage = (tmp_path / "kafka-storage.sh.args").read_text().splitlines()
+    assert storage[:4] == ["format", "--ignore-formatted", "-t", "aftersales-kraft-cluster-01"]
+    users = {arg for arg in storage if arg.startswith("SCRAM-SHA-512=")}
+    assert users == {f"SCRAM-SHA-512=[name={p},password={p}-{STRONG}]" for p in PRINCIPALS}
+    assert (tmp_path / "kafka-server-start.sh.args").read_text().split() == [str(tmp_path / "server.properties")]
+    admin = (tmp_path / "admin.properties").read_text()
+    assert "security.protocol=SASL_SSL" in admin and "ssl.truststore.location=/etc/kafka/tls/ca.pem" in admin
