@@ -23,7 +23,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import asyncpg
 import structlog
 
-from shared import metrics
+from shared import metrics, tracing
 from shared.clock import Clock
 from shared.db import acquire
 from shared.errors import is_transient
@@ -187,8 +187,9 @@ class TimerRunner(Generic[D]):
                 if not rows:
                     return 0
                 uow = UnitOfWork(conn, service=self.service, settings=self.settings, clock=self.clock, deps=self.deps)
-                await source.fire(uow, rows)
-                await uow.flush()
+                with tracing.firing(self.service, source.name, len(rows)):  # a trace of its own
+                    await source.fire(uow, rows)
+                    await uow.flush()
         metrics.TIMERS_FIRED.labels(self.service, source.name).inc(len(rows))
         self.fired += len(rows)
         return len(rows)
@@ -213,9 +214,10 @@ class TimerRunner(Generic[D]):
                 if not timers:
                     return 0
                 uow = UnitOfWork(conn, service=self.service, settings=self.settings, clock=self.clock, deps=self.deps)
-                for kind, group in groupby(timers, key=lambda t: t.kind):
-                    await self.handlers[kind](uow, list(group))
-                await uow.flush()
+                with tracing.firing(self.service, ",".join(sorted({t.kind for t in timers})), len(timers)):
+                    for kind, group in groupby(timers, key=lambda t: t.kind):
+                        await self.handlers[kind](uow, list(group))
+                    await uow.flush()
                 # Only what was claimed: a handler may have re-armed a timer it fired (same kind and
                 # ref, a new due_at), and that new one must stay pending.
                 await conn.execute(

@@ -16,6 +16,7 @@ publishes all share one trace id.
 - **Consumer** (`consuming`, `handling`): a span per poll (`process batch`) and per handler
   call (`handle <event type>`), continuing the records' trace when they share one, else linked
   to each record's trace (spans are exported).
+- **Timers** (`firing`): what fires in one transaction starts a trace of its own (`fire <kinds>`).
 
 Propagation does not depend on exporting. Without an endpoint no span is made at all (no cost
 beyond reading and writing the headers): an incoming context is made current as it came and
@@ -371,6 +372,22 @@ def _state_of(rows: Sequence[Mapping[str, Any]], traceparent: str) -> str | None
         if row.get("traceparent") == traceparent:
             return row.get("tracestate")
     return None
+
+
+# -- durable timers and deadlines ----------------------------------------------------------------
+
+@contextmanager
+def firing(service: str, what: str, count: int) -> Iterator[None]:
+    """Timers or deadlines firing in one transaction: a trace of their own (a root span
+    `fire <kinds>`, or fresh ids while export is off), which the events they publish carry."""
+    tracer = setup(service).tracer
+    if tracer is None:
+        with carrying(new_context()):
+            yield
+        return
+    with tracer.start_as_current_span(f"fire {what}", context=otel_context.Context(),
+                                      attributes={"aftersales.fired": count}):
+        yield
 
 
 # -- the consumer ------------------------------------------------------------------------------

@@ -299,3 +299,15 @@ async def test_without_an_exporter_a_request_carries_its_trace_or_starts_one(exp
     assert given == PARENT  # carried as it came: no span of ours in between
     assert all(tracing.parse(t) is not None for t in started) and started[0][3:35] != started[1][3:35]
     assert exported.get_finished_spans() == ()
+
+
+def test_timers_firing_start_a_trace_of_their_own(exported: InMemorySpanExporter) -> None:
+    with tracing.carrying(TraceContext(PARENT)):
+        with tracing.firing("traced", "first_visit_due", 3):
+            here = tracing.current()
+        with tracing.firing("quiet", "first_visit_due", 3):
+            quiet = tracing.current()
+    (span,) = exported.get_finished_spans()
+    assert (span.name, span.parent, span.attributes["aftersales.fired"]) == ("fire first_visit_due", None, 3)
+    assert here is not None and here.trace_id == _id(span) != TRACE
+    assert quiet is not None and quiet.trace_id not in (TRACE, _id(span))
