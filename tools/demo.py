@@ -387,6 +387,18 @@ class Office:
             raise RuntimeError(f"{method} {service}{path} -> {response.status_code}: {response.text[:300]}")
         return response.json()
 
+    async def every(self, service: str, path: str, token: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every item of a list, page by page (the services' cursor Pages)."""
+        items: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page = await self.call("GET", service, path, token,
+                                   params={**params, "limit": 200, **({"cursor": cursor} if cursor else {})})
+            items += page["items"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return items
+
     async def close(self) -> None:
         await self.http.aclose()
 
@@ -493,8 +505,8 @@ class Office:
     # -- complaint handlers --------------------------------------------------------------
     async def complaints_session(self, now: datetime, new_only: bool = False) -> None:
         token = self.supervisor
-        opened = await self.call("GET", "complaints", "/v1/complaints", token, params={"state": "opened", "limit": 200})
-        for case in opened["items"]:
+        opened = await self.every("complaints", "/v1/complaints", token, {"state": "opened"})
+        for case in opened:
             cid = case["complaint_id"]
             if cid not in self.plans:  # first seen: how this case will go
                 slow = self.rng.random() < 0.08
@@ -511,8 +523,8 @@ class Office:
         if new_only:
             return
         for state in ("reopened", "assigned", "acknowledged", "pending_customer"):
-            listed = await self.call("GET", "complaints", "/v1/complaints", token, params={"state": state, "limit": 200})
-            for case in listed["items"]:
+            listed = await self.every("complaints", "/v1/complaints", token, {"state": state})
+            for case in listed:
                 cid = case["complaint_id"]
                 due = self.plans.setdefault(cid, now + timedelta(days=self.rng.uniform(0.5, 2)))
                 if state == "pending_customer":
@@ -531,11 +543,12 @@ class Office:
                                     {"reason": "等待客户提供照片 (waiting for the customer's photos)"})
 
     # -- rectification measures -----------------------------------------------------------
-    async def record_measure(self, due: datetime) -> None:
+    async def record_measure(self, since: datetime, now: datetime, due: datetime) -> None:
         """The supervisor answers the month's most frequent complaint category so far with a
         measure, owned by the after-sales supervisor (mailed on the due date)."""
-        listed = await self.call("GET", "complaints", "/v1/complaints", self.supervisor, params={"limit": 200})
-        counts = Counter(c["category"] for c in listed["items"] if c.get("category"))
+        found = await self.call("GET", "complaints", "/v1/reports/categories", self.supervisor,
+                                params={"from": since.isoformat(), "to": now.isoformat()})
+        counts = Counter({c: n for c, n in found["counts"].items() if n})
         category = counts.most_common(1)[0][0] if counts else "repair_quality"
         self.measure = await self.call("POST", "complaints", "/v1/measures", self.supervisor, {
             "target_kind": "category", "category": category, "title": "完工质检与交车说明 (final check at handover)",
@@ -761,7 +774,8 @@ async def run(plan: Plan | None = None, *, settings: Settings | None = None, env
                     if n == len(WINDOWS) - 1:
                         await office.quality_session(stack.now())
                         if day == measure_day:  # due a third of the month later, 09:00 that day
-                            await office.record_measure(start + timedelta(days=day + measure_gap, hours=9))
+                            await office.record_measure(start, stack.now(),
+                                                        start + timedelta(days=day + measure_gap, hours=9))
                         elif day == plan.days - 1:
                             await office.verify_measure()
                     await stack.settle()
@@ -788,7 +802,7 @@ async def run(plan: Plan | None = None, *, settings: Settings | None = None, env
 
 async def measures_report(settings: Settings, office: Office) -> dict[str, Any]:
     """The month's rectification measure with its effect, as the complaints service measures it."""
-    measures = await office.call("GET", "complaints", "/v1/measures", office.ops)
+    measures = {"items": await office.every("complaints", "/v1/measures", office.ops, {})}
     for m in measures["items"]:
         e = m["effect"]
         console.print(f"  measure {m['title']} ({m['category']}, owner {m['owner']}, {m['status']}"

@@ -83,6 +83,11 @@ class Filters:
                    department=pick("department", DEPARTMENTS), mine=params.get("mine") in ("1", "on", "true"),
                    filed_from=_day(pick("filed_from")), filed_to=_day(pick("filed_to")), q=pick("q"))
 
+    @property
+    def unfiltered(self) -> bool:
+        """No filter chosen: the worklist shows the open cases."""
+        return self == Filters()
+
     def query(self) -> str:
         """The filters as a query string (what a saved view keeps)."""
         pairs = [(k, v) for k, v in (("state", self.state), ("level", self.level), ("category", self.category),
@@ -105,8 +110,11 @@ def _start_of(day: str) -> str:
 
 
 def api_params(f: Filters, person: Person, vins: list[str] | None) -> dict[str, Any]:
-    """The complaints API's list query for these filters; a department user's department always."""
+    """The complaints API's list query for these filters; a department user's department always.
+    Without any filter the worklist is the cases still being worked (the service reads no whole list)."""
     params: dict[str, Any] = {"sort": "deadline", "limit": WORKLIST_SIZE}
+    if f.unfiltered:
+        params["open"] = "true"
     for name in ("state", "level", "category", "severity", "q"):
         if getattr(f, name):
             params[name] = getattr(f, name)
@@ -173,12 +181,12 @@ def router() -> APIRouter:
                 vins = await store.dealer_vins(conn, f.dealer, DEALER_VINS + 1)
             cut, vins = len(vins) > DEALER_VINS, vins[:DEALER_VINS]
             if not vins:
-                return {"items": [], "total": 0, "problem": None, "cut": False}
+                return {"items": [], "more": False, "problem": None, "cut": False, "open_only": False}
         try:
             answer = await services(request).call(person, "GET", "complaints", "/v1/complaints",
                                                   params=api_params(f, person, vins))
         except ServiceError as exc:
-            return {"items": [], "total": 0, "problem": exc.message, "cut": False}
+            return {"items": [], "more": False, "problem": exc.message, "cut": False, "open_only": False}
         now = runtime.clock.now()
         items = answer["items"]
         async with acquire(runtime.pool) as conn:
@@ -189,7 +197,8 @@ def router() -> APIRouter:
             item["vehicle"] = vehicles.get(item.get("vin") or "")
             item["filed_at"] = _moment(item["filed_at"])
             item["clock"] = clock(_moment(item.get("due_at")), now)
-        return {"items": items, "total": answer["total"], "problem": None, "cut": cut}
+        return {"items": items, "more": answer["next_cursor"] is not None, "problem": None, "cut": cut,
+                "open_only": f.unfiltered}
 
     @r.get("/cases")
     async def cases_page(request: Request, person: Person = Depends(role(*CASE_ROLES))) -> Response:
@@ -235,16 +244,16 @@ def router() -> APIRouter:
         return RedirectResponse(f"/cases?{query}", status_code=303)
 
     async def case_of(request: Request, person: Person, complaint_id: str) -> dict[str, Any]:
+        """The case as the service shows it, with its ETag under "etag" (sent back as If-Match)."""
         try:
-            case: dict[str, Any] = await services(request).call(
-                person, "GET", "complaints", f"/v1/complaints/{quote(complaint_id)}")
+            case, etag = await services(request).read(person, "complaints", f"/v1/complaints/{quote(complaint_id)}")
         except ServiceError as exc:
             if exc.status == 404:
                 raise Refused(N_("No complaint case with this id. The worklist shows the cases."), status=404) from None
             raise Refused(exc.message, status=502) from None
         if person.role == "department" and case["department"] != person.department:
             raise Refused(N_("This case is not routed to your department."), status=403)
-        return case
+        return {**case, "etag": etag}
 
     @r.get("/cases/{complaint_id}")
     async def case_page(request: Request, complaint_id: str, person: Person = Depends(role(*CASE_ROLES))
@@ -296,10 +305,17 @@ def router() -> APIRouter:
             body["note"] = form["note"].strip()[:4000]
         if action == "close" and form.get("satisfied") in ("yes", "no"):
             body["satisfied"] = form["satisfied"] == "yes"
+        # The case as the handler saw it: if someone changed it since the page was shown, the service
+        # refuses (412) and the handler looks again instead of acting on what is no longer there.
+        seen = (form.get("etag") or "").strip()[:100]
         try:
             await services(request).call(person, "POST", "complaints",
-                                         f"/v1/complaints/{quote(complaint_id)}/{action}", json=body or None)
+                                         f"/v1/complaints/{quote(complaint_id)}/{action}", json=body or None,
+                                         headers={"If-Match": seen} if seen else None)
         except ServiceError as exc:
+            if exc.status == 412:
+                return _with(here, error=N_("Someone changed this case after you opened it. Check what changed "
+                                            "below and take the step again."))
             return _with(here, error=exc.message)
         await audit(request, person, f"case_{action}", customer_id=case.get("customer_id"), subject=complaint_id,
                     **({field: body[field]} if field else {}))

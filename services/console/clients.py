@@ -76,6 +76,26 @@ class Services:
             raise ServiceError(service, response.status_code, _detail(response), _fields(response))
         return response.json() if response.content else None
 
+    async def read(self, person: Person, service: str, path: str) -> tuple[Any, str | None]:
+        """A GET of one resource and its ETag (to send back as If-Match with an action on it)."""
+        response = await self.fetch(person, service, path)
+        return response.json(), response.headers.get("etag")
+
+    async def every(self, person: Person, service: str, path: str, params: dict[str, Any] | None = None, *,
+                    limit: int = 200, pages: int = 20) -> tuple[list[Any], bool]:
+        """The items of a list walked page by page (its `next_cursor`), at most `pages` pages; and
+        whether more were left unread."""
+        items: list[Any] = []
+        cursor: str | None = None
+        for _ in range(pages):
+            answer = await self.call(person, "GET", service, path,
+                                     params={**(params or {}), "limit": limit, **({"cursor": cursor} if cursor else {})})
+            items += answer["items"]
+            cursor = answer.get("next_cursor")
+            if not cursor:
+                return items, False
+        return items, True
+
     async def fetch(self, person: Person, service: str, path: str) -> httpx.Response:
         """A GET whose answer is a file (a case's photo, a report): the response as it came."""
         token = person_token(self.key, person.username, person.role, self.rules.token_minutes,

@@ -87,8 +87,9 @@ def router() -> APIRouter:
                    error: str | None = None, detail: str | None = None, done: str = "") -> Response:
         params = {"status": status_filter} if status_filter in STATUSES else {}
         try:
-            answer = await services(request).call(person, "GET", "complaints", "/v1/measures", params=params)
-            items, counts, problem = entries(answer["items"]), answer["counts"], None
+            found, _ = await services(request).every(person, "complaints", "/v1/measures", params)
+            report = await services(request).call(person, "GET", "complaints", "/v1/reports/measures")
+            items, counts, problem = entries(found), report["counts"], None
         except ServiceError as exc:
             items, counts, problem = [], {}, exc.message
         await audit(request, person, "read_report", subject="measures", status=status_filter or None)

@@ -93,6 +93,7 @@ def measure_item(say: Any, m: dict[str, Any]) -> str:
 
 
 # GET service path params -> the answer's JSON; `missing_ok`: None when the service has no such route.
+MEASURE_PAGES = 10  # the month's measures: at most this many pages of 200
 Fetch = Callable[..., Awaitable[Any]]
 
 
@@ -105,11 +106,25 @@ async def monthly_summary(fetch: Fetch, month: str) -> dict[str, Any]:
     span = {"from": start.isoformat(), "to": end.isoformat()}
 
     async def complaints_by_category(since: datetime, until: datetime) -> dict[str, int]:
-        async def one(category: str) -> int:
-            answer = await fetch("complaints", "/v1/complaints", {
-                "category": category, "filed_from": since.isoformat(), "filed_before": until.isoformat(), "limit": 1})
-            return int(answer["total"])
-        return dict(zip(CATEGORIES, await asyncio.gather(*(one(c) for c in CATEGORIES)), strict=True))
+        answer = await fetch("complaints", "/v1/reports/categories", {"from": since.isoformat(),
+                                                                      "to": until.isoformat()})
+        return {c: int(answer["counts"].get(c, 0)) for c in CATEGORIES}
+
+    async def month_measures() -> list[dict[str, Any]] | None:
+        """The month's measures, page by page (None when complaints has no measures)."""
+        found: list[dict[str, Any]] = []
+        cursor = None
+        for _ in range(MEASURE_PAGES):
+            answer = await fetch("complaints", "/v1/measures", {"month": month, "limit": 200,
+                                                                **({"cursor": cursor} if cursor else {})},
+                                 missing_ok=True)
+            if answer is None:
+                return None
+            found += answer["items"]
+            cursor = answer.get("next_cursor")
+            if not cursor:
+                break
+        return found
 
     kpis, visits, concerns, sla, quality, this, before, listed = await asyncio.gather(
         fetch("followup", "/v1/kpis", span),
@@ -120,7 +135,7 @@ async def monthly_summary(fetch: Fetch, month: str) -> dict[str, Any]:
         fetch("quality", "/v1/reports/monthly", {"month": month}),
         complaints_by_category(start, end),
         complaints_by_category(before_start, before_end),
-        fetch("complaints", "/v1/measures", {"month": month}, missing_ok=True))
+        month_measures())
     parts = quality["parts_accuracy"]
     results = {
         "warranty_return_visit_rate": (kpis["warranty_return_visit_rate"], kpis["warranty_visited"],
@@ -134,8 +149,7 @@ async def monthly_summary(fetch: Fetch, month: str) -> dict[str, Any]:
     }
     targets = [{"name": n, "value": v, "count": k, "out_of": o, "target": MONTHLY_TARGETS.get(n),
                 "met": met(v, MONTHLY_TARGETS.get(n))} for n, (v, k, o) in results.items()]
-    measures = None if listed is None else [measure_view(m) for m in (listed.get("measures") or listed.get("items")
-                                                                       or [])]
+    measures = None if listed is None else [measure_view(m) for m in listed]
     return {"month": month, "targets": targets, "categories": category_rows(this, before), "measures": measures,
             "complaints": sum(this.values()), "complaints_before": sum(before.values())}
 

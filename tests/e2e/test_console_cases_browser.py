@@ -1,7 +1,8 @@
 """Console II in a real headless Chromium on the real stack (Kafka, Postgres, the complaints
 service and the console): a complaint handler works a case from open to resolved through the
 worklist (the overdue case first, in red), a saved view, the case page's actions with their
-reasons and an uploaded photo, and the complaints service holds every step under the handler's
+reasons and an uploaded photo (a step on a case changed meanwhile is refused until the handler
+has seen the change), and the complaints service holds every step under the handler's
 name and the photo with its checksum; a department user sees only the cases routed to their
 department and is refused another's. Every page passes axe-core; screenshots under
 .local/artifacts/console/."""
@@ -118,6 +119,18 @@ async def test_a_handler_works_a_case_to_resolved_with_a_photo_and_a_department_
             await journey.check("case-opened")
             await actions.get_by_role("button", name="受理").click()
             await expect(page.get_by_role("status")).to_contain_text("已受理")
+            # A colleague notes something on the case meanwhile: the page the handler has is out of date,
+            # so the step is refused (If-Match, 412) and the reloaded page shows the note; then it goes through.
+            async with api(stack["complaints"], "agent") as colleague:
+                noted = await colleague.post(f"/v1/complaints/{filed['CS-A']['complaint_id']}/comments",
+                                             json={"text": "客户来电催促"})
+                assert noted.status_code == 200, noted.text
+            await actions.get_by_role("button", name="分派").click()
+            await expect(page.get_by_role("alert")).to_contain_text("有人修改了它")
+            await expect(page.get_by_text("客户来电催促")).to_be_visible()
+            async with api(stack["complaints"], "agent") as colleague:
+                unchanged = (await colleague.get(f"/v1/complaints/{filed['CS-A']['complaint_id']}")).json()
+                assert unchanged["state"] == "acknowledged", "the refused step changed nothing"
             await actions.get_by_role("button", name="分派").click()
             await expect(page.get_by_role("status")).to_contain_text("已分派")
 
@@ -164,6 +177,10 @@ async def test_a_handler_works_a_case_to_resolved_with_a_photo_and_a_department_
             await page.get_by_label("密码", exact=True).fill(PASSWORD)
             await page.get_by_role("button", name="登录").click()
             await expect(page.get_by_role("heading", name=re.compile("投诉案件"))).to_be_visible()
+            # The worklist opens on the cases still being worked (CS-A is resolved; the others are not theirs).
+            await expect(page.get_by_text("正在处理中的案件；选择筛选条件可查询全部案件")).to_be_visible()
+            await expect(rows).to_have_count(0)
+            await page.goto(f"{url}/cases?state=resolved")
             await expect(rows).to_have_count(1)
             await expect(rows.nth(0)).to_contain_text("CS-A")
             assert await page.get_by_label("责任部门", exact=True).count() == 0, "no department filter to change"
@@ -191,7 +208,8 @@ async def test_a_handler_works_a_case_to_resolved_with_a_photo_and_a_department_
             steps = await complaints_db.fetch(
                 "SELECT kind, actor FROM case_history WHERE complaint_id = $1 AND kind <> 'filed' ORDER BY seq", cid)
             assert [(s["kind"], s["actor"]) for s in steps if s["kind"] not in ("note", "escalated")] == [
-                (k, "wang.fang") for k in ("acknowledged", "assigned", "pended", "resumed", "document", "resolved")]
+                ("acknowledged", "wang.fang"), ("comment", "agent-01")] + [
+                (k, "wang.fang") for k in ("assigned", "pended", "resumed", "document", "resolved")], "one assignment"
             [doc] = await complaints_db.fetch("SELECT content_type, size_bytes, sha256, path FROM documents "
                                               "WHERE complaint_id = $1", cid)
             assert (doc["content_type"], doc["size_bytes"], doc["sha256"]) == (

@@ -130,8 +130,8 @@ async def test_a_measure_is_recorded_reminded_when_due_verified_and_its_effect_m
                                       headers={"Idempotency-Key": "axle-1"})
             again = await quality.post("/v1/measures", json=base | {"target_kind": "alert", "alert_id": "ALERT-RA-7"},
                                        headers={"Idempotency-Key": "axle-1"})
-            assert axle.status_code == 201 and again.status_code == 200, (axle.text, again.text)
-            assert again.json()["measure_id"] == axle.json()["measure_id"]
+            assert axle.status_code == 201 and again.status_code == 201, (axle.text, again.text)
+            assert again.headers["idempotency-replayed"] == "true" and again.json() == axle.json()
             repair = await supervisor.post("/v1/measures", json={
                 "target_kind": "category", "category": "repair_quality", "title": "维修后质检签字",
                 "action": "维修完工后由质检员试车并签字", "owner": "as-supervisor-01", "due_at": DUE.isoformat()})
@@ -190,7 +190,7 @@ async def test_a_measure_is_recorded_reminded_when_due_verified_and_its_effect_m
                         150, 2):
                     break
                 await asyncio.sleep(0.1)
-            assert listing["counts"]["overdue"] == 2
+            assert (await supervisor.get("/v1/reports/measures")).json()["counts"]["overdue"] == 2
             axle_effect = by_id[axle_id]["effect"]
             assert (axle_effect["after"]["events"], axle_effect["after"]["visits"]) == (2, 150)
             assert axle_effect["change"] == "decreased" and axle_effect["ci_high"] < 1
@@ -214,10 +214,13 @@ async def test_a_measure_is_recorded_reminded_when_due_verified_and_its_effect_m
             # settled in May, so not in June's.
             march = await _measures(supervisor, month="2026-03")
             assert {m["measure_id"] for m in march["items"]} == {axle_id, repair_id, early_id}
-            assert march["as_of"].startswith("2026-04-01") or march["as_of"].startswith("2026-03-31")
+            as_of = (await supervisor.get("/v1/reports/measures", params={"month": "2026-03"})).json()["as_of"]
+            assert datetime.fromisoformat(as_of) == datetime(2026, 4, 1, tzinfo=ZoneInfo("Asia/Shanghai"))
             assert (await _measures(supervisor, month="2026-06"))["items"] == []
             assert (await supervisor.get("/v1/measures", params={"month": "2026-13"})).status_code == 422
-            assert (await _measures(supervisor, status="verified"))["counts"]["verified"] == 3
+            assert len((await _measures(supervisor, status="verified"))["items"]) == 3
+            assert (await supervisor.get("/v1/reports/measures")).json()["counts"] == {
+                "open": 0, "due": 0, "overdue": 0, "verified": 3}
 
         async with TopicReader(ns.settings, COMPLAINTS) as topic:
             await topic.wait_for(count("MeasureVerified", 3), timeout=30)

@@ -57,18 +57,23 @@ def _answers(measures: Any) -> Any:
             return {"month": {"compliance": 0.75, "met": 3, "due": 4}}
         if path == "/v1/reports/monthly":
             return {"parts_accuracy": {"accuracy": 0.99, "lines": 100, "discrepant_lines": 1}}
-        if path == "/v1/complaints":
-            return {"total": complaints.get((params["filed_from"][:7], params["category"]), 0)}
-        if path == "/v1/measures":
-            assert missing_ok
-            return measures
+        if path == "/v1/reports/categories":
+            return {"counts": {c: n for (m, c), n in complaints.items() if m == params["from"][:7]}}
+        if path == "/v1/measures":  # a Page: two items a page, walked with next_cursor
+            assert missing_ok and params["month"] == "2026-11"
+            if measures is None:
+                return None
+            start = int(params.get("cursor") or 0)
+            return {"items": measures[start:start + 2], "limit": 2,
+                    "next_cursor": str(start + 2) if start + 2 < len(measures) else None}
         raise AssertionError(path)
     return fetch
 
 
 async def test_the_summary_is_assembled_from_the_services_answers() -> None:
-    found = await rp.monthly_summary(_answers({"items": [{"measure_id": "M-1", "category": "repair_quality",
-                                                           "title": "复检制度", "status": "open"}]}), "2026-11")
+    found = await rp.monthly_summary(_answers([
+        {"measure_id": f"M-{i}", "category": "repair_quality", "title": f"复检制度 {i}", "status": "open"}
+        for i in range(1, 4)]), "2026-11")
     by_name = {t["name"]: t for t in found["targets"]}
     assert (by_name["satisfaction_rate"]["value"], by_name["satisfaction_rate"]["met"]) == (0.9, False)
     assert by_name["parts_accuracy"]["met"] is True and by_name["reach_rate"]["met"] is None
@@ -77,6 +82,6 @@ async def test_the_summary_is_assembled_from_the_services_answers() -> None:
     assert [(c["category"], c["count"], c["before"]) for c in found["categories"]] == [
         ("repair_quality", 2, 1), ("price", 1, 0)]
     assert (found["complaints"], found["complaints_before"]) == (3, 1)
-    assert [m["action"] for m in found["measures"]] == ["复检制度"]
+    assert [m["action"] for m in found["measures"]] == ["复检制度 1", "复检制度 2", "复检制度 3"], "every page"
     without = await rp.monthly_summary(_answers(None), "2026-11")
     assert without["measures"] is None
