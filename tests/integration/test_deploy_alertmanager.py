@@ -10,6 +10,7 @@ import asyncio
 import shutil
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +116,113 @@ def test_prometheus_sends_its_alerts_to_alertmanager() -> None:
     assert config["global"]["smtp_smarthost"] == "mail:1025"
     assert service["environment"]["SMTP_SMARTHOST"] == "${AFTERSALES_SMTP_HOST:-mail}:${AFTERSALES_SMTP_PORT:-1025}"
     assert receivers()["on-call"]["webhook_configs"][0]["url"] == "http://sms-sink:8025/v1/alerts"
-    assert 's|mail:1025|$${SMTP_SMARTHOST}|' in service["command"][0]
-    assert 's|http://sms-sink:8025/v1/alerts|$${WEBHOOK_URL}|' in service["command"][0]
+    command = service["command"][0]
+    assert command.startswith("sh /etc/alertmanager/render.sh /etc/alertmanager/alertmanager.yml "
+                              "/alertmanager/alertmanager.yml &&"), command
+    assert "--config.file=/alertmanager/alertmanager.yml" in command
+    # The same SMTP settings as the notifier's: relay, login, STARTTLS; the password to those two only.
+    notifier = compose["notifier"]["environment"]
+    assert service["environment"]["SMTP_USERNAME"] == notifier["AFTERSALES_SMTP_USERNAME"] == \
+        "${AFTERSALES_SMTP_USERNAME:-}"
+    assert service["environment"]["SMTP_PASSWORD"] == notifier["AFTERSALES_SMTP_PASSWORD"] == \
+        "${AFTERSALES_SMTP_PASSWORD:-}"
+    assert service["environment"]["SMTP_REQUIRE_TLS"] == "${AFTERSALES_SMTP_STARTTLS:-false}"
+    assert notifier["AFTERSALES_SMTP_STARTTLS"] == "${AFTERSALES_SMTP_STARTTLS:-false}"
+    holders = {name for name, svc in compose.items()
+               if "${AFTERSALES_SMTP_PASSWORD:-}" in yaml.safe_dump(svc.get("environment", {}))}
+    assert holders == {"notifier", "alertmanager"}, holders
+
+
+# A relay password with everything a naive substitution would break on.
+RELAY_PASSWORD = "p'a|s#s: \\w\"d&$x"
+
+
+def render(tmp_path: Path, **env: str) -> Path:
+    """deploy/alertmanager/render.sh as compose runs it, with these settings."""
+    out = tmp_path / "alertmanager.yml"
+    subprocess.run(["sh", str(ALERTMANAGER.parent / "render.sh"), str(ALERTMANAGER), str(out)], check=True,
+                   env={"PATH": "/usr/bin:/bin", **env}, timeout=30)
+    return out
+
+
+def test_the_rendered_file_carries_the_relay_settings_exactly_and_still_loads(tmp_path: Path) -> None:
+    plain = render(tmp_path)
+    assert plain.read_text() == ALERTMANAGER.read_text(), "without settings, the file's defaults"
+    out = render(tmp_path, SMTP_SMARTHOST="smtp.example.com:587", SMTP_USERNAME="alerts@example.com",
+                 SMTP_PASSWORD=RELAY_PASSWORD, SMTP_REQUIRE_TLS="true",
+                 WEBHOOK_URL="https://chat.example.com/hooks/on-call?a=1&b='2'")
+    config = yaml.safe_load(out.read_text())
+    assert {k: config["global"][k] for k in ("smtp_smarthost", "smtp_auth_username", "smtp_auth_password",
+                                             "smtp_require_tls")} == {
+        "smtp_smarthost": "smtp.example.com:587", "smtp_auth_username": "alerts@example.com",
+        "smtp_auth_password": RELAY_PASSWORD, "smtp_require_tls": True}
+    hook = next(r for r in config["receivers"] if r["name"] == "on-call")["webhook_configs"][0]["url"]
+    assert hook == "https://chat.example.com/hooks/on-call?a=1&b='2'"
+    result = amtool("check-config", config=out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # the routes are the file's: a page still reaches the on-call
+    routed = amtool("config", "routes", "test", "severity=page", "team=platform", config=out)
+    assert routed.stdout.strip() == "on-call", routed.stdout + routed.stderr
+
+
+async def test_a_real_alertmanager_logs_in_to_the_relay_with_the_rendered_settings(tmp_path: Path) -> None:
+    """A relay that refuses mail without a login: the page arrives only because the rendered
+    file logs in with the stack's username and password."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    logins: list[tuple[str, bool]] = []
+    received: list[Any] = []
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+            b"alerts@example.com", RELAY_PASSWORD.encode())
+        logins.append((mechanism, ok))
+        return AuthResult(success=ok)
+
+    class Relay:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            received.append(envelope)
+            return "250 OK"
+
+    smtp_port, port = free_port(), free_port()
+    # PLAIN only: aiosmtpd's LOGIN prompts "User Name", which Alertmanager does not take for "Username:"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # AUTH without TLS: on loopback, for the test
+        relay = Controller(Relay(), hostname="127.0.0.1", port=smtp_port, authenticator=authenticator,
+                           auth_required=True, auth_require_tls=False, auth_exclude_mechanism=["LOGIN"])
+    relay.start()
+    config = render(tmp_path, SMTP_SMARTHOST=f"127.0.0.1:{smtp_port}", SMTP_USERNAME="alerts@example.com",
+                    SMTP_PASSWORD=RELAY_PASSWORD, WEBHOOK_URL="http://127.0.0.1:9/unused")
+    config.write_text(config.read_text().replace("group_wait: 10s", "group_wait: 1s"))
+    process = subprocess.Popen(
+        [tool("alertmanager"), f"--config.file={config}", f"--storage.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / "alertmanager.log").open("wb"))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if (await client.get("/-/ready")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, (tmp_path / "alertmanager.log").read_text()
+                await asyncio.sleep(0.2)
+            page = {"labels": {"alertname": "ServiceDown", "severity": "page", "team": "platform", "job": "intake"},
+                    "annotations": {"summary": "intake is down"}}
+            assert (await client.post("/api/v2/alerts", json=[page])).status_code == 200
+            deadline = time.monotonic() + 40
+            while not received:
+                assert time.monotonic() < deadline, (logins, (tmp_path / "alertmanager.log").read_text())
+                await asyncio.sleep(0.3)
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+        relay.stop()
+    assert logins and all(ok for _, ok in logins), logins
+    assert received[0].rcpt_tos == ["oncall@aftersales.local"] and b"ServiceDown" in received[0].content
 
 
 async def test_a_real_alertmanager_mails_a_page_and_a_ticket_and_posts_only_the_page(tmp_path: Path) -> None:
