@@ -4,15 +4,25 @@ reported, not asserted: timings belong to the bench, not to a test)."""
 
 from __future__ import annotations
 
-import pytest
+import io
 
+import pytest
+from rich.console import Console
+from rich.progress import Progress
+
+from aftersales.progress import columns
 from tools.bench.console import measure
 
 pytestmark = pytest.mark.infra
 
 
 async def test_the_console_bench_loads_the_stories_and_times_every_page(infra: None) -> None:
-    figures = await measure(customers=400, events=4_000, requests=12, seed=5)
+    progress = Progress(*columns(), console=Console(file=io.StringIO(), force_terminal=True))
+    with progress:
+        figures = await measure(customers=400, events=4_000, requests=12, seed=5, progress=progress)
+    writing, consuming = progress.tasks
+    assert writing.total == writing.completed == figures["events_written"], "the bar counts every event written"
+    assert consuming.completed == consuming.total is not None, "the backlog seen, consumed to the end"
     assert figures["customers"] == 400 and figures["rows"]["vehicles"] == 400
     assert figures["events_written"] >= 4_000
     assert figures["events_consumed"] >= figures["events_written"], "the console read every event written"

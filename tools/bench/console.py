@@ -13,6 +13,7 @@ of the same app, the baseline of the same run. Target: p95 <= 300 ms per page.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
@@ -35,6 +36,7 @@ from rich.console import Console
 from rich.table import Table
 
 from aftersales.infra import console_key_pair
+from aftersales.progress import QUIET, Tracker, bars
 from services.console import users
 from shared.clock import ManualClock
 from shared.events import COMPLAINTS, FOLLOWUP, INTAKE, NOTIFIER
@@ -158,8 +160,10 @@ def plan(customers: int, events: int) -> tuple[int, int]:
     return extra_each, min(remainder, customers)
 
 
-async def publish(ns: Namespace, customers: int, events: int, seed: int) -> tuple[int, dict[str, Any]]:
+async def publish(ns: Namespace, customers: int, events: int, seed: int,
+                  progress: Tracker = QUIET) -> tuple[int, dict[str, Any]]:
     """Write the stories; return how many events and a sample of what to search for."""
+    task = progress.add_task("writing the stories", total=events)
     story = Story(seed)
     extra_each, one_more = plan(customers, events)
     producer = AIOKafkaProducer(**ns.settings.kafka_client_options(), acks=1, linger_ms=20,  # type: ignore[arg-type]
@@ -185,8 +189,10 @@ async def publish(ns: Namespace, customers: int, events: int, seed: int) -> tupl
             if len(pending) > 20_000:
                 await asyncio.gather(*pending)
                 pending.clear()
+                progress.update(task, completed=written)
         await asyncio.gather(*pending)
         await producer.flush()
+        progress.update(task, total=written, completed=written)  # whole stories: the plan's count, near `events`
     finally:
         await producer.stop()
     return written, sample
@@ -200,8 +206,10 @@ async def _lag(ns: Namespace, admin: AIOKafkaAdminClient, reader: Any, group: st
                for tp, end in ends.items())
 
 
-async def wait_loaded(ns: Namespace, timeout: float) -> float:
+async def wait_loaded(ns: Namespace, timeout: float, progress: Tracker = QUIET) -> float:
     """Seconds until the console and followup have consumed everything (twice in a row)."""
+    task = progress.add_task("console and followup consuming", total=None)
+    most = 0  # the largest lag seen: the bar's total
     from aiokafka import AIOKafkaConsumer
 
     admin = AIOKafkaAdminClient(**ns.settings.kafka_client_options())  # type: ignore[arg-type]
@@ -216,6 +224,8 @@ async def wait_loaded(ns: Namespace, timeout: float) -> float:
                 raise RuntimeError(f"the console and followup did not catch up within {timeout:.0f} s")
             lag = await _lag(ns, admin, reader, f"{ns.prefix}console", [INTAKE, FOLLOWUP, COMPLAINTS, NOTIFIER])
             lag += await _lag(ns, admin, reader, f"{ns.prefix}followup", [INTAKE, COMPLAINTS])
+            most = max(most, lag)
+            progress.update(task, total=most, completed=most - lag)
             quiet = quiet + 1 if lag == 0 else 0
             await asyncio.sleep(1.0)
     finally:
@@ -251,7 +261,14 @@ class _Local(httpx.AsyncBaseTransport):
 
 
 async def measure(customers: int = 100_000, events: int = 1_000_000, requests: int = 200, seed: int = 17,
-                  keep: bool = False, load_timeout: float = 3600) -> dict[str, Any]:
+                  keep: bool = False, load_timeout: float = 3600, progress: Tracker | None = None) -> dict[str, Any]:
+    """`progress` (default: bars on stderr when it is a terminal) counts the events written and consumed."""
+    with contextlib.nullcontext(progress) if progress is not None else bars() as tracker:
+        return await _measure(customers, events, requests, seed, keep, load_timeout, tracker)
+
+
+async def _measure(customers: int, events: int, requests: int, seed: int, keep: bool, load_timeout: float,
+                   progress: Tracker) -> dict[str, Any]:
     from services import load
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -268,9 +285,9 @@ async def measure(customers: int = 100_000, events: int = 1_000_000, requests: i
         for process in running:
             process.wait_ready(120)
         began = time.monotonic()
-        written, sample = await publish(ns, customers, events, seed)
+        written, sample = await publish(ns, customers, events, seed, progress)
         published_s = time.monotonic() - began
-        await wait_loaded(ns, load_timeout)
+        await wait_loaded(ns, load_timeout, progress)
         loaded_s = time.monotonic() - began
         for process in running:
             process.terminate()
