@@ -332,7 +332,7 @@ def router() -> APIRouter:
     # -- the desk -------------------------------------------------------------------------------
     async def queue_view(request: Request, person: Person) -> tuple[list[dict[str, Any]], str | None]:
         try:
-            answer = await services(request).call(person, "GET", "followup", "/v1/queue",
+            answer = await services(request).call(person, "GET", "followup", "/v1/queue/conversations",
                                                   params={"limit": rules(request).queue_size})
         except ServiceError as exc:
             return [], exc.message
