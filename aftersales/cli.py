@@ -233,7 +233,7 @@ def migrate_command(
     apply them at start (under the same advisory lock), so running it twice changes nothing."""
     from services import load
     from shared.db import connect, ensure_database
-    from shared.db_roles import owner_for_migrations
+    from shared.db_roles import owner_for_migrations, role_passwords
     from shared.migrations import KERNEL_MIGRATIONS, migrate
 
     names = list(PROCESSES) if service == "all" else [service]
@@ -245,6 +245,10 @@ def migrate_command(
 
     async def run() -> dict[str, list[str]]:
         await ensure_database(settings)
+        if role_passwords(settings):  # the roles first, each schema handed to its own (the Helm Job)
+            from aftersales.infra import ensure_database_roles
+
+            await ensure_database_roles(settings)
         applied: dict[str, list[str]] = {}
         for name in names:
             sources = {"kernel": KERNEL_MIGRATIONS}

@@ -24,6 +24,9 @@ KUBE_VERSION = "1.30.0"  # a source-built helm assumes v1.20 otherwise; the char
 # Distinct values in every secret key, to be looked for everywhere else in the render.
 SECRET_VALUES = {
     "AFTERSALES_DATABASE_URL": "postgresql://aftersales:pg-Secret-9f2c7e@db.internal:5432/aftersales",
+    "AFTERSALES_DATABASE_SERVICES_URL": "postgresql://db.internal:5432/aftersales?sslmode=verify-full&x=Secret-1d",
+    "AFTERSALES_DATABASE_ROLE_PASSWORDS": ",".join(f"{p}=pg-{p}-Secret-all" for p in (*PROCESSES, "ops")),
+    **{f"AFTERSALES_DATABASE_ROLE_PASSWORDS_{p.upper()}": f"{p}=pg-{p}-Secret-own" for p in PROCESSES},
     "AFTERSALES_API_TOKENS": "tok-Secret-4b1d8a=ops:ops-01",
     "AFTERSALES_WEBHOOK_SECRETS": "dms=wh-Secret-77c0e1",
     "AFTERSALES_CONSOLE_SIGNING_KEY": "sign-Secret-0a9d33",
@@ -61,7 +64,7 @@ def of_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def with_secrets() -> list[dict[str, Any]]:
     """A render with every option that handles a secret on: SASL, the chart-made Secret."""
-    sets = [f"secrets.values.{key}={value}" for key, value in SECRET_VALUES.items()]
+    sets = [f"secrets.values.{key}={value}".replace(",", "\\,") for key, value in SECRET_VALUES.items()]  # --set splits on ,
     return manifests("--set", "secrets.create=true", "--set", "kafka.securityProtocol=SASL_SSL",
                      "--set", "kafka.saslMechanism=SCRAM-SHA-512", *(a for s in sets for a in ("--set-string", s)))
 
@@ -118,11 +121,18 @@ def test_no_secret_value_is_in_a_configmap_and_each_process_gets_only_its_own(wi
             assert "value" not in env, f"{name}: {env['name']} is written into the manifest"
             assert env["valueFrom"]["secretKeyRef"]["name"] == "aftersales-secrets"
         given[name.removeprefix("rel-")] = {env["name"] for env in container["env"]}
+        # Postgres: its own role's password only, the server without credentials, never the admin's URL
+        keys = {env["name"]: env["valueFrom"]["secretKeyRef"]["key"] for env in container["env"]}
+        process = name.removeprefix("rel-")
+        assert keys["AFTERSALES_DATABASE_ROLE_PASSWORDS"] == f"AFTERSALES_DATABASE_ROLE_PASSWORDS_{process.upper()}"
+        assert keys["AFTERSALES_DATABASE_URL"] == "AFTERSALES_DATABASE_SERVICES_URL", name
+        assert "AFTERSALES_DATABASE_URL" not in keys.values(), f"{name} gets the admin's database URL"
     # The signing key only to the console, the SMS key only to the notifier, webhook secrets only to intake.
     assert {p for p, keys in given.items() if "AFTERSALES_CONSOLE_SIGNING_KEY" in keys} == {"console"}
     assert {p for p, keys in given.items() if "AFTERSALES_SMS_API_KEY" in keys} == {"notifier"}
     assert {p for p, keys in given.items() if "AFTERSALES_WEBHOOK_SECRETS" in keys} == {"intake"}
-    assert all({"AFTERSALES_DATABASE_URL", "AFTERSALES_KAFKA_SASL_PASSWORD"} <= keys for keys in given.values())
+    assert all({"AFTERSALES_DATABASE_URL", "AFTERSALES_DATABASE_ROLE_PASSWORDS", "AFTERSALES_KAFKA_SASL_PASSWORD"}
+               <= keys for keys in given.values())
     # KEDA reads the lag with the same credentials, from the same Secret.
     (auth,) = of_kind(with_secrets, "TriggerAuthentication").values()
     assert {r["name"] for r in auth["spec"]["secretTargetRef"]} == {"aftersales-secrets"}
@@ -192,6 +202,9 @@ def test_the_migrations_run_as_a_hook_job_before_the_deployments() -> None:
     assert {"cpu", "memory"} <= set(container["resources"]["limits"])
     database = next(e for e in container["env"] if e["name"] == "AFTERSALES_DATABASE_URL")
     assert database["valueFrom"]["secretKeyRef"]["name"] == "aftersales-secrets"
+    # the admin's URL and every role's password: it creates the roles, then migrates as each owner
+    roles = next(e for e in container["env"] if e["name"] == "AFTERSALES_DATABASE_ROLE_PASSWORDS")
+    assert roles["valueFrom"]["secretKeyRef"]["key"] == "AFTERSALES_DATABASE_ROLE_PASSWORDS"
     # The chart-made Secret (trial clusters) is a hook too, earlier, so the Job finds it.
     secret = of_kind(manifests("--set", "secrets.create=true"), "Secret")["aftersales-secrets"]
     assert int(secret["metadata"]["annotations"]["helm.sh/hook-weight"]) < 0

@@ -26,7 +26,7 @@ app.kubernetes.io/component: {{ .service }}
 
 {{/* One environment variable from the Secret. */}}
 {{- define "aftersales.secretEnv" -}}
-- name: {{ .key }}
+- name: {{ .name | default .key }}
   valueFrom:
     secretKeyRef:
       name: {{ .root.Values.secrets.existingSecret }}
@@ -36,7 +36,7 @@ app.kubernetes.io/component: {{ .service }}
 
 {{/* The secret keys each process receives (values.yaml, secrets:). */}}
 {{- define "aftersales.secretKeys" -}}
-{{- $keys := list "AFTERSALES_DATABASE_URL" "AFTERSALES_API_TOKENS" -}}
+{{- $keys := list "AFTERSALES_API_TOKENS" -}}
 {{- if eq .service "intake" }}{{ $keys = append $keys "AFTERSALES_WEBHOOK_SECRETS" }}{{ end -}}
 {{- if eq .service "console" }}{{ $keys = append $keys "AFTERSALES_CONSOLE_SIGNING_KEY" }}{{ end -}}
 {{- if eq .service "notifier" }}{{ $keys = append $keys "AFTERSALES_SMS_API_KEY" }}{{ end -}}
