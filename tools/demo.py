@@ -409,7 +409,8 @@ class Office:
     async def _agent(self, token: str, now: datetime) -> None:
         """Take the queue's top items one by one; another agent's claim is skipped."""
         capacity = self.plan.calls_per_agent_session
-        queue = await self.call("GET", "followup", "/v1/queue", token, params={"limit": capacity * len(self.agents)})
+        queue = await self.call("GET", "followup", "/v1/queue", token,
+                                params={"limit": min(200, capacity * len(self.agents))})  # a page holds 200 at most
         made = 0
         for item in queue["items"]:
             if made >= capacity:
@@ -437,9 +438,9 @@ class Office:
     async def _feedback_items(self, token: str, now: datetime) -> None:
         """The agent's open feedback items: most get a solution within a day or two, a few lie
         until the supervisor is asked (after 2 days) and the supervisor answers those."""
-        mine = await self.call("GET", "followup", "/v1/feedback-items", token, params={"state": "open"})
+        mine = await self.call("GET", "followup", "/v1/feedback-items", token, params={"state": "open", "limit": 200})
         escalated = await self.call("GET", "followup", "/v1/feedback-items", self.supervisor,
-                                    params={"state": "escalated"})
+                                    params={"state": "escalated", "limit": 200})
         for item, who in [(i, token) for i in mine["items"]] + [(i, self.supervisor) for i in escalated["items"]]:
             when = self.solutions.setdefault(item["item_id"], now + timedelta(
                 days=self.rng.uniform(2.5, 4) if self.rng.random() < 0.15 else self.rng.uniform(0.1, 1.5)))

@@ -94,7 +94,7 @@ def router() -> APIRouter:
             f["script"] = [line.replace("{dealer}", f.get("dealer_id") or "").replace("{campaign}",
                                                                                      f.get("campaign_id") or "")
                            for line in desk.script(f["kind"], locale)]
-        for c in talk["calls"]:
+        for c in talk["previous_calls"]:
             c["attempted_at"] = _moment(c["attempted_at"])
         for item in talk["open_feedback_items"]:
             item["opened_at"] = _moment(item["opened_at"])

@@ -48,13 +48,10 @@ def script(kind: str, locale: str) -> list[str]:
 
 
 def conversation_rows(answer: dict[str, Any]) -> list[dict[str, Any]]:
-    """The queue as the desk lists it: one row per customer conversation (the follow-up service's
-    `conversations`: the customer's follow-ups due in the same days, worked on one call), each row
-    the conversation's first follow-up with all of them under `followups`. A queue without
-    conversations is one row per follow-up."""
-    talks = answer.get("conversations")
-    if talks is None:
-        return [item | {"followups": [item]} for item in answer["items"]]
+    """The queue as the desk lists it: one row per customer conversation (a page of the follow-up
+    service's GET /v1/queue/conversations: the customer's follow-ups due in the same days, worked on
+    one call), each row the conversation's first follow-up with all of them under `followups`."""
+    talks = answer["items"]
     return [t["followups"][0] | {"followups": t["followups"], "claimed_by": t["claimed_by"],
                                  "call_id": t.get("call_id"), "overdue": t["overdue"]}
             for t in talks if t["followups"]]

@@ -176,7 +176,7 @@ def router() -> APIRouter:
     @r.get("/feedback")
     async def feedback_page(request: Request, person: Person = Depends(role(*DESK))) -> HTMLResponse:
         f = Filters.of(request.query_params)
-        params: dict[str, Any] = {"page_size": LIST_SIZE}
+        params: dict[str, Any] = {"limit": LIST_SIZE}
         if person.role == "agent" or f.mine:
             params["owner"] = person.username  # an agent's are always their own (the service holds that line)
         states = [f.state] if f.state else ([*WAITING] if f.overdue else [None])

@@ -64,7 +64,7 @@ def router() -> APIRouter:
         try:
             answer = await services(request).call(person, "GET", "followup", "/v1/owners",
                                                   params={**params, "limit": 200})
-            rows = answer["customers"]
+            rows = answer["items"]
             if customer:
                 record = await services(request).call(person, "GET", "followup",
                                                       f"/v1/customers/{quote(customer, safe='')}/owner",

@@ -23,6 +23,8 @@ from shared.http import runtime_of
 REPORT_DAYS = 30  # the lost reasons' default period: the 30 days up to today
 
 
+AT_RISK_SHOWN = 500  # the most customers at risk the page (and its export) shows
+
 def period(since: str, until: str, now: datetime) -> tuple[datetime, datetime]:
     """The days from `since` to `until` (both included, Shanghai) as [start, end); empty: the 30
     days up to today. ValueError says what to fix."""
@@ -85,9 +87,15 @@ def router() -> APIRouter:
         region, dealer = region.strip(), dealer.strip()
         params = {k: v for k, v in (("region", region), ("dealer", dealer)) if v}
         try:
-            answer = await services(request).call(person, "GET", "followup", "/v1/customers/at-risk",
-                                                  params={**params, "limit": 500})
-            customers, problem = answer["customers"], None
+            customers, problem, cursor = [], None, None
+            while len(customers) < AT_RISK_SHOWN:  # pages of the service's list (200 at most each)
+                answer = await services(request).call(person, "GET", "followup", "/v1/customers/at-risk",
+                                                      params={**params, "limit": 200} | ({"cursor": cursor}
+                                                                                         if cursor else {}))
+                customers += answer["items"]
+                if not (cursor := answer["next_cursor"]):
+                    break
+            customers = customers[:AT_RISK_SHOWN]
         except ServiceError as exc:
             customers, problem = [], exc.message
         runtime = runtime_of(request)

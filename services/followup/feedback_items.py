@@ -29,6 +29,7 @@ from services.followup.feedback import (
     opening,
 )
 from services.followup.handlers import RowCause, schedule
+from shared.api import Sort, keyset
 from shared.bulk import Table
 from shared.events import canonical as c
 from shared.events.types import ComplaintCategory
@@ -322,13 +323,15 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def listing(conn: asyncpg.Connection, *, owner: str | None, state: str | None, department: str | None,
-                  customer: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
+                  customer: str | None, sort: Sort, cursor: dict[str, Any] | None, limit: int) -> list[dict[str, Any]]:
+    """Items in `sort` order after `cursor` (shared.api.keyset)."""
+    page = keyset(sort, "item_id", cursor, 6)
     rows = await conn.fetch(
         """SELECT * FROM feedback_items
             WHERE ($1::text IS NULL OR owner = $1) AND ($2::text IS NULL OR state = $2)
-              AND ($3::text IS NULL OR department = $3) AND ($4::text IS NULL OR customer_id = $4)
-            ORDER BY (state IN ('open', 'escalated')) DESC, due_at NULLS LAST, opened_at DESC, item_id
-            LIMIT $5 OFFSET $6""", owner, state, department, customer, limit, offset)
+              AND ($3::text IS NULL OR department = $3) AND ($4::text IS NULL OR customer_id = $4)"""
+        + f" AND {page.where} ORDER BY {page.order_by} LIMIT $5", owner, state, department, customer, limit,
+        *page.params)
     return [public(dict(r)) for r in rows]
 
 

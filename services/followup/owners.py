@@ -31,6 +31,8 @@ import asyncpg
 import yaml
 
 from services.followup.config import FollowUpDeps
+from services.followup.store import CUSTOMER_IN_SCOPE
+from shared.api import Sort, keyset
 from shared.events import Event
 from shared.events import canonical as c
 from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
@@ -303,9 +305,13 @@ async def assign_call(uow: Uow, followup_id: str, agent: str, reason: str, by: s
             "previous_agent": f["assigned_to"], "reason": reason, "assigned_by": by, "assigned_at": now}
 
 
-async def listing(conn: asyncpg.Connection, *, owner: str | None, customer: str | None, limit: int
-                  ) -> list[dict[str, Any]]:
-    """Customers with their owner and their open calls (those assigned to someone, to whom)."""
+async def listing(conn: asyncpg.Connection, *, owner: str | None, customer: str | None, sort: Sort,
+                  cursor: dict[str, Any] | None, limit: int, regions: list[str] | None = None,
+                  dealers: list[str] | None = None) -> list[dict[str, Any]]:
+    """Customers with their owner and their open calls (those assigned to someone, to whom), in
+    `sort` order after `cursor` (shared.api.keyset); with `regions` / `dealers` (a scoped agent's),
+    their customers only (store.CUSTOMER_IN_SCOPE)."""
+    page = keyset(sort, "o.customer_id", cursor, 6)
     rows = await conn.fetch(
         """SELECT o.customer_id, o.owner, o.source, o.reason, o.assigned_by, o.assigned_at, o.region, o.dealer_id,
                    o.rule_owner, o.rule_source,
@@ -315,8 +321,10 @@ async def listing(conn: asyncpg.Connection, *, owner: str | None, customer: str 
                                FROM followups f WHERE f.customer_id = o.customer_id
                                 AND f.status IN ('scheduled', 'due')), '[]'::jsonb) AS open_calls
               FROM customer_owners o
-             WHERE ($1::text IS NULL OR o.owner = $1) AND ($2::text IS NULL OR o.customer_id = $2)
-             ORDER BY o.owner, o.customer_id LIMIT $3""", owner, customer, limit)
+             WHERE ($1::text IS NULL OR o.owner = $1) AND ($2::text IS NULL OR o.customer_id = $2) AND """
+        + CUSTOMER_IN_SCOPE.format(customer="o.customer_id", regions="$4", dealers="$5")
+        + f" AND {page.where} ORDER BY {page.order_by} LIMIT $3", owner, customer, limit, regions, dealers,
+        *page.params)
     return [dict(r) for r in rows]
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from shared.api import Sort, keyset
 from shared.bulk import Table
 from shared.http import SCOPE_SQL
 
@@ -412,6 +413,13 @@ async def customers_in_scope(conn: asyncpg.Connection, customer_ids: Iterable[st
     return {r["id"] for r in rows}
 
 
+async def customer_known(conn: asyncpg.Connection, customer_id: str) -> bool:
+    """Follow-up has heard of the customer (their file, or a follow-up of theirs)."""
+    return bool(await conn.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM customers WHERE customer_id = $1)
+               OR EXISTS (SELECT 1 FROM followups WHERE customer_id = $1)""", customer_id))
+
+
 async def get_followup(conn: asyncpg.Connection, followup_id: str, *, lock: bool = False) -> dict[str, Any] | None:
     row = await conn.fetchrow(f"SELECT * FROM followups WHERE followup_id = $1{' FOR UPDATE' if lock else ''}",
                               followup_id)
@@ -498,15 +506,17 @@ async def queue_candidates(conn: asyncpg.Connection, now: datetime, start: Any, 
 
 
 async def followups_of(conn: asyncpg.Connection, *, customer: str | None, status: str | None, kind: str | None,
-                       limit: int, offset: int, regions: list[str] | None = None,
+                       sort: Sort, cursor: dict[str, Any] | None, limit: int, regions: list[str] | None = None,
                        dealers: list[str] | None = None) -> list[dict[str, Any]]:
+    """Follow-ups by customer, status and kind in `sort` order after `cursor` (shared.api.keyset)."""
+    page = keyset(sort, "f.followup_id", cursor, 7)
     rows = await conn.fetch(
-        """SELECT * FROM followups
+        """SELECT * FROM followups f
             WHERE ($1::text IS NULL OR customer_id = $1) AND ($2::text IS NULL OR status = $2)
               AND ($3::text IS NULL OR kind = $3) AND """ + CUSTOMER_IN_SCOPE.format(
-                  customer="followups.customer_id", regions="$6", dealers="$7") + """
-            ORDER BY created_at DESC, followup_id LIMIT $4 OFFSET $5""",
-        customer, status, kind, limit, offset, regions, dealers)
+                  customer="f.customer_id", regions="$5", dealers="$6") + f"""
+              AND {page.where} ORDER BY {page.order_by} LIMIT $4""",
+        customer, status, kind, limit, regions, dealers, *page.params)
     return [dict(r) for r in rows]
 
 
@@ -525,19 +535,20 @@ _REGISTER = """
 
 
 async def call_register(conn: asyncpg.Connection, *, customer: str | None, agent: str | None, since: datetime | None,
-                        until: datetime | None, limit: int, offset: int, direction: str | None = None,
-                        regions: list[str] | None = None, dealers: list[str] | None = None
-                        ) -> tuple[int, list[dict[str, Any]]]:
-    where = """($1::text IS NULL OR customer_id = $1) AND ($2::text IS NULL OR agent_id = $2)
-               AND ($3::timestamptz IS NULL OR attempted_at >= $3) AND ($4::timestamptz IS NULL OR attempted_at < $4)
-               AND ($5::text IS NULL OR direction = $5) AND """ + CUSTOMER_IN_SCOPE.format(customer="r.customer_id", regions="$6",
-                                                                                   dealers="$7")
-    total = await conn.fetchval(f"SELECT count(*) FROM ({_REGISTER}) r WHERE {where}",
-                                customer, agent, since, until, direction, regions, dealers)
+                        until: datetime | None, sort: Sort, cursor: dict[str, Any] | None, limit: int,
+                        direction: str | None = None, regions: list[str] | None = None,
+                        dealers: list[str] | None = None) -> list[dict[str, Any]]:
+    """The phone register's rows in `sort` order after `cursor` (shared.api.keyset)."""
+    page = keyset(sort, "r.call_id", cursor, 9)
     rows = await conn.fetch(
-        f"SELECT * FROM ({_REGISTER}) r WHERE {where} ORDER BY attempted_at DESC, call_id LIMIT $8 OFFSET $9",
-        customer, agent, since, until, direction, regions, dealers, limit, offset)
-    return int(total), [dict(r) for r in rows]
+        f"""SELECT * FROM ({_REGISTER}) r
+             WHERE ($1::text IS NULL OR customer_id = $1) AND ($2::text IS NULL OR agent_id = $2)
+               AND ($3::timestamptz IS NULL OR attempted_at >= $3) AND ($4::timestamptz IS NULL OR attempted_at < $4)
+               AND ($5::text IS NULL OR direction = $5) AND """
+        + CUSTOMER_IN_SCOPE.format(customer="r.customer_id", regions="$6", dealers="$7")
+        + f" AND {page.where} ORDER BY {page.order_by} LIMIT $8",
+        customer, agent, since, until, direction, regions, dealers, limit, *page.params)
+    return [dict(r) for r in rows]
 
 
 INBOUND_COLUMNS = ("call_id", "customer_id", "kind", "summary", "handled_by", "received_at", "vin", "complaint_id",
@@ -581,18 +592,19 @@ async def contact_flags_of(conn: asyncpg.Connection, customer_ids: Iterable[str]
 
 
 async def letter_register(conn: asyncpg.Connection, *, customer: str | None, agent: str | None,
-                          since: datetime | None, until: datetime | None, limit: int, offset: int,
-                          regions: list[str] | None = None, dealers: list[str] | None = None
-                          ) -> tuple[int, list[dict[str, Any]]]:
-    where = """($1::text IS NULL OR customer_id = $1) AND ($2::text IS NULL OR agent_id = $2)
-               AND ($3::timestamptz IS NULL OR requested_at >= $3) AND ($4::timestamptz IS NULL OR requested_at < $4)
-               AND """ + CUSTOMER_IN_SCOPE.format(customer="letters_requested.customer_id", regions="$5", dealers="$6")
-    total = await conn.fetchval(f"SELECT count(*) FROM letters_requested WHERE {where}",
-                                customer, agent, since, until, regions, dealers)
+                          since: datetime | None, until: datetime | None, sort: Sort, cursor: dict[str, Any] | None,
+                          limit: int, regions: list[str] | None = None, dealers: list[str] | None = None
+                          ) -> list[dict[str, Any]]:
+    """The letter register's rows in `sort` order after `cursor` (shared.api.keyset)."""
+    page = keyset(sort, "l.letter_id", cursor, 8)
     rows = await conn.fetch(
-        f"SELECT * FROM letters_requested WHERE {where} ORDER BY requested_at DESC LIMIT $7 OFFSET $8",
-        customer, agent, since, until, regions, dealers, limit, offset)
-    return int(total), [dict(r) for r in rows]
+        """SELECT * FROM letters_requested l
+            WHERE ($1::text IS NULL OR customer_id = $1) AND ($2::text IS NULL OR agent_id = $2)
+              AND ($3::timestamptz IS NULL OR requested_at >= $3) AND ($4::timestamptz IS NULL OR requested_at < $4)
+              AND """ + CUSTOMER_IN_SCOPE.format(customer="l.customer_id", regions="$5", dealers="$6")
+        + f" AND {page.where} ORDER BY {page.order_by} LIMIT $7",
+        customer, agent, since, until, regions, dealers, limit, *page.params)
+    return [dict(r) for r in rows]
 
 
 # -- KPIs ------------------------------------------------------------------------------------------
@@ -803,13 +815,27 @@ async def conversation_call(conn: asyncpg.Connection, call_id: str) -> dict[str,
     return dict(row) if row else None
 
 
+async def customer_calls(conn: asyncpg.Connection, customer_id: str, sort: Sort, cursor: dict[str, Any] | None,
+                         limit: int) -> list[dict[str, Any]]:
+    """The customer's calls on every follow-up in `sort` order after `cursor` (shared.api.keyset)."""
+    page = keyset(sort, "a.attempt_id", cursor, 3)
+    rows = await conn.fetch(
+        f"""SELECT {_CALL_COLUMNS} FROM call_attempts a LEFT JOIN followups f ON f.followup_id = a.followup_id
+             WHERE a.customer_id = $1 AND {page.where} ORDER BY {page.order_by} LIMIT $2""",
+        customer_id, limit, *page.params)
+    return [dict(r) for r in rows]
+
+
+_CALL_COLUMNS = """a.attempt_id, a.followup_id, a.kind, a.attempt_no, a.agent_id, a.attempted_at, a.outcome,
+                  a.call_back_at, a.satisfaction, a.satisfied, a.talking_points, a.requests, a.notes, a.categories,
+                  a.complaint_ref, a.lost_reason, a.lost_reason_note, a.call_id, f.campaign_id, f.vin"""
+
+
 async def customer_history(conn: asyncpg.Connection, customer_id: str, limit: int) -> dict[str, Any]:
     """What the customer was told and asked on earlier calls (every follow-up, newest first), the
     calls' records, and their feedback items not closed yet."""
     attempts = await conn.fetch(
-        """SELECT a.attempt_id, a.followup_id, a.kind, a.attempt_no, a.agent_id, a.attempted_at, a.outcome,
-                  a.call_back_at, a.satisfaction, a.satisfied, a.talking_points, a.requests, a.notes, a.categories,
-                  a.complaint_ref, a.lost_reason, a.lost_reason_note, a.call_id, f.campaign_id, f.vin
+        f"""SELECT {_CALL_COLUMNS}
              FROM call_attempts a LEFT JOIN followups f ON f.followup_id = a.followup_id
             WHERE a.customer_id = $1 ORDER BY a.attempted_at DESC, a.attempt_id LIMIT $2""", customer_id, limit)
     items = await conn.fetch(
@@ -817,4 +843,4 @@ async def customer_history(conn: asyncpg.Connection, customer_id: str, limit: in
                   complaint_ref, opened_at, due_at, owner, solution, answered_at
              FROM feedback_items WHERE customer_id = $1 AND state <> 'closed' ORDER BY opened_at DESC""",
         customer_id)
-    return {"calls": [dict(r) for r in attempts], "open_feedback_items": [dict(r) for r in items]}
+    return {"previous_calls": [dict(r) for r in attempts], "open_feedback_items": [dict(r) for r in items]}

@@ -50,7 +50,7 @@ async def test_an_agent_works_three_follow_ups_of_one_customer_in_one_call(world
     customer_id = car.customer.customer_id
     async with api(world.stack["followup"], "agent") as reader:
         async def first_visit() -> bool:
-            listed = (await reader.get("/v1/followups", params={"customer": customer_id})).json()["followups"]
+            listed = (await reader.get("/v1/followups", params={"customer": customer_id})).json()["items"]
             return any(f["kind"] == "first_visit" for f in listed)
 
         await eventually(first_visit, what="the pickup's first visit")  # the late reminder's timer is set
@@ -64,7 +64,7 @@ async def test_an_agent_works_three_follow_ups_of_one_customer_in_one_call(world
 
     async with api(world.stack["followup"], "agent") as reader:
         async def three_open() -> dict | None:
-            talks = [t for t in (await reader.get("/v1/queue")).json()["conversations"]
+            talks = [t for t in (await reader.get("/v1/queue/conversations")).json()["items"]
                      if t["customer_id"] == customer_id]
             return talks[0] if talks and {f["kind"] for f in talks[0]["followups"]} == KINDS else None
 

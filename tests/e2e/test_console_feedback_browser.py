@@ -264,15 +264,15 @@ async def test_an_agent_records_a_consultation_for_a_caller_with_no_file(world: 
         assert (file["name"], file["phone"], file["region"]) == ("周建国", "+8613987654321", "east")
 
         async def scheduled() -> list[dict[str, object]]:
-            return (await followup.get("/v1/followups", params={"customer": caller})).json()["followups"]
+            return (await followup.get("/v1/followups", params={"customer": caller})).json()["items"]
 
         [first] = await eventually(scheduled, what="the first call")
         assert first["kind"] == "first_visit" and first["dealer_id"] == "DLR-007"
         assert datetime.fromisoformat(str(first["due_from"])) >= T2 + timedelta(days=3)
         register = (await followup.get("/v1/register/calls", params={"customer": caller,
                                                                       "direction": "inbound"})).json()
-        assert [(c["agent_id"], c["kind"]) for c in register["calls"]] == [("li.qiang", "consultation")]
-        assert "EV-200" in register["calls"][0]["summary"] and "首保" in register["calls"][0]["summary"]
+        assert [(c["agent_id"], c["kind"]) for c in register["items"]] == [("li.qiang", "consultation")]
+        assert "EV-200" in register["items"][0]["summary"] and "首保" in register["items"][0]["summary"]
 
     # The file, found from the confirmation by phone once the console has it.
     console_db = await _db(world.ns, "console")
@@ -301,7 +301,7 @@ async def test_an_agent_records_a_consultation_for_a_caller_with_no_file(world: 
     async with api(world.stack["followup"], "supervisor") as followup:
         register = (await followup.get("/v1/register/calls", params={"customer": caller,
                                                                       "direction": "inbound"})).json()
-    assert sorted((c["agent_id"], c["kind"], c["summary"][:6]) for c in register["calls"]) == [
+    assert sorted((c["agent_id"], c["kind"], c["summary"][:6]) for c in register["items"]) == [
         ("li.qiang", "consultation", "EV-200"), ("li.qiang", "request", "希望试驾 E")]
     assert journey.checked == ["consultation-form", "consultation-bad-phone", "consultation-recorded", "caller-file",
                                "inbound-call-refused"]

@@ -63,7 +63,7 @@ async def test_an_agent_records_why_a_lost_customer_left_and_sees_who_is_at_risk
     async with api(world.stack["followup"], "agent") as agent:
         async def lost_call() -> dict | None:
             listed = (await agent.get("/v1/followups", params={"customer": gone.customer.customer_id})).json()
-            due = [f for f in listed["followups"] if f["kind"] == "lost_customer" and f["status"] == "due"]
+            due = [f for f in listed["items"] if f["kind"] == "lost_customer" and f["status"] == "due"]
             return due[0] if due else None
 
         call = await eventually(lost_call, what="the lost customer's call, due")

@@ -78,8 +78,8 @@ async def test_an_agents_day_ends_in_a_complaint_filed_from_the_call(ns: Namespa
             assert again.status_code == 409 and "already completed" in again.json()["detail"]
 
             register = (await me.get("/v1/register/calls", params={"agent": "agent-01"})).json()
-            assert register["total"] == 3
-            assert [c["outcome"] for c in register["calls"]] == ["reached", "unreachable", "unreachable"]
+            assert len(register["items"]) == 3 and register["next_cursor"] is None
+            assert [c["outcome"] for c in register["items"]] == ["reached", "unreachable", "unreachable"]
             detail = (await me.get(f"/v1/followups/{followup_id}")).json()
             assert detail["status"] == "completed" and detail["satisfaction"] == 2 and len(detail["attempts"]) == 3
 

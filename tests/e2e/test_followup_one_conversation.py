@@ -32,7 +32,7 @@ def _scheduled(records: list, customer_id: str) -> dict[str, dict]:
 
 async def _conversation_in_queue(client, customer_id: str, tries: int = 150) -> dict:
     for _ in range(tries):
-        talks = [t for t in (await client.get("/v1/queue")).json()["conversations"] if t["customer_id"] == customer_id]
+        talks = [t for t in (await client.get("/v1/queue/conversations")).json()["items"] if t["customer_id"] == customer_id]
         if talks and {f["kind"] for f in talks[0]["followups"]} == KINDS and all(
                 f["due_now"] and f["callable_now"] for f in talks[0]["followups"]):
             return talks[0]
@@ -99,8 +99,8 @@ async def test_three_follow_ups_of_one_customer_are_worked_in_one_call(ns: Names
                 assert single.status_code == 409, single.text
                 alone = await colleague.post(f"/v1/followups/{fid}/attempts", json={"outcome": "unreachable"})
                 assert alone.status_code == 409, alone.text
-            theirs = (await colleague.get("/v1/queue")).json()
-            assert customer_id not in {t["customer_id"] for t in theirs["conversations"]}
+            theirs = (await colleague.get("/v1/queue/conversations")).json()
+            assert customer_id not in {t["customer_id"] for t in theirs["items"]}
             assert not set(ids.values()) & {i["followup_id"] for i in theirs["items"]}
 
             # a record that leaves one follow-up out, or one refused outcome, stores nothing
@@ -113,7 +113,7 @@ async def test_three_follow_ups_of_one_customer_are_worked_in_one_call(ns: Names
                 {"followup_id": ids["maintenance_reminder"], "outcome": "reached", "lost_reason": "price"},
                 {"followup_id": ids["campaign_call"], "outcome": "reached"}]})
             assert wrong.status_code == 422 and "lost_reason is for a lost-customer call" in wrong.json()["detail"]
-            assert (await me.get("/v1/register/calls", params={"customer": customer_id})).json()["total"] == 0
+            assert (await me.get("/v1/register/calls", params={"customer": customer_id})).json()["items"] == []
 
             # the one record: each follow-up's outcome
             call_back = day_at(15, days=d)
@@ -138,7 +138,7 @@ async def test_three_follow_ups_of_one_customer_are_worked_in_one_call(ns: Names
                 {"followup_id": ids["campaign_call"], "outcome": "unreachable"}]})
             assert again.status_code == 409 and "recorded already" in again.json()["detail"]
             register = (await me.get("/v1/register/calls", params={"customer": customer_id})).json()
-            assert register["total"] == 3 and {c["agent_id"] for c in register["calls"]} == {"agent-01"}
+            assert len(register["items"]) == 3 and {c["agent_id"] for c in register["items"]} == {"agent-01"}
 
         async with TopicReader(ns.settings, "aftersales.followup") as topic:
             await topic.wait_for(lambda rs: len([r for r in rs if r.event_type == "FollowUpAttemptRecorded"]) >= 3,
@@ -157,10 +157,10 @@ async def test_three_follow_ups_of_one_customer_are_worked_in_one_call(ns: Names
         async with api(service, "agent2") as colleague:
             view = (await colleague.get(f"/v1/customers/{customer_id}/conversation")).json()
             assert [f["followup_id"] for f in view["followups"]] == [ids["campaign_call"]]
-            said = {c["followup_id"]: c for c in view["calls"]}
+            said = {c["followup_id"]: c for c in view["previous_calls"]}
             assert said[ids["first_visit"]]["requests"] == "a courtesy car at the next service"
             assert said[ids["maintenance_reminder"]]["talking_points"].startswith("service due at 40,000 km")
-            assert {c["call_id"] for c in view["calls"]} == {call_id}
+            assert {c["call_id"] for c in view["previous_calls"]} == {call_id}
             [item] = view["open_feedback_items"]
             assert item["requests"] == "a courtesy car at the next service" and item["state"] == "open"
             taken = await colleague.post(f"/v1/customers/{customer_id}/conversation/claim")

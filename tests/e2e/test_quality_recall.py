@@ -177,7 +177,7 @@ async def test_a_confirmed_batch_problem_calls_and_writes_to_exactly_the_owners_
 
             async def first_visit() -> list[dict[str, Any]]:
                 return (await agent.get("/v1/followups", params={"customer": control.customer.customer_id,
-                                                                 "kind": "first_visit"})).json()["followups"]
+                                                                 "kind": "first_visit"})).json()["items"]
             [visit_call] = await until(first_visit, "the control owner's first return visit")
             not_a_campaign = await agent.post(f"/v1/followups/{visit_call['followup_id']}/attempts",
                                               json={"outcome": "reached", "booked_at": booked.isoformat()})

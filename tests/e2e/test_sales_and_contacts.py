@@ -114,12 +114,13 @@ async def test_a_delivery_is_called_twice_and_consultations_are_called(ns: Names
 
             register = (await me.get("/v1/register/calls",
                                      params={"customer": vehicle.customer.customer_id})).json()
-            assert register["total"] == 3
-            assert [(c["direction"], c["kind"]) for c in register["calls"]] == [
+            assert len(register["items"]) == 3
+            assert [(c["direction"], c["kind"]) for c in register["items"]] == [
                 ("outbound", "second_visit"), ("outbound", "first_visit"), ("inbound", "consultation")]
-            assert register["calls"][2]["agent_id"] == "agent-01" and register["calls"][2]["summary"]
-            inbound_only = (await me.get("/v1/register/calls", params={"direction": "inbound"})).json()
-            assert inbound_only["total"] == 1
+            assert register["items"][2]["agent_id"] == "agent-01" and register["items"][2]["summary"]
+            inbound_only = (await me.get("/v1/register/calls", params={
+                "direction": "inbound", "customer": vehicle.customer.customer_id})).json()
+            assert len(inbound_only["items"]) == 1
 
         # A caller with no file asks about a car: the agent records the consultation through intake,
         # which opens the file; the first call follows and the call is on the phone register.

@@ -59,18 +59,22 @@ async def test_a_lost_customers_reason_is_recorded_published_counted_and_reporte
         assert lost["customer_id"] == gone.customer.customer_id
 
         service = stack["followup"]
-        async with api(service, "agent") as agent:
+        async with api(service, "agent") as agent, api(service, "supervisor") as supervisor:
             # Customers at risk before the 12-month mark (the lost one is past it: it has its call).
-            listed = (await agent.get("/v1/customers/at-risk")).json()
-            signs = {c["customer_id"]: c["signs"] for c in listed["customers"]}
+            listed = (await supervisor.get("/v1/customers/at-risk")).json()
+            signs = {c["customer_id"]: c["signs"] for c in listed["items"]}
             assert "falling_visit_frequency" in signs[drifting.customer.customer_id]
             assert "overdue_maintenance" in signs[overdue.customer.customer_id]
             assert regular.customer.customer_id not in signs and gone.customer.customer_id not in signs
-            entry = next(c for c in listed["customers"] if c["customer_id"] == drifting.customer.customer_id)
+            entry = next(c for c in listed["items"] if c["customer_id"] == drifting.customer.customer_id)
             assert entry["average_interval_days"] == 60.0 and entry["vehicles"] == [drifting.vin]
             assert datetime.fromisoformat(entry["lost_at"]) > NOW
             east_only = (await agent.get("/v1/customers/at-risk", params={"region": "nowhere"})).json()
-            assert east_only["customers"] == []
+            assert east_only["items"] == []
+            # an agent of the whole group (not scoped to regions or dealers) names a region or dealer
+            unfiltered = await agent.get("/v1/customers/at-risk")
+            assert unfiltered.status_code == 422 and {e["field"] for e in unfiltered.json()["errors"]} == {
+                "query.region", "query.dealer"}, unfiltered.text
 
             call = f"/v1/followups/{lost['followup_id']}/attempts"
             unknown = await agent.post(call, json={"outcome": "reached", "lost_reason": "aliens"})

@@ -423,7 +423,8 @@ async def test_kpis_registers_and_the_weekly_report_come_from_the_calls(ns: Name
             await topic.wait_for(count("FollowUpDue", due_now), timeout=60)
         service = stack["followup"]
         by_vin = {r.data["vin"]: r.data["followup_id"] for r in topic.of_type("FollowUpScheduled")}
-        async with api(service, "agent") as agent, api(service, "agent2") as colleague:
+        async with api(service, "agent") as agent, api(service, "agent2") as colleague, \
+                api(service, "supervisor") as supervisor:
             assert (await agent.post(f"/v1/followups/{by_vin[under[0].vin]}/attempts",
                                      json={"outcome": "reached", "satisfaction": 5, "categories": ["praise"]})).status_code == 201
             assert (await colleague.post(f"/v1/followups/{by_vin[under[1].vin]}/attempts",
@@ -433,10 +434,10 @@ async def test_kpis_registers_and_the_weekly_report_come_from_the_calls(ns: Name
                                      json={"outcome": "wrong_number"})).status_code == 201
             assert (await agent.post(f"/v1/followups/{by_vin[expired_warranty.vin]}/attempts",
                                      json={"outcome": "reached", "satisfaction": 4})).status_code == 201
-            letters = (await agent.get("/v1/register/letters")).json()
+            letters = (await supervisor.get("/v1/register/letters")).json()
             calls = (await agent.get("/v1/register/calls", params={"customer": under[1].customer.customer_id})).json()
-        assert [letter["kind"] for letter in letters["letters"]] == ["wrong_number_notice"]
-        assert calls["total"] == 1 and calls["calls"][0]["agent_id"] == "agent-02"
+        assert [letter["kind"] for letter in letters["items"]] == ["wrong_number_notice"]
+        assert len(calls["items"]) == 1 and calls["items"][0]["agent_id"] == "agent-02"
 
         async with api(service, "supervisor") as supervisor:
             kpis = (await supervisor.get("/v1/kpis", params={"from": (NOW - timedelta(days=10)).isoformat(),

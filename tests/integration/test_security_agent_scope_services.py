@@ -145,20 +145,25 @@ async def test_follow_up_holds_a_scoped_agent_to_their_customers(keyed_ns: Names
             east_queue = (await east_agent.get("/v1/queue")).json()
             assert e_id in {i["customer_id"] for i in east_queue["items"]}
             assert w_id not in {i["customer_id"] for i in east_queue["items"]}
-            assert w_id not in {t["customer_id"] for t in east_queue["conversations"]}
-            assert (await east_agent.get("/v1/followups", params={"customer": w_id})).json()["followups"] == []
-            assert {f["customer_id"] for f in (await east_agent.get("/v1/followups")).json()["followups"]} == {e_id}
+            east_talks = (await east_agent.get("/v1/queue/conversations")).json()["items"]
+            assert w_id not in {t["customer_id"] for t in east_talks}
+            assert (await east_agent.get("/v1/followups", params={"customer": w_id})).json()["items"] == []
+            assert {f["customer_id"] for f in (await east_agent.get("/v1/followups")).json()["items"]} == {e_id}
 
             # the west dealer's agent: the customer their dealer sold to and serviced
             assert (await dealer_agent.get(f"/v1/followups/{first[w_id]}")).status_code == 200
             assert (await dealer_agent.get(f"/v1/customers/{w_id}/conversation")).status_code == 200
             assert {i["customer_id"] for i in (await dealer_agent.get("/v1/queue")).json()["items"]} == {w_id}
 
-            # the hotline and a supervisor: everyone
+            # the hotline and a supervisor: everyone (the hotline names the customer to list their follow-ups)
             for everyone in (hotline, supervisor):
                 assert (await everyone.get(f"/v1/followups/{first[w_id]}")).status_code == 200
-                assert {e_id, w_id} <= {f["customer_id"] for f in (await everyone.get("/v1/followups")).json()[
-                    "followups"]}
+                for customer_id in (e_id, w_id):
+                    assert {f["customer_id"] for f in (await everyone.get("/v1/followups", params={
+                        "customer": customer_id})).json()["items"]} == {customer_id}
+            assert {e_id, w_id} <= {f["customer_id"] for f in (await supervisor.get("/v1/followups")).json()["items"]}
+            unnamed = await hotline.get("/v1/followups")
+            assert unnamed.status_code == 422 and unnamed.json()["errors"][0]["field"] == "query.customer", unnamed.text
             # the scoped agent works their own customer's call as before
             claimed = await east_agent.post(f"/v1/followups/{first[e_id]}/claim")
             assert claimed.status_code == 200 and claimed.json()["claimed_by"] == "wang.fang", claimed.text

@@ -61,6 +61,7 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
     },
     "followup": {
         ("GET", "/v1/queue"): frozenset({AGENT, SUPERVISOR}),  # the agents' calls
+        ("GET", "/v1/queue/conversations"): frozenset({AGENT, SUPERVISOR}),  # the same, one row per customer
         ("GET", "/v1/followups"): frozenset({AGENT, SUPERVISOR}),
         ("GET", "/v1/followups/{followup_id}"): frozenset({AGENT, SUPERVISOR}),
         ("POST", "/v1/followups/{followup_id}/claim"): frozenset({AGENT, SUPERVISOR}),

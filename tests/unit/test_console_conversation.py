@@ -19,15 +19,14 @@ def test_the_desk_lists_one_row_per_conversation() -> None:
     one = {"followup_id": "a", "customer_id": "C1", "kind": "first_visit", "claimed_by": None}
     two = [{"followup_id": "b", "customer_id": "C2", "kind": "campaign_call", "claimed_by": "wang.fang"},
            {"followup_id": "c", "customer_id": "C2", "kind": "maintenance_reminder", "claimed_by": "wang.fang"}]
-    rows = desk.conversation_rows({"items": [one, *two], "conversations": [
+    rows = desk.conversation_rows({"items": [  # a page of GET /v1/queue/conversations
         {"customer_id": "C2", "claimed_by": "wang.fang", "call_id": "k", "overdue": False, "followups": two},
-        {"customer_id": "C1", "claimed_by": None, "call_id": None, "overdue": True, "followups": [one]}]})
+        {"customer_id": "C1", "claimed_by": None, "call_id": None, "overdue": True, "followups": [one]}],
+        "next_cursor": None, "limit": 30})
     assert [(r["customer_id"], [f["followup_id"] for f in r["followups"]]) for r in rows] == [
         ("C2", ["b", "c"]), ("C1", ["a"])]
     assert desk.call_url(rows[0]) == "/desk/customers/C2/call" and desk.call_url(rows[1]) == "/desk/calls/a"
     assert [r["customer_id"] for r in desk.desk_order(rows, "wang.fang")] == ["C2", "C1"]
-    older = desk.conversation_rows({"items": [one]})  # a follow-up service without conversations
-    assert older[0]["followups"] == [one]
 
 
 def test_one_submission_gives_each_follow_up_its_outcome_and_the_calls_words_once() -> None:
