@@ -7,7 +7,8 @@ publishes all share one trace id.
 
 - **HTTP** (`TraceRequests`, in `shared.http.create_app`): a span per request, named by method
   and route template (`POST /v1/events`), with the status code; an incoming `traceparent`
-  (and `tracestate`) header continues that trace.
+  (and `tracestate`) header continues that trace. Probes and scrapes (/health, /ready,
+  /metrics) get none.
 - **Outbox**: a row written while handling a request or a record keeps the current trace
   context (`for_outbox`); an event caused by a consumed record continues that record's trace
   even when the handler took records of several traces in one call.
@@ -58,6 +59,8 @@ TRACESTATE = "tracestate"
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 MAX_LINKS = 64  # links kept on a span that takes records of many traces
+# Probes and scrapes (every few seconds each) get no span of their own: they would bury the traces.
+UNTRACED_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +257,7 @@ class TraceRequests:
         self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("path") in UNTRACED_PATHS:
             await self.app(scope, receive, send)
             return
         traceparent = tracestate = None

@@ -249,6 +249,10 @@ def _app(service: str = "traced") -> FastAPI:
         here = tracing.current()
         return {"thing": thing_id, "traceparent": here.traceparent if here else None}
 
+    @app.get("/metrics")
+    async def scrape() -> dict[str, str]:
+        return {}
+
     app.add_middleware(tracing.TraceRequests, service=service)
     return app
 
@@ -259,6 +263,7 @@ async def test_an_http_request_continues_the_incoming_trace_named_by_its_route(
         answer = await client.get("/v1/things/42", headers={"traceparent": PARENT, "tracestate": "k=v"})
         missing = await client.get("/v1/things/missing")
         unknown = await client.get("/nowhere", headers={"traceparent": "broken"})
+        assert (await client.get("/metrics", headers={"traceparent": PARENT})).status_code == 200  # no span
     assert answer.status_code == 200 and missing.status_code == 404 and unknown.status_code == 404
     first, second, third = exported.get_finished_spans()
     assert (first.name, first.kind, first.attributes["http.route"], first.attributes["http.response.status_code"]) \
