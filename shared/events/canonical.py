@@ -4,7 +4,7 @@ A consumer decodes a record's data straight into its Struct, once: types are che
 is a string, a time has its zone), nothing is parsed again (intake normalised phones and VINs
 before it published). A service builds the Structs it publishes and they are encoded as they
 are. Unknown fields in a record are ignored, so a newer producer's extra field never breaks an
-older consumer; a field is only ever added with a default (docs/events.md, "Evolution").
+older consumer; a field is only ever added with a default (docs/events.md, "Compatibility policy").
 """
 
 from __future__ import annotations

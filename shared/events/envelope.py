@@ -56,13 +56,8 @@ class Envelope(msgspec.Struct, kw_only=True):
         """JSON-ready builtins (times as ISO 8601 strings): what a producer would send."""
         return msgspec.json.decode(self.to_json(), type=dict[str, Any])
 
-    def kafka_headers(self) -> list[tuple[str, bytes]]:
-        return [
-            ("event_type", self.event_type.encode()),
-            ("event_id", str(self.event_id).encode()),
-            ("schema_version", str(self.schema_version).encode()),
-            ("correlation_id", str(self.correlation).encode()),
-        ]
+    # A record's Kafka headers (the old four and the CloudEvents ones) are built from the
+    # envelope by shared.events.cloudevents.record_headers / envelope_headers.
 
 
 class RawEnvelope(msgspec.Struct, kw_only=True):
