@@ -85,3 +85,16 @@ def test_the_scan_lets_links_inside_the_repository_and_urls_pass() -> None:
     text = ("[events](events.md#headers) [api](api/) [chart](../deploy/helm/aftersales) [top](#topics) "
             "[CloudEvents](https://cloudevents.io) see `services/quality/config.py`")
     assert problems(ROOT / "docs" / "example.md", text) == []
+
+
+def test_the_generated_contract_pages_are_current() -> None:
+    from tools import generated_pages
+
+    stale = generated_pages.stale()
+    assert not stale, f"docs/{', docs/'.join(stale)} stale: run `aftersales docs` and commit the result"
+    catalog = (ROOT / "docs" / "events-catalog.md").read_text()
+    from shared.events import CATALOG
+
+    for topic, event_type in CATALOG:
+        assert f"schemas/{topic}/{event_type}.v" in catalog, (topic, event_type)
+    assert "`AFTERSALES_FOLLOWUP_FIRST_VISIT_AFTER_DAYS` | `3`" in (ROOT / "docs" / "rules.md").read_text()
