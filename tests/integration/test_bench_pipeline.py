@@ -7,8 +7,13 @@ the sizes and rates the bench was asked for."""
 
 from __future__ import annotations
 
-import pytest
+import io
 
+import pytest
+from rich.console import Console
+from rich.progress import Progress
+
+from aftersales.progress import columns
 from tests.support import TEST_NOW
 from tools.bench.harness import Comparison, Pass
 from tools.bench.pipeline import run
@@ -54,5 +59,17 @@ def check_comparison(result: Comparison) -> None:
 
 
 async def test_the_pipeline_bench_waits_for_every_output_and_reports_both_sides(infra: None) -> None:
-    result = await run(EVENTS, latency_rate=LATENCY_RATE, record=False, steady=(STEADY,), now=TEST_NOW)
+    progress = Progress(*columns(), console=Console(file=io.StringIO(), force_terminal=True))
+    with progress:
+        result = await run(EVENTS, latency_rate=LATENCY_RATE, record=False, steady=(STEADY,), now=TEST_NOW,
+                           progress=progress)
     check_comparison(result)
+    # A bar per pass, each counting that pass's outputs to the last one.
+    bars = {t.description: (t.total, t.completed) for t in progress.tasks}
+    assert bars["baseline: pass-through at full speed"] == (EVENTS, EVENTS)
+    assert bars["baseline: the guarantees only, at full speed"] == (EVENTS, EVENTS)
+    assert bars["pipeline at full speed"] == (EVENTS, EVENTS)
+    latency = result.baseline_at_rate.events
+    assert bars[f"pipeline: latency at {LATENCY_RATE:,} events/s"] == (latency, latency)
+    [steady] = [v for k, v in bars.items() if k.startswith("fed steadily")]
+    assert steady[0] == steady[1] >= 1_000, "at least the latency pass's count, fed to the end"

@@ -21,8 +21,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import NewTopic
 from rich.console import Console
+from rich.progress import TaskID
 from rich.table import Table
 
+from aftersales.progress import QUIET, Tracker, bars
 from shared.kafka.clients import TOPIC_CONFIG, make_admin, stop_consumer
 from shared.settings import project_home
 from tools.sandbox import Namespace, ServiceProcess, create_namespace, drop_namespace
@@ -47,6 +49,9 @@ class Pass:
             return float("nan")
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+NO_TASK = TaskID(0)  # a task of QUIET, which draws nothing
 
 
 def _records(count: int, seed: int, now: datetime | None = None) -> list[tuple[str, bytes, bytes]]:
@@ -86,7 +91,7 @@ async def _publish(ns: Namespace, topic: str, records: list[tuple[str, bytes, by
 
 
 async def _collect(ns: Namespace, topic: str, expect: set[str], by: str, received: dict[str, float],
-                   timeout: float) -> None:
+                   timeout: float, progress: Tracker = QUIET, task: TaskID = NO_TASK) -> None:
     """Read `topic` until every id in `expect` has arrived: `by` is "event_id" (the baseline's
     copies) or the output event type whose correlation_id names the upstream event."""
     consumer = AIOKafkaConsumer(**ns.settings.kafka_client_options(), group_id=None,  # type: ignore[arg-type]
@@ -110,15 +115,19 @@ async def _collect(ns: Namespace, topic: str, expect: set[str], by: str, receive
                         received.setdefault(envelope["event_id"], now)
                     elif envelope.get("event_type") == by:  # a service's output, caused by the upstream event
                         received.setdefault(envelope["correlation_id"], now)
+            progress.update(task, completed=len(expect & received.keys()))
     finally:
         await stop_consumer(consumer)
 
 
 async def _measure(ns: Namespace, name: str, in_topic: str, out_topic: str, by: str,
-                   records: list[tuple[str, bytes, bytes]], rate: float, timeout: float) -> Pass:
+                   records: list[tuple[str, bytes, bytes]], rate: float, timeout: float,
+                   progress: Tracker = QUIET, label: str | None = None) -> Pass:
     sent: dict[str, float] = {}
     received: dict[str, float] = {}
-    collector = asyncio.ensure_future(_collect(ns, out_topic, {r[0] for r in records}, by, received, timeout))
+    task = progress.add_task(label or name, total=len(records))  # the outputs arrived
+    collector = asyncio.ensure_future(_collect(ns, out_topic, {r[0] for r in records}, by, received, timeout,
+                                               progress, task))
     await asyncio.sleep(0.5)
     await _publish(ns, in_topic, records, rate, sent)
     await collector
@@ -390,11 +399,13 @@ async def stop_bench(ns: Namespace, running: list[ServiceProcess], passthrough: 
 
 
 async def _steady(ns: Namespace, name: str, in_topic: str, out_topic: str, by: str, rate: float, count: int,
-                  seed: int, now: datetime | None) -> Steady:
+                  seed: int, now: datetime | None, progress: Tracker = QUIET, label: str = "steady") -> Steady:
     records = _records(count, seed, now)
     sent: dict[str, float] = {}
     received: dict[str, float] = {}
-    collector = asyncio.ensure_future(_collect(ns, out_topic, {r[0] for r in records}, by, received, 600))
+    task = progress.add_task(label, total=count)
+    collector = asyncio.ensure_future(_collect(ns, out_topic, {r[0] for r in records}, by, received, 600,
+                                               progress, task))
     await asyncio.sleep(0.5)
     await _publish(ns, in_topic, records, rate, sent)
     await collector
@@ -406,13 +417,35 @@ async def _steady(ns: Namespace, name: str, in_topic: str, out_topic: str, by: s
 async def compare(name: str, events: int, *, services: tuple[str, ...], output_topic: str, output_type: str,
                   rate: float = 0, latency_rate: float | None = None, keep: bool = False,
                   profile: bool = False, record: bool = True, transactional: bool = True,
-                  steady: tuple[float, ...] = (), now: datetime | None = None) -> Comparison:
+                  steady: tuple[float, ...] = (), now: datetime | None = None,
+                  progress: Tracker | None = None) -> Comparison:
     """Run `services` (as processes) on VehiclePickedUp from upstream.dms until `output_type`
     appears on `output_topic` for each, beside the pass-through baseline and (with
     `transactional`) the guarantees-only baseline; then latency at a fixed rate, and steady
     feeds at the given fractions of the backlog rate. `record` writes the figures to
-    .local/bench/<name>-latest.json."""
+    .local/bench/<name>-latest.json. `progress` (default: bars on stderr when it is a terminal)
+    counts each pass's outputs as they arrive."""
     console.print(f"[bold]bench {name}[/bold]: {events:,} pickups, upstream.dms → {output_type} on {output_topic}")
+    with contextlib.nullcontext(progress) if progress is not None else bars() as tracker:
+        result = await _compare(name, events, services, output_topic, output_type, rate, latency_rate, keep, profile,
+                                transactional, steady, now, tracker)
+    console.print(result.table())
+    console.print(result.usage_table())
+    if result.steady:
+        console.print(result.steady_table())
+    console.print("peak RSS: " + ", ".join(f"{k} {v:.0f} MB" for k, v in result.peak_rss_mb.items() if v is not None))
+    if not record:
+        return result
+    out = project_home() / ".local" / "bench" / f"{name}-latest.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(result.figures(), option=orjson.OPT_INDENT_2))
+    console.print(f"figures written to {out}")
+    return result
+
+
+async def _compare(name: str, events: int, services: tuple[str, ...], output_topic: str, output_type: str,
+                   rate: float, latency_rate: float | None, keep: bool, profile: bool, transactional: bool,
+                   steady: tuple[float, ...], now: datetime | None, progress: Tracker) -> Comparison:
     ns = await create_namespace("bench", partitions=12)
     log_dir = project_home() / ".local" / "bench" / ns.prefix.rstrip(".")
     running: list[ServiceProcess] = []
@@ -420,21 +453,22 @@ async def compare(name: str, events: int, *, services: tuple[str, ...], output_t
     tx_pass = tx_usage = None
     steady_runs: list[Steady] = []
     try:
-        with console.status("generating events"):
-            latency_count = max(1000, events // 5)
-            records = {"base": _records(events, 4, now), "system": _records(events, 1, now),
-                       "tx": _records(events, 5, now),
-                       "base_lat": _records(latency_count, 3, now), "system_lat": _records(latency_count, 2, now)}
+        generating = progress.add_task("generating events", total=None)
+        latency_count = max(1000, events // 5)
+        records = {"base": _records(events, 4, now), "system": _records(events, 1, now),
+                   "tx": _records(events, 5, now),
+                   "base_lat": _records(latency_count, 3, now), "system_lat": _records(latency_count, 2, now)}
+        progress.update(generating, total=len(records), completed=len(records))
         in_topic, out_topic, passthrough = await start_passthrough(ns)
-        with console.status("baseline: pass-through at full speed"):
-            base = await _measure(ns, "baseline", in_topic, out_topic, "event_id", records["base"], 0, 600)
+        base = await _measure(ns, "baseline", in_topic, out_topic, "event_id", records["base"], 0, 600, progress,
+                              "baseline: pass-through at full speed")
         if transactional:
             tx_in, tx_out, hops = await start_transactional(ns)
             try:
-                with console.status("baseline: the guarantees only, at full speed"):
-                    pids = {"hop 1": hops[0].pid, "hop 2": hops[1].pid}
-                    tx_pass, tx_usage = await _usage(ns, pids, lambda: _measure(
-                        ns, "guarantees only", tx_in, tx_out, "event_id", records["tx"], 0, 1800), events)
+                pids = {"hop 1": hops[0].pid, "hop 2": hops[1].pid}
+                tx_pass, tx_usage = await _usage(ns, pids, lambda: _measure(
+                    ns, "guarantees only", tx_in, tx_out, "event_id", records["tx"], 0, 1800, progress,
+                    "baseline: the guarantees only, at full speed"), events)
             finally:
                 await _stop(hops)
         running = [ServiceProcess(ns, s, log_dir, AFTERSALES_LOG_LEVEL="WARNING").start() for s in services]
@@ -443,36 +477,24 @@ async def compare(name: str, events: int, *, services: tuple[str, ...], output_t
         await asyncio.sleep(2)
         system_in, system_out = ns.topic("upstream.dms"), ns.topic(output_topic)
         profilers = _profilers(running, log_dir) if profile else []
-        with console.status(f"{name} at full speed"):
-            system, usage = await _usage(ns, {s.service: s.pid for s in running}, lambda: _measure(
-                ns, name, system_in, system_out, output_type, records["system"], rate, 3600), events)
+        system, usage = await _usage(ns, {s.service: s.pid for s in running}, lambda: _measure(
+            ns, name, system_in, system_out, output_type, records["system"], rate, 3600, progress,
+            f"{name} at full speed"), events)
         _stop_profilers(profilers)
         if profilers:
             console.print(f"profiles (collapsed stacks) in {log_dir}/")
         target = latency_rate or round(system.rate / 2)
-        with console.status(f"latency at {target:,.0f} events/s"):
-            base_lat = await _measure(ns, "baseline", in_topic, out_topic, "event_id", records["base_lat"], target, 600)
-            system_lat = await _measure(ns, name, system_in, system_out, output_type, records["system_lat"], target,
-                                        600)
+        base_lat = await _measure(ns, "baseline", in_topic, out_topic, "event_id", records["base_lat"], target, 600,
+                                  progress, f"baseline: latency at {target:,.0f} events/s")
+        system_lat = await _measure(ns, name, system_in, system_out, output_type, records["system_lat"], target,
+                                    600, progress, f"{name}: latency at {target:,.0f} events/s")
         for n, fraction in enumerate(steady):
             feed = round(system.rate * fraction)
-            with console.status(f"fed steadily at {feed:,} events/s ({fraction:.2f} of the backlog rate)"):
-                steady_runs.append(await _steady(ns, name, system_in, system_out, output_type, feed,
-                                                 max(latency_count, int(feed * 8)), 100 + n, now))
+            steady_runs.append(await _steady(ns, name, system_in, system_out, output_type, feed,
+                                             max(latency_count, int(feed * 8)), 100 + n, now, progress,
+                                             f"fed steadily at {feed:,} events/s ({fraction:.2f} of the backlog rate)"))
         rss = {s.service: _peak_rss_mb(s.pid) for s in running}
     finally:
         await stop_bench(ns, running, passthrough, keep=keep)
-    result = Comparison(name, events, base, system, base_lat, system_lat, target, rss, tx_pass, usage, tx_usage,
-                        steady_runs)
-    console.print(result.table())
-    console.print(result.usage_table())
-    if steady_runs:
-        console.print(result.steady_table())
-    console.print("peak RSS: " + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items() if v is not None))
-    if not record:
-        return result
-    out = project_home() / ".local" / "bench" / f"{name}-latest.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(orjson.dumps(result.figures(), option=orjson.OPT_INDENT_2))
-    console.print(f"figures written to {out}")
-    return result
+    return Comparison(name, events, base, system, base_lat, system_lat, target, rss, tx_pass, usage, tx_usage,
+                      steady_runs)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from aftersales.progress import Tracker
 from tools.bench.harness import Comparison, compare
 
 STEADY = (0.8, 0.9, 1.0)
@@ -21,7 +22,7 @@ STEADY = (0.8, 0.9, 1.0)
 
 async def run(events: int, *, rate: float = 0, latency_rate: float | None = None, keep: bool = False,
               profile: bool = False, record: bool = True, steady: tuple[float, ...] = STEADY,
-              now: datetime | None = None) -> Comparison:
+              now: datetime | None = None, progress: Tracker | None = None) -> Comparison:
     return await compare("pipeline", events, services=("intake", "followup"), output_topic="aftersales.followup",
                          output_type="FollowUpScheduled", rate=rate, latency_rate=latency_rate, keep=keep,
-                         profile=profile, record=record, steady=steady, now=now)
+                         profile=profile, record=record, steady=steady, now=now, progress=progress)
