@@ -4,15 +4,19 @@ tests agree with the service's own code report by report."""
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
 import pytest
+from rich.console import Console
+from rich.progress import Progress
 
+from aftersales.progress import columns
 from services.quality.config import QualityRules, load_baseline_rates
 from services.quality.statistics import likelihood_ratio_calibration
 from services.quality.warning import EarlyWarning
-from tools.bench.quality import Cells, Setup, alarms, fleet_cells, lr_alarm, run, simulate
+from tools.bench.quality import KINDS, SHIFTS, Cells, Setup, alarms, fleet_cells, lr_alarm, run, simulate
 
 
 def test_the_simulated_reports_follow_the_baseline_rate_times_unit_months() -> None:
@@ -31,7 +35,11 @@ def test_the_simulated_reports_follow_the_baseline_rate_times_unit_months() -> N
 
 def test_a_seeded_run_repeats_exactly_and_keeps_false_alarms_within_the_configured_level() -> None:
     first = run(vehicles=20_000, null_fleets=3, batches=60, seed=7, quiet=True)
-    again = run(vehicles=20_000, null_fleets=3, batches=60, seed=7, quiet=True)
+    progress = Progress(*columns(), console=Console(file=io.StringIO(), force_terminal=True))
+    with progress:
+        again = run(vehicles=20_000, null_fleets=3, batches=60, seed=7, quiet=True, progress=progress)
+    assert [(t.total, t.completed) for t in progress.tasks] == [(3, 3), (len(KINDS) * len(SHIFTS),) * 2], \
+        "a bar counts the null fleets, another the shifted-batch sets"
     assert first.false_alarms == again.false_alarms and first.cell_months == again.cell_months
     for name in first.detections:
         assert [d.delay for d in first.detections[name]] == [d.delay for d in again.detections[name]]

@@ -33,6 +33,7 @@ whole budget) and the most powerful single test on day 30 (the likelihood ratio 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import time
@@ -44,6 +45,7 @@ from rich.console import Console
 from rich.table import Table
 from scipy.stats import poisson
 
+from aftersales.progress import QUIET, Tracker, bars
 from services.quality.config import QualityRules, load_baseline_rates
 from services.quality.statistics import (
     LR_MONTHS,
@@ -379,11 +381,22 @@ def day30_levels(units: float, rate: float, month: float, alpha: float, days: in
 
 def run(vehicles: int = 100_000, sales_months: int = 12, horizon_months: int = 18, null_fleets: int = 20,
         batches: int = 1_200, seed: int = 20261120, rules: QualityRules | None = None, quiet: bool = False,
-        shifted_fleets: int | None = None) -> BenchResult:
+        shifted_fleets: int | None = None, progress: Tracker | None = None) -> BenchResult:
     """The benchmark; `shifted_fleets` (the option of the event-driven benchmark before issue 20)
-    is read as batches / 7 (a fleet held one shifted batch per category and shift)."""
+    is read as batches / 7 (a fleet held one shifted batch per category and shift). `progress`
+    (default: bars on stderr when it is a terminal, none when `quiet`) counts the null fleets and
+    the shifted-batch sets simulated."""
     if shifted_fleets is not None:
         batches = shifted_fleets * len(IMPORTANT)
+    chosen: contextlib.AbstractContextManager[Tracker] = (
+        contextlib.nullcontext(progress) if progress is not None else contextlib.nullcontext(QUIET) if quiet
+        else bars())
+    with chosen as tracker:
+        return _run(vehicles, sales_months, horizon_months, null_fleets, batches, seed, rules, quiet, tracker)
+
+
+def _run(vehicles: int, sales_months: int, horizon_months: int, null_fleets: int, batches: int, seed: int,
+         rules: QualityRules | None, quiet: bool, progress: Tracker) -> BenchResult:
     started = time.monotonic()
     rules = rules or QualityRules()
     table = load_baseline_rates(rules.baseline_rates_file)
@@ -398,6 +411,8 @@ def run(vehicles: int = 100_000, sales_months: int = 12, horizon_months: int = 1
     months = {"batch": 0, "supplier_model": 0}
     false_alarms: dict[str, dict[str, int]] = {d: defaultdict(int) for d in names}
     age = {d: [0, 0, 0] for d in names}
+    fleets = progress.add_task("fleets without a problem", total=null_fleets)
+    shifted = progress.add_task("shifted batches (kind x shift)", total=len(KINDS) * len(SHIFTS))
     for _ in range(null_fleets):
         for cells in (batch, sm):
             first_month = (cells.start // month).astype(int)
@@ -411,6 +426,7 @@ def run(vehicles: int = 100_000, sales_months: int = 12, horizon_months: int = 1
                         months_old = int((t - cells.start[c]) // month)
                         if p == 0 and months_old < 3:
                             age[detector][months_old] += 1
+        progress.advance(fleets)
     detections: dict[str, list[Detection]] = {d: [] for d in (*names, DAY30)}
     day30_cache: dict[tuple[int, int], float] = {}
     for kind in KINDS:
@@ -455,6 +471,7 @@ def run(vehicles: int = 100_000, sales_months: int = 12, horizon_months: int = 1
                                                     np.array([t30]), month)[0, 0] * units[i] * rate[i])
                 hit = n30 * math.log(3.0) - 2.0 * l30 >= day30_cache[key]
                 detections[DAY30].append(Detection(factor, kind, 30.0 if hit else math.inf, n30, per_month[i]))
+            progress.advance(shifted)
     result = BenchResult(setup.alpha, months, {k: dict(v) for k, v in false_alarms.items()}, age,
                          null_fleets * len(batch.units), detections, time.monotonic() - started)
     if not quiet:
