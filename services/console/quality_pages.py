@@ -87,12 +87,14 @@ def router() -> APIRouter:
                       problem=problem)
 
     async def alert_of(request: Request, person: Person, alert_id: str) -> dict[str, Any]:
+        """The alert, with its ETag under `etag` (the page's action forms send it back as If-Match)."""
         try:
-            alert: dict[str, Any] = await services(request).call(person, "GET", "quality",
-                                                                 f"/v1/alerts/{quote(alert_id)}")
+            response = await services(request).fetch(person, "quality", f"/v1/alerts/{quote(alert_id)}")
         except ServiceError as exc:
             raise Refused(N_("No alert with this id. The alerts page lists them.") if exc.status == 404 else exc.message,
                           status=404 if exc.status == 404 else 502) from None
+        alert: dict[str, Any] = response.json()
+        alert["etag"] = response.headers.get("etag") or ""
         return alert
 
     @r.get("/quality/alerts/{alert_id}")
@@ -124,10 +126,15 @@ def router() -> APIRouter:
         if action in ("close", "confirm") and not note:
             return _with(here, error=N_("Write the containment: what was done so the defect goes no further."))
         body = {"containment": note[:4000]} if action == "confirm" else {"note": note[:4000]} if note else {}
+        # the alert as the inspector saw it: another inspector's step since is refused (412), not overridden
+        seen = (form.get("etag") or "").strip()[:200]
         try:
             await services(request).call(person, "POST", "quality", f"/v1/alerts/{quote(alert_id)}/{action}",
-                                         json=body)
+                                         json=body, headers={"If-Match": seen} if seen else None)
         except ServiceError as exc:
+            if exc.status == 412:
+                return _with(here, error=N_("Someone changed this alert after you opened it: nothing was done. "
+                                            "Check it again below and take the step again."))
             return _with(here, error=exc.message)
         await audit(request, person, f"alert_{action}", subject=alert_id, note=note or None)
         return _with(here, done=action)

@@ -72,8 +72,15 @@ async def test_an_inspector_acknowledges_and_closes_an_alert_and_new_reports_reo
             await expect(page.get_by_role("region", name="位置")).to_contain_text("SUP-A")
             await journey.check("alert-evidence")
 
+            # Another inspector takes the alert on meanwhile: this page's step (made on what it showed)
+            # is refused by the service (If-Match, 412) and says so; the page shows the alert as it is now.
+            async with api(stack["quality"], "quality") as colleague:
+                taken = await colleague.post(f"/v1/alerts/{alert_id}/acknowledge", json={"note": "孙丽已接手"})
+                assert taken.status_code == 200, taken.text
             await page.get_by_role("button", name="确认预警").click()
-            await expect(page.get_by_role("status")).to_contain_text("预警已确认")
+            await expect(page.locator("p.error")).to_contain_text("有人修改了它：本次操作未执行")
+            await expect(page.get_by_role("button", name="确认预警")).to_have_count(0)
+            await expect(page.get_by_role("heading", name=re.compile("质量预警"))).to_contain_text("已受理")
             await page.get_by_label("遏制措施", exact=True).fill("B2610-M3 批次电机隔离，通知供应商 SUP-A 整改")
             await page.get_by_role("button", name="填写遏制措施并关闭").click()
             await expect(page.get_by_role("status")).to_contain_text("预警已关闭")
