@@ -20,6 +20,7 @@ from services.console.clients import Person, ServiceError, Services
 from services.console.config import ConsoleRules
 from services.console.i18n import N_
 from services.console.search import parse
+from shared.api import problem_response
 from shared.db import acquire
 from shared.http import runtime_of
 from shared.ratelimit import FailureLimiter, client_address
@@ -750,18 +751,29 @@ def timeline(story: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return sorted(entries, key=lambda e: e["at"], reverse=True)[:300]
 
 
+def wants_json(request: Request) -> bool:
+    """A request for one of the console's JSON answers (`format=json`): errors are problem details."""
+    return request.query_params.get("format") == "json"
+
+
 def install(runtime: ServiceRuntime) -> None:
     """Turn the console's refusals and redirects into pages (the app is shared.http's)."""
     app = runtime.app
 
     @app.exception_handler(Redirect)
     async def redirect(request: Request, exc: Redirect) -> Response:
+        if wants_json(request):  # the console's JSON answers are an API: a problem, not the sign-in page
+            return problem_response(401, "sign in to the console first; its JSON answers use the session",
+                                    instance=request.url.path)
         if request.headers.get("HX-Request"):
             return Response(status_code=204, headers={"HX-Redirect": exc.location})
         return RedirectResponse(exc.location, status_code=303)
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> Response:
+        if wants_json(request):
+            return problem_response(exc.status, exc.message_id % exc.params if exc.params else exc.message_id,
+                                    instance=request.url.path)
         person = None
         try:
             person = await current_person(request)

@@ -1,7 +1,8 @@
 """Dealer scorecards (supervisors) and the receipts analysed (agents and supervisors), from the
 console's read model, so a replay of the log gives the same figures. Each page also answers as
-JSON (`format=json`, the same figures) and as CSV/XLSX; a malformed filter is a 422 that says
-how to write it (problem+json for JSON)."""
+JSON (`format=json`, the same figures; the receipts as a cursor page, their weekly summary at
+/receipts/weeks) and as CSV/XLSX; a malformed filter is a 422 that says how to write it (a
+problem naming the query parameter for JSON, docs/api-convention.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 
 from services.console import scorecard_store as sql
@@ -27,6 +29,7 @@ from services.console.scorecards import (
     receipts_by_week,
     scorecards,
 )
+from shared.api import Page, Sort, SortKey, decode_cursor, keyset, make_page, sort_param
 from shared.db import acquire
 from shared.http import runtime_of
 from shared.timeutil import month_span
@@ -38,7 +41,16 @@ MONTH_HINT = N_("Write the month like 2026-11.")
 
 
 class BadFilter(ValueError):
-    """A filter the person must write otherwise (the message says how)."""
+    """A filter the person must write otherwise (the message says how; `field`: the query parameter)."""
+
+    def __init__(self, message: str, field: str = "month") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def bad_filter(exc: BadFilter) -> HTTPException:
+    """The JSON answer's 422: a problem naming the query parameter (shared.api renders it)."""
+    return HTTPException(422, [{"loc": ["query", exc.field], "msg": str(exc), "type": "value_error"}])
 
 
 def scorecard_rules(request: Request) -> ScorecardRules:
@@ -77,9 +89,9 @@ def days(since: str, until: str, now: datetime, default_days: int) -> tuple[date
         last = date.fromisoformat(until) if until else today
         first = date.fromisoformat(since) if since else last - timedelta(days=default_days - 1)
     except ValueError:
-        raise BadFilter(N_("Write the period's days as 2026-11-01.")) from None
+        raise BadFilter(N_("Write the period's days as 2026-11-01."), "since" if since else "until") from None
     if first > last:
-        raise BadFilter(N_("The period's first day must not be after its last day."))
+        raise BadFilter(N_("The period's first day must not be after its last day."), "since")
     return (datetime.combine(first, time(0), DISPLAY_ZONE),
             datetime.combine(last + timedelta(days=1), time(0), DISPLAY_ZONE))
 
@@ -88,14 +100,8 @@ def rating(value: str, name: str) -> int | None:
     if not value.strip():
         return None
     if value.strip() not in ("1", "2", "3", "4", "5"):
-        raise BadFilter(N_("A rating is a whole number from 1 to 5."))
+        raise BadFilter(N_("A rating is a whole number from 1 to 5."), name)
     return int(value)
-
-
-def problem(status: int, detail: str) -> JSONResponse:
-    return JSONResponse({"type": "about:blank", "title": "Unprocessable filter" if status == 422 else "Error",
-                         "status": status, "detail": detail}, status_code=status,
-                        media_type="application/problem+json")
 
 
 # -- figures as JSON ----------------------------------------------------------------------------------
@@ -130,6 +136,37 @@ def week_json(w: ReceiptWeek) -> dict[str, Any]:
 
 def receipt_json(r: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items() if k != "customer_name"}
+
+
+# The receipts' JSON answer is a cursor page (shared.api, docs/api-convention.md): newest first by default.
+RECEIPT_SORT = sort_param({"returned_at": SortKey("returned_at", "timestamptz")}, default="-returned_at")
+RECEIPT_LIMIT, RECEIPT_MAX = 50, 200
+
+
+def receipt_page(request: Request) -> tuple[int, dict[str, Any] | None]:
+    """The page's `limit` and `cursor` from the query (a 422 problem naming the one that is wrong)."""
+    text = request.query_params.get("limit", str(RECEIPT_LIMIT))
+    if not text.isdigit() or not 1 <= int(text) <= RECEIPT_MAX:
+        raise HTTPException(422, [{"loc": ["query", "limit"], "msg": f"limit is a whole number from 1 to {RECEIPT_MAX}",
+                                   "type": "less_than_equal"}])
+    cursor = request.query_params.get("cursor")
+    return int(text), decode_cursor(cursor) if cursor else None
+
+
+def receipts_json_page(found: list[dict[str, Any]], sort: Sort, cursor: dict[str, Any] | None,
+                       limit: int) -> Page[dict[str, Any]]:
+    """The receipts after `cursor` in `sort` order (the same keyset rule as the services' lists)."""
+    def key(r: dict[str, Any]) -> tuple[datetime, str]:
+        return r["returned_at"], r["receipt_id"]
+
+    rows = sorted(found, key=key, reverse=sort.descending)
+    after = keyset(sort, "receipt_id", cursor, 1).params
+    if after:
+        mark = (datetime.fromisoformat(after[0]), after[1])
+        rows = [r for r in rows if (key(r) < mark if sort.descending else key(r) > mark)]
+    page = make_page(rows[:limit + 1], limit, sort, key)
+    return Page[dict[str, Any]](items=[receipt_json(r) for r in page.items], next_cursor=page.next_cursor,
+                                limit=limit)
 
 
 # -- rows for the files (CSV/XLSX), as on the screen -------------------------------------------------
@@ -191,7 +228,7 @@ def router() -> APIRouter:
             found = await month_cards(request, month)
         except BadFilter as exc:
             if format == "json":
-                return problem(422, str(exc))
+                raise bad_filter(exc) from None
             raise Refused(str(exc), status=422) from None
         await audit(request, person, "read_report", subject="dealer-scorecards", month=month, format=format)
         r = scorecard_rules(request)
@@ -218,7 +255,7 @@ def router() -> APIRouter:
             history = [await month_cards(request, m) for m in months]
         except BadFilter as exc:
             if format == "json":
-                return problem(422, str(exc))
+                raise bad_filter(exc) from None
             raise Refused(str(exc), status=422) from None
         trend = [next((c for c in h.cards if c.dealer_id == dealer_id), None) for h in history]
         card = trend[-1]
@@ -247,6 +284,22 @@ def router() -> APIRouter:
                       trend=list(zip(months, trend, strict=True)), complaints=complaints, lines=lines, low=low, rules=r,
                       alpha=1 - r.confidence)
 
+    def receipt_filters(request: Request, dealer: str, since: str, until: str, rating_min: str, rating_max: str,
+                        q: str) -> tuple[sql.ReceiptQuery, datetime, datetime]:
+        """The receipts' filters (BadFilter saying which one to write otherwise)."""
+        start, end = days(since, until, runtime_of(request).clock.now(), RECEIPT_DAYS)
+        low, high = rating(rating_min, "rating_min"), rating(rating_max, "rating_max")
+        if low is not None and high is not None and low > high:
+            raise BadFilter(N_("The lowest rating must not be above the highest."), "rating_min")
+        return (sql.ReceiptQuery(dealer_id=dealer or None, start=start, end=end, rating_min=low, rating_max=high,
+                                 text=q or None), start, end)
+
+    async def found_receipts(request: Request, query: sql.ReceiptQuery) -> list[dict[str, Any]]:
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            return await sql.receipts(conn, query, limit=None)
+
     @r.get("/receipts")
     async def receipts_page(request: Request, dealer: str = "", since: str = "", until: str = "",
                             rating_min: str = "", rating_max: str = "", q: str = "", format: str = "html",
@@ -256,26 +309,21 @@ def router() -> APIRouter:
             raise Refused(N_("No such report."), status=404)
         runtime = runtime_of(request)
         try:
-            start, end = days(since, until, runtime.clock.now(), RECEIPT_DAYS)
-            low, high = rating(rating_min, "rating_min"), rating(rating_max, "rating_max")
-            if low is not None and high is not None and low > high:
-                raise BadFilter(N_("The lowest rating must not be above the highest."))
+            query, start, end = receipt_filters(request, dealer, since, until, rating_min, rating_max, q)
+            if format == "json":  # the API's cursor page (shared.api): checked before anything is read
+                sort = RECEIPT_SORT(sort=request.query_params.get("sort", "-returned_at"))
+                limit, cursor = receipt_page(request)
         except BadFilter as exc:
             if format == "json":
-                return problem(422, str(exc))
+                raise bad_filter(exc) from None
             raise Refused(str(exc), status=422) from None
-        query = sql.ReceiptQuery(dealer_id=dealer or None, start=start, end=end, rating_min=low, rating_max=high,
-                                 text=q or None)
-        assert runtime.pool is not None
-        async with acquire(runtime.pool) as conn:
-            found = await sql.receipts(conn, query, limit=None)
-        weeks = receipts_by_week(sql.receipt_rows(found), DISPLAY_ZONE, scorecard_rules(request).good_rating)
+        found = await found_receipts(request, query)
         await audit(request, person, "search_receipts", subject="receipts", dealer=dealer or None, q=q or None,
                     format=format)
-        shown = found[:200]
         if format == "json":
-            return JSONResponse({"count": len(found), "receipts": [receipt_json(x) for x in shown],
-                                 "truncated": len(found) > len(shown), "weeks": [week_json(w) for w in weeks]})
+            return JSONResponse(jsonable_encoder(receipts_json_page(found, sort, cursor, limit)))
+        weeks = receipts_by_week(sql.receipt_rows(found), DISPLAY_ZONE, scorecard_rules(request).good_rating)
+        shown = found[:200]
         first, last = start.date().isoformat(), (end - timedelta(days=1)).date().isoformat()
         params = {k: v for k, v in (("dealer", dealer), ("since", first), ("until", last), ("rating_min", rating_min),
                                     ("rating_max", rating_max), ("q", q)) if v}
@@ -291,5 +339,23 @@ def router() -> APIRouter:
         return render(request, "receipts.html", person, receipts=shown, count=len(found), weeks=weeks, dealer=dealer,
                       since=first, until=last, rating_min=rating_min, rating_max=rating_max, q=q,
                       query=urlencode(params))
+
+    @r.get("/receipts/weeks")
+    async def receipt_weeks(request: Request, dealer: str = "", since: str = "", until: str = "",
+                            rating_min: str = "", rating_max: str = "", q: str = "",
+                            person: Person = Depends(role(*DESK))) -> Response:
+        """The receipts' weekly summary as JSON (the receipts themselves: GET /receipts?format=json)."""
+        dealer, q = dealer.strip(), q.strip()
+        try:
+            query, start, end = receipt_filters(request, dealer, since, until, rating_min, rating_max, q)
+        except BadFilter as exc:
+            raise bad_filter(exc) from None
+        found = await found_receipts(request, query)
+        await audit(request, person, "search_receipts", subject="receipt-weeks", dealer=dealer or None, q=q or None,
+                    format="json")
+        weeks = receipts_by_week(sql.receipt_rows(found), DISPLAY_ZONE, scorecard_rules(request).good_rating)
+        return JSONResponse({"dealer": dealer or None, "since": start.date().isoformat(),
+                             "until": (end - timedelta(days=1)).date().isoformat(), "receipts": len(found),
+                             "weeks": [week_json(w) for w in weeks]})
 
     return r

@@ -158,8 +158,18 @@ async def test_a_flagged_and_an_unflagged_dealer_at_the_same_percentage_and_the_
     await expect(page.locator("table.receipt-weeks")).to_contain_text("2026-W46")
     await searching.check("receipts-by-rating")
     answer = await page.request.get(f"{world.url}/receipts?dealer=D-LARGE&since=2026-11-01&until=2026-11-30&format=json")
-    found = await answer.json()
-    assert found["count"] == 2 and {w["week"] for w in found["weeks"]} == {"2026-W45", "2026-W46"}
+    found = await answer.json()  # a cursor page, newest first; a page of one leads to the other
+    assert len(found["items"]) == 2 and found["next_cursor"] is None and "customer_name" not in found["items"][0]
+    returned = [r["returned_at"] for r in found["items"]]
+    assert returned == sorted(returned, reverse=True)
+    first = await (await page.request.get(f"{world.url}/receipts?dealer=D-LARGE&since=2026-11-01&until=2026-11-30"
+                                          "&format=json&limit=1")).json()
+    rest = await (await page.request.get(f"{world.url}/receipts?dealer=D-LARGE&since=2026-11-01&until=2026-11-30"
+                                         f"&format=json&limit=1&cursor={first['next_cursor']}")).json()
+    assert [r["receipt_id"] for r in first["items"] + rest["items"]] == [r["receipt_id"] for r in found["items"]]
+    weeks = await (await page.request.get(f"{world.url}/receipts/weeks?dealer=D-LARGE&since=2026-11-01"
+                                          "&until=2026-11-30")).json()
+    assert weeks["receipts"] == 2 and {w["week"] for w in weeks["weeks"]} == {"2026-W45", "2026-W46"}
     refused = await page.request.get(f"{world.url}/receipts?rating_min=9&format=json")
     assert refused.status == 422 and "1 to 5" in (await refused.json())["detail"]
     denied = await page.goto(f"{world.url}/dealers/scorecards")

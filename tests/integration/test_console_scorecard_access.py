@@ -23,6 +23,7 @@ POLICY = {  # route -> the console roles that may open it
     "/dealers/scorecards": {"supervisor"},
     "/dealers/D001/scorecard": {"supervisor"},
     "/receipts": {"agent", "supervisor"},
+    "/receipts/weeks": {"agent", "supervisor"},  # JSON only
 }
 PEOPLE = {"agent": "wang.fang", "supervisor": "liu.yang", "quality": "zhao.lei"}
 
@@ -78,6 +79,21 @@ async def test_an_empty_month_is_an_empty_scorecard_and_bad_filters_say_how_to_w
             answer = await client.get(route, params={**params, "format": "json"})
             assert answer.status_code == 422 and answer.headers["content-type"] == "application/problem+json"
             assert words in answer.json()["detail"], (route, answer.json())
+            assert [e["field"] for e in answer.json()["errors"]] == [f"query.{next(iter(params))}"], answer.json()
             page = await client.get(route, params=params)
             assert page.status_code == 422, (route, params)
         assert (await client.get("/receipts", params={"format": "pdf"})).status_code == 404
+        # The receipts as JSON are a cursor page: a bad cursor, sort or limit is a problem naming it.
+        for params, field in (({"cursor": "nope"}, "query.cursor"), ({"sort": "rating"}, "query.sort"),
+                              ({"limit": "0"}, "query.limit")):
+            answer = await client.get("/receipts", params={**params, "format": "json"})
+            assert answer.status_code == 422 and [e["field"] for e in answer.json()["errors"]] == [field], answer.text
+        empty = (await client.get("/receipts", params={"format": "json"})).json()
+        assert empty == {"items": [], "next_cursor": None, "limit": 50}
+    async with _client(console) as anonymous:  # the JSON answers are an API: 401 problem, not the sign-in page
+        answer = await anonymous.get("/receipts", params={"format": "json"})
+        assert answer.status_code == 401 and answer.headers["content-type"] == "application/problem+json"
+    async with _client(console) as quality:
+        await sign_in(quality, "zhao.lei")
+        answer = await quality.get("/dealers/scorecards", params={"format": "json"})
+        assert answer.status_code == 403 and answer.headers["content-type"] == "application/problem+json"
