@@ -128,9 +128,10 @@ async def listing(settings: Settings, *, start: Start = "beginning", store: bool
         stored = {tp.partition: offset for tp in tps if (offset := await consumer.committed(tp)) is not None}
         await consumer.seek_to_beginning(*tps)
         if start == "stored":
+            beginnings = await consumer.beginning_offsets(tps)
             for tp in tps:
-                if tp.partition in stored:
-                    consumer.seek(tp, min(stored[tp.partition], ends[tp]))
+                if tp.partition in stored:  # within what the log still holds (retention, truncation)
+                    consumer.seek(tp, max(beginnings[tp], min(stored[tp.partition], ends[tp])))
         elif isinstance(start, datetime):
             found = await consumer.offsets_for_times({tp: int(start.timestamp() * 1000) for tp in tps})
             for tp in tps:
