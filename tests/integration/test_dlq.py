@@ -11,14 +11,15 @@ from datetime import datetime, timedelta
 
 import orjson
 import pytest
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import RecordsToDelete
+from aiokafka.structs import OffsetAndMetadata
 from rich.console import Console
 from rich.progress import Progress
 
 from aftersales import dlq
 from aftersales.progress import columns
-from shared.kafka.clients import make_admin
+from shared.kafka.clients import make_admin, stop_consumer
 from tests.support import TEST_NOW, Namespace, Stack, TopicReader, count, manual_clock, publish
 from tools.sandbox import ROOT
 from tools.simulate import CST, Fleet
@@ -193,3 +194,38 @@ async def test_progress_is_reported_with_the_records_to_read_and_the_letters_to_
     shown = _cli(ns, "list", "--json", "--peek", AFTERSALES_PROGRESS="always")
     assert len(orjson.loads(shown.stdout)) == 3 and "reading dead letters" in shown.stderr.decode()
     assert "3/3" in shown.stderr.decode()
+
+
+async def test_a_stored_position_the_log_no_longer_holds_reads_from_what_is_left(ns: Namespace) -> None:
+    """Retention (or a reset) deleted the records up to past the stored position: the listing
+    starts where the partition now starts, not at its end."""
+    topic = ns.settings.topic("aftersales.deadletter")
+    producer = AIOKafkaProducer(**ns.settings.kafka_client_options())  # type: ignore[arg-type]
+    await producer.start()
+    try:
+        for offset in range(3):
+            envelope = {"occurred_at": f"2026-11-20T0{offset}:00:00+00:00", "data": {
+                "service": "intake", "topic": "upstream.dms", "partition": 0, "offset": offset,
+                "error": "MalformedJSON", "reason": "not JSON", "record": {"key": None, "value_b64": "e2JhZA==",
+                                                                          "headers": {}}}}
+            await producer.send_and_wait(topic, orjson.dumps(envelope), key=f"upstream.dms:0:{offset}".encode(),
+                                         partition=0)
+    finally:
+        await producer.stop()
+    position = AIOKafkaConsumer(**ns.settings.kafka_client_options(),  # type: ignore[arg-type]
+                                group_id=dlq.position_group(ns.settings), enable_auto_commit=False)
+    await position.start()
+    try:
+        position.assign([TopicPartition(topic, 0)])
+        await position.commit({TopicPartition(topic, 0): OffsetAndMetadata(0, "")})  # stored before all three
+    finally:
+        await stop_consumer(position)
+    admin = make_admin(ns.settings)
+    await admin.start()
+    try:
+        await admin.delete_records({TopicPartition(topic, 0): RecordsToDelete(1)})  # the first one is gone
+    finally:
+        await admin.close()
+    found = await dlq.listing(ns.settings, start="stored", store=True)
+    assert [d.id for d in found.letters] == ["upstream.dms:0:1", "upstream.dms:0:2"] and found.stored[0] == 0
+    assert (await dlq.listing(ns.settings, start="stored")).letters == [], "and the position moved past them"
