@@ -136,3 +136,23 @@ def test_every_catalog_event_names_a_schema_file_that_exists(topic: str, event_t
     for version in range(1, spec.max_version + 1):
         path = ROOT / "docs" / "schemas" / topic / f"{event_type}.v{version}.json"
         assert path.is_file(), f"{path} is missing: run `aftersales docs`"
+
+
+def test_every_header_the_relay_sends_is_documented_in_every_asyncapi_message() -> None:
+    import yaml
+
+    from shared.settings import SERVICES
+
+    envelope = _sold()
+    row = {"topic": "aftersales.intake", "payload": envelope.to_json(), "event_type": "VehicleSold",
+           "event_id": envelope.event_id, "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+           "tracestate": "vendor=1"}
+    sent = {name for name, _ in _headers(row)}  # type: ignore[arg-type]
+    assert {"traceparent", "tracestate", *CE_HEADERS, "content-type"} <= sent
+    for service in SERVICES:
+        doc = yaml.safe_load((ROOT / "docs" / "api" / f"{service}.asyncapi.yaml").read_text())
+        for name, message in doc["components"]["messages"].items():
+            documented = set(message["headers"]["properties"])
+            assert sent <= documented, f"{service} {name}: undocumented headers {sent - documented}"
+            if not name.startswith("upstream."):
+                assert set(message["headers"]["required"]) == sent - {"traceparent", "tracestate"}, name
