@@ -29,6 +29,9 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 # Marks an enum whose list is documented as open: a new value is an additive change there.
 OPEN_ENUM = "x-aftersales-open-enum"
 _REF = "#/$defs/{name}"
+# Older versions still published and accepted, and until when (docs/events.md, "Compatibility
+# policy"): (topic, event type, old version) -> the last day, ISO 8601. Their schema files say so.
+DEPRECATIONS: dict[tuple[str, str, int], str] = {}
 
 
 def _envelope_properties() -> tuple[dict[str, Any], list[str]]:
@@ -113,7 +116,14 @@ def render(directory: Path = SCHEMAS_DIR) -> dict[str, str]:
     for (topic, event_type), spec in sorted(CATALOG.items()):
         files[schema_path(topic, event_type, spec.max_version)] = dump(schema_for(spec, spec.max_version))
         for version in range(1, spec.max_version):
-            files[schema_path(topic, event_type, version)] = _frozen(directory, schema_path(topic, event_type, version))
+            frozen = _frozen(directory, schema_path(topic, event_type, version))
+            until = DEPRECATIONS.get((topic, event_type, version))
+            if until is not None:
+                schema = json.loads(frozen)
+                schema.setdefault("x-aftersales", {}).update(deprecated=True, published_until=until,
+                                                             replaced_by=spec.max_version)
+                frozen = dump(schema)
+            files[schema_path(topic, event_type, version)] = frozen
     return files
 
 

@@ -151,4 +151,8 @@ def test_an_older_version_still_accepted_is_published_from_the_release_that_froz
     frozen.write_text('{"title": "as release 1.0 published it"}\n')
     files = eventschemas.render(target)
     assert files["aftersales.quality/QualityAlertRaised.v1.json"] == '{"title": "as release 1.0 published it"}\n'
+    monkeypatch.setitem(eventschemas.DEPRECATIONS, ("aftersales.quality", "QualityAlertRaised", 1), "2027-06-30")
+    old = json.loads(eventschemas.render(target)["aftersales.quality/QualityAlertRaised.v1.json"])
+    assert old["title"] == "as release 1.0 published it"
+    assert old["x-aftersales"] == {"deprecated": True, "published_until": "2027-06-30", "replaced_by": 2}
     assert json.loads(files["aftersales.quality/QualityAlertRaised.v2.json"])["properties"]["schema_version"]["const"] == 2
