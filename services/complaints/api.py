@@ -271,7 +271,8 @@ def router() -> APIRouter:
         response.headers["Location"] = f"/v1/complaints/{case.complaint_id}"
         return commands.case_view(case)
 
-    @r.get("/complaints", response_model=CasePage, responses=problems(examples={
+    @r.get("/complaints", response_model=CasePage, responses=problems(403, 422, examples={
+        403: "a quality_inspection department person sees the cases routed to quality_inspection only, not sales's",
         422: "name a filter (state, open, level, department, …): the whole case list is not read at once"}),
         summary="List cases: filter by state, open, level, department, breached …; sort by filed_at (default "
                 "newest first), updated_at, deadline (the nearest SLA deadline first, none last) or level")

@@ -145,7 +145,7 @@ def router() -> APIRouter:
         response.headers["Location"] = f"/v1/measures/{stored.measure_id}"
         return shown
 
-    @r.get("/measures", response_model=MeasurePage, responses=problems(examples=_SCOPED),
+    @r.get("/measures", response_model=MeasurePage, responses=problems(403, examples=_SCOPED),
            summary="Rectification measures with their effect: all, or those in force or settled in a month "
                    "(recorded before its end, not verified before its start); the counts are in "
                    "GET /v1/reports/measures")
@@ -173,7 +173,7 @@ def router() -> APIRouter:
         return Page[dict[str, Any]](items=items, next_cursor=found.next_cursor, limit=found.limit)
 
     @r.get("/reports/measures", response_model=MeasureReport, response_model_by_alias=True,
-           responses=problems(examples=_SCOPED),
+           responses=problems(403, examples=_SCOPED),
            summary="The rectification measures' figures: how many open, due, overdue and verified (all, or those "
                    "of a month), and the window and confidence their effect is measured with")
     async def measure_report(request: Request, month: _Month = None,
