@@ -154,8 +154,10 @@ def test_the_unit_of_work_writes_each_rows_trace_context(exported: InMemorySpanE
         uow.publish("VehicleSold", env["data"], cause=cause_b)
         uow.forward("upstream.sales", key="k", value=b"{}", event_id=cause_b.event_id, event_type="VehicleSold")
     uow.publish("VehicleSold", env["data"], cause=None, discriminator="outside")
+    uow.dead_letter(topic="upstream.sales", partition=0, offset=7, key=None, value=b"x", headers=[],
+                    error="MalformedJSON", reason="not JSON", trace=TraceContext(OTHER))  # the refused record's
     rows = uow._messages
-    assert [r.trace for r in rows] == [here, TraceContext(OTHER, "k=v"), here, None]
+    assert [r.trace for r in rows] == [here, TraceContext(OTHER, "k=v"), here, None, TraceContext(OTHER)]
 
 
 # -- the relay -------------------------------------------------------------------------------------
