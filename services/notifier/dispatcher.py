@@ -27,7 +27,7 @@ from services.notifier.directory import StaffDirectory
 from services.notifier.domain import SendResult, next_retry, outside_quiet_hours
 from services.notifier.rules import RuleTable
 from services.notifier.templating import Templates
-from shared import metrics
+from shared import metrics, tracing
 from shared.db import acquire
 from shared.errors import is_transient
 from shared.events import canonical as c
@@ -126,8 +126,9 @@ class Dispatcher:
                 claimed = await store.claim_due(
                     conn, now, now - timedelta(seconds=self.settings.sending_lease_seconds), self.settings.dispatch_batch
                 )
-        if claimed:
-            await asyncio.gather(*(self._deliver(n, now) for n in claimed))
+        if claimed:  # a trace of its own (shared/tracing.py), carried by the events about the sends
+            with tracing.firing(self.runtime.name, "dispatch", len(claimed)):
+                await asyncio.gather(*(self._deliver(n, now) for n in claimed))
         return len(claimed)
 
     # -- one notification --------------------------------------------------------------------

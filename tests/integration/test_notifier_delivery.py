@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from services.notifier.config import NotifierSettings
 from shared.clock import ManualClock
 from shared.events import new_event
+from shared.tracing import from_headers
 from tests.support import Namespace, Stack, TopicReader, api, count, day_at, db, manual_clock, publish, zh_date
 from tools.peers import MailSink, PeerStore, SmsGatewaySink
 
@@ -204,6 +205,8 @@ async def test_a_gateway_503_is_retried_with_backoff_and_the_sms_goes_once(ns: N
         async with TopicReader(ns.settings, "aftersales.notifier") as topic:
             await topic.wait_for(count("NotificationSent", 1), timeout=20, settle=0.5)
         assert topic.of_type("NotificationSent")[0].data["attempts"] == 3
+        # the dispatch batch that sent it is a trace of its own, which the event carries (shared/tracing.py)
+        assert from_headers(list(topic.of_type("NotificationSent")[0].record.headers or ())) is not None
         assert len({a["idempotency_key"] for a in peers.store.sms_attempts}) == 1, "one idempotency key throughout"
     finally:
         await stack.stop()
