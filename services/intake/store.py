@@ -295,12 +295,12 @@ async def file_reads(conn: asyncpg.Connection, *, customer_id: str | None, reade
                      limit: int, sort: Sort, cursor: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The access log's entries for a customer and/or a reader; the tiebreak `seq` is the id as
     zero-padded text, so its text order is the ids' order."""
-    ks = keyset(sort, "r.seq", cursor, 3)
+    ks = keyset(sort, "r.seq", cursor, 4)
     rows = await conn.fetch(
         f"""SELECT id, at, reader, role, customer_id, route, detail FROM (
                 SELECT *, lpad(id::text, 19, '0') AS seq FROM customer_file_reads
                  WHERE ($1::text IS NULL OR customer_id = $1) AND ($2::text IS NULL OR reader = $2)) r
-            WHERE {ks.where} ORDER BY {ks.order_by} LIMIT {limit:d}""", customer_id, reader, *ks.params)
+            WHERE {ks.where} ORDER BY {ks.order_by} LIMIT $3""", customer_id, reader, limit, *ks.params)
     return [dict(r) for r in rows]
 
 
@@ -337,7 +337,7 @@ async def search_customers(conn: asyncpg.Connection, *, phone: str | None, plate
         f"""SELECT c.customer_id, c.name, c.phone, c.region, c.address, c.created_at, c.updated_at,
                    (SELECT array_agg(v.vin ORDER BY v.vin) FROM vehicles v WHERE v.customer_id = c.customer_id) AS vins
               FROM customers c WHERE {" AND ".join(where)}
-             ORDER BY {ks.order_by} LIMIT {limit:d}""",
+             ORDER BY {ks.order_by} LIMIT {arg(limit)}""",
         *args,
     )
     return [dict(r) for r in rows]
@@ -376,9 +376,9 @@ INCOMPLETE = """
 
 async def incomplete_files(conn: asyncpg.Connection, limit: int, sort: Sort, cursor: dict[str, Any] | None,
                            scope: Scope | None = None) -> list[dict[str, Any]]:
-    ks = keyset(sort, "c.customer_id", cursor, 3)
+    ks = keyset(sort, "c.customer_id", cursor, 4)
     rows = await conn.fetch(f"""SELECT * FROM ({INCOMPLETE}) c WHERE {IN_SCOPE} AND {ks.where}
-                                ORDER BY {ks.order_by} LIMIT {limit:d}""", *scope_args(scope), *ks.params)
+                                ORDER BY {ks.order_by} LIMIT $3""", *scope_args(scope), limit, *ks.params)
     return [dict(r) for r in rows]
 
 
@@ -399,11 +399,11 @@ async def flagged_counts(conn: asyncpg.Connection) -> dict[str, int]:
 async def flagged_files(conn: asyncpg.Connection, limit: int, sort: Sort, cursor: dict[str, Any] | None,
                         scope: Scope | None = None) -> list[dict[str, Any]]:
     """Files with a flagged contact value (the agents' list to correct), oldest flag first by default."""
-    ks = keyset(sort, "c.customer_id", cursor, 3)
+    ks = keyset(sort, "c.customer_id", cursor, 4)
     where = f"c.contact_flags IS NOT NULL AND c.contact_flags <> '{{}}'::jsonb AND {IN_SCOPE} AND {ks.where}"
     rows = await conn.fetch(
         f"""SELECT c.customer_id, c.name, c.region, c.phone, c.email, c.contact_flags, c.updated_at FROM customers c
-             WHERE {where} ORDER BY {ks.order_by} LIMIT {limit:d}""", *scope_args(scope), *ks.params)
+             WHERE {where} ORDER BY {ks.order_by} LIMIT $3""", *scope_args(scope), limit, *ks.params)
     return [dict(r) for r in rows]
 
 

@@ -248,7 +248,7 @@ async def switch_channel(conn: asyncpg.Connection, notification_id: uuid.UUID, c
 async def notifications(conn: asyncpg.Connection, *, recipient: str | None, event_id: uuid.UUID | None,
                         status: str | None, limit: int, sort: Sort, cursor: dict[str, Any] | None
                         ) -> list[dict[str, Any]]:
-    ks = keyset(sort, "notification_id", cursor, 4)
+    ks = keyset(sort, "notification_id", cursor, 5)
     rows = await conn.fetch(
         f"""SELECT notification_id, rule, source_event_id, source_event_type, correlation_id, recipient,
                    recipient_kind, channel, template, locale, status, due_at, attempts, last_error, provider_ref,
@@ -256,8 +256,8 @@ async def notifications(conn: asyncpg.Connection, *, recipient: str | None, even
               FROM notifications
              WHERE ($1::text IS NULL OR recipient = $1) AND ($2::uuid IS NULL OR source_event_id = $2)
                AND ($3::text IS NULL OR status = $3) AND {ks.where}
-             ORDER BY {ks.order_by} LIMIT {limit:d}""",
-        recipient, event_id, status, *ks.params)
+             ORDER BY {ks.order_by} LIMIT $4""",
+        recipient, event_id, status, limit, *ks.params)
     return [dict(r) for r in rows]
 
 
@@ -269,12 +269,12 @@ _LETTER_CUSTOMER = """(SELECT n.recipient FROM notifications n
 async def letters(conn: asyncpg.Connection, *, printed: bool | None, limit: int, sort: Sort,
                   cursor: dict[str, Any] | None, regions: list[str] | None = None, dealers: list[str] | None = None
                   ) -> list[dict[str, Any]]:
-    ks = keyset(sort, "letter_id", cursor, 4)
+    ks = keyset(sort, "letter_id", cursor, 5)
     where = "($1::boolean IS NULL OR (printed_at IS NOT NULL) = $1) AND " + CUSTOMER_IN_SCOPE.format(
         customer=_LETTER_CUSTOMER, regions="$2", dealers="$3")
     rows = await conn.fetch(
-        f"SELECT * FROM letters WHERE {where} AND {ks.where} ORDER BY {ks.order_by} LIMIT {limit:d}",
-        printed, regions, dealers, *ks.params)
+        f"SELECT * FROM letters WHERE {where} AND {ks.where} ORDER BY {ks.order_by} LIMIT $4",
+        printed, regions, dealers, limit, *ks.params)
     return [dict(r) for r in rows]
 
 
@@ -324,12 +324,12 @@ async def log_consent(conn: asyncpg.Connection, entries: Sequence[dict[str, Any]
 async def consent_history(conn: asyncpg.Connection, customer_id: str, limit: int, sort: Sort,
                           cursor: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The tiebreak `seq` is the entry's id as zero-padded text (its text order is the ids' order)."""
-    ks = keyset(sort, "l.seq", cursor, 2)
+    ks = keyset(sort, "l.seq", cursor, 3)
     rows = await conn.fetch(
         f"""SELECT entry_id, channel, granted, changed_at, changed_by, reason, source, event_id, recorded_at FROM (
                 SELECT *, lpad(entry_id::text, 19, '0') AS seq FROM consent_log WHERE customer_id = $1) l
-            WHERE {ks.where} ORDER BY {ks.order_by} LIMIT {limit:d}""",
-        customer_id, *ks.params)
+            WHERE {ks.where} ORDER BY {ks.order_by} LIMIT $2""",
+        customer_id, limit, *ks.params)
     return [dict(r) for r in rows]
 
 

@@ -65,6 +65,13 @@ RecallPaging = Annotated[PageParams, Depends(page_params(default_limit=50, max_l
 RecallSort = Annotated[Sort, Depends(sort_param(RECALL_SORTS, default="-confirmed_at"))]
 
 
+async def _record(conn: Any, runtime: Any, who: Principal, route: str, subject: str, asked: dict[str, Any],
+                  rows: int) -> None:
+    """An answer listing vehicle owners is an export of customer data: it is recorded (issue 19)."""
+    await recall_store.record_owner_list(conn, at=runtime.clock.now(), reader=who.subject, role=who.role, route=route,
+                                         subject=subject, filter={k: v for k, v in asked.items() if v}, rows=rows)
+
+
 def recall_router() -> APIRouter:
     api = APIRouter(tags=["quality: recalls"])
 
@@ -98,11 +105,13 @@ def recall_router() -> APIRouter:
              summary="Every vehicle carrying the alert's batch, with owner, region and dealer")
     async def affected(request: Request, alert_id: str,
                        batch: str | None = Query(None, description="for an alert on a supplier's parts on a model"),
-                       _: Principal = require(*READ)) -> dict[str, Any]:
+                       who: Principal = require(*READ)) -> dict[str, Any]:
         """Once the alert is confirmed: the recall's vehicles as of the confirmation, with their
-        progress. Before: the vehicles that carry the batch now (what a confirmation would recall)."""
+        progress. Before: the vehicles that carry the batch now (what a confirmation would recall).
+        Each answer is recorded (owner_list_reads: who, when, which alert, the batch asked, how many)."""
         runtime = runtime_of(request)
         assert runtime.pool is not None
+        route = "GET /v1/alerts/{alert_id}/affected-vehicles"
         async with runtime.pool.acquire() as conn:
             row = await store.alert(conn, alert_id)
             if row is None:
@@ -110,6 +119,7 @@ def recall_router() -> APIRouter:
             done = await recall_store.recall_of_alert(conn, alert_id)
             if done is not None:
                 vehicles = await recall_store.recall_vehicles(conn, done["campaign_id"])
+                await _record(conn, runtime, who, route, alert_id, {"batch": batch}, len(vehicles))
                 return {"alert_id": alert_id, "confirmed": True, "campaign_id": done["campaign_id"],
                         "category": done["category"], "batch": done["batch"], "supplier_id": done["supplier_id"],
                         "total": len(vehicles), "vehicles": vehicles}
@@ -118,6 +128,7 @@ def recall_router() -> APIRouter:
             except NotRecallable as exc:
                 raise HTTPException(422, str(exc)) from None
             vehicles = await recall_store.affected_vehicles(conn, target)
+            await _record(conn, runtime, who, route, alert_id, {"batch": batch}, len(vehicles))
         return {"alert_id": alert_id, "confirmed": False, "campaign_id": None, "category": target.category,
                 "batch": target.batch, "supplier_id": target.supplier_id, "total": len(vehicles),
                 "vehicles": vehicles}
@@ -142,7 +153,7 @@ def recall_router() -> APIRouter:
     @api.get("/recalls/{campaign_id}", response_model=RecallDetail,
              responses=problems(404, examples={404: "no recall 'RC-404'; list them with GET /v1/recalls"}),
              summary="A recall's progress per dealer, its vehicles, and the defect reports since, inspected apart")
-    async def get_recall(request: Request, campaign_id: str, _: Principal = require(*READ)) -> dict[str, Any]:
+    async def get_recall(request: Request, campaign_id: str, who: Principal = require(*READ)) -> dict[str, Any]:
         runtime = runtime_of(request)
         assert runtime.pool is not None
         async with runtime.pool.acquire() as conn:
@@ -150,6 +161,7 @@ def recall_router() -> APIRouter:
             if r is None:
                 raise HTTPException(404, f"no recall {campaign_id!r}; list them with GET /v1/recalls")
             vehicles = await recall_store.recall_vehicles(conn, campaign_id)
+            await _record(conn, runtime, who, "GET /v1/recalls/{campaign_id}", campaign_id, {}, len(vehicles))
             reports = await recall_store.reports_since(conn, campaign_id, r["confirmed_at"])
             inspections = await recall_store.inspections(conn, [x["vin"] for x in reports])
         counts = split_reports(reports, inspections)

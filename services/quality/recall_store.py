@@ -60,9 +60,9 @@ async def recall(conn: asyncpg.Connection, campaign_id: str) -> dict[str, Any] |
 
 async def list_recalls(conn: asyncpg.Connection, limit: int, sort: Sort,
                        cursor: dict[str, Any] | None) -> list[dict[str, Any]]:
-    ks = keyset(sort, "campaign_id", cursor, 1)
-    rows = await conn.fetch(f"SELECT * FROM recalls WHERE {ks.where} ORDER BY {ks.order_by} LIMIT {limit:d}",
-                            *ks.params)
+    ks = keyset(sort, "campaign_id", cursor, 2)
+    rows = await conn.fetch(f"SELECT * FROM recalls WHERE {ks.where} ORDER BY {ks.order_by} LIMIT $1",
+                            limit, *ks.params)
     return [dict(r) for r in rows]
 
 
@@ -163,3 +163,11 @@ async def reports_since(conn: asyncpg.Connection, campaign_id: str, since: datet
              JOIN recalls c ON c.campaign_id = rv.campaign_id AND c.category = r.category
             WHERE r.reported_at >= $2 ORDER BY r.reported_at, r.report_id""", campaign_id, since)
     return [dict(r) for r in rows]
+
+
+async def record_owner_list(conn: asyncpg.Connection, *, at: datetime, reader: str, role: str, route: str,
+                            subject: str, filter: dict[str, Any], rows: int) -> None:
+    """The append-only record of a listing of owners (migration 0006): who, when, what, how many."""
+    await conn.execute(
+        """INSERT INTO owner_list_reads (at, reader, role, route, subject, filter, rows)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""", at, reader, role, route, subject, filter, rows)

@@ -408,11 +408,11 @@ async def set_alert_state(conn: asyncpg.Connection, alert_id: str, state: str, a
 
 async def list_alerts(conn: asyncpg.Connection, states: Sequence[str], category: str | None, limit: int,
                       sort: Sort, cursor: dict[str, Any] | None) -> list[dict[str, Any]]:
-    ks = keyset(sort, "alert_id", cursor, 3)
+    ks = keyset(sort, "alert_id", cursor, 4)
     rows = await conn.fetch(
         f"""SELECT * FROM alerts WHERE state = ANY($1::text[]) AND ($2::text IS NULL OR category = $2) AND {ks.where}
-            ORDER BY {ks.order_by} LIMIT {limit:d}""",
-        list(states), category, *ks.params,
+            ORDER BY {ks.order_by} LIMIT $3""",
+        list(states), category, limit, *ks.params,
     )
     return [dict(r) for r in rows]
 

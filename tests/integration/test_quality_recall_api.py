@@ -9,11 +9,12 @@ import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 
 from shared.events import FOLLOWUP, INTAKE
 from tests.quality_events import canonical, defect_reported, vehicle, vehicle_sold
-from tests.support import Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish
+from tests.support import Namespace, Stack, TopicReader, api, count, day_at, db, manual_clock, publish
 from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
@@ -189,5 +190,20 @@ async def test_confirming_an_alert_announces_one_recall_and_visits_and_calls_mov
             assert "DR-LATE-INSPECTED" not in updated["report_ids"] and updated["observed"] == before + 1
             apart = updated["details"]["after_inspection"]
             assert apart["report_ids"] == ["DR-LATE-INSPECTED"] and apart["vins"] == [b[1].vin]
+
+        # Each answer naming the owners (an export of customer data) is recorded: who, when, what, how many.
+        conn = await db(ns, "quality")
+        try:
+            reads = [tuple(r) for r in await conn.fetch(
+                "SELECT reader, role, route, subject, rows FROM owner_list_reads ORDER BY id")]
+            affected = "GET /v1/alerts/{alert_id}/affected-vehicles"
+            assert reads[:2] == [("supervisor-01", "supervisor", affected, alert_b, len(b)),
+                                 ("quality-01", "quality", affected, alert_b, len(b))], reads
+            assert ("ops-01", "ops", "GET /v1/recalls/{campaign_id}", campaign_id, len(b)) in reads
+            assert not [r for r in reads if r[3] == "RC-nope"], "a 404 listed nobody"
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+                await conn.execute("DELETE FROM owner_list_reads")
+        finally:
+            await conn.close()
     finally:
         await stack.stop()
