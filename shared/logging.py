@@ -16,6 +16,8 @@ from typing import Any, cast
 import orjson
 import structlog
 
+from shared.tracing import add_trace_ids
+
 PII_KEYS = frozenset({
     "name", "customer_name", "person_in_charge", "phone", "phones", "mobile", "email", "address",
     "recipient_address", "to", "to_addr", "contact",
@@ -109,6 +111,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json", service: str | Non
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
         mask_pii,
+        add_trace_ids,  # after the masking: ids, not personal data
     ]
     renderer: Any = (
         structlog.processors.JSONRenderer(serializer=_dumps) if fmt == "json" else structlog.dev.ConsoleRenderer()

@@ -5,11 +5,15 @@ batch and handler spans, the HTTP span named by route template, and when export 
 
 from __future__ import annotations
 
+import io
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
+import orjson
 import pytest
+import structlog
 from fastapi import FastAPI, HTTPException
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -20,6 +24,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from shared import tracing
 from shared.clock import ManualClock
 from shared.events import new_event
+from shared.logging import configure_logging
 from shared.settings import Settings
 from shared.tracing import TraceContext, Tracing
 from shared.uow import UnitOfWork
@@ -318,3 +323,23 @@ def test_timers_firing_start_a_trace_of_their_own(exported: InMemorySpanExporter
     assert (span.name, span.parent, span.attributes["aftersales.fired"]) == ("fire first_visit_due", None, 3)
     assert here is not None and here.trace_id == _id(span) != TRACE
     assert quiet is not None and quiet.trace_id not in (TRACE, _id(span))
+
+
+def test_a_log_line_written_in_a_trace_names_it() -> None:
+    configure_logging("INFO", "json")
+    root = logging.getLogger()
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(root.handlers[0].formatter)
+    root.addHandler(handler)
+    try:
+        log = structlog.get_logger("aftersales.test")
+        with tracing.carrying(TraceContext(PARENT)):
+            log.info("inside a trace", phone="13912345678")
+        log.info("outside any trace")
+    finally:
+        root.removeHandler(handler)
+    inside, outside = (orjson.loads(line) for line in buffer.getvalue().splitlines())
+    assert (inside["trace_id"], inside["span_id"]) == (TRACE, "b7ad6b7169203331")
+    assert "13912345678" not in buffer.getvalue()  # still masked
+    assert "trace_id" not in outside
