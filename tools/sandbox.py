@@ -78,8 +78,9 @@ async def create_namespace(label: str = "t", partitions: int = 12, **overrides: 
             await ensure_schemas(conn, settings)
         finally:
             await conn.close()
-    elif "dev_single_database_role" not in overrides:
-        # a server without the roles yet: every service shares the admin's role (loopback only)
+    if "dev_single_database_role" not in overrides:
+        # loopback test namespaces: a process without a role of its own (a server without the roles
+        # yet, a test's own service name) shares the admin's; the product's services use their roles
         settings = settings.model_copy(update={"dev_single_database_role": True})
     await ensure_topics(settings, ALL_TOPICS)
     return Namespace(settings, prefix, database)

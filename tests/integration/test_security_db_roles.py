@@ -53,7 +53,8 @@ async def roles_ns(infra: None) -> AsyncIterator[Namespace]:
         await ensure_roles(admin, base)
     finally:
         await admin.close()
-    ns = await create_namespace(database_role_passwords=passwords, database_role_prefix=prefix)
+    ns = await create_namespace(database_role_passwords=passwords, database_role_prefix=prefix,
+                                dev_single_database_role=False)  # no development leniency here
     try:
         yield ns
     finally:
