@@ -827,10 +827,13 @@ def up(settings: Settings | None = None) -> dict[str, str]:
     console.print(f"postgres  {results['postgres']:<9} {Postgres(settings, paths).address}")
     with console.status("Kafka"):
         results["kafka"] = Kafka(settings, paths).up()
-    console.print(f"kafka     {results['kafka']:<9} {Kafka(settings, paths).address}")
+    transport = ("SASL_SSL, SCRAM-SHA-512, a principal per process" if settings.kafka_security_protocol == "SASL_SSL"
+                 else f"{settings.kafka_security_protocol} (development broker formatted before SASL_SSL)")
+    console.print(f"kafka     {results['kafka']:<9} {Kafka(settings, paths).address}, {transport}")
     created = asyncio.run(ensure_topics(settings))
     results["topics"] = f"{len(created)} created" if created else "present"
-    console.print(f"topics    {results['topics']:<9} {settings.topic_partitions} partitions, retention unlimited")
+    console.print(f"topics    {results['topics']:<9} {settings.topic_partitions} partitions, retention unlimited"
+                  f"{', ACLs per principal (shared/kafka/acls.py)' if settings.kafka_security_protocol == 'SASL_SSL' else ''}")
     results["peers"] = Peers(settings, paths).up()
     console.print(f"peers     {results['peers']:<9} {Peers(settings, paths).address}")
     results["prometheus"] = ensure_prometheus()
