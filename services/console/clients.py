@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.console.config import ConsoleRules
 from services.console.tokens import person_token
+from shared import tracing
 from shared.settings import Settings
 
 
@@ -33,6 +34,15 @@ class Person:
         return self.role == "agent" and bool(self.regions or self.dealers)
 
 
+async def _pass_trace(request: httpx.Request) -> None:
+    """The console page's trace goes on to the service it calls (W3C traceparent, shared/tracing.py):
+    an agent's action and the events it causes are one trace."""
+    context = tracing.current()
+    if context is not None:
+        for name, value in context.headers():
+            request.headers[name] = value.decode()
+
+
 class ServiceError(Exception):
     """A service refused or could not be reached; `message` says what to do."""
 
@@ -52,7 +62,8 @@ class Services:
         self._clients = {
             name: httpx.AsyncClient(
                 base_url=settings.service_url(name) if name not in (transports or {}) else "http://" + name,
-                transport=(transports or {}).get(name), timeout=httpx.Timeout(10.0, connect=3.0))
+                transport=(transports or {}).get(name), timeout=httpx.Timeout(10.0, connect=3.0),
+                event_hooks={"request": [_pass_trace]})
             for name in ("intake", "followup", "complaints", "quality", "notifier")
         }
 

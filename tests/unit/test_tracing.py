@@ -343,3 +343,27 @@ def test_a_log_line_written_in_a_trace_names_it() -> None:
     assert (inside["trace_id"], inside["span_id"]) == (TRACE, "b7ad6b7169203331")
     assert "13912345678" not in buffer.getvalue()  # still masked
     assert "trace_id" not in outside
+
+
+async def test_the_console_passes_its_pages_trace_on_to_the_services_it_calls() -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from services.console.clients import Person, Services
+    from services.console.config import ConsoleRules
+
+    seen: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("traceparent"))
+        return httpx.Response(200, json={})
+
+    services = Services(Settings(_env_file=None), ConsoleRules(), Ed25519PrivateKey.generate(),
+                        transports={"followup": httpx.MockTransport(answer)})
+    person = Person("agent-01", "王伟", "agent", "zh-CN", "csrf")
+    try:
+        with tracing.carrying(TraceContext(PARENT)):
+            await services.call(person, "GET", "followup", "/v1/queue")
+        await services.call(person, "GET", "followup", "/v1/queue")
+    finally:
+        await services.close()
+    assert seen == [PARENT, None]
