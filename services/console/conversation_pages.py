@@ -73,10 +73,11 @@ def router() -> APIRouter:
                    typed: dict[str, str] | None = None) -> Response:
         try:
             talk = await services(request).call(person, "GET", "followup",
-                                                f"/v1/customers/{quote(customer_id, safe='')}/conversation")
+                                                f"/v1/customers/{quote(customer_id, safe='')}/conversation",
+                                                ok=(200, 404))
         except ServiceError as exc:
             return RedirectResponse(f"/desk?error={quote(exc.message)}", status_code=303)
-        if not talk["followups"]:
+        if not talk.get("followups"):  # nothing to call (a customer follow-up does not know: 404)
             return RedirectResponse("/desk", status_code=303)
         runtime = runtime_of(request)
         assert runtime.pool is not None
@@ -167,12 +168,11 @@ def router() -> APIRouter:
 
 
 async def open_concerns(request: Request, person: Person, customer_id: str) -> list[dict[str, Any]]:
-    """The customer's feedback items not closed yet (for any call page); none when the follow-up
-    service cannot say (the page still opens)."""
+    """The customer's feedback items not closed yet (for any call page: their conversation's);
+    none when the follow-up service cannot say (the page still opens)."""
     try:
         history = await services(request).call(person, "GET", "followup",
-                                                f"/v1/customers/{quote(customer_id, safe='')}/calls",
-                                                params={"limit": 1})
+                                                f"/v1/customers/{quote(customer_id, safe='')}/conversation")
     except ServiceError:
         return []
     items: list[dict[str, Any]] = history["open_feedback_items"]

@@ -88,7 +88,10 @@ def router() -> APIRouter:
         params = {k: v for k, v in (("region", region), ("dealer", dealer)) if v}
         try:
             customers, problem, cursor = [], None, None
-            while len(customers) < AT_RISK_SHOWN:  # pages of the service's list (200 at most each)
+            if person.role == "agent" and not person.scoped and not params:  # the service asks for a filter
+                problem = N_("Choose a region or a dealer: an agent of the whole group sees the customers at risk of "
+                             "one region or dealer at a time.")
+            while problem is None and len(customers) < AT_RISK_SHOWN:  # pages of the service's list (200 at most each)
                 answer = await services(request).call(person, "GET", "followup", "/v1/customers/at-risk",
                                                       params={**params, "limit": 200} | ({"cursor": cursor}
                                                                                          if cursor else {}))

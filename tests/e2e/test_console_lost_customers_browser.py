@@ -108,6 +108,10 @@ async def test_an_agent_records_why_a_lost_customer_left_and_sees_who_is_at_risk
     # The customers at risk: the one whose visits fell off, linked to their page.
     await page.get_by_role("link", name="流失风险客户").click()
     await expect(page.get_by_role("heading", level=1)).to_have_text("流失风险客户")
+    # an agent of the whole group (no regions or dealers on their account) chooses a region first
+    await expect(page.get_by_role("alert")).to_contain_text("请选择地区或经销商")
+    await page.get_by_label("地区", exact=True).fill(drifting.customer.region or "")
+    await page.get_by_role("button", name="查询", exact=True).click()
     listed = page.get_by_role("region", name=re.compile("位流失风险客户"))
     row = listed.locator("tbody tr", has_text="孙丽华")
     await expect(row).to_contain_text("到店频率下降")

@@ -94,8 +94,12 @@ async def test_a_delivery_is_called_twice_and_consultations_are_called(ns: Names
             assert taken.status_code == 201, taken.text
             again = await me.post("/v1/inbound-calls", headers={"Idempotency-Key": "call-151"}, json={
                 "customer_id": vehicle.customer.customer_id, "kind": "consultation",
-                "summary": "问第二辆车的价格和试驾"})
-            assert again.json()["duplicate"] is True and again.json()["call_id"] == taken.json()["call_id"]
+                "summary": "问第二辆车的价格和试驾", "received_at": day_at(9, 30, days=d).isoformat()})
+            assert again.status_code == 201 and again.headers["Idempotency-Replayed"] == "true"
+            assert again.json() == taken.json(), "the retry is answered the first response: one call recorded"
+            other = await me.post("/v1/inbound-calls", headers={"Idempotency-Key": "call-151"}, json={
+                "customer_id": vehicle.customer.customer_id, "kind": "consultation", "summary": "另一个问题"})
+            assert other.status_code == 422 and other.headers["content-type"].startswith("application/problem+json")
             inbound_followup = (await me.get(f"/v1/followups/{taken.json()['followup_id']}")).json()
             assert inbound_followup["kind"] == "first_visit" and inbound_followup["reason_type"] == "InboundCallRecorded"
             inbound_window = on_calling_days(consultation_window(day_at(9, 30, days=d), RULES))
