@@ -86,6 +86,18 @@ def test_serve_refuses_plaintext_kafka_on_the_network(tmp_path: Path) -> None:
     assert "quality: refusing to reach Kafka over PLAINTEXT at kafka-1:9092" in done.stderr
 
 
+def test_serve_logs_in_as_the_service_it_runs(tmp_path: Path) -> None:
+    """`aftersales serve quality` looks for quality's password, not admin's (which is there)."""
+    env = {"PATH": "/usr/bin:/bin", "AFTERSALES_HOME": str(tmp_path), "AFTERSALES_API_TOKENS": f"{STRONG}=ops:ops-01",
+           "AFTERSALES_WEBHOOK_SECRETS": f"dms={STRONG}", "AFTERSALES_KAFKA_BOOTSTRAP": "kafka-1:9092",
+           "AFTERSALES_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "AFTERSALES_KAFKA_CREDENTIALS": f"admin={STRONG}",
+           "AFTERSALES_DATABASE_URL": "postgresql://x@127.0.0.1:1/x"}
+    done = subprocess.run([sys.executable, "-m", "aftersales", "serve", "quality"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 78, done.stderr
+    assert "no Kafka password for principal 'quality'" in done.stderr
+
+
 def test_the_acls_are_what_each_service_consumes_and_publishes() -> None:
     for process in PROCESSES:
         subscribed = {s.topic for s in load(process).subscriptions}
