@@ -442,7 +442,10 @@ class Kafka:
             if self.answers():
                 return
             time.sleep(0.5)
-        raise InfraError(f"Kafka did not answer on {self.host}:{self.port} within {timeout:.0f}s:\n{_tail(self.log)}")
+        hint = ("\nSASL_SSL: if the log shows failed authentications, the broker's SCRAM users were made with other "
+                "credentials than AFTERSALES_KAFKA_CREDENTIALS (a new secrets file?): `aftersales infra down`, remove "
+                f"{self.data} and start again" if self.secure else "")
+        raise InfraError(f"Kafka did not answer on {self.host}:{self.port} within {timeout:.0f}s:\n{_tail(self.log)}{hint}")
 
     def down(self) -> bool:
         return _stop_pid(self.pid_file, "Kafka", timeout=45)
