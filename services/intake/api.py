@@ -116,12 +116,14 @@ class CustomerHit(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "customer_id": "CUST-000123", "name": "王芳", "phone": "+8613812345678", "region": "east",
-        "address": "上海市浦东新区世纪大道100号", "updated_at": _WHEN, "vins": ["LSVAU2180N2183456"]}]})
+        "address": "上海市浦东新区世纪大道100号", "created_at": "2025-10-08T11:00:00+08:00", "updated_at": _WHEN,
+        "vins": ["LSVAU2180N2183456"]}]})
     customer_id: str
     name: str | None
     phone: str | None = Field(description="E.164")
     region: str | None
     address: str | None
+    created_at: datetime
     updated_at: datetime
     vins: list[str]
 

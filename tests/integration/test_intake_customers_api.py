@@ -95,6 +95,15 @@ async def test_staff_find_files_by_phone_plate_vin_name_and_see_the_whole_file(n
             assert [f["customer_id"] for f in walked] == [f["customer_id"] for f in whole] and len(walked) == 2
             opened = [datetime.fromisoformat(f["created_at"]) for f in walked]
             assert opened == sorted(opened, reverse=True)
+            for sort in ("created_at", "-updated_at", "customer_id"):  # every sort key walks the same two files
+                seen, cursor = [], None
+                while True:
+                    page = (await client.get("/v1/customers", params={
+                        "region": "east", "sort": sort, "limit": 1, **({"cursor": cursor} if cursor else {})})).json()
+                    seen += [x["customer_id"] for x in page["items"]]
+                    if (cursor := page["next_cursor"]) is None:
+                        break
+                assert sorted(seen) == sorted({a.customer.customer_id, c.customer.customer_id}), (sort, seen)
             by_dealer = (await client.get("/v1/customers", params={"dealer": a.dealer_id})).json()["items"]
             assert a.customer.customer_id in {x["customer_id"] for x in by_dealer}, "a dealer is a filter too"
             for params, field in (({"region": "east", "cursor": "%%%"}, "query.cursor"),
