@@ -91,6 +91,19 @@ async def test_complaints_hold_a_scoped_agent_to_their_regions_and_dealers(keyed
                 assert (await everyone.get("/v1/complaints")).status_code == 422, "the whole list needs a filter"
             assert (await hotline.post(f"/v1/complaints/{ids['SC-WEST']}/comments",
                                        json={"text": "已联系"})).status_code == 200
+
+            # the SLA steps behind the week and its compliance: a scoped agent sees their cases' only
+            for ref in ("SC-EAST", "SC-WEST"):
+                assert (await hotline.post(f"/v1/complaints/{ids[ref]}/acknowledge")).status_code == 200
+            week = {"week": f"{NOW.isocalendar().year}-W{NOW.isocalendar().week:02d}"}
+            steps = (await east_agent.get("/v1/reports/sla-compliance/cases", params=week)).json()["items"]
+            assert [(s["complaint_id"], s["step"], s["outcome"]) for s in steps] == [
+                (ids["SC-EAST"], "acknowledge", "met")]
+            everyone_steps = (await supervisor.get("/v1/reports/sla-compliance/cases", params=week)).json()["items"]
+            assert {s["complaint_id"] for s in everyone_steps} == {ids["SC-EAST"], ids["SC-WEST"]}
+            figures = (await east_agent.get("/v1/reports/sla-compliance", params={"until": week["week"], "weeks": 1})
+                       ).json()["weeks"][0]
+            assert (figures["met"], figures["due"]) == (1, 1), "the figures of their scope"
     finally:
         await stack.stop()
 
