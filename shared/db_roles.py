@@ -177,7 +177,7 @@ async def hand_over_schema(conn: asyncpg.Connection, schema: str, owner: str) ->
     for function in await conn.fetch(
             "SELECT p.oid::regprocedure::text AS signature FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
             "WHERE n.nspname = $1 AND pg_get_userbyid(p.proowner) <> $2", schema, owner):
-        await conn.execute(f"ALTER ROUTINE {function['signature']} OWNER TO \"{owner}\"")  # regprocedure text is quoted
+        await _run(conn, "ALTER ROUTINE %s OWNER TO %I", function["signature"], owner)  # regprocedure text is quoted
         changed += 1
     for type_ in await conn.fetch(
             "SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = $1 "

@@ -63,9 +63,13 @@ async def migrate(conn: asyncpg.Connection, schema: str, sources: dict[str, Path
         # Only when missing: a service's own role may not create schemas (no CREATE on the
         # database), and CREATE SCHEMA IF NOT EXISTS checks that privilege before it looks.
         if not await conn.fetchval("SELECT true FROM pg_namespace WHERE nspname = $1", schema):
-            await conn.execute(f'CREATE SCHEMA "{schema}"' + (f' AUTHORIZATION "{owner}"' if owner else ""))
-        if owner is not None:
-            await conn.execute(f'SET LOCAL ROLE "{owner}"')
+            if owner is None:
+                await conn.execute(f'CREATE SCHEMA "{schema}"')
+            else:  # names quoted by Postgres itself (format %I)
+                await conn.execute(await conn.fetchval(
+                    "SELECT format('CREATE SCHEMA %I AUTHORIZATION %I', $1::text, $2::text)", schema, owner))
+        if owner is not None:  # SET LOCAL ROLE, as a parameter
+            await conn.execute("SELECT set_config('role', $1, true)", owner)
         await conn.execute(f'SET LOCAL search_path TO "{schema}", public')
         await conn.execute(
             """CREATE TABLE IF NOT EXISTS schema_migrations (
