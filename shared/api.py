@@ -19,7 +19,8 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from http import HTTPStatus
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -186,6 +187,17 @@ class Page(BaseModel, Generic[T]):
     limit: int = Field(description="the most items a page holds (the request's `limit`)")
 
 
+def page_doc(model: type[BaseModel], limit: int = 50, status: int = 200) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` documenting a page of `model`, with the model's own first example as its item."""
+    extra = model.model_config.get("json_schema_extra")
+    examples = extra.get("examples") if isinstance(extra, dict) else None
+    if not isinstance(examples, list) or not examples:
+        raise ValueError(f"{model.__name__} has no example (model_config json_schema_extra examples)")
+    cursor = encode_cursor({"s": "-created_at", "k": ["2026-11-20T10:00:00+08:00", "X-1"]})
+    return {status: {"content": {"application/json": {"example": {
+        "items": [examples[0]], "next_cursor": cursor, "limit": limit}}}}}
+
+
 @dataclass(frozen=True)
 class PageParams:
     cursor: dict[str, Any] | None
@@ -199,18 +211,18 @@ def encode_cursor(values: dict[str, Any]) -> str:
 def decode_cursor(text: str) -> dict[str, Any]:
     """The cursor's values; a 422 problem when it is not one this API wrote."""
     if len(text) > MAX_CURSOR_CHARS:
-        raise _bad_cursor("it is too long")
+        raise bad_cursor("it is too long")
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         values = orjson.loads(raw)
     except (binascii.Error, ValueError, orjson.JSONDecodeError):
-        raise _bad_cursor("it is not a cursor this API wrote") from None
+        raise bad_cursor("it is not a cursor this API wrote") from None
     if not isinstance(values, dict) or "s" not in values or "k" not in values:
-        raise _bad_cursor("it is not a cursor this API wrote")
+        raise bad_cursor("it is not a cursor this API wrote")
     return values
 
 
-def _bad_cursor(why: str) -> HTTPException:
+def bad_cursor(why: str) -> HTTPException:
     return HTTPException(422, [{"loc": ["query", "cursor"], "msg": f"invalid cursor: {why}; pass the `next_cursor` "
                                                                     "of the previous page unchanged",
                                 "type": "cursor_invalid"}])
@@ -293,14 +305,30 @@ def keyset(sort: Sort, tiebreak: str, cursor: dict[str, Any] | None, first_param
     if cursor is None:
         return Keyset("TRUE", order_by, [])
     if cursor.get("s") != sort.text:
-        raise _bad_cursor(f"it was made for sort {cursor.get('s')!r}, not {sort.text!r}; start again without a cursor")
+        raise bad_cursor(f"it was made for sort {cursor.get('s')!r}, not {sort.text!r}; start again without a cursor")
     value, last = cursor["k"] if isinstance(cursor["k"], list) and len(cursor["k"]) == 2 else (None, None)
     if value is None or last is None:
-        raise _bad_cursor("it is not a cursor this API wrote")
+        raise bad_cursor("it is not a cursor this API wrote")
+    _check_cursor_value(str(value), sort.cast)
     op = "<" if sort.descending else ">"
     a, b = first_param, first_param + 1
     where = f"({sort.column}, {tiebreak}::text) {op} (${a}::text::{sort.cast}, ${b}::text)"
     return Keyset(where, order_by, [str(value), str(last)])
+
+
+def _check_cursor_value(value: str, cast: str) -> None:
+    """A cursor's sort value must read as its column's type, or Postgres would fail on it (a 500)."""
+    parsers: dict[str, Callable[[str], Any]] = {
+        "timestamptz": datetime.fromisoformat, "timestamp": datetime.fromisoformat, "date": date.fromisoformat,
+        "bigint": int, "integer": int, "int": int, "smallint": int, "numeric": Decimal, "real": float,
+        "double": float}
+    parse = parsers.get(cast)
+    if parse is None:
+        return
+    try:
+        parse(value)
+    except (ValueError, ArithmeticError):
+        raise bad_cursor(f"its position {value!r} is not a {cast}") from None
 
 
 def make_page(rows: Sequence[T], limit: int, sort: Sort, key_of: Callable[[T], tuple[Any, Any]]) -> Page[T]:

@@ -38,7 +38,7 @@ from services.followup.etags import (
     followup_etag_of,
 )
 from services.followup.feedback_api import feedback_router
-from services.followup.lists import etag_doc, hold_to_scope, moment_key, narrowed, page_doc, page_of
+from services.followup.lists import etag_doc, hold_to_scope, moment_key, narrowed, page_of
 from services.followup.owners_api import owners_router
 from services.followup.weekly import department_part
 from services.followup.weekly import headline as return_visit_headline
@@ -50,6 +50,7 @@ from shared.api import (
     Sort,
     SortKey,
     make_page,
+    page_doc,
     page_params,
     problems,
     sort_param,

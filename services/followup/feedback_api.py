@@ -11,8 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from services.followup import feedback_items as items
 from services.followup import models as m
 from services.followup.feedback import FeedbackRefused
-from services.followup.lists import page_doc
-from shared.api import Page, PageParams, Sort, SortKey, make_page, page_params, problems, sort_param
+from shared.api import Page, PageParams, Sort, SortKey, make_page, page_doc, page_params, problems, sort_param
 from shared.db import acquire
 from shared.http import Principal, check_moments, require, runtime_of
 

@@ -1,5 +1,5 @@
 """What follow-up's lists share (issue 21 and 19): a cursor page of a list computed in Python
-rather than SQL (the queue, the customers at risk), a page's documented example, and the rule that an
+rather than SQL (the queue, the customers at risk), the ETag's documentation, and the rule that an
 agent of the whole group names a filter to list customers' data."""
 
 from __future__ import annotations
@@ -11,30 +11,17 @@ from typing import Any, TypeVar
 from fastapi import HTTPException, Request
 
 from services.followup import store
-from shared.api import Page, PageParams, Sort, make_page
+from shared.api import Page, PageParams, Sort, bad_cursor, make_page
 from shared.db import acquire
 from shared.http import Principal, outside_scope, runtime_of
 
 K = TypeVar("K")
 
 
-def page_doc(model: type[Any], status: int = 200) -> dict[int | str, dict[str, Any]]:
-    """The documented example of a page of `model` (its own example as the one item)."""
-    item = model.model_config["json_schema_extra"]["examples"][0]
-    return {status: {"content": {"application/json": {"example": {
-        "items": [item], "next_cursor": "eyJzIjoiLWNyZWF0ZWRfYXQiLCJrIjpbIjIwMjYtMTEtMjAiLCJGVS0xIl19",
-        "limit": 50}}}}}
-
-
 def etag_doc(what: str) -> dict[int | str, dict[str, Any]]:
     """The 200 of a GET that answers an ETag (the resource's version, for If-Match on its actions)."""
     return {200: {"headers": {"ETag": {"description": f"the {what}'s version: send it as If-Match on its actions",
                                        "schema": {"type": "string"}, "example": '"5d41402abc4b2a76b9719d911017c592"'}}}}
-
-
-def _bad_cursor(why: str) -> HTTPException:
-    return HTTPException(422, [{"loc": ["query", "cursor"], "type": "cursor_invalid",
-                                "msg": f"invalid cursor: {why}; pass the `next_cursor` of the previous page unchanged"}])
 
 
 def page_of(rows: Sequence[K], sort: Sort, paging: PageParams, key_of: Callable[[K], list[Any]]) -> Page[K]:
@@ -45,15 +32,15 @@ def page_of(rows: Sequence[K], sort: Sort, paging: PageParams, key_of: Callable[
     cursor = paging.cursor
     if cursor is not None:
         if cursor.get("s") != sort.text:
-            raise _bad_cursor(f"it was made for sort {cursor.get('s')!r}, not {sort.text!r}; start again without "
+            raise bad_cursor(f"it was made for sort {cursor.get('s')!r}, not {sort.text!r}; start again without "
                               "a cursor")
         after = cursor.get("k")
         if not isinstance(after, list) or len(after) != 2:
-            raise _bad_cursor("it is not a cursor this API wrote")
+            raise bad_cursor("it is not a cursor this API wrote")
         try:
             keyed = [(k, r) for k, r in keyed if (k < after if sort.descending else k > after)]
         except TypeError:
-            raise _bad_cursor("it is not a cursor this API wrote") from None
+            raise bad_cursor("it is not a cursor this API wrote") from None
     chosen = [r for _, r in keyed[:paging.limit + 1]]
     return make_page(chosen, paging.limit, sort, lambda r: (key_of(r)[0], key_of(r)[1]))
 

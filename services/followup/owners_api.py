@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 from services.followup import models as m
 from services.followup import owners
 from services.followup.etags import check_followup, followup_etag_of
-from services.followup.lists import hold_to_scope, narrowed, page_doc
-from shared.api import IfMatch, Page, PageParams, Sort, SortKey, make_page, page_params, problems, sort_param
+from services.followup.lists import hold_to_scope, narrowed
+from shared.api import IfMatch, Page, PageParams, Sort, SortKey, make_page, page_doc, page_params, problems, sort_param
 from shared.db import acquire
 from shared.http import Principal, require, runtime_of
 

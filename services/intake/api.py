@@ -17,7 +17,7 @@ from services.intake import store
 from services.intake.config import IntakeRules
 from services.intake.domain import HISTORY_FIELDS, Rejected, as_text, missing_fields
 from services.intake.handlers import precheck
-from shared.api import Page, PageParams, Sort, SortKey, make_page, page_params, problems, sort_param
+from shared.api import Page, PageParams, Sort, SortKey, make_page, page_doc, page_params, problems, sort_param
 from shared.db import acquire
 from shared.events import InvalidRecord, decode, new_event
 from shared.events.catalog import PRODUCER_TOPICS, UPSTREAM_CRM
@@ -301,12 +301,6 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     return SIGNATURE_SCHEME + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-
-def page_doc(model: type[BaseModel], limit: int) -> dict[int | str, dict[str, Any]]:
-    """The documented example of a page of `model` (its own example as the one item)."""
-    item = model.model_config.get("json_schema_extra", {})["examples"][0]  # type: ignore[index]
-    return {200: {"content": {"application/json": {"example": {
-        "items": [item], "next_cursor": "eyJzIjoiLXVwZGF0ZWRfYXQiLCJrIjpbIjIwMjYtMTEtMTgiLCJYLTEiXX0", "limit": limit}}}}}
 
 # The paging and sort parameters of each list (module level: one dependency each)
 SearchPaging = Annotated[PageParams, Depends(page_params(default_limit=20, max_limit=SEARCH_PAGE_MAX))]

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.notifier import store
 from services.notifier.reports_api import summary_router
-from shared.api import Page, PageParams, Sort, SortKey, make_page, page_params, problems, sort_param
+from shared.api import Page, PageParams, Sort, SortKey, make_page, page_doc, page_params, problems, sort_param
 from shared.db import acquire
 from shared.http import Principal, outside_scope, require, runtime_of
 
@@ -137,12 +137,6 @@ async def _hold_to_scope(conn: Any, who: Principal, customer_id: str) -> None:
         raise outside_scope(who, f"customer {customer_id}")
 
 
-
-def page_doc(model: type[BaseModel], limit: int) -> dict[int | str, dict[str, Any]]:
-    """The documented example of a page of `model` (its own example as the one item)."""
-    item = model.model_config.get("json_schema_extra", {})["examples"][0]  # type: ignore[index]
-    return {200: {"content": {"application/json": {"example": {
-        "items": [item], "next_cursor": "eyJzIjoiLXVwZGF0ZWRfYXQiLCJrIjpbIjIwMjYtMTEtMTgiLCJYLTEiXX0", "limit": limit}}}}}
 
 # The paging and sort parameters of each list (module level: one dependency each)
 NotificationPaging = Annotated[PageParams, Depends(page_params(default_limit=50, max_limit=200))]

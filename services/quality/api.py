@@ -23,7 +23,6 @@ from services.quality.api_models import (
     Weekly,
     alert_etag,
     alert_json,
-    page_doc,
 )
 from services.quality.config import QualityRules
 from services.quality.domain import (
@@ -37,7 +36,18 @@ from services.quality.domain import (
 )
 from services.quality.monitor import EventRef, alert_title
 from services.quality.recall_api import recall_json, recall_router, split_reports
-from shared.api import IfMatch, Page, PageParams, Sort, check_if_match, make_page, page_params, problems, sort_param
+from shared.api import (
+    IfMatch,
+    Page,
+    PageParams,
+    Sort,
+    check_if_match,
+    make_page,
+    page_doc,
+    page_params,
+    problems,
+    sort_param,
+)
 from shared.events import canonical as c
 from shared.http import Principal, check_moments, require, runtime_of
 from shared.timeutil import month_span

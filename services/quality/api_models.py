@@ -275,12 +275,6 @@ class Kpis(BaseModel):
     discrepancies_awaiting_shipment: int
 
 
-def page_doc(model: type[BaseModel], limit: int) -> dict[int | str, dict[str, Any]]:
-    """The documented example of a page of `model` (its own example as the one item)."""
-    item = model.model_config.get("json_schema_extra", {})["examples"][0]  # type: ignore[index]
-    return {200: {"content": {"application/json": {"example": {
-        "items": [item], "next_cursor": "eyJzIjoiLXVwZGF0ZWRfYXQiLCJrIjpbIjIwMjYtMTEtMTgiLCJYLTEiXX0", "limit": limit}}}}}
-
 
 ALERT_SORTS = {"raised_at": SortKey(column="raised_at", cast="timestamptz"),
                "updated_at": SortKey(column="updated_at", cast="timestamptz"),
@@ -288,6 +282,6 @@ ALERT_SORTS = {"raised_at": SortKey(column="raised_at", cast="timestamptz"),
 RECALL_SORTS = {"confirmed_at": SortKey(column="confirmed_at", cast="timestamptz"),
                 "campaign_id": SortKey(column="campaign_id", cast="text")}
 
-__all__ = ["ALERT_SORTS", "alert_etag", "alert_json", "page_doc",
+__all__ = ["ALERT_SORTS", "alert_etag", "alert_json",
            "RECALL_SORTS", "AffectedVehicles", "Alert", "AlertDetail", "Confirmed",
            "Kpis", "Monthly", "RecallDetail", "RecallSummary", "Stats", "Weekly"]

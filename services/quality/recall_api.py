@@ -20,11 +20,21 @@ from services.quality.api_models import (
     RecallDetail,
     RecallSummary,
     alert_etag,
-    page_doc,
 )
 from services.quality.domain import Cell
 from services.quality.recall import NotRecallable, after_inspection, progress_by_dealer, recall_target
-from shared.api import IfMatch, Page, PageParams, Sort, check_if_match, make_page, page_params, problems, sort_param
+from shared.api import (
+    IfMatch,
+    Page,
+    PageParams,
+    Sort,
+    check_if_match,
+    make_page,
+    page_doc,
+    page_params,
+    problems,
+    sort_param,
+)
 from shared.http import Moment, Principal, require, runtime_of
 
 READ = ("quality", "supervisor", "ops")

@@ -135,3 +135,28 @@ async def test_the_openapi_document_describes_problems_pages_and_if_match() -> N
     close = doc["paths"]["/v1/cases/{case_id}/close"]["post"]
     assert "If-Match" in {p["name"] for p in close["parameters"]}
     assert "HTTPValidationError" not in doc["components"]["schemas"]
+
+
+def test_a_forged_cursor_whose_position_is_not_of_the_columns_type_is_422_not_a_database_error() -> None:
+    newest = Sort("opened_at", "c.opened_at", "timestamptz", descending=True)
+    forged = decode_cursor(encode_cursor({"s": "-opened_at", "k": ["yesterday", "C-1"]}))
+    with pytest.raises(HTTPException) as refused:
+        keyset(newest, "c.case_id", forged, 1)
+    assert refused.value.status_code == 422 and "is not a timestamptz" in str(refused.value.detail)
+    by_level = Sort("level", "c.level", "bigint", descending=False)
+    with pytest.raises(HTTPException):
+        keyset(by_level, "c.case_id", {"s": "level", "k": ["2; DROP", "C-1"]}, 1)
+    assert keyset(by_level, "c.case_id", {"s": "level", "k": [3, "C-1"]}, 1).params == ["3", "C-1"]
+
+
+def test_page_doc_documents_a_page_with_the_models_own_example() -> None:
+    from shared.api import page_doc
+
+    class Item(BaseModel):
+        model_config = {"json_schema_extra": {"examples": [{"name": "王芳"}]}}
+        name: str
+
+    doc = page_doc(Item, 20)[200]["content"]["application/json"]["example"]
+    assert doc["items"] == [{"name": "王芳"}] and doc["limit"] == 20 and decode_cursor(doc["next_cursor"])["s"]
+    with pytest.raises(ValueError, match="no example"):
+        page_doc(Row)
