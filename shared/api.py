@@ -400,7 +400,7 @@ class Idempotency:
                                    errors=[{"field": "header.Idempotency-Key", "message": "1-255 characters",
                                             "type": "string_length"}])(scope, receive, send)
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         credential = hashlib.sha256(headers.get("authorization", "").encode()).hexdigest()
         fingerprint = hashlib.sha256(f"{path}?{scope.get('query_string', b'').decode('latin-1')}".encode()
                                      + b"\n" + body).hexdigest()
@@ -480,7 +480,8 @@ async def _forget(pool: asyncpg.Pool, key: str, credential: str) -> None:
         log.warning("could not forget an idempotency key", error=f"{type(exc).__name__}: {exc}"[:200])
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def read_body(receive: Receive) -> bytes:
+    """A request's whole body (the caller bounds its size; BodySizeLimit does, outside)."""
     chunks = []
     while True:
         message = await receive()

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import metrics
 from shared.api import install as install_convention
-from shared.api import problem_response
+from shared.api import problem_response, read_body
 from shared.errors import TransientError, is_transient
 from shared.privacy import OpsSeeNoPersonalData
 from shared.ratelimit import FailureLimiter, client_address
@@ -351,15 +351,7 @@ class RefuseNul:
             return
         where = _nul_in_url(scope)
         if where is None:
-            chunks: list[bytes] = []
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    break
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    break
-            body = b"".join(chunks)
+            body = await read_body(receive)
             where = _nul_in_json(body)
             receive = _replay(body)
         if where is not None:

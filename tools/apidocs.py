@@ -33,6 +33,7 @@ from shared.events import CATALOG, DEADLETTER, SERVICE_TOPIC, UPSTREAM_TOPICS, E
 from shared.events.catalog import event_types_on
 from shared.events.cloudevents import CONTENT_TYPE, SCHEMA_BASE, SPECVERSION
 from shared.settings import SERVICES, Settings
+from tools.docfiles import stale_files, write_files
 
 DOCS_DIR = Path(__file__).resolve().parent.parent / "docs" / "api"
 VERSION = "1.0.0"
@@ -293,19 +294,12 @@ def render() -> dict[str, str]:
 def write(directory: Path = DOCS_DIR) -> list[Path]:
     """Write the documents; return the files whose content changed."""
     directory.mkdir(parents=True, exist_ok=True)
-    changed = []
-    for name, content in render().items():
-        path = directory / name
-        if not path.exists() or path.read_text() != content:
-            path.write_text(content)
-            changed.append(path)
-    return changed
+    return write_files(directory, render())
 
 
 def stale(directory: Path = DOCS_DIR) -> list[str]:
     """The documents that are missing or differ from what the code gives now."""
-    return [name for name, content in render().items()
-            if not (directory / name).exists() or (directory / name).read_text() != content]
+    return stale_files(directory, render())
 
 
 _INDEX = """# API documents

@@ -22,6 +22,7 @@ import msgspec
 from shared.events import CATALOG, EventSpec
 from shared.events.cloudevents import CONTENT_TYPE, ce_type, dataschema, schema_path
 from shared.events.envelope import Envelope
+from tools.docfiles import stale_files, write_files
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "docs" / "schemas"
 RELEASES = "releases"
@@ -135,13 +136,7 @@ def _current_files(directory: Path) -> set[str]:
 def write(directory: Path = SCHEMAS_DIR) -> list[Path]:
     """Write the schemas (and remove one no catalog entry gives any more); return what changed."""
     wanted = render(directory)
-    changed = []
-    for relative, content in wanted.items():
-        path = directory / relative
-        if not path.exists() or path.read_text() != content:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content)
-            changed.append(path)
+    changed = write_files(directory, wanted)
     for relative in sorted(_current_files(directory) - set(wanted)):
         (directory / relative).unlink()
         changed.append(directory / relative)
@@ -150,8 +145,7 @@ def write(directory: Path = SCHEMAS_DIR) -> list[Path]:
 
 def stale(directory: Path = SCHEMAS_DIR) -> list[str]:
     wanted = render(directory)
-    found = [f"schemas/{r}" for r, content in wanted.items()
-             if not (directory / r).exists() or (directory / r).read_text() != content]
+    found = [f"schemas/{r}" for r in stale_files(directory, wanted)]
     return found + [f"schemas/{r} (no catalog entry gives it)" for r in sorted(_current_files(directory) - set(wanted))]
 
 

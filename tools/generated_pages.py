@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings
 from shared.events import CATALOG, DEADLETTER, SERVICE_TOPIC, UPSTREAM_TOPICS
 from shared.events.catalog import ALL_TOPICS, PRODUCER_TOPICS, event_types_on
 from shared.events.cloudevents import ce_type, schema_path
+from tools.docfiles import stale_files, write_files
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -155,15 +156,8 @@ def render() -> dict[str, str]:
 
 
 def write(directory: Path = DOCS) -> list[Path]:
-    changed = []
-    for name, content in render().items():
-        path = directory / name
-        if not path.exists() or path.read_text() != content:
-            path.write_text(content)
-            changed.append(path)
-    return changed
+    return write_files(directory, render())
 
 
 def stale(directory: Path = DOCS) -> list[str]:
-    return [name for name, content in render().items()
-            if not (directory / name).exists() or (directory / name).read_text() != content]
+    return stale_files(directory, render())
