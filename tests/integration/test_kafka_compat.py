@@ -30,7 +30,9 @@ def is_kafka_4(versions: dict[int, tuple[int, int]]) -> bool:
 async def test_the_broker_speaks_the_kafka_4_protocol(infra: None) -> None:
     settings = load_settings()
     host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
-    conn = await create_conn(host, int(port))
+    # The same login as every client (SASL_SSL with a principal on `infra up`'s broker).
+    options = {k: v for k, v in settings.kafka_client_options().items() if k != "bootstrap_servers"}
+    conn = await create_conn(host, int(port), **options)  # type: ignore[arg-type]
     try:
         versions: dict[int, tuple[int, int]] = conn._versions  # the broker's ApiVersions answer
     finally:
