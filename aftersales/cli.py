@@ -96,6 +96,22 @@ def infra_kafka_tls(
     console.print(f"kafka TLS in {folder}: ca.pem, {keystore.name} ({', '.join(sorted(host))}); ca.key stays 600")
 
 
+@infra_app.command("kafka-acls")
+def infra_kafka_acls(
+    topic_prefix: Annotated[str | None, typer.Option(help="the topics' and groups' prefix (AFTERSALES_TOPIC_PREFIX)")] = None,
+) -> None:
+    """Print every ACL the principals need (shared/kafka/acls.py) as kafka-acls.sh commands, for a
+    cluster whose operators create them (the Helm chart's). `infra topics` as a super user creates them itself."""
+    from shared.kafka.acls import OPERATION_NAMES, TOPIC, acls
+
+    settings = load_settings() if topic_prefix is None else load_settings(topic_prefix=topic_prefix)
+    for rule in acls(settings):
+        kind = "--topic" if rule.resource_type == TOPIC else "--group"
+        typer.echo(f'kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config admin.properties --add '
+                   f"--allow-principal User:{rule.principal} --operation {OPERATION_NAMES[rule.operation].title()} "
+                   f"{kind} {rule.resource}")
+
+
 @infra_app.command("db-roles")
 def infra_db_roles() -> None:
     """Create each service's Postgres role (AFTERSALES_DATABASE_ROLE_PASSWORDS) and hand it its

@@ -2,7 +2,9 @@
 `aftersales infra up`) and the manifests checked: every process has a Deployment probed on /ready
 and /health with requests and limits, a PodDisruptionBudget and a KEDA ScaledObject on its
 consumer group's lag bounded by the topics' partitions; the migrations run as a hook Job;
-secret values reach the pods only from a Kubernetes Secret, never a ConfigMap."""
+secret values reach the pods only from a Kubernetes Secret, never a ConfigMap; each process logs in
+to Kafka as its own SCRAM principal over SASL_SSL (PLAINTEXT refused), with the ACLs of
+`aftersales infra kafka-acls`."""
 
 from __future__ import annotations
 
@@ -32,9 +34,11 @@ SECRET_VALUES = {
     "AFTERSALES_CONSOLE_SIGNING_KEY": "sign-Secret-0a9d33",
     "AFTERSALES_SMS_API_KEY": "sms-Secret-5e6f21",
     "AFTERSALES_SMTP_PASSWORD": "smtp-Secret-c3b2a1",
-    "AFTERSALES_KAFKA_SASL_USERNAME": "aftersales-app",
-    "AFTERSALES_KAFKA_SASL_PASSWORD": "sasl-Secret-8d7e6f",
+    # Kafka: each process's own SCRAM principal (the names shared/kafka/acls.py grants)
+    **{f"AFTERSALES_KAFKA_SASL_USERNAME_{p.upper()}": p for p in PROCESSES},
+    **{f"AFTERSALES_KAFKA_SASL_PASSWORD_{p.upper()}": f"kafka-{p}-Secret-own" for p in PROCESSES},
 }
+CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBkafkaCA\n-----END CERTIFICATE-----\n"
 
 
 def helm() -> str:
@@ -63,10 +67,15 @@ def of_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def with_secrets() -> list[dict[str, Any]]:
-    """A render with every option that handles a secret on: SASL, the chart-made Secret."""
-    sets = [f"secrets.values.{key}={value}".replace(",", "\\,") for key, value in SECRET_VALUES.items()]  # --set splits on ,
+    """A render with every option that handles a secret on: SASL, the chart-made Secret, the Kafka CA."""
     return manifests("--set", "secrets.create=true", "--set", "kafka.securityProtocol=SASL_SSL",
-                     "--set", "kafka.saslMechanism=SCRAM-SHA-512", *(a for s in sets for a in ("--set-string", s)))
+                     "--set", "kafka.saslMechanism=SCRAM-SHA-512", "--set-string", f"kafka.ca.pem={CA_PEM}",
+                     *secret_sets(SECRET_VALUES))
+
+
+def secret_sets(values: dict[str, str]) -> list[str]:
+    sets = [f"secrets.values.{key}={value}".replace(",", "\\,") for key, value in values.items()]  # --set splits on ,
+    return [a for s in sets for a in ("--set-string", s)]
 
 
 def test_the_chart_lints() -> None:
@@ -110,10 +119,11 @@ def test_no_secret_value_is_in_a_configmap_and_each_process_gets_only_its_own(wi
         if doc["kind"] == "Secret":
             continue
         text = yaml.safe_dump(doc)
-        leaked = [key for key, value in SECRET_VALUES.items() if value in text]
+        # (a Kafka username is the process's name, written everywhere: not a secret, only kept with its password)
+        leaked = [key for key, value in SECRET_VALUES.items() if value in text and "SASL_USERNAME" not in key]
         assert not leaked, f"{doc['kind']} {doc['metadata']['name']} holds the value of {leaked}"
-    (config,) = of_kind(with_secrets, "ConfigMap").values()
-    assert not set(config["data"]) & set(SECRET_VALUES), "a secret key is set in the ConfigMap"
+    for config in of_kind(with_secrets, "ConfigMap").values():  # the settings', the Kafka CA's
+        assert not set(config["data"]) & set(SECRET_VALUES), "a secret key is set in the ConfigMap"
     given: dict[str, set[str]] = {}
     for name, deployment in of_kind(with_secrets, "Deployment").items():
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
@@ -133,12 +143,104 @@ def test_no_secret_value_is_in_a_configmap_and_each_process_gets_only_its_own(wi
     assert {p for p, keys in given.items() if "AFTERSALES_WEBHOOK_SECRETS" in keys} == {"intake"}
     assert all({"AFTERSALES_DATABASE_URL", "AFTERSALES_DATABASE_ROLE_PASSWORDS", "AFTERSALES_KAFKA_SASL_PASSWORD"}
                <= keys for keys in given.values())
-    # KEDA reads the lag with the same credentials, from the same Secret.
-    (auth,) = of_kind(with_secrets, "TriggerAuthentication").values()
-    assert {r["name"] for r in auth["spec"]["secretTargetRef"]} == {"aftersales-secrets"}
-    scaled = of_kind(with_secrets, "ScaledObject")["rel-intake"]
-    assert all(t["authenticationRef"]["name"] == auth["metadata"]["name"] and t["metadata"]["sasl"] == "scram_sha512"
-               and t["metadata"]["tls"] == "enable" for t in scaled["spec"]["triggers"])
+
+
+def test_each_process_logs_in_to_kafka_as_its_own_principal(with_secrets: list[dict[str, Any]]) -> None:
+    # Its own username and password, each from its own key of the Secret, as compose gives them.
+    (secret,) = of_kind(with_secrets, "Secret").values()
+    usernames: dict[str, str] = {}
+    for name, deployment in of_kind(with_secrets, "Deployment").items():
+        process = name.removeprefix("rel-")
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        refs = {env["name"]: env["valueFrom"]["secretKeyRef"] for env in container["env"]}
+        user, password = refs["AFTERSALES_KAFKA_SASL_USERNAME"], refs["AFTERSALES_KAFKA_SASL_PASSWORD"]
+        assert (user["name"], password["name"]) == ("aftersales-secrets", "aftersales-secrets")
+        assert user["key"] == f"AFTERSALES_KAFKA_SASL_USERNAME_{process.upper()}", name
+        assert password["key"] == f"AFTERSALES_KAFKA_SASL_PASSWORD_{process.upper()}", name
+        assert not user.get("optional") and not password.get("optional"), f"{name}: its Kafka login is optional"
+        usernames[process] = secret["stringData"][user["key"]]
+        # No other process's Kafka key, and no shared login key at all.
+        kafka_keys = {ref["key"] for ref in refs.values() if "KAFKA" in ref["key"]}
+        assert kafka_keys == {user["key"], password["key"]}, f"{name} gets {sorted(kafka_keys)}"
+        # SASL_SSL with SCRAM-SHA-512, the brokers' CA mounted from a ConfigMap where the settings look.
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "kafka-ca")
+        volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "kafka-ca")
+        assert mount["readOnly"] is True and "secret" not in volume
+        configs = of_kind(with_secrets, "ConfigMap")
+        assert configs[volume["configMap"]["name"]]["data"]["ca.pem"] == CA_PEM
+        assert configs["rel-config"]["data"]["AFTERSALES_KAFKA_SSL_CAFILE"] == f"{mount['mountPath']}/ca.pem"
+    assert set(usernames) == set(PROCESSES)
+    assert len(set(usernames.values())) == len(usernames), f"processes share a Kafka username: {usernames}"
+    config = of_kind(with_secrets, "ConfigMap")["rel-config"]["data"]
+    assert (config["AFTERSALES_KAFKA_SECURITY_PROTOCOL"], config["AFTERSALES_KAFKA_SASL_MECHANISM"]) == (
+        "SASL_SSL", "SCRAM-SHA-512")
+    assert "AFTERSALES_DEV_PLAINTEXT_KAFKA" not in config
+    # No Kafka password (nor a login key) in any ConfigMap.
+    passwords = [v for k, v in SECRET_VALUES.items() if k.startswith("AFTERSALES_KAFKA_SASL_PASSWORD")]
+    for name, configmap in of_kind(with_secrets, "ConfigMap").items():
+        text = yaml.safe_dump(configmap["data"])
+        assert not [p for p in passwords if p in text], f"ConfigMap {name} holds a Kafka password"
+        assert not [k for k in configmap["data"] if "SASL_PASSWORD" in k or "KAFKA_CREDENTIALS" in k], name
+    # The migrations never connect to Kafka: no Kafka login at all.
+    (job,) = of_kind(with_secrets, "Job").values()
+    (migrate,) = job["spec"]["template"]["spec"]["containers"]
+    assert not [e["name"] for e in migrate["env"] if "KAFKA" in e["name"]]
+    # KEDA reads each group's lag as that group's process: its own keys, and the same CA.
+    auths = of_kind(with_secrets, "TriggerAuthentication")
+    for name, scaled in of_kind(with_secrets, "ScaledObject").items():
+        process = name.removeprefix("rel-")
+        refs = {t["authenticationRef"]["name"] for t in scaled["spec"]["triggers"]}
+        assert refs == {f"{name}-kafka"}, name
+        auth = auths[f"{name}-kafka"]["spec"]
+        assert {r["parameter"]: r["key"] for r in auth["secretTargetRef"]} == {
+            "username": f"AFTERSALES_KAFKA_SASL_USERNAME_{process.upper()}",
+            "password": f"AFTERSALES_KAFKA_SASL_PASSWORD_{process.upper()}"}
+        assert auth["configMapTargetRef"] == [{"parameter": "ca", "name": "rel-kafka-ca", "key": "ca.pem"}]
+        assert all(t["metadata"]["sasl"] == "scram_sha512" and t["metadata"]["tls"] == "enable"
+                   for t in scaled["spec"]["triggers"])
+
+
+def test_the_chart_refuses_a_shared_kafka_username_and_an_insecure_broker() -> None:
+    shared = {**SECRET_VALUES, "AFTERSALES_KAFKA_SASL_USERNAME_QUALITY": "followup"}
+    result = render("--set", "secrets.create=true", *secret_sets(shared), check=False)
+    assert result.returncode != 0
+    assert "followup and quality share the Kafka username followup" in result.stderr
+    # PLAINTEXT (or TLS without a login, or a login without TLS, or PLAIN) is refused by default ...
+    for option in ("kafka.securityProtocol=PLAINTEXT", "kafka.securityProtocol=SSL",
+                   "kafka.securityProtocol=SASL_PLAINTEXT", "kafka.saslMechanism=PLAIN"):
+        result = render("--set", option, check=False)
+        assert result.returncode != 0, option
+        assert "SASL_SSL only" in result.stderr or "PLAIN sends the password" in result.stderr, result.stderr
+    # ... and rendered with the development flag, which the services honour only on a loopback broker.
+    docs = manifests("--set", "kafka.securityProtocol=PLAINTEXT", "--set", "kafka.developmentInsecure=true")
+    config = of_kind(docs, "ConfigMap")["rel-config"]["data"]
+    assert config["AFTERSALES_DEV_PLAINTEXT_KAFKA"] == "true"
+    assert config["AFTERSALES_KAFKA_SECURITY_PROTOCOL"] == "PLAINTEXT"
+    assert not of_kind(docs, "TriggerAuthentication")
+    for deployment in of_kind(docs, "Deployment").values():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert not [e["name"] for e in container["env"] if "KAFKA" in e["name"]]
+
+
+def test_the_printed_acls_are_the_ones_the_broker_gets() -> None:
+    # What the chart's README tells the cluster's operators to create: shared/kafka/acls.py's table.
+    from shared.kafka.acls import acls
+    from shared.settings import load_settings
+
+    result = subprocess.run([str(ROOT / ".venv" / "bin" / "aftersales"), "infra", "kafka-acls", "--topic-prefix", "prod."],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    expected = acls(load_settings(topic_prefix="prod."))
+    assert len(lines) == len(expected) > 0
+    for line, rule in zip(lines, expected, strict=True):
+        kind = "topic" if " --topic " in line else "group"
+        principal = line.split("--allow-principal ")[1].split()[0]
+        operation = line.split("--operation ")[1].split()[0].upper()
+        assert f"{principal} {operation} {kind} {line.split()[-1]}" == str(rule)
+    assert "--allow-principal User:intake --operation Write --topic prod.aftersales.intake" in result.stdout
+    assert "--allow-principal User:followup --operation Read --group prod.followup" in result.stdout
+    assert not [line for line in lines if "User:followup" in line and "--operation Write --topic prod.aftersales.intake" in line]
 
 
 def test_the_check_catches_a_secret_written_into_the_configmap(with_secrets: list[dict[str, Any]]) -> None:

@@ -42,3 +42,44 @@ app.kubernetes.io/component: {{ .service }}
 {{- if eq .service "notifier" }}{{ $keys = append $keys "AFTERSALES_SMS_API_KEY" }}{{ end -}}
 {{- toJson $keys -}}
 {{- end -}}
+
+{{/* The ConfigMap holding the Kafka CA (ca.pem), or empty for the system CAs. */}}
+{{- define "aftersales.kafkaCa" -}}
+{{- if .Values.kafka.ca.existingConfigMap -}}
+{{- .Values.kafka.ca.existingConfigMap -}}
+{{- else if .Values.kafka.ca.pem -}}
+{{- printf "%s-kafka-ca" .Release.Name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Kafka as compose and `infra up` run it: SASL (SCRAM) over TLS, or refused without the development flag. */}}
+{{- define "aftersales.kafkaChecks" -}}
+{{- $k := .Values.kafka -}}
+{{- if and (ne $k.securityProtocol "SASL_SSL") (not $k.developmentInsecure) -}}
+{{- fail (printf "kafka.securityProtocol %s: the services reach Kafka over SASL_SSL only (each as its own SCRAM principal); kafka.developmentInsecure=true renders it for a loopback development broker" $k.securityProtocol) -}}
+{{- end -}}
+{{- if and (hasPrefix "SASL" $k.securityProtocol) (not (has $k.saslMechanism (list "SCRAM-SHA-512" "SCRAM-SHA-256"))) (not $k.developmentInsecure) -}}
+{{- fail (printf "kafka.saslMechanism %s: SCRAM-SHA-512 (or SCRAM-SHA-256); PLAIN sends the password itself" $k.saslMechanism) -}}
+{{- end -}}
+{{- /* A chart-made Secret (trial clusters): no two processes may share a Kafka username. */ -}}
+{{- if .Values.secrets.create -}}
+{{- $seen := dict -}}
+{{- range $process := keys .Values.services | sortAlpha -}}
+{{- with get $.Values.secrets.values (printf "AFTERSALES_KAFKA_SASL_USERNAME_%s" (upper $process)) -}}
+{{- if hasKey $seen . -}}
+{{- fail (printf "secrets.values: %s and %s share the Kafka username %s; each process logs in as its own principal" (get $seen .) $process .) -}}
+{{- end -}}
+{{- $_ := set $seen . $process -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A process's own Kafka login: username and password from its own Secret keys (none with PLAINTEXT or SSL). */}}
+{{- define "aftersales.kafkaLogin" -}}
+{{- if hasPrefix "SASL" .root.Values.kafka.securityProtocol -}}
+{{- $suffix := upper .service -}}
+{{- include "aftersales.secretEnv" (dict "root" .root "key" (printf "AFTERSALES_KAFKA_SASL_USERNAME_%s" $suffix) "name" "AFTERSALES_KAFKA_SASL_USERNAME") }}
+{{ include "aftersales.secretEnv" (dict "root" .root "key" (printf "AFTERSALES_KAFKA_SASL_PASSWORD_%s" $suffix) "name" "AFTERSALES_KAFKA_SASL_PASSWORD") }}
+{{- end -}}
+{{- end -}}
