@@ -173,6 +173,11 @@ class Plan:
         until = self.until or datetime.now(CST).date()
         return datetime(until.year, until.month, until.day, tzinfo=CST) - timedelta(days=self.days)
 
+    def middle(self) -> datetime:
+        """The middle of the demo's days: the month it mostly fell in is the month it reports
+        (the scorecards, the work summary), which is not always the month of its last day."""
+        return self.first_day() + timedelta(days=self.days) / 2
+
 
 class World:
     """Generates the upstream traffic of the month, half a day at a time, in occurred order."""
@@ -793,7 +798,7 @@ async def run(plan: Plan | None = None, *, settings: Settings | None = None, env
                       f"settle)" + (f"; still busy: {left}" if left else ""))
         figures = await report(settings, office, tally, world, start, today)
         figures["measures"] = await measures_report(settings, office)
-        figures["monthly_summary"] = await monthly_summary_report(settings, office, start + (today - start) / 2)
+        figures["monthly_summary"] = await monthly_summary_report(settings, office, plan.middle())
         print_sign_ins(settings, sign_ins)
         return figures | {"sign_ins": sign_ins}
     finally:
