@@ -17,6 +17,7 @@ benchmarks, fault runs) gets the same rules on its own topics and groups.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,6 +28,10 @@ from aiokafka.protocol.admin import (
     CreateAclsResponse_v1,
     DeleteAclsRequest_v1,
     DeleteAclsResponse_v1,
+    DescribeAclsRequest,
+    DescribeAclsResponse_v0,
+    DescribeAclsResponse_v1,
+    DescribeAclsResponse_v2,
 )
 from aiokafka.protocol.api import Request
 
@@ -138,6 +143,39 @@ async def create_acls(admin: AIOKafkaAdminClient, rules: list[Acl]) -> None:
               if code]
     if failed:
         raise RuntimeError(f"Kafka refused {len(failed)} ACL(s): " + "; ".join(f"{r}: {why}" for r, why in failed[:5]))
+
+
+async def wait_until_enforced(admin: AIOKafkaAdminClient, rules: list[Acl], timeout: float = 30.0) -> None:
+    """Wait until the broker's authorizer holds every binding. CreateAcls answers once the
+    controller has committed them; a broker applies the metadata a moment later, and a client
+    started in between is refused (TopicAuthorizationFailedError on its first metadata request)."""
+    wanted: dict[tuple[int, str], set[tuple[str, int]]] = {}
+    for rule in rules:
+        wanted.setdefault((rule.resource_type, rule.resource), set()).add((f"User:{rule.principal}", rule.operation))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while wanted:
+        for resource in list(wanted):
+            if wanted[resource] <= await _described(admin, resource):
+                del wanted[resource]
+        if not wanted:
+            return
+        if loop.time() > deadline:
+            missing = ", ".join(f"{kind}:{name}" for kind, name in sorted(wanted)[:5])
+            raise TimeoutError(f"the broker did not enforce the ACLs on {missing} within {timeout}s")
+        await asyncio.sleep(0.1)
+
+
+async def _described(admin: AIOKafkaAdminClient, resource: tuple[int, str]) -> set[tuple[str, int]]:
+    """The ALLOW bindings (principal, operation) the broker holds on a literal resource."""
+    kind, name = resource
+    request = DescribeAclsRequest(kind, name, LITERAL, None, None, ANY_OPERATION, ANY_PERMISSION)
+    response = await admin._send_request(request)  # noqa: SLF001
+    assert isinstance(response, DescribeAclsResponse_v0 | DescribeAclsResponse_v1 | DescribeAclsResponse_v2)
+    if response.error_code:
+        raise RuntimeError(f"Kafka refused to describe ACLs on {name}: {response.error_message or response.error_code}")
+    return {(principal, operation) for _type, _name, *_pattern, entries in response.resources
+            for principal, _host, operation, permission in entries if permission == ALLOW}
 
 
 async def delete_acls(admin: AIOKafkaAdminClient, resources: list[tuple[int, str]]) -> None:

@@ -87,7 +87,9 @@ async def ensure_topics(settings: Settings, topics: Iterable[str] = ALL_TOPICS, 
                 pass
             await _wait_for_metadata(admin, missing)
         if acls.secured(settings):  # the services' and producers' rights on this prefix's topics
-            await acls.create_acls(admin, acls.acls(settings))
+            rules = acls.acls(settings)
+            await acls.create_acls(admin, rules)
+            await acls.wait_until_enforced(admin, rules)
         # a dead-letter topic created before it took full records: give it the limit (the whole
         # set, since a legacy config change resets what it does not name)
         older = [t for t, name in logical.items() if name == DEADLETTER and t in existing]
