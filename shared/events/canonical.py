@@ -130,6 +130,22 @@ class CustomerContactCorrected(CustomerUpdated, kw_only=True):
     reason: str | None = None
 
 
+class CustomerErased(Data, kw_only=True):
+    """A supervisor erased the customer's personal data (PIPL Art. 47, GDPR Art. 17): every
+    service removes the customer's name, phone, e-mail, address and free text it holds (tables,
+    history, documents) and keeps ids, dates and counts for the KPIs. An event about the customer
+    that occurred at or before `erased_at` (a replay, a late delivery) brings no personal field
+    back; data collected later (a new purchase) is filed again. `merged_customer_ids` are the
+    phone-only files this file took over, erased with it. The reason stays in intake's erasure
+    register; it is not on the bus."""
+
+    customer_id: str
+    erasure_id: str
+    erased_at: Aware
+    requested_by: str
+    merged_customer_ids: list[str] = msgspec.field(default_factory=list)
+
+
 class ConsultationRecorded(Data, kw_only=True):
     """A business interview or consultation, filed on the customer's file (opened if needed)."""
 

@@ -99,6 +99,7 @@ _SPECS: list[EventSpec] = [
     EventSpec(INTAKE, "CustomerUpdated", c.CustomerUpdated, _by("customer_id"), "customer_id"),
     EventSpec(INTAKE, "CustomerContactCorrected", c.CustomerContactCorrected, _by("customer_id"), "customer_id"),
     EventSpec(INTAKE, "ConsultationRecorded", c.ConsultationRecorded, _by("customer_id"), "customer_id"),
+    EventSpec(INTAKE, "CustomerErased", c.CustomerErased, _by("customer_id"), "customer_id"),
     EventSpec(INTAKE, "VehicleSold", c.VehicleSold, _by("vin"), "vin"),
     EventSpec(INTAKE, "VehiclePickedUp", c.VehiclePickedUp, _by("vin"), "vin"),
     EventSpec(INTAKE, "ReceiptRecorded", c.ReceiptRecorded, _by("vin"), "vin"),

@@ -138,7 +138,8 @@ def test_the_catalog_covers_every_topic_of_the_design() -> None:
     assert set(event_types_on("upstream.dms")) == {"VehiclePickedUp", "ReceiptReturned"}
     assert {"CustomerRegistered", "CustomerUpdated", "VehicleSold", "VehiclePickedUp", "ReceiptRecorded",
             "PartShipped", "PartShipmentDiscrepancy", "PartDefectReported", "ComplaintFiled",
-            "CampaignAnnounced", "CustomerContactCorrected", "ConsultationRecorded"} == set(event_types_on("aftersales.intake"))
+            "CampaignAnnounced", "CustomerContactCorrected", "ConsultationRecorded", "CustomerErased"} == set(
+        event_types_on("aftersales.intake"))
     assert {"ConsultationRecorded", "CustomerContactCorrected"} <= set(event_types_on("upstream.crm"))
     assert len(CATALOG) >= 45
     assert uuid.UUID(str(derive_event_id(uuid.uuid4(), "x")))
