@@ -16,6 +16,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.events.catalog import CANONICAL_TOPICS, DEADLETTER, UPSTREAM_TOPICS
+
 SERVICES: tuple[str, ...] = ("intake", "followup", "complaints", "quality", "notifier")
 
 # The console (services/console) is a sixth process for people, not one of the five event
@@ -31,6 +33,47 @@ DEFAULT_PORTS: dict[str, int] = {
     "quality": 8004,
     "notifier": 8005,
 }
+
+# How long Kafka keeps each contract topic's records, in days (None: for ever). The raw upstream
+# inputs and the dead letters (the refused record whole) hold personal data as it arrived: 30 days,
+# enough to replay or redrive what went wrong. The canonical aftersales.* topics are the audit
+# record replays rebuild the services from: kept for ever; their personal fields are to be
+# crypto-shredded on erasure (a customer's key destroyed), not expired.
+DEFAULT_TOPIC_RETENTION_DAYS: dict[str, int | None] = {
+    **dict.fromkeys(UPSTREAM_TOPICS, 30), DEADLETTER: 30, **dict.fromkeys(CANONICAL_TOPICS, None)}
+# What AFTERSALES_TOPIC_RETENTION_DAYS may name besides the topics themselves.
+RETENTION_ALIASES: dict[str, tuple[str, ...]] = {"upstream.*": UPSTREAM_TOPICS, "deadletter": (DEADLETTER,)}
+UNLIMITED = ("forever", "-1")
+MAX_RETENTION_DAYS = 36_500  # retention.ms is a 64-bit count; beyond a century, say `forever`
+
+
+def parse_topic_retention(raw: str) -> dict[str, int | None]:
+    """Every contract topic's retention in days (None: for ever) from "topic=days,…" over the
+    defaults. A name is a logical topic, `upstream.*` or `deadletter`; a topic's own entry wins over
+    `upstream.*`. Raises ValueError naming the first bad entry."""
+    named: dict[str, int | None] = {}
+    wildcard: dict[str, int | None] = {}
+    for entry in _pairs(raw):
+        name, equals, value = (part.strip() for part in entry.partition("="))
+        if name not in DEFAULT_TOPIC_RETENTION_DAYS and name not in RETENTION_ALIASES:
+            raise ValueError(f"{entry!r}: {name!r} is no contract topic; name one of "
+                             f"{', '.join([*RETENTION_ALIASES, *DEFAULT_TOPIC_RETENTION_DAYS])}")
+        if not equals or not value:
+            raise ValueError(f"{entry!r}: give the days after '=', e.g. {name}=30 (or {name}=forever)")
+        if value.lower() in UNLIMITED:
+            days = None
+        elif not value.isdigit() or not 0 < int(value) <= MAX_RETENTION_DAYS:
+            raise ValueError(f"{entry!r}: the days are a whole number from 1 to {MAX_RETENTION_DAYS}, "
+                             "or 'forever' (also -1) for no limit")
+        else:
+            days = int(value)
+        topics = RETENTION_ALIASES.get(name, (name,))
+        target = wildcard if name == "upstream.*" else named
+        if any(t in target for t in topics):
+            raise ValueError(f"{entry!r}: {name} is given twice")
+        target.update(dict.fromkeys(topics, days))
+    return {**DEFAULT_TOPIC_RETENTION_DAYS, **wildcard, **named}
+
 
 
 def project_home() -> Path:
@@ -64,6 +107,12 @@ class Settings(BaseSettings):
     topic_prefix: str = ""
     topic_partitions: int = Field(12, ge=1)
     topic_replication_factor: int = Field(1, ge=1)
+    # Kafka retention per contract topic, "topic=days,…" over the logical names (upstream.dms=30,
+    # deadletter=14; `upstream.*` for the four upstream topics), whole days or `forever` (or -1).
+    # Unnamed topics keep DEFAULT_TOPIC_RETENTION_DAYS: upstream.* and the dead letters 30 days,
+    # the canonical aftersales.* for ever. `aftersales infra up` / `infra topics` create the topics
+    # with it and alter existing ones to it (shared.kafka.clients.ensure_topics).
+    topic_retention_days: str = ""
 
     # Postgres (one database, one schema per service). TLS: `?sslmode=require` in the URL,
     # or database_ssl_rootcert for verify-full against a private CA.
@@ -148,6 +197,21 @@ class Settings(BaseSettings):
         if value and not all(ch.isalnum() or ch in "._-" for ch in value):
             raise ValueError("topic_prefix may only hold letters, digits, '.', '_' and '-'")
         return value
+
+    @field_validator("topic_retention_days")
+    @classmethod
+    def _retention_parses(cls, value: str) -> str:
+        parse_topic_retention(value)  # raises, naming the bad entry
+        return value
+
+    def topic_retention(self) -> dict[str, int | None]:
+        """Logical topic -> retention in days (None: for ever)."""
+        return parse_topic_retention(self.topic_retention_days)
+
+    def topic_retention_ms(self, logical: str) -> int:
+        """A contract topic's retention.ms (-1: for ever)."""
+        days = self.topic_retention()[logical]
+        return -1 if days is None else days * 86_400_000
 
     def port_for(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))
