@@ -68,12 +68,14 @@ def infra_up() -> None:
 
 @infra_app.command("topics")
 def infra_topics() -> None:
-    """Create the contract topics on the configured cluster (any cluster; idempotent)."""
-    from shared.kafka.clients import ensure_topics
+    """Create the contract topics on the configured cluster (any cluster; idempotent) and bring
+    existing ones to the configured retention (AFTERSALES_TOPIC_RETENTION_DAYS; each change logged)."""
+    from shared.kafka.clients import ensure_topics, retention_summary
 
     settings = load_settings()
     created = asyncio.run(ensure_topics(settings))
     console.print(f"{len(created)} topics created" if created else "all topics present")
+    console.print(f"retention {retention_summary(settings)}")
 
 
 @infra_app.command("kafka-tls")

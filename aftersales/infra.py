@@ -36,7 +36,7 @@ from aftersales.kafka_tls import LOCAL_HOSTS, ensure_tls
 from shared.db import connect, ensure_database, with_database
 from shared.db_roles import OPS, ensure_roles, ensure_schemas, role_passwords
 from shared.kafka.acls import ADMIN, PRINCIPALS, new_credentials
-from shared.kafka.clients import ensure_topics, make_admin
+from shared.kafka.clients import ensure_topics, make_admin, retention_summary
 from shared.settings import PROCESSES, Settings, load_settings, project_home, secrets_file
 
 console = Console(stderr=True)
@@ -835,7 +835,8 @@ def up(settings: Settings | None = None) -> dict[str, str]:
     console.print(f"kafka     {results['kafka']:<9} {Kafka(settings, paths).address}, {transport}")
     created = asyncio.run(ensure_topics(settings))
     results["topics"] = f"{len(created)} created" if created else "present"
-    console.print(f"topics    {results['topics']:<9} {settings.topic_partitions} partitions, retention unlimited"
+    console.print(f"topics    {results['topics']:<9} {settings.topic_partitions} partitions, retention "
+                  f"{retention_summary(settings)} (AFTERSALES_TOPIC_RETENTION_DAYS)"
                   f"{', ACLs per principal (shared/kafka/acls.py)' if settings.kafka_security_protocol == 'SASL_SSL' else ''}")
     results["peers"] = Peers(settings, paths).up()
     console.print(f"peers     {results['peers']:<9} {Peers(settings, paths).address}")

@@ -13,7 +13,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import Array, Boolean, Int8, Int16, Int32, Schema, String
 
-from shared.events import ALL_TOPICS, DEADLETTER
+from shared.events import ALL_TOPICS, DEADLETTER, UPSTREAM_TOPICS
 from shared.kafka import acls
 from shared.settings import PROCESSES, Settings
 
@@ -33,6 +33,18 @@ def topic_config(logical: str, settings: Settings) -> dict[str, str]:
     """The configs a contract topic is created with and held to by ensure_topics."""
     base = DEADLETTER_CONFIG if logical == DEADLETTER else TOPIC_CONFIG
     return {**base, "retention.ms": str(settings.topic_retention_ms(logical))}
+
+
+def retention_summary(settings: Settings) -> str:
+    """The configured retention in a line: "upstream.* 30 d, aftersales.deadletter 30 d, the rest for ever"."""
+    retention = settings.topic_retention()
+    upstream = {retention[t] for t in UPSTREAM_TOPICS}
+    named = ({"upstream.*": upstream.pop()} if len(upstream) == 1 else {t: retention[t] for t in UPSTREAM_TOPICS})
+    named.update({t: d for t, d in retention.items() if t not in UPSTREAM_TOPICS})
+    limited = [f"{name} {days} d" for name, days in named.items() if days is not None]
+    if not limited:
+        return "for ever"
+    return ", ".join(limited) + (", the rest for ever" if len(limited) < len(named) else "")
 
 
 def make_producer(settings: Settings, *, client_id: str, idempotent: bool = True, **extra: object) -> AIOKafkaProducer:

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared.events import CANONICAL_TOPICS, DEADLETTER, UPSTREAM_TOPICS
-from shared.kafka.clients import MAX_RECORD_BYTES, topic_config
+from shared.kafka.clients import MAX_RECORD_BYTES, retention_summary, topic_config
 from shared.settings import DEFAULT_TOPIC_RETENTION_DAYS, Settings, parse_topic_retention
 
 DAY_MS = 86_400_000
@@ -84,3 +84,10 @@ def test_topic_configs_carry_the_retention_and_the_dead_letters_keep_their_recor
     assert topic_config("aftersales.intake", configured) == {"retention.ms": "-1", "retention.bytes": "-1"}
     assert topic_config(DEADLETTER, configured) == {
         "retention.ms": str(14 * DAY_MS), "retention.bytes": "-1", "max.message.bytes": str(MAX_RECORD_BYTES)}
+
+
+def test_the_summary_infra_up_prints_names_each_limit() -> None:
+    assert retention_summary(settings("")) == "upstream.* 30 d, aftersales.deadletter 30 d, the rest for ever"
+    assert retention_summary(settings("upstream.dms=7,deadletter=forever")) == (
+        "upstream.sales 30 d, upstream.dms 7 d, upstream.erp 30 d, upstream.crm 30 d, the rest for ever")
+    assert retention_summary(settings("upstream.*=forever,deadletter=forever")) == "for ever"
