@@ -24,7 +24,7 @@ from pydantic_settings import BaseSettings
 from services import load
 from shared.db_roles import role_name, role_passwords, service_database_url
 from shared.events import ALL_TOPICS, SERVICE_TOPIC
-from shared.settings import DEFAULT_PORTS, PROCESSES, SERVICES, Settings
+from shared.settings import DEFAULT_PORTS, DEFAULT_TOPIC_RETENTION_DAYS, PROCESSES, SERVICES, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -218,6 +218,29 @@ def test_topics_are_created_on_the_cluster_before_any_service_starts() -> None:
         # `infra topics` creates the catalog's topics: every topic a service reads or writes is one.
         used = {s.topic for s in definition.subscriptions} | {SERVICE_TOPIC[name], "aftersales.deadletter"}
         assert used <= set(ALL_TOPICS), f"{name} uses topics the catalog does not list: {used - set(ALL_TOPICS)}"
+
+
+def test_the_topics_job_takes_the_retention_from_env_and_refuses_a_bad_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only the job that creates (and alters) the topics reads the retention setting.
+    for name, container in aftersales_containers(compose()).items():
+        assert ("AFTERSALES_TOPIC_RETENTION_DAYS" in environment(container)) == (name == "topics"), name
+
+    def job_settings(env: dict[str, str]) -> Settings:
+        for key in [k for k in os.environ if k.startswith("AFTERSALES_")]:
+            monkeypatch.delenv(key)
+        for key, value in environment(compose(env)["services"]["topics"]).items():
+            monkeypatch.setenv(key, value)
+        return Settings(_env_file=None)  # type: ignore[call-arg]
+
+    # Unset in .env: the defaults (raw inputs and dead letters 30 days, the canonical topics for ever).
+    assert job_settings(env_example()).topic_retention() == DEFAULT_TOPIC_RETENTION_DAYS
+    configured = job_settings({**env_example(), "AFTERSALES_TOPIC_RETENTION_DAYS": "upstream.*=7,deadletter=14"})
+    assert configured.topic_retention_ms("upstream.crm") == 7 * 86_400_000
+    assert configured.topic_retention_ms("aftersales.deadletter") == 14 * 86_400_000
+    with pytest.raises(ValidationError, match="'upstream.dms=0'"):
+        job_settings({**env_example(), "AFTERSALES_TOPIC_RETENTION_DAYS": "upstream.dms=0"})
+    # The example documents it (commented out: unset keeps the defaults).
+    assert "# AFTERSALES_TOPIC_RETENTION_DAYS=" in ENV_EXAMPLE.read_text()
 
 
 def test_the_kafka_cluster_is_three_kraft_brokers_that_agree_on_their_quorum() -> None:
