@@ -114,6 +114,23 @@ def infra_kafka_acls(
                    f"{kind} {rule.resource}")
 
 
+@infra_app.command("kafka-configs")
+def infra_kafka_configs(
+    topic_prefix: Annotated[str | None, typer.Option(help="the topics' prefix (AFTERSALES_TOPIC_PREFIX)")] = None,
+) -> None:
+    """Print each contract topic's configs (the retention of AFTERSALES_TOPIC_RETENTION_DAYS, the
+    dead letters' record size) as kafka-configs.sh commands, for a cluster whose operators create the
+    topics (the Helm chart's). `infra topics` as a super user sets them itself."""
+    from shared.events import ALL_TOPICS
+    from shared.kafka.clients import topic_config
+
+    settings = load_settings() if topic_prefix is None else load_settings(topic_prefix=topic_prefix)
+    for logical in ALL_TOPICS:
+        configs = ",".join(f"{name}={value}" for name, value in topic_config(logical, settings).items())
+        typer.echo(f'kafka-configs.sh --bootstrap-server "$BOOTSTRAP" --command-config admin.properties --alter '
+                   f"--entity-type topics --entity-name {settings.topic(logical)} --add-config {configs}")
+
+
 @infra_app.command("db-roles")
 def infra_db_roles() -> None:
     """Create each service's Postgres role (AFTERSALES_DATABASE_ROLE_PASSWORDS) and hand it its
@@ -318,6 +335,56 @@ def audit(
                   f"partitions in {stats['seconds']} s")
     if not entries:
         raise typer.Exit(1)
+
+
+# --- erase ---------------------------------------------------------------------------------
+@app.command("erase")
+def erase(
+    customer: Annotated[str, typer.Option(help="the customer id whose personal data is erased")],
+    reason: Annotated[str, typer.Option(help="the legal ground, or the customer's request reference (5-500 characters)")],
+    by: Annotated[str | None, typer.Option(help="who erases (default: $AFTERSALES_OPERATOR, else user@host)")] = None,
+) -> None:
+    """Erase a customer's personal data in intake (as POST /v1/customers/{id}/erasure does) and
+    publish CustomerErased, which every service applies; prints the register's record."""
+    import getpass
+    import socket
+
+    import orjson
+
+    from services.intake import erasure
+    from shared.clock import clock_from_settings
+    from shared.db import connect
+    from shared.db_roles import DatabaseRoleRefused, service_settings
+
+    reason = reason.strip()
+    if not 5 <= len(reason) <= 500:
+        console.print("[red]--reason must be 5-500 characters: the legal ground or the request's reference[/red]")
+        raise typer.Exit(2)
+    who = (by or os.environ.get("AFTERSALES_OPERATOR") or f"{getpass.getuser()}@{socket.gethostname()}").strip()
+    settings = load_settings()
+    try:  # intake's own role, as the service connects
+        intake_settings = service_settings(settings, "intake")
+    except DatabaseRoleRefused as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(78) from None
+
+    async def run() -> tuple[dict[str, object], bool]:
+        conn = await connect(intake_settings, schema="intake")
+        try:
+            return await erasure.erase(
+                conn, settings=settings, clock=clock_from_settings(settings.clock_offset_seconds, settings.clock_file),
+                customer_id=customer, reason=reason, requested_by=who, role="operator", via="aftersales erase")
+        finally:
+            await conn.close()
+
+    try:
+        record, created = asyncio.run(run())
+    except erasure.UnknownCustomer as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    sys.stdout.buffer.write(orjson.dumps(record, option=orjson.OPT_INDENT_2) + b"\n")
+    Console(stderr=True).print("erased now; CustomerErased published" if created
+                               else "erased before: the record on file (nothing done)")
 
 
 # --- replay --------------------------------------------------------------------------------

@@ -4,10 +4,12 @@ and /health with requests and limits, a PodDisruptionBudget and a KEDA ScaledObj
 consumer group's lag bounded by the topics' partitions; the migrations run as a hook Job;
 secret values reach the pods only from a Kubernetes Secret, never a ConfigMap; each process logs in
 to Kafka as its own SCRAM principal over SASL_SSL (PLAINTEXT refused), with the ACLs of
-`aftersales infra kafka-acls`."""
+`aftersales infra kafka-acls`; the topics' retention is a setting the chart checks and
+`aftersales infra kafka-configs` prints."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -310,3 +312,47 @@ def test_the_migrations_run_as_a_hook_job_before_the_deployments() -> None:
     # The chart-made Secret (trial clusters) is a hook too, earlier, so the Job finds it.
     secret = of_kind(manifests("--set", "secrets.create=true"), "Secret")["aftersales-secrets"]
     assert int(secret["metadata"]["annotations"]["helm.sh/hook-weight"]) < 0
+
+
+def test_the_topic_retention_reaches_the_settings_and_a_bad_entry_is_refused_at_render() -> None:
+    from shared.settings import DEFAULT_TOPIC_RETENTION_DAYS, Settings, parse_topic_retention
+
+    def retention(value: str) -> str:
+        docs = manifests("--set-string", "kafka.topicRetentionDays=" + value.replace(",", "\\,"))
+        return str(of_kind(docs, "ConfigMap")["rel-config"]["data"]["AFTERSALES_TOPIC_RETENTION_DAYS"])
+
+    config = of_kind(manifests(), "ConfigMap")["rel-config"]["data"]
+    assert config["AFTERSALES_TOPIC_RETENTION_DAYS"] == ""  # the settings' defaults
+    assert Settings(_env_file=None, topic_retention_days="").topic_retention() == DEFAULT_TOPIC_RETENTION_DAYS
+    assert retention("upstream.*=7, deadletter=forever") == "upstream.*=7, deadletter=forever"
+    # What the chart renders the settings accept; what it refuses they refuse too, naming the entry.
+    for good in ("upstream.dms=7,deadletter=14", "upstream.*=30,aftersales.intake=-1", "deadletter=FOREVER"):
+        parse_topic_retention(retention(good))
+    for bad, entry in (("upstream.dms=7,upstream.foo=3", "upstream.foo=3"), ("deadletter=0", "deadletter=0"),
+                       ("upstream.dms=1.5", "upstream.dms=1.5"), ("dms=3", "dms=3"), ("upstream.dms", "upstream.dms")):
+        result = render("--set-string", "kafka.topicRetentionDays=" + bad.replace(",", "\\,"), check=False)
+        assert result.returncode != 0, bad
+        assert f'kafka.topicRetentionDays: "{entry}" is no topic=days' in result.stderr, result.stderr
+        with pytest.raises(ValueError, match=entry.replace(".", r"\.")):
+            parse_topic_retention(bad)
+
+
+def test_the_printed_topic_configs_are_the_ones_infra_topics_sets() -> None:
+    # README step 4: a Kafka team that creates the topics itself gets their configs from this.
+    from shared.events import ALL_TOPICS
+    from shared.kafka.clients import topic_config
+    from shared.settings import load_settings
+
+    env = {**os.environ, "AFTERSALES_TOPIC_RETENTION_DAYS": "upstream.dms=7,deadletter=14"}
+    result = subprocess.run([str(ROOT / ".venv" / "bin" / "aftersales"), "infra", "kafka-configs", "--topic-prefix", "prod."],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    settings = load_settings(topic_prefix="prod.", topic_retention_days="upstream.dms=7,deadletter=14")
+    printed = {line.split("--entity-name ")[1].split()[0]: dict(pair.split("=") for pair in line.split()[-1].split(","))
+               for line in result.stdout.splitlines()}
+    assert printed == {settings.topic(t): topic_config(t, settings) for t in ALL_TOPICS}
+    assert printed["prod.upstream.dms"]["retention.ms"] == str(7 * 86_400_000)
+    assert printed["prod.aftersales.intake"]["retention.ms"] == "-1"
+    assert printed["prod.aftersales.deadletter"] == {"retention.ms": str(14 * 86_400_000), "retention.bytes": "-1",
+                                                     "max.message.bytes": str(4 * 1024 * 1024)}
+    assert all(" --alter --entity-type topics " in line for line in result.stdout.splitlines())

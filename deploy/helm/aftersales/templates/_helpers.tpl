@@ -61,6 +61,14 @@ app.kubernetes.io/component: {{ .service }}
 {{- if and (hasPrefix "SASL" $k.securityProtocol) (not (has $k.saslMechanism (list "SCRAM-SHA-512" "SCRAM-SHA-256"))) (not $k.developmentInsecure) -}}
 {{- fail (printf "kafka.saslMechanism %s: SCRAM-SHA-512 (or SCRAM-SHA-256); PLAIN sends the password itself" $k.saslMechanism) -}}
 {{- end -}}
+{{- /* The retention's entries are topic=days (shared/settings.py parse_topic_retention also refuses
+a repeated topic and more than 36500 days, when `infra topics` or a service loads it). */ -}}
+{{- range $entry := splitList "," (replace "\n" "," (toString $k.topicRetentionDays)) -}}
+{{- $e := trim $entry -}}
+{{- if and $e (not (regexMatch `^(upstream\.(sales|dms|erp|crm|\*)|deadletter|aftersales\.(deadletter|intake|followup|complaints|quality|notifier))\s*=\s*(0*[1-9][0-9]*|(?i:forever)|-1)$` $e)) -}}
+{{- fail (printf "kafka.topicRetentionDays: %q is no topic=days (a contract topic, upstream.* or deadletter; whole days from 1, or forever for no limit)" $e) -}}
+{{- end -}}
+{{- end -}}
 {{- /* A chart-made Secret (trial clusters): no two processes may share a Kafka username. */ -}}
 {{- if .Values.secrets.create -}}
 {{- $seen := dict -}}
