@@ -57,6 +57,7 @@ definition: ServiceDefinition[ConsoleDeps] = ServiceDefinition(
             "ReceiptRecorded": handlers.on_receipt_recorded,
             "PartShipped": handlers.on_part_shipped, "PartShipmentDiscrepancy": handlers.on_part_discrepancy,
             "CustomerContactCorrected": handlers.on_customer_updated,  # an agent's correction, applied alike
+            "CustomerErased": handlers.on_customer_erased,
         }),
         Subscription(FOLLOWUP, {
             "FollowUpScheduled": handlers.on_followup_scheduled,

@@ -5,6 +5,7 @@ update in place; every form carries the session's CSRF token."""
 from __future__ import annotations
 
 import ipaddress
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -540,7 +541,7 @@ def router() -> APIRouter:
         return render(request, "customer.html", person, status=status, customer=customer, story=story,
                       timeline=timeline(story), done=done, error=error, categories=COMPLAINT_CATEGORIES,
                       severities=SEVERITIES, inbound_kinds=INBOUND_KINDS, inbound=inbound or {},
-                      owner=await owner_of(request, person, customer_id))
+                      owner=await owner_of(request, person, customer_id), erasure_key=str(uuid.uuid4()))
 
     @r.get("/vehicles/{vin}")
     async def vehicle_page(request: Request, vin: str, person: Person = Depends(role(*STAFF))) -> HTMLResponse:
@@ -575,6 +576,35 @@ def router() -> APIRouter:
         await audit(request, person, "correct_contact", customer_id=customer_id,
                     fields=sorted(changes), reason=form.get("reason") or None)
         return _with(back, done="contact")
+
+    @r.post("/customers/{customer_id}/erasure")
+    async def erase_customer(request: Request, customer_id: str,
+                             person: Person = Depends(role("supervisor"))) -> Response:
+        """A supervisor erases the customer's personal data (issue 19): intake erases its file and
+        tells every service (CustomerErased); the reason (the legal ground, the customer's request
+        reference) is kept in intake's erasure register, not here. The form's key makes a double
+        submission one erasure (Idempotency-Key)."""
+        form = await form_of(request, person)
+        back = f"/customers/{quote(customer_id)}"
+        reason = " ".join(form.get("reason", "").split())
+        if not 5 <= len(reason) <= 500:
+            return _with(back, error=N_("Say why the data are erased (5 to 500 characters): the legal ground "
+                                        "or the customer's request reference."))
+        if form.get("confirm") != "yes":
+            return _with(back, error=N_("Tick the confirmation: erasing the personal data cannot be undone."))
+        key = form.get("erasure_key", "")
+        try:
+            key = str(uuid.UUID(key))
+        except ValueError:
+            key = str(uuid.uuid4())
+        try:
+            record = await services(request).call(person, "POST", "intake",
+                                                  f"/v1/customers/{quote(customer_id, safe='')}/erasure",
+                                                  json={"reason": reason}, headers={"Idempotency-Key": key})
+        except ServiceError as exc:
+            return _with(back, error=exc.message)
+        await audit(request, person, "erase_customer", customer_id=customer_id, subject=record.get("erasure_id"))
+        return _with(back, done="erasure")
 
     @r.post("/customers/{customer_id}/complaints")
     async def raise_complaint(request: Request, customer_id: str, person: Person = Depends(role(*DESK))) -> Response:

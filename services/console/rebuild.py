@@ -1,7 +1,11 @@
 """Rebuilding the console's read model by replaying the log: empty its tables and its inbox,
 rewind its consumer group to the start of every topic it reads. The console, started again,
 replays the topics into the empty tables (the consumer and the handlers are the ones that keep
-it up to date, so the rebuilt model is the model). Staff records are not part of it."""
+it up to date, so the rebuilt model is the model). Staff records are not part of it.
+
+The register of erased customers is kept (ERASURE_KEPT): the log still holds what they once
+gave, and the handlers' replay guard writes none of it for them, so a rebuild after an erasure
+restores nothing of the erased customer, whatever order the topics come back in."""
 
 from __future__ import annotations
 
@@ -11,6 +15,9 @@ from services.console.app import READ_MODEL_TABLES, definition
 from shared.db import connect
 from shared.kafka.clients import partitions_of, stop_consumer
 from shared.settings import Settings
+
+ERASURE_KEPT = ("erased_customers",)
+assert not set(ERASURE_KEPT) & set(READ_MODEL_TABLES), "a rebuild must not forget an erasure"
 
 
 async def rebuild(settings: Settings) -> dict[str, int]:

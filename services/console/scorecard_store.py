@@ -112,7 +112,7 @@ def line_rows(rows: Sequence[dict[str, Any]]) -> list[LineRow]:
 # -- receipts -----------------------------------------------------------------------------------------------
 
 _RECEIPT = """SELECT r.receipt_id, r.repair_order_id, r.vin, r.customer_id, r.returned_at, r.rating, r.comments,
-                     coalesce(r.dealer_id, v.dealer_id) AS dealer_id, c.name AS customer_name, h.plate
+                     r.comments_erased, coalesce(r.dealer_id, v.dealer_id) AS dealer_id, c.name AS customer_name, h.plate
                 FROM receipts r LEFT JOIN visits v ON v.repair_order_id = r.repair_order_id
                 LEFT JOIN customers c ON c.customer_id = r.customer_id
                 LEFT JOIN vehicles h ON h.vin = r.vin"""
@@ -146,7 +146,8 @@ async def receipts(conn: asyncpg.Connection, q: ReceiptQuery, limit: int | None 
 
 
 def receipt_rows(rows: Sequence[dict[str, Any]]) -> list[Receipt]:
-    return [Receipt(r["receipt_id"], r["dealer_id"], r["returned_at"], r["rating"], r["comments"]) for r in rows]
+    return [Receipt(r["receipt_id"], r["dealer_id"], r["returned_at"], r["rating"], r["comments"],
+                    bool(r.get("comments_erased"))) for r in rows]
 
 
 async def month_inputs(conn: asyncpg.Connection, start: datetime, end: datetime, repeat_days: int) -> dict[str, Any]:

@@ -130,6 +130,7 @@ class Receipt:
     returned_at: datetime
     rating: int | None
     comments: str | None = None
+    comments_erased: bool = False  # the customer's words were erased (there were some)
 
 
 @dataclass(frozen=True)
@@ -318,7 +319,7 @@ def receipts_by_week(receipts: Iterable[Receipt], zone: ZoneInfo, good_rating: i
         week = iso_week(r.returned_at, zone)
         w = weeks.setdefault((dealer, week), ReceiptWeek(dealer, week))
         w.receipts += 1
-        if r.comments and r.comments.strip():
+        if r.comments_erased or (r.comments and r.comments.strip()):
             w.with_comments += 1
         if r.rating is not None:
             w.rated += 1

@@ -81,6 +81,96 @@ async def merge_customers(conn: asyncpg.Connection, merged: dict[str, str]) -> N
         await conn.execute("DELETE FROM customers WHERE customer_id = $1", old)
 
 
+# -- read model: erasure --------------------------------------------------------------------------------
+
+# What a file change may hold of the person (other fields, e.g. region or consent, are kept).
+NEUTRAL_CHANGES = ("region", "person_in_charge", "locale", "timezone", "consent")
+# The free-text keys of a case step's detail and of an audit entry's detail (what was written
+# about or by the customer); the other keys are codes, ids, people of staff and figures.
+ERASED_TEXT_KEYS = ("resolution", "reason", "note", "notes", "summary", "description", "talking_points", "requests",
+                    "comments", "title")
+
+
+async def erased(conn: asyncpg.Connection, customer_ids: Iterable[str | None]) -> dict[str, datetime]:
+    """customer_id -> erased_at, for those of `customer_ids` intake erased."""
+    ids = sorted({c for c in customer_ids if c})
+    if not ids:
+        return {}
+    rows = await conn.fetch("SELECT customer_id, erased_at FROM erased_customers WHERE customer_id = ANY($1::text[])",
+                            ids)
+    return {r["customer_id"]: r["erased_at"] for r in rows}
+
+
+async def complaint_customers(conn: asyncpg.Connection, complaint_ids: Iterable[str]) -> dict[str, str]:
+    rows = await conn.fetch("SELECT complaint_id, customer_id FROM complaints WHERE complaint_id = ANY($1::text[]) "
+                            "AND customer_id IS NOT NULL", sorted(set(complaint_ids)))
+    return {r["complaint_id"]: r["customer_id"] for r in rows}
+
+
+async def erase_customers(conn: asyncpg.Connection, customer_ids: Sequence[str], erasure_id: str,
+                          erased_at: datetime) -> bool:
+    """Scrub every personal value of these customers from the read model (names, phones, e-mail,
+    address, contact flags, old and new values of their file's changes, what was written about
+    them or by them) and register them as erased. Ids, dates, states, outcomes and counts stay,
+    so every dashboard and scorecard figure is unchanged. False (nothing done) when every one
+    of them is already registered as erased at this time or later: a redelivered CustomerErased
+    must not scrub what the customer gave again since."""
+    ids = sorted(set(customer_ids))
+    known = await erased(conn, ids)
+    if ids and all(known.get(c) is not None and known[c] >= erased_at for c in ids):
+        return False
+    # A search typed at the desk for this customer (the name, the phone, the e-mail) is in the
+    # audit log's subject: it goes too (the entry, who searched and when, stays).
+    values = await conn.fetch(
+        """SELECT v FROM (SELECT unnest(ARRAY[name, phone, email, address]) AS v FROM customers
+                           WHERE customer_id = ANY($1::text[])
+                          UNION SELECT phone FROM phones WHERE customer_id = ANY($1::text[])) found
+            WHERE v IS NOT NULL AND length(v) >= 2""", ids)
+    searched = [r["v"] for r in values]
+    searched += [digits for v in searched if len(digits := "".join(ch for ch in v if ch.isdigit())) >= 7]
+    if searched:
+        await conn.execute(
+            r"""UPDATE audit_log SET subject = NULL
+                WHERE action = 'search' AND subject IS NOT NULL
+                  AND EXISTS (SELECT 1 FROM unnest($1::text[]) v
+                               WHERE position(lower(v) IN lower(subject)) > 0
+                                  OR (length(regexp_replace(subject, '\D', '', 'g')) >= 7
+                                      AND position(regexp_replace(subject, '\D', '', 'g') IN v) > 0))""",
+            searched)
+    keys = list(ERASED_TEXT_KEYS)
+    await conn.execute(
+        """UPDATE customers SET name = NULL, name_pinyin = NULL, name_initials = NULL, phone = NULL, email = NULL,
+                                address = NULL, contact_flags = NULL
+            WHERE customer_id = ANY($1::text[])""", ids)
+    await conn.execute("DELETE FROM phones WHERE customer_id = ANY($1::text[])", ids)
+    await conn.execute(
+        """UPDATE customer_changes SET old_value = NULL, new_value = NULL
+            WHERE customer_id = ANY($1::text[]) AND field <> ALL($2::text[])""", ids, list(NEUTRAL_CHANGES))
+    await conn.execute("""UPDATE receipts SET comments = NULL, comments_erased = comments_erased OR btrim(comments) <> ''
+                           WHERE customer_id = ANY($1::text[])""", ids)
+    await conn.execute("UPDATE calls SET talking_points = NULL, requests = NULL, notes = NULL "
+                       "WHERE customer_id = ANY($1::text[])", ids)
+    await conn.execute("UPDATE inbound_calls SET summary = NULL WHERE customer_id = ANY($1::text[])", ids)
+    await conn.execute("UPDATE complaints SET description = NULL, resolution = NULL WHERE customer_id = ANY($1::text[])",
+                       ids)
+    await conn.execute(
+        """UPDATE complaint_events SET detail = detail - $2::text[]
+            WHERE customer_id = ANY($1::text[])
+               OR complaint_id IN (SELECT complaint_id FROM complaints WHERE customer_id = ANY($1::text[]))""",
+        ids, keys)
+    await conn.execute("UPDATE notifications SET reason = NULL WHERE customer_id = ANY($1::text[])", ids)
+    await conn.execute("UPDATE audit_log SET detail = detail - $2::text[] WHERE customer_id = ANY($1::text[])",
+                       ids, keys)
+    # Registered once; a later erasure of the same id (the customer came back, then asked again)
+    # moves the line the replay guard draws.
+    await conn.executemany(
+        """INSERT INTO erased_customers (customer_id, erasure_id, erased_at) VALUES ($1, $2, $3)
+           ON CONFLICT (customer_id) DO UPDATE SET erasure_id = EXCLUDED.erasure_id, erased_at = EXCLUDED.erased_at
+           WHERE erased_customers.erased_at < EXCLUDED.erased_at""",
+        [(c, erasure_id, erased_at) for c in ids])
+    return True
+
+
 # -- read model: vehicles, visits, receipts -----------------------------------------------------------
 
 VEHICLE_COLUMNS = ("vin", "customer_id", "plate", "plate_key", "model", "dealer_id", "region", "sold_at",
@@ -130,9 +220,10 @@ async def insert_receipts(conn: asyncpg.Connection, rows: Sequence[dict[str, Any
     rows = list(rows)
     if not rows:
         return
-    columns = ("receipt_id", "repair_order_id", "vin", "customer_id", "returned_at", "rating", "comments", "dealer_id")
+    columns = ("receipt_id", "repair_order_id", "vin", "customer_id", "returned_at", "rating", "comments", "dealer_id",
+               "comments_erased")
     await conn.executemany(
-        f"""INSERT INTO receipts ({", ".join(columns)}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        f"""INSERT INTO receipts ({", ".join(columns)}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, false))
             ON CONFLICT (receipt_id) DO NOTHING""",
         [tuple(r.get(c) for c in columns) for r in rows],
     )
@@ -504,7 +595,10 @@ async def vehicles_dealers(conn: asyncpg.Connection, vins: Iterable[str]) -> dic
 
 
 async def customer(conn: asyncpg.Connection, customer_id: str) -> dict[str, Any] | None:
-    row = await conn.fetchrow("SELECT * FROM customers WHERE customer_id = $1", customer_id)
+    """The file, with erased_at and erasure_id when intake erased the customer's personal data."""
+    row = await conn.fetchrow(
+        """SELECT c.*, e.erased_at, e.erasure_id FROM customers c LEFT JOIN erased_customers e USING (customer_id)
+            WHERE c.customer_id = $1""", customer_id)
     return dict(row) if row else None
 
 
