@@ -443,6 +443,9 @@ def router() -> APIRouter:
         if found is None:
             raise HTTPException(404, f"case {complaint_id!r} has no document {document_id!r}; "
                                      f"GET /v1/complaints/{complaint_id} lists its documents")
+        if found.erased_at is not None:
+            raise HTTPException(404, f"document {document_id!r} was erased with the customer's personal data at "
+                                     f"{found.erased_at.isoformat()}; its content is gone (the case keeps its entry)")
         data = await runtime.deps.documents.read_bytes(found.path)
         if hashlib.sha256(data).hexdigest() != found.sha256:
             raise HTTPException(500, f"document {document_id!r} on disk does not match its sha256 {found.sha256}: "

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from services.complaints import api, handlers, measure_api, measure_handlers, store
-from services.complaints.commands import SLA_TIMER, WEEKLY_REPORT_TIMER
+from services.complaints.commands import ERASE_FILES_TIMER, SLA_TIMER, WEEKLY_REPORT_TIMER
 from services.complaints.config import ComplaintRules, ComplaintsDeps
 from services.complaints.documents import DocumentFiles
 from services.complaints.reports import kpi_figures
@@ -90,6 +90,7 @@ definition: ServiceDefinition[ComplaintsDeps] = ServiceDefinition(
     subscriptions=[
         Subscription(INTAKE, {
             "ComplaintFiled": handlers.on_complaint_filed(INTAKE),
+            "CustomerErased": handlers.on_customer_erased,  # issue 19: the customer's personal values go
             # the counts a rectification measure's effect is measured with (docs/measures.md)
             "VehiclePickedUp": measure_handlers.on_vehicle_picked_up,
             "PartDefectReported": measure_handlers.on_part_defect_reported,
@@ -101,6 +102,7 @@ definition: ServiceDefinition[ComplaintsDeps] = ServiceDefinition(
         Subscription(QUALITY, {"QualityAlertRaised": measure_handlers.on_quality_alert_raised}),
     ],
     timers={SLA_TIMER: handlers.on_sla_timer, WEEKLY_REPORT_TIMER: handlers.on_weekly_report,
+            ERASE_FILES_TIMER: handlers.on_erase_files,
             measure_handlers.MEASURE_DUE_TIMER: measure_handlers.on_measure_due},
     router=_router,
     deps=_deps,

@@ -37,6 +37,7 @@ Uow = UnitOfWork[ComplaintsDeps]
 
 SLA_TIMER = "complaint.sla"
 WEEKLY_REPORT_TIMER = "complaint.weekly_report"
+ERASE_FILES_TIMER = "complaint.erase_files"  # an erased customer's document files, deleted after commit
 
 
 # The consumed events a case's steps are caused by: a filing, or the customer's confirmation call.
@@ -79,6 +80,9 @@ class Filing:
     part_category: str | None
     cause: Event[c.ComplaintFiled] | None = None
     actor: str | None = None
+    # The text to classify when the filing's description is not kept (an erased customer's
+    # replayed filing): the case is classified as it was, and the text is not stored.
+    classify_from: str | None = None
 
 
 async def file_complaints(uow: Uow, filings: Sequence[Filing]) -> list[tuple[Case, bool]]:
@@ -93,7 +97,7 @@ async def file_complaints(uow: Uow, filings: Sequence[Filing]) -> list[tuple[Cas
         if cid in cases or cid in opened:
             continue
         classification = tables(uow).classify(
-            filing.intake.description, category=filing.category, severity=filing.severity,
+            filing.classify_from or filing.intake.description, category=filing.category, severity=filing.severity,
             part_category=filing.part_category,
         )
         correlation = filing.cause.correlation_id if filing.cause else uuid.uuid4()
@@ -280,7 +284,7 @@ def case_view(case: Case) -> dict[str, Any]:
 def document_view(d: Document) -> dict[str, Any]:
     return {"document_id": d.document_id, "kind": d.kind, "title": d.title, "filename": d.filename,
             "content_type": d.content_type, "size_bytes": d.size_bytes, "sha256": d.sha256, "added_by": d.added_by,
-            "added_at": d.added_at, "filed_at": d.filed_at}
+            "added_at": d.added_at, "filed_at": d.filed_at, "erased_at": d.erased_at}
 
 
 def _level_name(level: int) -> str:

@@ -85,6 +85,18 @@ class DocumentFiles:
     async def read_bytes(self, relative: str) -> bytes:
         return await asyncio.to_thread(self._within(relative).read_bytes)
 
+    async def delete(self, relative: str) -> bool:
+        """Delete a document's file (its customer was erased); False if it was gone already."""
+        return await asyncio.to_thread(_delete, self._within(relative))
+
+
+def _delete(path: Path) -> bool:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
 
 def _write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

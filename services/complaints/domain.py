@@ -150,6 +150,25 @@ class Document:
     added_by: str | None
     added_at: datetime
     filed_at: datetime | None = None
+    erased_at: datetime | None = None  # erased with its customer: the file is gone (store.erase_customers)
+
+
+# What of a history line's detail a person wrote (a comment, a step's note, a pend's or reopen's
+# reason, a resolution, a document's title): erased with the customer. The notes the service
+# writes itself (a repeated filing, a confirmation call's outcome) say nothing of the customer.
+PERSONAL_DETAIL = ("text", "note", "reason", "resolution", "title")
+SERVICE_NOTES = frozenset({"note", "confirmation"})  # the fact kinds whose `note` the service wrote
+
+
+def erase_detail(kind: str, detail: dict[str, Any]) -> dict[str, Any]:
+    """The detail with every personal value set to None (the keys stay, so the timeline still
+    says a reason was given) and the phone a repeated filing learned removed."""
+    erased = {k: (None if k in PERSONAL_DETAIL and not (k == "note" and kind in SERVICE_NOTES) else v)
+              for k, v in detail.items()}
+    learned = erased.get("learned")
+    if isinstance(learned, dict) and "phone" in learned:
+        erased["learned"] = {k: v for k, v in learned.items() if k != "phone"}
+    return erased
 
 
 @dataclass

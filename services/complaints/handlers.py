@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from services.complaints import commands, store
-from services.complaints.commands import WEEKLY_REPORT_TIMER, Filing
+from services.complaints.commands import ERASE_FILES_TIMER, WEEKLY_REPORT_TIMER, Filing
 from services.complaints.config import ComplaintsDeps
 from services.complaints.domain import Intake
 from services.complaints.reports import next_report_at, reported_week, weekly_figures
@@ -25,21 +25,61 @@ def on_complaint_filed(source: str) -> Callable[[Uow, list[Event[c.ComplaintFile
     visit call raised it): a case for every complaint_ref."""
 
     async def handler(uow: Uow, events: list[Event[c.ComplaintFiled]]) -> None:
+        erased = await store.erasures(uow.conn, {e.data.customer_id for e in events})
+
+        def guarded(e: Event[c.ComplaintFiled]) -> bool:
+            """The customer was erased after this filing happened (a replay, a late delivery):
+            its phone and description are not kept again. A later filing is the customer's new word."""
+            at = erased.get(e.data.customer_id)
+            return at is not None and e.occurred_at <= at
+
         await commands.file_complaints(uow, [
             Filing(
                 Intake(
-                    complaint_ref=e.data.complaint_ref, customer_id=e.data.customer_id, phone=e.data.phone,
-                    vin=e.data.vin, channel=e.data.channel, description=e.data.description,
+                    complaint_ref=e.data.complaint_ref, customer_id=e.data.customer_id,
+                    phone=None if guarded(e) else e.data.phone, vin=e.data.vin, channel=e.data.channel,
+                    description="" if guarded(e) else e.data.description,
                     filed_at=e.data.filed_at, followup_id=e.data.followup_id, source=source,
                     dealer_id=e.data.dealer_id, region=e.data.region,
                 ),
                 category=e.data.category, severity=e.data.severity, part_category=e.data.part_category, cause=e,
+                classify_from=e.data.description if guarded(e) else None,
             )
             for e in events
         ])
 
     handler.__name__ = f"on_complaint_filed_from_{source.rsplit('.', 1)[-1]}"
     return handler
+
+
+async def on_customer_erased(uow: Uow, events: list[Event[c.CustomerErased]]) -> None:
+    """intake erased a customer (issue 19, docs/complaints.md "Erasure"): the personal values of
+    the customer and of the files it took over leave every case (store.erase_customers); ids,
+    categories, states and SLA figures stay. Their document files are deleted by a timer, so
+    after this transaction commits: a rolled-back erasure deletes nothing. A customer erased
+    already (a redelivery) is left as it is: what it filed since is its new word."""
+    for e in events:
+        fresh = await store.record_erasure(uow.conn, [e.data.customer_id, *e.data.merged_customer_ids],
+                                           e.data.erasure_id, e.data.erased_at)
+        if not fresh:
+            uow.log.info("customer erasure applied before", erasure_id=e.data.erasure_id)
+            continue
+        erased = await store.erase_customers(uow.conn, fresh, uow.now())
+        if erased.document_paths:
+            uow.schedule_timer(ERASE_FILES_TIMER, e.data.erasure_id, uow.now(), {"paths": erased.document_paths},
+                               cause=e)
+        uow.log.info("customer erased", erasure_id=e.data.erasure_id, customers=len(fresh),
+                     cases=len(erased.complaint_ids), documents=len(erased.document_paths))
+
+
+async def on_erase_files(uow: Uow, timers: list[Timer]) -> None:
+    """Delete the document files an erasure cleared (only those whose row says erased)."""
+    files = commands.files(uow)
+    for timer in timers:
+        paths = await store.erased_documents(uow.conn, list(timer.payload.get("paths") or []))
+        deleted = [path for path in paths if await files.delete(path)]
+        uow.log.info("erased document files deleted", erasure_id=timer.ref, deleted=len(deleted),
+                     gone_before=len(paths) - len(deleted))
 
 
 async def on_followup_completed(uow: Uow, events: list[Event[c.FollowUpCompleted]]) -> None:

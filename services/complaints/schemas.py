@@ -23,7 +23,7 @@ DOCUMENT_EXAMPLE: dict[str, Any] = {
     "document_id": "6b1f7c1e-2b7d-4c51-9d3e-0f6a5d2c8e11", "kind": "photo", "title": "刹车盘照片",
     "filename": "brake-disc.jpg", "content_type": "image/jpeg", "size_bytes": 48213,
     "sha256": "9f2c4e0b7a1d3c5e8f6a2b4d6c8e0a1b3c5d7e9f0a2b4c6d8e0f1a3b5c7d9e1f", "added_by": "wang.fang",
-    "added_at": "2026-11-20T10:05:00+08:00", "filed_at": None,
+    "added_at": "2026-11-20T10:05:00+08:00", "filed_at": None, "erased_at": None,
 }
 
 
@@ -40,6 +40,8 @@ class DocumentView(BaseModel):
     added_by: str | None = None
     added_at: datetime
     filed_at: datetime | None = Field(None, description="when it was filed with the closed case")
+    erased_at: datetime | None = Field(None, description="when it was erased with the customer's personal data "
+                                                         "(its file, file name, title and checksum are gone)")
 
 
 class DocumentContent(DocumentView):

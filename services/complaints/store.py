@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from services.complaints.config import SlaPolicy
-from services.complaints.domain import OPEN_STATES, Case, Document, Escalation, Fact
+from services.complaints.domain import OPEN_STATES, Case, Document, Escalation, Fact, erase_detail
 from services.complaints.reports import CaseRow, DueRound, FactRow, RoundRow
 from services.complaints.sla import LEVELS, working_seconds
 from shared.api import Sort, SortKey, keyset
@@ -132,7 +132,7 @@ async def load_cases(
 
 def _document(d: asyncpg.Record) -> Document:
     return Document(d["document_id"], d["kind"], d["title"], d["filename"], d["content_type"], d["size_bytes"],
-                    d["sha256"], d["path"], d["added_by"], d["added_at"], d["filed_at"])
+                    d["sha256"], d["path"], d["added_by"], d["added_at"], d["filed_at"], d["erased_at"])
 
 
 async def save_cases(conn: asyncpg.Connection, cases: Sequence[Case], now: datetime) -> None:
@@ -179,6 +179,86 @@ async def save_cases(conn: asyncpg.Connection, cases: Sequence[Case], now: datet
             for r in c.figures.rounds
         ]
     await ROUNDS.upsert(conn, rounds, key=("complaint_id", "round"))
+
+
+# ---------------------------------------------------------------------------------------
+# Erasure (issue 19): a customer's personal values out of every table of this schema
+
+
+async def erasures(conn: asyncpg.Connection, customer_ids: Iterable[str]) -> dict[str, datetime]:
+    """When each of these customers was erased (those never erased are absent)."""
+    rows = await conn.fetch("SELECT customer_id, erased_at FROM erased_customers WHERE customer_id = ANY($1::text[])",
+                            sorted(set(customer_ids)))
+    return {r["customer_id"]: r["erased_at"] for r in rows}
+
+
+async def record_erasure(conn: asyncpg.Connection, customer_ids: Sequence[str], erasure_id: str,
+                         erased_at: datetime) -> list[str]:
+    """Enter the customers as erased; return those that were not (a redelivered CustomerErased
+    returns none, and changes nothing)."""
+    rows = await conn.fetch(
+        """INSERT INTO erased_customers (customer_id, erasure_id, erased_at)
+           SELECT DISTINCT unnest($1::text[]), $2::text, $3::timestamptz ORDER BY 1
+           ON CONFLICT (customer_id) DO NOTHING RETURNING customer_id""",
+        list(customer_ids), erasure_id, erased_at)
+    return sorted(r["customer_id"] for r in rows)
+
+
+@dataclass(frozen=True)
+class Erased:
+    """What an erasure scrubbed: the customers' cases, and the document files to delete once
+    the transaction has committed (paths relative to the documents root)."""
+
+    complaint_ids: list[str]
+    document_paths: list[str]
+
+
+async def erase_customers(conn: asyncpg.Connection, customer_ids: Sequence[str], now: datetime) -> Erased:
+    """Scrub every personal value of these customers' cases: the phone, the description (to
+    the neutral '': the column is NOT NULL and the list's text search reads it), the resolution,
+    what people wrote in the history (domain.erase_detail), the documents' file names, titles
+    and checksums (the files themselves are deleted after commit), the stored answers of POSTs
+    on the cases (http_idempotency) and set-aside outbox rows about them. Ids, categories,
+    states, SLA times, rounds and escalations stay, so every KPI and report figure does."""
+    ids = [r["complaint_id"] for r in await conn.fetch(
+        "SELECT complaint_id FROM cases WHERE customer_id = ANY($1::text[]) ORDER BY complaint_id FOR UPDATE",
+        list(customer_ids))]
+    if not ids:
+        return Erased([], [])
+    await conn.execute(
+        "UPDATE cases SET phone = NULL, description = '', resolution = NULL, updated_at = $2 "
+        "WHERE complaint_id = ANY($1::text[])", ids, now)
+    history = await conn.fetch(
+        "SELECT complaint_id, seq, kind, detail FROM case_history WHERE complaint_id = ANY($1::text[])", ids)
+    changed = [(r["complaint_id"], r["seq"], erased) for r in history
+               if (erased := erase_detail(r["kind"], dict(r["detail"] or {}))) != dict(r["detail"] or {})]
+    if changed:
+        await conn.executemany("UPDATE case_history SET detail = $3 WHERE complaint_id = $1 AND seq = $2", changed)
+    paths = [r["path"] for r in await conn.fetch(
+        """UPDATE documents SET filename = NULL, title = '', sha256 = '', erased_at = $2
+            WHERE complaint_id = ANY($1::text[]) AND erased_at IS NULL RETURNING path""", ids, now)]
+    # A retry's stored answer (24 h) would give the case's old text back: the POSTs on these
+    # cases, and the filings that opened them (their answer is the case, naming the customer).
+    await conn.execute(
+        """DELETE FROM http_idempotency
+            WHERE route LIKE ANY($1::text[])
+               OR CASE WHEN route = '/v1/complaints' AND status BETWEEN 200 AND 299 AND body IS NOT NULL
+                       THEN convert_from(body, 'UTF8')::jsonb ->> 'customer_id' END = ANY($2::text[])""",
+        [f"/v1/complaints/{i}/%" for i in ids], list(customer_ids))
+    # Rows the relay set aside are never published; pending ones are the bus's and go out as written.
+    await conn.execute(
+        """UPDATE outbox SET payload = ''::bytea
+            WHERE failed_at IS NOT NULL
+              AND EXISTS (SELECT 1 FROM unnest($1::text[]) i WHERE position(convert_to(i, 'UTF8') IN payload) > 0)""",
+        ids + list(customer_ids))
+    return Erased(ids, sorted(paths))
+
+
+async def erased_documents(conn: asyncpg.Connection, paths: Sequence[str]) -> list[str]:
+    """Of these document paths, those whose row says erased (the files to delete)."""
+    rows = await conn.fetch("SELECT path FROM documents WHERE path = ANY($1::text[]) AND erased_at IS NOT NULL",
+                            list(paths))
+    return sorted(r["path"] for r in rows)
 
 
 # ---------------------------------------------------------------------------------------
