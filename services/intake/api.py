@@ -10,10 +10,10 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.intake import store
+from services.intake import erasure, store
 from services.intake.config import IntakeRules
 from services.intake.domain import HISTORY_FIELDS, Rejected, as_text, missing_fields
 from services.intake.handlers import precheck
@@ -37,6 +37,7 @@ MAX_EVENT_BYTES = 256 * 1024
 SEARCH_PAGE_MAX = 50
 WORKLIST_PAGE_MAX = 100
 FILE_READS_MAX = 200
+ERASURES_MAX = 200
 
 
 def _scope(who: Principal) -> store.Scope | None:
@@ -226,7 +227,7 @@ class CustomerFile(BaseModel):
         "email": "wang.fang@example.cn", "address": "上海市浦东新区世纪大道100号", "region": "east",
         "person_in_charge": None, "locale": "zh-CN", "timezone": "Asia/Shanghai",
         "consent": {"sms": True, "email": True, "letter": True},
-        "created_at": "2025-10-08T11:00:00+08:00", "updated_at": _WHEN, "contact_flags": {},
+        "created_at": "2025-10-08T11:00:00+08:00", "updated_at": _WHEN, "erased_at": None, "contact_flags": {},
         "phones": ["+8613812345678", "+8613912345678"], "complete": True, "missing": [],
         "vehicles": [{"vin": "LSVAU2180N2183456", "plate": "沪A12345", "model": "EV-S", "dealer_id": "DLR-SH-01",
                       "region": "east", "sale_id": "SALE-2025-0881", "sold_at": "2025-10-08T11:00:00+08:00",
@@ -254,6 +255,8 @@ class CustomerFile(BaseModel):
     consent: dict[str, bool]
     created_at: datetime
     updated_at: datetime
+    erased_at: datetime | None = Field(None, description="when the customer's personal data was erased (on request, "
+                                                         "GET /v1/erasures); facts since may have filed new values")
     contact_flags: dict[str, Any]
     phones: list[str] = Field(description="current first, then the earlier ones")
     complete: bool
@@ -262,6 +265,48 @@ class CustomerFile(BaseModel):
     visits: list[FileVisit]
     receipts: list[FileReceipt]
     history: dict[str, list[HistoryValue]] = Field(description="every value each field has held, oldest first")
+
+
+class ErasureIn(BaseModel):
+    """Why the customer's personal data is erased."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={"examples": [{
+        "reason": "客户依《个人信息保护法》第47条申请删除（工单 CRM-2026-11-0042）"}]})
+    reason: str = Field(min_length=5, max_length=500,
+                        description="the legal ground, or the reference of the customer's request")
+
+
+_ERASURE_EXAMPLE: dict[str, Any] = {
+    "erasure_id": "ERS-5F0C6A528D1E4C399A7E", "customer_id": "CUST-000123", "requested_by": "supervisor-01",
+    "reason": "客户依《个人信息保护法》第47条申请删除（工单 CRM-2026-11-0042）", "requested_at": _WHEN,
+    "erased_at": _WHEN, "merged_customer_ids": ["C3F1A9B2C4D5E6F7"]}
+
+
+class ErasureRecord(BaseModel):
+    """An erasure in the register: the customer's name, phone, e-mail, address and free text are
+    gone from intake, and CustomerErased tells every other service to remove theirs."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_ERASURE_EXAMPLE]})
+    erasure_id: str
+    customer_id: str
+    requested_by: str
+    reason: str
+    requested_at: datetime
+    erased_at: datetime
+    merged_customer_ids: list[str] = Field(description="the phone-only files this file took over, erased with it")
+
+
+class ErasureEntry(BaseModel):
+    """An entry of the erasure register (`reason` only for supervisors)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_ERASURE_EXAMPLE]})
+    erasure_id: str
+    customer_id: str
+    requested_by: str
+    reason: str | None = Field(description="null for ops: the reason is shown to supervisors only")
+    requested_at: datetime
+    erased_at: datetime
+    merged_customer_ids: list[str]
 
 
 class ContactAccepted(BaseModel):
@@ -294,6 +339,7 @@ INCOMPLETE_SORTS = {"created_at": SortKey(column="c.created_at", cast="timestamp
 FLAGGED_SORTS = {"updated_at": SortKey(column="c.updated_at", cast="timestamptz"),
                  "customer_id": SortKey(column="c.customer_id", cast="text")}
 FILE_READ_SORTS = {"at": SortKey(column="r.at", cast="timestamptz")}
+ERASURE_SORTS = {"requested_at": SortKey(column="e.requested_at", cast="timestamptz")}
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -310,6 +356,8 @@ IncompleteSort = Annotated[Sort, Depends(sort_param(INCOMPLETE_SORTS, default="c
 FlaggedSort = Annotated[Sort, Depends(sort_param(FLAGGED_SORTS, default="updated_at"))]
 FileReadPaging = Annotated[PageParams, Depends(page_params(default_limit=50, max_limit=FILE_READS_MAX))]
 FileReadSort = Annotated[Sort, Depends(sort_param(FILE_READ_SORTS, default="-at"))]
+ErasurePaging = Annotated[PageParams, Depends(page_params(default_limit=50, max_limit=ERASURES_MAX))]
+ErasureSort = Annotated[Sort, Depends(sort_param(ERASURE_SORTS, default="-requested_at"))]
 
 
 def router() -> APIRouter:
@@ -502,6 +550,49 @@ def router() -> APIRouter:
         # the tiebreak is the entry's id as zero-padded text (keyset compares tiebreaks as text)
         return make_page([FileRead(**e) for e in entries], paging.limit, sort, lambda e: (e.at, f"{e.id:019d}"))
 
+    @r.post("/v1/customers/{customer_id}/erasure", status_code=201, tags=["customer files"],
+            response_model=ErasureRecord,
+            responses={200: {"model": ErasureRecord, "description": "erased before: the record on file, nothing done"},
+                       **problems(404, examples={404: "no customer file 'CUST-404'; search with GET /v1/customers?phone=…",
+                                                 403: "role agent may not call this endpoint"})},
+            summary="Erase a customer's personal data (supervisors, with the reason); every service follows")
+    async def erase_customer(request: Request, response: Response, customer_id: str, body: ErasureIn,
+                             who: Principal = require("supervisor")) -> dict[str, Any]:
+        """Name, phone, e-mail, address, person in charge, flagged contact values, their history and
+        the customer's receipt comments are removed from intake at once (with the phone-only files
+        the file took over); ids, vehicles, visits, dates and counts stay. CustomerErased goes to
+        every service, which removes theirs. Registered with who asked and why (GET /v1/erasures)
+        and written to the access log. A customer erased before: 200 with the record on file."""
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            try:
+                record, created = await erasure.erase(
+                    conn, settings=runtime.settings, clock=runtime.clock, customer_id=customer_id, reason=body.reason,
+                    requested_by=who.subject, role=who.role, via="POST /v1/customers/{customer_id}/erasure")
+            except erasure.UnknownCustomer as exc:
+                raise HTTPException(404, str(exc)) from None
+        if not created:
+            response.status_code = 200
+        return record
+
+    @r.get("/v1/erasures", tags=["customer files"], response_model=Page[ErasureEntry],
+           responses=page_doc(ErasureEntry, 50), summary="The erasure register: who erased which customer, when "
+                                                         "and why (newest first)")
+    async def erasures(
+        request: Request, paging: ErasurePaging, sort: ErasureSort,
+        customer_id: str | None = Query(None, min_length=1, max_length=64),
+        who: Principal = require("supervisor", "ops"),
+    ) -> Page[ErasureEntry]:
+        """For supervisors and ops; ops see no reason (it may quote the customer's request)."""
+        runtime = runtime_of(request)
+        assert runtime.pool is not None
+        async with acquire(runtime.pool) as conn:
+            rows = await erasure.register(conn, customer_id=customer_id, limit=paging.limit + 1, sort=sort,
+                                          cursor=paging.cursor)
+        entries = [ErasureEntry(**{**r, "reason": r["reason"] if who.role == "supervisor" else None}) for r in rows]
+        return make_page(entries, paging.limit, sort, _key(sort, "erasure_id"))
+
     @r.post("/v1/customers/{customer_id}/contact", status_code=202, tags=["customer files"],
             response_model=ContactAccepted,
             responses=problems(404, examples={404: "no customer file 'CUST-404'; search with GET /v1/customers?phone=…"}),
@@ -642,6 +733,7 @@ def _file_view(found: dict[str, Any]) -> dict[str, Any]:
         "known_only_by_phone": customer["id_derived"],
         **{k: customer[k] for k in ("name", "phone", "email", "address", "region", "person_in_charge", "locale",
                                     "timezone", "consent", "created_at", "updated_at")},
+        "erased_at": customer.get("erased_at"),
         "contact_flags": customer.get("contact_flags") or {},
         "phones": phones or ([customer["phone"]] if customer["phone"] else []),
         "complete": not missing, "missing": missing,

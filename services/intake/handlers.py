@@ -8,11 +8,12 @@ so an event refused over HTTP is refused for the same reason it would be on Kafk
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from services.intake import store
+from services.intake import erasure, store
 from services.intake.config import IntakeDeps, IntakeRules
 from services.intake.domain import FileSet, Output, Rejected, derived_customer_id, verify_vin
 from services.intake.store import Needs
@@ -118,15 +119,26 @@ def _handler(needs: Callable[[T, Needs], None], apply: Apply[T]) -> Handler[T]:
     apply the events in order, save what changed, publish the canonical events."""
     async def handle(uow: Uow, events: list[Event[T]]) -> None:
         intake_rules = uow.deps.rules
-        wanted = Needs()
         for event in events:
             try:
                 precheck(event.event_type, event.data, intake_rules)
             except Rejected as rejected:
                 raise PermanentError(rejected.reason, "ValidationFailed") from None
+        # An erasure waits for this batch (and this batch for an erasure under way): a fact about
+        # an erased customer that occurred before the erasure is filed without its personal fields.
+        await uow.conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext($1))", erasure.LOCK)
+        erased = await erasure.erased_among(uow.conn, {n for e in events for n in erasure.named_ids(e.data)})
+        guarded: dict[uuid.UUID, erasure.Erased] = {}
+        for event in events:
+            if (hit := erasure.erasure_of(event.data, event.occurred_at, erased)) is not None:
+                guarded[event.event_id] = hit
+        events = [erasure.strip(e, guarded[e.event_id]) if e.event_id in guarded else e for e in events]
+        wanted = Needs()
+        for event in events:
             needs(event.data, wanted)
         files = await store.load(uow.conn, wanted)
         files.future_tolerance = timedelta(hours=intake_rules.future_tolerance_hours)
+        events = await _guard_receipts(uow, files, events, guarded)
         now = uow.now()
         for event in events:
             files.event_id = event.event_id
@@ -134,12 +146,37 @@ def _handler(needs: Callable[[T, Needs], None], apply: Apply[T]) -> Handler[T]:
                 outputs = apply(files, event, now)
             except Rejected as rejected:
                 raise PermanentError(rejected.reason, "ValidationFailed") from None
+            if event.event_id in guarded:
+                outputs = [erasure.stripped_output(o) for o in outputs]
             for output in outputs:
                 # the canonical form of a record validated on the way in, with the fields a newer producer added
                 uow.publish(output.event_type, output.data, cause=event, occurred_at=output.at, checked=True)
         await store.save(uow.conn, files)
 
     return handle
+
+
+async def _guard_receipts(uow: Uow, files: FileSet, events: list[Event[T]],
+                          guarded: dict[uuid.UUID, erasure.Erased]) -> list[Event[T]]:
+    """A receipt names no customer: it is their repair order's (or vehicle's) customer's."""
+    owners: dict[uuid.UUID, str] = {}
+    for event in events:
+        d = event.data
+        if isinstance(d, u.ReceiptReturned):
+            visit = files.visits.get(d.repair_order_id)
+            vehicle = files.vehicles.get(d.vin)
+            owner = (visit or {}).get("customer_id") or (vehicle.values.get("customer_id") if vehicle else None)
+            if owner:
+                owners[event.event_id] = owner
+    if not owners:
+        return events
+    erased = await erasure.erased_among(uow.conn, set(owners.values()))
+    for event in events:
+        if event.event_id in owners and (hit := erasure.erasure_of(
+                event.data, event.occurred_at, erased, owners[event.event_id])) is not None:
+            guarded[event.event_id] = hit
+    return [erasure.strip(e, guarded[e.event_id]) if e.event_id in owners and e.event_id in guarded else e
+            for e in events]
 
 
 def _flagged(outputs: list[Output], event: Event[u.VehicleSold] | Event[u.VehiclePickedUp]) -> list[Output]:

@@ -120,6 +120,12 @@ async def save(conn: asyncpg.Connection, files: FileSet) -> None:
                       files.customer_versions, _customer_row)
     for old, new in files.renamed:
         await _move_customer(conn, old, new)
+    merges = dict(files.renamed)  # an erasure names the ids its customer was known by before (migration 0008)
+    if merges:
+        await conn.execute(
+            """INSERT INTO customer_merges (merged_id, customer_id) SELECT * FROM unnest($1::text[], $2::text[])
+               ON CONFLICT (merged_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, merged_at = now()""",
+            list(merges), list(merges.values()))
     gone = [key for key in files.removed if key not in files.customers and key in files.customer_versions]
     if gone:
         deleted = await conn.fetch(
@@ -369,8 +375,9 @@ INCOMPLETE = """
            (SELECT max(picked_up_at) FROM visits w WHERE w.customer_id = c.customer_id) AS last_visit_at,
            c.created_at
       FROM customers c
-     WHERE c.phone IS NULL OR c.address IS NULL
-        OR EXISTS (SELECT 1 FROM vehicles v WHERE v.customer_id = c.customer_id AND (v.plate IS NULL OR v.model IS NULL))
+     WHERE c.erased_at IS NULL  -- nobody completes an erased file (its facts since are filed again)
+       AND (c.phone IS NULL OR c.address IS NULL
+            OR EXISTS (SELECT 1 FROM vehicles v WHERE v.customer_id = c.customer_id AND (v.plate IS NULL OR v.model IS NULL)))
 """
 
 
