@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from services.followup import feedback_items, handlers, store
+from services.followup import erasure, feedback_items, handlers, store
 from services.followup.api import figures_with_rates, router
 from services.followup.config import FollowUpDeps, FollowUpRules
 from services.followup.handlers import DEADLINES, TIMERS, ensure_weekly_report
@@ -81,6 +81,8 @@ definition: ServiceDefinition[FollowUpDeps] = ServiceDefinition(
             "CustomerContactCorrected": handlers.on_customer, "ConsultationRecorded": handlers.on_consultation,
             "VehicleSold": handlers.on_vehicle_sold, "VehiclePickedUp": handlers.on_vehicle_picked_up,
             "CampaignAnnounced": handlers.on_campaign_announced,
+            # issue 19: the customer's personal values go, ids, dates and outcomes stay (erasure.py)
+            "CustomerErased": erasure.on_customer_erased,
         }),
         # A recall announced by quality from a confirmed batch problem: calls to the owners of its VINs.
         Subscription(QUALITY, {"CampaignAnnounced": handlers.on_campaign_announced}),

@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from services.followup import owners, store, weekly
+from services.followup import erasure, owners, store, weekly
 from services.followup.config import FollowUpDeps, FollowUpRules
 from services.followup.domain import (
     NewFollowUp,
@@ -101,10 +101,13 @@ async def on_customer(uow: Uow, events: list[Event[c.CustomerRegistered | c.Cust
     intake merged move their follow-ups along."""
     files = uow.batch(Projections)
     await files.load(customers=[e.data.customer_id for e in events])
+    erased = await erasure.erased_at_of(uow.conn, [e.data.customer_id for e in events])
     merged: dict[str, str] = {}
     for event in events:
         d = event.data
         flags = None if d.contact_flags is None else msgspec.to_builtins(d.contact_flags)
+        if erasure.scrubbed(erased, d.customer_id, event.occurred_at):
+            flags = None  # replay guard: the erased customer's flagged phones and e-mails stay gone
         _customer_facts(files.customer(d.customer_id), event.occurred_at, d.region, d.timezone, d.locale, flags)
         for old in getattr(d, "merged_customer_ids", None) or []:
             merged[old] = d.customer_id
@@ -185,14 +188,16 @@ async def _phoned_in(uow: Uow, event: Event[c.ConsultationRecorded], customer: C
     d = event.data
     assert d.handled_by is not None
     call_id = str(uuid5(uuid.NAMESPACE_URL, f"aftersales:consultation:{d.consultation_id}"))
-    summary = d.topic + (f": {d.summary}" if d.summary else "")
+    summary: str | None = d.topic + (f": {d.summary}" if d.summary else "")
+    if erasure.scrubbed(await erasure.erased_at_of(uow.conn, [d.customer_id]), d.customer_id, event.occurred_at):
+        summary = None  # replay guard: what an erased customer said comes back neither here nor on the bus
     if await store.record_inbound_call(uow.conn, {
         "call_id": call_id, "customer_id": d.customer_id, "kind": "consultation", "summary": summary,
         "handled_by": d.handled_by, "received_at": d.consulted_at, "vin": d.vin, "followup_id": scheduled,
         "region": d.region or customer.region, "recorded_at": uow.now(),
     }):
         uow.publish("InboundCallRecorded", c.InboundCallRecorded(
-            call_id=call_id, customer_id=d.customer_id, kind="consultation", summary=summary,
+            call_id=call_id, customer_id=d.customer_id, kind="consultation", summary=summary or "",
             handled_by=d.handled_by, received_at=d.consulted_at, vin=d.vin, followup_id=scheduled,
         ), cause=event, discriminator=call_id)
 
