@@ -154,9 +154,10 @@ class AffectedVehicles(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "alert_id": "QA-2026-0042", "confirmed": True, "campaign_id": "RC-QA-2026-0042", "category": "controller",
         "batch": "CTL-2026-10-B", "supplier_id": "SUP-7", "total": 1, "vehicles": [{
-            "vin": "LSVAU2180N2183456", "customer_id": "CUST-000123", "owner_name": "王芳", "region": "east",
-            "dealer_id": "DLR-SH-01", "model": "EV-S", "sold_at": "2025-10-08T11:00:00+08:00", "reached_at": _WHEN,
-            "booked_at": None, "inspected_at": None, "replaced_at": None, "repair_order_id": None}]}]})
+            "vin": "LSVAU2180N2183456", "customer_id": "CUST-000123", "owner_name": "王芳", "owner_erased": False,
+            "region": "east", "dealer_id": "DLR-SH-01", "model": "EV-S", "sold_at": "2025-10-08T11:00:00+08:00",
+            "reached_at": _WHEN, "booked_at": None, "inspected_at": None, "replaced_at": None,
+            "repair_order_id": None}]}]})
     alert_id: str
     confirmed: bool
     campaign_id: str | None
@@ -164,8 +165,9 @@ class AffectedVehicles(BaseModel):
     batch: str
     supplier_id: str | None
     total: int
-    vehicles: list[dict[str, Any]] = Field(description="vin, owner (customer_id, owner_name), region, dealer, model, "
-                                                       "sold_at; once confirmed the progress dates")
+    vehicles: list[dict[str, Any]] = Field(description="vin, owner (customer_id, owner_name; owner_erased: "
+                                                       "the owner's personal data was erased, no name), region, "
+                                                       "dealer, model, sold_at; once confirmed the progress dates")
 
 
 _PROGRESS = {"vehicles": 128, "reached": 90, "booked": 60, "inspected": 41, "replaced": 40,
@@ -180,7 +182,8 @@ class RecallSummary(RecallInfo):
 class RecallDetail(RecallInfo):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         **_RECALL, "progress": {"total": _PROGRESS, "by_dealer": [{"dealer_id": "DLR-SH-01", **_PROGRESS}]},
-        "vehicles": [{"vin": "LSVAU2180N2183456", "customer_id": "CUST-000123", "owner_name": "王芳", "region": "east",
+        "vehicles": [{"vin": "LSVAU2180N2183456", "customer_id": "CUST-000123", "owner_name": "王芳",
+                      "owner_erased": False, "region": "east",
                       "dealer_id": "DLR-SH-01", "model": "EV-S", "sold_at": "2025-10-08T11:00:00+08:00",
                       "reached_at": _WHEN, "booked_at": None, "inspected_at": None, "replaced_at": None,
                       "repair_order_id": None}],

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from services.quality import figures, handlers, recalls
+from services.quality import erasure, figures, handlers, recalls
 from services.quality.api import router
 from services.quality.config import QualityDeps, QualityRules, load_baseline_rates
 from services.quality.domain import next_weekly_report_at, previous_week
@@ -81,6 +81,7 @@ definition: ServiceDefinition[QualityDeps] = ServiceDefinition(
             "PartShipped": handlers.on_part_shipped,
             "PartShipmentDiscrepancy": handlers.on_shipment_discrepancy,
             "VehiclePickedUp": recalls.on_vehicle_picked_up,  # owners; recalled vehicles inspected
+            "CustomerErased": erasure.on_customer_erased,  # owner names and report texts scrubbed
         }),
         Subscription(FOLLOWUP, {"FollowUpCompleted": recalls.on_followup_completed}),  # recall calls
         Subscription(COMPLAINTS, {

@@ -3,9 +3,10 @@ batch: load what it needs, apply the domain, store, publish."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
-from services.quality import figures, monitor, recalls, store
+from services.quality import erasure, erasure_store, figures, monitor, recalls, store
 from services.quality.config import QualityDeps
 from services.quality.domain import (
     Counting,
@@ -92,6 +93,7 @@ async def on_complaint_part_defect(uow: Uow, events: list[Event[c.ComplaintPartD
 async def _receive(uow: Uow, items: list[tuple[Reported, DefectReport]]) -> None:
     vins = {report.vin for _, report in items if report.vin}
     await store.lock_vehicles(uow.conn, vins)  # serialises with the vehicle's sale and its other reports
+    items = await _without_erased_texts(uow, items)
     fitted = await store.fitted_parts(uow.conn, vins)
     rows = []
     for event, original in items:
@@ -111,6 +113,20 @@ async def _receive(uow: Uow, items: list[tuple[Reported, DefectReport]]) -> None
         for r, event_id, correlation_id in fresh if not r.vin
     ]
     await monitor.on_arrivals(uow, arrivals)
+
+
+async def _without_erased_texts(uow: Uow, items: list[tuple[Reported, DefectReport]]
+                                ) -> list[tuple[Reported, DefectReport]]:
+    """A report on an erased owner's vehicle, or from an erased customer's complaint, that
+    occurred at or before the erasure is filed without its free text (it may quote the owner)."""
+    by_vin = await erasure_store.erased_by_vin(uow.conn, {r.vin for _, r in items if r.vin and r.description})
+    by_complaint = await erasure_store.erased_by_complaint(
+        uow.conn, {r.complaint_id for _, r in items if r.complaint_id and r.description})
+    if not by_vin and not by_complaint:
+        return items
+    return [(event, report if erasure.kept(by_vin.get(report.vin or ""), event.occurred_at)
+             and erasure.kept(by_complaint.get(report.complaint_id or ""), event.occurred_at)
+             else replace(report, description=None)) for event, report in items]
 
 
 async def _recount(uow: Uow, pairs: set[tuple[str, str]], new_ids: set[str]) -> list[Arrival]:
@@ -162,8 +178,9 @@ async def on_shipment_discrepancy(uow: Uow, events: list[Event[c.PartShipmentDis
 
 async def on_complaint_opened(uow: Uow, events: list[Event[c.ComplaintOpened]]) -> None:
     await store.insert_complaints(uow.conn, [
-        {"complaint_id": e.data.complaint_id, "category": e.data.category, "part_category": e.data.part_category,
-         "vin": e.data.vin, "severity": e.data.severity, "filed_at": e.data.filed_at, "event_id": e.event_id}
+        {"complaint_id": e.data.complaint_id, "customer_id": e.data.customer_id, "category": e.data.category,
+         "part_category": e.data.part_category, "vin": e.data.vin, "severity": e.data.severity,
+         "filed_at": e.data.filed_at, "event_id": e.event_id}
         for e in events
     ])
 

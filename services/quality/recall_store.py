@@ -21,6 +21,11 @@ RECALL_VEHICLES = Table("recall_vehicles", {
     "dealer_id": "text", "model": "text", "sold_at": "timestamptz",
 })
 
+# The owner's personal data was erased (migration 0007): the vehicle stays listed, by VIN and
+# customer id, with no name (a name filed again later, the customer back, shows as usual).
+_OWNER_ERASED = """({name} IS NULL AND EXISTS (SELECT 1 FROM erased_customers e
+                                                WHERE e.customer_id = {id})) AS owner_erased"""
+
 
 async def keep_owners(conn: asyncpg.Connection, owners: Sequence[dict[str, Any]]) -> None:
     """Each vehicle's owner as last seen (by world time): its sale, or a later workshop visit."""
@@ -37,8 +42,8 @@ async def affected_vehicles(conn: asyncpg.Connection, target: Target) -> list[di
     """Every vehicle whose sale's parts list carries the batch, with its owner, region and
     selling dealer; a vehicle carrying two units of the batch is listed once."""
     rows = await conn.fetch(
-        """SELECT v.vin, v.model, v.sold_at, v.dealer_id, coalesce(o.region, v.region) AS region,
-                  o.customer_id, o.name AS owner_name
+        f"""SELECT v.vin, v.model, v.sold_at, v.dealer_id, coalesce(o.region, v.region) AS region,
+                  o.customer_id, o.name AS owner_name, {_OWNER_ERASED.format(name="o.name", id="o.customer_id")}
              FROM vehicles v LEFT JOIN vehicle_owners o ON o.vin = v.vin
             WHERE EXISTS (SELECT 1 FROM vehicle_parts p
                            WHERE p.vin = v.vin AND p.category = $1 AND p.batch = $2
@@ -79,8 +84,9 @@ async def insert_recall(conn: asyncpg.Connection, recall: dict[str, Any], vehicl
 
 async def recall_vehicles(conn: asyncpg.Connection, campaign_id: str) -> list[dict[str, Any]]:
     rows = await conn.fetch(
-        """SELECT vin, customer_id, owner_name, region, dealer_id, model, sold_at, reached_at, booked_at,
-                  inspected_at, replaced_at, repair_order_id
+        f"""SELECT vin, customer_id, owner_name,
+                   {_OWNER_ERASED.format(name="owner_name", id="recall_vehicles.customer_id")},
+                   region, dealer_id, model, sold_at, reached_at, booked_at, inspected_at, replaced_at, repair_order_id
              FROM recall_vehicles WHERE campaign_id = $1 ORDER BY dealer_id NULLS LAST, vin""", campaign_id)
     return [dict(r) for r in rows]
 

@@ -10,9 +10,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from services.quality import recall_store, store
+from services.quality import erasure_store, recall_store, store
 from services.quality.config import QualityDeps
 from services.quality.domain import Cell
+from services.quality.erasure import kept
 from services.quality.monitor import EventRef, alert_title
 from services.quality.recall import (
     NotRecallable,
@@ -116,9 +117,15 @@ async def keep_sale_owners(uow: Uow, events: list[Event[c.VehicleSold]]) -> None
 
 
 async def _keep_owners(uow: Uow, events: list[Event[c.VehicleSold]] | list[Event[c.VehiclePickedUp]]) -> None:
+    """The owner's name is not filed from an event about an erased customer that occurred at or
+    before the erasure (a replay, a late delivery): the owner is kept by id, shown as erased."""
+    ids = {e.data.customer.customer_id for e in events}
+    await erasure_store.lock_customers(uow.conn, ids)  # after the vehicles' locks (on_vehicle_sold)
+    erased = await erasure_store.erased(uow.conn, ids)
     await recall_store.keep_owners(uow.conn, [
-        {"vin": d.vin, "customer_id": d.customer.customer_id, "name": d.customer.name, "region": d.customer.region,
-         "occurred_at": e.occurred_at} for e in events for d in [e.data]])
+        {"vin": d.vin, "customer_id": d.customer.customer_id,
+         "name": d.customer.name if kept(erased.get(d.customer.customer_id), e.occurred_at) else None,
+         "region": d.customer.region, "occurred_at": e.occurred_at} for e in events for d in [e.data]])
 
 
 async def on_vehicle_picked_up(uow: Uow, events: list[Event[c.VehiclePickedUp]]) -> None:

@@ -598,7 +598,7 @@ async def unmatched_discrepancies(conn: asyncpg.Connection) -> int:
 
 
 COMPLAINTS = Table("complaints", {
-    "complaint_id": "text", "category": "text", "part_category": "text", "vin": "text", "severity": "text",
+    "complaint_id": "text", "customer_id": "text", "category": "text", "part_category": "text", "vin": "text", "severity": "text",
     "filed_at": "timestamptz", "event_id": "uuid",
 })
 
