@@ -39,6 +39,7 @@ def _subscriptions() -> list[Subscription]:
     by_topic[INTAKE]["CustomerRegistered"] = handlers.on_customer_changed
     by_topic[INTAKE]["CustomerUpdated"] = handlers.on_customer_changed
     by_topic[INTAKE]["CustomerContactCorrected"] = handlers.on_customer_changed  # an agent's correction
+    by_topic[INTAKE]["CustomerErased"] = handlers.on_customer_erased  # issue 19: erasure
     by_topic[INTAKE]["CampaignAnnounced"] = handlers.on_campaign
     by_topic[INTAKE]["VehicleSold"] = handlers.on_vehicle  # the customer's dealers and regions (agents' scope)
     by_topic[INTAKE]["VehiclePickedUp"] = handlers.on_vehicle

@@ -152,10 +152,15 @@ class LetterChannel:
 
     async def send(self, notification_id: uuid.UUID, to: list[Address], message: Message) -> SendResult:
         address = to[0]
+        # Only while the notification is still being sent: an erasure that cancelled it meanwhile
+        # (its row lock orders the two) leaves no letter with the customer's name and address.
         async with self.pool.acquire() as conn:
             await conn.execute(
                 """INSERT INTO letters (letter_id, addressee, postal_address, subject, body, registered_at)
-                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (letter_id) DO NOTHING""",
+                   SELECT $1::uuid, $2::text, $3::text, $4::text, $5::text, $6::timestamptz
+                    WHERE EXISTS (SELECT 1 FROM notifications WHERE notification_id = $1 AND status = 'sending'
+                                     FOR SHARE)
+                   ON CONFLICT (letter_id) DO NOTHING""",
                 notification_id, address.name, address.value, message.subject, message.text,
                 self.clock.now(),  # type: ignore[attr-defined]
             )

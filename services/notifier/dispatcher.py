@@ -16,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -31,7 +31,9 @@ from shared import metrics, tracing
 from shared.db import acquire
 from shared.errors import is_transient
 from shared.events import canonical as c
+from shared.events.types import Locale
 from shared.runtime import ServiceRuntime
+from shared.uow import UnitOfWork
 
 log = structlog.get_logger("aftersales.notifier")
 
@@ -40,6 +42,24 @@ log = structlog.get_logger("aftersales.notifier")
 class _Cause:
     event_id: uuid.UUID
     correlation_id: uuid.UUID
+
+
+def publish_outcome(uow: UnitOfWork[Any], n: dict[str, Any], event_type: str, *, locale: str, error: str | None,
+                    at: datetime) -> None:
+    """NotificationSent / Failed / Suppressed of notification `n`, caused by its source event (one
+    event id per notification and outcome, whoever records it: the dispatcher or an erasure)."""
+    uow.publish(
+        event_type,
+        c.NotificationEvent(
+            notification_id=str(n["notification_id"]), rule=n["rule"], channel=n["channel"],
+            recipient=n["recipient"], recipient_kind=n["recipient_kind"], template=n["template"],
+            locale=cast(Locale, locale),
+            source_event_id=str(n["source_event_id"]), source_event_type=n["source_event_type"],
+            attempts=n["attempts"], reason=error, at=at,
+        ),
+        cause=_Cause(n["source_event_id"], n["correlation_id"]),
+        discriminator=n["notification_id"],
+    )
 
 
 class RateLimiter:
@@ -200,6 +220,11 @@ class Dispatcher:
         A channel refused because the customer's file has not caught up yet is waited for, not
         passed over for the fallback: a phone that is on its way is no reason to write a letter;
         one flagged as unusable on the file is."""
+        if n["recipient_kind"] == "customer":
+            erased_at = (await store.erasures(conn, [n["recipient"]])).get(n["recipient"])
+            if erased_at is not None and (contact is None or contact["updated_at"] <= erased_at):
+                # nothing of theirs is on file since the erasure: no address, nothing to wait for
+                return Target(n["channel"], [], store.ERASED)
         rule = next((r for r in self.rules.rules if r.id == n["rule"]), None)
         channels = [n["channel"]]
         if rule is not None and rule.fallback_channel and rule.fallback_channel not in channels:
@@ -289,18 +314,8 @@ class Dispatcher:
                              notification_id=str(n["notification_id"]), status=status)
                     return
                 uow = self.runtime.uow(conn)
-                uow.publish(
-                    event_type,
-                    c.NotificationEvent(
-                        notification_id=str(n["notification_id"]), rule=n["rule"], channel=n["channel"],
-                        recipient=n["recipient"], recipient_kind=n["recipient_kind"], template=n["template"],
-                        locale=locale or n["locale"] or self.settings.default_locale,
-                        source_event_id=str(n["source_event_id"]), source_event_type=n["source_event_type"],
-                        attempts=n["attempts"], reason=error, at=now,
-                    ),
-                    cause=_Cause(n["source_event_id"], n["correlation_id"]),
-                    discriminator=n["notification_id"],
-                )
+                publish_outcome(uow, n, event_type, locale=locale or n["locale"] or self.settings.default_locale,
+                                error=error, at=now)
                 await uow.flush()
         metrics.NOTIFICATIONS.labels(n["channel"], status).inc()
         log.info("notification " + status, notification_id=str(n["notification_id"]), rule=n["rule"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import Any
 
 from shared.events.envelope import AFTERSALES_NAMESPACE, uuid5
 from shared.timeutil import next_time_within
@@ -69,3 +70,49 @@ def consent_changes(current: dict[str, tuple[dict[str, bool], datetime]],
                 changes.append((fact, channel, granted))
         state[fact.customer_id] = ({c: fact.consent.get(c, True) for c in CONSENT_CHANNELS}, fact.at)
     return changes
+
+
+# -- erasure (issue 19) -----------------------------------------------------------------------
+
+# What an erased customer's event data keeps: ids, references, times, codes and states (a key
+# ending in one of the suffixes, or one of the names), numbers and flags. Every other text (names,
+# phones, addresses, notes, solutions, titles: whatever a field may say about the person) is NULL.
+KEPT_SUFFIXES = ("_id", "_ids", "_ref", "_refs", "_at", "_on", "_no")
+KEPT_KEYS = frozenset({
+    "at", "deadline", "next_deadline", "vin", "vins", "kind", "outcome", "state", "status", "basis", "channel",
+    "region", "regions", "severity",
+    "category", "department", "role", "level", "level_name", "told_by", "closed_as", "breach", "escalated_to",
+    "owner", "handler", "person", "actor", "recorded_by", "changed_by", "printed_by", "rule", "template", "locale",
+    "timezone", "source", "registered_from", "campaign_kind", "lost_reason", "week", "week_start", "month",
+})
+
+
+def _kept(key: str) -> bool:
+    return key in KEPT_KEYS or key.endswith(KEPT_SUFFIXES)
+
+
+def scrub(value: Any, key: str = "") -> Any:
+    """`value` (an event's data, a stored answer) with every text not under a kept key set to
+    None, recursively; numbers, flags and the structure stay."""
+    if isinstance(value, dict):
+        return {k: scrub(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v, key) for v in value]
+    if isinstance(value, str):
+        return value if _kept(key) else None
+    return value
+
+
+def customer_ids_in(value: Any) -> set[str]:
+    """Every `customer_id` named in a document, at any depth (an event's customer, a sale's buyer)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == "customer_id" and isinstance(v, str):
+                found.add(v)
+            else:
+                found |= customer_ids_in(v)
+    elif isinstance(value, list):
+        for v in value:
+            found |= customer_ids_in(v)
+    return found

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from shared.api import Sort, keyset
 from shared.bulk import Table, newest
@@ -24,6 +25,7 @@ NOTIFICATIONS = Table("notifications", {
     "notification_id": "uuid", "rule": "text", "source_event_id": "uuid", "source_event_type": "text",
     "correlation_id": "uuid", "recipient": "text", "recipient_kind": "text", "channel": "text", "template": "text",
     "locale": "text", "context": "jsonb", "status": "text", "due_at": "timestamptz", "created_at": "timestamptz",
+    "last_error": "text", "finished_at": "timestamptz",
 })
 CAMPAIGNS = Table("campaigns", {
     "campaign_id": "text", "title": "text", "kind": "text", "starts_at": "timestamptz", "ends_at": "timestamptz",
@@ -107,9 +109,10 @@ async def get_contact(conn: asyncpg.Connection, customer_id: str) -> dict[str, A
     return dict(row) if row else None
 
 
-async def insert_notifications(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """One notification per (rule, source event, recipient): one already on file is kept."""
-    await NOTIFICATIONS.insert(conn, rows, on_conflict="DO NOTHING")
+async def insert_notifications(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One notification per (rule, source event, recipient): one already on file is kept. The
+    rows inserted now are returned."""
+    return [dict(r) for r in await NOTIFICATIONS.insert(conn, rows, on_conflict="DO NOTHING", returning="*")]
 
 
 async def release_awaiting(conn: asyncpg.Connection, customer_ids: Iterable[str], now: datetime) -> int:
@@ -270,7 +273,9 @@ async def letters(conn: asyncpg.Connection, *, printed: bool | None, limit: int,
                   cursor: dict[str, Any] | None, regions: list[str] | None = None, dealers: list[str] | None = None
                   ) -> list[dict[str, Any]]:
     ks = keyset(sort, "letter_id", cursor, 5)
-    where = "($1::boolean IS NULL OR (printed_at IS NOT NULL) = $1) AND " + CUSTOMER_IN_SCOPE.format(
+    # An erased customer's letter not printed yet has nothing to print or post on it: not listed.
+    where = ("($1::boolean IS NULL OR (printed_at IS NOT NULL) = $1) AND (printed_at IS NOT NULL OR postal_address <> '') "
+             "AND ") + CUSTOMER_IN_SCOPE.format(
         customer=_LETTER_CUSTOMER, regions="$2", dealers="$3")
     rows = await conn.fetch(
         f"SELECT * FROM letters WHERE {where} AND {ks.where} ORDER BY {ks.order_by} LIMIT $4",
@@ -339,3 +344,114 @@ async def customer_known(conn: asyncpg.Connection, customer_id: str) -> bool:
         """SELECT EXISTS (SELECT 1 FROM contacts WHERE customer_id = $1)
                OR EXISTS (SELECT 1 FROM opt_outs WHERE customer_id = $1)
                OR EXISTS (SELECT 1 FROM consent_log WHERE customer_id = $1)""", customer_id))
+
+
+# -- erasure (issue 19; migrations/0007_erasure.sql) -------------------------------------------
+
+# The reason a notification of an erased customer is suppressed with (never sent).
+ERASED = "customer erased"
+# The states of a notification not sent yet: an erasure cancels them.
+UNSENT = ("awaiting_contact", "pending", "sending")
+
+
+async def erasures(conn: asyncpg.Connection, customer_ids: Iterable[str]) -> dict[str, datetime]:
+    """erased_at of each of these customers that was erased."""
+    ids = list(set(customer_ids))
+    if not ids:
+        return {}
+    rows = await conn.fetch("SELECT customer_id, erased_at FROM erased_customers WHERE customer_id = ANY($1::text[])",
+                            ids)
+    return {r["customer_id"]: r["erased_at"] for r in rows}
+
+
+async def record_erasure(conn: asyncpg.Connection, customer_ids: Sequence[str], erasure_id: str,
+                         erased_at: datetime) -> None:
+    """The customers are erased as of `erased_at`; a redelivery changes nothing, a later erasure
+    (the customer came back and was erased again) moves the moment on."""
+    await conn.execute(
+        """INSERT INTO erased_customers (customer_id, erasure_id, erased_at)
+           SELECT unnest($1::text[]), $2, $3
+           ON CONFLICT (customer_id) DO UPDATE SET erasure_id = EXCLUDED.erasure_id, erased_at = EXCLUDED.erased_at
+            WHERE erased_customers.erased_at < EXCLUDED.erased_at""",
+        sorted(set(customer_ids)), erasure_id, erased_at)
+
+
+async def scrub_contacts(conn: asyncpg.Connection, customer_ids: Sequence[str], erased_at: datetime) -> None:
+    """The contacts lose name, phone, e-mail, address and flagged values; the row (locale, time
+    zone, consent, region) stays. A contact filed after the erasure (newer facts) is kept."""
+    await conn.execute(
+        """UPDATE contacts SET name = NULL, phone = NULL, email = NULL, address = NULL, contact_flags = NULL
+            WHERE customer_id = ANY($1::text[]) AND updated_at <= $2""", list(customer_ids), erased_at)
+
+
+async def scrub_free_text(conn: asyncpg.Connection, customer_ids: Sequence[str], erased_at: datetime) -> None:
+    """Opt-outs and consent-log entries lose their reason (free text, often the customer's own
+    words); channel, granted, who and when stay (the log's trigger allows exactly this)."""
+    await conn.execute("""UPDATE opt_outs SET reason = NULL
+                           WHERE customer_id = ANY($1::text[]) AND recorded_at <= $2 AND reason IS NOT NULL""",
+                       list(customer_ids), erased_at)
+    await conn.execute("""UPDATE consent_log SET reason = NULL
+                           WHERE customer_id = ANY($1::text[]) AND changed_at <= $2 AND reason IS NOT NULL""",
+                       list(customer_ids), erased_at)
+
+
+async def notifications_about(conn: asyncpg.Connection, customer_ids: Sequence[str],
+                              erased_at: datetime) -> list[dict[str, Any]]:
+    """Notifications (locked) to these customers, or whose event names one of them anywhere
+    (a `customer_id` field at any depth: a staff notice about their case), from events that
+    occurred at or before `erased_at`."""
+    rows = await conn.fetch(
+        """SELECT * FROM notifications n
+            WHERE (n.context->>'occurred_at')::timestamptz <= $2
+              AND (n.recipient = ANY($1::text[])
+                   OR EXISTS (SELECT 1 FROM unnest($1::text[]) AS i(id)
+                               WHERE jsonb_path_exists(n.context, 'lax $.**.customer_id ? (@ == $id)',
+                                                       jsonb_build_object('id', i.id))))
+            ORDER BY n.notification_id
+              FOR UPDATE""",
+        list(customer_ids), erased_at)
+    return [dict(r) for r in rows]
+
+
+async def rewrite_notifications(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Write back each scrubbed notification: its context, state, reason, address and times."""
+    await conn.executemany(
+        """UPDATE notifications SET context = $2::text::jsonb, status = $3, last_error = $4, address = $5,
+                  finished_at = $6, sending_since = $7
+            WHERE notification_id = $1""",
+        [(r["notification_id"], orjson.dumps(r["context"]).decode(), r["status"], r["last_error"], r["address"],
+          r["finished_at"], r["sending_since"]) for r in rows])
+
+
+async def scrub_letters(conn: asyncpg.Connection, letter_ids: Sequence[uuid.UUID]) -> None:
+    """The letters lose addressee, postal address, subject and body ('' where the register requires
+    a value); ids and register times stay. One not printed yet leaves the register to print."""
+    if letter_ids:
+        await conn.execute(
+            """UPDATE letters SET addressee = NULL, postal_address = '', subject = '', body = ''
+                WHERE letter_id = ANY($1::uuid[])""", list(letter_ids))
+
+
+async def unsent_outcomes(conn: asyncpg.Connection, customer_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Outbox rows not published yet with an outcome of a notification to these customers
+    (keyed by the recipient): their reason may quote an address or an opt-out's reason."""
+    rows = await conn.fetch(
+        """SELECT id, payload FROM outbox
+            WHERE key = ANY($1::text[]) AND event_type IN ('NotificationSent', 'NotificationFailed',
+                                                           'NotificationSuppressed')""", list(customer_ids))
+    return [dict(r) for r in rows]
+
+
+async def rewrite_outbox(conn: asyncpg.Connection, rows: Sequence[tuple[int, bytes]]) -> None:
+    await conn.executemany("UPDATE outbox SET payload = $2 WHERE id = $1", list(rows))
+
+
+async def stored_answers(conn: asyncpg.Connection, before: datetime) -> list[dict[str, Any]]:
+    """The idempotency records' stored answers (24 hours' POSTs) from before `before`."""
+    rows = await conn.fetch("""SELECT key, credential, body FROM http_idempotency
+                                WHERE body IS NOT NULL AND created_at <= $1""", before)
+    return [dict(r) for r in rows]
+
+
+async def rewrite_answer(conn: asyncpg.Connection, key: str, credential: str, body: bytes) -> None:
+    await conn.execute("UPDATE http_idempotency SET body = $3 WHERE key = $1 AND credential = $2", key, credential, body)
