@@ -23,7 +23,7 @@ def _plain(data: msgspec.Struct) -> dict[str, Any]:
     return {name: getattr(data, name) for name in data.__struct_fields__}
 
 _CONTACT = ("name", "phone", "email", "address", "region", "person_in_charge", "locale", "timezone")
-_PERSONAL = ("name", "phone", "email", "address")
+_PERSONAL = ("name", "phone", "email", "address", "person_in_charge")  # the last: a company's contact person
 
 
 # -- erasure ---------------------------------------------------------------------------------------------

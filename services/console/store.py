@@ -84,7 +84,7 @@ async def merge_customers(conn: asyncpg.Connection, merged: dict[str, str]) -> N
 # -- read model: erasure --------------------------------------------------------------------------------
 
 # What a file change may hold of the person (other fields, e.g. region or consent, are kept).
-NEUTRAL_CHANGES = ("region", "person_in_charge", "locale", "timezone", "consent")
+NEUTRAL_CHANGES = ("region", "locale", "timezone", "consent")
 # The free-text keys of a case step's detail and of an audit entry's detail (what was written
 # about or by the customer); the other keys are codes, ids, people of staff and figures.
 ERASED_TEXT_KEYS = ("resolution", "reason", "note", "notes", "summary", "description", "talking_points", "requests",
@@ -122,7 +122,7 @@ async def erase_customers(conn: asyncpg.Connection, customer_ids: Sequence[str],
     # A search typed at the desk for this customer (the name, the phone, the e-mail) is in the
     # audit log's subject: it goes too (the entry, who searched and when, stays).
     values = await conn.fetch(
-        """SELECT v FROM (SELECT unnest(ARRAY[name, phone, email, address]) AS v FROM customers
+        """SELECT v FROM (SELECT unnest(ARRAY[name, phone, email, address, person_in_charge]) AS v FROM customers
                            WHERE customer_id = ANY($1::text[])
                           UNION SELECT phone FROM phones WHERE customer_id = ANY($1::text[])) found
             WHERE v IS NOT NULL AND length(v) >= 2""", ids)
@@ -140,7 +140,7 @@ async def erase_customers(conn: asyncpg.Connection, customer_ids: Sequence[str],
     keys = list(ERASED_TEXT_KEYS)
     await conn.execute(
         """UPDATE customers SET name = NULL, name_pinyin = NULL, name_initials = NULL, phone = NULL, email = NULL,
-                                address = NULL, contact_flags = NULL
+                                address = NULL, person_in_charge = NULL, contact_flags = NULL
             WHERE customer_id = ANY($1::text[])""", ids)
     await conn.execute("DELETE FROM phones WHERE customer_id = ANY($1::text[])", ids)
     await conn.execute(

@@ -66,6 +66,7 @@ class Person:
     old_address: str
     address: str
     bad_email: str  # a contact value intake flagged as unusable
+    contact: str  # a company customer's person in charge
     note: str
     request: str
     comment: str
@@ -80,18 +81,18 @@ class Person:
         """Every personal value, by kind (the phones as their national digits too)."""
         return {"name": self.name, "pinyin": self.spelled, "phone": self.phone[3:], "old_phone": self.old_phone[3:],
                 "merged_phone": self.merged_phone[3:], "email": self.email, "old_address": self.old_address,
-                "address": self.address, "bad_email": self.bad_email, "note": self.note, "request": self.request,
-                "comment": self.comment, "summary": self.summary, "description": self.description,
+                "address": self.address, "bad_email": self.bad_email, "contact": self.contact, "note": self.note,
+                "request": self.request, "comment": self.comment, "summary": self.summary, "description": self.description,
                 "resolution": self.resolution, "reason": self.reason}
 
 
 C = Person("CUS-ER-C", "CUS-ER-CM", "欧阳晓燕", "ouyangxiaoyan", "+8613712340001", "+8613712340009", "+8613712340005",
-           "ouyang.xy@example.cn", "广州市天河区体育西路88号", "广州市越秀区东风中路301号", "ouyang@@bad",
+           "ouyang.xy@example.cn", "广州市天河区体育西路88号", "广州市越秀区东风中路301号", "ouyang@@bad", "联系人慕容雪",
            "欧阳女士说刹车踏板发软", "请欧阳女士周六来店复查", "前台欧阳小姐态度很好", "欧阳女士来电问保养费用",
            "欧阳女士投诉空调异味", "为欧阳女士更换空调滤芯", "mailbox ouyang.xy@example.cn full",
            "LSVER00000000C001", "D-ER-1")
 D = Person("CUS-ER-D", "CUS-ER-DM", "司马光明", "simaguangming", "+8613812340002", "+8613812340008", "+8613812340006",
-           "sima.gm@example.cn", "深圳市福田区深南大道1001号", "深圳市南山区科技园南路12号", "sima@@bad",
+           "sima.gm@example.cn", "深圳市福田区深南大道1001号", "深圳市南山区科技园南路12号", "sima@@bad", "联系人皇甫云",
            "司马先生说变速箱顿挫", "请司马先生周日来店复查", "司马先生夸技师专业", "司马先生来电问保修期限",
            "司马先生投诉等待太久", "为司马先生安排代步车", "mailbox sima.gm@example.cn full",
            "LSVER00000000D002", "D-ER-2")
@@ -128,7 +129,8 @@ def _story(p: Person) -> dict[str, list[dict[str, Any]]]:
             customer_id=p.merged_id, registered_from="hotline", phone=p.merged_phone), t, "intake"),
         _ev("CustomerRegistered", p.customer_id, c.CustomerRegistered(
             customer_id=p.customer_id, registered_from="sales", name=p.name, phone=p.old_phone, email=p.email,
-            address=p.old_address, region="华南", contact_flags=flags), t + timedelta(minutes=1), "intake"),
+            address=p.old_address, region="华南", person_in_charge=p.contact, contact_flags=flags),
+            t + timedelta(minutes=1), "intake"),
         _ev("VehicleSold", p.vin, c.VehicleSold(
             sale_id=f"S-{p.vin}", vin=p.vin, model="Aurora", sold_at=t - timedelta(days=200), dealer_id=p.dealer,
             region="华南", warranty_months=36, warranty_km=100000, customer=info), t + timedelta(minutes=2), "intake"),

@@ -4,6 +4,7 @@ as 'None' (the console's templates as the pages render them, in zh-CN)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 
 from services.console import desk
@@ -16,7 +17,7 @@ KEPT = {"customer_id": "CUS-KEPT", "name": "诸葛文", "name_pinyin": "zhugewen
         "region": "华南", "timezone": "Asia/Shanghai"}
 
 
-def _call(customer: dict[str, object]) -> dict[str, object]:
+def _call(customer: Mapping[str, object]) -> dict[str, object]:
     return {"followup_id": f"FU-{customer['customer_id']}", "customer_id": customer["customer_id"],
             "customer": customer, "kind": "first_visit", "attempts": 0, "vin": "LSVER00000000C001",
             "vehicle": {"plate": "粤B·12345", "model": "Aurora"}, "due_from": NOW - timedelta(days=1),
