@@ -58,6 +58,9 @@ POLICY: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("POST", "/v1/customers/{customer_id}/contact"): frozenset({AGENT, SUPERVISOR}),
         ("POST", "/v1/consultations"): frozenset({AGENT, SUPERVISOR}),  # a caller with no file, on the phone
         ("GET", "/v1/customer-file-reads"): frozenset({SUPERVISOR}),  # the access log (docs/security.md)
+        # erasure (docs/security.md 'Erasure'): supervisors erase with a reason; ops see the register without it
+        ("POST", "/v1/customers/{customer_id}/erasure"): frozenset({SUPERVISOR}),
+        ("GET", "/v1/erasures"): frozenset({SUPERVISOR, OPS}),
     },
     "followup": {
         ("GET", "/v1/queue"): frozenset({AGENT, SUPERVISOR}),  # the agents' calls
