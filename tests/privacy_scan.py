@@ -28,16 +28,19 @@ async def columns(conn: asyncpg.Connection, schema: str) -> list[tuple[str, str,
 
 async def find_in_schema(conn: asyncpg.Connection, schema: str, values: Iterable[str]) -> list[str]:
     """`table.column: value` for every column of `schema` holding one of `values` (as a substring,
-    case-insensitive; bytea is read as UTF-8). Empty when none does."""
+    case-insensitive; in bytea, the value's UTF-8 bytes as given or lower-cased). Empty when none does."""
     wanted = [v for v in values if v]
     assert wanted, "nothing to look for"
     found: list[str] = []
     for table, column, data_type in await columns(conn, schema):
-        text = (f"convert_from({_quote(column)}, 'UTF8')" if data_type == "bytea"
-                else f"{_quote(column)}::text")
+        col = _quote(column)
+        # bytea may hold any bytes (a session hash is not UTF-8): look for the value's UTF-8 bytes
+        # as given and lower-cased; text of every other type case-insensitively.
+        where = (f"position(convert_to($1, 'UTF8') IN {col}) > 0 OR position(convert_to(lower($1), 'UTF8') IN {col}) > 0"
+                 if data_type == "bytea" else f"position(lower($1) IN lower({col}::text)) > 0")
         for value in wanted:
             sql = (f"SELECT count(*) FROM {_quote(schema)}.{_quote(table)} "  # noqa: S608 - names from the catalog
-                   f"WHERE position(lower($1) IN lower({text})) > 0")
+                   f"WHERE {where}")
             if await conn.fetchval(sql, value):
                 found.append(f"{schema}.{table}.{column}: {value}")
     return found

@@ -23,6 +23,8 @@ async def test_the_scan_finds_values_in_text_jsonb_arrays_and_bytes_and_not_else
             await conn.execute("CREATE TABLE scan_probe.t (id int, name text, doc jsonb, phones text[], body bytea)")
             await conn.execute("INSERT INTO scan_probe.t VALUES (1, '王小明', $1::jsonb, ARRAY['13800138000'], $2)",
                                '{"address": "上海市浦东新区世纪大道100号"}', b"mail to li@example.com")
+            # a session hash or a file's checksum: bytes that are not UTF-8 are scanned, not refused
+            await conn.execute("INSERT INTO scan_probe.t VALUES (2, NULL, NULL, NULL, $1)", bytes([0xFF, 0xFE, 0x00, 0x81]))
             found = await find_in_schema(conn, "scan_probe", ["王小明", "世纪大道100号", "13800138000", "LI@example.com"])
             assert found == ["scan_probe.t.body: LI@example.com", "scan_probe.t.doc: 世纪大道100号",
                              "scan_probe.t.name: 王小明", "scan_probe.t.phones: 13800138000"]
