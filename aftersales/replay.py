@@ -7,6 +7,9 @@ too), through the same consumer pipeline the live service runs, with the clock s
 record's log time (shifted by AFTERSALES_CLOCK_OFFSET_SECONDS, as the services' own clock is).
 Nothing is published and nothing is sent: the outbox relay, the timers and the notifier's
 dispatcher do not run.
+The tables the log cannot rebuild (the erasure register: `replay_keeps` of the service's
+definition) are copied from the live state first, so a replay after an erasure files nothing
+personal of the erased customer, as the live service did not.
 
 What is compared, for the inputs whose log time is in [from, to):
 - the rows the service's event handlers decided (each service lists them, with the columns that
@@ -22,6 +25,7 @@ configuration, or a hand-made change to the database.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -130,6 +134,7 @@ async def replay(settings: Settings, service: str, since: datetime, until: datet
     await runtime.start(consume=False, relay=False, timers=False, workers=False)
     try:
         assert runtime.pool is not None
+        await _keep(settings, scratch_settings, service, definition.replay_keeps, report)
         pipeline = EventConsumer(service=service, settings=scratch_settings, pool=runtime.pool, clock=clock,
                                  subscriptions=definition.subscriptions, deps=runtime.deps)
         records = await read_log(settings, [settings.topic(s.topic) for s in definition.subscriptions], until_ms,
@@ -168,6 +173,25 @@ async def replay(settings: Settings, service: str, since: datetime, until: datet
         if not keep:
             await _drop(settings, scratch_name)
     return report
+
+
+async def _keep(settings: Settings, scratch_settings: Settings, service: str, tables: Sequence[str],
+                report: Report) -> None:
+    """Copy the tables the log cannot rebuild (the erasure register) from the live state."""
+    if not tables:
+        return
+    live = await connect(settings, schema=service)
+    scratch = await connect(scratch_settings, schema=service)
+    try:
+        for table in tables:
+            rows = await live.fetch(f"SELECT * FROM {table}")  # noqa: S608 - the service definition's own table
+            if rows:
+                await scratch.copy_records_to_table(table, records=[tuple(r.values()) for r in rows],
+                                                    columns=list(rows[0].keys()), schema_name=service)
+            report.notes[f"{table} (kept)"] = f"{len(rows)} rows copied from the live state before the replay"
+    finally:
+        await live.close()
+        await scratch.close()
 
 
 async def _compare_rows(c: Comparison, live: asyncpg.Connection, scratch: asyncpg.Connection,

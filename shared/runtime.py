@@ -65,6 +65,10 @@ class ServiceDefinition(Generic[D]):
     on_stop: Callable[[ServiceRuntime[D]], Awaitable[None]] | None = None
     # What `aftersales replay` compares between the live state and a replay of the log.
     replay: Sequence[Comparison] = ()
+    # Tables of the service's schema the log cannot rebuild, copied from the live state into a
+    # replay's scratch database before the log is re-driven: the erasure register, so that a
+    # replay after an erasure restores nothing of the erased customer (docs/security.md).
+    replay_keeps: Sequence[str] = ()
 
 
 class ServiceRuntime(Generic[D]):

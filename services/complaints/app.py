@@ -109,4 +109,5 @@ definition: ServiceDefinition[ComplaintsDeps] = ServiceDefinition(
     kpis=_kpis,
     on_start=_on_start,
     replay=REPLAY,
+    replay_keeps=("erased_customers",),
 )

@@ -98,4 +98,5 @@ definition: ServiceDefinition[FollowUpDeps] = ServiceDefinition(
     kpis=_kpis,
     on_start=_on_start,
     replay=REPLAY,
+    replay_keeps=("erased_customers",),
 )

@@ -67,4 +67,5 @@ definition: ServiceDefinition[IntakeDeps] = ServiceDefinition(
     deps=_deps,
     kpis=_kpis,
     replay=REPLAY,
+    replay_keeps=("erasures",),
 )

@@ -88,4 +88,5 @@ definition: ServiceDefinition[NotifierDeps] = ServiceDefinition(
     workers=[dispatch],
     on_stop=_close_channels,
     replay=REPLAY,
+    replay_keeps=("erased_customers",),
 )

@@ -95,4 +95,5 @@ definition: ServiceDefinition[QualityDeps] = ServiceDefinition(
     kpis=_kpis,
     on_start=_on_start,
     replay=REPLAY,
+    replay_keeps=("erased_customers",),
 )
