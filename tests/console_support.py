@@ -17,7 +17,9 @@ from aftersales.infra import console_key_pair
 from services.console import users
 from services.console.tokens import person_token, signing_key
 from shared.clock import Clock
-from tests.support import Namespace, Stack, create_namespace, drop_namespace
+from tests.support import Namespace, Stack, create_namespace, drop_namespace, eventually
+
+__all__ = ["eventually"]  # the console tests' poll, the same as every test's
 from tools.sandbox import free_port
 
 PASSWORD = "correct horse battery"  # every test account's password (10+ characters)
@@ -116,15 +118,3 @@ def csrf_of(html: str) -> str:
     found = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert found, "the page has no CSRF token"
     return found.group(1)
-
-
-async def eventually(check: Any, timeout: float = 60, what: str = "the read model") -> Any:
-    """Poll an async check until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what} did not catch up within {timeout}s")
-        await asyncio.sleep(0.2)

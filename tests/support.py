@@ -287,6 +287,18 @@ async def queue_item(client: httpx.AsyncClient, kind: str, vin: str | None = Non
     raise AssertionError(f"no {kind} due in the queue within {timeout}s")
 
 
+async def eventually(check: Any, timeout: float = 60, what: str = "the condition") -> Any:
+    """Poll an async check until it returns something truthy, and return that."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout}s")
+        await asyncio.sleep(0.2)
+
+
 def manual_clock(at: str | datetime | None = None) -> ManualClock:
     """A clock the test moves by hand, at `at` (default: the test moment)."""
     start = TEST_NOW if at is None else at if isinstance(at, datetime) else datetime.fromisoformat(at)

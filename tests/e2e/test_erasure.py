@@ -8,10 +8,8 @@ disk: tests/integration/test_complaints_erasure.py.)"""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import pytest
@@ -19,7 +17,18 @@ import pytest
 from aftersales.replay import replay
 from shared.db import with_database
 from tests.privacy_scan import find_in_schema
-from tests.support import Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish, working_day
+from tests.support import (
+    Namespace,
+    Stack,
+    TopicReader,
+    api,
+    count,
+    day_at,
+    eventually,
+    manual_clock,
+    publish,
+    working_day,
+)
 from tools.simulate import Customer, Fleet
 
 pytestmark = pytest.mark.infra
@@ -77,14 +86,6 @@ async def _counts(ns: Namespace) -> dict[str, int]:
         await conn.close()
 
 
-async def _until(predicate: Any, timeout: float = 60.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.5)
-
-
 async def test_an_erased_customer_is_found_nowhere_and_a_replay_restores_nothing(
         ns: Namespace, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
     log_from = datetime.now(UTC) - timedelta(seconds=5)  # a replay's range is in log time (Kafka's wall clock)
@@ -112,7 +113,7 @@ async def test_an_erased_customer_is_found_nowhere_and_a_replay_restores_nothing
         async def both_filed() -> bool:
             e, k = await _scan(ns, erased_values), await _scan(ns, kept_values)
             return e == k and all(k[s] for s in ("intake", "complaints", "notifier", "console"))
-        await _until(both_filed)
+        await eventually(both_filed, what="both customers filed by every service")
         before = await _scan(ns, kept_values)
         holding_first_car = await _schemas_holding(ns, vins[erased.customer_id])
         sold_to = {"intake", "quality", "console"}  # the services that file a sale's car
@@ -127,7 +128,7 @@ async def test_an_erased_customer_is_found_nowhere_and_a_replay_restores_nothing
 
         async def gone() -> bool:
             return not any((await _scan(ns, erased_values)).values())
-        await _until(gone)
+        await eventually(gone, what="the erased customer gone from every schema")
         assert await _scan(ns, kept_values) == before  # the control is still found wherever it was
         assert await _counts(ns) == counts
 
@@ -139,7 +140,7 @@ async def test_an_erased_customer_is_found_nowhere_and_a_replay_restores_nothing
         async def second_car_filed() -> bool:
             return await _schemas_holding(ns, second.vin) >= sold_to
         try:
-            await _until(second_car_filed)
+            await eventually(second_car_filed, what="the late car filed")
         except AssertionError:
             found = await _schemas_holding(ns, second.vin)
             raise AssertionError(f"the second car is in {found}, the first in {holding_first_car}") from None

@@ -10,7 +10,6 @@ gives after the erasure is filed normally."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,18 +31,19 @@ from shared.timeutil import month_span
 from tests.console_support import (
     add_staff,
     browser_client,
-    console_namespace,
     console_stack,
     csrf_of,
     eventually,
+    keyed_ns,
     served,
     sign_in,
 )
 from tests.privacy_scan import find_in_schema
-from tests.support import TEST_NOW, Namespace, drop_namespace, manual_clock, publish
+from tests.support import TEST_NOW, Namespace, manual_clock, publish
 from tools.simulate import CST, envelope
 
 pytestmark = pytest.mark.infra
+__all__ = ["keyed_ns"]  # the fixture, used by name
 
 # The test moment's month (its second day on): every event lies in it, whatever day the tests run.
 BASE = datetime(TEST_NOW.year, TEST_NOW.month, 2, 9, 0, tzinfo=CST)
@@ -96,15 +96,6 @@ D = Person("CUS-ER-D", "CUS-ER-DM", "司马光明", "simaguangming", "+861381234
            "司马先生说变速箱顿挫", "请司马先生周日来店复查", "司马先生夸技师专业", "司马先生来电问保修期限",
            "司马先生投诉等待太久", "为司马先生安排代步车", "mailbox sima.gm@example.cn full",
            "LSVER00000000D002", "D-ER-2")
-
-
-@pytest.fixture
-async def ns(infra: None) -> AsyncIterator[Namespace]:
-    found = await console_namespace()
-    try:
-        yield found
-    finally:
-        await drop_namespace(found)
 
 
 async def _db(ns: Namespace) -> asyncpg.Connection:
@@ -246,7 +237,8 @@ async def _found(conn: asyncpg.Connection, text: str) -> list[str]:
 
 
 async def test_an_erased_customer_leaves_nothing_readable_in_the_console_and_no_replay_brings_it_back(
-        ns: Namespace) -> None:
+        keyed_ns: Namespace) -> None:
+    ns = keyed_ns  # the console's signing key pair, so people's tokens can be signed
     clock = manual_clock(TEST_NOW)
     stack = await console_stack(ns, clock, services=()).start()
     try:

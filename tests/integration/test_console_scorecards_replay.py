@@ -5,7 +5,6 @@ receipts' weeks come out the same, figure for figure (real Kafka and Postgres)."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,26 +16,18 @@ from services.console.rebuild import rebuild
 from services.console.scorecard_pages import card_json, week_json
 from services.console.scorecards import ScorecardRules, receipts_by_week, scorecards
 from shared.timeutil import month_span
-from tests.console_support import console_namespace, console_stack, eventually
+from tests.console_support import console_stack, eventually, keyed_ns
 from tests.e2e.test_console_browser import _db
-from tests.support import Namespace, drop_namespace, manual_clock, publish
+from tests.support import Namespace, manual_clock, publish
 from tools.simulate import CST, Fleet
 
 pytestmark = pytest.mark.infra
+__all__ = ["keyed_ns"]  # the fixture, used by name
 
 NOW = datetime(2026, 11, 27, 10, 0, tzinfo=CST)
 NOV = datetime(2026, 11, 2, 9, 0, tzinfo=CST)
 ALL_IN = ("SELECT (SELECT count(*) FROM shipment_lines) = 60 AND (SELECT count(*) FROM shipment_discrepancies) = 4"
           " AND (SELECT count(*) FROM visits) = 3 AND (SELECT count(*) FROM receipts) = 2")
-
-
-@pytest.fixture
-async def ns(infra: None) -> AsyncIterator[Namespace]:
-    found = await console_namespace()
-    try:
-        yield found
-    finally:
-        await drop_namespace(found)
 
 
 async def _figures(ns: Namespace) -> dict[str, Any]:
@@ -52,7 +43,8 @@ async def _figures(ns: Namespace) -> dict[str, Any]:
             "weeks": [week_json(w) for w in receipts_by_week(inputs["receipts"], DISPLAY_ZONE)]}
 
 
-async def test_the_scorecards_after_a_replay_are_the_ones_the_live_events_built(ns: Namespace) -> None:
+async def test_the_scorecards_after_a_replay_are_the_ones_the_live_events_built(keyed_ns: Namespace) -> None:
+    ns = keyed_ns  # the console's signing key pair, so people's tokens can be signed
     fleet = Fleet(seed=777)
     shipments = [fleet.shipment("D-A", NOV + timedelta(days=i), lines=20) for i in range(2)]
     shipments.append(fleet.shipment("D-B", NOV + timedelta(days=5), lines=20))

@@ -8,7 +8,6 @@ erasure is filed as usual."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import uuid
 from datetime import datetime, timedelta
@@ -28,7 +27,7 @@ from tests.quality_events import (
     vehicle,
     vehicle_sold,
 )
-from tests.support import Namespace, Stack, TopicReader, api, day_at, db, iso_week, manual_clock, publish
+from tests.support import Namespace, Stack, TopicReader, api, day_at, db, eventually, iso_week, manual_clock, publish
 from tools.simulate import Customer, Fleet, Vehicle
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
@@ -87,13 +86,6 @@ def erased(customer_id: str, merged: list[str], at: datetime) -> dict[str, Any]:
     return canonical(INTAKE, "CustomerErased", customer_id, data, at, "intake")
 
 
-async def eventually(check: Any, what: str, timeout: float = 60) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (found := await check()):
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.25)
-    return found
 
 
 async def handled(conn: asyncpg.Connection, events: list[dict[str, Any]]) -> None:
@@ -102,7 +94,7 @@ async def handled(conn: asyncpg.Connection, events: list[dict[str, Any]]) -> Non
 
     async def done() -> bool:
         return bool(await conn.fetchval("SELECT count(*) FROM inbox WHERE event_id = ANY($1::uuid[])", ids) == len(ids))
-    await eventually(done, f"{len(ids)} events handled")
+    await eventually(done, what=f"{len(ids)} events handled")
 
 
 def without_owner(vehicles: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -161,7 +153,7 @@ async def test_erasure_scrubs_the_owner_and_keeps_the_vehicle_the_recall_and_the
                         and await conn.fetchval("SELECT count(*) FROM discrepancies") == 1
                         and await conn.fetchval("SELECT count(*) FROM vehicle_owners WHERE occurred_at > $1",
                                                 day_at(0, days=-4)) == 1)
-        await eventually(filed, "the reports, complaints, visit and shipment filed")
+        await eventually(filed, what="the reports, complaints, visit and shipment filed")
 
         # The batch confirmed: the recall targets the three owners' vehicles; C is reached, the
         # merged file's vehicle inspected and replaced at a recall visit.

@@ -5,7 +5,6 @@ recall's progress, with a report from an inspected vehicle kept apart."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 
 from shared.events import FOLLOWUP, INTAKE
 from tests.quality_events import canonical, defect_reported, vehicle, vehicle_sold
-from tests.support import Namespace, Stack, TopicReader, api, count, day_at, db, manual_clock, publish
+from tests.support import Namespace, Stack, TopicReader, api, count, day_at, db, eventually, manual_clock, publish
 from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
@@ -37,13 +36,6 @@ def call_completed(v: Any, campaign_id: str, at: datetime, booked_at: datetime |
     return canonical(FOLLOWUP, "FollowUpCompleted", v.customer.customer_id, data, at, "followup")
 
 
-async def eventually(check: Any, what: str, timeout: float = 60) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (found := await check()):
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.25)
-    return found
 
 
 async def test_confirming_an_alert_announces_one_recall_and_visits_and_calls_move_its_progress(ns: Namespace) -> None:
@@ -160,7 +152,7 @@ async def test_confirming_an_alert_announces_one_recall_and_visits_and_calls_mov
                 p, r = body["progress"]["total"], body["reports_since_confirmation"]
                 return body if p["inspected"] == 2 and p["reached"] == 1 and r["inspected"] + r["not_inspected"] == 2 \
                     else None
-            recall = await eventually(moved, "the recall's progress")
+            recall = await eventually(moved, what="the recall's progress")
             total = recall["progress"]["total"]
             assert [total[k] for k in ("vehicles", "reached", "booked", "inspected", "replaced")] == [12, 1, 1, 2, 1]
             by_vin = {v["vin"]: v for v in recall["vehicles"]}
@@ -186,7 +178,7 @@ async def test_confirming_an_alert_announces_one_recall_and_visits_and_calls_mov
                 found = (await ops.get(f"/v1/alerts/{alert_b}")).json()
                 apart = found["details"].get("after_inspection") or {}
                 return found if "DR-LATE-NOT" in found["report_ids"] and apart.get("count") else None
-            updated = await eventually(alert_updated, "the alert's update with the new reports")
+            updated = await eventually(alert_updated, what="the alert's update with the new reports")
             assert "DR-LATE-INSPECTED" not in updated["report_ids"] and updated["observed"] == before + 1
             apart = updated["details"]["after_inspection"]
             assert apart["report_ids"] == ["DR-LATE-INSPECTED"] and apart["vins"] == [b[1].vin]
