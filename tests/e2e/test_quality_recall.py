@@ -9,7 +9,6 @@ and replaced the part, and a later report from the inspected vehicle kept apart.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +18,7 @@ from services.followup.config import FollowUpRules
 from services.followup.domain import next_callable
 from shared.workcal import WorkingCalendar
 from tests.quality_events import part_of, vehicle
-from tests.support import Namespace, Stack, TopicReader, api, count, day_at, manual_clock, publish
+from tests.support import Namespace, Stack, TopicReader, api, count, day_at, eventually, manual_clock, publish
 from tools.simulate import Fleet, envelope
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
@@ -34,17 +33,6 @@ def defect(v: Any, at: Any, report_id: str) -> dict[str, Any]:
         "report_id": report_id, "part_no": part["part_no"], "category": "controller", "batch": part["batch"],
         "supplier_id": part["supplier_id"], "model": v.model, "vin": v.vin, "failure_mode": "no_power",
         "mileage_km": 8_000, "reported_by": "dealer", "reported_at": at.isoformat()}, at, "erp")
-
-
-async def until(check: Any, what: str, timeout: float = 60) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        found = await check()
-        if found:
-            return found
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.25)
 
 
 async def test_a_confirmed_batch_problem_calls_and_writes_to_exactly_the_owners_of_the_batch(ns: Namespace) -> None:
@@ -67,7 +55,7 @@ async def test_a_confirmed_batch_problem_calls_and_writes_to_exactly_the_owners_
             async def units() -> bool:
                 body = (await quality.get("/v1/stats", params={"category": "controller", "from": "2020-01-01"})).json()
                 return bool(body["units_in_service"]["units"] >= 21)
-            await until(units, "the 21 sales in quality's units in service")
+            await eventually(units, what="the 21 sales in quality's units in service")
 
             first = day_at(9, days=-6)
             await publish(ns.settings, "upstream.erp",
@@ -132,7 +120,7 @@ async def test_a_confirmed_batch_problem_calls_and_writes_to_exactly_the_owners_
             async def campaign_queue() -> list[dict[str, Any]]:
                 items = (await agent.get("/v1/queue", params={"kind": "campaign_call", "limit": 100})).json()["items"]
                 return items if len(items) == len(owners) else []
-            queue = await until(campaign_queue, "the campaign calls in the queue")
+            queue = await eventually(campaign_queue, what="the campaign calls in the queue")
             assert {i["customer_id"] for i in queue} == owners
             # An agent's own customers come first (tracking owners, by region rules); among the calls on the
             # same side of that line the loyal customer is first.
@@ -157,7 +145,7 @@ async def test_a_confirmed_batch_problem_calls_and_writes_to_exactly_the_owners_
                 rows = await every("/v1/notifications")
                 recall = [n for n in rows if n["rule"] == "recall_notice"]
                 return recall if len(recall) == len(owners) and all(n["status"] == "sent" for n in recall) else []
-            sent = await until(letters_sent, "a recall letter to each owner")
+            sent = await eventually(letters_sent, what="a recall letter to each owner")
             assert {n["recipient"] for n in sent} == owners and all(n["channel"] == "letter" for n in sent)
             everything = await every("/v1/notifications", recipient=control.customer.customer_id)
             assert not [n for n in everything if n["rule"] in ("recall_notice", "campaign_invitation")]
@@ -178,7 +166,7 @@ async def test_a_confirmed_batch_problem_calls_and_writes_to_exactly_the_owners_
             async def first_visit() -> list[dict[str, Any]]:
                 return (await agent.get("/v1/followups", params={"customer": control.customer.customer_id,
                                                                  "kind": "first_visit"})).json()["items"]
-            [visit_call] = await until(first_visit, "the control owner's first return visit")
+            [visit_call] = await eventually(first_visit, what="the control owner's first return visit")
             not_a_campaign = await agent.post(f"/v1/followups/{visit_call['followup_id']}/attempts",
                                               json={"outcome": "reached", "booked_at": booked.isoformat()})
             assert not_a_campaign.status_code == 422 and "campaign call" in not_a_campaign.text
@@ -203,7 +191,7 @@ async def test_a_confirmed_batch_problem_calls_and_writes_to_exactly_the_owners_
                 seen = body["reports_since_confirmation"]
                 ready = done["replaced"] == 1 and done["booked"] == 1 and seen["inspected"] + seen["not_inspected"] == 2
                 return body if ready else None
-            recall = await until(progressed, "the campaign's progress")
+            recall = await eventually(progressed, what="the campaign's progress")
             total = recall["progress"]["total"]
             assert (total["vehicles"], total["reached"], total["booked"], total["inspected"], total["replaced"]) == (
                 len(bad), 1, 1, 1, 1)
