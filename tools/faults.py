@@ -1080,6 +1080,15 @@ def _reason(deadletter: list[Ev], where: tuple[Any, Any, Any]) -> str:
 # The run
 
 
+def next_victim(replicas: list[Replica], kills: Counter[str], rng: random.Random) -> Replica | None:
+    """The replica of one service to SIGKILL next: one of those killed least so far, at random
+    among them, once it is up; None while every such replica is down (try again shortly). So a
+    service's kills are spread over its replicas and never all land on one."""
+    fewest = min(kills[r.name] for r in replicas)
+    up = [r for r in replicas if kills[r.name] == fewest and r.alive()]
+    return rng.choice(up) if up else None
+
+
 @dataclass
 class FaultOptions:
     events: int = 20_000
@@ -1138,6 +1147,7 @@ class FaultRun:
         )
         self.stats = RunStats()
         self.replicas: list[Replica] = []
+        self._kills: Counter[str] = Counter()  # SIGKILLs per replica name
         self.sinks: Sinks | None = None
         self.offset = 0.0
         self.agent_token = f"fault-agent-{secrets.token_urlsafe(24)}"  # long enough for start-up's check
@@ -1324,9 +1334,10 @@ class FaultRun:
         self.stats.agent_errors[kind] = self.stats.agent_errors.get(kind, 0) + 1
 
     async def chaos(self, window: float) -> None:
-        """Every service SIGKILLed `kills` times at random moments (a random replica each time)
-        and restarted; the broker killed once and Postgres crash-stopped once, one after the
-        other."""
+        """Every service SIGKILLed `kills` times at random moments and restarted, the kills
+        spread over its replicas (each goes to a replica killed least so far, at random among
+        them, so with two replicas and two kills both are hit); the broker killed once and
+        Postgres crash-stopped once, one after the other."""
         plans = []
         for service in SERVICES:
             moments = sorted(self.rng.uniform(0.03, 0.97) * window for _ in range(self.options.kills))
@@ -1336,13 +1347,13 @@ class FaultRun:
     async def _kill_later(self, service: str, at: float) -> None:
         await asyncio.sleep(max(0.0, at - self._at()))
         while not self._stopping:
-            alive = [r for r in self.replicas if r.service == service and r.alive()]
-            if alive:
+            replica = next_victim([r for r in self.replicas if r.service == service], self._kills, self.rng)
+            if replica is not None:
                 break
-            await asyncio.sleep(0.2)  # its only replica is down already: kill it once it is back
+            await asyncio.sleep(0.2)  # the replica to hit is down already: kill it once it is back
         else:
             return
-        replica = self.rng.choice(alive)
+        self._kills[replica.name] += 1
         pid = replica.kill()
         down = self.rng.uniform(0.2, 2.5)
         self._fault("SIGKILL", replica.name, f"pid {pid}, restarted after {down:.1f}s")

@@ -5,6 +5,7 @@ shared ones."""
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ from services.intake.domain import FileSet, Rejected
 from services.intake.handlers import precheck
 from shared.events import InvalidRecord, decode
 from shared.settings import load_settings
-from tools.faults import BAD_KINDS, FaultInfra, FaultOptions, build_traffic, daytime_offset
+from tools.faults import BAD_KINDS, FaultInfra, FaultOptions, build_traffic, daytime_offset, next_victim
 
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
 # Refused by intake's handlers (domain rules), not by decoding. The first two need nothing on
@@ -191,3 +192,34 @@ def test_only_the_last_runs_reports_and_logs_are_kept(tmp_path: Path) -> None:
     infra._prune_runs(keep=20)
     kept = sorted(p.name for p in infra.runs_dir.iterdir())
     assert len(kept) == 20 and kept[0] == "20261120-100005-abcdef"
+
+
+class _Replica:
+    def __init__(self, name: str) -> None:
+        self.name, self.up = name, True
+
+    def alive(self) -> bool:
+        return self.up
+
+
+@pytest.mark.parametrize("seed", range(50))
+def test_a_services_kills_are_spread_over_its_replicas(seed: int) -> None:
+    # a CI run once drew the same replica twice for every service, so "both replicas were hit" failed
+    rng, kills = random.Random(seed), Counter[str]()
+    replicas = [_Replica("quality#0"), _Replica("quality#1")]
+    for _ in range(4):
+        victim = next_victim(replicas, kills, rng)  # type: ignore[arg-type]
+        assert victim is not None
+        kills[victim.name] += 1
+    assert kills == {"quality#0": 2, "quality#1": 2}
+
+
+def test_the_next_kill_waits_for_the_replica_not_hit_yet_rather_than_hitting_one_twice() -> None:
+    rng, kills = random.Random(1), Counter({"intake#0": 1})
+    replicas = [_Replica("intake#0"), _Replica("intake#1")]
+    replicas[1].up = False
+    assert next_victim(replicas, kills, rng) is None  # type: ignore[arg-type]
+    replicas[1].up = True
+    assert next_victim(replicas, kills, rng) is replicas[1]  # type: ignore[arg-type]
+    single = [_Replica("notifier#0")]
+    assert next_victim(single, Counter({"notifier#0": 5}), rng) is single[0]  # type: ignore[arg-type]
