@@ -36,6 +36,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from aftersales.progress import QUIET, Tracker
 from services import load
+from shared import keyring
 from shared.clock import ManualClock
 from shared.db import connect, with_database
 from shared.db_roles import ensure_schemas, role_passwords
@@ -135,8 +136,10 @@ async def replay(settings: Settings, service: str, since: datetime, until: datet
     try:
         assert runtime.pool is not None
         await _keep(settings, scratch_settings, service, definition.replay_keeps, report)
+        # sealed fields open with the live keys: an erased customer's stay unreadable (shared/keyring.py)
+        live_keys = await connect(settings, schema=service)
         pipeline = EventConsumer(service=service, settings=scratch_settings, pool=runtime.pool, clock=clock,
-                                 subscriptions=definition.subscriptions, deps=runtime.deps)
+                                 subscriptions=definition.subscriptions, deps=runtime.deps, keys=live_keys)
         records = await read_log(settings, [settings.topic(s.topic) for s in definition.subscriptions], until_ms,
                                  progress=progress, description=f"reading {service}'s inputs")
         inputs: dict[uuid.UUID, uuid.UUID] = {}  # event id -> correlation id, for inputs in the range
@@ -163,11 +166,12 @@ async def replay(settings: Settings, service: str, since: datetime, until: datet
             for comparison in definition.replay:
                 await _compare_rows(comparison, live, scratch, inputs, until + offset, report)
                 progress.advance(comparing)
-            await _compare_events(settings, service, scratch, inputs, since_ms, report)
+            await _compare_events(settings, service, scratch, live, inputs, since_ms, report)
             progress.advance(comparing)
         finally:
             await live.close()
             await scratch.close()
+            await live_keys.close()
     finally:
         await runtime.stop()
         if not keep:
@@ -231,10 +235,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-async def _compare_events(settings: Settings, service: str, scratch: asyncpg.Connection,
+async def _compare_events(settings: Settings, service: str, scratch: asyncpg.Connection, live: asyncpg.Connection,
                           inputs: dict[uuid.UUID, uuid.UUID], since_ms: int, report: Report) -> None:
     """Every event the replay's handlers published for the range's inputs is on the live topics
-    with the same data (ids are derived from causes, so they agree)."""
+    with the same data (ids are derived from causes, so they agree; the live records' sealed
+    fields are opened with the live keys, the replay's outbox holds them plain)."""
     rows = await scratch.fetch("SELECT event_id, topic, event_type, payload FROM outbox ORDER BY id")
     produced = {}
     for row in rows:
@@ -247,9 +252,10 @@ async def _compare_events(settings: Settings, service: str, scratch: asyncpg.Con
         return
     topics = [settings.topic(SERVICE_TOPIC[service]), settings.topic(DEADLETTER)]
     published = {}
-    for record in await read_log(settings, topics, until_ms=2**62, since_ms=since_ms - 60_000):
+    records = await read_log(settings, topics, until_ms=2**62, since_ms=since_ms - 60_000)
+    for value in await keyring.open_payloads(live, [r.value for r in records]):
         try:
-            envelope = orjson.loads(record.value)
+            envelope = orjson.loads(value or b"")
         except orjson.JSONDecodeError:
             continue
         if envelope.get("event_id") in produced:

@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
+from shared import keyring
 from shared.settings import PROCESSES, Settings, _pairs
 
 OPS = "ops"
@@ -198,6 +199,12 @@ async def ensure_schemas(conn: asyncpg.Connection, settings: Settings) -> dict[s
     for service in PROCESSES:
         if has_own_role(settings, service):
             changed[service] = await hand_over_schema(conn, service, role_name(settings, service))
+    # the customers' keys of the sealed personal fields (shared/keyring.py): every service reads
+    # and adds keys, intake also destroys them (erasure); the console only reads
+    grants = {role_name(settings, s): (keyring.OWNER_GRANTS if s == keyring.OWNER_SERVICE else
+                                       ("SELECT",) if s == "console" else keyring.READ_AND_ADD)
+              for s in PROCESSES if has_own_role(settings, s)}
+    await keyring.ensure_keyring(conn, grants)
     return changed
 
 

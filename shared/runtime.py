@@ -20,10 +20,10 @@ import structlog
 import uvicorn
 from fastapi import APIRouter, FastAPI
 
-from shared import metrics, tracing
+from shared import keyring, metrics, tracing
 from shared.clock import Clock, clock_from_settings
 from shared.db import acquire, create_pool, ensure_database
-from shared.db_roles import check_service_role, has_own_role, service_settings
+from shared.db_roles import DatabaseRoleRefused, check_service_role, has_own_role, service_settings
 from shared.errors import is_transient
 from shared.kafka.clients import make_producer
 from shared.kafka.consumer import EventConsumer, Subscription
@@ -152,6 +152,7 @@ class ServiceRuntime(Generic[D]):
                 async with acquire(self.pool) as conn:
                     warning = await check_service_role(conn, self.settings, self.name)
                     applied = await migrate(conn, self.name, sources)
+                    await self._check_keyring(conn)
                 break
             except Exception as exc:
                 if self.pool is not None:
@@ -167,6 +168,17 @@ class ServiceRuntime(Generic[D]):
                         service=self.name, reason=warning)
         if applied:
             log.info("migrations applied", service=self.name, applied=applied)
+
+    async def _check_keyring(self, conn: asyncpg.Connection) -> None:
+        """The customers' keys (shared/keyring.py) are made with the schemas by the admin; a
+        development service that is the admin makes them itself; otherwise start-up is refused."""
+        if await keyring.keyring_exists(conn):
+            return
+        if has_own_role(self.settings, self.name):
+            raise DatabaseRoleRefused(
+                f"{self.name}: the keyring ({keyring.TABLE}) is missing in this database; `aftersales infra up` "
+                "(or `aftersales infra db-roles`, or `aftersales migrate`) creates it with the schemas")
+        await keyring.ensure_keyring(conn)
 
     async def _start_producer(self) -> None:
         delay = 0.5

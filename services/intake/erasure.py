@@ -28,6 +28,7 @@ import msgspec
 
 from services.intake import store
 from services.intake.domain import Output, derived_customer_id
+from shared import keyring
 from shared.clock import Clock
 from shared.events import Event
 from shared.events import upstream as u
@@ -67,6 +68,8 @@ async def erase(conn: asyncpg.Connection, *, settings: Settings, clock: Clock, c
         ids = [customer_id, *merged]
         values = await _personal_values(conn, ids)
         await _scrub(conn, ids, values, now)
+        # the keys of their sealed fields on the topics go: those values can never be read again
+        await keyring.destroy_keys(conn, ids, now)
         record: dict[str, Any] = {"erasure_id": f"ERS-{uuid.uuid4().hex[:20].upper()}", "customer_id": customer_id,
                   "requested_by": requested_by, "reason": reason, "requested_at": now, "erased_at": now,
                   "merged_customer_ids": merged}

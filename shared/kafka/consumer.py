@@ -44,7 +44,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord
 from tenacity import AsyncRetrying, retry_if_exception, stop_when_event_set, wait_exponential_jitter
 
-from shared import metrics
+from shared import keyring, metrics
 from shared.clock import Clock
 from shared.db import acquire
 from shared.errors import PermanentError, is_transient
@@ -183,6 +183,9 @@ class EventConsumer(Generic[D]):
     group_id: str | None = None
     client_id: str | None = None
     commit_policy: CommitAfterTransaction = field(default_factory=CommitAfterTransaction)
+    # Where the customers' keys are read to open sealed fields: the service's pool by default;
+    # a replay reads the live keyring (so an erased customer's values stay unreadable).
+    keys: asyncpg.Pool | asyncpg.Connection | None = None
 
     def __post_init__(self) -> None:
         self.dead_letters = DeadLetterPolicy(self.service)
@@ -282,7 +285,8 @@ class EventConsumer(Generic[D]):
         bisecting the batch down to the culprit when a handler fails on it. Transient
         failures are retried with backoff. Commits no offsets: the caller does (or, for a
         replay, there is nothing to commit)."""
-        items = [self._decode(r) for r in records]
+        values = await self._opened(records)
+        items = [self._decode(r, v) for r, v in zip(records, values, strict=True)]
         for item in items:
             item.trace = from_headers(item.record.headers)
         with consuming(self.service, [item.trace for item in items], group=self.group_id):
@@ -297,11 +301,24 @@ class EventConsumer(Generic[D]):
                                     records=len(items))
                         await self._bisect(items)
 
-    def _decode(self, record: ConsumerRecord) -> Decoded:
+    async def _opened(self, records: Sequence[ConsumerRecord]) -> list[bytes | None]:
+        """The records' values with their sealed personal fields opened (shared/keyring.py): one
+        read of the keys per poll, and only when a record holds a sealed value. The records
+        themselves stay as read (a dead letter keeps the sealed original)."""
+        values = [r.value for r in records]
+        if not any(v is not None and keyring.MARKER in v for v in values):
+            return values
+        keys = self.keys if self.keys is not None else self.pool
+        async for attempt in self._retrying("consumer-keys"):
+            with attempt:
+                return await keyring.open_payloads(keys, values)
+        raise AssertionError("unreachable: the retry loop returns or raises")
+
+    def _decode(self, record: ConsumerRecord, value: bytes | None) -> Decoded:
         subscription = self._by_topic[record.topic]
         if subscription.raw:
             try:
-                envelope = parse_envelope(record.value)
+                envelope = parse_envelope(value)
             except InvalidRecord as invalid:
                 return Decoded(record, invalid=invalid)
             handler = subscription.handlers.get(envelope.event_type) or subscription.handlers.get("*")
@@ -309,7 +326,7 @@ class EventConsumer(Generic[D]):
             return Decoded(record, event=event if handler else None, handler=handler)
         try:
             event = decode(
-                record.value, record.topic, contract_topic=subscription.topic, strict_types=subscription.strict_types,
+                value, record.topic, contract_topic=subscription.topic, strict_types=subscription.strict_types,
                 partition=record.partition, offset=record.offset, check_key=subscription.check_key,
                 wanted=subscription.handlers,
             )

@@ -29,9 +29,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
 
-from shared import metrics
+from shared import keyring, metrics
 from shared.db import connect
 from shared.errors import TransientError, is_transient
+from shared.events.catalog import CANONICAL_TOPICS
 from shared.events.cloudevents import record_headers
 from shared.settings import Settings
 from shared.tracing import record_headers as trace_headers
@@ -125,6 +126,7 @@ class OutboxRelay:
             return 0
         if self.settings.fault == "crash_before_publish":
             os.kill(os.getpid(), signal.SIGKILL)
+        rows = await self._sealed(conn, rows)
         refused: list[tuple[asyncpg.Record, str]] = []
         with sending(self.service, rows):  # the rows' W3C trace headers (and `send` spans while exporting)
             for batch_rows, result in await self._send_in_batches(rows):
@@ -150,6 +152,21 @@ class OutboxRelay:
             delay.observe(max(0.0, now - float(row["created"])))
         self.published += len(sent)
         return len(sent)
+
+    async def _sealed(self, conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> list[Any]:
+        """The rows as they go to Kafka: on the canonical topics, every personal value of a
+        customer sealed with the customer's key (shared/keyring.py); other rows (upstream
+        records intake forwards, dead letters) as they are."""
+        canonical = [i for i, row in enumerate(rows)
+                     if row["topic"].removeprefix(self.settings.topic_prefix) in CANONICAL_TOPICS]
+        if not canonical:
+            return rows
+        sealed = await keyring.seal_payloads(conn, [bytes(rows[i]["payload"]) for i in canonical],
+                                             may_rekey=self.service == keyring.OWNER_SERVICE)
+        out: list[Any] = list(rows)
+        for i, payload in zip(canonical, sealed, strict=True):
+            out[i] = {**dict(rows[i]), "payload": payload}
+        return out
 
     async def _send_in_batches(self, rows: list[asyncpg.Record]) -> list[tuple[list[asyncpg.Record], Any]]:
         """Send the rows as record batches, one run of batches per partition in id order (the

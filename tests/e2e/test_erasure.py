@@ -3,7 +3,10 @@ afterwards no service's tables hold the customer's name, phone, e-mail, address 
 text, a control customer filed the same way is still found wherever it was, the counts stay, a
 second car sold to the customer before the erasure and delivered late is filed with nothing
 personal, a replay of every service's log into a scratch database restores nothing of the
-customer, and nothing the services logged names either customer. (The complaints' documents on
+customer, and nothing the services logged names either customer. The canonical topics, kept for
+ever, hold every personal value sealed (no customer's value readable in the records as stored);
+opened with the keyring, the control's values are still there and the erased customer's are
+not, since the erasure destroyed her key (crypto-shredding, shared/keyring.py). (The complaints' documents on
 disk: tests/integration/test_complaints_erasure.py.)"""
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ import dataclasses
 from datetime import UTC, datetime
 
 import asyncpg
+import orjson
 import pytest
 
-from aftersales.replay import replay
+from aftersales.replay import read_log, replay
+from shared import keyring
+from shared.events import CANONICAL_TOPICS
 from shared.db import with_database
 from tests.privacy_scan import find_in_schema
 from tests.support import (
@@ -64,6 +70,25 @@ async def _scan(ns: Namespace, values: dict[str, str], database: str | None = No
         return found
     finally:
         await conn.close()
+
+
+async def _topics_holding(ns: Namespace, values: dict[str, str], *, opened: bool) -> dict[str, set[str]]:
+    """Per canonical topic, the kinds of value found in its records: as stored, or opened with
+    the keyring as a consumer reads them."""
+    topics = [ns.topic(t) for t in CANONICAL_TOPICS]
+    records = await read_log(ns.settings, topics, until_ms=2**62)
+    contents = [r.value for r in records]
+    if opened:
+        conn = await asyncpg.connect(ns.settings.database_url)
+        try:
+            contents = await keyring.open_payloads(conn, contents)
+        finally:
+            await conn.close()
+    found: dict[str, set[str]] = {t: set() for t in CANONICAL_TOPICS}
+    for record, value in zip(records, contents, strict=True):
+        text = orjson.dumps(orjson.loads(value)).decode()  # non-ASCII as itself, whatever the producer wrote
+        found[record.topic.removeprefix(ns.prefix)] |= {kind for kind, v in values.items() if v in text}
+    return found
 
 
 async def _schemas_holding(ns: Namespace, value: str) -> set[str]:
@@ -120,6 +145,13 @@ async def test_an_erased_customer_is_found_nowhere_and_a_replay_restores_nothing
         sold_to = {"intake", "quality", "console"}  # the services that file a sale's car
         assert sold_to <= holding_first_car
         counts = await _counts(ns)
+        # the topics: sealed as stored; opened, both customers' values where the services put them
+        assert await _topics_holding(ns, {**erased_values, **{f"kept {k}": v for k, v in kept_values.items()}},
+                                     opened=False) == {t: set() for t in CANONICAL_TOPICS}
+        on_topics = await _topics_holding(ns, kept_values, opened=True)
+        assert await _topics_holding(ns, erased_values, opened=True) == on_topics
+        assert {"name", "phone", "address"} <= on_topics["aftersales.intake"], on_topics
+        assert "complaint" in on_topics["aftersales.complaints"], on_topics
 
         async with api(stack["intake"], "supervisor") as supervisor:
             response = await supervisor.post(f"/v1/customers/{erased.customer_id}/erasure",
@@ -146,6 +178,9 @@ async def test_an_erased_customer_is_found_nowhere_and_a_replay_restores_nothing
             found = await _schemas_holding(ns, second.vin)
             raise AssertionError(f"the second car is in {found}, the first in {holding_first_car}") from None
         assert not any((await _scan(ns, erased_values)).values())
+        # her key is destroyed: nothing of hers opens on any topic; the control's still does
+        assert not any((await _topics_holding(ns, erased_values, opened=True)).values())
+        assert await _topics_holding(ns, kept_values, opened=True) == on_topics
     finally:
         await stack.stop()
 

@@ -143,6 +143,30 @@ async def test_a_service_role_cannot_read_or_write_another_services_schema(roles
         await ops.close()
 
 
+async def test_every_service_reads_and_adds_customer_keys_and_only_intake_destroys_them(roles_ns: Namespace) -> None:
+    # the keyring of the sealed personal fields (shared/keyring.py), made with the schemas
+    for service in PROCESSES:
+        conn = await asyncpg.connect(service_database_url(roles_ns.settings, service))
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM keyring.customer_keys") >= 0
+            add = "INSERT INTO keyring.customer_keys (customer_id, key) VALUES ($1, $2)"
+            destroy = "UPDATE keyring.customer_keys SET key = NULL WHERE customer_id = $1"
+            if service == "console":  # reads only: it publishes nothing
+                with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+                    await conn.execute(add, f"C-{service}", secrets.token_bytes(32))
+                continue
+            await conn.execute(add, f"C-{service}", secrets.token_bytes(32))
+            if service == "intake":
+                assert await conn.execute(destroy, "C-intake") == "UPDATE 1"
+            else:
+                with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+                    await conn.execute(destroy, f"C-{service}")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+                await conn.execute("DELETE FROM keyring.customer_keys")
+        finally:
+            await conn.close()
+
+
 async def test_an_existing_schema_is_handed_to_its_role_with_everything_in_it_and_again_changes_nothing(
         roles_ns: Namespace) -> None:
     """`infra up` on a database whose schemas the admin made (today's single-role set-up)."""
