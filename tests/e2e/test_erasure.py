@@ -20,8 +20,8 @@ import pytest
 
 from aftersales.replay import read_log, replay
 from shared import keyring
-from shared.events import CANONICAL_TOPICS
 from shared.db import with_database
+from shared.events import CANONICAL_TOPICS
 from tests.privacy_scan import find_in_schema
 from tests.support import (
     Namespace,
