@@ -24,6 +24,7 @@ from rich.progress import TaskID
 
 from aftersales.progress import QUIET, Tracker
 from services.complaints.domain import complaint_id_for
+from shared import keyring
 from shared.events import (
     COMPLAINTS,
     FOLLOWUP,
@@ -131,7 +132,9 @@ def _summary(event_type: str, data: dict[str, Any]) -> str:
     wanted = ("kind", "outcome", "repair_order_id", "sale_id", "service_type", "mileage_km", "complaint_ref", "category",
               "severity", "level_name", "role", "resolution", "satisfied", "satisfaction", "due_by", "rule", "channel",
               "recipient", "reason", "failure_mode", "receipt_id", "rating")
-    parts = [f"{k}={data[k]}" for k in wanted if data.get(k) not in (None, "", [])]
+    # a personal value stays sealed (shared/keyring.py): an audit follows ids, not people
+    parts = [f"{k}={'(sealed)' if isinstance(data[k], str) and data[k].startswith(keyring.PREFIX) else data[k]}"
+             for k in wanted if data.get(k) not in (None, "", [])]
     return ", ".join(parts)[:160]
 
 

@@ -43,7 +43,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -62,6 +62,7 @@ from services.complaints.config import SlaTable
 from services.complaints.sla import SlaFact, compute
 from services.followup.config import FollowUpRules
 from services.notifier.config import NotifierSettings
+from shared import keyring
 from shared.clock import offset_to
 from shared.db import with_database
 from shared.events import ALL_TOPICS, CANONICAL_TOPICS, DEADLETTER, UPSTREAM_TOPICS
@@ -684,7 +685,8 @@ class Ev:
 
 
 async def read_topic(settings: Settings, topic: str, timeout: float = 300) -> list[Rec]:
-    """Every record of a topic, from the beginning to its end as of now."""
+    """Every record of a topic, from the beginning to its end as of now, with its sealed personal
+    fields opened with the run's keyring (shared/keyring.py), as the services read them."""
     physical = settings.topic(topic)
     consumer = AIOKafkaConsumer(**settings.kafka_client_options(), group_id=None, enable_auto_commit=False,  # type: ignore[arg-type]
                                 auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024)
@@ -707,6 +709,13 @@ async def read_topic(settings: Settings, topic: str, timeout: float = 300) -> li
                     remaining.discard(tp)
     finally:
         await stop_consumer(consumer)
+    if any(r.value is not None and keyring.MARKER in r.value for r in out):
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            values = await keyring.open_payloads(conn, [r.value for r in out])
+        finally:
+            await conn.close()
+        out = [replace(r, value=v) for r, v in zip(out, values, strict=True)]
     return out
 
 

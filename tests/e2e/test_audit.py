@@ -101,6 +101,10 @@ async def test_the_trail_of_a_vehicle_runs_from_its_sale_to_its_closed_complaint
         link = by_id.get(link.causation_id or "")
     assert chain[-1] == "VehiclePickedUp" and "ComplaintOpened" in chain and "FollowUpCompleted" in chain, chain
     assert stats["partitions_read"] <= 14, "only the partitions the keys map to"
+    # an audit follows ids: the personal values on the topics stay sealed in its summaries
+    resolved_entry = next(e for e in entries if e.event_type == "ComplaintResolved")
+    assert "resolution=(sealed)" in resolved_entry.summary, resolved_entry.summary
+    assert not any("fixed the heat shield" in e.summary or "sealed:v1:" in e.summary for e in entries)
 
     # The same trail from the command line, as JSON.
     env = {**__import__("os").environ, **ns.env(), "COLUMNS": "220"}
