@@ -56,6 +56,8 @@ READ_AND_ADD = ("SELECT", "INSERT")
 OWNER_SERVICE = "intake"  # may also destroy a key and re-key an erased customer
 OWNER_GRANTS = ("SELECT", "INSERT", "UPDATE")
 
+_GRANT = {privilege: f"SELECT format('GRANT {privilege} ON {TABLE} TO %I', $1::text)"
+          for privilege in ("SELECT", "INSERT", "UPDATE")}
 _json = msgspec.json.Decoder()
 _encode = msgspec.json.Encoder().encode
 
@@ -187,9 +189,8 @@ async def ensure_keyring(conn: asyncpg.Connection, grants: Mapping[str, Sequence
             statement = await conn.fetchval("SELECT format('GRANT USAGE ON SCHEMA %I TO %I', $1::text, $2::text)",
                                             SCHEMA, role)
             await conn.execute(statement)
-            statement = await conn.fetchval(
-                f"SELECT format('GRANT {', '.join(privileges)} ON {TABLE} TO %I', $1::text)", role)
-            await conn.execute(statement)
+            for privilege in privileges:
+                await conn.execute(await conn.fetchval(_GRANT[privilege], role))
 
 
 async def keyring_exists(conn: asyncpg.Connection) -> bool:

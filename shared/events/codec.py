@@ -125,7 +125,12 @@ def parse_envelope(value: bytes | None, *, refuse_nul: bool = True) -> RawEnvelo
     except msgspec.ValidationError as exc:
         message = str(exc)
         if message.startswith("Expected `object`, got ") and " - at " not in message:
-            kind = type(_ANY.decode(value)).__name__
+            try:
+                kind = type(_ANY.decode(value)).__name__
+            except msgspec.DecodeError as exc:  # a string and then more: msgspec stopped at the first value
+                raise InvalidRecord(
+                    "MalformedJSON", f"the record value is not JSON ({exc}); expected a JSON envelope"
+                ) from None
             raise InvalidRecord(
                 "MalformedEnvelope", f"the record value is a JSON {kind}; expected a JSON object envelope"
             ) from None

@@ -55,6 +55,12 @@ def test_not_json_says_so() -> None:
     assert invalid.error == "MalformedJSON" and "not JSON" in invalid.reason
 
 
+def test_a_string_followed_by_more_is_not_json_rather_than_a_crash() -> None:
+    # found by tests/integration/test_fuzz_intake.py: a quote put in front of a whole envelope
+    invalid = _reason(b'"{"event_id": "x"}')
+    assert invalid.error == "MalformedJSON" and "not JSON" in invalid.reason
+
+
 def test_a_json_array_is_not_an_envelope() -> None:
     assert "JSON list" in _reason(b"[1,2]").reason
 
