@@ -127,9 +127,9 @@ def parse_envelope(value: bytes | None, *, refuse_nul: bool = True) -> RawEnvelo
         if message.startswith("Expected `object`, got ") and " - at " not in message:
             try:
                 kind = type(_ANY.decode(value)).__name__
-            except msgspec.DecodeError as exc:  # a string and then more: msgspec stopped at the first value
+            except msgspec.DecodeError as not_json:  # a string and then more: msgspec stopped at the first value
                 raise InvalidRecord(
-                    "MalformedJSON", f"the record value is not JSON ({exc}); expected a JSON envelope"
+                    "MalformedJSON", f"the record value is not JSON ({not_json}); expected a JSON envelope"
                 ) from None
             raise InvalidRecord(
                 "MalformedEnvelope", f"the record value is a JSON {kind}; expected a JSON object envelope"
