@@ -15,9 +15,10 @@ personal values can no longer be read by anyone, a replay included.
   data, a string under a personal key (`shared.privacy.PERSONAL_KEYS`: name, phone, e-mail,
   address, free text…) of an object that belongs to a customer (it has `customer_id`, or a
   `customer` with one; nested objects inherit it) becomes
-  `sealed:v1:<customer_id>:<base64url(nonce ‖ AES-256-GCM ciphertext ‖ tag)>` (the customer id
-  is the associated data). Under a personal key, an object's `value`, `old` and `new` strings are
-  sealed too (a flagged contact, a field's change). Ids, times, codes and counts stay readable, so
+  `sealed:v1:<base64url(customer id)>:<base64url(nonce ‖ AES-256-GCM ciphertext ‖ tag)>` (the
+  customer id is also the associated data; base64url keeps any id free of quotes and colons).
+  Under a personal key, an object's `value`, `old` and `new` strings are sealed too (a flagged
+  contact, a field's change). Ids, times, codes and counts stay readable, so
   KPIs, audits and replays of counts are unaffected. An event about an erased customer that
   occurred at or before the erasure is sent with those values blank instead.
 - **Opening**, by every consumer before decoding (`open_payloads`), by replay, audit and the
@@ -33,6 +34,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -142,28 +144,46 @@ def _opened(value: Any, keys: dict[str, bytes]) -> Any:
 # One value
 
 
-def seal_value(customer_id: str, text: str, key: bytes) -> str:
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _seal(cipher: AESGCM, customer_id: str, text: str) -> str:
     nonce = os.urandom(NONCE)
-    sealed = AESGCM(key).encrypt(nonce, text.encode(), customer_id.encode())
-    return f"{PREFIX}{customer_id}:{base64.urlsafe_b64encode(nonce + sealed).decode().rstrip('=')}"
+    return f"{PREFIX}{_b64(customer_id.encode())}:{_b64(nonce + cipher.encrypt(nonce, text.encode(), customer_id.encode()))}"
+
+
+def seal_value(customer_id: str, text: str, key: bytes) -> str:
+    return _seal(AESGCM(key), customer_id, text)
 
 
 def _token_owner(token: str) -> str | None:
-    owner, sep, _ = token[len(PREFIX):].rpartition(":")
-    return owner if sep and owner else None
+    head, sep, _ = token[len(PREFIX):].partition(":")
+    try:
+        return _unb64(head).decode() or None if sep else None
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def _open(cipher: AESGCM | None, owner: str, body: str) -> str:
+    if cipher is None:
+        return ""
+    try:
+        raw = _unb64(body)
+        return cipher.decrypt(raw[:NONCE], raw[NONCE:], owner.encode()).decode()
+    except (InvalidTag, ValueError, binascii.Error, UnicodeDecodeError):
+        return ""
 
 
 def open_value(token: str, keys: dict[str, bytes]) -> str:
     """The text of a sealed value; "" when its customer's key is gone or it does not authenticate."""
-    owner, sep, body = token[len(PREFIX):].rpartition(":")
-    key = keys.get(owner) if sep else None
-    if key is None:
-        return ""
-    try:
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-        return AESGCM(key).decrypt(raw[:NONCE], raw[NONCE:], owner.encode()).decode()
-    except (InvalidTag, ValueError, binascii.Error, UnicodeDecodeError):
-        return ""
+    owner = _token_owner(token)
+    key = keys.get(owner) if owner else None
+    return _open(AESGCM(key) if key else None, owner or "", token.rpartition(":")[2])
 
 
 # ---------------------------------------------------------------------------------------
@@ -272,59 +292,72 @@ def _occurred(envelope: dict[str, Any]) -> datetime | None:
         return None
 
 
+# Every customer id a record names (a superset of the owners of its personal values; JSON
+# escapes kept, decoded below), and a sealed value as a JSON string.
+_CUSTOMER_ID = re.compile(rb'"customer_id":\s*"((?:[^"\\]|\\.)*)"')
+_SEALED = re.compile(rb'"sealed:v1:([A-Za-z0-9_-]+):([A-Za-z0-9_-]*)"')
+
+
+def _named(payload: bytes) -> set[str]:
+    return {_json.decode(b'"' + m + b'"') if b"\\" in m else m.decode() for m in _CUSTOMER_ID.findall(payload)}
+
+
+def _owners_in(payload: bytes) -> set[str]:
+    return {owner for head, _ in _SEALED.findall(payload) if (owner := _token_owner(f"{PREFIX}{head.decode()}:"))}
+
+
 async def seal_payloads(conn: asyncpg.Connection, payloads: Sequence[bytes], *, may_rekey: bool) -> list[bytes]:
     """The records as they go to Kafka: each personal value sealed with its customer's key (see
-    the module's docstring); a payload with nothing personal about a customer is returned as is."""
+    the module's docstring); a payload with nothing personal about a customer is returned as is.
+    The customers' keys are found (or made) in one pass over the batch, for every customer id a
+    record names."""
     todo: dict[int, tuple[dict[str, Any], datetime]] = {}
     latest: dict[str, datetime] = {}
     for i, payload in enumerate(payloads):
-        if b'"customer' not in payload:  # customer_id or customer: nothing of a customer to seal
-            continue
+        named = _named(payload)
+        if not named:
+            continue  # nothing belongs to a customer: nothing to seal
         envelope = _envelope(payload)
         occurred = _occurred(envelope) if envelope is not None else None
         if envelope is None or occurred is None:
             continue
-        owners = personal_owners(envelope["data"])
-        for owner in owners:
+        for owner in named:
             latest[owner] = max(latest.get(owner, occurred), occurred)
-        if owners:
-            todo[i] = (envelope, occurred)
+        todo[i] = (envelope, occurred)
     if not todo:
         return list(payloads)
     keys = await keys_for_sealing(conn, latest, may_rekey=may_rekey)
+    ciphers = {owner: AESGCM(held.key) for owner, held in keys.items() if held.key is not None}
     out = list(payloads)
     for i, (envelope, occurred) in todo.items():
-        def seal(owner: str, text: str, occurred: datetime = occurred) -> str:
-            held = keys.get(owner)
-            if held is None or held.key is None or (held.erased_at is not None and occurred <= held.erased_at):
-                return ""  # an erased customer's value: sent blank
-            return seal_value(owner, text, held.key)
+        changed = False
 
-        envelope["data"] = transform(envelope["data"], seal)
-        out[i] = _encode(envelope)
+        def seal(owner: str, text: str, occurred: datetime = occurred) -> str:
+            nonlocal changed
+            changed = True
+            held, cipher = keys.get(owner), ciphers.get(owner)
+            if held is None or cipher is None or (held.erased_at is not None and occurred <= held.erased_at):
+                return ""  # an erased customer's value: sent blank
+            return _seal(cipher, owner, text)
+
+        data = transform(envelope["data"], seal)
+        if changed:
+            envelope["data"] = data
+            out[i] = _encode(envelope)
     return out
 
 
 async def open_payloads(conn: asyncpg.Connection | asyncpg.Pool, payloads: Sequence[bytes | None]) -> list[bytes | None]:
-    """The records with every sealed value opened ("" where the key is gone); a record with no
-    sealed value, or that is not a JSON envelope, is returned as it is."""
-    todo: dict[int, dict[str, Any]] = {}
-    owners: set[str] = set()
-    for i, payload in enumerate(payloads):
-        if payload is None or MARKER not in payload:
-            continue
-        envelope = _envelope(payload)
-        if envelope is None:
-            continue
-        found = sealed_owners(envelope["data"])
-        if found:
-            owners |= found
-            todo[i] = envelope
-    if not todo:
+    """The records with every sealed value opened ("" where the key is gone), replaced in the
+    record's JSON where it stands; a record with no sealed value is returned as it is."""
+    owners = {o for p in payloads if p is not None and MARKER in p for o in _owners_in(p)}
+    if not owners:
         return list(payloads)
     keys = await read_keys(conn, owners)
-    out = list(payloads)
-    for i, envelope in todo.items():
-        envelope["data"] = _opened(envelope["data"], keys)
-        out[i] = _encode(envelope)
-    return out
+    ciphers = {owner: AESGCM(key) for owner, key in keys.items()}
+
+    def opened(match: re.Match[bytes]) -> bytes:
+        owner = _token_owner(f"{PREFIX}{match[1].decode()}:") or ""
+        return _encode(_open(ciphers.get(owner), owner, match[2].decode()))
+
+    return [_SEALED.sub(opened, p) if p is not None and MARKER in p else p for p in payloads]

@@ -43,11 +43,15 @@ def _data(payload: bytes | None) -> dict[str, object]:
 async def test_a_sealed_value_opens_until_the_erasure_destroys_the_key(conn: asyncpg.Connection) -> None:
     plain = [_event("王芳", T0), _event("李雷", T0, "C-2"), b"not json", _event("", T0)]
     sealed = await keyring.seal_payloads(conn, plain, may_rekey=False)
-    assert b"\xe7\x8e\x8b" not in sealed[0] and _data(sealed[0])["name"].startswith(f"{keyring.PREFIX}C-1:")  # type: ignore[union-attr]
+    assert b"\xe7\x8e\x8b" not in sealed[0] and keyring.sealed_owners(_data(sealed[0])) == {"C-1"}
     assert sealed[2:] == plain[2:]  # not an envelope, nothing personal: as they were
     assert await conn.fetchval("SELECT count(*) FROM keyring.customer_keys WHERE key IS NOT NULL") == 2
     opened = await keyring.open_payloads(conn, [*sealed, None])
     assert [_data(p)["name"] for p in opened[:2]] == ["王芳", "李雷"] and opened[4] is None
+
+    odd = _event("韩梅梅", T0, 'C:"3\\')  # an id JSON escapes: found, sealed and opened all the same
+    [odd_sealed] = await keyring.seal_payloads(conn, [odd], may_rekey=False)
+    assert "韩梅梅".encode() not in odd_sealed and (await keyring.open_payloads(conn, [odd_sealed]))[0] == odd
 
     assert await keyring.destroy_keys(conn, ["C-1"], T0 + timedelta(hours=1)) == 1
     opened = await keyring.open_payloads(conn, sealed[:2])

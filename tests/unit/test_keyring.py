@@ -3,11 +3,13 @@ key seals them, and that a value opens only with its customer's key."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 
+import orjson
 import pytest
 
-from shared.keyring import PREFIX, open_value, personal_owners, seal_value, sealed_owners, transform
+from shared.keyring import PREFIX, open_payloads, open_value, personal_owners, seal_value, sealed_owners, transform
 
 KEYS = {"C-1": os.urandom(32), "C-2": os.urandom(32)}
 
@@ -24,7 +26,7 @@ def test_a_sale_seals_the_customers_contact_and_plate_and_leaves_ids_times_and_p
             "parts": [{"category": "brake", "part_no": "BP-1", "batch": "B1", "supplier_id": "S1"}]}
     sealed = transform(sale, _seal)
     for field in ("name", "phone", "address", "email"):
-        assert sealed["customer"][field].startswith(f"{PREFIX}C-1:"), field
+        assert sealed["customer"][field].startswith(PREFIX) and sealed_owners(sealed["customer"][field]) == {"C-1"}
     assert sealed["plate"].startswith(PREFIX)  # the sale belongs to its customer
     assert {k: sealed[k] for k in ("sale_id", "vin", "sold_at", "dealer_id", "region", "parts")} == {
         k: sale[k] for k in ("sale_id", "vin", "sold_at", "dealer_id", "region", "parts")}
@@ -61,10 +63,34 @@ def test_a_value_opens_with_its_customers_key_only() -> None:
     assert open_value(token, KEYS) == "欧阳抹除"
     assert open_value(token, {"C-2": KEYS["C-2"]}) == ""  # the key destroyed: unreadable
     assert open_value(token, {"C-1": KEYS["C-2"]}) == ""  # another key does not authenticate
-    moved = token.replace(f"{PREFIX}C-1:", f"{PREFIX}C-2:")  # the customer id is the associated data
+    other = seal_value("C-2", "x", KEYS["C-2"])
+    moved = other.rpartition(":")[0] + ":" + token.rpartition(":")[2]  # the customer id is the associated data
     assert open_value(moved, {"C-2": KEYS["C-1"]}) == ""
 
 
-@pytest.mark.parametrize("token", [f"{PREFIX}", f"{PREFIX}C-1", f"{PREFIX}C-1:!!!", f"{PREFIX}C-1:AAAA"])
+class _Keys:
+    """What open_payloads reads keys through (a connection or pool): fetch."""
+
+    def __init__(self, keys: dict[str, bytes]) -> None:
+        self.keys = keys
+
+    async def fetch(self, _sql: str, ids: list[str]) -> list[dict[str, object]]:
+        return [{"customer_id": c, "key": self.keys[c]} for c in ids if c in self.keys]
+
+
+def test_a_record_opens_in_place_whatever_its_customer_id_holds() -> None:
+    odd = 'C:"7\\x'  # a colon, a quote and a backslash: the id is base64url in the token
+    keys = {odd: os.urandom(32), "C-1": KEYS["C-1"]}
+    data = {"customer_id": odd, "name": "王\"芳", "notes": ["a", "b"], "region": "east"}
+    sealed = transform(data, lambda owner, text: seal_value(owner, text, keys[owner]))
+    assert sealed_owners(sealed) == {odd} and '"' not in sealed["name"] and "\\" not in sealed["name"]
+    record = orjson.dumps({"event_type": "X", "data": sealed})
+    [opened, untouched, missing] = asyncio.run(open_payloads(_Keys(keys), [record, b"plain", None]))  # type: ignore[arg-type]
+    assert orjson.loads(opened)["data"] == data and (untouched, missing) == (b"plain", None)
+    [erased] = asyncio.run(open_payloads(_Keys({}), [record]))  # type: ignore[arg-type]
+    assert orjson.loads(erased)["data"] == {**data, "name": "", "notes": ["", ""]}
+
+
+@pytest.mark.parametrize("token", [f"{PREFIX}", f"{PREFIX}Qy0x", f"{PREFIX}Qy0x:!!!", f"{PREFIX}Qy0x:AAAA", f"{PREFIX}!:AAAA"])
 def test_a_damaged_sealed_value_reads_as_empty(token: str) -> None:
     assert open_value(token, KEYS) == ""
