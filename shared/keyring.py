@@ -213,6 +213,13 @@ async def ensure_keyring(conn: asyncpg.Connection, grants: Mapping[str, Sequence
                 await conn.execute(await conn.fetchval(_GRANT[privilege], role))
 
 
+# The keys of a batch's customers, one primary-key probe each: a join from the ids (which the
+# planner takes for a few rows) rather than `customer_id = ANY($1)`, which it may run as a scan of
+# the whole keyring comparing every row with every id while the table's statistics are young.
+_LOOKUP = f"""SELECT k.customer_id, k.key, k.erased_at FROM unnest($1::text[]) AS wanted(customer_id)
+               JOIN {TABLE} k ON k.customer_id = wanted.customer_id"""
+
+
 async def keyring_exists(conn: asyncpg.Connection) -> bool:
     return bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", TABLE))
 
@@ -233,9 +240,8 @@ async def read_keys(conn: asyncpg.Connection | asyncpg.Pool, customer_ids: Itera
     ids = sorted(set(customer_ids))
     if not ids:
         return {}
-    rows = await conn.fetch(f"SELECT customer_id, key FROM {TABLE} WHERE customer_id = ANY($1::text[]) "
-                            "AND key IS NOT NULL", ids)
-    return {r["customer_id"]: bytes(r["key"]) for r in rows}
+    rows = await conn.fetch(_LOOKUP, ids)
+    return {r["customer_id"]: bytes(r["key"]) for r in rows if r["key"] is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +259,7 @@ async def keys_for_sealing(conn: asyncpg.Connection, latest: dict[str, datetime]
         return {}
     ids = sorted(latest)
     rows = {r["customer_id"]: r for r in await conn.fetch(
-        f"SELECT customer_id, key, erased_at FROM {TABLE} WHERE customer_id = ANY($1::text[])", ids)}
+        _LOOKUP, ids)}
     missing = [c for c in ids if c not in rows]
     if missing:
         await conn.execute(
@@ -269,7 +275,7 @@ async def keys_for_sealing(conn: asyncpg.Connection, latest: dict[str, datetime]
             rekey, [AESGCM.generate_key(bit_length=256) for _ in rekey])
     if missing or rekey:
         rows = {r["customer_id"]: r for r in await conn.fetch(
-            f"SELECT customer_id, key, erased_at FROM {TABLE} WHERE customer_id = ANY($1::text[])", ids)}
+            _LOOKUP, ids)}
     return {c: SealingKey(bytes(r["key"]) if r["key"] is not None else None, r["erased_at"]) for c, r in rows.items()}
 
 
