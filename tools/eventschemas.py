@@ -22,6 +22,7 @@ import msgspec
 from shared.events import CATALOG, EventSpec
 from shared.events.cloudevents import CONTENT_TYPE, ce_type, dataschema, schema_path
 from shared.events.envelope import Envelope
+from shared.privacy import PERSONAL_KEYS
 from tools.docfiles import stale_files, write_files
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "docs" / "schemas"
@@ -29,6 +30,8 @@ RELEASES = "releases"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 # Marks an enum whose list is documented as open: a new value is an additive change there.
 OPEN_ENUM = "x-aftersales-open-enum"
+# Marks a customer's personal value, sealed on the canonical topics (shared/keyring.py).
+SEALED = "x-aftersales-sealed"
 _REF = "#/$defs/{name}"
 # Older versions still published and accepted, and until when (docs/events.md, "Compatibility
 # policy"): (topic, event type, old version) -> the last day, ISO 8601. Their schema files say so.
@@ -52,10 +55,37 @@ def _data_schema(spec: EventSpec) -> tuple[str, dict[str, Any]]:
     return found["$ref"].rsplit("/", 1)[-1], found["$defs"]
 
 
+def _holds_text(prop: dict[str, Any]) -> bool:
+    """A string, a string or null, or a list of strings."""
+    kinds = prop.get("type")
+    if kinds == "string" or (isinstance(kinds, list) and "string" in kinds):
+        return True
+    if kinds == "array":
+        return _holds_text(prop.get("items") or {})
+    return any(_holds_text(option) for option in prop.get("anyOf", ()))
+
+
+def _mark_sealed(defs: dict[str, Any]) -> dict[str, Any]:
+    """On the canonical topics: each string property that is a customer's personal value carries
+    `x-aftersales-sealed` (docs/events.md, "Sealed personal values"): in an object that belongs to
+    a customer, it is sent as `sealed:v1:…` and opened with the customer's key."""
+    marked = {}
+    for name, definition in defs.items():
+        properties = definition.get("properties")
+        if isinstance(properties, dict):
+            definition = {**definition, "properties": {
+                key: ({**prop, SEALED: True} if key.lower() in PERSONAL_KEYS and _holds_text(prop) else prop)
+                for key, prop in properties.items()}}
+        marked[name] = definition
+    return marked
+
+
 def schema_for(spec: EventSpec, version: int) -> dict[str, Any]:
     """The JSON Schema of one event type's envelope at the version this code publishes."""
     properties, required = _envelope_properties()
     data_name, defs = _data_schema(spec)
+    if not spec.upstream:
+        defs = _mark_sealed(defs)
     summary = (spec.model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
     properties = {
         **properties,

@@ -156,3 +156,18 @@ def test_an_older_version_still_accepted_is_published_from_the_release_that_froz
     assert old["title"] == "as release 1.0 published it"
     assert old["x-aftersales"] == {"deprecated": True, "published_until": "2027-06-30", "replaced_by": 2}
     assert json.loads(files["aftersales.quality/QualityAlertRaised.v2.json"])["properties"]["schema_version"]["const"] == 2
+
+
+def test_a_customers_personal_values_are_marked_sealed_on_the_canonical_topics_only() -> None:
+    def data_properties(topic: str, event_type: str) -> dict[str, dict[str, Any]]:
+        schema = eventschemas.schema_for(CATALOG[(topic, event_type)], 1)
+        defs = schema["$defs"]
+        return {f"{name}.{key}": prop for name, d in defs.items() for key, prop in d.get("properties", {}).items()}
+
+    sold = data_properties("aftersales.intake", "VehicleSold")
+    marked = {key for key, prop in sold.items() if prop.get("x-aftersales-sealed")}
+    assert {"CustomerInfo.name", "CustomerInfo.phone", "CustomerInfo.address", "CustomerInfo.email",
+            "VehicleSold.plate"} <= marked
+    assert not marked & {"CustomerInfo.customer_id", "CustomerInfo.region", "VehicleSold.vin", "Consent.email"}
+    upstream = data_properties("upstream.sales", "VehicleSold")
+    assert not any(prop.get("x-aftersales-sealed") for prop in upstream.values())  # the producers' records as sent
