@@ -4,8 +4,6 @@ reports that arrive before their sale, defects counted once, and the API's guard
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,6 +31,7 @@ from tests.support import (
     count,
     day_at,
     db,
+    eventually,
     in_test_week,
     iso_week,
     manual_clock,
@@ -47,24 +46,13 @@ NEXT_MIDNIGHT = day_at(0, days=1)  # the next (daily) look, local midnight after
 FIRST_LOOK = NEXT_MIDNIGHT + timedelta(seconds=1)
 
 
-async def until(probe: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
-
-
 async def units_in_service(runtime: ServiceRuntime, category: str, units: int) -> None:
     async with api(runtime, "quality") as client:
         async def probe() -> bool:
             body = (await client.get("/v1/stats", params={"category": category, "from": "2020-01-01"})).json()
             return bool(body["units_in_service"]["units"] >= units)
 
-        await until(probe, what=f"{units} {category} units in service")
+        await eventually(probe, what=f"{units} {category} units in service")
 
 
 async def reports_stored(ns: Namespace, n: int) -> None:
@@ -73,7 +61,7 @@ async def reports_stored(ns: Namespace, n: int) -> None:
         async def probe() -> bool:
             return bool(await conn.fetchval("SELECT count(*) FROM reports") >= n)
 
-        await until(probe, what=f"{n} reports stored")
+        await eventually(probe, what=f"{n} reports stored")
     finally:
         await conn.close()
 
@@ -84,7 +72,7 @@ async def outbox_sent(ns: Namespace) -> None:
         async def probe() -> bool:
             return bool(await conn.fetchval("SELECT count(*) FROM outbox") == 0)
 
-        await until(probe, what="the quality outbox to be sent")
+        await eventually(probe, what="the quality outbox to be sent")
     finally:
         await conn.close()
 
@@ -100,7 +88,7 @@ async def looks_fired_through(ns: Namespace, last: datetime, looks: int) -> None
                 "AND due_at <= $2", NEXT_MIDNIGHT, last)
             return bool(fired == looks and await conn.fetchval("SELECT count(*) FROM outbox") == 0)
 
-        await until(probe, what=f"{looks} looks up to {last.isoformat()} to fire and their events to be sent")
+        await eventually(probe, what=f"{looks} looks up to {last.isoformat()} to fire and their events to be sent")
     finally:
         await conn.close()
 
@@ -206,7 +194,7 @@ async def test_alert_endpoints_need_a_token_and_the_quality_role_and_refuse_ille
             async with api(runtime, "ops") as ops:
                 return list((await ops.get("/v1/alerts")).json()["items"])
 
-        alert_id = (await until(one_alert, what="the burst alert"))[0]["alert_id"]
+        alert_id = (await eventually(one_alert, what="the burst alert"))[0]["alert_id"]
 
         async with api(runtime) as anonymous:
             for method, path in (("GET", "/v1/alerts"), ("GET", f"/v1/alerts/{alert_id}"), ("GET", "/v1/stats"),
@@ -271,7 +259,7 @@ async def test_alert_endpoints_need_a_token_and_the_quality_role_and_refuse_ille
         async def reopened_one() -> list[dict[str, Any]]:
             return [a for a in await reopened() if a["alert_id"] == alert_id]
 
-        await until(reopened_one, what="the reopened alert")
+        await eventually(reopened_one, what="the reopened alert")
         async with api(runtime, "quality") as quality:
             every = (await quality.get("/v1/alerts")).json()["items"]
             detail = (await quality.get(f"/v1/alerts/{alert_id}")).json()
@@ -330,7 +318,7 @@ async def test_parts_accuracy_per_week_and_dealer_and_the_monday_reports(ns: Nam
                     and body["quality"]["complaints"] == 3
                 return body if done else None
 
-            body = await until(weekly, what="the week's shipments")
+            body = await eventually(weekly, what="the week's shipments")
             parts = body["parts_accuracy"]
             assert parts["accuracy"] == pytest.approx(17 / 20) and parts["meets_target"] is False
             by_dealer = {d["dealer_id"]: d for d in parts["by_dealer"]}
@@ -348,7 +336,7 @@ async def test_parts_accuracy_per_week_and_dealer_and_the_monday_reports(ns: Nam
             assert kpis["parts_shipment_accuracy"]["lines"] == 24
             assert kpis["parts_shipment_accuracy"]["accuracy"] == pytest.approx(20 / 24)
             assert kpis["parts_shipment_accuracy"]["target"] == 0.98
-        await until(lambda: _gauge_is(metrics.PARTS_SHIPMENT_ACCURACY, 20 / 24), what="the accuracy gauge")
+        await eventually(lambda: _gauge_is(metrics.PARTS_SHIPMENT_ACCURACY, 20 / 24), what="the accuracy gauge")
 
         async with TopicReader(ns.settings, "aftersales.quality") as quality:
             clock.set(monday + timedelta(days=7, hours=8, seconds=1))  # Monday 08:00, the quality meeting
@@ -419,7 +407,7 @@ async def test_reports_before_their_sale_are_resolved_and_tested_once_the_sale_a
             r = await conn.fetchrow("SELECT resolution, batch, supplier_id FROM reports WHERE report_id = 'CR-1'")
             return (r["resolution"], r["batch"], r["supplier_id"]) == ("from_vehicle", "B2610-F2", "SUP-B")
 
-        await until(resolved, what="the complaint resolved from the sale")
+        await eventually(resolved, what="the complaint resolved from the sale")
         dealer = await conn.fetchrow("SELECT counted, duplicate_of FROM reports WHERE report_id = 'DR-F1'")
         assert (dealer["counted"], dealer["duplicate_of"]) == (False, "CR-1"), "one defect, two channels"
         async with api(stack["quality"], "ops") as client:
