@@ -130,16 +130,6 @@ def sealed_owners(value: Any) -> set[str]:
     return found
 
 
-def _opened(value: Any, keys: dict[str, bytes]) -> Any:
-    if isinstance(value, dict):
-        return {k: _opened(v, keys) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_opened(v, keys) for v in value]
-    if isinstance(value, str) and value.startswith(PREFIX):
-        return open_value(value, keys)
-    return value
-
-
 # ---------------------------------------------------------------------------------------
 # One value
 
@@ -161,12 +151,17 @@ def seal_value(customer_id: str, text: str, key: bytes) -> str:
     return _seal(AESGCM(key), customer_id, text)
 
 
-def _token_owner(token: str) -> str | None:
-    head, sep, _ = token[len(PREFIX):].partition(":")
+def _customer_of(head: str) -> str | None:
+    """The customer id a sealed value names (its first part, base64url)."""
     try:
-        return _unb64(head).decode() or None if sep else None
+        return _unb64(head).decode() or None
     except (ValueError, binascii.Error, UnicodeDecodeError):
         return None
+
+
+def _token_owner(token: str) -> str | None:
+    head, sep, _ = token[len(PREFIX):].partition(":")
+    return _customer_of(head) if sep else None
 
 
 def _open(cipher: AESGCM | None, owner: str, body: str) -> str:
@@ -309,7 +304,7 @@ def _named(payload: bytes) -> set[str]:
 
 
 def _owners_in(payload: bytes) -> set[str]:
-    return {owner for head, _ in _SEALED.findall(payload) if (owner := _token_owner(f"{PREFIX}{head.decode()}:"))}
+    return {owner for head, _ in _SEALED.findall(payload) if (owner := _customer_of(head.decode()))}
 
 
 async def seal_payloads(conn: asyncpg.Connection, payloads: Sequence[bytes], *, may_rekey: bool) -> list[bytes]:
@@ -363,7 +358,19 @@ async def open_payloads(conn: asyncpg.Connection | asyncpg.Pool, payloads: Seque
     ciphers = {owner: AESGCM(key) for owner, key in keys.items()}
 
     def opened(match: re.Match[bytes]) -> bytes:
-        owner = _token_owner(f"{PREFIX}{match[1].decode()}:") or ""
+        owner = _customer_of(match[1].decode()) or ""
         return _encode(_open(ciphers.get(owner), owner, match[2].decode()))
 
     return [_SEALED.sub(opened, p) if p is not None and MARKER in p else p for p in payloads]
+
+
+async def open_at(database_url: str, payloads: Sequence[bytes | None]) -> list[bytes | None]:
+    """`open_payloads` for tools and tests reading a topic: connects to the database only when a
+    record holds a sealed value."""
+    if not any(p is not None and MARKER in p for p in payloads):
+        return list(payloads)
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await open_payloads(conn, payloads)
+    finally:
+        await conn.close()

@@ -210,7 +210,9 @@ class TopicReader:
         batches = await self._consumer.getmany(timeout_ms=int(timeout * 1000))
         fresh = []
         for records in batches.values():
-            values = await self._open([r.value for r in records]) if self.opened else [r.value for r in records]
+            values = [r.value for r in records]
+            if self.opened:
+                values = await keyring.open_at(self.settings.database_url, values)
             for record, value in zip(records, values, strict=True):
                 try:
                     envelope = read_envelope(value)  # type: ignore[arg-type]  # None: no envelope, below
@@ -219,15 +221,6 @@ class TopicReader:
                 fresh.append(Read(record, envelope))
         self.records.extend(fresh)
         return fresh
-
-    async def _open(self, values: list[bytes | None]) -> list[bytes | None]:
-        if not any(v is not None and keyring.MARKER in v for v in values):
-            return values
-        conn = await asyncpg.connect(self.settings.database_url)
-        try:
-            return await keyring.open_payloads(conn, values)
-        finally:
-            await conn.close()
 
     async def wait_for(self, predicate: Callable[[list[Read]], bool], timeout: float = 30.0,
                        settle: float = 0.0) -> list[Read]:

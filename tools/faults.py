@@ -709,14 +709,8 @@ async def read_topic(settings: Settings, topic: str, timeout: float = 300) -> li
                     remaining.discard(tp)
     finally:
         await stop_consumer(consumer)
-    if any(r.value is not None and keyring.MARKER in r.value for r in out):
-        conn = await asyncpg.connect(settings.database_url)
-        try:
-            values = await keyring.open_payloads(conn, [r.value for r in out])
-        finally:
-            await conn.close()
-        out = [replace(r, value=v) for r, v in zip(out, values, strict=True)]
-    return out
+    values = await keyring.open_at(settings.database_url, [r.value for r in out])
+    return [replace(r, value=v) for r, v in zip(out, values, strict=True)]
 
 
 def parse(records: Iterable[Rec]) -> tuple[list[Ev], int]:

@@ -79,11 +79,7 @@ async def _topics_holding(ns: Namespace, values: dict[str, str], *, opened: bool
     records = await read_log(ns.settings, topics, until_ms=2**62)
     contents = [r.value for r in records]
     if opened:
-        conn = await asyncpg.connect(ns.settings.database_url)
-        try:
-            contents = await keyring.open_payloads(conn, contents)
-        finally:
-            await conn.close()
+        contents = await keyring.open_at(ns.settings.database_url, contents)
     found: dict[str, set[str]] = {t: set() for t in CANONICAL_TOPICS}
     for record, value in zip(records, contents, strict=True):
         text = orjson.dumps(orjson.loads(value)).decode()  # non-ASCII as itself, whatever the producer wrote
