@@ -17,9 +17,9 @@ from playwright.async_api import BrowserContext, expect
 from tests.console_support import add_staff, console_stack, served
 from tests.e2e.test_console_browser import chromium, cns  # noqa: F401  (fixtures)
 from tests.e2e.test_console_cases_browser import signed_in
-from tests.integration.test_quality_service import units_in_service, until
+from tests.integration.test_quality_service import units_in_service
 from tests.quality_events import defect_reported, part_shipped, shipment_discrepancy, vehicle, vehicle_sold
-from tests.support import Namespace, api, day_at, in_test_week, manual_clock, publish
+from tests.support import Namespace, api, day_at, eventually, in_test_week, manual_clock, publish
 from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
@@ -51,7 +51,7 @@ async def test_an_inspector_acknowledges_and_closes_an_alert_and_new_reports_reo
             async with api(stack["quality"], "ops") as ops:
                 return [a for a in (await ops.get("/v1/alerts")).json()["items"] if a["cell"]["kind"] == "batch"]
 
-        [alert] = await until(one_alert, what="the burst alert")
+        [alert] = await eventually(one_alert, what="the burst alert")
         alert_id = alert["alert_id"]
 
         async with served(stack) as url:
@@ -97,7 +97,7 @@ async def test_an_inspector_acknowledges_and_closes_an_alert_and_new_reports_reo
                 async with api(stack["quality"], "ops") as ops:
                     return (await ops.get(f"/v1/alerts/{alert_id}")).json()["state"] == "raised"
 
-            await until(reopened, what="the reopened alert")
+            await eventually(reopened, what="the reopened alert")
             await page.reload()
             await expect(page.get_by_role("heading", name=re.compile("质量预警"))).to_contain_text("已发出")
             await expect(page.get_by_role("region", name="位置")).to_contain_text("因新报告重新打开")

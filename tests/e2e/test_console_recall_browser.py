@@ -15,9 +15,9 @@ from shared.events import INTAKE
 from tests.console_support import add_staff, console_stack, served
 from tests.e2e.test_console_browser import chromium, cns  # noqa: F401  (fixtures)
 from tests.e2e.test_console_cases_browser import signed_in
-from tests.integration.test_quality_service import units_in_service, until
+from tests.integration.test_quality_service import units_in_service
 from tests.quality_events import canonical, defect_reported, vehicle, vehicle_sold
-from tests.support import Namespace, api, day_at, manual_clock, publish
+from tests.support import Namespace, api, day_at, eventually, manual_clock, publish
 from tools.simulate import Fleet
 
 pytestmark = [pytest.mark.infra, pytest.mark.dates]
@@ -42,7 +42,7 @@ async def test_an_inspector_confirms_a_batch_problem_and_follows_its_recall_per_
             async with api(stack["quality"], "ops") as ops:
                 return [a for a in (await ops.get("/v1/alerts")).json()["items"] if a["cell"]["kind"] == "batch"]
 
-        [alert] = await until(batch_alert, what="the batch alert")
+        [alert] = await eventually(batch_alert, what="the batch alert")
         alert_id = alert["alert_id"]
 
         async with served(stack) as url:
@@ -70,7 +70,7 @@ async def test_an_inspector_confirms_a_batch_problem_and_follows_its_recall_per_
                     return bool(body["progress"]["total"]["replaced"] == 1
                                 and body["reports_since_confirmation"]["inspected"] == 1)
 
-            await until(replaced, what="the replacement and the report after it")
+            await eventually(replaced, what="the replacement and the report after it")
             await page.get_by_role("link", name=f"召回 {campaign_id}：各经销商进度").click()
             await expect(page.get_by_role("heading", level=1)).to_contain_text(campaign_id)
             progress = page.get_by_role("region", name="各经销商进度")
