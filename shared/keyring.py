@@ -187,9 +187,20 @@ def open_value(token: str, keys: dict[str, bytes]) -> str:
 
 async def ensure_keyring(conn: asyncpg.Connection, grants: Mapping[str, Sequence[str]] | None = None) -> None:
     """Create the keyring (idempotent, serialised between processes) and grant each role what it
-    may do with the keys (`grants`: role -> privileges); nobody else may touch it."""
+    may do with the keys (`grants`: role -> privileges); nobody else may touch it.
+
+    The lock is the session's, taken before the transaction: a transaction that waited for it
+    inside would still look the schema up in its catalogue cache from before the other process
+    committed, and CREATE SCHEMA IF NOT EXISTS would then fail on the schema that process made."""
+    await conn.execute("SELECT pg_advisory_lock(hashtext('aftersales-keyring'))")
+    try:
+        await _create_keyring(conn, grants or {})
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(hashtext('aftersales-keyring'))")
+
+
+async def _create_keyring(conn: asyncpg.Connection, grants: Mapping[str, Sequence[str]]) -> None:
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('aftersales-keyring'))")
         await conn.execute(f"""
             CREATE SCHEMA IF NOT EXISTS {SCHEMA};
             CREATE TABLE IF NOT EXISTS {TABLE} (
@@ -200,7 +211,7 @@ async def ensure_keyring(conn: asyncpg.Connection, grants: Mapping[str, Sequence
                 CHECK (key IS NULL OR length(key) = 32));
             REVOKE ALL ON SCHEMA {SCHEMA} FROM PUBLIC;
             REVOKE ALL ON {TABLE} FROM PUBLIC""")
-        for role, privileges in (grants or {}).items():
+        for role, privileges in grants.items():
             statement = await conn.fetchval("SELECT format('GRANT USAGE ON SCHEMA %I TO %I', $1::text, $2::text)",
                                             SCHEMA, role)
             await conn.execute(statement)

@@ -5,6 +5,7 @@ erasure, which gets a new key that does not open the old values."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -72,3 +73,25 @@ async def test_after_an_erasure_only_intakes_new_data_gets_a_new_key(conn: async
     assert _data(new)["name"].startswith(keyring.PREFIX)  # type: ignore[union-attr]
     opened = await keyring.open_payloads(conn, [old, new])
     assert [_data(p)["name"] for p in opened] == ["", "王芳二"]  # the new key does not open the old value
+
+
+async def test_replicas_starting_together_make_the_keyring_once_and_none_fails(ns: Namespace) -> None:
+    """Two replicas of a development service (no role of its own) start at once in a database
+    without a keyring: each makes it if missing, none fails on the schema the other made."""
+    admin = await asyncpg.connect(ns.settings.database_url)
+    replicas = [await asyncpg.connect(ns.settings.database_url) for _ in range(4)]
+    try:
+        for _ in range(5):
+            await admin.execute("DROP SCHEMA IF EXISTS keyring CASCADE")
+            # each replica has already looked at the catalogue, as a starting service has (migrations)
+            await asyncio.gather(*(c.fetchval("SELECT to_regclass('keyring.customer_keys')") for c in replicas))
+            await asyncio.gather(*(keyring.ensure_keyring(c) for c in replicas))
+            assert all([await keyring.keyring_exists(c) for c in replicas])
+            assert await admin.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = 'keyring'") == 1
+            # and the session lock was given back by each
+            pids = [c.get_server_pid() for c in replicas]
+            assert await admin.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = ANY($1::int[])", pids) == 0
+    finally:
+        for c in (admin, *replicas):
+            await c.close()
