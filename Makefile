@@ -33,7 +33,7 @@ lock: setup
 	$(BIN)/uv pip compile pyproject.toml -q --universal --python-version 3.11 --generate-hashes --extra dev \
 	  --custom-compile-command "make lock" $(UV_ARGS) -o requirements/dev.txt
 
-# ruff on everything; mypy --strict on what [tool.mypy] lists (shared/).
+# ruff on everything; mypy --strict on what [tool.mypy] lists (shared/ and each service's domain).
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
