@@ -185,6 +185,9 @@ def open_value(token: str, keys: dict[str, bytes]) -> str:
 # The keyring table
 
 
+_MAKING = "aftersales-keyring"  # the advisory lock held while the keyring is made
+
+
 async def ensure_keyring(conn: asyncpg.Connection, grants: Mapping[str, Sequence[str]] | None = None) -> None:
     """Create the keyring (idempotent, serialised between processes) and grant each role what it
     may do with the keys (`grants`: role -> privileges); nobody else may touch it.
@@ -192,11 +195,11 @@ async def ensure_keyring(conn: asyncpg.Connection, grants: Mapping[str, Sequence
     The lock is the session's, taken before the transaction: a transaction that waited for it
     inside would still look the schema up in its catalogue cache from before the other process
     committed, and CREATE SCHEMA IF NOT EXISTS would then fail on the schema that process made."""
-    await conn.execute("SELECT pg_advisory_lock(hashtext('aftersales-keyring'))")
+    await conn.execute("SELECT pg_advisory_lock(hashtext($1))", _MAKING)
     try:
         await _create_keyring(conn, grants or {})
     finally:
-        await conn.execute("SELECT pg_advisory_unlock(hashtext('aftersales-keyring'))")
+        await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", _MAKING)
 
 
 async def _create_keyring(conn: asyncpg.Connection, grants: Mapping[str, Sequence[str]]) -> None:

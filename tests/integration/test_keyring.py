@@ -76,10 +76,11 @@ async def test_after_an_erasure_only_intakes_new_data_gets_a_new_key(conn: async
 
 
 async def test_replicas_starting_together_make_the_keyring_once_and_none_fails(ns: Namespace) -> None:
-    """Two replicas of a development service (no role of its own) start at once in a database
+    """Replicas of a development service (no role of its own) start at once in a database
     without a keyring: each makes it if missing, none fails on the schema the other made."""
     admin = await asyncpg.connect(ns.settings.database_url)
     replicas = [await asyncpg.connect(ns.settings.database_url) for _ in range(4)]
+    pids = [c.get_server_pid() for c in replicas]
     try:
         for _ in range(5):
             await admin.execute("DROP SCHEMA IF EXISTS keyring CASCADE")
@@ -89,7 +90,6 @@ async def test_replicas_starting_together_make_the_keyring_once_and_none_fails(n
             assert all([await keyring.keyring_exists(c) for c in replicas])
             assert await admin.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = 'keyring'") == 1
             # and the session lock was given back by each
-            pids = [c.get_server_pid() for c in replicas]
             assert await admin.fetchval(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = ANY($1::int[])", pids) == 0
     finally:
